@@ -1,0 +1,522 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every introspection query of the collection, and the pure parsers of what they return.
+
+``read_tables`` reads everything about a set of tables and all their partitions in a fixed number of
+round trips (four), however many partitions there are. Results are plain dicts and lists, with
+partition bounds parsed into typed values (int, datetime.date, datetime.datetime, str).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+
+try:
+    import psycopg2.extras
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
+
+MINVALUE = "MINVALUE"
+MAXVALUE = "MAXVALUE"
+
+RELKIND_NAMES = {"r": "plain", "p": "partitioned"}
+STRATEGY_NAMES = {"r": "range", "l": "list", "h": "hash"}
+STORAGE_NAMES = {"p": "plain", "m": "main", "e": "external", "x": "extended"}
+COMPRESSION_NAMES = {"": "default", "p": "pglz", "l": "lz4"}
+
+# ---------------------------------------------------------------------------------------------
+# Pure parsers
+# ---------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+    r"|(?P<word>[A-Za-z_]+)|(?P<punct>[(),]))"
+)
+
+
+def _tokens(text):
+    pos = 0
+    out = []
+    text = text.strip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match:
+            raise ValueError("cannot parse partition bound %r at %r" % (text, text[pos:]))
+        pos = match.end()
+        if match.group("string") is not None:
+            out.append(("string", match.group("string")[1:-1].replace("''", "'")))
+        elif match.group("number") is not None:
+            raw = match.group("number")
+            out.append(("number", int(raw) if re.match(r"^-?\d+$", raw) else float(raw)))
+        elif match.group("word") is not None:
+            out.append(("word", match.group("word")))
+        else:
+            out.append(("punct", match.group("punct")))
+    return out
+
+
+def _literal_list(tokens, start):
+    """Read ``( v, v, ... )`` from tokens[start]; return (values, next index)."""
+    if tokens[start] != ("punct", "("):
+        raise ValueError("expected '(' in partition bound")
+    values = []
+    i = start + 1
+    while True:
+        kind, value = tokens[i]
+        if kind == "word":
+            upper = value.upper()
+            value = {"NULL": None, "TRUE": True, "FALSE": False}.get(upper, upper)
+        values.append(value)
+        i += 1
+        kind, value = tokens[i]
+        if (kind, value) == ("punct", ")"):
+            return values, i + 1
+        if (kind, value) != ("punct", ","):
+            raise ValueError("expected ',' or ')' in partition bound")
+        i += 1
+
+
+def parse_partition_bound(expr):
+    """Parse ``pg_get_expr(relpartbound)`` into a dict.
+
+    Returns ``{"kind": "default"}``, ``{"kind": "range", "low": [...], "high": [...]}``,
+    ``{"kind": "list", "values": [...]}`` or ``{"kind": "hash", "modulus": m, "remainder": r}``.
+    Range values stay raw (str/int) here; ``typed_value`` converts them with the key's type.
+    """
+    if expr is None:
+        return None
+    text = expr.strip()
+    if text.upper() == "DEFAULT":
+        return {"kind": "default"}
+    tokens = _tokens(text)
+    words = [v.upper() for k, v in tokens[:3] if k == "word"]
+    if words[:3] == ["FOR", "VALUES", "FROM"]:
+        low, i = _literal_list(tokens, 3)
+        if tokens[i] != ("word", "TO") and tokens[i][1].upper() != "TO":
+            raise ValueError("expected TO in partition bound %r" % expr)
+        high, _ = _literal_list(tokens, i + 1)
+        return {"kind": "range", "low": low, "high": high}
+    if words[:3] == ["FOR", "VALUES", "IN"]:
+        values, _ = _literal_list(tokens, 3)
+        return {"kind": "list", "values": values}
+    if words[:3] == ["FOR", "VALUES", "WITH"]:
+        parts = dict(
+            (tokens[j][1].lower(), tokens[j + 1][1]) for j in range(4, len(tokens) - 1) if tokens[j][0] == "word"
+        )
+        return {"kind": "hash", "modulus": parts.get("modulus"), "remainder": parts.get("remainder")}
+    raise ValueError("unknown partition bound %r" % expr)
+
+
+_TZ_SHORT = re.compile(r"([+-]\d{2})$")
+
+
+def typed_value(raw, type_name):
+    """Convert one raw bound value to the key column's Python type (MINVALUE/MAXVALUE kept as is)."""
+    if raw in (MINVALUE, MAXVALUE) or raw is None:
+        return raw
+    base = (type_name or "").split("(")[0].strip()
+    if base == "date":
+        return datetime.date.fromisoformat(str(raw))
+    if base.startswith("timestamp"):
+        text = _TZ_SHORT.sub(r"\1:00", str(raw).replace("T", " "))
+        return datetime.datetime.fromisoformat(text)
+    if base in ("integer", "bigint", "smallint"):
+        return int(raw)
+    if base == "numeric" and not isinstance(raw, str):
+        return raw
+    return raw
+
+
+def json_value(value):
+    """Render a typed bound value for module results (dates as ISO text, ints as ints)."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
+
+
+def parse_options(options):
+    """Turn ``reloptions`` (``['fillfactor=90', ...]``) into a dict of strings."""
+    result = {}
+    for item in options or []:
+        key, _, value = item.partition("=")
+        result[key] = value
+    return result
+
+
+def coverage(ranges):
+    """Find gaps and overlaps in sorted single-column ranges.
+
+    ``ranges`` is a list of ``(low, high, name)`` with comparable typed values. Returns
+    ``(gaps, overlaps)``: lists of ``{"from", "to"}`` and ``{"partitions", "from", "to"}``.
+    """
+    gaps, overlaps = [], []
+    ordered = sorted(
+        (r for r in ranges if r[0] not in (MINVALUE, MAXVALUE) or r[1] not in (MINVALUE, MAXVALUE)),
+        key=lambda r: (r[0] != MINVALUE, r[0] if r[0] not in (MINVALUE, MAXVALUE) else 0),
+    )
+    for previous, current in zip(ordered, ordered[1:]):
+        prev_high, cur_low = previous[1], current[0]
+        if prev_high == MAXVALUE or cur_low == MINVALUE:
+            overlaps.append({"partitions": [previous[2], current[2]], "from": cur_low, "to": prev_high})
+        elif prev_high < cur_low:
+            gaps.append({"from": prev_high, "to": cur_low})
+        elif prev_high > cur_low:
+            overlaps.append({"partitions": [previous[2], current[2]], "from": cur_low, "to": prev_high})
+    return gaps, overlaps
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+# ---------------------------------------------------------------------------------------------
+
+RELATIONS_QUERY = """
+WITH wanted AS (
+    SELECT w.ord, w.schema_name, w.rel_name, c.oid
+    FROM unnest(%(schemas)s::text[], %(names)s::text[]) WITH ORDINALITY AS w(schema_name, rel_name, ord)
+    LEFT JOIN pg_namespace n ON n.nspname = w.schema_name
+    LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name AND c.relkind IN ('r', 'p')
+)
+SELECT w.ord, w.schema_name AS wanted_schema, w.rel_name AS wanted_name,
+       t.relid::oid AS oid, t.parentrelid::oid AS parent_oid, t.isleaf, t.level,
+       n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS relkind, c.relispartition,
+       pg_get_expr(c.relpartbound, c.oid) AS bound_expr,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key_def,
+       pt.partstrat::text AS strategy,
+       ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o) AS key_columns,
+       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o) AS key_types,
+       pt.partexprs IS NOT NULL AS key_has_expressions,
+       pg_get_userbyid(c.relowner)::text AS owner,
+       c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
+       c.reloptions, tc.reloptions AS toast_reloptions, c.reltoastrelid::bigint AS toast_oid,
+       CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
+       CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) ELSE 0 END AS toast_bytes,
+       CASE WHEN c.relkind = 'r' THEN pg_indexes_size(c.oid) ELSE 0 END AS index_bytes,
+       s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze, s.n_ins_since_vacuum,
+       s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
+       s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count,
+       ts.n_live_tup AS toast_n_live_tup, ts.n_dead_tup AS toast_n_dead_tup,
+       ts.last_vacuum AS toast_last_vacuum, ts.last_autovacuum AS toast_last_autovacuum,
+       tc.reltuples::float8 AS toast_reltuples,
+       obj_description(c.oid, 'pg_class') AS comment
+FROM wanted w
+LEFT JOIN LATERAL (
+    SELECT pt.relid, pt.parentrelid, pt.isleaf, pt.level FROM pg_partition_tree(w.oid) pt
+    UNION ALL  -- pg_partition_tree returns nothing for a plain table
+    SELECT w.oid::regclass, NULL::regclass, true, 0
+    WHERE w.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_partition_tree(w.oid))
+) t ON true
+LEFT JOIN pg_class c ON c.oid = t.relid::oid
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+LEFT JOIN pg_stat_all_tables ts ON ts.relid = c.reltoastrelid
+ORDER BY w.ord, t.level, n.nspname, c.relname
+"""
+
+COLUMNS_QUERY = """
+SELECT a.attrelid AS oid, a.attnum, a.attname::text AS name,
+       format_type(a.atttypid, a.atttypmod) AS type, ty.typname::text AS type_name,
+       a.attnotnull AS not_null, a.atthasdef AS has_default,
+       pg_get_expr(d.adbin, d.adrelid) AS default_expr,
+       a.attidentity::text AS identity, a.attgenerated::text AS generated,
+       a.attcompression::text AS compression, a.attstorage::text AS storage,
+       ty.typstorage::text AS type_storage, ty.typlen AS type_length,
+       NULLIF(a.attstattarget, -1) AS statistics_target
+FROM pg_attribute a
+JOIN pg_type ty ON ty.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = ANY(%(oids)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+INDEXES_QUERY = """
+SELECT i.indrelid AS table_oid, i.indexrelid AS oid, ic.relname::text AS name, n.nspname::text AS schema,
+       pg_get_indexdef(i.indexrelid) AS definition, i.indisunique AS is_unique, i.indisprimary AS is_primary,
+       i.indisvalid AS is_valid, ic.relkind::text AS relkind,
+       COALESCE(s.idx_scan, 0) AS idx_scan, pg_relation_size(i.indexrelid) AS bytes,
+       inh.inhparent AS parent_index_oid, con.conname::text AS constraint_name
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = ic.relnamespace
+LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
+LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+WHERE i.indrelid = ANY(%(oids)s::oid[])
+ORDER BY i.indrelid, ic.relname
+"""
+
+DEPENDENTS_QUERY = """
+SELECT DISTINCT d.refobjid AS table_oid, v.oid, vn.nspname::text AS schema, v.relname::text AS name,
+       CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END AS kind,
+       pg_get_userbyid(v.relowner)::text AS owner
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = ANY(%(oids)s::oid[]) AND v.oid <> d.refobjid
+ORDER BY 3, 4
+"""
+
+TABLES_IN_SCHEMAS_QUERY = """
+SELECT n.nspname::text, c.relname::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY(%(schemas)s::text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+ORDER BY 1, 2
+"""
+
+SCHEMAS_EXIST_QUERY = "SELECT nspname::text FROM pg_namespace WHERE nspname = ANY(%(schemas)s::text[])"
+
+
+def _dict_cursor(conn):
+    return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+
+
+def tables_in_schemas(conn, schemas):
+    """Return ``[(schema, table)]`` of every plain or partitioned top-level table in ``schemas``.
+
+    Raises InvalidInput naming any schema that does not exist.
+    """
+    with conn.cursor() as cur:
+        cur.execute(SCHEMAS_EXIST_QUERY, {"schemas": list(schemas)})
+        found = set(r[0] for r in cur.fetchall())
+        missing = [s for s in schemas if s not in found]
+        if missing:
+            raise InvalidInput(
+                "schema(s) %s do not exist in database %s: fix the schemas option"
+                % (", ".join(missing), conn.info.dbname)
+            )
+        cur.execute(TABLES_IN_SCHEMAS_QUERY, {"schemas": list(schemas)})
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def _relation_entry(row):
+    stats_keys = (
+        "n_live_tup", "n_dead_tup", "n_mod_since_analyze", "n_ins_since_vacuum", "last_vacuum",
+        "last_autovacuum", "last_analyze", "last_autoanalyze", "vacuum_count", "autovacuum_count",
+        "analyze_count", "autoanalyze_count",
+    )
+    entry = {
+        "oid": row["oid"],
+        "parent_oid": row["parent_oid"],
+        "schema": row["schema"],
+        "name": row["name"],
+        "relkind": row["relkind"],
+        "is_leaf": row["isleaf"],
+        "level": row["level"],
+        "is_partition": row["relispartition"],
+        "owner": row["owner"],
+        "comment": row["comment"],
+        "reltuples": row["reltuples"],
+        "relpages": row["relpages"],
+        "reloptions": parse_options(row["reloptions"]),
+        "toast_reloptions": parse_options(row["toast_reloptions"]),
+        "toast_oid": row["toast_oid"] or None,
+        "heap_bytes": row["heap_bytes"],
+        "toast_bytes": row["toast_bytes"],
+        "index_bytes": row["index_bytes"],
+        "stats": dict((k, row[k]) for k in stats_keys),
+        "toast_stats": {
+            "n_live_tup": row["toast_n_live_tup"],
+            "n_dead_tup": row["toast_n_dead_tup"],
+            "last_vacuum": row["toast_last_vacuum"],
+            "last_autovacuum": row["toast_last_autovacuum"],
+            "reltuples": row["toast_reltuples"],
+        },
+        "bound_expr": row["bound_expr"],
+        "bound": parse_partition_bound(row["bound_expr"]) if row["bound_expr"] else None,
+        "partition_key": None,
+        "columns": [],
+        "indexes": [],
+    }
+    if row["relkind"] == "p":
+        entry["partition_key"] = {
+            "definition": row["partition_key_def"],
+            "strategy": STRATEGY_NAMES.get(row["strategy"], row["strategy"]),
+            "columns": list(row["key_columns"] or []),
+            "types": list(row["key_types"] or []),
+            "has_expressions": row["key_has_expressions"],
+        }
+    return entry
+
+
+def read_tables(conn, names):
+    """Read every fact about ``names`` (list of ``(schema, table)``) and their whole partition trees.
+
+    Four round trips in all. Returns a list (same order as ``names``) of table dicts; a table that
+    does not exist has ``exists: False``. Each dict holds the root relation's entry plus
+    ``relations`` (every relation of the tree by oid, root included), ``partitions`` (the tree below
+    the root in level order), ``dependents`` and ``columns``/``indexes`` on each relation.
+    """
+    names = list(names)
+    with _dict_cursor(conn) as cur:
+        cur.execute(RELATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
+        rows = cur.fetchall()
+        tables = []
+        by_ord = {}
+        for row in rows:
+            by_ord.setdefault(row["ord"], []).append(row)
+        relations = {}
+        dependents = {}
+        for position, (schema, name) in enumerate(names, start=1):
+            group = by_ord.get(position, [])
+            if not group or group[0]["oid"] is None:
+                tables.append({"schema": schema, "name": name, "exists": False})
+                continue
+            entries = [_relation_entry(r) for r in group]
+            for entry in entries:
+                relations[entry["oid"]] = entry
+            root = dict(entries[0])
+            root["exists"] = True
+            root["relations"] = dict((e["oid"], e) for e in entries)
+            root["partitions"] = entries[1:]
+            tables.append(root)
+        oids = list(relations)
+        if oids:
+            cur.execute(COLUMNS_QUERY, {"oids": oids})
+            for col in cur.fetchall():
+                col = dict(col)
+                col["compression"] = COMPRESSION_NAMES.get(col["compression"], col["compression"])
+                col["storage"] = STORAGE_NAMES.get(col["storage"], col["storage"])
+                col["type_storage"] = STORAGE_NAMES.get(col["type_storage"], col["type_storage"])
+                col["toastable"] = col.pop("type_length") == -1 and col["type_storage"] != "plain"
+                relations[col.pop("oid")]["columns"].append(col)
+            cur.execute(INDEXES_QUERY, {"oids": oids})
+            for index in cur.fetchall():
+                index = dict(index)
+                relations[index.pop("table_oid")]["indexes"].append(index)
+            cur.execute(DEPENDENTS_QUERY, {"oids": oids})
+            for dep in cur.fetchall():
+                dependents.setdefault(dep["table_oid"], []).append(dict(dep))
+    if not conn.autocommit:
+        conn.rollback()
+    for table in tables:
+        if not table["exists"]:
+            continue
+        table["root"] = relations[table["oid"]]
+        seen, deps = set(), []
+        for oid in table["relations"]:
+            for dep in dependents.get(oid, []):
+                if dep["oid"] not in seen:
+                    seen.add(dep["oid"])
+                    deps.append(dict((k, v) for k, v in dep.items() if k != "table_oid"))
+        table["dependents"] = deps
+        table["columns"] = table["root"]["columns"]
+        table["indexes"] = table["root"]["indexes"]
+        _type_bounds(table)
+    return tables
+
+
+def _type_bounds(table):
+    """Give every partition typed ``low``/``high`` (single-column range keys) from its parent's key type."""
+    for entry in table["partitions"]:
+        bound = entry["bound"]
+        parent = table["relations"].get(entry["parent_oid"])
+        if not bound or not parent or not parent.get("partition_key"):
+            continue
+        types = parent["partition_key"]["types"]
+        if bound["kind"] == "range":
+            bound["low"] = [typed_value(v, t) for v, t in zip(bound["low"], types)]
+            bound["high"] = [typed_value(v, t) for v, t in zip(bound["high"], types)]
+            if len(types) == 1:
+                entry["low"], entry["high"] = bound["low"][0], bound["high"][0]
+
+
+def read_table(conn, schema, name):
+    """Read one table's facts (see ``read_tables``); raise InvalidInput naming it when it does not exist."""
+    table = read_tables(conn, [(schema, name)])[0]
+    if not table["exists"]:
+        raise InvalidInput(
+            "table %s does not exist in database %s: check the name (schema.table; quote mixed-case parts)"
+            % (display_name(schema, name), conn.info.dbname)
+        )
+    return table
+
+
+def tree_totals(table):
+    """Sum sizes and tuple counts over every leaf of a table (a partitioned parent itself reads 0)."""
+    totals = {"heap_bytes": 0, "toast_bytes": 0, "index_bytes": 0, "reltuples": 0.0, "n_live_tup": 0, "n_dead_tup": 0}
+    for entry in table["relations"].values():
+        totals["heap_bytes"] += entry["heap_bytes"] or 0
+        totals["toast_bytes"] += entry["toast_bytes"] or 0
+        totals["index_bytes"] += entry["index_bytes"] or 0
+        if entry["relkind"] == "r":
+            totals["reltuples"] += max(entry["reltuples"] or 0, 0)
+            totals["n_live_tup"] += entry["stats"]["n_live_tup"] or 0
+            totals["n_dead_tup"] += entry["stats"]["n_dead_tup"] or 0
+    totals["total_bytes"] = totals["heap_bytes"] + totals["toast_bytes"] + totals["index_bytes"]
+    return totals
+
+
+def count_rows(conn, schema, name):
+    """Exact ``count(*)`` of one relation (used for default partitions, whose rows block new partitions)."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))
+        count = cur.fetchone()[0]
+    if not conn.autocommit:
+        conn.rollback()
+    return count
+
+
+SAMPLE_TARGET_PAGES = 2000
+
+
+def sample_percent(relpages, exact=False):
+    """Percentage of pages to sample so that about SAMPLE_TARGET_PAGES pages are read; None means read all."""
+    if exact or relpages is None or relpages <= SAMPLE_TARGET_PAGES:
+        return None
+    return max(0.01, round(100.0 * SAMPLE_TARGET_PAGES / relpages, 4))
+
+
+def column_compression(conn, schema, name, columns, relpages=None, exact=False):
+    """Measure, per column, how many values are stored pglz, lz4, uncompressed, or NULL, and their widths.
+
+    Reads a ``TABLESAMPLE SYSTEM`` sample of about SAMPLE_TARGET_PAGES pages unless ``exact`` or the table
+    is small. One query for all columns. Returns ``{"sampled": bool, "sample_percent": p, "columns": {...}}``.
+    """
+    if not columns:
+        return {"sampled": False, "sample_percent": None, "columns": {}}
+    percent = sample_percent(relpages, exact)
+    parts = []
+    for col in columns:
+        ident = sql.Identifier(col)
+        parts.append(
+            sql.SQL(
+                "count({c}) FILTER (WHERE pg_column_compression({c}) = 'pglz'), "
+                "count({c}) FILTER (WHERE pg_column_compression({c}) = 'lz4'), "
+                "count({c}) FILTER (WHERE pg_column_compression({c}) IS NULL), "
+                "count(*) FILTER (WHERE {c} IS NULL), "
+                "COALESCE(avg(pg_column_size({c})), 0)::float8, COALESCE(max(pg_column_size({c})), 0)"
+            ).format(c=ident)
+        )
+    query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(parts), sql.Identifier(schema, name))
+    if percent is not None:
+        query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
+    with conn.cursor() as cur:
+        cur.execute(query)
+        row = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    result = {"sampled": percent is not None, "sample_percent": percent, "rows_read": row[0], "columns": {}}
+    for i, col in enumerate(columns):
+        pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i: 7 + 6 * i]
+        result["columns"][col] = {
+            "pglz": pglz,
+            "lz4": lz4,
+            "uncompressed": plain,
+            "null": nulls,
+            "avg_bytes": round(avg_width, 1),
+            "max_bytes": max_width,
+        }
+    return result

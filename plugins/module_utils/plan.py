@@ -1,0 +1,249 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plans and the one executor that runs them.
+
+A plan is an ordered list of steps computed from catalog facts by a pure planner. The same plan is
+rendered in check mode and executed in a real run, so ``queries`` is identical in both.
+
+Execution rules:
+- steps sharing a ``group`` run in one transaction (all or nothing); a step without a group is its own transaction;
+- a step with ``transactional=False`` (VACUUM, DETACH ... CONCURRENTLY) runs alone in autocommit;
+- every statement runs under the session's ``lock_timeout``; a transaction that hits it (or a deadlock) is
+  rolled back and retried with a growing delay, then the executor gives up naming who holds the lock.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+
+try:
+    import psycopg2
+except ImportError:  # reported by the connection layer
+    psycopg2 = None
+
+# Lock names, as PostgreSQL's documentation spells them, for the plan output.
+ACCESS_SHARE = "ACCESS SHARE"
+ROW_EXCLUSIVE = "ROW EXCLUSIVE"
+SHARE_UPDATE_EXCLUSIVE = "SHARE UPDATE EXCLUSIVE"
+SHARE = "SHARE"
+SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
+ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
+
+_RETRYABLE = ("55P03", "40P01")  # lock_not_available, deadlock_detected
+
+BLOCKERS_QUERY = """
+SELECT DISTINCT l.pid, a.usename::text, a.state, left(a.query, 200) AS query,
+       now() - a.xact_start AS xact_age, l.mode
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
+  AND l.relation IN (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[])))
+ORDER BY l.pid
+"""
+
+
+class Step(object):
+    """One SQL statement of a plan, with why it runs and what it locks.
+
+    ``sql`` is a ``psycopg2.sql.Composable`` (or a constant string without identifiers).
+    ``targets`` lists the ``(schema, relation)`` pairs it locks, used to name blockers.
+    """
+
+    def __init__(self, sql, reason, lock=None, targets=(), group=None, transactional=True, params=None):
+        self.sql = sql
+        self.reason = reason
+        self.lock = lock
+        self.targets = tuple(targets)
+        self.group = group
+        self.transactional = transactional
+        self.params = params
+        self.rowcount = None
+
+    def render(self, conn):
+        """Return the statement as the exact text the server receives."""
+        if hasattr(self.sql, "as_string"):
+            text = self.sql.as_string(conn)
+        else:
+            text = self.sql
+        if self.params is not None:
+            with conn.cursor() as cur:
+                text = cur.mogrify(text, self.params).decode()
+        return text
+
+    def describe(self, conn):
+        """Return a dict for the module result: the SQL, its reason and its lock."""
+        return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
+
+
+class Plan(object):
+    """An ordered list of steps; an empty plan means the declared state already holds."""
+
+    def __init__(self, steps=None):
+        self.steps = list(steps or [])
+
+    def add(self, step):
+        """Append one step and return it."""
+        self.steps.append(step)
+        return step
+
+    def extend(self, steps):
+        """Append several steps."""
+        self.steps.extend(steps)
+
+    def __bool__(self):
+        return bool(self.steps)
+
+    __nonzero__ = __bool__
+
+    def __len__(self):
+        return len(self.steps)
+
+    def queries(self, conn):
+        """Render every statement, for check mode and for the ``queries`` result."""
+        return [step.render(conn) for step in self.steps]
+
+    def explain(self, conn):
+        """Render every step with its reason and lock, for the ``plan`` result."""
+        return [step.describe(conn) for step in self.steps]
+
+
+def transactions(steps):
+    """Split steps into the units the executor commits: lists of steps sharing a group, or single steps."""
+    units = []
+    for step in steps:
+        previous = units[-1] if units else None
+        if (
+            previous
+            and step.transactional
+            and step.group is not None
+            and previous[-1].transactional
+            and previous[-1].group == step.group
+        ):
+            previous.append(step)
+        else:
+            units.append([step])
+    return units
+
+
+class Executor(object):
+    """Runs plans on one connection with bounded lock waits and retries."""
+
+    def __init__(self, conn, retries=3, retry_delay=2.0, sleep=time.sleep):
+        self.conn = conn
+        self.retries = max(0, int(retries))
+        self.retry_delay = max(0.0, float(retry_delay))
+        self.sleep = sleep
+        self.executed = []
+        self.attempts = 0
+
+    @classmethod
+    def from_module(cls, conn, module):
+        """Build an executor with the module's ``lock_retries`` and ``lock_retry_delay``."""
+        return cls(conn, module.params.get("lock_retries", 3), module.params.get("lock_retry_delay", 2.0))
+
+    def run(self, plan):
+        """Execute every step of ``plan``; return the statements that ran, in order."""
+        steps = plan.steps if isinstance(plan, Plan) else list(plan)
+        ran = []
+        for unit in transactions(steps):
+            ran.extend(self._run_unit(unit))
+        return ran
+
+    def _run_unit(self, unit):
+        attempt = 0
+        while True:
+            attempt += 1
+            self.attempts += 1
+            try:
+                return self._execute(unit)
+            except psycopg2.Error as error:
+                self._rollback()
+                if error.pgcode not in _RETRYABLE:
+                    raise
+                if attempt > self.retries:
+                    raise self._give_up(unit, error, attempt)
+                self.sleep(self.retry_delay * (2 ** (attempt - 1)))
+
+    def _execute(self, unit):
+        autocommit = not unit[0].transactional
+        self.conn.autocommit = autocommit
+        texts = []
+        try:
+            with self.conn.cursor() as cur:
+                for step in unit:
+                    text = step.render(self.conn)
+                    cur.execute(text)
+                    step.rowcount = cur.rowcount
+                    texts.append(text)
+            if not autocommit:
+                self.conn.commit()
+        finally:
+            self.conn.autocommit = False
+        self.executed.extend(texts)
+        return texts
+
+    def _rollback(self):
+        try:
+            if not self.conn.autocommit:
+                self.conn.rollback()
+        except psycopg2.Error:
+            pass
+
+    def _give_up(self, unit, error, attempts):
+        targets = []
+        for step in unit:
+            for target in step.targets:
+                if target not in targets:
+                    targets.append(target)
+        blockers = self.blockers(targets)
+        names = ", ".join(display_name(s, r) for s, r in targets) or "the relations of this step"
+        if blockers:
+            who = "; ".join(
+                "pid %s (%s, %s, holding %s, transaction open %s): %s"
+                % (b["pid"], b["user"], b["state"], b["mode"], b["xact_age"], b["query"])
+                for b in blockers
+            )
+        else:
+            who = "no session holds it any more (it was released after the last attempt)"
+        kind = "a deadlock" if error.pgcode == "40P01" else "lock_timeout"
+        msg = (
+            "Gave up after %d attempts: could not lock %s within lock_timeout (%s). Blocked by %s. "
+            "Nothing of this step was applied. What to do: wait for or end that session "
+            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries."
+            % (attempts, names, kind, who)
+        )
+        return LockNotGranted(
+            msg,
+            blocking_pids=[b["pid"] for b in blockers],
+            failed_sql=unit[0].render(self.conn),
+        )
+
+    def blockers(self, targets):
+        """Return the sessions holding granted locks on ``targets`` (list of (schema, relation))."""
+        if not targets:
+            return []
+        schemas = [t[0] for t in targets]
+        names = [t[1] for t in targets]
+        self.conn.autocommit = True
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(BLOCKERS_QUERY, (schemas, names))
+                rows = cur.fetchall()
+        finally:
+            self.conn.autocommit = False
+        return [
+            {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]}
+            for r in rows
+        ]
+
+
+def is_lock_error(error):
+    """True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
+    return getattr(error, "pgcode", None) in _RETRYABLE
+
+

@@ -1,0 +1,211 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn catalog facts about one table into the report ``table_info`` returns (pure)."""
+
+from __future__ import annotations
+
+import datetime
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import (
+    MAXVALUE,
+    MINVALUE,
+    coverage,
+    json_value,
+    tree_totals,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import autovacuum_triggers
+
+
+def bound_as_date(value):
+    """Read a bound as a calendar date when it is one: date, timestamp, or integer YYYYMMDD / YYYYMM."""
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+        try:
+            if len(text) == 8:
+                return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+            if len(text) == 6:
+                return datetime.date(int(text[:4]), int(text[4:]), 1)
+        except ValueError:
+            return None
+    return None
+
+
+def periods_ahead(ranges, today):
+    """Count the contiguous partitions after the one holding ``today``.
+
+    ``ranges`` is ``[(low, high, name)]`` of typed bounds. Returns ``(current_name, count, covered_until)``;
+    ``(None, 0, None)`` when no partition holds today or the bounds are not dates.
+    """
+    dated = []
+    for low, high, name in ranges:
+        low_date, high_date = bound_as_date(low), bound_as_date(high)
+        if low_date is None or high_date is None:
+            continue
+        dated.append((low_date, high_date, name))
+    dated.sort()
+    current = None
+    for index, (low, high, name) in enumerate(dated):
+        if low <= today < high:
+            current = index
+            break
+    if current is None:
+        return None, 0, None
+    count, edge = 0, dated[current][1]
+    for low, high, _name in dated[current + 1:]:
+        if low != edge:
+            break
+        count += 1
+        edge = high
+    return dated[current][2], count, edge.isoformat()
+
+
+def _stamp(value):
+    return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value
+
+
+def _stats(entry):
+    return dict((k, _stamp(v)) for k, v in entry["stats"].items())
+
+
+def _sizes(heap, toast, index):
+    return {"heap_bytes": heap, "toast_bytes": toast, "index_bytes": index, "total_bytes": heap + toast + index}
+
+
+def partition_report(entry):
+    """Describe one partition: bounds as JSON values, size and rows."""
+    bound = entry["bound"] or {}
+    return {
+        "schema": entry["schema"],
+        "name": entry["name"],
+        "level": entry["level"],
+        "parent_oid": entry["parent_oid"],
+        "is_default": bound.get("kind") == "default",
+        "bound": entry["bound_expr"],
+        "low": json_value(entry.get("low")),
+        "high": json_value(entry.get("high")),
+        "rows": max(int(entry["reltuples"] or 0), 0) if entry["relkind"] == "r" else None,
+        "sizes": _sizes(entry["heap_bytes"], entry["toast_bytes"], entry["index_bytes"]),
+        "reloptions": entry["reloptions"],
+    }
+
+
+def table_report(table, settings, today, default_rows=None, compression=None):
+    """Build the per-table report of ``table_info`` from ``catalog.read_table`` facts.
+
+    ``settings`` are the server's autovacuum settings, ``today`` a date, ``default_rows`` the exact count
+    of rows in the default partition (when there is one), ``compression`` the measured shares.
+    """
+    root = table["root"]
+    totals = tree_totals(table)
+    if root["relkind"] == "p":
+        kind = "partitioned"
+    elif root["is_partition"]:
+        kind = "partition"
+    else:
+        kind = "plain"
+    report = {
+        "schema": table["schema"],
+        "name": table["name"],
+        "kind": kind,
+        "owner": root["owner"],
+        "comment": root["comment"],
+        "sizes": _sizes(totals["heap_bytes"], totals["toast_bytes"], totals["index_bytes"]),
+        "rows_estimate": int(totals["reltuples"]),
+        "partition_key": root["partition_key"],
+        "reloptions": root["reloptions"],
+        "toast_reloptions": root["toast_reloptions"],
+        "columns": [
+            {
+                "name": c["name"],
+                "type": c["type"],
+                "not_null": c["not_null"],
+                "compression": c["compression"],
+                "storage": c["storage"],
+                "toastable": c["toastable"],
+            }
+            for c in root["columns"]
+        ],
+        "compression_measured": compression,
+        "indexes": [],
+        "unused_indexes": [],
+        "dependents": table["dependents"],
+    }
+    leaves = [e for e in table["relations"].values() if e["relkind"] == "r"]
+    for entry in table["relations"].values():
+        for index in entry["indexes"]:
+            item = {
+                "table": entry["name"],
+                "name": index["name"],
+                "definition": index["definition"],
+                "valid": index["is_valid"],
+                "unique": index["is_unique"],
+                "primary": index["is_primary"],
+                "idx_scan": index["idx_scan"],
+                "bytes": index["bytes"],
+            }
+            report["indexes"].append(item)
+            if entry["relkind"] == "r" and index["idx_scan"] == 0 and not (index["is_unique"] or index["is_primary"]):
+                report["unused_indexes"].append(index["name"])
+    report["vacuum"] = [
+        vacuum_report(e, settings) for e in sorted(leaves, key=lambda e: (e["level"], e["name"]))
+    ]
+    report["stats"] = _stats(root)
+    if kind == "partitioned":
+        report.update(partitioned_report(table, today, default_rows))
+    return report
+
+
+def vacuum_report(entry, settings):
+    """Dead tuples, changes since analyze and autovacuum trigger points of one leaf relation (and its TOAST)."""
+    triggers = autovacuum_triggers(entry["reloptions"], settings, entry["reltuples"])
+    toast_options = dict(("autovacuum_" + k.split("autovacuum_", 1)[1], v) for k, v in entry["toast_reloptions"].items()
+                         if k.startswith("autovacuum_"))
+    result = {
+        "name": entry["name"],
+        "n_live_tup": entry["stats"]["n_live_tup"],
+        "n_dead_tup": entry["stats"]["n_dead_tup"],
+        "n_mod_since_analyze": entry["stats"]["n_mod_since_analyze"],
+        "last_vacuum": _stamp(entry["stats"]["last_vacuum"]),
+        "last_autovacuum": _stamp(entry["stats"]["last_autovacuum"]),
+        "last_analyze": _stamp(entry["stats"]["last_analyze"]),
+        "last_autoanalyze": _stamp(entry["stats"]["last_autoanalyze"]),
+        "vacuum_trigger": triggers["vacuum"],
+        "analyze_trigger": triggers["analyze"],
+        "autovacuum_enabled": triggers["enabled"],
+    }
+    if entry["toast_oid"]:
+        toast = autovacuum_triggers(toast_options, settings, entry["toast_stats"]["reltuples"], toast=True)
+        result["toast"] = {
+            "n_dead_tup": entry["toast_stats"]["n_dead_tup"],
+            "n_live_tup": entry["toast_stats"]["n_live_tup"],
+            "vacuum_trigger": toast["vacuum"],
+        }
+    return result
+
+
+def partitioned_report(table, today, default_rows):
+    """Partition list, default partition, coverage gaps/overlaps and periods covered ahead of today."""
+    partitions = [partition_report(e) for e in table["partitions"]]
+    direct = [e for e in table["partitions"] if e["parent_oid"] == table["oid"]]
+    defaults = [e for e in direct if (e["bound"] or {}).get("kind") == "default"]
+    ranges = [(e["low"], e["high"], e["name"]) for e in direct if "low" in e]
+    gaps, overlaps = coverage(ranges)
+    current, ahead, covered_until = periods_ahead(
+        [r for r in ranges if r[0] not in (MINVALUE, MAXVALUE) and r[1] not in (MINVALUE, MAXVALUE)], today
+    )
+    return {
+        "partitions": partitions,
+        "partition_count": len(direct),
+        "default_partition": defaults[0]["name"] if defaults else None,
+        "default_rows": default_rows,
+        "gaps": [dict((k, json_value(v)) for k, v in g.items()) for g in gaps],
+        "overlaps": [dict((k, json_value(v) if k != "partitions" else v) for k, v in o.items()) for o in overlaps],
+        "current_partition": current,
+        "periods_ahead": ahead,
+        "covered_until": covered_until,
+    }

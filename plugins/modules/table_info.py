@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: table_info
+short_description: Report partitions, sizes, compression and vacuum state of warehouse tables
+version_added: 0.1.0
+description:
+  - Reads, without changing anything, what a DBA needs to know about data warehouse tables
+    before and after partitioning, compression and vacuum maintenance.
+  - For a partitioned table, sizes are summed over the whole partition tree (the parent itself reads 0),
+    bounds are parsed into typed values, and coverage gaps, overlaps and periods covered ahead of today
+    are computed.
+  - Catalog round trips do not grow with the number of partitions.
+author:
+  - SIGETI data platform team
+extends_documentation_fragment:
+  - sigeti.dwh.connection
+options:
+  tables:
+    description: Tables to report on, as C(schema.table). Quote mixed-case parts (C('"Sales"."Q1"')).
+    type: list
+    elements: str
+    default: []
+  schemas:
+    description: Report on every top-level table (plain or partitioned) of these schemas, in addition to O(tables).
+    type: list
+    elements: str
+    default: []
+  compression:
+    description:
+      - How to measure the compression method of stored values (C(pg_column_compression)).
+      - V(sample) reads a C(TABLESAMPLE SYSTEM) sample of about 2000 pages (exact for small tables),
+        V(exact) reads every row, V(none) skips the measurement.
+    type: str
+    choices: [sample, exact, none]
+    default: sample
+  count_default_rows:
+    description: Count the rows of each default partition exactly (they block the creation of new partitions).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+notes:
+  - Needs only C(SELECT) on the tables (for the compression measurement and default-partition count) and
+    access to the catalog.
+seealso:
+  - module: sigeti.dwh.partitioned_table
+"""
+
+EXAMPLES = r"""
+- name: Report on SIGETI's fact tables
+  sigeti.dwh.table_info:
+    login_host: db.example.org
+    login_user: dwh_admin
+    login_password: "{{ vault_dwh_password }}"
+    login_db: sigeti_node_db
+    tables:
+      - dwh_facts.fait_attributions
+      - dwh_facts.fait_factures
+  register: facts
+
+- name: Every table of the dimensions and marts, without reading rows
+  sigeti.dwh.table_info:
+    login_db: sigeti_node_db
+    schemas: [dwh_dim, dwh_marts]
+    compression: none
+"""
+
+RETURN = r"""
+server:
+  description: Server facts read once per connection.
+  returned: always
+  type: dict
+  sample: {version: "17.10", version_num: 170010, in_recovery: false, lz4: true, extensions: [plpgsql]}
+tables:
+  description: One entry per table, in the order asked.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    schema: {description: Schema name., type: str, returned: always}
+    name: {description: Table name., type: str, returned: always}
+    kind: {description: "V(plain), V(partitioned) or V(partition).", type: str, returned: always}
+    sizes:
+      description: Bytes of heap, TOAST, indexes and their total, summed over the partition tree.
+      type: dict
+      returned: always
+      sample: {heap_bytes: 8192, toast_bytes: 0, index_bytes: 16384, total_bytes: 24576}
+    rows_estimate: {description: Row estimate (sum of C(reltuples) of the leaves)., type: int, returned: always}
+    partition_key:
+      description: Strategy, key columns and their types; null for a plain table.
+      type: dict
+      returned: always
+    partitions:
+      description: Every partition of the tree with its bounds (typed low/high), size and rows.
+      type: list
+      elements: dict
+      returned: when the table is partitioned
+    partition_count: {description: Direct partitions of the table., type: int, returned: when partitioned}
+    default_partition: {description: Name of the default partition or null., type: str, returned: when partitioned}
+    default_rows: {description: Rows sitting in the default partition., type: int, returned: when partitioned}
+    gaps: {description: Key ranges no partition covers., type: list, elements: dict, returned: when partitioned}
+    overlaps: {description: Partitions whose ranges overlap (should never happen)., type: list, elements: dict, returned: when partitioned}
+    current_partition: {description: The partition holding today's date., type: str, returned: when partitioned}
+    periods_ahead: {description: Contiguous partitions after the current one., type: int, returned: when partitioned}
+    covered_until: {description: First date not covered by the contiguous run from today., type: str, returned: when partitioned}
+    columns:
+      description: Columns with type, configured compression (V(default) means the session's default_toast_compression) and storage.
+      type: list
+      elements: dict
+      returned: always
+    compression_measured:
+      description: Per toastable column, values stored pglz / lz4 / uncompressed / NULL and their widths, sampled or exact.
+      type: dict
+      returned: unless O(compression=none)
+    reloptions: {description: Storage parameters of the table., type: dict, returned: always}
+    vacuum:
+      description: Per leaf relation, dead tuples, changes since analyze, last (auto)vacuum/analyze and autovacuum trigger points.
+      type: list
+      elements: dict
+      returned: always
+    indexes: {description: Indexes of every relation of the tree with C(idx_scan) and size., type: list, elements: dict, returned: always}
+    unused_indexes: {description: Non-unique indexes never scanned since statistics were reset., type: list, elements: str, returned: always}
+    dependents: {description: Views and materialized views that read the table., type: list, elements: dict, returned: always}
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+    connect,
+    connection_argument_spec,
+    module_errors,
+    require_supported_server,
+    server_facts,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import table_report
+
+
+def requested_tables(conn, tables, schemas):
+    """Resolve the ``tables`` and ``schemas`` options into a list of ``(schema, table)`` without duplicates."""
+    names = [split_name(t) for t in tables]
+    if schemas:
+        names.extend(catalog.tables_in_schemas(conn, schemas))
+    unique = []
+    for name in names:
+        if name not in unique:
+            unique.append(name)
+    if not unique:
+        raise InvalidInput("nothing to report on: give tables (schema.table) or schemas")
+    return unique
+
+
+def report_tables(conn, names, measure, count_default_rows, settings):
+    """Read facts for ``names`` and build each table's report; fail naming every absent table."""
+    facts = catalog.read_tables(conn, names)
+    missing = [display_name(t["schema"], t["name"]) for t in facts if not t["exists"]]
+    if missing:
+        raise InvalidInput(
+            "table(s) %s do not exist in database %s: check the names (schema.table; quote mixed-case parts)"
+            % (", ".join(missing), conn.info.dbname)
+        )
+    today = datetime.date.today()
+    reports = []
+    for table in facts:
+        default = next((p for p in table["partitions"] if (p["bound"] or {}).get("kind") == "default"), None)
+        default_rows = catalog.count_rows(conn, default["schema"], default["name"]) if default and count_default_rows else None
+        compression = None
+        if measure != "none":
+            toastable = [c["name"] for c in table["columns"] if c["toastable"]]
+            compression = catalog.column_compression(
+                conn, table["schema"], table["name"], toastable,
+                relpages=sum(e["relpages"] or 0 for e in table["relations"].values()), exact=measure == "exact",
+            )
+        reports.append(table_report(table, settings, today, default_rows, compression))
+    return reports
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        tables=dict(type="list", elements="str", default=[]),
+        schemas=dict(type="list", elements="str", default=[]),
+        compression=dict(type="str", choices=["sample", "exact", "none"], default="sample"),
+        count_default_rows=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    holder = []
+    with module_errors(module, holder):
+        conn = connect(module)
+        holder.append(conn)
+        facts = server_facts(conn)
+        require_supported_server(facts)
+        names = requested_tables(conn, module.params["tables"], module.params["schemas"])
+        reports = report_tables(
+            conn, names, module.params["compression"], module.params["count_default_rows"], facts["settings"]
+        )
+        conn.close()
+        server = dict((k, facts[k]) for k in ("version", "version_num", "in_recovery", "lz4", "extensions", "superuser"))
+        module.exit_json(changed=False, server=server, tables=reports, queries=[])
+
+
+if __name__ == "__main__":
+    main()
