@@ -200,7 +200,6 @@ SELECT w.ord, w.schema_name AS wanted_schema, w.rel_name AS wanted_name,
        c.reloptions, tc.reloptions AS toast_reloptions, c.reltoastrelid::bigint AS toast_oid,
        CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
        CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) ELSE 0 END AS toast_bytes,
-       CASE WHEN c.relkind = 'r' THEN pg_indexes_size(c.oid) ELSE 0 END AS index_bytes,
        s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze, s.n_ins_since_vacuum,
        s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
        s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count,
@@ -325,7 +324,7 @@ def _relation_entry(row):
         "toast_oid": row["toast_oid"] or None,
         "heap_bytes": row["heap_bytes"],
         "toast_bytes": row["toast_bytes"],
-        "index_bytes": row["index_bytes"],
+        "index_bytes": 0,  # summed from the indexes query: cheaper than pg_indexes_size per relation
         "stats": dict((k, row[k]) for k in stats_keys),
         "toast_stats": {
             "n_live_tup": row["toast_n_live_tup"],
@@ -395,7 +394,9 @@ def read_tables(conn, names):
             cur.execute(INDEXES_QUERY, {"oids": oids})
             for index in cur.fetchall():
                 index = dict(index)
-                relations[index.pop("table_oid")]["indexes"].append(index)
+                owner = relations[index.pop("table_oid")]
+                owner["indexes"].append(index)
+                owner["index_bytes"] += index["bytes"]
             cur.execute(DEPENDENTS_QUERY, {"oids": oids})
             for dep in cur.fetchall():
                 dependents.setdefault(dep["table_oid"], []).append(dict(dep))
@@ -520,3 +521,338 @@ def column_compression(conn, schema, name, columns, relpages=None, exact=False):
             "max_bytes": max_width,
         }
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Compression module: row identity, row widths, triggers, column-level view dependencies,
+# database-level settings
+# ---------------------------------------------------------------------------------------------
+
+ROW_IDENTITIES_QUERY = """
+SELECT i.indrelid AS table_oid, ic.relname::text AS index_name, i.indisprimary AS is_primary,
+       ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE k.o <= i.indnkeyatts ORDER BY k.o) AS columns
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
+WHERE i.indrelid = ANY(%(oids)s::oid[]) AND i.indisunique AND i.indisvalid AND i.indisready
+  AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, o)
+                  LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE k.o <= i.indnkeyatts AND (k.attnum = 0 OR NOT a.attnotnull))
+ORDER BY i.indrelid, i.indisprimary DESC, i.indnkeyatts, ic.relname
+"""
+
+
+def row_identities(conn, oids):
+    """Return ``{table_oid: {"index", "primary", "columns"}}``: the key that identifies each row, per table.
+
+    The primary key when there is one, else the narrowest valid unique btree index, without predicate or
+    expression, over NOT NULL columns (what keyset batching needs). Tables with neither are absent.
+    """
+    result = {}
+    with conn.cursor() as cur:
+        cur.execute(ROW_IDENTITIES_QUERY, {"oids": list(oids)})
+        for table_oid, index_name, is_primary, columns in cur.fetchall():
+            if table_oid not in result:
+                result[table_oid] = {"index": index_name, "primary": is_primary, "columns": list(columns)}
+    if not conn.autocommit:
+        conn.rollback()
+    return result
+
+
+UPDATE_TRIGGERS_QUERY = """
+SELECT tgrelid AS table_oid, tgname::text
+FROM pg_trigger
+WHERE tgrelid = ANY(%(oids)s::oid[]) AND NOT tgisinternal AND tgenabled <> 'D' AND (tgtype & 16) <> 0
+ORDER BY 1, 2
+"""
+
+
+def update_triggers(conn, oids):
+    """Return ``{table_oid: [trigger names]}`` of the enabled user triggers that fire on UPDATE."""
+    result = {}
+    with conn.cursor() as cur:
+        cur.execute(UPDATE_TRIGGERS_QUERY, {"oids": list(oids)})
+        for table_oid, name in cur.fetchall():
+            result.setdefault(table_oid, []).append(name)
+    if not conn.autocommit:
+        conn.rollback()
+    return result
+
+
+COLUMN_VIEWS_QUERY = """
+SELECT DISTINCT d.refobjid AS table_oid, a.attname::text AS column_name, vn.nspname::text AS schema,
+       v.relname::text AS name
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = ANY(%(oids)s::oid[]) AND d.refobjsubid > 0 AND v.oid <> d.refobjid
+ORDER BY 1, 2, 3, 4
+"""
+
+
+def column_dependent_views(conn, oids):
+    """Return ``[{"table_oid", "column", "schema", "name"}]``: views and rules that read a given column.
+
+    ``ALTER COLUMN ... TYPE`` is refused on such a column, so the rewrite path checks this first.
+    """
+    with conn.cursor() as cur:
+        cur.execute(COLUMN_VIEWS_QUERY, {"oids": list(oids)})
+        rows = [{"table_oid": r[0], "column": r[1], "schema": r[2], "name": r[3]} for r in cur.fetchall()]
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+DATABASE_SETTING_QUERY = """
+SELECT split_part(cfg, '=', 2)
+FROM pg_db_role_setting s
+JOIN pg_database d ON d.oid = s.setdatabase AND d.datname = current_database()
+CROSS JOIN LATERAL unnest(s.setconfig) AS cfg
+WHERE s.setrole = 0 AND split_part(cfg, '=', 1) = %(name)s
+"""
+
+
+def database_setting(conn, name):
+    """Return the value set by ``ALTER DATABASE <current> SET name = ...``, or None when it is not set."""
+    with conn.cursor() as cur:
+        cur.execute(DATABASE_SETTING_QUERY, {"name": name})
+        row = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return row[0] if row else None
+
+
+def row_widths(conn, schema, name, relpages=None, exact=False):
+    """Measure whole-row widths (``pg_column_size(t.*)``): rows read, average and largest, in bytes.
+
+    Sampled like ``column_compression`` unless ``exact`` or the table is small. Used to tell a user that no
+    row reaches the TOAST threshold, so no compression setting can change anything there.
+    """
+    percent = sample_percent(relpages, exact)
+    query = sql.SQL(
+        "SELECT count(*), COALESCE(avg(pg_column_size(t.*)), 0)::float8, COALESCE(max(pg_column_size(t.*)), 0) "
+        "FROM {} AS t"
+    ).format(sql.Identifier(schema, name))
+    if percent is not None:
+        query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
+    with conn.cursor() as cur:
+        cur.execute(query)
+        rows, avg_width, max_width = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return {"rows_read": rows, "avg_bytes": round(avg_width, 1), "max_bytes": max_width,
+            "sampled": percent is not None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Partition sets (partitioned_table)
+# ---------------------------------------------------------------------------------------------
+
+
+def partition_set_state(conn, schemas, default=None, parent=None, key=None):
+    """One round trip: the server's ``current_date``, rows in the default partition, ``max(key)`` and which
+    of ``schemas`` exist.
+
+    ``default`` is ``(schema, name)`` of the default partition or None; ``parent`` and ``key`` ask for the
+    largest key value (integer keys have no calendar "today"). Returns a dict.
+    """
+    parts = [sql.SQL("current_date")]
+    parts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)) if default else sql.SQL("NULL::bigint"))
+    if parent and key:
+        parts.append(sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*parent)))
+    else:
+        parts.append(sql.SQL("NULL::bigint"))
+    parts.append(sql.SQL("ARRAY(SELECT nspname::text FROM pg_namespace WHERE nspname = ANY({}::text[]))").format(
+        sql.Literal(list(schemas))))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+        today, default_rows, max_key, found = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return {"today": today, "default_rows": default_rows, "max_key": max_key, "schemas": set(found or [])}
+
+
+def partition_set_pending(conn, names, default=None, key=None, ranges=()):
+    """One round trip before creating partitions: which ``names`` (``(schema, name)``) are taken, and how
+    many default-partition rows fall in each of ``ranges`` (list of composed ``(low, high)`` SQL bounds).
+
+    Returns ``(taken_set, [count per range])``.
+    """
+    names = list(names)
+    parts = [sql.SQL(
+        "ARRAY(SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest({}::text[], {}::text[])))"
+    ).format(sql.Literal([n[0] for n in names]), sql.Literal([n[1] for n in names]))]
+    ranges = list(ranges)
+    if default and ranges:
+        filters = [
+            sql.SQL("count(*) FILTER (WHERE {k} >= {lo} AND {k} < {hi})").format(k=sql.Identifier(key), lo=lo, hi=hi)
+            for lo, hi in ranges
+        ]
+        parts.append(sql.SQL("(SELECT ARRAY[{}]::bigint[] FROM {})").format(sql.SQL(", ").join(filters), sql.Identifier(*default)))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+        row = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    taken = set(tuple(x) for x in (row[0] or []))
+    counts = list(row[1]) if len(row) > 1 and row[1] is not None else [0] * len(ranges)
+    return taken, counts
+
+
+INDEX_TAILS_QUERY = """
+SELECT i.indexrelid, pg_get_indexdef(i.indexrelid),
+       'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || quote_ident(ic.relname)
+       || ' ON ' || CASE WHEN t.relkind = 'p' THEN 'ONLY ' ELSE '' END
+       || quote_ident(tn.nspname) || '.' || quote_ident(t.relname) || ' '
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE i.indexrelid = ANY(%(oids)s::oid[])
+"""
+
+
+def index_tails(conn, oids):
+    """Return ``{index oid: "USING btree (col) ..."}``: an index definition without its name and table,
+    to build the same index on a partition. Definitions that do not start as expected are left out."""
+    with conn.cursor() as cur:
+        cur.execute(INDEX_TAILS_QUERY, {"oids": list(oids)})
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    tails = {}
+    for oid, definition, prefix in rows:
+        if definition.startswith(prefix):
+            tails[oid] = definition[len(prefix):]
+    return tails
+
+
+def resolve_types(conn, type_names):
+    """Return ``{text: format_type name or None}`` for type names written by a user (None: no such type)."""
+    names = list(type_names)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,)
+        )
+        rows = dict(cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Vacuum facts (sigeti.dwh.vacuum): what read_tables does not read, for the relations it returned
+# ---------------------------------------------------------------------------------------------
+
+VACUUM_FACTS_QUERY = """
+SELECT c.oid,
+       CASE WHEN c.relkind = 'r' THEN age(c.relfrozenxid) END AS relfrozenxid_age,
+       CASE WHEN c.reltoastrelid <> 0 THEN (SELECT age(t.relfrozenxid) FROM pg_class t WHERE t.oid = c.reltoastrelid)
+       END AS toast_relfrozenxid_age,
+       c.relallvisible,
+       CASE WHEN c.reltablespace <> 0 THEN pg_tablespace_location(c.reltablespace) END AS tablespace_location,
+       (SELECT spcname::text FROM pg_tablespace WHERE oid = c.reltablespace) AS tablespace,
+       (SELECT sum((1 - s.null_frac) * s.avg_width)::float8 FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS data_width,
+       (SELECT count(*) FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS stats_columns,
+       (SELECT bool_or(s.null_frac > 0) FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS has_nulls,
+       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+         AS columns,
+       EXISTS (SELECT 1 FROM pg_stats s
+               WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.inherited) AS has_inherited_stats,
+       EXISTS (SELECT 1 FROM pg_index i
+               WHERE i.indrelid = c.oid AND i.indisvalid
+                 AND (i.indisprimary OR (i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k(attnum)
+                                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                                      WHERE NOT a.attnotnull)))) AS has_repack_key
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%(oids)s::oid[])
+"""
+
+EXTENSION_QUERY = """
+SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = ANY(%(names)s::text[])
+"""
+
+
+def vacuum_facts(conn, oids):
+    """Per relation oid: relfrozenxid ages, tablespace location, row width from pg_stats (for the bloat estimate),
+    inheritance statistics (partitioned parents) and whether a primary key or unique NOT NULL index exists
+    (pg_repack needs one). One round trip. Returns ``{oid: dict}``.
+    """
+    if not oids:
+        return {}
+    with _dict_cursor(conn) as cur:
+        cur.execute(VACUUM_FACTS_QUERY, {"oids": list(oids)})
+        rows = dict((r["oid"], dict(r)) for r in cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+def extensions_info(conn, names):
+    """Return ``{name: {"version", "schema"}}`` for the installed extensions among ``names``, and whether this
+    role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""
+    with _dict_cursor(conn) as cur:
+        cur.execute(EXTENSION_QUERY, {"names": list(names)})
+        found = dict((r["name"], {"version": r["version"], "schema": r["schema"]}) for r in cur.fetchall())
+        if "pgstattuple" in found:
+            cur.execute("SELECT has_function_privilege(%s, 'EXECUTE') AS allowed",
+                        ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"])
+                         .as_string(conn),))
+            found["pgstattuple"]["approx_allowed"] = cur.fetchone()["allowed"]
+    if not conn.autocommit:
+        conn.rollback()
+    return found
+
+
+def approx_bloat(conn, extension_schema, oids):
+    """Measure dead + free space of heaps with ``pgstattuple_approx`` (skips all-visible pages), one query.
+
+    Returns ``{oid: {"table_len", "dead_tuple_len", "approx_free_space", "scanned_percent", ...}}``.
+    """
+    if not oids:
+        return {}
+    query = sql.SQL(
+        "SELECT o.oid, a.* FROM unnest(%(oids)s::oid[]) AS o(oid), LATERAL {}.pgstattuple_approx(o.oid::regclass) a"
+    ).format(sql.Identifier(extension_schema))
+    with _dict_cursor(conn) as cur:
+        cur.execute(query, {"oids": list(oids)})
+        rows = dict((r["oid"], dict(r)) for r in cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+FREEZE_SAMPLE_PAGES = 64
+
+
+def newest_row_ages(conn, relations):
+    """Return ``{oid: min(age(xmin))}`` over a ``TABLESAMPLE SYSTEM`` sample of about FREEZE_SAMPLE_PAGES pages of
+    each relation (``[(oid, schema, name, relpages)]``); None when the sample saw no row. One query.
+    """
+    if not relations:
+        return {}
+    parts = []
+    for oid, schema, name, relpages in relations:
+        percent = 100.0 if not relpages or relpages <= FREEZE_SAMPLE_PAGES else max(
+            0.01, round(100.0 * FREEZE_SAMPLE_PAGES / relpages, 4))
+        parts.append(sql.SQL("SELECT {}::oid, (SELECT min(age(xmin)) FROM {} TABLESAMPLE SYSTEM ({}))").format(
+            sql.Literal(oid), sql.Identifier(schema, name), sql.Literal(percent)))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL(" UNION ALL ").join(parts))
+        rows = dict((r[0], r[1]) for r in cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return rows

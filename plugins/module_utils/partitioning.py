@@ -1,0 +1,709 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A declared RANGE partition set compared with catalog facts, turned into a Plan (pure, no I/O).
+
+Two phases, because what the module must count in the default partition depends on what is missing:
+
+1. ``layout(declared, table, current)`` classifies the existing partitions against the declared periods:
+   adopted (right bounds, any name), missing, retired by retention, partly old (never touched), and
+   raises InvalidInput on overlaps or anything that cannot be reached.
+2. ``build_plan(declared, table, layout, extras)`` returns a ``Result``: the Plan of Steps (SQL, reason,
+   lock, targets, transaction group), the predicted partition list and what is created/detached/dropped.
+
+Locks measured on PostgreSQL 17 (see docs/partitioned_table.md): ``CREATE TABLE ... PARTITION OF`` takes
+ACCESS EXCLUSIVE on the parent; ``CREATE TABLE ... (LIKE parent)`` + ``ATTACH PARTITION`` takes only
+SHARE UPDATE EXCLUSIVE on it (plus ACCESS EXCLUSIVE on the default partition, which it scans). Plain
+``DETACH`` and ``DROP`` of a partition take ACCESS EXCLUSIVE on the parent; ``DETACH ... CONCURRENTLY``
+takes SHARE UPDATE EXCLUSIVE but is refused while a default partition exists.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from ansible_collections.sigeti.dwh.plugins.module_utils import plan as planmod
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import MAXVALUE, MINVALUE, json_value
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
+
+MAX_IDENTIFIER_BYTES = 63
+RETENTION_ACTIONS = ("detach", "drop", "archive")
+LIKE_OPTIONS = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED"
+_OPTION_NAME = re.compile(r"^(toast\.)?[a-z_][a-z0-9_]*$")
+_TYPE_TEXT = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?( with(out)? time zone)?(\[\])*$')
+
+
+class Declared(object):
+    """What the task declares, validated (pure): the table, its key, the scheme and the policies."""
+
+    def __init__(self, schema, name, key, scheme, start=None, premake=2, default_partition=True,
+                 retention=None, partition_options=None, columns=None, primary_key=None):
+        self.schema = schema
+        self.name = name
+        self.key = key
+        self.scheme = scheme
+        self.start = start
+        self.premake = premake
+        self.default_partition = default_partition
+        self.retention = retention
+        self.partition_options = partition_options or {}
+        self.columns = columns
+        self.primary_key = primary_key or []
+
+    @property
+    def display(self):
+        """``schema.table`` quoted as needed, for messages."""
+        return display_name(self.schema, self.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of options that need no catalog
+# ---------------------------------------------------------------------------------------------
+
+
+def normalize_option_value(value):
+    """Write a reloption value as PostgreSQL stores it (booleans lower case)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip().lower() if str(value).strip().lower() in ("true", "false", "on", "off") else str(value).strip()
+
+
+def validate_partition_options(options, table):
+    """Check ``partition_options`` names; return them as ``{name: text}``."""
+    result = {}
+    for name, value in (options or {}).items():
+        if not _OPTION_NAME.match(str(name)):
+            raise InvalidInput(
+                "partition_options key %r for %s is not a storage parameter name (e.g. fillfactor, "
+                "autovacuum_vacuum_scale_factor, toast.autovacuum_enabled)" % (name, table)
+            )
+        if value is None or str(value).strip() == "":
+            raise InvalidInput("partition_options %s for %s has no value" % (name, table))
+        result[str(name)] = normalize_option_value(value)
+    return result
+
+
+def validate_retention(retention, table):
+    """Check the ``retention`` option; return ``None`` or ``{keep, action, archive_schema}``."""
+    if not retention:
+        return None
+    keep = retention.get("keep")
+    if keep is None:
+        raise InvalidInput("retention for %s needs keep: the number of periods kept behind the current one" % table)
+    try:
+        keep = int(keep)
+    except (TypeError, ValueError):
+        raise InvalidInput("retention.keep=%r for %s is not a whole number of periods" % (keep, table))
+    if keep < 0:
+        raise InvalidInput(
+            "retention.keep=%d for %s is negative: it would drop the current period (and %d after it). "
+            "keep counts the periods kept behind the current one: use 0 or more; nothing was changed."
+            % (keep, table, -keep - 1)
+        )
+    action = retention.get("action") or "detach"
+    if action not in RETENTION_ACTIONS:
+        raise InvalidInput("retention.action=%r for %s: choose one of %s" % (action, table, ", ".join(RETENTION_ACTIONS)))
+    archive = retention.get("archive_schema")
+    if action == "archive" and not archive:
+        raise InvalidInput("retention.action archive for %s needs archive_schema: where old partitions are moved" % table)
+    return {"keep": keep, "action": action, "archive_schema": archive}
+
+
+def validate_columns(columns, key, table):
+    """Check the ``columns`` option used to create an absent table; return a list of column dicts."""
+    if not columns:
+        raise InvalidInput(
+            "table %s does not exist: give columns (name, type) so the module can create it, or fix the name" % table
+        )
+    result = []
+    names = set()
+    for col in columns:
+        if isinstance(col, str):
+            parts = col.strip().split(None, 1)
+            if len(parts) != 2:
+                raise InvalidInput("column %r for %s: write it as a dict {name, type} or as \"name type\"" % (col, table))
+            col = {"name": parts[0], "type": parts[1]}
+        if not isinstance(col, dict) or not col.get("name") or not col.get("type"):
+            raise InvalidInput("column %r for %s needs a name and a type" % (col, table))
+        type_text = str(col["type"]).strip()
+        if not _TYPE_TEXT.match(type_text):
+            raise InvalidInput("column %s of %s has type %r, which is not a type name" % (col["name"], table, type_text))
+        if col["name"] in names:
+            raise InvalidInput("column %s of %s is listed twice" % (col["name"], table))
+        names.add(col["name"])
+        result.append({
+            "name": str(col["name"]), "type": type_text,
+            "not_null": bool(col.get("not_null", col["name"] == key)),
+            "default": col.get("default"),
+        })
+    if key not in names:
+        raise InvalidInput("key column %s is not among the columns given to create %s" % (key, table))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming
+# ---------------------------------------------------------------------------------------------
+
+
+def truncate_name(base, suffix):
+    """Return ``base + suffix`` cut to PostgreSQL's 63 bytes by shortening ``base`` (never the suffix)."""
+    room = MAX_IDENTIFIER_BYTES - len(suffix.encode("utf-8"))
+    encoded = base.encode("utf-8")
+    if len(encoded) > room:
+        base = encoded[:room].decode("utf-8", "ignore")
+    return base + suffix
+
+
+def partition_name(declared, point):
+    """Name of the partition of ``point``: ``<table>_2023``, ``_2023q1``, ``_202301``, ``_2023w05``, ``_20230115``."""
+    return truncate_name(declared.name, "_" + declared.scheme.label(point))
+
+
+def default_name(declared):
+    """Name of the default partition the module creates: ``<table>_default``."""
+    return truncate_name(declared.name, "_default")
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 1: layout
+# ---------------------------------------------------------------------------------------------
+
+
+def _rank(value):
+    """Comparable form of a bound value: MINVALUE < any value < MAXVALUE; timestamptz read as wall clock."""
+    if value == MINVALUE:
+        return (0, 0)
+    if value == MAXVALUE:
+        return (2, 0)
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        value = value.replace(tzinfo=None)
+    return (1, value)
+
+
+class Layout(object):
+    """The existing partitions classified against the declared periods."""
+
+    def __init__(self):
+        self.periods = []        # declared period starts, in order
+        self.adopted = {}        # point -> existing partition entry
+        self.missing = []        # points without a partition
+        self.retired = []        # partitions wholly older than the retention cutoff
+        self.partly_old = []     # partitions straddling the cutoff (never touched)
+        self.others = []         # partitions outside the declared set, kept as they are
+        self.default = None      # the default partition entry, if any
+        self.current = None
+        self.cutoff = None
+        self.warnings = []
+
+
+def existing_partitions(table):
+    """Direct partitions of ``table`` as dicts with typed ``low``/``high`` (or ``is_default``)."""
+    if not table or not table.get("exists"):
+        return []
+    out = []
+    for entry in table["partitions"]:
+        if entry["level"] != 1:
+            continue
+        bound = entry.get("bound") or {}
+        out.append(dict(entry, is_default=bound.get("kind") == "default"))
+    return out
+
+
+def check_partition_key(declared, table):
+    """Raise unless ``table`` is partitioned by RANGE on exactly the declared key column."""
+    if table["relkind"] != "p":
+        raise InvalidInput(
+            "table %s is not partitioned; migration arrives with the migrate option. Nothing was changed."
+            % declared.display
+        )
+    pkey = table["partition_key"]
+    if pkey["strategy"] != "range":
+        raise InvalidInput(
+            "table %s is partitioned by %s (%s), not by RANGE: this module manages range partition sets only"
+            % (declared.display, pkey["strategy"].upper(), pkey["definition"])
+        )
+    if pkey["has_expressions"] or pkey["columns"] != [declared.key]:
+        raise InvalidInput(
+            "table %s is partitioned by %s, not by the key column %s: fix key (or the table)"
+            % (declared.display, pkey["definition"], declared.key)
+        )
+
+
+def layout(declared, table, current):
+    """Classify existing partitions against the declared periods ending ``premake`` periods after ``current``.
+
+    ``current`` is the period start holding today (or the largest key for integer keys). Raises InvalidInput
+    when an existing partition overlaps a declared period without matching it exactly.
+    """
+    scheme = declared.scheme
+    result = Layout()
+    result.current = current
+    last = scheme.step(current, declared.premake)
+    first = declared.start if declared.start is not None else current
+    if declared.retention:
+        result.cutoff = scheme.step(current, -declared.retention["keep"])
+        if first < result.cutoff:
+            first = result.cutoff
+    result.periods = scheme.periods(first, max(first, last))
+    for point in (result.periods[:1] + result.periods[-1:]):
+        if not scheme.fits_column(scheme.step(point)):
+            raise InvalidInput(
+                "the bound %s of %s does not fit key column %s (%s)"
+                % (scheme.literal(scheme.step(point)), declared.display, declared.key, scheme.column_type)
+            )
+    wanted = dict((scheme.bounds(p), p) for p in result.periods)
+    wanted_ranked = dict(((_rank(lo), _rank(hi)), p) for (lo, hi), p in wanted.items())
+    span = (_rank(scheme.key(result.periods[0])), _rank(scheme.key(scheme.step(result.periods[-1]))))
+    cutoff_rank = _rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
+    conflicts = []
+    for part in existing_partitions(table):
+        if part["is_default"]:
+            result.default = part
+            continue
+        if part.get("bound", {}).get("kind") != "range" or "low" not in part:
+            conflicts.append("%s (%s)" % (part["name"], part.get("bound_expr")))
+            continue
+        low, high = _rank(part["low"]), _rank(part["high"])
+        point = wanted_ranked.get((low, high))
+        if point is not None:
+            result.adopted[point] = part
+            continue
+        if low < span[1] and span[0] < high:
+            conflicts.append(
+                "%s (FROM %s TO %s)" % (display_name(part["schema"], part["name"]), json_value(part["low"]), json_value(part["high"]))
+            )
+            continue
+        if cutoff_rank is not None and high <= cutoff_rank:
+            result.retired.append(part)
+        elif cutoff_rank is not None and low < cutoff_rank:
+            result.partly_old.append(part)
+            result.warnings.append(
+                "partition %s spans the retention cutoff %s (FROM %s TO %s): it is only partly old and is kept"
+                % (part["name"], scheme.display(result.cutoff), json_value(part["low"]), json_value(part["high"]))
+            )
+        else:
+            result.others.append(part)
+    if conflicts:
+        raise InvalidInput(
+            "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
+            "matching a period exactly: %s. Fix start/interval to match them, or re-partition those ranges; "
+            "nothing was changed." % (declared.display, scheme.interval_name, scheme.key_format,
+                                      scheme.display(result.periods[0]), ", ".join(conflicts))
+        )
+    result.missing = [p for p in result.periods if p not in result.adopted]
+    result.retired.sort(key=lambda p: _rank(p["low"]))
+    for part in result.retired:
+        # Defensive: retention must never reach the current period, whatever the bounds look like.
+        if _rank(part["high"]) > _rank(scheme.key(current)):
+            raise InvalidInput(
+                "retention would drop partition %s of %s, which holds the current period: nothing was changed"
+                % (part["name"], declared.display)
+            )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase 2: the plan
+# ---------------------------------------------------------------------------------------------
+
+
+class Result(object):
+    """A plan plus what it predicts: partitions after, created, detached, dropped, archived, moved rows."""
+
+    def __init__(self):
+        self.plan = planmod.Plan()
+        self.partitions = []
+        self.before = []
+        self.created = []
+        self.detached = []
+        self.dropped = []
+        self.archived = []
+        self.moved_rows = 0
+        self.warnings = []
+
+
+def bound_sql(scheme, point):
+    """Compose one bound as SQL: ``'2023-01-01'::date`` or ``20230101``."""
+    value, cast = scheme.literal_parts(point)
+    if cast:
+        return sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL(cast))
+    return sql.Literal(value)
+
+
+def _with_clause(options):
+    if not options:
+        return sql.SQL("")
+    items = [sql.SQL("{} = {}").format(sql.SQL(name), sql.Literal(value)) for name, value in sorted(options.items())]
+    return sql.SQL(" WITH ({})").format(sql.SQL(", ").join(items))
+
+
+def create_table_steps(declared, schema_exists):
+    """Steps creating the absent parent table (and its schema) partitioned by RANGE on the key."""
+    steps = []
+    parent = (declared.schema, declared.name)
+    if not schema_exists:
+        steps.append(planmod.Step(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(declared.schema)),
+            "schema %s does not exist" % declared.schema, lock=None, group="create-table",
+        ))
+    cols = []
+    for col in declared.columns:
+        part = sql.SQL("{} {}").format(sql.Identifier(col["name"]), sql.SQL(col["type"]))
+        if col["not_null"]:
+            part = part + sql.SQL(" NOT NULL")
+        if col.get("default") is not None:
+            # The default is a SQL expression written by the playbook author, like a column type.
+            part = part + sql.SQL(" DEFAULT ") + sql.SQL(str(col["default"]))
+        cols.append(part)
+    if declared.primary_key:
+        cols.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in declared.primary_key)))
+    steps.append(planmod.Step(
+        sql.SQL("CREATE TABLE {} ({}) PARTITION BY RANGE ({})").format(
+            sql.Identifier(*parent), sql.SQL(", ").join(cols), sql.Identifier(declared.key)),
+        "table %s does not exist: create it partitioned by RANGE (%s)" % (declared.display, declared.key),
+        lock=planmod.ACCESS_EXCLUSIVE, targets=[parent], group="create-table",
+    ))
+    return steps
+
+
+def _insertable_columns(table, declared):
+    if table and table.get("exists"):
+        return [c["name"] for c in table["columns"] if not c.get("generated")]
+    return [c["name"] for c in declared.columns]
+
+
+def new_partition_steps(declared, point, name, default, default_rows, columns, options):
+    """Steps creating one partition the weak-lock way, moving rows out of the default first when it has some."""
+    scheme = declared.scheme
+    parent = (declared.schema, declared.name)
+    child = (declared.schema, name)
+    group = "create:%s" % name
+    low, high = scheme.bounds(point)
+    lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
+    targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
+    steps = [planmod.Step(
+        sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
+            sql.Identifier(*child), sql.Identifier(*parent), _with_clause(options)),
+        "period %s is missing: create its table (ACCESS SHARE on the parent)" % scheme.label(point),
+        lock=planmod.ACCESS_SHARE, targets=targets, group=group,
+    )]
+    if default is not None and default_rows:
+        default_id = sql.Identifier(default["schema"], default["name"])
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        steps.append(planmod.Step(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
+            "the default partition holds %d rows of period %s: lock it so none arrive while they move"
+            % (default_rows, scheme.label(point)),
+            lock=planmod.ACCESS_EXCLUSIVE, targets=targets, group=group,
+        ))
+        steps.append(planmod.Step(
+            sql.SQL("WITH moved AS (DELETE FROM {d} WHERE {k} >= {lo} AND {k} < {hi} RETURNING {c}) "
+                    "INSERT INTO {t} ({c}) SELECT {c} FROM moved").format(
+                d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)),
+            "move %d rows of period %s out of the default partition (PostgreSQL refuses the new partition while "
+            "they sit there)" % (default_rows, scheme.label(point)),
+            lock=planmod.ROW_EXCLUSIVE, targets=targets, group=group,
+        ))
+    steps.append(planmod.Step(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(*parent), sql.Identifier(*child), lo_sql, hi_sql),
+        "attach %s FROM %s TO %s (SHARE UPDATE EXCLUSIVE on the parent%s)"
+        % (name, json_value(low), json_value(high), ", ACCESS EXCLUSIVE on the default partition it scans" if default else ""),
+        lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=targets, group=group,
+    ))
+    return steps
+
+
+def default_partition_steps(declared, name, options):
+    """Steps creating the default partition (LIKE the parent, then ATTACH ... DEFAULT)."""
+    parent = (declared.schema, declared.name)
+    child = (declared.schema, name)
+    group = "create:%s" % name
+    return [
+        planmod.Step(
+            sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
+                sql.Identifier(*child), sql.Identifier(*parent), _with_clause(options)),
+            "default_partition is true and %s has none: create it" % declared.display,
+            lock=planmod.ACCESS_SHARE, targets=[parent, child], group=group,
+        ),
+        planmod.Step(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} DEFAULT").format(sql.Identifier(*parent), sql.Identifier(*child)),
+            "attach %s as the default partition (SHARE UPDATE EXCLUSIVE on the parent)" % name,
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[parent, child], group=group,
+        ),
+    ]
+
+
+def option_changes(entry, options):
+    """Return the declared reloptions that differ on one leaf (``toast.*`` read from its TOAST relation)."""
+    changes = {}
+    for name, value in options.items():
+        if name.startswith("toast."):
+            if not entry.get("toast_oid"):
+                continue  # no TOAST table: the option cannot be stored, asking again would never converge
+            current = (entry.get("toast_reloptions") or {}).get(name[len("toast."):])
+        else:
+            current = (entry.get("reloptions") or {}).get(name)
+        if current is None or current.lower() != value.lower():
+            changes[name] = value
+    return changes
+
+
+def index_steps(declared, table, partitions, index_tails, warnings):
+    """Steps creating, on existing leaf partitions, the parent's indexes they lack, then attaching them."""
+    steps = []
+    parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I"]
+    for part in partitions:
+        if part["relkind"] != "r":
+            continue
+        have = set(i.get("parent_index_oid") for i in part.get("indexes") or [])
+        for index in parent_indexes:
+            if index["oid"] in have:
+                continue
+            if index.get("constraint_name"):
+                warnings.append(
+                    "partition %s lacks the index of constraint %s: add it by hand (a constraint index cannot be "
+                    "built concurrently)" % (part["name"], index["constraint_name"]))
+                continue
+            tail = (index_tails or {}).get(index["oid"])
+            if tail is None:
+                warnings.append("cannot read the definition of index %s: %s is left without it" % (index["name"], part["name"]))
+                continue
+            child = (part["schema"], part["name"])
+            new_index = truncate_name(part["name"], "_" + index["name"])
+            steps.append(planmod.Step(
+                sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ").format(
+                    sql.SQL("UNIQUE " if index["is_unique"] else ""), sql.Identifier(new_index),
+                    sql.Identifier(*child)) + sql.SQL(tail),  # tail: server-generated (pg_get_indexdef), not user input
+                "partition %s lacks index %s of the parent: build it without blocking writes" % (part["name"], index["name"]),
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[child], transactional=False,
+            ))
+            steps.append(planmod.Step(
+                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+                    sql.Identifier(index["schema"], index["name"]), sql.Identifier(part["schema"], new_index)),
+                "attach it to the parent's index %s" % index["name"],
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[(declared.schema, declared.name), child],
+                group="index:%s:%s" % (part["name"], index["name"]),
+            ))
+    return steps
+
+
+def retention_steps(declared, part, concurrent):
+    """Steps detaching one wholly old partition, then dropping it or moving it to the archive schema."""
+    parent = (declared.schema, declared.name)
+    child = (part["schema"], part["name"])
+    action = declared.retention["action"]
+    group = "retire:%s" % part["name"]
+    steps = []
+    if concurrent:
+        steps.append(planmod.Step(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(sql.Identifier(*parent), sql.Identifier(*child)),
+            "%s is older than the %d periods kept: detach it concurrently (SHARE UPDATE EXCLUSIVE on the parent)"
+            % (part["name"], declared.retention["keep"]),
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[parent, child], transactional=False,
+        ))
+    else:
+        steps.append(planmod.Step(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(*parent), sql.Identifier(*child)),
+            "%s is older than the %d periods kept: detach it (ACCESS EXCLUSIVE on the parent, brief; CONCURRENTLY "
+            "is refused while a default partition exists)" % (part["name"], declared.retention["keep"]),
+            lock=planmod.ACCESS_EXCLUSIVE, targets=[parent, child], group=group,
+        ))
+    if action == "drop":
+        steps.append(planmod.Step(
+            sql.SQL("DROP TABLE {}").format(sql.Identifier(*child)),
+            "retention.action drop: drop the detached %s" % part["name"],
+            lock=planmod.ACCESS_EXCLUSIVE, targets=[child], group=group,
+        ))
+    elif action == "archive":
+        steps.append(planmod.Step(
+            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                sql.Identifier(*child), sql.Identifier(declared.retention["archive_schema"])),
+            "retention.action archive: move the detached %s to schema %s" % (part["name"], declared.retention["archive_schema"]),
+            lock=planmod.ACCESS_EXCLUSIVE, targets=[child], group=group,
+        ))
+    return steps
+
+
+def _entry(name, low, high, is_default=False):
+    return {"name": name, "low": json_value(low) if not is_default else None,
+            "high": json_value(high) if not is_default else None, "default": is_default}
+
+
+def partition_list(parts):
+    """Sort partition entries by low bound, the default last; for results and diff."""
+    def order(p):
+        if p["default"]:
+            return (1, (0, 0))
+        return (0, _rank(p["low"]))
+    return [dict((k, v) for k, v in p.items()) for p in sorted(parts, key=order)]
+
+
+def _display_entry(entry):
+    if entry["default"]:
+        return entry["name"]
+    return entry
+
+
+def build_plan(declared, table, lay, extras):
+    """Turn a layout into a Result (plan + predictions).
+
+    ``extras``: ``default_rows`` (rows now in the default partition), ``default_counts`` (point -> rows of
+    that missing period sitting in the default), ``existing_names`` (set of ``(schema, name)`` already
+    taken), ``schemas`` (set of existing schema names), ``index_tails`` (parent index oid -> ``USING ...``).
+    """
+    scheme = declared.scheme
+    result = Result()
+    result.warnings.extend(lay.warnings)
+    exists = bool(table and table.get("exists"))
+    schemas = extras.get("schemas") or set()
+    taken = extras.get("existing_names") or set()
+    counts = extras.get("default_counts") or {}
+    options = declared.partition_options
+    retention = declared.retention
+    own_names = set((p["schema"], p["name"]) for p in existing_partitions(table))
+
+    if not exists:
+        result.plan.extend(create_table_steps(declared, declared.schema in schemas))
+
+    # before
+    for part in existing_partitions(table):
+        result.before.append(_entry(part["name"], part.get("low"), part.get("high"), part["is_default"]))
+
+    will_have_default = lay.default is not None or declared.default_partition
+    columns = _insertable_columns(table, declared)
+    after = []
+    for point in lay.periods:
+        if point in lay.adopted:
+            part = lay.adopted[point]
+            after.append(_entry(part["name"], part["low"], part["high"]))
+            continue
+        name = partition_name(declared, point)
+        if (declared.schema, name) in taken and (declared.schema, name) not in own_names:
+            raise InvalidInput(
+                "cannot create partition %s of %s: a relation of that name already exists and is not a partition "
+                "of it. Rename it, or attach it yourself with the bounds FROM %s TO %s; nothing was changed."
+                % (display_name(declared.schema, name), declared.display, scheme.literal(point),
+                   scheme.literal(scheme.step(point))))
+        if (declared.schema, name) in own_names:
+            raise InvalidInput(
+                "cannot create partition %s of %s: that name is taken by another partition of it with other bounds; "
+                "nothing was changed." % (display_name(declared.schema, name), declared.display))
+        rows = counts.get(point, 0) if lay.default is not None else 0
+        result.moved_rows += rows
+        result.plan.extend(new_partition_steps(declared, point, name, lay.default, rows, columns, options))
+        result.created.append(name)
+        low, high = scheme.bounds(point)
+        after.append(_entry(name, low, high))
+
+    if lay.default is None and declared.default_partition:
+        name = default_name(declared)
+        if (declared.schema, name) in taken:
+            raise InvalidInput(
+                "cannot create the default partition %s of %s: a relation of that name already exists; rename it "
+                "or attach it as the default partition; nothing was changed." % (display_name(declared.schema, name), declared.display))
+        result.plan.extend(default_partition_steps(declared, name, options))
+        result.created.append(name)
+        after.append(_entry(name, None, None, True))
+    elif lay.default is not None:
+        after.append(_entry(lay.default["name"], None, None, True))
+        if not declared.default_partition:
+            result.warnings.append(
+                "default_partition is false but %s has the default partition %s: it is kept (the module never drops "
+                "data on its own); detach it yourself if it is empty and unwanted" % (declared.display, lay.default["name"]))
+
+    for part in lay.others + lay.partly_old:
+        after.append(_entry(part["name"], part["low"], part["high"]))
+
+    # Existing partitions that stay: verify the parent's indexes and the declared reloptions.
+    staying = staying_partitions(lay)
+    if exists:
+        result.plan.extend(index_steps(declared, table, staying, extras.get("index_tails"), result.warnings))
+        leaves = [e for e in table["partitions"] if e["relkind"] == "r"]
+        retired_oids = set(p["oid"] for p in lay.retired)
+        for leaf in leaves:
+            if leaf["oid"] in retired_oids or leaf.get("parent_oid") in retired_oids:
+                continue
+            changes = option_changes(leaf, options)
+            if changes:
+                result.plan.add(planmod.Step(
+                    sql.SQL("ALTER TABLE {} SET ({})").format(
+                        sql.Identifier(leaf["schema"], leaf["name"]),
+                        sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in sorted(changes.items()))),
+                    "partition_options differ on %s: %s" % (leaf["name"], ", ".join("%s=%s" % kv for kv in sorted(changes.items()))),
+                    lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[(leaf["schema"], leaf["name"])],
+                ))
+
+    if retention and lay.retired:
+        if retention["action"] == "archive":
+            archive = retention["archive_schema"]
+            if archive not in schemas:
+                result.plan.add(planmod.Step(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive)),
+                    "archive schema %s does not exist" % archive))
+            clashes = [p["name"] for p in lay.retired if (archive, p["name"]) in taken]
+            if clashes:
+                raise InvalidInput(
+                    "cannot archive %s of %s: schema %s already has relations named %s. Rename or drop them; "
+                    "nothing was changed." % (", ".join(clashes), declared.display, archive, ", ".join(clashes)))
+        concurrent = not will_have_default
+        for part in lay.retired:
+            result.plan.extend(retention_steps(declared, part, concurrent))
+            result.detached.append(part["name"])
+            if retention["action"] == "drop":
+                result.dropped.append(part["name"])
+            elif retention["action"] == "archive":
+                result.archived.append(part["name"])
+
+    result.partitions = partition_list(after)
+    result.before = partition_list(result.before)
+    result.default_rows_after = max(0, (extras.get("default_rows") or 0) - result.moved_rows)
+    return result
+
+
+def diff_text(entries):
+    """One line per partition, for ``diff`` before/after."""
+    lines = []
+    for e in entries:
+        if e["default"]:
+            lines.append("%s DEFAULT" % e["name"])
+        else:
+            lines.append("%s FROM (%s) TO (%s)" % (e["name"], e["low"], e["high"]))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def candidate_names(declared, lay):
+    """``(schema, name)`` pairs the plan may create: new partitions, the default, archived tables."""
+    names = [(declared.schema, partition_name(declared, p)) for p in lay.missing]
+    if lay.default is None and declared.default_partition:
+        names.append((declared.schema, default_name(declared)))
+    if declared.retention and declared.retention["action"] == "archive":
+        names.extend((declared.retention["archive_schema"], p["name"]) for p in lay.retired)
+    return names
+
+
+def staying_partitions(lay):
+    """Existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
+    return list(lay.adopted.values()) + lay.others + lay.partly_old + ([lay.default] if lay.default else [])
+
+
+def lacking_indexes(table, lay):
+    """Oids of the parent's indexes that some kept leaf partition lacks (their definitions must be read)."""
+    if not table or not table.get("exists"):
+        return set()
+    parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I" and not i.get("constraint_name")]
+    lacking = set()
+    for part in staying_partitions(lay):
+        if part["relkind"] != "r":
+            continue
+        have = set(i.get("parent_index_oid") for i in part.get("indexes") or [])
+        lacking.update(i["oid"] for i in parent_indexes if i["oid"] not in have)
+    return lacking

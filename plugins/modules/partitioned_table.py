@@ -1,0 +1,359 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: partitioned_table
+short_description: Keep a RANGE-partitioned table's set of partitions exactly as declared
+version_added: 0.1.0
+description:
+  - Declares the partitions of a table partitioned by RANGE on one date, timestamp, timestamptz or integer key
+    (integer keys holding dates as C(YYYYMMDD) or months as C(YYYYMM) included), by calendar interval, and keeps
+    them so on every run. Periods from O(start) to O(premake) periods after the current one exist; a default
+    partition exists when O(default_partition); periods older than O(retention.keep) are detached, dropped or
+    archived.
+  - Partitions are created the weak-lock way, C(CREATE TABLE ... (LIKE parent)) then C(ATTACH PARTITION), which
+    takes SHARE UPDATE EXCLUSIVE on the parent, not the ACCESS EXCLUSIVE of C(CREATE TABLE ... PARTITION OF).
+  - Rows of a new period sitting in the default partition are moved into the new partition in the same
+    transaction (PostgreSQL refuses the new partition otherwise).
+  - Existing partitions with the right bounds are adopted whatever their names. Indexes of the parent missing on
+    a partition are built (concurrently) and attached; O(partition_options) are applied to every leaf.
+  - A second run with the same arguments changes nothing and runs no DDL. Check mode only reads the catalog.
+  - A plain (not partitioned) table is refused for now; migrating a live table arrives with the C(migrate) option.
+author:
+  - SIGETI data platform team
+extends_documentation_fragment:
+  - sigeti.dwh.connection
+options:
+  name:
+    description: The partitioned table, as C(schema.table). Quote mixed-case parts (C('"Ventes"."Fait"')).
+    type: str
+    required: true
+  key:
+    description: The partition key column.
+    type: str
+    required: true
+  key_format:
+    description:
+      - How the key holds its values. V(auto) detects date, timestamp and timestamptz columns and refuses integer
+        columns (set V(yyyymmdd), V(yyyymm) or V(integer) for them).
+      - V(timestamptz) bounds are midnight in the session's C(TimeZone).
+    type: str
+    choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer]
+    default: auto
+  interval:
+    description:
+      - V(year), V(quarter), V(month), V(week) (ISO weeks, Monday to Monday) or V(day); V(yyyymm) keys take
+        year, quarter or month. For V(key_format=integer), a positive whole number, the width of each partition.
+    type: str
+    required: true
+  start:
+    description:
+      - First lower bound of the set (C(2020-01-01), C(20200101), or a number for integer keys). It must be the
+        start of a period; the error says what the aligned value would be. Defaults to the current period.
+      - Older existing partitions are kept as they are (retention aside).
+    type: str
+  premake:
+    description: Periods created ahead of the current one.
+    type: int
+    default: 2
+  default_partition:
+    description:
+      - Whether a default partition (C(<table>_default)) must exist. When false an existing one is kept, with a warning.
+    type: bool
+    default: true
+  retention:
+    description: Optional retention of old periods. Partitions only partly older than the cutoff are never touched.
+    type: dict
+    suboptions:
+      keep:
+        description: Periods kept behind the current one (0 keeps only the current one).
+        type: int
+        required: true
+      action:
+        description:
+          - V(detach) keeps the table outside the set, V(drop) drops it, V(archive) moves it to O(retention.archive_schema).
+          - Detaching uses C(DETACH PARTITION ... CONCURRENTLY) when the table has no default partition (PostgreSQL
+            refuses it otherwise); else a plain DETACH under C(lock_timeout) with retries.
+        type: str
+        choices: [detach, drop, archive]
+        default: detach
+      archive_schema:
+        description: Schema receiving archived partitions (created when absent).
+        type: str
+  partition_options:
+    description:
+      - Storage parameters applied to every leaf partition, new and existing (C(fillfactor), C(autovacuum_*),
+        C(toast.autovacuum_*) ...). Only the declared ones are compared; others are left alone.
+    type: dict
+    default: {}
+  columns:
+    description:
+      - Columns of the table, used only when it does not exist (the module then creates it partitioned by RANGE
+        on O(key)). Each is C({name, type, not_null, default}) or a string C("name type").
+    type: list
+    elements: raw
+  primary_key:
+    description: Primary key columns of a table the module creates (must include O(key)).
+    type: list
+    elements: str
+    default: []
+  state:
+    description: Only V(present) for now.
+    type: str
+    choices: [present]
+    default: present
+  skip_on_standby:
+    description: On a standby (in recovery) return ok and unchanged instead of failing.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Needs ownership of the table (ALTER TABLE), CREATE on its schema, and SELECT on the default partition.
+seealso:
+  - module: sigeti.dwh.table_info
+"""
+
+EXAMPLES = r"""
+- name: SIGETI's attributions, yearly on an integer YYYYMMDD key, two years ahead, ten kept
+  sigeti.dwh.partitioned_table:
+    login_db: sigeti_node_db
+    name: dwh_facts.fait_attributions
+    key: date_demandee_key
+    key_format: yyyymmdd
+    interval: year
+    start: "2020-01-01"
+    premake: 2
+    retention:
+      keep: 10
+      action: archive
+      archive_schema: dwh_archive
+    partition_options:
+      autovacuum_vacuum_scale_factor: 0.02
+
+- name: Monthly partitions of a new events table, created when absent
+  sigeti.dwh.partitioned_table:
+    login_db: sigeti_node_db
+    name: dwh_staging.events
+    key: occurred_at
+    interval: month
+    premake: 3
+    columns:
+      - {name: id, type: bigint}
+      - {name: occurred_at, type: timestamptz, not_null: true}
+      - payload jsonb
+    primary_key: [id, occurred_at]
+"""
+
+RETURN = r"""
+partitions:
+  description: The partitions after the run (predicted in check mode), by low bound, the default last.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: fait_2024, low: 20240101, high: 20250101, default: false}, {name: fait_default, low: null, high: null, default: true}]
+created: {description: Partitions created., type: list, elements: str, returned: always}
+detached: {description: Partitions detached by retention (whatever the action)., type: list, elements: str, returned: always}
+dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: always}
+archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: always}
+default_rows: {description: Rows left in the default partition after the run (null without one)., type: int, returned: always}
+moved_rows: {description: Rows moved out of the default partition into new partitions., type: int, returned: always}
+queries: {description: The exact SQL run (or that would run in check mode)., type: list, elements: str, returned: always}
+plan: {description: Each statement with its reason and the lock it takes., type: list, elements: dict, returned: always}
+warnings: {description: What was left alone and why (partly old partitions, an unwanted default)., type: list, elements: str, returned: always}
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, partitioning, periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+    connect,
+    connection_argument_spec,
+    module_errors,
+    require_supported_server,
+    server_facts,
+    standby_exit,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, is_lock_error
+
+
+def with_lock_retries(conn, module, targets, read):
+    """Run a catalog read; on lock_timeout retry like the executor, then fail naming the blocking sessions.
+
+    Size functions in the catalog read take ACCESS SHARE, so a session holding ACCESS EXCLUSIVE blocks them.
+    """
+    executor = Executor.from_module(conn, module)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return read()
+        except Exception as error:
+            if not is_lock_error(error):
+                raise
+            conn.rollback()
+            if attempt > executor.retries:
+                blockers = executor.blockers(targets)
+                who = "; ".join("pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
+                                for b in blockers) or "a session that has since released it"
+                raise LockNotGranted(
+                    "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was "
+                    "changed. What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise "
+                    "lock_timeout / lock_retries." % (attempt, ", ".join(display_name(*t) for t in targets), who),
+                    blocking_pids=[b["pid"] for b in blockers],
+                )
+            time.sleep(executor.retry_delay * (2 ** (attempt - 1)))
+
+
+def declared_state(params, schema, name, table, conn):
+    """Validate every option against the table's facts; return a ``partitioning.Declared``."""
+    shown = display_name(schema, name)
+    key = params["key"]
+    if params["premake"] < 0:
+        raise InvalidInput("premake=%d for %s is negative: give the number of periods created ahead (0 or more)"
+                           % (params["premake"], shown))
+    retention = partitioning.validate_retention(params.get("retention"), shown)
+    options = partitioning.validate_partition_options(params.get("partition_options"), shown)
+    columns = None
+    if table["exists"]:
+        if table["relkind"] == "p":
+            names = [c["name"] for c in table["columns"]]
+            if key not in names:
+                raise InvalidInput("column %s does not exist in table %s (columns: %s); nothing was changed"
+                                   % (key, shown, ", ".join(names)))
+        stub = partitioning.Declared(schema, name, key, None)
+        partitioning.check_partition_key(stub, table)
+        column_type = table["partition_key"]["types"][0]
+    else:
+        columns = partitioning.validate_columns(params.get("columns"), key, shown)
+        resolved = catalog.resolve_types(conn, [c["type"] for c in columns])
+        unknown = [c["type"] for c in columns if not resolved.get(c["type"])]
+        if unknown:
+            raise InvalidInput("type(s) %s given in columns for %s do not exist" % (", ".join(unknown), shown))
+        column_type = resolved[[c["type"] for c in columns if c["name"] == key][0]]
+        missing_pk = [c for c in params.get("primary_key") or [] if c not in [col["name"] for col in columns]]
+        if missing_pk:
+            raise InvalidInput("primary_key column(s) %s are not among the columns of %s" % (", ".join(missing_pk), shown))
+        if params.get("primary_key") and key not in params["primary_key"]:
+            raise InvalidInput("primary_key of %s must include the partition key %s (PostgreSQL requires it)" % (shown, key))
+    key_format = periods.detect_format(params["key_format"], key, column_type, shown)
+    scheme = periods.Scheme(key_format, params["interval"], column_type)
+    start = scheme.parse_start(params["start"]) if params.get("start") not in (None, "") else None
+    return partitioning.Declared(
+        schema, name, key, scheme, start=start, premake=params["premake"],
+        default_partition=params["default_partition"], retention=retention, partition_options=options,
+        columns=columns, primary_key=params.get("primary_key"),
+    )
+
+
+def current_period(declared, state):
+    """The period holding today (the server's current_date), or the largest key for integer keys."""
+    scheme = declared.scheme
+    if scheme.format.calendar:
+        return scheme.current(state["today"])
+    if state.get("max_key") is not None:
+        return scheme.align(int(state["max_key"]))
+    if declared.start is None:
+        raise InvalidInput("start is required for key_format integer while %s holds no rows: give the first lower bound"
+                           % declared.display)
+    return declared.start
+
+
+def plan_partitions(conn, module, declared, table):
+    """Read the few facts the plan needs beyond the table's, then build the plan (a ``partitioning.Result``)."""
+    scheme = declared.scheme
+    parent = (declared.schema, declared.name)
+    default = None
+    for part in partitioning.existing_partitions(table):
+        if part["is_default"]:
+            default = (part["schema"], part["name"])
+    schemas = [declared.schema] + ([declared.retention["archive_schema"]] if declared.retention and declared.retention.get("archive_schema") else [])
+    want_max = not scheme.format.calendar and table["exists"]
+    state = with_lock_retries(conn, module, [parent] + ([default] if default else []), lambda: catalog.partition_set_state(
+        conn, schemas, default=default, parent=parent if want_max else None, key=declared.key if want_max else None))
+    lay = partitioning.layout(declared, table, current_period(declared, state))
+    extras = {"default_rows": state["default_rows"], "schemas": state["schemas"], "default_counts": {},
+              "existing_names": set(), "index_tails": {}}
+    names = partitioning.candidate_names(declared, lay)
+    if names:
+        ranges = [(partitioning.bound_sql(scheme, p), partitioning.bound_sql(scheme, scheme.step(p))) for p in lay.missing]
+        taken, counts = catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges)
+        extras["existing_names"] = taken
+        extras["default_counts"] = dict(zip(lay.missing, counts))
+    lacking = partitioning.lacking_indexes(table, lay)
+    if lacking:
+        extras["index_tails"] = catalog.index_tails(conn, lacking)
+    return partitioning.build_plan(declared, table, lay, extras), state
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        name=dict(type="str", required=True),
+        key=dict(type="str", required=True, no_log=False),
+        key_format=dict(type="str", default="auto", choices=list(periods.FORMAT_NAMES)),
+        interval=dict(type="str", required=True),
+        start=dict(type="str"),
+        premake=dict(type="int", default=2),
+        default_partition=dict(type="bool", default=True),
+        retention=dict(type="dict", options=dict(
+            keep=dict(type="int", required=True),
+            action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
+            archive_schema=dict(type="str"),
+        )),
+        partition_options=dict(type="dict", default={}),
+        columns=dict(type="list", elements="raw"),
+        primary_key=dict(type="list", elements="str", default=[]),
+        state=dict(type="str", choices=["present"], default="present"),
+        skip_on_standby=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    holder = []
+    with module_errors(module, holder):
+        schema, name = split_name(module.params["name"])
+        conn = connect(module)
+        holder.append(conn)
+        facts = server_facts(conn)
+        require_supported_server(facts)
+        standby_exit(module, facts, module.params["skip_on_standby"])
+        table = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.read_tables(conn, [(schema, name)])[0])
+        declared = declared_state(module.params, schema, name, table, conn)
+        result, state = plan_partitions(conn, module, declared, table)
+        queries = result.plan.queries(conn)
+        explained = result.plan.explain(conn)
+        if result.plan and not module.check_mode:
+            Executor.from_module(conn, module).run(result.plan)
+        conn.close()
+        has_default = any(p["default"] for p in result.partitions)
+        output = dict(
+            changed=bool(result.plan),
+            queries=queries,
+            plan=explained,
+            partitions=result.partitions,
+            created=result.created,
+            detached=result.detached,
+            dropped=result.dropped,
+            archived=result.archived,
+            default_rows=result.default_rows_after if has_default else None,
+            moved_rows=result.moved_rows,
+            warnings=result.warnings,
+        )
+        if module._diff:
+            output["diff"] = {"before": partitioning.diff_text(result.before),
+                              "after": partitioning.diff_text(result.partitions)}
+        module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()
