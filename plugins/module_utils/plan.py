@@ -22,6 +22,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import disp
 
 try:
     import psycopg2
+    import psycopg2.extensions
 except ImportError:  # reported by the connection layer
     psycopg2 = None
 
@@ -171,7 +172,10 @@ class Executor(object):
 
     def _execute(self, unit):
         autocommit = not unit[0].transactional
-        self.conn.autocommit = autocommit
+        if autocommit:
+            if self.conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                self.conn.commit()  # close the caller's read transaction: VACUUM refuses to run inside one
+            self.conn.autocommit = True
         texts = []
         try:
             with self.conn.cursor() as cur:
@@ -183,7 +187,8 @@ class Executor(object):
             if not autocommit:
                 self.conn.commit()
         finally:
-            self.conn.autocommit = False
+            if autocommit:
+                self.conn.autocommit = False
         self.executed.extend(texts)
         return texts
 
@@ -229,13 +234,10 @@ class Executor(object):
             return []
         schemas = [t[0] for t in targets]
         names = [t[1] for t in targets]
-        self.conn.autocommit = True
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute(BLOCKERS_QUERY, (schemas, names))
-                rows = cur.fetchall()
-        finally:
-            self.conn.autocommit = False
+        with self.conn.cursor() as cur:
+            cur.execute(BLOCKERS_QUERY, (schemas, names))
+            rows = cur.fetchall()
+        self._rollback()
         return [
             {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]}
             for r in rows

@@ -151,6 +151,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import tab
 
 def requested_tables(conn, tables, schemas):
     """Resolve the ``tables`` and ``schemas`` options into a list of ``(schema, table)`` without duplicates."""
+    if not tables and not schemas:
+        raise InvalidInput("nothing to report on: give tables (schema.table) or schemas")
     names = [split_name(t) for t in tables]
     if schemas:
         names.extend(catalog.tables_in_schemas(conn, schemas))
@@ -158,14 +160,12 @@ def requested_tables(conn, tables, schemas):
     for name in names:
         if name not in unique:
             unique.append(name)
-    if not unique:
-        raise InvalidInput("nothing to report on: give tables (schema.table) or schemas")
     return unique
 
 
 def report_tables(conn, names, measure, count_default_rows, settings):
     """Read facts for ``names`` and build each table's report; fail naming every absent table."""
-    facts = catalog.read_tables(conn, names)
+    facts = catalog.read_tables(conn, names) if names else []
     missing = [display_name(t["schema"], t["name"]) for t in facts if not t["exists"]]
     if missing:
         raise InvalidInput(
