@@ -1,0 +1,270 @@
+"""The planner on plain values: adoption, overlaps, default rows, retention, indexes, options, names."""
+
+import datetime
+
+import pytest
+from psycopg2 import sql
+
+from ansible_collections.sigeti.dwh.plugins.module_utils import partitioning, periods, plan
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+
+D = datetime.date
+
+
+def text(composable):
+    """Render a psycopg2.sql composable without a connection (identifiers quoted, literals repr'd)."""
+    if isinstance(composable, sql.Composed):
+        return "".join(text(c) for c in composable.seq)
+    if isinstance(composable, sql.SQL):
+        return composable.string
+    if isinstance(composable, sql.Identifier):
+        return ".".join('"%s"' % s for s in composable.strings)
+    if isinstance(composable, sql.Literal):
+        value = composable.wrapped
+        return "'%s'" % value if isinstance(value, str) else str(value)
+    return str(composable)
+
+
+_oid = [1000]
+
+
+def part(name, low=None, high=None, default=False, level=1, relkind="r", indexes=None, reloptions=None, toast=None):
+    _oid[0] += 1
+    bound = {"kind": "default"} if default else {"kind": "range", "low": [low], "high": [high]}
+    entry = {"oid": _oid[0], "parent_oid": 1, "schema": "dwh", "name": name, "level": level, "relkind": relkind,
+             "bound": bound, "bound_expr": "DEFAULT" if default else "FOR VALUES FROM (%s) TO (%s)" % (low, high),
+             "indexes": indexes or [], "reloptions": reloptions or {}, "toast_reloptions": toast or {},
+             "toast_oid": 77 if toast is not None else None}
+    if not default:
+        entry["low"], entry["high"] = low, high
+    return entry
+
+
+def table(parts, relkind="p", strategy="range", columns=("dk",), indexes=None):
+    return {"exists": True, "schema": "dwh", "name": "fait", "relkind": relkind, "oid": 1,
+            "partition_key": {"strategy": strategy, "columns": list(columns), "types": ["integer"],
+                              "has_expressions": False, "definition": "RANGE (%s)" % ", ".join(columns)},
+            "partitions": parts, "columns": [{"name": "id", "generated": ""}, {"name": "dk", "generated": ""},
+                                             {"name": "g", "generated": "s"}],
+            "indexes": indexes or []}
+
+
+def declared(interval="year", fmt="yyyymmdd", start=None, premake=1, default=True, retention=None, options=None):
+    scheme = periods.Scheme(fmt, interval, "integer")
+    return partitioning.Declared("dwh", "fait", "dk", scheme, start=start, premake=premake, default_partition=default,
+                                 retention=retention, partition_options=options or {})
+
+
+def plan_for(dec, tab, current, **extras):
+    lay = partitioning.layout(dec, tab, current)
+    extras.setdefault("schemas", {"dwh"})
+    return lay, partitioning.build_plan(dec, tab, lay, extras)
+
+
+def test_everything_present_gives_an_empty_plan():
+    tab = table([part("fait_2025", 20250101, 20260101), part("fait_2026", 20260101, 20270101),
+                 part("fait_default", default=True)])
+    _lay, result = plan_for(declared(), tab, D(2025, 1, 1), default_rows=0)
+    assert not result.plan and result.created == [] and result.default_rows_after == 0
+    assert [p["name"] for p in result.partitions] == ["fait_2025", "fait_2026", "fait_default"]
+
+
+def test_partitions_with_other_names_and_right_bounds_are_adopted():
+    tab = table([part("y2025", 20250101, 20260101), part("fait_default", default=True)])
+    lay, result = plan_for(declared(), tab, D(2025, 1, 1))
+    assert lay.adopted[D(2025, 1, 1)]["name"] == "y2025"
+    assert result.created == ["fait_2026"]
+
+
+def test_weak_lock_path_create_like_then_attach_in_one_group():
+    tab = table([])
+    _lay, result = plan_for(declared(default=False), tab, D(2025, 1, 1))
+    steps = result.plan.steps
+    assert len(steps) == 4
+    assert text(steps[0].sql).startswith('CREATE TABLE "dwh"."fait_2025" (LIKE "dwh"."fait" INCLUDING DEFAULTS')
+    assert steps[0].lock == plan.ACCESS_SHARE
+    assert text(steps[1].sql) == 'ALTER TABLE "dwh"."fait" ATTACH PARTITION "dwh"."fait_2025" FOR VALUES FROM (20250101) TO (20260101)'
+    assert steps[1].lock == plan.SHARE_UPDATE_EXCLUSIVE
+    assert steps[0].group == steps[1].group != steps[2].group
+    assert ("dwh", "fait") in steps[1].targets
+
+
+def test_date_bounds_are_cast_literals():
+    scheme = periods.Scheme("date", "month", "date")
+    assert text(partitioning.bound_sql(scheme, D(2024, 2, 1))) == "'2024-02-01'::date"
+    scheme = periods.Scheme("timestamptz", "day", "timestamp with time zone")
+    assert text(partitioning.bound_sql(scheme, D(2024, 2, 29))) == "'2024-02-29 00:00:00'::timestamptz"
+
+
+def test_rows_in_the_default_move_in_the_same_transaction():
+    default = part("fait_default", default=True)
+    tab = table([part("fait_2025", 20250101, 20260101), default])
+    _lay, result = plan_for(declared(), tab, D(2025, 1, 1), default_rows=10, default_counts={D(2026, 1, 1): 7})
+    steps = result.plan.steps
+    assert [s.lock for s in steps] == [plan.ACCESS_SHARE, plan.ACCESS_EXCLUSIVE, plan.ROW_EXCLUSIVE, plan.SHARE_UPDATE_EXCLUSIVE]
+    assert len(set(s.group for s in steps)) == 1 and all(s.transactional for s in steps)
+    move = text(steps[2].sql)
+    assert move.startswith('WITH moved AS (DELETE FROM "dwh"."fait_default" WHERE "dk" >= 20260101 AND "dk" < 20270101')
+    assert '"g"' not in move, "generated columns are recomputed, never inserted"
+    assert result.moved_rows == 7 and result.default_rows_after == 3
+
+
+def test_overlapping_partition_is_refused():
+    tab = table([part("fait_h1", 20250101, 20250701)])
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared(), tab, D(2025, 1, 1))
+    assert "overlap" in err.value.msg and "fait_h1" in err.value.msg and "nothing was changed" in err.value.msg
+
+
+def test_partitions_outside_the_set_are_kept():
+    tab = table([part("fait_h1_2019", 20190101, 20190701), part("fait_2025", 20250101, 20260101)])
+    lay, result = plan_for(declared(default=False), tab, D(2025, 1, 1))
+    assert [p["name"] for p in lay.others] == ["fait_h1_2019"]
+    assert [p["name"] for p in result.partitions] == ["fait_h1_2019", "fait_2025", "fait_2026"]
+
+
+@pytest.mark.parametrize("has_default, concurrent", [(True, False), (False, True)])
+def test_retention_detach_concurrently_only_without_default(has_default, concurrent):
+    parts = [part("fait_2020", 20200101, 20210101), part("fait_2023", 20230101, 20240101),
+             part("fait_2024", 20240101, 20250101), part("fait_2025", 20250101, 20260101), part("fait_2026", 20260101, 20270101)]
+    if has_default:
+        parts.append(part("fait_default", default=True))
+    ret = {"keep": 1, "action": "drop", "archive_schema": None}
+    lay, result = plan_for(declared(default=has_default, retention=ret), table(parts), D(2025, 1, 1))
+    assert [p["name"] for p in lay.retired] == ["fait_2020", "fait_2023"]
+    assert result.detached == ["fait_2020", "fait_2023"] and result.dropped == result.detached
+    detach = result.plan.steps[0]
+    assert ("CONCURRENTLY" in text(detach.sql)) is concurrent
+    assert detach.transactional is not concurrent
+    assert detach.lock == (plan.SHARE_UPDATE_EXCLUSIVE if concurrent else plan.ACCESS_EXCLUSIVE)
+    assert text(result.plan.steps[1].sql) == 'DROP TABLE "dwh"."fait_2020"'
+
+
+def test_partly_old_partition_straddling_the_cutoff_is_kept_with_a_warning():
+    # keep 1 month behind March 2025: the cutoff is 2025-02-01, which this partition straddles
+    parts = [part("fait_2024h2_2025", 20240701, 20250215)]
+    ret = {"keep": 1, "action": "drop", "archive_schema": None}
+    lay, result = plan_for(declared(interval="month", default=False, retention=ret, premake=0, start=D(2025, 3, 1)),
+                           table(parts), D(2025, 3, 1))
+    assert lay.retired == [] and [p["name"] for p in lay.partly_old] == ["fait_2024h2_2025"]
+    assert result.dropped == [] and any("partly old" in w for w in result.warnings)
+
+
+def test_archive_needs_a_free_name_and_creates_the_schema():
+    parts = [part("fait_2020", 20200101, 20210101), part("fait_2025", 20250101, 20260101), part("fait_2026", 20260101, 20270101)]
+    ret = {"keep": 0, "action": "archive", "archive_schema": "arch"}
+    dec = declared(default=False, retention=ret)
+    _lay, result = plan_for(dec, table(parts), D(2025, 1, 1))
+    texts = [text(s.sql) for s in result.plan.steps]
+    assert texts[0] == 'CREATE SCHEMA IF NOT EXISTS "arch"'
+    assert texts[-1] == 'ALTER TABLE "dwh"."fait_2020" SET SCHEMA "arch"'
+    with pytest.raises(InvalidInput) as err:
+        plan_for(dec, table(parts), D(2025, 1, 1), existing_names={("arch", "fait_2020")}, schemas={"dwh", "arch"})
+    assert "already has relations named fait_2020" in err.value.msg
+
+
+def test_name_taken_by_a_stray_table_is_refused():
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared(default=False), table([]), D(2025, 1, 1), existing_names={("dwh", "fait_2026")})
+    assert "fait_2026" in err.value.msg and "already exists" in err.value.msg
+
+
+def test_partition_options_apply_only_where_they_differ():
+    parts = [part("fait_2025", 20250101, 20260101, reloptions={"fillfactor": "90"}, toast={}),
+             part("fait_2026", 20260101, 20270101, reloptions={"fillfactor": "80"})]
+    options = {"fillfactor": "90", "toast.autovacuum_enabled": "false"}
+    _lay, result = plan_for(declared(default=False, options=options), table(parts), D(2025, 1, 1))
+    texts = [text(s.sql) for s in result.plan.steps]
+    assert texts == [
+        'ALTER TABLE "dwh"."fait_2025" SET (toast.autovacuum_enabled = \'false\')',
+        'ALTER TABLE "dwh"."fait_2026" SET (fillfactor = \'90\')',  # no TOAST table: toast.* cannot be stored
+    ]
+
+
+def test_missing_parent_index_is_built_concurrently_then_attached():
+    parent_index = {"oid": 500, "name": "fait_id_idx", "schema": "dwh", "relkind": "I", "is_unique": False,
+                    "constraint_name": None}
+    parts = [part("fait_2025", 20250101, 20260101, indexes=[{"parent_index_oid": 500}]),
+             part("fait_2026", 20260101, 20270101)]
+    tab = table(parts, indexes=[parent_index])
+    dec = declared(default=False)
+    lay = partitioning.layout(dec, tab, D(2025, 1, 1))
+    assert partitioning.lacking_indexes(tab, lay) == {500}
+    result = partitioning.build_plan(dec, tab, lay, {"schemas": {"dwh"}, "index_tails": {500: "USING btree (id)"}})
+    create, attach = result.plan.steps
+    assert text(create.sql) == 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "fait_2026_fait_id_idx" ON "dwh"."fait_2026" USING btree (id)'
+    assert create.transactional is False
+    assert text(attach.sql) == 'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."fait_2026_fait_id_idx"'
+
+
+def test_new_table_is_created_with_schema_and_default():
+    dec = declared(premake=0)
+    dec.columns = partitioning.validate_columns([{"name": "id", "type": "bigint"}, "dk integer"], "dk", "dwh.fait")
+    dec.primary_key = ["id", "dk"]
+    _lay, result = plan_for(dec, {"exists": False}, D(2025, 1, 1), schemas=set())
+    texts = [text(s.sql) for s in result.plan.steps]
+    assert texts[0] == 'CREATE SCHEMA IF NOT EXISTS "dwh"'
+    assert texts[1] == 'CREATE TABLE "dwh"."fait" ("id" bigint, "dk" integer NOT NULL, PRIMARY KEY ("id", "dk")) PARTITION BY RANGE ("dk")'
+    assert texts[-1] == 'ALTER TABLE "dwh"."fait" ATTACH PARTITION "dwh"."fait_default" DEFAULT'
+    assert result.created == ["fait_2025", "fait_default"]
+
+
+def test_start_before_cutoff_is_clipped_and_future_start_still_makes_one_period():
+    dec = declared(start=D(2020, 1, 1), retention={"keep": 2, "action": "detach", "archive_schema": None}, default=False)
+    lay = partitioning.layout(dec, table([]), D(2025, 1, 1))
+    assert lay.periods == [D(2023, 1, 1), D(2024, 1, 1), D(2025, 1, 1), D(2026, 1, 1)]
+    lay = partitioning.layout(declared(start=D(2030, 1, 1), premake=0), table([]), D(2025, 1, 1))
+    assert lay.periods == [D(2030, 1, 1)]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"relkind": "r"}, "not partitioned; migration arrives with the migrate option"),
+    ({"strategy": "list"}, "not by RANGE"),
+    ({"columns": ("other",)}, "not by the key column dk"),
+    ({"columns": ("dk", "id")}, "not by the key column dk"),
+])
+def test_partition_key_checks(kwargs, words):
+    with pytest.raises(InvalidInput) as err:
+        partitioning.check_partition_key(declared(), table([], **kwargs))
+    assert words in err.value.msg
+
+
+@pytest.mark.parametrize("retention, words", [
+    ({"keep": -1}, "would drop the current period"),
+    ({"keep": "x"}, "not a whole number"),
+    ({"keep": 1, "action": "archive"}, "needs archive_schema"),
+    ({"keep": 1, "action": "shred"}, "choose one of"),
+    ({"action": "drop"}, "needs keep"),
+])
+def test_bad_retention(retention, words):
+    with pytest.raises(InvalidInput) as err:
+        partitioning.validate_retention(retention, "dwh.fait")
+    assert words in err.value.msg
+
+
+def test_bad_partition_options_and_columns():
+    with pytest.raises(InvalidInput):
+        partitioning.validate_partition_options({"fill factor; drop": 1}, "t")
+    assert partitioning.validate_partition_options({"autovacuum_enabled": False, "fillfactor": 90}, "t") == \
+        {"autovacuum_enabled": "false", "fillfactor": "90"}
+    with pytest.raises(InvalidInput) as err:
+        partitioning.validate_columns([{"name": "a", "type": "int); DROP TABLE x; --"}], "a", "t")
+    assert "not a type name" in err.value.msg
+    with pytest.raises(InvalidInput) as err:
+        partitioning.validate_columns([{"name": "a", "type": "int"}], "dk", "t")
+    assert "key column dk" in err.value.msg
+    with pytest.raises(InvalidInput) as err:
+        partitioning.validate_columns(None, "dk", "dwh.t")
+    assert "does not exist" in err.value.msg and "columns" in err.value.msg
+
+
+def test_names_are_cut_to_63_bytes_keeping_the_suffix():
+    name = partitioning.truncate_name("é" * 40, "_2023w05")
+    assert len(name.encode()) <= 63 and name.endswith("_2023w05")
+
+
+def test_retention_never_reaches_the_current_period():
+    # A partition that ends after the current period's start but got classified old would be a bug: the guard fires.
+    dec = declared(retention={"keep": 0, "action": "drop", "archive_schema": None}, default=False)
+    lay = partitioning.layout(dec, table([part("fait_2024", 20240101, 20250101)]), D(2025, 1, 1))
+    assert [p["name"] for p in lay.retired] == ["fait_2024"]
