@@ -856,3 +856,141 @@ def newest_row_ages(conn, relations):
     if not conn.autocommit:
         conn.rollback()
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Vacuum facts (sigeti.dwh.vacuum): what read_tables does not read, for the relations it returned
+# ---------------------------------------------------------------------------------------------
+
+VACUUM_FACTS_QUERY = """
+SELECT c.oid,
+       CASE WHEN c.relkind = 'r' THEN age(c.relfrozenxid) END AS relfrozenxid_age,
+       CASE WHEN c.reltoastrelid <> 0 THEN (SELECT age(t.relfrozenxid) FROM pg_class t WHERE t.oid = c.reltoastrelid)
+       END AS toast_relfrozenxid_age,
+       c.relallvisible,
+       CASE WHEN c.reltablespace <> 0 THEN pg_tablespace_location(c.reltablespace) END AS tablespace_location,
+       (SELECT spcname::text FROM pg_tablespace WHERE oid = c.reltablespace) AS tablespace,
+       (SELECT sum((1 - s.null_frac) * s.avg_width)::float8 FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS data_width,
+       (SELECT count(*) FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS stats_columns,
+       (SELECT bool_or(s.null_frac > 0) FROM pg_stats s
+         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS has_nulls,
+       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
+         AS columns,
+       EXISTS (SELECT 1 FROM pg_stats s
+               WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.inherited) AS has_inherited_stats,
+       EXISTS (SELECT 1 FROM pg_index i
+               WHERE i.indrelid = c.oid AND i.indisvalid
+                 AND (i.indisprimary OR (i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k(attnum)
+                                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                                      WHERE NOT a.attnotnull)))) AS has_repack_key
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%(oids)s::oid[])
+"""
+
+EXTENSION_QUERY = """
+SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = ANY(%(names)s::text[])
+"""
+
+
+def vacuum_facts(conn, oids):
+    """Per relation oid: relfrozenxid ages, tablespace location, row width from pg_stats (for the bloat estimate),
+    inheritance statistics (partitioned parents) and whether a primary key or unique NOT NULL index exists
+    (pg_repack needs one). One round trip. Returns ``{oid: dict}``.
+    """
+    if not oids:
+        return {}
+    with _dict_cursor(conn) as cur:
+        cur.execute(VACUUM_FACTS_QUERY, {"oids": list(oids)})
+        rows = dict((r["oid"], dict(r)) for r in cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+def extensions_info(conn, names):
+    """Return ``{name: {"version", "schema"}}`` for the installed extensions among ``names``, and whether this
+    role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""
+    with _dict_cursor(conn) as cur:
+        cur.execute(EXTENSION_QUERY, {"names": list(names)})
+        found = dict((r["name"], {"version": r["version"], "schema": r["schema"]}) for r in cur.fetchall())
+        if "pgstattuple" in found:
+            cur.execute("SELECT has_function_privilege(%s, 'EXECUTE') AS allowed",
+                        ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"])
+                         .as_string(conn),))
+            found["pgstattuple"]["approx_allowed"] = cur.fetchone()["allowed"]
+    if not conn.autocommit:
+        conn.rollback()
+    return found
+
+
+def approx_bloat(conn, extension_schema, oids):
+    """Measure dead + free space of heaps with ``pgstattuple_approx`` (skips all-visible pages), one query.
+
+    Returns ``{oid: {"table_len", "dead_tuple_len", "approx_free_space", "scanned_percent", ...}}``.
+    """
+    if not oids:
+        return {}
+    query = sql.SQL(
+        "SELECT o.oid, a.* FROM unnest(%(oids)s::oid[]) AS o(oid), LATERAL {}.pgstattuple_approx(o.oid::regclass) a"
+    ).format(sql.Identifier(extension_schema))
+    with _dict_cursor(conn) as cur:
+        cur.execute(query, {"oids": list(oids)})
+        rows = dict((r["oid"], dict(r)) for r in cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+FREEZE_SAMPLE_PAGES = 64
+
+
+def newest_row_ages(conn, relations):
+    """Return ``{oid: min(age(xmin))}`` over a ``TABLESAMPLE SYSTEM`` sample of about FREEZE_SAMPLE_PAGES pages of
+    each relation (``[(oid, schema, name, relpages)]``); None when the sample saw no row. One query.
+    """
+    if not relations:
+        return {}
+    parts = []
+    for oid, schema, name, relpages in relations:
+        percent = 100.0 if not relpages or relpages <= FREEZE_SAMPLE_PAGES else max(
+            0.01, round(100.0 * FREEZE_SAMPLE_PAGES / relpages, 4))
+        parts.append(sql.SQL("SELECT {}::oid, (SELECT min(age(xmin)) FROM {} TABLESAMPLE SYSTEM ({}))").format(
+            sql.Literal(oid), sql.Identifier(schema, name), sql.Literal(percent)))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL(" UNION ALL ").join(parts))
+        rows = dict((r[0], r[1]) for r in cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+def explain_range(conn, schema, name, key, low, high, analyze=False):
+    """Return the JSON plan (one dict) of ``SELECT count(*) FROM schema.name WHERE key BETWEEN low AND high``.
+
+    The guide's date-range query. With ``analyze`` the count really runs (read-only transaction, rolled back)
+    so the plan carries actual times and which partitions were executed.
+    """
+    options = sql.SQL("FORMAT JSON, ANALYZE, TIMING OFF, SUMMARY ON") if analyze else sql.SQL("FORMAT JSON")
+    query = sql.SQL("EXPLAIN ({}) SELECT count(*) FROM {} WHERE {} BETWEEN {} AND {}").format(
+        options, sql.Identifier(schema, name), sql.Identifier(key), sql.Literal(low), sql.Literal(high))
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute(query)
+            plan = cur.fetchone()[0]
+            text = cur.mogrify(query).decode()
+    finally:
+        conn.rollback()
+        conn.autocommit = autocommit
+    if isinstance(plan, str):
+        import json
+
+        plan = json.loads(plan)
+    return plan[0], text
