@@ -1,0 +1,279 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: compression
+short_description: Set TOAST compression and storage per column, recompress existing values, report what it achieved
+version_added: 0.1.0
+description:
+  - Sets the compression method (V(lz4), V(pglz), V(default)) and storage strategy of columns, idempotently,
+    on a plain table or on a partitioned table and B(every) relation of its tree (the parent setting alone
+    only reaches partitions created later). Each relation is altered in its own short transaction under
+    O(lock_timeout) (C(SET COMPRESSION) takes a brief ACCESS EXCLUSIVE lock), with retries.
+  - C(SET COMPRESSION) only changes future writes. O(recompress) converts the values already stored.
+    V(online) rewrites, in batches by primary key with a commit per batch, only the values stored with
+    another method, then runs a plain C(VACUUM); the space of the old row versions becomes reusable but is
+    not returned to the operating system. V(rewrite) rewrites each table in one
+    C(ALTER TABLE ... ALTER COLUMN ... TYPE ... USING ...) statement (compact, ACCESS EXCLUSIVE while it runs);
+    a partition refuses C(ALTER COLUMN TYPE), so a partition is rewritten by one C(UPDATE) then
+    C(VACUUM (FULL, ANALYZE)) of that partition alone.
+  - Reports the truth, measured with C(pg_column_compression) (sampled by default) before and after: the share
+    of values per method and the table sizes. Warns when no row reaches the TOAST threshold (then no
+    compression setting changes anything).
+author:
+  - SIGETI data platform team
+extends_documentation_fragment:
+  - sigeti.dwh.connection
+options:
+  name:
+    description: The table, as C(schema.table). A partitioned table means the parent and every partition.
+    type: str
+    required: true
+  columns:
+    description:
+      - Compression method per column, V(lz4), V(pglz) or V(default) (the writing session's
+        C(default_toast_compression)). Only variable-length (toastable) columns are accepted.
+    type: dict
+    default: {}
+  storage:
+    description: Storage strategy per column, V(plain), V(main), V(external) or V(extended).
+    type: dict
+    default: {}
+  toast_tuple_target:
+    description: Row width in bytes (128-8160) above which PostgreSQL compresses and moves values out of line; set per leaf table.
+    type: int
+  recompress:
+    description:
+      - What to do with values already stored. V(none) leaves them (only new writes use the new method).
+      - V(online) updates them in batches (needs a primary key or a unique index over NOT NULL columns), then VACUUM.
+      - V(rewrite) rewrites each table in one statement under ACCESS EXCLUSIVE.
+    type: str
+    choices: [none, online, rewrite]
+    default: none
+  batch_size:
+    description: Rows per batch of O(recompress=online) (one transaction per batch).
+    type: int
+    default: 5000
+  database_default:
+    description: Set C(default_toast_compression) for the current database (C(ALTER DATABASE ... SET)), used by new sessions.
+    type: str
+    choices: [lz4, pglz]
+  measure:
+    description: How to count values per method, V(sample) (C(TABLESAMPLE), about 2000 pages per table) or V(exact).
+    type: str
+    choices: [sample, exact]
+    default: sample
+  skip_on_standby:
+    description: On a standby, exit unchanged instead of failing.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Reads the catalog and a sample of the table (ACCESS SHARE); takes no other lock and changes nothing.
+  diff_mode:
+    support: full
+notes:
+  - lz4 is a speed choice (faster to write and read), not a space choice; on large values it is usually larger
+    than pglz. The module reports the sizes it measured, never an expected saving.
+  - Rows narrower than about 2 kB are never compressed; such tables do not change at all.
+seealso:
+  - module: sigeti.dwh.table_info
+"""
+
+EXAMPLES = r"""
+- name: Comments of the attributions fact table in lz4, existing values converted online
+  sigeti.dwh.compression:
+    login_db: sigeti_node_db
+    name: dwh_facts.fait_attributions
+    columns:
+      commentaire: lz4
+    storage: {commentaire: extended}
+    recompress: online
+    batch_size: 2000
+  register: result
+
+- name: Show what it achieved
+  ansible.builtin.debug:
+    msg: "{{ result.columns.commentaire.before.shares }} -> {{ result.columns.commentaire.after.shares }}, {{ result.sizes }}"
+
+- name: Database default and a compact rewrite in a maintenance window
+  sigeti.dwh.compression:
+    login_db: sigeti_node_db
+    name: dwh_facts.fait_documents
+    columns: {contenu: default, meta: lz4}
+    database_default: lz4
+    recompress: rewrite
+    lock_timeout: 2s
+"""
+
+RETURN = r"""
+changed: {description: True when the plan was not empty., type: bool, returned: always}
+queries:
+  description: The statements run (in check mode, that would run; a batched phase shows its template with :lower/:upper).
+  type: list
+  elements: str
+  returned: always
+plan:
+  description: Each step with its SQL, reason and lock.
+  type: list
+  elements: dict
+  returned: always
+columns:
+  description:
+    - Per declared column, the values per method before and after (counts, shares of non-NULL values, widths),
+      and C(values_to_rewrite) (estimated from the sample when sampled).
+  type: dict
+  returned: always
+  sample: {commentaire: {declared: lz4, values_to_rewrite: 1200, before: {pglz: 1200, lz4: 0, shares: {pglz: 1.0}}, after: {pglz: 0, lz4: 1200}}}
+sizes:
+  description: Heap, TOAST, index and total bytes of the whole tree before and after (after is null in check mode).
+  type: dict
+  returned: always
+recompress:
+  description: Mode, per-leaf batches and rows rewritten, and a note on where the space went.
+  type: dict
+  returned: always
+warnings_detail:
+  description: The warnings (also emitted as Ansible warnings), e.g. no row exceeding the TOAST threshold.
+  type: list
+  elements: str
+  returned: always
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils import compression
+from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+    connect,
+    connection_argument_spec,
+    module_errors,
+    require_supported_server,
+    server_facts,
+    standby_exit,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
+
+
+def measure(conn, table, columns, exact, with_widths):
+    """Measure every leaf: values per method for ``columns`` and, when asked, whole-row widths."""
+    measurements, widths = {}, {}
+    for entry in compression.leaves(table):
+        if columns:
+            measurements[entry["oid"]] = catalog.column_compression(
+                conn, entry["schema"], entry["name"], columns, relpages=entry["relpages"], exact=exact)
+        if with_widths:
+            widths[entry["oid"]] = catalog.row_widths(
+                conn, entry["schema"], entry["name"], relpages=entry["relpages"], exact=exact)
+    return measurements, widths
+
+
+def column_report(declared, plan, before, after):
+    """Per declared column: method declared, values to rewrite, counts and shares before / after."""
+    report = {}
+    for column in declared["columns"]:
+        report[column] = {
+            "declared": declared["columns"][column],
+            "values_to_rewrite": plan.to_rewrite.get(column, 0),
+            "before": before.get(column),
+            "after": after.get(column) if after is not None else None,
+        }
+    return report
+
+
+def size_report(before, after):
+    """Sizes before/after with the measured change (never a predicted one)."""
+    keys = ("heap_bytes", "toast_bytes", "index_bytes", "total_bytes")
+    out = {"before": dict((k, before[k]) for k in keys), "after": None, "change_bytes": None}
+    if after is not None:
+        out["after"] = dict((k, after[k]) for k in keys)
+        out["change_bytes"] = after["total_bytes"] - before["total_bytes"]
+        if before["total_bytes"]:
+            out["change_ratio"] = round(after["total_bytes"] / float(before["total_bytes"]), 4)
+    return out
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        name=dict(type="str", required=True),
+        columns=dict(type="dict", default={}),
+        storage=dict(type="dict", default={}),
+        toast_tuple_target=dict(type="int"),
+        recompress=dict(type="str", choices=list(compression.RECOMPRESS_MODES), default="none"),
+        batch_size=dict(type="int", default=compression.DEFAULT_BATCH_SIZE),
+        database_default=dict(type="str", choices=["lz4", "pglz"]),
+        measure=dict(type="str", choices=["sample", "exact"], default="sample"),
+        skip_on_standby=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    holder = []
+    with module_errors(module, holder):
+        declared = compression.declared_state(module.params)
+        conn = connect(module)
+        holder.append(conn)
+        facts = server_facts(conn)
+        require_supported_server(facts)
+        standby_exit(module, facts, module.params["skip_on_standby"])
+        schema, name = split_name(module.params["name"])
+        table = catalog.read_table(conn, schema, name)
+        leaf_oids = [e["oid"] for e in compression.leaves(table)]
+        mode = declared["recompress"]
+        identities = catalog.row_identities(conn, leaf_oids) if mode == "online" else {}
+        column_views = catalog.column_dependent_views(conn, leaf_oids) if mode == "rewrite" else []
+        compression.validate(declared, table, facts, identities, column_views)
+
+        measured_columns = sorted(set(declared["columns"]) | set(declared["storage"]))
+        exact = module.params["measure"] == "exact"
+        with_widths = bool(measured_columns) or declared["toast_tuple_target"] is not None
+        measurements, widths = measure(conn, table, measured_columns, exact, with_widths)
+        triggers = catalog.update_triggers(conn, leaf_oids) if mode != "none" else {}
+        db_default = catalog.database_setting(conn, "default_toast_compression")
+        plan = compression.build_plan(declared, table, facts, measurements, identities, widths, triggers, db_default)
+        before = compression.summarize(measurements, list(declared["columns"]))
+        totals_before = catalog.tree_totals(table)
+
+        after, totals_after, progress = None, None, []
+        queries = plan.queries(conn)
+        explained = plan.explain(conn)
+        if plan and not module.check_mode:
+            queries, progress = compression.run_items(conn, Executor.from_module(conn, module), plan)
+            table_after = catalog.read_table(conn, schema, name)
+            measurements_after, _ = measure(conn, table_after, list(declared["columns"]), exact, False)
+            after = compression.summarize(measurements_after, list(declared["columns"]))
+            totals_after = catalog.tree_totals(table_after)
+        elif not plan:
+            after, totals_after = before, totals_before
+        conn.close()
+
+        for warning in plan.warnings:
+            module.warn(warning)
+        recompress = {"mode": mode, "leaves": progress,
+                      "rows_rewritten": sum(p["rows_rewritten"] for p in progress),
+                      "batches": sum(p["batches"] for p in progress)}
+        if mode == "online" and progress and not module.check_mode:
+            recompress["note"] = compression.SPACE_NOTE
+        result = dict(
+            changed=bool(plan),
+            queries=queries,
+            plan=explained,
+            columns=column_report(declared, plan, before, after),
+            sizes=size_report(totals_before, totals_after),
+            measurement={"mode": module.params["measure"],
+                         "sampled": any(m.get("sampled") for m in measurements.values())},
+            recompress=recompress,
+            warnings_detail=plan.warnings,
+        )
+        if module._diff:
+            result["diff"] = plan.diff
+        module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
