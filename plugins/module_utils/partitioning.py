@@ -533,7 +533,15 @@ def retention_steps(declared, part, concurrent):
     return steps
 
 
+def _wall_clock(value):
+    # timestamptz bounds are reported as wall-clock times of the session's TimeZone, like new ones are written
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.replace(tzinfo=None)
+    return value
+
+
 def _entry(name, low, high, is_default=False):
+    low, high = _wall_clock(low), _wall_clock(high)
     return {"name": name, "low": json_value(low) if not is_default else None,
             "high": json_value(high) if not is_default else None, "default": is_default}
 

@@ -347,11 +347,12 @@ def main():
             archived=result.archived,
             default_rows=result.default_rows_after if has_default else None,
             moved_rows=result.moved_rows,
-            warnings=result.warnings,
         )
         if module._diff:
             output["diff"] = {"before": partitioning.diff_text(result.before),
                               "after": partitioning.diff_text(result.partitions)}
+        for warning in result.warnings:
+            module.warn(warning)
         module.exit_json(**output)
 
 
