@@ -16,7 +16,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  (import path for ansible_collections.sigeti.dwh)
+import conftest  # noqa: E402,F401  pylint: disable=unused-import  (import path for ansible_collections.sigeti.dwh)
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog  # noqa: E402
 from tests.support.pgserver import PostgresServer  # noqa: E402
 
@@ -72,7 +72,7 @@ def make_table(conn, name, partitions):
 def measure(conn, name, repeat):
     """Median total and database time (ms) and round trips of read_table + compression sample."""
     times, db_times, trips = [], [], 0
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         counting = CountingConnection(conn)
         started = time.perf_counter()
         table = catalog.read_table(counting, "public", name)

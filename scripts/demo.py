@@ -13,7 +13,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402  (makes ansible_collections.sigeti.dwh importable and sets ANSIBLE_COLLECTIONS_PATH)
+import conftest  # noqa: E402,F401  pylint: disable=unused-import  (makes ansible_collections.sigeti.dwh importable and sets ANSIBLE_COLLECTIONS_PATH)
 from tests.support.pgserver import PostgresServer  # noqa: E402
 
 DEMO_DIR = os.path.join(ROOT, ".demo", "pg")

@@ -15,7 +15,7 @@ JUNIT = os.path.join(ROOT, "tests", "output", "junit.xml")
 
 def pytest_counts():
     """Return (passed, failed, skipped) from pytest's JUnit report, or None when there is none."""
-    import xml.etree.ElementTree as ElementTree
+    from xml.etree import ElementTree
 
     if not os.path.exists(JUNIT):
         return None
@@ -48,11 +48,11 @@ def main(argv):
     for name, code, seconds in results:
         print("%-6s %6.1fs  %s" % ("ok" if code == 0 else "FAILED", seconds, name))
     counts = pytest_counts()
-    failed_stages = sum(1 for _, code, _ in results if code != 0)
+    failed_stages = sum(1 for _name, code, _seconds in results if code != 0)
     print("stages: %d of %d failed" % (failed_stages, len(results)))
     if counts:
         print("pytest: %d passed, %d failed, %d skipped" % counts)
-    return 0 if all(code == 0 for _, code, _ in results) else 1
+    return 0 if all(code == 0 for _name, code, _seconds in results) else 1
 
 
 if __name__ == "__main__":

@@ -100,10 +100,10 @@ def parse_partition_bound(expr):
         low, i = _literal_list(tokens, 3)
         if tokens[i] != ("word", "TO") and tokens[i][1].upper() != "TO":
             raise ValueError("expected TO in partition bound %r" % expr)
-        high, _ = _literal_list(tokens, i + 1)
+        high = _literal_list(tokens, i + 1)[0]
         return {"kind": "range", "low": low, "high": high}
     if words[:3] == ["FOR", "VALUES", "IN"]:
-        values, _ = _literal_list(tokens, 3)
+        values = _literal_list(tokens, 3)[0]
         return {"kind": "list", "values": values}
     if words[:3] == ["FOR", "VALUES", "WITH"]:
         parts = dict(
@@ -856,3 +856,153 @@ def newest_row_ages(conn, relations):
     if not conn.autocommit:
         conn.rollback()
     return rows
+
+
+def explain_range(conn, schema, name, key, low, high, analyze=False):
+    """Return the JSON plan (one dict) of ``SELECT count(*) FROM schema.name WHERE key BETWEEN low AND high``.
+
+    The guide's date-range query. With ``analyze`` the count really runs (read-only transaction, rolled back)
+    so the plan carries actual times and which partitions were executed.
+    """
+    options = sql.SQL("FORMAT JSON, ANALYZE, TIMING OFF, SUMMARY ON") if analyze else sql.SQL("FORMAT JSON")
+    query = sql.SQL("EXPLAIN ({}) SELECT count(*) FROM {} WHERE {} BETWEEN {} AND {}").format(
+        options, sql.Identifier(schema, name), sql.Identifier(key), sql.Literal(low), sql.Literal(high))
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute(query)
+            plan = cur.fetchone()[0]
+            text = cur.mogrify(query).decode()
+    finally:
+        conn.rollback()
+        conn.autocommit = autocommit
+    if isinstance(plan, str):
+        import json
+
+        plan = json.loads(plan)
+    return plan[0], text
+
+
+# ---------------------------------------------------------------------------------------------
+# Migration facts (plain table -> partitioned): everything a table swap must carry
+# ---------------------------------------------------------------------------------------------
+
+MIGRATION_FACTS_QUERY = """
+WITH t AS (SELECT c.oid, c.relname, c.relnamespace, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
+                  c.relpersistence, c.relreplident FROM pg_class c WHERE c.oid = %(oid)s::oid)
+SELECT
+  (SELECT json_build_object('row_security', t.relrowsecurity, 'force_row_security', t.relforcerowsecurity,
+                            'persistence', t.relpersistence, 'replica_identity', t.relreplident) FROM t) AS flags,
+  (SELECT coalesce(json_agg(json_build_object(
+        'name', con.conname, 'type', con.contype, 'definition', pg_get_constraintdef(con.oid),
+        'validated', con.convalidated, 'index', (SELECT relname FROM pg_class WHERE oid = con.conindid),
+        'columns', ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
+                         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
+        'comment', obj_description(con.oid, 'pg_constraint')) ORDER BY con.conname), '[]')
+   FROM pg_constraint con WHERE con.conrelid = (SELECT oid FROM t)) AS constraints,
+  (SELECT coalesce(json_agg(json_build_object(
+        'name', con.conname, 'schema', n.nspname, 'table', c.relname, 'definition', pg_get_constraintdef(con.oid),
+        'validated', con.convalidated,
+        'columns', ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
+                         JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o))
+        ORDER BY n.nspname, c.relname, con.conname), '[]')
+   FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE con.contype = 'f' AND con.confrelid = (SELECT oid FROM t) AND con.conrelid <> con.confrelid
+     AND con.conparentid = 0) AS foreign_keys_in,
+  (SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                         ELSE pg_get_userbyid(a.grantee) END,
+        'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY 1), '[]')
+   FROM t, aclexplode(t.relacl) a WHERE a.grantee <> a.grantor OR a.grantee = 0) AS grants,
+  (SELECT coalesce(json_agg(json_build_object('column', att.attname, 'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                         ELSE pg_get_userbyid(a.grantee) END,
+        'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY 1), '[]')
+   FROM pg_attribute att, aclexplode(att.attacl) a
+   WHERE att.attrelid = (SELECT oid FROM t) AND att.attacl IS NOT NULL AND NOT att.attisdropped) AS column_grants,
+  (SELECT coalesce(json_agg(json_build_object('name', tg.tgname, 'definition', pg_get_triggerdef(tg.oid),
+        'enabled', tg.tgenabled, 'comment', obj_description(tg.oid, 'pg_trigger')) ORDER BY tg.tgname), '[]')
+   FROM pg_trigger tg WHERE tg.tgrelid = (SELECT oid FROM t) AND NOT tg.tgisinternal) AS triggers,
+  (SELECT coalesce(json_agg(json_build_object('name', p.polname, 'permissive', p.polpermissive,
+        'command', p.polcmd, 'roles', ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r) END
+                                           FROM unnest(p.polroles) r),
+        'using', pg_get_expr(p.polqual, p.polrelid), 'with_check', pg_get_expr(p.polwithcheck, p.polrelid))
+        ORDER BY p.polname), '[]')
+   FROM pg_policy p WHERE p.polrelid = (SELECT oid FROM t)) AS policies,
+  (SELECT coalesce(json_agg(json_build_object('column', a.attname, 'schema', sn.nspname, 'name', s.relname,
+        'kind', CASE d.deptype WHEN 'i' THEN 'identity' ELSE 'serial' END) ORDER BY a.attnum), '[]')
+   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+   JOIN pg_namespace sn ON sn.oid = s.relnamespace
+   JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+   WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+     AND d.refobjid = (SELECT oid FROM t) AND d.deptype IN ('a', 'i')) AS sequences,
+  (SELECT coalesce(json_agg(json_build_object('column', a.attname, 'options', a.attoptions)), '[]')
+   FROM pg_attribute a WHERE a.attrelid = (SELECT oid FROM t) AND a.attoptions IS NOT NULL
+     AND NOT a.attisdropped) AS column_options,
+  (SELECT coalesce(json_agg(json_build_object('name', ic.relname, 'comment', obj_description(ic.oid, 'pg_class'))),
+          '[]')
+   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+   WHERE i.indrelid = (SELECT oid FROM t) AND obj_description(ic.oid, 'pg_class') IS NOT NULL) AS index_comments,
+  (SELECT coalesce(json_agg(json_build_object(
+        'oid', v.oid, 'schema', vn.nspname, 'name', v.relname,
+        'kind', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+        'owner', pg_get_userbyid(v.relowner), 'definition', pg_get_viewdef(v.oid),
+        'options', v.reloptions, 'comment', obj_description(v.oid, 'pg_class'),
+        'populated', v.relispopulated,
+        'grants', (SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                         ELSE pg_get_userbyid(a.grantee) END,
+                         'privilege', a.privilege_type, 'grantable', a.is_grantable)), '[]')
+                   FROM aclexplode(v.relacl) a WHERE a.grantee <> a.grantor OR a.grantee = 0),
+        'indexes', (SELECT coalesce(json_agg(json_build_object('name', ic.relname, 'definition',
+                         pg_get_indexdef(i.indexrelid), 'comment', obj_description(ic.oid, 'pg_class'),
+                         'tail', substr(pg_get_indexdef(i.indexrelid),
+                                 length('CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                                        || quote_ident(ic.relname) || ' ON ' || quote_ident(vn.nspname) || '.'
+                                        || quote_ident(v.relname) || ' ') + 1),
+                         'unique', i.indisunique) ORDER BY ic.relname), '[]')
+                     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = v.oid),
+        'dependents', ARRAY(SELECT DISTINCT quote_ident(wn.nspname) || '.' || quote_ident(w.relname)
+                            FROM pg_depend d2 JOIN pg_rewrite r2 ON r2.oid = d2.objid
+                            JOIN pg_class w ON w.oid = r2.ev_class JOIN pg_namespace wn ON wn.oid = w.relnamespace
+                            WHERE d2.classid = 'pg_rewrite'::regclass AND d2.refobjid = v.oid AND w.oid <> v.oid))
+        ORDER BY vn.nspname, v.relname), '[]')
+   FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace
+   WHERE v.oid IN (SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+                   WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                     AND d.refobjid = (SELECT oid FROM t) AND r.ev_class <> d.refobjid)) AS views,
+  (SELECT json_build_object('index_tails', coalesce(json_object_agg(ic.relname, substr(pg_get_indexdef(i.indexrelid),
+            length('CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                   || quote_ident(ic.relname) || ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(t.relname)
+                   || ' ') + 1)), '{}'))
+   FROM t JOIN pg_namespace n ON n.oid = t.relnamespace
+   JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid) AS extra
+"""
+
+
+def migration_facts(conn, oid):
+    """Read, in one round trip, what swapping table ``oid`` for a partitioned copy must carry.
+
+    Returns a dict: ``flags`` (row_security, force_row_security, persistence, replica_identity),
+    ``constraints`` (every constraint: name, type p/u/c/f/x, definition, columns, index), ``foreign_keys_in``
+    (FKs of other tables referencing it), ``grants`` and ``column_grants`` (from ``relacl``/``attacl``),
+    ``triggers`` (user triggers with their ``pg_get_triggerdef``), ``policies`` (RLS), ``sequences`` (owned
+    serial/identity sequences), ``column_options`` (attoptions such as n_distinct), ``index_comments``,
+    ``views`` (direct dependent views and materialized views with definition, owner, grants, comment, options,
+    indexes and their own dependents) and ``index_tails`` (index definition after ``ON table``).
+
+    Definitions are read with ``search_path`` set to ``pg_catalog`` so every name in them is schema-qualified
+    and they can be replayed from any session.
+    """
+    was_autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with _dict_cursor(conn) as cur:
+            cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            cur.execute(MIGRATION_FACTS_QUERY, {"oid": oid})
+            row = dict(cur.fetchone())
+        conn.rollback()
+    finally:
+        conn.autocommit = was_autocommit
+    extra = row.pop("extra") or {}
+    row["index_tails"] = extra.get("index_tails") or {}
+    return row

@@ -247,5 +247,3 @@ class Executor(object):
 def is_lock_error(error):
     """True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
     return getattr(error, "pgcode", None) in _RETRYABLE
-
-

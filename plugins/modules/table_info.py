@@ -17,7 +17,7 @@ description:
     are computed.
   - Catalog round trips do not grow with the number of partitions.
 author:
-  - SIGETI data platform team
+  - SIGETI data platform team (@sigeti)
 extends_documentation_fragment:
   - sigeti.dwh.connection
 options:
@@ -45,8 +45,10 @@ options:
     default: true
 attributes:
   check_mode:
+    description: Reads only; check mode runs the same reads.
     support: full
   diff_mode:
+    description: Nothing changes, so there is no diff.
     support: none
 notes:
   - Needs only C(SELECT) on the tables (for the compression measurement and default-partition count) and

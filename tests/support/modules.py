@@ -55,5 +55,6 @@ def run_playbook(playbook, inventory=None, extra_vars=None, check=False, env=Non
     full_env["ANSIBLE_NOCOLOR"] = "1"
     full_env.update(env or {})
     return subprocess.run(
-        command, cwd=cwd or ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+        command, cwd=cwd or ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+        check=False,
     )
