@@ -623,7 +623,12 @@ def leaf_plan(entry, extra, options, settings):
         "full": full_decision(options["full"], extra.get("size_bytes", 0), extra.get("bloat"),
                               options["bloat_threshold"], options["min_size"], extra.get("bloat_note")),
     }
-    to_set, to_reset = reloption_changes(entry["reloptions"], entry["toast_reloptions"], options["autovacuum"])
+    declared = options["autovacuum"]
+    if not entry.get("toast_oid"):
+        # without a TOAST table PostgreSQL accepts toast.* options but stores them nowhere: setting them
+        # would "change" on every run
+        declared = dict((k, val) for k, val in declared.items() if not k.startswith("toast."))
+    to_set, to_reset = reloption_changes(entry["reloptions"], entry["toast_reloptions"], declared)
     decisions["reloptions"] = {"due": bool(to_set or to_reset), "set": to_set, "reset": to_reset,
                                "reason": ("reloptions differ from the declared ones" if (to_set or to_reset)
                                           else "declared reloptions already set")}

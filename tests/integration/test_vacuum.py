@@ -1,0 +1,361 @@
+"""sigeti.dwh.vacuum against a real server: only what is due runs, with reasons; guarded rewrites; idempotence."""
+
+import os
+import shutil
+
+import psycopg2
+import pytest
+
+from tests.support.modules import run_module
+
+PG15_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def _args(pg_server, db, **extra):
+    args = pg_server.params(db)
+    args.update(extra)
+    return args
+
+
+def flush(conn):
+    """Make this session's table counters visible now (PostgreSQL 15+ flushes them asynchronously)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('server_version_num')::int >= 150000")
+        if cur.fetchone()[0]:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+
+
+def stats(conn, name):
+    with conn.cursor() as cur:
+        cur.execute("SELECT n_dead_tup, last_vacuum, last_analyze, pg_relation_size(relid) FROM pg_stat_all_tables "
+                    "WHERE relid = %s::regclass", (name,))
+        return cur.fetchone()
+
+
+def relation(result, name):
+    for table in result["tables"]:
+        for rel in table["relations"]:
+            if rel["name"] == name:
+                return rel
+    raise AssertionError("no relation %s in %s" % (name, result))
+
+
+def make_table(conn, name="dwh.t", rows=20000, pk=True):
+    """A table autovacuum leaves alone (so tests see only the module's work), with a ~40-byte row."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'dwh'")
+        if not cur.fetchone():
+            cur.execute("CREATE SCHEMA dwh")
+        cur.execute("CREATE TABLE %s (id int %s, v text) WITH (autovacuum_enabled = off, "
+                    "toast.autovacuum_enabled = off)" % (name, "PRIMARY KEY" if pk else "NOT NULL"))
+        cur.execute("INSERT INTO %s SELECT i, md5(i::text) FROM generate_series(1, %d) i" % (name, rows))
+    flush(conn)
+
+
+def settle(pg_server, db, **extra):
+    """First run: analyzes and vacuums what a fresh load needs, so the test starts from a maintained state."""
+    result = run_module("vacuum", _args(pg_server, db, **extra))
+    assert not result.get("failed"), result
+    return result
+
+
+def test_bloat_by_updates_vacuums_with_reasons_then_nothing(pg_server, db, conn):
+    make_table(conn)
+    first = settle(pg_server, db, tables=["dwh.t"], full="never")
+    assert first["changed"] and first["queries"] == ['VACUUM (ANALYZE) "dwh"."t"']
+    with conn.cursor() as cur:
+        cur.execute("UPDATE dwh.t SET v = v WHERE id % 2 = 0")
+    flush(conn)
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], full="never"))
+    assert not result.get("failed"), result
+    assert result["changed"] is True
+    rel = relation(result, "t")
+    vac = rel["decisions"]["vacuum"]
+    assert vac["due"] and vac["n_dead_tup"] == 10000 and vac["trigger"] == 50 + int(0.2 * 20000)
+    assert "10000 dead rows > vacuum trigger 4050" in vac["reason"]
+    assert rel["decisions"]["analyze"]["due"], "10000 changes > analyze trigger 2050"
+    assert result["queries"] == ['VACUUM (ANALYZE) "dwh"."t"']
+    assert rel["actions"][0]["duration_ms"] >= 0 and rel["actions"][0]["lock"] == "SHARE UPDATE EXCLUSIVE"
+    assert rel["sizes_before"]["heap_bytes"] > 0 and rel["sizes_after"]["heap_bytes"] > 0
+    assert rel["stats_after"]["n_dead_tup"] == 0
+    assert stats(conn, "dwh.t")[0] == 0
+    again = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], full="never"))
+    assert again["changed"] is False and again["queries"] == [], again["queries"]
+    assert "<= vacuum trigger" in relation(again, "t")["decisions"]["vacuum"]["reason"]
+
+
+def test_check_mode_plans_and_runs_nothing(pg_server, db, conn):
+    make_table(conn)
+    before = stats(conn, "dwh.t")
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"]), check_mode=True)
+    assert not result.get("failed"), result
+    assert result["changed"] is True and result["queries"] == ['VACUUM (ANALYZE) "dwh"."t"']
+    assert "never analyzed" in relation(result, "t")["decisions"]["analyze"]["reason"]
+    assert "sizes_after" not in relation(result, "t")
+    assert stats(conn, "dwh.t") == before
+    assert before[1] is None and before[2] is None
+
+
+def test_partitioned_parent_is_analyzed_after_partition_changes(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh")
+        cur.execute("CREATE TABLE dwh.f (id int, d date NOT NULL, v text) PARTITION BY RANGE (d)")
+        for year in (2024, 2025):
+            cur.execute("CREATE TABLE dwh.f_%d PARTITION OF dwh.f FOR VALUES FROM ('%d-01-01') TO ('%d-01-01') "
+                        "WITH (autovacuum_enabled = off)" % (year, year, year + 1))
+        cur.execute("INSERT INTO dwh.f SELECT i, DATE '2024-01-01' + i % 700, 'x' FROM generate_series(1, 6000) i")
+    flush(conn)
+    first = settle(pg_server, db, tables=["dwh.f"])
+    parent = relation(first, "f")
+    assert parent["kind"] == "partitioned" and parent["decisions"]["analyze"]["due"]
+    assert first["queries"][-1] == 'ANALYZE "dwh"."f"'
+    assert run_module("vacuum", _args(pg_server, db, tables=["dwh.f"]))["changed"] is False
+    with conn.cursor() as cur:  # changes in one partition only, above its analyze trigger
+        cur.execute("UPDATE dwh.f SET v = 'y' WHERE d >= '2025-01-01'")
+        cur.execute("SELECT last_analyze FROM pg_stat_all_tables WHERE relid = 'dwh.f'::regclass")
+        parent_analyzed = cur.fetchone()[0]
+    flush(conn)
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"]))
+    assert result["changed"] is True
+    assert "f_2025" in relation(result, "f")["decisions"]["analyze"]["reason"]
+    assert result["queries"][-1] == 'ANALYZE "dwh"."f"'
+    assert not any("f_2024" in q for q in result["queries"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT last_analyze FROM pg_stat_all_tables WHERE relid = 'dwh.f'::regclass")
+        assert cur.fetchone()[0] > parent_analyzed
+    assert run_module("vacuum", _args(pg_server, db, tables=["dwh.f"]))["changed"] is False
+
+
+def test_full_auto_with_catalog_estimate_rewrites_then_nothing(pg_server, db, conn):
+    make_table(conn)
+    settle(pg_server, db, tables=["dwh.t"], min_size="0")
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+    flush(conn)
+    size_before = stats(conn, "dwh.t")[3]
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], min_size="0"))
+    assert not result.get("failed"), result
+    assert result["bloat_method"] == "estimate"
+    full = relation(result, "t")["decisions"]["full"]
+    assert full["due"] and full["measured_by"] == "estimate" and full["bloat"] > 0.5, full
+    assert full["method"] == "vacuum_full" and "not installed" in full["method_reason"]
+    assert full["disk"]["checked"] is True and full["disk"]["ok"] is True
+    assert result["queries"] == ['VACUUM (FULL) "dwh"."t"', 'VACUUM (ANALYZE) "dwh"."t"']
+    rel = relation(result, "t")
+    assert rel["sizes_after"]["heap_bytes"] < 0.5 * rel["sizes_before"]["heap_bytes"]
+    assert stats(conn, "dwh.t")[3] < size_before
+    again = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], min_size="0"))
+    assert again["changed"] is False, again["queries"]
+    assert relation(again, "t")["decisions"]["full"]["bloat"] < 0.3
+
+
+def test_full_auto_measured_by_pgstattuple(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pgstattuple'")
+        if not cur.fetchone()[0]:
+            pytest.skip("pgstattuple is not available on this server build")
+        cur.execute("CREATE EXTENSION pgstattuple")
+    make_table(conn)
+    settle(pg_server, db, tables=["dwh.t"], full="never")
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+    flush(conn)
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], min_size="0", bloat_threshold=0.5))
+    assert result["bloat_method"] == "pgstattuple"
+    full = relation(result, "t")["decisions"]["full"]
+    assert full["measured_by"] == "pgstattuple" and full["due"] and full["bloat"] > 0.5, full
+    assert 'VACUUM (FULL) "dwh"."t"' in result["queries"]
+    assert run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], min_size="0"))["changed"] is False
+
+
+def test_full_refused_on_low_disk_changes_nothing(pg_server, db, conn):
+    make_table(conn)
+    settle(pg_server, db, tables=["dwh.t"], full="never")
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+    flush(conn)
+    before = stats(conn, "dwh.t")
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], min_size="0", min_free_space="1000TB"))
+    assert result.get("failed"), result
+    assert "VACUUM FULL refused, nothing was changed" in result["msg"]
+    assert "not enough free disk" in result["msg"] and "free <" in result["msg"] and "1000.0 TB" in result["msg"]
+    assert result["disk"][0]["free_bytes"] > 0
+    assert stats(conn, "dwh.t") == before, "the plain vacuum that was also due must not have run"
+
+
+def test_lock_held_elsewhere_fails_naming_the_blocker(pg_server, db, conn):
+    make_table(conn)
+    blocker = pg_server.connect(db, autocommit=False)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("LOCK TABLE dwh.t IN SHARE UPDATE EXCLUSIVE MODE")
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+        result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], lock_timeout="100ms", lock_retries=1,
+                                            lock_retry_delay=0.05))
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert result.get("failed"), result
+    assert "Gave up after 2 attempts" in result["msg"] and "pid %d" % pid in result["msg"]
+    assert result["blocking_pids"] == [pid]
+    assert stats(conn, "dwh.t")[1] is None
+
+
+def test_non_superuser_owner(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS dwh_owner_vac")
+        cur.execute("CREATE ROLE dwh_owner_vac LOGIN PASSWORD 'owner-pw'")
+        cur.execute("CREATE SCHEMA dwh AUTHORIZATION dwh_owner_vac")
+        cur.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pgstattuple'")
+        if cur.fetchone()[0]:
+            cur.execute("CREATE EXTENSION pgstattuple")  # installed, but the owner may not call it
+    owner = psycopg2.connect(pg_server.dsn(db, user="dwh_owner_vac", password="owner-pw"))
+    owner.autocommit = True
+    try:
+        make_table(owner)
+        args = pg_server.params(db, user="dwh_owner_vac", password="owner-pw")
+        args.update(tables=["dwh.t"], min_size="0")
+        first = run_module("vacuum", args)
+        assert not first.get("failed"), first
+        assert first["queries"] == ['VACUUM (ANALYZE) "dwh"."t"']
+        with owner.cursor() as cur:
+            cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+        flush(owner)
+        result = run_module("vacuum", args)
+        assert not result.get("failed"), result
+        assert result["bloat_method"] == "estimate"
+        full = relation(result, "t")["decisions"]["full"]
+        assert full["due"] and full["method"] == "vacuum_full"
+        assert full["disk"]["checked"] is False and "not visible" in full["disk"]["reason"]
+        assert result["queries"][0] == 'VACUUM (FULL) "dwh"."t"'
+        assert run_module("vacuum", args)["changed"] is False
+        required = run_module("vacuum", dict(args, full="always", disk_check="required"))
+        assert required.get("failed") and "disk_check is required" in required["msg"]
+    finally:
+        owner.close()
+        with conn.cursor() as cur:
+            cur.execute("DROP SCHEMA dwh CASCADE")
+            cur.execute("DROP ROLE dwh_owner_vac")
+
+
+def test_freeze_old_partitions_once(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh")
+        cur.execute("CREATE TABLE dwh.f (id int, k int NOT NULL) PARTITION BY RANGE (k)")
+        cur.execute("CREATE TABLE dwh.f_2020 PARTITION OF dwh.f FOR VALUES FROM (20200101) TO (20210101) "
+                    "WITH (autovacuum_enabled = off)")
+        cur.execute("CREATE TABLE dwh.f_2099 PARTITION OF dwh.f FOR VALUES FROM (20990101) TO (21000101) "
+                    "WITH (autovacuum_enabled = off)")
+        cur.execute("INSERT INTO dwh.f SELECT i, 20200101 + i % 28 FROM generate_series(1, 3000) i")
+        cur.execute("INSERT INTO dwh.f SELECT i, 20990101 + i % 28 FROM generate_series(1, 3000) i")
+    flush(conn)
+    settle(pg_server, db, tables=["dwh.f"])  # plain vacuum + analyze: not a freeze
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"], freeze_older_than=2))
+    assert not result.get("failed"), result
+    assert 'VACUUM (FREEZE) "dwh"."f_2020"' in result["queries"]
+    freeze = relation(result, "f_2020")["decisions"]["freeze"]
+    assert freeze["due"] and freeze["periods_ago"] >= 2 and "not frozen" in freeze["reason"]
+    assert not relation(result, "f_2099")["decisions"]["freeze"]["due"]
+    again = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"], freeze_older_than=2))
+    assert again["changed"] is False, again["queries"]
+    assert "already frozen" in relation(again, "f_2020")["decisions"]["freeze"]["reason"]
+
+
+def test_autovacuum_reloptions_on_leaves_set_and_reset_idempotently(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh")
+        cur.execute("CREATE TABLE dwh.f (id int, k int NOT NULL) PARTITION BY RANGE (k)")
+        cur.execute("CREATE TABLE dwh.f_1 PARTITION OF dwh.f FOR VALUES FROM (0) TO (10) "
+                    "WITH (autovacuum_enabled = off, autovacuum_analyze_threshold = 7)")
+        cur.execute("ANALYZE dwh.f")
+    declared = {"autovacuum_vacuum_scale_factor": 0.02, "toast.autovacuum_enabled": False,
+                "autovacuum_analyze_threshold": None}
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"], autovacuum=declared))
+    assert not result.get("failed"), result
+    assert result["queries"][0] == ('ALTER TABLE "dwh"."f_1" SET ("autovacuum_vacuum_scale_factor" = \'0.02\'), '
+                                    'RESET ("autovacuum_analyze_threshold")')
+    with conn.cursor() as cur:
+        cur.execute("SELECT reloptions FROM pg_class WHERE oid = 'dwh.f_1'::regclass")
+        assert sorted(cur.fetchone()[0]) == ["autovacuum_enabled=off", "autovacuum_vacuum_scale_factor=0.02"]
+    again = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"], autovacuum=declared))
+    assert again["changed"] is False, again["queries"]
+    bad = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"], autovacuum={"fillfactor": 70}))
+    assert bad.get("failed") and "not an autovacuum storage parameter" in bad["msg"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"tables": ["dwh.nope"]}, "dwh.nope do not exist"),
+    ({"schemas": ["nowhere"]}, "nowhere do not exist"),
+    ({"tables": ["dwh.t"], "bloat_threshold": 1.5}, "bloat_threshold=1.5 is out of range"),
+    ({"tables": ["dwh.t"], "min_size": "lots"}, "min_size='lots' is not a size"),
+    ({"tables": ["dwh.t"], "freeze_older_than": -2}, "freeze_older_than"),
+    ({"tables": ["dwh.t"], "full": "always", "full_method": "pg_repack"}, "CREATE EXTENSION pg_repack"),
+    ({}, "nothing to do"),
+])
+def test_bad_input_fails_clearly_and_changes_nothing(pg_server, db, conn, extra, words):
+    make_table(conn)
+    result = run_module("vacuum", _args(pg_server, db, **extra))
+    assert result.get("failed") and words in result["msg"], result
+    assert stats(conn, "dwh.t")[1:3] == (None, None)
+
+
+# --- pg_repack on Debian's PostgreSQL 15 (postgresql-15-repack) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pg15():
+    if not os.path.exists(os.path.join(PG15_BIN, "pg_repack")):
+        pytest.skip("pg_repack is not installed for PostgreSQL 15 (apt-get install postgresql-15-repack)")
+    if not os.path.exists("/usr/share/postgresql/15/extension/pg_repack.control"):
+        pytest.skip("the pg_repack extension files for PostgreSQL 15 are missing")
+    from tests.support.pgserver import PostgresServer
+
+    server = PostgresServer(bin_dir=PG15_BIN).start()
+    server.wait_ready()
+    yield server
+    server.destroy()
+
+
+def test_pg_repack_rewrites_online_and_refuses_without_key(pg15):
+    db = pg15.create_database("repack_test")
+    conn = pg15.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_repack")
+        make_table(conn, "dwh.t")
+        make_table(conn, "dwh.nokey", pk=False)
+        args = pg15.params(db)
+        settle(pg15, db, tables=["dwh.t", "dwh.nokey"], full="never")
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+            cur.execute("DELETE FROM dwh.nokey WHERE id % 5 < 3")
+        flush(conn)
+        refused = run_module("vacuum", dict(args, tables=["dwh.t", "dwh.nokey"], min_size="0", full_method="pg_repack"))
+        assert refused.get("failed") and "dwh.nokey" in refused["msg"] and "no primary key" in refused["msg"]
+        assert "full_method: vacuum_full" in refused["msg"]
+        result = run_module("vacuum", dict(args, tables=["dwh.t", "dwh.nokey"], min_size="0"))
+        assert not result.get("failed"), result
+        full_t = relation(result, "t")["decisions"]["full"]
+        assert full_t["method"] == "pg_repack" and result["repack"]["available"]
+        assert relation(result, "nokey")["decisions"]["full"]["method"] == "vacuum_full"
+        assert len(result["commands"]) == 1 and "--table=dwh.t" in result["commands"][0]
+        assert pg15.password not in str(result)
+        rel = relation(result, "t")
+        assert rel["actions"][0]["method"] == "pg_repack" and rel["actions"][0]["duration_ms"] >= 0
+        assert rel["sizes_after"]["heap_bytes"] < 0.5 * rel["sizes_before"]["heap_bytes"]
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM dwh.t")
+            assert cur.fetchone()[0] == 8000
+        again = run_module("vacuum", dict(args, tables=["dwh.t", "dwh.nokey"], min_size="0"))
+        assert again["changed"] is False, again["queries"]
+    finally:
+        conn.close()
+
+
+def test_pg_repack_binary_is_found():
+    if not shutil.which("pg_repack") and not os.path.exists(os.path.join(PG15_BIN, "pg_repack")):
+        pytest.skip("pg_repack not installed (apt-get install postgresql-15-repack)")
+    from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import find_pg_repack
+
+    path, version = find_pg_repack(None, 150018)
+    assert path and version and version[0].isdigit()
