@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read a PostgreSQL JSON plan: which relations a query scans, how many were pruned, its times (pure)."""
+
+from __future__ import annotations
+
+# Plan nodes that read a relation's rows (index-only and bitmap heap scans included).
+SCAN_NODES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan", "Tid Range Scan",
+              "Sample Scan")
+
+
+def _walk(node):
+    yield node
+    for child in node.get("Plans") or []:
+        for sub in _walk(child):
+            yield sub
+
+
+def scanned_relations(plan):
+    """Return the ``schema.relation`` names a plan reads, in plan order, without duplicates.
+
+    A node that ANALYZE shows as never executed (``Actual Loops`` 0, run-time pruning) does not count.
+    """
+    names = []
+    for node in _walk(plan["Plan"]):
+        if node.get("Node Type") not in SCAN_NODES or "Relation Name" not in node:
+            continue
+        if node.get("Actual Loops") == 0:
+            continue
+        name = "%s.%s" % (node.get("Schema", ""), node["Relation Name"]) if node.get("Schema") else node["Relation Name"]
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def subplans_removed(plan):
+    """Return how many partitions were pruned at executor start-up (``Subplans Removed``), summed over the plan."""
+    return sum(node.get("Subplans Removed", 0) for node in _walk(plan["Plan"]))
+
+
+def plan_lines(plan, indent=0):
+    """Render a JSON plan as short text lines, one per node (node type, relation, estimated rows)."""
+    lines = []
+
+    def render(node, depth):
+        label = node.get("Node Type", "?")
+        if node.get("Relation Name"):
+            label += " on %s" % node["Relation Name"]
+        details = "rows=%s" % node.get("Plan Rows")
+        if "Actual Rows" in node:
+            details += " actual=%s loops=%s" % (node.get("Actual Rows"), node.get("Actual Loops"))
+        if node.get("Subplans Removed"):
+            details += " subplans_removed=%s" % node["Subplans Removed"]
+        lines.append("%s%s (%s)" % ("  " * (depth + indent), label, details))
+        for child in node.get("Plans") or []:
+            render(child, depth + 1)
+
+    render(plan["Plan"], 0)
+    return lines
+
+
+def summarize(plan, query):
+    """Return the module result for one plan: query text, scanned relations and count, times, text plan."""
+    scanned = scanned_relations(plan)
+    return {
+        "query": query,
+        "scanned": scanned,
+        "scanned_count": len(scanned),
+        "subplans_removed": subplans_removed(plan),
+        "planning_ms": plan.get("Planning Time"),
+        "execution_ms": plan.get("Execution Time"),
+        "plan": plan_lines(plan),
+    }
