@@ -105,8 +105,10 @@ def declared_state(params):
     database_default = params.get("database_default")
     if database_default is not None and database_default not in ("lz4", "pglz"):
         raise InvalidInput("database_default=%r: use lz4 or pglz" % (database_default,))
-    batch_size = params.get("batch_size") or DEFAULT_BATCH_SIZE
-    if batch_size < 1:
+    batch_size = params.get("batch_size")
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInput("batch_size=%r must be a positive number of rows" % (batch_size,))
     return {
         "columns": columns,

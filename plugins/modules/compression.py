@@ -21,7 +21,7 @@ description:
     C(ALTER TABLE ... ALTER COLUMN ... TYPE ... USING ...) statement (compact, ACCESS EXCLUSIVE while it runs);
     a partition refuses C(ALTER COLUMN TYPE), so a partition is rewritten by one C(UPDATE) then
     C(VACUUM (FULL, ANALYZE)) of that partition alone.
-  - Reports the truth, measured with C(pg_column_compression) (sampled by default) before and after: the share
+  - Reports the truth, measured with C(pg_column_compression) (sampled by default) before and after, the share
     of values per method and the table sizes. Warns when no row reaches the TOAST threshold (then no
     compression setting changes anything).
 author:
