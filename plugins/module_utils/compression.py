@@ -686,18 +686,18 @@ def run_online(conn, executor, task):
     ran = []
     lower = None
     while True:
-        with conn.cursor() as cur:
-            cur.execute(next_bound_sql(task.entry, task.key, lower, task.batch_size))
-            row = cur.fetchone()
-        conn.rollback()
-        upper = tuple(row) if row else None
-        step = planlib.Step(batch_update_sql(task.entry, task.columns, task.key, lower, upper), task.reason,
-                            lock=task.lock, targets=[(task.entry["schema"], task.entry["name"])])
         try:
+            with conn.cursor() as cur:
+                cur.execute(next_bound_sql(task.entry, task.key, lower, task.batch_size))
+                row = cur.fetchone()
+            conn.rollback()
+            upper = tuple(row) if row else None
+            step = planlib.Step(batch_update_sql(task.entry, task.columns, task.key, lower, upper), task.reason,
+                                lock=task.lock, targets=[(task.entry["schema"], task.entry["name"])])
             ran.extend(executor.run([step]))
         except DwhError as error:
             raise type(error)(error.msg + " " + progress_message(task), **error.details)
-        except Exception as error:
+        except Exception as error:  # a killed connection, a statement_timeout, a failing trigger...
             raise DwhError(
                 "recompression of %s was interrupted: %s. %s" % (
                     display_name(task.entry["schema"], task.entry["name"]), str(error).strip(), progress_message(task)),
