@@ -230,12 +230,15 @@ def test_command_line_with_server_json(pg_server, tmp_path):
         admin.close()
 
 
-def test_default_scale_loads_fast(conn):
-    """The default 1M-row load (600k attributions + 400k factures, ~230 MB) takes ~16 s on 2 cores."""
+@pytest.mark.slow
+def test_default_scale_loads(conn):
+    """The default 1M-row load (600k attributions + 400k factures, ~230 MB) took ~16 s on 2 cores.
+
+    Slow (excluded from ./dev test): the time is printed, never asserted; bench/ and the demo measure it.
+    """
     started = time.monotonic()
     summary = load_warehouse(conn)
     elapsed = time.monotonic() - started
     print("1M-row warehouse load: %.1f s (%s), %d MB" % (elapsed, summary["steps"], summary["total_bytes"] // 2**20))
     assert summary["rows"]["dwh_facts.fait_attributions"] == 600_000
     assert summary["rows"]["dwh_facts.fait_factures"] == 400_000
-    assert elapsed < 40
