@@ -1432,8 +1432,14 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
             copied += _copy_batch(run, copy_statement(names, plan.insert_cols, plan.overriding, page, last), last)
             run.result["batches"] += 1
             page = last
-        # pages added after the copy started hold rows inserted since the triggers: the log has them
-        run.direct([_state_update(names, phase="build", step_done=0)])
+        # a row updated during the copy can move to a later page and be copied twice (old and new version); its
+        # key was logged before the later batch read it, so one replay now (before any unique index) removes the
+        # duplicate. Pages added after the copy started hold rows inserted since the triggers: the log has them.
+        run.event("copy-replay")
+        replay = _replay_steps(names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding,
+                               names["shadow"])
+        rows = run.direct([s.sql for s in replay] + [_state_update(names, phase="build", step_done=0)])
+        run.result["replayed_keys"] += max(rows[1][0], 0)
         run.result["rows_copied"] = copied
         run.result["phases_run"].append("copy")
         state = _state(conn, names)

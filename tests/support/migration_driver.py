@@ -11,8 +11,8 @@
 
   ``--die-at`` SIGKILLs this process when the migration enters PHASE (the progress callback);
   ``--die-after-sql`` SIGKILLs it right after a statement matching REGEX ran (inside an open transaction:
-  the server sees the client vanish and rolls back); ``--hold-at`` prints ``HOLD <backend pid>`` and sleeps
-  at PHASE, so a test can ``pg_terminate_backend`` it. Prints the result as JSON on success.
+  the server sees the client vanish and rolls back); ``--hold-at`` prints ``HOLD <backend pid>`` and waits
+  for a line on stdin at PHASE, so a test can ``pg_terminate_backend`` it first. Prints the result as JSON on success.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import os
 import re
 import signal
 import sys
-import time
 
 
 def yearly_layout(table_name, first=2020, last=2030, default=True):
@@ -113,8 +112,9 @@ def main(argv=None):
             if progress.batches >= args.die_after_batches:
                 os.kill(os.getpid(), signal.SIGKILL)
         if args.hold_at == phase:
+            # the test terminates our backend, then tells us to go on (and fail on the dead connection)
             print("HOLD %d" % pid, flush=True)
-            time.sleep(3600)
+            sys.stdin.readline()
 
     progress.batches = 0
     result = migrate(conn, args.table, args.key, mode=args.mode, first=args.first, last=args.last,
