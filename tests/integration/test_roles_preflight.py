@@ -1,0 +1,143 @@
+"""preflight: a verified backup before any change, a failed backup or a missing confirmation changes nothing,
+bad input named, disk checked or warned about; setup is idempotent (second run: no backup, no prompt, changed=0)."""
+
+import glob
+import os
+import pty
+import select
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.test_roles_helpers import (
+    compression_of, enabled_vars, have_module, load_sample, partitions, play, recap, write_inventory,
+)
+
+ATT = "dwh_facts.fait_attributions"
+needs_partitioning = pytest.mark.skipif(not have_module("partitioned_table"),
+                                        reason="partitioned_table module not yet in the collection")
+
+
+@pytest.fixture
+def warehouse(pg_server, db, tmp_path):
+    """The sample warehouse partitioned 2020-2026 (so setup has partitions to add), and an inventory for it."""
+    load_sample(pg_server, db)
+    inventory = write_inventory(tmp_path / "hosts.yml", {"dwh1": (pg_server, db)},
+                                {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")})
+    return inventory
+
+
+def dumps(tmp_path):
+    return sorted(glob.glob(str(tmp_path / "backups" / "*.dump")))
+
+
+@needs_partitioning
+def test_setup_backs_up_before_changing_and_a_second_run_changes_nothing(pg_server, conn, warehouse, tmp_path):
+    before = partitions(conn, ATT)
+    first = play("setup.yml", warehouse, pg_server.password, dict(enabled_vars(), dwh_confirm=True), args=["-v"])
+    assert first.returncode == 0, first.stdout[-6000:]
+    assert len(dumps(tmp_path)) == 1
+    assert "verified:" in first.stdout and "objects listed by pg_restore" in first.stdout
+    after = partitions(conn, ATT)
+    assert set(after) - set(before) == {"fait_attributions_2027", "fait_attributions_2028"}
+    if have_module("compression"):
+        assert compression_of(conn, ATT, "commentaire") == "l"
+    assert pg_server.password not in first.stdout
+    # Nothing left to do: no prompt needed (no terminal here and no dwh_confirm), no backup, nothing changed.
+    second = play("setup.yml", warehouse, pg_server.password, enabled_vars())
+    assert second.returncode == 0, second.stdout[-6000:]
+    assert recap(second.stdout)["dwh1"]["changed"] == 0, second.stdout[-6000:]
+    assert "no structural change planned" in second.stdout
+    assert len(dumps(tmp_path)) == 1
+
+
+@needs_partitioning
+def test_failed_backup_stops_before_any_change(pg_server, conn, warehouse, tmp_path):
+    before = partitions(conn, ATT)
+    result = play("setup.yml", warehouse, pg_server.password,
+                  dict(enabled_vars(), dwh_confirm=True, dwh_pg_bin_dir=str(tmp_path / "no-such-bin")))
+    assert result.returncode != 0
+    assert "the backup failed, so nothing was changed" in result.stdout
+    assert "dwh_pg_bin_dir" in result.stdout
+    assert partitions(conn, ATT) == before
+    assert compression_of(conn, ATT, "commentaire") == ""
+    assert not glob.glob(str(tmp_path / "backups" / "pgpass*")) and not dumps(tmp_path)
+
+
+@needs_partitioning
+def test_without_a_terminal_and_without_confirm_it_fails_closed(pg_server, conn, warehouse, tmp_path):
+    before = partitions(conn, ATT)
+    result = play("setup.yml", warehouse, pg_server.password, enabled_vars())
+    assert result.returncode != 0
+    assert "Not confirmed" in result.stdout and "set dwh_confirm: true" in result.stdout
+    assert partitions(conn, ATT) == before and not dumps(tmp_path)
+
+
+@needs_partitioning
+def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_path):
+    """A person answers "non" at the prompt (a real pseudo-terminal): the run stops, nothing changed."""
+    before = partitions(conn, ATT)
+    master, slave = pty.openpty()
+    env_password = pg_server.password
+    process = subprocess.Popen(
+        [os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"), "-i", warehouse,
+         os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "playbooks", "setup.yml"),
+         "-e", '{"dwh_partitioning_enabled": %s}' % str(have_module("partitioned_table")).lower()],
+        # The child's controlling terminal is the pty, as for a person at a shell.
+        preexec_fn=lambda: os.login_tty(slave), pass_fds=(slave,),
+        env=dict(os.environ, DWH_LOGIN_PASSWORD=env_password, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1",
+                 ANSIBLE_STDOUT_CALLBACK="default"),
+    )
+    os.close(slave)
+    output, answered, deadline = b"", False, time.time() + 300
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"Continue? (yes/no)" in output:
+                os.write(master, b"non\r")
+                answered = True
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=60)
+    os.close(master)
+    text = output.decode(errors="replace")
+    assert answered, text[-4000:]
+    assert process.returncode != 0
+    assert "Not confirmed" in text and "nothing was changed" in text
+    assert partitions(conn, ATT) == before and not dumps(tmp_path)
+
+
+def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path):
+    from tests.integration.test_roles_helpers import sigeti_tables
+
+    tables = sigeti_tables()
+    duplicate = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": tables + tables[:1], "dwh_confirm": True})
+    assert duplicate.returncode != 0 and "declares a table more than once" in duplicate.stdout
+    archive = [dict(tables[0], retention={"keep": 3, "action": "archive"})]
+    result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": archive, "dwh_confirm": True})
+    assert result.returncode != 0
+    assert "dwh_tables entry %s: retention.action archive needs retention.archive_schema" % ATT in result.stdout
+    missing_key = [dict((k, v) for k, v in tables[0].items() if k != "key")]
+    result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": missing_key, "dwh_confirm": True})
+    assert result.returncode != 0 and "dwh_tables" in result.stdout and "key" in result.stdout
+    assert not dumps(tmp_path)
+
+
+def test_check_mode_disk_check_and_remote_warning(pg_server, conn, warehouse, tmp_path):
+    before = partitions(conn, ATT)
+    short = play("setup.yml", warehouse, pg_server.password, dict(enabled_vars(), dwh_disk_required_ratio=1e9),
+                 check=True)
+    assert short.returncode != 0 and "free on the" in short.stdout and "dwh_disk_required_ratio" in short.stdout
+    remote = play("setup.yml", warehouse, pg_server.password,
+                  dict(enabled_vars(), dwh_data_directory=str(tmp_path / "elsewhere")), check=True)
+    assert remote.returncode == 0, remote.stdout[-6000:]
+    assert "WARNING: free disk NOT checked" in remote.stdout
+    assert partitions(conn, ATT) == before and not dumps(tmp_path)
