@@ -28,14 +28,17 @@ def _writes(conn):
         cur.execute("DELETE FROM s.fait WHERE id % 101 = 0")
 
 
-@pytest.mark.parametrize("phase, extra", [
-    ("copy", ["--die-after-batches", "3"]),
-    ("build", ["--die-after-sql", "^CREATE INDEX"]),
-    ("catchup", ["--die-after-sql", "^WITH consumed AS"]),
-    ("swap", ["--die-after-sql", "RENAME TO"]),
-    ("post", ["--die-after-sql", "^CREATE MATERIALIZED VIEW"]),
+@pytest.mark.parametrize("phase, extra, state", [
+    ("copy", ["--die-after-batches", "3"], "copy"),
+    ("replay after copy", ["--die-after-sql", "^WITH consumed AS"], "copy"),
+    ("build", ["--die-after-sql", "^CREATE INDEX"], "build"),
+    ("catchup verify", ["--die-after-sql", "AS bucket"], "catchup"),
+    ("swap", ["--die-after-sql", "RENAME TO"], "swap"),
+    ("post", ["--die-after-sql", "^CREATE MATERIALIZED VIEW"], "post"),
 ])
-def test_sigkill_at_each_phase_then_resume(pg_server, db, conn, phase, extra):
+def test_sigkill_at_each_phase_then_resume(pg_server, db, conn, phase, extra, state):
+    """SIGKILL in the middle of a transaction of each phase (the server rolls it back)."""
+    expected_state = state
     make_fact(conn, rows=3000, extra=False)
     original = checksum(conn, "s.fait")
     proc = _driver(pg_server, db, *extra)
@@ -43,14 +46,14 @@ def test_sigkill_at_each_phase_then_resume(pg_server, db, conn, phase, extra):
     assert proc.returncode == -9, (out, err)
     state = _one(conn, "SELECT phase FROM sigeti_dwh.migration_state")
     if phase == "post":
-        assert state == ("post",), "the swap committed; the post phase is pending"
+        assert state == (expected_state,), "the swap committed; the post phase is pending"
         assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "p"
         assert checksum(conn, "s.fait") == checksum(conn, "s.fait_unpartitioned") == original
     else:
         # the original is intact and in use
         assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
         assert checksum(conn, "s.fait") == original
-        assert state[0] == {"copy": "copy", "build": "build", "catchup": "catchup", "swap": "swap"}[phase]
+        assert state[0] == expected_state
     _writes(conn)
     expected_rows = _one(conn, "SELECT count(*) FROM s.fait")[0]
     result = migrate(conn, "s.fait", "date_key", extend_primary_key=True, batch_rows=200)
