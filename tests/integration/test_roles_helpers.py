@@ -20,13 +20,13 @@ def have_module(name):
     return os.path.exists(os.path.join(ROOT, "plugins", "modules", "%s.py" % name))
 
 
-def enabled_vars():
-    """Disable the roles whose module has not landed yet, so the rest can be tested now."""
-    return {
-        "dwh_partitioning_enabled": have_module("partitioned_table"),
-        "dwh_compression_enabled": have_module("compression"),
-        "dwh_vacuum_enabled": have_module("vacuum"),
-    }
+def enabled_vars(roles=("partitioning", "compression", "vacuum")):
+    """Disable the roles whose module has not landed yet, so the rest can be tested now.
+
+    Only the roles a playbook runs are named: extra vars win over the playbook's own settings.
+    """
+    modules = {"partitioning": "partitioned_table", "compression": "compression", "vacuum": "vacuum"}
+    return dict(("dwh_%s_enabled" % role, have_module(modules[role])) for role in roles)
 
 
 def sigeti_tables():
