@@ -485,7 +485,7 @@ def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, lea
     ``leaves`` is a list of ``(name, stats)`` of the partitions below it, ``leaf_work`` the names of partitions
     this run vacuums, freezes, rewrites or analyzes, ``triggers`` the parent's analyze trigger computed from
     the partitions' total rows. Due when: never analyzed (no last_analyze and no inheritance statistics),
-    a partition is processed in this run, a partition was autoanalyzed or (auto)vacuumed after the parent's
+    a partition is processed in this run, a partition was autoanalyzed or autovacuumed after the parent's
     last analyze, or the changes not yet analyzed in the partitions exceed the parent's trigger.
     """
     parent_stats = parent_stats or {}
@@ -509,9 +509,11 @@ def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, lea
         later = []
         for name, stats in leaves:
             stats = stats or {}
-            # a manual last_analyze of a partition is not counted: ANALYZE parent (< 18) analyzes the partitions
-            # just after the parent, so counting it would make the parent due again on every run
-            stamps = [stats.get(k) for k in ("last_autoanalyze", "last_vacuum", "last_autovacuum")]
+            # Only autovacuum's own runs count: they mean the partition's changes crossed its triggers. Manual
+            # VACUUM/ANALYZE do not: ANALYZE parent (< 18) and VACUUM ANALYZE parent process the partitions just
+            # after the parent, so counting them would make the parent due again on every run; this module's
+            # own leaf work is counted above as "processed in this run".
+            stamps = [stats.get(k) for k in ("last_autoanalyze", "last_autovacuum")]
             if any(s is not None and s > last for s in stamps):
                 later.append(name)
         if later:

@@ -301,6 +301,8 @@ PTRIG = {"analyze": 100, "vacuum": 0, "enabled": True}
     # a manual ANALYZE of the partitions right after the parent is what ANALYZE parent itself does (< 18)
     ("auto", {"last_analyze": T0}, True, [("p1", {"last_analyze": T0 + datetime.timedelta(seconds=1)})], [],
      False, "unchanged"),
+    ("auto", {"last_analyze": T0}, True, [("p1", {"last_vacuum": T0 + datetime.timedelta(seconds=1)})], [],
+     False, "unchanged"),
     ("auto", {"last_analyze": T0}, True, [("p1", {"n_mod_since_analyze": 60}), ("p2", {"n_mod_since_analyze": 41})],
      [], True, "101 rows changed in the partitions > parent analyze trigger 100"),
     ("auto", {"last_analyze": T0}, True, [("p1", {"n_mod_since_analyze": 100})], [], False, "100 changes <= trigger"),
