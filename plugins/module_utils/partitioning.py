@@ -34,6 +34,9 @@ except ImportError:  # reported by the connection layer
     sql = None
 
 MAX_IDENTIFIER_BYTES = 63
+# Empty partitions created per transaction: each ATTACH holds SHARE UPDATE EXCLUSIVE on the parent (readers and
+# writers go on) until the commit; batching saves a commit per partition when a long range is missing.
+CREATE_BATCH = 20
 RETENTION_ACTIONS = ("detach", "drop", "archive")
 LIKE_OPTIONS = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED"
 _OPTION_NAME = re.compile(r"^(toast\.)?[a-z_][a-z0-9_]*$")
@@ -380,12 +383,15 @@ def _insertable_columns(table, declared):
     return [c["name"] for c in declared.columns]
 
 
-def new_partition_steps(declared, point, name, default, default_rows, columns, options):
-    """Steps creating one partition the weak-lock way, moving rows out of the default first when it has some."""
+def new_partition_steps(declared, point, name, default, default_rows, columns, options, group=None):
+    """Steps creating one partition the weak-lock way, moving rows out of the default first when it has some.
+
+    ``group`` lets several empty partitions share one transaction (fewer commits when many are missing).
+    """
     scheme = declared.scheme
     parent = (declared.schema, declared.name)
     child = (declared.schema, name)
-    group = "create:%s" % name
+    group = "create:%s" % name if default_rows or group is None else group
     low, high = scheme.bounds(point)
     lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
     targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
@@ -607,7 +613,8 @@ def build_plan(declared, table, lay, extras):
                 "nothing was changed." % (display_name(declared.schema, name), declared.display))
         rows = counts.get(point, 0) if lay.default is not None else 0
         result.moved_rows += rows
-        result.plan.extend(new_partition_steps(declared, point, name, lay.default, rows, columns, options))
+        batch = "create-batch:%d" % (len(result.created) // CREATE_BATCH)
+        result.plan.extend(new_partition_steps(declared, point, name, lay.default, rows, columns, options, batch))
         result.created.append(name)
         low, high = scheme.bounds(point)
         after.append(_entry(name, low, high))

@@ -191,7 +191,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, i
 def with_lock_retries(conn, module, targets, read):
     """Run a catalog read; on lock_timeout retry like the executor, then fail naming the blocking sessions.
 
-    Size functions in the catalog read take ACCESS SHARE, so a session holding ACCESS EXCLUSIVE blocks them.
+    Counting the default partition's rows takes ACCESS SHARE on it; a session holding ACCESS EXCLUSIVE blocks that.
     """
     executor = Executor.from_module(conn, module)
     attempt = 0
@@ -327,7 +327,7 @@ def main():
         facts = server_facts(conn)
         require_supported_server(facts)
         standby_exit(module, facts, module.params["skip_on_standby"])
-        table = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.read_tables(conn, [(schema, name)])[0])
+        table = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name))
         declared = declared_state(module.params, schema, name, table, conn)
         result, state = plan_partitions(conn, module, declared, table)
         queries = result.plan.queries(conn)
