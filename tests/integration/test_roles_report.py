@@ -1,0 +1,86 @@
+"""report: self-contained HTML with inline SVG charts (checked in headless Chromium when installed), Markdown,
+JSON, and a Prometheus textfile whose every sample parses; written in check mode too, never 'changed'."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.integration.test_roles_helpers import load_sample, play, recap, write_inventory
+
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\} (-?[0-9.e+]+|\+Inf)$')
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def report(pg_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    pg_server.create_database("t_report")
+    load_sample(pg_server, "t_report", scale=3000, bloat=True)
+    inventory = write_inventory(tmp / "hosts.yml", {"dwh1": (pg_server, "t_report")},
+                                {"dwh_report_dir": str(tmp / "reports"),
+                                 "dwh_report_extra_tables": ["dwh_dim.dim_zone"]})
+    first = play("report.yml", inventory, pg_server.password, check=True)
+    assert first.returncode == 0, first.stdout[-5000:]
+    second = play("report.yml", inventory, pg_server.password)
+    assert second.returncode == 0, second.stdout[-5000:]
+    assert recap(second.stdout)["dwh1"]["changed"] == 0
+    return tmp / "reports" / "dwh1", second.stdout
+
+
+def test_json_markdown_and_history(report):
+    folder, _ = report
+    data = json.loads((folder / "report.json").read_text())
+    names = [t["name"] for t in data["tables"]]
+    assert names == ["dwh_facts.fait_attributions", "dwh_facts.fait_factures", "dwh_dim.dim_zone"]
+    att = data["tables"][0]
+    assert att["kind"] == "partitioned" and att["partition_count"] == 8 and att["dead_tuples"] > 0
+    assert "commentaire" in att["compression_measured"]
+    history = json.loads((folder / "history.json").read_text())
+    assert len(history) == 1  # two runs the same day: one entry
+    markdown = (folder / "report.md").read_text()
+    assert "| dwh_facts.fait_attributions | partitioned |" in markdown
+
+
+def test_prometheus_textfile_parses_and_has_the_metrics(report):
+    folder, _ = report
+    text = (folder / "sigeti_dwh.prom").read_text()
+    names = set()
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        assert SAMPLE.match(line), line
+        names.add(line.split("{")[0])
+    assert {"sigeti_dwh_partition_bytes", "sigeti_dwh_periods_ahead", "sigeti_dwh_default_partition_rows",
+            "sigeti_dwh_dead_tuples", "sigeti_dwh_last_vacuum_age_seconds", "sigeti_dwh_table_bytes"} <= names
+    dead = [line for line in text.splitlines() if line.startswith("sigeti_dwh_dead_tuples{") and
+            'relation="fait_attributions_2026"' in line]
+    assert dead and int(dead[0].split()[-1]) > 0
+
+
+def test_html_is_self_contained_with_charts(report):
+    folder, _ = report
+    html = (folder / "report.html").read_text()
+    assert html.count("<svg") >= 6
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in html and "<link" not in html
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium not installed (apt-get install -y chromium)")
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    folder, _ = report
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--user-data-dir=%s" % (tmp_path / "profile")]
+    url = "file://%s" % (folder / "report.html")
+    dom = subprocess.run(base + ["--dump-dom", url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         timeout=120)
+    assert dom.returncode == 0
+    assert dom.stdout.count("<rect") > 20 and "fait_attributions_2023" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run(base + ["--window-size=1100,1800", "--screenshot=%s" % shot, url], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20000
+    shutil.copy(shot, folder / "report.png")

@@ -1,0 +1,95 @@
+"""Static rules of the roles and playbooks: argument specs everywhere, shared parts identical, dwh_ prefix,
+no SQL in roles, no logic in playbooks; and the pure filters the roles use."""
+
+import glob
+import os
+import re
+
+import yaml
+
+from tests.support.modules import ROOT
+
+ROLES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "roles", "*")))
+SQL = re.compile(r"\b(SELECT|ALTER\s+TABLE|CREATE\s+TABLE|VACUUM\s+FULL|INSERT\s+INTO|DROP\s+TABLE)\b")
+
+
+def spec(role):
+    with open(os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml")) as handle:
+        return yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+
+
+def test_every_role_has_specs_and_prefixed_documented_defaults():
+    assert set(ROLES) >= {"preflight", "partitioning", "compression", "vacuum", "verify", "report", "schedule"}
+    for role in ROLES:
+        options = spec(role)
+        with open(os.path.join(ROOT, "roles", role, "defaults", "main.yml")) as handle:
+            defaults = yaml.safe_load(handle)
+        assert all(name.startswith("dwh_") for name in list(options) + list(defaults)), role
+        assert set(defaults) <= set(options), (role, set(defaults) - set(options))
+        assert all(option.get("description") for option in options.values()), role
+
+
+def test_shared_spec_parts_are_identical():
+    roles = [r for r in ROLES if "dwh_tables" in spec(r)]
+    assert len(roles) == 6
+    for name in ["dwh_tables", "dwh_login_host", "dwh_login_password", "dwh_lock_timeout"]:
+        assert len(set(yaml.safe_dump(spec(r)[name]) for r in roles)) == 1, name
+    assert all(spec(r)["dwh_login_password"]["no_log"] for r in roles)
+
+
+def test_roles_hold_no_sql_and_playbooks_only_order_roles():
+    for path in glob.glob(os.path.join(ROOT, "roles", "*", "tasks", "*.yml")):
+        with open(path) as handle:
+            assert not SQL.search(handle.read()), path
+    for name in ("setup", "weekly", "monthly", "report"):
+        with open(os.path.join(ROOT, "playbooks", name + ".yml")) as handle:
+            plays = yaml.safe_load(handle)
+        for entry in plays:
+            assert not {"tasks", "pre_tasks", "post_tasks", "handlers"} & set(entry), name
+            assert all(r["role"].startswith("sigeti.dwh.") for r in entry["roles"])
+
+
+def test_inventories_hold_no_plaintext_password_and_prod_runs_in_waves():
+    for path in glob.glob(os.path.join(ROOT, "inventories", "*", "**", "*.yml"), recursive=True):
+        with open(path) as handle:
+            data = handle.read()
+        for line in data.splitlines():
+            if "password" in line and ":" in line and not line.strip().startswith("#"):
+                value = line.split(":", 1)[1].strip()
+                assert value == "" or "{{" in value, (path, line)
+    with open(os.path.join(ROOT, "inventories", "prod", "group_vars", "all", "dwh.yml")) as handle:
+        prod = yaml.safe_load(handle)
+    assert prod["dwh_serial"] == 1 and prod["dwh_max_fail_percentage"] == 0
+    tables = dict((t["name"], t) for t in prod["dwh_tables"])
+    assert tables["dwh_facts.fait_attributions"]["key"] == "date_demandee_key"
+    assert tables["dwh_facts.fait_factures"]["key"] == "date_facture_key"
+    assert all(t["key_format"] == "yyyymmdd" and t["interval"] == "year" and t["premake"] == 2 for t in tables.values())
+
+
+def test_filters():
+    from ansible_collections.sigeti.dwh.plugins.filter.partition_indexes import missing_partition_indexes
+    from ansible_collections.sigeti.dwh.plugins.filter.range_queries import range_queries
+
+    table = {"kind": "partitioned", "name": "f", "partitions": [{"name": "f_2023"}, {"name": "f_2024"}], "indexes": [
+        {"table": "f", "name": "f_k", "definition": "CREATE INDEX f_k ON ONLY s.f USING btree (k)"},
+        {"table": "f", "name": "f_pk", "definition": "CREATE UNIQUE INDEX f_pk ON ONLY s.f USING btree (id, k)"},
+        {"table": "f_2023", "name": "a", "definition": "CREATE INDEX a ON s.f_2023 USING btree (k)"},
+        {"table": "f_2023", "name": "b", "definition": "CREATE UNIQUE INDEX b ON s.f_2023 USING btree (id, k)"},
+        {"table": "f_2024", "name": "c", "definition": "CREATE INDEX c ON s.f_2024 USING btree (id, k)"}]}
+    assert missing_partition_indexes(table) == [{"index": "f_k", "partition": "f_2024"},
+                                                {"index": "f_pk", "partition": "f_2024"}]
+    assert missing_partition_indexes({"kind": "plain"}) == []
+    assert range_queries([{"name": "s.f", "key": "k", "verify": {"low": 1, "high": 2}}, {"name": "s.g", "key": "k"}]) == [
+        {"name": "s.f", "key": "k", "low": 1, "high": 2}]
+
+
+def test_explain_parsing():
+    from ansible_collections.sigeti.dwh.plugins.module_utils import explain
+
+    plan = {"Plan": {"Node Type": "Aggregate", "Plans": [{"Node Type": "Append", "Subplans Removed": 2, "Plans": [
+        {"Node Type": "Seq Scan", "Relation Name": "f_2023", "Plan Rows": 10},
+        {"Node Type": "Index Only Scan", "Relation Name": "f_2024", "Actual Loops": 0}]}]},
+        "Execution Time": 1.5}
+    result = explain.summarize(plan, "SELECT 1")
+    assert result["scanned"] == ["f_2023"] and result["subplans_removed"] == 2 and result["execution_ms"] == 1.5
+    assert result["plan"][0].startswith("Aggregate")
