@@ -1013,7 +1013,8 @@ WITH root AS (
     SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')
 ), tree AS (
-    -- pg_inherits rather than pg_partition_tree(), which takes ACCESS SHARE on every partition
+    -- pg_inherits rather than pg_partition_tree(), which takes ACCESS SHARE on every partition; bounds hold no
+    -- column references, so pg_get_expr(..., 0) deparses them without opening each partition (PG 15 does)
     WITH RECURSIVE walk(oid, parent_oid, level) AS (
         SELECT root.oid, NULL::oid, 0 FROM root
         UNION ALL
@@ -1022,7 +1023,7 @@ WITH root AS (
     SELECT * FROM walk
 )
 SELECT t.oid, t.parent_oid, t.level, n.nspname::text, c.relname::text, c.relkind::text,
-       pg_get_expr(c.relpartbound, c.oid), c.reloptions, tc.reloptions, NULLIF(c.reltoastrelid, 0)::bigint,
+       pg_get_expr(c.relpartbound, 0), c.reloptions, tc.reloptions, NULLIF(c.reltoastrelid, 0)::bigint,
        ARRAY(SELECT inh.inhparent::bigint FROM pg_index i JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
              WHERE i.indrelid = c.oid),
        CASE WHEN t.level = 0 THEN (
