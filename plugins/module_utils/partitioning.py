@@ -180,6 +180,26 @@ def default_name(declared):
 # ---------------------------------------------------------------------------------------------
 
 
+def migration_layout(declared, current):
+    """Target partitions of a plain table being migrated, for ``migration``: every period from ``start`` (or
+    ``current``) to ``premake`` periods after ``current`` as ``{"name", "low", "high"}`` with bound values in the
+    key's type, plus ``{"name", "default": True}`` when a default partition is declared.
+
+    Retention is not applied here: old periods get partitions too, so no row is sent to the default partition
+    only to be detached later; the maintenance run that follows the migration applies retention.
+    """
+    scheme = declared.scheme
+    first = declared.start if declared.start is not None else current
+    last = scheme.step(current, declared.premake)
+    entries = []
+    for point in scheme.periods(first, max(first, last)):
+        low, high = scheme.bounds(point)
+        entries.append({"name": partition_name(declared, point), "low": low, "high": high})
+    if declared.default_partition:
+        entries.append({"name": default_name(declared), "default": True})
+    return entries
+
+
 def _rank(value):
     """Comparable form of a bound value: MINVALUE < any value < MAXVALUE; timestamptz read as wall clock."""
     if value == MINVALUE:
@@ -224,7 +244,8 @@ def check_partition_key(declared, table):
     """Raise unless ``table`` is partitioned by RANGE on exactly the declared key column."""
     if table["relkind"] != "p":
         raise InvalidInput(
-            "table %s is not partitioned; migration arrives with the migrate option. Nothing was changed."
+            "table %s is not partitioned: set migrate (online, offline or attach) to turn it into partitions. "
+            "Nothing was changed."
             % declared.display
         )
     pkey = table["partition_key"]

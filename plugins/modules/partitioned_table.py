@@ -22,9 +22,12 @@ description:
   - Existing partitions with the right bounds are adopted whatever their names. Indexes of the parent missing on
     a partition are built (concurrently) and attached; O(partition_options) are applied to every leaf.
   - A second run with the same arguments changes nothing and runs no DDL. Check mode only reads the catalog.
-  - A plain (not partitioned) table is refused for now; migrating a live table arrives with the C(migrate) option.
+  - When O(name) is an existing plain (not partitioned) table, O(migrate) decides how it becomes partitioned,
+    online (copy beside it in batches, capture and replay concurrent changes, verify counts and checksums,
+    swap names in one short transaction), offline, attach (zero copy) or never. The swap carries keys, indexes,
+    sequences, grants, comments, triggers, policies, views and materialized views; a killed run resumes.
 author:
-  - SIGETI data platform team
+  - SIGETI data platform team (@sigeti)
 extends_documentation_fragment:
   - sigeti.dwh.connection
 options:
@@ -110,10 +113,41 @@ options:
     description: On a standby (in recovery) return ok and unchanged instead of failing.
     type: bool
     default: false
+  migrate:
+    description:
+      - What to do when O(name) is a plain table (see C(docs/migration.md)).
+      - V(online) builds the partitioned table beside it, copies rows in batches without indexes, builds the
+        indexes, captures and replays the changes writers make meanwhile, verifies row counts and content checksums
+        per partition, then swaps names in one short transaction under O(lock_timeout) with retries.
+      - V(offline) does the same in one transaction with writes blocked (maintenance windows).
+      - V(attach) copies nothing; the table becomes one partition covering its key range (a CHECK constraint is
+        validated first, online, so ATTACH does not scan it), partitions are created for the periods after it.
+      - V(never) fails when the table is not partitioned yet.
+      - The original is kept as C(<table>_unpartitioned) until O(drop_source). Progress is kept in
+        C(sigeti_dwh.migration_state); a killed run leaves the original in use and the next run resumes.
+    type: str
+    choices: [online, offline, attach, never]
+    default: online
+  batch_rows:
+    description: Rows copied per batch (and per transaction) by an online migration.
+    type: int
+    default: 100000
+  extend_primary_key:
+    description:
+      - PostgreSQL requires a partitioned table's primary key and unique constraints to include the partition key.
+        With V(true) a migration appends O(key) to them; with V(false) it refuses, naming the key, before any change.
+    type: bool
+    default: false
+  drop_source:
+    description: Drop the original table (C(<table>_unpartitioned)) once the migration is verified and swapped.
+    type: bool
+    default: false
 attributes:
   check_mode:
+    description: Reads the catalog only, takes no lock beyond catalog reads, and returns the exact plan.
     support: full
   diff_mode:
+    description: The partition list before and after.
     support: full
 notes:
   - Needs ownership of the table (ALTER TABLE), CREATE on its schema, and SELECT on the default partition.
@@ -153,6 +187,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+migration:
+  description:
+    - When a plain table was migrated, what happened - phases run, rows copied, batches, replayed keys, per-partition
+      source and target row counts and checksums, the name the original was renamed to, rows sent to the default
+      partition and how long writers were blocked by the swap. In check mode, the phases with their SQL and the
+      estimated disk need.
+  returned: when O(name) was a plain table
+  type: dict
 partitions:
   description: The partitions after the run (predicted in check mode), by low bound, the default last.
   returned: always
@@ -174,7 +216,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, partitioning, periods
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connect,
     connection_argument_spec,
@@ -227,14 +269,16 @@ def declared_state(params, schema, name, table, conn):
     options = partitioning.validate_partition_options(params.get("partition_options"), shown)
     columns = None
     if table["exists"]:
+        names = [c["name"] for c in table["columns"]]
+        if key not in names:
+            raise InvalidInput("column %s does not exist in table %s (columns: %s); nothing was changed"
+                               % (key, shown, ", ".join(names)))
         if table["relkind"] == "p":
-            names = [c["name"] for c in table["columns"]]
-            if key not in names:
-                raise InvalidInput("column %s does not exist in table %s (columns: %s); nothing was changed"
-                                   % (key, shown, ", ".join(names)))
-        stub = partitioning.Declared(schema, name, key, None)
-        partitioning.check_partition_key(stub, table)
-        column_type = table["partition_key"]["types"][0]
+            stub = partitioning.Declared(schema, name, key, None)
+            partitioning.check_partition_key(stub, table)
+            column_type = table["partition_key"]["types"][0]
+        else:  # a plain table: the source of a migration
+            column_type = [c["type"] for c in table["columns"] if c["name"] == key][0]
     else:
         columns = partitioning.validate_columns(params.get("columns"), key, shown)
         resolved = catalog.resolve_types(conn, [c["type"] for c in columns])
@@ -297,6 +341,42 @@ def plan_partitions(conn, module, declared, table):
     return partitioning.build_plan(declared, table, lay, extras), state
 
 
+def migration_options(params, key):
+    """The options ``migration`` takes, from the module's."""
+    return {"mode": params["migrate"], "key": key, "batch_rows": params["batch_rows"],
+            "extend_primary_key": params["extend_primary_key"], "drop_source": params["drop_source"]}
+
+
+def migrate_plain_table(conn, module, schema, name, server):
+    """Turn a plain table into the declared partition set (or finish a migration found half done).
+
+    Returns None when there is nothing to migrate, else the migration's result (its plan in check mode).
+    """
+    state = migration.read_state(conn, schema, name)
+    table = catalog.read_table(conn, schema, name)
+    if table["relkind"] == "p" and not state:
+        return None
+    params = module.params
+    options = migration_options(params, params["key"])
+    if table["relkind"] == "p":  # the swap committed before a crash: finish what follows it
+        return migration.run_migration(conn, Executor.from_module(conn, module), table, [], options, server)
+    if params["migrate"] == "never":
+        raise InvalidInput(
+            "table %s is not partitioned and migrate is 'never': set migrate to online, offline or attach "
+            "to turn it into partitions; nothing was changed" % display_name(schema, name))
+    declared = declared_state(params, schema, name, table, conn)
+    state = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.partition_set_state(
+        conn, [schema], parent=(schema, name), key=None if declared.scheme.format.calendar else declared.key))
+    layout = partitioning.migration_layout(declared, current_period(declared, state))
+    facts = migration.read_facts(conn, table, layout, options, server)
+    planned = migration.plan_migration(table, layout, options, server, facts=facts)
+    if module.check_mode:
+        rendered = migration.render_plan(conn, planned)
+        return {"check_mode": True, "plan": rendered, "queries": migration.plan_queries(conn, planned)}
+    return migration.run_migration(conn, Executor.from_module(conn, module), table, layout, options, server,
+                                   facts=facts)
+
+
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
@@ -317,6 +397,10 @@ def main():
         primary_key=dict(type="list", elements="str", default=[]),
         state=dict(type="str", choices=["present"], default="present"),
         skip_on_standby=dict(type="bool", default=False),
+        migrate=dict(type="str", choices=["online", "offline", "attach", "never"], default="online"),
+        batch_rows=dict(type="int", default=100000),
+        extend_primary_key=dict(type="bool", default=False),
+        drop_source=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
@@ -328,16 +412,25 @@ def main():
         require_supported_server(facts)
         standby_exit(module, facts, module.params["skip_on_standby"])
         table = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name))
+        migrated = None
+        if table["exists"] and (table["relkind"] == "r" or migration.read_state(conn, schema, name)):
+            migrated = migrate_plain_table(conn, module, schema, name, facts)
+            if migrated and migrated.get("check_mode"):
+                conn.close()
+                module.exit_json(changed=True, queries=migrated["queries"], migration=migrated["plan"],
+                                 partitions=[], created=[], detached=[], dropped=[], archived=[],
+                                 default_rows=None, moved_rows=0)
+            table = catalog.read_partition_set(conn, schema, name)
         declared = declared_state(module.params, schema, name, table, conn)
         result, state = plan_partitions(conn, module, declared, table)
-        queries = result.plan.queries(conn)
+        queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
         explained = result.plan.explain(conn)
         if result.plan and not module.check_mode:
             Executor.from_module(conn, module).run(result.plan)
         conn.close()
         has_default = any(p["default"] for p in result.partitions)
         output = dict(
-            changed=bool(result.plan),
+            changed=bool(result.plan) or bool(migrated),
             queries=queries,
             plan=explained,
             partitions=result.partitions,
@@ -348,6 +441,8 @@ def main():
             default_rows=result.default_rows_after if has_default else None,
             moved_rows=result.moved_rows,
         )
+        if migrated:
+            output["migration"] = dict((k, v) for k, v in migrated.items() if k != "queries")
         if module._diff:
             output["diff"] = {"before": partitioning.diff_text(result.before),
                               "after": partitioning.diff_text(result.partitions)}

@@ -270,7 +270,7 @@ def test_bad_inputs_fail_clearly_and_change_nothing(pg_server, db, conn):
     msg = _bad(pg_server, db, conn, **dict(base, name="fait_other"))
     assert "partitioned by RANGE (d)" in msg and "not by the key column k" in msg
     msg = _bad(pg_server, db, conn, **dict(base, name="plain"))
-    assert "not partitioned; migration arrives with the migrate option" in msg
+    assert "online migration of public.plain needs a primary key" in msg and "migrate: offline" in msg
     msg = _bad(pg_server, db, conn, **dict(base))
     assert "overlap" in msg and "fait_h1" in msg
     msg = _bad(pg_server, db, conn, **dict(base, name='public."unterminated'))

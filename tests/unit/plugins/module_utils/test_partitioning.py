@@ -219,7 +219,7 @@ def test_start_before_cutoff_is_clipped_and_future_start_still_makes_one_period(
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"relkind": "r"}, "not partitioned; migration arrives with the migrate option"),
+    ({"relkind": "r"}, "not partitioned: set migrate"),
     ({"strategy": "list"}, "not by RANGE"),
     ({"columns": ("other",)}, "not by the key column dk"),
     ({"columns": ("dk", "id")}, "not by the key column dk"),

@@ -1,0 +1,63 @@
+"""partitioned_table with ``migrate``: a live plain table of the sample warehouse becomes yearly partitions."""
+
+from tests.support.modules import run_module
+from tests.support.warehouse import content_checksums, load_warehouse
+
+
+def _args(pg_server, db, **extra):
+    args = pg_server.params(db)
+    args.update(name="dwh_facts.fait_attributions", key="date_demandee_key", key_format="yyyymmdd",
+                interval="year", start="2020-01-01", premake=2, extend_primary_key=True, batch_rows=5000,
+                lock_timeout="2s")
+    args.update(extra)
+    return args
+
+
+def test_migrate_online_then_maintain_idempotently(pg_server, db, conn):
+    load_warehouse(conn, scale=20000, reporting_role="dwh_reporting_migrate")
+    before = content_checksums(conn)["dwh_facts.fait_attributions"]
+
+    check = run_module("partitioned_table", _args(pg_server, db), check_mode=True)
+    assert not check.get("failed"), check
+    assert check["changed"] and check["queries"] and check["migration"]["phases"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = 'dwh_facts.fait_attributions'::regclass")
+        assert cur.fetchone()[0] == "r", "check mode must not change the table"
+
+    result = run_module("partitioned_table", _args(pg_server, db))
+    assert not result.get("failed"), result
+    assert result["changed"] and result["migration"]["rows_copied"] > 0
+    names = [p["name"] for p in result["partitions"]]
+    assert "fait_attributions_2020" in names and "fait_attributions_default" in names
+    with conn.cursor() as cur:
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = 'dwh_facts.fait_attributions'::regclass")
+        assert cur.fetchone()[0] == "p"
+        cur.execute("SELECT has_table_privilege('dwh_reporting_migrate', 'dwh_facts.fait_attributions', 'SELECT')")
+        assert cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM dwh_marts.mv_attributions_par_annee")
+        assert cur.fetchone()[0] > 0
+    assert content_checksums(conn)["dwh_facts.fait_attributions"] == before
+
+    again = run_module("partitioned_table", _args(pg_server, db))
+    assert not again.get("failed"), again
+    assert again["changed"] is False and again["queries"] == []
+
+
+def test_migrate_never_refuses_a_plain_table(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.fait_attributions "
+                    "(id bigint PRIMARY KEY, date_demandee_key int NOT NULL)")
+    result = run_module("partitioned_table", _args(pg_server, db, migrate="never"))
+    assert result["failed"] and "migrate is 'never'" in result["msg"] and "dwh_facts.fait_attributions" in result["msg"]
+
+
+def test_primary_key_without_the_key_is_refused_before_any_change(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.fait_attributions "
+                    "(id bigint PRIMARY KEY, date_demandee_key int NOT NULL)")
+        cur.execute("INSERT INTO dwh_facts.fait_attributions VALUES (1, 20230101)")
+    result = run_module("partitioned_table", _args(pg_server, db, extend_primary_key=False))
+    assert result["failed"] and "date_demandee_key" in result["msg"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = 'dwh_facts.fait_attributions'::regclass")
+        assert cur.fetchone()[0] == "r"
