@@ -145,7 +145,7 @@ def rewrite(server, db, table, method):
     return {"method": full.get("method"), "bloat": full.get("bloat"), "measured_by": full.get("measured_by"),
             "seconds": seconds, "rewrite_ms": rel["actions"][0].get("duration_ms") if rel["actions"] else None,
             "before": before, "after": after, "max_stall_ms": 1000 * max(probe.latencies or [0]),
-            "inserts": len(probe.latencies), "ran": result["queries"] + result["commands"]}
+            "inserts": len(probe.latencies), "ran": [a.get("sql") or a.get("command") for a in rel["actions"]]}
 
 
 def main():

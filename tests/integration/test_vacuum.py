@@ -84,6 +84,27 @@ def test_bloat_by_updates_vacuums_with_reasons_then_nothing(pg_server, db, conn)
     assert "<= vacuum trigger" in relation(again, "t")["decisions"]["vacuum"]["reason"]
 
 
+def test_toast_dead_chunks_alone_make_vacuum_due(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh")
+        cur.execute("CREATE TABLE dwh.docs (id int PRIMARY KEY, body text) WITH (autovacuum_enabled = off, "
+                    "toast.autovacuum_enabled = off)")
+        # 40 rows of ~3.2 kB of hex (pglz barely compresses it): stored out of line, 2 TOAST chunks each
+        cur.execute("INSERT INTO dwh.docs SELECT i, CASE WHEN i <= 40 THEN (SELECT string_agg(md5(i::text || g), '') "
+                    "FROM generate_series(1, 100) g) ELSE 'short' END FROM generate_series(1, 1000) i")
+    flush(conn)
+    settle(pg_server, db, tables=["dwh.docs"], full="never")
+    with conn.cursor() as cur:
+        cur.execute("UPDATE dwh.docs SET body = body || 'x' WHERE id <= 40")
+    flush(conn)
+    result = run_module("vacuum", _args(pg_server, db, tables=["dwh.docs"], full="never"))
+    vac = relation(result, "docs")["decisions"]["vacuum"]
+    assert vac["n_dead_tup"] <= vac["trigger"], vac  # the heap alone would not be vacuumed
+    assert vac["due"] and vac["toast_n_dead_tup"] > vac["toast_trigger"] and "TOAST:" in vac["reason"], vac
+    assert result["queries"] == ['VACUUM "dwh"."docs"']
+    assert run_module("vacuum", _args(pg_server, db, tables=["dwh.docs"], full="never"))["changed"] is False
+
+
 def test_check_mode_plans_and_runs_nothing(pg_server, db, conn):
     make_table(conn)
     before = stats(conn, "dwh.t")
@@ -200,6 +221,27 @@ def test_lock_held_elsewhere_fails_naming_the_blocker(pg_server, db, conn):
     assert "Gave up after 2 attempts" in result["msg"] and "pid %d" % pid in result["msg"]
     assert result["blocking_pids"] == [pid]
     assert stats(conn, "dwh.t")[1] is None
+
+
+def test_vacuum_full_waits_at_most_lock_timeout_behind_a_reader(pg_server, db, conn):
+    make_table(conn)
+    settle(pg_server, db, tables=["dwh.t"], full="never")
+    reader = pg_server.connect(db, autocommit=False)
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT count(*) FROM dwh.t")  # holds ACCESS SHARE until rollback
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+        size = stats(conn, "dwh.t")[3]
+        result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], full="always", lock_timeout="100ms",
+                                            lock_retries=1, lock_retry_delay=0.05))
+    finally:
+        reader.rollback()
+        reader.close()
+    assert result.get("failed"), result
+    assert "pid %d" % pid in result["msg"] and "AccessShareLock" in result["msg"]
+    assert result["failed_sql"] == 'VACUUM (FULL) "dwh"."t"' and result["queries"] == []
+    assert stats(conn, "dwh.t")[3] == size
 
 
 def test_non_superuser_owner(pg_server, db, conn):
