@@ -482,6 +482,27 @@ SCENARIOS = {
 }
 
 
+def module_accepts(module, option):
+    """True when ``sigeti.dwh.<module>`` documents ``option`` (e.g. partitioned_table's ``migrate``)."""
+    import importlib
+
+    import yaml
+
+    doc = yaml.safe_load(importlib.import_module("ansible_collections.sigeti.dwh.plugins.modules.%s" % module)
+                         .DOCUMENTATION)
+    return option in doc.get("options", {})
+
+
+# The migration through the module itself, once partitioned_table accepts ``migrate`` (the full campaign runs it;
+# the fast subset keeps the engine entry above, which does not depend on the module's option parsing).
+MODULE_MIGRATION = Scenario(
+    "migration_module", setup_migration, "mg.fait",
+    lambda server, db, conn: {"kind": "module", "name": "partitioned_table", "args": _module_args(
+        server, db, name="mg.fait", key="date_key", key_format="yyyymmdd", interval="year", start="2020-01-01",
+        premake=1, migrate="online", batch_rows=150, extend_primary_key=True)},
+    _no_migration_leftovers)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Databases: one template per scenario, one copy per crash point
 # ---------------------------------------------------------------------------------------------------------------
