@@ -20,7 +20,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  pylint: disable=unused-import  (import path for ansible_collections.sigeti.dwh)
+# conftest makes ansible_collections.sigeti.dwh importable
+import conftest  # noqa: E402,F401  pylint: disable=unused-import
 from tests.support.modules import run_module  # noqa: E402
 from tests.support.pgserver import PostgresServer  # noqa: E402
 from tests.support.warehouse import load_warehouse  # noqa: E402
@@ -69,7 +70,7 @@ def weekly(server, scale, repeat):
     loaded = load_warehouse(conn, scale=scale, partitioned=True)
     catch_up, first = module_pass(server, db, schemas=SCHEMAS)
     module_times, guide_times = [], []
-    for _ in range(repeat):
+    for _round in range(repeat):
         seconds, result = module_pass(server, db, schemas=SCHEMAS)
         if result["changed"]:
             raise SystemExit("unchanged warehouse, but the module ran: %s" % result["queries"])
@@ -165,8 +166,8 @@ def main():
     finally:
         server.destroy()
     print("\n== Weekly pass on an unchanged warehouse (median of %d) ==" % args.repeat)
-    print("%10s %10s %9s %11s %12s %12s %8s" % ("fact rows", "size", "relations", "catch-up", "module", "VACUUM ANALYZE",
-                                                 "ratio"))
+    header = ("fact rows", "size", "relations", "catch-up", "module", "VACUUM ANALYZE", "ratio")
+    print("%10s %10s %9s %11s %12s %12s %8s" % header)
     for r in results:
         print("%10d %10s %9d %9.2f s %10.3f s %12.2f s %7.1fx" % (
             r["scale"], mb(r["bytes"]), r["relations"], r["catch_up_s"], r["module_s"], r["guide_s"],
@@ -199,8 +200,8 @@ def main():
         conn.close()
     finally:
         server.destroy()
-    print("%12s %8s %9s %9s %11s %11s %13s %8s" % ("method", "bloat", "module", "rewrite", "before", "after",
-                                                    "max stall", "inserts"))
+    header = ("method", "bloat", "module", "rewrite", "before", "after", "max stall", "inserts")
+    print("%12s %8s %9s %9s %11s %11s %13s %8s" % header)
     for r in runs:
         print("%12s %7.0f%% %7.2f s %7.2f s %11s %11s %10.0f ms %8d" % (
             r["method"], 100 * (r["bloat"] or 0), r["seconds"], (r["rewrite_ms"] or 0) / 1000.0, mb(r["before"]),

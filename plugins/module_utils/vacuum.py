@@ -1,9 +1,35 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Vacuum and analyze decisions from statistics (pure functions)."""
+"""Vacuum and analyze decisions from statistics (pure functions), and the run of ``sigeti.dwh.vacuum``.
+
+Pure part: triggers, decisions with their numbers, the bloat estimate, freeze periods and the per-table plan.
+I/O part (at the end): free disk, the pg_repack program, gathering facts, executing and reporting.
+"""
 
 from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs, parse_duration_ms
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    ACCESS_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    Step,
+)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
 
 
 def _number(value, default):
@@ -38,27 +64,6 @@ def autovacuum_triggers(reloptions, settings, reltuples, toast=False):
 # Everything below extends the module with the decisions of ``sigeti.dwh.vacuum``: pure functions
 # first (unit-tested on plain values), then the few I/O helpers the module needs (disk, pg_repack).
 # =============================================================================================
-
-import datetime
-import math
-import os
-import re
-import shutil
-import subprocess
-import time
-
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
-    ACCESS_EXCLUSIVE,
-    SHARE_UPDATE_EXCLUSIVE,
-    Step,
-)
-
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
 
 MODES = ("auto", "always", "never")
 FULL_METHODS = ("auto", "vacuum_full", "pg_repack")
@@ -156,7 +161,7 @@ def insert_trigger(reloptions, settings, reltuples):
 
 def toast_options(toast_reloptions):
     """Return a TOAST relation's reloptions as ``autovacuum_triggers`` reads them (``toast.`` dropped)."""
-    return dict((k[len("toast."):] if k.startswith("toast.") else k, v) for k, v in (toast_reloptions or {}).items())
+    return {k[len("toast."):] if k.startswith("toast.") else k: v for k, v in (toast_reloptions or {}).items()}
 
 
 def validate_options(params):
@@ -167,7 +172,7 @@ def validate_options(params):
     """
     out = {}
     for name, choices in (("analyze", MODES), ("vacuum", MODES), ("full", MODES), ("full_method", FULL_METHODS)):
-        value = params.get(name) or ("auto" if name != "full" else "auto")
+        value = params.get(name) or "auto"
         if value not in choices:
             raise InvalidInput("%s=%r is not one of %s" % (name, value, ", ".join(choices)))
         out[name] = value
@@ -507,8 +512,8 @@ def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, lea
         return result
     if last is not None:
         later = []
-        for name, stats in leaves:
-            stats = stats or {}
+        for name, leaf_stats in leaves:
+            stats = leaf_stats or {}
             # Only autovacuum's own runs count: they mean the partition's changes crossed its triggers. Manual
             # VACUUM/ANALYZE do not: ANALYZE parent (< 18) and VACUUM ANALYZE parent process the partitions just
             # after the parent, so counting them would make the parent due again on every run; this module's
@@ -629,7 +634,7 @@ def leaf_plan(entry, extra, options, settings):
     if not entry.get("toast_oid"):
         # without a TOAST table PostgreSQL accepts toast.* options but stores them nowhere: setting them
         # would "change" on every run
-        declared = dict((k, val) for k, val in declared.items() if not k.startswith("toast."))
+        declared = {k: val for k, val in declared.items() if not k.startswith("toast.")}
     to_set, to_reset = reloption_changes(entry["reloptions"], entry["toast_reloptions"], declared)
     decisions["reloptions"] = {"due": bool(to_set or to_reset), "set": to_set, "reset": to_reset,
                                "reason": ("reloptions differ from the declared ones" if (to_set or to_reset)
@@ -793,7 +798,7 @@ def filesystem_free(location, data_directory, port):
                 lines = handle.read().splitlines()
             if len(lines) > 3 and port and lines[3].strip() != str(port):
                 return False, None, "%s belongs to the server on port %s, not %s" % (data_directory, lines[3], port)
-        except (IOError, OSError):
+        except OSError:
             pass  # not readable as this user: the path still tells which filesystem it is
     stat = os.statvfs(location)
     return True, stat.f_bavail * stat.f_frsize, "statvfs(%s)" % location
@@ -803,7 +808,7 @@ def repack_binary_version(path):
     """Return the version printed by ``pg_repack --version`` (e.g. ``1.4.8``), or None when it does not run."""
     try:
         out = subprocess.run([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             universal_newlines=True, timeout=30).stdout
+                             text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r"pg_repack\s+(\S+)", out or "")
@@ -843,7 +848,8 @@ def repack_availability(extension, binary, binary_version, superuser, version_nu
                        % major) + install
     if binary_version != extension["version"]:
         return False, ("pg_repack program %s does not match the extension version %s in the database: install "
-                       "the matching package or ALTER EXTENSION pg_repack UPDATE" % (binary_version, extension["version"]))
+                       "the matching package or ALTER EXTENSION pg_repack UPDATE"
+                       % (binary_version, extension["version"]))
     if not superuser:
         return False, "pg_repack needs a superuser connection (it creates triggers and swaps files)"
     return True, "pg_repack %s available" % binary_version
@@ -887,7 +893,7 @@ def run_repack(argv, env, retries, retry_delay, blockers, targets, sleep=time.sl
     while True:
         attempt += 1
         result = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                universal_newlines=True)
+                                text=True, check=False)
         output = result.stdout or ""
         timed_out = "timed out" in output or "Skipping repack" in output or "lock timeout" in output
         if result.returncode == 0 and not timed_out:
@@ -918,8 +924,6 @@ def render_command(argv):
 
 def resolve_tables(conn, catalog, tables, schemas):
     """Turn the ``tables`` and ``schemas`` options into ``(schema, table)`` pairs, without duplicates."""
-    from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
-
     names = [split_name(t) for t in tables or []]
     if schemas:
         names.extend(catalog.tables_in_schemas(conn, schemas))
@@ -934,6 +938,7 @@ def resolve_tables(conn, catalog, tables, schemas):
 
 def _range_dates(entry, relations):
     """The date range of a leaf, from its own range bound or its nearest range-partitioned ancestor."""
+    # imported here: table_report imports this module for autovacuum_triggers
     from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import bound_as_date
 
     node = entry
@@ -960,8 +965,6 @@ def gather(conn, catalog, facts, names, options, params, today=None):
     Returns ``{"tables": [...], "bloat_method": ..., "repack": ..., "disk": [...]}`` where each table holds its
     ``plan`` (see ``table_plan``) and the facts read (for sizes before).
     """
-    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs, parse_duration_ms
-
     today = today or datetime.date.today()
     settings = facts["settings"]
     tables = catalog.read_tables(conn, names)
@@ -989,7 +992,8 @@ def gather(conn, catalog, facts, names, options, params, today=None):
         bloat_method = "estimate"
         bloat_why = ("pgstattuple extension not installed in this database" if not pgstattuple else
                      "role %s may not call pgstattuple_approx (grant pg_stat_scan_tables)" % facts["current_user"])
-    measured = [e for e in leaves if options["full"] == "auto" and extras[e["oid"]]["size_bytes"] >= options["min_size"]]
+    measured = [e for e in leaves
+                if options["full"] == "auto" and extras[e["oid"]]["size_bytes"] >= options["min_size"]]
     if bloat_method == "pgstattuple":
         rows = catalog.approx_bloat(conn, pgstattuple["schema"], [e["oid"] for e in measured])
         for entry in measured:
@@ -1122,8 +1126,6 @@ def execute(conn, executor, gathered, params):
 
 def lock_ms_from(params):
     """The session's lock_timeout in milliseconds (pg_repack's --wait-timeout follows it)."""
-    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import parse_duration_ms
-
     return parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")
 
 
@@ -1170,6 +1172,6 @@ def report(conn, gathered, after=None):
             rels.append(data)
         out.append({"schema": table["schema"], "name": table["name"], "relations": rels,
                     "summary": [a["action"] + " " + display_name(r["schema"], r["name"])
-                            for r in plan["relations"] for a in r["actions"]],
+                                for r in plan["relations"] for a in r["actions"]],
                     "duration_ms": sum(r["duration_ms"] for r in rels)})
     return out

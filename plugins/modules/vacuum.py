@@ -25,7 +25,7 @@ description:
     rewrites one partition per statement under C(lock_timeout) with retries, then vacuums and analyzes it.
   - A second run right after the first finds nothing due and reports C(changed=false).
 author:
-  - SIGETI data platform team
+  - SIGETI data platform team (@sigeti)
 extends_documentation_fragment:
   - sigeti.dwh.connection
 options:
@@ -109,9 +109,13 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check_mode and return the plan, with its reasons, without running it.
     support: full
-    details: Reads statistics (and samples with pgstattuple_approx when allowed) and returns the plan with reasons; nothing runs.
+    details: >-
+      Reads statistics (and samples with pgstattuple_approx when allowed) and returns the plan with reasons;
+      nothing runs.
   diff_mode:
+    description: The result lists decisions and sizes before and after instead of a diff.
     support: none
 notes:
   - VACUUM and ANALYZE run in autocommit (they cannot run in a transaction block).
@@ -146,7 +150,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed: {description: True when something ran (or would run in check mode)., type: bool, returned: always}
-queries: {description: The SQL that ran (or would run in check mode), in order., type: list, elements: str, returned: always}
+queries:
+  description: The SQL that ran (or would run in check mode), in order.
+  type: list
+  elements: str
+  returned: always
 commands:
   description: pg_repack command lines (the password is passed in the environment, never here).
   type: list
@@ -154,7 +162,11 @@ commands:
   returned: always
 bloat_method: {description: V(pgstattuple) or V(estimate)., type: str, returned: always}
 repack: {description: Whether pg_repack is usable and why not., type: dict, returned: always}
-disk: {description: The free-space check of each rewrite (numbers in bytes)., type: list, elements: dict, returned: always}
+disk:
+  description: The free-space check of each rewrite (numbers in bytes).
+  type: list
+  elements: dict
+  returned: always
 tables:
   description: Per requested table, per relation of its tree, the decisions with numbers and the actions.
   type: list
@@ -171,15 +183,16 @@ tables:
             vacuum: {due: true, reason: "30000 dead rows > vacuum trigger 20050", n_dead_tup: 30000, trigger: 20050}
             analyze: {due: false, reason: "0 rows changed since the last analyze <= analyze trigger 10050"}
             full: {due: false, reason: "size 7.3 MB < min_size 100.0 MB"}
-          actions: [{action: vacuum, sql: "VACUUM \"dwh_facts\".\"fait_factures\"", lock: SHARE UPDATE EXCLUSIVE, duration_ms: 52}]
+          actions:
+            - {action: vacuum, sql: "VACUUM \"dwh_facts\".\"fait_factures\"", lock: SHARE UPDATE EXCLUSIVE,
+               duration_ms: 52}
           sizes_before: {heap_bytes: 7634944, toast_bytes: 0, index_bytes: 2269184, total_bytes: 9904128}
           sizes_after: {heap_bytes: 7634944, toast_bytes: 0, index_bytes: 2269184, total_bytes: 9904128}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
-from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, vacuum
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connect,
     connection_argument_spec,
@@ -194,20 +207,20 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, P
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
-        tables=dict(type="list", elements="str", default=[]),
-        schemas=dict(type="list", elements="str", default=[]),
-        analyze=dict(type="str", choices=list(vacuum.MODES), default="auto"),
-        vacuum=dict(type="str", choices=list(vacuum.MODES), default="auto"),
-        freeze_older_than=dict(type="int"),
-        full=dict(type="str", choices=list(vacuum.MODES), default="auto"),
-        full_method=dict(type="str", choices=list(vacuum.FULL_METHODS), default="auto"),
-        bloat_threshold=dict(type="float", default=0.3),
-        min_size=dict(type="str", default="100MB"),
-        autovacuum=dict(type="dict"),
-        disk_check=dict(type="str", choices=["auto", "required", "never"], default="auto"),
-        min_free_space=dict(type="str", default="0"),
-        pg_repack_path=dict(type="path"),
-        skip_on_standby=dict(type="bool", default=False),
+        tables={"type": "list", "elements": "str", "default": []},
+        schemas={"type": "list", "elements": "str", "default": []},
+        analyze={"type": "str", "choices": list(vacuum.MODES), "default": "auto"},
+        vacuum={"type": "str", "choices": list(vacuum.MODES), "default": "auto"},
+        freeze_older_than={"type": "int"},
+        full={"type": "str", "choices": list(vacuum.MODES), "default": "auto"},
+        full_method={"type": "str", "choices": list(vacuum.FULL_METHODS), "default": "auto"},
+        bloat_threshold={"type": "float", "default": 0.3},
+        min_size={"type": "str", "default": "100MB"},
+        autovacuum={"type": "dict"},
+        disk_check={"type": "str", "choices": ["auto", "required", "never"], "default": "auto"},
+        min_free_space={"type": "str", "default": "0"},
+        pg_repack_path={"type": "path"},
+        skip_on_standby={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
@@ -227,7 +240,7 @@ def main():
         if actions and not module.check_mode:
             queries = vacuum.execute(conn, Executor.from_module(conn, module), gathered, module.params)
             reread = catalog.read_tables(conn, [(t["table"]["schema"], t["table"]["name"]) for t in gathered["tables"]])
-            after = dict((oid, e) for t in reread if t["exists"] for oid, e in t["relations"].items())
+            after = {oid: e for t in reread if t["exists"] for oid, e in t["relations"].items()}
         tables = vacuum.report(conn, gathered, after)
         conn.close()
         module.exit_json(changed=bool(actions), queries=queries, commands=commands, tables=tables,

@@ -90,7 +90,8 @@ def test_bloat_threshold_in_range(value):
 
 def test_validate_options_normalizes():
     out = v.validate_options(_params(min_size="1GB", min_free_space="10GB", freeze_older_than=2,
-                                     autovacuum={"autovacuum_vacuum_scale_factor": 0.02, "toast.autovacuum_enabled": "off",
+                                     autovacuum={"autovacuum_vacuum_scale_factor": 0.02,
+                                                 "toast.autovacuum_enabled": "off",
                                                  "autovacuum_analyze_threshold": None}))
     assert out["min_size"] == 1024 ** 3 and out["min_free_space"] == 10 * 1024 ** 3 and out["freeze_older_than"] == 2
     assert out["autovacuum"] == {"autovacuum_vacuum_scale_factor": "0.02", "toast.autovacuum_enabled": "false",
@@ -324,7 +325,7 @@ def _entry(oid, name, relkind="r", parent=None, level=0, stats=None, reltuples=1
 
 
 def _table(*entries):
-    relations = dict((e["oid"], e) for e in entries)
+    relations = {e["oid"]: e for e in entries}
     root = entries[0]
     return {"schema": root["schema"], "name": root["name"], "oid": root["oid"], "root": root,
             "relations": relations, "partitions": list(entries[1:])}
@@ -448,9 +449,9 @@ def test_repack_availability_reasons():
 
 
 def test_repack_command_keeps_the_password_out_of_argv():
-    argv, env = v.repack_command("/usr/bin/pg_repack", {"host": "127.0.0.1", "port": 5433, "user": "dba",
-                                                         "password": "s3cret", "dbname": "dwh", "sslmode": "prefer"},
-                                 "Ventes", "fait 2024", 2500)
+    kwargs = {"host": "127.0.0.1", "port": 5433, "user": "dba", "password": "s3cret", "dbname": "dwh",
+              "sslmode": "prefer"}
+    argv, env = v.repack_command("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500)
     assert "s3cret" not in " ".join(argv) and env["PGPASSWORD"] == "s3cret"
     assert '--table="Ventes"."fait 2024"' in argv and "--wait-timeout=3" in argv and "--no-kill-backend" in argv
     assert "s3cret" not in v.render_command(argv)
