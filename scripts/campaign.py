@@ -40,7 +40,7 @@ def summarize(lines):
             entry["rows_lost"] += line["rows_lost"]
             entry["stall"] = max(entry["stall"], line["max_reader_stall_ms"])
         for (scenario, action), e in merged.items():
-            out.append("  %-22s %-42s %3d/%-3d converged, %d rows lost (%d crashed mid-run), max reader stall %.0f ms"
+            out.append("  %-22s %-42s %3d/%-3d converged, %d rows lost (%d reached the crash point), max reader stall %.0f ms"
                        % (scenario, action, e["converged"], e["points"], e["rows_lost"], e["crashed"], e["stall"]))
         total = sum(e["points"] for e in merged.values())
         converged = sum(e["converged"] for e in merged.values())
