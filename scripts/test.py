@@ -32,6 +32,7 @@ def stages(pytest_args):
         ("pytest (unit + integration, real PostgreSQL)",
          [sys.executable, "-m", "pytest", "--junitxml", JUNIT] + pytest_args),
         ("ansible-doc renders every module", [sys.executable, os.path.join(ROOT, "scripts", "check_docs.py")]),
+        ("molecule test --all (extensions/molecule, throwaway PostgreSQL per scenario)", ["env", "PATH=" + os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""), os.path.join(os.path.dirname(sys.executable), "molecule"), "test", "--all"]),
     ]
 
 

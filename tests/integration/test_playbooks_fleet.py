@@ -1,0 +1,64 @@
+"""setup.yml across three throwaway PostgreSQL servers as three inventory hosts, in parallel; idempotent;
+a prod-like wave (serial 1, max_fail_percentage 0) stops at the first failing host."""
+
+import pytest
+
+from tests.integration.test_roles_helpers import (
+    enabled_vars, have_module, load_sample, partitions, play, recap, write_inventory,
+)
+from tests.support.pgserver import PostgresServer
+
+ATT = "dwh_facts.fait_attributions"
+DB = "sigeti_node_db"
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    servers = []
+    try:
+        for _ in range(3):
+            server = PostgresServer().start()
+            servers.append(server)
+        for server in servers:
+            server.wait_ready()
+            server.create_database(DB)
+            load_sample(server, DB, scale=1500)
+        yield servers
+    finally:
+        for server in servers:
+            server.destroy()
+
+
+def counts(servers):
+    result = []
+    for server in servers:
+        conn = server.connect(DB)
+        result.append(len(partitions(conn, ATT)))
+        conn.close()
+    return result
+
+
+@pytest.mark.skipif(not have_module("partitioned_table"), reason="partitioned_table module not yet in the collection")
+def test_setup_on_three_servers_in_parallel_then_nothing_to_do(fleet, tmp_path):
+    hosts = dict(("dwh%d" % i, (server, DB)) for i, server in enumerate(fleet, 1))
+    inventory = write_inventory(tmp_path / "hosts.yml", hosts, {"dwh_backup_dir": str(tmp_path / "backups"),
+                                                                "dwh_report_dir": str(tmp_path / "reports")})
+    password = fleet[0].password
+    before = counts(fleet)
+    # The prod wave: one host at a time, and the first failure stops it. dwh1 gets a wrong password.
+    wave = play("setup.yml", inventory, password,
+                dict(enabled_vars(), dwh_confirm=True, dwh_serial=1, dwh_max_fail_percentage=0),
+                args=["-e", '{"dwh_login_password": "wrong"}', "--limit", "dwh1,dwh2"])
+    assert wave.returncode != 0 and "dwh2" not in recap(wave.stdout)
+    assert counts(fleet) == before
+    first = play("setup.yml", inventory, password, dict(enabled_vars(), dwh_confirm=True), args=["--forks", "3"])
+    assert first.returncode == 0, first.stdout[-5000:]
+    stats = recap(first.stdout)
+    assert set(stats) == {"dwh1", "dwh2", "dwh3"} and all(s["failed"] == 0 for s in stats.values())
+    assert all(n == before[0] + 2 for n in counts(fleet))
+    for host in hosts:
+        assert (tmp_path / "reports" / host / "report.html").exists()
+    second = play("setup.yml", inventory, password, enabled_vars(), args=["--forks", "3"])
+    assert second.returncode == 0, second.stdout[-5000:]
+    assert all(s["changed"] == 0 for s in recap(second.stdout).values()), second.stdout[-5000:]
+    assert password not in first.stdout + second.stdout
