@@ -38,6 +38,7 @@ def _run(campaign, label, points, action):
     figures, failed = campaign.run(points, action, random.Random(SEED))
     assert not failed, failed
     assert figures["rows_lost"] == 0
+    assert figures["crashed"] == figures["points"], "every run must have reached its crash point"
     # "not queued indefinitely": a generous bound, the measured figure is what matters (printed, recorded)
     assert figures["max_reader_stall_ms"] < 10000, figures
     return figures
