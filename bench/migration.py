@@ -23,7 +23,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  (ansible_collections.sigeti.dwh importable)
+# conftest makes the collection importable: ansible_collections.sigeti.dwh importable
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from tests.support.migration_driver import migrate  # noqa: E402
 from tests.support.pgserver import PostgresServer  # noqa: E402
 
@@ -124,20 +125,20 @@ def main(argv=None):
         server.create_database("bench")
         conn = server.connect("bench")
         run_sql(conn, "SET maintenance_work_mem = '256MB'", "CREATE SCHEMA bench")
-        load, _ = timed(lambda: run_sql(conn, SOURCE.format(rows=int(args.scale))))
+        load, _result = timed(lambda: run_sql(conn, SOURCE.format(rows=int(args.scale))))
         with conn.cursor() as cur:
             cur.execute("SELECT version(), pg_size_pretty(pg_total_relation_size('bench.src'))")
             version, size = cur.fetchone()
         print("source: %d rows, %s (generated in %.1f s)" % (args.scale, size, load), flush=True)
 
         fresh_fact(conn)
-        results["floor"], _ = timed(lambda: run_sql(
+        results["floor"], _result = timed(lambda: run_sql(
             conn, "CREATE TABLE bench.floor (LIKE bench.fait)", "INSERT INTO bench.floor SELECT * FROM bench.fait"))
         run_sql(conn, "DROP TABLE bench.floor")
         print("floor %.2f s" % results["floor"], flush=True)
 
         fresh_fact(conn)
-        results["offline"], _ = timed(lambda: migrate(conn, "bench.fait", "date_key", mode="offline",
+        results["offline"], _result = timed(lambda: migrate(conn, "bench.fait", "date_key", mode="offline",
                                                       extend_primary_key=True))
         conn.autocommit = True
         print("offline %.2f s" % results["offline"], flush=True)
@@ -149,7 +150,7 @@ def main(argv=None):
             run_sql(conn, "ALTER TABLE bench.naive ADD PRIMARY KEY (id, date_key)",
                     "CREATE INDEX ON bench.naive (date_key)", "CREATE INDEX ON bench.naive (entreprise_id)",
                     "INSERT INTO bench.naive SELECT * FROM bench.fait")
-        results["naive"], _ = timed(naive)
+        results["naive"], _result = timed(naive)
         run_sql(conn, "DROP TABLE bench.naive")
         print("naive %.2f s" % results["naive"], flush=True)
 
@@ -197,7 +198,7 @@ def main(argv=None):
                 run_sql(conn, "CALL partman.partition_data_proc('bench.fait', p_batch := 1000, p_wait := 0, "
                               "p_source_table := 'bench.fait_old')")
             try:
-                results["pg_partman"], _ = timed(partman)
+                results["pg_partman"], _result = timed(partman)
                 print("pg_partman %.2f s" % results["pg_partman"], flush=True)
             except Exception as error:  # reported, not fatal
                 notes.append("pg_partman failed: %s" % str(error).strip().splitlines()[0])

@@ -21,24 +21,24 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  (makes ansible_collections.sigeti.dwh importable)
-
+# conftest makes the collection importable: makes ansible_collections.sigeti.dwh importable
 import psycopg2  # noqa: E402
 import psycopg2.extensions  # noqa: E402
 
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from tests.support.modules import run_module  # noqa: E402
 from tests.support.pgserver import PostgresServer  # noqa: E402
 
 STATS = {"round_trips": 0, "db_seconds": 0.0}
 
 
-class CountingMixin(object):
+class CountingMixin:
     """Counts statements sent and the time spent waiting for the server (client-side, includes latency)."""
 
     def execute(self, query, vars=None):
         started = time.perf_counter()
         try:
-            return super(CountingMixin, self).execute(query, vars)
+            return super().execute(query, vars)
         finally:
             STATS["round_trips"] += 1
             STATS["db_seconds"] += time.perf_counter() - started
@@ -61,11 +61,11 @@ class CountingConnection(psycopg2.extensions.connection):
 
     def cursor(self, *args, **kwargs):
         kwargs["cursor_factory"] = counting_class(kwargs.get("cursor_factory") or psycopg2.extensions.cursor)
-        return super(CountingConnection, self).cursor(*args, **kwargs)
+        return super().cursor(*args, **kwargs)
 
     def commit(self):
         started = time.perf_counter()
-        super(CountingConnection, self).commit()
+        super().commit()
         STATS["round_trips"] += 1
         STATS["db_seconds"] += time.perf_counter() - started
 
@@ -96,7 +96,7 @@ def run_counted(args):
 def timed(conn, statement, repeat=1):
     times = []
     with conn.cursor() as cur:
-        for _ in range(repeat):
+        for _round in range(repeat):
             started = time.perf_counter()
             cur.execute(statement)
             if cur.description:
@@ -133,7 +133,7 @@ def main():
                     premake=premake, default_partition=True)
         create_wall, create_db, create_trips, result = run_counted(args)
         assert len(result["created"]) == n + 1, len(result["created"])
-        noop = [run_counted(args) for _ in range(options.repeat)]
+        noop = [run_counted(args) for _round in range(options.repeat)]
         assert all(not r[3]["changed"] for r in noop)
         noop_wall = statistics.median(r[0] for r in noop)
         noop_db = statistics.median(r[1] for r in noop)

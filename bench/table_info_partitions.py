@@ -16,12 +16,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  pylint: disable=unused-import  (import path for ansible_collections.sigeti.dwh)
+# conftest makes the collection importable: import path for ansible_collections.sigeti.dwh
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog  # noqa: E402
 from tests.support.pgserver import PostgresServer  # noqa: E402
 
 
-class CountingConnection(object):
+class CountingConnection:
     """Wrap a psycopg2 connection and count the statements its cursors run (round trips)."""
 
     def __init__(self, conn):

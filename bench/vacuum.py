@@ -21,7 +21,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 # conftest makes ansible_collections.sigeti.dwh importable
-import conftest  # noqa: E402,F401  pylint: disable=unused-import
+# conftest makes the collection importable: import path for ansible_collections.sigeti.dwh
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from tests.support.modules import run_module  # noqa: E402
 from tests.support.pgserver import PostgresServer  # noqa: E402
 from tests.support.warehouse import load_warehouse  # noqa: E402

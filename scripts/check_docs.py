@@ -7,7 +7,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  pylint: disable=unused-import  (sets ANSIBLE_COLLECTIONS_PATH to a folder linking this repository)
+# conftest makes the collection importable: sets ANSIBLE_COLLECTIONS_PATH to a folder linking this repository
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 
 
 def main():

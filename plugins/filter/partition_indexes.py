@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters reading sigeti.dwh.table_info results (used by the verify and report roles; pure, no SQL)."""
@@ -36,7 +35,7 @@ _value:
 
 def _shape(definition):
     """Return (unique, 'USING method (columns) ...') of a CREATE INDEX statement: what a partition's copy shares."""
-    head, _, tail = definition.partition(" USING ")
+    head, _sep, tail = definition.partition(" USING ")
     return head.upper().startswith("CREATE UNIQUE"), tail.strip()
 
 
@@ -58,7 +57,7 @@ def missing_partition_indexes(table):
     return sorted(missing, key=lambda m: (m["index"], m["partition"]))
 
 
-class FilterModule(object):
+class FilterModule:
     """sigeti.dwh filters."""
 
     def filters(self):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Turn the declared tables (dwh_tables) into sigeti.dwh.explain_info ranges (pure)."""
@@ -46,7 +45,7 @@ def range_queries(tables):
     return ranges
 
 
-class FilterModule(object):
+class FilterModule:
     """sigeti.dwh filters."""
 
     def filters(self):

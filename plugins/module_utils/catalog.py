@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every introspection query of the collection, and the pure parsers of what they return.
@@ -106,9 +105,9 @@ def parse_partition_bound(expr):
         values = _literal_list(tokens, 3)[0]
         return {"kind": "list", "values": values}
     if words[:3] == ["FOR", "VALUES", "WITH"]:
-        parts = dict(
-            (tokens[j][1].lower(), tokens[j + 1][1]) for j in range(4, len(tokens) - 1) if tokens[j][0] == "word"
-        )
+        parts = {
+            tokens[j][1].lower(): tokens[j + 1][1] for j in range(4, len(tokens) - 1) if tokens[j][0] == "word"
+        }
         return {"kind": "hash", "modulus": parts.get("modulus"), "remainder": parts.get("remainder")}
     raise ValueError("unknown partition bound %r" % expr)
 
@@ -146,7 +145,7 @@ def parse_options(options):
     """Turn ``reloptions`` (``['fillfactor=90', ...]``) into a dict of strings."""
     result = {}
     for item in options or []:
-        key, _, value = item.partition("=")
+        key, _sep, value = item.partition("=")
         result[key] = value
     return result
 
@@ -289,7 +288,7 @@ def tables_in_schemas(conn, schemas):
     """
     with conn.cursor() as cur:
         cur.execute(SCHEMAS_EXIST_QUERY, {"schemas": list(schemas)})
-        found = set(r[0] for r in cur.fetchall())
+        found = {r[0] for r in cur.fetchall()}
         missing = [s for s in schemas if s not in found]
         if missing:
             raise InvalidInput(
@@ -325,7 +324,7 @@ def _relation_entry(row):
         "heap_bytes": row["heap_bytes"],
         "toast_bytes": row["toast_bytes"],
         "index_bytes": 0,  # summed from the indexes query: cheaper than pg_indexes_size per relation
-        "stats": dict((k, row[k]) for k in stats_keys),
+        "stats": {k: row[k] for k in stats_keys},
         "toast_stats": {
             "n_live_tup": row["toast_n_live_tup"],
             "n_dead_tup": row["toast_n_dead_tup"],
@@ -378,22 +377,22 @@ def read_tables(conn, names):
                 relations[entry["oid"]] = entry
             root = dict(entries[0])
             root["exists"] = True
-            root["relations"] = dict((e["oid"], e) for e in entries)
+            root["relations"] = {e["oid"]: e for e in entries}
             root["partitions"] = entries[1:]
             tables.append(root)
         oids = list(relations)
         if oids:
             cur.execute(COLUMNS_QUERY, {"oids": oids})
-            for col in cur.fetchall():
-                col = dict(col)
+            for row in cur.fetchall():
+                col = dict(row)
                 col["compression"] = COMPRESSION_NAMES.get(col["compression"], col["compression"])
                 col["storage"] = STORAGE_NAMES.get(col["storage"], col["storage"])
                 col["type_storage"] = STORAGE_NAMES.get(col["type_storage"], col["type_storage"])
                 col["toastable"] = col.pop("type_length") == -1 and col["type_storage"] != "plain"
                 relations[col.pop("oid")]["columns"].append(col)
             cur.execute(INDEXES_QUERY, {"oids": oids})
-            for index in cur.fetchall():
-                index = dict(index)
+            for row in cur.fetchall():
+                index = dict(row)
                 owner = relations[index.pop("table_oid")]
                 owner["indexes"].append(index)
                 owner["index_bytes"] += index["bytes"]
@@ -411,7 +410,7 @@ def read_tables(conn, names):
             for dep in dependents.get(oid, []):
                 if dep["oid"] not in seen:
                     seen.add(dep["oid"])
-                    deps.append(dict((k, v) for k, v in dep.items() if k != "table_oid"))
+                    deps.append({k: v for k, v in dep.items() if k != "table_oid"})
         table["dependents"] = deps
         table["columns"] = table["root"]["columns"]
         table["indexes"] = table["root"]["indexes"]
@@ -701,7 +700,7 @@ def partition_set_pending(conn, names, default=None, key=None, ranges=()):
         row = cur.fetchone()
     if not conn.autocommit:
         conn.rollback()
-    taken = set(tuple(x) for x in (row[0] or []))
+    taken = {tuple(x) for x in (row[0] or [])}
     counts = list(row[1]) if len(row) > 1 and row[1] is not None else [0] * len(ranges)
     return taken, counts
 
@@ -795,7 +794,7 @@ def vacuum_facts(conn, oids):
         return {}
     with _dict_cursor(conn) as cur:
         cur.execute(VACUUM_FACTS_QUERY, {"oids": list(oids)})
-        rows = dict((r["oid"], dict(r)) for r in cur.fetchall())
+        rows = {r["oid"]: dict(r) for r in cur.fetchall()}
     if not conn.autocommit:
         conn.rollback()
     return rows
@@ -806,7 +805,7 @@ def extensions_info(conn, names):
     role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""
     with _dict_cursor(conn) as cur:
         cur.execute(EXTENSION_QUERY, {"names": list(names)})
-        found = dict((r["name"], {"version": r["version"], "schema": r["schema"]}) for r in cur.fetchall())
+        found = {r["name"]: {"version": r["version"], "schema": r["schema"]} for r in cur.fetchall()}
         if "pgstattuple" in found:
             cur.execute("SELECT has_function_privilege(%s, 'EXECUTE') AS allowed",
                         ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"])
@@ -829,7 +828,7 @@ def approx_bloat(conn, extension_schema, oids):
     ).format(sql.Identifier(extension_schema))
     with _dict_cursor(conn) as cur:
         cur.execute(query, {"oids": list(oids)})
-        rows = dict((r["oid"], dict(r)) for r in cur.fetchall())
+        rows = {r["oid"]: dict(r) for r in cur.fetchall()}
     if not conn.autocommit:
         conn.rollback()
     return rows
@@ -852,7 +851,7 @@ def newest_row_ages(conn, relations):
             sql.Literal(oid), sql.Identifier(schema, name), sql.Literal(percent)))
     with conn.cursor() as cur:
         cur.execute(sql.SQL(" UNION ALL ").join(parts))
-        rows = dict((r[0], r[1]) for r in cur.fetchall())
+        rows = {r[0]: r[1] for r in cur.fetchall()}
     if not conn.autocommit:
         conn.rollback()
     return rows
@@ -1088,7 +1087,7 @@ def read_partition_set(conn, schema, name):
     table = dict(entries[0])
     table["exists"] = True
     table["indexes"] = table.pop("all_indexes")
-    table["relations"] = dict((e["oid"], e) for e in entries)
+    table["relations"] = {e["oid"]: e for e in entries}
     table["partitions"] = entries[1:]
     _type_bounds(table)
     return table

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """TOAST compression of columns: declared settings + catalog facts -> a plan, and recompression batches.
@@ -70,7 +69,7 @@ def declared_state(params):
 
     Raises InvalidInput naming the option, the value and the accepted values.
     """
-    columns = dict((str(k), v) for k, v in (params.get("columns") or {}).items())
+    columns = {str(k): v for k, v in (params.get("columns") or {}).items()}
     for column, method in columns.items():
         if not isinstance(method, str) or method.lower() not in METHODS:
             raise InvalidInput(
@@ -78,7 +77,7 @@ def declared_state(params):
                 "default_toast_compression)" % (column, method, ", ".join(METHODS))
             )
         columns[column] = method.lower()
-    storage = dict((str(k), v) for k, v in (params.get("storage") or {}).items())
+    storage = {str(k): v for k, v in (params.get("storage") or {}).items()}
     for column, value in storage.items():
         if not isinstance(value, str) or value.lower() not in STORAGES:
             raise InvalidInput(
@@ -205,7 +204,7 @@ def validate(declared, table, server, identities=None, column_views=None):
                 % (name, ", ".join(display_name(e["schema"], e["name"]) for e in missing))
             )
     if declared["recompress"] == "rewrite":
-        oids = set(e["oid"] for e in leaves(table) if not e["is_partition"])
+        oids = {e["oid"] for e in leaves(table) if not e["is_partition"]}
         blocking = [
             v for v in (column_views or []) if v["table_oid"] in oids and v["column"] in declared["columns"]
         ]
@@ -287,7 +286,7 @@ def update_set_sql(columns):
 
 def any_needs_sql(columns):
     """``(needs(c1) OR needs(c2) ...)`` over ``columns`` (list of (column, type_name, method))."""
-    return sql.SQL("({})").format(sql.SQL(" OR ").join(needs_rewrite(c, m) for c, _, m in columns))
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(needs_rewrite(c, m) for c, _type, m in columns))
 
 
 def _key_tuple(key):
@@ -404,7 +403,7 @@ def summarize(measurements, columns):
             width_n += non_null
             max_bytes = max(max_bytes, col.get("max_bytes") or 0)
         total = counts["pglz"] + counts["lz4"] + counts["uncompressed"]
-        shares = dict((k, round(counts[k] / float(total), 4) if total else 0.0) for k in ("pglz", "lz4", "uncompressed"))
+        shares = {k: round(counts[k] / float(total), 4) if total else 0.0 for k in ("pglz", "lz4", "uncompressed")}
         out[column] = dict(counts, values=total, shares=shares, sampled=sampled,
                            avg_bytes=round(width_sum / width_n, 1) if width_n else 0.0, max_bytes=max_bytes)
     return out
@@ -415,7 +414,7 @@ def summarize(measurements, columns):
 # ---------------------------------------------------------------------------------------------
 
 
-class OnlineTask(object):
+class OnlineTask:
     """Phase ``recompress: online`` of one leaf: batched UPDATEs by row identity, a commit per batch."""
 
     def __init__(self, entry, columns, key, batch_size, estimated):
@@ -442,7 +441,7 @@ class OnlineTask(object):
         return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
 
 
-class CompressionPlan(object):
+class CompressionPlan:
     """Ordered items (plan.Step or OnlineTask), what would be rewritten, and warnings."""
 
     def __init__(self):
@@ -528,7 +527,7 @@ def build_plan(declared, table, server, measurements, identities=None, widths=No
                 ))
 
     default_method = effective_default(declared, server)
-    result.to_rewrite = dict((c, 0) for c in declared["columns"])
+    result.to_rewrite = dict.fromkeys(declared["columns"], 0)
     recompress_items = []
     for entry in leaves(table):
         measurement = measurements.get(entry["oid"]) or {}
@@ -551,7 +550,7 @@ def build_plan(declared, table, server, measurements, identities=None, widths=No
         if fired and (declared["recompress"] == "online" or entry["is_partition"]):
             result.warnings.append(
                 "%s: UPDATE triggers %s fire for every row rewritten by the recompression" % (ident, ", ".join(fired)))
-        spec = [(c, t, g) for c, t, g, _ in columns]
+        spec = [(c, t, g) for c, t, g, _col in columns]
         if declared["recompress"] == "online":
             key = identities[entry["oid"]]["columns"]
             recompress_items.append(OnlineTask(entry, spec, key, declared["batch_size"], estimated))
@@ -575,17 +574,17 @@ def build_plan(declared, table, server, measurements, identities=None, widths=No
             ))
         else:
             storages = {}
-            for column, _, _, col in columns:
+            for column, _type, _method, col in columns:
                 storages[column] = declared["storage"].get(column) or col["storage"]
             recompress_items.append(planlib.Step(
-                rewrite_table_sql(entry, [(c, col["type"], t, declared["columns"][c]) for c, t, _, col in columns],
+                rewrite_table_sql(entry, [(c, col["type"], t, declared["columns"][c]) for c, t, _method, col in columns],
                                   storages),
                 "%s: about %d value(s) to recompress; one ALTER rewrites the table compactly (ACCESS EXCLUSIVE "
                 "for the whole rewrite; compression and storage re-applied in the same statement)" % (ident, estimated),
                 lock=planlib.ACCESS_EXCLUSIVE, targets=[(entry["schema"], entry["name"])],
             ))
     if recompress_items:
-        goals = set(target_method(m, default_method) for m in declared["columns"].values())
+        goals = {target_method(m, default_method) for m in declared["columns"].values()}
         if "default" in declared["columns"].values():
             # Values of a column set to 'default' take the writing session's setting: make ours the target.
             result.items.append(planlib.Step(

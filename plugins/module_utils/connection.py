@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Connection options, connecting, server facts and the error boundary shared by every module."""
@@ -88,7 +87,7 @@ def connection_kwargs(params):
         "connect_timeout": 10,
     }
     kwargs.update(params.get("connect_params") or {})
-    return dict((k, v) for k, v in kwargs.items() if v is not None)
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def describe_target(params):

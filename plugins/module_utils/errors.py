@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Errors every module turns into one clear ``fail_json`` message."""
@@ -13,7 +12,7 @@ class DwhError(Exception):
     """
 
     def __init__(self, msg, **details):
-        super(DwhError, self).__init__(msg)
+        super().__init__(msg)
         self.msg = msg
         self.details = details
 

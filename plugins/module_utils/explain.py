@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read a PostgreSQL JSON plan: which relations a query scans, how many were pruned, its times (pure)."""
@@ -13,8 +12,7 @@ SCAN_NODES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "
 def _walk(node):
     yield node
     for child in node.get("Plans") or []:
-        for sub in _walk(child):
-            yield sub
+        yield from _walk(child)
 
 
 def scanned_relations(plan):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Turn a live plain table into a range-partitioned one: online, offline or by attaching it; resumable, verified.
@@ -120,7 +119,7 @@ def migration_names(table):
 def normalize_options(options):
     """Return the options with defaults filled in; raise InvalidInput on a bad mode or batch size."""
     result = dict(DEFAULT_OPTIONS)
-    result.update(dict((k, v) for k, v in (options or {}).items() if v is not None))
+    result.update({k: v for k, v in (options or {}).items() if v is not None})
     if result["mode"] not in MODES:
         raise InvalidInput("migrate must be one of %s, not %r" % (", ".join(MODES), result["mode"]))
     try:
@@ -286,7 +285,7 @@ def read_facts(conn, table, layout, options, server):
     facts["state"] = read_state(conn, table["schema"], table["name"])
     key = options.get("key")
     names = migration_names(table)
-    columns = dict((c["name"], c) for c in table["columns"])
+    columns = {c["name"]: c for c in table["columns"]}
     facts["out_of_range"] = {"rows": 0, "min": None, "max": None}
     facts["key_min"] = facts["key_max"] = None
     wanted = [names["shadow"], names["unpartitioned"]] + [e.get("name") for e in layout or [] if e.get("name")]
@@ -325,7 +324,7 @@ def read_facts(conn, table, layout, options, server):
 # ---------------------------------------------------------------------------------------------
 
 
-class MigrationPlan(object):
+class MigrationPlan:
     """What ``plan_migration`` returns: the mode, names, the SQL of every structural phase, the copy described,
     estimates and warnings. ``render_plan(conn, plan)`` turns it into JSON-able data for check mode."""
 
@@ -540,14 +539,14 @@ def plan_migration(table, layout, options, server, facts=None):
             "writers blocked about a second), offline (one transaction, writes blocked) or attach (the table "
             "becomes one partition, no copy)" % display)
     key = options.get("key")
-    columns = dict((c["name"], c) for c in table["columns"])
+    columns = {c["name"]: c for c in table["columns"]}
     if key not in columns:
         raise InvalidInput("partition key %r is not a column of %s (columns: %s)"
                            % (key, display, ", ".join(sorted(columns))))
     ranges, default = validate_layout(layout, columns[key]["type"], display)
     names = migration_names(table)
     state = facts.get("state")
-    own = set() if state is None else {names["shadow"], names["unpartitioned"]} | set(e["name"] for e in layout)
+    own = set() if state is None else {names["shadow"], names["unpartitioned"]} | {e["name"] for e in layout}
     clash = [n for n in facts.get("taken", []) if n not in own]
     if clash:
         raise InvalidInput("cannot migrate %s: relation(s) %s already exist in schema %s (drop or rename them)"
@@ -581,7 +580,7 @@ def plan_migration(table, layout, options, server, facts=None):
         if con["type"] == "x":
             raise InvalidInput("exclusion constraint %s of %s cannot be carried to a partitioned table automatically; "
                                "drop it first" % (con["name"], display))
-    constraint_indexes = set(c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"])
+    constraint_indexes = {c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"]}
     plain_indexes = [i for i in table["indexes"] if i["name"] not in constraint_indexes]
     for index in plain_indexes:
         if index["is_unique"] and not _index_has_column(index["definition"], key):
@@ -777,7 +776,7 @@ def _build_units(ctx, shadow, validate_separately=True):
 
 def _swap_steps(ctx, shadow, renames=True):
     """Everything that must change together when the partitioned table takes the name (cheap catalog work)."""
-    names, facts, table = ctx["names"], ctx["facts"], ctx["table"]
+    names = ctx["names"]
     schema, name = names["schema"], names["name"]
     new = _ident(schema, name)
     steps = []
@@ -905,7 +904,7 @@ def _post_units(ctx, drop_log):
 
 
 def _capture_steps(ctx):
-    names, facts = ctx["names"], ctx["facts"]
+    names = ctx["names"]
     src = _ident(names["schema"], names["name"])
     log = _ident(STATE_SCHEMA, names["log"])
     func = _ident(STATE_SCHEMA, names["function"])
@@ -1158,7 +1157,7 @@ def plan_queries(conn, plan):
 # ---------------------------------------------------------------------------------------------
 
 
-class _Run(object):
+class _Run:
     """Mutable bookkeeping of one run_migration call."""
 
     def __init__(self, conn, executor, plan, progress):
@@ -1378,7 +1377,7 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
     ctx = plan.ctx
     run = _Run(conn, executor, plan, progress)
     run.result["renamed_source"] = display_name(names["schema"], names["unpartitioned"])
-    phases = dict((p["name"], p) for p in plan.phases)
+    phases = {p["name"]: p for p in plan.phases}
     post_units = phases["post"]["units"]
     result_json = json.dumps({"renamed_source": run.result["renamed_source"]})
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A declared RANGE partition set compared with catalog facts, turned into a Plan (pure, no I/O).
@@ -43,7 +42,7 @@ _OPTION_NAME = re.compile(r"^(toast\.)?[a-z_][a-z0-9_]*$")
 _TYPE_TEXT = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?( with(out)? time zone)?(\[\])*$')
 
 
-class Declared(object):
+class Declared:
     """What the task declares, validated (pure): the table, its key, the scheme and the policies."""
 
     def __init__(self, schema, name, key, scheme, start=None, premake=2, default_partition=True,
@@ -127,11 +126,12 @@ def validate_columns(columns, key, table):
         )
     result = []
     names = set()
-    for col in columns:
-        if isinstance(col, str):
-            parts = col.strip().split(None, 1)
+    for given in columns:
+        col = given
+        if isinstance(given, str):
+            parts = given.strip().split(None, 1)
             if len(parts) != 2:
-                raise InvalidInput("column %r for %s: write it as a dict {name, type} or as \"name type\"" % (col, table))
+                raise InvalidInput("column %r for %s: write it as a dict {name, type} or as \"name type\"" % (given, table))
             col = {"name": parts[0], "type": parts[1]}
         if not isinstance(col, dict) or not col.get("name") or not col.get("type"):
             raise InvalidInput("column %r for %s needs a name and a type" % (col, table))
@@ -211,7 +211,7 @@ def _rank(value):
     return (1, value)
 
 
-class Layout(object):
+class Layout:
     """The existing partitions classified against the declared periods."""
 
     def __init__(self):
@@ -274,8 +274,7 @@ def layout(declared, table, current):
     first = declared.start if declared.start is not None else current
     if declared.retention:
         result.cutoff = scheme.step(current, -declared.retention["keep"])
-        if first < result.cutoff:
-            first = result.cutoff
+        first = max(first, result.cutoff)
     result.periods = scheme.periods(first, max(first, last))
     for point in (result.periods[:1] + result.periods[-1:]):
         if not scheme.fits_column(scheme.step(point)):
@@ -283,8 +282,8 @@ def layout(declared, table, current):
                 "the bound %s of %s does not fit key column %s (%s)"
                 % (scheme.literal(scheme.step(point)), declared.display, declared.key, scheme.column_type)
             )
-    wanted = dict((scheme.bounds(p), p) for p in result.periods)
-    wanted_ranked = dict(((_rank(lo), _rank(hi)), p) for (lo, hi), p in wanted.items())
+    wanted = {scheme.bounds(p): p for p in result.periods}
+    wanted_ranked = {(_rank(lo), _rank(hi)): p for (lo, hi), p in wanted.items()}
     span = (_rank(scheme.key(result.periods[0])), _rank(scheme.key(scheme.step(result.periods[-1]))))
     cutoff_rank = _rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
     conflicts = []
@@ -339,7 +338,7 @@ def layout(declared, table, current):
 # ---------------------------------------------------------------------------------------------
 
 
-class Result(object):
+class Result:
     """A plan plus what it predicts: partitions after, created, detached, dropped, archived, moved rows."""
 
     def __init__(self):
@@ -491,7 +490,7 @@ def index_steps(declared, table, partitions, index_tails, warnings):
     for part in partitions:
         if part["relkind"] != "r":
             continue
-        have = set(i.get("parent_index_oid") for i in part.get("indexes") or [])
+        have = {i.get("parent_index_oid") for i in part.get("indexes") or []}
         for index in parent_indexes:
             if index["oid"] in have:
                 continue
@@ -579,7 +578,7 @@ def partition_list(parts):
         if p["default"]:
             return (1, (0, 0))
         return (0, _rank(p["low"]))
-    return [dict((k, v) for k, v in p.items()) for p in sorted(parts, key=order)]
+    return [dict(p.items()) for p in sorted(parts, key=order)]
 
 
 def _display_entry(entry):
@@ -604,7 +603,7 @@ def build_plan(declared, table, lay, extras):
     counts = extras.get("default_counts") or {}
     options = declared.partition_options
     retention = declared.retention
-    own_names = set((p["schema"], p["name"]) for p in existing_partitions(table))
+    own_names = {(p["schema"], p["name"]) for p in existing_partitions(table)}
 
     if not exists:
         result.plan.extend(create_table_steps(declared, declared.schema in schemas))
@@ -664,7 +663,7 @@ def build_plan(declared, table, lay, extras):
     if exists:
         result.plan.extend(index_steps(declared, table, staying, extras.get("index_tails"), result.warnings))
         leaves = [e for e in table["partitions"] if e["relkind"] == "r"]
-        retired_oids = set(p["oid"] for p in lay.retired)
+        retired_oids = {p["oid"] for p in lay.retired}
         for leaf in leaves:
             if leaf["oid"] in retired_oids or leaf.get("parent_oid") in retired_oids:
                 continue
@@ -740,6 +739,6 @@ def lacking_indexes(table, lay):
     for part in staying_partitions(lay):
         if part["relkind"] != "r":
             continue
-        have = set(i.get("parent_index_oid") for i in part.get("indexes") or [])
+        have = {i.get("parent_index_oid") for i in part.get("indexes") or []}
         lacking.update(i["oid"] for i in parent_indexes if i["oid"] not in have)
     return lacking

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Key formats x intervals: align, step, label and write partition bounds (pure, no I/O).
@@ -27,7 +26,7 @@ def _add_months(day, months):
     return datetime.date(index // 12, index % 12 + 1, 1)
 
 
-class Interval(object):
+class Interval:
     """One calendar interval: how to align a date to its period, step, and label the period."""
 
     def __init__(self, name, align, step, label):
@@ -54,14 +53,14 @@ def _week_label(point):
     return "%04dw%02d" % (iso[0], iso[1])
 
 
-INTERVALS = dict(
-    (i.name, i)
+INTERVALS = {
+    i.name: i
     for i in (
         Interval("year", lambda d: datetime.date(d.year, 1, 1), lambda p, n: datetime.date(p.year + n, 1, 1),
                  lambda p: "%04d" % p.year),
         Interval("quarter", lambda d: datetime.date(d.year, 3 * ((d.month - 1) // 3) + 1, 1),
                  lambda p, n: _add_months(p, 3 * n), lambda p: "%04dq%d" % (p.year, (p.month - 1) // 3 + 1)),
-        Interval("month", lambda d: datetime.date(d.year, d.month, 1), lambda p, n: _add_months(p, n),
+        Interval("month", lambda d: datetime.date(d.year, d.month, 1), _add_months,
                  lambda p: "%04d%02d" % (p.year, p.month)),
         # ISO weeks start on Monday; the label uses the ISO year (2024-12-30 is 2025w01) and knows week 53.
         Interval("week", lambda d: d - datetime.timedelta(days=d.weekday()),
@@ -69,7 +68,7 @@ INTERVALS = dict(
         Interval("day", lambda d: d, lambda p, n: p + datetime.timedelta(days=n),
                  lambda p: "%04d%02d%02d" % (p.year, p.month, p.day)),
     )
-)
+}
 CALENDAR_INTERVALS = ("year", "quarter", "month", "week", "day")
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +97,11 @@ def _yyyymm_from(value):
     return datetime.date(int(text[:4]), int(text[4:]), 1)
 
 
+def _plain_date(value):
+    """The value when it is a date and not a datetime (a datetime is a date subclass), else None."""
+    return value if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime) else None
+
+
 def _midnight(day):
     return datetime.datetime(day.year, day.month, day.day)
 
@@ -110,7 +114,7 @@ def _date_of_datetime(value):
     return None
 
 
-class KeyFormat(object):
+class KeyFormat:
     """How period starts are written in one kind of key column.
 
     ``to_key(point)`` gives the bound value, ``from_key(value)`` reads a bound back into a point (None when
@@ -134,11 +138,11 @@ class KeyFormat(object):
         return self.name != "integer"
 
 
-KEY_FORMATS = dict(
-    (f.name, f)
+KEY_FORMATS = {
+    f.name: f
     for f in (
         KeyFormat("date", ("date",), CALENDAR_INTERVALS, lambda p: p,
-                  lambda v: v if type(v) is datetime.date else None, "date", "2023-01-01"),
+                  _plain_date, "date", "2023-01-01"),
         KeyFormat("timestamp", ("timestamp without time zone",), CALENDAR_INTERVALS, _midnight,
                   _date_of_datetime, "timestamp", "2023-01-01"),
         # timestamptz bounds are midnight in the session's TimeZone; the catalog renders them back in it.
@@ -153,7 +157,7 @@ KEY_FORMATS = dict(
         KeyFormat("integer", INTEGER_TYPES, (), lambda p: p,
                   lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None, None, "1000000"),
     )
-)
+}
 FORMAT_NAMES = ("auto",) + tuple(KEY_FORMATS)
 
 AUTO_FORMATS = {"date": "date", "timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz"}
@@ -196,7 +200,7 @@ def detect_format(key_format, column, type_name, table):
     return key_format
 
 
-class Scheme(object):
+class Scheme:
     """One key format with one interval: the arithmetic of a partition set."""
 
     def __init__(self, key_format, interval, column_type=None):
@@ -302,7 +306,8 @@ class Scheme(object):
         """True when the bound value of ``point`` fits the key column's integer type."""
         limit = TYPE_MAX.get(self.column_type) if self.column_type else None
         value = self.key(point)
-        return limit is None or not isinstance(value, int) or -limit - 1 <= value <= limit
+        # two's complement range: -limit - 1 <= value <= limit, written without negating a possibly-None limit
+        return limit is None or not isinstance(value, int) or (value if value >= 0 else -value - 1) <= limit
 
     # -- today and start
     def current(self, today):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Plans and the one executor that runs them.
@@ -48,7 +47,7 @@ ORDER BY l.pid
 """
 
 
-class Step(object):
+class Step:
     """One SQL statement of a plan, with why it runs and what it locks.
 
     ``sql`` is a ``psycopg2.sql.Composable`` (or a constant string without identifiers).
@@ -81,7 +80,7 @@ class Step(object):
         return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
 
 
-class Plan(object):
+class Plan:
     """An ordered list of steps; an empty plan means the declared state already holds."""
 
     def __init__(self, steps=None):
@@ -131,7 +130,7 @@ def transactions(steps):
     return units
 
 
-class Executor(object):
+class Executor:
     """Runs plans on one connection with bounded lock waits and retries."""
 
     def __init__(self, conn, retries=3, retry_delay=2.0, sleep=time.sleep):

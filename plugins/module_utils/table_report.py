@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Turn catalog facts about one table into the report ``table_info`` returns (pure)."""
@@ -49,7 +48,7 @@ def periods_ahead(ranges, today):
         dated.append((low_date, high_date, name))
     dated.sort()
     current = None
-    for index, (low, high, name) in enumerate(dated):
+    for index, (low, high, _name) in enumerate(dated):
         if low <= today < high:
             current = index
             break
@@ -69,7 +68,7 @@ def _stamp(value):
 
 
 def _stats(entry):
-    return dict((k, _stamp(v)) for k, v in entry["stats"].items())
+    return {k: _stamp(v) for k, v in entry["stats"].items()}
 
 
 def _sizes(heap, toast, index):
@@ -163,8 +162,8 @@ def table_report(table, settings, today, default_rows=None, compression=None):
 def vacuum_report(entry, settings):
     """Dead tuples, changes since analyze and autovacuum trigger points of one leaf relation (and its TOAST)."""
     triggers = autovacuum_triggers(entry["reloptions"], settings, entry["reltuples"])
-    toast_options = dict(("autovacuum_" + k.split("autovacuum_", 1)[1], v) for k, v in entry["toast_reloptions"].items()
-                         if k.startswith("autovacuum_"))
+    toast_options = {"autovacuum_" + k.split("autovacuum_", 1)[1]: v for k, v in entry["toast_reloptions"].items()
+                         if k.startswith("autovacuum_")}
     result = {
         "name": entry["name"],
         "n_live_tup": entry["stats"]["n_live_tup"],
@@ -203,8 +202,8 @@ def partitioned_report(table, today, default_rows):
         "partition_count": len(direct),
         "default_partition": defaults[0]["name"] if defaults else None,
         "default_rows": default_rows,
-        "gaps": [dict((k, json_value(v)) for k, v in g.items()) for g in gaps],
-        "overlaps": [dict((k, json_value(v) if k != "partitions" else v) for k, v in o.items()) for o in overlaps],
+        "gaps": [{k: json_value(v) for k, v in g.items()} for g in gaps],
+        "overlaps": [{k: json_value(v) if k != "partitions" else v for k, v in o.items()} for o in overlaps],
         "current_partition": current,
         "periods_ahead": ahead,
         "covered_until": covered_until,

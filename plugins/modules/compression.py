@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -25,7 +24,7 @@ description:
     of values per method and the table sizes. Warns when no row reaches the TOAST threshold (then no
     compression setting changes anything).
 author:
-  - SIGETI data platform team
+  - SIGETI data platform team (@sigeti)
 extends_documentation_fragment:
   - sigeti.dwh.connection
 options:
@@ -73,9 +72,11 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check_mode and return the planned statements without running them.
     support: full
     details: Reads the catalog and a sample of the table (ACCESS SHARE); takes no other lock and changes nothing.
   diff_mode:
+    description: Shows each column's compression and storage before and after.
     support: full
 notes:
   - lz4 is a speed choice (faster to write and read), not a space choice; on large values it is usually larger
@@ -147,8 +148,7 @@ warnings_detail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
-from ansible_collections.sigeti.dwh.plugins.module_utils import compression
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connect,
     connection_argument_spec,
@@ -190,9 +190,9 @@ def column_report(declared, plan, before, after):
 def size_report(before, after):
     """Sizes before/after with the measured change (never a predicted one)."""
     keys = ("heap_bytes", "toast_bytes", "index_bytes", "total_bytes")
-    out = {"before": dict((k, before[k]) for k in keys), "after": None, "change_bytes": None}
+    out = {"before": {k: before[k] for k in keys}, "after": None, "change_bytes": None}
     if after is not None:
-        out["after"] = dict((k, after[k]) for k in keys)
+        out["after"] = {k: after[k] for k in keys}
         out["change_bytes"] = after["total_bytes"] - before["total_bytes"]
         if before["total_bytes"]:
             out["change_ratio"] = round(after["total_bytes"] / float(before["total_bytes"]), 4)
@@ -245,7 +245,7 @@ def main():
         if plan and not module.check_mode:
             queries, progress = compression.run_items(conn, Executor.from_module(conn, module), plan)
             table_after = catalog.read_table(conn, schema, name)
-            measurements_after, _ = measure(conn, table_after, list(declared["columns"]), exact, False)
+            measurements_after = measure(conn, table_after, list(declared["columns"]), exact, False)[0]
             after = compression.summarize(measurements_after, list(declared["columns"]))
             totals_after = catalog.tree_totals(table_after)
         elif not plan:

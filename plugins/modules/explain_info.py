@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -18,7 +17,7 @@ description:
   - Also returns the server facts pre-flight checks need (version, standby state, lz4, data directory).
   - Never changes anything.
 author:
-  - SIGETI data platform team
+  - SIGETI data platform team (@sigeti)
 extends_documentation_fragment:
   - sigeti.dwh.connection
 options:
@@ -50,8 +49,10 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Reads only; check mode runs the same plans (EXPLAIN ANALYZE included when asked, it changes nothing).
     support: full
   diff_mode:
+    description: Nothing changes, so there is no diff.
     support: none
 notes:
   - Needs C(SELECT) on the tables (only with O(analyze=true) are rows read).
@@ -153,7 +154,7 @@ def main():
         facts = server_facts(conn)
         require_supported_server(facts)
         names = [split_name(r["name"]) for r in module.params["ranges"]]
-        tables = dict(((t["schema"], t["name"]), t) for t in catalog.read_tables(conn, names)) if names else {}
+        tables = {(t["schema"], t["name"]): t for t in catalog.read_tables(conn, names)} if names else {}
         plans = []
         for schema, name, key, low, high in validate_ranges(module.params["ranges"], tables):
             plan, query = catalog.explain_range(conn, schema, name, key, low, high, analyze=module.params["analyze"])
@@ -161,7 +162,7 @@ def main():
             result["name"] = display_name(schema, name)
             plans.append(result)
         conn.close()
-        server = dict((k, facts[k]) for k in ("version", "version_num", "in_recovery", "lz4", "superuser"))
+        server = {k: facts[k] for k in ("version", "version_num", "in_recovery", "lz4", "superuser")}
         server["data_directory"] = facts["settings"].get("data_directory")
         module.exit_json(changed=False, server=server, plans=plans, queries=[])
 

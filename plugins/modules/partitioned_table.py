@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -209,7 +208,7 @@ default_rows: {description: Rows left in the default partition after the run (nu
 moved_rows: {description: Rows moved out of the default partition into new partitions., type: int, returned: always}
 queries: {description: The exact SQL run (or that would run in check mode)., type: list, elements: str, returned: always}
 plan: {description: Each statement with its reason and the lock it takes., type: list, elements: dict, returned: always}
-warnings: {description: What was left alone and why (partly old partitions, an unwanted default)., type: list, elements: str, returned: always}
+warnings: {description: 'What was left alone and why (partly old partitions, an unwanted default).', type: list, elements: str, returned: always}
 """
 
 import time
@@ -394,7 +393,7 @@ def main():
         )),
         partition_options=dict(type="dict", default={}),
         columns=dict(type="list", elements="raw"),
-        primary_key=dict(type="list", elements="str", default=[]),
+        primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["present"], default="present"),
         skip_on_standby=dict(type="bool", default=False),
         migrate=dict(type="str", choices=["online", "offline", "attach", "never"], default="online"),
@@ -442,7 +441,7 @@ def main():
             moved_rows=result.moved_rows,
         )
         if migrated:
-            output["migration"] = dict((k, v) for k, v in migrated.items() if k != "queries")
+            output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
         if module._diff:
             output["diff"] = {"before": partitioning.diff_text(result.before),
                               "after": partitioning.diff_text(result.partitions)}

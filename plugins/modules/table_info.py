@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -210,7 +209,7 @@ def main():
             conn, names, module.params["compression"], module.params["count_default_rows"], facts["settings"]
         )
         conn.close()
-        server = dict((k, facts[k]) for k in ("version", "version_num", "in_recovery", "lz4", "extensions", "superuser"))
+        server = {k: facts[k] for k in ("version", "version_num", "in_recovery", "lz4", "extensions", "superuser")}
         module.exit_json(changed=False, server=server, tables=reports, queries=[])
 
 

@@ -16,7 +16,8 @@ def test_build_install_and_use_installed_copy(tmp_path, pg_server, db):
                             str(tmp_path), "--force"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     assert build.returncode == 0, build.stdout
     tarball = glob.glob(str(tmp_path / "sigeti-dwh-*.tar.gz"))[0]
-    names = tarfile.open(tarball).getnames()
+    with tarfile.open(tarball) as archive:
+        names = archive.getnames()
     assert "plugins/modules/table_info.py" in names and "meta/runtime.yml" in names
     assert not [n for n in names if n.startswith((".venv", ".demo", "tests/output")) or "__pycache__" in n]
     target = tmp_path / "installed"

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
-from tests.support.migration_driver import migrate, yearly_layout
+from tests.support.migration_driver import migrate
 
 
 def _one(conn, query, params=None):

@@ -55,13 +55,13 @@ class Writer(threading.Thread):
                                     (day, self.random.randint(1, 10 ** 6)))
                     elif op in ("update", "move"):
                         column, value = (amount, "%s + 1" % amount) if op == "update" else (date_col, str(day))
-                        cur.execute("WITH x AS (UPDATE {f} SET {c} = {v} WHERE {k} = %s RETURNING *) "
-                                    "UPDATE {m} m SET {c} = x.{c} FROM x WHERE m.{k} = x.{k}"
-                                    .format(f=fact, c=column, v=value, k=key, m=mirror), (row_id,))
+                        cur.execute(f"WITH x AS (UPDATE {fact} SET {column} = {value} WHERE {key} = %s RETURNING *) "
+                                    f"UPDATE {mirror} m SET {column} = x.{column} FROM x WHERE m.{key} = x.{key}"
+                                    , (row_id,))
                     else:
-                        cur.execute("WITH x AS (DELETE FROM {f} WHERE {k} = %s RETURNING {k}) "
-                                    "DELETE FROM {m} m USING x WHERE m.{k} = x.{k}"
-                                    .format(f=fact, k=key, m=mirror), (row_id,))
+                        cur.execute(f"WITH x AS (DELETE FROM {fact} WHERE {key} = %s RETURNING {key}) "
+                                    f"DELETE FROM {mirror} m USING x WHERE m.{key} = x.{key}"
+                                    , (row_id,))
                 self.conn.commit()
                 self.ops[op] += 1
             except Exception as error:  # a writer must never fail: the test reports it
@@ -78,7 +78,7 @@ def _table_checksum(conn, relation, key):
 
 def test_sigeti_facts_online_with_concurrent_writer(pg_server, db, conn):
     load_warehouse(conn, scale=20000)
-    dims = dict((k, v) for k, v in content_checksums(conn).items() if k.startswith("dwh_dim"))
+    dims = {k: v for k, v in content_checksums(conn).items() if k.startswith("dwh_dim")}
     with conn.cursor() as cur:
         for table in TABLES:
             cur.execute("CREATE TABLE public.mirror_%s AS SELECT * FROM dwh_facts.%s" % (table, table))
@@ -115,5 +115,5 @@ def test_sigeti_facts_online_with_concurrent_writer(pg_server, db, conn):
         _one(conn, "SELECT count(*) FROM dwh_facts.fait_attributions")[0]
     assert _one(conn, "SELECT count(*) FROM dwh_marts.v_attributions_detail")[0] == \
         _one(conn, "SELECT count(*) FROM dwh_facts.fait_attributions")[0]
-    assert dict((k, v) for k, v in content_checksums(conn).items() if k.startswith("dwh_dim")) == dims
+    assert {k: v for k, v in content_checksums(conn).items() if k.startswith("dwh_dim")} == dims
     assert leftovers(conn) == NOTHING_LEFT

@@ -253,31 +253,31 @@ def test_bad_inputs_fail_clearly_and_change_nothing(pg_server, db, conn):
         cur.execute("CREATE TABLE plain (k int NOT NULL)")
         cur.execute("CREATE TABLE fait_other (k int NOT NULL, d date NOT NULL) PARTITION BY RANGE (d)")
     base = dict(name="fait", key="k", key_format="yyyymmdd", interval="year", start="2020-01-01")
-    msg = _bad(pg_server, db, conn, **dict(base, name="nope.absent"))
+    msg = _bad(pg_server, db, conn, **{**base, "name": "nope.absent"})
     assert "nope.absent does not exist" in msg and "columns" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, key="missing"))
+    msg = _bad(pg_server, db, conn, **{**base, "key": "missing"})
     assert "column missing does not exist in table public.fait" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, name="small", key="s"))
+    msg = _bad(pg_server, db, conn, **{**base, "name": "small", "key": "s"})
     assert "smallint" in msg and "cannot hold" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, key_format="auto"))
+    msg = _bad(pg_server, db, conn, **{**base, "key_format": "auto"})
     assert "key_format" in msg and "yyyymmdd" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, start="2020-03-01"))
+    msg = _bad(pg_server, db, conn, **{**base, "start": "2020-03-01"})
     assert "not aligned" in msg and "would be 20200101" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, retention={"keep": -1, "action": "drop"}))
+    msg = _bad(pg_server, db, conn, **{**base, "retention": {"keep": -1, "action": "drop"}})
     assert "would drop the current period" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, name="listed"))
+    msg = _bad(pg_server, db, conn, **{**base, "name": "listed"})
     assert "LIST" in msg and "RANGE" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, name="fait_other"))
+    msg = _bad(pg_server, db, conn, **{**base, "name": "fait_other"})
     assert "partitioned by RANGE (d)" in msg and "not by the key column k" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, name="plain"))
+    msg = _bad(pg_server, db, conn, **{**base, "name": "plain"})
     assert "online migration of public.plain needs a primary key" in msg and "migrate: offline" in msg
-    msg = _bad(pg_server, db, conn, **dict(base))
+    msg = _bad(pg_server, db, conn, **base)
     assert "overlap" in msg and "fait_h1" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, name='public."unterminated'))
+    msg = _bad(pg_server, db, conn, **{**base, "name": 'public."unterminated'})
     assert "unterminated quote" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, name="new_t", columns=[{"name": "k", "type": "no_such_type"}]))
+    msg = _bad(pg_server, db, conn, **{**base, "name": "new_t", "columns": [{"name": "k", "type": "no_such_type"}]})
     assert "no_such_type" in msg and "do not exist" in msg
-    msg = _bad(pg_server, db, conn, **dict(base, premake=-1))
+    msg = _bad(pg_server, db, conn, **{**base, "premake": -1})
     assert "premake=-1" in msg
 
 

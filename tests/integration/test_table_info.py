@@ -39,7 +39,7 @@ def test_partitioned_table_reports_bounds_sizes_and_default_rows(pg_server, db, 
     assert table["kind"] == "partitioned"
     assert table["partition_key"]["columns"] == ["date_key"]
     assert table["partition_count"] == 5
-    bounds = dict((p["name"], (p["low"], p["high"])) for p in table["partitions"])
+    bounds = {p["name"]: (p["low"], p["high"]) for p in table["partitions"]}
     assert bounds["fait_%d" % year] == (int("%d0101" % year), int("%d0101" % (year + 1)))
     assert table["default_partition"] == "fait_default"
     assert table["default_rows"] == 2
@@ -83,7 +83,7 @@ def test_sub_partitioned_and_quoted_names(pg_server, db, conn):
     assert not result.get("failed"), result
     table = result["tables"][0]
     assert table["name"] == 'Fait "Q"' and table["schema"] == "Ventes.EU"
-    levels = dict((p["name"], p["level"]) for p in table["partitions"])
+    levels = {p["name"]: p["level"] for p in table["partitions"]}
     assert levels == {"Fait 2024": 1, "f2024_nord": 2}
     top = [p for p in table["partitions"] if p["name"] == "Fait 2024"][0]
     assert (top["low"], top["high"]) == ("2024-01-01", "2025-01-01")
@@ -116,7 +116,7 @@ def test_connection_errors_are_one_clear_message(pg_server, db):
 def test_application_name_and_lock_timeout_are_set(pg_server, db):
     from ansible_collections.sigeti.dwh.plugins.module_utils import connection
 
-    class FakeModule(object):
+    class FakeModule:
         params = dict(pg_server.params(db), lock_timeout="750ms", statement_timeout="1min", ssl_mode="disable",
                       connect_params={}, session_role=None, login_unix_socket="")
 

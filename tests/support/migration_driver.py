@@ -66,7 +66,7 @@ def _connect(dsn, hooks):
 
     class KillingCursor(psycopg2.extensions.cursor):
         def execute(self, query, vars=None):
-            result = super(KillingCursor, self).execute(query, vars)
+            result = super().execute(query, vars)
             text = query if isinstance(query, str) else query.as_string(self.connection)
             if pattern is not None and pattern.search(text):
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -94,7 +94,7 @@ def server_user():
     raise RuntimeError("running as root, and neither a postgres nor a nobody user exists to run the server")
 
 
-class PostgresServer(object):
+class PostgresServer:
     """One throwaway cluster: initdb, start on a random port, connection info, stop and remove."""
 
     def __init__(self, base_dir=None, port=None, bin_dir=None, version=None, password=DEFAULT_PASSWORD, settings=None):

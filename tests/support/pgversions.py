@@ -45,7 +45,7 @@ def bin_dir(major):
         with tarfile.open(os.path.join(download, member)) as tar:
             tar.extractall(target, filter="data")
     # The server runs as an unprivileged user: make the tree readable and traversable by everyone.
-    for folder, dirs, files in os.walk(target):
+    for folder, _dirs, files in os.walk(target):
         os.chmod(folder, 0o755)
         for name in files:
             path = os.path.join(folder, name)

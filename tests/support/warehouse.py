@@ -305,16 +305,17 @@ def _create_fact_tables(cur, partitioned, bloat):
 
 
 def _load_attributions(cur, seed, n_attributions, n_entreprises, n_lots):
-    u = lambda salt: _u("g", salt, seed)  # noqa: E731
+    def u(salt):
+        return _u("g", salt, seed)
+
     words = "ARRAY[%s]::text[]" % ", ".join(_literal(w) for w in COMMENT_WORDS)
     # Big comments: 205..460 segments "word xxxxxx" (~3-8 KB): compressible (the words repeat) but not
     # trivially (the hex parts come from one md5 per 5 segments, seeded by the row number and the seed).
-    big_comment = """(SELECT string_agg(({words})[1 + (hashint8extended(g * 1000 + j * 5 + k, {salt}) & 31)::int]
+    big_comment = f"""(SELECT string_agg(({words})[1 + (hashint8extended(g * 1000 + j * 5 + k, {int(seed) * 1000 + 8}) & 31)::int]
                                      || ' ' || substr(m, 1 + k * 6, 6), ' ')
-                      FROM generate_series(0, 40 + floor({u7} * 52)::int) AS j,
-                           md5('{seed}:' || g || ':' || j) AS m,
-                           generate_series(0, 4) AS k)""".format(
-        words=words, salt=int(seed) * 1000 + 8, u7=u(7), seed=int(seed))
+                      FROM generate_series(0, 40 + floor({u(7)} * 52)::int) AS j,
+                           md5('{int(seed)}:' || g || ':' || j) AS m,
+                           generate_series(0, 4) AS k)"""
     short_comment = "%s || ' ' || %s || ' ' || left(md5('%d/' || g), 8)" % (
         _pick(COMMENT_WORDS, u(9)), _pick(COMMENT_WORDS, u(10)), int(seed))
     _execute(cur, """
@@ -351,7 +352,9 @@ def _load_attributions(cur, seed, n_attributions, n_entreprises, n_lots):
 
 
 def _load_factures(cur, seed, n_factures, n_attributions):
-    u = lambda salt: _u("g", salt, seed)  # noqa: E731
+    def u(salt):
+        return _u("g", salt, seed)
+
     libelles = ("Redevance", "Cession", "Frais de dossier", "Viabilisation", "Bornage", "Pénalité")
     big_details = """(SELECT jsonb_agg(jsonb_build_object(
                           'ligne', i, 'libelle', {lib}, 'reference', left(md5('{seed}/' || g || '/' || i), 12),

@@ -223,7 +223,7 @@ def test_partitioned_table_alters_parent_and_each_partition_with_only():
     ]
     assert [i.lock for i in plan.items] == ["ACCESS EXCLUSIVE"] * 3 + ["SHARE UPDATE EXCLUSIVE"] * 2
     assert plan.items[0].targets == (("f", "p"),)
-    assert len(set(i.group for i in plan.items[:3])) == 3, "one transaction per relation"
+    assert len({i.group for i in plan.items[:3]}) == 3, "one transaction per relation"
     assert plan.diff["after"]["relations"]["f.p_2024"]["toast_tuple_target"] == "4096"
 
 

@@ -18,7 +18,7 @@ T0 = datetime.datetime(2026, 1, 1, 12, 0)
 
 def render(composable):
     """Render psycopg2.sql without a connection (identifiers and literals only)."""
-    class _Conn(object):
+    class _Conn:
         encoding = "UTF8"
     text = []
 
