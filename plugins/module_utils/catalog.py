@@ -1091,3 +1091,24 @@ def read_partition_set(conn, schema, name):
     table["partitions"] = entries[1:]
     _type_bounds(table)
     return table
+
+
+def storage_parameters_error(conn, with_clause):
+    """Ask the server whether a ``WITH (...)`` clause of storage parameters is valid for a table, touching no table.
+
+    Creates a temporary table with them in a transaction that is rolled back (no lock on any user relation).
+    Returns the server's message when it refuses them, else None.
+    """
+    was = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE TEMP TABLE sigeti_dwh_option_check (v text){}").format(with_clause))
+        return None
+    except psycopg2.Error as error:
+        if error.pgcode == "25006":  # read-only transaction: cannot check here, the real run will
+            return None
+        return str(error).strip().splitlines()[0]
+    finally:
+        conn.rollback()
+        conn.autocommit = was

@@ -361,7 +361,8 @@ def bound_sql(scheme, point):
     return sql.Literal(value)
 
 
-def _with_clause(options):
+def with_clause(options):
+    """`` WITH (name = 'value', ...)`` for storage parameters (names are checked by validate_partition_options)."""
     if not options:
         return sql.SQL("")
     items = [sql.SQL("{} = {}").format(sql.SQL(name), sql.Literal(value)) for name, value in sorted(options.items())]
@@ -417,13 +418,23 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
     targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
     steps = [planmod.Step(
         sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
-            sql.Identifier(*child), sql.Identifier(*parent), _with_clause(options)),
+            sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)),
         "period %s is missing: create its table (ACCESS SHARE on the parent)" % scheme.label(point),
         lock=planmod.ACCESS_SHARE, targets=targets, group=group,
     )]
     if default is not None and default_rows:
         default_id = sql.Identifier(default["schema"], default["name"])
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        # Writers of this period are arriving now. One routed to the default partition before the ATTACH
+        # commits fails afterwards ("violates partition constraint"): make them wait at the parent instead, so
+        # they route with the new partition once this short transaction commits. Parent first, like inserts.
+        steps.append(planmod.Step(
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
+            "rows of period %s are being written: hold writers (not readers) at the parent while the %d rows "
+            "waiting in the default partition move, so none is routed to the default meanwhile"
+            % (scheme.label(point), default_rows),
+            lock=planmod.SHARE_ROW_EXCLUSIVE, targets=targets, group=group,
+        ))
         steps.append(planmod.Step(
             sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
             "the default partition holds %d rows of period %s: lock it so none arrive while they move"
@@ -456,7 +467,7 @@ def default_partition_steps(declared, name, options):
     return [
         planmod.Step(
             sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
-                sql.Identifier(*child), sql.Identifier(*parent), _with_clause(options)),
+                sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)),
             "default_partition is true and %s has none: create it" % declared.display,
             lock=planmod.ACCESS_SHARE, targets=[parent, child], group=group,
         ),

@@ -340,6 +340,18 @@ def plan_partitions(conn, module, declared, table):
     return partitioning.build_plan(declared, table, lay, extras), state
 
 
+def check_partition_options(conn, declared):
+    """Refuse storage parameters the server would refuse (unknown name, value out of range) before any change."""
+    if not declared.partition_options:
+        return
+    refused = catalog.storage_parameters_error(conn, partitioning.with_clause(declared.partition_options))
+    if refused:
+        raise InvalidInput(
+            "partition_options %s for %s are refused by the server: %s. Fix the name or value; nothing was changed."
+            % (", ".join("%s=%s" % item for item in sorted(declared.partition_options.items())), declared.display,
+               refused))
+
+
 def migration_options(params, key):
     """The options ``migration`` takes, from the module's."""
     return {"mode": params["migrate"], "key": key, "batch_rows": params["batch_rows"],
@@ -421,6 +433,7 @@ def main():
                                  default_rows=None, moved_rows=0)
             table = catalog.read_partition_set(conn, schema, name)
         declared = declared_state(module.params, schema, name, table, conn)
+        check_partition_options(conn, declared)
         result, state = plan_partitions(conn, module, declared, table)
         queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
         explained = result.plan.explain(conn)

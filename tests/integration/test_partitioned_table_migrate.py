@@ -61,3 +61,19 @@ def test_primary_key_without_the_key_is_refused_before_any_change(pg_server, db,
     with conn.cursor() as cur:
         cur.execute("SELECT relkind FROM pg_class WHERE oid = 'dwh_facts.fait_attributions'::regclass")
         assert cur.fetchone()[0] == "r"
+
+
+def test_refused_partition_options_name_the_table_and_change_nothing(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE fait (id bigint, k int NOT NULL) PARTITION BY RANGE (k)")
+    args = pg_server.params(db)
+    args.update(name="public.fait", key="k", key_format="yyyymmdd", interval="year", start="2024-01-01", premake=0)
+    for options, expected in (({"fillfactor": 5}, "fillfactor"), ({"colour": "red"}, "colour")):
+        result = run_module("partitioned_table", dict(args, partition_options=options))
+        assert result["failed"] and "public.fait" in result["msg"] and expected in result["msg"], result
+        assert "nothing was changed" in result["msg"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.fait'::regclass")
+        assert cur.fetchone()[0] == 0
+    ok = run_module("partitioned_table", dict(args, partition_options={"fillfactor": 90}))
+    assert not ok.get("failed") and ok["changed"], ok

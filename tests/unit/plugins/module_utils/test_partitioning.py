@@ -101,10 +101,12 @@ def test_rows_in_the_default_move_in_the_same_transaction():
     tab = table([part("fait_2025", 20250101, 20260101), default])
     _lay, result = plan_for(declared(), tab, D(2025, 1, 1), default_rows=10, default_counts={D(2026, 1, 1): 7})
     steps = result.plan.steps
-    assert [s.lock for s in steps] == [plan.ACCESS_SHARE, plan.ACCESS_EXCLUSIVE, plan.ROW_EXCLUSIVE, plan.SHARE_UPDATE_EXCLUSIVE]
+    assert [s.lock for s in steps] == [plan.ACCESS_SHARE, plan.SHARE_ROW_EXCLUSIVE, plan.ACCESS_EXCLUSIVE,
+                                       plan.ROW_EXCLUSIVE, plan.SHARE_UPDATE_EXCLUSIVE]
+    assert text(steps[1].sql) == 'LOCK TABLE "dwh"."fait" IN SHARE ROW EXCLUSIVE MODE', "writers wait at the parent"
     assert len({s.group for s in steps}) == 1 and all(s.transactional for s in steps)
     assert steps[0].group == "create:fait_2026", "a move runs in its own transaction"
-    move = text(steps[2].sql)
+    move = text(steps[3].sql)
     assert move.startswith('WITH moved AS (DELETE FROM "dwh"."fait_default" WHERE "dk" >= 20260101 AND "dk" < 20270101')
     assert '"g"' not in move, "generated columns are recomputed, never inserted"
     assert result.moved_rows == 7 and result.default_rows_after == 3
