@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the full reliability campaign and print its figures.
 
     .venv/bin/python scripts/campaign.py [--points N] [--seed S] [-k EXPR] [pytest args...]

@@ -87,7 +87,7 @@ def play(playbook, inventory, password, extra_vars=None, check=False, args=(), s
                 "ANSIBLE_FORKS": "5", "DWH_LOGIN_PASSWORD": password, "ANSIBLE_HOST_KEY_CHECKING": "False"})
     env.pop("PGPASSWORD", None)
     return subprocess.run(command, cwd=ROOT, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def recap(output):

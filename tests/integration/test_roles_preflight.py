@@ -93,7 +93,7 @@ def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_
     # Read until the child exits (never stop reading: a full pty buffer would block it); no timing assertion.
     output, answered, deadline = b"", False, time.time() + 1200
     while time.time() < deadline:
-        ready, _, _ = select.select([master], [], [], 1.0)
+        ready = select.select([master], [], [], 1.0)[0]
         if ready:
             try:
                 chunk = os.read(master, 4096)

@@ -21,12 +21,13 @@ def cron_user():
     try:
         yield name
     finally:
-        subprocess.run(["crontab", "-r", "-u", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["crontab", "-r", "-u", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         subprocess.run(["userdel", name], check=False)
 
 
 def crontab(user):
-    result = subprocess.run(["crontab", "-l", "-u", user], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(["crontab", "-l", "-u", user], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            check=False)
     return result.stdout if result.returncode == 0 else ""
 
 

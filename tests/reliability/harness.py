@@ -563,7 +563,7 @@ def rerun(scenario, server, db, attempts=3):
     finally:
         conn.close()
     last = None
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         last = run_in_process(spec)
         if not last.get("failed"):
             return last
@@ -619,7 +619,7 @@ class Campaign(object):
     def points(self, n, rng):
         """``n`` seeded random statement numbers in 1..count (distinct when possible), sorted."""
         population = range(1, self.count + 1)
-        return sorted(rng.sample(population, n) if n <= self.count else [rng.choice(population) for _ in range(n)])
+        return sorted(rng.sample(population, n) if n <= self.count else [rng.choice(population) for _draw in range(n)])
 
     def crash_at(self, point, action, rng, tolerate_probe_errors=False):
         """One crash point: copy, probe, child with its hook, the action, checks, re-run, convergence proof."""

@@ -238,4 +238,4 @@ def test_role_bad_input_is_refused_before_any_change(pg_server, db, conn, tmp_pa
     assert "premake" in result.stdout, result.stdout[-3000:]
     assert pg_server.password not in result.stdout
     assert fp.diff(before, fp.fingerprint(conn)) == []
-    assert os.path.exists(str(tmp_path)) 
+    assert os.path.exists(str(tmp_path))

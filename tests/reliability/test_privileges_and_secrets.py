@@ -89,7 +89,7 @@ def test_live_migration_as_owner_needs_create_on_the_database(pg_server, db, con
     from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
     from tests.support.migration_driver import migrate
 
-    password, _ = owned
+    password = owned[0]
     engine = psycopg2.connect(pg_server.dsn(db, user=OWNER, password=password), application_name="sigeti.dwh")
     engine.autocommit = True
     try:
@@ -165,7 +165,7 @@ def test_password_never_in_ansible_runner_artifacts(pg_server, db, conn, owned, 
                                    "dwh_report_dir": str(tmp_path / "reports")},
                         envvars=env, verbosity=3, quiet=True)
     assert result.status == "successful", (result.status, result.stdout.read()[-3000:])
-    artifacts = [p for p in glob.glob(str(private / "artifacts" / "**" / "*"), recursive=True)]
+    artifacts = glob.glob(str(private / "artifacts" / "**" / "*"), recursive=True)
     assert artifacts
     assert _grep(password, artifacts) == [], "login_password found in ansible-runner artifacts"
     os.chdir(ROOT)  # ansible-runner may change the working folder

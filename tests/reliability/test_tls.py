@@ -26,7 +26,7 @@ def _args(server, **extra):
 
 
 def test_verify_full_with_the_test_ca_works(tls):
-    server, _ = tls
+    server = tls[0]
     result = run_module("table_info", _args(server, ssl_mode="verify-full", ca_cert=server.tls["ca"]))
     assert not result.get("failed"), result
     conn = server.connect()
@@ -47,7 +47,7 @@ def test_verify_full_with_another_ca_fails_clearly(tls):
 
 
 def test_verify_full_with_a_name_not_in_the_certificate_fails(tls):
-    server, _ = tls
+    server = tls[0]
     result = run_module("table_info", _args(server, ssl_mode="verify-full", ca_cert=server.tls["ca"],
                                             connect_params={"hostaddr": "127.0.0.1", "host": "db.example.org"}))
     assert result.get("failed")
@@ -55,7 +55,7 @@ def test_verify_full_with_a_name_not_in_the_certificate_fails(tls):
 
 
 def test_without_tls_the_server_refuses(tls):
-    server, _ = tls
+    server = tls[0]
     result = run_module("table_info", _args(server, ssl_mode="disable"))
     assert result.get("failed")
     assert "pg_hba.conf" in result["msg"] and "no encryption" in result["msg"], result["msg"]
