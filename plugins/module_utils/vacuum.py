@@ -13,7 +13,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import time
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs, parse_duration_ms
@@ -803,21 +802,23 @@ def filesystem_free(location, data_directory, port):
     return True, stat.f_bavail * stat.f_frsize, "statvfs(%s)" % location
 
 
-def repack_binary_version(path):
-    """Return the version printed by ``pg_repack --version`` (e.g. ``1.4.8``), or None when it does not run."""
+def repack_binary_version(path, run_command):
+    """Return the version printed by ``pg_repack --version`` (e.g. ``1.4.8``), or None when it does not run.
+
+    ``run_command`` is ``AnsibleModule.run_command`` (or a callable with its signature and return value).
+    """
     try:
-        out = subprocess.run([path, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, timeout=30, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
+        _rc, out, err = run_command([path, "--version"], handle_exceptions=False)
+    except OSError:
         return None
-    match = re.search(r"pg_repack\s+(\S+)", out or "")
+    match = re.search(r"pg_repack\s+(\S+)", (out or "") + (err or ""))
     return match.group(1) if match else None
 
 
-def find_pg_repack(explicit_path, version_num):
+def find_pg_repack(explicit_path, version_num, run_command):
     """Locate a pg_repack binary: ``pg_repack_path``, then PATH, then Debian's per-version bin folder.
 
-    Returns ``(path, version)`` or ``(None, None)``.
+    Returns ``(path, version)`` or ``(None, None)``. ``run_command`` as for repack_binary_version.
     """
     major = int(version_num) // 10000
     candidates = [explicit_path] if explicit_path else [
@@ -826,7 +827,7 @@ def find_pg_repack(explicit_path, version_num):
     ]
     for path in candidates:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            version = repack_binary_version(path)
+            version = repack_binary_version(path, run_command)
             if version:
                 return path, version
     return None, None
@@ -883,23 +884,27 @@ def repack_command(binary, conn_kwargs, schema, name, lock_timeout_ms):
     return argv, env
 
 
-def run_repack(argv, env, retries, retry_delay, blockers, targets, sleep=time.sleep):
+def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, sleep=time.sleep):
     """Run one pg_repack command with the executor's retry policy for lock timeouts.
 
-    ``blockers(targets)`` names the sessions holding locks when we give up. Returns pg_repack's output.
+    ``blockers(targets)`` names the sessions holding locks when we give up; ``run_command`` is
+    ``AnsibleModule.run_command``. Returns pg_repack's output.
     """
+    # run_command adds environ_update to the module's environment: an inherited PGPASSWORD is blanked
+    # (libpq treats an empty one as absent) so only the module's own password can reach pg_repack.
+    update = dict(env)
+    update.setdefault("PGPASSWORD", "")
     attempt = 0
     while True:
         attempt += 1
-        result = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, check=False)
-        output = result.stdout or ""
+        returncode, out, err = run_command(argv, environ_update=update)
+        output = (out or "") + (err or "")
         timed_out = "timed out" in output or "Skipping repack" in output or "lock timeout" in output
-        if result.returncode == 0 and not timed_out:
+        if returncode == 0 and not timed_out:
             return output
         if not timed_out:
             raise InvalidInput("pg_repack failed on %s (exit %s): %s" % (
-                ", ".join(display_name(s, r) for s, r in targets), result.returncode, output.strip()[-800:]))
+                ", ".join(display_name(s, r) for s, r in targets), returncode, output.strip()[-800:]))
         if attempt > retries:
             found = blockers(targets)
             who = "; ".join("pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
@@ -958,7 +963,7 @@ def _bloat_from_approx(row):
             "scanned_percent": round(float(row.get("scanned_percent") or 0), 2)}
 
 
-def gather(conn, catalog, facts, names, options, params, today=None):
+def gather(conn, catalog, facts, names, options, params, run_command, today=None):
     """Read every fact the decisions need and plan each table; raise InvalidInput before anything runs.
 
     Returns ``{"tables": [...], "bloat_method": ..., "repack": ..., "disk": [...]}`` where each table holds its
@@ -1034,7 +1039,7 @@ def gather(conn, catalog, facts, names, options, params, today=None):
                 if r["decisions"].get("full", {}).get("due")]
     repack = {"available": False}
     if rewrites and options["full_method"] in ("auto", "pg_repack"):
-        binary, version = find_pg_repack(params.get("pg_repack_path"), facts["version_num"])
+        binary, version = find_pg_repack(params.get("pg_repack_path"), facts["version_num"], run_command)
         ok, why = repack_availability(exts.get("pg_repack"), binary, version, facts["superuser"], facts["version_num"])
         repack = {"available": ok, "reason": why, "path": binary, "version": version}
         if options["full_method"] == "pg_repack" and not ok:
@@ -1088,7 +1093,7 @@ def all_actions(gathered):
     return [a for a in actions if a["action"] == "reloptions"] + [a for a in actions if a["action"] != "reloptions"]
 
 
-def execute(conn, executor, gathered, params):
+def execute(conn, executor, gathered, params, run_command):
     """Run every action; record ``duration_ms`` on each. SQL goes through the executor (lock_timeout, retries,
     autocommit for VACUUM); pg_repack runs as a program with the same retry policy.
 
@@ -1114,7 +1119,7 @@ def execute(conn, executor, gathered, params):
                 _argv, env = repack_command(action["command"][0], gathered["repack_env_kwargs"], *action["targets"][0],
                                             lock_ms_from(params))
                 action["output"] = run_repack(action["command"], env, executor.retries, executor.retry_delay,
-                                              executor.blockers, action["targets"])[-500:]
+                                              executor.blockers, action["targets"], run_command)[-500:]
             action["duration_ms"] = int((time.monotonic() - start) * 1000)
     except Exception as error:
         if hasattr(error, "details"):

@@ -231,13 +231,14 @@ def main():
         require_supported_server(facts)
         standby_exit(module, facts, module.params["skip_on_standby"])
         names = vacuum.resolve_tables(conn, catalog, module.params["tables"], module.params["schemas"])
-        gathered = vacuum.gather(conn, catalog, facts, names, options, module.params)
+        gathered = vacuum.gather(conn, catalog, facts, names, options, module.params, module.run_command)
         actions = vacuum.all_actions(gathered)
         queries = Plan([a["step"] for a in actions if "step" in a]).queries(conn)
         commands = [vacuum.render_command(a["command"]) for a in actions if "command" in a]
         after = None
         if actions and not module.check_mode:
-            queries = vacuum.execute(conn, Executor.from_module(conn, module), gathered, module.params)
+            queries = vacuum.execute(conn, Executor.from_module(conn, module), gathered, module.params,
+                                     module.run_command)
             reread = catalog.read_tables(conn, [(t["table"]["schema"], t["table"]["name"]) for t in gathered["tables"]])
             after = {oid: e for t in reread if t["exists"] for oid, e in t["relations"].items()}
         tables = vacuum.report(conn, gathered, after)

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 
 import psycopg2
 import pytest
@@ -399,5 +400,10 @@ def test_pg_repack_binary_is_found():
         pytest.skip("pg_repack not installed (apt-get install postgresql-15-repack)")
     from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import find_pg_repack
 
-    path, version = find_pg_repack(None, 150018)
+    def run_command(argv, handle_exceptions=True):  # AnsibleModule.run_command's contract, for a direct call
+        del handle_exceptions
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout, done.stderr
+
+    path, version = find_pg_repack(None, 150018, run_command)
     assert path and version and version[0].isdigit()
