@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def summarize(lines):
     """Turn the recorded figure lines into the printed report (a list of text lines)."""
     out = []
-    crash = [l for l in lines if l["campaign"] == "crash"]
+    crash = [r for r in lines if r["campaign"] == "crash"]
     if crash:
         out.append("Crash campaign (kill -9 / pg_terminate_backend / server crash at seeded random statements):")
         merged = collections.OrderedDict()
@@ -45,15 +45,15 @@ def summarize(lines):
         converged = sum(e["converged"] for e in merged.values())
         lost = sum(e["rows_lost"] for e in merged.values())
         out.append("  TOTAL: %d/%d converged, %d rows lost" % (converged, total, lost))
-    locks = [l for l in lines if l["campaign"] == "locks"]
+    locks = [r for r in lines if r["campaign"] == "locks"]
     if locks:
         out.append("Lock contention (lock_timeout 200ms, lock_retries 1; a reader SELECTs every 10 ms):")
         for line in locks:
             out.append("  %-30s failed naming the blocker: %-5s module %.2f s, max reader stall %.0f ms (budget %d ms)"
                        % (line["case"], line["failed"], line["module_seconds"], line["max_reader_stall_ms"],
                           line["budget_ms"]))
-        out.append("  MAX reader stall: %.0f ms" % max(l["max_reader_stall_ms"] for l in locks))
-    load = [l for l in lines if l["campaign"] == "load" and "committed" in l]
+        out.append("  MAX reader stall: %.0f ms" % max(r["max_reader_stall_ms"] for r in locks))
+    load = [r for r in lines if r["campaign"] == "load" and "committed" in r]
     if load:
         out.append("Concurrent load (writer: inserts/updates/deletes every 5 ms, one reader every 10 ms):")
         for line in load:
@@ -62,7 +62,7 @@ def summarize(lines):
                            line["case"], json.dumps(line["committed"], sort_keys=True), line["lost"],
                            line["duplicated"], line["wrong_value"], line["max_reader_stall_ms"],
                            line["max_writer_stall_ms"], line["budget_ms"]))
-        rejected = [l for l in lines if l["campaign"] == "load" and l.get("rejected")]
+        rejected = [r for r in lines if r["campaign"] == "load" and r.get("rejected")]
         for line in rejected:
             out.append("  %s: %d (%s)" % (line["case"], len(line["rejected"]), line["rejected"][0]))
     return out
@@ -74,8 +74,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=20260101, help="seed of the random crash points")
     parser.add_argument("--fast", action="store_true", help="only the fast subset (what ./dev test runs)")
     args, pytest_args = parser.parse_known_args(argv)
-    report = tempfile.NamedTemporaryFile(prefix="sigeti-campaign-", suffix=".jsonl", delete=False)
-    report.close()
+    with tempfile.NamedTemporaryFile(prefix="sigeti-campaign-", suffix=".jsonl", delete=False) as report:
+        pass  # only its name is needed: the tests append their figures to it
     env = dict(os.environ, SIGETI_CAMPAIGN_REPORT=report.name, SIGETI_CAMPAIGN_POINTS=str(args.points),
                SIGETI_CAMPAIGN_SEED=str(args.seed))
     marker = "not slow" if args.fast else "slow or not slow"

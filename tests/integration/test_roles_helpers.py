@@ -26,7 +26,7 @@ def enabled_vars(roles=("partitioning", "compression", "vacuum")):
     Only the roles a playbook runs are named: extra vars win over the playbook's own settings.
     """
     modules = {"partitioning": "partitioned_table", "compression": "compression", "vacuum": "vacuum"}
-    return dict(("dwh_%s_enabled" % role, have_module(modules[role])) for role in roles)
+    return {"dwh_%s_enabled" % role: have_module(modules[role]) for role in roles}
 
 
 def sigeti_tables():

@@ -11,7 +11,14 @@ import time
 import pytest
 
 from tests.integration.test_roles_helpers import (
-    compression_of, enabled_vars, have_module, load_sample, partitions, play, recap, write_inventory,
+    compression_of,
+    enabled_vars,
+    have_module,
+    load_sample,
+    partitions,
+    play,
+    recap,
+    write_inventory,
 )
 
 ATT = "dwh_facts.fait_attributions"
@@ -84,8 +91,9 @@ def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_
         [os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"), "-i", warehouse,
          os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "playbooks", "setup.yml"),
          "-e", '{"dwh_partitioning_enabled": %s}' % str(have_module("partitioned_table")).lower()],
-        # The child's controlling terminal is the pty, as for a person at a shell.
-        preexec_fn=lambda: os.login_tty(slave), pass_fds=(slave,),
+        # The child's controlling terminal is the pty, as for a person at a shell. Only preexec_fn can make it
+        # one (TIOCSCTTY in the child); the child calls nothing else before exec.
+        preexec_fn=lambda: os.login_tty(slave), pass_fds=(slave,),  # noqa: PLW1509
         env=dict(os.environ, DWH_LOGIN_PASSWORD=env_password, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1",
                  ANSIBLE_STDOUT_CALLBACK="default"),
     )
@@ -128,7 +136,7 @@ def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path)
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": archive, "dwh_confirm": True})
     assert result.returncode != 0
     assert "dwh_tables entry %s: retention.action archive needs retention.archive_schema" % ATT in result.stdout
-    missing_key = [dict((k, v) for k, v in tables[0].items() if k != "key")]
+    missing_key = [{k: v for k, v in tables[0].items() if k != "key"}]
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": missing_key, "dwh_confirm": True})
     assert result.returncode != 0 and "dwh_tables" in result.stdout and "key" in result.stdout
     assert not dumps(tmp_path)

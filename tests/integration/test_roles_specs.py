@@ -33,7 +33,7 @@ def test_shared_spec_parts_are_identical():
     roles = [r for r in ROLES if "dwh_tables" in spec(r)]
     assert len(roles) == 6
     for name in ["dwh_tables", "dwh_login_host", "dwh_login_password", "dwh_lock_timeout"]:
-        assert len(set(yaml.safe_dump(spec(r)[name]) for r in roles)) == 1, name
+        assert len({yaml.safe_dump(spec(r)[name]) for r in roles}) == 1, name
     assert all(spec(r)["dwh_login_password"]["no_log"] for r in roles)
 
 
@@ -60,7 +60,7 @@ def test_inventories_hold_no_plaintext_password_and_prod_runs_in_waves():
     with open(os.path.join(ROOT, "inventories", "prod", "group_vars", "all", "dwh.yml")) as handle:
         prod = yaml.safe_load(handle)
     assert prod["dwh_serial"] == 1 and prod["dwh_max_fail_percentage"] == 0
-    tables = dict((t["name"], t) for t in prod["dwh_tables"])
+    tables = {t["name"]: t for t in prod["dwh_tables"]}
     assert tables["dwh_facts.fait_attributions"]["key"] == "date_demandee_key"
     assert tables["dwh_facts.fait_factures"]["key"] == "date_facture_key"
     assert all(t["key_format"] == "yyyymmdd" and t["interval"] == "year" and t["premake"] == 2 for t in tables.values())

@@ -42,7 +42,7 @@ def record(campaign, **figures):
 # Readers and writers running beside a module
 # ---------------------------------------------------------------------------------------------------------------
 
-class Probe(object):
+class Probe:
     """A reader: runs ``query`` every ``interval`` seconds on its own connection, measures the longest stall.
 
     A stall is the time one query took to answer. Errors (the table missing, a lock timeout...) are collected:
@@ -108,7 +108,7 @@ class Probe(object):
         return {"max_stall_ms": round(self.max_stall * 1000, 1), "queries": self.queries, "errors": list(self.errors)}
 
 
-class Writer(object):
+class Writer:
     """A steady writer mix on ``schema.table(id, jour, val, note)``: inserts, updates and deletes, one per
     ``interval`` seconds, each its own transaction. ``expected`` holds what was *committed*: id -> val.
 
@@ -196,11 +196,11 @@ class Writer(object):
             cur.execute(sql.SQL("SELECT id, val, count(*) OVER (PARTITION BY id) FROM {}")
                         .format(sql.Identifier(schema, name)))
             rows = cur.fetchall()
-        actual = dict((r[0], r[1]) for r in rows)
+        actual = {r[0]: r[1] for r in rows}
         return {
             "lost": sorted(set(self.expected) - set(actual)),
             "unexpected": sorted(set(actual) - set(self.expected)),
-            "duplicated": sorted(set(r[0] for r in rows if r[2] > 1)),
+            "duplicated": sorted({r[0] for r in rows if r[2] > 1}),
             "wrong_value": sorted(i for i in self.expected if i in actual and actual[i] != self.expected[i]),
         }
 
@@ -387,7 +387,7 @@ def setup_migration(conn, rows=3000):
           "CREATE VIEW mg.v_fait AS SELECT date_key, sum(montant) AS total FROM mg.fait GROUP BY date_key")
 
 
-class Scenario(object):
+class Scenario:
     """One crash-campaign scenario.
 
     ``setup(conn)`` builds the source; ``spec(server, db, conn)`` returns the child spec (kind module|migration,
@@ -575,7 +575,7 @@ def rerun(scenario, server, db, attempts=3):
     raise AssertionError("%s: the re-run did not succeed: %r" % (scenario.name, last))
 
 
-class Campaign(object):
+class Campaign:
     """A crash campaign of one scenario on one server: a template, a reference run, then ``points`` crashes.
 
     ``action(proc, server, db)`` is what happens at the crash point (kill -9, pg_terminate_backend, server crash).

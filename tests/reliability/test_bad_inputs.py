@@ -150,7 +150,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(bad_db, case_id, module, ar
 
 
 def test_catalogue_is_large_enough():
-    modules = set(c[1] for c in CASES)
+    modules = {c[1] for c in CASES}
     assert len(CASES) >= 30 and {"table_info", "partitioned_table", "compression", "vacuum"} <= modules
 
 

@@ -13,7 +13,14 @@ import random
 import pytest
 
 from tests.reliability.harness import (
-    MODULE_MIGRATION, SCENARIOS, SEED, Campaign, crash_server, kill_process, module_accepts, terminate_backend,
+    MODULE_MIGRATION,
+    SCENARIOS,
+    SEED,
+    Campaign,
+    crash_server,
+    kill_process,
+    module_accepts,
+    terminate_backend,
 )
 
 FULL_POINTS = int(os.environ.get("SIGETI_CAMPAIGN_POINTS", "20"))

@@ -108,7 +108,7 @@ def test_online_recompression_under_load(pg_server, db, conn):
 def test_vacuum_full_under_load(pg_server, db, conn):
     expected = _partitioned(conn, 3000)
     _exec(conn, "DELETE FROM ld.p WHERE id % 3 = 0")
-    expected = dict((k, v) for k, v in expected.items() if k % 3)
+    expected = {k: v for k, v in expected.items() if k % 3}
     args = _args(pg_server, db, tables=["ld.p"], full="always", full_method="vacuum_full", disk_check="never",
                  analyze="always")
     _during(pg_server, db, conn, expected, lambda: run_module("vacuum", args), "vacuum full")

@@ -141,4 +141,4 @@ def diff(before, after):
 
 def without(fp, *sections):
     """A copy of a fingerprint without some sections (e.g. to compare catalogs only)."""
-    return dict((k, v) for k, v in fp.items() if k not in sections)
+    return {k: v for k, v in fp.items() if k not in sections}
