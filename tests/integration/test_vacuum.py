@@ -19,11 +19,23 @@ def _args(pg_server, db, **extra):
 
 
 def flush(conn):
-    """Make this session's table counters visible now (PostgreSQL 15+ flushes them asynchronously)."""
+    """Make this session's table counters visible now (PostgreSQL 15+ flushes them asynchronously).
+
+    PostgreSQL 14 has no pg_stat_force_next_flush(): a backend sends its counters to the stats collector at the
+    end of a transaction at most every 500 ms, so wait that long and end one more transaction; the next reader's
+    snapshot request reaches the collector after those counters.
+    """
     with conn.cursor() as cur:
         cur.execute("SELECT current_setting('server_version_num')::int >= 150000")
         if cur.fetchone()[0]:
             cur.execute("SELECT pg_stat_force_next_flush()")
+        else:
+            cur.execute("SELECT pg_sleep(0.6)")
+            if not conn.autocommit:
+                conn.commit()
+            cur.execute("SELECT 1")
+            if not conn.autocommit:
+                conn.commit()
 
 
 def stats(conn, name):
