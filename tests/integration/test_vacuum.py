@@ -139,10 +139,13 @@ def test_partitioned_parent_is_analyzed_after_partition_changes(pg_server, db, c
                         "WITH (autovacuum_enabled = off)" % (year, year, year + 1))
         cur.execute("INSERT INTO dwh.f SELECT i, DATE '2024-01-01' + i % 700, 'x' FROM generate_series(1, 6000) i")
     flush(conn)
+    with conn.cursor() as cur:  # PostgreSQL 18+ analyzes the parent alone (ANALYZE ONLY): its leaves are done
+        cur.execute("SELECT current_setting('server_version_num')::int >= 180000")
+        analyze_parent = 'ANALYZE ONLY "dwh"."f"' if cur.fetchone()[0] else 'ANALYZE "dwh"."f"'
     first = settle(pg_server, db, tables=["dwh.f"])
     parent = relation(first, "f")
     assert parent["kind"] == "partitioned" and parent["decisions"]["analyze"]["due"]
-    assert first["queries"][-1] == 'ANALYZE "dwh"."f"'
+    assert first["queries"][-1] == analyze_parent
     assert run_module("vacuum", _args(pg_server, db, tables=["dwh.f"]))["changed"] is False
     with conn.cursor() as cur:  # changes in one partition only, above its analyze trigger
         cur.execute("UPDATE dwh.f SET v = 'y' WHERE d >= '2025-01-01'")
@@ -152,7 +155,7 @@ def test_partitioned_parent_is_analyzed_after_partition_changes(pg_server, db, c
     result = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"]))
     assert result["changed"] is True
     assert "f_2025" in relation(result, "f")["decisions"]["analyze"]["reason"]
-    assert result["queries"][-1] == 'ANALYZE "dwh"."f"'
+    assert result["queries"][-1] == analyze_parent
     assert not any("f_2024" in q for q in result["queries"])
     with conn.cursor() as cur:
         cur.execute("SELECT last_analyze FROM pg_stat_all_tables WHERE relid = 'dwh.f'::regclass")
