@@ -6,6 +6,7 @@ import os
 import pty
 import select
 import subprocess
+import termios
 import time
 
 import pytest
@@ -108,11 +109,16 @@ def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_
             except OSError:  # EIO: every copy of the slave side is closed, the child is gone
                 chunk = b""
             output += chunk
-            if not answered and b"Continue? (yes/no)" in output:
+            # Answer once the prompt is shown AND the terminal left canonical mode: ansible switches it to raw
+            # mode after printing the prompt, and a line typed before that switch is flushed away.
+            if not answered and b"Continue? (yes/no)" in output and not termios.tcgetattr(master)[3] & termios.ICANON:
                 os.write(master, b"non\r")
                 answered = True
             if chunk:
                 continue
+        elif not answered and b"Continue? (yes/no)" in output and not termios.tcgetattr(master)[3] & termios.ICANON:
+            os.write(master, b"non\r")
+            answered = True
         if process.poll() is not None:
             break
     if process.poll() is None:
