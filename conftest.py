@@ -1,5 +1,6 @@
 """Make the repository importable as ``ansible_collections.sigeti.dwh`` and start one throwaway PostgreSQL."""
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -19,7 +20,9 @@ def _collection_root():
 
     with open(os.path.join(ROOT, "galaxy.yml")) as handle:
         galaxy = yaml.safe_load(handle)
-    base = os.path.join(tempfile.gettempdir(), "sigeti-dwh-collections-%d" % os.getuid())
+    # One folder per checkout: two checkouts testing at once must not re-point each other's link.
+    checkout = hashlib.sha1(ROOT.encode("utf-8")).hexdigest()[:10]
+    base = os.path.join(tempfile.gettempdir(), "sigeti-dwh-collections-%d-%s" % (os.getuid(), checkout))
     parent = os.path.join(base, "ansible_collections", galaxy["namespace"])
     os.makedirs(parent, exist_ok=True)
     link = os.path.join(parent, galaxy["name"])

@@ -83,8 +83,14 @@ def test_without_a_terminal_and_without_confirm_it_fails_closed(pg_server, conn,
 
 
 @needs_partitioning
+@pytest.mark.slow
 def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_path):
-    """A person answers "non" at the prompt (a real pseudo-terminal): the run stops, nothing changed."""
+    """A person answers "non" at the prompt (a real pseudo-terminal): the run stops, nothing changed.
+
+    Slow and outside ./dev test: driving ansible's raw-mode prompt through a pty hung in loaded CI runs (the answer
+    raced the terminal's switch to raw mode). The unattended path, which CI and AWX take, is covered by
+    test_without_a_terminal_and_without_confirm_it_fails_closed.
+    """
     before = partitions(conn, ATT)
     master, slave = pty.openpty()
     env_password = pg_server.password
@@ -100,7 +106,7 @@ def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_
     )
     os.close(slave)
     # Read until the child exits (never stop reading: a full pty buffer would block it); no timing assertion.
-    output, answered, deadline = b"", False, time.time() + 1200
+    output, answered, deadline = b"", False, time.time() + 180
     while time.time() < deadline:
         ready = select.select([master], [], [], 1.0)[0]
         if ready:
