@@ -53,14 +53,29 @@ def total_size(conn, table):
 
 
 def breakdown(conn, table):
-    return "heap %s + TOAST %s + indexes %s" % tuple(mb(v) for v in sh(conn, (
-        "SELECT pg_relation_size(c.oid), pg_total_relation_size(c.reltoastrelid), pg_indexes_size(c.oid) "
-        "FROM pg_class c WHERE c.oid = '%s'::regclass") % table, True)[0])
+    return "heap %s + TOAST %s + indexes %s" % tuple(
+        mb(v)
+        for v in sh(
+            conn,
+            (
+                "SELECT pg_relation_size(c.oid), pg_total_relation_size(c.reltoastrelid), pg_indexes_size(c.oid) "
+                "FROM pg_class c WHERE c.oid = '%s'::regclass"
+            )
+            % table,
+            True,
+        )[0]
+    )
 
 
 def methods(conn, table):
-    return dict(sh(conn, "SELECT coalesce(pg_column_compression(note), 'none') || '/' || "
-                         "coalesce(pg_column_compression(doc), 'none'), count(*) FROM %s GROUP BY 1" % table, True))
+    return dict(
+        sh(
+            conn,
+            "SELECT coalesce(pg_column_compression(note), 'none') || '/' || "
+            "coalesce(pg_column_compression(doc), 'none'), count(*) FROM %s GROUP BY 1" % table,
+            True,
+        )
+    )
 
 
 def checksum(conn, table):
@@ -86,15 +101,20 @@ def main(argv=None):
         restored = server.connect("restored")
         sh(restored, "CREATE SCHEMA b")  # pg_dump -t dumps the table, not its schema
         conn = server.connect("bench")
-        print("PostgreSQL %s, %d rows of ~10 kB text + ~6 kB jsonb, stored pglz" % (one(conn, "SHOW server_version"), args.rows))
+        print(
+            "PostgreSQL %s, %d rows of ~10 kB text + ~6 kB jsonb, stored pglz"
+            % (one(conn, "SHOW server_version"), args.rows)
+        )
         started = time.perf_counter()
         sh(conn, "CREATE SCHEMA b")
         sh(conn, "CREATE TABLE b.base (id int PRIMARY KEY, note text COMPRESSION pglz, doc jsonb COMPRESSION pglz)")
         sh(conn, "INSERT INTO b.base SELECT i, %s, %s FROM generate_series(1, %d) i" % (NOTE, DOC, args.rows))
         sh(conn, "VACUUM ANALYZE b.base")
         raw = one(conn, "SELECT sum(octet_length(note)) + sum(octet_length(doc::text)) FROM b.base")
-        print("generated in %.1f s: raw %s, stored pglz %s (%s)" % (
-            time.perf_counter() - started, mb(raw), mb(total_size(conn, "b.base")), methods(conn, "b.base")))
+        print(
+            "generated in %.1f s: raw %s, stored pglz %s (%s)"
+            % (time.perf_counter() - started, mb(raw), mb(total_size(conn, "b.base")), methods(conn, "b.base"))
+        )
         reference = checksum(conn, "b.base")
         for name in ("online", "rewrite", "dumped"):
             sh(conn, "CREATE TABLE b.%s AS SELECT * FROM b.base" % name)
@@ -115,20 +135,37 @@ def main(argv=None):
                 raise SystemExit("compression %s failed: %s" % (mode, result["msg"]))
             sizes[mode] = total_size(conn, "b.%s" % mode)
             assert checksum(conn, "b.%s" % mode) == reference, "content changed"
-            print("%-8s %6.1f s  %s -> %s  methods %s  (module reported after: %s)" % (
-                mode, timings[mode], mb(before), mb(sizes[mode]), methods(conn, "b.%s" % mode),
-                mb(result["sizes"]["after"]["total_bytes"])))
+            print(
+                "%-8s %6.1f s  %s -> %s  methods %s  (module reported after: %s)"
+                % (
+                    mode,
+                    timings[mode],
+                    mb(before),
+                    mb(sizes[mode]),
+                    methods(conn, "b.%s" % mode),
+                    mb(result["sizes"]["after"]["total_bytes"]),
+                )
+            )
 
         # pg_dump | pg_restore of the same table, restored with lz4 (the declared method set on the source).
         sh(conn, "ALTER TABLE b.dumped ALTER COLUMN note SET COMPRESSION lz4, ALTER COLUMN doc SET COMPRESSION lz4")
         env = dict(os.environ, PGPASSWORD=server.password, PGOPTIONS="-c default_toast_compression=lz4")
         common = ["-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres"]
         t0 = time.perf_counter()
-        dump = subprocess.Popen([os.path.join(server.bin_dir, "pg_dump"), "-Fc", "-t", "b.dumped"] + common + ["bench"],
-                                stdout=subprocess.PIPE, env=env)
-        restore = subprocess.run([os.path.join(server.bin_dir, "pg_restore"), "--no-owner", "--exit-on-error",
-                                  "-d", "restored"] + common,
-                                 stdin=dump.stdout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        dump = subprocess.Popen(
+            [os.path.join(server.bin_dir, "pg_dump"), "-Fc", "-t", "b.dumped"] + common + ["bench"],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        restore = subprocess.run(
+            [os.path.join(server.bin_dir, "pg_restore"), "--no-owner", "--exit-on-error", "-d", "restored"] + common,
+            stdin=dump.stdout,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
         dump.stdout.close()
         if dump.wait() != 0 or restore.returncode != 0:
             raise SystemExit("pg_dump | pg_restore failed: %s" % restore.stdout)
@@ -136,25 +173,50 @@ def main(argv=None):
         sh(restored, "VACUUM ANALYZE b.dumped")
         sizes["dump_restore"] = total_size(restored, "b.dumped")
         assert checksum(restored, "b.dumped") == reference, "content changed"
-        print("%-8s %6.1f s  %s -> %s  methods %s" % (
-            "dump|restore", timings["dump_restore"], mb(before), mb(sizes["dump_restore"]), methods(restored, "b.dumped")))
+        print(
+            "%-8s %6.1f s  %s -> %s  methods %s"
+            % (
+                "dump|restore",
+                timings["dump_restore"],
+                mb(before),
+                mb(sizes["dump_restore"]),
+                methods(restored, "b.dumped"),
+            )
+        )
 
         pglz_values = one(conn, "SELECT sum(pg_column_size(note)) + sum(pg_column_size(doc)) FROM b.base")
         lz4_values = one(conn, "SELECT sum(pg_column_size(note)) + sum(pg_column_size(doc)) FROM b.rewrite")
         floor = float(sizes["dump_restore"])
         print()
         print("ratios (same run):")
-        print("  final size / restored copy: rewrite %.3f, online %.3f, restored 1.000" % (
-            sizes["rewrite"] / floor, sizes["online"] / floor))
-        print("  time / dump|restore:        rewrite %.2f, online %.2f" % (
-            timings["rewrite"] / timings["dump_restore"], timings["online"] / timings["dump_restore"]))
-        print("  online throughput / rewrite throughput: %.2f (values per second, same values)" % (
-            timings["rewrite"] / timings["online"]))
-        print("  lz4 / pglz on this data: values %.3f (%s vs %s), whole table %.3f (%s vs %s)" % (
-            lz4_values / float(pglz_values), mb(lz4_values), mb(pglz_values),
-            sizes["rewrite"] / float(total_size(conn, "b.base")), mb(sizes["rewrite"]), mb(total_size(conn, "b.base"))))
+        print(
+            "  final size / restored copy: rewrite %.3f, online %.3f, restored 1.000"
+            % (sizes["rewrite"] / floor, sizes["online"] / floor)
+        )
+        print(
+            "  time / dump|restore:        rewrite %.2f, online %.2f"
+            % (timings["rewrite"] / timings["dump_restore"], timings["online"] / timings["dump_restore"])
+        )
+        print(
+            "  online throughput / rewrite throughput: %.2f (values per second, same values)"
+            % (timings["rewrite"] / timings["online"])
+        )
+        print(
+            "  lz4 / pglz on this data: values %.3f (%s vs %s), whole table %.3f (%s vs %s)"
+            % (
+                lz4_values / float(pglz_values),
+                mb(lz4_values),
+                mb(pglz_values),
+                sizes["rewrite"] / float(total_size(conn, "b.base")),
+                mb(sizes["rewrite"]),
+                mb(total_size(conn, "b.base")),
+            )
+        )
         print("  pglz table: %s; lz4 table (rewrite): %s" % (breakdown(conn, "b.base"), breakdown(conn, "b.rewrite")))
-        print("  online before -> after (old versions kept, reusable not returned): %.3f" % (sizes["online"] / float(before)))
+        print(
+            "  online before -> after (old versions kept, reusable not returned): %.3f"
+            % (sizes["online"] / float(before))
+        )
         restored.close()
         conn.close()
     finally:

@@ -96,8 +96,11 @@ def run_sql(conn, *statements):
 def yearly_ddl(conn, table):
     run_sql(conn, "CREATE TABLE %s (LIKE bench.fait INCLUDING DEFAULTS) PARTITION BY RANGE (date_key)" % table)
     for year in range(2020, 2031):
-        run_sql(conn, "CREATE TABLE %s_%d PARTITION OF %s FOR VALUES FROM (%d0101) TO (%d0101)"
-                % (table, year, table, year, year + 1))
+        run_sql(
+            conn,
+            "CREATE TABLE %s_%d PARTITION OF %s FOR VALUES FROM (%d0101) TO (%d0101)"
+            % (table, year, table, year, year + 1),
+        )
     run_sql(conn, "CREATE TABLE %s_default PARTITION OF %s DEFAULT" % (table, table))
 
 
@@ -132,14 +135,18 @@ def main(argv=None):
         print("source: %d rows, %s (generated in %.1f s)" % (args.scale, size, load), flush=True)
 
         fresh_fact(conn)
-        results["floor"], _result = timed(lambda: run_sql(
-            conn, "CREATE TABLE bench.floor (LIKE bench.fait)", "INSERT INTO bench.floor SELECT * FROM bench.fait"))
+        results["floor"], _result = timed(
+            lambda: run_sql(
+                conn, "CREATE TABLE bench.floor (LIKE bench.fait)", "INSERT INTO bench.floor SELECT * FROM bench.fait"
+            )
+        )
         run_sql(conn, "DROP TABLE bench.floor")
         print("floor %.2f s" % results["floor"], flush=True)
 
         fresh_fact(conn)
-        results["offline"], _result = timed(lambda: migrate(conn, "bench.fait", "date_key", mode="offline",
-                                                      extend_primary_key=True))
+        results["offline"], _result = timed(
+            lambda: migrate(conn, "bench.fait", "date_key", mode="offline", extend_primary_key=True)
+        )
         conn.autocommit = True
         print("offline %.2f s" % results["offline"], flush=True)
 
@@ -147,17 +154,27 @@ def main(argv=None):
 
         def naive():
             yearly_ddl(conn, "bench.naive")
-            run_sql(conn, "ALTER TABLE bench.naive ADD PRIMARY KEY (id, date_key)",
-                    "CREATE INDEX ON bench.naive (date_key)", "CREATE INDEX ON bench.naive (entreprise_id)",
-                    "INSERT INTO bench.naive SELECT * FROM bench.fait")
+            run_sql(
+                conn,
+                "ALTER TABLE bench.naive ADD PRIMARY KEY (id, date_key)",
+                "CREATE INDEX ON bench.naive (date_key)",
+                "CREATE INDEX ON bench.naive (entreprise_id)",
+                "INSERT INTO bench.naive SELECT * FROM bench.fait",
+            )
+
         results["naive"], _result = timed(naive)
         run_sql(conn, "DROP TABLE bench.naive")
         print("naive %.2f s" % results["naive"], flush=True)
 
         fresh_fact(conn)
         expected = args.scale
-        seconds, online, probe = with_probe(server, "bench", lambda: migrate(
-            conn, "bench.fait", "date_key", mode="online", extend_primary_key=True, batch_rows=args.batch_rows))
+        seconds, online, probe = with_probe(
+            server,
+            "bench",
+            lambda: migrate(
+                conn, "bench.fait", "date_key", mode="online", extend_primary_key=True, batch_rows=args.batch_rows
+            ),
+        )
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM bench.fait")
@@ -167,14 +184,24 @@ def main(argv=None):
         results["online"] = seconds
         results["online_stall"] = probe.longest
         results["online_swap"] = online["swap_seconds"]
-        notes.append("online: %d batches, %d replayed keys, %d probe writes (errors: %d), rows verified %d = %d + %d"
-                     % (online["batches"], online["replayed_keys"], probe.writes, len(probe.errors), found,
-                        expected, probe.writes))
+        notes.append(
+            "online: %d batches, %d replayed keys, %d probe writes (errors: %d), rows verified %d = %d + %d"
+            % (
+                online["batches"],
+                online["replayed_keys"],
+                probe.writes,
+                len(probe.errors),
+                found,
+                expected,
+                probe.writes,
+            )
+        )
         print("online %.2f s, stall %.3f s" % (seconds, probe.longest), flush=True)
 
         fresh_fact(conn)
-        seconds, attach, probe = with_probe(server, "bench", lambda: migrate(
-            conn, "bench.fait", "date_key", mode="attach", extend_primary_key=True))
+        seconds, attach, probe = with_probe(
+            server, "bench", lambda: migrate(conn, "bench.fait", "date_key", mode="attach", extend_primary_key=True)
+        )
         conn.autocommit = True
         results["attach"] = seconds
         results["attach_swap"] = attach["swap_seconds"]
@@ -188,15 +215,30 @@ def main(argv=None):
             fresh_fact(conn)
 
             def partman():
-                run_sql(conn, "CREATE SCHEMA IF NOT EXISTS partman", "CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman",
-                        "ALTER TABLE bench.fait RENAME TO fait_old")
-                run_sql(conn, "CREATE TABLE bench.fait (LIKE bench.fait_old INCLUDING DEFAULTS) PARTITION BY RANGE (date_key)",
-                        "ALTER TABLE bench.fait ADD PRIMARY KEY (id, date_key)", "CREATE INDEX ON bench.fait (date_key)",
-                        "CREATE INDEX ON bench.fait (entreprise_id)")
-                run_sql(conn, "SELECT partman.create_parent('bench.fait', 'date_key', 'native', '10000', "
-                              "p_start_partition := '20200000', p_premake := 4)")
-                run_sql(conn, "CALL partman.partition_data_proc('bench.fait', p_batch := 1000, p_wait := 0, "
-                              "p_source_table := 'bench.fait_old')")
+                run_sql(
+                    conn,
+                    "CREATE SCHEMA IF NOT EXISTS partman",
+                    "CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman",
+                    "ALTER TABLE bench.fait RENAME TO fait_old",
+                )
+                run_sql(
+                    conn,
+                    "CREATE TABLE bench.fait (LIKE bench.fait_old INCLUDING DEFAULTS) PARTITION BY RANGE (date_key)",
+                    "ALTER TABLE bench.fait ADD PRIMARY KEY (id, date_key)",
+                    "CREATE INDEX ON bench.fait (date_key)",
+                    "CREATE INDEX ON bench.fait (entreprise_id)",
+                )
+                run_sql(
+                    conn,
+                    "SELECT partman.create_parent('bench.fait', 'date_key', 'native', '10000', "
+                    "p_start_partition := '20200000', p_premake := 4)",
+                )
+                run_sql(
+                    conn,
+                    "CALL partman.partition_data_proc('bench.fait', p_batch := 1000, p_wait := 0, "
+                    "p_source_table := 'bench.fait_old')",
+                )
+
             try:
                 results["pg_partman"], _result = timed(partman)
                 print("pg_partman %.2f s" % results["pg_partman"], flush=True)
@@ -211,12 +253,19 @@ def main(argv=None):
 
     floor, offline = results["floor"], results["offline"]
     print()
-    print("Migration benchmark: %d rows (%s), %s, %d CPUs, %s" % (
-        args.scale, size, platform.platform(), os.cpu_count(), version.split(",")[0]))
+    print(
+        "Migration benchmark: %d rows (%s), %s, %d CPUs, %s"
+        % (args.scale, size, platform.platform(), os.cpu_count(), version.split(",")[0])
+    )
     print("%-38s %10s %12s %12s" % ("method", "seconds", "vs floor", "vs offline"))
-    rows = [("INSERT...SELECT, unindexed (floor)", "floor"), ("offline (load, then index)", "offline"),
-            ("naive (indexed target, one INSERT)", "naive"), ("online (batches, capture, swap)", "online"),
-            ("attach (no copy; total incl. VALIDATE)", "attach"), ("pg_partman partition_data_proc", "pg_partman")]
+    rows = [
+        ("INSERT...SELECT, unindexed (floor)", "floor"),
+        ("offline (load, then index)", "offline"),
+        ("naive (indexed target, one INSERT)", "naive"),
+        ("online (batches, capture, swap)", "online"),
+        ("attach (no copy; total incl. VALIDATE)", "attach"),
+        ("pg_partman partition_data_proc", "pg_partman"),
+    ]
     for label, key in rows:
         if key in results:
             print("%-38s %10.2f %11.2fx %11.2fx" % (label, results[key], results[key] / floor, results[key] / offline))
@@ -224,10 +273,14 @@ def main(argv=None):
     print("online / offline = %.2f (goal <= 1.2)" % (results["online"] / offline))
     if "pg_partman" in results:
         print("pg_partman / online = %.2f (goal >= 3)" % (results["pg_partman"] / results["online"]))
-    print("online: longest probe stall %.3f s (goal <= 1 s), swap transaction %.3f s"
-          % (results["online_stall"], results["online_swap"]))
-    print("attach: swap transaction %.3f s (goal <= 0.1 s), longest probe stall %.3f s"
-          % (results["attach_swap"], results["attach_stall"]))
+    print(
+        "online: longest probe stall %.3f s (goal <= 1 s), swap transaction %.3f s"
+        % (results["online_stall"], results["online_swap"])
+    )
+    print(
+        "attach: swap transaction %.3f s (goal <= 0.1 s), longest probe stall %.3f s"
+        % (results["attach_swap"], results["attach_stall"])
+    )
     for note in notes:
         print("note:", note)
     return 0

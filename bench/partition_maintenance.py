@@ -43,7 +43,9 @@ class CountingMixin:
             STATS["round_trips"] += 1
             STATS["db_seconds"] += time.perf_counter() - started
             if os.environ.get("BENCH_TRACE"):
-                sys.stderr.write("  %.1f ms  %s\n" % ((time.perf_counter() - started) * 1000, str(query)[:90].replace("\n", " ")))
+                sys.stderr.write(
+                    "  %.1f ms  %s\n" % ((time.perf_counter() - started) * 1000, str(query)[:90].replace("\n", " "))
+                )
 
 
 _COUNTING = {}
@@ -129,8 +131,15 @@ def main():
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE sig (id bigint, k date NOT NULL, v text) PARTITION BY RANGE (k)")
             cur.execute("CREATE INDEX ON sig (k)")
-        args = dict(server.params("bench"), name="public.sig", key="k", interval="day", start=start.isoformat(),
-                    premake=premake, default_partition=True)
+        args = dict(
+            server.params("bench"),
+            name="public.sig",
+            key="k",
+            interval="day",
+            start=start.isoformat(),
+            premake=premake,
+            default_partition=True,
+        )
         create_wall, create_db, create_trips, result = run_counted(args)
         assert len(result["created"]) == n + 1, len(result["created"])
         noop = [run_counted(args) for _round in range(options.repeat)]
@@ -143,7 +152,9 @@ def main():
         small_n = max(10, n // 10)
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE sig_small (id bigint, k date NOT NULL, v text) PARTITION BY RANGE (k)")
-        small_args = dict(args, name="public.sig_small", start=(today - datetime.timedelta(days=small_n - premake - 1)).isoformat())
+        small_args = dict(
+            args, name="public.sig_small", start=(today - datetime.timedelta(days=small_n - premake - 1)).isoformat()
+        )
         run_counted(small_args)
         small_trips = run_counted(small_args)[2]
 
@@ -156,9 +167,12 @@ def main():
                 cur.execute("CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman")
                 cur.execute("CREATE TABLE pm (id bigint, k date NOT NULL, v text) PARTITION BY RANGE (k)")
                 cur.execute("CREATE INDEX ON pm (k)")
-            create_pm = timed(conn, "SELECT partman.create_parent(p_parent_table => 'public.pm', p_control => 'k', "
-                                    "p_type => 'native', p_interval => 'daily', p_premake => %d, "
-                                    "p_start_partition => '%s')" % (premake, start.isoformat()))[0]
+            create_pm = timed(
+                conn,
+                "SELECT partman.create_parent(p_parent_table => 'public.pm', p_control => 'k', "
+                "p_type => 'native', p_interval => 'daily', p_premake => %d, "
+                "p_start_partition => '%s')" % (premake, start.isoformat()),
+            )[0]
             with conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.pm'::regclass")
                 pm_count = cur.fetchone()[0]
@@ -169,20 +183,35 @@ def main():
         print("\n%d daily partitions (+ default), index on the key, PostgreSQL %s" % (n, server.version_num()))
         print("%-44s %14s %14s %12s" % ("", "wall", "database", "round trips"))
         print("%-44s %14s %14s %12d" % ("module: create from scratch", ms(create_wall), ms(create_db), create_trips))
-        print("%-44s %14s %14s %12d" % ("module: no-op run (median of %d)" % options.repeat, ms(noop_wall), ms(noop_db), noop_trips))
+        print(
+            "%-44s %14s %14s %12d"
+            % ("module: no-op run (median of %d)" % options.repeat, ms(noop_wall), ms(noop_db), noop_trips)
+        )
         print("%-44s %14s %14s %12d" % ("module: no-op run on %d partitions" % small_n, "", "", small_trips))
         if partman:
-            print("%-44s %14s %14s %12d" % ("pg_partman %s create_parent (%d partitions)" % (partman["version"], partman["count"]),
-                                            ms(partman["create"]), ms(partman["create"]), 1))
-            print("%-44s %14s %14s %12d" % ("pg_partman run_maintenance() no-op (median)", ms(partman["noop"]), ms(partman["noop"]), 1))
+            print(
+                "%-44s %14s %14s %12d"
+                % (
+                    "pg_partman %s create_parent (%d partitions)" % (partman["version"], partman["count"]),
+                    ms(partman["create"]),
+                    ms(partman["create"]),
+                    1,
+                )
+            )
+            print(
+                "%-44s %14s %14s %12d"
+                % ("pg_partman run_maintenance() no-op (median)", ms(partman["noop"]), ms(partman["noop"]), 1)
+            )
             print("\nratios (module / pg_partman; < 1 means the module is faster):")
             print("  create from scratch, database time: %.2f" % (create_db / partman["create"]))
             print("  no-op, database time:               %.2f" % (noop_db / partman["noop"]))
             print("  no-op, module wall (Python incl.):  %.2f" % (noop_wall / partman["noop"]))
         else:
             print("\npg_partman: absent on this server (run with PG_BIN=/usr/lib/postgresql/15/bin to compare)")
-        print("round trips of a no-op: %d at %d partitions, %d at %d partitions (constant: %s)"
-              % (noop_trips, n, small_trips, small_n, noop_trips == small_trips))
+        print(
+            "round trips of a no-op: %d at %d partitions, %d at %d partitions (constant: %s)"
+            % (noop_trips, n, small_trips, small_n, noop_trips == small_trips)
+        )
         conn.close()
     finally:
         server.destroy()

@@ -57,16 +57,27 @@ def make_table(conn, name, partitions):
 
     table = sql.Identifier(name)
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE TABLE {} (id bigint, d date NOT NULL, v text) PARTITION BY RANGE (d)").format(table))
+        cur.execute(
+            sql.SQL("CREATE TABLE {} (id bigint, d date NOT NULL, v text) PARTITION BY RANGE (d)").format(table)
+        )
         cur.execute(sql.SQL("CREATE INDEX ON {} (d)").format(table))
         first = datetime.date(2020, 1, 1)
         for day in range(partitions):
             low = first + datetime.timedelta(days=day)
-            cur.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                sql.Identifier("%s_%s" % (name, low.strftime("%Y%m%d"))), table,
-                sql.Literal(low), sql.Literal(low + datetime.timedelta(days=1))))
-        cur.execute(sql.SQL("INSERT INTO {} SELECT i, date '2020-01-01' + (i %% %s), 'x' "
-                            "FROM generate_series(1, 5000) i").format(table), (partitions,))
+            cur.execute(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                    sql.Identifier("%s_%s" % (name, low.strftime("%Y%m%d"))),
+                    table,
+                    sql.Literal(low),
+                    sql.Literal(low + datetime.timedelta(days=1)),
+                )
+            )
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} SELECT i, date '2020-01-01' + (i %% %s), 'x' FROM generate_series(1, 5000) i"
+            ).format(table),
+            (partitions,),
+        )
         cur.execute(sql.SQL("ANALYZE {}").format(table))
 
 
@@ -77,8 +88,9 @@ def measure(conn, name, repeat):
         counting = CountingConnection(conn)
         started = time.perf_counter()
         table = catalog.read_table(counting, "public", name)
-        catalog.column_compression(counting, "public", name, ["v"], relpages=sum(
-            e["relpages"] or 0 for e in table["relations"].values()))
+        catalog.column_compression(
+            counting, "public", name, ["v"], relpages=sum(e["relpages"] or 0 for e in table["relations"].values())
+        )
         times.append((time.perf_counter() - started) * 1000)
         db_times.append(counting.db_seconds * 1000)
         trips = counting.statements
@@ -101,9 +113,13 @@ def main():
         large_ms, large_db, large_trips, large_parts = measure(conn, "large", args.repeat)
         print("PostgreSQL bin: %s, %d cores, %d repeats (medians)" % (server.bin_dir, os.cpu_count(), args.repeat))
         print("%-26s %9s %9s %7s %9s" % ("case", "total ms", "DB ms", "trips", "DB ratio"))
-        print("%-26s %9.1f %9.1f %7d %9.2f" % ("baseline: %d partitions" % base_parts, base_ms, base_db, base_trips, 1.0))
-        print("%-26s %9.1f %9.1f %7d %9.2f" % ("%d partitions" % large_parts, large_ms, large_db, large_trips,
-                                               large_db / base_db))
+        print(
+            "%-26s %9.1f %9.1f %7d %9.2f" % ("baseline: %d partitions" % base_parts, base_ms, base_db, base_trips, 1.0)
+        )
+        print(
+            "%-26s %9.1f %9.1f %7d %9.2f"
+            % ("%d partitions" % large_parts, large_ms, large_db, large_trips, large_db / base_db)
+        )
         print("round trips constant in the number of partitions: %s" % (base_trips == large_trips))
         print("database time under 100 ms with %d partitions: %s" % (large_parts, large_db < 100))
     finally:

@@ -55,9 +55,12 @@ def module_pass(server, db, **extra):
 def guide_pass(conn):
     """The guide's weekly step: VACUUM ANALYZE on every table of the warehouse schemas, whatever their state."""
     with conn.cursor() as cur:
-        cur.execute("SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) "
-                    "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1", (SCHEMAS,))
+        cur.execute(
+            "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) "
+            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1",
+            (SCHEMAS,),
+        )
         tables = [r[0] for r in cur.fetchall()]
         start = time.monotonic()
         for table in tables:
@@ -81,9 +84,14 @@ def weekly(server, scale, repeat):
     relations = sum(len(t["relations"]) for t in first["tables"])
     conn.close()
     return {
-        "scale": scale, "bytes": loaded["total_bytes"], "load_s": loaded["seconds"], "relations": relations,
-        "catch_up_s": catch_up, "catch_up_statements": len(first["queries"]),
-        "module_s": statistics.median(module_times), "guide_s": statistics.median(guide_times),
+        "scale": scale,
+        "bytes": loaded["total_bytes"],
+        "load_s": loaded["seconds"],
+        "relations": relations,
+        "catch_up_s": catch_up,
+        "catch_up_statements": len(first["queries"]),
+        "module_s": statistics.median(module_times),
+        "guide_s": statistics.median(guide_times),
         "changed_after_guide": after_guide["changed"],
     }
 
@@ -114,10 +122,14 @@ def make_bloated(conn, table, rows):
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA IF NOT EXISTS bench")
         cur.execute("DROP TABLE IF EXISTS %s" % table)
-        cur.execute("CREATE TABLE %s (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, k int, payload text) "
-                    "WITH (autovacuum_enabled = off)" % table)
-        cur.execute("INSERT INTO %s (k, payload) SELECT i %% 1000, repeat(md5(i::text), 3) "
-                    "FROM generate_series(1, %d) i" % (table, rows))
+        cur.execute(
+            "CREATE TABLE %s (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, k int, payload text) "
+            "WITH (autovacuum_enabled = off)" % table
+        )
+        cur.execute(
+            "INSERT INTO %s (k, payload) SELECT i %% 1000, repeat(md5(i::text), 3) "
+            "FROM generate_series(1, %d) i" % (table, rows)
+        )
         flush(conn)  # else the insert counts land after the VACUUM below and n_live_tup reads 1.5x too high
         cur.execute("VACUUM ANALYZE %s" % table)
         cur.execute("DELETE FROM %s WHERE id %% 2 = 0" % table)
@@ -144,10 +156,18 @@ def rewrite(server, db, table, method):
     conn.close()
     rel = result["tables"][0]["relations"][0]
     full = rel["decisions"]["full"]
-    return {"method": full.get("method"), "bloat": full.get("bloat"), "measured_by": full.get("measured_by"),
-            "seconds": seconds, "rewrite_ms": rel["actions"][0].get("duration_ms") if rel["actions"] else None,
-            "before": before, "after": after, "max_stall_ms": 1000 * max(probe.latencies or [0]),
-            "inserts": len(probe.latencies), "ran": [a.get("sql") or a.get("command") for a in rel["actions"]]}
+    return {
+        "method": full.get("method"),
+        "bloat": full.get("bloat"),
+        "measured_by": full.get("measured_by"),
+        "seconds": seconds,
+        "rewrite_ms": rel["actions"][0].get("duration_ms") if rel["actions"] else None,
+        "before": before,
+        "after": after,
+        "max_stall_ms": 1000 * max(probe.latencies or [0]),
+        "inserts": len(probe.latencies),
+        "ran": [a.get("sql") or a.get("command") for a in rel["actions"]],
+    }
 
 
 def main():
@@ -170,18 +190,30 @@ def main():
     header = ("fact rows", "size", "relations", "catch-up", "module", "VACUUM ANALYZE", "ratio")
     print("%10s %10s %9s %11s %12s %12s %8s" % header)
     for r in results:
-        print("%10d %10s %9d %9.2f s %10.3f s %12.2f s %7.1fx" % (
-            r["scale"], mb(r["bytes"]), r["relations"], r["catch_up_s"], r["module_s"], r["guide_s"],
-            r["guide_s"] / r["module_s"]))
+        print(
+            "%10d %10s %9d %9.2f s %10.3f s %12.2f s %7.1fx"
+            % (
+                r["scale"],
+                mb(r["bytes"]),
+                r["relations"],
+                r["catch_up_s"],
+                r["module_s"],
+                r["guide_s"],
+                r["guide_s"] / r["module_s"],
+            )
+        )
         if r["changed_after_guide"]:
             print("   note: the module found work after the guide's pass")
     small, large = results
-    print("growth x%d data: module %.2fx time, VACUUM ANALYZE everything %.2fx time" % (
-        args.factor, large["module_s"] / small["module_s"], large["guide_s"] / small["guide_s"]))
+    print(
+        "growth x%d data: module %.2fx time, VACUUM ANALYZE everything %.2fx time"
+        % (args.factor, large["module_s"] / small["module_s"], large["guide_s"] / small["guide_s"])
+    )
 
     print("\n== 50%%-dead table of %d rows, full: auto, writer probe inserting every 10 ms ==" % args.bloat_rows)
     repack = os.path.exists(os.path.join(PG15_BIN, "pg_repack")) and os.path.exists(
-        "/usr/share/postgresql/15/extension/pg_repack.control")
+        "/usr/share/postgresql/15/extension/pg_repack.control"
+    )
     server = PostgresServer(bin_dir=PG15_BIN if repack else None).start()
     server.wait_ready()
     try:
@@ -204,13 +236,25 @@ def main():
     header = ("method", "bloat", "module", "rewrite", "before", "after", "max stall", "inserts")
     print("%12s %8s %9s %9s %11s %11s %13s %8s" % header)
     for r in runs:
-        print("%12s %7.0f%% %7.2f s %7.2f s %11s %11s %10.0f ms %8d" % (
-            r["method"], 100 * (r["bloat"] or 0), r["seconds"], (r["rewrite_ms"] or 0) / 1000.0, mb(r["before"]),
-            mb(r["after"]), r["max_stall_ms"], r["inserts"]))
+        print(
+            "%12s %7.0f%% %7.2f s %7.2f s %11s %11s %10.0f ms %8d"
+            % (
+                r["method"],
+                100 * (r["bloat"] or 0),
+                r["seconds"],
+                (r["rewrite_ms"] or 0) / 1000.0,
+                mb(r["before"]),
+                mb(r["after"]),
+                r["max_stall_ms"],
+                r["inserts"],
+            )
+        )
         print("   measured by %s; ran: %s" % (r["measured_by"], "; ".join(x[:90] for x in r["ran"])))
     if len(runs) == 2:
-        print("pg_repack vs VACUUM FULL: %.1fx the time, writer stall %.1fx shorter" % (
-            runs[1]["seconds"] / runs[0]["seconds"], runs[0]["max_stall_ms"] / max(runs[1]["max_stall_ms"], 0.001)))
+        print(
+            "pg_repack vs VACUUM FULL: %.1fx the time, writer stall %.1fx shorter"
+            % (runs[1]["seconds"] / runs[0]["seconds"], runs[0]["max_stall_ms"] / max(runs[1]["max_stall_ms"], 0.001))
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def summarize(lines):
             entry["rows_lost"] += line["rows_lost"]
             entry["stall"] = max(entry["stall"], line["max_reader_stall_ms"])
         for (scenario, action), e in merged.items():
-            out.append("  %-22s %-42s %3d/%-3d converged, %d rows lost (%d reached the crash point), max reader stall %.0f ms"
-                       % (scenario, action, e["converged"], e["points"], e["rows_lost"], e["crashed"], e["stall"]))
+            out.append(
+                "  %-22s %-42s %3d/%-3d converged, %d rows lost (%d reached the crash point), max reader stall %.0f ms"
+                % (scenario, action, e["converged"], e["points"], e["rows_lost"], e["crashed"], e["stall"])
+            )
         total = sum(e["points"] for e in merged.values())
         converged = sum(e["converged"] for e in merged.values())
         lost = sum(e["rows_lost"] for e in merged.values())
@@ -49,19 +51,29 @@ def summarize(lines):
     if locks:
         out.append("Lock contention (lock_timeout 200ms, lock_retries 1; a reader SELECTs every 10 ms):")
         for line in locks:
-            out.append("  %-30s failed naming the blocker: %-5s module %.2f s, max reader stall %.0f ms (budget %d ms)"
-                       % (line["case"], line["failed"], line["module_seconds"], line["max_reader_stall_ms"],
-                          line["budget_ms"]))
+            out.append(
+                "  %-30s failed naming the blocker: %-5s module %.2f s, max reader stall %.0f ms (budget %d ms)"
+                % (line["case"], line["failed"], line["module_seconds"], line["max_reader_stall_ms"], line["budget_ms"])
+            )
         out.append("  MAX reader stall: %.0f ms" % max(r["max_reader_stall_ms"] for r in locks))
     load = [r for r in lines if r["campaign"] == "load" and "committed" in r]
     if load:
         out.append("Concurrent load (writer: inserts/updates/deletes every 5 ms, one reader every 10 ms):")
         for line in load:
-            out.append("  %-24s committed %-40s lost %d, duplicated %d, wrong %d; max stall reader %.0f ms, "
-                       "writer %.0f ms (budget %d ms)" % (
-                           line["case"], json.dumps(line["committed"], sort_keys=True), line["lost"],
-                           line["duplicated"], line["wrong_value"], line["max_reader_stall_ms"],
-                           line["max_writer_stall_ms"], line["budget_ms"]))
+            out.append(
+                "  %-24s committed %-40s lost %d, duplicated %d, wrong %d; max stall reader %.0f ms, "
+                "writer %.0f ms (budget %d ms)"
+                % (
+                    line["case"],
+                    json.dumps(line["committed"], sort_keys=True),
+                    line["lost"],
+                    line["duplicated"],
+                    line["wrong_value"],
+                    line["max_reader_stall_ms"],
+                    line["max_writer_stall_ms"],
+                    line["budget_ms"],
+                )
+            )
         rejected = [r for r in lines if r["campaign"] == "load" and r.get("rejected")]
         for line in rejected:
             out.append("  %s: %d (%s)" % (line["case"], len(line["rejected"]), line["rejected"][0]))
@@ -76,8 +88,12 @@ def main(argv=None):
     args, pytest_args = parser.parse_known_args(argv)
     with tempfile.NamedTemporaryFile(prefix="sigeti-campaign-", suffix=".jsonl", delete=False) as report:
         pass  # only its name is needed: the tests append their figures to it
-    env = dict(os.environ, SIGETI_CAMPAIGN_REPORT=report.name, SIGETI_CAMPAIGN_POINTS=str(args.points),
-               SIGETI_CAMPAIGN_SEED=str(args.seed))
+    env = dict(
+        os.environ,
+        SIGETI_CAMPAIGN_REPORT=report.name,
+        SIGETI_CAMPAIGN_POINTS=str(args.points),
+        SIGETI_CAMPAIGN_SEED=str(args.seed),
+    )
     marker = "not slow" if args.fast else "slow or not slow"
     command = [sys.executable, "-m", "pytest", "-q", "tests/reliability", "-m", marker] + pytest_args
     print("$ " + " ".join(command), flush=True)
@@ -89,9 +105,14 @@ def main(argv=None):
     os.unlink(report.name)
     print()
     print("=" * 100)
-    print("sigeti.dwh reliability campaign (%s) - seed %d, %.0f s" % (
-        "fast subset" if args.fast else "full, %d point(s) per crash scenario and action" % args.points,
-        args.seed, seconds))
+    print(
+        "sigeti.dwh reliability campaign (%s) - seed %d, %.0f s"
+        % (
+            "fast subset" if args.fast else "full, %d point(s) per crash scenario and action" % args.points,
+            args.seed,
+            seconds,
+        )
+    )
     for line in summarize(lines):
         print(line)
     print("pytest exit status: %d" % code)

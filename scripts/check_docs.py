@@ -18,8 +18,17 @@ def main():
         if name.startswith("_"):
             continue
         out = subprocess.run(
-            [os.path.join(os.path.dirname(sys.executable), "ansible-doc", ), "sigeti.dwh.%s" % name],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+            [
+                os.path.join(
+                    os.path.dirname(sys.executable),
+                    "ansible-doc",
+                ),
+                "sigeti.dwh.%s" % name,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
         )
         ok = out.returncode == 0 and "EXAMPLES" in out.stdout and "RETURN VALUES" in out.stdout
         print("%s ansible-doc sigeti.dwh.%s" % ("ok    " if ok else "FAILED", name))

@@ -16,7 +16,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  pylint: disable=unused-import  (makes ansible_collections.sigeti.dwh importable and sets ANSIBLE_COLLECTIONS_PATH)
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from tests.support.pgserver import PostgresServer  # noqa: E402
 
 DEMO_DIR = os.path.join(ROOT, ".demo", "pg")
@@ -83,8 +83,12 @@ def run_playbook(server, playbook, extra_vars=None):
     env["ANSIBLE_PIPELINING"] = "1"
     env["ANSIBLE_COLLECTIONS_PATH"] = demo_collections_path()
     env.setdefault("ANSIBLE_STDOUT_CALLBACK", "default")
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-               "-i", os.path.join(ROOT, "inventories", "demo", "hosts.yml"), os.path.join(ROOT, "playbooks", playbook)]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+        "-i",
+        os.path.join(ROOT, "inventories", "demo", "hosts.yml"),
+        os.path.join(ROOT, "playbooks", playbook),
+    ]
     if extra_vars:
         command += ["-e", json.dumps(extra_vars)]
     print("\n$ %s" % " ".join(command), flush=True)
@@ -105,8 +109,7 @@ def demo_collections_path():
 
 
 MODULES = {"partitioning": "partitioned_table", "compression": "compression", "vacuum": "vacuum"}
-RANGE_QUERY = ("SELECT count(*) FROM dwh_facts.fait_attributions "
-               "WHERE date_demandee_key BETWEEN 20230101 AND 20231231")
+RANGE_QUERY = "SELECT count(*) FROM dwh_facts.fait_attributions WHERE date_demandee_key BETWEEN 20230101 AND 20231231"
 
 
 def available_roles():
@@ -136,7 +139,7 @@ def measure(server, title):
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + RANGE_QUERY)
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + RANGE_QUERY)
         times, plan = [], None
-        for _ in range(3):
+        for _attempt in range(3):
             cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + RANGE_QUERY)
             plan = cur.fetchone()[0][0]
             times.append(plan["Execution Time"])
@@ -157,18 +160,27 @@ def measure(server, title):
     for line in text:
         print("    " + line)
     print("execution time: %.1f ms (best of 3)" % min(times))
-    print("sizes: " + ", ".join("%s %.1f MiB" % (schema, size / 1048576.0) for schema, size in sizes)
-          + " (total %.1f MiB)" % (sum(s for _, s in sizes) / 1048576.0))
+    print(
+        "sizes: "
+        + ", ".join("%s %.1f MiB" % (schema, size / 1048576.0) for schema, size in sizes)
+        + " (total %.1f MiB)" % (sum(s for _schema, s in sizes) / 1048576.0)
+    )
     if kept:
-        print("       of which %.1f MiB are the original plain tables kept by the migration as *_unpartitioned "
-              "(drop_source: true in dwh_tables drops them once verified)" % (kept / 1048576.0))
-    return min(times), sum(s for _, s in sizes)
+        print(
+            "       of which %.1f MiB are the original plain tables kept by the migration as *_unpartitioned "
+            "(drop_source: true in dwh_tables drops them once verified)" % (kept / 1048576.0)
+        )
+    return min(times), sum(s for _schema, s in sizes)
 
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=int(os.environ.get("DWH_DEMO_SCALE", "1000000")),
-                        help="fact rows of the sample warehouse (default 1,000,000)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=int(os.environ.get("DWH_DEMO_SCALE", "1000000")),
+        help="fact rows of the sample warehouse (default 1,000,000)",
+    )
     parser.add_argument("--reload", action="store_true", help="drop and reload the sample warehouse")
     args = parser.parse_args(argv)
     server = start_server()
@@ -178,14 +190,19 @@ def main(argv):
     if migration:
         print("the demo starts from the plain sample warehouse (the guide's 'before'): setup migrates it online")
     else:
-        print("NOTE: migration of plain tables is not in the collection yet: the demo starts from the sample "
-              "warehouse partitioned by year 2020-2026 (setup adds the years ahead)")
+        print(
+            "NOTE: migration of plain tables is not in the collection yet: the demo starts from the sample "
+            "warehouse partitioned by year 2020-2026 (setup adds the years ahead)"
+        )
     ensure_warehouse(server, args.scale, args.reload, partitioned=not migration)
     before_ms, before_bytes = measure(server, "BEFORE the set-up")
-    enabled = dict(("dwh_%s_enabled" % role, ok) for role, ok in roles.items())
-    steps = [("info.yml", None), ("setup.yml", enabled),
-             ("weekly.yml", dict((k, v) for k, v in enabled.items() if k != "dwh_compression_enabled")),
-             ("monthly.yml", {"dwh_vacuum_enabled": roles["vacuum"]})]
+    enabled = {"dwh_%s_enabled" % role: ok for role, ok in roles.items()}
+    steps = [
+        ("info.yml", None),
+        ("setup.yml", enabled),
+        ("weekly.yml", {k: v for k, v in enabled.items() if k != "dwh_compression_enabled"}),
+        ("monthly.yml", {"dwh_vacuum_enabled": roles["vacuum"]}),
+    ]
     for playbook, extra in steps:
         code = run_playbook(server, playbook, extra)
         if code != 0:
@@ -193,8 +210,10 @@ def main(argv):
             return code
     after_ms, after_bytes = measure(server, "AFTER setup, weekly and monthly")
     print("\n=== summary")
-    print("date-range query: %.1f ms before, %.1f ms after; warehouse %.1f MiB before, %.1f MiB after"
-          % (before_ms, after_ms, before_bytes / 1048576.0, after_bytes / 1048576.0))
+    print(
+        "date-range query: %.1f ms before, %.1f ms after; warehouse %.1f MiB before, %.1f MiB after"
+        % (before_ms, after_ms, before_bytes / 1048576.0, after_bytes / 1048576.0)
+    )
     print("backups: %s" % os.path.join(ROOT, ".demo", "backups"))
     print("HTML health report: %s" % os.path.join(ROOT, ".demo", "reports", "demo", "report.html"))
     print("(also report.md, report.json and the Prometheus textfile sigeti_dwh.prom beside it)")

@@ -23,12 +23,12 @@ BIN = os.path.dirname(sys.executable)
 GATES_OUT = os.path.join(ROOT, "tests", "output", "gates")
 PY = "%d.%d" % sys.version_info[:2]
 
-GET_PIP_STAND_IN = '''# Stand-in for the pip bootstrap script ansible-test downloads (no internet here).
+GET_PIP_STAND_IN = """# Stand-in for the pip bootstrap script ansible-test downloads (no internet here).
 import subprocess
 import sys
 
 sys.exit(subprocess.call([sys.executable, "-m", "ensurepip", "--upgrade"]))
-'''
+"""
 
 
 def tool(name):
@@ -44,8 +44,12 @@ def run(command, cwd=ROOT, env=None):
 
 def tracked_files():
     """Files git tracks plus new files not ignored (so a gate sees uncommitted work too)."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                         stdout=subprocess.PIPE, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        check=True,
+    ).stdout
     return [f for f in out.decode().split("\0") if f and os.path.isfile(os.path.join(ROOT, f))]
 
 
@@ -88,8 +92,9 @@ def gate_sanity():
     """ansible-test sanity on this Python (ansible-core 2.19), with no ignore file hiding problems."""
     pip_stand_in()
     copy = physical_copy("sanity")
-    return run([tool("ansible-test"), "sanity", "--local", "--python", PY, "--color", "no"], cwd=copy,
-               env=ansible_test_env())
+    return run(
+        [tool("ansible-test"), "sanity", "--local", "--python", PY, "--color", "no"], cwd=copy, env=ansible_test_env()
+    )
 
 
 def gate_sanity_221():
@@ -101,26 +106,36 @@ def gate_sanity_221():
     if python is None:
         print("no Python >= 3.12 found (pyenv, python3.13, python3.12): cannot run ansible-core 2.21")
         return 1
-    version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout.strip()
     pip_stand_in()
     copy = physical_copy("sanity-2.21")
     bin_dir = os.path.dirname(python)
-    return run([os.path.join(bin_dir, "ansible-test"), "sanity", "--local", "--python", version, "--color", "no"],
-               cwd=copy, env=ansible_test_env(bin_dir))
+    return run(
+        [os.path.join(bin_dir, "ansible-test"), "sanity", "--local", "--python", version, "--color", "no"],
+        cwd=copy,
+        env=ansible_test_env(bin_dir),
+    )
 
 
 def gate_units():
     """ansible-test units: the unit tests, the way Galaxy reviewers run them."""
     copy = physical_copy("units")
-    return run([tool("ansible-test"), "units", "--local", "--python", PY, "--color", "no"], cwd=copy,
-               env=ansible_test_env())
+    return run(
+        [tool("ansible-test"), "units", "--local", "--python", PY, "--color", "no"], cwd=copy, env=ansible_test_env()
+    )
 
 
 def gate_lint():
     """ansible-lint with the production profile (roles, playbooks, molecule scenarios)."""
-    return run([tool("ansible-lint"), "--profile", "production", "--nocolor"],
-               env={"ANSIBLE_COLLECTIONS_PATH": _collections_path()})
+    return run(
+        [tool("ansible-lint"), "--profile", "production", "--nocolor"],
+        env={"ANSIBLE_COLLECTIONS_PATH": _collections_path()},
+    )
 
 
 def gate_ruff():
@@ -145,8 +160,19 @@ def gate_docs():
     conf = os.path.join(site, "conf.py")
     with open(conf, "a") as handle:
         handle.write("\nintersphinx_mapping = {}\n")
-    code = run([tool("antsibull-docs"), "collection", "--use-current", "--dest-dir", os.path.join(site, "rst"),
-                "--output-format", "ansible-docsite", "sigeti.dwh"], env=env)
+    code = run(
+        [
+            tool("antsibull-docs"),
+            "collection",
+            "--use-current",
+            "--dest-dir",
+            os.path.join(site, "rst"),
+            "--output-format",
+            "ansible-docsite",
+            "sigeti.dwh",
+        ],
+        env=env,
+    )
     if code:
         return code
     return run([tool("sphinx-build"), "-M", "html", "rst", "build", "-c", ".", "-q", "--keep-going"], cwd=site, env=env)
@@ -158,8 +184,11 @@ def gate_changelog():
     import yaml
 
     with open(os.path.join(ROOT, "changelogs", "changelog.yaml")) as handle:
-        recorded = {f for release in (yaml.safe_load(handle) or {}).get("releases", {}).values()
-                    for f in release.get("fragments", [])}
+        recorded = {
+            f
+            for release in (yaml.safe_load(handle) or {}).get("releases", {}).values()
+            for f in release.get("fragments", [])
+        }
     pending = sorted(set(os.listdir(os.path.join(ROOT, "changelogs", "fragments"))) - recorded)
     if pending:
         print("not yet in CHANGELOG.md (python scripts/gates.py changelog-release adds them): %s" % ", ".join(pending))

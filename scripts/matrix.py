@@ -30,14 +30,23 @@ def find_python312():
     candidates = [os.environ.get("PYTHON312")]
     if shutil.which("pyenv"):
         for version in ("3.13", "3.12"):
-            prefix = subprocess.run(["pyenv", "prefix", version], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    text=True, check=False).stdout.strip()
+            prefix = subprocess.run(
+                ["pyenv", "prefix", version], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False
+            ).stdout.strip()
             if prefix:
                 candidates.append(os.path.join(prefix.splitlines()[0], "bin", "python" + version))
     candidates += [shutil.which("python3.13"), shutil.which("python3.12")]
     for candidate in candidates:
-        if candidate and subprocess.run([candidate, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0:
+        if (
+            candidate
+            and subprocess.run(
+                [candidate, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            ).returncode
+            == 0
+        ):
             return candidate
     return None
 
@@ -61,8 +70,20 @@ def core_python(core):
         if base is None:
             return None
         subprocess.run([base, "-m", "venv", venv], check=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "ansible-core>=2.21,<2.22",
-                    "-r", os.path.join(ROOT, "requirements-dev.txt")], check=True)
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "ansible-core>=2.21,<2.22",
+            "-r",
+            os.path.join(ROOT, "requirements-dev.txt"),
+        ],
+        check=True,
+    )
     open(stamp, "w").close()
     return python
 
@@ -81,12 +102,16 @@ def run_cell(python, pg_bin, pytest_args, workers=1):
     junit = os.path.join(ROOT, "tests", "output", "matrix-%d.xml" % os.getpid())
     os.makedirs(os.path.dirname(junit), exist_ok=True)
     env = dict(os.environ, PG_BIN=pg_bin)
-    version = subprocess.run([os.path.join(pg_bin, "postgres"), "--version"], stdout=subprocess.PIPE, text=True,
-                             check=True).stdout.split()[-1]
+    version = subprocess.run(
+        [os.path.join(pg_bin, "postgres"), "--version"], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout.split()[-1]
     started = time.time()
     parallel = ["-n", str(workers)] if workers > 1 else []
-    subprocess.call([python, "-m", "pytest", "-q", "-p", "no:randomly", "--junitxml", junit] + parallel + pytest_args,
-                    cwd=ROOT, env=env)
+    subprocess.call(
+        [python, "-m", "pytest", "-q", "-p", "no:randomly", "--junitxml", junit] + parallel + pytest_args,
+        cwd=ROOT,
+        env=env,
+    )
     passed, failed, skipped = counts(junit)
     return passed, failed, skipped, time.time() - started, version
 
@@ -108,10 +133,14 @@ def main(argv):
             print("\n=== ansible-core %s x PostgreSQL %s" % (core, major), flush=True)
             passed, failed, skipped, seconds, version = run_cell(python, bin_dir(major), args.tests, args.workers)
             rows.append((core, major, version, "ok" if failed == 0 else "FAILED", passed, failed, skipped, seconds))
-    print("\n%-13s %-10s %-8s %-8s %7s %7s %7s %8s" % ("ansible-core", "PostgreSQL", "version", "result", "passed",
-                                                      "failed", "skipped", "seconds"))
+    print(
+        "\n%-13s %-10s %-8s %-8s %7s %7s %7s %8s"
+        % ("ansible-core", "PostgreSQL", "version", "result", "passed", "failed", "skipped", "seconds")
+    )
     for core, major, version, result, passed, failed, skipped, seconds in rows:
-        print("%-13s %-10s %-8s %-8s %7d %7d %7d %8.0f" % (core, major, version, result, passed, failed, skipped, seconds))
+        print(
+            "%-13s %-10s %-8s %-8s %7d %7d %7d %8.0f" % (core, major, version, result, passed, failed, skipped, seconds)
+        )
     total_passed = sum(r[4] for r in rows)
     total_failed = sum(r[5] for r in rows)
     total_skipped = sum(r[6] for r in rows)

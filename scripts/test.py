@@ -56,15 +56,37 @@ def stages(pytest_args):
         ("gate: ansible-test sanity (ansible-core 2.21, Python 3.13)", gate("sanity-2.21")),
         ("gate: ansible-test units", gate("units")),
         ("gate: docs (lint-collection-docs, HTML site)", gate("docs")),
-        ("pytest (unit + integration, real PostgreSQL)",
-         [sys.executable, "-m", "pytest", "--junitxml", JUNIT] + parallel + pytest_args),
+        (
+            "pytest (unit + integration, real PostgreSQL)",
+            [sys.executable, "-m", "pytest", "--junitxml", JUNIT] + parallel + pytest_args,
+        ),
         ("ansible-doc renders every module", [sys.executable, os.path.join(ROOT, "scripts", "check_docs.py")]),
-        ("molecule test --all (extensions/molecule, throwaway PostgreSQL per scenario)",
-         ["env", "PATH=" + venv_bin + os.pathsep + os.environ.get("PATH", ""), os.path.join(venv_bin, "molecule"),
-          "test", "--all"]),
-        ("matrix corner: PostgreSQL 14 and 18 (ansible-core 2.19)",
-         [sys.executable, os.path.join(ROOT, "scripts", "matrix.py"), "--pg", "14", "18", "--core", "2.19",
-          "--workers", WORKERS, "--tests"] + MATRIX_CORNER),
+        (
+            "molecule test --all (extensions/molecule, throwaway PostgreSQL per scenario)",
+            [
+                "env",
+                "PATH=" + venv_bin + os.pathsep + os.environ.get("PATH", ""),
+                os.path.join(venv_bin, "molecule"),
+                "test",
+                "--all",
+            ],
+        ),
+        (
+            "matrix corner: PostgreSQL 14 and 18 (ansible-core 2.19)",
+            [
+                sys.executable,
+                os.path.join(ROOT, "scripts", "matrix.py"),
+                "--pg",
+                "14",
+                "18",
+                "--core",
+                "2.19",
+                "--workers",
+                WORKERS,
+                "--tests",
+            ]
+            + MATRIX_CORNER,
+        ),
     ]
 
 

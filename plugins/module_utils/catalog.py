@@ -105,9 +105,7 @@ def parse_partition_bound(expr):
         values = _literal_list(tokens, 3)[0]
         return {"kind": "list", "values": values}
     if words[:3] == ["FOR", "VALUES", "WITH"]:
-        parts = {
-            tokens[j][1].lower(): tokens[j + 1][1] for j in range(4, len(tokens) - 1) if tokens[j][0] == "word"
-        }
+        parts = {tokens[j][1].lower(): tokens[j + 1][1] for j in range(4, len(tokens) - 1) if tokens[j][0] == "word"}
         return {"kind": "hash", "modulus": parts.get("modulus"), "remainder": parts.get("remainder")}
     raise ValueError("unknown partition bound %r" % expr)
 
@@ -301,9 +299,18 @@ def tables_in_schemas(conn, schemas):
 
 def _relation_entry(row):
     stats_keys = (
-        "n_live_tup", "n_dead_tup", "n_mod_since_analyze", "n_ins_since_vacuum", "last_vacuum",
-        "last_autovacuum", "last_analyze", "last_autoanalyze", "vacuum_count", "autovacuum_count",
-        "analyze_count", "autoanalyze_count",
+        "n_live_tup",
+        "n_dead_tup",
+        "n_mod_since_analyze",
+        "n_ins_since_vacuum",
+        "last_vacuum",
+        "last_autovacuum",
+        "last_analyze",
+        "last_autoanalyze",
+        "vacuum_count",
+        "autovacuum_count",
+        "analyze_count",
+        "autoanalyze_count",
     )
     entry = {
         "oid": row["oid"],
@@ -510,7 +517,7 @@ def column_compression(conn, schema, name, columns, relpages=None, exact=False):
         conn.rollback()
     result = {"sampled": percent is not None, "sample_percent": percent, "rows_read": row[0], "columns": {}}
     for i, col in enumerate(columns):
-        pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i: 7 + 6 * i]
+        pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i : 7 + 6 * i]
         result["columns"][col] = {
             "pglz": pglz,
             "lz4": lz4,
@@ -645,8 +652,7 @@ def row_widths(conn, schema, name, relpages=None, exact=False):
         rows, avg_width, max_width = cur.fetchone()
     if not conn.autocommit:
         conn.rollback()
-    return {"rows_read": rows, "avg_bytes": round(avg_width, 1), "max_bytes": max_width,
-            "sampled": percent is not None}
+    return {"rows_read": rows, "avg_bytes": round(avg_width, 1), "max_bytes": max_width, "sampled": percent is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -662,13 +668,18 @@ def partition_set_state(conn, schemas, default=None, parent=None, key=None):
     largest key value (integer keys have no calendar "today"). Returns a dict.
     """
     parts = [sql.SQL("current_date")]
-    parts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)) if default else sql.SQL("NULL::bigint"))
+    parts.append(
+        sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)) if default else sql.SQL("NULL::bigint")
+    )
     if parent and key:
         parts.append(sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*parent)))
     else:
         parts.append(sql.SQL("NULL::bigint"))
-    parts.append(sql.SQL("ARRAY(SELECT nspname::text FROM pg_namespace WHERE nspname = ANY({}::text[]))").format(
-        sql.Literal(list(schemas))))
+    parts.append(
+        sql.SQL("ARRAY(SELECT nspname::text FROM pg_namespace WHERE nspname = ANY({}::text[]))").format(
+            sql.Literal(list(schemas))
+        )
+    )
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
         today, default_rows, max_key, found = cur.fetchone()
@@ -684,17 +695,23 @@ def partition_set_pending(conn, names, default=None, key=None, ranges=()):
     Returns ``(taken_set, [count per range])``.
     """
     names = list(names)
-    parts = [sql.SQL(
-        "ARRAY(SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest({}::text[], {}::text[])))"
-    ).format(sql.Literal([n[0] for n in names]), sql.Literal([n[1] for n in names]))]
+    parts = [
+        sql.SQL(
+            "ARRAY(SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest({}::text[], {}::text[])))"
+        ).format(sql.Literal([n[0] for n in names]), sql.Literal([n[1] for n in names]))
+    ]
     ranges = list(ranges)
     if default and ranges:
         filters = [
             sql.SQL("count(*) FILTER (WHERE {k} >= {lo} AND {k} < {hi})").format(k=sql.Identifier(key), lo=lo, hi=hi)
             for lo, hi in ranges
         ]
-        parts.append(sql.SQL("(SELECT ARRAY[{}]::bigint[] FROM {})").format(sql.SQL(", ").join(filters), sql.Identifier(*default)))
+        parts.append(
+            sql.SQL("(SELECT ARRAY[{}]::bigint[] FROM {})").format(
+                sql.SQL(", ").join(filters), sql.Identifier(*default)
+            )
+        )
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
         row = cur.fetchone()
@@ -729,7 +746,7 @@ def index_tails(conn, oids):
     tails = {}
     for oid, definition, prefix in rows:
         if definition.startswith(prefix):
-            tails[oid] = definition[len(prefix):]
+            tails[oid] = definition[len(prefix) :]
     return tails
 
 
@@ -737,9 +754,7 @@ def resolve_types(conn, type_names):
     """Return ``{text: format_type name or None}`` for type names written by a user (None: no such type)."""
     names = list(type_names)
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,)
-        )
+        cur.execute("SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,))
         rows = dict(cur.fetchall())
     if not conn.autocommit:
         conn.rollback()
@@ -807,9 +822,10 @@ def extensions_info(conn, names):
         cur.execute(EXTENSION_QUERY, {"names": list(names)})
         found = {r["name"]: {"version": r["version"], "schema": r["schema"]} for r in cur.fetchall()}
         if "pgstattuple" in found:
-            cur.execute("SELECT has_function_privilege(%s, 'EXECUTE') AS allowed",
-                        ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"])
-                         .as_string(conn),))
+            cur.execute(
+                "SELECT has_function_privilege(%s, 'EXECUTE') AS allowed",
+                ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"]).as_string(conn),),
+            )
             found["pgstattuple"]["approx_allowed"] = cur.fetchone()["allowed"]
     if not conn.autocommit:
         conn.rollback()
@@ -845,10 +861,16 @@ def newest_row_ages(conn, relations):
         return {}
     parts = []
     for oid, schema, name, relpages in relations:
-        percent = 100.0 if not relpages or relpages <= FREEZE_SAMPLE_PAGES else max(
-            0.01, round(100.0 * FREEZE_SAMPLE_PAGES / relpages, 4))
-        parts.append(sql.SQL("SELECT {}::oid, (SELECT min(age(xmin)) FROM {} TABLESAMPLE SYSTEM ({}))").format(
-            sql.Literal(oid), sql.Identifier(schema, name), sql.Literal(percent)))
+        percent = (
+            100.0
+            if not relpages or relpages <= FREEZE_SAMPLE_PAGES
+            else max(0.01, round(100.0 * FREEZE_SAMPLE_PAGES / relpages, 4))
+        )
+        parts.append(
+            sql.SQL("SELECT {}::oid, (SELECT min(age(xmin)) FROM {} TABLESAMPLE SYSTEM ({}))").format(
+                sql.Literal(oid), sql.Identifier(schema, name), sql.Literal(percent)
+            )
+        )
     with conn.cursor() as cur:
         cur.execute(sql.SQL(" UNION ALL ").join(parts))
         rows = {r[0]: r[1] for r in cur.fetchall()}
@@ -865,7 +887,8 @@ def explain_range(conn, schema, name, key, low, high, analyze=False):
     """
     options = sql.SQL("FORMAT JSON, ANALYZE, TIMING OFF, SUMMARY ON") if analyze else sql.SQL("FORMAT JSON")
     query = sql.SQL("EXPLAIN ({}) SELECT count(*) FROM {} WHERE {} BETWEEN {} AND {}").format(
-        options, sql.Identifier(schema, name), sql.Identifier(key), sql.Literal(low), sql.Literal(high))
+        options, sql.Identifier(schema, name), sql.Identifier(key), sql.Literal(low), sql.Literal(high)
+    )
     autocommit = conn.autocommit
     conn.autocommit = False
     try:
@@ -1071,16 +1094,42 @@ def read_partition_set(conn, schema, name):
         return {"schema": schema, "name": name, "exists": False}
     entries = []
     for row in rows:
-        (oid, parent_oid, level, nsp, rel, relkind, bound_expr, reloptions, toast_reloptions, toast_oid,
-         index_parents, key, columns, indexes) = row
-        entries.append({
-            "oid": oid, "parent_oid": parent_oid, "level": level, "schema": nsp, "name": rel, "relkind": relkind,
-            "is_leaf": relkind == "r", "bound_expr": bound_expr,
-            "bound": parse_partition_bound(bound_expr) if bound_expr else None,
-            "reloptions": parse_options(reloptions), "toast_reloptions": parse_options(toast_reloptions),
-            "toast_oid": toast_oid, "indexes": [{"parent_index_oid": p} for p in index_parents or []],
-            "partition_key": None, "columns": columns or [], "all_indexes": indexes or [],
-        })
+        (
+            oid,
+            parent_oid,
+            level,
+            nsp,
+            rel,
+            relkind,
+            bound_expr,
+            reloptions,
+            toast_reloptions,
+            toast_oid,
+            index_parents,
+            key,
+            columns,
+            indexes,
+        ) = row
+        entries.append(
+            {
+                "oid": oid,
+                "parent_oid": parent_oid,
+                "level": level,
+                "schema": nsp,
+                "name": rel,
+                "relkind": relkind,
+                "is_leaf": relkind == "r",
+                "bound_expr": bound_expr,
+                "bound": parse_partition_bound(bound_expr) if bound_expr else None,
+                "reloptions": parse_options(reloptions),
+                "toast_reloptions": parse_options(toast_reloptions),
+                "toast_oid": toast_oid,
+                "indexes": [{"parent_index_oid": p} for p in index_parents or []],
+                "partition_key": None,
+                "columns": columns or [],
+                "all_indexes": indexes or [],
+            }
+        )
         if key:
             key["strategy"] = STRATEGY_NAMES.get(key["strategy"], key["strategy"])
             entries[-1]["partition_key"] = key

@@ -98,8 +98,7 @@ def declared_state(params):
         raise InvalidInput("recompress=%r: use one of %s" % (recompress, ", ".join(RECOMPRESS_MODES)))
     if recompress != "none" and not columns:
         raise InvalidInput(
-            "recompress=%s needs columns: name the columns and their target method (columns: {col: lz4})"
-            % recompress
+            "recompress=%s needs columns: name the columns and their target method (columns: {col: lz4})" % recompress
         )
     database_default = params.get("database_default")
     if database_default is not None and database_default not in ("lz4", "pglz"):
@@ -190,8 +189,8 @@ def validate(declared, table, server, identities=None, column_views=None):
             raise InvalidInput(
                 "recompress=%s: cannot rebuild values of %s.%s (type %s) without risking their content; "
                 "recompression supports %s. Set the method with recompress: none (new writes use it), "
-                "or rewrite that column yourself." % (
-                    declared["recompress"], name, column, col["type"], ", ".join(RECOMPRESSIBLE_TYPES))
+                "or rewrite that column yourself."
+                % (declared["recompress"], name, column, col["type"], ", ".join(RECOMPRESSIBLE_TYPES))
             )
     if declared["recompress"] == "online":
         identities = identities or {}
@@ -205,15 +204,15 @@ def validate(declared, table, server, identities=None, column_views=None):
             )
     if declared["recompress"] == "rewrite":
         oids = {e["oid"] for e in leaves(table) if not e["is_partition"]}
-        blocking = [
-            v for v in (column_views or []) if v["table_oid"] in oids and v["column"] in declared["columns"]
-        ]
+        blocking = [v for v in (column_views or []) if v["table_oid"] in oids and v["column"] in declared["columns"]]
         if blocking:
             raise InvalidInput(
                 "recompress=rewrite on %s: PostgreSQL refuses ALTER COLUMN ... TYPE on a column a view reads "
                 "(%s). Use recompress: online, which updates values in batches and keeps the views."
-                % (name, ", ".join("%s reads %s" % (display_name(v["schema"], v["name"]), v["column"])
-                                   for v in blocking))
+                % (
+                    name,
+                    ", ".join("%s reads %s" % (display_name(v["schema"], v["name"]), v["column"]) for v in blocking),
+                )
             )
 
 
@@ -264,9 +263,13 @@ def alter_columns_sql(entry, changes):
     clauses = []
     for column, kind, value in changes:
         if kind == "compression":
-            clauses.append(sql.SQL("ALTER COLUMN {} SET COMPRESSION {}").format(sql.Identifier(column), _method_sql(value)))
+            clauses.append(
+                sql.SQL("ALTER COLUMN {} SET COMPRESSION {}").format(sql.Identifier(column), _method_sql(value))
+            )
         else:
-            clauses.append(sql.SQL("ALTER COLUMN {} SET STORAGE {}").format(sql.Identifier(column), _storage_sql(value)))
+            clauses.append(
+                sql.SQL("ALTER COLUMN {} SET STORAGE {}").format(sql.Identifier(column), _storage_sql(value))
+            )
     return sql.SQL("ALTER TABLE ONLY {} {}").format(
         sql.Identifier(entry["schema"], entry["name"]), sql.SQL(", ").join(clauses)
     )
@@ -278,7 +281,9 @@ def update_set_sql(columns):
     for column, type_name, method in columns:
         parts.append(
             sql.SQL("{c} = CASE WHEN {needs} THEN {expr} ELSE {c} END").format(
-                c=sql.Identifier(column), needs=needs_rewrite(column, method), expr=rebuild_expression(column, type_name)
+                c=sql.Identifier(column),
+                needs=needs_rewrite(column, method),
+                expr=rebuild_expression(column, type_name),
             )
         )
     return sql.SQL(", ").join(parts)
@@ -319,8 +324,13 @@ def batch_template_sql(entry, columns, key):
     lower = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL(":lower_%d" % (i + 1)) for i in range(len(key))))
     upper = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL(":upper_%d" % (i + 1)) for i in range(len(key))))
     return sql.SQL("UPDATE ONLY {} SET {} WHERE {} > {} AND {} <= {} AND {}").format(
-        sql.Identifier(entry["schema"], entry["name"]), update_set_sql(columns),
-        _key_tuple(key), lower, _key_tuple(key), upper, any_needs_sql(columns),
+        sql.Identifier(entry["schema"], entry["name"]),
+        update_set_sql(columns),
+        _key_tuple(key),
+        lower,
+        _key_tuple(key),
+        upper,
+        any_needs_sql(columns),
     )
 
 
@@ -330,8 +340,11 @@ def next_bound_sql(entry, key, lower, batch_size):
     if lower is not None:
         where = sql.SQL(" WHERE {} > {}").format(_key_tuple(key), _literals(lower))
     return sql.SQL("SELECT {} FROM ONLY {}{} ORDER BY {} OFFSET {} LIMIT 1").format(
-        sql.SQL(", ").join(sql.Identifier(k) for k in key), sql.Identifier(entry["schema"], entry["name"]),
-        where, sql.SQL(", ").join(sql.Identifier(k) for k in key), sql.Literal(int(batch_size) - 1),
+        sql.SQL(", ").join(sql.Identifier(k) for k in key),
+        sql.Identifier(entry["schema"], entry["name"]),
+        where,
+        sql.SQL(", ").join(sql.Identifier(k) for k in key),
+        sql.Literal(int(batch_size) - 1),
     )
 
 
@@ -345,18 +358,23 @@ def rewrite_table_sql(entry, columns, storages):
     for column, type_text, type_name, method in columns:
         ident = sql.Identifier(column)
         # type_text comes from format_type() and was checked against _TYPE_TEXT (e.g. "character varying(200)").
-        clauses.append(sql.SQL("ALTER COLUMN {} TYPE {} USING {}").format(
-            ident, sql.SQL(type_text), rebuild_expression(column, type_name)))
+        clauses.append(
+            sql.SQL("ALTER COLUMN {} TYPE {} USING {}").format(
+                ident, sql.SQL(type_text), rebuild_expression(column, type_name)
+            )
+        )
         clauses.append(sql.SQL("ALTER COLUMN {} SET COMPRESSION {}").format(ident, _method_sql(method)))
         clauses.append(sql.SQL("ALTER COLUMN {} SET STORAGE {}").format(ident, _storage_sql(storages[column])))
     return sql.SQL("ALTER TABLE ONLY {} {}").format(
-        sql.Identifier(entry["schema"], entry["name"]), sql.SQL(", ").join(clauses))
+        sql.Identifier(entry["schema"], entry["name"]), sql.SQL(", ").join(clauses)
+    )
 
 
 def rewrite_partition_sql(entry, columns):
     """A partition cannot ALTER COLUMN TYPE: one UPDATE of every value to recompress (then VACUUM FULL)."""
     return sql.SQL("UPDATE ONLY {} SET {} WHERE {}").format(
-        sql.Identifier(entry["schema"], entry["name"]), update_set_sql(columns), any_needs_sql(columns))
+        sql.Identifier(entry["schema"], entry["name"]), update_set_sql(columns), any_needs_sql(columns)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,8 +422,14 @@ def summarize(measurements, columns):
             max_bytes = max(max_bytes, col.get("max_bytes") or 0)
         total = counts["pglz"] + counts["lz4"] + counts["uncompressed"]
         shares = {k: round(counts[k] / float(total), 4) if total else 0.0 for k in ("pglz", "lz4", "uncompressed")}
-        out[column] = dict(counts, values=total, shares=shares, sampled=sampled,
-                           avg_bytes=round(width_sum / width_n, 1) if width_n else 0.0, max_bytes=max_bytes)
+        out[column] = dict(
+            counts,
+            values=total,
+            shares=shares,
+            sampled=sampled,
+            avg_bytes=round(width_sum / width_n, 1) if width_n else 0.0,
+            max_bytes=max_bytes,
+        )
     return out
 
 
@@ -425,8 +449,7 @@ class OnlineTask:
         self.estimated = estimated
         self.reason = (
             "recompress online %s: about %d value(s) stored with another method, in batches of %d rows by %s, "
-            "a commit per batch" % (display_name(entry["schema"], entry["name"]), estimated, batch_size,
-                                    ", ".join(key))
+            "a commit per batch" % (display_name(entry["schema"], entry["name"]), estimated, batch_size, ", ".join(key))
         )
         self.lock = planlib.ROW_EXCLUSIVE
         self.batches = 0
@@ -477,8 +500,9 @@ def _settings_changes(entry, declared):
     return changes
 
 
-def build_plan(declared, table, server, measurements, identities=None, widths=None, triggers=None,
-               database_default_now=None):
+def build_plan(
+    declared, table, server, measurements, identities=None, widths=None, triggers=None, database_default_now=None
+):
     """Compare the declared state with the facts and return a CompressionPlan (pure).
 
     ``measurements`` maps leaf oid -> ``catalog.column_compression`` of the declared columns (before);
@@ -494,37 +518,52 @@ def build_plan(declared, table, server, measurements, identities=None, widths=No
     result.diff["before"] = describe_state(table, declared, database_default_now)
 
     if declared["database_default"] and declared["database_default"] != database_default_now:
-        result.items.append(planlib.Step(
-            sql.SQL("ALTER DATABASE {} SET default_toast_compression = {}").format(
-                sql.Identifier(server["database"]), sql.Literal(declared["database_default"])),
-            "database default_toast_compression is %s, declared %s (sessions opened from now on; columns set to "
-            "default use it for new writes)" % (database_default_now or "not set", declared["database_default"]),
-            lock=None,
-        ))
+        result.items.append(
+            planlib.Step(
+                sql.SQL("ALTER DATABASE {} SET default_toast_compression = {}").format(
+                    sql.Identifier(server["database"]), sql.Literal(declared["database_default"])
+                ),
+                "database default_toast_compression is %s, declared %s (sessions opened from now on; columns set to "
+                "default use it for new writes)" % (database_default_now or "not set", declared["database_default"]),
+                lock=None,
+            )
+        )
 
     for entry in tree(table):
         changes = _settings_changes(entry, declared)
         if changes:
-            result.items.append(planlib.Step(
-                alter_columns_sql(entry, changes),
-                "%s: %s" % (display_name(entry["schema"], entry["name"]), "; ".join(
-                    "%s %s %s -> %s" % (c, k, (_column(entry, c) or {}).get(k), v) for c, k, v in changes)),
-                lock=planlib.ACCESS_EXCLUSIVE, targets=[(entry["schema"], entry["name"])],
-                group="settings:%s" % entry["oid"],
-            ))
+            result.items.append(
+                planlib.Step(
+                    alter_columns_sql(entry, changes),
+                    "%s: %s"
+                    % (
+                        display_name(entry["schema"], entry["name"]),
+                        "; ".join(
+                            "%s %s %s -> %s" % (c, k, (_column(entry, c) or {}).get(k), v) for c, k, v in changes
+                        ),
+                    ),
+                    lock=planlib.ACCESS_EXCLUSIVE,
+                    targets=[(entry["schema"], entry["name"])],
+                    group="settings:%s" % entry["oid"],
+                )
+            )
 
     target = declared["toast_tuple_target"]
     if target is not None:
         for entry in leaves(table):
             current = entry["reloptions"].get("toast_tuple_target")
             if current is None or int(current) != target:
-                result.items.append(planlib.Step(
-                    sql.SQL("ALTER TABLE {} SET (toast_tuple_target = {})").format(
-                        sql.Identifier(entry["schema"], entry["name"]), sql.Literal(target)),
-                    "%s: toast_tuple_target %s -> %d" % (
-                        display_name(entry["schema"], entry["name"]), current or "default (2032)", target),
-                    lock=planlib.SHARE_UPDATE_EXCLUSIVE, targets=[(entry["schema"], entry["name"])],
-                ))
+                result.items.append(
+                    planlib.Step(
+                        sql.SQL("ALTER TABLE {} SET (toast_tuple_target = {})").format(
+                            sql.Identifier(entry["schema"], entry["name"]), sql.Literal(target)
+                        ),
+                        "%s: toast_tuple_target %s -> %d"
+                        % (display_name(entry["schema"], entry["name"]), current or "default (2032)", target),
+                        lock=planlib.SHARE_UPDATE_EXCLUSIVE,
+                        targets=[(entry["schema"], entry["name"])],
+                    )
+                )
 
     default_method = effective_default(declared, server)
     result.to_rewrite = dict.fromkeys(declared["columns"], 0)
@@ -549,66 +588,87 @@ def build_plan(declared, table, server, measurements, identities=None, widths=No
         fired = triggers.get(entry["oid"])
         if fired and (declared["recompress"] == "online" or entry["is_partition"]):
             result.warnings.append(
-                "%s: UPDATE triggers %s fire for every row rewritten by the recompression" % (ident, ", ".join(fired)))
+                "%s: UPDATE triggers %s fire for every row rewritten by the recompression" % (ident, ", ".join(fired))
+            )
         spec = [(c, t, g) for c, t, g, _col in columns]
         if declared["recompress"] == "online":
             key = identities[entry["oid"]]["columns"]
             recompress_items.append(OnlineTask(entry, spec, key, declared["batch_size"], estimated))
-            recompress_items.append(planlib.Step(
-                sql.SQL("VACUUM {}").format(sql.Identifier(entry["schema"], entry["name"])),
-                "%s: mark the old row versions reusable (plain VACUUM: the file does not shrink)" % ident,
-                lock=planlib.SHARE_UPDATE_EXCLUSIVE, targets=[(entry["schema"], entry["name"])],
-                transactional=False,
-            ))
+            recompress_items.append(
+                planlib.Step(
+                    sql.SQL("VACUUM {}").format(sql.Identifier(entry["schema"], entry["name"])),
+                    "%s: mark the old row versions reusable (plain VACUUM: the file does not shrink)" % ident,
+                    lock=planlib.SHARE_UPDATE_EXCLUSIVE,
+                    targets=[(entry["schema"], entry["name"])],
+                    transactional=False,
+                )
+            )
         elif entry["is_partition"]:
-            recompress_items.append(planlib.Step(
-                rewrite_partition_sql(entry, spec),
-                "%s: about %d value(s) to recompress; a partition refuses ALTER COLUMN TYPE, so one UPDATE "
-                "rewrites them, then VACUUM FULL compacts the partition" % (ident, estimated),
-                lock=planlib.ROW_EXCLUSIVE, targets=[(entry["schema"], entry["name"])],
-            ))
-            recompress_items.append(planlib.Step(
-                sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(entry["schema"], entry["name"])),
-                "%s: compact after the rewrite (ACCESS EXCLUSIVE on this partition only while it runs)" % ident,
-                lock=planlib.ACCESS_EXCLUSIVE, targets=[(entry["schema"], entry["name"])], transactional=False,
-            ))
+            recompress_items.append(
+                planlib.Step(
+                    rewrite_partition_sql(entry, spec),
+                    "%s: about %d value(s) to recompress; a partition refuses ALTER COLUMN TYPE, so one UPDATE "
+                    "rewrites them, then VACUUM FULL compacts the partition" % (ident, estimated),
+                    lock=planlib.ROW_EXCLUSIVE,
+                    targets=[(entry["schema"], entry["name"])],
+                )
+            )
+            recompress_items.append(
+                planlib.Step(
+                    sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(entry["schema"], entry["name"])),
+                    "%s: compact after the rewrite (ACCESS EXCLUSIVE on this partition only while it runs)" % ident,
+                    lock=planlib.ACCESS_EXCLUSIVE,
+                    targets=[(entry["schema"], entry["name"])],
+                    transactional=False,
+                )
+            )
         else:
             storages = {}
             for column, _type, _method, col in columns:
                 storages[column] = declared["storage"].get(column) or col["storage"]
-            recompress_items.append(planlib.Step(
-                rewrite_table_sql(entry, [(c, col["type"], t, declared["columns"][c]) for c, t, _method, col in columns],
-                                  storages),
-                "%s: about %d value(s) to recompress; one ALTER rewrites the table compactly (ACCESS EXCLUSIVE "
-                "for the whole rewrite; compression and storage re-applied in the same statement)" % (ident, estimated),
-                lock=planlib.ACCESS_EXCLUSIVE, targets=[(entry["schema"], entry["name"])],
-            ))
+            recompress_items.append(
+                planlib.Step(
+                    rewrite_table_sql(
+                        entry, [(c, col["type"], t, declared["columns"][c]) for c, t, _method, col in columns], storages
+                    ),
+                    "%s: about %d value(s) to recompress; one ALTER rewrites the table compactly (ACCESS EXCLUSIVE "
+                    "for the whole rewrite; compression and storage re-applied in the same statement)"
+                    % (ident, estimated),
+                    lock=planlib.ACCESS_EXCLUSIVE,
+                    targets=[(entry["schema"], entry["name"])],
+                )
+            )
     if recompress_items:
         goals = {target_method(m, default_method) for m in declared["columns"].values()}
         if "default" in declared["columns"].values():
             # Values of a column set to 'default' take the writing session's setting: make ours the target.
-            result.items.append(planlib.Step(
-                sql.SQL("SET default_toast_compression = {}").format(sql.Literal(default_method)),
-                "columns set to default are written with this session's default_toast_compression",
-                transactional=False,
-            ))
+            result.items.append(
+                planlib.Step(
+                    sql.SQL("SET default_toast_compression = {}").format(sql.Literal(default_method)),
+                    "columns set to default are written with this session's default_toast_compression",
+                    transactional=False,
+                )
+            )
         result.items.extend(recompress_items)
         if "lz4" in goals:
             result.warnings.append(
                 "lz4 is a speed choice, not a space choice: on large values it is usually larger than pglz; "
-                "compare sizes.before and sizes.after (measured), not an expectation")
+                "compare sizes.before and sizes.after (measured), not an expectation"
+            )
     elif declared["recompress"] == "none" and any(result.to_rewrite.values()):
         result.warnings.append(
             "existing values keep their method (%s): only new writes use the declared one. Set recompress: online "
-            "or rewrite to convert them" % ", ".join(
-                "%s: about %d value(s)" % (c, n) for c, n in sorted(result.to_rewrite.items()) if n))
+            "or rewrite to convert them"
+            % ", ".join("%s: about %d value(s)" % (c, n) for c, n in sorted(result.to_rewrite.items()) if n)
+        )
 
     for column in declared["columns"]:
         storage = declared["storage"].get(column) or (_column(table["root"], column) or {}).get("storage")
         if storage in ("plain", "external"):
             result.warnings.append(
                 "%s.%s: storage %s never compresses values, so its compression method has no effect (use main or "
-                "extended to compress)" % (name, column, storage))
+                "extended to compress)" % (name, column, storage)
+            )
     result.warnings.extend(narrow_warnings(table, declared, measurements, widths, server))
     result.diff["after"] = predicted_state(result.diff["before"], declared)
     return result
@@ -632,9 +692,15 @@ def narrow_warnings(table, declared, measurements, widths, server):
     avg_row = sum((w.get("avg_bytes") or 0) * (w.get("rows_read") or 0) for w in widths.values()) / float(rows)
     return [
         "%s: no row exceeds the TOAST threshold; this setting changes nothing for this table "
-        "(measured over %d row(s)%s: widest row %d bytes, average %.0f bytes, threshold %d bytes)" % (
-            display_name(table["schema"], table["name"]), rows,
-            " sampled" if any(w.get("sampled") for w in widths.values()) else "", max_row, avg_row, threshold)
+        "(measured over %d row(s)%s: widest row %d bytes, average %.0f bytes, threshold %d bytes)"
+        % (
+            display_name(table["schema"], table["name"]),
+            rows,
+            " sampled" if any(w.get("sampled") for w in widths.values()) else "",
+            max_row,
+            avg_row,
+            threshold,
+        )
     ]
 
 
@@ -691,16 +757,21 @@ def run_online(conn, executor, task):
                 row = cur.fetchone()
             conn.rollback()
             upper = tuple(row) if row else None
-            step = planlib.Step(batch_update_sql(task.entry, task.columns, task.key, lower, upper), task.reason,
-                                lock=task.lock, targets=[(task.entry["schema"], task.entry["name"])])
+            step = planlib.Step(
+                batch_update_sql(task.entry, task.columns, task.key, lower, upper),
+                task.reason,
+                lock=task.lock,
+                targets=[(task.entry["schema"], task.entry["name"])],
+            )
             ran.extend(executor.run([step]))
         except DwhError as error:
             raise type(error)(error.msg + " " + progress_message(task), **error.details)
         except Exception as error:  # a killed connection, a statement_timeout, a failing trigger...
             raise DwhError(
-                "recompression of %s was interrupted: %s. %s" % (
-                    display_name(task.entry["schema"], task.entry["name"]), str(error).strip(), progress_message(task)),
-                batches_committed=task.batches, rows_rewritten=task.rows,
+                "recompression of %s was interrupted: %s. %s"
+                % (display_name(task.entry["schema"], task.entry["name"]), str(error).strip(), progress_message(task)),
+                batches_committed=task.batches,
+                rows_rewritten=task.rows,
             )
         task.batches += 1
         task.rows += max(step.rowcount or 0, 0)
@@ -713,8 +784,8 @@ def progress_message(task):
     """What was committed before an interruption, and how to continue."""
     return (
         "%d batch(es) of %s were committed (%d row(s) rewritten) and stay done; run the task again to continue: "
-        "values already stored with the target method are skipped." % (
-            task.batches, display_name(task.entry["schema"], task.entry["name"]), task.rows)
+        "values already stored with the target method are skipped."
+        % (task.batches, display_name(task.entry["schema"], task.entry["name"]), task.rows)
     )
 
 
@@ -725,8 +796,13 @@ def run_items(conn, executor, compression_plan):
     for item in compression_plan.items:
         if isinstance(item, OnlineTask):
             ran.extend(run_online(conn, executor, item))
-            progress.append({"relation": display_name(item.entry["schema"], item.entry["name"]),
-                             "batches": item.batches, "rows_rewritten": item.rows})
+            progress.append(
+                {
+                    "relation": display_name(item.entry["schema"], item.entry["name"]),
+                    "batches": item.batches,
+                    "rows_rewritten": item.rows,
+                }
+            )
         else:
             ran.extend(executor.run([item]))
     return ran, progress

@@ -102,8 +102,10 @@ def explain_connect_error(params, error):
     text = str(error).strip().replace("\n", " ")
     target = describe_target(params)
     lowered = text.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered or (
-        "role" in lowered and "does not exist" in lowered
+    if (
+        "password authentication failed" in lowered
+        or "no password supplied" in lowered
+        or ("role" in lowered and "does not exist" in lowered)
     ):
         hint = "check login_user and login_password (PostgreSQL rejected the credentials)"
     elif "database" in lowered and "does not exist" in lowered:

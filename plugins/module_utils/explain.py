@@ -5,8 +5,15 @@
 from __future__ import annotations
 
 # Plan nodes that read a relation's rows (index-only and bitmap heap scans included).
-SCAN_NODES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan", "Tid Range Scan",
-              "Sample Scan")
+SCAN_NODES = (
+    "Seq Scan",
+    "Index Scan",
+    "Index Only Scan",
+    "Bitmap Heap Scan",
+    "Tid Scan",
+    "Tid Range Scan",
+    "Sample Scan",
+)
 
 
 def _walk(node):
@@ -26,7 +33,9 @@ def scanned_relations(plan):
             continue
         if node.get("Actual Loops") == 0:
             continue
-        name = "%s.%s" % (node.get("Schema", ""), node["Relation Name"]) if node.get("Schema") else node["Relation Name"]
+        name = (
+            "%s.%s" % (node.get("Schema", ""), node["Relation Name"]) if node.get("Schema") else node["Relation Name"]
+        )
         if name not in names:
             names.append(name)
     return names

@@ -82,9 +82,13 @@ def split_name(text, default_schema="public"):
 
 def quote_ident(name):
     """Return an identifier as PostgreSQL would print it (for messages and state keys, never for SQL)."""
-    if name and name == name.lower() and (name[0].isalpha() or name[0] == "_") and all(
-        c.isalnum() or c in "_$" for c in name
-    ) and name.isascii():
+    if (
+        name
+        and name == name.lower()
+        and (name[0].isalpha() or name[0] == "_")
+        and all(c.isalnum() or c in "_$" for c in name)
+        and name.isascii()
+    ):
         return name
     return '"%s"' % name.replace('"', '""')
 

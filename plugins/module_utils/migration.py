@@ -79,8 +79,12 @@ DEFAULT_OPTIONS = {
     "replay_threshold": 5000,
     "check_disk": True,
 }
-CAPTURE_TRIGGERS = ("sigeti_dwh_capture_ins", "sigeti_dwh_capture_upd", "sigeti_dwh_capture_del",
-                    "sigeti_dwh_capture_trunc")
+CAPTURE_TRIGGERS = (
+    "sigeti_dwh_capture_ins",
+    "sigeti_dwh_capture_upd",
+    "sigeti_dwh_capture_del",
+    "sigeti_dwh_capture_trunc",
+)
 REPLAY_KEYS = "sigeti_replay_keys"
 INTEGER_TYPES = ("smallint", "integer", "bigint")
 MAX_NAME = 63
@@ -190,7 +194,8 @@ def validate_layout(layout, key_type, display):
     else:
         raise InvalidInput(
             "partition key of %s has type %s: migration supports integer (YYYYMMDD...), date and timestamp keys"
-            % (display, key_type))
+            % (display, key_type)
+        )
     names, ranges, default = set(), [], None
     for entry in layout:
         name = entry.get("name")
@@ -206,18 +211,22 @@ def validate_layout(layout, key_type, display):
             continue
         low, high = entry.get("low"), entry.get("high")
         for value in (low, high):
-            if isinstance(value, bool) or not isinstance(value, expected) or (
-                    base == "date" and isinstance(value, datetime.datetime)):
-                raise InvalidInput("bounds of partition %s of %s must be %s, got %r"
-                                   % (name, display, label, value))
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, expected)
+                or (base == "date" and isinstance(value, datetime.datetime))
+            ):
+                raise InvalidInput("bounds of partition %s of %s must be %s, got %r" % (name, display, label, value))
         if not low < high:
             raise InvalidInput("partition %s of %s has low %s >= high %s" % (name, display, low, high))
         ranges.append(entry)
     ranges.sort(key=lambda e: e["low"])
     for previous, current in zip(ranges, ranges[1:]):
         if current["low"] < previous["high"]:
-            raise InvalidInput("partitions %s and %s of %s overlap (%s < %s)"
-                               % (previous["name"], current["name"], display, current["low"], previous["high"]))
+            raise InvalidInput(
+                "partitions %s and %s of %s overlap (%s < %s)"
+                % (previous["name"], current["name"], display, current["low"], previous["high"])
+            )
     return ranges, default
 
 
@@ -229,16 +238,28 @@ def _in_ranges(key, ranges):
             merged[-1][1] = entry["high"]
         else:
             merged.append([entry["low"], entry["high"]])
-    return _join([sql.SQL("({k} >= {lo} AND {k} < {hi})").format(k=sql.Identifier(key), lo=_bound_literal(lo),
-                                                                  hi=_bound_literal(hi)) for lo, hi in merged],
-                 " OR ")
+    return _join(
+        [
+            sql.SQL("({k} >= {lo} AND {k} < {hi})").format(
+                k=sql.Identifier(key), lo=_bound_literal(lo), hi=_bound_literal(hi)
+            )
+            for lo, hi in merged
+        ],
+        " OR ",
+    )
 
 
 def _bucket(key, ranges, default):
     """SQL CASE naming the target partition of a source row."""
-    whens = [sql.SQL("WHEN {k} >= {lo} AND {k} < {hi} THEN {n}").format(
-        k=sql.Identifier("t", key), lo=_bound_literal(e["low"]), hi=_bound_literal(e["high"]),
-        n=sql.Literal(e["name"])) for e in ranges]
+    whens = [
+        sql.SQL("WHEN {k} >= {lo} AND {k} < {hi} THEN {n}").format(
+            k=sql.Identifier("t", key),
+            lo=_bound_literal(e["low"]),
+            hi=_bound_literal(e["high"]),
+            n=sql.Literal(e["name"]),
+        )
+        for e in ranges
+    ]
     other = sql.Literal(default["name"]) if default else sql.SQL("NULL")
     return sql.SQL("CASE {} ELSE {} END").format(_join(whens, " "), other)
 
@@ -257,8 +278,12 @@ def read_state(conn, schema, name):
             cur.execute("SELECT to_regclass(%s)", ("%s.%s" % (STATE_SCHEMA, STATE_TABLE),))
             if cur.fetchone()[0] is None:
                 return None
-            cur.execute(sql.SQL("SELECT row_to_json(s) FROM {} s WHERE schema_name = %s AND table_name = %s")
-                        .format(_ident(STATE_SCHEMA, STATE_TABLE)), (schema, name))
+            cur.execute(
+                sql.SQL("SELECT row_to_json(s) FROM {} s WHERE schema_name = %s AND table_name = %s").format(
+                    _ident(STATE_SCHEMA, STATE_TABLE)
+                ),
+                (schema, name),
+            )
             row = cur.fetchone()
     finally:
         conn.autocommit = was
@@ -295,21 +320,26 @@ def read_facts(conn, table, layout, options, server):
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT array_agg(c.relname::text) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = ANY(%s::text[])", (table["schema"], wanted))
+                "WHERE n.nspname = %s AND c.relname = ANY(%s::text[])",
+                (table["schema"], wanted),
+            )
             facts["taken"] = sorted(cur.fetchone()[0] or [])
             if key in columns and layout and table["relkind"] == "r":
                 try:
-                    ranges, _default = validate_layout(layout, columns[key]["type"], display_name(
-                        table["schema"], table["name"]))
+                    ranges, _default = validate_layout(
+                        layout, columns[key]["type"], display_name(table["schema"], table["name"])
+                    )
                 except InvalidInput:
                     ranges = []
                 outside = sql.SQL("{k} IS NULL").format(k=sql.Identifier(key))
                 if ranges:
                     outside = sql.SQL("{} OR NOT ({})").format(outside, _in_ranges(key, ranges))
-                cur.execute(sql.SQL(
-                    "SELECT count(*) FILTER (WHERE {o}), min({k}) FILTER (WHERE {o}), max({k}) FILTER (WHERE {o}), "
-                    "min({k}), max({k}) FROM {t}").format(o=outside, k=sql.Identifier(key),
-                                                          t=_ident(table["schema"], table["name"])))
+                cur.execute(
+                    sql.SQL(
+                        "SELECT count(*) FILTER (WHERE {o}), min({k}) FILTER (WHERE {o}), max({k}) FILTER (WHERE {o}), "
+                        "min({k}), max({k}) FROM {t}"
+                    ).format(o=outside, k=sql.Identifier(key), t=_ident(table["schema"], table["name"]))
+                )
                 row = cur.fetchone()
                 facts["out_of_range"] = {"rows": row[0], "min": row[1], "max": row[2]}
                 facts["key_min"], facts["key_max"] = row[3], row[4]
@@ -340,25 +370,33 @@ class MigrationPlan:
 
 
 def _state_update(names, **values):
-    assignments = [sql.SQL("{} = {}").format(sql.Identifier(k), v if isinstance(v, sql.Composable) else sql.Literal(v))
-                   for k, v in sorted(values.items())]
+    assignments = [
+        sql.SQL("{} = {}").format(sql.Identifier(k), v if isinstance(v, sql.Composable) else sql.Literal(v))
+        for k, v in sorted(values.items())
+    ]
     assignments.append(sql.SQL("updated_at = clock_timestamp()"))
     return sql.SQL("UPDATE {} SET {} WHERE schema_name = {} AND table_name = {}").format(
-        _ident(STATE_SCHEMA, STATE_TABLE), _join(assignments), sql.Literal(names["schema"]), sql.Literal(names["name"]))
+        _ident(STATE_SCHEMA, STATE_TABLE), _join(assignments), sql.Literal(names["schema"]), sql.Literal(names["name"])
+    )
 
 
 def _state_steps():
     return [
-        Step(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_ident(STATE_SCHEMA)),
-             "schema for the migration state (created on first use)"),
-        Step(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (schema_name text NOT NULL, table_name text NOT NULL, "
-            "source_oid oid NOT NULL, mode text NOT NULL, phase text NOT NULL, total_pages bigint NOT NULL DEFAULT 0, "
-            "next_page bigint NOT NULL DEFAULT 0, rows_copied bigint NOT NULL DEFAULT 0, "
-            "step_done integer NOT NULL DEFAULT 0, replayed bigint NOT NULL DEFAULT 0, post jsonb, "
-            "result jsonb NOT NULL DEFAULT '{{}}', started_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
-            "updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (schema_name, table_name))"
-        ).format(_ident(STATE_SCHEMA, STATE_TABLE)), "progress of migrations, so a killed run resumes"),
+        Step(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_ident(STATE_SCHEMA)),
+            "schema for the migration state (created on first use)",
+        ),
+        Step(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (schema_name text NOT NULL, table_name text NOT NULL, "
+                "source_oid oid NOT NULL, mode text NOT NULL, phase text NOT NULL, total_pages bigint NOT NULL DEFAULT 0, "
+                "next_page bigint NOT NULL DEFAULT 0, rows_copied bigint NOT NULL DEFAULT 0, "
+                "step_done integer NOT NULL DEFAULT 0, replayed bigint NOT NULL DEFAULT 0, post jsonb, "
+                "result jsonb NOT NULL DEFAULT '{{}}', started_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
+                "updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (schema_name, table_name))"
+            ).format(_ident(STATE_SCHEMA, STATE_TABLE)),
+            "progress of migrations, so a killed run resumes",
+        ),
     ]
 
 
@@ -366,21 +404,27 @@ def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=No
     src = _ident(names["schema"], names["name"])
     join = sql.SQL("")
     if keys_table:
-        join = sql.SQL(" JOIN {} k ON {}").format(sql.Identifier(keys_table), _join(
-            [sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "))
+        join = sql.SQL(" JOIN {} k ON {}").format(
+            sql.Identifier(keys_table),
+            _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
+        )
     bucket = _bucket(key, ranges, default) if not keys_table else sql.Literal("replayed keys")
-    return sql.SQL("SELECT {b} AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
-                   ).format(b=bucket, src=src, j=join)
+    return sql.SQL(
+        "SELECT {b} AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
+    ).format(b=bucket, src=src, j=join)
 
 
 def _checksum_target(names, shadow, keys_table=None, replay_key=None):
     target = _ident(names["schema"], shadow)
     join = sql.SQL("")
     if keys_table:
-        join = sql.SQL(" JOIN {} k ON {}").format(sql.Identifier(keys_table), _join(
-            [sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "))
-        return sql.SQL("SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h "
-                       "FROM {t} t{j}").format(t=target, j=join)
+        join = sql.SQL(" JOIN {} k ON {}").format(
+            sql.Identifier(keys_table),
+            _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
+        )
+        return sql.SQL(
+            "SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h FROM {t} t{j}"
+        ).format(t=target, j=join)
     return sql.SQL(
         "SELECT c.relname::text AS b, x.n, x.h FROM (SELECT t.tableoid, count(*) AS n, "
         "sum(hashtextextended(t::text, 0)) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
@@ -392,7 +436,8 @@ def checksum_compare_sql(source_sql, target_sql):
     return sql.SQL(
         "SELECT coalesce(s.b, d.b) AS bucket, coalesce(s.n, 0) AS source_rows, coalesce(d.n, 0) AS target_rows, "
         "s.h::text AS source_checksum, d.h::text AS target_checksum "
-        "FROM ({s}) s FULL JOIN ({d}) d ON s.b = d.b ORDER BY 1").format(s=source_sql, d=target_sql)
+        "FROM ({s}) s FULL JOIN ({d}) d ON s.b = d.b ORDER BY 1"
+    ).format(s=source_sql, d=target_sql)
 
 
 def _verify_block(display, source_sql, target_sql, what):
@@ -401,8 +446,10 @@ def _verify_block(display, source_sql, target_sql, what):
         "(checksum %s)', bucket, source_rows, source_checksum, target_rows, target_checksum), '; ') INTO bad "
         "FROM ({cmp}) c WHERE source_rows <> target_rows OR source_checksum IS DISTINCT FROM target_checksum; "
         "IF bad IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = {msg} || bad; END IF; END"
-    ).format(cmp=checksum_compare_sql(source_sql, target_sql),
-             msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)))
+    ).format(
+        cmp=checksum_compare_sql(source_sql, target_sql),
+        msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
+    )
     return sql.SQL("DO {}").format(_AsLiteral(body))
 
 
@@ -412,18 +459,39 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow)
     keys = sql.Identifier(REPLAY_KEYS)
     match = _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND ")
     return [
-        Step(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(
-            keys, _join([sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(replay_key, key_types)])),
-            "keys changed since the last replay"),
-        Step(sql.SQL("WITH consumed AS (DELETE FROM {log} RETURNING {c}) INSERT INTO {keys} SELECT DISTINCT {c} "
-                     "FROM consumed").format(log=log, c=_cols(replay_key), keys=keys),
-             "take the logged keys (rows logged by transactions still open stay for the next replay)"),
+        Step(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(
+                keys,
+                _join([sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(replay_key, key_types)]),
+            ),
+            "keys changed since the last replay",
+        ),
+        Step(
+            sql.SQL(
+                "WITH consumed AS (DELETE FROM {log} RETURNING {c}) INSERT INTO {keys} SELECT DISTINCT {c} "
+                "FROM consumed"
+            ).format(log=log, c=_cols(replay_key), keys=keys),
+            "take the logged keys (rows logged by transactions still open stay for the next replay)",
+        ),
         Step(sql.SQL("ANALYZE {}").format(keys), "statistics for the replay joins"),
-        Step(sql.SQL("DELETE FROM {t} t USING {keys} k WHERE {m}").format(
-            t=_ident(names["schema"], shadow), keys=keys, m=match), "drop the shadow's copy of changed rows"),
-        Step(sql.SQL("INSERT INTO {t} ({c}){o} SELECT {sc} FROM {src} t JOIN {keys} k ON {m}").format(
-            t=_ident(names["schema"], shadow), c=_cols(insert_cols), o=overriding, sc=_cols(insert_cols, "t"),
-            src=src, keys=keys, m=match), "copy the changed rows again from the original"),
+        Step(
+            sql.SQL("DELETE FROM {t} t USING {keys} k WHERE {m}").format(
+                t=_ident(names["schema"], shadow), keys=keys, m=match
+            ),
+            "drop the shadow's copy of changed rows",
+        ),
+        Step(
+            sql.SQL("INSERT INTO {t} ({c}){o} SELECT {sc} FROM {src} t JOIN {keys} k ON {m}").format(
+                t=_ident(names["schema"], shadow),
+                c=_cols(insert_cols),
+                o=overriding,
+                sc=_cols(insert_cols, "t"),
+                src=src,
+                keys=keys,
+                m=match,
+            ),
+            "copy the changed rows again from the original",
+        ),
     ]
 
 
@@ -431,13 +499,28 @@ def _grant_steps(grants, column_grants, target, reason):
     steps = []
     for g in grants:
         grantee = sql.SQL("PUBLIC") if g["grantee"] == "PUBLIC" else sql.Identifier(g["grantee"])
-        steps.append(Step(sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(
-            sql.SQL(g["privilege"]), target, grantee, sql.SQL(" WITH GRANT OPTION" if g["grantable"] else "")), reason))
+        steps.append(
+            Step(
+                sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(
+                    sql.SQL(g["privilege"]), target, grantee, sql.SQL(" WITH GRANT OPTION" if g["grantable"] else "")
+                ),
+                reason,
+            )
+        )
     for g in column_grants:
         grantee = sql.SQL("PUBLIC") if g["grantee"] == "PUBLIC" else sql.Identifier(g["grantee"])
-        steps.append(Step(sql.SQL("GRANT {} ({}) ON TABLE {} TO {}{}").format(
-            sql.SQL(g["privilege"]), sql.Identifier(g["column"]), target, grantee,
-            sql.SQL(" WITH GRANT OPTION" if g["grantable"] else "")), reason))
+        steps.append(
+            Step(
+                sql.SQL("GRANT {} ({}) ON TABLE {} TO {}{}").format(
+                    sql.SQL(g["privilege"]),
+                    sql.Identifier(g["column"]),
+                    target,
+                    grantee,
+                    sql.SQL(" WITH GRANT OPTION" if g["grantable"] else ""),
+                ),
+                reason,
+            )
+        )
     return steps
 
 
@@ -445,8 +528,12 @@ def _policy_step(policy, target):
     commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
     roles = _join([sql.SQL("PUBLIC") if r == "PUBLIC" else sql.Identifier(r) for r in policy["roles"]])
     text = sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
-        sql.Identifier(policy["name"]), target, sql.SQL("PERMISSIVE" if policy["permissive"] else "RESTRICTIVE"),
-        sql.SQL(commands.get(policy["command"], "ALL")), roles)
+        sql.Identifier(policy["name"]),
+        target,
+        sql.SQL("PERMISSIVE" if policy["permissive"] else "RESTRICTIVE"),
+        sql.SQL(commands.get(policy["command"], "ALL")),
+        roles,
+    )
     if policy["using"]:
         text = text + sql.SQL(" USING ({})").format(sql.SQL(policy["using"]))
     if policy["with_check"]:
@@ -464,11 +551,17 @@ def _view_steps(views, swap_lock_targets):
         if view.get("options"):
             options = sql.SQL(" WITH ({})").format(_join([sql.SQL(o) for o in view["options"]]))
         definition = view["definition"].strip().rstrip(";")
-        steps.append(Step(sql.SQL("CREATE OR REPLACE VIEW {}{} AS {}").format(
-            _ident(view["schema"], view["name"]), options, sql.SQL(definition)),
-            "view %s read the old table by oid: rebind it to the partitioned table"
-            % display_name(view["schema"], view["name"]), lock=ACCESS_EXCLUSIVE,
-            targets=[(view["schema"], view["name"])]))
+        steps.append(
+            Step(
+                sql.SQL("CREATE OR REPLACE VIEW {}{} AS {}").format(
+                    _ident(view["schema"], view["name"]), options, sql.SQL(definition)
+                ),
+                "view %s read the old table by oid: rebind it to the partitioned table"
+                % display_name(view["schema"], view["name"]),
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(view["schema"], view["name"])],
+            )
+        )
         swap_lock_targets.append((view["schema"], view["name"]))
     return steps
 
@@ -485,34 +578,78 @@ def _matview_units(views):
         options = sql.SQL("")
         if view.get("options"):
             options = sql.SQL(" WITH ({})").format(_join([sql.SQL(o) for o in view["options"]]))
-        build = [Step(sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(target),
-                      "leftover of an interrupted rebuild, if any"),
-                 Step(sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {} WITH {}").format(
-                     target, options, sql.SQL(view["definition"].strip().rstrip(";")),
-                     sql.SQL("DATA" if view.get("populated", True) else "NO DATA")),
-                     "rebuild %s on the partitioned table (the refresh)" % display_name(schema, name))]
+        build = [
+            Step(
+                sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(target),
+                "leftover of an interrupted rebuild, if any",
+            ),
+            Step(
+                sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {} WITH {}").format(
+                    target,
+                    options,
+                    sql.SQL(view["definition"].strip().rstrip(";")),
+                    sql.SQL("DATA" if view.get("populated", True) else "NO DATA"),
+                ),
+                "rebuild %s on the partitioned table (the refresh)" % display_name(schema, name),
+            ),
+        ]
         renames = []
         for index in view.get("indexes") or []:
             tmp_index = derived_name(index["name"], "_sgt_new")
-            build.append(Step(sql.SQL("CREATE {}INDEX {} ON {} {}").format(
-                sql.SQL("UNIQUE " if index["unique"] else ""), sql.Identifier(tmp_index), target,
-                sql.SQL(index["tail"])), "index %s of the materialized view" % index["name"]))
-            renames.append(Step(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                _ident(schema, tmp_index), sql.Identifier(index["name"])), "index keeps its name"))
+            build.append(
+                Step(
+                    sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+                        sql.SQL("UNIQUE " if index["unique"] else ""),
+                        sql.Identifier(tmp_index),
+                        target,
+                        sql.SQL(index["tail"]),
+                    ),
+                    "index %s of the materialized view" % index["name"],
+                )
+            )
+            renames.append(
+                Step(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                        _ident(schema, tmp_index), sql.Identifier(index["name"])
+                    ),
+                    "index keeps its name",
+                )
+            )
             if index.get("comment"):
-                renames.append(Step(sql.SQL("COMMENT ON INDEX {} IS {}").format(
-                    _ident(schema, index["name"]), sql.Literal(index["comment"])), "index comment"))
-        build.append(Step(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(target, sql.Identifier(view["owner"])),
-                          "same owner"))
+                renames.append(
+                    Step(
+                        sql.SQL("COMMENT ON INDEX {} IS {}").format(
+                            _ident(schema, index["name"]), sql.Literal(index["comment"])
+                        ),
+                        "index comment",
+                    )
+                )
+        build.append(
+            Step(
+                sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(target, sql.Identifier(view["owner"])),
+                "same owner",
+            )
+        )
         build.extend(_grant_steps(view.get("grants") or [], [], target, "same grants"))
         if view.get("comment"):
-            build.append(Step(sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(target, sql.Literal(view["comment"])),
-                              "same comment"))
-        swap = [Step(sql.SQL("DROP MATERIALIZED VIEW {}").format(_ident(schema, name)),
-                     "the old materialized view still reads the unpartitioned table", lock=ACCESS_EXCLUSIVE,
-                     targets=[(schema, name)]),
-                Step(sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(target, sql.Identifier(name)),
-                     "the rebuilt materialized view takes its name")] + renames
+            build.append(
+                Step(
+                    sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(target, sql.Literal(view["comment"])),
+                    "same comment",
+                )
+            )
+        swap = [
+            Step(
+                sql.SQL("DROP MATERIALIZED VIEW {}").format(_ident(schema, name)),
+                "the old materialized view still reads the unpartitioned table",
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(schema, name)],
+            ),
+            Step(
+                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(target, sql.Identifier(name)),
+                "the rebuilt materialized view takes its name",
+            ),
+        ] + renames
         units.append(("matview %s" % display_name(schema, name), build))
         units.append(("matview swap %s" % display_name(schema, name), swap))
     return units
@@ -537,20 +674,24 @@ def plan_migration(table, layout, options, server, facts=None):
         raise InvalidInput(
             "%s is a plain (unpartitioned) table and migrate is 'never': set migrate to online (copy beside it, "
             "writers blocked about a second), offline (one transaction, writes blocked) or attach (the table "
-            "becomes one partition, no copy)" % display)
+            "becomes one partition, no copy)" % display
+        )
     key = options.get("key")
     columns = {c["name"]: c for c in table["columns"]}
     if key not in columns:
-        raise InvalidInput("partition key %r is not a column of %s (columns: %s)"
-                           % (key, display, ", ".join(sorted(columns))))
+        raise InvalidInput(
+            "partition key %r is not a column of %s (columns: %s)" % (key, display, ", ".join(sorted(columns)))
+        )
     ranges, default = validate_layout(layout, columns[key]["type"], display)
     names = migration_names(table)
     state = facts.get("state")
     own = set() if state is None else {names["shadow"], names["unpartitioned"]} | {e["name"] for e in layout}
     clash = [n for n in facts.get("taken", []) if n not in own]
     if clash:
-        raise InvalidInput("cannot migrate %s: relation(s) %s already exist in schema %s (drop or rename them)"
-                           % (display, ", ".join(clash), table["schema"]))
+        raise InvalidInput(
+            "cannot migrate %s: relation(s) %s already exist in schema %s (drop or rename them)"
+            % (display, ", ".join(clash), table["schema"])
+        )
     if table.get("partitions"):
         raise InvalidInput("%s already has partitions" % display)
     if facts["flags"].get("persistence") != "p":
@@ -567,26 +708,33 @@ def plan_migration(table, layout, options, server, facts=None):
                 raise InvalidInput(
                     "the primary key of %s is (%s) and does not include the partition key %s: PostgreSQL requires a "
                     "partitioned table's primary key to include it. Set extend_primary_key: true to make it (%s), "
-                    "nothing was changed" % (display, ", ".join(pk["columns"]), key, ", ".join(pk["columns"] + [key])))
+                    "nothing was changed" % (display, ", ".join(pk["columns"]), key, ", ".join(pk["columns"] + [key]))
+                )
             new_pk_columns.append(key)
-            warnings.append("primary key of %s extended to (%s): uniqueness of (%s) alone is no longer enforced"
-                            % (display, ", ".join(new_pk_columns), ", ".join(pk["columns"])))
+            warnings.append(
+                "primary key of %s extended to (%s): uniqueness of (%s) alone is no longer enforced"
+                % (display, ", ".join(new_pk_columns), ", ".join(pk["columns"]))
+            )
     for con in constraints:
         if con["type"] == "u" and key not in con["columns"]:
             raise InvalidInput(
                 "unique constraint %s of %s on (%s) does not include the partition key %s: a partitioned table cannot "
                 "enforce it. Drop it or add %s to it first; nothing was changed"
-                % (con["name"], display, ", ".join(con["columns"]), key, key))
+                % (con["name"], display, ", ".join(con["columns"]), key, key)
+            )
         if con["type"] == "x":
-            raise InvalidInput("exclusion constraint %s of %s cannot be carried to a partitioned table automatically; "
-                               "drop it first" % (con["name"], display))
+            raise InvalidInput(
+                "exclusion constraint %s of %s cannot be carried to a partitioned table automatically; "
+                "drop it first" % (con["name"], display)
+            )
     constraint_indexes = {c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"]}
     plain_indexes = [i for i in table["indexes"] if i["name"] not in constraint_indexes]
     for index in plain_indexes:
         if index["is_unique"] and not _index_has_column(index["definition"], key):
-            raise InvalidInput("unique index %s of %s does not include the partition key %s: a partitioned table "
-                               "cannot enforce it; drop it or add %s first, nothing was changed"
-                               % (index["name"], display, key, key))
+            raise InvalidInput(
+                "unique index %s of %s does not include the partition key %s: a partitioned table "
+                "cannot enforce it; drop it or add %s first, nothing was changed" % (index["name"], display, key, key)
+            )
     fks_in = facts["foreign_keys_in"]
     unique_sets = [set(c["columns"]) for c in constraints if c["type"] == "u"]
     if new_pk_columns:
@@ -596,32 +744,47 @@ def plan_migration(table, layout, options, server, facts=None):
             raise InvalidInput(
                 "foreign key %s of %s references %s (%s), which will not be unique on its own once %s is partitioned "
                 "by %s (a unique key there must include %s). Drop that foreign key or make it reference (%s); "
-                "nothing was changed" % (fk["name"], display_name(fk["schema"], fk["table"]), display,
-                                         ", ".join(fk["columns"]), display, key, key,
-                                         ", ".join(fk["columns"] + [key])))
+                "nothing was changed"
+                % (
+                    fk["name"],
+                    display_name(fk["schema"], fk["table"]),
+                    display,
+                    ", ".join(fk["columns"]),
+                    display,
+                    key,
+                    key,
+                    ", ".join(fk["columns"] + [key]),
+                )
+            )
     for view in facts["views"]:
         if view["kind"] == "materialized view" and view.get("dependents"):
             raise InvalidInput(
                 "materialized view %s depends on %s and is itself read by %s: rebuilding it would need those dropped "
-                "too. Drop them first or migrate offline by hand" % (display_name(view["schema"], view["name"]), display,
-                                                                       ", ".join(view["dependents"])))
+                "too. Drop them first or migrate offline by hand"
+                % (display_name(view["schema"], view["name"]), display, ", ".join(view["dependents"]))
+            )
     user_triggers = [t for t in facts["triggers"] if t["name"] not in CAPTURE_TRIGGERS]
     for trig in user_triggers:
         if "REFERENCING" in trig["definition"] and "FOR EACH ROW" in trig["definition"]:
-            raise InvalidInput("trigger %s of %s uses transition tables FOR EACH ROW, which partitioned tables refuse"
-                               % (trig["name"], display))
+            raise InvalidInput(
+                "trigger %s of %s uses transition tables FOR EACH ROW, which partitioned tables refuse"
+                % (trig["name"], display)
+            )
 
     replay_key = None
     if mode == "online":
         replay_key = pk["columns"] if pk else None
         if replay_key is None:
-            unique = next((c for c in constraints if c["type"] == "u" and all(
-                columns[x]["not_null"] for x in c["columns"])), None)
+            unique = next(
+                (c for c in constraints if c["type"] == "u" and all(columns[x]["not_null"] for x in c["columns"])), None
+            )
             replay_key = unique["columns"] if unique else None
         if replay_key is None:
-            raise InvalidInput("online migration of %s needs a primary key or a unique key on NOT NULL columns to "
-                               "replay the rows changed during the copy; use migrate: offline (writes blocked during "
-                               "the copy) or attach" % display)
+            raise InvalidInput(
+                "online migration of %s needs a primary key or a unique key on NOT NULL columns to "
+                "replay the rows changed during the copy; use migrate: offline (writes blocked during "
+                "the copy) or attach" % display
+            )
 
     out = facts.get("out_of_range") or {}
     default_rows = 0
@@ -630,24 +793,46 @@ def plan_migration(table, layout, options, server, facts=None):
             raise InvalidInput(
                 "%d rows of %s have a %s outside every declared period (min %s, max %s%s): add periods covering them "
                 "or a default partition; nothing was changed"
-                % (out["rows"], display, key, _json_value(out.get("min")), _json_value(out.get("max")),
-                   ", some are NULL" if out.get("min") is None else ""))
+                % (
+                    out["rows"],
+                    display,
+                    key,
+                    _json_value(out.get("min")),
+                    _json_value(out.get("max")),
+                    ", some are NULL" if out.get("min") is None else "",
+                )
+            )
         default_rows = out["rows"]
-        warnings.append("%d rows of %s fall outside every period and go to the default partition %s (min %s, max %s)"
-                        % (out["rows"], display, default["name"], _json_value(out.get("min")), _json_value(out.get("max"))))
+        warnings.append(
+            "%d rows of %s fall outside every period and go to the default partition %s (min %s, max %s)"
+            % (out["rows"], display, default["name"], _json_value(out.get("min")), _json_value(out.get("max")))
+        )
 
     source_bytes = (table.get("heap_bytes") or 0) + (table.get("toast_bytes") or 0) + (table.get("index_bytes") or 0)
     need = 0 if mode == "attach" else int(source_bytes * 1.1)
     free = facts.get("free_bytes")
     if free is not None and need > free and state is None:
-        raise InvalidInput("migrating %s needs about %s of free disk (a copy of the table and its indexes) but the "
-                           "server's data directory has %s free: free space first or use migrate: attach"
-                           % (display, _human_bytes(need), _human_bytes(free)))
+        raise InvalidInput(
+            "migrating %s needs about %s of free disk (a copy of the table and its indexes) but the "
+            "server's data directory has %s free: free space first or use migrate: attach"
+            % (display, _human_bytes(need), _human_bytes(free))
+        )
 
     ctx = {
-        "table": table, "facts": facts, "options": options, "names": names, "key": key, "ranges": ranges,
-        "default": default, "pk": pk, "new_pk_columns": new_pk_columns, "plain_indexes": plain_indexes,
-        "user_triggers": user_triggers, "replay_key": replay_key, "columns": columns, "display": display,
+        "table": table,
+        "facts": facts,
+        "options": options,
+        "names": names,
+        "key": key,
+        "ranges": ranges,
+        "default": default,
+        "pk": pk,
+        "new_pk_columns": new_pk_columns,
+        "plain_indexes": plain_indexes,
+        "user_triggers": user_triggers,
+        "replay_key": replay_key,
+        "columns": columns,
+        "display": display,
         "server": server or {},
     }
     insert_cols = [c["name"] for c in table["columns"] if not c.get("generated")]
@@ -659,18 +844,33 @@ def plan_migration(table, layout, options, server, facts=None):
         phases = _copy_phases(ctx)
     reltuples = max(table.get("reltuples") or 0, 0)
     return MigrationPlan(
-        mode=mode, display=display, names=names, key=key, ranges=ranges, default=default, replay_key=replay_key,
-        insert_cols=insert_cols, overriding=ctx["overriding"], phases=phases, options=options, warnings=warnings,
-        default_rows=default_rows, estimated_disk_bytes=need, free_disk_bytes=free,
-        copy={"batch_rows": options["batch_rows"], "rows_estimate": int(reltuples),
-              "batches_estimate": 0 if mode != "online" else max(1, int(reltuples // options["batch_rows"]) + 1)},
+        mode=mode,
+        display=display,
+        names=names,
+        key=key,
+        ranges=ranges,
+        default=default,
+        replay_key=replay_key,
+        insert_cols=insert_cols,
+        overriding=ctx["overriding"],
+        phases=phases,
+        options=options,
+        warnings=warnings,
+        default_rows=default_rows,
+        estimated_disk_bytes=need,
+        free_disk_bytes=free,
+        copy={
+            "batch_rows": options["batch_rows"],
+            "rows_estimate": int(reltuples),
+            "batches_estimate": 0 if mode != "online" else max(1, int(reltuples // options["batch_rows"]) + 1),
+        },
         ctx=ctx,
     )
 
 
 def _index_has_column(definition, column):
     head = definition.split(" USING ", 1)[-1]
-    return ('(%s' % column) in head or (', %s' % column) in head or ('"%s"' % column) in head
+    return ("(%s" % column) in head or (", %s" % column) in head or ('"%s"' % column) in head
 
 
 def _new_partitions(ctx, with_default=False):
@@ -684,36 +884,75 @@ def _shadow_steps(ctx, shadow):
     """Create the partitioned shadow and its partitions, with leaf-level reloptions, owner and comment."""
     table, names, key = ctx["table"], ctx["names"], ctx["key"]
     target = _ident(names["schema"], shadow)
-    steps = [Step(sql.SQL(
-        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY "
-        "INCLUDING STATISTICS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS) PARTITION BY RANGE ({})"
-    ).format(target, _ident(names["schema"], names["name"]), sql.Identifier(key)),
-        "partitioned copy of %s: same columns, defaults, NOT NULL and CHECK constraints, no index yet" % ctx["display"])]
-    steps.append(Step(sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(table["owner"])), "same owner"))
+    steps = [
+        Step(
+            sql.SQL(
+                "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY "
+                "INCLUDING STATISTICS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS) PARTITION BY RANGE ({})"
+            ).format(target, _ident(names["schema"], names["name"]), sql.Identifier(key)),
+            "partitioned copy of %s: same columns, defaults, NOT NULL and CHECK constraints, no index yet"
+            % ctx["display"],
+        )
+    ]
+    steps.append(
+        Step(sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(table["owner"])), "same owner")
+    )
     if table.get("comment"):
-        steps.append(Step(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table["comment"])),
-                          "same comment"))
+        steps.append(
+            Step(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table["comment"])), "same comment")
+        )
     options = ["%s=%s" % (k, v) for k, v in sorted((table.get("reloptions") or {}).items())]
     options += ["toast.%s=%s" % (k, v) for k, v in sorted((table.get("toast_reloptions") or {}).items())]
     with_clause = sql.SQL("")
     if options:
-        with_clause = sql.SQL(" WITH ({})").format(_join([sql.SQL("{} = {}").format(
-            sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1])) for o in options]))
+        with_clause = sql.SQL(" WITH ({})").format(
+            _join(
+                [
+                    sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                    for o in options
+                ]
+            )
+        )
     if ctx.get("range_check"):
-        steps.append(Step(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
-            target, sql.Identifier(ctx["range_check"])), "the attach range check belongs to the old table only"))
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                    target, sql.Identifier(ctx["range_check"])
+                ),
+                "the attach range check belongs to the old table only",
+            )
+        )
     for entry in _new_partitions(ctx):
-        steps.append(Step(sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}").format(
-            _ident(names["schema"], entry["name"]), target, _bound_literal(entry["low"]),
-            _bound_literal(entry["high"]), with_clause),
-            "partition for [%s, %s)" % (_json_value(entry["low"]), _json_value(entry["high"]))))
+        steps.append(
+            Step(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}").format(
+                    _ident(names["schema"], entry["name"]),
+                    target,
+                    _bound_literal(entry["low"]),
+                    _bound_literal(entry["high"]),
+                    with_clause,
+                ),
+                "partition for [%s, %s)" % (_json_value(entry["low"]), _json_value(entry["high"])),
+            )
+        )
     if ctx["default"]:
-        steps.append(Step(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT{}").format(
-            _ident(names["schema"], ctx["default"]["name"]), target, with_clause),
-            "default partition: rows outside every period"))
+        steps.append(
+            Step(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT{}").format(
+                    _ident(names["schema"], ctx["default"]["name"]), target, with_clause
+                ),
+                "default partition: rows outside every period",
+            )
+        )
     for entry in _new_partitions(ctx, with_default=True):
-        steps.append(Step(sql.SQL("ALTER TABLE {} OWNER TO {}").format(
-            _ident(names["schema"], entry["name"]), sql.Identifier(table["owner"])), "same owner on the partition"))
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                    _ident(names["schema"], entry["name"]), sql.Identifier(table["owner"])
+                ),
+                "same owner on the partition",
+            )
+        )
     return steps
 
 
@@ -725,20 +964,44 @@ def _build_units(ctx, shadow, validate_separately=True):
     tails = facts.get("index_tails") or {}
     for con in facts["constraints"]:
         if con["type"] == "p":
-            units.append([Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-                target, sql.Identifier(derived_name(con["name"], "_sgt_new")), _cols(ctx["new_pk_columns"])),
-                "primary key (%s)" % ", ".join(ctx["new_pk_columns"]))])
+            units.append(
+                [
+                    Step(
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+                            target, sql.Identifier(derived_name(con["name"], "_sgt_new")), _cols(ctx["new_pk_columns"])
+                        ),
+                        "primary key (%s)" % ", ".join(ctx["new_pk_columns"]),
+                    )
+                ]
+            )
         elif con["type"] == "u":
-            units.append([Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                target, sql.Identifier(derived_name(con["name"], "_sgt_new")), sql.SQL(con["definition"])),
-                "unique constraint %s" % con["name"])])
+            units.append(
+                [
+                    Step(
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                            target, sql.Identifier(derived_name(con["name"], "_sgt_new")), sql.SQL(con["definition"])
+                        ),
+                        "unique constraint %s" % con["name"],
+                    )
+                ]
+            )
     for index in ctx["plain_indexes"]:
         tail = tails.get(index["name"])
         if not tail:
             raise InvalidInput("cannot read the definition of index %s of %s" % (index["name"], ctx["display"]))
-        units.append([Step(sql.SQL("CREATE {}INDEX {} ON {} {}").format(
-            sql.SQL("UNIQUE " if index["is_unique"] else ""), sql.Identifier(derived_name(index["name"], "_sgt_new")),
-            target, sql.SQL(tail)), "index %s, built once on the filled partitions" % index["name"])])
+        units.append(
+            [
+                Step(
+                    sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+                        sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                        sql.Identifier(derived_name(index["name"], "_sgt_new")),
+                        target,
+                        sql.SQL(tail),
+                    ),
+                    "index %s, built once on the filled partitions" % index["name"],
+                )
+            ]
+        )
     for con in facts["constraints"]:
         if con["type"] != "f":
             continue
@@ -747,30 +1010,81 @@ def _build_units(ctx, shadow, validate_separately=True):
             # leaf (no long lock on the dimension), then on the parent, which adopts the leaves' constraints
             for entry in _new_partitions(ctx, with_default=True):
                 leaf = _ident(names["schema"], entry["name"])
-                units.append([Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                    leaf, sql.Identifier(con["name"]), sql.SQL(con["definition"])),
-                    "foreign key %s on partition %s, checked by the next step" % (con["name"], entry["name"]))])
+                units.append(
+                    [
+                        Step(
+                            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
+                                leaf, sql.Identifier(con["name"]), sql.SQL(con["definition"])
+                            ),
+                            "foreign key %s on partition %s, checked by the next step" % (con["name"], entry["name"]),
+                        )
+                    ]
+                )
                 if con["validated"]:
-                    units.append([Step(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                        leaf, sql.Identifier(con["name"])), "validate %s without blocking the dimension's writers"
-                        % con["name"])])
-            units.append([Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                target, sql.Identifier(con["name"]), sql.SQL(con["definition"])),
-                "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"])])
+                    units.append(
+                        [
+                            Step(
+                                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                                    leaf, sql.Identifier(con["name"])
+                                ),
+                                "validate %s without blocking the dimension's writers" % con["name"],
+                            )
+                        ]
+                    )
+            units.append(
+                [
+                    Step(
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                            target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
+                        ),
+                        "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"],
+                    )
+                ]
+            )
         else:
-            units.append([Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}{}").format(
-                target, sql.Identifier(con["name"]), sql.SQL(con["definition"]),
-                sql.SQL("" if con["validated"] else " NOT VALID")), "foreign key %s" % con["name"])])
+            units.append(
+                [
+                    Step(
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}{}").format(
+                            target,
+                            sql.Identifier(con["name"]),
+                            sql.SQL(con["definition"]),
+                            sql.SQL("" if con["validated"] else " NOT VALID"),
+                        ),
+                        "foreign key %s" % con["name"],
+                    )
+                ]
+            )
     for column in ctx["table"]["columns"]:
         if column.get("statistics_target") is not None:
-            units.append([Step(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
-                target, sql.Identifier(column["name"]), sql.Literal(int(column["statistics_target"]))),
-                "same statistics target")])
+            units.append(
+                [
+                    Step(
+                        sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
+                            target, sql.Identifier(column["name"]), sql.Literal(int(column["statistics_target"]))
+                        ),
+                        "same statistics target",
+                    )
+                ]
+            )
     for item in facts.get("column_options") or []:
-        units.append([Step(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(
-            target, sql.Identifier(item["column"]), _join([sql.SQL("{} = {}").format(
-                sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1])) for o in item["options"]])),
-            "same column options")])
+        units.append(
+            [
+                Step(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(
+                        target,
+                        sql.Identifier(item["column"]),
+                        _join(
+                            [
+                                sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                                for o in item["options"]
+                            ]
+                        ),
+                    ),
+                    "same column options",
+                )
+            ]
+        )
     return units
 
 
@@ -793,17 +1107,35 @@ def _rename_steps(ctx, shadow):
     schema, name = names["schema"], names["name"]
     steps = []
     for index in table["indexes"]:
-        steps.append(Step(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-            _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))),
-            "the original's index frees its name"))
-    steps.append(Step(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-        _ident(schema, name), sql.Identifier(names["unpartitioned"])), "keep the original until drop_source"))
-    steps.append(Step(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(schema, shadow), sql.Identifier(name)),
-                      "the partitioned table takes the name"))
+        steps.append(
+            Step(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
+                ),
+                "the original's index frees its name",
+            )
+        )
+    steps.append(
+        Step(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(schema, name), sql.Identifier(names["unpartitioned"])),
+            "keep the original until drop_source",
+        )
+    )
+    steps.append(
+        Step(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(schema, shadow), sql.Identifier(name)),
+            "the partitioned table takes the name",
+        )
+    )
     for index in table["indexes"]:
-        steps.append(Step(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-            _ident(schema, derived_name(index["name"], "_sgt_new")), sql.Identifier(index["name"])),
-            "indexes keep their names"))
+        steps.append(
+            Step(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    _ident(schema, derived_name(index["name"], "_sgt_new")), sql.Identifier(index["name"])
+                ),
+                "indexes keep their names",
+            )
+        )
     return steps
 
 
@@ -812,30 +1144,59 @@ def _carry_steps(ctx, new):
     schema, name = names["schema"], names["name"]
     steps = []
     for item in facts.get("index_comments") or []:
-        steps.append(Step(sql.SQL("COMMENT ON INDEX {} IS {}").format(
-            _ident(schema, item["name"]), sql.Literal(item["comment"])), "index comment"))
+        steps.append(
+            Step(
+                sql.SQL("COMMENT ON INDEX {} IS {}").format(_ident(schema, item["name"]), sql.Literal(item["comment"])),
+                "index comment",
+            )
+        )
     for con in facts["constraints"]:
         if con.get("comment") and con["type"] in ("p", "u", "f"):
-            steps.append(Step(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
-                sql.Identifier(con["name"]), new, sql.Literal(con["comment"])), "constraint comment"))
+            steps.append(
+                Step(
+                    sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
+                        sql.Identifier(con["name"]), new, sql.Literal(con["comment"])
+                    ),
+                    "constraint comment",
+                )
+            )
     for seq in facts["sequences"]:
         if seq["kind"] == "serial":
-            steps.append(Step(sql.SQL("ALTER SEQUENCE {} OWNED BY {}").format(
-                _ident(seq["schema"], seq["name"]), _ident(schema, name, seq["column"])),
-                "the sequence follows its column (dropping the old table will not drop it)"))
+            steps.append(
+                Step(
+                    sql.SQL("ALTER SEQUENCE {} OWNED BY {}").format(
+                        _ident(seq["schema"], seq["name"]), _ident(schema, name, seq["column"])
+                    ),
+                    "the sequence follows its column (dropping the old table will not drop it)",
+                )
+            )
         else:
-            steps.append(Step(sql.SQL(
-                "SELECT setval(pg_get_serial_sequence({t}, {c}), s.last_value, s.is_called) FROM {s} s").format(
-                t=sql.Literal(display_name(schema, name)),
-                c=sql.Literal(seq["column"]), s=_ident(seq["schema"], seq["name"])),
-                "identity %s continues where the original stopped" % seq["column"]))
+            steps.append(
+                Step(
+                    sql.SQL(
+                        "SELECT setval(pg_get_serial_sequence({t}, {c}), s.last_value, s.is_called) FROM {s} s"
+                    ).format(
+                        t=sql.Literal(display_name(schema, name)),
+                        c=sql.Literal(seq["column"]),
+                        s=_ident(seq["schema"], seq["name"]),
+                    ),
+                    "identity %s continues where the original stopped" % seq["column"],
+                )
+            )
             # the identity sequence created with the shadow takes the original's name
-            steps.append(Step(sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(
-                _ident(seq["schema"], seq["name"]), sql.Identifier(derived_name(seq["name"], "_unpartitioned"))),
-                "the original's identity sequence frees its name"))
-            body = sql.SQL("BEGIN EXECUTE format('ALTER SEQUENCE %s RENAME TO %I', pg_get_serial_sequence({t}, {c}), "
-                           "{n}); END").format(t=sql.Literal(display_name(schema, name)), c=sql.Literal(seq["column"]),
-                                               n=sql.Literal(seq["name"]))
+            steps.append(
+                Step(
+                    sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(
+                        _ident(seq["schema"], seq["name"]), sql.Identifier(derived_name(seq["name"], "_unpartitioned"))
+                    ),
+                    "the original's identity sequence frees its name",
+                )
+            )
+            body = sql.SQL(
+                "BEGIN EXECUTE format('ALTER SEQUENCE %s RENAME TO %I', pg_get_serial_sequence({t}, {c}), {n}); END"
+            ).format(
+                t=sql.Literal(display_name(schema, name)), c=sql.Literal(seq["column"]), n=sql.Literal(seq["name"])
+            )
             steps.append(Step(sql.SQL("DO {}").format(_AsLiteral(body)), "the new identity sequence takes its name"))
     steps.extend(_grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
     for entry in _new_partitions(ctx, with_default=True):
@@ -847,15 +1208,26 @@ def _carry_steps(ctx, new):
     for policy in facts["policies"]:
         steps.append(_policy_step(policy, new))
     for trig in ctx["user_triggers"]:
-        steps.append(Step(sql.SQL(trig["definition"]), "user trigger %s (created by name on the renamed table)"
-                          % trig["name"]))
+        steps.append(
+            Step(sql.SQL(trig["definition"]), "user trigger %s (created by name on the renamed table)" % trig["name"])
+        )
         state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(trig.get("enabled"))
         if state:
-            steps.append(Step(sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(new, sql.SQL(state),
-                                                                          sql.Identifier(trig["name"])), "same state"))
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(new, sql.SQL(state), sql.Identifier(trig["name"])),
+                    "same state",
+                )
+            )
         if trig.get("comment"):
-            steps.append(Step(sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
-                sql.Identifier(trig["name"]), new, sql.Literal(trig["comment"])), "trigger comment"))
+            steps.append(
+                Step(
+                    sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
+                        sql.Identifier(trig["name"]), new, sql.Literal(trig["comment"])
+                    ),
+                    "trigger comment",
+                )
+            )
     return steps
 
 
@@ -864,13 +1236,23 @@ def _repoint_steps(ctx, lock_targets):
     steps = []
     for fk in facts["foreign_keys_in"]:
         child = _ident(fk["schema"], fk["table"])
-        steps.append(Step(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(child, sql.Identifier(fk["name"])),
-                          "foreign key %s pointed at the old table" % fk["name"], lock=SHARE_ROW_EXCLUSIVE,
-                          targets=[(fk["schema"], fk["table"])]))
-        steps.append(Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-            child, sql.Identifier(fk["name"]), sql.SQL(fk["definition"])),
-            "re-point %s at the partitioned table (validated after the swap)" % fk["name"],
-            targets=[(fk["schema"], fk["table"])]))
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(child, sql.Identifier(fk["name"])),
+                "foreign key %s pointed at the old table" % fk["name"],
+                lock=SHARE_ROW_EXCLUSIVE,
+                targets=[(fk["schema"], fk["table"])],
+            )
+        )
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
+                    child, sql.Identifier(fk["name"]), sql.SQL(fk["definition"])
+                ),
+                "re-point %s at the partitioned table (validated after the swap)" % fk["name"],
+                targets=[(fk["schema"], fk["table"])],
+            )
+        )
         lock_targets.append((fk["schema"], fk["table"]))
     steps.extend(_view_steps(facts["views"], lock_targets))
     return steps
@@ -882,23 +1264,55 @@ def _post_units(ctx, drop_log):
     units = []
     for fk in facts["foreign_keys_in"]:
         if fk.get("validated", True):
-            units.append(("validate %s" % fk["name"], [Step(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                _ident(fk["schema"], fk["table"]), sql.Identifier(fk["name"])),
-                "validate the re-pointed foreign key (SHARE UPDATE EXCLUSIVE: writers go on)",
-                lock=SHARE_UPDATE_EXCLUSIVE)]))
+            units.append(
+                (
+                    "validate %s" % fk["name"],
+                    [
+                        Step(
+                            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                                _ident(fk["schema"], fk["table"]), sql.Identifier(fk["name"])
+                            ),
+                            "validate the re-pointed foreign key (SHARE UPDATE EXCLUSIVE: writers go on)",
+                            lock=SHARE_UPDATE_EXCLUSIVE,
+                        )
+                    ],
+                )
+            )
     units.extend(_matview_units(facts["views"]))
-    units.append(("analyze", [Step(sql.SQL("ANALYZE {}").format(_ident(names["schema"], names["name"])),
-                                   "autovacuum never analyzes a partitioned parent")]))
+    units.append(
+        (
+            "analyze",
+            [
+                Step(
+                    sql.SQL("ANALYZE {}").format(_ident(names["schema"], names["name"])),
+                    "autovacuum never analyzes a partitioned parent",
+                )
+            ],
+        )
+    )
     cleanup = []
     if drop_log:
-        cleanup.append(Step(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
-                            "the change log is no longer needed"))
-        cleanup.append(Step(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
-                            "the capture function is no longer needed"))
+        cleanup.append(
+            Step(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
+                "the change log is no longer needed",
+            )
+        )
+        cleanup.append(
+            Step(
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
+                "the capture function is no longer needed",
+            )
+        )
     if ctx["options"]["drop_source"] and ctx["options"]["mode"] != "attach":
-        cleanup.append(Step(sql.SQL("DROP TABLE {}").format(_ident(names["schema"], names["unpartitioned"])),
-                            "drop_source: the original is no longer kept", lock=ACCESS_EXCLUSIVE,
-                            targets=[(names["schema"], names["unpartitioned"])]))
+        cleanup.append(
+            Step(
+                sql.SQL("DROP TABLE {}").format(_ident(names["schema"], names["unpartitioned"])),
+                "drop_source: the original is no longer kept",
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(names["schema"], names["unpartitioned"])],
+            )
+        )
     units.append(("cleanup", cleanup))
     return units
 
@@ -915,35 +1329,57 @@ def _capture_steps(ctx):
         "BEGIN IF TG_OP IN ('INSERT', 'UPDATE') THEN INSERT INTO {log} ({c}) SELECT {c} FROM sigeti_new; END IF; "
         "IF TG_OP IN ('DELETE', 'UPDATE') THEN INSERT INTO {log} ({c}) SELECT {c} FROM sigeti_old; END IF; "
         "IF TG_OP = 'TRUNCATE' THEN RAISE EXCEPTION 'sigeti.dwh: {t} is being migrated to partitions: TRUNCATE is "
-        "refused until the migration ends'; END IF; RETURN NULL; END").format(
-        log=log, c=_cols(key_cols), t=sql.SQL(ctx["display"].replace("'", "''").replace("%", "")))
+        "refused until the migration ends'; END IF; RETURN NULL; END"
+    ).format(log=log, c=_cols(key_cols), t=sql.SQL(ctx["display"].replace("'", "''").replace("%", "")))
     steps = [
-        Step(sql.SQL("CREATE TABLE {} (log_id bigserial PRIMARY KEY, {})").format(log, _join(
-            [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(key_cols, key_types)])),
-            "log of the keys changed while the copy runs (a regular table: it survives a crash)"),
-        Step(sql.SQL("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
-                     "SET search_path = pg_catalog, pg_temp AS {}").format(func, _AsLiteral(body)),
-             "capture function (SECURITY DEFINER: writers need no right on the sigeti_dwh schema)"),
+        Step(
+            sql.SQL("CREATE TABLE {} (log_id bigserial PRIMARY KEY, {})").format(
+                log,
+                _join([sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(key_cols, key_types)]),
+            ),
+            "log of the keys changed while the copy runs (a regular table: it survives a crash)",
+        ),
+        Step(
+            sql.SQL(
+                "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+                "SET search_path = pg_catalog, pg_temp AS {}"
+            ).format(func, _AsLiteral(body)),
+            "capture function (SECURITY DEFINER: writers need no right on the sigeti_dwh schema)",
+        ),
     ]
     triggers = [
         ("sigeti_dwh_capture_ins", "AFTER INSERT", "REFERENCING NEW TABLE AS sigeti_new FOR EACH STATEMENT"),
-        ("sigeti_dwh_capture_upd", "AFTER UPDATE",
-         "REFERENCING OLD TABLE AS sigeti_old NEW TABLE AS sigeti_new FOR EACH STATEMENT"),
+        (
+            "sigeti_dwh_capture_upd",
+            "AFTER UPDATE",
+            "REFERENCING OLD TABLE AS sigeti_old NEW TABLE AS sigeti_new FOR EACH STATEMENT",
+        ),
         ("sigeti_dwh_capture_del", "AFTER DELETE", "REFERENCING OLD TABLE AS sigeti_old FOR EACH STATEMENT"),
         ("sigeti_dwh_capture_trunc", "BEFORE TRUNCATE", "FOR EACH STATEMENT"),
     ]
     for trig, event, tail in triggers:
-        steps.append(Step(sql.SQL("CREATE TRIGGER {} {} ON {} {} EXECUTE FUNCTION {}()").format(
-            sql.Identifier(trig), sql.SQL(event), src, sql.SQL(tail), func),
-            "capture changed keys during the copy", lock=SHARE_ROW_EXCLUSIVE,
-            targets=[(names["schema"], names["name"])]))
+        steps.append(
+            Step(
+                sql.SQL("CREATE TRIGGER {} {} ON {} {} EXECUTE FUNCTION {}()").format(
+                    sql.Identifier(trig), sql.SQL(event), src, sql.SQL(tail), func
+                ),
+                "capture changed keys during the copy",
+                lock=SHARE_ROW_EXCLUSIVE,
+                targets=[(names["schema"], names["name"])],
+            )
+        )
     return steps
 
 
 def _drop_capture_steps(ctx):
     src = _ident(ctx["names"]["schema"], ctx["names"]["name"])
-    return [Step(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
-                 "stop capturing: the original is no longer written") for t in CAPTURE_TRIGGERS]
+    return [
+        Step(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
+            "stop capturing: the original is no longer written",
+        )
+        for t in CAPTURE_TRIGGERS
+    ]
 
 
 def _copy_phases(ctx):
@@ -951,71 +1387,145 @@ def _copy_phases(ctx):
     mode = ctx["options"]["mode"]
     shadow = names["shadow"]
     src = _ident(names["schema"], names["name"])
-    insert_all = Step(sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {}").format(
-        _ident(names["schema"], shadow), _cols(ctx["insert_cols"]), ctx["overriding"], _cols(ctx["insert_cols"]), src),
-        "copy every row (writes are blocked by the EXCLUSIVE lock)")
-    full_verify = Step(_verify_block(display, _checksum_source(names, ctx["key"], ctx["ranges"], ctx["default"]),
-                                     _checksum_target(names, shadow), "per partition: rows and content checksum"),
-                       "verify before the swap: per target partition, row count and content checksum")
+    insert_all = Step(
+        sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {}").format(
+            _ident(names["schema"], shadow),
+            _cols(ctx["insert_cols"]),
+            ctx["overriding"],
+            _cols(ctx["insert_cols"]),
+            src,
+        ),
+        "copy every row (writes are blocked by the EXCLUSIVE lock)",
+    )
+    full_verify = Step(
+        _verify_block(
+            display,
+            _checksum_source(names, ctx["key"], ctx["ranges"], ctx["default"]),
+            _checksum_target(names, shadow),
+            "per partition: rows and content checksum",
+        ),
+        "verify before the swap: per target partition, row count and content checksum",
+    )
     state_insert = sql.SQL(
         "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase, total_pages) VALUES ({}, {}, {}, {}, {}, "
-        "(SELECT pg_relation_size({}) / current_setting('block_size')::bigint))").format(
-        _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"]),
-        sql.Literal(int(ctx["table"]["oid"])), sql.Literal(mode), sql.Literal("copy" if mode == "online" else "post"),
-        sql.Literal(display))
+        "(SELECT pg_relation_size({}) / current_setting('block_size')::bigint))"
+    ).format(
+        _ident(STATE_SCHEMA, STATE_TABLE),
+        sql.Literal(names["schema"]),
+        sql.Literal(names["name"]),
+        sql.Literal(int(ctx["table"]["oid"])),
+        sql.Literal(mode),
+        sql.Literal("copy" if mode == "online" else "post"),
+        sql.Literal(display),
+    )
     swap, lock_targets = _swap_steps(ctx, shadow)
     post = _post_units(ctx, drop_log=(mode == "online"))
     if mode == "offline":
-        lock = Step(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(src),
-                    "block writes (readers go on) for the whole build", lock=EXCLUSIVE,
-                    targets=[(names["schema"], names["name"])])
-        lock2 = Step(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
-                     "the swap needs the table alone", lock=ACCESS_EXCLUSIVE, targets=[(names["schema"], names["name"])])
+        lock = Step(
+            sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(src),
+            "block writes (readers go on) for the whole build",
+            lock=EXCLUSIVE,
+            targets=[(names["schema"], names["name"])],
+        )
+        lock2 = Step(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
+            "the swap needs the table alone",
+            lock=ACCESS_EXCLUSIVE,
+            targets=[(names["schema"], names["name"])],
+        )
         body = [lock] + _state_steps() + _shadow_steps(ctx, shadow) + [insert_all]
         for unit in _build_units(ctx, shadow, validate_separately=False):
             body.extend(unit)
         body += [full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
         return [
-            {"name": "offline", "description": "one transaction: build, copy, index, verify and swap with writes "
-                                               "blocked (fastest; for maintenance windows)", "steps": body},
+            {
+                "name": "offline",
+                "description": "one transaction: build, copy, index, verify and swap with writes "
+                "blocked (fastest; for maintenance windows)",
+                "steps": body,
+            },
             {"name": "post", "description": "rebuild materialized views, ANALYZE, cleanup", "units": post},
         ]
-    prepare = _state_steps() + _shadow_steps(ctx, shadow) + _capture_steps(ctx) + [
-        Step(state_insert, "remember the progress of this migration")]
-    copy_example = Step(copy_statement(names, ctx["insert_cols"], ctx["overriding"], 0, 1000),
-                        "copy one batch of heap pages (repeated: about %d rows per batch); each batch commits with its "
-                        "progress" % ctx["options"]["batch_rows"])
-    replay = _replay_steps(names, ctx["replay_key"], ctx["replay_key_types"], ctx["insert_cols"], ctx["overriding"],
-                           shadow)
-    key_verify = Step(_verify_block(display, _checksum_source(names, None, None, None, REPLAY_KEYS, ctx["replay_key"]),
-                                    _checksum_target(names, shadow, REPLAY_KEYS, ctx["replay_key"]),
-                                    "rows changed since the online verification"),
-                      "verify the rows replayed under the lock")
-    swap_lock = Step(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
-                     "the swap: writers wait from here to the commit", lock=ACCESS_EXCLUSIVE,
-                     targets=[(names["schema"], names["name"])] + lock_targets)
+    prepare = (
+        _state_steps()
+        + _shadow_steps(ctx, shadow)
+        + _capture_steps(ctx)
+        + [Step(state_insert, "remember the progress of this migration")]
+    )
+    copy_example = Step(
+        copy_statement(names, ctx["insert_cols"], ctx["overriding"], 0, 1000),
+        "copy one batch of heap pages (repeated: about %d rows per batch); each batch commits with its "
+        "progress" % ctx["options"]["batch_rows"],
+    )
+    replay = _replay_steps(
+        names, ctx["replay_key"], ctx["replay_key_types"], ctx["insert_cols"], ctx["overriding"], shadow
+    )
+    key_verify = Step(
+        _verify_block(
+            display,
+            _checksum_source(names, None, None, None, REPLAY_KEYS, ctx["replay_key"]),
+            _checksum_target(names, shadow, REPLAY_KEYS, ctx["replay_key"]),
+            "rows changed since the online verification",
+        ),
+        "verify the rows replayed under the lock",
+    )
+    swap_lock = Step(
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
+        "the swap: writers wait from here to the commit",
+        lock=ACCESS_EXCLUSIVE,
+        targets=[(names["schema"], names["name"])] + lock_targets,
+    )
     return [
-        {"name": "prepare", "description": "create the partitioned shadow (no indexes), the change log and the "
-                                           "capture triggers", "steps": prepare},
+        {
+            "name": "prepare",
+            "description": "create the partitioned shadow (no indexes), the change log and the capture triggers",
+            "steps": prepare,
+        },
         {"name": "copy", "description": "copy in batches of heap pages without indexes", "steps": [copy_example]},
-        {"name": "build", "description": "build indexes, keys and foreign keys on the filled partitions",
-         "units": [("build %d" % i, u) for i, u in enumerate(_build_units(ctx, shadow))]},
-        {"name": "catchup", "description": "replay changed keys until the log is small, then verify counts and "
-                                           "checksums per partition in one snapshot", "steps": replay + [
-            Step(checksum_compare_sql(_checksum_source(names, ctx["key"], ctx["ranges"], ctx["default"]),
-                                      _checksum_target(names, shadow)), "compare source and shadow per partition")]},
-        {"name": "swap", "description": "one short transaction: lock, replay the last changes, verify them, rename",
-         "steps": [swap_lock] + replay + [key_verify] + _drop_capture_steps(ctx) + swap},
-        {"name": "post", "description": "rebuild materialized views, validate re-pointed foreign keys, ANALYZE, "
-                                        "cleanup", "units": post},
+        {
+            "name": "build",
+            "description": "build indexes, keys and foreign keys on the filled partitions",
+            "units": [("build %d" % i, u) for i, u in enumerate(_build_units(ctx, shadow))],
+        },
+        {
+            "name": "catchup",
+            "description": "replay changed keys until the log is small, then verify counts and "
+            "checksums per partition in one snapshot",
+            "steps": replay
+            + [
+                Step(
+                    checksum_compare_sql(
+                        _checksum_source(names, ctx["key"], ctx["ranges"], ctx["default"]),
+                        _checksum_target(names, shadow),
+                    ),
+                    "compare source and shadow per partition",
+                )
+            ],
+        },
+        {
+            "name": "swap",
+            "description": "one short transaction: lock, replay the last changes, verify them, rename",
+            "steps": [swap_lock] + replay + [key_verify] + _drop_capture_steps(ctx) + swap,
+        },
+        {
+            "name": "post",
+            "description": "rebuild materialized views, validate re-pointed foreign keys, ANALYZE, cleanup",
+            "units": post,
+        },
     ]
 
 
 def copy_statement(names, insert_cols, overriding, first_page, last_page):
     """One copy batch: rows stored in heap pages [first_page, last_page) of the original (a TID range scan)."""
     return sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {} WHERE ctid >= {}::tid AND ctid < {}::tid").format(
-        _ident(names["schema"], names["shadow"]), _cols(insert_cols), overriding, _cols(insert_cols),
-        _ident(names["schema"], names["name"]), sql.Literal("(%d,0)" % first_page), sql.Literal("(%d,0)" % last_page))
+        _ident(names["schema"], names["shadow"]),
+        _cols(insert_cols),
+        overriding,
+        _cols(insert_cols),
+        _ident(names["schema"], names["name"]),
+        sql.Literal("(%d,0)" % first_page),
+        sql.Literal("(%d,0)" % last_page),
+    )
 
 
 def _attach_phases(ctx):
@@ -1025,8 +1535,10 @@ def _attach_phases(ctx):
     if any(s["kind"] == "identity" for s in facts["sequences"]):
         raise InvalidInput("attach mode cannot move the identity column of %s; use migrate: online" % display)
     if ctx["user_triggers"]:
-        raise InvalidInput("attach mode does not move user triggers of %s (%s); use migrate: online"
-                           % (display, ", ".join(t["name"] for t in ctx["user_triggers"])))
+        raise InvalidInput(
+            "attach mode does not move user triggers of %s (%s); use migrate: online"
+            % (display, ", ".join(t["name"] for t in ctx["user_triggers"]))
+        )
     ranges = ctx["ranges"]
     kmin, kmax = facts.get("key_min"), facts.get("key_max")
     if kmin is None:
@@ -1034,14 +1546,18 @@ def _attach_phases(ctx):
     else:
         covered = [e for e in ranges if e["high"] > kmin and e["low"] <= kmax]
         if not covered or (facts.get("out_of_range") or {}).get("rows"):
-            raise InvalidInput("attach mode needs every key of %s inside the declared periods (found %s..%s outside "
-                               "or NULL): use migrate: online with a default partition"
-                               % (display, _json_value(kmin), _json_value(kmax)))
+            raise InvalidInput(
+                "attach mode needs every key of %s inside the declared periods (found %s..%s outside "
+                "or NULL): use migrate: online with a default partition"
+                % (display, _json_value(kmin), _json_value(kmax))
+            )
         low, high = covered[0]["low"], covered[-1]["high"]
         for a, b in zip(covered, covered[1:]):
             if a["high"] != b["low"]:
-                raise InvalidInput("attach mode needs contiguous periods over the key range of %s (gap %s..%s)"
-                                   % (display, _json_value(a["high"]), _json_value(b["low"])))
+                raise InvalidInput(
+                    "attach mode needs contiguous periods over the key range of %s (gap %s..%s)"
+                    % (display, _json_value(a["high"]), _json_value(b["low"]))
+                )
     ctx["partitions_to_create"] = [e for e in ranges if e not in covered]
     attached = names["unpartitioned"]
     ctx["attach_range"] = (low, high, covered)
@@ -1050,75 +1566,175 @@ def _attach_phases(ctx):
     check_name = derived_name(name, "_sgt_range")
     ctx["range_check"] = check_name
     existing = [c for c in facts["constraints"] if c["name"] == check_name]
-    pre = [] if existing else [Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({k} IS NOT NULL AND {k} >= {lo} AND {k} < {hi}) "
-                        "NOT VALID").format(src, sql.Identifier(check_name), k=sql.Identifier(key),
-                                            lo=_bound_literal(low), hi=_bound_literal(high)),
+    pre = (
+        []
+        if existing
+        else [
+            Step(
+                sql.SQL(
+                    "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({k} IS NOT NULL AND {k} >= {lo} AND {k} < {hi}) NOT VALID"
+                ).format(
+                    src,
+                    sql.Identifier(check_name),
+                    k=sql.Identifier(key),
+                    lo=_bound_literal(low),
+                    hi=_bound_literal(high),
+                ),
                 "range check (NOT VALID: a brief lock, no scan) so ATTACH PARTITION skips its scan",
-                lock=ACCESS_EXCLUSIVE, targets=[(schema, name)])]
-    validate = [Step(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(src, sql.Identifier(check_name)),
-                     "validate the range online (SHARE UPDATE EXCLUSIVE: readers and writers go on)",
-                     lock=SHARE_UPDATE_EXCLUSIVE, targets=[(schema, name)])]
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(schema, name)],
+            )
+        ]
+    )
+    validate = [
+        Step(
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(src, sql.Identifier(check_name)),
+            "validate the range online (SHARE UPDATE EXCLUSIVE: readers and writers go on)",
+            lock=SHARE_UPDATE_EXCLUSIVE,
+            targets=[(schema, name)],
+        )
+    ]
     pk = ctx["pk"]
     pk_index_tmp = None
     if pk is not None and key not in pk["columns"]:
         pk_index_tmp = derived_name(pk["name"], "_sgt_pk")
-        validate.append(Step(sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
-            sql.Identifier(pk_index_tmp), src, _cols(ctx["new_pk_columns"])),
-            "the extended primary key's index, built without blocking writers", transactional=False))
+        validate.append(
+            Step(
+                sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
+                    sql.Identifier(pk_index_tmp), src, _cols(ctx["new_pk_columns"])
+                ),
+                "the extended primary key's index, built without blocking writers",
+                transactional=False,
+            )
+        )
     target = _ident(schema, shadow)
-    swap = [Step(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src), "the swap: writers wait until commit",
-                 lock=ACCESS_EXCLUSIVE, targets=[(schema, name)])]
+    swap = [
+        Step(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
+            "the swap: writers wait until commit",
+            lock=ACCESS_EXCLUSIVE,
+            targets=[(schema, name)],
+        )
+    ]
     swap += _state_steps()
     if pk_index_tmp:
-        swap.append(Step(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(src, sql.Identifier(pk["name"])),
-                         "the old primary key without the partition key"))
-        swap.append(Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
-            src, sql.Identifier(pk["name"]), sql.Identifier(pk_index_tmp)),
-            "extended primary key from the prebuilt index (NOT NULL proven by the range check)"))
+        swap.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(src, sql.Identifier(pk["name"])),
+                "the old primary key without the partition key",
+            )
+        )
+        swap.append(
+            Step(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
+                    src, sql.Identifier(pk["name"]), sql.Identifier(pk_index_tmp)
+                ),
+                "extended primary key from the prebuilt index (NOT NULL proven by the range check)",
+            )
+        )
     for index in ctx["table"]["indexes"]:
-        swap.append(Step(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-            _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))),
-            "the partition's index frees its name for the parent's"))
+        swap.append(
+            Step(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
+                ),
+                "the partition's index frees its name for the parent's",
+            )
+        )
     swap += _shadow_steps(ctx, shadow)
     for con in facts["constraints"]:
         if con["type"] == "p":
-            swap.append(Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-                target, sql.Identifier(con["name"]), _cols(ctx["new_pk_columns"])), "primary key on the parent"))
+            swap.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+                        target, sql.Identifier(con["name"]), _cols(ctx["new_pk_columns"])
+                    ),
+                    "primary key on the parent",
+                )
+            )
         elif con["type"] == "u":
-            swap.append(Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                target, sql.Identifier(con["name"]), sql.SQL(con["definition"])), "unique constraint on the parent"))
+            swap.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                        target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
+                    ),
+                    "unique constraint on the parent",
+                )
+            )
         elif con["type"] == "f":
-            swap.append(Step(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                target, sql.Identifier(con["name"]), sql.SQL(con["definition"])),
-                "foreign key on the parent (the partition's own matches and is attached, not re-checked)"))
+            swap.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                        target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
+                    ),
+                    "foreign key on the parent (the partition's own matches and is attached, not re-checked)",
+                )
+            )
     tails = facts.get("index_tails") or {}
     for index in ctx["plain_indexes"]:
-        swap.append(Step(sql.SQL("CREATE {}INDEX {} ON {} {}").format(
-            sql.SQL("UNIQUE " if index["is_unique"] else ""), sql.Identifier(index["name"]), target,
-            sql.SQL(tails[index["name"]])), "index on the parent (the partition's existing one is attached)"))
-    swap.append(Step(sql.SQL("ALTER TABLE {} RENAME TO {}").format(src, sql.Identifier(attached)),
-                     "the original becomes a partition"))
-    swap.append(Step(sql.SQL("ALTER TABLE {} RENAME TO {}").format(target, sql.Identifier(name)),
-                     "the partitioned table takes the name"))
-    swap.append(Step(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-        _ident(schema, name), _ident(schema, attached), _bound_literal(low), _bound_literal(high)),
-        "attach without a scan: the validated CHECK proves the bounds", lock=ACCESS_EXCLUSIVE,
-        targets=[(schema, attached)]))
+        swap.append(
+            Step(
+                sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+                    sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                    sql.Identifier(index["name"]),
+                    target,
+                    sql.SQL(tails[index["name"]]),
+                ),
+                "index on the parent (the partition's existing one is attached)",
+            )
+        )
+    swap.append(
+        Step(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(src, sql.Identifier(attached)),
+            "the original becomes a partition",
+        )
+    )
+    swap.append(
+        Step(
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(target, sql.Identifier(name)),
+            "the partitioned table takes the name",
+        )
+    )
+    swap.append(
+        Step(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                _ident(schema, name), _ident(schema, attached), _bound_literal(low), _bound_literal(high)
+            ),
+            "attach without a scan: the validated CHECK proves the bounds",
+            lock=ACCESS_EXCLUSIVE,
+            targets=[(schema, attached)],
+        )
+    )
     inner, lock_targets = _swap_steps(ctx, shadow, renames=False)
     swap.extend(inner)
     swap[0].targets = tuple(list(swap[0].targets) + lock_targets)
-    swap.append(Step(sql.SQL(
-        "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase) VALUES ({}, {}, {}, 'attach', 'post')"
-    ).format(_ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(schema), sql.Literal(name),
-             sql.Literal(int(ctx["table"]["oid"]))), "remember the phases after the swap"))
+    swap.append(
+        Step(
+            sql.SQL(
+                "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase) VALUES ({}, {}, {}, 'attach', 'post')"
+            ).format(
+                _ident(STATE_SCHEMA, STATE_TABLE),
+                sql.Literal(schema),
+                sql.Literal(name),
+                sql.Literal(int(ctx["table"]["oid"])),
+            ),
+            "remember the phases after the swap",
+        )
+    )
     post = _post_units(ctx, drop_log=False)
     return [
         {"name": "check", "description": "add the range CHECK without a scan", "steps": pre},
-        {"name": "validate", "description": "validate it online (and prebuild the extended primary key)",
-         "units": [("validate %d" % i, [s]) for i, s in enumerate(validate)]},
-        {"name": "swap", "description": "one short transaction: create the parent and future partitions, attach "
-                                        "the original as partition %s for [%s, %s)"
-                                        % (attached, _json_value(low), _json_value(high)), "steps": swap},
+        {
+            "name": "validate",
+            "description": "validate it online (and prebuild the extended primary key)",
+            "units": [("validate %d" % i, [s]) for i, s in enumerate(validate)],
+        },
+        {
+            "name": "swap",
+            "description": "one short transaction: create the parent and future partitions, attach "
+            "the original as partition %s for [%s, %s)" % (attached, _json_value(low), _json_value(high)),
+            "steps": swap,
+        },
         {"name": "post", "description": "rebuild materialized views, ANALYZE", "units": post},
     ]
 
@@ -1138,8 +1754,9 @@ def render_plan(conn, plan):
         "table": plan.display,
         "phases": phases,
         "copy": plan.copy,
-        "renamed_source": None if plan.mode == "attach" else display_name(plan.names["schema"],
-                                                                            plan.names["unpartitioned"]),
+        "renamed_source": None
+        if plan.mode == "attach"
+        else display_name(plan.names["schema"], plan.names["unpartitioned"]),
         "default_rows": plan.default_rows,
         "estimated_disk_bytes": plan.estimated_disk_bytes,
         "free_disk_bytes": plan.free_disk_bytes,
@@ -1166,10 +1783,20 @@ class _Run:
         self.plan = plan
         self.progress = progress or (lambda event: None)
         self.queries = []
-        self.result = {"mode": plan.mode, "table": plan.display, "phases_run": [], "rows_copied": 0, "batches": 0,
-                       "replayed_keys": 0, "checksums": {}, "default_rows": plan.default_rows,
-                       "warnings": list(plan.warnings), "resumed_from": None, "swap_seconds": None,
-                       "swap_attempts": None}
+        self.result = {
+            "mode": plan.mode,
+            "table": plan.display,
+            "phases_run": [],
+            "rows_copied": 0,
+            "batches": 0,
+            "replayed_keys": 0,
+            "checksums": {},
+            "default_rows": plan.default_rows,
+            "warnings": list(plan.warnings),
+            "resumed_from": None,
+            "swap_seconds": None,
+            "swap_attempts": None,
+        }
 
     def event(self, phase, **info):
         info["phase"] = phase
@@ -1218,8 +1845,11 @@ def _copy_batch(run, statement, last_page):
             text = statement.as_string(conn)
             cur.execute(text)
             count = max(cur.rowcount, 0)
-            cur.execute(_state_update(names, next_page=last_page,
-                                      rows_copied=sql.SQL("rows_copied + {}").format(sql.Literal(count))).as_string(conn))
+            cur.execute(
+                _state_update(
+                    names, next_page=last_page, rows_copied=sql.SQL("rows_copied + {}").format(sql.Literal(count))
+                ).as_string(conn)
+            )
         conn.commit()
     except BaseException:
         try:
@@ -1261,19 +1891,32 @@ def abandon_migration(conn, executor, table_or_names):
     """
     names = table_or_names if "shadow" in table_or_names else migration_names(table_or_names)
     src = _ident(names["schema"], names["name"])
-    steps = [Step(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
-                  "stop capturing changes", lock=SHARE_ROW_EXCLUSIVE, targets=[(names["schema"], names["name"])])
-             for t in CAPTURE_TRIGGERS]
+    steps = [
+        Step(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
+            "stop capturing changes",
+            lock=SHARE_ROW_EXCLUSIVE,
+            targets=[(names["schema"], names["name"])],
+        )
+        for t in CAPTURE_TRIGGERS
+    ]
     steps += [
         Step(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(names["schema"], names["shadow"])), "drop the shadow"),
         Step(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])), "drop the change log"),
-        Step(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
-             "drop the capture function"),
+        Step(
+            sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
+            "drop the capture function",
+        ),
     ]
     if read_state(conn, names["schema"], names["name"]) is not None:
-        steps.append(Step(sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
-            _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"])),
-            "forget the state"))
+        steps.append(
+            Step(
+                sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
+                    _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"])
+                ),
+                "forget the state",
+            )
+        )
     return _execute(executor, _unit(steps))
 
 
@@ -1281,21 +1924,30 @@ def _verify_online(run, ctx):
     """Replay, then compare source and shadow per target partition inside one REPEATABLE READ snapshot."""
     plan = run.plan
     names = plan.names
-    replay = _replay_steps(names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding,
-                           names["shadow"])
-    compare = checksum_compare_sql(_checksum_source(names, plan.key, plan.ranges, plan.default),
-                                   _checksum_target(names, names["shadow"]))
-    rows = run.direct([s.sql for s in replay] + [compare, _state_update(names, phase="swap")],
-                      isolation="REPEATABLE READ")
+    replay = _replay_steps(
+        names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding, names["shadow"]
+    )
+    compare = checksum_compare_sql(
+        _checksum_source(names, plan.key, plan.ranges, plan.default), _checksum_target(names, names["shadow"])
+    )
+    rows = run.direct(
+        [s.sql for s in replay] + [compare, _state_update(names, phase="swap")], isolation="REPEATABLE READ"
+    )
     run.result["replayed_keys"] += max(rows[1][0], 0)
     table = rows[len(replay)][1]
     checksums, bad = {}, []
     for bucket, source_rows, target_rows, source_sum, target_sum in table:
-        checksums[bucket] = {"source_rows": source_rows, "target_rows": target_rows, "source_checksum": source_sum,
-                             "target_checksum": target_sum}
+        checksums[bucket] = {
+            "source_rows": source_rows,
+            "target_rows": target_rows,
+            "source_checksum": source_sum,
+            "target_checksum": target_sum,
+        }
         if source_rows != target_rows or source_sum != target_sum:
-            bad.append("%s: source %s rows (checksum %s), shadow %s rows (checksum %s)"
-                       % (bucket, source_rows, source_sum, target_rows, target_sum))
+            bad.append(
+                "%s: source %s rows (checksum %s), shadow %s rows (checksum %s)"
+                % (bucket, source_rows, source_sum, target_rows, target_sum)
+            )
     run.result["checksums"] = checksums
     return bad
 
@@ -1309,12 +1961,23 @@ def _run_post(run, state):
         steps = [Step(text, "post-swap") for text in statements]
         last = index == len(units) - 1
         if last:
-            steps.append(Step(sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
-                _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(state["schema_name"]), sql.Literal(state["table_name"])),
-                "migration finished: forget its state"))
+            steps.append(
+                Step(
+                    sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
+                        _ident(STATE_SCHEMA, STATE_TABLE),
+                        sql.Literal(state["schema_name"]),
+                        sql.Literal(state["table_name"]),
+                    ),
+                    "migration finished: forget its state",
+                )
+            )
         else:
-            steps.append(Step(_state_update({"schema": state["schema_name"], "name": state["table_name"]},
-                                            step_done=index + 1), "progress"))
+            steps.append(
+                Step(
+                    _state_update({"schema": state["schema_name"], "name": state["table_name"]}, step_done=index + 1),
+                    "progress",
+                )
+            )
         run.event("post", unit=index, units=len(units))
         ran = _execute(run.executor, _unit(steps))
         run.queries.extend(ran)
@@ -1352,8 +2015,13 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
     state = read_state(conn, table["schema"], table["name"])
     if state and state["phase"] == "post":
         # the swap committed: finish from the statements it stored
-        stub = MigrationPlan(mode=state["mode"], display=display_name(table["schema"], table["name"]),
-                             warnings=[], default_rows=0, names=None)
+        stub = MigrationPlan(
+            mode=state["mode"],
+            display=display_name(table["schema"], table["name"]),
+            warnings=[],
+            default_rows=0,
+            names=None,
+        )
         run = _Run(conn, executor, stub, progress)
         run.result["resumed_from"] = "post"
         _run_post(run, state)
@@ -1361,8 +2029,10 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         run.result["renamed_source"] = (state.get("result") or {}).get("renamed_source")
         return run.result
     if table.get("relkind") != "r":
-        raise InvalidInput("%s is not a plain table and no migration of it is in progress"
-                           % display_name(table["schema"], table["name"]))
+        raise InvalidInput(
+            "%s is not a plain table and no migration of it is in progress"
+            % display_name(table["schema"], table["name"])
+        )
     if state and int(state["source_oid"]) != int(table["oid"]):
         # the table was recreated since: what was built from the old one is worthless
         abandon_migration(conn, executor, names)
@@ -1396,8 +2066,12 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
             run.result["phases_run"].append("validate")
         name = "offline" if plan.mode == "offline" else "swap"
         steps = list(phases[name]["steps"])
-        steps.append(Step(_state_update(names, post=json.dumps(_render_post(conn, post_units)), step_done=0,
-                                        result=result_json), "store the post-swap statements"))
+        steps.append(
+            Step(
+                _state_update(names, post=json.dumps(_render_post(conn, post_units)), step_done=0, result=result_json),
+                "store the post-swap statements",
+            )
+        )
         run.event(name)
         started = time.monotonic()
         attempts = executor.attempts
@@ -1435,8 +2109,9 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         # key was logged before the later batch read it, so one replay now (before any unique index) removes the
         # duplicate. Pages added after the copy started hold rows inserted since the triggers: the log has them.
         run.event("copy-replay")
-        replay = _replay_steps(names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding,
-                               names["shadow"])
+        replay = _replay_steps(
+            names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding, names["shadow"]
+        )
         rows = run.direct([s.sql for s in replay] + [_state_update(names, phase="build", step_done=0)])
         run.result["replayed_keys"] += max(rows[1][0], 0)
         run.result["rows_copied"] = copied
@@ -1457,8 +2132,9 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         run.result["phases_run"].append("build")
         phase = "catchup"
     if phase in ("catchup", "swap"):
-        replay = _replay_steps(names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding,
-                               names["shadow"])
+        replay = _replay_steps(
+            names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding, names["shadow"]
+        )
         for _round in range(options["replay_rounds"]):
             run.event("catchup", round=_round)
             rows = run.direct([s.sql for s in replay])
@@ -1470,14 +2146,25 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         bad = _verify_online(run, ctx)
         if bad:
             abandon_migration(conn, executor, names)
-            raise DwhError("verification of %s failed before the swap: %s. The original table is untouched and still "
-                           "in use; the shadow was dropped, the next run starts over"
-                           % (plan.display, "; ".join(bad)), checksums=run.result["checksums"])
+            raise DwhError(
+                "verification of %s failed before the swap: %s. The original table is untouched and still "
+                "in use; the shadow was dropped, the next run starts over" % (plan.display, "; ".join(bad)),
+                checksums=run.result["checksums"],
+            )
         run.result["phases_run"].append("catchup")
         swap_steps = list(phases["swap"]["steps"])
-        swap_steps.append(Step(_state_update(names, phase="post", step_done=0,
-                                             post=json.dumps(_render_post(conn, post_units)), result=result_json),
-                               "store the post-swap statements"))
+        swap_steps.append(
+            Step(
+                _state_update(
+                    names,
+                    phase="post",
+                    step_done=0,
+                    post=json.dumps(_render_post(conn, post_units)),
+                    result=result_json,
+                ),
+                "store the post-swap statements",
+            )
+        )
         run.event("swap")
         started = time.monotonic()
         attempts = executor.attempts

@@ -45,8 +45,20 @@ _TYPE_TEXT = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))
 class Declared:
     """What the task declares, validated (pure): the table, its key, the scheme and the policies."""
 
-    def __init__(self, schema, name, key, scheme, start=None, premake=2, default_partition=True,
-                 retention=None, partition_options=None, columns=None, primary_key=None):
+    def __init__(
+        self,
+        schema,
+        name,
+        key,
+        scheme,
+        start=None,
+        premake=2,
+        default_partition=True,
+        retention=None,
+        partition_options=None,
+        columns=None,
+        primary_key=None,
+    ):
         self.schema = schema
         self.name = name
         self.key = key
@@ -74,7 +86,11 @@ def normalize_option_value(value):
     """Write a reloption value as PostgreSQL stores it (booleans lower case)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value).strip().lower() if str(value).strip().lower() in ("true", "false", "on", "off") else str(value).strip()
+    return (
+        str(value).strip().lower()
+        if str(value).strip().lower() in ("true", "false", "on", "off")
+        else str(value).strip()
+    )
 
 
 def validate_partition_options(options, table):
@@ -111,10 +127,14 @@ def validate_retention(retention, table):
         )
     action = retention.get("action") or "detach"
     if action not in RETENTION_ACTIONS:
-        raise InvalidInput("retention.action=%r for %s: choose one of %s" % (action, table, ", ".join(RETENTION_ACTIONS)))
+        raise InvalidInput(
+            "retention.action=%r for %s: choose one of %s" % (action, table, ", ".join(RETENTION_ACTIONS))
+        )
     archive = retention.get("archive_schema")
     if action == "archive" and not archive:
-        raise InvalidInput("retention.action archive for %s needs archive_schema: where old partitions are moved" % table)
+        raise InvalidInput(
+            "retention.action archive for %s needs archive_schema: where old partitions are moved" % table
+        )
     return {"keep": keep, "action": action, "archive_schema": archive}
 
 
@@ -131,21 +151,28 @@ def validate_columns(columns, key, table):
         if isinstance(given, str):
             parts = given.strip().split(None, 1)
             if len(parts) != 2:
-                raise InvalidInput("column %r for %s: write it as a dict {name, type} or as \"name type\"" % (given, table))
+                raise InvalidInput(
+                    'column %r for %s: write it as a dict {name, type} or as "name type"' % (given, table)
+                )
             col = {"name": parts[0], "type": parts[1]}
         if not isinstance(col, dict) or not col.get("name") or not col.get("type"):
             raise InvalidInput("column %r for %s needs a name and a type" % (col, table))
         type_text = str(col["type"]).strip()
         if not _TYPE_TEXT.match(type_text):
-            raise InvalidInput("column %s of %s has type %r, which is not a type name" % (col["name"], table, type_text))
+            raise InvalidInput(
+                "column %s of %s has type %r, which is not a type name" % (col["name"], table, type_text)
+            )
         if col["name"] in names:
             raise InvalidInput("column %s of %s is listed twice" % (col["name"], table))
         names.add(col["name"])
-        result.append({
-            "name": str(col["name"]), "type": type_text,
-            "not_null": bool(col.get("not_null", col["name"] == key)),
-            "default": col.get("default"),
-        })
+        result.append(
+            {
+                "name": str(col["name"]),
+                "type": type_text,
+                "not_null": bool(col.get("not_null", col["name"] == key)),
+                "default": col.get("default"),
+            }
+        )
     if key not in names:
         raise InvalidInput("key column %s is not among the columns given to create %s" % (key, table))
     return result
@@ -215,13 +242,13 @@ class Layout:
     """The existing partitions classified against the declared periods."""
 
     def __init__(self):
-        self.periods = []        # declared period starts, in order
-        self.adopted = {}        # point -> existing partition entry
-        self.missing = []        # points without a partition
-        self.retired = []        # partitions wholly older than the retention cutoff
-        self.partly_old = []     # partitions straddling the cutoff (never touched)
-        self.others = []         # partitions outside the declared set, kept as they are
-        self.default = None      # the default partition entry, if any
+        self.periods = []  # declared period starts, in order
+        self.adopted = {}  # point -> existing partition entry
+        self.missing = []  # points without a partition
+        self.retired = []  # partitions wholly older than the retention cutoff
+        self.partly_old = []  # partitions straddling the cutoff (never touched)
+        self.others = []  # partitions outside the declared set, kept as they are
+        self.default = None  # the default partition entry, if any
         self.current = None
         self.cutoff = None
         self.warnings = []
@@ -245,8 +272,7 @@ def check_partition_key(declared, table):
     if table["relkind"] != "p":
         raise InvalidInput(
             "table %s is not partitioned: set migrate (online, offline or attach) to turn it into partitions. "
-            "Nothing was changed."
-            % declared.display
+            "Nothing was changed." % declared.display
         )
     pkey = table["partition_key"]
     if pkey["strategy"] != "range":
@@ -276,7 +302,7 @@ def layout(declared, table, current):
         result.cutoff = scheme.step(current, -declared.retention["keep"])
         first = max(first, result.cutoff)
     result.periods = scheme.periods(first, max(first, last))
-    for point in (result.periods[:1] + result.periods[-1:]):
+    for point in result.periods[:1] + result.periods[-1:]:
         if not scheme.fits_column(scheme.step(point)):
             raise InvalidInput(
                 "the bound %s of %s does not fit key column %s (%s)"
@@ -301,7 +327,8 @@ def layout(declared, table, current):
             continue
         if low < span[1] and span[0] < high:
             conflicts.append(
-                "%s (FROM %s TO %s)" % (display_name(part["schema"], part["name"]), json_value(part["low"]), json_value(part["high"]))
+                "%s (FROM %s TO %s)"
+                % (display_name(part["schema"], part["name"]), json_value(part["low"]), json_value(part["high"]))
             )
             continue
         if cutoff_rank is not None and high <= cutoff_rank:
@@ -318,8 +345,14 @@ def layout(declared, table, current):
         raise InvalidInput(
             "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
             "matching a period exactly: %s. Fix start/interval to match them, or re-partition those ranges; "
-            "nothing was changed." % (declared.display, scheme.interval_name, scheme.key_format,
-                                      scheme.display(result.periods[0]), ", ".join(conflicts))
+            "nothing was changed."
+            % (
+                declared.display,
+                scheme.interval_name,
+                scheme.key_format,
+                scheme.display(result.periods[0]),
+                ", ".join(conflicts),
+            )
         )
     result.missing = [p for p in result.periods if p not in result.adopted]
     result.retired.sort(key=lambda p: _rank(p["low"]))
@@ -374,10 +407,14 @@ def create_table_steps(declared, schema_exists):
     steps = []
     parent = (declared.schema, declared.name)
     if not schema_exists:
-        steps.append(planmod.Step(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(declared.schema)),
-            "schema %s does not exist" % declared.schema, lock=None, group="create-table",
-        ))
+        steps.append(
+            planmod.Step(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(declared.schema)),
+                "schema %s does not exist" % declared.schema,
+                lock=None,
+                group="create-table",
+            )
+        )
     cols = []
     for col in declared.columns:
         part = sql.SQL("{} {}").format(sql.Identifier(col["name"]), sql.SQL(col["type"]))
@@ -388,13 +425,20 @@ def create_table_steps(declared, schema_exists):
             part = part + sql.SQL(" DEFAULT ") + sql.SQL(str(col["default"]))
         cols.append(part)
     if declared.primary_key:
-        cols.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in declared.primary_key)))
-    steps.append(planmod.Step(
-        sql.SQL("CREATE TABLE {} ({}) PARTITION BY RANGE ({})").format(
-            sql.Identifier(*parent), sql.SQL(", ").join(cols), sql.Identifier(declared.key)),
-        "table %s does not exist: create it partitioned by RANGE (%s)" % (declared.display, declared.key),
-        lock=planmod.ACCESS_EXCLUSIVE, targets=[parent], group="create-table",
-    ))
+        cols.append(
+            sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in declared.primary_key))
+        )
+    steps.append(
+        planmod.Step(
+            sql.SQL("CREATE TABLE {} ({}) PARTITION BY RANGE ({})").format(
+                sql.Identifier(*parent), sql.SQL(", ").join(cols), sql.Identifier(declared.key)
+            ),
+            "table %s does not exist: create it partitioned by RANGE (%s)" % (declared.display, declared.key),
+            lock=planmod.ACCESS_EXCLUSIVE,
+            targets=[parent],
+            group="create-table",
+        )
+    )
     return steps
 
 
@@ -416,46 +460,76 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
     low, high = scheme.bounds(point)
     lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
     targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
-    steps = [planmod.Step(
-        sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
-            sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)),
-        "period %s is missing: create its table (ACCESS SHARE on the parent)" % scheme.label(point),
-        lock=planmod.ACCESS_SHARE, targets=targets, group=group,
-    )]
+    steps = [
+        planmod.Step(
+            sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
+                sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)
+            ),
+            "period %s is missing: create its table (ACCESS SHARE on the parent)" % scheme.label(point),
+            lock=planmod.ACCESS_SHARE,
+            targets=targets,
+            group=group,
+        )
+    ]
     if default is not None and default_rows:
         default_id = sql.Identifier(default["schema"], default["name"])
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         # Writers of this period are arriving now. One routed to the default partition before the ATTACH
         # commits fails afterwards ("violates partition constraint"): make them wait at the parent instead, so
         # they route with the new partition once this short transaction commits. Parent first, like inserts.
-        steps.append(planmod.Step(
-            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
-            "rows of period %s are being written: hold writers (not readers) at the parent while the %d rows "
-            "waiting in the default partition move, so none is routed to the default meanwhile"
-            % (scheme.label(point), default_rows),
-            lock=planmod.SHARE_ROW_EXCLUSIVE, targets=targets, group=group,
-        ))
-        steps.append(planmod.Step(
-            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
-            "the default partition holds %d rows of period %s: lock it so none arrive while they move"
-            % (default_rows, scheme.label(point)),
-            lock=planmod.ACCESS_EXCLUSIVE, targets=targets, group=group,
-        ))
-        steps.append(planmod.Step(
-            sql.SQL("WITH moved AS (DELETE FROM {d} WHERE {k} >= {lo} AND {k} < {hi} RETURNING {c}) "
-                    "INSERT INTO {t} ({c}) SELECT {c} FROM moved").format(
-                d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)),
-            "move %d rows of period %s out of the default partition (PostgreSQL refuses the new partition while "
-            "they sit there)" % (default_rows, scheme.label(point)),
-            lock=planmod.ROW_EXCLUSIVE, targets=targets, group=group,
-        ))
-    steps.append(planmod.Step(
-        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-            sql.Identifier(*parent), sql.Identifier(*child), lo_sql, hi_sql),
-        "attach %s FROM %s TO %s (SHARE UPDATE EXCLUSIVE on the parent%s)"
-        % (name, json_value(low), json_value(high), ", ACCESS EXCLUSIVE on the default partition it scans" if default else ""),
-        lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=targets, group=group,
-    ))
+        steps.append(
+            planmod.Step(
+                sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
+                "rows of period %s are being written: hold writers (not readers) at the parent while the %d rows "
+                "waiting in the default partition move, so none is routed to the default meanwhile"
+                % (scheme.label(point), default_rows),
+                lock=planmod.SHARE_ROW_EXCLUSIVE,
+                targets=targets,
+                group=group,
+            )
+        )
+        steps.append(
+            planmod.Step(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
+                "the default partition holds %d rows of period %s: lock it so none arrive while they move"
+                % (default_rows, scheme.label(point)),
+                lock=planmod.ACCESS_EXCLUSIVE,
+                targets=targets,
+                group=group,
+            )
+        )
+        steps.append(
+            planmod.Step(
+                sql.SQL(
+                    "WITH moved AS (DELETE FROM {d} WHERE {k} >= {lo} AND {k} < {hi} RETURNING {c}) "
+                    "INSERT INTO {t} ({c}) SELECT {c} FROM moved"
+                ).format(
+                    d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)
+                ),
+                "move %d rows of period %s out of the default partition (PostgreSQL refuses the new partition while "
+                "they sit there)" % (default_rows, scheme.label(point)),
+                lock=planmod.ROW_EXCLUSIVE,
+                targets=targets,
+                group=group,
+            )
+        )
+    steps.append(
+        planmod.Step(
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier(*parent), sql.Identifier(*child), lo_sql, hi_sql
+            ),
+            "attach %s FROM %s TO %s (SHARE UPDATE EXCLUSIVE on the parent%s)"
+            % (
+                name,
+                json_value(low),
+                json_value(high),
+                ", ACCESS EXCLUSIVE on the default partition it scans" if default else "",
+            ),
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+            targets=targets,
+            group=group,
+        )
+    )
     return steps
 
 
@@ -467,14 +541,21 @@ def default_partition_steps(declared, name, options):
     return [
         planmod.Step(
             sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
-                sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)),
+                sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)
+            ),
             "default_partition is true and %s has none: create it" % declared.display,
-            lock=planmod.ACCESS_SHARE, targets=[parent, child], group=group,
+            lock=planmod.ACCESS_SHARE,
+            targets=[parent, child],
+            group=group,
         ),
         planmod.Step(
-            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} DEFAULT").format(sql.Identifier(*parent), sql.Identifier(*child)),
+            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} DEFAULT").format(
+                sql.Identifier(*parent), sql.Identifier(*child)
+            ),
             "attach %s as the default partition (SHARE UPDATE EXCLUSIVE on the parent)" % name,
-            lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[parent, child], group=group,
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+            targets=[parent, child],
+            group=group,
         ),
     ]
 
@@ -486,7 +567,7 @@ def option_changes(entry, options):
         if name.startswith("toast."):
             if not entry.get("toast_oid"):
                 continue  # no TOAST table: the option cannot be stored, asking again would never converge
-            current = (entry.get("toast_reloptions") or {}).get(name[len("toast."):])
+            current = (entry.get("toast_reloptions") or {}).get(name[len("toast.") :])
         else:
             current = (entry.get("reloptions") or {}).get(name)
         if current is None or current.lower() != value.lower():
@@ -508,28 +589,43 @@ def index_steps(declared, table, partitions, index_tails, warnings):
             if index.get("constraint_name"):
                 warnings.append(
                     "partition %s lacks the index of constraint %s: add it by hand (a constraint index cannot be "
-                    "built concurrently)" % (part["name"], index["constraint_name"]))
+                    "built concurrently)" % (part["name"], index["constraint_name"])
+                )
                 continue
             tail = (index_tails or {}).get(index["oid"])
             if tail is None:
-                warnings.append("cannot read the definition of index %s: %s is left without it" % (index["name"], part["name"]))
+                warnings.append(
+                    "cannot read the definition of index %s: %s is left without it" % (index["name"], part["name"])
+                )
                 continue
             child = (part["schema"], part["name"])
             new_index = truncate_name(part["name"], "_" + index["name"])
-            steps.append(planmod.Step(
-                sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ").format(
-                    sql.SQL("UNIQUE " if index["is_unique"] else ""), sql.Identifier(new_index),
-                    sql.Identifier(*child)) + sql.SQL(tail),  # tail: server-generated (pg_get_indexdef), not user input
-                "partition %s lacks index %s of the parent: build it without blocking writes" % (part["name"], index["name"]),
-                lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[child], transactional=False,
-            ))
-            steps.append(planmod.Step(
-                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
-                    sql.Identifier(index["schema"], index["name"]), sql.Identifier(part["schema"], new_index)),
-                "attach it to the parent's index %s" % index["name"],
-                lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[(declared.schema, declared.name), child],
-                group="index:%s:%s" % (part["name"], index["name"]),
-            ))
+            steps.append(
+                planmod.Step(
+                    sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ").format(
+                        sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                        sql.Identifier(new_index),
+                        sql.Identifier(*child),
+                    )
+                    + sql.SQL(tail),  # tail: server-generated (pg_get_indexdef), not user input
+                    "partition %s lacks index %s of the parent: build it without blocking writes"
+                    % (part["name"], index["name"]),
+                    lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                    targets=[child],
+                    transactional=False,
+                )
+            )
+            steps.append(
+                planmod.Step(
+                    sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+                        sql.Identifier(index["schema"], index["name"]), sql.Identifier(part["schema"], new_index)
+                    ),
+                    "attach it to the parent's index %s" % index["name"],
+                    lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                    targets=[(declared.schema, declared.name), child],
+                    group="index:%s:%s" % (part["name"], index["name"]),
+                )
+            )
     return steps
 
 
@@ -541,32 +637,52 @@ def retention_steps(declared, part, concurrent):
     group = "retire:%s" % part["name"]
     steps = []
     if concurrent:
-        steps.append(planmod.Step(
-            sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(sql.Identifier(*parent), sql.Identifier(*child)),
-            "%s is older than the %d periods kept: detach it concurrently (SHARE UPDATE EXCLUSIVE on the parent)"
-            % (part["name"], declared.retention["keep"]),
-            lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[parent, child], transactional=False,
-        ))
+        steps.append(
+            planmod.Step(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                    sql.Identifier(*parent), sql.Identifier(*child)
+                ),
+                "%s is older than the %d periods kept: detach it concurrently (SHARE UPDATE EXCLUSIVE on the parent)"
+                % (part["name"], declared.retention["keep"]),
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[parent, child],
+                transactional=False,
+            )
+        )
     else:
-        steps.append(planmod.Step(
-            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(*parent), sql.Identifier(*child)),
-            "%s is older than the %d periods kept: detach it (ACCESS EXCLUSIVE on the parent, brief; CONCURRENTLY "
-            "is refused while a default partition exists)" % (part["name"], declared.retention["keep"]),
-            lock=planmod.ACCESS_EXCLUSIVE, targets=[parent, child], group=group,
-        ))
+        steps.append(
+            planmod.Step(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(*parent), sql.Identifier(*child)),
+                "%s is older than the %d periods kept: detach it (ACCESS EXCLUSIVE on the parent, brief; CONCURRENTLY "
+                "is refused while a default partition exists)" % (part["name"], declared.retention["keep"]),
+                lock=planmod.ACCESS_EXCLUSIVE,
+                targets=[parent, child],
+                group=group,
+            )
+        )
     if action == "drop":
-        steps.append(planmod.Step(
-            sql.SQL("DROP TABLE {}").format(sql.Identifier(*child)),
-            "retention.action drop: drop the detached %s" % part["name"],
-            lock=planmod.ACCESS_EXCLUSIVE, targets=[child], group=group,
-        ))
+        steps.append(
+            planmod.Step(
+                sql.SQL("DROP TABLE {}").format(sql.Identifier(*child)),
+                "retention.action drop: drop the detached %s" % part["name"],
+                lock=planmod.ACCESS_EXCLUSIVE,
+                targets=[child],
+                group=group,
+            )
+        )
     elif action == "archive":
-        steps.append(planmod.Step(
-            sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
-                sql.Identifier(*child), sql.Identifier(declared.retention["archive_schema"])),
-            "retention.action archive: move the detached %s to schema %s" % (part["name"], declared.retention["archive_schema"]),
-            lock=planmod.ACCESS_EXCLUSIVE, targets=[child], group=group,
-        ))
+        steps.append(
+            planmod.Step(
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier(*child), sql.Identifier(declared.retention["archive_schema"])
+                ),
+                "retention.action archive: move the detached %s to schema %s"
+                % (part["name"], declared.retention["archive_schema"]),
+                lock=planmod.ACCESS_EXCLUSIVE,
+                targets=[child],
+                group=group,
+            )
+        )
     return steps
 
 
@@ -579,16 +695,22 @@ def _wall_clock(value):
 
 def _entry(name, low, high, is_default=False):
     low, high = _wall_clock(low), _wall_clock(high)
-    return {"name": name, "low": json_value(low) if not is_default else None,
-            "high": json_value(high) if not is_default else None, "default": is_default}
+    return {
+        "name": name,
+        "low": json_value(low) if not is_default else None,
+        "high": json_value(high) if not is_default else None,
+        "default": is_default,
+    }
 
 
 def partition_list(parts):
     """Sort partition entries by low bound, the default last; for results and diff."""
+
     def order(p):
         if p["default"]:
             return (1, (0, 0))
         return (0, _rank(p["low"]))
+
     return [dict(p.items()) for p in sorted(parts, key=order)]
 
 
@@ -636,12 +758,18 @@ def build_plan(declared, table, lay, extras):
             raise InvalidInput(
                 "cannot create partition %s of %s: a relation of that name already exists and is not a partition "
                 "of it. Rename it, or attach it yourself with the bounds FROM %s TO %s; nothing was changed."
-                % (display_name(declared.schema, name), declared.display, scheme.literal(point),
-                   scheme.literal(scheme.step(point))))
+                % (
+                    display_name(declared.schema, name),
+                    declared.display,
+                    scheme.literal(point),
+                    scheme.literal(scheme.step(point)),
+                )
+            )
         if (declared.schema, name) in own_names:
             raise InvalidInput(
                 "cannot create partition %s of %s: that name is taken by another partition of it with other bounds; "
-                "nothing was changed." % (display_name(declared.schema, name), declared.display))
+                "nothing was changed." % (display_name(declared.schema, name), declared.display)
+            )
         rows = counts.get(point, 0) if lay.default is not None else 0
         result.moved_rows += rows
         batch = "create-batch:%d" % (len(result.created) // CREATE_BATCH)
@@ -655,7 +783,9 @@ def build_plan(declared, table, lay, extras):
         if (declared.schema, name) in taken:
             raise InvalidInput(
                 "cannot create the default partition %s of %s: a relation of that name already exists; rename it "
-                "or attach it as the default partition; nothing was changed." % (display_name(declared.schema, name), declared.display))
+                "or attach it as the default partition; nothing was changed."
+                % (display_name(declared.schema, name), declared.display)
+            )
         result.plan.extend(default_partition_steps(declared, name, options))
         result.created.append(name)
         after.append(_entry(name, None, None, True))
@@ -664,7 +794,9 @@ def build_plan(declared, table, lay, extras):
         if not declared.default_partition:
             result.warnings.append(
                 "default_partition is false but %s has the default partition %s: it is kept (the module never drops "
-                "data on its own); detach it yourself if it is empty and unwanted" % (declared.display, lay.default["name"]))
+                "data on its own); detach it yourself if it is empty and unwanted"
+                % (declared.display, lay.default["name"])
+            )
 
     for part in lay.others + lay.partly_old:
         after.append(_entry(part["name"], part["low"], part["high"]))
@@ -680,26 +812,38 @@ def build_plan(declared, table, lay, extras):
                 continue
             changes = option_changes(leaf, options)
             if changes:
-                result.plan.add(planmod.Step(
-                    sql.SQL("ALTER TABLE {} SET ({})").format(
-                        sql.Identifier(leaf["schema"], leaf["name"]),
-                        sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in sorted(changes.items()))),
-                    "partition_options differ on %s: %s" % (leaf["name"], ", ".join("%s=%s" % kv for kv in sorted(changes.items()))),
-                    lock=planmod.SHARE_UPDATE_EXCLUSIVE, targets=[(leaf["schema"], leaf["name"])],
-                ))
+                result.plan.add(
+                    planmod.Step(
+                        sql.SQL("ALTER TABLE {} SET ({})").format(
+                            sql.Identifier(leaf["schema"], leaf["name"]),
+                            sql.SQL(", ").join(
+                                sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v))
+                                for k, v in sorted(changes.items())
+                            ),
+                        ),
+                        "partition_options differ on %s: %s"
+                        % (leaf["name"], ", ".join("%s=%s" % kv for kv in sorted(changes.items()))),
+                        lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                        targets=[(leaf["schema"], leaf["name"])],
+                    )
+                )
 
     if retention and lay.retired:
         if retention["action"] == "archive":
             archive = retention["archive_schema"]
             if archive not in schemas:
-                result.plan.add(planmod.Step(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive)),
-                    "archive schema %s does not exist" % archive))
+                result.plan.add(
+                    planmod.Step(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive)),
+                        "archive schema %s does not exist" % archive,
+                    )
+                )
             clashes = [p["name"] for p in lay.retired if (archive, p["name"]) in taken]
             if clashes:
                 raise InvalidInput(
                     "cannot archive %s of %s: schema %s already has relations named %s. Rename or drop them; "
-                    "nothing was changed." % (", ".join(clashes), declared.display, archive, ", ".join(clashes)))
+                    "nothing was changed." % (", ".join(clashes), declared.display, archive, ", ".join(clashes))
+                )
         concurrent = not will_have_default
         for part in lay.retired:
             result.plan.extend(retention_steps(declared, part, concurrent))
@@ -745,7 +889,9 @@ def lacking_indexes(table, lay):
     """Oids of the parent's indexes that some kept leaf partition lacks (their definitions must be read)."""
     if not table or not table.get("exists"):
         return set()
-    parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I" and not i.get("constraint_name")]
+    parent_indexes = [
+        i for i in (table.get("indexes") or []) if i.get("relkind") == "I" and not i.get("constraint_name")
+    ]
     lacking = set()
     for part in staying_partitions(lay):
         if part["relkind"] != "r":

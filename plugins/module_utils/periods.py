@@ -56,17 +56,34 @@ def _week_label(point):
 INTERVALS = {
     i.name: i
     for i in (
-        Interval("year", lambda d: datetime.date(d.year, 1, 1), lambda p, n: datetime.date(p.year + n, 1, 1),
-                 lambda p: "%04d" % p.year),
-        Interval("quarter", lambda d: datetime.date(d.year, 3 * ((d.month - 1) // 3) + 1, 1),
-                 lambda p, n: _add_months(p, 3 * n), lambda p: "%04dq%d" % (p.year, (p.month - 1) // 3 + 1)),
-        Interval("month", lambda d: datetime.date(d.year, d.month, 1), _add_months,
-                 lambda p: "%04d%02d" % (p.year, p.month)),
+        Interval(
+            "year",
+            lambda d: datetime.date(d.year, 1, 1),
+            lambda p, n: datetime.date(p.year + n, 1, 1),
+            lambda p: "%04d" % p.year,
+        ),
+        Interval(
+            "quarter",
+            lambda d: datetime.date(d.year, 3 * ((d.month - 1) // 3) + 1, 1),
+            lambda p, n: _add_months(p, 3 * n),
+            lambda p: "%04dq%d" % (p.year, (p.month - 1) // 3 + 1),
+        ),
+        Interval(
+            "month", lambda d: datetime.date(d.year, d.month, 1), _add_months, lambda p: "%04d%02d" % (p.year, p.month)
+        ),
         # ISO weeks start on Monday; the label uses the ISO year (2024-12-30 is 2025w01) and knows week 53.
-        Interval("week", lambda d: d - datetime.timedelta(days=d.weekday()),
-                 lambda p, n: p + datetime.timedelta(days=7 * n), _week_label),
-        Interval("day", lambda d: d, lambda p, n: p + datetime.timedelta(days=n),
-                 lambda p: "%04d%02d%02d" % (p.year, p.month, p.day)),
+        Interval(
+            "week",
+            lambda d: d - datetime.timedelta(days=d.weekday()),
+            lambda p, n: p + datetime.timedelta(days=7 * n),
+            _week_label,
+        ),
+        Interval(
+            "day",
+            lambda d: d,
+            lambda p, n: p + datetime.timedelta(days=n),
+            lambda p: "%04d%02d%02d" % (p.year, p.month, p.day),
+        ),
     )
 }
 CALENDAR_INTERVALS = ("year", "quarter", "month", "week", "day")
@@ -141,21 +158,53 @@ class KeyFormat:
 KEY_FORMATS = {
     f.name: f
     for f in (
-        KeyFormat("date", ("date",), CALENDAR_INTERVALS, lambda p: p,
-                  _plain_date, "date", "2023-01-01"),
-        KeyFormat("timestamp", ("timestamp without time zone",), CALENDAR_INTERVALS, _midnight,
-                  _date_of_datetime, "timestamp", "2023-01-01"),
+        KeyFormat("date", ("date",), CALENDAR_INTERVALS, lambda p: p, _plain_date, "date", "2023-01-01"),
+        KeyFormat(
+            "timestamp",
+            ("timestamp without time zone",),
+            CALENDAR_INTERVALS,
+            _midnight,
+            _date_of_datetime,
+            "timestamp",
+            "2023-01-01",
+        ),
         # timestamptz bounds are midnight in the session's TimeZone; the catalog renders them back in it.
-        KeyFormat("timestamptz", ("timestamp with time zone",), CALENDAR_INTERVALS, _midnight,
-                  _date_of_datetime, "timestamptz", "2023-01-01"),
-        KeyFormat("yyyymmdd", ("integer", "bigint", "numeric"), CALENDAR_INTERVALS,
-                  lambda p: p.year * 10000 + p.month * 100 + p.day,
-                  lambda v: _yyyymmdd_from(v) if isinstance(v, int) else None, None, "20230101"),
-        KeyFormat("yyyymm", ("integer", "bigint", "numeric"), ("year", "quarter", "month"),
-                  lambda p: p.year * 100 + p.month,
-                  lambda v: _yyyymm_from(v) if isinstance(v, int) else None, None, "202301"),
-        KeyFormat("integer", INTEGER_TYPES, (), lambda p: p,
-                  lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None, None, "1000000"),
+        KeyFormat(
+            "timestamptz",
+            ("timestamp with time zone",),
+            CALENDAR_INTERVALS,
+            _midnight,
+            _date_of_datetime,
+            "timestamptz",
+            "2023-01-01",
+        ),
+        KeyFormat(
+            "yyyymmdd",
+            ("integer", "bigint", "numeric"),
+            CALENDAR_INTERVALS,
+            lambda p: p.year * 10000 + p.month * 100 + p.day,
+            lambda v: _yyyymmdd_from(v) if isinstance(v, int) else None,
+            None,
+            "20230101",
+        ),
+        KeyFormat(
+            "yyyymm",
+            ("integer", "bigint", "numeric"),
+            ("year", "quarter", "month"),
+            lambda p: p.year * 100 + p.month,
+            lambda v: _yyyymm_from(v) if isinstance(v, int) else None,
+            None,
+            "202301",
+        ),
+        KeyFormat(
+            "integer",
+            INTEGER_TYPES,
+            (),
+            lambda p: p,
+            lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None,
+            None,
+            "1000000",
+        ),
     )
 }
 FORMAT_NAMES = ("auto",) + tuple(KEY_FORMATS)
@@ -194,8 +243,8 @@ def detect_format(key_format, column, type_name, table):
     if base not in fmt.types:
         raise InvalidInput(
             "key column %s of %s is %s, which cannot hold key_format %s values (e.g. %s): use a column of type %s, "
-            "or the key_format that matches %s" % (column, table, type_name, key_format, fmt.example,
-                                                   " or ".join(fmt.types), type_name)
+            "or the key_format that matches %s"
+            % (column, table, type_name, key_format, fmt.example, " or ".join(fmt.types), type_name)
         )
     return key_format
 
@@ -321,7 +370,8 @@ class Scheme:
         if aligned != point:
             raise InvalidInput(
                 "start=%s is not aligned to interval %s for key_format %s: the aligned value would be %s "
-                "(the period holding it starts there)" % (value, self.interval_name, self.key_format, self.display(aligned))
+                "(the period holding it starts there)"
+                % (value, self.interval_name, self.key_format, self.display(aligned))
             )
         return point
 

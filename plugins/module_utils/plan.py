@@ -218,8 +218,7 @@ class Executor:
         msg = (
             "Gave up after %d attempts: could not lock %s within lock_timeout (%s). Blocked by %s. "
             "Nothing of this step was applied. What to do: wait for or end that session "
-            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries."
-            % (attempts, names, kind, who)
+            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries." % (attempts, names, kind, who)
         )
         return LockNotGranted(
             msg,
@@ -238,8 +237,7 @@ class Executor:
             rows = cur.fetchall()
         self._rollback()
         return [
-            {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]}
-            for r in rows
+            {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]} for r in rows
         ]
 
 

@@ -55,7 +55,7 @@ def periods_ahead(ranges, today):
     if current is None:
         return None, 0, None
     count, edge = 0, dated[current][1]
-    for low, high, _name in dated[current + 1:]:
+    for low, high, _name in dated[current + 1 :]:
         if low != edge:
             break
         count += 1
@@ -150,9 +150,7 @@ def table_report(table, settings, today, default_rows=None, compression=None):
             report["indexes"].append(item)
             if entry["relkind"] == "r" and index["idx_scan"] == 0 and not (index["is_unique"] or index["is_primary"]):
                 report["unused_indexes"].append(index["name"])
-    report["vacuum"] = [
-        vacuum_report(e, settings) for e in sorted(leaves, key=lambda e: (e["level"], e["name"]))
-    ]
+    report["vacuum"] = [vacuum_report(e, settings) for e in sorted(leaves, key=lambda e: (e["level"], e["name"]))]
     report["stats"] = _stats(root)
     if kind == "partitioned":
         report.update(partitioned_report(table, today, default_rows))
@@ -162,8 +160,11 @@ def table_report(table, settings, today, default_rows=None, compression=None):
 def vacuum_report(entry, settings):
     """Dead tuples, changes since analyze and autovacuum trigger points of one leaf relation (and its TOAST)."""
     triggers = autovacuum_triggers(entry["reloptions"], settings, entry["reltuples"])
-    toast_options = {"autovacuum_" + k.split("autovacuum_", 1)[1]: v for k, v in entry["toast_reloptions"].items()
-                         if k.startswith("autovacuum_")}
+    toast_options = {
+        "autovacuum_" + k.split("autovacuum_", 1)[1]: v
+        for k, v in entry["toast_reloptions"].items()
+        if k.startswith("autovacuum_")
+    }
     result = {
         "name": entry["name"],
         "n_live_tup": entry["stats"]["n_live_tup"],

@@ -68,8 +68,7 @@ FULL_METHODS = ("auto", "vacuum_full", "pg_repack")
 
 # Units as PostgreSQL's pg_size_bytes() reads them: powers of 1024, case-insensitive.
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|bytes|kb|mb|gb|tb|pb)?\s*$", re.IGNORECASE)
-_SIZE_FACTORS = {None: 1, "b": 1, "bytes": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3, "tb": 1024 ** 4,
-                 "pb": 1024 ** 5}
+_SIZE_FACTORS = {None: 1, "b": 1, "bytes": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4, "pb": 1024**5}
 
 # Heap page layout used by the catalog estimate (bufpage.h / htup_details.h).
 PAGE_HEADER_BYTES = 24
@@ -148,18 +147,24 @@ def insert_trigger(reloptions, settings, reltuples):
     reloptions = reloptions or {}
     settings = settings or {}
     tuples = max(_number(reltuples, 0), 0.0)
-    threshold = _number(reloptions.get("autovacuum_vacuum_insert_threshold",
-                                       settings.get("autovacuum_vacuum_insert_threshold", 1000)), 1000)
+    threshold = _number(
+        reloptions.get("autovacuum_vacuum_insert_threshold", settings.get("autovacuum_vacuum_insert_threshold", 1000)),
+        1000,
+    )
     if threshold < 0:
         return None
-    scale = _number(reloptions.get("autovacuum_vacuum_insert_scale_factor",
-                                   settings.get("autovacuum_vacuum_insert_scale_factor", 0.2)), 0.2)
+    scale = _number(
+        reloptions.get(
+            "autovacuum_vacuum_insert_scale_factor", settings.get("autovacuum_vacuum_insert_scale_factor", 0.2)
+        ),
+        0.2,
+    )
     return int(threshold + scale * tuples)
 
 
 def toast_options(toast_reloptions):
     """Return a TOAST relation's reloptions as ``autovacuum_triggers`` reads them (``toast.`` dropped)."""
-    return {k[len("toast."):] if k.startswith("toast.") else k: v for k, v in (toast_reloptions or {}).items()}
+    return {k[len("toast.") :] if k.startswith("toast.") else k: v for k, v in (toast_reloptions or {}).items()}
 
 
 def validate_options(params):
@@ -223,8 +228,9 @@ def _canonical(kind, name, value):
             raise InvalidInput("autovacuum option %s=%r must be >= -1" % (name, value))
         return str(int(number))
     if number < 0 or (name.endswith("scale_factor") and number > 100):
-        raise InvalidInput("autovacuum option %s=%r is out of range (scale factors: 0..100, delays >= 0)"
-                           % (name, value))
+        raise InvalidInput(
+            "autovacuum option %s=%r is out of range (scale factors: 0..100, delays >= 0)" % (name, value)
+        )
     return repr(number) if number != int(number) else str(int(number))
 
 
@@ -237,7 +243,7 @@ def normalize_reloptions(declared):
     result = {}
     for name, value in (declared or {}).items():
         key = str(name).strip().lower()
-        base = key[len("toast."):] if key.startswith("toast.") else key
+        base = key[len("toast.") :] if key.startswith("toast.") else key
         kind = AUTOVACUUM_OPTIONS.get(base)
         if kind is None:
             raise InvalidInput(
@@ -273,7 +279,7 @@ def reloption_changes(reloptions, toast_reloptions, declared):
     to_set, to_reset = {}, []
     for name, wanted in sorted((declared or {}).items()):
         if name.startswith("toast."):
-            current = (toast_reloptions or {}).get(name[len("toast."):])
+            current = (toast_reloptions or {}).get(name[len("toast.") :])
         else:
             current = (reloptions or {}).get(name)
         if wanted is None:
@@ -289,7 +295,7 @@ def effective_reloptions(reloptions, toast_reloptions, declared):
     heap = dict(reloptions or {})
     toast = dict(toast_reloptions or {})
     for name, wanted in (declared or {}).items():
-        target, key = (toast, name[len("toast."):]) if name.startswith("toast.") else (heap, name)
+        target, key = (toast, name[len("toast.") :]) if name.startswith("toast.") else (heap, name)
         if wanted is None:
             target.pop(key, None)
         else:
@@ -317,8 +323,9 @@ def analyze_decision(mode, stats, triggers):
     elif _never_analyzed(stats):
         result.update(due=True, reason="never analyzed (no last_analyze nor last_autoanalyze)")
     elif mods > triggers["analyze"]:
-        result.update(due=True, reason="%d rows changed since the last analyze > analyze trigger %d"
-                      % (mods, triggers["analyze"]))
+        result.update(
+            due=True, reason="%d rows changed since the last analyze > analyze trigger %d" % (mods, triggers["analyze"])
+        )
     else:
         result["reason"] = "%d rows changed since the last analyze <= analyze trigger %d" % (mods, triggers["analyze"])
     return result
@@ -333,8 +340,13 @@ def vacuum_decision(mode, stats, triggers, inserts_trigger=None, toast_stats=Non
     stats = stats or {}
     dead = stats.get("n_dead_tup") or 0
     inserted = stats.get("n_ins_since_vacuum") or 0
-    result = {"due": False, "n_dead_tup": dead, "trigger": triggers["vacuum"],
-              "n_ins_since_vacuum": inserted, "insert_trigger": inserts_trigger}
+    result = {
+        "due": False,
+        "n_dead_tup": dead,
+        "trigger": triggers["vacuum"],
+        "n_ins_since_vacuum": inserted,
+        "insert_trigger": inserts_trigger,
+    }
     toast_dead = None
     if toast_stats is not None and toast_triggers is not None:
         toast_dead = toast_stats.get("n_dead_tup") or 0
@@ -398,8 +410,14 @@ def full_decision(mode, size_bytes, bloat, threshold, min_size, method_note=None
     ``full: always`` rewrites whatever the numbers; ``auto`` needs bloat > threshold and size >= min_size.
     """
     share = bloat.get("bloat") if bloat else None
-    result = {"due": False, "size_bytes": size_bytes, "min_size": min_size, "bloat": share,
-              "bloat_threshold": threshold, "measured_by": bloat.get("method") if bloat else None}
+    result = {
+        "due": False,
+        "size_bytes": size_bytes,
+        "min_size": min_size,
+        "bloat": share,
+        "bloat_threshold": threshold,
+        "measured_by": bloat.get("method") if bloat else None,
+    }
     if mode == "never":
         result["reason"] = "full: never"
     elif mode == "always":
@@ -409,11 +427,17 @@ def full_decision(mode, size_bytes, bloat, threshold, min_size, method_note=None
     elif share is None:
         result["reason"] = "bloat unknown (%s): not rewritten" % (method_note or "no statistics: ANALYZE it first")
     elif share > threshold:
-        result.update(due=True, reason="bloat %.1f%% (%s) > bloat_threshold %.1f%%, size %s >= min_size %s" % (
-            100 * share, result["measured_by"], 100 * threshold, format_bytes(size_bytes), format_bytes(min_size)))
+        result.update(
+            due=True,
+            reason="bloat %.1f%% (%s) > bloat_threshold %.1f%%, size %s >= min_size %s"
+            % (100 * share, result["measured_by"], 100 * threshold, format_bytes(size_bytes), format_bytes(min_size)),
+        )
     else:
         result["reason"] = "bloat %.1f%% (%s) <= bloat_threshold %.1f%%" % (
-            100 * share, result["measured_by"], 100 * threshold)
+            100 * share,
+            result["measured_by"],
+            100 * threshold,
+        )
     return result
 
 
@@ -454,8 +478,13 @@ def freeze_decision(older_than, periods_ago, relfrozenxid_age, newest_row_age, s
     oldest unfrozen row), so this reads back, from the catalog, that the freeze already happened.
     """
     stats = stats or {}
-    result = {"due": False, "periods_ago": periods_ago, "older_than": older_than,
-              "relfrozenxid_age": relfrozenxid_age, "newest_row_xid_age": newest_row_age}
+    result = {
+        "due": False,
+        "periods_ago": periods_ago,
+        "older_than": older_than,
+        "relfrozenxid_age": relfrozenxid_age,
+        "newest_row_xid_age": newest_row_age,
+    }
     if older_than is None:
         result["reason"] = "freeze_older_than not set"
         return result
@@ -464,7 +493,9 @@ def freeze_decision(older_than, periods_ago, relfrozenxid_age, newest_row_age, s
         return result
     if periods_ago < older_than:
         result["reason"] = "range ended %s periods ago < freeze_older_than %d" % (
-            "0 (still open)" if periods_ago < 0 else periods_ago, older_than)
+            "0 (still open)" if periods_ago < 0 else periods_ago,
+            older_than,
+        )
         return result
     writes = (stats.get("n_ins_since_vacuum") or 0) + (stats.get("n_dead_tup") or 0)
     if newest_row_age is None and writes == 0:
@@ -472,13 +503,21 @@ def freeze_decision(older_than, periods_ago, relfrozenxid_age, newest_row_age, s
         return result
     frozen = newest_row_age is not None and relfrozenxid_age is not None and relfrozenxid_age < newest_row_age
     if frozen and writes == 0:
-        result["reason"] = ("already frozen: age(relfrozenxid) %d < newest row age %d and no writes since the "
-                            "last vacuum" % (relfrozenxid_age, newest_row_age))
+        result["reason"] = (
+            "already frozen: age(relfrozenxid) %d < newest row age %d and no writes since the "
+            "last vacuum" % (relfrozenxid_age, newest_row_age)
+        )
         return result
-    why = "%d writes since the last vacuum" % writes if frozen else (
-        "age(relfrozenxid) %s >= newest row age %s" % (relfrozenxid_age, newest_row_age))
-    result.update(due=True, reason="range ended %d periods ago >= freeze_older_than %d and not frozen (%s)"
-                  % (periods_ago, older_than, why))
+    why = (
+        "%d writes since the last vacuum" % writes
+        if frozen
+        else ("age(relfrozenxid) %s >= newest row age %s" % (relfrozenxid_age, newest_row_age))
+    )
+    result.update(
+        due=True,
+        reason="range ended %d periods ago >= freeze_older_than %d and not frozen (%s)"
+        % (periods_ago, older_than, why),
+    )
     return result
 
 
@@ -494,8 +533,12 @@ def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, lea
     parent_stats = parent_stats or {}
     last = parent_stats.get("last_analyze") or parent_stats.get("last_autoanalyze")
     mods = sum((s or {}).get("n_mod_since_analyze") or 0 for _n, s in leaves)
-    result = {"due": False, "n_mod_since_analyze": mods, "trigger": triggers["analyze"],
-              "last_analyze": last.isoformat(sep=" ") if hasattr(last, "isoformat") else last}
+    result = {
+        "due": False,
+        "n_mod_since_analyze": mods,
+        "trigger": triggers["analyze"],
+        "last_analyze": last.isoformat(sep=" ") if hasattr(last, "isoformat") else last,
+    }
     if mode == "never":
         result["reason"] = "analyze: never"
         return result
@@ -520,15 +563,21 @@ def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, lea
             if any(s is not None and s > last for s in stamps):
                 later.append(name)
         if later:
-            result.update(due=True, reason="partitions vacuumed or analyzed after the parent's last analyze: %s"
-                          % ", ".join(sorted(later)))
+            result.update(
+                due=True,
+                reason="partitions vacuumed or analyzed after the parent's last analyze: %s" % ", ".join(sorted(later)),
+            )
             return result
     if mods > triggers["analyze"]:
-        result.update(due=True, reason="%d rows changed in the partitions > parent analyze trigger %d"
-                      % (mods, triggers["analyze"]))
+        result.update(
+            due=True,
+            reason="%d rows changed in the partitions > parent analyze trigger %d" % (mods, triggers["analyze"]),
+        )
         return result
     result["reason"] = "partitions unchanged since the parent's last analyze (%d changes <= trigger %d)" % (
-        mods, triggers["analyze"])
+        mods,
+        triggers["analyze"],
+    )
     return result
 
 
@@ -538,25 +587,39 @@ def disk_decision(required, free, location, visible, mode, min_free_space):
     ``required`` is the copy + WAL estimate, ``free`` the bytes available to PostgreSQL on the filesystem of
     ``location``. Returns ``{"ok": bool, "reason": text, ...}``; not ``ok`` means refuse the rewrite.
     """
-    result = {"ok": True, "required_bytes": required, "free_bytes": free, "location": location,
-              "min_free_space": min_free_space, "checked": False}
+    result = {
+        "ok": True,
+        "required_bytes": required,
+        "free_bytes": free,
+        "location": location,
+        "min_free_space": min_free_space,
+        "checked": False,
+    }
     if mode == "never":
         result["reason"] = "disk_check: never"
         return result
     if not visible:
         result["reason"] = "the filesystem of %s is not visible from this host: not checked" % (location or "the data")
         if mode == "required":
-            result.update(ok=False, reason=result["reason"] + " and disk_check is required: run the module on "
-                          "the database host as a user that can see the data directory, or set disk_check: auto")
+            result.update(
+                ok=False,
+                reason=result["reason"] + " and disk_check is required: run the module on "
+                "the database host as a user that can see the data directory, or set disk_check: auto",
+            )
         return result
     result["checked"] = True
     if free < required + min_free_space:
-        result.update(ok=False, reason="not enough free disk on %s: %s free < %s needed (copy and WAL) + "
-                      "min_free_space %s" % (location, format_bytes(free), format_bytes(required),
-                                             format_bytes(min_free_space)))
+        result.update(
+            ok=False,
+            reason="not enough free disk on %s: %s free < %s needed (copy and WAL) + "
+            "min_free_space %s" % (location, format_bytes(free), format_bytes(required), format_bytes(min_free_space)),
+        )
     else:
         result["reason"] = "%s free >= %s needed + min_free_space %s" % (
-            format_bytes(free), format_bytes(required), format_bytes(min_free_space))
+            format_bytes(free),
+            format_bytes(required),
+            format_bytes(min_free_space),
+        )
     return result
 
 
@@ -570,6 +633,7 @@ def rewrite_space(total_bytes, bloat_share):
 # ---------------------------------------------------------------------------------------------
 # SQL of the steps (psycopg2.sql only)
 # ---------------------------------------------------------------------------------------------
+
 
 def vacuum_sql(schema, name, options=()):
     """``VACUUM (opt, ...) schema.name`` with constant option words (FULL, FREEZE, ANALYZE)."""
@@ -592,8 +656,13 @@ def reloptions_sql(schema, name, to_set, to_reset):
         return sql.Identifier(*key.split(".", 1)) if key.startswith("toast.") else sql.Identifier(key)
 
     if to_set:
-        clauses.append(sql.SQL("SET ({})").format(sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(option_name(k), sql.Literal(v)) for k, v in sorted(to_set.items()))))
+        clauses.append(
+            sql.SQL("SET ({})").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{} = {}").format(option_name(k), sql.Literal(v)) for k, v in sorted(to_set.items())
+                )
+            )
+        )
     if to_reset:
         clauses.append(sql.SQL("RESET ({})").format(sql.SQL(", ").join(option_name(k) for k in to_reset)))
     return sql.SQL("ALTER TABLE {} {}").format(sql.Identifier(schema, name), sql.SQL(", ").join(clauses))
@@ -602,6 +671,7 @@ def reloptions_sql(schema, name, to_set, to_reset):
 # ---------------------------------------------------------------------------------------------
 # Planning a whole table (pure: facts in, decisions and steps out)
 # ---------------------------------------------------------------------------------------------
+
 
 def leaf_plan(entry, extra, options, settings):
     """Decide everything for one leaf; return ``(decisions, actions)``.
@@ -616,17 +686,34 @@ def leaf_plan(entry, extra, options, settings):
     triggers = autovacuum_triggers(heap_opts, settings, entry["reltuples"])
     toast_trig = None
     if entry.get("toast_oid"):
-        toast_trig = autovacuum_triggers(toast_options(toast_opts), settings,
-                                         (entry.get("toast_stats") or {}).get("reltuples"), toast=True)
+        toast_trig = autovacuum_triggers(
+            toast_options(toast_opts), settings, (entry.get("toast_stats") or {}).get("reltuples"), toast=True
+        )
     decisions = {
         "analyze": analyze_decision(options["analyze"], entry["stats"], triggers),
-        "vacuum": vacuum_decision(options["vacuum"], entry["stats"], triggers,
-                                  insert_trigger(heap_opts, settings, entry["reltuples"]),
-                                  entry.get("toast_stats") if toast_trig else None, toast_trig),
-        "freeze": freeze_decision(options["freeze_older_than"], extra.get("periods_ago"),
-                                  extra.get("relfrozenxid_age"), extra.get("newest_row_age"), entry["stats"]),
-        "full": full_decision(options["full"], extra.get("size_bytes", 0), extra.get("bloat"),
-                              options["bloat_threshold"], options["min_size"], extra.get("bloat_note")),
+        "vacuum": vacuum_decision(
+            options["vacuum"],
+            entry["stats"],
+            triggers,
+            insert_trigger(heap_opts, settings, entry["reltuples"]),
+            entry.get("toast_stats") if toast_trig else None,
+            toast_trig,
+        ),
+        "freeze": freeze_decision(
+            options["freeze_older_than"],
+            extra.get("periods_ago"),
+            extra.get("relfrozenxid_age"),
+            extra.get("newest_row_age"),
+            entry["stats"],
+        ),
+        "full": full_decision(
+            options["full"],
+            extra.get("size_bytes", 0),
+            extra.get("bloat"),
+            options["bloat_threshold"],
+            options["min_size"],
+            extra.get("bloat_note"),
+        ),
     }
     declared = options["autovacuum"]
     if not entry.get("toast_oid"):
@@ -634,14 +721,29 @@ def leaf_plan(entry, extra, options, settings):
         # would "change" on every run
         declared = {k: val for k, val in declared.items() if not k.startswith("toast.")}
     to_set, to_reset = reloption_changes(entry["reloptions"], entry["toast_reloptions"], declared)
-    decisions["reloptions"] = {"due": bool(to_set or to_reset), "set": to_set, "reset": to_reset,
-                               "reason": ("reloptions differ from the declared ones" if (to_set or to_reset)
-                                          else "declared reloptions already set")}
+    decisions["reloptions"] = {
+        "due": bool(to_set or to_reset),
+        "set": to_set,
+        "reset": to_reset,
+        "reason": (
+            "reloptions differ from the declared ones" if (to_set or to_reset) else "declared reloptions already set"
+        ),
+    }
     actions = []
     if to_set or to_reset:
-        actions.append({"action": "reloptions", "reason": "set %s reset %s" % (to_set, to_reset), "step": Step(
-            reloptions_sql(schema, name, to_set, to_reset), "ensure autovacuum reloptions", lock=SHARE_UPDATE_EXCLUSIVE,
-            targets=[(schema, name)], group="reloptions")})
+        actions.append(
+            {
+                "action": "reloptions",
+                "reason": "set %s reset %s" % (to_set, to_reset),
+                "step": Step(
+                    reloptions_sql(schema, name, to_set, to_reset),
+                    "ensure autovacuum reloptions",
+                    lock=SHARE_UPDATE_EXCLUSIVE,
+                    targets=[(schema, name)],
+                    group="reloptions",
+                ),
+            }
+        )
     covered = options.get("covered_by_parent")
     analyze_here = decisions["analyze"]["due"] and not covered
     if decisions["analyze"]["due"] and covered:
@@ -654,36 +756,87 @@ def leaf_plan(entry, extra, options, settings):
         full["disk"] = extra.get("disk")
         freeze = decisions["freeze"]["due"]
         if method == "pg_repack":
-            actions.append({"action": "full", "method": "pg_repack", "reason": full["reason"],
-                            "command": extra["repack"]["command"], "lock": "ACCESS EXCLUSIVE (brief, start and end)",
-                            "targets": [(schema, name)]})
+            actions.append(
+                {
+                    "action": "full",
+                    "method": "pg_repack",
+                    "reason": full["reason"],
+                    "command": extra["repack"]["command"],
+                    "lock": "ACCESS EXCLUSIVE (brief, start and end)",
+                    "targets": [(schema, name)],
+                }
+            )
             words = ["FREEZE"] if freeze else []
         else:
-            actions.append({"action": "full", "method": "vacuum_full", "reason": full["reason"], "step": Step(
-                vacuum_sql(schema, name, ["FULL", "FREEZE"] if freeze else ["FULL"]), full["reason"],
-                lock=ACCESS_EXCLUSIVE, targets=[(schema, name)], transactional=False)})
+            actions.append(
+                {
+                    "action": "full",
+                    "method": "vacuum_full",
+                    "reason": full["reason"],
+                    "step": Step(
+                        vacuum_sql(schema, name, ["FULL", "FREEZE"] if freeze else ["FULL"]),
+                        full["reason"],
+                        lock=ACCESS_EXCLUSIVE,
+                        targets=[(schema, name)],
+                        transactional=False,
+                    ),
+                }
+            )
             words = []
         # VACUUM FULL leaves n_dead_tup / n_ins_since_vacuum stale (measured): a plain VACUUM (cheap on the
         # compact copy, sets the visibility map) and ANALYZE reset them, so the next run sees nothing due.
         words = words + ([] if covered else ["ANALYZE"])
         reason = "after the rewrite: refresh statistics and the visibility map"
-        actions.append({"action": "vacuum", "reason": reason, "step": Step(
-            vacuum_sql(schema, name, words), reason, lock=SHARE_UPDATE_EXCLUSIVE, targets=[(schema, name)],
-            transactional=False)})
+        actions.append(
+            {
+                "action": "vacuum",
+                "reason": reason,
+                "step": Step(
+                    vacuum_sql(schema, name, words),
+                    reason,
+                    lock=SHARE_UPDATE_EXCLUSIVE,
+                    targets=[(schema, name)],
+                    transactional=False,
+                ),
+            }
+        )
         decisions["vacuum"]["note"] = "covered by the rewrite"
         return decisions, actions
     vac, frz = decisions["vacuum"]["due"], decisions["freeze"]["due"]
     if vac or frz:
         words = (["FREEZE"] if frz else []) + (["ANALYZE"] if analyze_here else [])
-        reasons = [d["reason"] for k, d in decisions.items() if k in ("vacuum", "freeze", "analyze")
-                   and d["due"] and (k != "analyze" or analyze_here)]
-        actions.append({"action": "freeze" if frz else "vacuum", "reason": "; ".join(reasons), "step": Step(
-            vacuum_sql(schema, name, words), "; ".join(reasons), lock=SHARE_UPDATE_EXCLUSIVE,
-            targets=[(schema, name)], transactional=False)})
+        reasons = [
+            d["reason"]
+            for k, d in decisions.items()
+            if k in ("vacuum", "freeze", "analyze") and d["due"] and (k != "analyze" or analyze_here)
+        ]
+        actions.append(
+            {
+                "action": "freeze" if frz else "vacuum",
+                "reason": "; ".join(reasons),
+                "step": Step(
+                    vacuum_sql(schema, name, words),
+                    "; ".join(reasons),
+                    lock=SHARE_UPDATE_EXCLUSIVE,
+                    targets=[(schema, name)],
+                    transactional=False,
+                ),
+            }
+        )
     elif analyze_here:
-        actions.append({"action": "analyze", "reason": decisions["analyze"]["reason"], "step": Step(
-            analyze_sql(schema, name), decisions["analyze"]["reason"], lock=SHARE_UPDATE_EXCLUSIVE,
-            targets=[(schema, name)], transactional=False)})
+        actions.append(
+            {
+                "action": "analyze",
+                "reason": decisions["analyze"]["reason"],
+                "step": Step(
+                    analyze_sql(schema, name),
+                    decisions["analyze"]["reason"],
+                    lock=SHARE_UPDATE_EXCLUSIVE,
+                    targets=[(schema, name)],
+                    transactional=False,
+                ),
+            }
+        )
     return decisions, actions
 
 
@@ -728,13 +881,21 @@ def table_plan(table, extras, options, settings, version_num):
     for parent in sorted(parents, key=lambda e: -e["level"]):
         below = descendants(relations, parent["oid"])
         below_leaves = [e for e in below if e["relkind"] == "r"]
-        work = [e["name"] for e in below_leaves
-                if any(a["action"] != "reloptions" for a in first_pass[e["oid"]][1])
-                or first_pass[e["oid"]][0]["analyze"]["due"]]
+        work = [
+            e["name"]
+            for e in below_leaves
+            if any(a["action"] != "reloptions" for a in first_pass[e["oid"]][1])
+            or first_pass[e["oid"]][0]["analyze"]["due"]
+        ]
         work += [e["name"] for e in below if parent_due.get(e["oid"], {}).get("due")]
         parent_due[parent["oid"]] = parent_analyze_decision(
-            options["analyze"], parent["stats"], extras.get(parent["oid"], {}).get("has_inherited_stats"),
-            [(e["name"], e["stats"]) for e in below_leaves], work, parent_trigger(parent, below_leaves, settings))
+            options["analyze"],
+            parent["stats"],
+            extras.get(parent["oid"], {}).get("has_inherited_stats"),
+            [(e["name"], e["stats"]) for e in below_leaves],
+            work,
+            parent_trigger(parent, below_leaves, settings),
+        )
     cascade = None
     if not only and root["relkind"] == "p" and any(d["due"] for d in parent_due.values()):
         # Before 18 there is no ANALYZE ONLY: ANALYZE root analyzes every partition and sub-parent with it.
@@ -745,14 +906,22 @@ def table_plan(table, extras, options, settings, version_num):
             root_decision.update(due=True, reason="sub-partitioned parents due: %s" % ", ".join(sorted(subs)))
     for leaf in leaves:
         if cascade:
-            decisions, actions = leaf_plan(leaf, extras.get(leaf["oid"], {}), dict(options, covered_by_parent=cascade),
-                                           settings)
+            decisions, actions = leaf_plan(
+                leaf, extras.get(leaf["oid"], {}), dict(options, covered_by_parent=cascade), settings
+            )
         else:
             decisions, actions = first_pass[leaf["oid"]]
         leaf_actions.extend(actions)
-        out_relations.append({"schema": leaf["schema"], "name": leaf["name"], "oid": leaf["oid"],
-                              "kind": "partition" if leaf["is_partition"] else "plain",
-                              "decisions": decisions, "actions": actions})
+        out_relations.append(
+            {
+                "schema": leaf["schema"],
+                "name": leaf["name"],
+                "oid": leaf["oid"],
+                "kind": "partition" if leaf["is_partition"] else "plain",
+                "decisions": decisions,
+                "actions": actions,
+            }
+        )
     parent_actions = []
     for parent in sorted(parents, key=lambda e: -e["level"]):
         decision = parent_due[parent["oid"]]
@@ -760,14 +929,32 @@ def table_plan(table, extras, options, settings, version_num):
         if decision["due"] and (only or parent["oid"] == root["oid"]):
             if cascade and parent["oid"] == root["oid"]:
                 decision["note"] = "PostgreSQL < 18: ANALYZE of the parent also analyzes every partition"
-            actions.append({"action": "analyze", "reason": decision["reason"], "step": Step(
-                analyze_sql(parent["schema"], parent["name"], only=only), decision["reason"],
-                lock=SHARE_UPDATE_EXCLUSIVE, targets=[(parent["schema"], parent["name"])], transactional=False)})
+            actions.append(
+                {
+                    "action": "analyze",
+                    "reason": decision["reason"],
+                    "step": Step(
+                        analyze_sql(parent["schema"], parent["name"], only=only),
+                        decision["reason"],
+                        lock=SHARE_UPDATE_EXCLUSIVE,
+                        targets=[(parent["schema"], parent["name"])],
+                        transactional=False,
+                    ),
+                }
+            )
         elif decision["due"]:
             decision["note"] = "analyzed through ANALYZE %s" % cascade
         parent_actions.extend(actions)
-        out_relations.append({"schema": parent["schema"], "name": parent["name"], "oid": parent["oid"],
-                              "kind": "partitioned", "decisions": {"analyze": decision}, "actions": actions})
+        out_relations.append(
+            {
+                "schema": parent["schema"],
+                "name": parent["name"],
+                "oid": parent["oid"],
+                "kind": "partitioned",
+                "decisions": {"analyze": decision},
+                "actions": actions,
+            }
+        )
     # reloption changes first, in one transaction: a bad value rolls them all back before any vacuum ran
     all_actions = leaf_actions + parent_actions
     settings_first = [a for a in all_actions if a["action"] == "reloptions"]
@@ -778,6 +965,7 @@ def table_plan(table, extras, options, settings, version_num):
 # ---------------------------------------------------------------------------------------------
 # I/O helpers: what the module can see on the host it runs on (disk, pg_repack binary)
 # ---------------------------------------------------------------------------------------------
+
 
 def filesystem_free(location, data_directory, port):
     """Return ``(visible, free_bytes, note)`` for the filesystem holding ``location``.
@@ -821,10 +1009,15 @@ def find_pg_repack(explicit_path, version_num, run_command):
     Returns ``(path, version)`` or ``(None, None)``. ``run_command`` as for repack_binary_version.
     """
     major = int(version_num) // 10000
-    candidates = [explicit_path] if explicit_path else [
-        shutil.which("pg_repack"), "/usr/lib/postgresql/%d/bin/pg_repack" % major,
-        "/usr/pgsql-%d/bin/pg_repack" % major,
-    ]
+    candidates = (
+        [explicit_path]
+        if explicit_path
+        else [
+            shutil.which("pg_repack"),
+            "/usr/lib/postgresql/%d/bin/pg_repack" % major,
+            "/usr/pgsql-%d/bin/pg_repack" % major,
+        ]
+    )
     for path in candidates:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             version = repack_binary_version(path, run_command)
@@ -839,17 +1032,21 @@ def repack_availability(extension, binary, binary_version, superuser, version_nu
     ``extension`` is ``{"version", "schema"}`` or None. Returns ``(ok, reason)``.
     """
     major = int(version_num) // 10000
-    install = ("install it on the database host (Debian/Ubuntu: apt-get install postgresql-%d-repack; "
-               "RHEL: dnf install pg_repack_%d) and run CREATE EXTENSION pg_repack in the database" % (major, major))
+    install = (
+        "install it on the database host (Debian/Ubuntu: apt-get install postgresql-%d-repack; "
+        "RHEL: dnf install pg_repack_%d) and run CREATE EXTENSION pg_repack in the database" % (major, major)
+    )
     if not extension:
         return False, "the pg_repack extension is not installed in this database: " + install
     if not binary:
-        return False, ("no pg_repack program found on this host (pg_repack_path, PATH, /usr/lib/postgresql/%d/bin): "
-                       % major) + install
+        return False, (
+            "no pg_repack program found on this host (pg_repack_path, PATH, /usr/lib/postgresql/%d/bin): " % major
+        ) + install
     if binary_version != extension["version"]:
-        return False, ("pg_repack program %s does not match the extension version %s in the database: install "
-                       "the matching package or ALTER EXTENSION pg_repack UPDATE"
-                       % (binary_version, extension["version"]))
+        return False, (
+            "pg_repack program %s does not match the extension version %s in the database: install "
+            "the matching package or ALTER EXTENSION pg_repack UPDATE" % (binary_version, extension["version"])
+        )
     if not superuser:
         return False, "pg_repack needs a superuser connection (it creates triggers and swaps files)"
     return True, "pg_repack %s available" % binary_version
@@ -861,10 +1058,15 @@ def repack_command(binary, conn_kwargs, schema, name, lock_timeout_ms):
     ``--no-kill-backend``: on lock contention pg_repack gives up instead of cancelling other sessions, and
     the module retries, then fails naming the blocker, like every other step.
     """
-    argv = [binary, "--no-order", "--no-kill-backend", "--no-analyze",
-            "--wait-timeout=%d" % max(1, int(math.ceil(lock_timeout_ms / 1000.0))),
-            "--table=%s" % display_name(schema, name),
-            "--dbname=%s" % conn_kwargs.get("dbname", "postgres")]
+    argv = [
+        binary,
+        "--no-order",
+        "--no-kill-backend",
+        "--no-analyze",
+        "--wait-timeout=%d" % max(1, int(math.ceil(lock_timeout_ms / 1000.0))),
+        "--table=%s" % display_name(schema, name),
+        "--dbname=%s" % conn_kwargs.get("dbname", "postgres"),
+    ]
     if conn_kwargs.get("host"):
         argv.append("--host=%s" % conn_kwargs["host"])
     if conn_kwargs.get("port"):
@@ -903,17 +1105,25 @@ def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, 
         if returncode == 0 and not timed_out:
             return output
         if not timed_out:
-            raise InvalidInput("pg_repack failed on %s (exit %s): %s" % (
-                ", ".join(display_name(s, r) for s, r in targets), returncode, output.strip()[-800:]))
+            raise InvalidInput(
+                "pg_repack failed on %s (exit %s): %s"
+                % (", ".join(display_name(s, r) for s, r in targets), returncode, output.strip()[-800:])
+            )
         if attempt > retries:
             found = blockers(targets)
-            who = "; ".join("pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
-                            for b in found) or "no session holds it any more"
+            who = (
+                "; ".join(
+                    "pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
+                    for b in found
+                )
+                or "no session holds it any more"
+            )
             raise LockNotGranted(
                 "Gave up after %d attempts: pg_repack could not lock %s within its wait timeout. Blocked by %s. "
                 "What to do: wait for or end that session, or raise lock_timeout / lock_retries."
                 % (attempt, ", ".join(display_name(s, r) for s, r in targets), who),
-                blocking_pids=[b["pid"] for b in found])
+                blocking_pids=[b["pid"] for b in found],
+            )
         sleep(retry_delay * (2 ** (attempt - 1)))
 
 
@@ -925,6 +1135,7 @@ def render_command(argv):
 # ---------------------------------------------------------------------------------------------
 # The module's run: read facts, plan, execute, report (called by plugins/modules/vacuum.py)
 # ---------------------------------------------------------------------------------------------
+
 
 def resolve_tables(conn, catalog, tables, schemas):
     """Turn the ``tables`` and ``schemas`` options into ``(schema, table)`` pairs, without duplicates."""
@@ -958,9 +1169,14 @@ def _bloat_from_approx(row):
     if not length:
         return {"bloat": 0.0, "method": "pgstattuple"}
     dead, free = row.get("dead_tuple_len") or 0, row.get("approx_free_space") or 0
-    return {"bloat": round((dead + free) / float(length), 4), "method": "pgstattuple", "table_len": length,
-            "dead_tuple_len": dead, "approx_free_space": free,
-            "scanned_percent": round(float(row.get("scanned_percent") or 0), 2)}
+    return {
+        "bloat": round((dead + free) / float(length), 4),
+        "method": "pgstattuple",
+        "table_len": length,
+        "dead_tuple_len": dead,
+        "approx_free_space": free,
+        "scanned_percent": round(float(row.get("scanned_percent") or 0), 2),
+    }
 
 
 def gather(conn, catalog, facts, names, options, params, run_command, today=None):
@@ -974,8 +1190,10 @@ def gather(conn, catalog, facts, names, options, params, run_command, today=None
     tables = catalog.read_tables(conn, names)
     missing = [display_name(t["schema"], t["name"]) for t in tables if not t["exists"]]
     if missing:
-        raise InvalidInput("table(s) %s do not exist in database %s: check the names (schema.table; quote "
-                           "mixed-case parts)" % (", ".join(missing), conn.info.dbname))
+        raise InvalidInput(
+            "table(s) %s do not exist in database %s: check the names (schema.table; quote "
+            "mixed-case parts)" % (", ".join(missing), conn.info.dbname)
+        )
     relations = {}
     for table in tables:
         relations.update(table["relations"])
@@ -994,10 +1212,14 @@ def gather(conn, catalog, facts, names, options, params, run_command, today=None
         bloat_method = "pgstattuple"
     else:
         bloat_method = "estimate"
-        bloat_why = ("pgstattuple extension not installed in this database" if not pgstattuple else
-                     "role %s may not call pgstattuple_approx (grant pg_stat_scan_tables)" % facts["current_user"])
-    measured = [e for e in leaves
-                if options["full"] == "auto" and extras[e["oid"]]["size_bytes"] >= options["min_size"]]
+        bloat_why = (
+            "pgstattuple extension not installed in this database"
+            if not pgstattuple
+            else "role %s may not call pgstattuple_approx (grant pg_stat_scan_tables)" % facts["current_user"]
+        )
+    measured = [
+        e for e in leaves if options["full"] == "auto" and extras[e["oid"]]["size_bytes"] >= options["min_size"]
+    ]
     if bloat_method == "pgstattuple":
         rows = catalog.approx_bloat(conn, pgstattuple["schema"], [e["oid"] for e in measured])
         for entry in measured:
@@ -1011,9 +1233,15 @@ def gather(conn, catalog, facts, names, options, params, run_command, today=None
                 live = entry["reltuples"] if (entry["reltuples"] or 0) >= 0 else None
             estimate = None
             if extra["stats_columns"]:
-                estimate = estimate_bloat(entry["heap_bytes"], live, extra["data_width"], extra["columns"],
-                                          extra["has_nulls"], block_size,
-                                          _number(entry["reloptions"].get("fillfactor"), 100))
+                estimate = estimate_bloat(
+                    entry["heap_bytes"],
+                    live,
+                    extra["data_width"],
+                    extra["columns"],
+                    extra["has_nulls"],
+                    block_size,
+                    _number(entry["reloptions"].get("fillfactor"), 100),
+                )
             if estimate is not None:
                 estimate["method"] = "estimate"
                 extra["bloat"] = estimate
@@ -1035,8 +1263,9 @@ def gather(conn, catalog, facts, names, options, params, run_command, today=None
 
     # first pass: which leaves are rewritten; then pick the method and check the disk for them
     first = [table_plan(t, extras, options, settings, facts["version_num"]) for t in tables]
-    rewrites = [relations[r["oid"]] for plan in first for r in plan["relations"]
-                if r["decisions"].get("full", {}).get("due")]
+    rewrites = [
+        relations[r["oid"]] for plan in first for r in plan["relations"] if r["decisions"].get("full", {}).get("due")
+    ]
     repack = {"available": False}
     if rewrites and options["full_method"] in ("auto", "pg_repack"):
         binary, version = find_pg_repack(params.get("pg_repack_path"), facts["version_num"], run_command)
@@ -1063,8 +1292,14 @@ def gather(conn, catalog, facts, names, options, params, run_command, today=None
         location = extra.get("tablespace_location") or settings.get("data_directory")
         visible, free, note = filesystem_free(location, settings.get("data_directory"), conn.info.port)
         share = (extra.get("bloat") or {}).get("bloat")
-        disk = disk_decision(rewrite_space(extra["total_bytes"], share), free, location, visible,
-                             params.get("disk_check", "auto"), options["min_free_space"])
+        disk = disk_decision(
+            rewrite_space(extra["total_bytes"], share),
+            free,
+            location,
+            visible,
+            params.get("disk_check", "auto"),
+            options["min_free_space"],
+        )
         disk["note"] = note
         disk["relation"] = display_name(entry["schema"], entry["name"])
         extra["disk"] = disk
@@ -1072,19 +1307,29 @@ def gather(conn, catalog, facts, names, options, params, run_command, today=None
         if not disk["ok"]:
             refusals.append("%s: %s" % (disk["relation"], disk["reason"]))
     if no_key and options["full_method"] == "pg_repack":
-        raise InvalidInput("full_method: pg_repack cannot rewrite %s: no primary key or unique NOT NULL index. "
-                           "Add one, or use full_method: vacuum_full (ACCESS EXCLUSIVE for the whole rewrite). "
-                           "Nothing was changed." % ", ".join(no_key))
+        raise InvalidInput(
+            "full_method: pg_repack cannot rewrite %s: no primary key or unique NOT NULL index. "
+            "Add one, or use full_method: vacuum_full (ACCESS EXCLUSIVE for the whole rewrite). "
+            "Nothing was changed." % ", ".join(no_key)
+        )
     if refusals:
-        raise InvalidInput("VACUUM FULL refused, nothing was changed: %s. What to do: free disk space, lower "
-                           "min_free_space, or rewrite a smaller table first." % "; ".join(refusals),
-                           disk=disk_report)
+        raise InvalidInput(
+            "VACUUM FULL refused, nothing was changed: %s. What to do: free disk space, lower "
+            "min_free_space, or rewrite a smaller table first." % "; ".join(refusals),
+            disk=disk_report,
+        )
     planned = []
     for table in tables:
         plan = table_plan(table, extras, options, settings, facts["version_num"])
         planned.append({"table": table, "plan": plan})
-    return {"tables": planned, "bloat_method": bloat_method, "repack": repack, "disk": disk_report,
-            "extras": extras, "repack_env_kwargs": kwargs}
+    return {
+        "tables": planned,
+        "bloat_method": bloat_method,
+        "repack": repack,
+        "disk": disk_report,
+        "extras": extras,
+        "repack_env_kwargs": kwargs,
+    }
 
 
 def all_actions(gathered):
@@ -1116,10 +1361,18 @@ def execute(conn, executor, gathered, params, run_command):
             if "step" in action:
                 ran.extend(executor.run([action["step"]]))
             else:
-                _argv, env = repack_command(action["command"][0], gathered["repack_env_kwargs"], *action["targets"][0],
-                                            lock_ms_from(params))
-                action["output"] = run_repack(action["command"], env, executor.retries, executor.retry_delay,
-                                              executor.blockers, action["targets"], run_command)[-500:]
+                _argv, env = repack_command(
+                    action["command"][0], gathered["repack_env_kwargs"], *action["targets"][0], lock_ms_from(params)
+                )
+                action["output"] = run_repack(
+                    action["command"],
+                    env,
+                    executor.retries,
+                    executor.retry_delay,
+                    executor.blockers,
+                    action["targets"],
+                    run_command,
+                )[-500:]
             action["duration_ms"] = int((time.monotonic() - start) * 1000)
     except Exception as error:
         if hasattr(error, "details"):
@@ -1163,19 +1416,35 @@ def report(conn, gathered, after=None):
         rels = []
         for rel in plan["relations"]:
             entry = table["relations"].get(rel["oid"])
-            data = {"schema": rel["schema"], "name": rel["name"], "kind": rel["kind"],
-                    "decisions": rel["decisions"], "actions": [_json_action(a, conn) for a in rel["actions"]],
-                    "sizes_before": _sizes(entry)}
+            data = {
+                "schema": rel["schema"],
+                "name": rel["name"],
+                "kind": rel["kind"],
+                "decisions": rel["decisions"],
+                "actions": [_json_action(a, conn) for a in rel["actions"]],
+                "sizes_before": _sizes(entry),
+            }
             if after is not None:
                 data["sizes_after"] = _sizes(after.get(rel["oid"]))
                 later = after.get(rel["oid"])
                 if later:
-                    data["stats_after"] = {"n_dead_tup": later["stats"]["n_dead_tup"],
-                                           "n_mod_since_analyze": later["stats"]["n_mod_since_analyze"]}
+                    data["stats_after"] = {
+                        "n_dead_tup": later["stats"]["n_dead_tup"],
+                        "n_mod_since_analyze": later["stats"]["n_mod_since_analyze"],
+                    }
             data["duration_ms"] = sum(a.get("duration_ms", 0) for a in rel["actions"])
             rels.append(data)
-        out.append({"schema": table["schema"], "name": table["name"], "relations": rels,
-                    "summary": [a["action"] + " " + display_name(r["schema"], r["name"])
-                                for r in plan["relations"] for a in r["actions"]],
-                    "duration_ms": sum(r["duration_ms"] for r in rels)})
+        out.append(
+            {
+                "schema": table["schema"],
+                "name": table["name"],
+                "relations": rels,
+                "summary": [
+                    a["action"] + " " + display_name(r["schema"], r["name"])
+                    for r in plan["relations"]
+                    for a in r["actions"]
+                ],
+                "duration_ms": sum(r["duration_ms"] for r in rels),
+            }
+        )
     return out

@@ -167,10 +167,12 @@ def measure(conn, table, columns, exact, with_widths):
     for entry in compression.leaves(table):
         if columns:
             measurements[entry["oid"]] = catalog.column_compression(
-                conn, entry["schema"], entry["name"], columns, relpages=entry["relpages"], exact=exact)
+                conn, entry["schema"], entry["name"], columns, relpages=entry["relpages"], exact=exact
+            )
         if with_widths:
             widths[entry["oid"]] = catalog.row_widths(
-                conn, entry["schema"], entry["name"], relpages=entry["relpages"], exact=exact)
+                conn, entry["schema"], entry["name"], relpages=entry["relpages"], exact=exact
+            )
     return measurements, widths
 
 
@@ -254,9 +256,12 @@ def main():
 
         for warning in plan.warnings:
             module.warn(warning)
-        recompress = {"mode": mode, "leaves": progress,
-                      "rows_rewritten": sum(p["rows_rewritten"] for p in progress),
-                      "batches": sum(p["batches"] for p in progress)}
+        recompress = {
+            "mode": mode,
+            "leaves": progress,
+            "rows_rewritten": sum(p["rows_rewritten"] for p in progress),
+            "batches": sum(p["batches"] for p in progress),
+        }
         if mode == "online" and progress and not module.check_mode:
             recompress["note"] = compression.SPACE_NOTE
         result = dict(
@@ -265,8 +270,10 @@ def main():
             plan=explained,
             columns=column_report(declared, plan, before, after),
             sizes=size_report(totals_before, totals_after),
-            measurement={"mode": module.params["measure"],
-                         "sampled": any(m.get("sampled") for m in measurements.values())},
+            measurement={
+                "mode": module.params["measure"],
+                "sampled": any(m.get("sampled") for m in measurements.values()),
+            },
             recompress=recompress,
             warnings_detail=plan.warnings,
         )

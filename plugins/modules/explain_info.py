@@ -130,20 +130,27 @@ def validate_ranges(ranges, tables):
             continue
         parsed.append((schema, name, entry["key"], entry["low"], entry["high"]))
     if problems:
-        raise InvalidInput("explain_info: %s. What to do: fix ranges (name: schema.table, key: an existing column)"
-                           % "; ".join(problems))
+        raise InvalidInput(
+            "explain_info: %s. What to do: fix ranges (name: schema.table, key: an existing column)"
+            % "; ".join(problems)
+        )
     return parsed
 
 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
-        ranges=dict(type="list", elements="dict", default=[], options=dict(
-            name=dict(type="str", required=True),
-            key=dict(type="str", required=True, no_log=False),
-            low=dict(type="raw", required=True),
-            high=dict(type="raw", required=True),
-        )),
+        ranges=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                name=dict(type="str", required=True),
+                key=dict(type="str", required=True, no_log=False),
+                low=dict(type="raw", required=True),
+                high=dict(type="raw", required=True),
+            ),
+        ),
         analyze=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

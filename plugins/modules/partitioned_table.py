@@ -246,8 +246,13 @@ def with_lock_retries(conn, module, targets, read):
             conn.rollback()
             if attempt > executor.retries:
                 blockers = executor.blockers(targets)
-                who = "; ".join("pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
-                                for b in blockers) or "a session that has since released it"
+                who = (
+                    "; ".join(
+                        "pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
+                        for b in blockers
+                    )
+                    or "a session that has since released it"
+                )
                 raise LockNotGranted(
                     "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was "
                     "changed. What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise "
@@ -262,16 +267,20 @@ def declared_state(params, schema, name, table, conn):
     shown = display_name(schema, name)
     key = params["key"]
     if params["premake"] < 0:
-        raise InvalidInput("premake=%d for %s is negative: give the number of periods created ahead (0 or more)"
-                           % (params["premake"], shown))
+        raise InvalidInput(
+            "premake=%d for %s is negative: give the number of periods created ahead (0 or more)"
+            % (params["premake"], shown)
+        )
     retention = partitioning.validate_retention(params.get("retention"), shown)
     options = partitioning.validate_partition_options(params.get("partition_options"), shown)
     columns = None
     if table["exists"]:
         names = [c["name"] for c in table["columns"]]
         if key not in names:
-            raise InvalidInput("column %s does not exist in table %s (columns: %s); nothing was changed"
-                               % (key, shown, ", ".join(names)))
+            raise InvalidInput(
+                "column %s does not exist in table %s (columns: %s); nothing was changed"
+                % (key, shown, ", ".join(names))
+            )
         if table["relkind"] == "p":
             stub = partitioning.Declared(schema, name, key, None)
             partitioning.check_partition_key(stub, table)
@@ -287,16 +296,28 @@ def declared_state(params, schema, name, table, conn):
         column_type = resolved[[c["type"] for c in columns if c["name"] == key][0]]
         missing_pk = [c for c in params.get("primary_key") or [] if c not in [col["name"] for col in columns]]
         if missing_pk:
-            raise InvalidInput("primary_key column(s) %s are not among the columns of %s" % (", ".join(missing_pk), shown))
+            raise InvalidInput(
+                "primary_key column(s) %s are not among the columns of %s" % (", ".join(missing_pk), shown)
+            )
         if params.get("primary_key") and key not in params["primary_key"]:
-            raise InvalidInput("primary_key of %s must include the partition key %s (PostgreSQL requires it)" % (shown, key))
+            raise InvalidInput(
+                "primary_key of %s must include the partition key %s (PostgreSQL requires it)" % (shown, key)
+            )
     key_format = periods.detect_format(params["key_format"], key, column_type, shown)
     scheme = periods.Scheme(key_format, params["interval"], column_type)
     start = scheme.parse_start(params["start"]) if params.get("start") not in (None, "") else None
     return partitioning.Declared(
-        schema, name, key, scheme, start=start, premake=params["premake"],
-        default_partition=params["default_partition"], retention=retention, partition_options=options,
-        columns=columns, primary_key=params.get("primary_key"),
+        schema,
+        name,
+        key,
+        scheme,
+        start=start,
+        premake=params["premake"],
+        default_partition=params["default_partition"],
+        retention=retention,
+        partition_options=options,
+        columns=columns,
+        primary_key=params.get("primary_key"),
     )
 
 
@@ -308,8 +329,10 @@ def current_period(declared, state):
     if state.get("max_key") is not None:
         return scheme.align(int(state["max_key"]))
     if declared.start is None:
-        raise InvalidInput("start is required for key_format integer while %s holds no rows: give the first lower bound"
-                           % declared.display)
+        raise InvalidInput(
+            "start is required for key_format integer while %s holds no rows: give the first lower bound"
+            % declared.display
+        )
     return declared.start
 
 
@@ -321,16 +344,33 @@ def plan_partitions(conn, module, declared, table):
     for part in partitioning.existing_partitions(table):
         if part["is_default"]:
             default = (part["schema"], part["name"])
-    schemas = [declared.schema] + ([declared.retention["archive_schema"]] if declared.retention and declared.retention.get("archive_schema") else [])
+    schemas = [declared.schema] + (
+        [declared.retention["archive_schema"]]
+        if declared.retention and declared.retention.get("archive_schema")
+        else []
+    )
     want_max = not scheme.format.calendar and table["exists"]
-    state = with_lock_retries(conn, module, [parent] + ([default] if default else []), lambda: catalog.partition_set_state(
-        conn, schemas, default=default, parent=parent if want_max else None, key=declared.key if want_max else None))
+    state = with_lock_retries(
+        conn,
+        module,
+        [parent] + ([default] if default else []),
+        lambda: catalog.partition_set_state(
+            conn, schemas, default=default, parent=parent if want_max else None, key=declared.key if want_max else None
+        ),
+    )
     lay = partitioning.layout(declared, table, current_period(declared, state))
-    extras = {"default_rows": state["default_rows"], "schemas": state["schemas"], "default_counts": {},
-              "existing_names": set(), "index_tails": {}}
+    extras = {
+        "default_rows": state["default_rows"],
+        "schemas": state["schemas"],
+        "default_counts": {},
+        "existing_names": set(),
+        "index_tails": {},
+    }
     names = partitioning.candidate_names(declared, lay)
     if names:
-        ranges = [(partitioning.bound_sql(scheme, p), partitioning.bound_sql(scheme, scheme.step(p))) for p in lay.missing]
+        ranges = [
+            (partitioning.bound_sql(scheme, p), partitioning.bound_sql(scheme, scheme.step(p))) for p in lay.missing
+        ]
         taken, counts = catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges)
         extras["existing_names"] = taken
         extras["default_counts"] = dict(zip(lay.missing, counts))
@@ -348,14 +388,23 @@ def check_partition_options(conn, declared):
     if refused:
         raise InvalidInput(
             "partition_options %s for %s are refused by the server: %s. Fix the name or value; nothing was changed."
-            % (", ".join("%s=%s" % item for item in sorted(declared.partition_options.items())), declared.display,
-               refused))
+            % (
+                ", ".join("%s=%s" % item for item in sorted(declared.partition_options.items())),
+                declared.display,
+                refused,
+            )
+        )
 
 
 def migration_options(params, key):
     """The options ``migration`` takes, from the module's."""
-    return {"mode": params["migrate"], "key": key, "batch_rows": params["batch_rows"],
-            "extend_primary_key": params["extend_primary_key"], "drop_source": params["drop_source"]}
+    return {
+        "mode": params["migrate"],
+        "key": key,
+        "batch_rows": params["batch_rows"],
+        "extend_primary_key": params["extend_primary_key"],
+        "drop_source": params["drop_source"],
+    }
 
 
 def migrate_plain_table(conn, module, schema, name, server):
@@ -374,18 +423,26 @@ def migrate_plain_table(conn, module, schema, name, server):
     if params["migrate"] == "never":
         raise InvalidInput(
             "table %s is not partitioned and migrate is 'never': set migrate to online, offline or attach "
-            "to turn it into partitions; nothing was changed" % display_name(schema, name))
+            "to turn it into partitions; nothing was changed" % display_name(schema, name)
+        )
     declared = declared_state(params, schema, name, table, conn)
-    state = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.partition_set_state(
-        conn, [schema], parent=(schema, name), key=None if declared.scheme.format.calendar else declared.key))
+    state = with_lock_retries(
+        conn,
+        module,
+        [(schema, name)],
+        lambda: catalog.partition_set_state(
+            conn, [schema], parent=(schema, name), key=None if declared.scheme.format.calendar else declared.key
+        ),
+    )
     layout = partitioning.migration_layout(declared, current_period(declared, state))
     facts = migration.read_facts(conn, table, layout, options, server)
     planned = migration.plan_migration(table, layout, options, server, facts=facts)
     if module.check_mode:
         rendered = migration.render_plan(conn, planned)
         return {"check_mode": True, "plan": rendered, "queries": migration.plan_queries(conn, planned)}
-    return migration.run_migration(conn, Executor.from_module(conn, module), table, layout, options, server,
-                                   facts=facts)
+    return migration.run_migration(
+        conn, Executor.from_module(conn, module), table, layout, options, server, facts=facts
+    )
 
 
 def main():
@@ -398,11 +455,14 @@ def main():
         start=dict(type="str"),
         premake=dict(type="int", default=2),
         default_partition=dict(type="bool", default=True),
-        retention=dict(type="dict", options=dict(
-            keep=dict(type="int", required=True),
-            action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
-            archive_schema=dict(type="str"),
-        )),
+        retention=dict(
+            type="dict",
+            options=dict(
+                keep=dict(type="int", required=True),
+                action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
+                archive_schema=dict(type="str"),
+            ),
+        ),
         partition_options=dict(type="dict", default={}),
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
@@ -422,15 +482,26 @@ def main():
         facts = server_facts(conn)
         require_supported_server(facts)
         standby_exit(module, facts, module.params["skip_on_standby"])
-        table = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name))
+        table = with_lock_retries(
+            conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name)
+        )
         migrated = None
         if table["exists"] and (table["relkind"] == "r" or migration.read_state(conn, schema, name)):
             migrated = migrate_plain_table(conn, module, schema, name, facts)
             if migrated and migrated.get("check_mode"):
                 conn.close()
-                module.exit_json(changed=True, queries=migrated["queries"], migration=migrated["plan"],
-                                 partitions=[], created=[], detached=[], dropped=[], archived=[],
-                                 default_rows=None, moved_rows=0)
+                module.exit_json(
+                    changed=True,
+                    queries=migrated["queries"],
+                    migration=migrated["plan"],
+                    partitions=[],
+                    created=[],
+                    detached=[],
+                    dropped=[],
+                    archived=[],
+                    default_rows=None,
+                    moved_rows=0,
+                )
             table = catalog.read_partition_set(conn, schema, name)
         declared = declared_state(module.params, schema, name, table, conn)
         check_partition_options(conn, declared)
@@ -456,8 +527,10 @@ def main():
         if migrated:
             output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
         if module._diff:
-            output["diff"] = {"before": partitioning.diff_text(result.before),
-                              "after": partitioning.diff_text(result.partitions)}
+            output["diff"] = {
+                "before": partitioning.diff_text(result.before),
+                "after": partitioning.diff_text(result.partitions),
+            }
         for warning in result.warnings:
             module.warn(warning)
         module.exit_json(**output)

@@ -177,13 +177,19 @@ def report_tables(conn, names, measure, count_default_rows, settings):
     reports = []
     for table in facts:
         default = next((p for p in table["partitions"] if (p["bound"] or {}).get("kind") == "default"), None)
-        default_rows = catalog.count_rows(conn, default["schema"], default["name"]) if default and count_default_rows else None
+        default_rows = (
+            catalog.count_rows(conn, default["schema"], default["name"]) if default and count_default_rows else None
+        )
         compression = None
         if measure != "none":
             toastable = [c["name"] for c in table["columns"] if c["toastable"]]
             compression = catalog.column_compression(
-                conn, table["schema"], table["name"], toastable,
-                relpages=sum(e["relpages"] or 0 for e in table["relations"].values()), exact=measure == "exact",
+                conn,
+                table["schema"],
+                table["name"],
+                toastable,
+                relpages=sum(e["relpages"] or 0 for e in table["relations"].values()),
+                exact=measure == "exact",
             )
         reports.append(table_report(table, settings, today, default_rows, compression))
     return reports

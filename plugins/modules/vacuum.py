@@ -237,14 +237,22 @@ def main():
         commands = [vacuum.render_command(a["command"]) for a in actions if "command" in a]
         after = None
         if actions and not module.check_mode:
-            queries = vacuum.execute(conn, Executor.from_module(conn, module), gathered, module.params,
-                                     module.run_command)
+            queries = vacuum.execute(
+                conn, Executor.from_module(conn, module), gathered, module.params, module.run_command
+            )
             reread = catalog.read_tables(conn, [(t["table"]["schema"], t["table"]["name"]) for t in gathered["tables"]])
             after = {oid: e for t in reread if t["exists"] for oid, e in t["relations"].items()}
         tables = vacuum.report(conn, gathered, after)
         conn.close()
-        module.exit_json(changed=bool(actions), queries=queries, commands=commands, tables=tables,
-                         bloat_method=gathered["bloat_method"], repack=gathered["repack"], disk=gathered["disk"])
+        module.exit_json(
+            changed=bool(actions),
+            queries=queries,
+            commands=commands,
+            tables=tables,
+            bloat_method=gathered["bloat_method"],
+            repack=gathered["repack"],
+            disk=gathered["disk"],
+        )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ def _attcompression(conn, column):
         cur.execute(
             "SELECT c.relname, a.attcompression::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'f' AND a.attname = %s "
-            "AND c.relkind IN ('r', 'p') ORDER BY 1", (column,))
+            "AND c.relkind IN ('r', 'p') ORDER BY 1",
+            (column,),
+        )
         return dict(cur.fetchall())
 
 
@@ -62,27 +64,43 @@ def _checksum(conn, table, columns, key="id"):
 
 def _fill(conn, table, first, last, extra_cols="", extra_vals=""):
     values = ", ".join([NOTE.format(i="i"), DOC.format(i="i"), BIN.format(i="i")])
-    _exec(conn, "INSERT INTO %s (id, note, doc, bin%s) SELECT i, %s%s FROM generate_series(%d, %d) i"
-          % (table, extra_cols, values, extra_vals, first, last))
+    _exec(
+        conn,
+        "INSERT INTO %s (id, note, doc, bin%s) SELECT i, %s%s FROM generate_series(%d, %d) i"
+        % (table, extra_cols, values, extra_vals, first, last),
+    )
 
 
 def _plain_table(conn, rows=600, pk=True):
-    _exec(conn, "CREATE SCHEMA f",
-          "CREATE TABLE f.t (id int %s, note text, doc jsonb, bin bytea, qty int, jour date)"
-          % ("PRIMARY KEY" if pk else "NOT NULL"))
+    _exec(
+        conn,
+        "CREATE SCHEMA f",
+        "CREATE TABLE f.t (id int %s, note text, doc jsonb, bin bytea, qty int, jour date)"
+        % ("PRIMARY KEY" if pk else "NOT NULL"),
+    )
     _fill(conn, "f.t", 1, rows)
 
 
 def test_mixed_table_online_to_lz4_keeps_content_and_is_idempotent(pg_server, db, conn):
     _plain_table(conn)
     # Half the values rewritten as lz4 already: a mixed table, as after a method change and some updates.
-    _exec(conn, "ALTER TABLE f.t ALTER COLUMN note SET COMPRESSION lz4",
-          "UPDATE f.t SET note = note || '' WHERE id % 2 = 0",
-          "ALTER TABLE f.t ALTER COLUMN note SET COMPRESSION pglz")
+    _exec(
+        conn,
+        "ALTER TABLE f.t ALTER COLUMN note SET COMPRESSION lz4",
+        "UPDATE f.t SET note = note || '' WHERE id % 2 = 0",
+        "ALTER TABLE f.t ALTER COLUMN note SET COMPRESSION pglz",
+    )
     assert _methods(conn, "f.t", "note") == {"pglz": 300, "lz4": 300}
     checksum = _checksum(conn, "f.t", ["note", "doc", "bin"])
-    args = _args(pg_server, db, name="f.t", columns={"note": "lz4", "doc": "lz4", "bin": "lz4"},
-                 recompress="online", batch_size=100, measure="exact")
+    args = _args(
+        pg_server,
+        db,
+        name="f.t",
+        columns={"note": "lz4", "doc": "lz4", "bin": "lz4"},
+        recompress="online",
+        batch_size=100,
+        measure="exact",
+    )
     result = run_module("compression", args)
     assert not result.get("failed"), result
     assert result["changed"] is True
@@ -116,9 +134,19 @@ def test_check_mode_plans_estimates_and_takes_no_lock(pg_server, db, conn):
         _exec(blocker, "LOCK TABLE f.t IN EXCLUSIVE MODE")
         result = run_module(
             "compression",
-            _args(pg_server, db, name="f.t", columns={"note": "lz4"}, storage={"doc": "main"},
-                  toast_tuple_target=4096, recompress="online", lock_timeout="200ms", lock_retries=0),
-            check_mode=True, diff=True,
+            _args(
+                pg_server,
+                db,
+                name="f.t",
+                columns={"note": "lz4"},
+                storage={"doc": "main"},
+                toast_tuple_target=4096,
+                recompress="online",
+                lock_timeout="200ms",
+                lock_retries=0,
+            ),
+            check_mode=True,
+            diff=True,
         )
     finally:
         blocker.rollback()
@@ -137,20 +165,33 @@ def test_check_mode_plans_estimates_and_takes_no_lock(pg_server, db, conn):
 
 
 def test_partitioned_old_new_and_attached_partitions(pg_server, db, conn):
-    _exec(conn, "CREATE SCHEMA f",
-          "CREATE TABLE f.p (id int, jour date NOT NULL, note text, doc jsonb, bin bytea, PRIMARY KEY (id, jour))"
-          " PARTITION BY RANGE (jour)",
-          "CREATE TABLE f.p_2023 PARTITION OF f.p FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')",
-          "CREATE TABLE f.p_2024 PARTITION OF f.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
-          "CREATE TABLE f.p_2025 (LIKE f.p INCLUDING ALL)",
-          "ALTER TABLE f.p ATTACH PARTITION f.p_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+    _exec(
+        conn,
+        "CREATE SCHEMA f",
+        "CREATE TABLE f.p (id int, jour date NOT NULL, note text, doc jsonb, bin bytea, PRIMARY KEY (id, jour))"
+        " PARTITION BY RANGE (jour)",
+        "CREATE TABLE f.p_2023 PARTITION OF f.p FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')",
+        "CREATE TABLE f.p_2024 PARTITION OF f.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        "CREATE TABLE f.p_2025 (LIKE f.p INCLUDING ALL)",
+        "ALTER TABLE f.p ATTACH PARTITION f.p_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+    )
     _fill(conn, "f.p", 1, 450, ", jour", ", date '2023-06-01' + ((i - 1) / 150) * 365")
     # The newest partition already writes lz4 for a part of its rows.
-    _exec(conn, "ALTER TABLE f.p_2025 ALTER COLUMN note SET COMPRESSION lz4",
-          "UPDATE f.p_2025 SET note = note || '' WHERE id % 3 = 0")
+    _exec(
+        conn,
+        "ALTER TABLE f.p_2025 ALTER COLUMN note SET COMPRESSION lz4",
+        "UPDATE f.p_2025 SET note = note || '' WHERE id % 3 = 0",
+    )
     checksum = _checksum(conn, "f.p", ["note", "doc", "bin"], key="id, jour")
-    args = _args(pg_server, db, name="f.p", columns={"note": "lz4", "doc": "lz4"}, storage={"note": "extended"},
-                 recompress="online", batch_size=64)
+    args = _args(
+        pg_server,
+        db,
+        name="f.p",
+        columns={"note": "lz4", "doc": "lz4"},
+        storage={"note": "extended"},
+        recompress="online",
+        batch_size=64,
+    )
     result = run_module("compression", args)
     assert not result.get("failed"), result
     assert _attcompression(conn, "note") == {"p": "l", "p_2023": "l", "p_2024": "l", "p_2025": "l"}
@@ -172,14 +213,23 @@ def test_partitioned_old_new_and_attached_partitions(pg_server, db, conn):
 
 def test_rewrite_plain_table_jsonb_and_bytea_keeps_content_and_indexes(pg_server, db, conn):
     _plain_table(conn, rows=300)
-    _exec(conn, "CREATE INDEX t_note_prefix ON f.t (left(note, 20))",
-          "CREATE INDEX t_doc ON f.t USING gin (doc jsonb_path_ops)",
-          "ALTER TABLE f.t ALTER COLUMN bin SET STORAGE main",
-          "CREATE VIEW f.v AS SELECT id, qty FROM f.t")
+    _exec(
+        conn,
+        "CREATE INDEX t_note_prefix ON f.t (left(note, 20))",
+        "CREATE INDEX t_doc ON f.t USING gin (doc jsonb_path_ops)",
+        "ALTER TABLE f.t ALTER COLUMN bin SET STORAGE main",
+        "CREATE VIEW f.v AS SELECT id, qty FROM f.t",
+    )
     indexes = _one(conn, "SELECT array_agg(indexname::text ORDER BY 1) FROM pg_indexes WHERE tablename = 't'")
     checksum = _checksum(conn, "f.t", ["note", "doc", "bin"])
-    args = _args(pg_server, db, name="f.t", columns={"note": "lz4", "doc": "lz4", "bin": "lz4"},
-                 storage={"note": "main"}, recompress="rewrite")
+    args = _args(
+        pg_server,
+        db,
+        name="f.t",
+        columns={"note": "lz4", "doc": "lz4", "bin": "lz4"},
+        storage={"note": "main"},
+        recompress="rewrite",
+    )
     result = run_module("compression", args)
     assert not result.get("failed"), result
     rewrites = [q for q in result["queries"] if " TYPE " in q]
@@ -190,19 +240,24 @@ def test_rewrite_plain_table_jsonb_and_bytea_keeps_content_and_indexes(pg_server
     assert _one(conn, "SELECT array_agg(indexname::text ORDER BY 1) FROM pg_indexes WHERE tablename = 't'") == indexes
     assert _one(conn, "SELECT count(*) FROM f.t WHERE doc @> jsonb_build_object('k1', substr(md5('2'), 1, 12))") == 1
     with conn.cursor() as cur:
-        cur.execute("SELECT attname::text, attstorage::text, attcompression::text FROM pg_attribute "
-                    "WHERE attrelid = 'f.t'::regclass AND attname IN ('note', 'doc', 'bin') ORDER BY 1")
+        cur.execute(
+            "SELECT attname::text, attstorage::text, attcompression::text FROM pg_attribute "
+            "WHERE attrelid = 'f.t'::regclass AND attname IN ('note', 'doc', 'bin') ORDER BY 1"
+        )
         assert cur.fetchall() == [("bin", "m", "l"), ("doc", "x", "l"), ("note", "m", "l")]
     assert result["sizes"]["after"]["total_bytes"] > 0
     assert run_module("compression", args)["changed"] is False
 
 
 def test_rewrite_partitioned_table_one_partition_at_a_time(pg_server, db, conn):
-    _exec(conn, "CREATE SCHEMA f",
-          "CREATE TABLE f.p (id int NOT NULL, jour date NOT NULL, note text, doc jsonb, bin bytea)"
-          " PARTITION BY RANGE (jour)",
-          "CREATE TABLE f.p_a PARTITION OF f.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
-          "CREATE TABLE f.p_b PARTITION OF f.p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+    _exec(
+        conn,
+        "CREATE SCHEMA f",
+        "CREATE TABLE f.p (id int NOT NULL, jour date NOT NULL, note text, doc jsonb, bin bytea)"
+        " PARTITION BY RANGE (jour)",
+        "CREATE TABLE f.p_a PARTITION OF f.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        "CREATE TABLE f.p_b PARTITION OF f.p FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+    )
     _fill(conn, "f.p", 1, 300, ", jour", ", date '2024-03-01' + ((i - 1) / 150) * 365")
     checksum = _checksum(conn, "f.p", ["note", "doc", "bin"])
     result = run_module("compression", _args(pg_server, db, name="f.p", columns={"note": "lz4"}, recompress="rewrite"))
@@ -215,11 +270,15 @@ def test_rewrite_partitioned_table_one_partition_at_a_time(pg_server, db, conn):
 
 
 def test_narrow_table_warns_that_nothing_changes(pg_server, db, conn):
-    _exec(conn, "CREATE SCHEMA f",
-          "CREATE TABLE f.fait (id bigint PRIMARY KEY, jour date, montant numeric(12,2), libelle varchar(40))",
-          "INSERT INTO f.fait SELECT i, date '2024-01-01' + i % 365, i * 1.5, 'ligne ' || i FROM generate_series(1, 2000) i")
-    result = run_module("compression", _args(pg_server, db, name="f.fait", columns={"libelle": "lz4"},
-                                             recompress="online"))
+    _exec(
+        conn,
+        "CREATE SCHEMA f",
+        "CREATE TABLE f.fait (id bigint PRIMARY KEY, jour date, montant numeric(12,2), libelle varchar(40))",
+        "INSERT INTO f.fait SELECT i, date '2024-01-01' + i % 365, i * 1.5, 'ligne ' || i FROM generate_series(1, 2000) i",
+    )
+    result = run_module(
+        "compression", _args(pg_server, db, name="f.fait", columns={"libelle": "lz4"}, recompress="online")
+    )
     assert not result.get("failed"), result
     warning = [w for w in result["warnings_detail"] if "no row exceeds the TOAST threshold" in w]
     assert warning and "this setting changes nothing for this table" in warning[0]
@@ -233,9 +292,12 @@ def test_interrupted_online_recompression_resumes(pg_server, db, conn):
     _plain_table(conn, rows=600)
     checksum = _checksum(conn, "f.t", ["note", "doc", "bin"])
     # Row 300 stalls its batch; another session then kills the module's connection mid-run.
-    _exec(conn, "CREATE FUNCTION f.stall() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN IF NEW.id = 300 THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$",
-          "CREATE TRIGGER stall BEFORE UPDATE ON f.t FOR EACH ROW EXECUTE FUNCTION f.stall()")
+    _exec(
+        conn,
+        "CREATE FUNCTION f.stall() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN IF NEW.id = 300 THEN PERFORM pg_sleep(60); END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER stall BEFORE UPDATE ON f.t FOR EACH ROW EXECUTE FUNCTION f.stall()",
+    )
     killed = []
 
     def killer():
@@ -244,8 +306,10 @@ def test_interrupted_online_recompression_resumes(pg_server, db, conn):
             deadline = time.time() + 60
             while time.time() < deadline and not killed:
                 with watcher.cursor() as cur:
-                    cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'sigeti.dwh' "
-                                "AND wait_event = 'PgSleep'")
+                    cur.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = 'sigeti.dwh' "
+                        "AND wait_event = 'PgSleep'"
+                    )
                     row = cur.fetchone()
                     if row:
                         cur.execute("SELECT pg_terminate_backend(%s)", row)
@@ -256,8 +320,15 @@ def test_interrupted_online_recompression_resumes(pg_server, db, conn):
 
     thread = threading.Thread(target=killer)
     thread.start()
-    args = _args(pg_server, db, name="f.t", columns={"note": "lz4", "doc": "lz4"}, recompress="online",
-                 batch_size=100, measure="exact")
+    args = _args(
+        pg_server,
+        db,
+        name="f.t",
+        columns={"note": "lz4", "doc": "lz4"},
+        recompress="online",
+        batch_size=100,
+        measure="exact",
+    )
     first = run_module("compression", args)
     killed.append("done")
     thread.join()
@@ -276,16 +347,26 @@ def test_interrupted_online_recompression_resumes(pg_server, db, conn):
 
 
 def test_database_default_toast_tuple_target_and_default_method(pg_server, db, conn):
-    _exec(conn, "CREATE SCHEMA f",
-          "CREATE TABLE f.p (id int NOT NULL, jour date NOT NULL, note text, doc jsonb, bin bytea,"
-          " PRIMARY KEY (id, jour)) PARTITION BY RANGE (jour)",
-          "CREATE TABLE f.p_a PARTITION OF f.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
+    _exec(
+        conn,
+        "CREATE SCHEMA f",
+        "CREATE TABLE f.p (id int NOT NULL, jour date NOT NULL, note text, doc jsonb, bin bytea,"
+        " PRIMARY KEY (id, jour)) PARTITION BY RANGE (jour)",
+        "CREATE TABLE f.p_a PARTITION OF f.p FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+    )
     _fill(conn, "f.p", 1, 200, ", jour", ", date '2024-03-01'")
-    args = _args(pg_server, db, name="f.p", columns={"note": "default"}, database_default="lz4",
-                 toast_tuple_target=4096, recompress="online")
+    args = _args(
+        pg_server,
+        db,
+        name="f.p",
+        columns={"note": "default"},
+        database_default="lz4",
+        toast_tuple_target=4096,
+        recompress="online",
+    )
     result = run_module("compression", args, diff=True)
     assert not result.get("failed"), result
-    assert result["queries"][0] == 'ALTER DATABASE "%s" SET default_toast_compression = \'lz4\'' % db
+    assert result["queries"][0] == "ALTER DATABASE \"%s\" SET default_toast_compression = 'lz4'" % db
     assert "SET default_toast_compression = 'lz4'" in result["queries"]
     assert _one(conn, "SELECT reloptions FROM pg_class WHERE oid = 'f.p_a'::regclass") == ["toast_tuple_target=4096"]
     assert _methods(conn, "f.p", "note") == {"lz4": 200}, "default resolves to the declared database default"
@@ -301,8 +382,10 @@ def test_lock_held_elsewhere_fails_naming_the_blocker_and_changes_nothing(pg_ser
     try:
         _exec(blocker, "SELECT count(*) FROM f.t")  # an open read transaction holds ACCESS SHARE
         pid = blocker.get_backend_pid()
-        result = run_module("compression", _args(pg_server, db, name="f.t", columns={"note": "lz4"},
-                                                 lock_timeout="100ms", lock_retries=1))
+        result = run_module(
+            "compression",
+            _args(pg_server, db, name="f.t", columns={"note": "lz4"}, lock_timeout="100ms", lock_retries=1),
+        )
     finally:
         blocker.rollback()
         blocker.close()
@@ -339,6 +422,8 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(pg_server, db, conn, opt
     assert result.get("failed"), result
     assert message in result["msg"], result["msg"]
     assert _attcompression(conn, "note") == {"t": ""}
-    assert _one(conn, "SELECT attstorage::text FROM pg_attribute WHERE attrelid = 'f.t'::regclass "
-                      "AND attname = 'doc'") == "x"
+    assert (
+        _one(conn, "SELECT attstorage::text FROM pg_attribute WHERE attrelid = 'f.t'::regclass AND attname = 'doc'")
+        == "x"
+    )
     assert _methods(conn, "f.t", "note") == {"pglz": 20}

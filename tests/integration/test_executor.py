@@ -22,8 +22,12 @@ def test_group_is_all_or_nothing(pg_server, db, conn):
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (x int)")
     work = _conn(pg_server, db)
-    plan = Plan([Step(sql.SQL("INSERT INTO t VALUES (1)"), "r", group="g"),
-                 Step(sql.SQL("INSERT INTO t VALUES ('not a number')"), "r", group="g")])
+    plan = Plan(
+        [
+            Step(sql.SQL("INSERT INTO t VALUES (1)"), "r", group="g"),
+            Step(sql.SQL("INSERT INTO t VALUES ('not a number')"), "r", group="g"),
+        ]
+    )
     with pytest.raises(psycopg2.Error):
         Executor(work, retries=0).run(plan)
     with conn.cursor() as cur:
@@ -35,8 +39,9 @@ def test_vacuum_runs_in_autocommit(pg_server, db, conn):
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (x int)")
     work = _conn(pg_server, db)
-    ran = Executor(work).run(Plan([Step(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier("public", "t")),
-                                        "r", transactional=False)]))
+    ran = Executor(work).run(
+        Plan([Step(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier("public", "t")), "r", transactional=False)])
+    )
     assert ran == ['VACUUM (ANALYZE) "public"."t"']
 
 

@@ -26,8 +26,14 @@ def leftovers(conn, schema="s", table="fait"):
     """Anything a finished or abandoned migration must not leave behind."""
     rels = [r[0] for r in _all(conn, "SELECT relname FROM pg_class WHERE relname LIKE '%%sgt%%'")]
     triggers = [r[0] for r in _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_dwh_capture%%'")]
-    logs = [r[0] for r in _all(conn, "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                     "WHERE n.nspname = 'sigeti_dwh' AND relname LIKE 'mig_log%%'")]
+    logs = [
+        r[0]
+        for r in _all(
+            conn,
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'sigeti_dwh' AND relname LIKE 'mig_log%%'",
+        )
+    ]
     state = []
     if _one(conn, "SELECT to_regclass('sigeti_dwh.migration_state')")[0]:
         state = _all(conn, "SELECT schema_name, table_name, phase FROM sigeti_dwh.migration_state")
@@ -40,7 +46,8 @@ NOTHING_LEFT = {"relations": [], "triggers": [], "logs": [], "state": []}
 def make_fact(conn, rows=3000, extra=True):
     """A SIGETI-like fact table with everything a swap must carry."""
     with conn.cursor() as cur:
-        cur.execute("""
+        cur.execute(
+            """
             DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reader') THEN CREATE ROLE reader; END IF;
             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_owner') THEN CREATE ROLE app_owner; END IF; END $$;
             CREATE SCHEMA s;
@@ -71,7 +78,9 @@ def make_fact(conn, rows=3000, extra=True):
             CREATE UNIQUE INDEX mv_fait_uk ON s.mv_fait (annee);
             GRANT SELECT ON s.mv_fait TO reader;
             ANALYZE s.fait;
-        """, (rows,))
+        """,
+            (rows,),
+        )
         if extra:
             cur.execute("""
                 ALTER TABLE s.fait ALTER COLUMN note SET STATISTICS 500;
@@ -138,14 +147,27 @@ def test_swap_carries_everything(conn, mode):
     assert checksum(conn, "s.fait") == checksum(conn, "s.fait_unpartitioned")
     assert checksum(conn, "s.fait")[0] == before[0] + 1
     assert _one(conn, "SELECT count(*) FROM s.fait_default")[0] == 1
-    parts = [r[0] for r in _all(conn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                      "WHERE i.inhparent = 's.fait'::regclass ORDER BY 1")]
+    parts = [
+        r[0]
+        for r in _all(
+            conn,
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 's.fait'::regclass ORDER BY 1",
+        )
+    ]
     assert parts == ["fait_%d" % y for y in range(2020, 2031)] + ["fait_default"]
     # keys, indexes and constraints under their original names
-    assert _one(conn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fait_pkey'")[0] \
+    assert (
+        _one(conn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fait_pkey'")[0]
         == "PRIMARY KEY (id, date_key)"
-    indexes = dict(_all(conn, "SELECT indexrelid::regclass::text, indrelid::regclass::text FROM pg_index "
-                              "WHERE indrelid IN ('s.fait'::regclass, 's.fait_unpartitioned'::regclass)"))
+    )
+    indexes = dict(
+        _all(
+            conn,
+            "SELECT indexrelid::regclass::text, indrelid::regclass::text FROM pg_index "
+            "WHERE indrelid IN ('s.fait'::regclass, 's.fait_unpartitioned'::regclass)",
+        )
+    )
     assert indexes["s.fait_date_key_idx"] == "s.fait" and indexes["s.fait_dim_idx"] == "s.fait"
     assert indexes["s.fait_date_key_idx_unpartitioned"] == "s.fait_unpartitioned"
     assert "WHERE (dim_id IS NOT NULL)" in _one(conn, "SELECT pg_get_indexdef('s.fait_dim_idx'::regclass)")[0]
@@ -158,41 +180,64 @@ def test_swap_carries_everything(conn, mode):
     assert _one(conn, "SELECT obj_description('s.fait'::regclass, 'pg_class')")[0] == "les faits"
     assert _one(conn, "SELECT col_description('s.fait'::regclass, 4)")[0] == "en FCFA"
     assert _one(conn, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "app_owner"
-    assert _one(conn, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 's.fait_2024'::regclass")[0] \
+    assert (
+        _one(conn, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 's.fait_2024'::regclass")[0]
         == "app_owner"
-    assert sorted(_one(conn, "SELECT reloptions FROM pg_class WHERE oid = 's.fait_2024'::regclass")[0]) == \
-        ["autovacuum_vacuum_scale_factor=0.02", "fillfactor=90"]
-    assert _one(conn, "SELECT attstattarget FROM pg_attribute WHERE attrelid = 's.fait'::regclass "
-                      "AND attname = 'note'")[0] == 500
+    )
+    assert sorted(_one(conn, "SELECT reloptions FROM pg_class WHERE oid = 's.fait_2024'::regclass")[0]) == [
+        "autovacuum_vacuum_scale_factor=0.02",
+        "fillfactor=90",
+    ]
+    assert (
+        _one(conn, "SELECT attstattarget FROM pg_attribute WHERE attrelid = 's.fait'::regclass AND attname = 'note'")[0]
+        == 500
+    )
     # grants, column grants, RLS and policy, user trigger
-    assert _one(conn, "SELECT has_table_privilege('reader', 's.fait', 'SELECT'), "
-                      "has_column_privilege('reader', 's.fait', 'note', 'UPDATE'), "
-                      "has_table_privilege('reader', 's.fait_2024', 'SELECT')") == (True, True, True)
+    assert _one(
+        conn,
+        "SELECT has_table_privilege('reader', 's.fait', 'SELECT'), "
+        "has_column_privilege('reader', 's.fait', 'note', 'UPDATE'), "
+        "has_table_privilege('reader', 's.fait_2024', 'SELECT')",
+    ) == (True, True, True)
     assert _one(conn, "SELECT relrowsecurity FROM pg_class WHERE oid = 's.fait'::regclass")[0] is True
     assert _one(conn, "SELECT polname FROM pg_policy WHERE polrelid = 's.fait'::regclass")[0] == "fait_reader"
     assert _one(conn, "SELECT count(*) FROM s.audit WHERE id = %s", (new_id[0],))[0] == 1
     # the view reads the new table, the materialized view was rebuilt on it, with its index and grant
-    assert _one(conn, "SELECT count(*) FROM s.v_fait")[0] == _one(
-        conn, "SELECT count(*) FROM s.fait WHERE montant > 10")[0]
-    deps = _all(conn, "SELECT DISTINCT d.refobjid::regclass::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
-                      "WHERE r.ev_class IN ('s.v_fait'::regclass, 's.mv_fait'::regclass) AND d.refobjid <> r.ev_class "
-                      "AND d.refclassid = 'pg_class'::regclass")
+    assert (
+        _one(conn, "SELECT count(*) FROM s.v_fait")[0]
+        == _one(conn, "SELECT count(*) FROM s.fait WHERE montant > 10")[0]
+    )
+    deps = _all(
+        conn,
+        "SELECT DISTINCT d.refobjid::regclass::text FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+        "WHERE r.ev_class IN ('s.v_fait'::regclass, 's.mv_fait'::regclass) AND d.refobjid <> r.ev_class "
+        "AND d.refclassid = 'pg_class'::regclass",
+    )
     assert sorted(r[0] for r in deps) == ["s.fait"]
     mv_after = _all(conn, "SELECT * FROM s.mv_fait ORDER BY 1")
     assert [r for r in mv_after if r[0] != 1999] == mv_before
-    assert _one(conn, "SELECT has_table_privilege('reader', 's.mv_fait', 'SELECT'), "
-                      "has_table_privilege('reader', 's.v_fait', 'SELECT')") == (True, True)
-    assert _one(conn, "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 's.mv_fait'::regclass")[0] \
+    assert _one(
+        conn,
+        "SELECT has_table_privilege('reader', 's.mv_fait', 'SELECT'), "
+        "has_table_privilege('reader', 's.v_fait', 'SELECT')",
+    ) == (True, True)
+    assert (
+        _one(conn, "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 's.mv_fait'::regclass")[0]
         == "s.mv_fait_uk"
-    assert _one(conn, "SELECT count(*) FROM pg_stats WHERE schemaname = 's' AND tablename = 'fait' AND inherited")[0] > 0
+    )
+    assert (
+        _one(conn, "SELECT count(*) FROM pg_stats WHERE schemaname = 's' AND tablename = 'fait' AND inherited")[0] > 0
+    )
     assert leftovers(conn) == NOTHING_LEFT
 
 
 def test_drop_source_and_identity_column(conn):
     with conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA s; CREATE TABLE s.fait (id int GENERATED ALWAYS AS IDENTITY, date_key int NOT NULL, "
-                    "v text, PRIMARY KEY (id, date_key)); "
-                    "INSERT INTO s.fait (date_key, v) SELECT 20200101 + g % 300, g::text FROM generate_series(1, 500) g")
+        cur.execute(
+            "CREATE SCHEMA s; CREATE TABLE s.fait (id int GENERATED ALWAYS AS IDENTITY, date_key int NOT NULL, "
+            "v text, PRIMARY KEY (id, date_key)); "
+            "INSERT INTO s.fait (date_key, v) SELECT 20200101 + g % 300, g::text FROM generate_series(1, 500) g"
+        )
     result = migrate(conn, "s.fait", "date_key", drop_source=True, batch_rows=100)
     assert result["rows_copied"] == 500
     assert _one(conn, "SELECT to_regclass('s.fait_unpartitioned')")[0] is None
@@ -207,17 +252,30 @@ def test_attach_mode_makes_the_table_a_partition_without_copy(conn):
     assert result["rows_copied"] is None and result["swap_seconds"] is not None
     assert result["attached_partition"] == "s.fait_unpartitioned"
     assert result["attached_range"] == [20200101, 20260101]
-    bounds = dict(_all(conn, "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-                             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 's.fait'::regclass"))
+    bounds = dict(
+        _all(
+            conn,
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 's.fait'::regclass",
+        )
+    )
     assert bounds["fait_unpartitioned"] == "FOR VALUES FROM (20200101) TO (20260101)"
     assert "fait_2026" in bounds and "fait_2030" in bounds and "fait_2020" not in bounds
     assert checksum(conn, "s.fait") == before
-    assert _one(conn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fait_pkey' "
-                      "AND conrelid = 's.fait'::regclass")[0] == "PRIMARY KEY (id, date_key)"
+    assert (
+        _one(
+            conn,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fait_pkey' "
+            "AND conrelid = 's.fait'::regclass",
+        )[0]
+        == "PRIMARY KEY (id, date_key)"
+    )
     assert _one(conn, "SELECT has_table_privilege('reader', 's.fait', 'SELECT')")[0]
     assert _one(conn, "SELECT pg_get_serial_sequence('s.fait', 'id')")[0] == "s.fait_id_seq"
-    assert _one(conn, "INSERT INTO s.fait (date_key) VALUES (20290101) RETURNING tableoid::regclass::text")[0] \
+    assert (
+        _one(conn, "INSERT INTO s.fait (date_key) VALUES (20290101) RETURNING tableoid::regclass::text")[0]
         == "s.fait_2029"
+    )
     assert _one(conn, "SELECT count(*) FROM s.mv_fait")[0] > 0
     assert leftovers(conn) == NOTHING_LEFT
 

@@ -14,8 +14,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _driver(pg_server, db, *extra, stdin=None):
-    cmd = [sys.executable, "-m", "tests.support.migration_driver", "--dsn", pg_server.dsn(db), "--table", "s.fait",
-           "--key", "date_key", "--batch-rows", "200", "--extend-primary-key"] + list(extra)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.support.migration_driver",
+        "--dsn",
+        pg_server.dsn(db),
+        "--table",
+        "s.fait",
+        "--key",
+        "date_key",
+        "--batch-rows",
+        "200",
+        "--extend-primary-key",
+    ] + list(extra)
     return subprocess.Popen(cmd, cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -28,14 +40,17 @@ def _writes(conn):
         cur.execute("DELETE FROM s.fait WHERE id % 101 = 0")
 
 
-@pytest.mark.parametrize("phase, extra, state", [
-    ("copy", ["--die-after-batches", "3"], "copy"),
-    ("replay after copy", ["--die-after-sql", "^WITH consumed AS"], "copy"),
-    ("build", ["--die-after-sql", "^CREATE INDEX"], "build"),
-    ("catchup verify", ["--die-after-sql", "AS bucket"], "catchup"),
-    ("swap", ["--die-after-sql", "RENAME TO"], "swap"),
-    ("post", ["--die-after-sql", "^CREATE MATERIALIZED VIEW"], "post"),
-])
+@pytest.mark.parametrize(
+    "phase, extra, state",
+    [
+        ("copy", ["--die-after-batches", "3"], "copy"),
+        ("replay after copy", ["--die-after-sql", "^WITH consumed AS"], "copy"),
+        ("build", ["--die-after-sql", "^CREATE INDEX"], "build"),
+        ("catchup verify", ["--die-after-sql", "AS bucket"], "catchup"),
+        ("swap", ["--die-after-sql", "RENAME TO"], "swap"),
+        ("post", ["--die-after-sql", "^CREATE MATERIALIZED VIEW"], "post"),
+    ],
+)
 def test_sigkill_at_each_phase_then_resume(pg_server, db, conn, phase, extra, state):
     """SIGKILL in the middle of a transaction of each phase (the server rolls it back)."""
     expected_state = state

@@ -13,12 +13,20 @@ from tests.support.migration_driver import migrate
 from tests.support.warehouse import content_checksums, load_warehouse
 
 TABLES = {
-    "fait_attributions": ("attribution_id", "date_demandee_key", "montant",
-                          "INSERT INTO dwh_facts.fait_attributions (date_demandee_key, statut, montant, entreprise_id) "
-                          "VALUES (%s, 'DEMANDEE', %s, 1) RETURNING *"),
-    "fait_factures": ("facture_id", "date_facture_key", "montant_ht",
-                      "INSERT INTO dwh_facts.fait_factures (date_facture_key, montant_ht, statut_paiement, entreprise_id) "
-                      "VALUES (%s, %s, 'EMISE', 1) RETURNING *"),
+    "fait_attributions": (
+        "attribution_id",
+        "date_demandee_key",
+        "montant",
+        "INSERT INTO dwh_facts.fait_attributions (date_demandee_key, statut, montant, entreprise_id) "
+        "VALUES (%s, 'DEMANDEE', %s, 1) RETURNING *",
+    ),
+    "fait_factures": (
+        "facture_id",
+        "date_facture_key",
+        "montant_ht",
+        "INSERT INTO dwh_facts.fait_factures (date_facture_key, montant_ht, statut_paiement, entreprise_id) "
+        "VALUES (%s, %s, 'EMISE', 1) RETURNING *",
+    ),
 }
 
 
@@ -51,17 +59,23 @@ class Writer(threading.Thread):
             try:
                 with self.conn.cursor() as cur:
                     if op == "insert":
-                        cur.execute("WITH x AS (%s) INSERT INTO %s SELECT * FROM x" % (insert, mirror),
-                                    (day, self.random.randint(1, 10 ** 6)))
+                        cur.execute(
+                            "WITH x AS (%s) INSERT INTO %s SELECT * FROM x" % (insert, mirror),
+                            (day, self.random.randint(1, 10**6)),
+                        )
                     elif op in ("update", "move"):
                         column, value = (amount, "%s + 1" % amount) if op == "update" else (date_col, str(day))
-                        cur.execute(f"WITH x AS (UPDATE {fact} SET {column} = {value} WHERE {key} = %s RETURNING *) "
-                                    f"UPDATE {mirror} m SET {column} = x.{column} FROM x WHERE m.{key} = x.{key}"
-                                    , (row_id,))
+                        cur.execute(
+                            f"WITH x AS (UPDATE {fact} SET {column} = {value} WHERE {key} = %s RETURNING *) "
+                            f"UPDATE {mirror} m SET {column} = x.{column} FROM x WHERE m.{key} = x.{key}",
+                            (row_id,),
+                        )
                     else:
-                        cur.execute(f"WITH x AS (DELETE FROM {fact} WHERE {key} = %s RETURNING {key}) "
-                                    f"DELETE FROM {mirror} m USING x WHERE m.{key} = x.{key}"
-                                    , (row_id,))
+                        cur.execute(
+                            f"WITH x AS (DELETE FROM {fact} WHERE {key} = %s RETURNING {key}) "
+                            f"DELETE FROM {mirror} m USING x WHERE m.{key} = x.{key}",
+                            (row_id,),
+                        )
                 self.conn.commit()
                 self.ops[op] += 1
             except Exception as error:  # a writer must never fail: the test reports it
@@ -100,20 +114,28 @@ def test_sigeti_facts_online_with_concurrent_writer(pg_server, db, conn):
         assert result["batches"] > 2
         assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = %s::regclass", ("dwh_facts." + table,))[0] == "p"
         assert _table_checksum(conn, "dwh_facts." + table, key) == _table_checksum(conn, "public.mirror_" + table, key)
-        assert _one(conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass",
-                    ("dwh_facts." + table,))[0] == 12
+        assert (
+            _one(conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", ("dwh_facts." + table,))[0]
+            == 12
+        )
         assert _one(conn, "SELECT has_table_privilege('dwh_reporting', %s, 'SELECT')", ("dwh_facts." + table,))[0]
     # materialized views rebuilt on the partitioned tables, populated, with their unique indexes and grants
     for mv in ("mv_attributions_par_annee", "mv_factures_par_entreprise", "mv_occupation_par_zone"):
         name = "dwh_marts." + mv
         assert _one(conn, "SELECT relispopulated FROM pg_class WHERE oid = %s::regclass", (name,))[0] is True
         assert _one(conn, "SELECT has_table_privilege('dwh_reporting', %s, 'SELECT')", (name,))[0]
-        assert _one(conn, "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND indisunique", (name,))[0] == 1
+        assert (
+            _one(conn, "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND indisunique", (name,))[0] == 1
+        )
         with conn.cursor() as cur:
             cur.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY %s" % name)
-    assert _one(conn, "SELECT sum(nb_attributions) FROM dwh_marts.mv_attributions_par_annee")[0] == \
-        _one(conn, "SELECT count(*) FROM dwh_facts.fait_attributions")[0]
-    assert _one(conn, "SELECT count(*) FROM dwh_marts.v_attributions_detail")[0] == \
-        _one(conn, "SELECT count(*) FROM dwh_facts.fait_attributions")[0]
+    assert (
+        _one(conn, "SELECT sum(nb_attributions) FROM dwh_marts.mv_attributions_par_annee")[0]
+        == _one(conn, "SELECT count(*) FROM dwh_facts.fait_attributions")[0]
+    )
+    assert (
+        _one(conn, "SELECT count(*) FROM dwh_marts.v_attributions_detail")[0]
+        == _one(conn, "SELECT count(*) FROM dwh_facts.fait_attributions")[0]
+    )
     assert {k: v for k, v in content_checksums(conn).items() if k.startswith("dwh_dim")} == dims
     assert leftovers(conn) == NOTHING_LEFT

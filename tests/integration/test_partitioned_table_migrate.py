@@ -6,9 +6,17 @@ from tests.support.warehouse import content_checksums, load_warehouse
 
 def _args(pg_server, db, **extra):
     args = pg_server.params(db)
-    args.update(name="dwh_facts.fait_attributions", key="date_demandee_key", key_format="yyyymmdd",
-                interval="year", start="2020-01-01", premake=2, extend_primary_key=True, batch_rows=5000,
-                lock_timeout="2s")
+    args.update(
+        name="dwh_facts.fait_attributions",
+        key="date_demandee_key",
+        key_format="yyyymmdd",
+        interval="year",
+        start="2020-01-01",
+        premake=2,
+        extend_primary_key=True,
+        batch_rows=5000,
+        lock_timeout="2s",
+    )
     args.update(extra)
     return args
 
@@ -45,16 +53,20 @@ def test_migrate_online_then_maintain_idempotently(pg_server, db, conn):
 
 def test_migrate_never_refuses_a_plain_table(pg_server, db, conn):
     with conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.fait_attributions "
-                    "(id bigint PRIMARY KEY, date_demandee_key int NOT NULL)")
+        cur.execute(
+            "CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.fait_attributions "
+            "(id bigint PRIMARY KEY, date_demandee_key int NOT NULL)"
+        )
     result = run_module("partitioned_table", _args(pg_server, db, migrate="never"))
     assert result["failed"] and "migrate is 'never'" in result["msg"] and "dwh_facts.fait_attributions" in result["msg"]
 
 
 def test_primary_key_without_the_key_is_refused_before_any_change(pg_server, db, conn):
     with conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.fait_attributions "
-                    "(id bigint PRIMARY KEY, date_demandee_key int NOT NULL)")
+        cur.execute(
+            "CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.fait_attributions "
+            "(id bigint PRIMARY KEY, date_demandee_key int NOT NULL)"
+        )
         cur.execute("INSERT INTO dwh_facts.fait_attributions VALUES (1, 20230101)")
     result = run_module("partitioned_table", _args(pg_server, db, extend_primary_key=False))
     assert result["failed"] and "date_demandee_key" in result["msg"]

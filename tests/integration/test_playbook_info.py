@@ -12,8 +12,11 @@ def test_info_playbook_runs_and_hides_the_password(pg_server, db, conn, tmp_path
     env = {"DWH_DEMO_PORT": str(pg_server.port), "DWH_LOGIN_PASSWORD": pg_server.password}
     inventory = os.path.join(ROOT, "inventories", "demo", "hosts.yml")
     result = run_playbook(
-        os.path.join(ROOT, "playbooks", "info.yml"), inventory=inventory, env=env,
-        extra_vars={"dwh_login_db": db, "dwh_info_schemas": ["dwh_facts"]}, extra_args=["-vvv"],
+        os.path.join(ROOT, "playbooks", "info.yml"),
+        inventory=inventory,
+        env=env,
+        extra_vars={"dwh_login_db": db, "dwh_info_schemas": ["dwh_facts"]},
+        extra_args=["-vvv"],
     )
     assert result.returncode == 0, result.stdout
     assert "dwh_facts.f [partitioned]" in result.stdout and "1 partitions" in result.stdout

@@ -18,12 +18,26 @@ BIN = os.path.dirname(sys.executable)
 def test_ansible_builder_create_writes_the_build_context(tmp_path):
     if not os.path.exists(os.path.join(BIN, "ansible-builder")):
         pytest.skip("ansible-builder is not installed (requirements-dev.txt)")
-    result = subprocess.run([os.path.join(BIN, "ansible-builder"), "create", "-f",
-                             os.path.join(ROOT, "execution-environment.yml"), "-c", str(tmp_path / "context")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    result = subprocess.run(
+        [
+            os.path.join(BIN, "ansible-builder"),
+            "create",
+            "-f",
+            os.path.join(ROOT, "execution-environment.yml"),
+            "-c",
+            str(tmp_path / "context"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout
     context = tmp_path / "context"
-    containerfile = ((context / "Containerfile") if (context / "Containerfile").exists() else (context / "Dockerfile")).read_text()
+    containerfile = (
+        (context / "Containerfile") if (context / "Containerfile").exists() else (context / "Dockerfile")
+    ).read_text()
     assert "ansible-galaxy" in containerfile
     assert "psycopg2-binary" in (tmp_path / "context" / "_build" / "requirements.txt").read_text()
 
@@ -37,22 +51,42 @@ def test_weekly_through_ansible_runner_with_extra_vars_and_no_secret_in_artifact
     (private / "inventory").mkdir(parents=True)
     (private / "project").mkdir()
     shutil.copy(os.path.join(ROOT, "playbooks", "weekly.yml"), private / "project" / "weekly.yml")
-    hosts = {"all": {"children": {"dwh_servers": {"hosts": {"dwh1": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}
+    hosts = {
+        "all": {
+            "children": {
+                "dwh_servers": {
+                    "hosts": {"dwh1": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}
+                }
+            }
+        }
+    }
     (private / "inventory" / "hosts.yml").write_text(yaml.safe_dump(hosts))
     # The credential reaches the play the way an AWX custom credential injects it: an environment variable of
     # the job, read by a lookup. It must show up nowhere in what the runner records.
     password_file = tmp_path / "secret"
     password_file.write_text(pg_server.password)
-    extra_vars = dict(enabled_vars(("partitioning", "vacuum")), dwh_confirm=True, dwh_tables=sigeti_tables(), dwh_login_host="127.0.0.1",
-                      dwh_login_port=pg_server.port, dwh_login_db=db, dwh_pg_bin_dir=pg_server.bin_dir,
-                      dwh_backup_dir=str(tmp_path / "backups"), dwh_vacuum_min_size="1MB",
-                      dwh_login_password="{{ lookup('ansible.builtin.file', '%s') }}" % password_file)
+    extra_vars = dict(
+        enabled_vars(("partitioning", "vacuum")),
+        dwh_confirm=True,
+        dwh_tables=sigeti_tables(),
+        dwh_login_host="127.0.0.1",
+        dwh_login_port=pg_server.port,
+        dwh_login_db=db,
+        dwh_pg_bin_dir=pg_server.bin_dir,
+        dwh_backup_dir=str(tmp_path / "backups"),
+        dwh_vacuum_min_size="1MB",
+        dwh_login_password="{{ lookup('ansible.builtin.file', '%s') }}" % password_file,
+    )
     monkeypatch.setenv("PATH", BIN + os.pathsep + os.environ.get("PATH", ""))
-    envvars = {"ANSIBLE_COLLECTIONS_PATH": os.environ["ANSIBLE_COLLECTIONS_PATH"], "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_PIPELINING": "1", "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
-    result = runner.run(private_data_dir=str(private), playbook="weekly.yml", extravars=extra_vars, quiet=True,
-                        envvars=envvars)
+    envvars = {
+        "ANSIBLE_COLLECTIONS_PATH": os.environ["ANSIBLE_COLLECTIONS_PATH"],
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PIPELINING": "1",
+        "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
+    }
+    result = runner.run(
+        private_data_dir=str(private), playbook="weekly.yml", extravars=extra_vars, quiet=True, envvars=envvars
+    )
     stdout = result.stdout.read()
     assert result.status == "successful", stdout[-6000:]
     assert result.rc == 0
@@ -67,7 +101,8 @@ def test_weekly_through_ansible_runner_with_extra_vars_and_no_secret_in_artifact
                     leaked.append(os.path.join(folder, name))
     assert not leaked, leaked
     # Second run: nothing due.
-    again = runner.run(private_data_dir=str(private), playbook="weekly.yml", extravars=extra_vars, quiet=True,
-                       envvars=envvars)
+    again = runner.run(
+        private_data_dir=str(private), playbook="weekly.yml", extravars=extra_vars, quiet=True, envvars=envvars
+    )
     assert again.status == "successful"
     assert sum(again.stats["changed"].values()) == 0, again.stdout.read()[-6000:]

@@ -4,7 +4,13 @@ a prod-like wave (serial 1, max_fail_percentage 0) stops at the first failing ho
 import pytest
 
 from tests.integration.test_roles_helpers import (
-    enabled_vars, have_module, load_sample, partitions, play, recap, write_inventory,
+    enabled_vars,
+    have_module,
+    load_sample,
+    partitions,
+    play,
+    recap,
+    write_inventory,
 )
 from tests.support.pgserver import PostgresServer
 
@@ -28,7 +34,7 @@ def migration():
 def fleet():
     servers = []
     try:
-        for _ in range(3):
+        for _server in range(3):
             server = PostgresServer().start()
             servers.append(server)
         for number, server in enumerate(servers):
@@ -53,15 +59,22 @@ def counts(servers):
 
 @pytest.mark.skipif(not have_module("partitioned_table"), reason="partitioned_table module not yet in the collection")
 def test_setup_on_three_servers_in_parallel_then_nothing_to_do(fleet, tmp_path):
-    hosts = dict(("dwh%d" % i, (server, DB)) for i, server in enumerate(fleet, 1))
-    inventory = write_inventory(tmp_path / "hosts.yml", hosts, {"dwh_backup_dir": str(tmp_path / "backups"),
-                                                                "dwh_report_dir": str(tmp_path / "reports")})
+    hosts = {"dwh%d" % i: (server, DB) for i, server in enumerate(fleet, 1)}
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        hosts,
+        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
+    )
     password = fleet[0].password
     before = counts(fleet)
     # The prod wave: one host at a time, and the first failure stops it. dwh1 gets a wrong password.
-    wave = play("setup.yml", inventory, password,
-                dict(enabled_vars(), dwh_confirm=True, dwh_serial=1, dwh_max_fail_percentage=0),
-                args=["-e", '{"dwh_login_password": "wrong"}', "--limit", "dwh1,dwh2"])
+    wave = play(
+        "setup.yml",
+        inventory,
+        password,
+        dict(enabled_vars(), dwh_confirm=True, dwh_serial=1, dwh_max_fail_percentage=0),
+        args=["-e", '{"dwh_login_password": "wrong"}', "--limit", "dwh1,dwh2"],
+    )
     assert wave.returncode != 0 and "dwh2" not in recap(wave.stdout)
     assert counts(fleet) == before
     first = play("setup.yml", inventory, password, dict(enabled_vars(), dwh_confirm=True), args=["--forks", "3"])

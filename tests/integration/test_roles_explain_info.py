@@ -9,8 +9,10 @@ def setup_tables(conn):
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.f (id int, k int NOT NULL) PARTITION BY RANGE (k)")
         for year in (2022, 2023, 2024):
-            cur.execute("CREATE TABLE dwh_facts.f_%d PARTITION OF dwh_facts.f FOR VALUES FROM (%d) TO (%d)"
-                        % (year, year * 10000 + 101, (year + 1) * 10000 + 101))
+            cur.execute(
+                "CREATE TABLE dwh_facts.f_%d PARTITION OF dwh_facts.f FOR VALUES FROM (%d) TO (%d)"
+                % (year, year * 10000 + 101, (year + 1) * 10000 + 101)
+            )
         cur.execute("INSERT INTO dwh_facts.f SELECT g, 20220101 + (g % 3) * 10000 FROM generate_series(1, 300) g")
         cur.execute("CREATE TABLE dwh_facts.plain AS SELECT * FROM dwh_facts.f")
         cur.execute('CREATE TABLE dwh_facts."Odd ""Name""" (k int)')
@@ -29,8 +31,11 @@ def test_pruning_to_one_partition_with_time(pg_server, db, conn):
 
 def test_wider_range_plain_table_and_quoted_names(pg_server, db, conn):
     setup_tables(conn)
-    ranges = [dict(RANGE, low=20220101, high=20241231), dict(RANGE, name="dwh_facts.plain"),
-              {"name": 'dwh_facts."Odd ""Name"""', "key": "k", "low": 1, "high": 2}]
+    ranges = [
+        dict(RANGE, low=20220101, high=20241231),
+        dict(RANGE, name="dwh_facts.plain"),
+        {"name": 'dwh_facts."Odd ""Name"""', "key": "k", "low": 1, "high": 2},
+    ]
     result = run_module("explain_info", dict(pg_server.params(db), ranges=ranges), check_mode=True)
     assert [p["scanned_count"] for p in result["plans"]] == [3, 1, 1]
     assert result["plans"][1]["scanned"] == ["plain"] and result["plans"][1]["execution_ms"] is None
@@ -39,8 +44,10 @@ def test_wider_range_plain_table_and_quoted_names(pg_server, db, conn):
 
 def test_bad_input_names_the_table_and_column(pg_server, db, conn):
     setup_tables(conn)
-    result = run_module("explain_info", dict(pg_server.params(db), ranges=[
-        dict(RANGE, name="dwh_facts.absent"), dict(RANGE, key="nope")]))
+    result = run_module(
+        "explain_info",
+        dict(pg_server.params(db), ranges=[dict(RANGE, name="dwh_facts.absent"), dict(RANGE, key="nope")]),
+    )
     assert result["failed"]
     assert "table dwh_facts.absent does not exist" in result["msg"] and "has no column nope" in result["msg"]
 

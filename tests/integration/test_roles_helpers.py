@@ -62,8 +62,11 @@ def write_inventory(path, hosts, group_vars=None):
             "dwh_login_db": db,
             "dwh_pg_bin_dir": server.bin_dir,
         }
-    variables = {"dwh_login_password": "{{ lookup('ansible.builtin.env', 'DWH_LOGIN_PASSWORD') }}",
-                 "dwh_tables": sigeti_tables(), "dwh_vacuum_min_size": "1MB"}
+    variables = {
+        "dwh_login_password": "{{ lookup('ansible.builtin.env', 'DWH_LOGIN_PASSWORD') }}",
+        "dwh_tables": sigeti_tables(),
+        "dwh_vacuum_min_size": "1MB",
+    }
     variables.update(group_vars or {})
     inventory = {"all": {"children": {"dwh_servers": {"hosts": entries, "vars": variables}}}}
     with open(path, "w") as handle:
@@ -83,11 +86,28 @@ def play(playbook, inventory, password, extra_vars=None, check=False, args=(), s
         command.append("--check")
     command += list(args)
     env = dict(os.environ)
-    env.update({"ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_PIPELINING": "1",
-                "ANSIBLE_FORKS": "5", "DWH_LOGIN_PASSWORD": password, "ANSIBLE_HOST_KEY_CHECKING": "False"})
+    env.update(
+        {
+            "ANSIBLE_STDOUT_CALLBACK": "default",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_PIPELINING": "1",
+            "ANSIBLE_FORKS": "5",
+            "DWH_LOGIN_PASSWORD": password,
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+        }
+    )
     env.pop("PGPASSWORD", None)
-    return subprocess.run(command, cwd=ROOT, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def recap(output):
@@ -97,22 +117,31 @@ def recap(output):
         match = RECAP.match(line.strip())
         if match:
             ok, changed, unreachable, failed, skipped = (int(x) for x in match.groups()[1:])
-            result[match.group(1)] = {"ok": ok, "changed": changed, "unreachable": unreachable, "failed": failed,
-                                      "skipped": skipped}
+            result[match.group(1)] = {
+                "ok": ok,
+                "changed": changed,
+                "unreachable": unreachable,
+                "failed": failed,
+                "skipped": skipped,
+            }
     return result
 
 
 def partitions(conn, table):
     """Names of the partitions of ``table`` (schema.table), sorted."""
     with conn.cursor() as cur:
-        cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                    "WHERE i.inhparent = %s::regclass ORDER BY 1", (table,))
+        cur.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass ORDER BY 1",
+            (table,),
+        )
         return [r[0] for r in cur.fetchall()]
 
 
 def compression_of(conn, table, column):
     """attcompression of a column of a table ('' = default)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT attcompression FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
-                    (table, column))
+        cur.execute(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s", (table, column)
+        )
         return cur.fetchone()[0]

@@ -23,16 +23,20 @@ from tests.integration.test_roles_helpers import (
 )
 
 ATT = "dwh_facts.fait_attributions"
-needs_partitioning = pytest.mark.skipif(not have_module("partitioned_table"),
-                                        reason="partitioned_table module not yet in the collection")
+needs_partitioning = pytest.mark.skipif(
+    not have_module("partitioned_table"), reason="partitioned_table module not yet in the collection"
+)
 
 
 @pytest.fixture
 def warehouse(pg_server, db, tmp_path):
     """The sample warehouse partitioned 2020-2026 (so setup has partitions to add), and an inventory for it."""
     load_sample(pg_server, db)
-    inventory = write_inventory(tmp_path / "hosts.yml", {"dwh1": (pg_server, db)},
-                                {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")})
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
+    )
     return inventory
 
 
@@ -63,8 +67,12 @@ def test_setup_backs_up_before_changing_and_a_second_run_changes_nothing(pg_serv
 @needs_partitioning
 def test_failed_backup_stops_before_any_change(pg_server, conn, warehouse, tmp_path):
     before = partitions(conn, ATT)
-    result = play("setup.yml", warehouse, pg_server.password,
-                  dict(enabled_vars(), dwh_confirm=True, dwh_pg_bin_dir=str(tmp_path / "no-such-bin")))
+    result = play(
+        "setup.yml",
+        warehouse,
+        pg_server.password,
+        dict(enabled_vars(), dwh_confirm=True, dwh_pg_bin_dir=str(tmp_path / "no-such-bin")),
+    )
     assert result.returncode != 0
     assert "the backup failed, so nothing was changed" in result.stdout
     assert "dwh_pg_bin_dir" in result.stdout
@@ -95,14 +103,27 @@ def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_
     master, slave = pty.openpty()
     env_password = pg_server.password
     process = subprocess.Popen(
-        [os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"), "-i", warehouse,
-         os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "playbooks", "setup.yml"),
-         "-e", '{"dwh_partitioning_enabled": %s}' % str(have_module("partitioned_table")).lower()],
+        [
+            os.path.join(os.path.dirname(os.sys.executable), "ansible-playbook"),
+            "-i",
+            warehouse,
+            os.path.join(
+                os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "playbooks", "setup.yml"
+            ),
+            "-e",
+            '{"dwh_partitioning_enabled": %s}' % str(have_module("partitioned_table")).lower(),
+        ],
         # The child's controlling terminal is the pty, as for a person at a shell. Only preexec_fn can make it
         # one (TIOCSCTTY in the child); the child calls nothing else before exec.
-        preexec_fn=lambda: os.login_tty(slave), pass_fds=(slave,),  # noqa: PLW1509
-        env=dict(os.environ, DWH_LOGIN_PASSWORD=env_password, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1",
-                 ANSIBLE_STDOUT_CALLBACK="default"),
+        preexec_fn=lambda: os.login_tty(slave),  # noqa: PLW1509
+        pass_fds=(slave,),
+        env=dict(
+            os.environ,
+            DWH_LOGIN_PASSWORD=env_password,
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_PIPELINING="1",
+            ANSIBLE_STDOUT_CALLBACK="default",
+        ),
     )
     os.close(slave)
     # Read until the child exits (never stop reading: a full pty buffer would block it); no timing assertion.
@@ -142,7 +163,9 @@ def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path)
     from tests.integration.test_roles_helpers import sigeti_tables
 
     tables = sigeti_tables()
-    duplicate = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": tables + tables[:1], "dwh_confirm": True})
+    duplicate = play(
+        "setup.yml", warehouse, pg_server.password, {"dwh_tables": tables + tables[:1], "dwh_confirm": True}
+    )
     assert duplicate.returncode != 0 and "declares a table more than once" in duplicate.stdout
     archive = [dict(tables[0], retention={"keep": 3, "action": "archive"})]
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": archive, "dwh_confirm": True})
@@ -156,11 +179,17 @@ def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path)
 
 def test_check_mode_disk_check_and_remote_warning(pg_server, conn, warehouse, tmp_path):
     before = partitions(conn, ATT)
-    short = play("setup.yml", warehouse, pg_server.password, dict(enabled_vars(), dwh_disk_required_ratio=1e9),
-                 check=True)
+    short = play(
+        "setup.yml", warehouse, pg_server.password, dict(enabled_vars(), dwh_disk_required_ratio=1e9), check=True
+    )
     assert short.returncode != 0 and "free on the" in short.stdout and "dwh_disk_required_ratio" in short.stdout
-    remote = play("setup.yml", warehouse, pg_server.password,
-                  dict(enabled_vars(), dwh_data_directory=str(tmp_path / "elsewhere")), check=True)
+    remote = play(
+        "setup.yml",
+        warehouse,
+        pg_server.password,
+        dict(enabled_vars(), dwh_data_directory=str(tmp_path / "elsewhere")),
+        check=True,
+    )
     assert remote.returncode == 0, remote.stdout[-6000:]
     assert "WARNING: free disk NOT checked" in remote.stdout
     assert partitions(conn, ATT) == before and not dumps(tmp_path)

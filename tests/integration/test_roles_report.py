@@ -20,9 +20,11 @@ def report(pg_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     pg_server.create_database("t_report")
     load_sample(pg_server, "t_report", scale=3000, bloat=True)
-    inventory = write_inventory(tmp / "hosts.yml", {"dwh1": (pg_server, "t_report")},
-                                {"dwh_report_dir": str(tmp / "reports"),
-                                 "dwh_report_extra_tables": ["dwh_dim.dim_zone"]})
+    inventory = write_inventory(
+        tmp / "hosts.yml",
+        {"dwh1": (pg_server, "t_report")},
+        {"dwh_report_dir": str(tmp / "reports"), "dwh_report_extra_tables": ["dwh_dim.dim_zone"]},
+    )
     first = play("report.yml", inventory, pg_server.password, check=True)
     assert first.returncode == 0, first.stdout[-5000:]
     second = play("report.yml", inventory, pg_server.password)
@@ -54,10 +56,19 @@ def test_prometheus_textfile_parses_and_has_the_metrics(report):
             continue
         assert SAMPLE.match(line), line
         names.add(line.split("{")[0])
-    assert {"sigeti_dwh_partition_bytes", "sigeti_dwh_periods_ahead", "sigeti_dwh_default_partition_rows",
-            "sigeti_dwh_dead_tuples", "sigeti_dwh_last_vacuum_age_seconds", "sigeti_dwh_table_bytes"} <= names
-    dead = [line for line in text.splitlines() if line.startswith("sigeti_dwh_dead_tuples{") and
-            'relation="fait_attributions_2026"' in line]
+    assert {
+        "sigeti_dwh_partition_bytes",
+        "sigeti_dwh_periods_ahead",
+        "sigeti_dwh_default_partition_rows",
+        "sigeti_dwh_dead_tuples",
+        "sigeti_dwh_last_vacuum_age_seconds",
+        "sigeti_dwh_table_bytes",
+    } <= names
+    dead = [
+        line
+        for line in text.splitlines()
+        if line.startswith("sigeti_dwh_dead_tuples{") and 'relation="fait_attributions_2026"' in line
+    ]
     assert dead and int(dead[0].split()[-1]) > 0
 
 
@@ -72,15 +83,34 @@ def test_html_is_self_contained_with_charts(report):
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium not installed (apt-get install -y chromium)")
 def test_html_renders_in_headless_chromium(report, tmp_path):
     folder = report[0]
-    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--user-data-dir=%s" % (tmp_path / "profile")]
+    base = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--user-data-dir=%s" % (tmp_path / "profile"),
+    ]
     url = "file://%s" % (folder / "report.html")
-    dom = subprocess.run(base + ["--dump-dom", url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                         timeout=120, check=False)
+    dom = subprocess.run(
+        base + ["--dump-dom", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert dom.returncode == 0
     assert dom.stdout.count("<rect") > 20 and "fait_attributions_2023" in dom.stdout
     shot = tmp_path / "report.png"
-    subprocess.run(base + ["--window-size=1100,1800", "--screenshot=%s" % shot, url], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=120, check=False)
+    subprocess.run(
+        base + ["--window-size=1100,1800", "--screenshot=%s" % shot, url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
     assert shot.exists() and shot.stat().st_size > 20000
     shutil.copy(shot, folder / "report.png")

@@ -26,18 +26,24 @@ def cron_user():
 
 
 def crontab(user):
-    result = subprocess.run(["crontab", "-l", "-u", user], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            check=False)
+    result = subprocess.run(
+        ["crontab", "-l", "-u", user], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+    )
     return result.stdout if result.returncode == 0 else ""
 
 
 def test_schedule_installs_weekly_and_monthly_entries_idempotently(cron_user, tmp_path):
     playbook = tmp_path / "schedule.yml"
-    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
-                                         "roles": [{"role": "sigeti.dwh.schedule"}]}]))
-    variables = {"dwh_schedule_user": cron_user, "dwh_schedule_log_dir": str(tmp_path / "log"),
-                 "dwh_schedule_inventory": "/etc/sigeti-dwh/prod", "dwh_schedule_env_file": "/etc/sigeti-dwh/env",
-                 "ansible_python_interpreter": sys.executable}
+    playbook.write_text(
+        yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "roles": [{"role": "sigeti.dwh.schedule"}]}])
+    )
+    variables = {
+        "dwh_schedule_user": cron_user,
+        "dwh_schedule_log_dir": str(tmp_path / "log"),
+        "dwh_schedule_inventory": "/etc/sigeti-dwh/prod",
+        "dwh_schedule_env_file": "/etc/sigeti-dwh/env",
+        "ansible_python_interpreter": sys.executable,
+    }
     first = run_playbook(str(playbook), extra_vars=variables, extra_args=["-c", "local"])
     assert first.returncode == 0, first.stdout
     lines = [line for line in crontab(cron_user).splitlines() if line and not line.startswith("#")]
@@ -49,8 +55,9 @@ def test_schedule_installs_weekly_and_monthly_entries_idempotently(cron_user, tm
     assert "-i /etc/sigeti-dwh/prod" in monthly[0] and "monthly.log" in monthly[0]
     second = run_playbook(str(playbook), extra_vars=variables, extra_args=["-c", "local"])
     assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout
-    removed = run_playbook(str(playbook), extra_vars=dict(variables, dwh_schedule_state="absent"),
-                           extra_args=["-c", "local"])
+    removed = run_playbook(
+        str(playbook), extra_vars=dict(variables, dwh_schedule_state="absent"), extra_args=["-c", "local"]
+    )
     assert removed.returncode == 0, removed.stdout
     assert "sigeti.dwh" not in crontab(cron_user)
     assert ROOT

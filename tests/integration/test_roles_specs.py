@@ -70,26 +70,47 @@ def test_filters():
     from ansible_collections.sigeti.dwh.plugins.filter.partition_indexes import missing_partition_indexes
     from ansible_collections.sigeti.dwh.plugins.filter.range_queries import range_queries
 
-    table = {"kind": "partitioned", "name": "f", "partitions": [{"name": "f_2023"}, {"name": "f_2024"}], "indexes": [
-        {"table": "f", "name": "f_k", "definition": "CREATE INDEX f_k ON ONLY s.f USING btree (k)"},
-        {"table": "f", "name": "f_pk", "definition": "CREATE UNIQUE INDEX f_pk ON ONLY s.f USING btree (id, k)"},
-        {"table": "f_2023", "name": "a", "definition": "CREATE INDEX a ON s.f_2023 USING btree (k)"},
-        {"table": "f_2023", "name": "b", "definition": "CREATE UNIQUE INDEX b ON s.f_2023 USING btree (id, k)"},
-        {"table": "f_2024", "name": "c", "definition": "CREATE INDEX c ON s.f_2024 USING btree (id, k)"}]}
-    assert missing_partition_indexes(table) == [{"index": "f_k", "partition": "f_2024"},
-                                                {"index": "f_pk", "partition": "f_2024"}]
+    table = {
+        "kind": "partitioned",
+        "name": "f",
+        "partitions": [{"name": "f_2023"}, {"name": "f_2024"}],
+        "indexes": [
+            {"table": "f", "name": "f_k", "definition": "CREATE INDEX f_k ON ONLY s.f USING btree (k)"},
+            {"table": "f", "name": "f_pk", "definition": "CREATE UNIQUE INDEX f_pk ON ONLY s.f USING btree (id, k)"},
+            {"table": "f_2023", "name": "a", "definition": "CREATE INDEX a ON s.f_2023 USING btree (k)"},
+            {"table": "f_2023", "name": "b", "definition": "CREATE UNIQUE INDEX b ON s.f_2023 USING btree (id, k)"},
+            {"table": "f_2024", "name": "c", "definition": "CREATE INDEX c ON s.f_2024 USING btree (id, k)"},
+        ],
+    }
+    assert missing_partition_indexes(table) == [
+        {"index": "f_k", "partition": "f_2024"},
+        {"index": "f_pk", "partition": "f_2024"},
+    ]
     assert missing_partition_indexes({"kind": "plain"}) == []
-    assert range_queries([{"name": "s.f", "key": "k", "verify": {"low": 1, "high": 2}}, {"name": "s.g", "key": "k"}]) == [
-        {"name": "s.f", "key": "k", "low": 1, "high": 2}]
+    assert range_queries(
+        [{"name": "s.f", "key": "k", "verify": {"low": 1, "high": 2}}, {"name": "s.g", "key": "k"}]
+    ) == [{"name": "s.f", "key": "k", "low": 1, "high": 2}]
 
 
 def test_explain_parsing():
     from ansible_collections.sigeti.dwh.plugins.module_utils import explain
 
-    plan = {"Plan": {"Node Type": "Aggregate", "Plans": [{"Node Type": "Append", "Subplans Removed": 2, "Plans": [
-        {"Node Type": "Seq Scan", "Relation Name": "f_2023", "Plan Rows": 10},
-        {"Node Type": "Index Only Scan", "Relation Name": "f_2024", "Actual Loops": 0}]}]},
-        "Execution Time": 1.5}
+    plan = {
+        "Plan": {
+            "Node Type": "Aggregate",
+            "Plans": [
+                {
+                    "Node Type": "Append",
+                    "Subplans Removed": 2,
+                    "Plans": [
+                        {"Node Type": "Seq Scan", "Relation Name": "f_2023", "Plan Rows": 10},
+                        {"Node Type": "Index Only Scan", "Relation Name": "f_2024", "Actual Loops": 0},
+                    ],
+                }
+            ],
+        },
+        "Execution Time": 1.5,
+    }
     result = explain.summarize(plan, "SELECT 1")
     assert result["scanned"] == ["f_2023"] and result["subplans_removed"] == 2 and result["execution_ms"] == 1.5
     assert result["plan"][0].startswith("Aggregate")

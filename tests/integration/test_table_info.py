@@ -72,7 +72,9 @@ def test_plain_table_and_schemas_option(pg_server, db, conn):
 def test_sub_partitioned_and_quoted_names(pg_server, db, conn):
     with conn.cursor() as cur:
         cur.execute('CREATE SCHEMA "Ventes.EU"')
-        cur.execute('CREATE TABLE "Ventes.EU"."Fait ""Q""" (d date NOT NULL, region text NOT NULL) PARTITION BY RANGE (d)')
+        cur.execute(
+            'CREATE TABLE "Ventes.EU"."Fait ""Q""" (d date NOT NULL, region text NOT NULL) PARTITION BY RANGE (d)'
+        )
         cur.execute(
             'CREATE TABLE "Ventes.EU"."Fait 2024" PARTITION OF "Ventes.EU"."Fait ""Q""" '
             "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY LIST (region)"
@@ -117,16 +119,25 @@ def test_application_name_and_lock_timeout_are_set(pg_server, db):
     from ansible_collections.sigeti.dwh.plugins.module_utils import connection
 
     class FakeModule:
-        params = dict(pg_server.params(db), lock_timeout="750ms", statement_timeout="1min", ssl_mode="disable",
-                      connect_params={}, session_role=None, login_unix_socket="")
+        params = dict(
+            pg_server.params(db),
+            lock_timeout="750ms",
+            statement_timeout="1min",
+            ssl_mode="disable",
+            connect_params={},
+            session_role=None,
+            login_unix_socket="",
+        )
 
         def fail_json(self, **kwargs):
             raise AssertionError(kwargs)
 
     conn = connection.connect(FakeModule())
     with conn.cursor() as cur:
-        cur.execute("SELECT current_setting('application_name'), current_setting('lock_timeout'),"
-                    " current_setting('statement_timeout')")
+        cur.execute(
+            "SELECT current_setting('application_name'), current_setting('lock_timeout'),"
+            " current_setting('statement_timeout')"
+        )
         assert cur.fetchone() == ("sigeti.dwh", "750ms", "1min")
     facts = connection.server_facts(conn)
     assert facts["version_num"] >= 140000 and facts["in_recovery"] is False

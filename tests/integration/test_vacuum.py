@@ -40,8 +40,11 @@ def flush(conn):
 
 def stats(conn, name):
     with conn.cursor() as cur:
-        cur.execute("SELECT n_dead_tup, last_vacuum, last_analyze, pg_relation_size(relid) FROM pg_stat_all_tables "
-                    "WHERE relid = %s::regclass", (name,))
+        cur.execute(
+            "SELECT n_dead_tup, last_vacuum, last_analyze, pg_relation_size(relid) FROM pg_stat_all_tables "
+            "WHERE relid = %s::regclass",
+            (name,),
+        )
         return cur.fetchone()
 
 
@@ -59,8 +62,10 @@ def make_table(conn, name="dwh.t", rows=20000, pk=True):
         cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'dwh'")
         if not cur.fetchone():
             cur.execute("CREATE SCHEMA dwh")
-        cur.execute("CREATE TABLE %s (id int %s, v text) WITH (autovacuum_enabled = off, "
-                    "toast.autovacuum_enabled = off)" % (name, "PRIMARY KEY" if pk else "NOT NULL"))
+        cur.execute(
+            "CREATE TABLE %s (id int %s, v text) WITH (autovacuum_enabled = off, "
+            "toast.autovacuum_enabled = off)" % (name, "PRIMARY KEY" if pk else "NOT NULL")
+        )
         cur.execute("INSERT INTO %s SELECT i, md5(i::text) FROM generate_series(1, %d) i" % (name, rows))
     flush(conn)
 
@@ -100,11 +105,15 @@ def test_bloat_by_updates_vacuums_with_reasons_then_nothing(pg_server, db, conn)
 def test_toast_dead_chunks_alone_make_vacuum_due(pg_server, db, conn):
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA dwh")
-        cur.execute("CREATE TABLE dwh.docs (id int PRIMARY KEY, body text) WITH (autovacuum_enabled = off, "
-                    "toast.autovacuum_enabled = off)")
+        cur.execute(
+            "CREATE TABLE dwh.docs (id int PRIMARY KEY, body text) WITH (autovacuum_enabled = off, "
+            "toast.autovacuum_enabled = off)"
+        )
         # 40 rows of ~3.2 kB of hex (pglz barely compresses it): stored out of line, 2 TOAST chunks each
-        cur.execute("INSERT INTO dwh.docs SELECT i, CASE WHEN i <= 40 THEN (SELECT string_agg(md5(i::text || g), '') "
-                    "FROM generate_series(1, 100) g) ELSE 'short' END FROM generate_series(1, 1000) i")
+        cur.execute(
+            "INSERT INTO dwh.docs SELECT i, CASE WHEN i <= 40 THEN (SELECT string_agg(md5(i::text || g), '') "
+            "FROM generate_series(1, 100) g) ELSE 'short' END FROM generate_series(1, 1000) i"
+        )
     flush(conn)
     settle(pg_server, db, tables=["dwh.docs"], full="never")
     with conn.cursor() as cur:
@@ -135,8 +144,10 @@ def test_partitioned_parent_is_analyzed_after_partition_changes(pg_server, db, c
         cur.execute("CREATE SCHEMA dwh")
         cur.execute("CREATE TABLE dwh.f (id int, d date NOT NULL, v text) PARTITION BY RANGE (d)")
         for year in (2024, 2025):
-            cur.execute("CREATE TABLE dwh.f_%d PARTITION OF dwh.f FOR VALUES FROM ('%d-01-01') TO ('%d-01-01') "
-                        "WITH (autovacuum_enabled = off)" % (year, year, year + 1))
+            cur.execute(
+                "CREATE TABLE dwh.f_%d PARTITION OF dwh.f FOR VALUES FROM ('%d-01-01') TO ('%d-01-01') "
+                "WITH (autovacuum_enabled = off)" % (year, year, year + 1)
+            )
         cur.execute("INSERT INTO dwh.f SELECT i, DATE '2024-01-01' + i % 700, 'x' FROM generate_series(1, 6000) i")
     flush(conn)
     with conn.cursor() as cur:  # PostgreSQL 18+ analyzes the parent alone (ANALYZE ONLY): its leaves are done
@@ -228,8 +239,10 @@ def test_lock_held_elsewhere_fails_naming_the_blocker(pg_server, db, conn):
             cur.execute("LOCK TABLE dwh.t IN SHARE UPDATE EXCLUSIVE MODE")
             cur.execute("SELECT pg_backend_pid()")
             pid = cur.fetchone()[0]
-        result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], lock_timeout="100ms", lock_retries=1,
-                                            lock_retry_delay=0.05))
+        result = run_module(
+            "vacuum",
+            _args(pg_server, db, tables=["dwh.t"], lock_timeout="100ms", lock_retries=1, lock_retry_delay=0.05),
+        )
     finally:
         blocker.rollback()
         blocker.close()
@@ -249,8 +262,18 @@ def test_vacuum_full_waits_at_most_lock_timeout_behind_a_reader(pg_server, db, c
             cur.execute("SELECT pg_backend_pid()")
             pid = cur.fetchone()[0]
         size = stats(conn, "dwh.t")[3]
-        result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], full="always", lock_timeout="100ms",
-                                            lock_retries=1, lock_retry_delay=0.05))
+        result = run_module(
+            "vacuum",
+            _args(
+                pg_server,
+                db,
+                tables=["dwh.t"],
+                full="always",
+                lock_timeout="100ms",
+                lock_retries=1,
+                lock_retry_delay=0.05,
+            ),
+        )
     finally:
         reader.rollback()
         reader.close()
@@ -301,10 +324,14 @@ def test_freeze_old_partitions_once(pg_server, db, conn):
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA dwh")
         cur.execute("CREATE TABLE dwh.f (id int, k int NOT NULL) PARTITION BY RANGE (k)")
-        cur.execute("CREATE TABLE dwh.f_2020 PARTITION OF dwh.f FOR VALUES FROM (20200101) TO (20210101) "
-                    "WITH (autovacuum_enabled = off)")
-        cur.execute("CREATE TABLE dwh.f_2099 PARTITION OF dwh.f FOR VALUES FROM (20990101) TO (21000101) "
-                    "WITH (autovacuum_enabled = off)")
+        cur.execute(
+            "CREATE TABLE dwh.f_2020 PARTITION OF dwh.f FOR VALUES FROM (20200101) TO (20210101) "
+            "WITH (autovacuum_enabled = off)"
+        )
+        cur.execute(
+            "CREATE TABLE dwh.f_2099 PARTITION OF dwh.f FOR VALUES FROM (20990101) TO (21000101) "
+            "WITH (autovacuum_enabled = off)"
+        )
         cur.execute("INSERT INTO dwh.f SELECT i, 20200101 + i % 28 FROM generate_series(1, 3000) i")
         cur.execute("INSERT INTO dwh.f SELECT i, 20990101 + i % 28 FROM generate_series(1, 3000) i")
     flush(conn)
@@ -324,15 +351,22 @@ def test_autovacuum_reloptions_on_leaves_set_and_reset_idempotently(pg_server, d
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA dwh")
         cur.execute("CREATE TABLE dwh.f (id int, k int NOT NULL) PARTITION BY RANGE (k)")
-        cur.execute("CREATE TABLE dwh.f_1 PARTITION OF dwh.f FOR VALUES FROM (0) TO (10) "
-                    "WITH (autovacuum_enabled = off, autovacuum_analyze_threshold = 7)")
+        cur.execute(
+            "CREATE TABLE dwh.f_1 PARTITION OF dwh.f FOR VALUES FROM (0) TO (10) "
+            "WITH (autovacuum_enabled = off, autovacuum_analyze_threshold = 7)"
+        )
         cur.execute("ANALYZE dwh.f")
-    declared = {"autovacuum_vacuum_scale_factor": 0.02, "toast.autovacuum_enabled": False,
-                "autovacuum_analyze_threshold": None}
+    declared = {
+        "autovacuum_vacuum_scale_factor": 0.02,
+        "toast.autovacuum_enabled": False,
+        "autovacuum_analyze_threshold": None,
+    }
     result = run_module("vacuum", _args(pg_server, db, tables=["dwh.f"], autovacuum=declared))
     assert not result.get("failed"), result
-    assert result["queries"][0] == ('ALTER TABLE "dwh"."f_1" SET ("autovacuum_vacuum_scale_factor" = \'0.02\'), '
-                                    'RESET ("autovacuum_analyze_threshold")')
+    assert result["queries"][0] == (
+        'ALTER TABLE "dwh"."f_1" SET ("autovacuum_vacuum_scale_factor" = \'0.02\'), '
+        'RESET ("autovacuum_analyze_threshold")'
+    )
     with conn.cursor() as cur:
         cur.execute("SELECT reloptions FROM pg_class WHERE oid = 'dwh.f_1'::regclass")
         assert sorted(cur.fetchone()[0]) == ["autovacuum_enabled=off", "autovacuum_vacuum_scale_factor=0.02"]
@@ -342,15 +376,18 @@ def test_autovacuum_reloptions_on_leaves_set_and_reset_idempotently(pg_server, d
     assert bad.get("failed") and "not an autovacuum storage parameter" in bad["msg"]
 
 
-@pytest.mark.parametrize("extra, words", [
-    ({"tables": ["dwh.nope"]}, "dwh.nope do not exist"),
-    ({"schemas": ["nowhere"]}, "nowhere do not exist"),
-    ({"tables": ["dwh.t"], "bloat_threshold": 1.5}, "bloat_threshold=1.5 is out of range"),
-    ({"tables": ["dwh.t"], "min_size": "lots"}, "min_size='lots' is not a size"),
-    ({"tables": ["dwh.t"], "freeze_older_than": -2}, "freeze_older_than"),
-    ({"tables": ["dwh.t"], "full": "always", "full_method": "pg_repack"}, "CREATE EXTENSION pg_repack"),
-    ({}, "nothing to do"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"tables": ["dwh.nope"]}, "dwh.nope do not exist"),
+        ({"schemas": ["nowhere"]}, "nowhere do not exist"),
+        ({"tables": ["dwh.t"], "bloat_threshold": 1.5}, "bloat_threshold=1.5 is out of range"),
+        ({"tables": ["dwh.t"], "min_size": "lots"}, "min_size='lots' is not a size"),
+        ({"tables": ["dwh.t"], "freeze_older_than": -2}, "freeze_older_than"),
+        ({"tables": ["dwh.t"], "full": "always", "full_method": "pg_repack"}, "CREATE EXTENSION pg_repack"),
+        ({}, "nothing to do"),
+    ],
+)
 def test_bad_input_fails_clearly_and_changes_nothing(pg_server, db, conn, extra, words):
     make_table(conn)
     result = run_module("vacuum", _args(pg_server, db, **extra))
@@ -359,6 +396,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(pg_server, db, conn, extra,
 
 
 # --- pg_repack on Debian's PostgreSQL 15 (postgresql-15-repack) ------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def pg15():

@@ -28,6 +28,7 @@ APPLICATION_NAME = "sigeti.dwh"
 # Figures: every campaign records its numbers; scripts/campaign.py prints them, the fast run prints them too
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def record(campaign, **figures):
     """Append one line of figures to $SIGETI_CAMPAIGN_REPORT (when set) and print it (pytest -s / -rA shows it)."""
     line = dict(campaign=campaign, **figures)
@@ -41,6 +42,7 @@ def record(campaign, **figures):
 # ---------------------------------------------------------------------------------------------------------------
 # Readers and writers running beside a module
 # ---------------------------------------------------------------------------------------------------------------
+
 
 class Probe:
     """A reader: runs ``query`` every ``interval`` seconds on its own connection, measures the longest stall.
@@ -149,14 +151,18 @@ class Writer:
                         if kind == "insert":
                             ident = self._next_id
                             self._next_id += 1
-                            val = self.rng.randint(0, 10 ** 6)
-                            cur.execute(sql.SQL("INSERT INTO {} (id, jour, val, note) VALUES (%s, %s, %s, %s)")
-                                        .format(target), (ident, self.rng.choice(self.days), val, self._note(ident)))
+                            val = self.rng.randint(0, 10**6)
+                            cur.execute(
+                                sql.SQL("INSERT INTO {} (id, jour, val, note) VALUES (%s, %s, %s, %s)").format(target),
+                                (ident, self.rng.choice(self.days), val, self._note(ident)),
+                            )
                         else:
                             ident = self.rng.choice(sorted(self.expected))
-                            val = self.rng.randint(0, 10 ** 6)
+                            val = self.rng.randint(0, 10**6)
                             if kind == "update":
-                                cur.execute(sql.SQL("UPDATE {} SET val = %s WHERE id = %s").format(target), (val, ident))
+                                cur.execute(
+                                    sql.SQL("UPDATE {} SET val = %s WHERE id = %s").format(target), (val, ident)
+                                )
                             else:
                                 cur.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(target), (ident,))
                             if cur.rowcount != 1:
@@ -193,8 +199,9 @@ class Writer:
         """What is in the table vs what was committed: lost, duplicated, wrong values and unexpected ids."""
         schema, name = self.table.split(".")
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("SELECT id, val, count(*) OVER (PARTITION BY id) FROM {}")
-                        .format(sql.Identifier(schema, name)))
+            cur.execute(
+                sql.SQL("SELECT id, val, count(*) OVER (PARTITION BY id) FROM {}").format(sql.Identifier(schema, name))
+            )
             rows = cur.fetchall()
         actual = {r[0]: r[1] for r in rows}
         return {
@@ -206,8 +213,11 @@ class Writer:
 
     def figures(self):
         """Committed operations, the longest writer latency and errors."""
-        return {"committed": dict(self.committed), "max_writer_stall_ms": round(self.max_latency * 1000, 1),
-                "writer_errors": list(self.errors)}
+        return {
+            "committed": dict(self.committed),
+            "max_writer_stall_ms": round(self.max_latency * 1000, 1),
+            "writer_errors": list(self.errors),
+        }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,8 +272,13 @@ print(json.dumps(result, default=str))
 def start_child(spec):
     """Start the child process for ``spec`` (kind, name, args, dsn, point); stderr carries AT/COUNT lines."""
     spec = dict(spec, root=ROOT)
-    return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(spec)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_child(spec, on_point=None, rng=None, timeout=300):
@@ -296,8 +311,13 @@ def run_child(spec, on_point=None, rng=None, timeout=300):
             break
         except ValueError:
             continue
-    return {"returncode": proc.returncode, "result": result, "count": count, "hit": hit,
-            "stderr": "".join(err_lines)[-3000:]}
+    return {
+        "returncode": proc.returncode,
+        "result": result,
+        "count": count,
+        "hit": hit,
+        "stderr": "".join(err_lines)[-3000:],
+    }
 
 
 def terminate_module_backends(dsn, db):
@@ -306,8 +326,11 @@ def terminate_module_backends(dsn, db):
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = %s AND datname = %s", (APPLICATION_NAME, db))
+            cur.execute(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND datname = %s",
+                (APPLICATION_NAME, db),
+            )
             return [r[0] for r in cur.fetchall()]
     finally:
         conn.close()
@@ -316,6 +339,7 @@ def terminate_module_backends(dsn, db):
 # ---------------------------------------------------------------------------------------------------------------
 # Scenarios: a source built in SQL, the call that changes it, and what "converged" means beyond the fingerprint
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _exec(conn, *statements):
     with conn.cursor() as cur:
@@ -329,46 +353,66 @@ def _one(conn, query, params=None):
         return cur.fetchone()
 
 
-NOTE = ("(SELECT string_agg(substr(md5((g %% 40 + %s)::text), 1, 16) || ' lot ' || (g %% 7), ' ') "
-        "FROM generate_series(1, 200) g)")
+NOTE = (
+    "(SELECT string_agg(substr(md5((g %% 40 + %s)::text), 1, 16) || ' lot ' || (g %% 7), ' ') "
+    "FROM generate_series(1, 200) g)"
+)
 
 
 def setup_recompression(conn, rows=1200):
     """rc.t: ~4.6 kB pglz-compressed notes, a primary key; the call converts them to lz4 online in batches."""
-    _exec(conn, "CREATE SCHEMA rc",
-          "CREATE TABLE rc.t (id int PRIMARY KEY, jour date NOT NULL, val int, note text)",
-          "INSERT INTO rc.t SELECT i, date '2024-01-01' + i %% 300, i, %s FROM generate_series(1, %d) i"
-          % (NOTE % "i", rows))
+    _exec(
+        conn,
+        "CREATE SCHEMA rc",
+        "CREATE TABLE rc.t (id int PRIMARY KEY, jour date NOT NULL, val int, note text)",
+        "INSERT INTO rc.t SELECT i, date '2024-01-01' + i %% 300, i, %s FROM generate_series(1, %d) i"
+        % (NOTE % "i", rows),
+    )
 
 
 def setup_vacuum_full(conn, rows=6000):
     """vf.p: 4 yearly partitions with a third of their rows deleted (bloat), autovacuum off on them."""
-    _exec(conn, "CREATE SCHEMA vf",
-          "CREATE TABLE vf.p (id int NOT NULL, jour date NOT NULL, val int, note text, PRIMARY KEY (id, jour)) "
-          "PARTITION BY RANGE (jour)")
+    _exec(
+        conn,
+        "CREATE SCHEMA vf",
+        "CREATE TABLE vf.p (id int NOT NULL, jour date NOT NULL, val int, note text, PRIMARY KEY (id, jour)) "
+        "PARTITION BY RANGE (jour)",
+    )
     for year in range(2021, 2025):
-        _exec(conn, "CREATE TABLE vf.p_%d PARTITION OF vf.p FOR VALUES FROM ('%d-01-01') TO ('%d-01-01') "
-                    "WITH (autovacuum_enabled = false)" % (year, year, year + 1))
-    _exec(conn, "CREATE INDEX p_val ON vf.p (val)",
-          "INSERT INTO vf.p SELECT i, date '2021-01-01' + i %% 1460, i, repeat(md5(i::text), 8) "
-          "FROM generate_series(1, %d) i" % rows,
-          "DELETE FROM vf.p WHERE id % 3 = 0")
+        _exec(
+            conn,
+            "CREATE TABLE vf.p_%d PARTITION OF vf.p FOR VALUES FROM ('%d-01-01') TO ('%d-01-01') "
+            "WITH (autovacuum_enabled = false)" % (year, year, year + 1),
+        )
+    _exec(
+        conn,
+        "CREATE INDEX p_val ON vf.p (val)",
+        "INSERT INTO vf.p SELECT i, date '2021-01-01' + i %% 1460, i, repeat(md5(i::text), 8) "
+        "FROM generate_series(1, %d) i" % rows,
+        "DELETE FROM vf.p WHERE id % 3 = 0",
+    )
 
 
 def setup_partition_maintenance(conn, rows=3000):
     """pm.p monthly on a date key: months -8..-1 exist, rows of months 0..+1 wait in the default partition;
     the call creates months 0..+2 (moving those rows) and drops months older than 3 behind."""
-    _exec(conn, "CREATE SCHEMA pm",
-          "CREATE TABLE pm.p (id int NOT NULL, jour date NOT NULL, val int, note text, PRIMARY KEY (id, jour)) "
-          "PARTITION BY RANGE (jour)",
-          "CREATE TABLE pm.p_default PARTITION OF pm.p DEFAULT")
+    _exec(
+        conn,
+        "CREATE SCHEMA pm",
+        "CREATE TABLE pm.p (id int NOT NULL, jour date NOT NULL, val int, note text, PRIMARY KEY (id, jour)) "
+        "PARTITION BY RANGE (jour)",
+        "CREATE TABLE pm.p_default PARTITION OF pm.p DEFAULT",
+    )
     for back in range(8, 0, -1):
         low = "date_trunc('month', current_date)::date - interval '%d month'" % back
         high = "date_trunc('month', current_date)::date - interval '%d month'" % (back - 1)
         bounds = _one(conn, "SELECT (%s)::date::text, (%s)::date::text" % (low, high))
         _exec(conn, "CREATE TABLE pm.p_m%d PARTITION OF pm.p FOR VALUES FROM ('%s') TO ('%s')" % ((back,) + bounds))
-    _exec(conn, "INSERT INTO pm.p SELECT i, date_trunc('month', current_date)::date - 240 + (i %% 300), i, "
-                "md5(i::text) FROM generate_series(1, %d) i" % rows)
+    _exec(
+        conn,
+        "INSERT INTO pm.p SELECT i, date_trunc('month', current_date)::date - 240 + (i %% 300), i, "
+        "md5(i::text) FROM generate_series(1, %d) i" % rows,
+    )
 
 
 def partition_maintenance_start(conn):
@@ -378,13 +422,16 @@ def partition_maintenance_start(conn):
 
 def setup_migration(conn, rows=3000):
     """mg.fait: a plain fact table on an integer YYYYMMDD key, with a view; the call partitions it online."""
-    _exec(conn, "CREATE SCHEMA mg",
-          "CREATE TABLE mg.fait (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, date_key int NOT NULL, "
-          "montant numeric(12,2), note text)",
-          "INSERT INTO mg.fait (date_key, montant, note) SELECT to_char(date '2020-01-01' + (i * 7919) %% 2500, "
-          "'YYYYMMDD')::int, i * 1.5, md5(i::text) FROM generate_series(1, %d) i" % rows,
-          "CREATE INDEX fait_date ON mg.fait (date_key)",
-          "CREATE VIEW mg.v_fait AS SELECT date_key, sum(montant) AS total FROM mg.fait GROUP BY date_key")
+    _exec(
+        conn,
+        "CREATE SCHEMA mg",
+        "CREATE TABLE mg.fait (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, date_key int NOT NULL, "
+        "montant numeric(12,2), note text)",
+        "INSERT INTO mg.fait (date_key, montant, note) SELECT to_char(date '2020-01-01' + (i * 7919) %% 2500, "
+        "'YYYYMMDD')::int, i * 1.5, md5(i::text) FROM generate_series(1, %d) i" % rows,
+        "CREATE INDEX fait_date ON mg.fait (date_key)",
+        "CREATE VIEW mg.v_fait AS SELECT date_key, sum(montant) AS total FROM mg.fait GROUP BY date_key",
+    )
 
 
 class Scenario:
@@ -443,42 +490,98 @@ def _all(conn, query, params=None):
 
 def leaves_content(schema):
     """Content of every plain table of ``schema`` together: rows detached by retention still count as kept."""
+
     def content(conn):
-        query = sql.SQL(
-            "SELECT count(*), coalesce(md5(string_agg(h, ',' ORDER BY h)), '') FROM ("
-            "{}) s").format(sql.SQL(" UNION ALL ").join(
+        query = sql.SQL("SELECT count(*), coalesce(md5(string_agg(h, ',' ORDER BY h)), '') FROM ({}) s").format(
+            sql.SQL(" UNION ALL ").join(
                 sql.SQL("SELECT md5(t::text) AS h FROM {} t").format(sql.Identifier(schema, r[0]))
-                for r in _all(conn, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                    "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY 1", (schema,))))
+                for r in _all(
+                    conn,
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY 1",
+                    (schema,),
+                )
+            )
+        )
         count, digest = _one(conn, query)
         return int(count), digest
+
     return content
 
 
 SCENARIOS = {
     "recompression": Scenario(
-        "recompression", setup_recompression, "rc.t",
-        lambda server, db, conn: {"kind": "module", "name": "compression", "args": _module_args(
-            server, db, name="rc.t", columns={"note": "lz4"}, recompress="online", batch_size=60, measure="exact")},
-        _all_lz4),
+        "recompression",
+        setup_recompression,
+        "rc.t",
+        lambda server, db, conn: {
+            "kind": "module",
+            "name": "compression",
+            "args": _module_args(
+                server, db, name="rc.t", columns={"note": "lz4"}, recompress="online", batch_size=60, measure="exact"
+            ),
+        },
+        _all_lz4,
+    ),
     "vacuum_full": Scenario(
-        "vacuum_full", setup_vacuum_full, "vf.p",
-        lambda server, db, conn: {"kind": "module", "name": "vacuum", "args": _module_args(
-            server, db, tables=["vf.p"], full="always", full_method="vacuum_full", vacuum="never", analyze="never",
-            disk_check="never")}),
+        "vacuum_full",
+        setup_vacuum_full,
+        "vf.p",
+        lambda server, db, conn: {
+            "kind": "module",
+            "name": "vacuum",
+            "args": _module_args(
+                server,
+                db,
+                tables=["vf.p"],
+                full="always",
+                full_method="vacuum_full",
+                vacuum="never",
+                analyze="never",
+                disk_check="never",
+            ),
+        },
+    ),
     "partition_maintenance": Scenario(
-        "partition_maintenance", setup_partition_maintenance, "pm.p",
-        lambda server, db, conn: {"kind": "module", "name": "partitioned_table", "args": _module_args(
-            server, db, name="pm.p", key="jour", interval="month", start=partition_maintenance_start(conn),
-            premake=2, retention={"keep": 3, "action": "detach"})},
-        content=leaves_content("pm")),
+        "partition_maintenance",
+        setup_partition_maintenance,
+        "pm.p",
+        lambda server, db, conn: {
+            "kind": "module",
+            "name": "partitioned_table",
+            "args": _module_args(
+                server,
+                db,
+                name="pm.p",
+                key="jour",
+                interval="month",
+                start=partition_maintenance_start(conn),
+                premake=2,
+                retention={"keep": 3, "action": "detach"},
+            ),
+        },
+        content=leaves_content("pm"),
+    ),
     # The live migration, through the engine (the partitioned_table module has no `migrate` option yet: when it
     # lands, this entry becomes {"kind": "module", "name": "partitioned_table", "args": {..., "migrate": ...}}).
     "migration": Scenario(
-        "migration", setup_migration, "mg.fait",
-        lambda server, db, conn: {"kind": "migration", "name": "mg.fait", "dsn": server.dsn(db), "args": {
-            "key": "date_key", "extend_primary_key": True, "batch_rows": 150, "retries": 3, "retry_delay": 0.2}},
-        _no_migration_leftovers),
+        "migration",
+        setup_migration,
+        "mg.fait",
+        lambda server, db, conn: {
+            "kind": "migration",
+            "name": "mg.fait",
+            "dsn": server.dsn(db),
+            "args": {
+                "key": "date_key",
+                "extend_primary_key": True,
+                "batch_rows": 150,
+                "retries": 3,
+                "retry_delay": 0.2,
+            },
+        },
+        _no_migration_leftovers,
+    ),
 }
 
 
@@ -488,24 +591,43 @@ def module_accepts(module, option):
 
     import yaml
 
-    doc = yaml.safe_load(importlib.import_module("ansible_collections.sigeti.dwh.plugins.modules.%s" % module)
-                         .DOCUMENTATION)
+    doc = yaml.safe_load(
+        importlib.import_module("ansible_collections.sigeti.dwh.plugins.modules.%s" % module).DOCUMENTATION
+    )
     return option in doc.get("options", {})
 
 
 # The migration through the module itself, once partitioned_table accepts ``migrate`` (the full campaign runs it;
 # the fast subset keeps the engine entry above, which does not depend on the module's option parsing).
 MODULE_MIGRATION = Scenario(
-    "migration_module", setup_migration, "mg.fait",
-    lambda server, db, conn: {"kind": "module", "name": "partitioned_table", "args": _module_args(
-        server, db, name="mg.fait", key="date_key", key_format="yyyymmdd", interval="year", start="2020-01-01",
-        premake=1, migrate="online", batch_rows=150, extend_primary_key=True)},
-    _no_migration_leftovers)
+    "migration_module",
+    setup_migration,
+    "mg.fait",
+    lambda server, db, conn: {
+        "kind": "module",
+        "name": "partitioned_table",
+        "args": _module_args(
+            server,
+            db,
+            name="mg.fait",
+            key="date_key",
+            key_format="yyyymmdd",
+            interval="year",
+            start="2020-01-01",
+            premake=1,
+            migrate="online",
+            batch_rows=150,
+            extend_primary_key=True,
+        ),
+    },
+    _no_migration_leftovers,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Databases: one template per scenario, one copy per crash point
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def quote(identifier):
     """A double-quoted identifier (for the probe's constant query text)."""
@@ -518,7 +640,9 @@ def create_from_template(server, name, template):
     try:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+            )
     finally:
         conn.close()
     return name
@@ -675,14 +799,23 @@ class Campaign:
         outcomes = [self.crash_at(p, action, rng, tolerate_probe_errors) for p in points]
         converged = [o for o in outcomes if not o["problems"]]
         figures = {
-            "scenario": self.scenario.name, "action": self.label, "points": len(outcomes),
-            "crashed": sum(1 for o in outcomes if o["hit"]), "converged": len(converged),
+            "scenario": self.scenario.name,
+            "action": self.label,
+            "points": len(outcomes),
+            "crashed": sum(1 for o in outcomes if o["hit"]),
+            "converged": len(converged),
             "rows_lost": sum(max(o["rows_lost"], 0) for o in outcomes),
             "max_reader_stall_ms": max([o["max_stall_ms"] for o in outcomes] or [0]),
-            "statements": self.count, "seed": SEED,
+            "statements": self.count,
+            "seed": SEED,
         }
         summary = "%s/%s: %d/%d converged, %d rows lost" % (
-            self.scenario.name, self.label, figures["converged"], figures["points"], figures["rows_lost"])
+            self.scenario.name,
+            self.label,
+            figures["converged"],
+            figures["points"],
+            figures["rows_lost"],
+        )
         figures["summary"] = summary
         print(summary)
         record("crash", **figures)

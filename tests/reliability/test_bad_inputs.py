@@ -88,15 +88,23 @@ CASES = [
     ("pt-wrong-type-premake", "partitioned_table", _pt(premake="two"), ["premake"]),
     ("pt-wrong-key-format", "partitioned_table", _pt(key_format="yyyymmdd"), ["yyyymmdd"]),
     ("pt-integer-key-auto", "partitioned_table", _pt(name="bi.ikey", key="k", start="20240101"), ["bi.ikey", "k"]),
-    ("pt-archive-without-schema", "partitioned_table", _pt(retention={"keep": 1, "action": "archive"}),
-     ["archive_schema"]),
+    (
+        "pt-archive-without-schema",
+        "partitioned_table",
+        _pt(retention={"keep": 1, "action": "archive"}),
+        ["archive_schema"],
+    ),
     ("pt-negative-retention", "partitioned_table", _pt(retention={"keep": -2}), ["keep", "-2"]),
     ("pt-overlapping-partition", "partitioned_table", _pt(name="bi.po"), ["bi.po_odd", "2024-03-15"]),
     ("pt-plain-table", "partitioned_table", _pt(name="bi.plain"), ["bi.plain"]),
     ("pt-bad-partition-option", "partitioned_table", _pt(partition_options={"fillfactor": 5}), ["fillfactor"]),
     ("pt-unknown-partition-option", "partitioned_table", _pt(partition_options={"colour": "red"}), ["colour"]),
-    ("pt-pk-without-key", "partitioned_table",
-     _pt(name="bi.newt", columns=["id int", "jour date"], primary_key=["id"]), ["jour"]),
+    (
+        "pt-pk-without-key",
+        "partitioned_table",
+        _pt(name="bi.newt", columns=["id int", "jour date"], primary_key=["id"]),
+        ["jour"],
+    ),
     # compression
     ("cp-absent-table", "compression", _cp(name="bi.absent"), ["bi.absent"]),
     ("cp-injection-name", "compression", _cp(name=INJECTION), ["DROP TABLE bi.victim"]),
@@ -115,15 +123,23 @@ CASES = [
     ("vac-injection-name", "vacuum", _vac(tables=[INJECTION]), ["DROP TABLE bi.victim"]),
     ("vac-threshold-out-of-range", "vacuum", _vac(bloat_threshold=1.5), ["bloat_threshold", "1.5"]),
     ("vac-bad-size", "vacuum", _vac(min_size="lots"), ["lots"]),
-    ("vac-bad-reloption", "vacuum", _vac(autovacuum={"autovacuum_vacuum_scale_factor": -1}),
-     ["autovacuum_vacuum_scale_factor"]),
+    (
+        "vac-bad-reloption",
+        "vacuum",
+        _vac(autovacuum={"autovacuum_vacuum_scale_factor": -1}),
+        ["autovacuum_vacuum_scale_factor"],
+    ),
     ("vac-unknown-reloption", "vacuum", _vac(autovacuum={"vacuum_now": True}), ["vacuum_now"]),
     ("vac-negative-freeze", "vacuum", _vac(freeze_older_than=-1), ["freeze_older_than"]),
     ("vac-repack-unavailable", "vacuum", _vac(full="always", full_method="pg_repack"), ["pg_repack"]),
     # connection options, shared by all
     ("conn-bad-lock-timeout", "vacuum", _vac(lock_timeout="soon"), ["lock_timeout", "soon"]),
-    ("conn-wrong-password", "table_info", {"tables": ["bi.plain"], "login_password": "@wrong_password"},
-     ["login_password"]),
+    (
+        "conn-wrong-password",
+        "table_info",
+        {"tables": ["bi.plain"], "login_password": "@wrong_password"},
+        ["login_password"],
+    ),
     ("conn-absent-database", "table_info", {"tables": ["bi.plain"], "login_db": "no_such_db"}, ["no_such_db"]),
     ("conn-absent-session-role", "vacuum", _vac(session_role="nobody_here"), ["nobody_here"]),
 ]
@@ -165,8 +181,17 @@ def test_lz4_absent_is_refused_by_the_planner(bad_db):
     facts["lz4"] = False
     table = catalog.read_table(conn, "bi", "plain")
     for params in ({"columns": {"note": "lz4"}}, {"columns": {"note": "pglz"}, "database_default": "lz4"}):
-        full = dict({"columns": {}, "storage": {}, "toast_tuple_target": None, "recompress": "none",
-                     "batch_size": 5000, "database_default": None}, **params)
+        full = dict(
+            {
+                "columns": {},
+                "storage": {},
+                "toast_tuple_target": None,
+                "recompress": "none",
+                "batch_size": 5000,
+                "database_default": None,
+            },
+            **params,
+        )
         declared = compression.declared_state(full)
         with pytest.raises(DwhError) as error:
             compression.validate(declared, table, facts, {}, [])
@@ -195,10 +220,13 @@ ODD_TABLE = 'Fait "Détail"; --'
 def test_unicode_mixed_case_and_quote_names_work_in_every_module(pg_server, db, conn):
     with conn.cursor() as cur:
         cur.execute('CREATE SCHEMA "Ventes Été"')
-        cur.execute('CREATE TABLE "Ventes Été"."Fait ""Détail""; --" (id int NOT NULL, "Jour" date NOT NULL, '
-                    '"Note Été" text, PRIMARY KEY (id, "Jour")) PARTITION BY RANGE ("Jour")')
-        cur.execute('INSERT INTO "Ventes Été"."Fait ""Détail""; --" SELECT 1, current_date, repeat(\'é\', 3000) '
-                    'WHERE false')
+        cur.execute(
+            'CREATE TABLE "Ventes Été"."Fait ""Détail""; --" (id int NOT NULL, "Jour" date NOT NULL, '
+            '"Note Été" text, PRIMARY KEY (id, "Jour")) PARTITION BY RANGE ("Jour")'
+        )
+        cur.execute(
+            'INSERT INTO "Ventes Été"."Fait ""Détail""; --" SELECT 1, current_date, repeat(\'é\', 3000) WHERE false'
+        )
     name = '"Ventes Été"."Fait ""Détail""; --"'
     args = pg_server.params(db)
     args.update(lock_timeout="2s")
@@ -206,8 +234,10 @@ def test_unicode_mixed_case_and_quote_names_work_in_every_module(pg_server, db, 
     assert not created.get("failed"), created
     assert len(created["created"]) >= 2
     with conn.cursor() as cur:
-        cur.execute('INSERT INTO "Ventes Été"."Fait ""Détail""; --" SELECT i, current_date, repeat(md5(i::text), 100) '
-                    'FROM generate_series(1, 30) i')
+        cur.execute(
+            'INSERT INTO "Ventes Été"."Fait ""Détail""; --" SELECT i, current_date, repeat(md5(i::text), 100) '
+            "FROM generate_series(1, 30) i"
+        )
     info = run_module("table_info", dict(args, tables=[name]))
     assert not info.get("failed"), info
     compressed = run_module("compression", dict(args, name=name, columns={"Note Été": "lz4"}, recompress="online"))
@@ -229,10 +259,17 @@ def test_role_bad_input_is_refused_before_any_change(pg_server, db, conn, tmp_pa
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA bi; CREATE TABLE bi.victim (id int); INSERT INTO bi.victim VALUES (1)")
     before = fp.fingerprint(conn)
-    inventory = write_inventory(tmp_path / "hosts.yml", {"dwh1": (pg_server, db)}, {
-        "dwh_tables": [{"name": INJECTION, "key": "jour", "interval": "fortnight", "start": "2024-01-01",
-                        "premake": "many"}],
-        "dwh_report_dir": str(tmp_path / "reports"), "dwh_backup_dir": str(tmp_path / "backups")})
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {
+            "dwh_tables": [
+                {"name": INJECTION, "key": "jour", "interval": "fortnight", "start": "2024-01-01", "premake": "many"}
+            ],
+            "dwh_report_dir": str(tmp_path / "reports"),
+            "dwh_backup_dir": str(tmp_path / "backups"),
+        },
+    )
     result = play("setup.yml", inventory, pg_server.password, {"dwh_confirm": True})
     assert result.returncode != 0
     assert "premake" in result.stdout, result.stdout[-3000:]

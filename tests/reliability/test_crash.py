@@ -37,6 +37,7 @@ def campaigns(pg_server):
             scenario = MODULE_MIGRATION if name == MODULE_MIGRATION.name else SCENARIOS[name]
             prepared[name] = Campaign(pg_server, scenario, "").prepare()
         return prepared[name]
+
     yield get
 
 

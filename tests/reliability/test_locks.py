@@ -22,17 +22,23 @@ def _setup(conn):
     """lc.p monthly: months -2..0 exist, rows of month +1 wait in the default partition."""
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA lc")
-        cur.execute("CREATE TABLE lc.p (id int NOT NULL, jour date NOT NULL, note text, PRIMARY KEY (id, jour)) "
-                    "PARTITION BY RANGE (jour)")
+        cur.execute(
+            "CREATE TABLE lc.p (id int NOT NULL, jour date NOT NULL, note text, PRIMARY KEY (id, jour)) "
+            "PARTITION BY RANGE (jour)"
+        )
         cur.execute("CREATE TABLE lc.p_default PARTITION OF lc.p DEFAULT")
         for back, name in ((2, "old"), (1, "prev"), (0, "cur")):
-            cur.execute("SELECT (date_trunc('month', current_date) - make_interval(months => %s))::date::text, "
-                        "(date_trunc('month', current_date) - make_interval(months => %s))::date::text",
-                        (back, back - 1))
+            cur.execute(
+                "SELECT (date_trunc('month', current_date) - make_interval(months => %s))::date::text, "
+                "(date_trunc('month', current_date) - make_interval(months => %s))::date::text",
+                (back, back - 1),
+            )
             low, high = cur.fetchone()
             cur.execute("CREATE TABLE lc.p_%s PARTITION OF lc.p FOR VALUES FROM ('%s') TO ('%s')" % (name, low, high))
-        cur.execute("INSERT INTO lc.p SELECT i, date_trunc('month', current_date)::date - 70 + i % 100, "
-                    "repeat(md5(i::text), 80) FROM generate_series(1, 400) i")
+        cur.execute(
+            "INSERT INTO lc.p SELECT i, date_trunc('month', current_date)::date - 70 + i % 100, "
+            "repeat(md5(i::text), 80) FROM generate_series(1, 400) i"
+        )
         cur.execute("SELECT (date_trunc('month', current_date) - interval '2 month')::date::text")
         return cur.fetchone()[0]
 
@@ -46,8 +52,14 @@ TARGETS = {
 
 def _module_args(module, start):
     if module == "partitioned_table":
-        return {"name": "lc.p", "key": "jour", "interval": "month", "start": start, "premake": 1,
-                "retention": {"keep": 1, "action": "detach"}}
+        return {
+            "name": "lc.p",
+            "key": "jour",
+            "interval": "month",
+            "start": start,
+            "premake": 1,
+            "retention": {"keep": 1, "action": "detach"},
+        }
     if module == "compression":
         return {"name": "lc.p", "columns": {"note": "lz4"}}
     return {"tables": ["lc.p"], "full": "always", "full_method": "vacuum_full", "disk_check": "never"}
@@ -62,9 +74,15 @@ def _hold(pg_server, db, statement):
 
 def _check(result, blocker_pid, statement, elapsed, probe, label):
     figures = probe.stop()
-    record("locks", case=label, failed=bool(result.get("failed")), module_seconds=round(elapsed, 2),
-           max_reader_stall_ms=figures["max_stall_ms"], reader_queries=figures["queries"],
-           budget_ms=LOCK_TIMEOUT_MS * ATTEMPTS)
+    record(
+        "locks",
+        case=label,
+        failed=bool(result.get("failed")),
+        module_seconds=round(elapsed, 2),
+        max_reader_stall_ms=figures["max_stall_ms"],
+        reader_queries=figures["queries"],
+        budget_ms=LOCK_TIMEOUT_MS * ATTEMPTS,
+    )
     assert result.get("failed"), (label, result)
     assert "pid %d" % blocker_pid in result["msg"], (label, result["msg"])
     assert statement in result["msg"], (label, result["msg"])
@@ -79,8 +97,9 @@ def test_module_waits_at_most_lock_timeout_and_names_the_blocker(pg_server, db, 
     statement = TARGETS[target]
     blocker = _hold(pg_server, db, statement)
     args = pg_server.params(db)
-    args.update(_module_args(module, start), lock_timeout="%dms" % LOCK_TIMEOUT_MS, lock_retries=1,
-                lock_retry_delay=0.05)
+    args.update(
+        _module_args(module, start), lock_timeout="%dms" % LOCK_TIMEOUT_MS, lock_retries=1, lock_retry_delay=0.05
+    )
     try:
         with Probe(pg_server.dsn(db), "SELECT count(*) FROM lc.p") as probe:
             time.sleep(0.05)

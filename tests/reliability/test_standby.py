@@ -27,11 +27,13 @@ def replica():
         primary.create_database("sbdb")
         conn = primary.connect("sbdb")
         with conn.cursor() as cur:
-            cur.execute("CREATE SCHEMA sb; CREATE TABLE sb.p (id int NOT NULL, jour date NOT NULL, note text, "
-                        "PRIMARY KEY (id, jour)) PARTITION BY RANGE (jour); "
-                        "CREATE TABLE sb.p_2024_01 PARTITION OF sb.p FOR VALUES FROM ('2024-01-01') TO ('2024-02-01'); "
-                        "INSERT INTO sb.p SELECT i, date '2024-01-01' + i % 31, repeat(md5(i::text), 100) "
-                        "FROM generate_series(1, 100) i")
+            cur.execute(
+                "CREATE SCHEMA sb; CREATE TABLE sb.p (id int NOT NULL, jour date NOT NULL, note text, "
+                "PRIMARY KEY (id, jour)) PARTITION BY RANGE (jour); "
+                "CREATE TABLE sb.p_2024_01 PARTITION OF sb.p FOR VALUES FROM ('2024-01-01') TO ('2024-02-01'); "
+                "INSERT INTO sb.p SELECT i, date '2024-01-01' + i % 31, repeat(md5(i::text), 100) "
+                "FROM generate_series(1, 100) i"
+            )
         conn.close()
         standby = make_standby(primary)
         wait_replayed(primary, standby)
@@ -81,8 +83,9 @@ def test_every_modifying_module_has_skip_on_standby():
 
     missing = []
     for module in sorted(MODULES):
-        doc = yaml.safe_load(importlib.import_module(
-            "ansible_collections.sigeti.dwh.plugins.modules.%s" % module).DOCUMENTATION)
+        doc = yaml.safe_load(
+            importlib.import_module("ansible_collections.sigeti.dwh.plugins.modules.%s" % module).DOCUMENTATION
+        )
         if "skip_on_standby" not in doc["options"]:
             missing.append(module)
     assert missing == []

@@ -48,8 +48,15 @@ def test_verify_full_with_another_ca_fails_clearly(tls):
 
 def test_verify_full_with_a_name_not_in_the_certificate_fails(tls):
     server = tls[0]
-    result = run_module("table_info", _args(server, ssl_mode="verify-full", ca_cert=server.tls["ca"],
-                                            connect_params={"hostaddr": "127.0.0.1", "host": "db.example.org"}))
+    result = run_module(
+        "table_info",
+        _args(
+            server,
+            ssl_mode="verify-full",
+            ca_cert=server.tls["ca"],
+            connect_params={"hostaddr": "127.0.0.1", "host": "db.example.org"},
+        ),
+    )
     assert result.get("failed")
     assert "db.example.org" in result["msg"] and "ssl_mode" in result["msg"], result["msg"]
 

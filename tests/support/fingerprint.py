@@ -96,8 +96,8 @@ def content(conn, schema, table=None):
     if table is None:
         schema, table = schema.split(".", 1)
     query = sql.SQL(
-        "SELECT count(*), coalesce(md5(string_agg(h, ',' ORDER BY h)), '') "
-        "FROM (SELECT md5(t::text) AS h FROM {} t) s").format(sql.Identifier(schema, table))
+        "SELECT count(*), coalesce(md5(string_agg(h, ',' ORDER BY h)), '') FROM (SELECT md5(t::text) AS h FROM {} t) s"
+    ).format(sql.Identifier(schema, table))
     with conn.cursor() as cur:
         cur.execute(query)
         count, digest = cur.fetchone()

@@ -27,8 +27,10 @@ import sys
 
 def yearly_layout(table_name, first=2020, last=2030, default=True):
     """``[{"name": "<table>_YYYY", "low": YYYY0101, "high": (YYYY+1)0101}, ..., {"name": "<table>_default", ...}]``."""
-    layout = [{"name": "%s_%d" % (table_name, y), "low": y * 10000 + 101, "high": (y + 1) * 10000 + 101}
-              for y in range(first, last + 1)]
+    layout = [
+        {"name": "%s_%d" % (table_name, y), "low": y * 10000 + 101, "high": (y + 1) * 10000 + 101}
+        for y in range(first, last + 1)
+    ]
     if default:
         layout.append({"name": "%s_default" % table_name, "default": True})
     return layout
@@ -41,8 +43,21 @@ def _modules():
     return catalog, connection, migration, plan, split_name
 
 
-def migrate(conn, name, key, mode="online", first=2020, last=2030, default=True, progress=None, retries=3,
-            retry_delay=0.2, check_mode=False, layout=None, **options):
+def migrate(
+    conn,
+    name,
+    key,
+    mode="online",
+    first=2020,
+    last=2030,
+    default=True,
+    progress=None,
+    retries=3,
+    retry_delay=0.2,
+    check_mode=False,
+    layout=None,
+    **options,
+):
     """Run one migration the way the module does; return the result dict (or the rendered plan in check mode)."""
     catalog, connection, migration, plan, split_name = _modules()
     schema, table_name = split_name(name)
@@ -117,8 +132,17 @@ def main(argv=None):
             sys.stdin.readline()
 
     progress.batches = 0
-    result = migrate(conn, args.table, args.key, mode=args.mode, first=args.first, last=args.last,
-                     progress=progress, batch_rows=args.batch_rows, extend_primary_key=args.extend_primary_key)
+    result = migrate(
+        conn,
+        args.table,
+        args.key,
+        mode=args.mode,
+        first=args.first,
+        last=args.last,
+        progress=progress,
+        batch_rows=args.batch_rows,
+        extend_primary_key=args.extend_primary_key,
+    )
     result.pop("queries", None)
     print(json.dumps(result, default=str), flush=True)
     return 0

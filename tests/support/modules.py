@@ -38,7 +38,9 @@ def run_module(name, args, check_mode=False, diff=False):
         raise AssertionError("module %s printed no JSON result:\n%s" % (name, text))
 
 
-def run_playbook(playbook, inventory=None, extra_vars=None, check=False, env=None, cwd=None, timeout=600, extra_args=()):
+def run_playbook(
+    playbook, inventory=None, extra_vars=None, check=False, env=None, cwd=None, timeout=600, extra_args=()
+):
     """Run ``ansible-playbook`` with this collection on ANSIBLE_COLLECTIONS_PATH; return CompletedProcess."""
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), playbook]
     if inventory:
@@ -55,6 +57,12 @@ def run_playbook(playbook, inventory=None, extra_vars=None, check=False, env=Non
     full_env["ANSIBLE_NOCOLOR"] = "1"
     full_env.update(env or {})
     return subprocess.run(
-        command, cwd=cwd or ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+        command,
+        cwd=cwd or ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
         check=False,
     )

@@ -143,10 +143,23 @@ class PostgresServer:
             handle.write(self.password + "\n")
         if self.user:
             os.chown(pwfile, *self.user)
-        self._run([
-            os.path.join(self.bin_dir, "initdb"), "--no-locale", "-E", "UTF8", "-D", self.data_dir,
-            "-U", SUPERUSER, "--pwfile", pwfile, "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
-        ])
+        self._run(
+            [
+                os.path.join(self.bin_dir, "initdb"),
+                "--no-locale",
+                "-E",
+                "UTF8",
+                "-D",
+                self.data_dir,
+                "-U",
+                SUPERUSER,
+                "--pwfile",
+                pwfile,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+            ]
+        )
         os.remove(pwfile)
         conf = {
             "listen_addresses": "'127.0.0.1'",
@@ -169,13 +182,17 @@ class PostgresServer:
         """Start the server and wait until it accepts connections."""
         if not os.path.exists(os.path.join(self.data_dir, "PG_VERSION")):
             self.init()
-        self._run([os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "60", "start"])
+        self._run(
+            [os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "60", "start"]
+        )
         return self
 
     def stop(self, mode="fast"):
         """Stop the server (``mode`` fast, smart or immediate)."""
         if os.path.exists(os.path.join(self.data_dir, "postmaster.pid")):
-            self._run([os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data_dir, "-m", mode, "-w", "stop"], check=False)
+            self._run(
+                [os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data_dir, "-m", mode, "-w", "stop"], check=False
+            )
 
     def destroy(self):
         """Stop the server and remove its folder when we created it."""
@@ -197,7 +214,10 @@ class PostgresServer:
     def dsn(self, dbname="postgres", user=SUPERUSER, password=None):
         """A libpq keyword DSN for this server."""
         return "host=127.0.0.1 port=%d user=%s password=%s dbname=%s" % (
-            self.port, user, self.password if password is None else password, dbname,
+            self.port,
+            user,
+            self.password if password is None else password,
+            dbname,
         )
 
     def connect(self, dbname="postgres", autocommit=True, **kwargs):

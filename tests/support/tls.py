@@ -21,8 +21,9 @@ def openssl():
 
 
 def _run(args):
-    result = subprocess.run([openssl()] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            check=False)
+    result = subprocess.run(
+        [openssl()] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+    )
     if result.returncode != 0:
         raise RuntimeError("openssl %s failed:\n%s" % (" ".join(args), result.stdout))
 
@@ -31,9 +32,27 @@ def make_ca(folder, name="sigeti-test-ca"):
     """A self-signed CA (RSA 2048, 1 day)."""
     os.makedirs(folder, exist_ok=True)
     key, cert = os.path.join(folder, name + ".key"), os.path.join(folder, name + ".crt")
-    _run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-          "-subj", "/CN=%s" % name, "-addext", "basicConstraints=critical,CA:TRUE",
-          "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    _run(
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=%s" % name,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]
+    )
     return {"cert": cert, "key": key}
 
 
@@ -45,8 +64,25 @@ def make_server_cert(ca, folder, names=("127.0.0.1", "localhost"), name="server"
     with open(ext, "w") as handle:
         handle.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n" % san)
     _run(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=%s" % names[0]])
-    _run(["x509", "-req", "-in", csr, "-CA", ca["cert"], "-CAkey", ca["key"], "-CAcreateserial", "-out", cert,
-          "-days", "1", "-extfile", ext])
+    _run(
+        [
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca["cert"],
+            "-CAkey",
+            ca["key"],
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-extfile",
+            ext,
+        ]
+    )
     return {"cert": cert, "key": key}
 
 

@@ -80,20 +80,72 @@ ZONES = (
     ("Daloa", "Haut-Sassandra", 3200),
 )
 SECTORS = (
-    "Agro-industrie", "BTP", "Chimie", "Logistique", "Textile", "Métallurgie",
-    "Plasturgie", "Pharmacie", "Énergie", "Emballage", "Agroalimentaire", "Recyclage",
+    "Agro-industrie",
+    "BTP",
+    "Chimie",
+    "Logistique",
+    "Textile",
+    "Métallurgie",
+    "Plasturgie",
+    "Pharmacie",
+    "Énergie",
+    "Emballage",
+    "Agroalimentaire",
+    "Recyclage",
 )
 LEGAL_FORMS = ("SA", "SARL", "SAS", "SARLU", "SNC", "GIE")
 CITIES = ("Abidjan", "Bouaké", "Yamoussoukro", "San-Pédro", "Korhogo", "Daloa", "Man", "Gagnoa")
 NAME_PARTS = (
-    "Ivoire", "Lagune", "Savane", "Atlantique", "Comoé", "Sassandra", "Bandama", "Nimba",
-    "Éburnie", "Akwaba", "Baoulé", "Sénoufo", "Cacao", "Palmier", "Anacarde", "Hévéa",
+    "Ivoire",
+    "Lagune",
+    "Savane",
+    "Atlantique",
+    "Comoé",
+    "Sassandra",
+    "Bandama",
+    "Nimba",
+    "Éburnie",
+    "Akwaba",
+    "Baoulé",
+    "Sénoufo",
+    "Cacao",
+    "Palmier",
+    "Anacarde",
+    "Hévéa",
 )
 COMMENT_WORDS = (
-    "dossier", "lot", "zone", "industrielle", "attribution", "demande", "visite", "terrain",
-    "viabilisation", "bornage", "convention", "paiement", "redevance", "relance", "courrier",
-    "commission", "avis", "favorable", "réserve", "pièces", "manquantes", "plan", "masse",
-    "permis", "construire", "environnement", "étude", "impact", "occupation", "délai", "mise", "valeur",
+    "dossier",
+    "lot",
+    "zone",
+    "industrielle",
+    "attribution",
+    "demande",
+    "visite",
+    "terrain",
+    "viabilisation",
+    "bornage",
+    "convention",
+    "paiement",
+    "redevance",
+    "relance",
+    "courrier",
+    "commission",
+    "avis",
+    "favorable",
+    "réserve",
+    "pièces",
+    "manquantes",
+    "plan",
+    "masse",
+    "permis",
+    "construire",
+    "environnement",
+    "étude",
+    "impact",
+    "occupation",
+    "délai",
+    "mise",
+    "valeur",
 )
 # Days from 2020-01-01 to 2026-12-31 inclusive.
 FACT_DAYS = 2557
@@ -102,7 +154,8 @@ FACT_DAYS = 2557
 def _u(row, salt, seed):
     """SQL for a deterministic uniform value in [0, 1) from a row-number expression and a salt."""
     return "((hashint8extended((%s)::bigint, %d) & 2147483647)::float8 / 2147483648.0)" % (
-        row, int(seed) * 1000 + int(salt),
+        row,
+        int(seed) * 1000 + int(salt),
     )
 
 
@@ -148,7 +201,9 @@ def _create_schemas(cur):
 
 
 def _load_dimensions(cur, seed, n_entreprises, n_lots):
-    _execute(cur, """
+    _execute(
+        cur,
+        """
         CREATE TABLE dwh_dim.dim_date (
             date_key integer PRIMARY KEY,
             full_date date NOT NULL UNIQUE,
@@ -164,8 +219,11 @@ def _load_dimensions(cur, seed, n_entreprises, n_lots):
             day_name varchar(10) NOT NULL,
             year_month char(7) NOT NULL,
             is_weekend boolean NOT NULL
-        )""")
-    _execute(cur, """
+        )""",
+    )
+    _execute(
+        cur,
+        """
         INSERT INTO dwh_dim.dim_date
         SELECT to_char(d, 'YYYYMMDD')::int, d,
                extract(year FROM d), extract(quarter FROM d), extract(month FROM d), extract(day FROM d),
@@ -174,22 +232,28 @@ def _load_dimensions(cur, seed, n_entreprises, n_lots):
                       'octobre','novembre','décembre'])[extract(month FROM d)::int],
                (ARRAY['lundi','mardi','mercredi','jeudi','vendredi','samedi','dimanche'])[extract(isodow FROM d)::int],
                to_char(d, 'YYYY-MM'), extract(isodow FROM d) >= 6
-        FROM generate_series('2019-01-01'::date, '2031-12-31'::date, interval '1 day') AS g(d)""")
+        FROM generate_series('2019-01-01'::date, '2031-12-31'::date, interval '1 day') AS g(d)""",
+    )
 
-    _execute(cur, """
+    _execute(
+        cur,
+        """
         CREATE TABLE dwh_dim.dim_zone (
             zone_id integer PRIMARY KEY,
             nom varchar(60) NOT NULL UNIQUE,
             region varchar(60) NOT NULL,
             prix_m2 numeric(10,2) NOT NULL
-        )""")
+        )""",
+    )
     values = ", ".join(
         "(%d, %s, %s, %d)" % (i + 1, _literal(nom), _literal(region), prix)
         for i, (nom, region, prix) in enumerate(ZONES)
     )
     _execute(cur, "INSERT INTO dwh_dim.dim_zone VALUES " + values)
 
-    _execute(cur, """
+    _execute(
+        cur,
+        """
         CREATE TABLE dwh_dim.dim_lot (
             lot_id integer PRIMARY KEY,
             zone_id integer NOT NULL REFERENCES dwh_dim.dim_zone (zone_id),
@@ -197,20 +261,26 @@ def _load_dimensions(cur, seed, n_entreprises, n_lots):
             superficie numeric(12,2) NOT NULL,
             statut varchar(20) NOT NULL CHECK (statut IN ('DISPONIBLE', 'RESERVE', 'ATTRIBUE')),
             viabilise boolean NOT NULL
-        )""")
-    _execute(cur, """
+        )""",
+    )
+    _execute(
+        cur,
+        """
         INSERT INTO dwh_dim.dim_lot
         SELECT g, {zone}, 'LOT-' || lpad(g::text, 6, '0'), {superficie}, {statut}, {u3} < 0.8
         FROM generate_series(1, {n}) AS g""".format(
-        zone=_lot_zone("g", seed, len(ZONES)),
-        superficie=_superficie("g", seed),
-        statut=_pick(("DISPONIBLE", "RESERVE", "ATTRIBUE", "ATTRIBUE"), _u("g", 103, seed)),
-        u3=_u("g", 104, seed),
-        n=int(n_lots),
-    ))
+            zone=_lot_zone("g", seed, len(ZONES)),
+            superficie=_superficie("g", seed),
+            statut=_pick(("DISPONIBLE", "RESERVE", "ATTRIBUE", "ATTRIBUE"), _u("g", 103, seed)),
+            u3=_u("g", 104, seed),
+            n=int(n_lots),
+        ),
+    )
     _execute(cur, "CREATE INDEX ON dwh_dim.dim_lot (zone_id)")
 
-    _execute(cur, """
+    _execute(
+        cur,
+        """
         CREATE TABLE dwh_dim.dim_entreprise (
             entreprise_id serial PRIMARY KEY,
             raison_sociale varchar(120) NOT NULL,
@@ -220,24 +290,31 @@ def _load_dimensions(cur, seed, n_entreprises, n_lots):
             ville varchar(40) NOT NULL,
             date_creation date NOT NULL,
             effectif integer NOT NULL
-        )""")
-    _execute(cur, """
+        )""",
+    )
+    _execute(
+        cur,
+        """
         INSERT INTO dwh_dim.dim_entreprise
         SELECT g, {name1} || ' ' || {name2} || ' ' || {forme} || ' ' || g, {secteur}, {forme},
                'CI-ABJ-' || (1990 + floor({u5} * 30)::int) || '-B-' || lpad(g::text, 6, '0'),
                {ville}, '1990-01-01'::date + floor({u5} * 10950)::int, 5 + floor(power({u6}, 3) * 2000)::int
         FROM generate_series(1, {n}) AS g""".format(
-        name1=_pick(NAME_PARTS, _u("g", 201, seed)),
-        name2=_pick(NAME_PARTS, _u("g", 202, seed)),
-        secteur=_pick(SECTORS, _u("g", 204, seed)),
-        forme=_pick(LEGAL_FORMS, _u("g", 203, seed)),
-        ville=_pick(CITIES, _u("g", 205, seed)),
-        u5=_u("g", 206, seed),
-        u6=_u("g", 207, seed),
-        n=int(n_entreprises),
-    ))
-    _execute(cur, "SELECT setval(pg_get_serial_sequence('dwh_dim.dim_entreprise', 'entreprise_id'), %s)",
-             (int(n_entreprises),))
+            name1=_pick(NAME_PARTS, _u("g", 201, seed)),
+            name2=_pick(NAME_PARTS, _u("g", 202, seed)),
+            secteur=_pick(SECTORS, _u("g", 204, seed)),
+            forme=_pick(LEGAL_FORMS, _u("g", 203, seed)),
+            ville=_pick(CITIES, _u("g", 205, seed)),
+            u5=_u("g", 206, seed),
+            u6=_u("g", 207, seed),
+            n=int(n_entreprises),
+        ),
+    )
+    _execute(
+        cur,
+        "SELECT setval(pg_get_serial_sequence('dwh_dim.dim_entreprise', 'entreprise_id'), %s)",
+        (int(n_entreprises),),
+    )
 
 
 def _storage_clause(bloat):
@@ -258,7 +335,9 @@ def _create_fact_tables(cur, partitioned, bloat):
         att_pk = "PRIMARY KEY (attribution_id)"
         fac_pk = "PRIMARY KEY (facture_id)"
         att_tail = fac_tail = _storage_clause(bloat)
-    _execute(cur, """
+    _execute(
+        cur,
+        """
         CREATE TABLE dwh_facts.fait_attributions (
             attribution_id bigserial NOT NULL,
             date_demandee_key integer NOT NULL,
@@ -270,8 +349,12 @@ def _create_fact_tables(cur, partitioned, bloat):
             commentaire text,
             created_at timestamptz NOT NULL DEFAULT now(),
             %s
-        )%s""" % (statuses, att_pk, att_tail))
-    _execute(cur, """
+        )%s"""
+        % (statuses, att_pk, att_tail),
+    )
+    _execute(
+        cur,
+        """
         CREATE TABLE dwh_facts.fait_factures (
             facture_id bigserial NOT NULL,
             date_facture_key integer NOT NULL,
@@ -283,24 +366,44 @@ def _create_fact_tables(cur, partitioned, bloat):
             details jsonb,
             created_at timestamptz NOT NULL DEFAULT now(),
             %s
-        )%s""" % (payments, fac_pk, fac_tail))
+        )%s"""
+        % (payments, fac_pk, fac_tail),
+    )
     if partitioned:
         for table in ("fait_attributions", "fait_factures"):
             for year in PARTITION_YEARS:
-                _execute(cur, "CREATE TABLE dwh_facts.%s_%d PARTITION OF dwh_facts.%s "
-                              "FOR VALUES FROM (%d) TO (%d)%s"
-                         % (table, year, table, year * 10000 + 101, (year + 1) * 10000 + 101, _storage_clause(bloat)))
-            _execute(cur, "CREATE TABLE dwh_facts.%s_default PARTITION OF dwh_facts.%s DEFAULT%s"
-                     % (table, table, _storage_clause(bloat)))
-    _execute(cur, """COMMENT ON TABLE dwh_facts.fait_attributions IS
-        'Faits: demandes et attributions de lots industriels (une ligne par demande)'""")
-    _execute(cur, """COMMENT ON TABLE dwh_facts.fait_factures IS
-        'Faits: factures émises aux entreprises (redevances, cessions de lots)'""")
-    _execute(cur, "COMMENT ON COLUMN dwh_facts.fait_attributions.date_demandee_key IS "
-                  "'Date de la demande (AAAAMMJJ, dwh_dim.dim_date)'")
+                _execute(
+                    cur,
+                    "CREATE TABLE dwh_facts.%s_%d PARTITION OF dwh_facts.%s "
+                    "FOR VALUES FROM (%d) TO (%d)%s"
+                    % (table, year, table, year * 10000 + 101, (year + 1) * 10000 + 101, _storage_clause(bloat)),
+                )
+            _execute(
+                cur,
+                "CREATE TABLE dwh_facts.%s_default PARTITION OF dwh_facts.%s DEFAULT%s"
+                % (table, table, _storage_clause(bloat)),
+            )
+    _execute(
+        cur,
+        """COMMENT ON TABLE dwh_facts.fait_attributions IS
+        'Faits: demandes et attributions de lots industriels (une ligne par demande)'""",
+    )
+    _execute(
+        cur,
+        """COMMENT ON TABLE dwh_facts.fait_factures IS
+        'Faits: factures émises aux entreprises (redevances, cessions de lots)'""",
+    )
+    _execute(
+        cur,
+        "COMMENT ON COLUMN dwh_facts.fait_attributions.date_demandee_key IS "
+        "'Date de la demande (AAAAMMJJ, dwh_dim.dim_date)'",
+    )
     _execute(cur, "COMMENT ON COLUMN dwh_facts.fait_attributions.montant IS 'Montant de la cession en FCFA'")
-    _execute(cur, "COMMENT ON COLUMN dwh_facts.fait_factures.date_facture_key IS "
-                  "'Date de facturation (AAAAMMJJ, dwh_dim.dim_date)'")
+    _execute(
+        cur,
+        "COMMENT ON COLUMN dwh_facts.fait_factures.date_facture_key IS "
+        "'Date de facturation (AAAAMMJJ, dwh_dim.dim_date)'",
+    )
     _execute(cur, "COMMENT ON COLUMN dwh_facts.fait_factures.montant_ttc IS 'Montant TTC (TVA 18 %) en FCFA'")
 
 
@@ -317,8 +420,13 @@ def _load_attributions(cur, seed, n_attributions, n_entreprises, n_lots):
                            md5('{int(seed)}:' || g || ':' || j) AS m,
                            generate_series(0, 4) AS k)"""
     short_comment = "%s || ' ' || %s || ' ' || left(md5('%d/' || g), 8)" % (
-        _pick(COMMENT_WORDS, u(9)), _pick(COMMENT_WORDS, u(10)), int(seed))
-    _execute(cur, """
+        _pick(COMMENT_WORDS, u(9)),
+        _pick(COMMENT_WORDS, u(10)),
+        int(seed),
+    )
+    _execute(
+        cur,
+        """
         INSERT INTO dwh_facts.fait_attributions
             (attribution_id, date_demandee_key, date_attribution_key, entreprise_id, lot_id, montant,
              statut, commentaire, created_at)
@@ -341,14 +449,29 @@ def _load_attributions(cur, seed, n_attributions, n_entreprises, n_lots):
                                         WHEN {u2} < 0.93 THEN 'REJETEE'
                                         ELSE 'ANNULEE' END::varchar(20) AS statut) AS s
         CROSS JOIN LATERAL (SELECT 1 + floor({u5} * {n_lots})::int AS lot_id) AS l""".format(
-        dkey=_date_key("d.dd"),
-        akey=_date_key("(d.dd + (1 + floor(%s * 45))::int)" % u(12)),
-        u1=u(1), u2=u(2), u3=u(3), u4=u(4), u5=u(5), u6=u(6), u11=u(11),
-        n_ent=int(n_entreprises), n_lots=int(n_lots), superficie=_superficie("l.lot_id", seed),
-        big=big_comment, short=short_comment, days=FACT_DAYS, n=int(n_attributions),
-    ))
-    _execute(cur, "SELECT setval(pg_get_serial_sequence('dwh_facts.fait_attributions', 'attribution_id'), %s)",
-             (int(n_attributions),))
+            dkey=_date_key("d.dd"),
+            akey=_date_key("(d.dd + (1 + floor(%s * 45))::int)" % u(12)),
+            u1=u(1),
+            u2=u(2),
+            u3=u(3),
+            u4=u(4),
+            u5=u(5),
+            u6=u(6),
+            u11=u(11),
+            n_ent=int(n_entreprises),
+            n_lots=int(n_lots),
+            superficie=_superficie("l.lot_id", seed),
+            big=big_comment,
+            short=short_comment,
+            days=FACT_DAYS,
+            n=int(n_attributions),
+        ),
+    )
+    _execute(
+        cur,
+        "SELECT setval(pg_get_serial_sequence('dwh_facts.fait_attributions', 'attribution_id'), %s)",
+        (int(n_attributions),),
+    )
 
 
 def _load_factures(cur, seed, n_factures, n_attributions):
@@ -361,10 +484,17 @@ def _load_factures(cur, seed, n_factures, n_attributions):
                           'quantite', 1 + (hashint8extended(g * 100 + i, {salt}) & 7),
                           'prix_unitaire', round(a.montant / 40, 2), 'taxable', true) ORDER BY i)
                       FROM generate_series(1, 30 + floor({u8} * 20)::int) AS i)""".format(
-        lib=_pick(libelles, "((hashint8extended(g * 100 + i, %d) & 2147483647)::float8 / 2147483648.0)"
-                  % (int(seed) * 1000 + 309)),
-        salt=int(seed) * 1000 + 310, u8=u(308), seed=int(seed))
-    _execute(cur, """
+        lib=_pick(
+            libelles,
+            "((hashint8extended(g * 100 + i, %d) & 2147483647)::float8 / 2147483648.0)" % (int(seed) * 1000 + 309),
+        ),
+        salt=int(seed) * 1000 + 310,
+        u8=u(308),
+        seed=int(seed),
+    )
+    _execute(
+        cur,
+        """
         INSERT INTO dwh_facts.fait_factures
             (facture_id, date_facture_key, attribution_id, entreprise_id, montant_ht, montant_ttc,
              statut_paiement, details, created_at)
@@ -379,42 +509,64 @@ def _load_factures(cur, seed, n_factures, n_attributions):
                                                       'YYYYMMDD') + floor({u302} * 90)::int,
                                          '2026-12-31'::date) AS fdate) AS fd
         CROSS JOIN LATERAL (SELECT round(a.montant * (0.1 + 0.4 * {u303})::numeric, 2) AS ht) AS m""".format(
-        fkey=_date_key("fd.fdate"),
-        paiement=_pick(("PAYEE", "PAYEE", "PAYEE", "EMISE", "PARTIELLE", "EN_RETARD", "ANNULEE"), u(307)),
-        mode=_pick(("virement", "chèque", "espèces", "mobile money"), u(311)),
-        u301=u(301), u302=u(302), u303=u(303), u304=u(304), u305=u(305), u306=u(306),
-        big=big_details, n=int(n_factures), n_att=int(n_attributions),
-    ))
-    _execute(cur, "SELECT setval(pg_get_serial_sequence('dwh_facts.fait_factures', 'facture_id'), %s)",
-             (int(n_factures),))
+            fkey=_date_key("fd.fdate"),
+            paiement=_pick(("PAYEE", "PAYEE", "PAYEE", "EMISE", "PARTIELLE", "EN_RETARD", "ANNULEE"), u(307)),
+            mode=_pick(("virement", "chèque", "espèces", "mobile money"), u(311)),
+            u301=u(301),
+            u302=u(302),
+            u303=u(303),
+            u304=u(304),
+            u305=u(305),
+            u306=u(306),
+            big=big_details,
+            n=int(n_factures),
+            n_att=int(n_attributions),
+        ),
+    )
+    _execute(
+        cur, "SELECT setval(pg_get_serial_sequence('dwh_facts.fait_factures', 'facture_id'), %s)", (int(n_factures),)
+    )
 
 
 def _index_facts(cur):
-    _execute(cur, "CREATE INDEX fait_attributions_date_demandee_key_idx "
-                  "ON dwh_facts.fait_attributions (date_demandee_key)")
+    _execute(
+        cur, "CREATE INDEX fait_attributions_date_demandee_key_idx ON dwh_facts.fait_attributions (date_demandee_key)"
+    )
     _execute(cur, "CREATE INDEX fait_attributions_entreprise_id_idx ON dwh_facts.fait_attributions (entreprise_id)")
     _execute(cur, "CREATE INDEX fait_factures_date_facture_key_idx ON dwh_facts.fait_factures (date_facture_key)")
     _execute(cur, "CREATE INDEX fait_factures_entreprise_id_idx ON dwh_facts.fait_factures (entreprise_id)")
-    _execute(cur, """ALTER TABLE dwh_facts.fait_attributions
+    _execute(
+        cur,
+        """ALTER TABLE dwh_facts.fait_attributions
         ADD CONSTRAINT fait_attributions_entreprise_id_fkey FOREIGN KEY (entreprise_id)
             REFERENCES dwh_dim.dim_entreprise (entreprise_id),
-        ADD CONSTRAINT fait_attributions_lot_id_fkey FOREIGN KEY (lot_id) REFERENCES dwh_dim.dim_lot (lot_id)""")
-    _execute(cur, """ALTER TABLE dwh_facts.fait_factures
+        ADD CONSTRAINT fait_attributions_lot_id_fkey FOREIGN KEY (lot_id) REFERENCES dwh_dim.dim_lot (lot_id)""",
+    )
+    _execute(
+        cur,
+        """ALTER TABLE dwh_facts.fait_factures
         ADD CONSTRAINT fait_factures_entreprise_id_fkey FOREIGN KEY (entreprise_id)
-            REFERENCES dwh_dim.dim_entreprise (entreprise_id)""")
+            REFERENCES dwh_dim.dim_entreprise (entreprise_id)""",
+    )
 
 
 def _create_marts(cur):
-    _execute(cur, """
+    _execute(
+        cur,
+        """
         CREATE MATERIALIZED VIEW dwh_marts.mv_attributions_par_annee AS
         SELECT d.year AS annee, a.statut, count(*) AS nb_attributions,
                sum(a.montant) AS montant_total, round(avg(a.montant), 2) AS montant_moyen
         FROM dwh_facts.fait_attributions AS a
         JOIN dwh_dim.dim_date AS d ON d.date_key = a.date_demandee_key
-        GROUP BY d.year, a.statut""")
-    _execute(cur, "CREATE UNIQUE INDEX mv_attributions_par_annee_uk "
-                  "ON dwh_marts.mv_attributions_par_annee (annee, statut)")
-    _execute(cur, """
+        GROUP BY d.year, a.statut""",
+    )
+    _execute(
+        cur, "CREATE UNIQUE INDEX mv_attributions_par_annee_uk ON dwh_marts.mv_attributions_par_annee (annee, statut)"
+    )
+    _execute(
+        cur,
+        """
         CREATE MATERIALIZED VIEW dwh_marts.mv_factures_par_entreprise AS
         SELECT e.entreprise_id, e.raison_sociale, e.secteur, count(f.facture_id) AS nb_factures,
                coalesce(sum(f.montant_ht), 0) AS total_ht, coalesce(sum(f.montant_ttc), 0) AS total_ttc,
@@ -422,10 +574,14 @@ def _create_marts(cur):
                                                   AND f.statut_paiement <> 'ANNULEE'), 0) AS reste_a_payer
         FROM dwh_dim.dim_entreprise AS e
         LEFT JOIN dwh_facts.fait_factures AS f ON f.entreprise_id = e.entreprise_id
-        GROUP BY e.entreprise_id, e.raison_sociale, e.secteur""")
-    _execute(cur, "CREATE UNIQUE INDEX mv_factures_par_entreprise_uk "
-                  "ON dwh_marts.mv_factures_par_entreprise (entreprise_id)")
-    _execute(cur, """
+        GROUP BY e.entreprise_id, e.raison_sociale, e.secteur""",
+    )
+    _execute(
+        cur, "CREATE UNIQUE INDEX mv_factures_par_entreprise_uk ON dwh_marts.mv_factures_par_entreprise (entreprise_id)"
+    )
+    _execute(
+        cur,
+        """
         CREATE MATERIALIZED VIEW dwh_marts.mv_occupation_par_zone AS
         SELECT z.zone_id, z.nom, z.region, count(*) AS nb_attributions,
                sum(l.superficie) AS superficie_attribuee, sum(a.montant) AS montant_total
@@ -433,9 +589,12 @@ def _create_marts(cur):
         JOIN dwh_dim.dim_lot AS l ON l.lot_id = a.lot_id
         JOIN dwh_dim.dim_zone AS z ON z.zone_id = l.zone_id
         WHERE a.statut = 'ATTRIBUEE'
-        GROUP BY z.zone_id, z.nom, z.region""")
+        GROUP BY z.zone_id, z.nom, z.region""",
+    )
     _execute(cur, "CREATE UNIQUE INDEX mv_occupation_par_zone_uk ON dwh_marts.mv_occupation_par_zone (zone_id)")
-    _execute(cur, """
+    _execute(
+        cur,
+        """
         CREATE VIEW dwh_marts.v_attributions_detail AS
         SELECT a.attribution_id, d.full_date AS date_demandee, a.statut, a.montant,
                e.raison_sociale, e.secteur, l.numero_lot, l.superficie, z.nom AS zone, z.region
@@ -443,11 +602,16 @@ def _create_marts(cur):
         JOIN dwh_dim.dim_date AS d ON d.date_key = a.date_demandee_key
         LEFT JOIN dwh_dim.dim_entreprise AS e ON e.entreprise_id = a.entreprise_id
         LEFT JOIN dwh_dim.dim_lot AS l ON l.lot_id = a.lot_id
-        LEFT JOIN dwh_dim.dim_zone AS z ON z.zone_id = l.zone_id""")
-    _execute(cur, "COMMENT ON MATERIALIZED VIEW dwh_marts.mv_attributions_par_annee IS "
-                  "'Attributions par année de demande et statut'")
-    _execute(cur, "COMMENT ON MATERIALIZED VIEW dwh_marts.mv_factures_par_entreprise IS "
-                  "'Facturation cumulée par entreprise'")
+        LEFT JOIN dwh_dim.dim_zone AS z ON z.zone_id = l.zone_id""",
+    )
+    _execute(
+        cur,
+        "COMMENT ON MATERIALIZED VIEW dwh_marts.mv_attributions_par_annee IS "
+        "'Attributions par année de demande et statut'",
+    )
+    _execute(
+        cur, "COMMENT ON MATERIALIZED VIEW dwh_marts.mv_factures_par_entreprise IS 'Facturation cumulée par entreprise'"
+    )
     _execute(cur, "COMMENT ON VIEW dwh_marts.v_attributions_detail IS 'Attributions avec leurs dimensions'")
 
 
@@ -474,8 +638,11 @@ def ensure_reporting_role(conn, role="dwh_reporting"):
             schema_ident = sql.Identifier(schema)
             cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_ident, ident))
             cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema_ident, ident))
-            cur.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}")
-                        .format(schema_ident, ident))
+            cur.execute(
+                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
+                    schema_ident, ident
+                )
+            )
 
 
 def _bloat(cur):
@@ -486,8 +653,11 @@ def _bloat(cur):
 def _relation_sizes(cur):
     sizes = {}
     for name in DIM_TABLES + FACT_TABLES + MATVIEWS:
-        cur.execute("SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s::regclass)),"
-                    " pg_total_relation_size(%s::regclass))::bigint", (name, name))
+        cur.execute(
+            "SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(%s::regclass)),"
+            " pg_total_relation_size(%s::regclass))::bigint",
+            (name, name),
+        )
         sizes[name] = int(cur.fetchone()[0] or 0)
     return sizes
 
@@ -559,8 +729,14 @@ def load_warehouse(conn, scale=1_000_000, seed=42, bloat=False, partitioned=Fals
         seconds = round(time.monotonic() - started, 3)
         rows = _row_counts(cur)
         sizes = _relation_sizes(cur)
-        for setting in ("statement_timeout", "lock_timeout", "maintenance_work_mem", "work_mem",
-                        "synchronous_commit", "client_min_messages"):
+        for setting in (
+            "statement_timeout",
+            "lock_timeout",
+            "maintenance_work_mem",
+            "work_mem",
+            "synchronous_commit",
+            "client_min_messages",
+        ):
             cur.execute("RESET %s" % setting)
     return {
         "scale": scale,
@@ -599,8 +775,12 @@ def _connect_from_args(args):
         return psycopg2.connect(args.dsn)
     with open(args.server_json) as handle:
         info = json.load(handle)
-    params = {"host": info.get("host", "127.0.0.1"), "port": info["port"], "user": info.get("user", "postgres"),
-              "password": info.get("password")}
+    params = {
+        "host": info.get("host", "127.0.0.1"),
+        "port": info["port"],
+        "user": info.get("user", "postgres"),
+        "password": info.get("password"),
+    }
     admin = psycopg2.connect(dbname="postgres", **params)
     admin.autocommit = True
     try:
@@ -618,8 +798,9 @@ def _main(argv=None):
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--dsn", help="libpq connection string of the target database")
     target.add_argument("--server-json", help="server.json written by `python -m tests.support.pgserver start`")
-    parser.add_argument("--dbname", default="sigeti_node_db",
-                        help="database to use (created if absent) with --server-json")
+    parser.add_argument(
+        "--dbname", default="sigeti_node_db", help="database to use (created if absent) with --server-json"
+    )
     parser.add_argument("--scale", type=int, default=1_000_000, help="fact rows in total (default 1000000)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--bloat", action="store_true", help="leave dead tuples, autovacuum off on the facts")
@@ -628,8 +809,14 @@ def _main(argv=None):
     args = parser.parse_args(argv)
     conn = _connect_from_args(args)
     try:
-        summary = load_warehouse(conn, scale=args.scale, seed=args.seed, bloat=args.bloat,
-                                 partitioned=args.partitioned, reporting_role=args.reporting_role or None)
+        summary = load_warehouse(
+            conn,
+            scale=args.scale,
+            seed=args.seed,
+            bloat=args.bloat,
+            partitioned=args.partitioned,
+            reporting_role=args.reporting_role or None,
+        )
     finally:
         conn.close()
     print(json.dumps(summary, indent=2, sort_keys=True))

@@ -27,8 +27,14 @@ def render(node):
 
 
 def col(name, type_="text", type_name=None, compression="default", storage="extended", toastable=True):
-    return {"name": name, "type": type_, "type_name": type_name or type_, "compression": compression,
-            "storage": storage, "toastable": toastable}
+    return {
+        "name": name,
+        "type": type_,
+        "type_name": type_name or type_,
+        "compression": compression,
+        "storage": storage,
+        "toastable": toastable,
+    }
 
 
 def columns(**overrides):
@@ -46,8 +52,17 @@ def columns(**overrides):
 
 
 def rel(oid, name, relkind="r", is_partition=False, reloptions=None, reltuples=1000.0, **col_overrides):
-    return {"oid": oid, "schema": "f", "name": name, "relkind": relkind, "is_partition": is_partition,
-            "reloptions": reloptions or {}, "reltuples": reltuples, "relpages": 100, "columns": columns(**col_overrides)}
+    return {
+        "oid": oid,
+        "schema": "f",
+        "name": name,
+        "relkind": relkind,
+        "is_partition": is_partition,
+        "reloptions": reloptions or {},
+        "reltuples": reltuples,
+        "relpages": 100,
+        "columns": columns(**col_overrides),
+    }
 
 
 def plain_table(**col_overrides):
@@ -57,7 +72,10 @@ def plain_table(**col_overrides):
 
 def partitioned_table(**col_overrides):
     root = rel(10, "p", relkind="p", **col_overrides)
-    parts = [rel(11, "p_2024", is_partition=True, **col_overrides), rel(12, "p_2025", is_partition=True, **col_overrides)]
+    parts = [
+        rel(11, "p_2024", is_partition=True, **col_overrides),
+        rel(12, "p_2025", is_partition=True, **col_overrides),
+    ]
     return {"schema": "f", "name": "p", "root": root, "partitions": parts, "columns": root["columns"]}
 
 
@@ -67,9 +85,20 @@ def declared(**params):
 
 def measured(pglz=0, lz4=0, uncompressed=0, sampled=False, rows_read=None, column="note"):
     rows = pglz + lz4 + uncompressed
-    return {"sampled": sampled, "rows_read": rows if rows_read is None else rows_read,
-            "columns": {column: {"pglz": pglz, "lz4": lz4, "uncompressed": uncompressed, "null": 0,
-                                 "avg_bytes": 3000.0, "max_bytes": 4000}}}
+    return {
+        "sampled": sampled,
+        "rows_read": rows if rows_read is None else rows_read,
+        "columns": {
+            column: {
+                "pglz": pglz,
+                "lz4": lz4,
+                "uncompressed": uncompressed,
+                "null": 0,
+                "avg_bytes": 3000.0,
+                "max_bytes": 4000,
+            }
+        },
+    }
 
 
 def sqls(plan):
@@ -78,18 +107,22 @@ def sqls(plan):
 
 # --- declared state -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params, message", [
-    ({"columns": {"note": "zstd"}}, "not a compression method"),
-    ({"columns": {"note": 4}}, "not a compression method"),
-    ({"storage": {"note": "compressed"}}, "not a storage strategy"),
-    ({"toast_tuple_target": 127}, "out of range"),
-    ({"toast_tuple_target": 8161}, "out of range"),
-    ({"toast_tuple_target": True}, "not an integer"),
-    ({"recompress": "online"}, "needs columns"),
-    ({"recompress": "later", "columns": {"note": "lz4"}}, "use one of none, online, rewrite"),
-    ({"database_default": "zstd"}, "use lz4 or pglz"),
-    ({"columns": {"note": "lz4"}, "batch_size": 0}, "positive"),
-])
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"columns": {"note": "zstd"}}, "not a compression method"),
+        ({"columns": {"note": 4}}, "not a compression method"),
+        ({"storage": {"note": "compressed"}}, "not a storage strategy"),
+        ({"toast_tuple_target": 127}, "out of range"),
+        ({"toast_tuple_target": 8161}, "out of range"),
+        ({"toast_tuple_target": True}, "not an integer"),
+        ({"recompress": "online"}, "needs columns"),
+        ({"recompress": "later", "columns": {"note": "lz4"}}, "use one of none, online, rewrite"),
+        ({"database_default": "zstd"}, "use lz4 or pglz"),
+        ({"columns": {"note": "lz4"}, "batch_size": 0}, "positive"),
+    ],
+)
 def test_declared_state_rejects_bad_values(params, message):
     with pytest.raises(InvalidInput) as error:
         cmp.declared_state(params)
@@ -111,23 +144,30 @@ def test_toast_threshold_follows_block_size():
 
 # --- validation ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params, message", [
-    ({"columns": {"absent": "lz4"}}, "column 'absent' does not exist in table f.t (its columns: id, note"),
-    ({"columns": {"id": "lz4"}}, "is of type integer"),
-    ({"storage": {"jour": "main"}}, "is of type date"),
-    ({"columns": {"tags": "lz4"}, "recompress": "online"}, "cannot rebuild values of f.t.tags (type text[])"),
-])
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"columns": {"absent": "lz4"}}, "column 'absent' does not exist in table f.t (its columns: id, note"),
+        ({"columns": {"id": "lz4"}}, "is of type integer"),
+        ({"storage": {"jour": "main"}}, "is of type date"),
+        ({"columns": {"tags": "lz4"}, "recompress": "online"}, "cannot rebuild values of f.t.tags (type text[])"),
+    ],
+)
 def test_validate_rejects_what_cannot_apply(params, message):
     with pytest.raises(InvalidInput) as error:
         cmp.validate(declared(**params), plain_table(), SERVER, identities={1: {"columns": ["id"]}})
     assert message in error.value.msg
 
 
-@pytest.mark.parametrize("params", [
-    {"columns": {"note": "lz4"}},
-    {"database_default": "lz4"},
-    {"columns": {"note": "default"}, "database_default": "lz4"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"columns": {"note": "lz4"}},
+        {"database_default": "lz4"},
+        {"columns": {"note": "default"}, "database_default": "lz4"},
+    ],
+)
 def test_validate_refuses_lz4_on_a_server_without_it(params):
     server = dict(SERVER, lz4=False)
     with pytest.raises(UnsupportedServer) as error:
@@ -157,13 +197,17 @@ def test_validate_rewrite_refuses_a_column_read_by_a_view_on_a_plain_table():
 
 # --- SQL builders -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("type_name, expected", [
-    ("text", "\"c\" || ''"),
-    ("varchar", "\"c\" || ''"),
-    ("bpchar", "\"c\" || ''"),
-    ("bytea", "\"c\" || ''::bytea"),
-    ("json", "(\"c\"::text)::json"),
-])
+
+@pytest.mark.parametrize(
+    "type_name, expected",
+    [
+        ("text", "\"c\" || ''"),
+        ("varchar", "\"c\" || ''"),
+        ("bpchar", "\"c\" || ''"),
+        ("bytea", "\"c\" || ''::bytea"),
+        ("json", '("c"::text)::json'),
+    ],
+)
 def test_rebuild_expression_builds_a_new_value(type_name, expected):
     assert render(cmp.rebuild_expression("c", type_name)) == expected
 
@@ -172,17 +216,18 @@ def test_rebuild_expression_for_jsonb_keeps_arrays_arrays():
     text = render(cmp.rebuild_expression("doc", "jsonb"))
     assert "WHEN 'object' THEN \"doc\" || '{}'::jsonb" in text
     assert "WHEN 'array' THEN \"doc\" || '[]'::jsonb" in text
-    assert "ELSE (\"doc\"::text)::jsonb" in text
+    assert 'ELSE ("doc"::text)::jsonb' in text
 
 
 def test_batch_update_with_composite_key_bounds():
     entry = rel(11, "p_2024", is_partition=True)
-    text = render(cmp.batch_update_sql(entry, [("note", "text", "lz4")], ["id", "jour"], (5, "2024-01-02"),
-                                       (9, "2024-03-01")))
+    text = render(
+        cmp.batch_update_sql(entry, [("note", "text", "lz4")], ["id", "jour"], (5, "2024-01-02"), (9, "2024-03-01"))
+    )
     assert text == (
         'UPDATE ONLY "f"."p_2024" SET "note" = CASE WHEN pg_column_compression("note") <> \'lz4\' THEN "note" || \'\' '
         'ELSE "note" END WHERE ("id", "jour") > (5, \'2024-01-02\') AND ("id", "jour") <= (9, \'2024-03-01\') '
-        'AND (pg_column_compression("note") <> \'lz4\')'
+        "AND (pg_column_compression(\"note\") <> 'lz4')"
     )
     first = render(cmp.batch_update_sql(entry, [("note", "text", "lz4")], ["id"], None, (100,)))
     assert 'WHERE ("id") <= (100) AND' in first and ">" not in first.split("WHERE")[1].split("AND")[0]
@@ -192,19 +237,25 @@ def test_batch_update_with_composite_key_bounds():
 
 def test_next_bound_reads_the_last_key_of_the_batch():
     entry = rel(1, "t")
-    assert render(cmp.next_bound_sql(entry, ["id"], None, 500)) == \
-        'SELECT "id" FROM ONLY "f"."t" ORDER BY "id" OFFSET 499 LIMIT 1'
-    assert render(cmp.next_bound_sql(entry, ["a", "b"], (1, "x"), 10)) == \
-        'SELECT "a", "b" FROM ONLY "f"."t" WHERE ("a", "b") > (1, \'x\') ORDER BY "a", "b" OFFSET 9 LIMIT 1'
+    assert (
+        render(cmp.next_bound_sql(entry, ["id"], None, 500))
+        == 'SELECT "id" FROM ONLY "f"."t" ORDER BY "id" OFFSET 499 LIMIT 1'
+    )
+    assert (
+        render(cmp.next_bound_sql(entry, ["a", "b"], (1, "x"), 10))
+        == 'SELECT "a", "b" FROM ONLY "f"."t" WHERE ("a", "b") > (1, \'x\') ORDER BY "a", "b" OFFSET 9 LIMIT 1'
+    )
 
 
 # --- plans --------------------------------------------------------------------------------------
 
+
 def test_plain_table_already_as_declared_gives_an_empty_plan():
     table = plain_table(note={"compression": "lz4", "storage": "main"})
     state = declared(columns={"note": "lz4"}, storage={"note": "main"}, recompress="online")
-    plan = cmp.build_plan(state, table, SERVER, {1: measured(lz4=900, uncompressed=100)},
-                          identities={1: {"columns": ["id"]}})
+    plan = cmp.build_plan(
+        state, table, SERVER, {1: measured(lz4=900, uncompressed=100)}, identities={1: {"columns": ["id"]}}
+    )
     assert not plan and plan.items == []
     assert plan.to_rewrite == {"note": 0}
 
@@ -253,22 +304,35 @@ def test_sampled_counts_are_scaled_to_the_relation():
     table = plain_table(note={"compression": "lz4"})
     table["root"]["reltuples"] = 100000.0
     m = measured(pglz=150, lz4=50, sampled=True, rows_read=200)
-    plan = cmp.build_plan(declared(columns={"note": "lz4"}, recompress="online"), table, SERVER, {1: m},
-                          identities={1: {"columns": ["id"]}})
+    plan = cmp.build_plan(
+        declared(columns={"note": "lz4"}, recompress="online"),
+        table,
+        SERVER,
+        {1: m},
+        identities={1: {"columns": ["id"]}},
+    )
     assert plan.to_rewrite == {"note": 75000}
 
 
 def test_rewrite_plain_table_is_one_alter_with_compression_and_storage():
     table = plain_table(note={"compression": "lz4", "storage": "main"}, doc={"compression": "lz4"})
-    m = {1: {"sampled": False, "rows_read": 10, "columns": {
-        "note": {"pglz": 10, "lz4": 0, "uncompressed": 0}, "doc": {"pglz": 3, "lz4": 7, "uncompressed": 0}}}}
+    m = {
+        1: {
+            "sampled": False,
+            "rows_read": 10,
+            "columns": {
+                "note": {"pglz": 10, "lz4": 0, "uncompressed": 0},
+                "doc": {"pglz": 3, "lz4": 7, "uncompressed": 0},
+            },
+        }
+    }
     state = declared(columns={"note": "lz4", "doc": "lz4"}, recompress="rewrite")
     plan = cmp.build_plan(state, table, SERVER, m)
     assert sqls(plan) == [
         'ALTER TABLE ONLY "f"."t" ALTER COLUMN "note" TYPE text USING "note" || \'\', '
         'ALTER COLUMN "note" SET COMPRESSION lz4, ALTER COLUMN "note" SET STORAGE MAIN, '
         'ALTER COLUMN "doc" TYPE jsonb USING CASE jsonb_typeof("doc") WHEN \'object\' THEN "doc" || \'{}\'::jsonb '
-        'WHEN \'array\' THEN "doc" || \'[]\'::jsonb ELSE ("doc"::text)::jsonb END, '
+        "WHEN 'array' THEN \"doc\" || '[]'::jsonb ELSE (\"doc\"::text)::jsonb END, "
         'ALTER COLUMN "doc" SET COMPRESSION lz4, ALTER COLUMN "doc" SET STORAGE EXTENDED'
     ]
     assert plan.items[0].lock == "ACCESS EXCLUSIVE"
@@ -276,8 +340,12 @@ def test_rewrite_plain_table_is_one_alter_with_compression_and_storage():
 
 def test_rewrite_partition_is_update_then_vacuum_full_of_that_partition():
     table = partitioned_table(note={"compression": "lz4"})
-    plan = cmp.build_plan(declared(columns={"note": "lz4"}, recompress="rewrite"), table, SERVER,
-                          {11: measured(pglz=5), 12: measured(lz4=5)})
+    plan = cmp.build_plan(
+        declared(columns={"note": "lz4"}, recompress="rewrite"),
+        table,
+        SERVER,
+        {11: measured(pglz=5), 12: measured(lz4=5)},
+    )
     assert sqls(plan) == [
         'UPDATE ONLY "f"."p_2024" SET "note" = CASE WHEN pg_column_compression("note") <> \'lz4\' THEN "note" || \'\' '
         'ELSE "note" END WHERE (pg_column_compression("note") <> \'lz4\')',
@@ -289,10 +357,11 @@ def test_rewrite_partition_is_update_then_vacuum_full_of_that_partition():
 def test_default_method_resolves_to_the_declared_database_default():
     table = plain_table()
     state = declared(columns={"note": "default"}, database_default="lz4", recompress="online")
-    plan = cmp.build_plan(state, table, SERVER, {1: measured(pglz=4)}, identities={1: {"columns": ["id"]}},
-                          database_default_now="pglz")
+    plan = cmp.build_plan(
+        state, table, SERVER, {1: measured(pglz=4)}, identities={1: {"columns": ["id"]}}, database_default_now="pglz"
+    )
     assert sqls(plan) == [
-        'ALTER DATABASE "dwh" SET default_toast_compression = \'lz4\'',
+        "ALTER DATABASE \"dwh\" SET default_toast_compression = 'lz4'",
         "SET default_toast_compression = 'lz4'",
         "TASK t",
         'VACUUM "f"."t"',
@@ -315,13 +384,20 @@ def test_storage_external_warns_that_the_method_has_no_effect():
 def test_narrow_rows_warn_with_measured_widths():
     table = plain_table()
     widths = {1: {"rows_read": 2000, "avg_bytes": 96.0, "max_bytes": 120, "sampled": False}}
-    plan = cmp.build_plan(declared(columns={"note": "lz4"}), table, SERVER, {1: measured(uncompressed=2000)}, widths=widths)
+    plan = cmp.build_plan(
+        declared(columns={"note": "lz4"}), table, SERVER, {1: measured(uncompressed=2000)}, widths=widths
+    )
     warning = [w for w in plan.warnings if "TOAST threshold" in w]
-    assert warning == ["f.t: no row exceeds the TOAST threshold; this setting changes nothing for this table "
-                       "(measured over 2000 row(s): widest row 120 bytes, average 96 bytes, threshold 2032 bytes)"]
+    assert warning == [
+        "f.t: no row exceeds the TOAST threshold; this setting changes nothing for this table "
+        "(measured over 2000 row(s): widest row 120 bytes, average 96 bytes, threshold 2032 bytes)"
+    ]
     wide = {1: {"rows_read": 10, "avg_bytes": 3000.0, "max_bytes": 5000, "sampled": False}}
-    assert not [w for w in cmp.build_plan(declared(columns={"note": "lz4"}), table, SERVER, {}, widths=wide).warnings
-                if "TOAST threshold" in w]
+    assert not [
+        w
+        for w in cmp.build_plan(declared(columns={"note": "lz4"}), table, SERVER, {}, widths=wide).warnings
+        if "TOAST threshold" in w
+    ]
 
 
 def test_summarize_sums_leaves_and_gives_shares_of_non_null_values():

@@ -44,7 +44,10 @@ def test_display_name_round_trips():
     [
         ("DEFAULT", {"kind": "default"}),
         ("FOR VALUES FROM (20230101) TO (20240101)", {"kind": "range", "low": [20230101], "high": [20240101]}),
-        ("FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')", {"kind": "range", "low": ["2023-01-01"], "high": ["2024-01-01"]}),
+        (
+            "FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')",
+            {"kind": "range", "low": ["2023-01-01"], "high": ["2024-01-01"]},
+        ),
         ("FOR VALUES FROM (MINVALUE) TO (-5)", {"kind": "range", "low": ["MINVALUE"], "high": [-5]}),
         ("FOR VALUES FROM (1, 'a''b') TO (2, MAXVALUE)", {"kind": "range", "low": [1, "a'b"], "high": [2, "MAXVALUE"]}),
         ("FOR VALUES IN ('nord', NULL)", {"kind": "list", "values": ["nord", None]}),
@@ -57,7 +60,9 @@ def test_parse_partition_bound(expr, expected):
 
 def test_typed_values():
     assert catalog.typed_value("2024-02-29", "date") == datetime.date(2024, 2, 29)
-    assert catalog.typed_value("2024-01-01 00:00:00+00", "timestamp with time zone").utcoffset() == datetime.timedelta(0)
+    assert catalog.typed_value("2024-01-01 00:00:00+00", "timestamp with time zone").utcoffset() == datetime.timedelta(
+        0
+    )
     assert catalog.typed_value("2024-01-01 00:00:00", "timestamp without time zone") == datetime.datetime(2024, 1, 1)
     assert catalog.typed_value(20240101, "integer") == 20240101
     assert catalog.typed_value("MINVALUE", "date") == "MINVALUE"
@@ -71,7 +76,9 @@ def test_coverage_finds_gaps_and_overlaps():
 
 def test_parse_options():
     assert catalog.parse_options(["fillfactor=90", "autovacuum_enabled=false"]) == {
-        "fillfactor": "90", "autovacuum_enabled": "false"}
+        "fillfactor": "90",
+        "autovacuum_enabled": "false",
+    }
     assert catalog.parse_options(None) == {}
 
 
@@ -85,7 +92,11 @@ def test_bound_as_date_and_periods_ahead():
     assert bound_as_date(20240229) == datetime.date(2024, 2, 29)
     assert bound_as_date(202402) == datetime.date(2024, 2, 1)
     assert bound_as_date(20241350) is None
-    ranges = [(20250101, 20260101, "y2025"), (20260101, 20270101, "y2026"), (20270101, 20280101, "y2027"),
-              (20290101, 20300101, "y2029")]
+    ranges = [
+        (20250101, 20260101, "y2025"),
+        (20260101, 20270101, "y2026"),
+        (20270101, 20280101, "y2027"),
+        (20290101, 20300101, "y2029"),
+    ]
     assert periods_ahead(ranges, datetime.date(2025, 6, 1)) == ("y2025", 2, "2028-01-01")
     assert periods_ahead(ranges, datetime.date(2028, 6, 1)) == (None, 0, None)

@@ -10,18 +10,40 @@ from tests.support.migration_driver import yearly_layout
 
 
 def _column(name, type_="integer", not_null=True, identity=""):
-    return {"name": name, "type": type_, "not_null": not_null, "identity": identity, "generated": "",
-            "statistics_target": None}
+    return {
+        "name": name,
+        "type": type_,
+        "not_null": not_null,
+        "identity": identity,
+        "generated": "",
+        "statistics_target": None,
+    }
 
 
 def _table(**extra):
     table = {
-        "oid": 4242, "schema": "dwh_facts", "name": "fait", "relkind": "r", "owner": "dwh", "comment": None,
-        "reltuples": 1000.0, "relpages": 10, "heap_bytes": 80000, "toast_bytes": 0, "index_bytes": 20000,
-        "reloptions": {}, "toast_reloptions": {}, "partitions": [],
+        "oid": 4242,
+        "schema": "dwh_facts",
+        "name": "fait",
+        "relkind": "r",
+        "owner": "dwh",
+        "comment": None,
+        "reltuples": 1000.0,
+        "relpages": 10,
+        "heap_bytes": 80000,
+        "toast_bytes": 0,
+        "index_bytes": 20000,
+        "reloptions": {},
+        "toast_reloptions": {},
+        "partitions": [],
         "columns": [_column("id", "bigint"), _column("date_key"), _column("note", "text", False)],
-        "indexes": [{"name": "fait_pkey", "definition": "CREATE UNIQUE INDEX fait_pkey ON dwh_facts.fait USING btree (id)",
-                     "is_unique": True}],
+        "indexes": [
+            {
+                "name": "fait_pkey",
+                "definition": "CREATE UNIQUE INDEX fait_pkey ON dwh_facts.fait USING btree (id)",
+                "is_unique": True,
+            }
+        ],
     }
     table.update(extra)
     return table
@@ -30,12 +52,33 @@ def _table(**extra):
 def _facts(**extra):
     facts = {
         "flags": {"persistence": "p", "row_security": False, "force_row_security": False},
-        "constraints": [{"name": "fait_pkey", "type": "p", "columns": ["id"], "index": "fait_pkey",
-                         "definition": "PRIMARY KEY (id)", "validated": True, "comment": None}],
-        "foreign_keys_in": [], "grants": [], "column_grants": [], "triggers": [], "policies": [], "sequences": [],
-        "column_options": [], "index_comments": [], "views": [], "index_tails": {"fait_pkey": "USING btree (id)"},
-        "state": None, "taken": [], "out_of_range": {"rows": 0, "min": None, "max": None}, "key_min": 20200101,
-        "key_max": 20261231, "free_bytes": None,
+        "constraints": [
+            {
+                "name": "fait_pkey",
+                "type": "p",
+                "columns": ["id"],
+                "index": "fait_pkey",
+                "definition": "PRIMARY KEY (id)",
+                "validated": True,
+                "comment": None,
+            }
+        ],
+        "foreign_keys_in": [],
+        "grants": [],
+        "column_grants": [],
+        "triggers": [],
+        "policies": [],
+        "sequences": [],
+        "column_options": [],
+        "index_comments": [],
+        "views": [],
+        "index_tails": {"fait_pkey": "USING btree (id)"},
+        "state": None,
+        "taken": [],
+        "out_of_range": {"rows": 0, "min": None, "max": None},
+        "key_min": 20200101,
+        "key_max": 20261231,
+        "free_bytes": None,
     }
     facts.update(extra)
     return facts
@@ -44,7 +87,9 @@ def _facts(**extra):
 def _plan(table=None, facts=None, layout=None, **options):
     opts = {"key": "date_key", "extend_primary_key": True}
     opts.update(options)
-    return migration.plan_migration(table or _table(), layout or yearly_layout("fait"), opts, {}, facts=facts or _facts())
+    return migration.plan_migration(
+        table or _table(), layout or yearly_layout("fait"), opts, {}, facts=facts or _facts()
+    )
 
 
 def test_derived_names_stay_within_63_bytes_and_unique():
@@ -62,14 +107,20 @@ def test_yearly_layout_for_yyyymmdd_keys():
     assert layout[-1] == {"name": "fait_default", "default": True}
 
 
-@pytest.mark.parametrize("layout, message", [
-    ([], "no target partitions"),
-    ([{"name": "a", "low": 20200101, "high": 20200101}], "low 20200101 >= high"),
-    ([{"name": "a", "low": 20200101, "high": 20210101}, {"name": "b", "low": 20200601, "high": 20220101}], "overlap"),
-    ([{"name": "a", "low": datetime.date(2020, 1, 1), "high": datetime.date(2021, 1, 1)}], "must be integers"),
-    ([{"name": "a", "default": True}, {"name": "b", "default": True}], "two default partitions"),
-    ([{"name": "a", "low": 1, "high": 2}, {"name": "a", "low": 2, "high": 3}], "declared twice"),
-])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ([], "no target partitions"),
+        ([{"name": "a", "low": 20200101, "high": 20200101}], "low 20200101 >= high"),
+        (
+            [{"name": "a", "low": 20200101, "high": 20210101}, {"name": "b", "low": 20200601, "high": 20220101}],
+            "overlap",
+        ),
+        ([{"name": "a", "low": datetime.date(2020, 1, 1), "high": datetime.date(2021, 1, 1)}], "must be integers"),
+        ([{"name": "a", "default": True}, {"name": "b", "default": True}], "two default partitions"),
+        ([{"name": "a", "low": 1, "high": 2}, {"name": "a", "low": 2, "high": 3}], "declared twice"),
+    ],
+)
 def test_layout_errors(layout, message):
     with pytest.raises(InvalidInput) as err:
         migration.validate_layout(layout, "integer", "dwh_facts.fait")
@@ -80,8 +131,11 @@ def test_date_and_timestamp_keys_take_dates():
     layout = [{"name": "p", "low": datetime.date(2020, 1, 1), "high": datetime.date(2021, 1, 1)}]
     ranges, default = migration.validate_layout(layout, "date", "t")
     assert ranges == layout and default is None
-    migration.validate_layout([{"name": "p", "low": datetime.datetime(2020, 1, 1), "high": datetime.datetime(2021, 1, 1)}],
-                              "timestamp with time zone", "t")
+    migration.validate_layout(
+        [{"name": "p", "low": datetime.datetime(2020, 1, 1), "high": datetime.datetime(2021, 1, 1)}],
+        "timestamp with time zone",
+        "t",
+    )
     with pytest.raises(InvalidInput):
         migration.validate_layout(layout, "text", "t")
 
@@ -112,8 +166,14 @@ def test_refusals_name_the_object_and_what_to_do():
     with pytest.raises(InvalidInput) as err:
         _plan(key="nope")
     assert "'nope' is not a column" in err.value.msg
-    unique = {"name": "fait_note_key", "type": "u", "columns": ["note"], "index": "fait_note_key",
-              "definition": "UNIQUE (note)", "validated": True}
+    unique = {
+        "name": "fait_note_key",
+        "type": "u",
+        "columns": ["note"],
+        "index": "fait_note_key",
+        "definition": "UNIQUE (note)",
+        "validated": True,
+    }
     with pytest.raises(InvalidInput) as err:
         _plan(facts=_facts(constraints=_facts()["constraints"] + [unique]))
     assert "fait_note_key" in err.value.msg

@@ -31,28 +31,58 @@ _oid = [1000]
 def part(name, low=None, high=None, default=False, level=1, relkind="r", indexes=None, reloptions=None, toast=None):
     _oid[0] += 1
     bound = {"kind": "default"} if default else {"kind": "range", "low": [low], "high": [high]}
-    entry = {"oid": _oid[0], "parent_oid": 1, "schema": "dwh", "name": name, "level": level, "relkind": relkind,
-             "bound": bound, "bound_expr": "DEFAULT" if default else "FOR VALUES FROM (%s) TO (%s)" % (low, high),
-             "indexes": indexes or [], "reloptions": reloptions or {}, "toast_reloptions": toast or {},
-             "toast_oid": 77 if toast is not None else None}
+    entry = {
+        "oid": _oid[0],
+        "parent_oid": 1,
+        "schema": "dwh",
+        "name": name,
+        "level": level,
+        "relkind": relkind,
+        "bound": bound,
+        "bound_expr": "DEFAULT" if default else "FOR VALUES FROM (%s) TO (%s)" % (low, high),
+        "indexes": indexes or [],
+        "reloptions": reloptions or {},
+        "toast_reloptions": toast or {},
+        "toast_oid": 77 if toast is not None else None,
+    }
     if not default:
         entry["low"], entry["high"] = low, high
     return entry
 
 
 def table(parts, relkind="p", strategy="range", columns=("dk",), indexes=None):
-    return {"exists": True, "schema": "dwh", "name": "fait", "relkind": relkind, "oid": 1,
-            "partition_key": {"strategy": strategy, "columns": list(columns), "types": ["integer"],
-                              "has_expressions": False, "definition": "RANGE (%s)" % ", ".join(columns)},
-            "partitions": parts, "columns": [{"name": "id", "generated": ""}, {"name": "dk", "generated": ""},
-                                             {"name": "g", "generated": "s"}],
-            "indexes": indexes or []}
+    return {
+        "exists": True,
+        "schema": "dwh",
+        "name": "fait",
+        "relkind": relkind,
+        "oid": 1,
+        "partition_key": {
+            "strategy": strategy,
+            "columns": list(columns),
+            "types": ["integer"],
+            "has_expressions": False,
+            "definition": "RANGE (%s)" % ", ".join(columns),
+        },
+        "partitions": parts,
+        "columns": [{"name": "id", "generated": ""}, {"name": "dk", "generated": ""}, {"name": "g", "generated": "s"}],
+        "indexes": indexes or [],
+    }
 
 
 def declared(interval="year", fmt="yyyymmdd", start=None, premake=1, default=True, retention=None, options=None):
     scheme = periods.Scheme(fmt, interval, "integer")
-    return partitioning.Declared("dwh", "fait", "dk", scheme, start=start, premake=premake, default_partition=default,
-                                 retention=retention, partition_options=options or {})
+    return partitioning.Declared(
+        "dwh",
+        "fait",
+        "dk",
+        scheme,
+        start=start,
+        premake=premake,
+        default_partition=default,
+        retention=retention,
+        partition_options=options or {},
+    )
 
 
 def plan_for(dec, tab, current, **extras):
@@ -62,8 +92,13 @@ def plan_for(dec, tab, current, **extras):
 
 
 def test_everything_present_gives_an_empty_plan():
-    tab = table([part("fait_2025", 20250101, 20260101), part("fait_2026", 20260101, 20270101),
-                 part("fait_default", default=True)])
+    tab = table(
+        [
+            part("fait_2025", 20250101, 20260101),
+            part("fait_2026", 20260101, 20270101),
+            part("fait_default", default=True),
+        ]
+    )
     _lay, result = plan_for(declared(), tab, D(2025, 1, 1), default_rows=0)
     assert not result.plan and result.created == [] and result.default_rows_after == 0
     assert [p["name"] for p in result.partitions] == ["fait_2025", "fait_2026", "fait_default"]
@@ -83,7 +118,10 @@ def test_weak_lock_path_create_like_then_attach_in_one_group():
     assert len(steps) == 4
     assert text(steps[0].sql).startswith('CREATE TABLE "dwh"."fait_2025" (LIKE "dwh"."fait" INCLUDING DEFAULTS')
     assert steps[0].lock == plan.ACCESS_SHARE
-    assert text(steps[1].sql) == 'ALTER TABLE "dwh"."fait" ATTACH PARTITION "dwh"."fait_2025" FOR VALUES FROM (20250101) TO (20260101)'
+    assert (
+        text(steps[1].sql)
+        == 'ALTER TABLE "dwh"."fait" ATTACH PARTITION "dwh"."fait_2025" FOR VALUES FROM (20250101) TO (20260101)'
+    )
     assert steps[1].lock == plan.SHARE_UPDATE_EXCLUSIVE
     assert steps[0].group == steps[1].group == steps[2].group, "empty partitions are created in batches"
     assert ("dwh", "fait") in steps[1].targets
@@ -101,8 +139,13 @@ def test_rows_in_the_default_move_in_the_same_transaction():
     tab = table([part("fait_2025", 20250101, 20260101), default])
     _lay, result = plan_for(declared(), tab, D(2025, 1, 1), default_rows=10, default_counts={D(2026, 1, 1): 7})
     steps = result.plan.steps
-    assert [s.lock for s in steps] == [plan.ACCESS_SHARE, plan.SHARE_ROW_EXCLUSIVE, plan.ACCESS_EXCLUSIVE,
-                                       plan.ROW_EXCLUSIVE, plan.SHARE_UPDATE_EXCLUSIVE]
+    assert [s.lock for s in steps] == [
+        plan.ACCESS_SHARE,
+        plan.SHARE_ROW_EXCLUSIVE,
+        plan.ACCESS_EXCLUSIVE,
+        plan.ROW_EXCLUSIVE,
+        plan.SHARE_UPDATE_EXCLUSIVE,
+    ]
     assert text(steps[1].sql) == 'LOCK TABLE "dwh"."fait" IN SHARE ROW EXCLUSIVE MODE', "writers wait at the parent"
     assert len({s.group for s in steps}) == 1 and all(s.transactional for s in steps)
     assert steps[0].group == "create:fait_2026", "a move runs in its own transaction"
@@ -128,8 +171,13 @@ def test_partitions_outside_the_set_are_kept():
 
 @pytest.mark.parametrize("has_default, concurrent", [(True, False), (False, True)])
 def test_retention_detach_concurrently_only_without_default(has_default, concurrent):
-    parts = [part("fait_2020", 20200101, 20210101), part("fait_2023", 20230101, 20240101),
-             part("fait_2024", 20240101, 20250101), part("fait_2025", 20250101, 20260101), part("fait_2026", 20260101, 20270101)]
+    parts = [
+        part("fait_2020", 20200101, 20210101),
+        part("fait_2023", 20230101, 20240101),
+        part("fait_2024", 20240101, 20250101),
+        part("fait_2025", 20250101, 20260101),
+        part("fait_2026", 20260101, 20270101),
+    ]
     if has_default:
         parts.append(part("fait_default", default=True))
     ret = {"keep": 1, "action": "drop", "archive_schema": None}
@@ -147,14 +195,21 @@ def test_partly_old_partition_straddling_the_cutoff_is_kept_with_a_warning():
     # keep 1 month behind March 2025: the cutoff is 2025-02-01, which this partition straddles
     parts = [part("fait_2024h2_2025", 20240701, 20250215)]
     ret = {"keep": 1, "action": "drop", "archive_schema": None}
-    lay, result = plan_for(declared(interval="month", default=False, retention=ret, premake=0, start=D(2025, 3, 1)),
-                           table(parts), D(2025, 3, 1))
+    lay, result = plan_for(
+        declared(interval="month", default=False, retention=ret, premake=0, start=D(2025, 3, 1)),
+        table(parts),
+        D(2025, 3, 1),
+    )
     assert lay.retired == [] and [p["name"] for p in lay.partly_old] == ["fait_2024h2_2025"]
     assert result.dropped == [] and any("partly old" in w for w in result.warnings)
 
 
 def test_archive_needs_a_free_name_and_creates_the_schema():
-    parts = [part("fait_2020", 20200101, 20210101), part("fait_2025", 20250101, 20260101), part("fait_2026", 20260101, 20270101)]
+    parts = [
+        part("fait_2020", 20200101, 20210101),
+        part("fait_2025", 20250101, 20260101),
+        part("fait_2026", 20260101, 20270101),
+    ]
     ret = {"keep": 0, "action": "archive", "archive_schema": "arch"}
     dec = declared(default=False, retention=ret)
     _lay, result = plan_for(dec, table(parts), D(2025, 1, 1))
@@ -173,8 +228,10 @@ def test_name_taken_by_a_stray_table_is_refused():
 
 
 def test_partition_options_apply_only_where_they_differ():
-    parts = [part("fait_2025", 20250101, 20260101, reloptions={"fillfactor": "90"}, toast={}),
-             part("fait_2026", 20260101, 20270101, reloptions={"fillfactor": "80"})]
+    parts = [
+        part("fait_2025", 20250101, 20260101, reloptions={"fillfactor": "90"}, toast={}),
+        part("fait_2026", 20260101, 20270101, reloptions={"fillfactor": "80"}),
+    ]
     options = {"fillfactor": "90", "toast.autovacuum_enabled": "false"}
     _lay, result = plan_for(declared(default=False, options=options), table(parts), D(2025, 1, 1))
     texts = [text(s.sql) for s in result.plan.steps]
@@ -185,17 +242,28 @@ def test_partition_options_apply_only_where_they_differ():
 
 
 def test_missing_parent_index_is_built_concurrently_then_attached():
-    parent_index = {"oid": 500, "name": "fait_id_idx", "schema": "dwh", "relkind": "I", "is_unique": False,
-                    "constraint_name": None}
-    parts = [part("fait_2025", 20250101, 20260101, indexes=[{"parent_index_oid": 500}]),
-             part("fait_2026", 20260101, 20270101)]
+    parent_index = {
+        "oid": 500,
+        "name": "fait_id_idx",
+        "schema": "dwh",
+        "relkind": "I",
+        "is_unique": False,
+        "constraint_name": None,
+    }
+    parts = [
+        part("fait_2025", 20250101, 20260101, indexes=[{"parent_index_oid": 500}]),
+        part("fait_2026", 20260101, 20270101),
+    ]
     tab = table(parts, indexes=[parent_index])
     dec = declared(default=False)
     lay = partitioning.layout(dec, tab, D(2025, 1, 1))
     assert partitioning.lacking_indexes(tab, lay) == {500}
     result = partitioning.build_plan(dec, tab, lay, {"schemas": {"dwh"}, "index_tails": {500: "USING btree (id)"}})
     create, attach = result.plan.steps
-    assert text(create.sql) == 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "fait_2026_fait_id_idx" ON "dwh"."fait_2026" USING btree (id)'
+    assert (
+        text(create.sql)
+        == 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "fait_2026_fait_id_idx" ON "dwh"."fait_2026" USING btree (id)'
+    )
     assert create.transactional is False
     assert text(attach.sql) == 'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."fait_2026_fait_id_idx"'
 
@@ -207,38 +275,49 @@ def test_new_table_is_created_with_schema_and_default():
     _lay, result = plan_for(dec, {"exists": False}, D(2025, 1, 1), schemas=set())
     texts = [text(s.sql) for s in result.plan.steps]
     assert texts[0] == 'CREATE SCHEMA IF NOT EXISTS "dwh"'
-    assert texts[1] == 'CREATE TABLE "dwh"."fait" ("id" bigint, "dk" integer NOT NULL, PRIMARY KEY ("id", "dk")) PARTITION BY RANGE ("dk")'
+    assert (
+        texts[1]
+        == 'CREATE TABLE "dwh"."fait" ("id" bigint, "dk" integer NOT NULL, PRIMARY KEY ("id", "dk")) PARTITION BY RANGE ("dk")'
+    )
     assert texts[-1] == 'ALTER TABLE "dwh"."fait" ATTACH PARTITION "dwh"."fait_default" DEFAULT'
     assert result.created == ["fait_2025", "fait_default"]
 
 
 def test_start_before_cutoff_is_clipped_and_future_start_still_makes_one_period():
-    dec = declared(start=D(2020, 1, 1), retention={"keep": 2, "action": "detach", "archive_schema": None}, default=False)
+    dec = declared(
+        start=D(2020, 1, 1), retention={"keep": 2, "action": "detach", "archive_schema": None}, default=False
+    )
     lay = partitioning.layout(dec, table([]), D(2025, 1, 1))
     assert lay.periods == [D(2023, 1, 1), D(2024, 1, 1), D(2025, 1, 1), D(2026, 1, 1)]
     lay = partitioning.layout(declared(start=D(2030, 1, 1), premake=0), table([]), D(2025, 1, 1))
     assert lay.periods == [D(2030, 1, 1)]
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"relkind": "r"}, "not partitioned: set migrate"),
-    ({"strategy": "list"}, "not by RANGE"),
-    ({"columns": ("other",)}, "not by the key column dk"),
-    ({"columns": ("dk", "id")}, "not by the key column dk"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"relkind": "r"}, "not partitioned: set migrate"),
+        ({"strategy": "list"}, "not by RANGE"),
+        ({"columns": ("other",)}, "not by the key column dk"),
+        ({"columns": ("dk", "id")}, "not by the key column dk"),
+    ],
+)
 def test_partition_key_checks(kwargs, words):
     with pytest.raises(InvalidInput) as err:
         partitioning.check_partition_key(declared(), table([], **kwargs))
     assert words in err.value.msg
 
 
-@pytest.mark.parametrize("retention, words", [
-    ({"keep": -1}, "would drop the current period"),
-    ({"keep": "x"}, "not a whole number"),
-    ({"keep": 1, "action": "archive"}, "needs archive_schema"),
-    ({"keep": 1, "action": "shred"}, "choose one of"),
-    ({"action": "drop"}, "needs keep"),
-])
+@pytest.mark.parametrize(
+    "retention, words",
+    [
+        ({"keep": -1}, "would drop the current period"),
+        ({"keep": "x"}, "not a whole number"),
+        ({"keep": 1, "action": "archive"}, "needs archive_schema"),
+        ({"keep": 1, "action": "shred"}, "choose one of"),
+        ({"action": "drop"}, "needs keep"),
+    ],
+)
 def test_bad_retention(retention, words):
     with pytest.raises(InvalidInput) as err:
         partitioning.validate_retention(retention, "dwh.fait")
@@ -248,8 +327,10 @@ def test_bad_retention(retention, words):
 def test_bad_partition_options_and_columns():
     with pytest.raises(InvalidInput):
         partitioning.validate_partition_options({"fill factor; drop": 1}, "t")
-    assert partitioning.validate_partition_options({"autovacuum_enabled": False, "fillfactor": 90}, "t") == \
-        {"autovacuum_enabled": "false", "fillfactor": "90"}
+    assert partitioning.validate_partition_options({"autovacuum_enabled": False, "fillfactor": 90}, "t") == {
+        "autovacuum_enabled": "false",
+        "fillfactor": "90",
+    }
     with pytest.raises(InvalidInput) as err:
         partitioning.validate_columns([{"name": "a", "type": "int); DROP TABLE x; --"}], "a", "t")
     assert "not a type name" in err.value.msg

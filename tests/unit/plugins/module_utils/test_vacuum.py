@@ -9,21 +9,30 @@ import pytest
 from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum as v
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 
-SETTINGS = {"autovacuum_vacuum_threshold": "50", "autovacuum_vacuum_scale_factor": "0.2",
-            "autovacuum_analyze_threshold": "50", "autovacuum_analyze_scale_factor": "0.1",
-            "autovacuum_vacuum_insert_threshold": "1000", "autovacuum_vacuum_insert_scale_factor": "0.2",
-            "autovacuum": "on", "block_size": "8192"}
+SETTINGS = {
+    "autovacuum_vacuum_threshold": "50",
+    "autovacuum_vacuum_scale_factor": "0.2",
+    "autovacuum_analyze_threshold": "50",
+    "autovacuum_analyze_scale_factor": "0.1",
+    "autovacuum_vacuum_insert_threshold": "1000",
+    "autovacuum_vacuum_insert_scale_factor": "0.2",
+    "autovacuum": "on",
+    "block_size": "8192",
+}
 T0 = datetime.datetime(2026, 1, 1, 12, 0)
 
 
 def render(composable):
     """Render psycopg2.sql without a connection (identifiers and literals only)."""
+
     class _Conn:
         encoding = "UTF8"
+
     text = []
 
     def walk(part):
         from psycopg2 import sql
+
         if isinstance(part, sql.Composed):
             for sub in part:
                 walk(sub)
@@ -35,11 +44,13 @@ def render(composable):
             text.append(psycopg2.extensions.adapt(part.wrapped).getquoted().decode())
         else:
             raise AssertionError(part)
+
     walk(composable)
     return "".join(text)
 
 
 # --- existing behaviour kept --------------------------------------------------------------------
+
 
 def test_autovacuum_triggers_unchanged():
     assert v.autovacuum_triggers({}, SETTINGS, 10000) == {"vacuum": 2050, "analyze": 1050, "enabled": True}
@@ -50,10 +61,22 @@ def test_autovacuum_triggers_unchanged():
 
 # --- sizes and option validation ------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("100MB", 100 * 1024 ** 2), ("100 mb", 100 * 1024 ** 2), ("1.5GB", int(1.5 * 1024 ** 3)), ("512kB", 512 * 1024),
-    ("0", 0), (0, 0), (4096, 4096), ("10 bytes", 10), ("2TB", 2 * 1024 ** 4), ("7b", 7),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("100MB", 100 * 1024**2),
+        ("100 mb", 100 * 1024**2),
+        ("1.5GB", int(1.5 * 1024**3)),
+        ("512kB", 512 * 1024),
+        ("0", 0),
+        (0, 0),
+        (4096, 4096),
+        ("10 bytes", 10),
+        ("2TB", 2 * 1024**4),
+        ("7b", 7),
+    ],
+)
 def test_parse_size(text, expected):
     assert v.parse_size(text, "min_size") == expected
 
@@ -66,13 +89,22 @@ def test_parse_size_rejects(text):
 
 def test_format_bytes():
     assert v.format_bytes(0) == "0 bytes"
-    assert v.format_bytes(100 * 1024 ** 2) == "100.0 MB"
+    assert v.format_bytes(100 * 1024**2) == "100.0 MB"
     assert v.format_bytes(None) == "unknown"
 
 
 def _params(**kw):
-    base = {"analyze": "auto", "vacuum": "auto", "full": "auto", "full_method": "auto", "bloat_threshold": 0.3,
-            "min_size": "100MB", "min_free_space": "0", "freeze_older_than": None, "autovacuum": None}
+    base = {
+        "analyze": "auto",
+        "vacuum": "auto",
+        "full": "auto",
+        "full_method": "auto",
+        "bloat_threshold": 0.3,
+        "min_size": "100MB",
+        "min_free_space": "0",
+        "freeze_older_than": None,
+        "autovacuum": None,
+    }
     base.update(kw)
     return base
 
@@ -89,28 +121,42 @@ def test_bloat_threshold_in_range(value):
 
 
 def test_validate_options_normalizes():
-    out = v.validate_options(_params(min_size="1GB", min_free_space="10GB", freeze_older_than=2,
-                                     autovacuum={"autovacuum_vacuum_scale_factor": 0.02,
-                                                 "toast.autovacuum_enabled": "off",
-                                                 "autovacuum_analyze_threshold": None}))
-    assert out["min_size"] == 1024 ** 3 and out["min_free_space"] == 10 * 1024 ** 3 and out["freeze_older_than"] == 2
-    assert out["autovacuum"] == {"autovacuum_vacuum_scale_factor": "0.02", "toast.autovacuum_enabled": "false",
-                                 "autovacuum_analyze_threshold": None}
+    out = v.validate_options(
+        _params(
+            min_size="1GB",
+            min_free_space="10GB",
+            freeze_older_than=2,
+            autovacuum={
+                "autovacuum_vacuum_scale_factor": 0.02,
+                "toast.autovacuum_enabled": "off",
+                "autovacuum_analyze_threshold": None,
+            },
+        )
+    )
+    assert out["min_size"] == 1024**3 and out["min_free_space"] == 10 * 1024**3 and out["freeze_older_than"] == 2
+    assert out["autovacuum"] == {
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "toast.autovacuum_enabled": "false",
+        "autovacuum_analyze_threshold": None,
+    }
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"freeze_older_than": -1}, "freeze_older_than"),
-    ({"analyze": "sometimes"}, "analyze"),
-    ({"full_method": "cluster"}, "full_method"),
-    ({"autovacuum": {"fillfactor": 70}}, "not an autovacuum storage parameter"),
-    ({"autovacuum": {"autovacuum_enabled": "maybe"}}, "true or false"),
-    ({"autovacuum": {"autovacuum_vacuum_threshold": 1.5}}, "whole number"),
-    ({"autovacuum": {"autovacuum_vacuum_threshold": -5}}, ">= -1"),
-    ({"autovacuum": {"autovacuum_vacuum_scale_factor": 101}}, "out of range"),
-    ({"autovacuum": {"autovacuum_vacuum_scale_factor": "lots"}}, "must be a number"),
-    ({"autovacuum": {"toast.autovacuum_analyze_threshold": 5}}, "never analyzed"),
-    ({"min_size": "big"}, "min_size"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"freeze_older_than": -1}, "freeze_older_than"),
+        ({"analyze": "sometimes"}, "analyze"),
+        ({"full_method": "cluster"}, "full_method"),
+        ({"autovacuum": {"fillfactor": 70}}, "not an autovacuum storage parameter"),
+        ({"autovacuum": {"autovacuum_enabled": "maybe"}}, "true or false"),
+        ({"autovacuum": {"autovacuum_vacuum_threshold": 1.5}}, "whole number"),
+        ({"autovacuum": {"autovacuum_vacuum_threshold": -5}}, ">= -1"),
+        ({"autovacuum": {"autovacuum_vacuum_scale_factor": 101}}, "out of range"),
+        ({"autovacuum": {"autovacuum_vacuum_scale_factor": "lots"}}, "must be a number"),
+        ({"autovacuum": {"toast.autovacuum_analyze_threshold": 5}}, "never analyzed"),
+        ({"min_size": "big"}, "min_size"),
+    ],
+)
 def test_validate_options_rejects(bad, match):
     with pytest.raises(InvalidInput, match=match):
         v.validate_options(_params(**bad))
@@ -118,9 +164,11 @@ def test_validate_options_rejects(bad, match):
 
 # --- reloptions -----------------------------------------------------------------------------------
 
+
 def test_reloption_changes_sets_resets_and_is_idempotent():
-    declared = v.normalize_reloptions({"autovacuum_vacuum_scale_factor": 0.02, "autovacuum_enabled": None,
-                                       "toast.autovacuum_vacuum_threshold": 100})
+    declared = v.normalize_reloptions(
+        {"autovacuum_vacuum_scale_factor": 0.02, "autovacuum_enabled": None, "toast.autovacuum_vacuum_threshold": 100}
+    )
     current = {"autovacuum_enabled": "false", "fillfactor": "90"}
     to_set, to_reset = v.reloption_changes(current, {}, declared)
     assert to_set == {"autovacuum_vacuum_scale_factor": "0.02", "toast.autovacuum_vacuum_threshold": "100"}
@@ -129,25 +177,45 @@ def test_reloption_changes_sets_resets_and_is_idempotent():
     assert v.reloption_changes(after, {"autovacuum_vacuum_threshold": "100"}, declared) == ({}, [])
 
 
-@pytest.mark.parametrize("current, wanted, same", [
-    ("0.020", "0.02", True), ("off", "false", True), ("on", "true", True), ("1", "true", True),
-    ("0.2", "0.02", False), ("false", "true", False), (None, "1", False), (None, None, True),
-])
+@pytest.mark.parametrize(
+    "current, wanted, same",
+    [
+        ("0.020", "0.02", True),
+        ("off", "false", True),
+        ("on", "true", True),
+        ("1", "true", True),
+        ("0.2", "0.02", False),
+        ("false", "true", False),
+        (None, "1", False),
+        (None, None, True),
+    ],
+)
 def test_same_value(current, wanted, same):
     assert v._same_value(current, wanted) is same
 
 
 def test_effective_reloptions_drive_the_triggers():
-    heap, toast = v.effective_reloptions({"autovacuum_vacuum_scale_factor": "0.2"}, {"autovacuum_enabled": "false"},
-                                         {"autovacuum_vacuum_scale_factor": "0.01", "toast.autovacuum_enabled": None})
+    heap, toast = v.effective_reloptions(
+        {"autovacuum_vacuum_scale_factor": "0.2"},
+        {"autovacuum_enabled": "false"},
+        {"autovacuum_vacuum_scale_factor": "0.01", "toast.autovacuum_enabled": None},
+    )
     assert heap == {"autovacuum_vacuum_scale_factor": "0.01"} and toast == {}
 
 
 def test_reloptions_sql():
-    text = render(v.reloptions_sql("dwh", "t", {"autovacuum_vacuum_scale_factor": "0.02",
-                                                "toast.autovacuum_enabled": "false"}, ["autovacuum_enabled"]))
-    assert text == ('ALTER TABLE "dwh"."t" SET ("autovacuum_vacuum_scale_factor" = \'0.02\', '
-                    '"toast"."autovacuum_enabled" = \'false\'), RESET ("autovacuum_enabled")')
+    text = render(
+        v.reloptions_sql(
+            "dwh",
+            "t",
+            {"autovacuum_vacuum_scale_factor": "0.02", "toast.autovacuum_enabled": "false"},
+            ["autovacuum_enabled"],
+        )
+    )
+    assert text == (
+        'ALTER TABLE "dwh"."t" SET ("autovacuum_vacuum_scale_factor" = \'0.02\', '
+        '"toast"."autovacuum_enabled" = \'false\'), RESET ("autovacuum_enabled")'
+    )
 
 
 def test_toast_options_strip_prefix():
@@ -160,14 +228,22 @@ def test_toast_options_strip_prefix():
 TRIG = {"vacuum": 2050, "analyze": 1050, "enabled": True}
 
 
-@pytest.mark.parametrize("mode, stats, due, words", [
-    ("never", {}, False, "never"),
-    ("always", {"last_analyze": T0, "n_mod_since_analyze": 0}, True, "always"),
-    ("auto", {}, True, "never analyzed"),
-    ("auto", {"last_autoanalyze": T0, "n_mod_since_analyze": 1051}, True, "1051 rows changed"),
-    ("auto", {"last_analyze": T0, "n_mod_since_analyze": 1050}, False, "1050 rows changed since the last analyze <="),
-    ("auto", {"last_analyze": T0, "n_mod_since_analyze": None}, False, "0 rows"),
-])
+@pytest.mark.parametrize(
+    "mode, stats, due, words",
+    [
+        ("never", {}, False, "never"),
+        ("always", {"last_analyze": T0, "n_mod_since_analyze": 0}, True, "always"),
+        ("auto", {}, True, "never analyzed"),
+        ("auto", {"last_autoanalyze": T0, "n_mod_since_analyze": 1051}, True, "1051 rows changed"),
+        (
+            "auto",
+            {"last_analyze": T0, "n_mod_since_analyze": 1050},
+            False,
+            "1050 rows changed since the last analyze <=",
+        ),
+        ("auto", {"last_analyze": T0, "n_mod_since_analyze": None}, False, "0 rows"),
+    ],
+)
 def test_analyze_decision(mode, stats, due, words):
     decision = v.analyze_decision(mode, stats, TRIG)
     assert decision["due"] is due and words in decision["reason"]
@@ -189,9 +265,9 @@ def test_vacuum_decision_every_combination():
             assert "TOAST: %d dead chunks" % toast_dead in decision["reason"]
         if inserted > 3000:
             assert "inserted since the last vacuum" in decision["reason"]
-    assert v.vacuum_decision("never", {"n_dead_tup": 10 ** 9}, TRIG)["due"] is False
+    assert v.vacuum_decision("never", {"n_dead_tup": 10**9}, TRIG)["due"] is False
     assert v.vacuum_decision("always", {}, TRIG)["due"] is True
-    assert v.vacuum_decision("auto", {"n_ins_since_vacuum": 10 ** 9}, TRIG, None)["due"] is False
+    assert v.vacuum_decision("auto", {"n_ins_since_vacuum": 10**9}, TRIG, None)["due"] is False
 
 
 def test_insert_trigger():
@@ -201,6 +277,7 @@ def test_insert_trigger():
 
 
 # --- bloat ------------------------------------------------------------------------------------------
+
 
 def test_estimate_bloat_packed_and_bloated():
     # 100k rows of 40 data bytes: tuple = 24 header + 40 data + 4 pointer = 68 -> 120 per page -> 834 pages
@@ -216,14 +293,17 @@ def test_estimate_bloat_packed_and_bloated():
     assert v.estimate_bloat(8192, 1, 40.0, 9, True)["tuple_bytes"] == 32 + 40 + 4
 
 
-@pytest.mark.parametrize("mode, size, bloat, due, words", [
-    ("never", 10 ** 12, {"bloat": 0.9, "method": "pgstattuple"}, False, "never"),
-    ("always", 0, None, True, "always"),
-    ("auto", 99, {"bloat": 0.9, "method": "pgstattuple"}, False, "< min_size"),
-    ("auto", 100, None, False, "bloat unknown"),
-    ("auto", 100, {"bloat": 0.31, "method": "estimate"}, True, "bloat 31.0% (estimate) > bloat_threshold 30.0%"),
-    ("auto", 100, {"bloat": 0.30, "method": "pgstattuple"}, False, "<= bloat_threshold"),
-])
+@pytest.mark.parametrize(
+    "mode, size, bloat, due, words",
+    [
+        ("never", 10**12, {"bloat": 0.9, "method": "pgstattuple"}, False, "never"),
+        ("always", 0, None, True, "always"),
+        ("auto", 99, {"bloat": 0.9, "method": "pgstattuple"}, False, "< min_size"),
+        ("auto", 100, None, False, "bloat unknown"),
+        ("auto", 100, {"bloat": 0.31, "method": "estimate"}, True, "bloat 31.0% (estimate) > bloat_threshold 30.0%"),
+        ("auto", 100, {"bloat": 0.30, "method": "pgstattuple"}, False, "<= bloat_threshold"),
+    ],
+)
 def test_full_decision(mode, size, bloat, due, words):
     decision = v.full_decision(mode, size, bloat, 0.3, 100)
     assert decision["due"] is due and words in decision["reason"], decision
@@ -239,7 +319,7 @@ def test_rewrite_space_and_disk_decision():
     unseen = v.disk_decision(1000, None, "/data", False, "auto", 0)
     assert unseen["ok"] and not unseen["checked"] and "not visible" in unseen["reason"]
     assert not v.disk_decision(1000, None, "/data", False, "required", 0)["ok"]
-    assert v.disk_decision(10 ** 15, 1, "/data", True, "never", 0)["ok"]
+    assert v.disk_decision(10**15, 1, "/data", True, "never", 0)["ok"]
 
 
 # --- freeze -----------------------------------------------------------------------------------------
@@ -247,38 +327,44 @@ def test_rewrite_space_and_disk_decision():
 D = datetime.date
 
 
-@pytest.mark.parametrize("low, high, today, expected", [
-    (D(2024, 1, 1), D(2025, 1, 1), D(2024, 6, 1), -1),           # open
-    (D(2024, 1, 1), D(2025, 1, 1), D(2025, 1, 1), 0),            # just ended
-    (D(2024, 1, 1), D(2025, 1, 1), D(2025, 12, 31), 0),
-    (D(2024, 1, 1), D(2025, 1, 1), D(2026, 1, 1), 1),
-    (D(2024, 1, 1), D(2025, 1, 1), D(2027, 1, 1), 2),
-    (D(2025, 1, 1), D(2025, 2, 1), D(2025, 3, 31), 1),            # monthly
-    (D(2025, 1, 1), D(2025, 2, 1), D(2025, 4, 1), 2),
-    (D(2025, 1, 1), D(2025, 4, 1), D(2025, 9, 30), 1),            # quarterly: 5 months later
-    (D(2025, 1, 1), D(2025, 4, 1), D(2025, 10, 1), 2),
-    (D(2025, 1, 6), D(2025, 1, 13), D(2025, 1, 27), 2),           # weekly, in days
-    (D(2025, 1, 6), D(2025, 1, 13), D(2025, 1, 26), 1),
-    (D(2025, 1, 1), D(2025, 1, 2), D(2025, 1, 5), 3),             # daily
-    (D(2025, 1, 2), D(2025, 1, 1), D(2025, 1, 5), None),          # inverted
-    (None, D(2025, 1, 1), D(2025, 1, 5), None),
-])
+@pytest.mark.parametrize(
+    "low, high, today, expected",
+    [
+        (D(2024, 1, 1), D(2025, 1, 1), D(2024, 6, 1), -1),  # open
+        (D(2024, 1, 1), D(2025, 1, 1), D(2025, 1, 1), 0),  # just ended
+        (D(2024, 1, 1), D(2025, 1, 1), D(2025, 12, 31), 0),
+        (D(2024, 1, 1), D(2025, 1, 1), D(2026, 1, 1), 1),
+        (D(2024, 1, 1), D(2025, 1, 1), D(2027, 1, 1), 2),
+        (D(2025, 1, 1), D(2025, 2, 1), D(2025, 3, 31), 1),  # monthly
+        (D(2025, 1, 1), D(2025, 2, 1), D(2025, 4, 1), 2),
+        (D(2025, 1, 1), D(2025, 4, 1), D(2025, 9, 30), 1),  # quarterly: 5 months later
+        (D(2025, 1, 1), D(2025, 4, 1), D(2025, 10, 1), 2),
+        (D(2025, 1, 6), D(2025, 1, 13), D(2025, 1, 27), 2),  # weekly, in days
+        (D(2025, 1, 6), D(2025, 1, 13), D(2025, 1, 26), 1),
+        (D(2025, 1, 1), D(2025, 1, 2), D(2025, 1, 5), 3),  # daily
+        (D(2025, 1, 2), D(2025, 1, 1), D(2025, 1, 5), None),  # inverted
+        (None, D(2025, 1, 1), D(2025, 1, 5), None),
+    ],
+)
 def test_periods_since_end(low, high, today, expected):
     assert v.periods_since_end(low, high, today) == expected
 
 
-@pytest.mark.parametrize("older, ago, frozen_age, row_age, stats, due, words", [
-    (None, 5, 10, 20, {}, False, "not set"),
-    (2, None, 10, 20, {}, False, "not a range partition"),
-    (2, -1, 10, 20, {}, False, "still open"),
-    (2, 1, 10, 20, {}, False, "1 periods ago < freeze_older_than 2"),
-    (2, 2, 10, 20, {}, False, "already frozen"),                     # relfrozenxid newer than every row
-    (2, 2, 20, 20, {}, True, "age(relfrozenxid) 20 >= newest row age 20"),  # plain vacuum leaves it at the row
-    (2, 3, 90, 20, {}, True, "not frozen"),
-    (2, 2, 10, 20, {"n_ins_since_vacuum": 5}, True, "5 writes since the last vacuum"),
-    (2, 2, 10, None, {}, False, "no rows"),
-    (0, 0, 10, None, {"n_dead_tup": 3}, True, "not frozen"),
-])
+@pytest.mark.parametrize(
+    "older, ago, frozen_age, row_age, stats, due, words",
+    [
+        (None, 5, 10, 20, {}, False, "not set"),
+        (2, None, 10, 20, {}, False, "not a range partition"),
+        (2, -1, 10, 20, {}, False, "still open"),
+        (2, 1, 10, 20, {}, False, "1 periods ago < freeze_older_than 2"),
+        (2, 2, 10, 20, {}, False, "already frozen"),  # relfrozenxid newer than every row
+        (2, 2, 20, 20, {}, True, "age(relfrozenxid) 20 >= newest row age 20"),  # plain vacuum leaves it at the row
+        (2, 3, 90, 20, {}, True, "not frozen"),
+        (2, 2, 10, 20, {"n_ins_since_vacuum": 5}, True, "5 writes since the last vacuum"),
+        (2, 2, 10, None, {}, False, "no rows"),
+        (0, 0, 10, None, {"n_dead_tup": 3}, True, "not frozen"),
+    ],
+)
 def test_freeze_decision(older, ago, frozen_age, row_age, stats, due, words):
     decision = v.freeze_decision(older, ago, frozen_age, row_age, stats)
     assert decision["due"] is due and words in decision["reason"], decision
@@ -289,25 +375,71 @@ def test_freeze_decision(older, ago, frozen_age, row_age, stats, due, words):
 PTRIG = {"analyze": 100, "vacuum": 0, "enabled": True}
 
 
-@pytest.mark.parametrize("mode, parent, inherited, leaves, work, due, words", [
-    ("never", {}, False, [], ["p1"], False, "never"),
-    ("always", {"last_analyze": T0}, True, [], [], True, "always"),
-    ("auto", {}, False, [], [], True, "never analyzed"),
-    ("auto", {}, True, [("p1", {"n_mod_since_analyze": 0})], [], False, "unchanged"),
-    ("auto", {"last_analyze": T0}, True, [("p1", {})], ["p1"], True, "processed in this run: p1"),
-    ("auto", {"last_analyze": T0}, True, [("p1", {"last_autoanalyze": T0 + datetime.timedelta(seconds=1)})], [],
-     True, "after the parent's last analyze: p1"),
-    ("auto", {"last_analyze": T0}, True, [("p1", {"last_autovacuum": T0 + datetime.timedelta(seconds=1)})], [],
-     True, "p1"),
-    # a manual ANALYZE of the partitions right after the parent is what ANALYZE parent itself does (< 18)
-    ("auto", {"last_analyze": T0}, True, [("p1", {"last_analyze": T0 + datetime.timedelta(seconds=1)})], [],
-     False, "unchanged"),
-    ("auto", {"last_analyze": T0}, True, [("p1", {"last_vacuum": T0 + datetime.timedelta(seconds=1)})], [],
-     False, "unchanged"),
-    ("auto", {"last_analyze": T0}, True, [("p1", {"n_mod_since_analyze": 60}), ("p2", {"n_mod_since_analyze": 41})],
-     [], True, "101 rows changed in the partitions > parent analyze trigger 100"),
-    ("auto", {"last_analyze": T0}, True, [("p1", {"n_mod_since_analyze": 100})], [], False, "100 changes <= trigger"),
-])
+@pytest.mark.parametrize(
+    "mode, parent, inherited, leaves, work, due, words",
+    [
+        ("never", {}, False, [], ["p1"], False, "never"),
+        ("always", {"last_analyze": T0}, True, [], [], True, "always"),
+        ("auto", {}, False, [], [], True, "never analyzed"),
+        ("auto", {}, True, [("p1", {"n_mod_since_analyze": 0})], [], False, "unchanged"),
+        ("auto", {"last_analyze": T0}, True, [("p1", {})], ["p1"], True, "processed in this run: p1"),
+        (
+            "auto",
+            {"last_analyze": T0},
+            True,
+            [("p1", {"last_autoanalyze": T0 + datetime.timedelta(seconds=1)})],
+            [],
+            True,
+            "after the parent's last analyze: p1",
+        ),
+        (
+            "auto",
+            {"last_analyze": T0},
+            True,
+            [("p1", {"last_autovacuum": T0 + datetime.timedelta(seconds=1)})],
+            [],
+            True,
+            "p1",
+        ),
+        # a manual ANALYZE of the partitions right after the parent is what ANALYZE parent itself does (< 18)
+        (
+            "auto",
+            {"last_analyze": T0},
+            True,
+            [("p1", {"last_analyze": T0 + datetime.timedelta(seconds=1)})],
+            [],
+            False,
+            "unchanged",
+        ),
+        (
+            "auto",
+            {"last_analyze": T0},
+            True,
+            [("p1", {"last_vacuum": T0 + datetime.timedelta(seconds=1)})],
+            [],
+            False,
+            "unchanged",
+        ),
+        (
+            "auto",
+            {"last_analyze": T0},
+            True,
+            [("p1", {"n_mod_since_analyze": 60}), ("p2", {"n_mod_since_analyze": 41})],
+            [],
+            True,
+            "101 rows changed in the partitions > parent analyze trigger 100",
+        ),
+        (
+            "auto",
+            {"last_analyze": T0},
+            True,
+            [("p1", {"n_mod_since_analyze": 100})],
+            [],
+            False,
+            "100 changes <= trigger",
+        ),
+    ],
+)
 def test_parent_analyze_decision(mode, parent, inherited, leaves, work, due, words):
     decision = v.parent_analyze_decision(mode, parent, inherited, leaves, work, PTRIG)
     assert decision["due"] is due and words in decision["reason"], decision
@@ -315,11 +447,28 @@ def test_parent_analyze_decision(mode, parent, inherited, leaves, work, due, wor
 
 # --- whole plans ----------------------------------------------------------------------------------------
 
+
 def _entry(oid, name, relkind="r", parent=None, level=0, stats=None, reltuples=10000.0, **kw):
-    entry = {"oid": oid, "parent_oid": parent, "schema": "dwh", "name": name, "relkind": relkind,
-             "is_leaf": relkind == "r", "level": level, "is_partition": parent is not None, "reltuples": reltuples,
-             "relpages": 100, "reloptions": {}, "toast_reloptions": {}, "toast_oid": None, "heap_bytes": 819200,
-             "toast_bytes": 0, "index_bytes": 0, "stats": stats or {}, "toast_stats": {}}
+    entry = {
+        "oid": oid,
+        "parent_oid": parent,
+        "schema": "dwh",
+        "name": name,
+        "relkind": relkind,
+        "is_leaf": relkind == "r",
+        "level": level,
+        "is_partition": parent is not None,
+        "reltuples": reltuples,
+        "relpages": 100,
+        "reloptions": {},
+        "toast_reloptions": {},
+        "toast_oid": None,
+        "heap_bytes": 819200,
+        "toast_bytes": 0,
+        "index_bytes": 0,
+        "stats": stats or {},
+        "toast_stats": {},
+    }
     entry.update(kw)
     return entry
 
@@ -327,8 +476,14 @@ def _entry(oid, name, relkind="r", parent=None, level=0, stats=None, reltuples=1
 def _table(*entries):
     relations = {e["oid"]: e for e in entries}
     root = entries[0]
-    return {"schema": root["schema"], "name": root["name"], "oid": root["oid"], "root": root,
-            "relations": relations, "partitions": list(entries[1:])}
+    return {
+        "schema": root["schema"],
+        "name": root["name"],
+        "oid": root["oid"],
+        "root": root,
+        "relations": relations,
+        "partitions": list(entries[1:]),
+    }
 
 
 OPTS = v.validate_options(_params(min_size="0"))
@@ -353,8 +508,15 @@ def test_plan_dead_rows_and_changes_combine_into_one_vacuum_analyze():
 
 
 def test_plan_full_with_freeze_then_vacuum_analyze():
-    extras = {1: {"size_bytes": 10 ** 9, "bloat": {"bloat": 0.6, "method": "pgstattuple"}, "periods_ago": 3,
-                  "relfrozenxid_age": 100, "newest_row_age": 50}}
+    extras = {
+        1: {
+            "size_bytes": 10**9,
+            "bloat": {"bloat": 0.6, "method": "pgstattuple"},
+            "periods_ago": 3,
+            "relfrozenxid_age": 100,
+            "newest_row_age": 50,
+        }
+    }
     opts = dict(OPTS, freeze_older_than=2)
     plan = v.table_plan(_table(_entry(1, "t", stats=QUIET)), extras, opts, SETTINGS, 170000)
     assert _sqls(plan) == ['VACUUM (FULL, FREEZE) "dwh"."t"', 'VACUUM (ANALYZE) "dwh"."t"']
@@ -363,23 +525,36 @@ def test_plan_full_with_freeze_then_vacuum_analyze():
 
 
 def test_plan_full_with_pg_repack():
-    extras = {1: {"size_bytes": 10 ** 9, "bloat": {"bloat": 0.6, "method": "pgstattuple"},
-                  "repack": {"method": "pg_repack", "reason": "ok", "command": ["pg_repack", "--table=dwh.t"]}}}
+    extras = {
+        1: {
+            "size_bytes": 10**9,
+            "bloat": {"bloat": 0.6, "method": "pgstattuple"},
+            "repack": {"method": "pg_repack", "reason": "ok", "command": ["pg_repack", "--table=dwh.t"]},
+        }
+    }
     plan = v.table_plan(_table(_entry(1, "t", stats=QUIET)), extras, OPTS, SETTINGS, 170000)
     assert plan["actions"][0]["command"] == ["pg_repack", "--table=dwh.t"]
     assert _sqls(plan) == ['VACUUM (ANALYZE) "dwh"."t"']
 
 
 def _tree(p1_stats, p2_stats, parent_stats=None):
-    return _table(_entry(1, "f", relkind="p", stats=parent_stats if parent_stats is not None else
-                         {"last_analyze": T0}, reltuples=-1),
-                  _entry(2, "f_2024", parent=1, level=1, stats=p1_stats),
-                  _entry(3, "f_2025", parent=1, level=1, stats=p2_stats))
+    return _table(
+        _entry(
+            1, "f", relkind="p", stats=parent_stats if parent_stats is not None else {"last_analyze": T0}, reltuples=-1
+        ),
+        _entry(2, "f_2024", parent=1, level=1, stats=p1_stats),
+        _entry(3, "f_2025", parent=1, level=1, stats=p2_stats),
+    )
 
 
 def test_plan_parent_analyzed_after_partition_work_pg17_cascades():
-    plan = v.table_plan(_tree(dict(QUIET, n_dead_tup=5000, n_mod_since_analyze=5000), QUIET),
-                        {1: {"has_inherited_stats": True}}, OPTS, SETTINGS, 170000)
+    plan = v.table_plan(
+        _tree(dict(QUIET, n_dead_tup=5000, n_mod_since_analyze=5000), QUIET),
+        {1: {"has_inherited_stats": True}},
+        OPTS,
+        SETTINGS,
+        170000,
+    )
     # < 18: ANALYZE parent analyzes the partitions too, so the leaf runs a plain VACUUM and the parent goes last
     assert _sqls(plan) == ['VACUUM "dwh"."f_2024"', 'ANALYZE "dwh"."f"']
     leaf = [r for r in plan["relations"] if r["name"] == "f_2024"][0]
@@ -387,14 +562,20 @@ def test_plan_parent_analyzed_after_partition_work_pg17_cascades():
 
 
 def test_plan_parent_analyze_only_on_pg18():
-    plan = v.table_plan(_tree(dict(QUIET, n_dead_tup=5000, n_mod_since_analyze=5000), QUIET),
-                        {1: {"has_inherited_stats": True}}, OPTS, SETTINGS, 180000)
+    plan = v.table_plan(
+        _tree(dict(QUIET, n_dead_tup=5000, n_mod_since_analyze=5000), QUIET),
+        {1: {"has_inherited_stats": True}},
+        OPTS,
+        SETTINGS,
+        180000,
+    )
     assert _sqls(plan) == ['VACUUM (ANALYZE) "dwh"."f_2024"', 'ANALYZE ONLY "dwh"."f"']
 
 
 def test_plan_parent_never_analyzed_even_when_partitions_are_quiet():
-    plan = v.table_plan(_tree(QUIET, QUIET, parent_stats={}), {1: {"has_inherited_stats": False}}, OPTS, SETTINGS,
-                        170000)
+    plan = v.table_plan(
+        _tree(QUIET, QUIET, parent_stats={}), {1: {"has_inherited_stats": False}}, OPTS, SETTINGS, 170000
+    )
     assert _sqls(plan) == ['ANALYZE "dwh"."f"']
 
 
@@ -424,7 +605,7 @@ def test_plan_declared_reloptions_change_the_trigger():
 
 def test_plan_modes_never_do_nothing():
     opts = v.validate_options(_params(analyze="never", vacuum="never", full="never"))
-    stats = {"n_dead_tup": 10 ** 6, "n_mod_since_analyze": 10 ** 6}
+    stats = {"n_dead_tup": 10**6, "n_mod_since_analyze": 10**6}
     plan = v.table_plan(_tree(stats, stats, parent_stats={}), {}, opts, SETTINGS, 170000)
     assert plan["actions"] == []
 
@@ -437,10 +618,12 @@ def test_sql_builders():
 
 # --- pg_repack -------------------------------------------------------------------------------------------
 
+
 def test_repack_availability_reasons():
     ext = {"version": "1.4.8", "schema": "public"}
     assert v.repack_availability(None, "/bin/x", "1.4.8", True, 150000)[1].startswith(
-        "the pg_repack extension is not installed")
+        "the pg_repack extension is not installed"
+    )
     assert "apt-get install postgresql-15-repack" in v.repack_availability(None, None, None, True, 150018)[1]
     assert "no pg_repack program" in v.repack_availability(ext, None, None, True, 150000)[1]
     assert "does not match" in v.repack_availability(ext, "/x", "1.5.0", True, 150000)[1]
@@ -449,8 +632,14 @@ def test_repack_availability_reasons():
 
 
 def test_repack_command_keeps_the_password_out_of_argv():
-    kwargs = {"host": "127.0.0.1", "port": 5433, "user": "dba", "password": "s3cret", "dbname": "dwh",
-              "sslmode": "prefer"}
+    kwargs = {
+        "host": "127.0.0.1",
+        "port": 5433,
+        "user": "dba",
+        "password": "s3cret",
+        "dbname": "dwh",
+        "sslmode": "prefer",
+    }
     argv, env = v.repack_command("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500)
     assert "s3cret" not in " ".join(argv) and env["PGPASSWORD"] == "s3cret"
     assert '--table="Ventes"."fait 2024"' in argv and "--wait-timeout=3" in argv and "--no-kill-backend" in argv
