@@ -205,6 +205,22 @@ def standby_exit(module, facts, skip_on_standby):
     )
 
 
+def open_session(module, holder, skip_on_standby=None):
+    """Connect, read the server facts once and refuse servers older than PostgreSQL 14.
+
+    With ``skip_on_standby`` given (modules that change something), a standby makes the module fail, or exit
+    unchanged when it is true. The connection is appended to ``holder`` so ``module_errors`` closes it.
+    Returns ``(conn, facts)``.
+    """
+    conn = connect(module)
+    holder.append(conn)
+    facts = server_facts(conn)
+    require_supported_server(facts)
+    if skip_on_standby is not None:
+        standby_exit(module, facts, skip_on_standby)
+    return conn, facts
+
+
 @contextlib.contextmanager
 def module_errors(module, conn_holder=None):
     """Turn DwhError and psycopg2 errors raised inside the block into one ``fail_json`` each, never a traceback.

@@ -206,14 +206,7 @@ class Executor:
                     targets.append(target)
         blockers = self.blockers(targets)
         names = ", ".join(display_name(s, r) for s, r in targets) or "the relations of this step"
-        if blockers:
-            who = "; ".join(
-                "pid %s (%s, %s, holding %s, transaction open %s): %s"
-                % (b["pid"], b["user"], b["state"], b["mode"], b["xact_age"], b["query"])
-                for b in blockers
-            )
-        else:
-            who = "no session holds it any more (it was released after the last attempt)"
+        who = describe_blockers(blockers)
         kind = "a deadlock" if error.pgcode == "40P01" else "lock_timeout"
         msg = (
             "Gave up after %d attempts: could not lock %s within lock_timeout (%s). Blocked by %s. "
@@ -239,6 +232,17 @@ class Executor:
         return [
             {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]} for r in rows
         ]
+
+
+def describe_blockers(blockers):
+    """Name the sessions holding a lock we gave up on: pid, user, state, lock mode, transaction age, query."""
+    if not blockers:
+        return "no session holds it any more (it was released after the last attempt)"
+    return "; ".join(
+        "pid %s (%s, %s, holding %s, transaction open %s): %s"
+        % (b["pid"], b["user"], b["state"], b["mode"], b.get("xact_age", "?"), b["query"])
+        for b in blockers
+    )
 
 
 def is_lock_error(error):

@@ -22,6 +22,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
     SHARE_UPDATE_EXCLUSIVE,
     Step,
+    describe_blockers,
 )
 
 try:
@@ -1111,13 +1112,7 @@ def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, 
             )
         if attempt > retries:
             found = blockers(targets)
-            who = (
-                "; ".join(
-                    "pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
-                    for b in found
-                )
-                or "no session holds it any more"
-            )
+            who = describe_blockers(found)
             raise LockNotGranted(
                 "Gave up after %d attempts: pg_repack could not lock %s within its wait timeout. Blocked by %s. "
                 "What to do: wait for or end that session, or raise lock_timeout / lock_retries."

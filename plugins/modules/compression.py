@@ -150,12 +150,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
-    connect,
     connection_argument_spec,
     module_errors,
-    require_supported_server,
-    server_facts,
-    standby_exit,
+    open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
@@ -218,11 +215,7 @@ def main():
     holder = []
     with module_errors(module, holder):
         declared = compression.declared_state(module.params)
-        conn = connect(module)
-        holder.append(conn)
-        facts = server_facts(conn)
-        require_supported_server(facts)
-        standby_exit(module, facts, module.params["skip_on_standby"])
+        conn, facts = open_session(module, holder, module.params["skip_on_standby"])
         schema, name = split_name(module.params["name"])
         table = catalog.read_table(conn, schema, name)
         leaf_oids = [e["oid"] for e in compression.leaves(table)]

@@ -100,11 +100,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, explain
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
-    connect,
     connection_argument_spec,
     module_errors,
-    require_supported_server,
-    server_facts,
+    open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
@@ -156,10 +154,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
     with module_errors(module, holder):
-        conn = connect(module)
-        holder.append(conn)
-        facts = server_facts(conn)
-        require_supported_server(facts)
+        conn, facts = open_session(module, holder)
         names = [split_name(r["name"]) for r in module.params["ranges"]]
         tables = {(t["schema"], t["name"]): t for t in catalog.read_tables(conn, names)} if names else {}
         plans = []

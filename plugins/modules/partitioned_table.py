@@ -217,16 +217,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
-    connect,
     connection_argument_spec,
     module_errors,
-    require_supported_server,
-    server_facts,
-    standby_exit,
+    open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, is_lock_error
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, describe_blockers, is_lock_error
 
 
 def with_lock_retries(conn, module, targets, read):
@@ -246,13 +243,7 @@ def with_lock_retries(conn, module, targets, read):
             conn.rollback()
             if attempt > executor.retries:
                 blockers = executor.blockers(targets)
-                who = (
-                    "; ".join(
-                        "pid %s (%s, %s, holding %s): %s" % (b["pid"], b["user"], b["state"], b["mode"], b["query"])
-                        for b in blockers
-                    )
-                    or "a session that has since released it"
-                )
+                who = describe_blockers(blockers)
                 raise LockNotGranted(
                     "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was "
                     "changed. What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise "
@@ -477,11 +468,7 @@ def main():
     holder = []
     with module_errors(module, holder):
         schema, name = split_name(module.params["name"])
-        conn = connect(module)
-        holder.append(conn)
-        facts = server_facts(conn)
-        require_supported_server(facts)
-        standby_exit(module, facts, module.params["skip_on_standby"])
+        conn, facts = open_session(module, holder, module.params["skip_on_standby"])
         table = with_lock_retries(
             conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name)
         )

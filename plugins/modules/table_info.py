@@ -139,11 +139,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
-    connect,
     connection_argument_spec,
     module_errors,
-    require_supported_server,
-    server_facts,
+    open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
@@ -206,10 +204,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
     with module_errors(module, holder):
-        conn = connect(module)
-        holder.append(conn)
-        facts = server_facts(conn)
-        require_supported_server(facts)
+        conn, facts = open_session(module, holder)
         names = requested_tables(conn, module.params["tables"], module.params["schemas"])
         reports = report_tables(
             conn, names, module.params["compression"], module.params["count_default_rows"], facts["settings"]

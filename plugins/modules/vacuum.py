@@ -193,12 +193,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, vacuum
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
-    connect,
     connection_argument_spec,
     module_errors,
-    require_supported_server,
-    server_facts,
-    standby_exit,
+    open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Plan
 
@@ -225,11 +222,7 @@ def main():
     holder = []
     with module_errors(module, holder):
         options = vacuum.validate_options(module.params)
-        conn = connect(module)
-        holder.append(conn)
-        facts = server_facts(conn)
-        require_supported_server(facts)
-        standby_exit(module, facts, module.params["skip_on_standby"])
+        conn, facts = open_session(module, holder, module.params["skip_on_standby"])
         names = vacuum.resolve_tables(conn, catalog, module.params["tables"], module.params["schemas"])
         gathered = vacuum.gather(conn, catalog, facts, names, options, module.params, module.run_command)
         actions = vacuum.all_actions(gathered)
