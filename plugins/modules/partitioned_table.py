@@ -150,6 +150,11 @@ attributes:
     support: full
 notes:
   - Needs ownership of the table (ALTER TABLE), CREATE on its schema, and SELECT on the default partition.
+  - "One run per table at a time: before reading anything it plans from, the module takes a session-level
+    advisory lock per table (key C(hashtext('schema.table')) in class 21319). A second run waits up to its lock
+    budget (O(lock_timeout) for each of O(lock_retries)+1 attempts plus the retry delays), then fails naming the
+    other run (pid, application_name, client, since when). The lock goes with the session, so a killed run never
+    leaves it behind. Check mode does not wait: it warns when another run is changing the table."
 seealso:
   - module: sigeti.dwh.table_info
 """
@@ -215,7 +220,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods, runlock
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -469,6 +474,7 @@ def main():
     with module_errors(module, holder):
         schema, name = split_name(module.params["name"])
         conn, facts = open_session(module, holder, module.params["skip_on_standby"])
+        runlock.hold(module, conn, [(schema, name)])
         table = with_lock_retries(
             conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name)
         )

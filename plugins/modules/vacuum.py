@@ -122,6 +122,11 @@ notes:
     with pgstattuple needs membership in C(pg_stat_scan_tables) (or superuser), else the catalog estimate is used.
     Seeing the data directory for the disk check needs superuser or C(pg_read_all_settings). pg_repack needs a
     superuser."
+  - "One run per table at a time: before reading anything it plans from, the module takes a session-level
+    advisory lock per table (key C(hashtext('schema.table')) in class 21319). A second run waits up to its lock
+    budget (O(lock_timeout) for each of O(lock_retries)+1 attempts plus the retry delays), then fails naming the
+    other run (pid, application_name, client, since when). The lock goes with the session, so a killed run never
+    leaves it behind. Check mode does not wait: it warns when another run is changing the table."
 seealso:
   - module: sigeti.dwh.table_info
 """
@@ -191,7 +196,7 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, vacuum
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, runlock, vacuum
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -224,6 +229,7 @@ def main():
         options = vacuum.validate_options(module.params)
         conn, facts = open_session(module, holder, module.params["skip_on_standby"])
         names = vacuum.resolve_tables(conn, catalog, module.params["tables"], module.params["schemas"])
+        runlock.hold(module, conn, names)
         gathered = vacuum.gather(conn, catalog, facts, names, options, module.params, module.run_command)
         actions = vacuum.all_actions(gathered)
         queries = Plan([a["step"] for a in actions if "step" in a]).queries(conn)
