@@ -476,6 +476,42 @@ def count_rows(conn, schema, name):
     return count
 
 
+MIGRATIONS_QUERY = """
+SELECT schema_name, table_name, mode, phase, rows_copied, next_page, total_pages,
+       started_at::text, updated_at::text,
+       extract(epoch FROM clock_timestamp() - started_at)::bigint AS age_seconds,
+       extract(epoch FROM clock_timestamp() - updated_at)::bigint AS idle_seconds
+FROM sigeti_dwh.migration_state
+WHERE (schema_name, table_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
+ORDER BY 1, 2
+"""
+
+
+def migrations_in_flight(conn, names):
+    """The migrations of ``names`` ([(schema, table)]) started and not finished, from the migration state table.
+
+    Returns ``(rows, unreadable)``: ``unreadable`` says why the state could not be read (no privilege on the state
+    schema), so callers report it instead of failing; no state table means no migration.
+    """
+    with _dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS readable "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'sigeti_dwh' AND c.relname = 'migration_state'"
+        )
+        row = cur.fetchone()
+        if row is None:
+            rows, unreadable = [], None
+        elif not row["readable"]:
+            rows, unreadable = [], "role %s may not read sigeti_dwh.migration_state" % conn.info.user
+        else:
+            cur.execute(MIGRATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
+            rows, unreadable = [dict(r) for r in cur.fetchall()], None
+    if not conn.autocommit:
+        conn.rollback()
+    return rows, unreadable
+
+
 SAMPLE_TARGET_PAGES = 2000
 
 

@@ -153,7 +153,7 @@ warnings_detail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression, runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression, inflight, runlock
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -223,6 +223,8 @@ def main():
         conn, facts = open_session(module, holder, module.params["skip_on_standby"])
         schema, name = split_name(module.params["name"])
         runlock.hold(module, conn, [(schema, name)])
+        for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, [(schema, name)])[0]):
+            module.warn(warning)
         table = catalog.read_table(conn, schema, name)
         leaf_oids = [e["oid"] for e in compression.leaves(table)]
         mode = declared["recompress"]

@@ -196,7 +196,7 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, runlock, vacuum
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, vacuum
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -230,6 +230,8 @@ def main():
         conn, facts = open_session(module, holder, module.params["skip_on_standby"])
         names = vacuum.resolve_tables(conn, catalog, module.params["tables"], module.params["schemas"])
         runlock.hold(module, conn, names)
+        for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, names)[0]):
+            module.warn(warning)
         gathered = vacuum.gather(conn, catalog, facts, names, options, module.params, module.run_command)
         actions = vacuum.all_actions(gathered)
         queries = Plan([a["step"] for a in actions if "step" in a]).queries(conn)

@@ -169,3 +169,38 @@ def test_a_killed_run_leaves_no_lock_behind(pg_server, db, conn):
     args.update(tables=["mg.fait"], analyze="always")
     result = run_module("vacuum", _short_budget(args))
     assert not result.get("failed"), result.get("msg")
+
+
+WEEKLY_PAIRS = [pytest.param(i, marks=pytest.mark.slow) if i else i for i in range(10)]
+
+
+@pytest.mark.parametrize("pair", WEEKLY_PAIRS)
+def test_two_weekly_playbooks_at_once_converge(pg_server, db, conn, pair, tmp_path):
+    """The same weekly playbook started twice at once (cron + AWX). One pair in ./dev test, ten in the campaign."""
+    from tests.integration.test_roles_helpers import enabled_vars, load_sample, partitions, play, write_inventory
+
+    load_sample(pg_server, db, scale=1500)  # yearly partitions to 2026: the week creates the ones ahead
+    before = {t: fp.content(conn, *t.split(".")) for t in ("dwh_facts.fait_attributions", "dwh_facts.fait_factures")}
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
+    )
+    extra = dict(enabled_vars(), dwh_confirm=True)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:
+        runs = pool.starmap(play, [("weekly.yml", inventory, pg_server.password, extra)] * 2)
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-3000:]
+    after = {t: fp.content(conn, *t.split(".")) for t in before}
+    assert after == before  # every row exactly once
+    expected = partitions(conn, "dwh_facts.fait_attributions")
+    with conn.cursor() as cur:
+        cur.execute("SELECT extract(year FROM current_date)::int + 1")
+        assert "fait_attributions_%d" % cur.fetchone()[0] in expected
+    again = play("weekly.yml", inventory, pg_server.password, extra)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert partitions(conn, "dwh_facts.fait_attributions") == expected
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+        assert cur.fetchone()[0] == 0
