@@ -851,6 +851,21 @@ def vacuum_facts(conn, oids):
     return rows
 
 
+def maintenance_counts(conn, oids):
+    """Per relation oid, how many (auto)vacuums and (auto)analyzes the statistics show now, read afresh."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(
+            "SELECT relid, vacuum_count + autovacuum_count + analyze_count + autoanalyze_count "
+            "FROM pg_stat_all_tables WHERE relid = ANY(%s::oid[])",
+            (list(oids),),
+        )
+        counts = dict(cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return counts
+
+
 def extensions_info(conn, names):
     """Return ``{name: {"version", "schema"}}`` for the installed extensions among ``names``, and whether this
     role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""

@@ -1376,6 +1376,49 @@ def execute(conn, executor, gathered, params, run_command):
     return ran
 
 
+STATS_WAIT_SECONDS = 3.0
+
+
+def counted_before(gathered):
+    """``{oid: maintenance count}`` of every leaf this run vacuums or analyzes, as read before the run.
+
+    An action on a partitioned parent counts for every leaf below it (VACUUM and, before 18, ANALYZE cascade).
+    """
+    leaves = {}
+    for table in gathered["tables"]:
+        relations = table["table"]["relations"]
+        for entry in relations.values():
+            below = [entry] if entry["relkind"] == "r" else descendants(relations, entry["oid"])
+            leaves[(entry["schema"], entry["name"])] = [e for e in below if e["relkind"] == "r"]
+    before = {}
+    for action in all_actions(gathered):
+        if action["action"] == "reloptions":
+            continue
+        for target in action.get("targets") or (action["step"].targets if "step" in action else ()):
+            for entry in leaves.get(tuple(target), []):
+                stats = entry["stats"]
+                keys = ("vacuum_count", "autovacuum_count", "analyze_count", "autoanalyze_count")
+                before[entry["oid"]] = sum(stats.get(k) or 0 for k in keys)
+    return before
+
+
+def wait_for_statistics(read_counts, before, timeout=STATS_WAIT_SECONDS, sleep=time.sleep, clock=time.monotonic):
+    """Wait (bounded) until the statistics show this run's VACUUM/ANALYZE of every relation in ``before``.
+
+    PostgreSQL 14's statistics collector publishes counters up to 500 ms late: a run started right after this one
+    would read the old counters and vacuum again. Returns the oids still not counted when ``timeout`` ran out.
+    """
+    deadline = clock() + timeout
+    waiting = dict(before)
+    while waiting:
+        now = read_counts(list(waiting))
+        waiting = {oid: count for oid, count in waiting.items() if now.get(oid, count) <= count}
+        if not waiting or clock() >= deadline:
+            break
+        sleep(0.1)
+    return sorted(waiting)
+
+
 def lock_ms_from(params):
     """The session's lock_timeout in milliseconds (pg_repack's --wait-timeout follows it)."""
     return parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")

@@ -238,9 +238,12 @@ def main():
         commands = [vacuum.render_command(a["command"]) for a in actions if "command" in a]
         after = None
         if actions and not module.check_mode:
+            before = vacuum.counted_before(gathered)
             queries = vacuum.execute(
                 conn, Executor.from_module(conn, module), gathered, module.params, module.run_command
             )
+            if facts["version_num"] < 150000:
+                vacuum.wait_for_statistics(lambda oids: catalog.maintenance_counts(conn, oids), before)
             reread = catalog.read_tables(conn, [(t["table"]["schema"], t["table"]["name"]) for t in gathered["tables"]])
             after = {oid: e for t in reread if t["exists"] for oid, e in t["relations"].items()}
         tables = vacuum.report(conn, gathered, after)

@@ -12,16 +12,6 @@ from tests.support.modules import run_module
 PG15_BIN = "/usr/lib/postgresql/15/bin"
 
 
-@pytest.fixture(autouse=True)
-def _statistics_arrive_in_time(request):
-    """PostgreSQL 14's statistics collector reports up to 500 ms late: the module's second run can then see stale
-    counters and plan again. Known issue (docs/vacuum.md), so these tests run on 15+ only."""
-    if "pg_server" in request.fixturenames and request.getfixturevalue("pg_server").version_num() < 15:
-        pytest.skip(
-            "vacuum on PostgreSQL 14: statistics arrive late, second-run idempotence not guaranteed (known issue)"
-        )
-
-
 def _args(pg_server, db, **extra):
     args = pg_server.params(db)
     args.update(extra)

@@ -645,3 +645,46 @@ def test_repack_command_keeps_the_password_out_of_argv():
     assert '--table="Ventes"."fait 2024"' in argv and "--wait-timeout=3" in argv and "--no-kill-backend" in argv
     assert "s3cret" not in v.render_command(argv)
     assert v.render_command(["a", "b c"]) == "a 'b c'"
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_wait_for_statistics_returns_once_every_relation_is_counted():
+    clock = _Clock()
+    reads = [{1: 3, 2: 7}, {1: 4, 2: 7}, {1: 4, 2: 8}]
+    seen = []
+
+    def read(oids):
+        seen.append(sorted(oids))
+        return reads.pop(0)
+
+    assert v.wait_for_statistics(read, {1: 3, 2: 7}, sleep=clock.sleep, clock=clock) == []
+    assert seen == [[1, 2], [1, 2], [2]]  # a relation already counted is not asked for again
+
+
+def test_wait_for_statistics_gives_up_after_its_timeout_and_names_what_is_late():
+    clock = _Clock()
+    late = v.wait_for_statistics(lambda oids: {1: 5}, {1: 5, 2: 1}, timeout=1.0, sleep=clock.sleep, clock=clock)
+    assert late == [1, 2] and 1.0 <= clock.now <= 1.2
+
+
+def test_counted_before_covers_the_leaves_below_an_analyzed_parent():
+    def entry(oid, name, relkind, parent=None, count=0):
+        stats = {"vacuum_count": count, "autovacuum_count": 0, "analyze_count": 1, "autoanalyze_count": 0}
+        return {"oid": oid, "parent_oid": parent, "schema": "s", "name": name, "relkind": relkind, "stats": stats}
+
+    relations = {10: entry(10, "p", "p"), 11: entry(11, "p_1", "r", 10, 2), 12: entry(12, "p_2", "r", 10, 5)}
+    step = v.Step("ANALYZE s.p", "why", targets=[("s", "p")], transactional=False)
+    gathered = {
+        "tables": [{"table": {"relations": relations}, "plan": {"actions": [{"action": "analyze", "step": step}]}}]
+    }
+    assert v.counted_before(gathered) == {11: 3, 12: 6}
