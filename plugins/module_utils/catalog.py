@@ -13,7 +13,7 @@ import datetime
 import re
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
 
 try:
     import psycopg2.extras
@@ -295,6 +295,23 @@ def tables_in_schemas(conn, schemas):
             )
         cur.execute(TABLES_IN_SCHEMAS_QUERY, {"schemas": list(schemas)})
         return [tuple(r) for r in cur.fetchall()]
+
+
+def requested_tables(conn, tables, schemas):
+    """Resolve the ``tables`` and ``schemas`` options of a module into ``(schema, table)`` pairs, without duplicates.
+
+    Raises InvalidInput when both are empty, or naming a schema that does not exist.
+    """
+    if not tables and not schemas:
+        raise InvalidInput("no table given: give tables (schema.table) or schemas")
+    names = [split_name(t) for t in tables or []]
+    if schemas:
+        names.extend(tables_in_schemas(conn, schemas))
+    unique = []
+    for name in names:
+        if name not in unique:
+            unique.append(name)
+    return unique
 
 
 def _relation_entry(row):

@@ -98,8 +98,6 @@ class Plan:
     def __bool__(self):
         return bool(self.steps)
 
-    __nonzero__ = __bool__
-
     def __len__(self):
         return len(self.steps)
 
@@ -130,6 +128,23 @@ def transactions(steps):
     return units
 
 
+def retrying(attempt, retryable, retries, delay, sleep=time.sleep):
+    """The one retry policy: call ``attempt(n)`` (n = 1, 2, ...) until it returns.
+
+    An exception for which ``retryable(error)`` is true is retried after ``delay * 2**(n-1)`` seconds, at most
+    ``retries`` times; the last one (or any other) propagates. Used for SQL units, catalog reads and pg_repack.
+    """
+    number = 0
+    while True:
+        number += 1
+        try:
+            return attempt(number)
+        except Exception as error:
+            if not retryable(error) or number > retries:
+                raise
+            sleep(delay * (2 ** (number - 1)))
+
+
 class Executor:
     """Runs plans on one connection with bounded lock waits and retries."""
 
@@ -154,20 +169,56 @@ class Executor:
             ran.extend(self._run_unit(unit))
         return ran
 
+    def read(self, fetch, targets):
+        """Run a catalog read ``fetch()`` under the same lock policy as the plan steps.
+
+        A read that must lock (counting a default partition takes ACCESS SHARE) is rolled back and retried on
+        lock_timeout, then fails naming the sessions holding ``targets`` (a list of ``(schema, relation)``).
+        """
+        tries = []
+
+        def attempt(number):
+            tries.append(number)
+            try:
+                return fetch()
+            except Exception:
+                self._rollback()
+                raise
+
+        try:
+            return retrying(attempt, is_lock_error, self.retries, self.retry_delay, self.sleep)
+        except Exception as error:
+            if not is_lock_error(error):
+                raise
+            raise self._give_up_read(targets, tries[-1]) from None
+
     def _run_unit(self, unit):
-        attempt = 0
-        while True:
-            attempt += 1
+        tries = []
+
+        def attempt(number):
+            tries.append(number)
             self.attempts += 1
             try:
                 return self._execute(unit)
-            except psycopg2.Error as error:
+            except psycopg2.Error:
                 self._rollback()
-                if error.pgcode not in _RETRYABLE:
-                    raise
-                if attempt > self.retries:
-                    raise self._give_up(unit, error, attempt)
-                self.sleep(self.retry_delay * (2 ** (attempt - 1)))
+                raise
+
+        try:
+            return retrying(attempt, is_lock_error, self.retries, self.retry_delay, self.sleep)
+        except psycopg2.Error as error:
+            if not is_lock_error(error):
+                raise
+            raise self._give_up(unit, error, tries[-1]) from None
+
+    def _give_up_read(self, targets, attempts):
+        blockers = self.blockers(targets)
+        return LockNotGranted(
+            "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was changed. "
+            "What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise lock_timeout / "
+            "lock_retries." % (attempts, ", ".join(display_name(*t) for t in targets), describe_blockers(blockers)),
+            blocking_pids=[b["pid"] for b in blockers],
+        )
 
     def _execute(self, unit):
         autocommit = not unit[0].transactional

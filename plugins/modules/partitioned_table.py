@@ -216,8 +216,6 @@ plan: {description: Each statement with its reason and the lock it takes., type:
 warnings: {description: 'What was left alone and why (partly old partitions, an unwanted default).', type: list, elements: str, returned: always}
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods, runlock
@@ -226,36 +224,15 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, describe_blockers, is_lock_error
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
 
 
 def with_lock_retries(conn, module, targets, read):
-    """Run a catalog read; on lock_timeout retry like the executor, then fail naming the blocking sessions.
-
-    Counting the default partition's rows takes ACCESS SHARE on it; a session holding ACCESS EXCLUSIVE blocks that.
-    """
-    executor = Executor.from_module(conn, module)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return read()
-        except Exception as error:
-            if not is_lock_error(error):
-                raise
-            conn.rollback()
-            if attempt > executor.retries:
-                blockers = executor.blockers(targets)
-                who = describe_blockers(blockers)
-                raise LockNotGranted(
-                    "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was "
-                    "changed. What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise "
-                    "lock_timeout / lock_retries." % (attempt, ", ".join(display_name(*t) for t in targets), who),
-                    blocking_pids=[b["pid"] for b in blockers],
-                )
-            time.sleep(executor.retry_delay * (2 ** (attempt - 1)))
+    """Run a catalog read under the module's lock policy (counting the default partition's rows takes ACCESS SHARE
+    on it; a session holding ACCESS EXCLUSIVE blocks that)."""
+    return Executor.from_module(conn, module).read(read, targets)
 
 
 def declared_state(params, schema, name, table, conn):
