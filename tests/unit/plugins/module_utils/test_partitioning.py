@@ -259,13 +259,73 @@ def test_missing_parent_index_is_built_concurrently_then_attached():
     lay = partitioning.layout(dec, tab, D(2025, 1, 1))
     assert partitioning.lacking_indexes(tab, lay) == {500}
     result = partitioning.build_plan(dec, tab, lay, {"schemas": {"dwh"}, "index_tails": {500: "USING btree (id)"}})
-    create, attach = result.plan.steps
-    assert (
-        text(create.sql)
-        == 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "fait_2026_fait_id_idx" ON "dwh"."fait_2026" USING btree (id)'
-    )
-    assert create.transactional is False
+    drop, create, attach = result.plan.steps
+    assert text(drop.sql) == 'DROP INDEX CONCURRENTLY IF EXISTS "dwh"."fait_2026_fait_id_idx"'
+    assert text(create.sql) == 'CREATE INDEX CONCURRENTLY "fait_2026_fait_id_idx" ON "dwh"."fait_2026" USING btree (id)'
+    assert create.transactional is False and drop.transactional is False and create.snapshot_wait
+    assert [len(u) for u in plan.transactions(result.plan.steps)] == [2, 1], "a retry drops what a cancelled build left"
     assert text(attach.sql) == 'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."fait_2026_fait_id_idx"'
+
+
+PARENT_INDEX = {
+    "oid": 500,
+    "name": "fait_id_idx",
+    "schema": "dwh",
+    "relkind": "I",
+    "is_unique": True,
+    "constraint_name": None,
+}
+
+
+def _index_plan(leaf_indexes, tails=None, taken=None):
+    parts = [part("fait_2025", 20250101, 20260101, indexes=leaf_indexes)]
+    tab = table(parts, indexes=[PARENT_INDEX])
+    dec = declared(default=False, premake=0)
+    lay = partitioning.layout(dec, tab, D(2025, 1, 1))
+    extras = {"schemas": {"dwh"}, "index_tails": tails or {500: "USING btree (id)"}, "index_names_taken": taken or {}}
+    result = partitioning.build_plan(dec, tab, lay, extras)
+    return lay, tab, [text(s.sql) for s in result.plan.steps], result.warnings
+
+
+def test_an_invalid_index_is_absent_dropped_and_rebuilt_never_attached_as_it_is():
+    invalid = {"oid": 900, "name": "fait_2025_fait_id_idx", "is_valid": False, "parent_index_oid": None}
+    _lay, _tab, queries, _w = _index_plan([invalid])
+    assert queries == [
+        'DROP INDEX CONCURRENTLY IF EXISTS "dwh"."fait_2025_fait_id_idx"',
+        'CREATE UNIQUE INDEX CONCURRENTLY "fait_2025_fait_id_idx" ON "dwh"."fait_2025" USING btree (id)',
+        'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."fait_2025_fait_id_idx"',
+    ]
+    attached_invalid = {"oid": 901, "name": "x", "is_valid": False, "parent_index_oid": 500}
+    leftover = {"oid": 902, "name": "x_ccnew", "is_valid": False, "parent_index_oid": None}
+    _lay, _tab, queries, _w = _index_plan([attached_invalid, leftover])
+    assert queries == ['DROP INDEX CONCURRENTLY IF EXISTS "dwh"."x_ccnew"', 'REINDEX INDEX CONCURRENTLY "dwh"."x"']
+    _lay, _tab, queries, _w = _index_plan([dict(attached_invalid, is_valid=True)])
+    assert queries == []
+
+
+def test_a_valid_unattached_index_defined_like_the_parent_one_is_adopted_whatever_its_name():
+    mine = {"oid": 903, "name": "by_hand", "is_valid": True, "is_unique": True, "parent_index_oid": None}
+    lay, tab, _q, _w = _index_plan([mine])
+    assert partitioning.lacking_indexes(tab, lay) == {500, 903}
+    _lay, _tab, queries, _w = _index_plan([mine], tails={500: "USING btree (id)", 903: "USING btree (id)"})
+    assert queries == ['ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."by_hand"']
+    _lay, _tab, queries, _w = _index_plan([mine], tails={500: "USING btree (id)", 903: "USING hash (id)"})
+    assert queries[1].startswith('CREATE UNIQUE INDEX CONCURRENTLY "fait_2025_fait_id_idx"')
+
+
+def test_an_index_name_taken_elsewhere_is_never_dropped():
+    taken = {("dwh", "fait_2025_fait_id_idx"): {"relkind": "r", "table_oid": None}}
+    _lay, _tab, queries, warns = _index_plan([], taken=taken)
+    assert queries == [] and any("taken by another relation" in w for w in warns)
+
+
+def test_long_index_names_stay_unique_and_within_63_bytes():
+    index = "fait_attributions_date_demandee_key_client_id_idx"
+    names = [partitioning.partition_index_name("fait_attributions_%d" % y, index) for y in (2024, 2025, 2026)]
+    assert len(set(names)) == 3 and all(len(n.encode()) <= 63 for n in names)
+    assert names[0].startswith("fait_attributions_2024_fait_attributions_date_demandee")
+    assert partitioning.partition_index_name("f_2024", "i") == "f_2024_i"
+    assert partitioning.partition_index_name("é" * 40, "idx") != partitioning.partition_index_name("é" * 41, "idx")
 
 
 def test_new_table_is_created_with_schema_and_default():
