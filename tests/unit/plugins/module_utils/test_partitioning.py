@@ -412,3 +412,82 @@ def test_retention_never_reaches_the_current_period():
     dec = declared(retention={"keep": 0, "action": "drop", "archive_schema": None}, default=False)
     lay = partitioning.layout(dec, table([part("fait_2024", 20240101, 20250101)]), D(2025, 1, 1))
     assert [p["name"] for p in lay.retired] == ["fait_2024"]
+
+
+def _retention_parts():
+    return [
+        part("fait_2020", 20200101, 20210101),
+        part("fait_2023", 20230101, 20240101),
+        part("fait_2025", 20250101, 20260101),
+        part("fait_2026", 20260101, 20270101),
+    ]
+
+
+def test_a_pending_detach_is_finished_with_finalize_in_the_retirement_transaction():
+    parts = _retention_parts()
+    parts[0]["detach_pending"] = True
+    ret = {"keep": 1, "action": "archive", "archive_schema": "arch"}
+    _lay, result = plan_for(
+        declared(default=False, retention=ret), table(parts), D(2025, 1, 1), schemas={"dwh", "arch"}
+    )
+    finalize, archive = result.plan.steps[:2]
+    assert text(finalize.sql) == 'ALTER TABLE "dwh"."fait" DETACH PARTITION "dwh"."fait_2020" FINALIZE'
+    assert finalize.transactional and finalize.group == archive.group, "finished and archived together"
+    assert "CONCURRENTLY" in text(result.plan.steps[2].sql), "the next old partition detaches as usual"
+    assert result.finished_detaches == ["fait_2020"] and result.archived == ["fait_2020", "fait_2023"]
+
+
+def test_a_pending_detach_of_a_kept_partition_is_refused_in_words():
+    parts = _retention_parts()
+    parts[2]["detach_pending"] = True
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared(default=False), table(parts), D(2025, 1, 1))
+    assert "fait_2025" in err.value.msg and "FINALIZE" in err.value.msg and "nothing was changed" in err.value.msg
+
+
+def test_retention_drop_leaves_a_partition_with_dependents_attached_and_says_why():
+    parts = _retention_parts()
+    ret = {"keep": 1, "action": "drop", "archive_schema": None}
+    dependents = {parts[0]["oid"]: ["view public.v"]}
+    _lay, result = plan_for(declared(default=False, retention=ret), table(parts), D(2025, 1, 1), dependents=dependents)
+    assert result.detached == result.dropped == ["fait_2023"]
+    assert not any("fait_2020" in text(s.sql) for s in result.plan.steps)
+    assert "fait_2020" in [p["name"] for p in result.partitions]
+    assert any("fait_2020" in w and "view public.v" in w for w in result.warnings)
+    parts[0]["detach_pending"] = True  # already half detached: finish, keep the table
+    _lay, result = plan_for(declared(default=False, retention=ret), table(parts), D(2025, 1, 1), dependents=dependents)
+    assert result.detached == ["fait_2020", "fait_2023"] and result.dropped == ["fait_2023"]
+    assert text(result.plan.steps[0].sql).endswith("FINALIZE") and 'DROP TABLE "dwh"."fait_2020"' not in [
+        text(s.sql) for s in result.plan.steps
+    ]
+
+
+def test_with_a_default_every_new_period_locks_and_moves_even_when_none_was_counted():
+    tab = table([part("fait_2025", 20250101, 20260101), part("fait_default", default=True)])
+    _lay, result = plan_for(declared(premake=2), tab, D(2025, 1, 1), default_rows=0, default_counts={})
+    units = plan.transactions(result.plan.steps)
+    assert len(units) == 2, "one short transaction per new period"
+    for unit in units:
+        assert [text(s.sql).split(" ")[0] for s in unit] == ["CREATE", "LOCK", "LOCK", "WITH", "ALTER"]
+    assert result.moved_rows == 0
+
+
+def test_results_come_from_the_steps_that_committed():
+    tab = table([part("fait_2025", 20250101, 20260101), part("fait_default", default=True)])
+    _lay, result = plan_for(declared(premake=2), tab, D(2025, 1, 1), default_rows=5, default_counts={D(2026, 1, 1): 5})
+    assert result.created == ["fait_2026", "fait_2027"] and result.moved_rows == 5
+    first = plan.transactions(result.plan.steps)[0]
+    first[3].rowcount = 9  # rows that arrived after the count moved too
+    result.record(first)
+    assert result.created == ["fait_2026"] and result.moved_rows == 9
+
+
+def test_autocommit_steps_of_one_group_are_one_unit():
+    steps = [
+        plan.Step("DROP INDEX CONCURRENTLY IF EXISTS i", "r", transactional=False, group="b"),
+        plan.Step("CREATE INDEX CONCURRENTLY i", "r", transactional=False, group="b"),
+        plan.Step("VACUUM x", "r", transactional=False),
+        plan.Step("VACUUM y", "r", transactional=False),
+        plan.Step("ALTER INDEX", "r", group="b"),
+    ]
+    assert [len(u) for u in plan.transactions(steps)] == [2, 1, 1, 1]
