@@ -19,7 +19,13 @@ description:
   - Rows of a new period sitting in the default partition are moved into the new partition in the same
     transaction (PostgreSQL refuses the new partition otherwise).
   - Existing partitions with the right bounds are adopted whatever their names. Indexes of the parent missing on
-    a partition are built (concurrently) and attached; O(partition_options) are applied to every leaf.
+    a partition are built (concurrently) and attached; an INVALID index (a cancelled concurrent build) counts as
+    missing, is dropped and built again, never attached. Names longer than 63 bytes end with a short hash, so each
+    partition gets its own. O(partition_options) are applied to every leaf.
+  - With a default partition, writers are held at the parent and rows moved for every new period, so rows arriving
+    during the run cannot make the ATTACH fail. A partition left pending detach by an interrupted
+    C(DETACH ... CONCURRENTLY) is finished with C(DETACH ... FINALIZE) before retention goes on.
+  - A run that fails after committing something reports C(changed=true) and what was done.
   - A second run with the same arguments changes nothing and runs no DDL. Check mode only reads the catalog.
   - When O(name) is an existing plain (not partitioned) table, O(migrate) decides how it becomes partitioned,
     online (copy beside it in batches, capture and replay concurrent changes, verify counts and checksums,
