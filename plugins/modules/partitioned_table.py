@@ -461,6 +461,12 @@ def run_failure(conn, shown, error, result, completed, executed, before):
             "rows of a period being created kept arriving in the default partition of %s through every retry "
             "(the server said: %s); run again" % (shown, str(error).strip().splitlines()[0])
         )
+    elif getattr(error, "pgcode", None) == "23505":
+        msg = (
+            "a unique index of %s cannot be built on a partition that holds duplicate keys (the server said: %s). "
+            "Remove the duplicates, then run again." % (shown, " ".join(str(error).strip().split()))
+        )
+        details.setdefault("sqlstate", "23505")
     else:
         msg = "PostgreSQL error %s: %s" % (getattr(error, "pgcode", "") or "", str(error).strip())
         details.setdefault("sqlstate", getattr(error, "pgcode", None))

@@ -505,3 +505,17 @@ def test_retention_drop_keeps_a_partition_a_view_depends_on_attached_and_says_so
     again = run_module("partitioned_table", args)
     assert not again.get("failed") and again["changed"] is False and again["queries"] == [], again
     assert any(seen in w for w in warnings(again))
+
+
+def test_a_unique_index_over_duplicates_fails_in_words_and_leaves_no_invalid_index_attached(pg_server, db, conn):
+    year = server_today(conn).year
+    yearly_table(conn, (year,))
+    with conn.cursor() as cur:
+        cur.execute("CREATE UNIQUE INDEX fait_v_key ON ONLY fait (v, k)")  # v repeats: duplicates
+    args = _args(
+        pg_server, db, name="fait", key="k", key_format="yyyymmdd", interval="year", premake=0, default_partition=False
+    )
+    result = run_module("partitioned_table", args)
+    assert result.get("failed") and result["changed"] is True, result
+    assert "duplicate keys" in result["msg"] and "Remove the duplicates" in result["msg"], result["msg"]
+    assert leaf_index_state(conn, "fait_v_key") == {}, "an invalid index is never attached"
