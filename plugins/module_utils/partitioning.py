@@ -617,12 +617,14 @@ def partition_index_name(partition, index):
     return truncate_name(full, "_" + hashlib.sha1(full.encode("utf-8")).hexdigest()[:8])
 
 
-def _adoptable(part, index, tails):
-    """A valid index of ``part`` attached to nothing, defined like the parent's ``index``: attach it as it is."""
+def _adoptable(part, index, tails, claimed):
+    """A valid index of ``part`` attached to nothing, defined like the parent's ``index``, not ``claimed`` by another
+    parent index of the same definition in this plan: attach it as it is."""
     wanted = tails.get(index["oid"])
     for own in part.get("indexes") or []:
         if (
             own.get("oid") is not None
+            and own["oid"] not in claimed
             and own.get("parent_index_oid") is None
             and own.get("is_valid", True)
             and not own.get("constraint_name")
@@ -678,7 +680,7 @@ def _attach_index_step(declared, part, index, name, reason):
     )
 
 
-def _leaf_index_steps(declared, part, index, tails, taken, warnings):
+def _leaf_index_steps(declared, part, index, tails, taken, warnings, claimed):
     """Steps giving one leaf partition a valid copy of one parent index, attached to it (empty when it has one)."""
     own = part.get("indexes") or []
     attached = [i for i in own if i.get("parent_index_oid") == index["oid"]]
@@ -722,8 +724,9 @@ def _leaf_index_steps(declared, part, index, tails, taken, warnings):
             "built concurrently)" % (part["name"], index["constraint_name"])
         )
         return []
-    adopted = _adoptable(part, index, tails)
+    adopted = _adoptable(part, index, tails, claimed)
     if adopted is not None:
+        claimed.add(adopted["oid"])
         return [
             _attach_index_step(
                 declared,
@@ -760,14 +763,14 @@ def index_steps(declared, table, partitions, index_tails, warnings, taken=None):
     never attached (PostgreSQL accepts it, and the parent index then stays invalid for good). ``taken`` maps the
     ``(schema, name)`` of planned index names to the relation already holding that name.
     """
-    repairs, builds = [], []
+    repairs, builds, claimed = [], [], set()
     parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I"]
     for index in parent_indexes:
         attaching = False
         for part in partitions:
             if part["relkind"] != "r":
                 continue
-            steps = _leaf_index_steps(declared, part, index, index_tails or {}, taken or {}, warnings)
+            steps = _leaf_index_steps(declared, part, index, index_tails or {}, taken or {}, warnings, claimed)
             attaching = attaching or any(s.effect is None and s.group for s in steps)
             # attached copies are repaired first: PostgreSQL marks the parent index valid only when a copy is
             # attached while every other copy is valid

@@ -491,3 +491,16 @@ def test_autocommit_steps_of_one_group_are_one_unit():
         plan.Step("ALTER INDEX", "r", group="b"),
     ]
     assert [len(u) for u in plan.transactions(steps)] == [2, 1, 1, 1]
+
+
+def test_one_leaf_index_is_adopted_by_one_parent_index_only():
+    twin = dict(PARENT_INDEX, oid=501, name="fait_id_twin")
+    mine = {"oid": 903, "name": "by_hand", "is_valid": True, "is_unique": True, "parent_index_oid": None}
+    tab = table([part("fait_2025", 20250101, 20260101, indexes=[mine])], indexes=[PARENT_INDEX, twin])
+    dec = declared(default=False, premake=0)
+    lay = partitioning.layout(dec, tab, D(2025, 1, 1))
+    tails = {500: "USING btree (id)", 501: "USING btree (id)", 903: "USING btree (id)"}
+    result = partitioning.build_plan(dec, tab, lay, {"schemas": {"dwh"}, "index_tails": tails})
+    queries = [text(s.sql) for s in result.plan.steps]
+    assert queries[0] == 'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."by_hand"'
+    assert queries[2].startswith('CREATE UNIQUE INDEX CONCURRENTLY "fait_2025_fait_id_twin"')
