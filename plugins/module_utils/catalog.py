@@ -1210,6 +1210,108 @@ def read_partition_set(conn, schema, name):
     return table
 
 
+PARTITION_SET_DETAILS_QUERY = """
+WITH RECURSIVE walk(oid, detach_pending) AS (
+    SELECT %(root)s::oid, false
+    UNION ALL
+    SELECT i.inhrelid, i.inhdetachpending FROM walk w JOIN pg_inherits i ON i.inhparent = w.oid
+)
+SELECT w.oid, w.detach_pending,
+       COALESCE((SELECT json_agg(json_build_object(
+                    'oid', i.indexrelid::bigint, 'name', ic.relname::text, 'schema', n.nspname::text,
+                    'is_valid', i.indisvalid AND i.indisready, 'is_unique', i.indisunique,
+                    'parent_index_oid', inh.inhparent::bigint, 'constraint_name', con.conname::text))
+                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_namespace n ON n.oid = ic.relnamespace
+                 LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                 WHERE i.indrelid = w.oid), '[]'::json)
+FROM walk w
+"""
+
+RELATIONS_NAMED_QUERY = """
+SELECT n.nspname::text, c.relname::text, c.relkind::text, i.indrelid::bigint
+FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS w(schema_name, rel_name)
+JOIN pg_namespace n ON n.nspname = w.schema_name
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name
+LEFT JOIN pg_index i ON i.indexrelid = c.oid
+"""
+
+DEPENDENT_OBJECTS_QUERY = """
+SELECT d.refobjid::bigint, format('%%s %%I.%%I', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                                  vn.nspname, v.relname)
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = ANY(%(oids)s::oid[]) AND v.oid <> d.refobjid
+UNION
+SELECT con.confrelid::bigint, format('foreign key %%I of %%I.%%I', con.conname, tn.nspname, t.relname)
+FROM pg_constraint con
+JOIN pg_class t ON t.oid = con.conrelid
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s::oid[]) AND con.conparentid = 0
+ORDER BY 1, 2
+"""
+
+
+def partition_set_details(conn, table):
+    """Add what ``read_partition_set`` leaves out and the partition planner needs, in one round trip on the
+    catalog only (no lock on any table): every index of the tree with its validity (an INVALID index, left by a
+    cancelled ``CREATE INDEX CONCURRENTLY``, counts as absent) and ``detach_pending`` on partitions whose
+    ``DETACH ... CONCURRENTLY`` was interrupted. Returns a new table dict; ``table`` is left as it was.
+    """
+    if not table.get("exists") or table.get("relkind") != "p":
+        return table
+    with conn.cursor() as cur:
+        cur.execute(PARTITION_SET_DETAILS_QUERY, {"root": table["oid"]})
+        rows = {oid: (pending, indexes) for oid, pending, indexes in cur.fetchall()}
+    if not conn.autocommit:
+        conn.rollback()
+    result = dict(table)
+    result["partitions"] = []
+    for entry in table["partitions"]:
+        pending, indexes = rows.get(entry["oid"], (False, None))
+        detailed = dict(entry, detach_pending=bool(pending))
+        if indexes is not None:
+            detailed["indexes"] = indexes
+        result["partitions"].append(detailed)
+    valid = {i["oid"]: i["is_valid"] for i in rows.get(table["oid"], (False, []))[1]}
+    result["indexes"] = [dict(i, is_valid=valid.get(i["oid"], True)) for i in table.get("indexes") or []]
+    return result
+
+
+def relations_named(conn, names):
+    """Return ``{(schema, name): {"relkind", "table_oid"}}`` for those of ``names`` that exist (``table_oid``:
+    the table of an index, else None)."""
+    names = list(names)
+    if not names:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(RELATIONS_NAMED_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return {(s, n): {"relkind": k, "table_oid": t} for s, n, k, t in rows}
+
+
+def dependent_objects(conn, oids):
+    """Return ``{table oid: ["view public.v", "foreign key fk of public.t", ...]}``: what makes DROP TABLE fail."""
+    oids = list(oids)
+    if not oids:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(DEPENDENT_OBJECTS_QUERY, {"oids": oids})
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    found = {}
+    for oid, what in rows:
+        found.setdefault(oid, []).append(what)
+    return found
+
+
 def storage_parameters_error(conn, with_clause):
     """Ask the server whether a ``WITH (...)`` clause of storage parameters is valid for a table, touching no table.
 

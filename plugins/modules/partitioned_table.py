@@ -19,7 +19,13 @@ description:
   - Rows of a new period sitting in the default partition are moved into the new partition in the same
     transaction (PostgreSQL refuses the new partition otherwise).
   - Existing partitions with the right bounds are adopted whatever their names. Indexes of the parent missing on
-    a partition are built (concurrently) and attached; O(partition_options) are applied to every leaf.
+    a partition are built (concurrently) and attached; an INVALID index (a cancelled concurrent build) counts as
+    missing, is dropped and built again, never attached. Names longer than 63 bytes end with a short hash, so each
+    partition gets its own. O(partition_options) are applied to every leaf.
+  - With a default partition, writers are held at the parent and rows moved for every new period, so rows arriving
+    during the run cannot make the ATTACH fail. A partition left pending detach by an interrupted
+    C(DETACH ... CONCURRENTLY) is finished with C(DETACH ... FINALIZE) before retention goes on.
+  - A run that fails after committing something reports C(changed=true) and what was done.
   - A second run with the same arguments changes nothing and runs no DDL. Check mode only reads the catalog.
   - When O(name) is an existing plain (not partitioned) table, O(migrate) decides how it becomes partitioned,
     online (copy beside it in batches, capture and replay concurrent changes, verify counts and checksums,
@@ -210,7 +216,19 @@ detached: {description: Partitions detached by retention (whatever the action).,
 dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: always}
 archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: always}
 default_rows: {description: Rows left in the default partition after the run (null without one)., type: int, returned: always}
-moved_rows: {description: Rows moved out of the default partition into new partitions., type: int, returned: always}
+moved_rows:
+  description:
+    - Rows moved out of the default partition into new partitions (counted by the statements that moved them; in check
+      mode, the rows counted there when planning).
+  type: int
+  returned: always
+finished_detaches:
+  description:
+    - Partitions found pending detach (an interrupted C(DETACH PARTITION ... CONCURRENTLY) hides their rows) whose
+      detach the run finished with C(DETACH PARTITION ... FINALIZE) before applying retention.
+  type: list
+  elements: str
+  returned: always
 queries: {description: The exact SQL run (or that would run in check mode)., type: list, elements: str, returned: always}
 plan: {description: Each statement with its reason and the lock it takes., type: list, elements: dict, returned: always}
 warnings: {description: 'What was left alone and why (partly old partitions, an unwanted default).', type: list, elements: str, returned: always}
@@ -224,7 +242,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
 
@@ -312,6 +330,7 @@ def current_period(declared, state):
 def plan_partitions(conn, module, declared, table):
     """Read the few facts the plan needs beyond the table's, then build the plan (a ``partitioning.Result``)."""
     scheme = declared.scheme
+    table = catalog.partition_set_details(conn, table)
     parent = (declared.schema, declared.name)
     default = None
     for part in partitioning.existing_partitions(table):
@@ -350,7 +369,127 @@ def plan_partitions(conn, module, declared, table):
     lacking = partitioning.lacking_indexes(table, lay)
     if lacking:
         extras["index_tails"] = catalog.index_tails(conn, lacking)
+        extras["index_names_taken"] = catalog.relations_named(conn, partitioning.planned_index_names(table, lay))
+    if declared.retention and declared.retention["action"] == "drop" and lay.retired:
+        extras["dependents"] = catalog.dependent_objects(conn, [p["oid"] for p in lay.retired])
     return partitioning.build_plan(declared, table, lay, extras), state
+
+
+def facts_moved(error):
+    """True when the server refused a step because the table changed after it was read: a row of a new period
+    arrived in the default partition (23514), a detach became pending (a cancelled DETACH ... CONCURRENTLY)."""
+    code = getattr(error, "pgcode", None)
+    return code == "23514" or (code == "55000" and "pending detach" in str(error))
+
+
+def leftovers(conn, before):
+    """What a failed autocommit statement left that was not there before: partitions now pending detach and
+    INVALID indexes (a cancelled DETACH ... CONCURRENTLY, CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY)."""
+    after = catalog.partition_set_details(conn, catalog.read_partition_set(conn, before["schema"], before["name"]))
+
+    def marks(table):
+        pending = {p["name"] for p in table.get("partitions") or [] if p.get("detach_pending")}
+        invalid = {
+            i["name"]
+            for p in table.get("partitions") or []
+            for i in p.get("indexes") or []
+            if not i.get("is_valid", True)
+        }
+        return pending, invalid
+
+    (pending_before, invalid_before), (pending_after, invalid_after) = marks(before), marks(after)
+    return sorted(pending_after - pending_before), sorted(invalid_after - invalid_before)
+
+
+def apply_partitions(conn, module, declared, table, result):
+    """Run the plan. When a step is refused because the table moved under it (``facts_moved``), read the facts
+    again and run the new plan, up to twice. Returns ``(result, executed)`` with the result's lists and
+    ``moved_rows`` replaced by what the steps did. On failure raises a DwhError saying what was committed
+    before it, with ``changed`` true when anything was.
+    """
+    completed, executed, attempts = [], [], 3
+    before = catalog.partition_set_details(conn, table)
+    failed_autocommit = False
+    for attempt in range(1, attempts + 1):
+        executor = Executor.from_module(conn, module)
+        try:
+            executor.run(result.plan)
+        except Exception as error:
+            completed.extend(executor.completed)
+            executed.extend(executor.executed)
+            failed_autocommit = failed_autocommit or bool(executor.failed and not executor.failed[0].transactional)
+            if attempt < attempts and facts_moved(error):
+                table = catalog.read_partition_set(conn, declared.schema, declared.name)
+                result, _state = plan_partitions(conn, module, declared, table)
+                continue
+            raise run_failure(
+                conn, declared.display, error, result, completed, executed, before if failed_autocommit else None
+            )
+        completed.extend(executor.completed)
+        executed.extend(executor.executed)
+        result.record(completed)
+        return result, executed
+
+
+def run_failure(conn, shown, error, result, completed, executed, before):
+    """A DwhError for a run that stopped part way: the cause in words, what had committed, ``changed``."""
+    pending, invalid = leftovers(conn, before) if before is not None else ([], [])
+    result.record(completed)
+    details = dict(getattr(error, "details", None) or {})
+    if isinstance(error, DwhError):
+        msg = error.msg
+    elif getattr(error, "pgcode", None) == "23514":
+        msg = (
+            "rows of a period being created kept arriving in the default partition of %s through every retry "
+            "(the server said: %s); run again" % (shown, str(error).strip().splitlines()[0])
+        )
+    elif getattr(error, "pgcode", None) == "23505":
+        msg = (
+            "a unique index of %s cannot be built on a partition that holds duplicate keys (the server said: %s). "
+            "Remove the duplicates, then run again." % (shown, " ".join(str(error).strip().split()))
+        )
+        details.setdefault("sqlstate", "23505")
+    else:
+        msg = "PostgreSQL error %s: %s" % (getattr(error, "pgcode", "") or "", str(error).strip())
+        details.setdefault("sqlstate", getattr(error, "pgcode", None))
+    done = [
+        "%s: %s" % (label, ", ".join(names))
+        for label, names in (
+            ("created", result.created),
+            ("detached", result.detached),
+            ("dropped", result.dropped),
+            ("archived", result.archived),
+        )
+        if names
+    ]
+    if result.moved_rows:
+        done.append("moved %d rows out of the default partition" % result.moved_rows)
+    others = [step for step in completed if step.effect is None]
+    if others and done:
+        done.append("%d other statement(s)" % len(others))
+    if pending:
+        done.append(
+            "left %s pending detach (hidden from queries on the parent until the next run finishes the detach)"
+            % ", ".join(pending)
+        )
+    if invalid:
+        done.append("left the INVALID index(es) %s (the next run drops and rebuilds them)" % ", ".join(invalid))
+    changed = bool(completed) or bool(pending) or bool(invalid)
+    if changed:
+        msg += " Committed before this failure (changed): %s." % (
+            "; ".join(done) or "%d statement(s), the last: %s" % (len(executed), executed[-1] if executed else "")
+        )
+    details.update(
+        changed=changed,
+        queries=executed,
+        created=result.created,
+        detached=result.detached,
+        dropped=result.dropped,
+        archived=result.archived,
+        finished_detaches=result.finished_detaches,
+        moved_rows=result.moved_rows,
+    )
+    return DwhError(msg, **details)
 
 
 def check_partition_options(conn, declared):
@@ -471,6 +610,7 @@ def main():
                     archived=[],
                     default_rows=None,
                     moved_rows=0,
+                    finished_detaches=[],
                 )
             table = catalog.read_partition_set(conn, schema, name)
         declared = declared_state(module.params, schema, name, table, conn)
@@ -478,12 +618,19 @@ def main():
         result, state = plan_partitions(conn, module, declared, table)
         queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
         explained = result.plan.explain(conn)
+        changed = bool(result.plan)
         if result.plan and not module.check_mode:
-            Executor.from_module(conn, module).run(result.plan)
+            try:
+                result, executed = apply_partitions(conn, module, declared, table, result)
+            except DwhError as failure:
+                if migrated:  # the migration committed before the partition maintenance failed
+                    failure.details["changed"] = True
+                raise
+            queries = (migrated or {}).get("queries", []) + executed
         conn.close()
         has_default = any(p["default"] for p in result.partitions)
         output = dict(
-            changed=bool(result.plan) or bool(migrated),
+            changed=changed or bool(migrated),
             queries=queries,
             plan=explained,
             partitions=result.partitions,
@@ -493,6 +640,7 @@ def main():
             archived=result.archived,
             default_rows=result.default_rows_after if has_default else None,
             moved_rows=result.moved_rows,
+            finished_detaches=result.finished_detaches,
         )
         if migrated:
             output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
