@@ -1095,8 +1095,8 @@ def stray_partition_warning(declared, part, count, low, high, current):
     """Warning for a partition holding keys far beyond the bulk of the rows."""
     return (
         "partition %s of %s (FROM %s TO %s) holds %d row(s) with keys %s to %s, more than premake=%d periods beyond "
-        "the newest period of the other rows (%s): they are taken as stray keys and left alone, the current period "
-        "stays %s. Check where they come from (fix or delete them, or move them to the right period)."
+        "the other rows (the current period is %s, the newest one they fill): taken as stray keys and left alone. "
+        "Check where they come from (fix or delete them, or move them to the right period)."
         % (
             part["name"],
             declared.display,
@@ -1106,7 +1106,6 @@ def stray_partition_warning(declared, part, count, low, high, current):
             json_value(low),
             json_value(high),
             declared.premake,
-            declared.scheme.display(current),
             declared.scheme.display(current),
         )
     )
