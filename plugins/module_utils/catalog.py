@@ -700,7 +700,6 @@ def partition_set_state(conn, schemas, default=None, parent=None, key=None, esti
         "default_rows": default_rows,
         "max_key": max_key,
         "schemas": set(found or []),
-        "estimated": bool(estimate and default),
     }
 
 
@@ -725,18 +724,21 @@ def newest_key(conn, relations, key, batch=4):
     return None, None
 
 
-def newest_estimated(conn, oids):
-    """Index of the first of ``oids`` (newest first) that statistics say holds rows, reading only pg_class."""
+def filled_by_statistics(conn, oids):
+    """Positions in ``oids`` of the relations pg_class says hold rows (reltuples or relpages above 0), in order.
+
+    Reads only the catalog (no lock on any table): what check mode uses when a table is locked by another session.
+    """
     with conn.cursor() as cur:
         cur.execute(
             "SELECT o.i FROM unnest(%s::oid[]) WITH ORDINALITY o(oid, i) JOIN pg_class c ON c.oid = o.oid "
-            "WHERE c.reltuples > 0 OR c.relpages > 0 ORDER BY o.i LIMIT 1",
+            "WHERE c.reltuples > 0 OR c.relpages > 0 ORDER BY o.i",
             (list(oids),),
         )
-        row = cur.fetchone()
+        rows = cur.fetchall()
     if not conn.autocommit:
         conn.rollback()
-    return row[0] - 1 if row else None
+    return [row[0] - 1 for row in rows]
 
 
 def keys_beyond(conn, relation, key, bound):

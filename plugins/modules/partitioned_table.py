@@ -442,9 +442,15 @@ def integer_now(conn, module, declared, table, warnings):
         return found
 
     def estimated():
-        index = catalog.newest_estimated(conn, [p["oid"] for p in order])
-        low = order[index]["low"] if index is not None else None
-        return [(order[index], low)] if isinstance(low, int) else []
+        # statistics only: a partition "holds rows" when pg_class says so, its largest key is taken as high - 1
+        found = []
+        for index in catalog.filled_by_statistics(conn, [p["oid"] for p in order]):
+            if not isinstance(order[index]["high"], int):
+                continue
+            found.append((order[index], order[index]["high"] - 1))
+            if len(found) >= 2 and not partitioning.is_stray(declared, found[-2][0], found[-1][1]):
+                break
+        return found
 
     found = read_rows(conn, module, names[:8], exact, estimated, warnings)
     if not found:
