@@ -713,18 +713,27 @@ def row_widths(conn, schema, name, relpages=None, exact=False):
 # ---------------------------------------------------------------------------------------------
 
 
-def partition_set_state(conn, schemas, default=None, parent=None, key=None):
-    """One round trip: the server's ``current_date``, rows in the default partition, ``max(key)`` and which
-    of ``schemas`` exist.
+def partition_set_state(conn, schemas, default=None, parent=None, key=None, estimate=False):
+    """One round trip: the server's ``current_date`` and ``TimeZone``, rows in the default partition,
+    ``max(key)`` and which of ``schemas`` exist.
 
     ``default`` is ``(schema, name)`` of the default partition or None; ``parent`` and ``key`` ask for the
-    largest key value (integer keys have no calendar "today"). Returns a dict.
+    largest key value of a plain table (a migration source). With ``estimate`` no row is read (no lock on any
+    table): ``default_rows`` is ``pg_class.reltuples`` (None when never analyzed). Returns a dict.
     """
-    parts = [sql.SQL("current_date")]
-    parts.append(
-        sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)) if default else sql.SQL("NULL::bigint")
-    )
-    if parent and key:
+    parts = [sql.SQL("current_date"), sql.SQL("current_setting('TimeZone')")]
+    if default and estimate:
+        parts.append(
+            sql.SQL(
+                "(SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {})"
+            ).format(sql.Literal(default[0]), sql.Literal(default[1]))
+        )
+    elif default:
+        parts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)))
+    else:
+        parts.append(sql.SQL("NULL::bigint"))
+    if parent and key and not estimate:
         parts.append(sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*parent)))
     else:
         parts.append(sql.SQL("NULL::bigint"))
@@ -735,10 +744,92 @@ def partition_set_state(conn, schemas, default=None, parent=None, key=None):
     )
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-        today, default_rows, max_key, found = cur.fetchone()
+        today, timezone, default_rows, max_key, found = cur.fetchone()
     if not conn.autocommit:
         conn.rollback()
-    return {"today": today, "default_rows": default_rows, "max_key": max_key, "schemas": set(found or [])}
+    return {
+        "today": today,
+        "timezone": timezone,
+        "default_rows": default_rows,
+        "max_key": max_key,
+        "schemas": set(found or []),
+    }
+
+
+def newest_key(conn, relations, key, batch=4):
+    """The largest ``key`` of the first of ``relations`` (``(schema, name)``, newest first) that holds rows.
+
+    Walks ``batch`` partitions per round trip and stops at the first non-empty one, so only the newest few are
+    read (ACCESS SHARE on each). Returns ``(index in relations, value)`` or ``(None, None)`` when all are empty.
+    """
+    relations = list(relations)
+    for first in range(0, len(relations), batch):
+        chunk = relations[first : first + batch]
+        parts = [sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*r)) for r in chunk]
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+            row = cur.fetchone()
+        if not conn.autocommit:
+            conn.rollback()
+        for offset, value in enumerate(row):
+            if value is not None:
+                return first + offset, value
+    return None, None
+
+
+def filled_by_statistics(conn, oids):
+    """Positions in ``oids`` of the relations pg_class says hold rows (reltuples or relpages above 0), in order.
+
+    Reads only the catalog (no lock on any table): what check mode uses when a table is locked by another session.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT o.i FROM unnest(%s::oid[]) WITH ORDINALITY o(oid, i) JOIN pg_class c ON c.oid = o.oid "
+            "WHERE c.reltuples > 0 OR c.relpages > 0 ORDER BY o.i",
+            (list(oids),),
+        )
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return [row[0] - 1 for row in rows]
+
+
+def keys_beyond(conn, relation, key, bound):
+    """Rows of ``relation`` whose ``key`` is at or past ``bound`` (a value or composed SQL): ``(count, min, max)``."""
+    if not isinstance(bound, sql.Composable):
+        bound = sql.Literal(bound)
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t} WHERE {k} >= {b}").format(
+                k=sql.Identifier(key), t=sql.Identifier(*relation), b=bound
+            )
+        )
+        row = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return row
+
+
+def midnight_dates(conn, values):
+    """Map each aware timestamptz ``value`` to the naive midnight the server turns into it, when it is one.
+
+    Midnight that does not exist (a DST gap at midnight, America/Santiago 2026-09-06) is stored as the first
+    instant after the gap (01:00-03); comparing wall clocks would call that bound foreign. Reads no table.
+    """
+    values = list(values)
+    if not values:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT v, (v AT TIME ZONE current_setting('TimeZone'))::date "
+            "FROM unnest(%s::timestamptz[]) v "
+            "WHERE ((v AT TIME ZONE current_setting('TimeZone'))::date)::timestamptz = v",
+            (values,),
+        )
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return {value: datetime.datetime(day.year, day.month, day.day) for value, day in rows}
 
 
 def partition_set_pending(conn, names, default=None, key=None, ranges=()):
@@ -1118,7 +1209,13 @@ SELECT t.oid, t.parent_oid, t.level, n.nspname::text, c.relname::text, c.relkind
              WHERE i.indrelid = c.oid),
        CASE WHEN t.level = 0 THEN (
            SELECT json_build_object(
-               'definition', pg_get_partkeydef(c.oid), 'strategy', pt.partstrat::text,
+               -- not pg_get_partkeydef(), which takes ACCESS SHARE on the table (check mode must not wait on it)
+               'definition', CASE pt.partstrat WHEN 'r' THEN 'RANGE' WHEN 'l' THEN 'LIST' ELSE 'HASH' END || ' ('
+                   || (SELECT string_agg(CASE WHEN k.attnum = 0 THEN '(expression)' ELSE quote_ident(a.attname) END,
+                                         ', ' ORDER BY k.o)
+                       FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) || ')',
+               'strategy', pt.partstrat::text,
                'has_expressions', pt.partexprs IS NOT NULL,
                'columns', ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
                                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o),

@@ -38,6 +38,12 @@ MAX_IDENTIFIER_BYTES = 63
 # writers go on) until the commit; batching saves a commit per partition when a long range is missing.
 CREATE_BATCH = 20
 RETENTION_ACTIONS = ("detach", "drop", "archive")
+# Retention retires at most this many partitions per run unless told otherwise: a wrong "now" (a stray key, a
+# clock) then costs a few periods, not the table, and the warning says how many wait.
+DEFAULT_MAX_PER_RUN = 3
+# New partitions one run may create unless told otherwise: a first run from an old start fits, a "now" thrown far
+# away by a stray key does not.
+DEFAULT_MAX_NEW_PARTITIONS = 100
 LIKE_OPTIONS = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED"
 _OPTION_NAME = re.compile(r"^(toast\.)?[a-z_][a-z0-9_]*$")
 _TYPE_TEXT = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?( with(out)? time zone)?(\[\])*$')
@@ -59,6 +65,7 @@ class Declared:
         partition_options=None,
         columns=None,
         primary_key=None,
+        max_new_partitions=DEFAULT_MAX_NEW_PARTITIONS,
     ):
         self.schema = schema
         self.name = name
@@ -71,6 +78,7 @@ class Declared:
         self.partition_options = partition_options or {}
         self.columns = columns
         self.primary_key = primary_key or []
+        self.max_new_partitions = max_new_partitions
 
     @property
     def display(self):
@@ -110,7 +118,7 @@ def validate_partition_options(options, table):
 
 
 def validate_retention(retention, table):
-    """Check the ``retention`` option; return ``None`` or ``{keep, action, archive_schema}``."""
+    """Check the ``retention`` option; return ``None`` or ``{keep, action, archive_schema, max_per_run}``."""
     if not retention:
         return None
     keep = retention.get("keep")
@@ -136,7 +144,14 @@ def validate_retention(retention, table):
         raise InvalidInput(
             "retention.action archive for %s needs archive_schema: where old partitions are moved" % table
         )
-    return {"keep": keep, "action": action, "archive_schema": archive}
+    max_per_run = retention.get("max_per_run")
+    max_per_run = DEFAULT_MAX_PER_RUN if max_per_run is None else max_per_run
+    if isinstance(max_per_run, bool) or not isinstance(max_per_run, int) or max_per_run < 1:
+        raise InvalidInput(
+            "retention.max_per_run=%r for %s: give a whole number of partitions retired per run, 1 or more"
+            % (max_per_run, table)
+        )
+    return {"keep": keep, "action": action, "archive_schema": archive, "max_per_run": max_per_run}
 
 
 def validate_columns(columns, key, table):
@@ -228,6 +243,20 @@ def migration_layout(declared, current):
     return entries
 
 
+def check_migration_layout(declared, entries):
+    """Refuse a migration that would create more partitions than ``max_new_partitions`` (a stray largest key)."""
+    ranges = [e for e in entries if not e.get("default")]
+    cap = declared.max_new_partitions
+    if cap is None or len(ranges) <= cap:
+        return
+    raise InvalidInput(
+        "migrating %s would create %d partitions (FROM %s TO %s), more than max_new_partitions=%d. If that range is "
+        "intended, raise max_new_partitions (or set start later); if not, look for stray keys (the largest key sets "
+        "the current period of a plain integer-keyed table). Nothing was changed."
+        % (declared.display, len(ranges), json_value(ranges[0]["low"]), json_value(ranges[-1]["high"]), cap)
+    )
+
+
 def _rank(value):
     """Comparable form of a bound value: MINVALUE < any value < MAXVALUE; timestamptz read as wall clock."""
     if value == MINVALUE:
@@ -246,7 +275,10 @@ class Layout:
         self.periods = []  # declared period starts, in order
         self.adopted = {}  # point -> existing partition entry
         self.missing = []  # points without a partition
-        self.retired = []  # partitions wholly older than the retention cutoff
+        self.retired = []  # partitions wholly older than the retention cutoff, retired this run
+        self.waiting = []  # wholly old partitions beyond retention.max_per_run: kept attached until a later run
+        self.spanning = []  # partitions covering several whole declared periods (an attached table), adopted
+        self.covered = {}  # point -> spanning partition covering it
         self.partly_old = []  # partitions straddling the cutoff (never touched)
         self.others = []  # partitions outside the declared set, kept as they are
         self.default = None  # the default partition entry, if any
@@ -288,13 +320,69 @@ def check_partition_key(declared, table):
         )
 
 
-def layout(declared, table, current):
+def _ranker(aliases):
+    """``_rank`` after replacing bound values by their aliases (a timestamptz bound the server moved out of a DST
+    gap maps to the midnight the module wrote)."""
+    aliases = aliases or {}
+
+    def rank(value):
+        return _rank(aliases.get(value, value) if isinstance(value, datetime.datetime) else value)
+
+    return rank
+
+
+def _midnight_offset(value):
+    """For an aware bound that is not midnight in the session's TimeZone: the UTC offset at which it is midnight."""
+    utc = value.astimezone(datetime.timezone.utc)
+    minutes = -(utc.hour * 60 + utc.minute)
+    if minutes <= -12 * 60:
+        minutes += 24 * 60
+    sign = "+" if minutes >= 0 else "-"
+    return "%s%02d:%02d" % (sign, abs(minutes) // 60, abs(minutes) % 60)
+
+
+def _timezone_hint(declared, conflicting, session_tz):
+    """A sentence for timestamptz bounds that are not midnight in this session's TimeZone (made in another one)."""
+    if declared.scheme.key_format != "timestamptz":
+        return ""
+    foreign = []
+    for part in conflicting:
+        for value in (part.get("low"), part.get("high")):
+            if isinstance(value, datetime.datetime) and value.tzinfo is not None and value.time() != datetime.time(0):
+                foreign.append(_midnight_offset(value))
+    if not foreign:
+        return ""
+    return (
+        " Their bounds are not midnight in this session's TimeZone %s but at UTC offset %s: the set was made in a "
+        "session with another TimeZone. Run with that TimeZone (ALTER ROLE/DATABASE ... SET TimeZone, or "
+        "connect_params options: '-c TimeZone=...'), or re-partition those ranges."
+        % (session_tz or "(unknown)", ", ".join(sorted(set(foreign))))
+    )
+
+
+def _span_points(scheme, part, rank):
+    """The period starts an existing partition covers when both its bounds are period starts (else None)."""
+    low, high = part["low"], part["high"]
+    if MINVALUE in (low, high) or MAXVALUE in (low, high):
+        return None
+    first = scheme.point_of(rank(low)[1])
+    end = scheme.point_of(rank(high)[1])
+    if first is None or end is None or not first < end:
+        return None
+    return scheme.periods(first, scheme.step(end, -1))
+
+
+def layout(declared, table, current, aliases=None, session_tz=None):
     """Classify existing partitions against the declared periods ending ``premake`` periods after ``current``.
 
-    ``current`` is the period start holding today (or the largest key for integer keys). Raises InvalidInput
-    when an existing partition overlaps a declared period without matching it exactly.
+    ``current`` is the period start holding today (for integer keys: the newest period holding rows).
+    ``aliases`` maps timestamptz bound values as the server stored them to the midnight the module wrote (DST gaps),
+    ``session_tz`` is the session's TimeZone (for messages). A partition covering several whole periods (an
+    attached table) is adopted as it is. Raises InvalidInput when an existing partition overlaps a declared period
+    without matching whole periods, or when the run would create more than ``max_new_partitions``.
     """
     scheme = declared.scheme
+    rank = _ranker(aliases)
     result = Layout()
     result.current = current
     last = scheme.step(current, declared.premake)
@@ -314,26 +402,35 @@ def layout(declared, table, current):
     span = (_rank(scheme.key(result.periods[0])), _rank(scheme.key(scheme.step(result.periods[-1]))))
     cutoff_rank = _rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
     conflicts = []
+    old = []
     for part in existing_partitions(table):
         if part["is_default"]:
             result.default = part
             continue
         if part.get("bound", {}).get("kind") != "range" or "low" not in part:
-            conflicts.append("%s (%s)" % (part["name"], part.get("bound_expr")))
+            conflicts.append(part)
             continue
-        low, high = _rank(part["low"]), _rank(part["high"])
+        low, high = rank(part["low"]), rank(part["high"])
         point = wanted_ranked.get((low, high))
         if point is not None:
             result.adopted[point] = part
             continue
         if low < span[1] and span[0] < high:
-            conflicts.append(
-                "%s (FROM %s TO %s)"
-                % (display_name(part["schema"], part["name"]), json_value(part["low"]), json_value(part["high"]))
-            )
+            covered = _span_points(scheme, part, rank)
+            if covered is None:
+                conflicts.append(part)
+                continue
+            # an attached table covering whole periods (migrate: attach): adopted as it is
+            result.spanning.append(part)
+            result.covered.update((p, part) for p in covered)
+            if cutoff_rank is not None and low < cutoff_rank:
+                result.warnings.append(
+                    "partition %s spans the retention cutoff %s (FROM %s TO %s): it is only partly old and is kept"
+                    % (part["name"], scheme.display(result.cutoff), json_value(part["low"]), json_value(part["high"]))
+                )
             continue
         if cutoff_rank is not None and high <= cutoff_rank:
-            result.retired.append(part)
+            old.append(part)
         elif cutoff_rank is not None and low < cutoff_rank:
             result.partly_old.append(part)
             result.warnings.append(
@@ -345,26 +442,81 @@ def layout(declared, table, current):
     if conflicts:
         raise InvalidInput(
             "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
-            "matching a period exactly: %s. Fix start/interval to match them, or re-partition those ranges; "
-            "nothing was changed."
+            "matching whole periods: %s. Fix start/interval to match them, or re-partition those ranges; "
+            "nothing was changed.%s"
             % (
                 declared.display,
                 scheme.interval_name,
                 scheme.key_format,
                 scheme.display(result.periods[0]),
-                ", ".join(conflicts),
+                ", ".join(_conflict_text(p) for p in conflicts),
+                _timezone_hint(declared, conflicts, session_tz),
             )
         )
-    result.missing = [p for p in result.periods if p not in result.adopted]
-    result.retired.sort(key=lambda p: _rank(p["low"]))
-    for part in result.retired:
+    result.missing = [p for p in result.periods if p not in result.adopted and p not in result.covered]
+    _check_new_partitions(declared, result)
+    old.sort(key=lambda p: rank(p["low"]))
+    for part in old:
         # Defensive: retention must never reach the current period, whatever the bounds look like.
-        if _rank(part["high"]) > _rank(scheme.key(current)):
+        if rank(part["high"]) > _rank(scheme.key(current)):
             raise InvalidInput(
                 "retention would drop partition %s of %s, which holds the current period: nothing was changed"
                 % (part["name"], declared.display)
             )
+    _limit_retention(declared, result, old)
     return result
+
+
+def _conflict_text(part):
+    if part.get("bound", {}).get("kind") != "range" or "low" not in part:
+        return "%s (%s)" % (part["name"], part.get("bound_expr"))
+    return "%s (FROM %s TO %s)" % (
+        display_name(part["schema"], part["name"]),
+        json_value(part["low"]),
+        json_value(part["high"]),
+    )
+
+
+def _check_new_partitions(declared, result):
+    """Refuse a run that would create more partitions than ``max_new_partitions`` (a wrong "now" or start)."""
+    cap = declared.max_new_partitions
+    if cap is None or len(result.missing) <= cap:
+        return
+    scheme = declared.scheme
+    raise InvalidInput(
+        "%s would get %d new partitions in one run (periods %s to %s, current period %s), more than "
+        "max_new_partitions=%d. If that range is intended, raise max_new_partitions (or set start later); if not, "
+        "check the key values and start. Nothing was changed."
+        % (
+            declared.display,
+            len(result.missing),
+            scheme.display(result.missing[0]),
+            scheme.display(result.missing[-1]),
+            scheme.display(result.current),
+            cap,
+        )
+    )
+
+
+def _limit_retention(declared, result, old):
+    """Retire at most ``retention.max_per_run`` of the old partitions (oldest first); the rest wait, kept attached."""
+    if not old:
+        return
+    limit = declared.retention.get("max_per_run", DEFAULT_MAX_PER_RUN)
+    result.retired = old[:limit]
+    result.waiting = old[limit:]
+    if result.waiting:
+        result.warnings.append(
+            "retention: %d more partition(s) of %s older than the %d periods kept remain attached (%s): "
+            "retention.max_per_run=%d per run, the next runs handle them"
+            % (
+                len(result.waiting),
+                declared.display,
+                declared.retention["keep"],
+                ", ".join(p["name"] for p in result.waiting),
+                limit,
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +537,7 @@ class Result:
         self.archived = []
         self.finished_detaches = []  # partitions whose interrupted DETACH ... CONCURRENTLY this plan finishes
         self.moved_rows = 0
+        self.retention_remaining = 0
         self.warnings = []
 
     def record(self, completed):
@@ -947,6 +1100,11 @@ def build_plan(declared, table, lay, extras):
     columns = _insertable_columns(table, declared)
     after = []
     for point in lay.periods:
+        if point in lay.covered:
+            part = lay.covered[point]
+            if not any(e["name"] == part["name"] for e in after):
+                after.append(_entry(part["name"], part["low"], part["high"]))
+            continue
         if point in lay.adopted:
             part = lay.adopted[point]
             after.append(_entry(part["name"], part["low"], part["high"]))
@@ -996,7 +1154,7 @@ def build_plan(declared, table, lay, extras):
                 % (declared.display, lay.default["name"])
             )
 
-    for part in lay.others + lay.partly_old:
+    for part in lay.others + lay.partly_old + lay.waiting:
         after.append(_entry(part["name"], part["low"], part["high"]))
 
     # Existing partitions that stay: verify the parent's indexes and the declared reloptions.
@@ -1061,6 +1219,7 @@ def build_plan(declared, table, lay, extras):
             elif retention["action"] == "archive":
                 result.archived.append(part["name"])
 
+    result.retention_remaining = len(lay.waiting)
     result.partitions = partition_list(after)
     result.before = partition_list(result.before)
     result.default_rows_after = max(0, (extras.get("default_rows") or 0) - result.moved_rows)
@@ -1132,7 +1291,14 @@ def candidate_names(declared, lay):
 
 def staying_partitions(lay):
     """Existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
-    return list(lay.adopted.values()) + lay.others + lay.partly_old + ([lay.default] if lay.default else [])
+    return (
+        list(lay.adopted.values())
+        + lay.spanning
+        + lay.others
+        + lay.partly_old
+        + lay.waiting
+        + ([lay.default] if lay.default else [])
+    )
 
 
 def lacking_indexes(table, lay):
@@ -1157,3 +1323,71 @@ def lacking_indexes(table, lay):
                 if i.get("oid") is not None and i.get("parent_index_oid") is None and i.get("is_valid", True)
             )
     return lacking
+
+
+# ---------------------------------------------------------------------------------------------
+# "Now" for integer keys, and keys beyond the set
+# ---------------------------------------------------------------------------------------------
+
+
+def newest_first(table):
+    """Range partitions (not the default), newest first: where an integer key's current period is looked for."""
+    parts = [
+        p
+        for p in existing_partitions(table)
+        if not p["is_default"] and (p.get("bound") or {}).get("kind") == "range" and "low" in p
+    ]
+    return sorted(parts, key=lambda p: _rank(p["high"]), reverse=True)
+
+
+def is_stray(declared, newer, older_max):
+    """True when partition ``newer`` starts more than ``premake`` periods after the period of ``older_max`` (the
+    largest key of the next older partition holding rows): the module never makes partitions that far ahead, so
+    rows there are stray keys (a typo, a test row), not "now"."""
+    scheme = declared.scheme
+    reach = scheme.step(scheme.align(int(older_max)), declared.premake)
+    return _rank(newer["low"]) > _rank(scheme.key(reach))
+
+
+def stray_partition_warning(declared, part, count, low, high, current):
+    """Warning for a partition holding keys far beyond the bulk of the rows."""
+    return (
+        "partition %s of %s (FROM %s TO %s) holds %d row(s) with keys %s to %s, more than premake=%d periods beyond "
+        "the other rows (the current period is %s, the newest one they fill): taken as stray keys and left alone. "
+        "Check where they come from (fix or delete them, or move them to the right period)."
+        % (
+            part["name"],
+            declared.display,
+            json_value(part["low"]),
+            json_value(part["high"]),
+            count,
+            json_value(low),
+            json_value(high),
+            declared.premake,
+            declared.scheme.display(current),
+        )
+    )
+
+
+def beyond_bound(lay, declared):
+    """The first key value past the last declared period: rows at or past it have no partition this run."""
+    return declared.scheme.step(lay.periods[-1])
+
+
+def stray_default_warning(declared, lay, count, low, high):
+    """Warning for rows sitting in the default partition past the last declared period."""
+    scheme = declared.scheme
+    return (
+        "%d row(s) of %s in the default partition %s have keys %s to %s, past the last partition (which ends at %s; "
+        "current period %s): they are left alone. Check where they come from (fix or delete them); real ones move "
+        "into a partition once the current period reaches them."
+        % (
+            count,
+            declared.display,
+            lay.default["name"],
+            json_value(low),
+            json_value(high),
+            scheme.display(beyond_bound(lay, declared)),
+            scheme.display(lay.current),
+        )
+    )

@@ -65,9 +65,23 @@ options:
       - Older existing partitions are kept as they are (retention aside).
     type: str
   premake:
-    description: Periods created ahead of the current one.
+    description:
+      - Periods created ahead of the current one.
+      - The current period is the one holding the server's C(current_date) for calendar keys (V(yyyymmdd) and
+        V(yyyymm) included). For V(key_format=integer) it is the period of the largest key of the newest partition
+        holding rows; rows of the default partition never count, and a partition holding rows more than O(premake)
+        periods beyond the next partition holding rows is taken as stray keys (a warning names it, its row count
+        and keys). Keys past the last partition that sit in the default partition are reported the same way and
+        left alone.
     type: int
     default: 2
+  max_new_partitions:
+    description:
+      - The most partitions one run may create (the default partition aside). A run that would create more fails
+        before any change, naming the table, the count and the range; raise it when a long range is intended
+        (a first run from an old O(start) with daily partitions).
+    type: int
+    default: 100
   default_partition:
     description:
       - Whether a default partition (C(<table>_default)) must exist. When false an existing one is kept, with a warning.
@@ -92,6 +106,12 @@ options:
       archive_schema:
         description: Schema receiving archived partitions (created when absent).
         type: str
+      max_per_run:
+        description:
+          - The most partitions one run detaches, drops or archives, oldest first. The others wait for the next
+            runs; a warning and RV(retention_remaining) say how many.
+        type: int
+        default: 3
   partition_options:
     description:
       - Storage parameters applied to every leaf partition, new and existing (C(fillfactor), C(autovacuum_*),
@@ -149,7 +169,15 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Reads the catalog only, takes no lock beyond catalog reads, and returns the exact plan.
+    description:
+      - Changes nothing. The catalog is read without locking any table.
+      - Rows are read only for counts - the default partition's rows (C(count(*)), per missing period too) and,
+        for integer keys, the largest key of the newest partitions - under ACCESS SHARE, waiting at most 10 ms
+        for it. When another session holds a conflicting lock (ACCESS EXCLUSIVE) check mode does not wait; it
+        uses the estimates of C(pg_class) instead and a warning names that session.
+      - With O(partition_options), their validity is asked of the server by creating a temporary table in a
+        transaction that is rolled back (no lock on any user table).
+      - For a plain table (O(migrate)) the migration plan reads the table (ACCESS SHARE) to size it.
     support: full
   diff_mode:
     description: The partition list before and after.
@@ -229,10 +257,17 @@ finished_detaches:
   type: list
   elements: str
   returned: always
+retention_remaining:
+  description: Partitions older than the retention window left attached because of O(retention.max_per_run).
+  type: int
+  returned: always
 queries: {description: The exact SQL run (or that would run in check mode)., type: list, elements: str, returned: always}
 plan: {description: Each statement with its reason and the lock it takes., type: list, elements: dict, returned: always}
 warnings: {description: 'What was left alone and why (partly old partitions, an unwanted default).', type: list, elements: str, returned: always}
 """
+
+import contextlib
+import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -244,7 +279,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, describe_blockers, is_lock_error
 
 
 def with_lock_retries(conn, module, targets, read):
@@ -263,6 +298,11 @@ def declared_state(params, schema, name, table, conn):
             % (params["premake"], shown)
         )
     retention = partitioning.validate_retention(params.get("retention"), shown)
+    if params.get("max_new_partitions") is not None and params["max_new_partitions"] < 1:
+        raise InvalidInput(
+            "max_new_partitions=%d for %s: give the largest number of partitions one run may create, 1 or more"
+            % (params["max_new_partitions"], shown)
+        )
     options = partitioning.validate_partition_options(params.get("partition_options"), shown)
     columns = None
     if table["exists"]:
@@ -309,22 +349,142 @@ def declared_state(params, schema, name, table, conn):
         partition_options=options,
         columns=columns,
         primary_key=params.get("primary_key"),
+        max_new_partitions=params.get("max_new_partitions", partitioning.DEFAULT_MAX_NEW_PARTITIONS),
     )
 
 
 def current_period(declared, state):
-    """The period holding today (the server's current_date), or the largest key for integer keys."""
+    """The period holding today (the server's current_date; also for yyyymmdd/yyyymm keys).
+
+    For integer keys there is no calendar: the period of the newest rows in a partition (``state["newest_key"]``,
+    rows of the default partition and stray partitions left out), else the largest key of a plain table being
+    migrated (``max_key``), else ``start``.
+    """
     scheme = declared.scheme
     if scheme.format.calendar:
         return scheme.current(state["today"])
-    if state.get("max_key") is not None:
-        return scheme.align(int(state["max_key"]))
+    for name in ("newest_key", "max_key"):
+        if state.get(name) is not None:
+            return scheme.align(int(state[name]))
     if declared.start is None:
         raise InvalidInput(
-            "start is required for key_format integer while %s holds no rows: give the first lower bound"
-            % declared.display
+            "start is required for key_format integer while no partition of %s holds rows: give the first lower "
+            "bound (the current period is the newest partition holding rows; rows of the default partition do "
+            "not count, one stray key there must not move it)" % declared.display
         )
     return declared.start
+
+
+# How long check mode waits for a lock on a table whose rows it reads: it must not queue behind (or in front
+# of) other sessions; when the lock is held it reports estimates instead.
+CHECK_MODE_LOCK_WAIT = "10ms"
+
+
+@contextlib.contextmanager
+def brief_lock_wait(conn):
+    """Set lock_timeout to CHECK_MODE_LOCK_WAIT for the block (committed, so catalog reads' rollbacks keep it)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, false)", (CHECK_MODE_LOCK_WAIT,)
+        )
+        previous = cur.fetchone()[0]
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, false)", (previous,))
+        conn.commit()
+
+
+def read_rows(conn, module, targets, read, estimate, warnings):
+    """Read rows of ``targets`` (ACCESS SHARE). A real run waits like the executor (``with_lock_retries``); check
+    mode waits at most CHECK_MODE_LOCK_WAIT and, when another session holds a conflicting lock, returns
+    ``estimate()`` (catalog only, no lock) with a warning naming that session."""
+    if not module.check_mode:
+        return with_lock_retries(conn, module, targets, read)
+    try:
+        with brief_lock_wait(conn):
+            return read()
+    except Exception as error:
+        if not is_lock_error(error):
+            raise
+        conn.rollback()
+    who = describe_blockers(Executor.from_module(conn, module).blockers(targets))
+    warnings.append(
+        "check mode did not wait for %s, locked by %s: row counts (default_rows, moved_rows, the current period of "
+        "integer keys) are estimates from the statistics in pg_class; the real run reads them"
+        % (", ".join(display_name(*t) for t in targets), who)
+    )
+    return estimate()
+
+
+def integer_now(conn, module, declared, table, warnings):
+    """The largest key of the newest partition holding rows, skipping stray partitions (see ``is_stray``).
+
+    Rows of the default partition never count. Returns None when no partition holds rows.
+    """
+    order = partitioning.newest_first(table)
+    names = [(p["schema"], p["name"]) for p in order]
+    key = declared.key
+
+    def exact():
+        found = []
+        first = 0
+        while first < len(names):
+            index, value = catalog.newest_key(conn, names[first:], key)
+            if index is None:
+                break
+            found.append((order[first + index], value))
+            first += index + 1
+            if len(found) >= 2 and not partitioning.is_stray(declared, found[-2][0], found[-1][1]):
+                break
+        return found
+
+    def estimated():
+        # statistics only: a partition "holds rows" when pg_class says so, its largest key is taken as high - 1
+        found = []
+        for index in catalog.filled_by_statistics(conn, [p["oid"] for p in order]):
+            if not isinstance(order[index]["high"], int):
+                continue
+            found.append((order[index], order[index]["high"] - 1))
+            if len(found) >= 2 and not partitioning.is_stray(declared, found[-2][0], found[-1][1]):
+                break
+        return found
+
+    found = read_rows(conn, module, names[:8], exact, estimated, warnings)
+    if not found:
+        return None
+    chosen = 0
+    while chosen + 1 < len(found) and partitioning.is_stray(declared, found[chosen][0], found[chosen + 1][1]):
+        chosen += 1
+    now = declared.scheme.align(int(found[chosen][1]))
+    for part, _value in found[:chosen]:
+        where = (part["schema"], part["name"])
+        count, low, high = read_rows(
+            conn,
+            module,
+            [where],
+            lambda where=where, part=part: catalog.keys_beyond(conn, where, key, part["low"]),
+            lambda: (0, None, None),
+            warnings,
+        )
+        warnings.append(partitioning.stray_partition_warning(declared, part, count, low, high, now))
+    return found[chosen][1]
+
+
+def bound_aliases(conn, declared, table):
+    """For timestamptz keys: the bounds the server moved out of a DST gap, mapped to the midnight the module wrote
+    (only bounds that are not midnight on the wall clock are asked about; no table is read)."""
+    if declared.scheme.key_format != "timestamptz":
+        return {}
+    odd = set()
+    for part in partitioning.existing_partitions(table):
+        for value in (part.get("low"), part.get("high")):
+            if isinstance(value, datetime.datetime) and value.tzinfo is not None and value.time() != datetime.time(0):
+                odd.add(value)
+    return catalog.midnight_dates(conn, sorted(odd)) if odd else {}
 
 
 def plan_partitions(conn, module, declared, table):
@@ -341,16 +501,25 @@ def plan_partitions(conn, module, declared, table):
         if declared.retention and declared.retention.get("archive_schema")
         else []
     )
-    want_max = not scheme.format.calendar and table["exists"]
-    state = with_lock_retries(
+    warnings = []
+    state = read_rows(
         conn,
         module,
         [parent] + ([default] if default else []),
-        lambda: catalog.partition_set_state(
-            conn, schemas, default=default, parent=parent if want_max else None, key=declared.key if want_max else None
-        ),
+        lambda: catalog.partition_set_state(conn, schemas, default=default),
+        lambda: catalog.partition_set_state(conn, schemas, default=default, estimate=True),
+        warnings,
     )
-    lay = partitioning.layout(declared, table, current_period(declared, state))
+    if not scheme.format.calendar and table["exists"]:
+        state["newest_key"] = integer_now(conn, module, declared, table, warnings)
+    lay = partitioning.layout(
+        declared,
+        table,
+        current_period(declared, state),
+        aliases=bound_aliases(conn, declared, table),
+        session_tz=state.get("timezone"),
+    )
+    lay.warnings[:0] = warnings
     extras = {
         "default_rows": state["default_rows"],
         "schemas": state["schemas"],
@@ -358,12 +527,32 @@ def plan_partitions(conn, module, declared, table):
         "existing_names": set(),
         "index_tails": {},
     }
+    if default and state["default_rows"]:
+        beyond = read_rows(
+            conn,
+            module,
+            [default],
+            lambda: catalog.keys_beyond(
+                conn, default, declared.key, partitioning.bound_sql(scheme, partitioning.beyond_bound(lay, declared))
+            ),
+            lambda: (0, None, None),
+            lay.warnings,
+        )
+        if beyond[0]:
+            lay.warnings.append(partitioning.stray_default_warning(declared, lay, *beyond))
     names = partitioning.candidate_names(declared, lay)
     if names:
         ranges = [
             (partitioning.bound_sql(scheme, p), partitioning.bound_sql(scheme, scheme.step(p))) for p in lay.missing
         ]
-        taken, counts = catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges)
+        taken, counts = read_rows(
+            conn,
+            module,
+            [default] if default else [],
+            lambda: catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges),
+            lambda: catalog.partition_set_pending(conn, names, ranges=ranges),
+            lay.warnings,
+        )
         extras["existing_names"] = taken
         extras["default_counts"] = dict(zip(lay.missing, counts))
     lacking = partitioning.lacking_indexes(table, lay)
@@ -547,6 +736,7 @@ def migrate_plain_table(conn, module, schema, name, server):
         ),
     )
     layout = partitioning.migration_layout(declared, current_period(declared, state))
+    partitioning.check_migration_layout(declared, layout)
     facts = migration.read_facts(conn, table, layout, options, server)
     planned = migration.plan_migration(table, layout, options, server, facts=facts)
     if module.check_mode:
@@ -566,6 +756,7 @@ def main():
         interval=dict(type="str", required=True),
         start=dict(type="str"),
         premake=dict(type="int", default=2),
+        max_new_partitions=dict(type="int", default=partitioning.DEFAULT_MAX_NEW_PARTITIONS),
         default_partition=dict(type="bool", default=True),
         retention=dict(
             type="dict",
@@ -573,6 +764,7 @@ def main():
                 keep=dict(type="int", required=True),
                 action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
                 archive_schema=dict(type="str"),
+                max_per_run=dict(type="int", default=partitioning.DEFAULT_MAX_PER_RUN),
             ),
         ),
         partition_options=dict(type="dict", default={}),
@@ -611,6 +803,7 @@ def main():
                     default_rows=None,
                     moved_rows=0,
                     finished_detaches=[],
+                    retention_remaining=0,
                 )
             table = catalog.read_partition_set(conn, schema, name)
         declared = declared_state(module.params, schema, name, table, conn)
@@ -641,6 +834,7 @@ def main():
             default_rows=result.default_rows_after if has_default else None,
             moved_rows=result.moved_rows,
             finished_detaches=result.finished_detaches,
+            retention_remaining=result.retention_remaining,
         )
         if migrated:
             output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}

@@ -504,3 +504,141 @@ def test_one_leaf_index_is_adopted_by_one_parent_index_only():
     queries = [text(s.sql) for s in result.plan.steps]
     assert queries[0] == 'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."by_hand"'
     assert queries[2].startswith('CREATE UNIQUE INDEX CONCURRENTLY "fait_2025_fait_id_twin"')
+
+
+# --- issue 12 item 6: limits on what one run does, integer "now" -----------------------------------------------
+
+
+def test_retention_retires_at_most_max_per_run_oldest_first_and_the_rest_wait():
+    parts = [part("fait_%d" % y, y * 10000 + 101, (y + 1) * 10000 + 101) for y in range(2015, 2027)]
+    ret = {"keep": 1, "action": "drop", "archive_schema": None, "max_per_run": 2}
+    lay, result = plan_for(declared(default=False, retention=ret), table(parts), D(2025, 1, 1))
+    assert [p["name"] for p in lay.retired] == ["fait_2015", "fait_2016"]
+    assert [p["name"] for p in lay.waiting] == ["fait_%d" % y for y in range(2017, 2024)]
+    assert result.dropped == ["fait_2015", "fait_2016"] and result.retention_remaining == 7
+    assert any("7 more partition(s)" in w and "max_per_run=2" in w for w in result.warnings)
+    assert "fait_2017" in [p["name"] for p in result.partitions], "waiting partitions stay in the set"
+
+
+def test_retention_default_max_per_run_is_small():
+    assert partitioning.validate_retention({"keep": 2}, "t")["max_per_run"] == partitioning.DEFAULT_MAX_PER_RUN == 3
+    for bad in (0, -1, "x", True):
+        with pytest.raises(InvalidInput) as err:
+            partitioning.validate_retention({"keep": 2, "max_per_run": bad}, "dwh.fait")
+        assert "max_per_run" in err.value.msg and "dwh.fait" in err.value.msg
+
+
+def test_a_flood_of_new_partitions_is_refused_naming_table_count_and_range():
+    dec = declared(interval="day", start=D(2024, 1, 1), default=False)
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(dec, table([]), D(2025, 1, 1))
+    msg = err.value.msg
+    assert "dwh.fait" in msg and "368 new partitions" in msg and "20240101 to 20250102" in msg
+    assert "max_new_partitions=100" in msg and "Nothing was changed" in msg
+    dec.max_new_partitions = 400
+    assert len(partitioning.layout(dec, table([]), D(2025, 1, 1)).missing) == 368
+
+
+def test_migration_layout_cap():
+    dec = declared(fmt="integer", interval="100", start=0, premake=2)
+    entries = partitioning.migration_layout(dec, 9999900)
+    with pytest.raises(InvalidInput) as err:
+        partitioning.check_migration_layout(dec, entries)
+    assert "100002 partitions" in err.value.msg and "stray keys" in err.value.msg
+    partitioning.check_migration_layout(dec, partitioning.migration_layout(dec, 1000))
+
+
+def test_newest_first_and_stray_partitions():
+    parts = [
+        part("p20800", 20800, 20900),
+        part("p9999900", 9999900, 10000000),
+        part("p20900", 20900, 21000),
+        part("fait_default", default=True),
+    ]
+    dec = declared(fmt="integer", interval="100", premake=2)
+    order = partitioning.newest_first(table(parts))
+    assert [p["name"] for p in order] == ["p9999900", "p20900", "p20800"]
+    assert partitioning.is_stray(dec, order[0], 20999), "far beyond the newest rows + premake"
+    assert not partitioning.is_stray(dec, order[1], 20899)
+    # premake partitions are within reach: rows there move "now" normally
+    assert not partitioning.is_stray(dec, part("p21100", 21100, 21200), 20950)
+    assert partitioning.is_stray(dec, part("p21200", 21200, 21300), 20950)
+
+
+# --- issue 14 item 2: a partition covering whole periods (migrate: attach) -----------------------------------------
+
+
+def test_partition_covering_whole_periods_is_adopted_as_it_is():
+    old = part("f_unpartitioned", 20240101, 20260101)
+    tab = table([old, part("fait_default", default=True)])
+    lay, result = plan_for(declared(start=D(2024, 1, 1)), tab, D(2026, 1, 1))
+    assert [p["name"] for p in lay.spanning] == ["f_unpartitioned"] and set(lay.covered) == {
+        D(2024, 1, 1),
+        D(2025, 1, 1),
+    }
+    assert lay.missing == [D(2026, 1, 1), D(2027, 1, 1)]
+    assert result.created == ["fait_2026", "fait_2027"]
+    assert [p["name"] for p in result.partitions] == ["f_unpartitioned", "fait_2026", "fait_2027", "fait_default"]
+    assert partitioning.staying_partitions(lay)[0]["name"] == "f_unpartitioned"
+
+
+def test_partition_cutting_a_period_is_still_refused():
+    tab = table([part("f_half", 20230701, 20250101)])
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared(start=D(2023, 1, 1)), tab, D(2025, 1, 1))
+    assert "f_half" in err.value.msg and "whole periods" in err.value.msg
+
+
+def test_spanning_partition_straddling_the_cutoff_is_kept_and_said():
+    ret = {"keep": 1, "action": "drop", "archive_schema": None}
+    tab = table([part("f_old", 20230101, 20260101)])
+    lay, result = plan_for(declared(start=D(2023, 1, 1), default=False, retention=ret), tab, D(2026, 1, 1))
+    assert lay.spanning and not lay.retired and result.dropped == []
+    assert any("f_old" in w and "partly old" in w for w in result.warnings)
+
+
+# --- issue 14 item 4: timestamptz bounds as the server normalises them ------------------------------------------
+
+
+SANTIAGO_SUMMER = datetime.timezone(datetime.timedelta(hours=-3))
+SANTIAGO_WINTER = datetime.timezone(datetime.timedelta(hours=-4))
+
+
+def tz_declared(start):
+    scheme = periods.Scheme("timestamptz", "day", "timestamp with time zone")
+    return partitioning.Declared("dwh", "fait", "k", scheme, start=start, premake=1, default_partition=False)
+
+
+def test_dst_gap_bound_is_adopted_through_the_server_alias():
+    # America/Santiago 2026-09-06: midnight does not exist, the server stores 01:00-03
+    dt = datetime.datetime
+    gap = dt(2026, 9, 6, 1, 0, tzinfo=SANTIAGO_SUMMER)
+    parts = [
+        part("fait_20260905", dt(2026, 9, 5, tzinfo=SANTIAGO_WINTER), gap),
+        part("fait_20260906", gap, dt(2026, 9, 7, tzinfo=SANTIAGO_SUMMER)),
+    ]
+    dec = tz_declared(D(2026, 9, 5))
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(dec, table(parts), D(2026, 9, 6), session_tz="America/Santiago")
+    assert "overlap" in err.value.msg, "without the alias the wall clocks disagree"
+    lay = partitioning.layout(
+        dec, table(parts), D(2026, 9, 6), aliases={gap: dt(2026, 9, 6)}, session_tz="America/Santiago"
+    )
+    assert set(lay.adopted) == {D(2026, 9, 5), D(2026, 9, 6)} and lay.missing == [D(2026, 9, 7)]
+
+
+def test_bounds_made_in_another_time_zone_get_a_message_saying_so():
+    utc = datetime.timezone.utc
+    # made at UTC midnight, read by a session in America/Santiago (-03): 21:00 the day before
+    low = datetime.datetime(2026, 11, 1, tzinfo=utc).astimezone(SANTIAGO_SUMMER)
+    high = datetime.datetime(2026, 11, 2, tzinfo=utc).astimezone(SANTIAGO_SUMMER)
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(
+            tz_declared(D(2026, 11, 1)),
+            table([part("fait_20261101", low, high)]),
+            D(2026, 11, 1),
+            session_tz="America/Santiago",
+        )
+    msg = err.value.msg
+    assert "America/Santiago" in msg and "UTC offset +00:00" in msg and "another TimeZone" in msg
+    assert "nothing was changed" in msg
