@@ -1038,34 +1038,6 @@ def newest_row_ages(conn, relations):
     return rows
 
 
-def explain_range(conn, schema, name, key, low, high, analyze=False):
-    """Return the JSON plan (one dict) of ``SELECT count(*) FROM schema.name WHERE key BETWEEN low AND high``.
-
-    The guide's date-range query. With ``analyze`` the count really runs (read-only transaction, rolled back)
-    so the plan carries actual times and which partitions were executed.
-    """
-    options = sql.SQL("FORMAT JSON, ANALYZE, TIMING OFF, SUMMARY ON") if analyze else sql.SQL("FORMAT JSON")
-    query = sql.SQL("EXPLAIN ({}) SELECT count(*) FROM {} WHERE {} BETWEEN {} AND {}").format(
-        options, sql.Identifier(schema, name), sql.Identifier(key), sql.Literal(low), sql.Literal(high)
-    )
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            cur.execute(query)
-            plan = cur.fetchone()[0]
-            text = cur.mogrify(query).decode()
-    finally:
-        conn.rollback()
-        conn.autocommit = autocommit
-    if isinstance(plan, str):
-        import json
-
-        plan = json.loads(plan)
-    return plan[0], text
-
-
 # ---------------------------------------------------------------------------------------------
 # Migration facts (plain table -> partitioned): everything a table swap must carry
 # ---------------------------------------------------------------------------------------------
@@ -1407,24 +1379,3 @@ def dependent_objects(conn, oids):
     for oid, what in rows:
         found.setdefault(oid, []).append(what)
     return found
-
-
-def storage_parameters_error(conn, with_clause):
-    """Ask the server whether a ``WITH (...)`` clause of storage parameters is valid for a table, touching no table.
-
-    Creates a temporary table with them in a transaction that is rolled back (no lock on any user relation).
-    Returns the server's message when it refuses them, else None.
-    """
-    was = conn.autocommit
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE TEMP TABLE sigeti_dwh_option_check (v text){}").format(with_clause))
-        return None
-    except psycopg2.Error as error:
-        if error.pgcode == "25006":  # read-only transaction: cannot check here, the real run will
-            return None
-        return str(error).strip().splitlines()[0]
-    finally:
-        conn.rollback()
-        conn.autocommit = was

@@ -1063,12 +1063,6 @@ def partition_list(parts):
     return [dict(p.items()) for p in sorted(parts, key=order)]
 
 
-def _display_entry(entry):
-    if entry["default"]:
-        return entry["name"]
-    return entry
-
-
 def build_plan(declared, table, lay, extras):
     """Turn a layout into a Result (plan + predictions).
 

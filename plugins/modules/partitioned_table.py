@@ -271,7 +271,14 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods, runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils import (
+    catalog,
+    migration,
+    partitioning,
+    periods,
+    runlock,
+    server_checks,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -685,7 +692,7 @@ def check_partition_options(conn, declared):
     """Refuse storage parameters the server would refuse (unknown name, value out of range) before any change."""
     if not declared.partition_options:
         return
-    refused = catalog.storage_parameters_error(conn, partitioning.with_clause(declared.partition_options))
+    refused = server_checks.storage_parameters_error(conn, partitioning.with_clause(declared.partition_options))
     if refused:
         raise InvalidInput(
             "partition_options %s for %s are refused by the server: %s. Fix the name or value; nothing was changed."
