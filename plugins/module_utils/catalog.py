@@ -275,6 +275,30 @@ ORDER BY 1, 2
 SCHEMAS_EXIST_QUERY = "SELECT nspname::text FROM pg_namespace WHERE nspname = ANY(%(schemas)s::text[])"
 
 
+def _end_read(conn):
+    # a read ends its transaction at once: catalog reads never keep the locks they took
+    if not conn.autocommit:
+        conn.rollback()
+
+
+def _fetch_one(conn, query, params=None):
+    """Run one read, end its transaction, return its first row."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        row = cur.fetchone()
+    _end_read(conn)
+    return row
+
+
+def _fetch_all(conn, query, params=None):
+    """Run one read, end its transaction, return every row."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        rows = cur.fetchall()
+    _end_read(conn)
+    return rows
+
+
 def _dict_cursor(conn):
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
 
@@ -423,8 +447,7 @@ def read_tables(conn, names):
             cur.execute(DEPENDENTS_QUERY, {"oids": oids})
             for dep in cur.fetchall():
                 dependents.setdefault(dep["table_oid"], []).append(dict(dep))
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     for table in tables:
         if not table["exists"]:
             continue
@@ -485,11 +508,7 @@ def tree_totals(table):
 
 def count_rows(conn, schema, name):
     """Exact ``count(*)`` of one relation (used for default partitions, whose rows block new partitions)."""
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))
-        count = cur.fetchone()[0]
-    if not conn.autocommit:
-        conn.rollback()
+    count = _fetch_one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))[0]
     return count
 
 
@@ -524,8 +543,7 @@ def migrations_in_flight(conn, names):
         else:
             cur.execute(MIGRATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
             rows, unreadable = [dict(r) for r in cur.fetchall()], None
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows, unreadable
 
 
@@ -563,11 +581,7 @@ def column_compression(conn, schema, name, columns, relpages=None, exact=False):
     query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(parts), sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    with conn.cursor() as cur:
-        cur.execute(query)
-        row = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    row = _fetch_one(conn, query)
     result = {"sampled": percent is not None, "sample_percent": percent, "rows_read": row[0], "columns": {}}
     for i, col in enumerate(columns):
         pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i : 7 + 6 * i]
@@ -616,8 +630,7 @@ def row_identities(conn, oids):
         for table_oid, index_name, is_primary, columns in cur.fetchall():
             if table_oid not in result:
                 result[table_oid] = {"index": index_name, "primary": is_primary, "columns": list(columns)}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return result
 
 
@@ -636,8 +649,7 @@ def update_triggers(conn, oids):
         cur.execute(UPDATE_TRIGGERS_QUERY, {"oids": list(oids)})
         for table_oid, name in cur.fetchall():
             result.setdefault(table_oid, []).append(name)
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return result
 
 
@@ -663,8 +675,7 @@ def column_dependent_views(conn, oids):
     with conn.cursor() as cur:
         cur.execute(COLUMN_VIEWS_QUERY, {"oids": list(oids)})
         rows = [{"table_oid": r[0], "column": r[1], "schema": r[2], "name": r[3]} for r in cur.fetchall()]
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
 
 
@@ -679,11 +690,7 @@ WHERE s.setrole = 0 AND split_part(cfg, '=', 1) = %(name)s
 
 def database_setting(conn, name):
     """Return the value set by ``ALTER DATABASE <current> SET name = ...``, or None when it is not set."""
-    with conn.cursor() as cur:
-        cur.execute(DATABASE_SETTING_QUERY, {"name": name})
-        row = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    row = _fetch_one(conn, DATABASE_SETTING_QUERY, {"name": name})
     return row[0] if row else None
 
 
@@ -700,11 +707,7 @@ def row_widths(conn, schema, name, relpages=None, exact=False):
     ).format(sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    with conn.cursor() as cur:
-        cur.execute(query)
-        rows, avg_width, max_width = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    rows, avg_width, max_width = _fetch_one(conn, query)
     return {"rows_read": rows, "avg_bytes": round(avg_width, 1), "max_bytes": max_width, "sampled": percent is not None}
 
 
@@ -742,11 +745,7 @@ def partition_set_state(conn, schemas, default=None, parent=None, key=None, esti
             sql.Literal(list(schemas))
         )
     )
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-        today, timezone, default_rows, max_key, found = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    today, timezone, default_rows, max_key, found = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
     return {
         "today": today,
         "timezone": timezone,
@@ -766,11 +765,7 @@ def newest_key(conn, relations, key, batch=4):
     for first in range(0, len(relations), batch):
         chunk = relations[first : first + batch]
         parts = [sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*r)) for r in chunk]
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-            row = cur.fetchone()
-        if not conn.autocommit:
-            conn.rollback()
+        row = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
         for offset, value in enumerate(row):
             if value is not None:
                 return first + offset, value
@@ -789,8 +784,7 @@ def filled_by_statistics(conn, oids):
             (list(oids),),
         )
         rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return [row[0] - 1 for row in rows]
 
 
@@ -805,8 +799,7 @@ def keys_beyond(conn, relation, key, bound):
             )
         )
         row = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return row
 
 
@@ -827,8 +820,7 @@ def midnight_dates(conn, values):
             (values,),
         )
         rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return {value: datetime.datetime(day.year, day.month, day.day) for value, day in rows}
 
 
@@ -856,11 +848,7 @@ def partition_set_pending(conn, names, default=None, key=None, ranges=()):
                 sql.SQL(", ").join(filters), sql.Identifier(*default)
             )
         )
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-        row = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    row = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
     taken = {tuple(x) for x in (row[0] or [])}
     counts = list(row[1]) if len(row) > 1 and row[1] is not None else [0] * len(ranges)
     return taken, counts
@@ -882,11 +870,7 @@ WHERE i.indexrelid = ANY(%(oids)s::oid[])
 def index_tails(conn, oids):
     """Return ``{index oid: "USING btree (col) ..."}``: an index definition without its name and table,
     to build the same index on a partition. Definitions that do not start as expected are left out."""
-    with conn.cursor() as cur:
-        cur.execute(INDEX_TAILS_QUERY, {"oids": list(oids)})
-        rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    rows = _fetch_all(conn, INDEX_TAILS_QUERY, {"oids": list(oids)})
     tails = {}
     for oid, definition, prefix in rows:
         if definition.startswith(prefix):
@@ -897,11 +881,7 @@ def index_tails(conn, oids):
 def resolve_types(conn, type_names):
     """Return ``{text: format_type name or None}`` for type names written by a user (None: no such type)."""
     names = list(type_names)
-    with conn.cursor() as cur:
-        cur.execute("SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,))
-        rows = dict(cur.fetchall())
-    if not conn.autocommit:
-        conn.rollback()
+    rows = dict(_fetch_all(conn, "SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,)))
     return rows
 
 
@@ -954,8 +934,7 @@ def vacuum_facts(conn, oids):
     with _dict_cursor(conn) as cur:
         cur.execute(VACUUM_FACTS_QUERY, {"oids": list(oids)})
         rows = {r["oid"]: dict(r) for r in cur.fetchall()}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
 
 
@@ -969,8 +948,7 @@ def maintenance_counts(conn, oids):
             (list(oids),),
         )
         counts = dict(cur.fetchall())
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return counts
 
 
@@ -986,8 +964,7 @@ def extensions_info(conn, names):
                 ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"]).as_string(conn),),
             )
             found["pgstattuple"]["approx_allowed"] = cur.fetchone()["allowed"]
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return found
 
 
@@ -1004,8 +981,7 @@ def approx_bloat(conn, extension_schema, oids):
     with _dict_cursor(conn) as cur:
         cur.execute(query, {"oids": list(oids)})
         rows = {r["oid"]: dict(r) for r in cur.fetchall()}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
 
 
@@ -1033,8 +1009,7 @@ def newest_row_ages(conn, relations):
     with conn.cursor() as cur:
         cur.execute(sql.SQL(" UNION ALL ").join(parts))
         rows = {r[0]: r[1] for r in cur.fetchall()}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
 
 
@@ -1222,11 +1197,7 @@ def read_partition_set(conn, schema, name):
     ``oid, parent_oid, level, schema, name, relkind, bound_expr, bound, low, high, reloptions,
     toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``).
     """
-    with conn.cursor() as cur:
-        cur.execute(PARTITION_SET_QUERY, {"schema": schema, "name": name})
-        rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    rows = _fetch_all(conn, PARTITION_SET_QUERY, {"schema": schema, "name": name})
     if not rows:
         return {"schema": schema, "name": name, "exists": False}
     entries = []
@@ -1336,8 +1307,7 @@ def partition_set_details(conn, table):
     with conn.cursor() as cur:
         cur.execute(PARTITION_SET_DETAILS_QUERY, {"root": table["oid"]})
         rows = {oid: (pending, indexes) for oid, pending, indexes in cur.fetchall()}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     result = dict(table)
     result["partitions"] = []
     for entry in table["partitions"]:
@@ -1357,11 +1327,7 @@ def relations_named(conn, names):
     names = list(names)
     if not names:
         return {}
-    with conn.cursor() as cur:
-        cur.execute(RELATIONS_NAMED_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
-        rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    rows = _fetch_all(conn, RELATIONS_NAMED_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
     return {(s, n): {"relkind": k, "table_oid": t} for s, n, k, t in rows}
 
 
@@ -1370,11 +1336,7 @@ def dependent_objects(conn, oids):
     oids = list(oids)
     if not oids:
         return {}
-    with conn.cursor() as cur:
-        cur.execute(DEPENDENT_OBJECTS_QUERY, {"oids": oids})
-        rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    rows = _fetch_all(conn, DEPENDENT_OBJECTS_QUERY, {"oids": oids})
     found = {}
     for oid, what in rows:
         found.setdefault(oid, []).append(what)
