@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import re
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
@@ -1009,8 +1008,8 @@ def repack_availability(extension, binary, binary_version, superuser, version_nu
     return True, "pg_repack %s available" % binary_version
 
 
-def repack_command(binary, conn_kwargs, schema, name, lock_timeout_ms):
-    """Return ``(argv, env)`` to rewrite one table online; the password goes only into the environment.
+def repack_argv(binary, conn_kwargs, schema, name, lock_timeout_ms):
+    """The pg_repack command line that rewrites one table online; it never holds the password.
 
     ``--no-kill-backend``: on lock contention pg_repack gives up instead of cancelling other sessions, and
     the module retries, then fails naming the blocker, like every other step.
@@ -1024,23 +1023,25 @@ def repack_command(binary, conn_kwargs, schema, name, lock_timeout_ms):
         "--table=%s" % display_name(schema, name),
         "--dbname=%s" % conn_kwargs.get("dbname", "postgres"),
     ]
-    if conn_kwargs.get("host"):
-        argv.append("--host=%s" % conn_kwargs["host"])
-    if conn_kwargs.get("port"):
-        argv.append("--port=%s" % conn_kwargs["port"])
-    if conn_kwargs.get("user"):
-        argv.append("--username=%s" % conn_kwargs["user"])
+    for key, flag in (("host", "--host"), ("port", "--port"), ("user", "--username")):
+        if conn_kwargs.get(key):
+            argv.append("%s=%s" % (flag, conn_kwargs[key]))
     argv.append("--no-password")
-    env = dict(os.environ)
-    env.pop("PGPASSWORD", None)
-    if conn_kwargs.get("password"):
-        env["PGPASSWORD"] = conn_kwargs["password"]
-    if conn_kwargs.get("sslmode"):
-        env["PGSSLMODE"] = conn_kwargs["sslmode"]
-    for key, var in (("sslrootcert", "PGSSLROOTCERT"), ("sslcert", "PGSSLCERT"), ("sslkey", "PGSSLKEY")):
+    return argv
+
+
+def repack_env(conn_kwargs):
+    """The libpq variables pg_repack connects with: the password and TLS settings the module uses."""
+    env = {"PGPASSWORD": conn_kwargs.get("password") or ""}
+    for key, var in (
+        ("sslmode", "PGSSLMODE"),
+        ("sslrootcert", "PGSSLROOTCERT"),
+        ("sslcert", "PGSSLCERT"),
+        ("sslkey", "PGSSLKEY"),
+    ):
         if conn_kwargs.get(key):
             env[var] = conn_kwargs[key]
-    return argv, env
+    return env
 
 
 def render_command(argv):

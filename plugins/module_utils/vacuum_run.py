@@ -28,8 +28,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import (
     leaf_bloat_estimate,
     periods_since_end,
     render_command,
+    repack_argv,
     repack_availability,
-    repack_command,
+    repack_env,
     report,
     rewrite_decision,
     rewrite_space,
@@ -116,7 +117,7 @@ def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, 
     # run_command adds environ_update to the module's environment: an inherited PGPASSWORD is blanked
     # (libpq treats an empty one as absent) so only the module's own password can reach pg_repack.
     update = dict(env)
-    update.setdefault("PGPASSWORD", "")
+    update["PGPASSWORD"] = update.get("PGPASSWORD") or ""
     shown = ", ".join(display_name(s, r) for s, r in targets)
     tries = []
 
@@ -249,7 +250,7 @@ def probe_repack(server, params, options, extension, run_command):
 
 def _rewrite_method(entry, extra, repack, kwargs, lock_ms):
     if repack["available"] and extra["has_repack_key"]:
-        argv, _env = repack_command(repack["path"], kwargs, entry["schema"], entry["name"], lock_ms)
+        argv = repack_argv(repack["path"], kwargs, entry["schema"], entry["name"], lock_ms)
         return {"method": "pg_repack", "reason": repack["reason"], "command": argv}
     if repack["available"]:
         why = "no primary key or unique NOT NULL index: pg_repack cannot rewrite it online"
@@ -349,9 +350,7 @@ def lock_ms_from(params):
 def _run_action(executor, action, gathered, params, run_command):
     if "step" in action:
         return executor.run([action["step"]])
-    _argv, env = repack_command(
-        action["command"][0], gathered["repack_env_kwargs"], *action["targets"][0], lock_ms_from(params)
-    )
+    env = repack_env(gathered["repack_env_kwargs"])
     output = run_repack(
         action["command"],
         env,

@@ -641,7 +641,7 @@ def test_repack_command_keeps_the_password_out_of_argv():
         "dbname": "dwh",
         "sslmode": "prefer",
     }
-    argv, env = v.repack_command("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500)
+    argv, env = v.repack_argv("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500), v.repack_env(kwargs)
     assert "s3cret" not in " ".join(argv) and env["PGPASSWORD"] == "s3cret"
     assert '--table="Ventes"."fait 2024"' in argv and "--wait-timeout=3" in argv and "--no-kill-backend" in argv
     assert "s3cret" not in v.render_command(argv)
