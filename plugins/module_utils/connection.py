@@ -223,7 +223,9 @@ def open_session(module, holder, skip_on_standby=None):
 
 @contextlib.contextmanager
 def module_errors(module, conn_holder=None):
-    """Turn DwhError and psycopg2 errors raised inside the block into one ``fail_json`` each, never a traceback.
+    """Turn DwhError and psycopg2 errors raised inside the block into one ``fail_json`` each.
+
+    Anything else is a bug of ours: it is re-raised after the connection is closed, so Ansible shows its traceback.
 
     ``conn_holder`` is an optional list whose first element is the connection to roll back and close.
     """

@@ -3,7 +3,8 @@
 """Plans and the one executor that runs them.
 
 A plan is an ordered list of steps computed from catalog facts by a pure planner. The same plan is
-rendered in check mode and executed in a real run, so ``queries`` is identical in both.
+rendered in check mode and executed in a real run. ``queries`` is the same in both when the facts read by check mode
+are the same (check mode may use estimates when a table is locked: the module then says so in a warning).
 
 Execution rules:
 - steps sharing a ``group`` run in one transaction (all or nothing); a step without a group is its own transaction;
