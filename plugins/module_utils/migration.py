@@ -45,7 +45,7 @@ import shutil
 import time
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
@@ -307,12 +307,15 @@ def read_facts(conn, table, layout, options, server):
     migration in progress and the free disk space. Reads only; returns a dict for ``plan_migration``."""
     options = normalize_options(options)
     facts = catalog.migration_facts(conn, table["oid"])
+    facts["hazards"] = catalog.migration_hazards(conn, table["oid"])
     facts["state"] = read_state(conn, table["schema"], table["name"])
     key = options.get("key")
     names = migration_names(table)
     columns = {c["name"]: c for c in table["columns"]}
     facts["out_of_range"] = {"rows": 0, "min": None, "max": None}
     facts["key_min"] = facts["key_max"] = None
+    facts["null_keys"] = 0
+    facts["generated_drift"] = {}
     wanted = [names["shadow"], names["unpartitioned"]] + [e.get("name") for e in layout or [] if e.get("name")]
     was = conn.autocommit
     conn.autocommit = True
@@ -334,19 +337,46 @@ def read_facts(conn, table, layout, options, server):
                 outside = sql.SQL("{k} IS NULL").format(k=sql.Identifier(key))
                 if ranges:
                     outside = sql.SQL("{} OR NOT ({})").format(outside, _in_ranges(key, ranges))
+                generated = _stored_generated(table)
                 cur.execute(
                     sql.SQL(
                         "SELECT count(*) FILTER (WHERE {o}), min({k}) FILTER (WHERE {o}), max({k}) FILTER (WHERE {o}), "
-                        "min({k}), max({k}) FROM {t}"
-                    ).format(o=outside, k=sql.Identifier(key), t=_ident(table["schema"], table["name"]))
+                        "min({k}), max({k}), count(*) FILTER (WHERE {k} IS NULL){g} FROM {t}"
+                    ).format(
+                        o=outside,
+                        k=sql.Identifier(key),
+                        g=_generated_drift_sql(generated),
+                        t=_ident(table["schema"], table["name"]),
+                    )
                 )
                 row = cur.fetchone()
                 facts["out_of_range"] = {"rows": row[0], "min": row[1], "max": row[2]}
                 facts["key_min"], facts["key_max"] = row[3], row[4]
+                facts["null_keys"] = row[5]
+                facts["generated_drift"] = {c["name"]: n for c, n in zip(generated, row[6:]) if n}
     finally:
         conn.autocommit = was
     facts["free_bytes"] = free_disk_bytes(server) if options.get("check_disk") else None
     return facts
+
+
+def _stored_generated(table):
+    """Stored generated columns: the copy recomputes them, so a stored value may not survive it."""
+    return [c for c in table["columns"] if c.get("generated") == "s" and c.get("default_expr")]
+
+
+def _generated_drift_sql(generated):
+    """Per stored generated column: rows whose stored value differs from what the copy would recompute.
+
+    A generated column's function may have been redefined after the rows were written (IMMUTABLE is a promise
+    PostgreSQL does not check): the copy would silently change those values, so they are counted up front.
+    """
+    return sql.SQL("").join(
+        sql.SQL(", count(*) FILTER (WHERE {c} IS DISTINCT FROM ({e}))").format(
+            c=sql.Identifier(c["name"]), e=sql.SQL(c["default_expr"])
+        )
+        for c in generated
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +440,7 @@ def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=No
         )
     bucket = _bucket(key, ranges, default) if not keys_table else sql.Literal("replayed keys")
     return sql.SQL(
-        "SELECT {b} AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
+        "SELECT {b} AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
     ).format(b=bucket, src=src, j=join)
 
 
@@ -423,11 +453,11 @@ def _checksum_target(names, shadow, keys_table=None, replay_key=None):
             _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
         )
         return sql.SQL(
-            "SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h FROM {t} t{j}"
+            "SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t{j}"
         ).format(t=target, j=join)
     return sql.SQL(
         "SELECT c.relname::text AS b, x.n, x.h FROM (SELECT t.tableoid, count(*) AS n, "
-        "sum(hashtextextended(t::text, 0)) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
+        "sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
     ).format(t=target)
 
 
@@ -716,25 +746,18 @@ def plan_migration(table, layout, options, server, facts=None):
                 % (display, ", ".join(new_pk_columns), ", ".join(pk["columns"]))
             )
     for con in constraints:
-        if con["type"] == "u" and key not in con["columns"]:
-            raise InvalidInput(
-                "unique constraint %s of %s on (%s) does not include the partition key %s: a partitioned table cannot "
-                "enforce it. Drop it or add %s to it first; nothing was changed"
-                % (con["name"], display, ", ".join(con["columns"]), key, key)
-            )
         if con["type"] == "x":
             raise InvalidInput(
                 "exclusion constraint %s of %s cannot be carried to a partitioned table automatically; "
                 "drop it first" % (con["name"], display)
             )
+    _refuse_unique_without_key(facts, key, display)
+    _refuse_hazards(table, facts, options, key, display, new_pk_columns)
+    own_indexes = _own_leftover_indexes(table, pk)
     constraint_indexes = {c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"]}
-    plain_indexes = [i for i in table["indexes"] if i["name"] not in constraint_indexes]
-    for index in plain_indexes:
-        if index["is_unique"] and not _index_has_column(index["definition"], key):
-            raise InvalidInput(
-                "unique index %s of %s does not include the partition key %s: a partitioned table "
-                "cannot enforce it; drop it or add %s first, nothing was changed" % (index["name"], display, key, key)
-            )
+    plain_indexes = [
+        i for i in table["indexes"] if i["name"] not in constraint_indexes and i["name"] not in own_indexes
+    ]
     fks_in = facts["foreign_keys_in"]
     unique_sets = [set(c["columns"]) for c in constraints if c["type"] == "u"]
     if new_pk_columns:
@@ -829,6 +852,7 @@ def plan_migration(table, layout, options, server, facts=None):
         "pk": pk,
         "new_pk_columns": new_pk_columns,
         "plain_indexes": plain_indexes,
+        "own_indexes": own_indexes,
         "user_triggers": user_triggers,
         "replay_key": replay_key,
         "columns": columns,
@@ -868,9 +892,128 @@ def plan_migration(table, layout, options, server, facts=None):
     )
 
 
-def _index_has_column(definition, column):
-    head = definition.split(" USING ", 1)[-1]
-    return ("(%s" % column) in head or (", %s" % column) in head or ('"%s"' % column) in head
+def _refuse_unique_without_key(facts, key, display):
+    """Every unique index or constraint (the primary key aside: see extend_primary_key) must have the partition key
+    among its key columns, compared as attributes (``pg_index.indkey`` up to ``indnkeyatts``), never as text: an
+    expression, an INCLUDE column or a WHERE clause mentioning the key does not count."""
+    for con in facts["constraints"]:
+        if con["type"] == "u" and key not in con["columns"]:  # conkey, read as attribute names
+            raise InvalidInput(
+                "unique constraint %s of %s on (%s) does not include the partition key %s: a partitioned table cannot "
+                "enforce it. Drop it or add %s to it first; nothing was changed"
+                % (con["name"], display, ", ".join(con["columns"]), key, key)
+            )
+    for index in (facts.get("hazards") or {}).get("indexes") or []:
+        if not index["unique"] or index["primary"] or key in index["key_columns"]:
+            continue
+        what = (
+            "unique constraint %s" % index["constraint"] if index["constraint"] else "unique index %s" % index["name"]
+        )
+        shape = "(%s)" % ", ".join(index["key_columns"]) if index["key_columns"] else "expressions only"
+        extra = []
+        if index["has_expressions"]:
+            extra.append("expressions")
+        if index.get("predicate"):
+            extra.append("WHERE %s" % index["predicate"])
+        raise InvalidInput(
+            "%s of %s has key columns %s%s and does not include the partition key %s as a column: a partitioned "
+            "table cannot enforce it (PostgreSQL: unique constraint on partitioned table must include all "
+            "partitioning columns). Drop it or recreate it with %s among its columns first; nothing was changed"
+            % (what, display, shape, " with %s" % " and ".join(extra) if extra else "", key, key)
+        )
+
+
+def _own_leftover_indexes(table, pk):
+    """Names of indexes an interrupted attach migration built on the table (never carried as the user's)."""
+    if pk is None:
+        return set()
+    tmp = derived_name(pk["name"], "_sgt_pk")
+    return {i["name"] for i in table["indexes"] if i["name"] == tmp}
+
+
+def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
+    """Refuse, before any change, what a partitioned copy cannot carry; each message names the object and the way out."""
+    hazards = facts.get("hazards") or {}
+    columns = {c["name"]: c for c in table["columns"]}
+    if columns[key].get("generated"):
+        raise InvalidInput(
+            "partition key %s of %s is a generated column: PostgreSQL cannot partition by a generated column. "
+            "Choose a plain column as key; nothing was changed" % (key, display)
+        )
+    if hazards.get("inherits_from"):
+        raise InvalidInput(
+            "%s inherits from %s (table inheritance): a partitioned table cannot take part in inheritance, and the "
+            "parent would lose or freeze the rows it shows from %s. Run ALTER TABLE %s NO INHERIT %s first or keep "
+            "it unpartitioned; nothing was changed"
+            % (display, ", ".join(hazards["inherits_from"]), display, display, hazards["inherits_from"][0])
+        )
+    if hazards.get("inherited_by"):
+        raise InvalidInput(
+            "%s is the inheritance parent of %s: a partitioned table cannot have inheritance children, and copying "
+            "%s would also copy their rows. Detach them first (ALTER TABLE <child> NO INHERIT %s) or keep it "
+            "unpartitioned; nothing was changed" % (display, ", ".join(hazards["inherited_by"]), display, display)
+        )
+    for rule in hazards.get("rules") or []:
+        raise InvalidInput(
+            "rule %s on %s would be lost by the migration (rules are not carried). Drop it first and recreate it on "
+            "the partitioned table afterwards (definition: %s); nothing was changed"
+            % (rule["name"], display, rule["definition"])
+        )
+    for rule in hazards.get("foreign_rules") or []:
+        raise InvalidInput(
+            "rule %s on %s refers to %s by its identity: after the migration it would still write to or read the "
+            "old table. Drop the rule first and recreate it afterwards; nothing was changed"
+            % (rule["name"], rule["table"], display)
+        )
+    users = list(hazards.get("rowtype_functions") or []) + list(hazards.get("rowtype_columns") or [])
+    if users:
+        raise InvalidInput(
+            "%s use(s) the row type of %s (e.g. RETURNS SETOF %s): after the migration they would keep the old "
+            "table's type (%s_unpartitioned) and block drop_source. Drop them first and recreate them after the "
+            "migration; nothing was changed" % (", ".join(users), display, display, table["name"])
+        )
+    own_check = derived_name(table["name"], "_sgt_range")
+    if options["mode"] != "attach" and any(c["name"] == own_check for c in facts["constraints"]):
+        raise InvalidInput(
+            "an interrupted attach migration left its range check %s on %s (it refuses rows outside that range): "
+            "run partitioned_table with migrate: abandon to remove it, or migrate: attach to finish; nothing was "
+            "changed" % (own_check, display)
+        )
+    for con in facts["constraints"]:
+        if con["name"] == own_check:
+            continue
+        if con["type"] == "f" and not con["validated"]:
+            raise InvalidInput(
+                "foreign key %s of %s is NOT VALID: a partitioned table cannot hold a NOT VALID foreign key. Fix the "
+                "rows that break it and run ALTER TABLE %s VALIDATE CONSTRAINT %s, or drop it; nothing was changed"
+                % (con["name"], display, display, con["name"])
+            )
+        if con["type"] == "c" and not con["validated"] and options["mode"] == "attach":
+            raise InvalidInput(
+                "check constraint %s of %s is NOT VALID: attach mode cannot make the table a partition with it. Run "
+                "ALTER TABLE %s VALIDATE CONSTRAINT %s first or use migrate: online (it carries the constraint as "
+                "NOT VALID); nothing was changed" % (con["name"], display, display, con["name"])
+            )
+    for index in hazards.get("indexes") or []:
+        if index["deferrable"] and options["mode"] == "attach":
+            raise InvalidInput(
+                "constraint %s of %s is DEFERRABLE: attach mode cannot carry it; use migrate: online; nothing was "
+                "changed" % (index["constraint"], display)
+            )
+    if new_pk_columns and key in new_pk_columns and facts.get("null_keys"):
+        raise InvalidInput(
+            "%d rows of %s have a NULL %s, which the primary key (%s) cannot hold. Set a key on those rows (or "
+            "delete them) first; nothing was changed" % (facts["null_keys"], display, key, ", ".join(new_pk_columns))
+        )
+    for name, rows in sorted((facts.get("generated_drift") or {}).items()):
+        raise InvalidInput(
+            "%d rows of %s hold a stored value of generated column %s that differs from what its expression (%s) "
+            "gives today (its function was probably redefined after they were written): copying them would change "
+            "those values. Recompute them first (UPDATE %s SET c = c for a column c that %s is computed from: "
+            "PostgreSQL recomputes it only then), or "
+            "restore the function; nothing was changed"
+            % (rows, display, name, columns[name].get("default_expr"), display, name)
+        )
 
 
 def _new_partitions(ctx, with_default=False):
@@ -897,6 +1040,14 @@ def _shadow_steps(ctx, shadow):
     steps.append(
         Step(sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(table["owner"])), "same owner")
     )
+    for con in _not_valid_checks(ctx):
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, sql.Identifier(con["name"])),
+                "LIKE copied the NOT VALID check %s as valid: it is added back NOT VALID once the rows are in"
+                % con["name"],
+            )
+        )
     if table.get("comment"):
         steps.append(
             Step(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table["comment"])), "same comment")
@@ -956,11 +1107,29 @@ def _shadow_steps(ctx, shadow):
     return steps
 
 
+def _not_valid_checks(ctx):
+    """CHECK constraints the original holds NOT VALID: old rows may break them, so the copy must not check them."""
+    own = derived_name(ctx["names"]["name"], "_sgt_range")
+    return [c for c in ctx["facts"]["constraints"] if c["type"] == "c" and not c["validated"] and c["name"] != own]
+
+
 def _build_units(ctx, shadow, validate_separately=True):
     """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each."""
     names, facts = ctx["names"], ctx["facts"]
     target = _ident(names["schema"], shadow)
     units = []
+    for con in _not_valid_checks(ctx):
+        # pg_get_constraintdef ends with NOT VALID: no scan, new rows are checked as on the original
+        units.append(
+            [
+                Step(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                        target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
+                    ),
+                    "check %s, NOT VALID as on the original" % con["name"],
+                )
+            ]
+        )
     tails = facts.get("index_tails") or {}
     for con in facts["constraints"]:
         if con["type"] == "p":
@@ -1397,6 +1566,7 @@ def _copy_phases(ctx):
         ),
         "copy every row (writes are blocked by the EXCLUSIVE lock)",
     )
+    ctx["insert_all"] = insert_all  # its row count is the offline run's rows_copied
     full_verify = Step(
         _verify_block(
             display,
@@ -1594,10 +1764,15 @@ def _attach_phases(ctx):
             targets=[(schema, name)],
         )
     ]
+    validate.extend(_rebuild_invalid_steps(ctx, src))
     pk = ctx["pk"]
     pk_index_tmp = None
     if pk is not None and key not in pk["columns"]:
         pk_index_tmp = derived_name(pk["name"], "_sgt_pk")
+        if any(i["name"] == pk_index_tmp and not i.get("is_valid", True) for i in ctx["table"]["indexes"]):
+            # an interrupted CREATE INDEX CONCURRENTLY left it INVALID: IF NOT EXISTS would keep it, and
+            # PRIMARY KEY USING INDEX would fail on it at every run
+            validate.extend(_drop_index_steps(names, [pk_index_tmp], "INVALID prebuilt index %s"))
         validate.append(
             Step(
                 sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
@@ -1633,6 +1808,8 @@ def _attach_phases(ctx):
             )
         )
     for index in ctx["table"]["indexes"]:
+        if index["name"] in ctx["own_indexes"]:
+            continue  # the prebuilt primary-key index became the primary key's index above
         swap.append(
             Step(
                 sql.SQL("ALTER INDEX {} RENAME TO {}").format(
@@ -1737,6 +1914,30 @@ def _attach_phases(ctx):
         },
         {"name": "post", "description": "rebuild materialized views, ANALYZE", "units": post},
     ]
+
+
+def _rebuild_invalid_steps(ctx, src):
+    """An INVALID index (a concurrent build cancelled) is absent for PostgreSQL's planner and would be attached to
+    the parent's index as if it were built: drop it and build it again, both without blocking writers."""
+    names, tails = ctx["names"], ctx["facts"].get("index_tails") or {}
+    steps = []
+    for index in ctx["plain_indexes"]:
+        if index.get("is_valid", True):
+            continue
+        steps.extend(_drop_index_steps(names, [index["name"]], "INVALID index %s (a cancelled concurrent build)"))
+        steps.append(
+            Step(
+                sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {} {}").format(
+                    sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                    sql.Identifier(index["name"]),
+                    src,
+                    sql.SQL(tails[index["name"]]),
+                ),
+                "rebuild INVALID index %s before it becomes the partition's" % index["name"],
+                transactional=False,
+            )
+        )
+    return steps
 
 
 def render_plan(conn, plan):
@@ -1884,40 +2085,180 @@ def _state(conn, names):
     return read_state(conn, names["schema"], names["name"])
 
 
-def abandon_migration(conn, executor, table_or_names):
-    """Drop everything an unfinished (pre-swap) migration left: shadow, partitions, log, capture triggers, state.
+LEFTOVERS_QUERY = """
+WITH src AS (SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = %(schema)s AND c.relname = %(name)s)
+SELECT (SELECT relkind::text FROM src),
+       (SELECT coalesce(array_agg(tgname::text ORDER BY tgname), '{}') FROM pg_trigger
+        WHERE tgrelid = (SELECT oid FROM src) AND tgname = ANY(%(triggers)s)),
+       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = %(schema)s AND c.relname = %(shadow)s),
+       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = %(state_schema)s AND c.relname = %(log)s),
+       EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = %(state_schema)s AND p.proname = %(function)s),
+       EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = (SELECT oid FROM src) AND conname = %(check)s
+               AND (SELECT relkind FROM src) = 'r'),
+       (SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}') FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = (SELECT oid FROM src) AND (SELECT relkind FROM src) = 'r'
+          AND right(c.relname, 7) = '_sgt_pk' AND NOT i.indisprimary)
+"""
 
-    The original table is not touched beyond dropping the capture triggers.
+
+def read_leftovers(conn, names):
+    """What an unfinished migration of ``names`` left in the database (catalog reads only).
+
+    Returns a dict: ``relkind`` of the table, ``triggers`` (capture triggers present), ``shadow``, ``log`` and
+    ``function`` (bools), ``range_check`` (attach's CHECK still on the plain table), ``indexes`` (attach's prebuilt
+    primary-key indexes) and ``state`` (the state row or None).
     """
-    names = table_or_names if "shadow" in table_or_names else migration_names(table_or_names)
+    was = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                LEFTOVERS_QUERY,
+                {
+                    "schema": names["schema"],
+                    "name": names["name"],
+                    "triggers": list(CAPTURE_TRIGGERS),
+                    "shadow": names["shadow"],
+                    "state_schema": STATE_SCHEMA,
+                    "log": names["log"],
+                    "function": names["function"],
+                    "check": derived_name(names["name"], "_sgt_range"),
+                },
+            )
+            row = cur.fetchone()
+    finally:
+        conn.autocommit = was
+    keys = ("relkind", "triggers", "shadow", "log", "function", "range_check", "indexes")
+    found = dict(zip(keys, row))
+    found["state"] = read_state(conn, names["schema"], names["name"])
+    return found
+
+
+def _abandon_steps(names, found):
+    """Steps dropping what ``read_leftovers`` found, each with what it removes (its reason)."""
     src = _ident(names["schema"], names["name"])
+    target = [(names["schema"], names["name"])]
     steps = [
         Step(
             sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
-            "stop capturing changes",
+            "capture trigger %s on %s" % (t, display_name(names["schema"], names["name"])),
             lock=SHARE_ROW_EXCLUSIVE,
-            targets=[(names["schema"], names["name"])],
+            targets=target,
         )
-        for t in CAPTURE_TRIGGERS
+        for t in found["triggers"]
     ]
-    steps += [
-        Step(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(names["schema"], names["shadow"])), "drop the shadow"),
-        Step(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])), "drop the change log"),
-        Step(
-            sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
-            "drop the capture function",
-        ),
-    ]
-    if read_state(conn, names["schema"], names["name"]) is not None:
+    if found["range_check"]:
+        check = derived_name(names["name"], "_sgt_range")
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(src, sql.Identifier(check)),
+                "range check %s of the attach mode (it refuses writers outside the attached range)" % check,
+                lock=ACCESS_EXCLUSIVE,
+                targets=target,
+            )
+        )
+    if found["shadow"]:
+        steps.append(
+            Step(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(names["schema"], names["shadow"])),
+                "partitioned shadow %s and its partitions" % display_name(names["schema"], names["shadow"]),
+            )
+        )
+    if found["log"]:
+        steps.append(
+            Step(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
+                "change log %s" % display_name(STATE_SCHEMA, names["log"]),
+            )
+        )
+    if found["function"]:
+        steps.append(
+            Step(
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
+                "capture function %s" % display_name(STATE_SCHEMA, names["function"]),
+            )
+        )
+    if found["state"] is not None:
         steps.append(
             Step(
                 sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
                     _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"])
                 ),
-                "forget the state",
+                "state row (phase %s)" % found["state"]["phase"],
             )
         )
-    return _execute(executor, _unit(steps))
+    return steps
+
+
+def _drop_index_steps(names, indexes, reason="index %s prebuilt by the attach mode"):
+    # outside any transaction: DROP INDEX CONCURRENTLY waits for readers instead of blocking them
+    return [
+        Step(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(names["schema"], index)),
+            reason % index,
+            transactional=False,
+        )
+        for index in indexes
+    ]
+
+
+def _names_of(table_or_names):
+    return table_or_names if "shadow" in table_or_names else migration_names(table_or_names)
+
+
+def plan_abandon(conn, table_or_names):
+    """What ``migrate: abandon`` would drop (catalog reads only): ``(steps, concurrent_steps)``.
+
+    Refuses (InvalidInput) after the swap committed: then the partitioned table is in use and the run must finish.
+    """
+    names = _names_of(table_or_names)
+    found = read_leftovers(conn, names)
+    if found["state"] is not None and found["state"]["phase"] == "post":
+        raise InvalidInput(
+            "the migration of %s already swapped the tables (phase post since %s): it cannot be abandoned. Run "
+            "partitioned_table with migrate: %s to finish it; nothing was changed"
+            % (display_name(names["schema"], names["name"]), found["state"].get("updated_at"), found["state"]["mode"])
+        )
+    return _abandon_steps(names, found), _drop_index_steps(names, found["indexes"])
+
+
+def describe_leftovers(conn, table):
+    """One line naming an unfinished migration of ``table`` (phase, mode, start) and what it left, or None."""
+    names = migration_names(table)
+    found = read_leftovers(conn, names)
+    parts = [s.reason for s in _abandon_steps(names, found) + _drop_index_steps(names, found["indexes"])]
+    if not parts:
+        return None
+    state = found["state"]
+    head = (
+        "a %s migration of %s is half done (phase %s, started %s)"
+        % (state["mode"], display_name(names["schema"], names["name"]), state["phase"], state.get("started_at"))
+        if state
+        else "an interrupted migration of %s left objects behind" % display_name(names["schema"], names["name"])
+    )
+    return "%s: %s" % (head, "; ".join(parts))
+
+
+def abandon_migration(conn, executor, table_or_names):
+    """Drop everything an unfinished (pre-swap) migration left: capture triggers, attach's range check and
+    prebuilt index, shadow and its partitions, change log, capture function, state row.
+
+    The original table keeps its rows, indexes and constraints. Returns ``(removed, queries)``: what was dropped
+    (one line each, in the warehouse's words) and the statements that ran. Refuses after the swap committed.
+    """
+    names = _names_of(table_or_names)
+    steps, index_steps = plan_abandon(conn, names)
+    removed = [s.reason for s in steps]
+    queries = _execute(executor, _unit(steps)) if steps else []
+    if index_steps:
+        queries += _execute(executor, Plan(index_steps))
+        removed += [s.reason for s in index_steps]
+    return removed, queries
 
 
 def _verify_online(run, ctx):
@@ -1950,6 +2291,27 @@ def _verify_online(run, ctx):
             )
     run.result["checksums"] = checksums
     return bad
+
+
+def _differing_columns(run, ctx):
+    """After a failed verification: the columns whose content differs between the original and the shadow.
+
+    One scan of each, per column a sum of hashes of ``ROW(column)`` (so NULL and '' differ). Only run on failure.
+    """
+    names = run.plan.names
+    columns = [c["name"] for c in ctx["table"]["columns"]]
+    sums = _join(
+        [sql.SQL("sum(hashtextextended(ROW(t.{})::text, 0))::text").format(sql.Identifier(c)) for c in columns]
+    )
+    rows = run.direct(
+        [
+            sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation))
+            for relation in (names["name"], names["shadow"])
+        ],
+        isolation="REPEATABLE READ",
+    )
+    source, shadow = rows[0][1][0], rows[1][1][0]
+    return [c for c, a, b in zip(columns, source, shadow) if a != b]
 
 
 def _run_post(run, state):
@@ -1993,11 +2355,61 @@ def run_migration(conn, executor, table, layout, options, server, progress=None,
     was = conn.autocommit
     try:
         return _run_migration(conn, executor, table, layout, options, server, progress, facts)
+    except (psycopg2.Error, LockNotGranted) as error:
+        _abandon_after_failure(conn, executor, table, normalize_options(options)["mode"], error)
+        raise
     finally:
         if not conn.closed:
             if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
                 conn.rollback()
             conn.autocommit = was
+
+
+# lost connection, lock or serialization conflicts, cancel or shutdown, resources: the next run can resume
+_TRANSIENT_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+
+
+def _is_transient(error):
+    if isinstance(error, LockNotGranted):
+        return True
+    code = getattr(error, "pgcode", None)
+    return code is None or (code[:2] in _TRANSIENT_CLASSES and code != "53100")
+
+
+def _abandon_after_failure(conn, executor, table, mode, error):
+    """A migration that failed before its swap committed: leave the original exactly as it was for its writers.
+
+    An error that will repeat on every run (a constraint the data breaks, a definition PostgreSQL refuses) would
+    otherwise leave capture triggers logging and every re-run failing the same way; an attach run leaves its range
+    check refusing writers. So those runs are abandoned here (what they built is dropped) and the error says so.
+    An online run stopped by a transient cause (lock, lost connection, cancel) keeps its progress and resumes.
+    Raises a DwhError naming the failure and what was removed; returns when nothing is to be done.
+    """
+    if table.get("relkind") != "r" or conn.closed or (mode != "attach" and _is_transient(error)):
+        return
+    names = migration_names(table)
+    display = display_name(names["schema"], names["name"])
+    reason = str(getattr(error, "msg", None) or error).strip().splitlines()[0]
+    try:
+        if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            conn.rollback()
+        state = read_state(conn, names["schema"], names["name"])
+        if state is not None and state["phase"] == "post":
+            return  # the swap committed: the next run finishes the post phase
+        removed, _queries = abandon_migration(conn, executor, names)
+    except (psycopg2.Error, DwhError) as cleanup:
+        raise DwhError(
+            "the migration of %s failed (%s) and its leftovers could not be removed (%s): run partitioned_table "
+            "with migrate: abandon to remove them" % (display, reason, str(cleanup).strip().splitlines()[0]),
+            sqlstate=getattr(error, "pgcode", None),
+        )
+    raise DwhError(
+        "the migration of %s failed before its swap: %s. It was abandoned, so the original is exactly as it was "
+        "for its writers (removed: %s); fix the cause and run again"
+        % (display, reason, "; ".join(removed) or "nothing was left"),
+        sqlstate=getattr(error, "pgcode", None),
+        removed=removed,
+    )
 
 
 def _run_migration(conn, executor, table, layout, options, server, progress=None, facts=None):
@@ -2079,7 +2491,7 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         run.result["swap_seconds"] = round(time.monotonic() - started, 3)
         run.result["swap_attempts"] = executor.attempts - attempts
         run.result["phases_run"].append(name)
-        run.result["rows_copied"] = None if plan.mode == "attach" else int(max(table.get("reltuples") or 0, 0))
+        run.result["rows_copied"] = None if plan.mode == "attach" else max(ctx["insert_all"].rowcount or 0, 0)
         _run_post(run, read_state(conn, names["schema"], names["name"]))
         run.result["queries"] = run.queries
         return run.result
@@ -2145,11 +2557,14 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         run.event("verify")
         bad = _verify_online(run, ctx)
         if bad:
+            differ = _differing_columns(run, ctx)
             abandon_migration(conn, executor, names)
             raise DwhError(
-                "verification of %s failed before the swap: %s. The original table is untouched and still "
-                "in use; the shadow was dropped, the next run starts over" % (plan.display, "; ".join(bad)),
+                "verification of %s failed before the swap: %s; columns that differ: %s. The original table is "
+                "untouched and still in use; the shadow was dropped, the next run starts over"
+                % (plan.display, "; ".join(bad), ", ".join(differ) or "none (rows missing or extra)"),
                 checksums=run.result["checksums"],
+                differing_columns=differ,
             )
         run.result["phases_run"].append("catchup")
         swap_steps = list(phases["swap"]["steps"])
