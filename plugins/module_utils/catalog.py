@@ -1180,7 +1180,8 @@ SELECT
                              WHERE k.o <= i.indnkeyatts ORDER BY k.o),
         'key_count', i.indnkeyatts, 'has_expressions', i.indexprs IS NOT NULL,
         'predicate', pg_get_expr(i.indpred, i.indrelid), 'constraint', con.conname::text,
-        'constraint_type', con.contype::text, 'deferrable', coalesce(con.condeferrable, false))
+        'constraint_type', con.contype::text, 'deferrable', coalesce(con.condeferrable, false),
+        'clustered', i.indisclustered, 'reloptions', ic.reloptions)
         ORDER BY ic.relname), '[]')
    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
    LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
@@ -1205,7 +1206,21 @@ SELECT
      AND d.refobjid = (SELECT oid FROM t) AND r.ev_class <> d.refobjid AND r.rulename <> '_RETURN') AS foreign_rules,
   (SELECT coalesce(json_agg(p.pubname::text ORDER BY p.pubname), '[]')
    FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-   WHERE pr.prrelid = (SELECT oid FROM t)) AS publications
+   WHERE pr.prrelid = (SELECT oid FROM t)) AS publications,
+  (SELECT coalesce(json_agg(json_build_object('name', tg.tgname::text, 'function', tg.tgfoid::regprocedure::text,
+                                              'source', p.prosrc) ORDER BY tg.tgname), '[]')
+   FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
+   -- tgtype bits: 1 row, 2 before, 4 insert, 16 update
+   WHERE tg.tgrelid = (SELECT oid FROM t) AND NOT tg.tgisinternal AND tg.tgtype & 3 = 3
+     AND tg.tgtype & 20 <> 0) AS before_row_triggers,
+  (SELECT has_database_privilege(current_database(), 'CREATE')) AS can_create_schema,
+  (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE')
+   FROM pg_namespace n WHERE n.nspname = 'sigeti_dwh') AS can_create_in_state_schema,
+  (SELECT has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+          AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE')
+   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'sigeti_dwh' AND c.relname = 'migration_state') AS can_write_state,
+  current_user::text AS current_user
 """
 
 
@@ -1217,7 +1232,10 @@ def migration_hazards(conn, oid):
     left out), ``key_count``, ``has_expressions``, ``predicate``, constraint name/type, deferrable),
     ``rowtype_functions`` (functions whose signature uses the table's row type), ``rowtype_columns`` (columns of
     other relations typed by it), ``rules`` (rules on the table), ``foreign_rules`` (rules of other relations
-    that reference it: name, table, oid) and ``publications``.
+    that reference it: name, table, oid), ``publications``, ``before_row_triggers`` (BEFORE INSERT/UPDATE row
+    triggers with their function's source), ``can_create_schema`` (CREATE on the database) and
+    ``can_create_in_state_schema`` (CREATE and USAGE on ``sigeti_dwh``, None when it does not exist yet),
+    ``can_write_state`` (on ``sigeti_dwh.migration_state``, None when absent) and ``current_user``.
     """
     was_autocommit = conn.autocommit
     conn.autocommit = False

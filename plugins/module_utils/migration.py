@@ -41,6 +41,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 
@@ -275,8 +276,16 @@ def read_state(conn, schema, name):
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", ("%s.%s" % (STATE_SCHEMA, STATE_TABLE),))
-            if cur.fetchone()[0] is None:
+            # found by name in the catalog and read only when allowed: a table owner who is not the one that
+            # created sigeti_dwh must still maintain its own partitioned table (no migration of theirs is there)
+            cur.execute(
+                "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (STATE_SCHEMA, STATE_TABLE),
+            )
+            row = cur.fetchone()
+            if row is None or not row[0]:
                 return None
             cur.execute(
                 sql.SQL("SELECT row_to_json(s) FROM {} s WHERE schema_name = %s AND table_name = %s").format(
@@ -753,6 +762,7 @@ def plan_migration(table, layout, options, server, facts=None):
             )
     _refuse_unique_without_key(facts, key, display)
     _refuse_hazards(table, facts, options, key, display, new_pk_columns)
+    warnings.extend(_hazard_warnings(table, facts, display))
     own_indexes = _own_leftover_indexes(table, pk)
     constraint_indexes = {c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"]}
     plain_indexes = [
@@ -931,6 +941,64 @@ def _own_leftover_indexes(table, pk):
     return {i["name"] for i in table["indexes"] if i["name"] == tmp}
 
 
+def _assigns_column(source, column):
+    """Whether a trigger function's source assigns ``NEW.column`` (plpgsql ``:=`` or ``=``, quoted or not)."""
+    target = r'\bNEW\s*\.\s*(?:"%s"|%s\b)\s*' % (re.escape(column), re.escape(column))
+    # ":=" is an assignment anywhere; a bare "=" only where a statement starts ("IF NEW.k = 3" compares)
+    assign = target + ":="
+    statement = r"(?:^|;|\bBEGIN\b|\bTHEN\b|\bELSE\b|\bLOOP\b)\s*" + target + "=(?!=)"
+    return any(re.search(p, source, re.IGNORECASE | re.MULTILINE) for p in (assign, statement))
+
+
+def _refuse_state_privileges(hazards, facts, display):
+    """The migration keeps its progress in sigeti_dwh: say which right is missing before anything is created."""
+    if facts.get("state") is not None or "can_create_schema" not in hazards:
+        return
+    user = hazards.get("current_user")
+    if hazards.get("can_create_in_state_schema") is None and not hazards.get("can_create_schema"):
+        raise InvalidInput(
+            "migrating %s keeps its progress in schema %s, which does not exist, and %s may not create it (no CREATE "
+            "on the database). Run CREATE SCHEMA %s AUTHORIZATION %s as a superuser (or GRANT CREATE ON DATABASE to "
+            "%s); nothing was changed" % (display, STATE_SCHEMA, user, STATE_SCHEMA, user, user)
+        )
+    if hazards.get("can_create_in_state_schema") is False:
+        raise InvalidInput(
+            "migrating %s creates its change log and capture function in schema %s, where %s has no CREATE/USAGE "
+            "right. Run GRANT USAGE, CREATE ON SCHEMA %s TO %s as its owner; nothing was changed"
+            % (display, STATE_SCHEMA, user, STATE_SCHEMA, user)
+        )
+    if hazards.get("can_write_state") is False:
+        raise InvalidInput(
+            "migrating %s records its progress in %s.%s, which %s may not write. Run GRANT SELECT, INSERT, UPDATE, "
+            "DELETE ON %s.%s TO %s as its owner; nothing was changed"
+            % (display, STATE_SCHEMA, STATE_TABLE, user, STATE_SCHEMA, STATE_TABLE, user)
+        )
+
+
+def _hazard_warnings(table, facts, display):
+    """What the migration cannot carry and only reports (each named, with what to do after it)."""
+    hazards = facts.get("hazards") or {}
+    warnings = []
+    for publication in hazards.get("publications") or []:
+        warnings.append(
+            "%s is in publication %s: the partitioned table is not added to it (run ALTER PUBLICATION %s ADD TABLE "
+            "%s after the migration; subscribers see the old table until then)"
+            % (display, publication, publication, display)
+        )
+    if facts["flags"].get("replica_identity") == "i":
+        warnings.append(
+            "%s has REPLICA IDENTITY USING INDEX: not carried (set it again on each partition after the migration)"
+            % display
+        )
+    for index in hazards.get("indexes") or []:
+        if index.get("clustered"):
+            warnings.append(
+                "%s is marked CLUSTER ON %s: a partitioned table cannot carry the mark (set it per partition with "
+                "ALTER TABLE <partition> CLUSTER ON <its index> if CLUSTER runs on them)" % (display, index["name"])
+            )
+    return warnings
+
+
 def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
     """Refuse, before any change, what a partitioned copy cannot carry; each message names the object and the way out."""
     hazards = facts.get("hazards") or {}
@@ -994,12 +1062,28 @@ def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
                 "ALTER TABLE %s VALIDATE CONSTRAINT %s first or use migrate: online (it carries the constraint as "
                 "NOT VALID); nothing was changed" % (con["name"], display, display, con["name"])
             )
+    pk = next((c for c in facts["constraints"] if c["type"] == "p"), None)
+    if pk is not None and options["mode"] == "attach" and _split_key(pk["definition"])[1].strip():
+        raise InvalidInput(
+            "the primary key of %s is %s: attach mode rebuilds it as a plain PRIMARY KEY and would lose what follows "
+            "its columns; use migrate: online (it carries it); nothing was changed" % (display, pk["definition"])
+        )
     for index in hazards.get("indexes") or []:
         if index["deferrable"] and options["mode"] == "attach":
             raise InvalidInput(
                 "constraint %s of %s is DEFERRABLE: attach mode cannot carry it; use migrate: online; nothing was "
                 "changed" % (index["constraint"], display)
             )
+    for trig in hazards.get("before_row_triggers") or []:
+        if _assigns_column(trig.get("source") or "", key):
+            raise InvalidInput(
+                "trigger %s of %s (function %s) sets NEW.%s before the row is stored: on a partitioned table the row "
+                "is routed before that trigger runs, so writers would fail with 'moving row to another partition "
+                "during a BEFORE FOR EACH ROW trigger is not supported'. Have writers give %s themselves (or a "
+                "DEFAULT), drop the trigger, then migrate; nothing was changed"
+                % (trig["name"], display, trig["function"], key, key)
+            )
+    _refuse_state_privileges(hazards, facts, display)
     if new_pk_columns and key in new_pk_columns and facts.get("null_keys"):
         raise InvalidInput(
             "%d rows of %s have a NULL %s, which the primary key (%s) cannot hold. Set a key on those rows (or "
@@ -1107,6 +1191,58 @@ def _shadow_steps(ctx, shadow):
     return steps
 
 
+def key_definition(definition, columns, reloptions=None):
+    """``pg_get_constraintdef`` of a key with its column list replaced by ``columns``: INCLUDE, USING INDEX
+    TABLESPACE and DEFERRABLE ... are kept as the original had them, and the index's storage parameters
+    (``reloptions``, which pg_get_constraintdef leaves out) are put back as ``WITH (...)`` (pure)."""
+    head, tail = _split_key(definition)
+    include = ""
+    if tail.startswith(" INCLUDE ("):
+        close = _paren_end(tail, tail.index("("))
+        include, tail = tail[: close + 1], tail[close + 1 :]
+    with_clause = sql.SQL("")
+    if reloptions and not tail.startswith(" WITH ("):
+        with_clause = sql.SQL(" WITH ({})").format(
+            _join(
+                [
+                    sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                    for o in reloptions
+                ]
+            )
+        )
+    return sql.SQL("{}({}){}{}{}").format(sql.SQL(head), _cols(columns), sql.SQL(include), with_clause, sql.SQL(tail))
+
+
+def _index_reloptions(ctx, index_name):
+    for index in (ctx["facts"].get("hazards") or {}).get("indexes") or []:
+        if index["name"] == index_name:
+            return index.get("reloptions") or []
+    return []
+
+
+def _paren_end(text, start):
+    """Index of the parenthesis closing the one at ``start`` (double-quoted names skipped)."""
+    depth, quoted = 0, False
+    for position in range(start, len(text)):
+        char = text[position]
+        if char == '"':
+            quoted = not quoted  # a doubled quote inside a name flips twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth == 0:
+                return position
+    raise DwhError("cannot read the key definition %r: unbalanced parentheses" % text)
+
+
+def _split_key(definition):
+    """``("PRIMARY KEY ", " INCLUDE (v) ...")``: what precedes and follows a key definition's column list."""
+    start = definition.index("(")
+    end = _paren_end(definition, start)
+    return definition[:start], definition[end + 1 :]
+
+
 def _not_valid_checks(ctx):
     """CHECK constraints the original holds NOT VALID: old rows may break them, so the copy must not check them."""
     own = derived_name(ctx["names"]["name"], "_sgt_range")
@@ -1136,10 +1272,15 @@ def _build_units(ctx, shadow, validate_separately=True):
             units.append(
                 [
                     Step(
-                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-                            target, sql.Identifier(derived_name(con["name"], "_sgt_new")), _cols(ctx["new_pk_columns"])
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                            target,
+                            sql.Identifier(derived_name(con["name"], "_sgt_new")),
+                            key_definition(
+                                con["definition"], ctx["new_pk_columns"], _index_reloptions(ctx, con["index"])
+                            ),
                         ),
-                        "primary key (%s)" % ", ".join(ctx["new_pk_columns"]),
+                        "primary key (%s), with the original's INCLUDE, storage parameters and deferrability"
+                        % ", ".join(ctx["new_pk_columns"]),
                     )
                 ]
             )
@@ -1148,7 +1289,9 @@ def _build_units(ctx, shadow, validate_separately=True):
                 [
                     Step(
                         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                            target, sql.Identifier(derived_name(con["name"], "_sgt_new")), sql.SQL(con["definition"])
+                            target,
+                            sql.Identifier(derived_name(con["name"], "_sgt_new")),
+                            key_definition(con["definition"], con["columns"], _index_reloptions(ctx, con["index"])),
                         ),
                         "unique constraint %s" % con["name"],
                     )
@@ -1370,6 +1513,15 @@ def _carry_steps(ctx, new):
     steps.extend(_grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
     for entry in _new_partitions(ctx, with_default=True):
         steps.extend(_grant_steps(facts["grants"], [], _ident(schema, entry["name"]), "same grants on the partition"))
+    identity = {"f": "FULL", "n": "NOTHING"}.get(facts["flags"].get("replica_identity"))
+    if identity:
+        for target in [new] + [_ident(schema, e["name"]) for e in _new_partitions(ctx, with_default=True)]:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(target, sql.SQL(identity)),
+                    "same replica identity (logical replication reads each partition's own)",
+                )
+            )
     if facts["flags"].get("row_security"):
         steps.append(Step(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new), "row-level security"))
     if facts["flags"].get("force_row_security"):

@@ -549,7 +549,7 @@ def main():
                 "before": partitioning.diff_text(result.before),
                 "after": partitioning.diff_text(result.partitions),
             }
-        for warning in result.warnings:
+        for warning in result.warnings + list((migrated or {}).get("warnings") or []):
             module.warn(warning)
         module.exit_json(**output)
 

@@ -277,3 +277,74 @@ def test_attach_rebuilds_invalid_indexes_and_never_uses_them(conn):
     )
     assert parent == {"dwh.ev_pkey": True, "dwh.ev_v": True}
     assert checksum(conn, "dwh.ev") == before and leftovers(conn) == NOTHING_LEFT
+
+
+# -- items 3-7: keys carried whole, key-setting triggers, replication properties ---------------------------------
+
+
+def test_primary_key_include_storage_and_deferrable_are_carried(conn):
+    make_events(conn)
+    _run(
+        conn,
+        "ALTER TABLE dwh.ev DROP CONSTRAINT ev_pkey; ALTER TABLE dwh.ev ADD CONSTRAINT ev_pkey PRIMARY KEY (id) "
+        "INCLUDE (v) WITH (fillfactor = 60) DEFERRABLE INITIALLY DEFERRED",
+    )
+    _refused(conn, ["the primary key of dwh.ev is PRIMARY KEY (id) INCLUDE (v)", "migrate: online"], mode="attach")
+    migrate(conn, "dwh.ev", "k", extend_primary_key=True, batch_rows=500)
+    assert (
+        _one(
+            conn,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'dwh.ev'::regclass AND contype = 'p'",
+        )[0]
+        == "PRIMARY KEY (id, k) INCLUDE (v) DEFERRABLE INITIALLY DEFERRED"
+    )
+    # PostgreSQL does not deparse a partitioned index's WITH: the leaves' indexes hold it
+    assert _one(
+        conn,
+        "SELECT c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = 'dwh.ev_2022'::regclass AND i.indisprimary",
+    )[0] == ["fillfactor=60"]
+    assert leftovers(conn) == NOTHING_LEFT
+
+
+def test_before_row_trigger_setting_the_key_is_refused_other_ones_carried(conn):
+    make_events(conn, extra_columns=", ts date")
+    _run(
+        conn,
+        "ALTER TABLE dwh.ev ALTER COLUMN k DROP NOT NULL; "
+        "CREATE FUNCTION dwh.set_k() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN NEW.k := to_char(NEW.ts, 'YYYYMMDD')::int; RETURN NEW; END$$; "
+        "CREATE TRIGGER ev_set_k BEFORE INSERT ON dwh.ev FOR EACH ROW EXECUTE FUNCTION dwh.set_k()",
+    )
+    _refused(conn, ["trigger ev_set_k of dwh.ev (function dwh.set_k())", "sets NEW.k", "moving row to another"])
+    _run(
+        conn,
+        "DROP TRIGGER ev_set_k ON dwh.ev; ALTER TABLE dwh.ev ALTER COLUMN k SET NOT NULL; "
+        "CREATE FUNCTION dwh.round_v() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN IF NEW.k = 0 THEN RAISE 'zero'; END IF; NEW.v := round(NEW.v); RETURN NEW; END$$; "
+        "CREATE TRIGGER ev_round BEFORE INSERT OR UPDATE ON dwh.ev FOR EACH ROW EXECUTE FUNCTION dwh.round_v()",
+    )
+    migrate(conn, "dwh.ev", "k", extend_primary_key=True, batch_rows=500)
+    assert _one(conn, "INSERT INTO dwh.ev (id, k, v) VALUES (99999, 20240505, 2.6) RETURNING v")[0] == 3
+
+
+def test_replica_identity_carried_publication_and_cluster_mark_reported(conn):
+    make_events(conn)
+    _run(
+        conn,
+        "ALTER TABLE dwh.ev REPLICA IDENTITY FULL; CREATE PUBLICATION ev_pub FOR TABLE dwh.ev; "
+        "CLUSTER dwh.ev USING ev_pkey",
+    )
+    result = migrate(conn, "dwh.ev", "k", extend_primary_key=True, batch_rows=500)
+    warnings = "\n".join(result["warnings"])
+    assert "publication ev_pub" in warnings and "ALTER PUBLICATION ev_pub ADD TABLE dwh.ev" in warnings
+    assert "CLUSTER ON ev_pkey" in warnings
+    identities = dict(
+        _all(
+            conn,
+            "SELECT c.oid::regclass::text, c.relreplident FROM pg_class c "
+            "WHERE c.oid = 'dwh.ev'::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits "
+            "WHERE inhparent = 'dwh.ev'::regclass)",
+        )
+    )
+    assert set(identities.values()) == {"f"} and len(identities) == 13, "the parent, 11 periods and the default"

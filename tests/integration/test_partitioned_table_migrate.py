@@ -179,3 +179,49 @@ def test_abandon_removes_an_interrupted_attach(pg_server, db, conn):
         cur.execute("DELETE FROM dwh_facts.fait_attributions WHERE id = 99999")
     result = run_module("partitioned_table", _args(pg_server, db, migrate="attach"))
     assert not result.get("failed"), result["msg"]
+
+
+def test_a_non_superuser_owner_gets_clear_rights_messages_and_keeps_maintaining(pg_server, db, conn):
+    import psycopg2
+
+    from tests.support.migration_driver import migrate
+
+    role = "mig_owner_%s" % db[-12:]
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS %s" % role)
+        cur.execute("CREATE ROLE %s LOGIN PASSWORD 'owner-pw'" % role)
+        cur.execute("CREATE SCHEMA dwh_facts AUTHORIZATION %s" % role)
+    owner = psycopg2.connect(pg_server.dsn(db, user=role, password="owner-pw"))
+    owner.autocommit = True
+    args = dict(_args(pg_server, db), **pg_server.params(db, user=role, password="owner-pw"))
+    try:
+        with owner.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE dwh_facts.fait_attributions (id bigint PRIMARY KEY, date_demandee_key int NOT NULL); "
+                "INSERT INTO dwh_facts.fait_attributions SELECT g, 20230101 + g % 300 FROM generate_series(1, 300) g"
+            )
+        # no sigeti_dwh yet and no CREATE on the database: the message says what to run, nothing is created
+        result = run_module("partitioned_table", args)
+        assert result["failed"] and "CREATE SCHEMA sigeti_dwh AUTHORIZATION %s" % role in result["msg"], result["msg"]
+        # a superuser migrates another table first: sigeti_dwh now belongs to it
+        with conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE public.other (id int PRIMARY KEY, k int NOT NULL); "
+                "INSERT INTO public.other SELECT g, 20240101 FROM generate_series(1, 10) g"
+            )
+        migrate(conn, "public.other", "k", extend_primary_key=True)
+        result = run_module("partitioned_table", args)
+        assert result["failed"] and "GRANT USAGE, CREATE ON SCHEMA sigeti_dwh TO %s" % role in result["msg"]
+        # the owner's own partitioned table is maintained although sigeti_dwh is not readable to it
+        with owner.cursor() as cur:
+            cur.execute(
+                "DROP TABLE dwh_facts.fait_attributions; CREATE TABLE dwh_facts.fait_attributions "
+                "(id bigint, date_demandee_key int NOT NULL) PARTITION BY RANGE (date_demandee_key)"
+            )
+        result = run_module("partitioned_table", args)
+        assert not result.get("failed"), result["msg"]
+        assert result["changed"] and "fait_attributions_2020" in result["created"]
+    finally:
+        owner.close()
+        with conn.cursor() as cur:
+            cur.execute("DROP SCHEMA dwh_facts CASCADE; DROP ROLE %s" % role)
