@@ -1916,6 +1916,7 @@ def _attach_phases(ctx):
             targets=[(schema, name)],
         )
     ]
+    ctx["concurrent_indexes"] = []
     validate.extend(_rebuild_invalid_steps(ctx, src))
     pk = ctx["pk"]
     pk_index_tmp = None
@@ -1934,6 +1935,7 @@ def _attach_phases(ctx):
                 transactional=False,
             )
         )
+        ctx["concurrent_indexes"].append(pk_index_tmp)
     target = _ident(schema, shadow)
     swap = [
         Step(
@@ -2077,6 +2079,7 @@ def _rebuild_invalid_steps(ctx, src):
         if index.get("is_valid", True):
             continue
         steps.extend(_drop_index_steps(names, [index["name"]], "INVALID index %s (a cancelled concurrent build)"))
+        ctx["concurrent_indexes"].append(index["name"])
         steps.append(
             Step(
                 sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {} {}").format(
@@ -2090,6 +2093,48 @@ def _rebuild_invalid_steps(ctx, src):
             )
         )
     return steps
+
+
+OLD_SNAPSHOTS_QUERY = """
+SELECT pid, usename::text, application_name, client_addr::text, state, xact_start, left(query, 120)
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
+ORDER BY xact_start NULLS LAST
+"""
+
+
+def _require_valid_indexes(conn, names, indexes):
+    """A concurrent build cancelled by lock_timeout leaves an INVALID index, and a retry of ``CREATE INDEX
+    CONCURRENTLY IF NOT EXISTS`` then succeeds without building anything: check, and name what it waited for."""
+    if not indexes:
+        return
+    was = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = ANY(%s) AND NOT i.indisvalid",
+                (names["schema"], list(indexes)),
+            )
+            invalid = [r[0] for r in cur.fetchall()]
+            if not invalid:
+                return
+            cur.execute(OLD_SNAPSHOTS_QUERY)
+            holders = cur.fetchall()
+    finally:
+        conn.autocommit = was
+    who = "; ".join(
+        "pid %s (user %s, application %r, client %s, %s, transaction open since %s: %s)" % row for row in holders
+    )
+    raise LockNotGranted(
+        "the concurrent build of index %s on %s was cancelled by lock_timeout and left it INVALID: such a build waits "
+        "for every transaction holding an older snapshot, here %s. Let those transactions end (or end them with "
+        "SELECT pg_terminate_backend(pid)) and run again; the invalid index is dropped and rebuilt"
+        % (", ".join(invalid), display_name(names["schema"], names["name"]), who or "no session any more"),
+        blocking_pids=[row[0] for row in holders],
+    )
 
 
 def render_plan(conn, plan):
@@ -2627,6 +2672,7 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
             for _label, unit in phases["validate"]["units"]:
                 run.event("validate")
                 run.execute_units(unit)
+            _require_valid_indexes(conn, names, ctx["concurrent_indexes"])
             run.result["phases_run"].append("validate")
         name = "offline" if plan.mode == "offline" else "swap"
         steps = list(phases[name]["steps"])

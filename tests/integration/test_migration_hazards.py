@@ -348,3 +348,53 @@ def test_replica_identity_carried_publication_and_cluster_mark_reported(conn):
         )
     )
     assert set(identities.values()) == {"f"} and len(identities) == 13, "the parent, 11 periods and the default"
+
+
+def test_attach_under_an_old_snapshot_fails_clean_then_converges(conn, other):
+    """Issue 12 item 1 on the attach path: an analyst's REPEATABLE READ snapshot makes the concurrent build of the
+    extended key's index wait; lock_timeout cancels it (PostgreSQL leaves it INVALID). The run fails with nothing
+    left on the table; once the analyst is gone the next run converges with every index valid."""
+    make_events(conn)
+    _run(conn, "CREATE TABLE public.elsewhere (x int); INSERT INTO public.elsewhere VALUES (1)")
+    before = checksum(conn, "dwh.ev")
+    other.autocommit = False
+    with other.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("SELECT count(*) FROM public.elsewhere")  # the snapshot is taken, no lock on dwh.ev
+    _run(conn, "SET lock_timeout = '200ms'")
+    with pytest.raises(DwhError) as err:
+        migrate(conn, "dwh.ev", "k", mode="attach", extend_primary_key=True, retries=1, retry_delay=0.1)
+    # the cause is named (the session holding the snapshot), and the run cleaned up after itself
+    assert "older snapshot, here pid %d" % other.get_backend_pid() in err.value.msg, err.value.msg
+    assert "It was abandoned" in err.value.msg and "index ev_pkey_sgt_pk" in err.value.msg
+    assert _all(conn, "SELECT conname FROM pg_constraint WHERE conname = 'ev_sgt_range'") == []
+    assert _all(conn, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid") == []
+    other.rollback()
+    other.autocommit = True
+    result = migrate(conn, "dwh.ev", "k", mode="attach", extend_primary_key=True)  # also removes any leftover
+    assert result["attached_partition"] == "dwh.ev_unpartitioned"
+    assert _all(conn, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid") == []
+    assert checksum(conn, "dwh.ev") == before and leftovers(conn) == NOTHING_LEFT
+
+
+def test_interrupted_attach_resumes_with_its_own_check_and_index(conn):
+    make_events(conn)
+    before = checksum(conn, "dwh.ev")
+
+    def stop(event):
+        if event["phase"] == "swap":
+            raise KeyboardInterrupt("killed before the swap")
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate(conn, "dwh.ev", "k", mode="attach", extend_primary_key=True, progress=stop)
+    assert _one(conn, "SELECT count(*) FROM pg_class WHERE relname IN ('ev_sgt_range', 'ev_pkey_sgt_pk')")[0] == 1
+    result = migrate(conn, "dwh.ev", "k", mode="attach", extend_primary_key=True)
+    assert result["attached_partition"] == "dwh.ev_unpartitioned"
+    assert checksum(conn, "dwh.ev") == before and leftovers(conn) == NOTHING_LEFT
+    assert (
+        _one(
+            conn,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'dwh.ev'::regclass AND contype = 'p'",
+        )[0]
+        == "PRIMARY KEY (id, k)"
+    )
