@@ -2550,10 +2550,12 @@ def _render_post(conn, units):
 def run_migration(conn, executor, table, layout, options, server, progress=None, facts=None):
     """Execute (or resume) the migration; see ``_run_migration``. The connection's autocommit mode is restored."""
     was = conn.autocommit
+    planned = []  # set once the plan is made: a failure while reading facts abandons nothing
     try:
-        return _run_migration(conn, executor, table, layout, options, server, progress, facts)
+        return _run_migration(conn, executor, table, layout, options, server, progress, facts, planned)
     except (psycopg2.Error, LockNotGranted) as error:
-        _abandon_after_failure(conn, executor, table, normalize_options(options)["mode"], error)
+        if planned:
+            _abandon_after_failure(conn, executor, table, normalize_options(options)["mode"], error)
         raise
     finally:
         if not conn.closed:
@@ -2609,7 +2611,7 @@ def _abandon_after_failure(conn, executor, table, mode, error):
     )
 
 
-def _run_migration(conn, executor, table, layout, options, server, progress=None, facts=None):
+def _run_migration(conn, executor, table, layout, options, server, progress=None, facts=None, planned=None):
     """Execute (or resume) the migration of plain table ``table`` into the partitions of ``layout``.
 
     ``executor`` is a ``plan.Executor`` (lock_timeout retries). ``progress`` is an optional callable receiving
@@ -2653,6 +2655,8 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         facts = read_facts(conn, table, layout, options, server)
         facts["state"] = state
     plan = plan_migration(table, layout, options, server, facts=facts)
+    if planned is not None:
+        planned.append(True)
     ctx = plan.ctx
     run = _Run(conn, executor, plan, progress)
     run.result["renamed_source"] = display_name(names["schema"], names["unpartitioned"])
