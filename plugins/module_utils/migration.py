@@ -1002,6 +1002,15 @@ def _hazard_warnings(table, facts, display):
 def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
     """Refuse, before any change, what a partitioned copy cannot carry; each message names the object and the way out."""
     hazards = facts.get("hazards") or {}
+    _refuse_structure(table, hazards, key, display)
+    _refuse_constraints(table, facts, hazards, options["mode"], display)
+    _refuse_key_triggers(hazards, key, display)
+    _refuse_state_privileges(hazards, facts, display)
+    _refuse_data(table, facts, key, display, new_pk_columns)
+
+
+def _refuse_structure(table, hazards, key, display):
+    """Generated key, table inheritance, rules, users of the row type: what binds to the old table or cannot be."""
     columns = {c["name"]: c for c in table["columns"]}
     if columns[key].get("generated"):
         raise InvalidInput(
@@ -1040,8 +1049,12 @@ def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
             "table's type (%s_unpartitioned) and block drop_source. Drop them first and recreate them after the "
             "migration; nothing was changed" % (", ".join(users), display, display, table["name"])
         )
+
+
+def _refuse_constraints(table, facts, hazards, mode, display):
+    """NOT VALID constraints and keys a partitioned table (or the attach mode) cannot hold as they are."""
     own_check = derived_name(table["name"], "_sgt_range")
-    if options["mode"] != "attach" and any(c["name"] == own_check for c in facts["constraints"]):
+    if mode != "attach" and any(c["name"] == own_check for c in facts["constraints"]):
         raise InvalidInput(
             "an interrupted attach migration left its range check %s on %s (it refuses rows outside that range): "
             "run partitioned_table with migrate: abandon to remove it, or migrate: attach to finish; nothing was "
@@ -1056,24 +1069,28 @@ def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
                 "rows that break it and run ALTER TABLE %s VALIDATE CONSTRAINT %s, or drop it; nothing was changed"
                 % (con["name"], display, display, con["name"])
             )
-        if con["type"] == "c" and not con["validated"] and options["mode"] == "attach":
+        if con["type"] == "c" and not con["validated"] and mode == "attach":
             raise InvalidInput(
                 "check constraint %s of %s is NOT VALID: attach mode cannot make the table a partition with it. Run "
                 "ALTER TABLE %s VALIDATE CONSTRAINT %s first or use migrate: online (it carries the constraint as "
                 "NOT VALID); nothing was changed" % (con["name"], display, display, con["name"])
             )
     pk = next((c for c in facts["constraints"] if c["type"] == "p"), None)
-    if pk is not None and options["mode"] == "attach" and _split_key(pk["definition"])[1].strip():
+    if pk is not None and mode == "attach" and _split_key(pk["definition"])[1].strip():
         raise InvalidInput(
             "the primary key of %s is %s: attach mode rebuilds it as a plain PRIMARY KEY and would lose what follows "
             "its columns; use migrate: online (it carries it); nothing was changed" % (display, pk["definition"])
         )
     for index in hazards.get("indexes") or []:
-        if index["deferrable"] and options["mode"] == "attach":
+        if index["deferrable"] and mode == "attach":
             raise InvalidInput(
                 "constraint %s of %s is DEFERRABLE: attach mode cannot carry it; use migrate: online; nothing was "
                 "changed" % (index["constraint"], display)
             )
+
+
+def _refuse_key_triggers(hazards, key, display):
+    """A BEFORE row trigger setting the key breaks every writer once the table is partitioned."""
     for trig in hazards.get("before_row_triggers") or []:
         if _assigns_column(trig.get("source") or "", key):
             raise InvalidInput(
@@ -1083,7 +1100,11 @@ def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
                 "DEFAULT), drop the trigger, then migrate; nothing was changed"
                 % (trig["name"], display, trig["function"], key, key)
             )
-    _refuse_state_privileges(hazards, facts, display)
+
+
+def _refuse_data(table, facts, key, display, new_pk_columns):
+    """Rows the copy would reject (NULL keys under the extended key) or silently change (stale generated values)."""
+    columns = {c["name"]: c for c in table["columns"]}
     if new_pk_columns and key in new_pk_columns and facts.get("null_keys"):
         raise InvalidInput(
             "%d rows of %s have a NULL %s, which the primary key (%s) cannot hold. Set a key on those rows (or "
