@@ -2623,12 +2623,17 @@ def _abandon_after_failure(conn, executor, table, mode, error):
             "with migrate: abandon to remove them" % (display, reason, str(cleanup).strip().splitlines()[0]),
             sqlstate=getattr(error, "pgcode", None),
         )
-    raise DwhError(
+    # a lock failure stays a LockNotGranted (with its blocking pids) for callers that tell them apart
+    kind = type(error) if isinstance(error, DwhError) else DwhError
+    details = dict(getattr(error, "details", None) or {})
+    details.update(removed=removed)
+    if getattr(error, "pgcode", None):
+        details["sqlstate"] = error.pgcode
+    raise kind(
         "the migration of %s failed before its swap: %s. It was abandoned, so the original is exactly as it was "
         "for its writers (removed: %s); fix the cause and run again"
-        % (display, reason, "; ".join(removed) or "nothing was left"),
-        sqlstate=getattr(error, "pgcode", None),
-        removed=removed,
+        % (display, reason.rstrip("."), "; ".join(removed) or "nothing was left"),
+        **details,
     )
 
 

@@ -4,7 +4,7 @@ leaves the original exactly as it was for its writers."""
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
 from tests.integration.test_migration import NOTHING_LEFT, _all, _one, checksum, leftovers
 from tests.support.migration_driver import migrate
 
@@ -367,6 +367,7 @@ def test_attach_under_an_old_snapshot_fails_clean_then_converges(conn, other):
     # the cause is named (the session holding the snapshot), and the run cleaned up after itself
     assert "older snapshot, here pid %d" % other.get_backend_pid() in err.value.msg, err.value.msg
     assert "It was abandoned" in err.value.msg and "index ev_pkey_sgt_pk" in err.value.msg
+    assert isinstance(err.value, LockNotGranted) and other.get_backend_pid() in err.value.details["blocking_pids"]
     assert _all(conn, "SELECT conname FROM pg_constraint WHERE conname = 'ev_sgt_range'") == []
     assert _all(conn, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid") == []
     other.rollback()
