@@ -13,7 +13,7 @@ import datetime
 import re
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
 
 try:
     import psycopg2.extras
@@ -297,6 +297,23 @@ def tables_in_schemas(conn, schemas):
         return [tuple(r) for r in cur.fetchall()]
 
 
+def requested_tables(conn, tables, schemas):
+    """Resolve the ``tables`` and ``schemas`` options of a module into ``(schema, table)`` pairs, without duplicates.
+
+    Raises InvalidInput when both are empty, or naming a schema that does not exist.
+    """
+    if not tables and not schemas:
+        raise InvalidInput("no table given: give tables (schema.table) or schemas")
+    names = [split_name(t) for t in tables or []]
+    if schemas:
+        names.extend(tables_in_schemas(conn, schemas))
+    unique = []
+    for name in names:
+        if name not in unique:
+            unique.append(name)
+    return unique
+
+
 def _relation_entry(row):
     stats_keys = (
         "n_live_tup",
@@ -474,6 +491,42 @@ def count_rows(conn, schema, name):
     if not conn.autocommit:
         conn.rollback()
     return count
+
+
+MIGRATIONS_QUERY = """
+SELECT schema_name, table_name, mode, phase, rows_copied, next_page, total_pages,
+       started_at::text, updated_at::text,
+       extract(epoch FROM clock_timestamp() - started_at)::bigint AS age_seconds,
+       extract(epoch FROM clock_timestamp() - updated_at)::bigint AS idle_seconds
+FROM sigeti_dwh.migration_state
+WHERE (schema_name, table_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
+ORDER BY 1, 2
+"""
+
+
+def migrations_in_flight(conn, names):
+    """The migrations of ``names`` ([(schema, table)]) started and not finished, from the migration state table.
+
+    Returns ``(rows, unreadable)``: ``unreadable`` says why the state could not be read (no privilege on the state
+    schema), so callers report it instead of failing; no state table means no migration.
+    """
+    with _dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS readable "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'sigeti_dwh' AND c.relname = 'migration_state'"
+        )
+        row = cur.fetchone()
+        if row is None:
+            rows, unreadable = [], None
+        elif not row["readable"]:
+            rows, unreadable = [], "role %s may not read sigeti_dwh.migration_state" % conn.info.user
+        else:
+            cur.execute(MIGRATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
+            rows, unreadable = [dict(r) for r in cur.fetchall()], None
+    if not conn.autocommit:
+        conn.rollback()
+    return rows, unreadable
 
 
 SAMPLE_TARGET_PAGES = 2000
@@ -660,18 +713,27 @@ def row_widths(conn, schema, name, relpages=None, exact=False):
 # ---------------------------------------------------------------------------------------------
 
 
-def partition_set_state(conn, schemas, default=None, parent=None, key=None):
-    """One round trip: the server's ``current_date``, rows in the default partition, ``max(key)`` and which
-    of ``schemas`` exist.
+def partition_set_state(conn, schemas, default=None, parent=None, key=None, estimate=False):
+    """One round trip: the server's ``current_date`` and ``TimeZone``, rows in the default partition,
+    ``max(key)`` and which of ``schemas`` exist.
 
     ``default`` is ``(schema, name)`` of the default partition or None; ``parent`` and ``key`` ask for the
-    largest key value (integer keys have no calendar "today"). Returns a dict.
+    largest key value of a plain table (a migration source). With ``estimate`` no row is read (no lock on any
+    table): ``default_rows`` is ``pg_class.reltuples`` (None when never analyzed). Returns a dict.
     """
-    parts = [sql.SQL("current_date")]
-    parts.append(
-        sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)) if default else sql.SQL("NULL::bigint")
-    )
-    if parent and key:
+    parts = [sql.SQL("current_date"), sql.SQL("current_setting('TimeZone')")]
+    if default and estimate:
+        parts.append(
+            sql.SQL(
+                "(SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {})"
+            ).format(sql.Literal(default[0]), sql.Literal(default[1]))
+        )
+    elif default:
+        parts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)))
+    else:
+        parts.append(sql.SQL("NULL::bigint"))
+    if parent and key and not estimate:
         parts.append(sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*parent)))
     else:
         parts.append(sql.SQL("NULL::bigint"))
@@ -682,10 +744,92 @@ def partition_set_state(conn, schemas, default=None, parent=None, key=None):
     )
     with conn.cursor() as cur:
         cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-        today, default_rows, max_key, found = cur.fetchone()
+        today, timezone, default_rows, max_key, found = cur.fetchone()
     if not conn.autocommit:
         conn.rollback()
-    return {"today": today, "default_rows": default_rows, "max_key": max_key, "schemas": set(found or [])}
+    return {
+        "today": today,
+        "timezone": timezone,
+        "default_rows": default_rows,
+        "max_key": max_key,
+        "schemas": set(found or []),
+    }
+
+
+def newest_key(conn, relations, key, batch=4):
+    """The largest ``key`` of the first of ``relations`` (``(schema, name)``, newest first) that holds rows.
+
+    Walks ``batch`` partitions per round trip and stops at the first non-empty one, so only the newest few are
+    read (ACCESS SHARE on each). Returns ``(index in relations, value)`` or ``(None, None)`` when all are empty.
+    """
+    relations = list(relations)
+    for first in range(0, len(relations), batch):
+        chunk = relations[first : first + batch]
+        parts = [sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*r)) for r in chunk]
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+            row = cur.fetchone()
+        if not conn.autocommit:
+            conn.rollback()
+        for offset, value in enumerate(row):
+            if value is not None:
+                return first + offset, value
+    return None, None
+
+
+def filled_by_statistics(conn, oids):
+    """Positions in ``oids`` of the relations pg_class says hold rows (reltuples or relpages above 0), in order.
+
+    Reads only the catalog (no lock on any table): what check mode uses when a table is locked by another session.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT o.i FROM unnest(%s::oid[]) WITH ORDINALITY o(oid, i) JOIN pg_class c ON c.oid = o.oid "
+            "WHERE c.reltuples > 0 OR c.relpages > 0 ORDER BY o.i",
+            (list(oids),),
+        )
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return [row[0] - 1 for row in rows]
+
+
+def keys_beyond(conn, relation, key, bound):
+    """Rows of ``relation`` whose ``key`` is at or past ``bound`` (a value or composed SQL): ``(count, min, max)``."""
+    if not isinstance(bound, sql.Composable):
+        bound = sql.Literal(bound)
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t} WHERE {k} >= {b}").format(
+                k=sql.Identifier(key), t=sql.Identifier(*relation), b=bound
+            )
+        )
+        row = cur.fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return row
+
+
+def midnight_dates(conn, values):
+    """Map each aware timestamptz ``value`` to the naive midnight the server turns into it, when it is one.
+
+    Midnight that does not exist (a DST gap at midnight, America/Santiago 2026-09-06) is stored as the first
+    instant after the gap (01:00-03); comparing wall clocks would call that bound foreign. Reads no table.
+    """
+    values = list(values)
+    if not values:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT v, (v AT TIME ZONE current_setting('TimeZone'))::date "
+            "FROM unnest(%s::timestamptz[]) v "
+            "WHERE ((v AT TIME ZONE current_setting('TimeZone'))::date)::timestamptz = v",
+            (values,),
+        )
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return {value: datetime.datetime(day.year, day.month, day.day) for value, day in rows}
 
 
 def partition_set_pending(conn, names, default=None, key=None, ranges=()):
@@ -815,6 +959,21 @@ def vacuum_facts(conn, oids):
     return rows
 
 
+def maintenance_counts(conn, oids):
+    """Per relation oid, how many (auto)vacuums and (auto)analyzes the statistics show now, read afresh."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(
+            "SELECT relid, vacuum_count + autovacuum_count + analyze_count + autoanalyze_count "
+            "FROM pg_stat_all_tables WHERE relid = ANY(%s::oid[])",
+            (list(oids),),
+        )
+        counts = dict(cur.fetchall())
+    if not conn.autocommit:
+        conn.rollback()
+    return counts
+
+
 def extensions_info(conn, names):
     """Return ``{name: {"version", "schema"}}`` for the installed extensions among ``names``, and whether this
     role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""
@@ -877,34 +1036,6 @@ def newest_row_ages(conn, relations):
     if not conn.autocommit:
         conn.rollback()
     return rows
-
-
-def explain_range(conn, schema, name, key, low, high, analyze=False):
-    """Return the JSON plan (one dict) of ``SELECT count(*) FROM schema.name WHERE key BETWEEN low AND high``.
-
-    The guide's date-range query. With ``analyze`` the count really runs (read-only transaction, rolled back)
-    so the plan carries actual times and which partitions were executed.
-    """
-    options = sql.SQL("FORMAT JSON, ANALYZE, TIMING OFF, SUMMARY ON") if analyze else sql.SQL("FORMAT JSON")
-    query = sql.SQL("EXPLAIN ({}) SELECT count(*) FROM {} WHERE {} BETWEEN {} AND {}").format(
-        options, sql.Identifier(schema, name), sql.Identifier(key), sql.Literal(low), sql.Literal(high)
-    )
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            cur.execute(query)
-            plan = cur.fetchone()[0]
-            text = cur.mogrify(query).decode()
-    finally:
-        conn.rollback()
-        conn.autocommit = autocommit
-    if isinstance(plan, str):
-        import json
-
-        plan = json.loads(plan)
-    return plan[0], text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1050,7 +1181,13 @@ SELECT t.oid, t.parent_oid, t.level, n.nspname::text, c.relname::text, c.relkind
              WHERE i.indrelid = c.oid),
        CASE WHEN t.level = 0 THEN (
            SELECT json_build_object(
-               'definition', pg_get_partkeydef(c.oid), 'strategy', pt.partstrat::text,
+               -- not pg_get_partkeydef(), which takes ACCESS SHARE on the table (check mode must not wait on it)
+               'definition', CASE pt.partstrat WHEN 'r' THEN 'RANGE' WHEN 'l' THEN 'LIST' ELSE 'HASH' END || ' ('
+                   || (SELECT string_agg(CASE WHEN k.attnum = 0 THEN '(expression)' ELSE quote_ident(a.attname) END,
+                                         ', ' ORDER BY k.o)
+                       FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) || ')',
+               'strategy', pt.partstrat::text,
                'has_expressions', pt.partexprs IS NOT NULL,
                'columns', ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
                                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o),
@@ -1142,25 +1279,106 @@ def read_partition_set(conn, schema, name):
     return table
 
 
-def storage_parameters_error(conn, with_clause):
-    """Ask the server whether a ``WITH (...)`` clause of storage parameters is valid for a table, touching no table.
+PARTITION_SET_DETAILS_QUERY = """
+WITH RECURSIVE walk(oid, detach_pending) AS (
+    SELECT %(root)s::oid, false
+    UNION ALL
+    SELECT i.inhrelid, i.inhdetachpending FROM walk w JOIN pg_inherits i ON i.inhparent = w.oid
+)
+SELECT w.oid, w.detach_pending,
+       COALESCE((SELECT json_agg(json_build_object(
+                    'oid', i.indexrelid::bigint, 'name', ic.relname::text, 'schema', n.nspname::text,
+                    'is_valid', i.indisvalid AND i.indisready, 'is_unique', i.indisunique,
+                    'parent_index_oid', inh.inhparent::bigint, 'constraint_name', con.conname::text))
+                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_namespace n ON n.oid = ic.relnamespace
+                 LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                 WHERE i.indrelid = w.oid), '[]'::json)
+FROM walk w
+"""
 
-    Creates a temporary table with them in a transaction that is rolled back (no lock on any user relation).
-    Returns the server's message when it refuses them, else None.
+RELATIONS_NAMED_QUERY = """
+SELECT n.nspname::text, c.relname::text, c.relkind::text, i.indrelid::bigint
+FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS w(schema_name, rel_name)
+JOIN pg_namespace n ON n.nspname = w.schema_name
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name
+LEFT JOIN pg_index i ON i.indexrelid = c.oid
+"""
+
+DEPENDENT_OBJECTS_QUERY = """
+SELECT d.refobjid::bigint, format('%%s %%I.%%I', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                                  vn.nspname, v.relname)
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = ANY(%(oids)s::oid[]) AND v.oid <> d.refobjid
+UNION
+SELECT con.confrelid::bigint, format('foreign key %%I of %%I.%%I', con.conname, tn.nspname, t.relname)
+FROM pg_constraint con
+JOIN pg_class t ON t.oid = con.conrelid
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s::oid[]) AND con.conparentid = 0
+ORDER BY 1, 2
+"""
+
+
+def partition_set_details(conn, table):
+    """Add what ``read_partition_set`` leaves out and the partition planner needs, in one round trip on the
+    catalog only (no lock on any table): every index of the tree with its validity (an INVALID index, left by a
+    cancelled ``CREATE INDEX CONCURRENTLY``, counts as absent) and ``detach_pending`` on partitions whose
+    ``DETACH ... CONCURRENTLY`` was interrupted. Returns a new table dict; ``table`` is left as it was.
     """
-    was = conn.autocommit
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE TEMP TABLE sigeti_dwh_option_check (v text){}").format(with_clause))
-        return None
-    except psycopg2.Error as error:
-        if error.pgcode == "25006":  # read-only transaction: cannot check here, the real run will
-            return None
-        return str(error).strip().splitlines()[0]
-    finally:
+    if not table.get("exists") or table.get("relkind") != "p":
+        return table
+    with conn.cursor() as cur:
+        cur.execute(PARTITION_SET_DETAILS_QUERY, {"root": table["oid"]})
+        rows = {oid: (pending, indexes) for oid, pending, indexes in cur.fetchall()}
+    if not conn.autocommit:
         conn.rollback()
-        conn.autocommit = was
+    result = dict(table)
+    result["partitions"] = []
+    for entry in table["partitions"]:
+        pending, indexes = rows.get(entry["oid"], (False, None))
+        detailed = dict(entry, detach_pending=bool(pending))
+        if indexes is not None:
+            detailed["indexes"] = indexes
+        result["partitions"].append(detailed)
+    valid = {i["oid"]: i["is_valid"] for i in rows.get(table["oid"], (False, []))[1]}
+    result["indexes"] = [dict(i, is_valid=valid.get(i["oid"], True)) for i in table.get("indexes") or []]
+    return result
+
+
+def relations_named(conn, names):
+    """Return ``{(schema, name): {"relkind", "table_oid"}}`` for those of ``names`` that exist (``table_oid``:
+    the table of an index, else None)."""
+    names = list(names)
+    if not names:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(RELATIONS_NAMED_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    return {(s, n): {"relkind": k, "table_oid": t} for s, n, k, t in rows}
+
+
+def dependent_objects(conn, oids):
+    """Return ``{table oid: ["view public.v", "foreign key fk of public.t", ...]}``: what makes DROP TABLE fail."""
+    oids = list(oids)
+    if not oids:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(DEPENDENT_OBJECTS_QUERY, {"oids": oids})
+        rows = cur.fetchall()
+    if not conn.autocommit:
+        conn.rollback()
+    found = {}
+    for oid, what in rows:
+        found.setdefault(oid, []).append(what)
+    return found
 
 
 MIGRATION_HAZARDS_QUERY = """

@@ -476,8 +476,6 @@ class CompressionPlan:
     def __bool__(self):
         return bool(self.items)
 
-    __nonzero__ = __bool__
-
     def queries(self, conn):
         """Every statement in order (batched phases as their template)."""
         return [item.render(conn) for item in self.items]

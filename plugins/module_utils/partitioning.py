@@ -20,6 +20,7 @@ takes SHARE UPDATE EXCLUSIVE but is refused while a default partition exists.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import plan as planmod
@@ -37,6 +38,12 @@ MAX_IDENTIFIER_BYTES = 63
 # writers go on) until the commit; batching saves a commit per partition when a long range is missing.
 CREATE_BATCH = 20
 RETENTION_ACTIONS = ("detach", "drop", "archive")
+# Retention retires at most this many partitions per run unless told otherwise: a wrong "now" (a stray key, a
+# clock) then costs a few periods, not the table, and the warning says how many wait.
+DEFAULT_MAX_PER_RUN = 3
+# New partitions one run may create unless told otherwise: a first run from an old start fits, a "now" thrown far
+# away by a stray key does not.
+DEFAULT_MAX_NEW_PARTITIONS = 100
 LIKE_OPTIONS = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED"
 _OPTION_NAME = re.compile(r"^(toast\.)?[a-z_][a-z0-9_]*$")
 _TYPE_TEXT = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?( with(out)? time zone)?(\[\])*$')
@@ -58,6 +65,7 @@ class Declared:
         partition_options=None,
         columns=None,
         primary_key=None,
+        max_new_partitions=DEFAULT_MAX_NEW_PARTITIONS,
     ):
         self.schema = schema
         self.name = name
@@ -70,6 +78,7 @@ class Declared:
         self.partition_options = partition_options or {}
         self.columns = columns
         self.primary_key = primary_key or []
+        self.max_new_partitions = max_new_partitions
 
     @property
     def display(self):
@@ -109,7 +118,7 @@ def validate_partition_options(options, table):
 
 
 def validate_retention(retention, table):
-    """Check the ``retention`` option; return ``None`` or ``{keep, action, archive_schema}``."""
+    """Check the ``retention`` option; return ``None`` or ``{keep, action, archive_schema, max_per_run}``."""
     if not retention:
         return None
     keep = retention.get("keep")
@@ -135,7 +144,14 @@ def validate_retention(retention, table):
         raise InvalidInput(
             "retention.action archive for %s needs archive_schema: where old partitions are moved" % table
         )
-    return {"keep": keep, "action": action, "archive_schema": archive}
+    max_per_run = retention.get("max_per_run")
+    max_per_run = DEFAULT_MAX_PER_RUN if max_per_run is None else max_per_run
+    if isinstance(max_per_run, bool) or not isinstance(max_per_run, int) or max_per_run < 1:
+        raise InvalidInput(
+            "retention.max_per_run=%r for %s: give a whole number of partitions retired per run, 1 or more"
+            % (max_per_run, table)
+        )
+    return {"keep": keep, "action": action, "archive_schema": archive, "max_per_run": max_per_run}
 
 
 def validate_columns(columns, key, table):
@@ -227,6 +243,20 @@ def migration_layout(declared, current):
     return entries
 
 
+def check_migration_layout(declared, entries):
+    """Refuse a migration that would create more partitions than ``max_new_partitions`` (a stray largest key)."""
+    ranges = [e for e in entries if not e.get("default")]
+    cap = declared.max_new_partitions
+    if cap is None or len(ranges) <= cap:
+        return
+    raise InvalidInput(
+        "migrating %s would create %d partitions (FROM %s TO %s), more than max_new_partitions=%d. If that range is "
+        "intended, raise max_new_partitions (or set start later); if not, look for stray keys (the largest key sets "
+        "the current period of a plain integer-keyed table). Nothing was changed."
+        % (declared.display, len(ranges), json_value(ranges[0]["low"]), json_value(ranges[-1]["high"]), cap)
+    )
+
+
 def _rank(value):
     """Comparable form of a bound value: MINVALUE < any value < MAXVALUE; timestamptz read as wall clock."""
     if value == MINVALUE:
@@ -245,7 +275,10 @@ class Layout:
         self.periods = []  # declared period starts, in order
         self.adopted = {}  # point -> existing partition entry
         self.missing = []  # points without a partition
-        self.retired = []  # partitions wholly older than the retention cutoff
+        self.retired = []  # partitions wholly older than the retention cutoff, retired this run
+        self.waiting = []  # wholly old partitions beyond retention.max_per_run: kept attached until a later run
+        self.spanning = []  # partitions covering several whole declared periods (an attached table), adopted
+        self.covered = {}  # point -> spanning partition covering it
         self.partly_old = []  # partitions straddling the cutoff (never touched)
         self.others = []  # partitions outside the declared set, kept as they are
         self.default = None  # the default partition entry, if any
@@ -287,13 +320,69 @@ def check_partition_key(declared, table):
         )
 
 
-def layout(declared, table, current):
+def _ranker(aliases):
+    """``_rank`` after replacing bound values by their aliases (a timestamptz bound the server moved out of a DST
+    gap maps to the midnight the module wrote)."""
+    aliases = aliases or {}
+
+    def rank(value):
+        return _rank(aliases.get(value, value) if isinstance(value, datetime.datetime) else value)
+
+    return rank
+
+
+def _midnight_offset(value):
+    """For an aware bound that is not midnight in the session's TimeZone: the UTC offset at which it is midnight."""
+    utc = value.astimezone(datetime.timezone.utc)
+    minutes = -(utc.hour * 60 + utc.minute)
+    if minutes <= -12 * 60:
+        minutes += 24 * 60
+    sign = "+" if minutes >= 0 else "-"
+    return "%s%02d:%02d" % (sign, abs(minutes) // 60, abs(minutes) % 60)
+
+
+def _timezone_hint(declared, conflicting, session_tz):
+    """A sentence for timestamptz bounds that are not midnight in this session's TimeZone (made in another one)."""
+    if declared.scheme.key_format != "timestamptz":
+        return ""
+    foreign = []
+    for part in conflicting:
+        for value in (part.get("low"), part.get("high")):
+            if isinstance(value, datetime.datetime) and value.tzinfo is not None and value.time() != datetime.time(0):
+                foreign.append(_midnight_offset(value))
+    if not foreign:
+        return ""
+    return (
+        " Their bounds are not midnight in this session's TimeZone %s but at UTC offset %s: the set was made in a "
+        "session with another TimeZone. Run with that TimeZone (ALTER ROLE/DATABASE ... SET TimeZone, or "
+        "connect_params options: '-c TimeZone=...'), or re-partition those ranges."
+        % (session_tz or "(unknown)", ", ".join(sorted(set(foreign))))
+    )
+
+
+def _span_points(scheme, part, rank):
+    """The period starts an existing partition covers when both its bounds are period starts (else None)."""
+    low, high = part["low"], part["high"]
+    if MINVALUE in (low, high) or MAXVALUE in (low, high):
+        return None
+    first = scheme.point_of(rank(low)[1])
+    end = scheme.point_of(rank(high)[1])
+    if first is None or end is None or not first < end:
+        return None
+    return scheme.periods(first, scheme.step(end, -1))
+
+
+def layout(declared, table, current, aliases=None, session_tz=None):
     """Classify existing partitions against the declared periods ending ``premake`` periods after ``current``.
 
-    ``current`` is the period start holding today (or the largest key for integer keys). Raises InvalidInput
-    when an existing partition overlaps a declared period without matching it exactly.
+    ``current`` is the period start holding today (for integer keys: the newest period holding rows).
+    ``aliases`` maps timestamptz bound values as the server stored them to the midnight the module wrote (DST gaps),
+    ``session_tz`` is the session's TimeZone (for messages). A partition covering several whole periods (an
+    attached table) is adopted as it is. Raises InvalidInput when an existing partition overlaps a declared period
+    without matching whole periods, or when the run would create more than ``max_new_partitions``.
     """
     scheme = declared.scheme
+    rank = _ranker(aliases)
     result = Layout()
     result.current = current
     last = scheme.step(current, declared.premake)
@@ -313,26 +402,35 @@ def layout(declared, table, current):
     span = (_rank(scheme.key(result.periods[0])), _rank(scheme.key(scheme.step(result.periods[-1]))))
     cutoff_rank = _rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
     conflicts = []
+    old = []
     for part in existing_partitions(table):
         if part["is_default"]:
             result.default = part
             continue
         if part.get("bound", {}).get("kind") != "range" or "low" not in part:
-            conflicts.append("%s (%s)" % (part["name"], part.get("bound_expr")))
+            conflicts.append(part)
             continue
-        low, high = _rank(part["low"]), _rank(part["high"])
+        low, high = rank(part["low"]), rank(part["high"])
         point = wanted_ranked.get((low, high))
         if point is not None:
             result.adopted[point] = part
             continue
         if low < span[1] and span[0] < high:
-            conflicts.append(
-                "%s (FROM %s TO %s)"
-                % (display_name(part["schema"], part["name"]), json_value(part["low"]), json_value(part["high"]))
-            )
+            covered = _span_points(scheme, part, rank)
+            if covered is None:
+                conflicts.append(part)
+                continue
+            # an attached table covering whole periods (migrate: attach): adopted as it is
+            result.spanning.append(part)
+            result.covered.update((p, part) for p in covered)
+            if cutoff_rank is not None and low < cutoff_rank:
+                result.warnings.append(
+                    "partition %s spans the retention cutoff %s (FROM %s TO %s): it is only partly old and is kept"
+                    % (part["name"], scheme.display(result.cutoff), json_value(part["low"]), json_value(part["high"]))
+                )
             continue
         if cutoff_rank is not None and high <= cutoff_rank:
-            result.retired.append(part)
+            old.append(part)
         elif cutoff_rank is not None and low < cutoff_rank:
             result.partly_old.append(part)
             result.warnings.append(
@@ -344,26 +442,81 @@ def layout(declared, table, current):
     if conflicts:
         raise InvalidInput(
             "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
-            "matching a period exactly: %s. Fix start/interval to match them, or re-partition those ranges; "
-            "nothing was changed."
+            "matching whole periods: %s. Fix start/interval to match them, or re-partition those ranges; "
+            "nothing was changed.%s"
             % (
                 declared.display,
                 scheme.interval_name,
                 scheme.key_format,
                 scheme.display(result.periods[0]),
-                ", ".join(conflicts),
+                ", ".join(_conflict_text(p) for p in conflicts),
+                _timezone_hint(declared, conflicts, session_tz),
             )
         )
-    result.missing = [p for p in result.periods if p not in result.adopted]
-    result.retired.sort(key=lambda p: _rank(p["low"]))
-    for part in result.retired:
+    result.missing = [p for p in result.periods if p not in result.adopted and p not in result.covered]
+    _check_new_partitions(declared, result)
+    old.sort(key=lambda p: rank(p["low"]))
+    for part in old:
         # Defensive: retention must never reach the current period, whatever the bounds look like.
-        if _rank(part["high"]) > _rank(scheme.key(current)):
+        if rank(part["high"]) > _rank(scheme.key(current)):
             raise InvalidInput(
                 "retention would drop partition %s of %s, which holds the current period: nothing was changed"
                 % (part["name"], declared.display)
             )
+    _limit_retention(declared, result, old)
     return result
+
+
+def _conflict_text(part):
+    if part.get("bound", {}).get("kind") != "range" or "low" not in part:
+        return "%s (%s)" % (part["name"], part.get("bound_expr"))
+    return "%s (FROM %s TO %s)" % (
+        display_name(part["schema"], part["name"]),
+        json_value(part["low"]),
+        json_value(part["high"]),
+    )
+
+
+def _check_new_partitions(declared, result):
+    """Refuse a run that would create more partitions than ``max_new_partitions`` (a wrong "now" or start)."""
+    cap = declared.max_new_partitions
+    if cap is None or len(result.missing) <= cap:
+        return
+    scheme = declared.scheme
+    raise InvalidInput(
+        "%s would get %d new partitions in one run (periods %s to %s, current period %s), more than "
+        "max_new_partitions=%d. If that range is intended, raise max_new_partitions (or set start later); if not, "
+        "check the key values and start. Nothing was changed."
+        % (
+            declared.display,
+            len(result.missing),
+            scheme.display(result.missing[0]),
+            scheme.display(result.missing[-1]),
+            scheme.display(result.current),
+            cap,
+        )
+    )
+
+
+def _limit_retention(declared, result, old):
+    """Retire at most ``retention.max_per_run`` of the old partitions (oldest first); the rest wait, kept attached."""
+    if not old:
+        return
+    limit = declared.retention.get("max_per_run", DEFAULT_MAX_PER_RUN)
+    result.retired = old[:limit]
+    result.waiting = old[limit:]
+    if result.waiting:
+        result.warnings.append(
+            "retention: %d more partition(s) of %s older than the %d periods kept remain attached (%s): "
+            "retention.max_per_run=%d per run, the next runs handle them"
+            % (
+                len(result.waiting),
+                declared.display,
+                declared.retention["keep"],
+                ", ".join(p["name"] for p in result.waiting),
+                limit,
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,8 +535,30 @@ class Result:
         self.detached = []
         self.dropped = []
         self.archived = []
+        self.finished_detaches = []  # partitions whose interrupted DETACH ... CONCURRENTLY this plan finishes
         self.moved_rows = 0
+        self.retention_remaining = 0
         self.warnings = []
+
+    def record(self, completed):
+        """Replace the predictions by what the executor's ``completed`` steps did (a run that stopped part way
+        reports only what committed): created, detached, dropped, archived, finished detaches, moved rows."""
+        done = {"created": [], "detached": [], "dropped": [], "archived": []}
+        moved = 0
+        for step in completed:
+            kind, name = step.effect or (None, None)
+            if kind in done:
+                done[kind].append(name)
+            elif kind == "moved" and step.rowcount and step.rowcount > 0:
+                moved += step.rowcount
+        self.finished_detaches = [p for p in self.finished_detaches if p in done["detached"]]
+        self.created, self.detached, self.dropped, self.archived = (
+            done["created"],
+            done["detached"],
+            done["dropped"],
+            done["archived"],
+        )
+        self.moved_rows = moved
 
 
 def bound_sql(scheme, point):
@@ -449,14 +624,17 @@ def _insertable_columns(table, declared):
 
 
 def new_partition_steps(declared, point, name, default, default_rows, columns, options, group=None):
-    """Steps creating one partition the weak-lock way, moving rows out of the default first when it has some.
+    """Steps creating one partition the weak-lock way, moving rows out of the default partition first.
 
-    ``group`` lets several empty partitions share one transaction (fewer commits when many are missing).
+    With a default partition, writers are held and rows moved for every new period, even one that had no row
+    there when counted: a row of the period arriving before the ATTACH would make it fail (23514). Each such
+    partition gets its own short transaction. ``group`` lets several partitions share one transaction when
+    there is no default partition (fewer commits when many are missing).
     """
     scheme = declared.scheme
     parent = (declared.schema, declared.name)
     child = (declared.schema, name)
-    group = "create:%s" % name if default_rows or group is None else group
+    group = "create:%s" % name if default is not None or group is None else group
     low, high = scheme.bounds(point)
     lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
     targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
@@ -469,9 +647,16 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
             lock=planmod.ACCESS_SHARE,
             targets=targets,
             group=group,
+            effect=("created", name),
         )
     ]
-    if default is not None and default_rows:
+    counted = (
+        "the %d rows of period %s waiting in the default partition" % (default_rows, scheme.label(point))
+        if default_rows
+        else "rows of period %s that arrive in the default partition meanwhile (none when counted)"
+        % scheme.label(point)
+    )
+    if default is not None:
         default_id = sql.Identifier(default["schema"], default["name"])
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         # Writers of this period are arriving now. One routed to the default partition before the ATTACH
@@ -480,9 +665,8 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
         steps.append(
             planmod.Step(
                 sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
-                "rows of period %s are being written: hold writers (not readers) at the parent while the %d rows "
-                "waiting in the default partition move, so none is routed to the default meanwhile"
-                % (scheme.label(point), default_rows),
+                "hold writers (not readers) at the parent while %s move, so none is routed to the default "
+                "partition before the ATTACH" % counted,
                 lock=planmod.SHARE_ROW_EXCLUSIVE,
                 targets=targets,
                 group=group,
@@ -491,8 +675,7 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
         steps.append(
             planmod.Step(
                 sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
-                "the default partition holds %d rows of period %s: lock it so none arrive while they move"
-                % (default_rows, scheme.label(point)),
+                "lock the default partition so no row arrives there while %s move" % counted,
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=targets,
                 group=group,
@@ -506,11 +689,12 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
                 ).format(
                     d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)
                 ),
-                "move %d rows of period %s out of the default partition (PostgreSQL refuses the new partition while "
-                "they sit there)" % (default_rows, scheme.label(point)),
+                "move %s out of the default partition (PostgreSQL refuses the new partition while they sit there)"
+                % counted,
                 lock=planmod.ROW_EXCLUSIVE,
                 targets=targets,
                 group=group,
+                effect=("moved", name),
             )
         )
     steps.append(
@@ -547,6 +731,7 @@ def default_partition_steps(declared, name, options):
             lock=planmod.ACCESS_SHARE,
             targets=[parent, child],
             group=group,
+            effect=("created", name),
         ),
         planmod.Step(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} DEFAULT").format(
@@ -575,58 +760,202 @@ def option_changes(entry, options):
     return changes
 
 
-def index_steps(declared, table, partitions, index_tails, warnings):
-    """Steps creating, on existing leaf partitions, the parent's indexes they lack, then attaching them."""
-    steps = []
+def partition_index_name(partition, index):
+    """Name of the copy of parent index ``index`` built on ``partition``: ``<partition>_<index>``, or, beyond
+    PostgreSQL's 63 bytes, cut and ended with a short hash of the full name, so that two partitions never get the
+    same name (cutting alone gave every partition of a long-named table one name, and the index landed on one)."""
+    full = "%s_%s" % (partition, index)
+    if len(full.encode("utf-8")) <= MAX_IDENTIFIER_BYTES:
+        return full
+    return truncate_name(full, "_" + hashlib.sha1(full.encode("utf-8")).hexdigest()[:8])
+
+
+def _adoptable(part, index, tails, claimed):
+    """A valid index of ``part`` attached to nothing, defined like the parent's ``index``, not ``claimed`` by another
+    parent index of the same definition in this plan: attach it as it is."""
+    wanted = tails.get(index["oid"])
+    for own in part.get("indexes") or []:
+        if (
+            own.get("oid") is not None
+            and own["oid"] not in claimed
+            and own.get("parent_index_oid") is None
+            and own.get("is_valid", True)
+            and not own.get("constraint_name")
+            and bool(own.get("is_unique")) == bool(index["is_unique"])
+            and wanted is not None
+            and tails.get(own["oid"]) == wanted
+        ):
+            return own
+    return None
+
+
+def _build_index_steps(declared, part, index, name, tail):
+    """Drop a leftover INVALID build of ``name`` (if any), build it concurrently: one autocommit unit, so a retry
+    after lock_timeout drops what the cancelled build left instead of skipping it like IF NOT EXISTS did."""
+    child = (part["schema"], part["name"])
+    group = "index-build:%s:%s" % (part["name"], index["name"])
+    return [
+        planmod.Step(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(part["schema"], name)),
+            "an INVALID index %s left by a cancelled build is no index: drop it first (no-op when absent)" % name,
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+            targets=[child],
+            group=group,
+            transactional=False,
+        ),
+        planmod.Step(
+            sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {} ").format(
+                sql.SQL("UNIQUE " if index["is_unique"] else ""), sql.Identifier(name), sql.Identifier(*child)
+            )
+            + sql.SQL(tail),  # tail: server-generated (pg_get_indexdef), not user input
+            "partition %s lacks index %s of the parent: build it without blocking writes"
+            % (part["name"], index["name"]),
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+            targets=[child],
+            group=group,
+            transactional=False,
+            snapshot_wait=True,
+            effect=("indexed", "%s.%s" % (part["name"], name)),
+        ),
+    ]
+
+
+def _attach_index_step(declared, part, index, name, reason):
+    child = (part["schema"], part["name"])
+    return planmod.Step(
+        sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+            sql.Identifier(index["schema"], index["name"]), sql.Identifier(part["schema"], name)
+        ),
+        reason,
+        lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+        targets=[(declared.schema, declared.name), child],
+        group="index:%s:%s" % (part["name"], index["name"]),
+    )
+
+
+def _leaf_index_steps(declared, part, index, tails, taken, warnings, claimed):
+    """Steps giving one leaf partition a valid copy of one parent index, attached to it (empty when it has one)."""
+    own = part.get("indexes") or []
+    attached = [i for i in own if i.get("parent_index_oid") == index["oid"]]
+    if attached:
+        if attached[0].get("is_valid", True):
+            return []
+        # Attached yet INVALID (left by an older run): PostgreSQL refuses to drop it while attached; REINDEX
+        # CONCURRENTLY builds a valid copy and swaps it in place, attachment included. A cancelled REINDEX leaves
+        # an invalid "<name>_ccnew" copy: drop those first.
+        leftovers = [
+            i["name"]
+            for i in own
+            if not i.get("is_valid", True)
+            and i.get("parent_index_oid") is None
+            and re.match(re.escape(attached[0]["name"]) + r"_ccnew\d*$", i.get("name") or "")
+        ]
+        return [
+            planmod.Step(
+                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(part["schema"], leftover)),
+                "%s is the INVALID copy a cancelled REINDEX CONCURRENTLY left: drop it" % leftover,
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[(part["schema"], part["name"])],
+                transactional=False,
+            )
+            for leftover in leftovers
+        ] + [
+            planmod.Step(
+                sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(part["schema"], attached[0]["name"])),
+                "index %s of partition %s is attached to %s but INVALID: rebuild it"
+                % (attached[0]["name"], part["name"], index["name"]),
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[(part["schema"], part["name"])],
+                transactional=False,
+                snapshot_wait=True,
+                effect=("indexed", "%s.%s" % (part["name"], attached[0]["name"])),
+            )
+        ]
+    if index.get("constraint_name"):
+        warnings.append(
+            "partition %s lacks the index of constraint %s: add it by hand (a constraint index cannot be "
+            "built concurrently)" % (part["name"], index["constraint_name"])
+        )
+        return []
+    adopted = _adoptable(part, index, tails, claimed)
+    if adopted is not None:
+        claimed.add(adopted["oid"])
+        return [
+            _attach_index_step(
+                declared,
+                part,
+                index,
+                adopted["name"],
+                "partition %s has index %s defined like %s of the parent: attach it as it is"
+                % (part["name"], adopted["name"], index["name"]),
+            )
+        ]
+    tail = tails.get(index["oid"])
+    if tail is None:
+        warnings.append("cannot read the definition of index %s: %s is left without it" % (index["name"], part["name"]))
+        return []
+    name = partition_index_name(part["name"], index["name"])
+    same = [i for i in own if i.get("name") == name]
+    holder = taken.get((part["schema"], name))
+    if (same and same[0].get("is_valid", True)) or (not same and holder is not None):
+        warnings.append(
+            "partition %s lacks index %s of the parent, and the name %s it would get is taken by another relation "
+            "(%s): rename that relation; the index was not built"
+            % (part["name"], index["name"], name, "a different index of this partition" if same else holder["relkind"])
+        )
+        return []
+    return _build_index_steps(declared, part, index, name, tail) + [
+        _attach_index_step(declared, part, index, name, "attach it to the parent's index %s" % index["name"])
+    ]
+
+
+def index_steps(declared, table, partitions, index_tails, warnings, taken=None):
+    """Steps giving every kept leaf partition a VALID copy of each parent index, attached to it.
+
+    An INVALID index (a cancelled CREATE INDEX CONCURRENTLY) counts as absent: it is dropped and built again, and
+    never attached (PostgreSQL accepts it, and the parent index then stays invalid for good). ``taken`` maps the
+    ``(schema, name)`` of planned index names to the relation already holding that name.
+    """
+    repairs, builds, claimed = [], [], set()
     parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I"]
-    for part in partitions:
+    for index in parent_indexes:
+        attaching = False
+        for part in partitions:
+            if part["relkind"] != "r":
+                continue
+            steps = _leaf_index_steps(declared, part, index, index_tails or {}, taken or {}, warnings, claimed)
+            attaching = attaching or any(s.effect is None and s.group for s in steps)
+            # attached copies are repaired first: PostgreSQL marks the parent index valid only when a copy is
+            # attached while every other copy is valid
+            repairing = bool(steps) and steps[-1].group is None  # REINDEX of an attached copy (ungrouped)
+            (repairs if repairing else builds).extend(steps)
+        if index.get("is_valid", True) is False and not attaching:
+            warnings.append(
+                "index %s of %s is marked INVALID although no partition lacks its copy: PostgreSQL re-checks a "
+                "partitioned index only when a copy is attached, and an older run attached an invalid one (repaired "
+                "now by REINDEX). Queries use the partition copies; to clear the flag, recreate it: DROP INDEX %s; "
+                "CREATE INDEX ... ON ONLY %s ...; then run again (the copies are built concurrently)."
+                % (index["name"], declared.display, display_name(index["schema"], index["name"]), declared.display)
+            )
+    return repairs + builds
+
+
+def planned_index_names(table, lay):
+    """``(schema, name)`` of the indexes ``index_steps`` may build, to read which names are already taken."""
+    if not table or not table.get("exists"):
+        return []
+    parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I"]
+    names = []
+    for part in staying_partitions(lay):
         if part["relkind"] != "r":
             continue
         have = {i.get("parent_index_oid") for i in part.get("indexes") or []}
-        for index in parent_indexes:
-            if index["oid"] in have:
-                continue
-            if index.get("constraint_name"):
-                warnings.append(
-                    "partition %s lacks the index of constraint %s: add it by hand (a constraint index cannot be "
-                    "built concurrently)" % (part["name"], index["constraint_name"])
-                )
-                continue
-            tail = (index_tails or {}).get(index["oid"])
-            if tail is None:
-                warnings.append(
-                    "cannot read the definition of index %s: %s is left without it" % (index["name"], part["name"])
-                )
-                continue
-            child = (part["schema"], part["name"])
-            new_index = truncate_name(part["name"], "_" + index["name"])
-            steps.append(
-                planmod.Step(
-                    sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ").format(
-                        sql.SQL("UNIQUE " if index["is_unique"] else ""),
-                        sql.Identifier(new_index),
-                        sql.Identifier(*child),
-                    )
-                    + sql.SQL(tail),  # tail: server-generated (pg_get_indexdef), not user input
-                    "partition %s lacks index %s of the parent: build it without blocking writes"
-                    % (part["name"], index["name"]),
-                    lock=planmod.SHARE_UPDATE_EXCLUSIVE,
-                    targets=[child],
-                    transactional=False,
-                )
-            )
-            steps.append(
-                planmod.Step(
-                    sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
-                        sql.Identifier(index["schema"], index["name"]), sql.Identifier(part["schema"], new_index)
-                    ),
-                    "attach it to the parent's index %s" % index["name"],
-                    lock=planmod.SHARE_UPDATE_EXCLUSIVE,
-                    targets=[(declared.schema, declared.name), child],
-                    group="index:%s:%s" % (part["name"], index["name"]),
-                )
-            )
-    return steps
+        names.extend(
+            (part["schema"], partition_index_name(part["name"], i["name"]))
+            for i in parent_indexes
+            if i["oid"] not in have
+        )
+    return names
 
 
 def retention_steps(declared, part, concurrent):
@@ -636,7 +965,23 @@ def retention_steps(declared, part, concurrent):
     action = declared.retention["action"]
     group = "retire:%s" % part["name"]
     steps = []
-    if concurrent:
+    if part.get("detach_pending"):
+        # An earlier DETACH ... CONCURRENTLY was cancelled after its first transaction: the partition is hidden
+        # from queries on the parent and PostgreSQL refuses a new DETACH until this one is finished.
+        steps.append(
+            planmod.Step(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(
+                    sql.Identifier(*parent), sql.Identifier(*child)
+                ),
+                "%s is pending detach (an interrupted DETACH ... CONCURRENTLY hides its rows): finish it"
+                % part["name"],
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[parent, child],
+                group=group,
+                effect=("detached", part["name"]),
+            )
+        )
+    elif concurrent:
         steps.append(
             planmod.Step(
                 sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
@@ -647,6 +992,7 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.SHARE_UPDATE_EXCLUSIVE,
                 targets=[parent, child],
                 transactional=False,
+                effect=("detached", part["name"]),
             )
         )
     else:
@@ -658,9 +1004,10 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=[parent, child],
                 group=group,
+                effect=("detached", part["name"]),
             )
         )
-    if action == "drop":
+    if action == "drop" and not part.get("keep_table"):
         steps.append(
             planmod.Step(
                 sql.SQL("DROP TABLE {}").format(sql.Identifier(*child)),
@@ -668,6 +1015,7 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=[child],
                 group=group,
+                effect=("dropped", part["name"]),
             )
         )
     elif action == "archive":
@@ -681,6 +1029,7 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=[child],
                 group=group,
+                effect=("archived", part["name"]),
             )
         )
     return steps
@@ -714,18 +1063,14 @@ def partition_list(parts):
     return [dict(p.items()) for p in sorted(parts, key=order)]
 
 
-def _display_entry(entry):
-    if entry["default"]:
-        return entry["name"]
-    return entry
-
-
 def build_plan(declared, table, lay, extras):
     """Turn a layout into a Result (plan + predictions).
 
     ``extras``: ``default_rows`` (rows now in the default partition), ``default_counts`` (point -> rows of
     that missing period sitting in the default), ``existing_names`` (set of ``(schema, name)`` already
-    taken), ``schemas`` (set of existing schema names), ``index_tails`` (parent index oid -> ``USING ...``).
+    taken), ``schemas`` (set of existing schema names), ``index_tails`` (index oid -> ``USING ...``),
+    ``index_names_taken`` (``(schema, name)`` of planned index names -> the relation holding it) and
+    ``dependents`` (retired partition oid -> objects whose dependency makes DROP TABLE fail).
     """
     scheme = declared.scheme
     result = Result()
@@ -749,6 +1094,11 @@ def build_plan(declared, table, lay, extras):
     columns = _insertable_columns(table, declared)
     after = []
     for point in lay.periods:
+        if point in lay.covered:
+            part = lay.covered[point]
+            if not any(e["name"] == part["name"] for e in after):
+                after.append(_entry(part["name"], part["low"], part["high"]))
+            continue
         if point in lay.adopted:
             part = lay.adopted[point]
             after.append(_entry(part["name"], part["low"], part["high"]))
@@ -798,13 +1148,18 @@ def build_plan(declared, table, lay, extras):
                 % (declared.display, lay.default["name"])
             )
 
-    for part in lay.others + lay.partly_old:
+    for part in lay.others + lay.partly_old + lay.waiting:
         after.append(_entry(part["name"], part["low"], part["high"]))
 
     # Existing partitions that stay: verify the parent's indexes and the declared reloptions.
     staying = staying_partitions(lay)
+    check_pending_detaches(declared, staying)
     if exists:
-        result.plan.extend(index_steps(declared, table, staying, extras.get("index_tails"), result.warnings))
+        result.plan.extend(
+            index_steps(
+                declared, table, staying, extras.get("index_tails"), result.warnings, extras.get("index_names_taken")
+            )
+        )
         leaves = [e for e in table["partitions"] if e["relkind"] == "r"]
         retired_oids = {p["oid"] for p in lay.retired}
         for leaf in leaves:
@@ -845,18 +1200,66 @@ def build_plan(declared, table, lay, extras):
                     "nothing was changed." % (", ".join(clashes), declared.display, archive, ", ".join(clashes))
                 )
         concurrent = not will_have_default
-        for part in lay.retired:
+        acting = retirable(declared, lay.retired, extras.get("dependents") or {}, result.warnings)
+        acting_oids = {p["oid"] for p in acting}
+        after.extend(_entry(p["name"], p["low"], p["high"]) for p in lay.retired if p["oid"] not in acting_oids)
+        for part in acting:
             result.plan.extend(retention_steps(declared, part, concurrent))
+            if part.get("detach_pending"):
+                result.finished_detaches.append(part["name"])
             result.detached.append(part["name"])
-            if retention["action"] == "drop":
+            if retention["action"] == "drop" and not part.get("keep_table"):
                 result.dropped.append(part["name"])
             elif retention["action"] == "archive":
                 result.archived.append(part["name"])
 
+    result.retention_remaining = len(lay.waiting)
     result.partitions = partition_list(after)
     result.before = partition_list(result.before)
     result.default_rows_after = max(0, (extras.get("default_rows") or 0) - result.moved_rows)
     return result
+
+
+def check_pending_detaches(declared, staying):
+    """Refuse, in words, a pending detach (an interrupted DETACH ... CONCURRENTLY) of a partition the declared set
+    keeps: finishing it would take a kept period out of the set, cancelling it is not possible."""
+    pending = [p for p in staying if p.get("detach_pending")]
+    if pending:
+        raise InvalidInput(
+            "partition(s) %s of %s are pending detach (an interrupted ALTER TABLE ... DETACH PARTITION ... "
+            "CONCURRENTLY; their rows are hidden from queries on %s) but retention keeps their periods. Finish it "
+            "with ALTER TABLE %s DETACH PARTITION <partition> FINALIZE and re-attach the table if the detach was a "
+            "mistake; nothing was changed."
+            % (", ".join(p["name"] for p in pending), declared.display, declared.display, declared.display)
+        )
+
+
+def retirable(declared, retired, dependents, warnings):
+    """The retired partitions retention may act on now. With action drop, one that a view or a foreign key
+    depends on is kept attached with a warning: detached first, its DROP would fail and leave it outside the set."""
+    if declared.retention["action"] != "drop":
+        return list(retired)
+    kept = []
+    for part in retired:
+        blockers = dependents.get(part["oid"])
+        if blockers and part.get("detach_pending"):
+            warnings.append(
+                "partition %s of %s was pending detach: the detach is finished but the table is kept, because %s "
+                "depend(s) on it; drop it yourself once they are gone"
+                % (part["name"], declared.display, ", ".join(blockers))
+            )
+            kept.append(dict(part, keep_table=True))
+            continue
+        if blockers:
+            warnings.append(
+                "retention.action drop: partition %s of %s is older than the %d periods kept but is left attached, "
+                "because %s depend(s) on it and DROP TABLE would fail after the detach. Drop or change those objects "
+                "(or use action detach/archive), then run again."
+                % (part["name"], declared.display, declared.retention["keep"], ", ".join(blockers))
+            )
+            continue
+        kept.append(part)
+    return kept
 
 
 def diff_text(entries):
@@ -882,11 +1285,19 @@ def candidate_names(declared, lay):
 
 def staying_partitions(lay):
     """Existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
-    return list(lay.adopted.values()) + lay.others + lay.partly_old + ([lay.default] if lay.default else [])
+    return (
+        list(lay.adopted.values())
+        + lay.spanning
+        + lay.others
+        + lay.partly_old
+        + lay.waiting
+        + ([lay.default] if lay.default else [])
+    )
 
 
 def lacking_indexes(table, lay):
-    """Oids of the parent's indexes that some kept leaf partition lacks (their definitions must be read)."""
+    """Oids whose definitions the plan needs: the parent's indexes that some kept leaf partition lacks (or has only
+    INVALID), and the leaf indexes attached to nothing that might be adopted in their place."""
     if not table or not table.get("exists"):
         return set()
     parent_indexes = [
@@ -897,5 +1308,80 @@ def lacking_indexes(table, lay):
         if part["relkind"] != "r":
             continue
         have = {i.get("parent_index_oid") for i in part.get("indexes") or []}
-        lacking.update(i["oid"] for i in parent_indexes if i["oid"] not in have)
+        missing = [i["oid"] for i in parent_indexes if i["oid"] not in have]
+        lacking.update(missing)
+        if missing:
+            lacking.update(
+                i["oid"]
+                for i in part.get("indexes") or []
+                if i.get("oid") is not None and i.get("parent_index_oid") is None and i.get("is_valid", True)
+            )
     return lacking
+
+
+# ---------------------------------------------------------------------------------------------
+# "Now" for integer keys, and keys beyond the set
+# ---------------------------------------------------------------------------------------------
+
+
+def newest_first(table):
+    """Range partitions (not the default), newest first: where an integer key's current period is looked for."""
+    parts = [
+        p
+        for p in existing_partitions(table)
+        if not p["is_default"] and (p.get("bound") or {}).get("kind") == "range" and "low" in p
+    ]
+    return sorted(parts, key=lambda p: _rank(p["high"]), reverse=True)
+
+
+def is_stray(declared, newer, older_max):
+    """True when partition ``newer`` starts more than ``premake`` periods after the period of ``older_max`` (the
+    largest key of the next older partition holding rows): the module never makes partitions that far ahead, so
+    rows there are stray keys (a typo, a test row), not "now"."""
+    scheme = declared.scheme
+    reach = scheme.step(scheme.align(int(older_max)), declared.premake)
+    return _rank(newer["low"]) > _rank(scheme.key(reach))
+
+
+def stray_partition_warning(declared, part, count, low, high, current):
+    """Warning for a partition holding keys far beyond the bulk of the rows."""
+    return (
+        "partition %s of %s (FROM %s TO %s) holds %d row(s) with keys %s to %s, more than premake=%d periods beyond "
+        "the other rows (the current period is %s, the newest one they fill): taken as stray keys and left alone. "
+        "Check where they come from (fix or delete them, or move them to the right period)."
+        % (
+            part["name"],
+            declared.display,
+            json_value(part["low"]),
+            json_value(part["high"]),
+            count,
+            json_value(low),
+            json_value(high),
+            declared.premake,
+            declared.scheme.display(current),
+        )
+    )
+
+
+def beyond_bound(lay, declared):
+    """The first key value past the last declared period: rows at or past it have no partition this run."""
+    return declared.scheme.step(lay.periods[-1])
+
+
+def stray_default_warning(declared, lay, count, low, high):
+    """Warning for rows sitting in the default partition past the last declared period."""
+    scheme = declared.scheme
+    return (
+        "%d row(s) of %s in the default partition %s have keys %s to %s, past the last partition (which ends at %s; "
+        "current period %s): they are left alone. Check where they come from (fix or delete them); real ones move "
+        "into a partition once the current period reaches them."
+        % (
+            count,
+            declared.display,
+            lay.default["name"],
+            json_value(low),
+            json_value(high),
+            scheme.display(beyond_bound(lay, declared)),
+            scheme.display(lay.current),
+        )
+    )

@@ -7,7 +7,9 @@ rendered in check mode and executed in a real run, so ``queries`` is identical i
 
 Execution rules:
 - steps sharing a ``group`` run in one transaction (all or nothing); a step without a group is its own transaction;
-- a step with ``transactional=False`` (VACUUM, DETACH ... CONCURRENTLY) runs alone in autocommit;
+- a step with ``transactional=False`` (VACUUM, DETACH ... CONCURRENTLY) runs in autocommit, alone unless the
+  next ones are autocommit steps of the same group: those run one after another and are retried together (a
+  cancelled ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index that the retry must drop before building again);
 - every statement runs under the session's ``lock_timeout``; a transaction that hits it (or a deadlock) is
   rolled back and retried with a growing delay, then the executor gives up naming who holds the lock.
 """
@@ -46,6 +48,17 @@ WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
 ORDER BY l.pid
 """
 
+# CREATE INDEX CONCURRENTLY waits for every transaction of the database holding a snapshot older than its build,
+# whatever table it reads: such a session holds no lock on our tables, so BLOCKERS_QUERY cannot name it.
+SNAPSHOT_HOLDERS_QUERY = """
+SELECT pid, usename::text, state, left(query, 200) AS query, now() - xact_start AS xact_age,
+       'a snapshot (xmin ' || backend_xmin || ')' AS mode
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+ORDER BY xact_start, pid
+"""
+
 
 class Step:
     """One SQL statement of a plan, with why it runs and what it locks.
@@ -54,7 +67,18 @@ class Step:
     ``targets`` lists the ``(schema, relation)`` pairs it locks, used to name blockers.
     """
 
-    def __init__(self, sql, reason, lock=None, targets=(), group=None, transactional=True, params=None):
+    def __init__(
+        self,
+        sql,
+        reason,
+        lock=None,
+        targets=(),
+        group=None,
+        transactional=True,
+        params=None,
+        effect=None,
+        snapshot_wait=False,
+    ):
         self.sql = sql
         self.reason = reason
         self.lock = lock
@@ -63,6 +87,10 @@ class Step:
         self.transactional = transactional
         self.params = params
         self.rowcount = None
+        # what the step achieves, for the module result once it committed: e.g. ("created", "fait_2026")
+        self.effect = effect
+        # the statement also waits for older snapshots (CREATE INDEX CONCURRENTLY), not only for locks
+        self.snapshot_wait = snapshot_wait
 
     def render(self, conn):
         """Return the statement as the exact text the server receives."""
@@ -98,8 +126,6 @@ class Plan:
     def __bool__(self):
         return bool(self.steps)
 
-    __nonzero__ = __bool__
-
     def __len__(self):
         return len(self.steps)
 
@@ -119,15 +145,31 @@ def transactions(steps):
         previous = units[-1] if units else None
         if (
             previous
-            and step.transactional
             and step.group is not None
-            and previous[-1].transactional
+            and previous[-1].transactional == step.transactional
             and previous[-1].group == step.group
         ):
             previous.append(step)
         else:
             units.append([step])
     return units
+
+
+def retrying(attempt, retryable, retries, delay, sleep=time.sleep):
+    """The one retry policy: call ``attempt(n)`` (n = 1, 2, ...) until it returns.
+
+    An exception for which ``retryable(error)`` is true is retried after ``delay * 2**(n-1)`` seconds, at most
+    ``retries`` times; the last one (or any other) propagates. Used for SQL units, catalog reads and pg_repack.
+    """
+    number = 0
+    while True:
+        number += 1
+        try:
+            return attempt(number)
+        except Exception as error:
+            if not retryable(error) or number > retries:
+                raise
+            sleep(delay * (2 ** (number - 1)))
 
 
 class Executor:
@@ -139,6 +181,8 @@ class Executor:
         self.retry_delay = max(0.0, float(retry_delay))
         self.sleep = sleep
         self.executed = []
+        self.completed = []  # the steps whose transaction committed (or autocommit statement ended), in order
+        self.failed = None  # the unit that raised, if any
         self.attempts = 0
 
     @classmethod
@@ -151,23 +195,69 @@ class Executor:
         steps = plan.steps if isinstance(plan, Plan) else list(plan)
         ran = []
         for unit in transactions(steps):
-            ran.extend(self._run_unit(unit))
+            try:
+                ran.extend(self._run_unit(unit))
+            except Exception:
+                self.failed = unit
+                raise
         return ran
 
+    def read(self, fetch, targets):
+        """Run a catalog read ``fetch()`` under the same lock policy as the plan steps.
+
+        A read that must lock (counting a default partition takes ACCESS SHARE) is rolled back and retried on
+        lock_timeout, then fails naming the sessions holding ``targets`` (a list of ``(schema, relation)``).
+        """
+        tries = []
+
+        def attempt(number):
+            tries.append(number)
+            try:
+                return fetch()
+            except Exception:
+                self._rollback()
+                raise
+
+        try:
+            return retrying(attempt, is_lock_error, self.retries, self.retry_delay, self.sleep)
+        except Exception as error:
+            if not is_lock_error(error):
+                raise
+            raise self._give_up_read(targets, tries[-1]) from None
+
+    @property
+    def committed_anything(self):
+        """True when the database changed: a unit committed, or an autocommit unit failed part way (a cancelled
+        CREATE INDEX CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach)."""
+        return bool(self.completed) or bool(self.failed and not self.failed[0].transactional)
+
     def _run_unit(self, unit):
-        attempt = 0
-        while True:
-            attempt += 1
+        tries = []
+
+        def attempt(number):
+            tries.append(number)
             self.attempts += 1
             try:
                 return self._execute(unit)
-            except psycopg2.Error as error:
+            except psycopg2.Error:
                 self._rollback()
-                if error.pgcode not in _RETRYABLE:
-                    raise
-                if attempt > self.retries:
-                    raise self._give_up(unit, error, attempt)
-                self.sleep(self.retry_delay * (2 ** (attempt - 1)))
+                raise
+
+        try:
+            return retrying(attempt, is_lock_error, self.retries, self.retry_delay, self.sleep)
+        except psycopg2.Error as error:
+            if not is_lock_error(error):
+                raise
+            raise self._give_up(unit, error, tries[-1]) from None
+
+    def _give_up_read(self, targets, attempts):
+        blockers = self.blockers(targets)
+        return LockNotGranted(
+            "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was changed. "
+            "What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise lock_timeout / "
+            "lock_retries." % (attempts, ", ".join(display_name(*t) for t in targets), describe_blockers(blockers)),
+            blocking_pids=[b["pid"] for b in blockers],
+        )
 
     def _execute(self, unit):
         autocommit = not unit[0].transactional
@@ -189,6 +279,7 @@ class Executor:
             if autocommit:
                 self.conn.autocommit = False
         self.executed.extend(texts)
+        self.completed.extend(unit)
         return texts
 
     def _rollback(self):
@@ -207,17 +298,48 @@ class Executor:
         blockers = self.blockers(targets)
         names = ", ".join(display_name(s, r) for s, r in targets) or "the relations of this step"
         who = describe_blockers(blockers)
+        if any(step.snapshot_wait for step in unit):
+            holders = self.snapshot_holders()
+            snapshots = (
+                "transactions holding an older snapshot, which CREATE INDEX CONCURRENTLY waits for whatever table "
+                "they read (an open REPEATABLE READ transaction that ran one SELECT is enough): %s"
+                % (describe_blockers(holders) if holders else "none is left now")
+            )
+            who = "%s; and by %s" % (who, snapshots) if blockers else snapshots
+            blockers = blockers + [h for h in holders if h["pid"] not in {b["pid"] for b in blockers}]
         kind = "a deadlock" if error.pgcode == "40P01" else "lock_timeout"
         msg = (
             "Gave up after %d attempts: could not lock %s within lock_timeout (%s). Blocked by %s. "
-            "Nothing of this step was applied. What to do: wait for or end that session "
-            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries." % (attempts, names, kind, who)
+            "%s What to do: wait for or end that session "
+            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries."
+            % (
+                attempts,
+                names,
+                kind,
+                who,
+                "Nothing of this step was applied."
+                if unit[0].transactional
+                else "This step runs outside a transaction and may have stopped part way (a cancelled CREATE INDEX "
+                "CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach): the next "
+                "run drops and rebuilds the index, or finishes the detach.",
+            )
         )
         return LockNotGranted(
             msg,
             blocking_pids=[b["pid"] for b in blockers],
             failed_sql=unit[0].render(self.conn),
         )
+
+    def snapshot_holders(self):
+        """Return the sessions of this database holding a snapshot or a transaction id (CREATE INDEX
+        CONCURRENTLY waits for them), described like ``blockers``."""
+        with self.conn.cursor() as cur:
+            cur.execute(SNAPSHOT_HOLDERS_QUERY)
+            rows = cur.fetchall()
+        self._rollback()
+        return [
+            {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]} for r in rows
+        ]
 
     def blockers(self, targets):
         """Return the sessions holding granted locks on ``targets`` (list of (schema, relation))."""

@@ -132,6 +132,7 @@ def table_report(table, settings, today, default_rows=None, compression=None):
         "compression_measured": compression,
         "indexes": [],
         "unused_indexes": [],
+        "invalid_indexes": [],
         "dependents": table["dependents"],
     }
     leaves = [e for e in table["relations"].values() if e["relkind"] == "r"]
@@ -148,6 +149,8 @@ def table_report(table, settings, today, default_rows=None, compression=None):
                 "bytes": index["bytes"],
             }
             report["indexes"].append(item)
+            if not index["is_valid"]:  # a cancelled concurrent build: it serves no query and enforces nothing
+                report["invalid_indexes"].append(index["name"])
             if entry["relkind"] == "r" and index["idx_scan"] == 0 and not (index["is_unique"] or index["is_primary"]):
                 report["unused_indexes"].append(index["name"])
     report["vacuum"] = [vacuum_report(e, settings) for e in sorted(leaves, key=lambda e: (e["level"], e["name"]))]

@@ -1,9 +1,9 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Vacuum and analyze decisions from statistics (pure functions), and the run of ``sigeti.dwh.vacuum``.
+"""Vacuum and analyze decisions from statistics, as pure functions.
 
-Pure part: triggers, decisions with their numbers, the bloat estimate, freeze periods and the per-table plan.
-I/O part (at the end): free disk, the pg_repack program, gathering facts, executing and reporting.
+Triggers, decisions with their numbers, the bloat estimate, freeze periods, the per-table plan, the pg_repack
+command line and the module's report. Reading the facts and running the plan is ``vacuum_run``'s job.
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ import datetime
 import math
 import os
 import re
-import shutil
-import time
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs, parse_duration_ms
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
     SHARE_UPDATE_EXCLUSIVE,
     Step,
-    describe_blockers,
 )
 
 try:
@@ -404,6 +400,25 @@ def estimate_bloat(heap_bytes, live_tuples, data_width, columns, has_nulls, bloc
     return {"bloat": round(bloat, 4), "expected_pages": expected, "pages": pages, "tuple_bytes": tuple_bytes}
 
 
+def leaf_bloat_estimate(entry, extra, block_size):
+    """The catalog estimate of one leaf's bloat (``estimate_bloat``), or None without pg_stats for it."""
+    # n_live_tup follows every write; reltuples only the last VACUUM/ANALYZE (-1: never)
+    live = entry["stats"].get("n_live_tup")
+    if live is None:
+        live = entry["reltuples"] if (entry["reltuples"] or 0) >= 0 else None
+    if not extra["stats_columns"]:
+        return None
+    return estimate_bloat(
+        entry["heap_bytes"],
+        live,
+        extra["data_width"],
+        extra["columns"],
+        extra["has_nulls"],
+        block_size,
+        _number(entry["reloptions"].get("fillfactor"), 100),
+    )
+
+
 def full_decision(mode, size_bytes, bloat, threshold, min_size, method_note=None):
     """Decide a rewrite (VACUUM FULL or pg_repack) from the measured or estimated bloat and the table size.
 
@@ -674,6 +689,18 @@ def reloptions_sql(schema, name, to_set, to_reset):
 # ---------------------------------------------------------------------------------------------
 
 
+def rewrite_decision(extra, options):
+    """The VACUUM FULL decision of one leaf, from its size and bloat (``extra``) and the options."""
+    return full_decision(
+        options["full"],
+        extra.get("size_bytes", 0),
+        extra.get("bloat"),
+        options["bloat_threshold"],
+        options["min_size"],
+        extra.get("bloat_note"),
+    )
+
+
 def leaf_plan(entry, extra, options, settings):
     """Decide everything for one leaf; return ``(decisions, actions)``.
 
@@ -707,14 +734,7 @@ def leaf_plan(entry, extra, options, settings):
             extra.get("newest_row_age"),
             entry["stats"],
         ),
-        "full": full_decision(
-            options["full"],
-            extra.get("size_bytes", 0),
-            extra.get("bloat"),
-            options["bloat_threshold"],
-            options["min_size"],
-            extra.get("bloat_note"),
-        ),
+        "full": rewrite_decision(extra, options),
     }
     declared = options["autovacuum"]
     if not entry.get("toast_oid"):
@@ -963,70 +983,6 @@ def table_plan(table, extras, options, settings, version_num):
     return {"relations": out_relations, "actions": settings_first + rest}
 
 
-# ---------------------------------------------------------------------------------------------
-# I/O helpers: what the module can see on the host it runs on (disk, pg_repack binary)
-# ---------------------------------------------------------------------------------------------
-
-
-def filesystem_free(location, data_directory, port):
-    """Return ``(visible, free_bytes, note)`` for the filesystem holding ``location``.
-
-    Visible means the path exists on this host and, when the data directory's ``postmaster.pid`` is readable,
-    that it belongs to the server on ``port`` (a same-named folder of another cluster does not count).
-    """
-    if not location:
-        return False, None, "data_directory is not readable by this role (needs superuser or pg_read_all_settings)"
-    if not os.path.isdir(location):
-        return False, None, "%s does not exist on this host (the module runs elsewhere than the server)" % location
-    if data_directory:
-        pid_file = os.path.join(data_directory, "postmaster.pid")
-        try:
-            with open(pid_file) as handle:
-                lines = handle.read().splitlines()
-            if len(lines) > 3 and port and lines[3].strip() != str(port):
-                return False, None, "%s belongs to the server on port %s, not %s" % (data_directory, lines[3], port)
-        except OSError:
-            pass  # not readable as this user: the path still tells which filesystem it is
-    stat = os.statvfs(location)
-    return True, stat.f_bavail * stat.f_frsize, "statvfs(%s)" % location
-
-
-def repack_binary_version(path, run_command):
-    """Return the version printed by ``pg_repack --version`` (e.g. ``1.4.8``), or None when it does not run.
-
-    ``run_command`` is ``AnsibleModule.run_command`` (or a callable with its signature and return value).
-    """
-    try:
-        _rc, out, err = run_command([path, "--version"], handle_exceptions=False)
-    except OSError:
-        return None
-    match = re.search(r"pg_repack\s+(\S+)", (out or "") + (err or ""))
-    return match.group(1) if match else None
-
-
-def find_pg_repack(explicit_path, version_num, run_command):
-    """Locate a pg_repack binary: ``pg_repack_path``, then PATH, then Debian's per-version bin folder.
-
-    Returns ``(path, version)`` or ``(None, None)``. ``run_command`` as for repack_binary_version.
-    """
-    major = int(version_num) // 10000
-    candidates = (
-        [explicit_path]
-        if explicit_path
-        else [
-            shutil.which("pg_repack"),
-            "/usr/lib/postgresql/%d/bin/pg_repack" % major,
-            "/usr/pgsql-%d/bin/pg_repack" % major,
-        ]
-    )
-    for path in candidates:
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            version = repack_binary_version(path, run_command)
-            if version:
-                return path, version
-    return None, None
-
-
 def repack_availability(extension, binary, binary_version, superuser, version_num):
     """Say whether pg_repack can rewrite in this database, and if not, why and how to fix it (pure).
 
@@ -1087,244 +1043,9 @@ def repack_command(binary, conn_kwargs, schema, name, lock_timeout_ms):
     return argv, env
 
 
-def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, sleep=time.sleep):
-    """Run one pg_repack command with the executor's retry policy for lock timeouts.
-
-    ``blockers(targets)`` names the sessions holding locks when we give up; ``run_command`` is
-    ``AnsibleModule.run_command``. Returns pg_repack's output.
-    """
-    # run_command adds environ_update to the module's environment: an inherited PGPASSWORD is blanked
-    # (libpq treats an empty one as absent) so only the module's own password can reach pg_repack.
-    update = dict(env)
-    update.setdefault("PGPASSWORD", "")
-    attempt = 0
-    while True:
-        attempt += 1
-        returncode, out, err = run_command(argv, environ_update=update)
-        output = (out or "") + (err or "")
-        timed_out = "timed out" in output or "Skipping repack" in output or "lock timeout" in output
-        if returncode == 0 and not timed_out:
-            return output
-        if not timed_out:
-            raise InvalidInput(
-                "pg_repack failed on %s (exit %s): %s"
-                % (", ".join(display_name(s, r) for s, r in targets), returncode, output.strip()[-800:])
-            )
-        if attempt > retries:
-            found = blockers(targets)
-            who = describe_blockers(found)
-            raise LockNotGranted(
-                "Gave up after %d attempts: pg_repack could not lock %s within its wait timeout. Blocked by %s. "
-                "What to do: wait for or end that session, or raise lock_timeout / lock_retries."
-                % (attempt, ", ".join(display_name(s, r) for s, r in targets), who),
-                blocking_pids=[b["pid"] for b in found],
-            )
-        sleep(retry_delay * (2 ** (attempt - 1)))
-
-
 def render_command(argv):
     """Show a command line for the result (it never holds the password: that travels in PGPASSWORD)."""
     return " ".join(a if re.match(r"^[\w@%+=:,./-]+$", a) else "'%s'" % a.replace("'", "'\"'\"'") for a in argv)
-
-
-# ---------------------------------------------------------------------------------------------
-# The module's run: read facts, plan, execute, report (called by plugins/modules/vacuum.py)
-# ---------------------------------------------------------------------------------------------
-
-
-def resolve_tables(conn, catalog, tables, schemas):
-    """Turn the ``tables`` and ``schemas`` options into ``(schema, table)`` pairs, without duplicates."""
-    names = [split_name(t) for t in tables or []]
-    if schemas:
-        names.extend(catalog.tables_in_schemas(conn, schemas))
-    unique = []
-    for name in names:
-        if name not in unique:
-            unique.append(name)
-    if not unique:
-        raise InvalidInput("nothing to do: give tables (schema.table) or schemas")
-    return unique
-
-
-def _range_dates(entry, relations):
-    """The date range of a leaf, from its own range bound or its nearest range-partitioned ancestor."""
-    # imported here: table_report imports this module for autovacuum_triggers
-    from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import bound_as_date
-
-    node = entry
-    while node is not None:
-        if "low" in node and "high" in node:
-            return bound_as_date(node["low"]), bound_as_date(node["high"])
-        node = relations.get(node.get("parent_oid"))
-    return None, None
-
-
-def _bloat_from_approx(row):
-    length = row.get("table_len") or 0
-    if not length:
-        return {"bloat": 0.0, "method": "pgstattuple"}
-    dead, free = row.get("dead_tuple_len") or 0, row.get("approx_free_space") or 0
-    return {
-        "bloat": round((dead + free) / float(length), 4),
-        "method": "pgstattuple",
-        "table_len": length,
-        "dead_tuple_len": dead,
-        "approx_free_space": free,
-        "scanned_percent": round(float(row.get("scanned_percent") or 0), 2),
-    }
-
-
-def gather(conn, catalog, facts, names, options, params, run_command, today=None):
-    """Read every fact the decisions need and plan each table; raise InvalidInput before anything runs.
-
-    Returns ``{"tables": [...], "bloat_method": ..., "repack": ..., "disk": [...]}`` where each table holds its
-    ``plan`` (see ``table_plan``) and the facts read (for sizes before).
-    """
-    today = today or datetime.date.today()
-    settings = facts["settings"]
-    tables = catalog.read_tables(conn, names)
-    missing = [display_name(t["schema"], t["name"]) for t in tables if not t["exists"]]
-    if missing:
-        raise InvalidInput(
-            "table(s) %s do not exist in database %s: check the names (schema.table; quote "
-            "mixed-case parts)" % (", ".join(missing), conn.info.dbname)
-        )
-    relations = {}
-    for table in tables:
-        relations.update(table["relations"])
-    extras = catalog.vacuum_facts(conn, list(relations))
-    for oid, extra in extras.items():
-        entry = relations[oid]
-        extra["size_bytes"] = (entry["heap_bytes"] or 0) + (entry["toast_bytes"] or 0)
-        extra["total_bytes"] = extra["size_bytes"] + (entry["index_bytes"] or 0)
-    exts = catalog.extensions_info(conn, ["pgstattuple", "pg_repack"])
-    leaves = [e for e in relations.values() if e["relkind"] == "r"]
-    block_size = int(settings.get("block_size") or 8192)
-
-    # bloat: measured with pgstattuple_approx when allowed, else estimated from the catalog
-    pgstattuple = exts.get("pgstattuple")
-    if pgstattuple and pgstattuple.get("approx_allowed"):
-        bloat_method = "pgstattuple"
-    else:
-        bloat_method = "estimate"
-        bloat_why = (
-            "pgstattuple extension not installed in this database"
-            if not pgstattuple
-            else "role %s may not call pgstattuple_approx (grant pg_stat_scan_tables)" % facts["current_user"]
-        )
-    measured = [
-        e for e in leaves if options["full"] == "auto" and extras[e["oid"]]["size_bytes"] >= options["min_size"]
-    ]
-    if bloat_method == "pgstattuple":
-        rows = catalog.approx_bloat(conn, pgstattuple["schema"], [e["oid"] for e in measured])
-        for entry in measured:
-            extras[entry["oid"]]["bloat"] = _bloat_from_approx(rows[entry["oid"]])
-    else:
-        for entry in measured:
-            extra = extras[entry["oid"]]
-            # n_live_tup follows every write; reltuples only the last VACUUM/ANALYZE (-1: never)
-            live = entry["stats"].get("n_live_tup")
-            if live is None:
-                live = entry["reltuples"] if (entry["reltuples"] or 0) >= 0 else None
-            estimate = None
-            if extra["stats_columns"]:
-                estimate = estimate_bloat(
-                    entry["heap_bytes"],
-                    live,
-                    extra["data_width"],
-                    extra["columns"],
-                    extra["has_nulls"],
-                    block_size,
-                    _number(entry["reloptions"].get("fillfactor"), 100),
-                )
-            if estimate is not None:
-                estimate["method"] = "estimate"
-                extra["bloat"] = estimate
-            else:
-                extra["bloat_note"] = "no pg_stats for it (never analyzed) and %s" % bloat_why
-
-    # freeze: partitions whose range ended long enough ago; read back whether a freeze already happened
-    if options["freeze_older_than"] is not None:
-        sample = []
-        for entry in leaves:
-            low, high = _range_dates(entry, relations)
-            ago = periods_since_end(low, high, today) if low and high else None
-            extras[entry["oid"]]["periods_ago"] = ago
-            if ago is not None and ago >= options["freeze_older_than"]:
-                sample.append((entry["oid"], entry["schema"], entry["name"], entry["relpages"]))
-        ages = catalog.newest_row_ages(conn, sample)
-        for oid, age in ages.items():
-            extras[oid]["newest_row_age"] = age
-
-    # first pass: which leaves are rewritten; then pick the method and check the disk for them
-    first = [table_plan(t, extras, options, settings, facts["version_num"]) for t in tables]
-    rewrites = [
-        relations[r["oid"]] for plan in first for r in plan["relations"] if r["decisions"].get("full", {}).get("due")
-    ]
-    repack = {"available": False}
-    if rewrites and options["full_method"] in ("auto", "pg_repack"):
-        binary, version = find_pg_repack(params.get("pg_repack_path"), facts["version_num"], run_command)
-        ok, why = repack_availability(exts.get("pg_repack"), binary, version, facts["superuser"], facts["version_num"])
-        repack = {"available": ok, "reason": why, "path": binary, "version": version}
-        if options["full_method"] == "pg_repack" and not ok:
-            raise InvalidInput("full_method: pg_repack is not possible: %s. Nothing was changed." % why)
-    kwargs = connection_kwargs(params)
-    lock_ms = parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")
-    refusals, disk_report = [], []
-    no_key = []
-    for entry in rewrites:
-        extra = extras[entry["oid"]]
-        if repack["available"] and extra["has_repack_key"]:
-            argv, _env = repack_command(repack["path"], kwargs, entry["schema"], entry["name"], lock_ms)
-            extra["repack"] = {"method": "pg_repack", "reason": repack["reason"], "command": argv}
-        else:
-            if repack["available"]:
-                no_key.append(display_name(entry["schema"], entry["name"]))
-                why = "no primary key or unique NOT NULL index: pg_repack cannot rewrite it online"
-            else:
-                why = repack.get("reason") or "full_method: vacuum_full"
-            extra["repack"] = {"method": "vacuum_full", "reason": why}
-        location = extra.get("tablespace_location") or settings.get("data_directory")
-        visible, free, note = filesystem_free(location, settings.get("data_directory"), conn.info.port)
-        share = (extra.get("bloat") or {}).get("bloat")
-        disk = disk_decision(
-            rewrite_space(extra["total_bytes"], share),
-            free,
-            location,
-            visible,
-            params.get("disk_check", "auto"),
-            options["min_free_space"],
-        )
-        disk["note"] = note
-        disk["relation"] = display_name(entry["schema"], entry["name"])
-        extra["disk"] = disk
-        disk_report.append(disk)
-        if not disk["ok"]:
-            refusals.append("%s: %s" % (disk["relation"], disk["reason"]))
-    if no_key and options["full_method"] == "pg_repack":
-        raise InvalidInput(
-            "full_method: pg_repack cannot rewrite %s: no primary key or unique NOT NULL index. "
-            "Add one, or use full_method: vacuum_full (ACCESS EXCLUSIVE for the whole rewrite). "
-            "Nothing was changed." % ", ".join(no_key)
-        )
-    if refusals:
-        raise InvalidInput(
-            "VACUUM FULL refused, nothing was changed: %s. What to do: free disk space, lower "
-            "min_free_space, or rewrite a smaller table first." % "; ".join(refusals),
-            disk=disk_report,
-        )
-    planned = []
-    for table in tables:
-        plan = table_plan(table, extras, options, settings, facts["version_num"])
-        planned.append({"table": table, "plan": plan})
-    return {
-        "tables": planned,
-        "bloat_method": bloat_method,
-        "repack": repack,
-        "disk": disk_report,
-        "extras": extras,
-        "repack_env_kwargs": kwargs,
-    }
 
 
 def all_actions(gathered):
@@ -1333,52 +1054,27 @@ def all_actions(gathered):
     return [a for a in actions if a["action"] == "reloptions"] + [a for a in actions if a["action"] != "reloptions"]
 
 
-def execute(conn, executor, gathered, params, run_command):
-    """Run every action; record ``duration_ms`` on each. SQL goes through the executor (lock_timeout, retries,
-    autocommit for VACUUM); pg_repack runs as a program with the same retry policy.
+def counted_before(gathered):
+    """``{oid: maintenance count}`` of every leaf this run vacuums or analyzes, as read before the run.
 
-    On failure, the exception carries ``queries`` (what already ran) in its details when it is a DwhError.
+    An action on a partitioned parent counts for every leaf below it (VACUUM and, before 18, ANALYZE cascade).
     """
-    actions = all_actions(gathered)
-    settings_steps = [a for a in actions if a["action"] == "reloptions"]
-    ran = []
-    try:
-        if settings_steps:
-            start = time.monotonic()
-            ran.extend(executor.run([a["step"] for a in settings_steps]))
-            spent = int((time.monotonic() - start) * 1000)
-            for action in settings_steps:
-                action["duration_ms"] = spent
-        for action in actions:
-            if action["action"] == "reloptions":
-                continue
-            start = time.monotonic()
-            if "step" in action:
-                ran.extend(executor.run([action["step"]]))
-            else:
-                _argv, env = repack_command(
-                    action["command"][0], gathered["repack_env_kwargs"], *action["targets"][0], lock_ms_from(params)
-                )
-                action["output"] = run_repack(
-                    action["command"],
-                    env,
-                    executor.retries,
-                    executor.retry_delay,
-                    executor.blockers,
-                    action["targets"],
-                    run_command,
-                )[-500:]
-            action["duration_ms"] = int((time.monotonic() - start) * 1000)
-    except Exception as error:
-        if hasattr(error, "details"):
-            error.details.setdefault("queries", list(ran))
-        raise
-    return ran
-
-
-def lock_ms_from(params):
-    """The session's lock_timeout in milliseconds (pg_repack's --wait-timeout follows it)."""
-    return parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")
+    leaves = {}
+    for table in gathered["tables"]:
+        relations = table["table"]["relations"]
+        for entry in relations.values():
+            below = [entry] if entry["relkind"] == "r" else descendants(relations, entry["oid"])
+            leaves[(entry["schema"], entry["name"])] = [e for e in below if e["relkind"] == "r"]
+    before = {}
+    for action in all_actions(gathered):
+        if action["action"] == "reloptions":
+            continue
+        for target in action.get("targets") or (action["step"].targets if "step" in action else ()):
+            for entry in leaves.get(tuple(target), []):
+                stats = entry["stats"]
+                keys = ("vacuum_count", "autovacuum_count", "analyze_count", "autoanalyze_count")
+                before[entry["oid"]] = sum(stats.get(k) or 0 for k in keys)
+    return before
 
 
 def _sizes(entry):

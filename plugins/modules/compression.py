@@ -82,6 +82,11 @@ notes:
   - lz4 is a speed choice (faster to write and read), not a space choice; on large values it is usually larger
     than pglz. The module reports the sizes it measured, never an expected saving.
   - Rows narrower than about 2 kB are never compressed; such tables do not change at all.
+  - "One run per table at a time: before reading anything it plans from, the module takes a session-level
+    advisory lock per table (key C(hashtext('schema.table')) in class 21319). A second run waits up to its lock
+    budget (O(lock_timeout) for each of O(lock_retries)+1 attempts plus the retry delays), then fails naming the
+    other run (pid, application_name, client, since when). The lock goes with the session, so a killed run never
+    leaves it behind. Check mode does not wait: it warns when another run is changing the table."
 seealso:
   - module: sigeti.dwh.table_info
 """
@@ -148,7 +153,7 @@ warnings_detail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression, inflight, runlock
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -217,6 +222,9 @@ def main():
         declared = compression.declared_state(module.params)
         conn, facts = open_session(module, holder, module.params["skip_on_standby"])
         schema, name = split_name(module.params["name"])
+        runlock.hold(module, conn, [(schema, name)])
+        for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, [(schema, name)])[0]):
+            module.warn(warning)
         table = catalog.read_table(conn, schema, name)
         leaf_oids = [e["oid"] for e in compression.leaves(table)]
         mode = declared["recompress"]

@@ -19,7 +19,13 @@ description:
   - Rows of a new period sitting in the default partition are moved into the new partition in the same
     transaction (PostgreSQL refuses the new partition otherwise).
   - Existing partitions with the right bounds are adopted whatever their names. Indexes of the parent missing on
-    a partition are built (concurrently) and attached; O(partition_options) are applied to every leaf.
+    a partition are built (concurrently) and attached; an INVALID index (a cancelled concurrent build) counts as
+    missing, is dropped and built again, never attached. Names longer than 63 bytes end with a short hash, so each
+    partition gets its own. O(partition_options) are applied to every leaf.
+  - With a default partition, writers are held at the parent and rows moved for every new period, so rows arriving
+    during the run cannot make the ATTACH fail. A partition left pending detach by an interrupted
+    C(DETACH ... CONCURRENTLY) is finished with C(DETACH ... FINALIZE) before retention goes on.
+  - A run that fails after committing something reports C(changed=true) and what was done.
   - A second run with the same arguments changes nothing and runs no DDL. Check mode only reads the catalog.
   - When O(name) is an existing plain (not partitioned) table, O(migrate) decides how it becomes partitioned,
     online (copy beside it in batches, capture and replay concurrent changes, verify counts and checksums,
@@ -59,9 +65,23 @@ options:
       - Older existing partitions are kept as they are (retention aside).
     type: str
   premake:
-    description: Periods created ahead of the current one.
+    description:
+      - Periods created ahead of the current one.
+      - The current period is the one holding the server's C(current_date) for calendar keys (V(yyyymmdd) and
+        V(yyyymm) included). For V(key_format=integer) it is the period of the largest key of the newest partition
+        holding rows; rows of the default partition never count, and a partition holding rows more than O(premake)
+        periods beyond the next partition holding rows is taken as stray keys (a warning names it, its row count
+        and keys). Keys past the last partition that sit in the default partition are reported the same way and
+        left alone.
     type: int
     default: 2
+  max_new_partitions:
+    description:
+      - The most partitions one run may create (the default partition aside). A run that would create more fails
+        before any change, naming the table, the count and the range; raise it when a long range is intended
+        (a first run from an old O(start) with daily partitions).
+    type: int
+    default: 100
   default_partition:
     description:
       - Whether a default partition (C(<table>_default)) must exist. When false an existing one is kept, with a warning.
@@ -86,6 +106,12 @@ options:
       archive_schema:
         description: Schema receiving archived partitions (created when absent).
         type: str
+      max_per_run:
+        description:
+          - The most partitions one run detaches, drops or archives, oldest first. The others wait for the next
+            runs; a warning and RV(retention_remaining) say how many.
+        type: int
+        default: 3
   partition_options:
     description:
       - Storage parameters applied to every leaf partition, new and existing (C(fillfactor), C(autovacuum_*),
@@ -149,13 +175,26 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Reads the catalog only, takes no lock beyond catalog reads, and returns the exact plan.
+    description:
+      - Changes nothing. The catalog is read without locking any table.
+      - Rows are read only for counts - the default partition's rows (C(count(*)), per missing period too) and,
+        for integer keys, the largest key of the newest partitions - under ACCESS SHARE, waiting at most 10 ms
+        for it. When another session holds a conflicting lock (ACCESS EXCLUSIVE) check mode does not wait; it
+        uses the estimates of C(pg_class) instead and a warning names that session.
+      - With O(partition_options), their validity is asked of the server by creating a temporary table in a
+        transaction that is rolled back (no lock on any user table).
+      - For a plain table (O(migrate)) the migration plan reads the table (ACCESS SHARE) to size it.
     support: full
   diff_mode:
     description: The partition list before and after.
     support: full
 notes:
   - Needs ownership of the table (ALTER TABLE), CREATE on its schema, and SELECT on the default partition.
+  - "One run per table at a time: before reading anything it plans from, the module takes a session-level
+    advisory lock per table (key C(hashtext('schema.table')) in class 21319). A second run waits up to its lock
+    budget (O(lock_timeout) for each of O(lock_retries)+1 attempts plus the retry delays), then fails naming the
+    other run (pid, application_name, client, since when). The lock goes with the session, so a killed run never
+    leaves it behind. Check mode does not wait: it warns when another run is changing the table."
 seealso:
   - module: sigeti.dwh.table_info
 """
@@ -212,52 +251,55 @@ detached: {description: Partitions detached by retention (whatever the action).,
 dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: always}
 archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: always}
 default_rows: {description: Rows left in the default partition after the run (null without one)., type: int, returned: always}
-moved_rows: {description: Rows moved out of the default partition into new partitions., type: int, returned: always}
+moved_rows:
+  description:
+    - Rows moved out of the default partition into new partitions (counted by the statements that moved them; in check
+      mode, the rows counted there when planning).
+  type: int
+  returned: always
+finished_detaches:
+  description:
+    - Partitions found pending detach (an interrupted C(DETACH PARTITION ... CONCURRENTLY) hides their rows) whose
+      detach the run finished with C(DETACH PARTITION ... FINALIZE) before applying retention.
+  type: list
+  elements: str
+  returned: always
+retention_remaining:
+  description: Partitions older than the retention window left attached because of O(retention.max_per_run).
+  type: int
+  returned: always
 queries: {description: The exact SQL run (or that would run in check mode)., type: list, elements: str, returned: always}
 plan: {description: Each statement with its reason and the lock it takes., type: list, elements: dict, returned: always}
 warnings: {description: 'What was left alone and why (partly old partitions, an unwanted default).', type: list, elements: str, returned: always}
 """
 
-import time
+import contextlib
+import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods
+from ansible_collections.sigeti.dwh.plugins.module_utils import (
+    catalog,
+    migration,
+    partitioning,
+    periods,
+    runlock,
+    server_checks,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, describe_blockers, is_lock_error
 
 
 def with_lock_retries(conn, module, targets, read):
-    """Run a catalog read; on lock_timeout retry like the executor, then fail naming the blocking sessions.
-
-    Counting the default partition's rows takes ACCESS SHARE on it; a session holding ACCESS EXCLUSIVE blocks that.
-    """
-    executor = Executor.from_module(conn, module)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return read()
-        except Exception as error:
-            if not is_lock_error(error):
-                raise
-            conn.rollback()
-            if attempt > executor.retries:
-                blockers = executor.blockers(targets)
-                who = describe_blockers(blockers)
-                raise LockNotGranted(
-                    "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was "
-                    "changed. What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise "
-                    "lock_timeout / lock_retries." % (attempt, ", ".join(display_name(*t) for t in targets), who),
-                    blocking_pids=[b["pid"] for b in blockers],
-                )
-            time.sleep(executor.retry_delay * (2 ** (attempt - 1)))
+    """Run a catalog read under the module's lock policy (counting the default partition's rows takes ACCESS SHARE
+    on it; a session holding ACCESS EXCLUSIVE blocks that)."""
+    return Executor.from_module(conn, module).read(read, targets)
 
 
 def declared_state(params, schema, name, table, conn):
@@ -270,6 +312,11 @@ def declared_state(params, schema, name, table, conn):
             % (params["premake"], shown)
         )
     retention = partitioning.validate_retention(params.get("retention"), shown)
+    if params.get("max_new_partitions") is not None and params["max_new_partitions"] < 1:
+        raise InvalidInput(
+            "max_new_partitions=%d for %s: give the largest number of partitions one run may create, 1 or more"
+            % (params["max_new_partitions"], shown)
+        )
     options = partitioning.validate_partition_options(params.get("partition_options"), shown)
     columns = None
     if table["exists"]:
@@ -316,27 +363,148 @@ def declared_state(params, schema, name, table, conn):
         partition_options=options,
         columns=columns,
         primary_key=params.get("primary_key"),
+        max_new_partitions=params.get("max_new_partitions", partitioning.DEFAULT_MAX_NEW_PARTITIONS),
     )
 
 
 def current_period(declared, state):
-    """The period holding today (the server's current_date), or the largest key for integer keys."""
+    """The period holding today (the server's current_date; also for yyyymmdd/yyyymm keys).
+
+    For integer keys there is no calendar: the period of the newest rows in a partition (``state["newest_key"]``,
+    rows of the default partition and stray partitions left out), else the largest key of a plain table being
+    migrated (``max_key``), else ``start``.
+    """
     scheme = declared.scheme
     if scheme.format.calendar:
         return scheme.current(state["today"])
-    if state.get("max_key") is not None:
-        return scheme.align(int(state["max_key"]))
+    for name in ("newest_key", "max_key"):
+        if state.get(name) is not None:
+            return scheme.align(int(state[name]))
     if declared.start is None:
         raise InvalidInput(
-            "start is required for key_format integer while %s holds no rows: give the first lower bound"
-            % declared.display
+            "start is required for key_format integer while no partition of %s holds rows: give the first lower "
+            "bound (the current period is the newest partition holding rows; rows of the default partition do "
+            "not count, one stray key there must not move it)" % declared.display
         )
     return declared.start
+
+
+# How long check mode waits for a lock on a table whose rows it reads: it must not queue behind (or in front
+# of) other sessions; when the lock is held it reports estimates instead.
+CHECK_MODE_LOCK_WAIT = "10ms"
+
+
+@contextlib.contextmanager
+def brief_lock_wait(conn):
+    """Set lock_timeout to CHECK_MODE_LOCK_WAIT for the block (committed, so catalog reads' rollbacks keep it)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, false)", (CHECK_MODE_LOCK_WAIT,)
+        )
+        previous = cur.fetchone()[0]
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, false)", (previous,))
+        conn.commit()
+
+
+def read_rows(conn, module, targets, read, estimate, warnings):
+    """Read rows of ``targets`` (ACCESS SHARE). A real run waits like the executor (``with_lock_retries``); check
+    mode waits at most CHECK_MODE_LOCK_WAIT and, when another session holds a conflicting lock, returns
+    ``estimate()`` (catalog only, no lock) with a warning naming that session."""
+    if not module.check_mode:
+        return with_lock_retries(conn, module, targets, read)
+    try:
+        with brief_lock_wait(conn):
+            return read()
+    except Exception as error:
+        if not is_lock_error(error):
+            raise
+        conn.rollback()
+    who = describe_blockers(Executor.from_module(conn, module).blockers(targets))
+    warnings.append(
+        "check mode did not wait for %s, locked by %s: row counts (default_rows, moved_rows, the current period of "
+        "integer keys) are estimates from the statistics in pg_class; the real run reads them"
+        % (", ".join(display_name(*t) for t in targets), who)
+    )
+    return estimate()
+
+
+def integer_now(conn, module, declared, table, warnings):
+    """The largest key of the newest partition holding rows, skipping stray partitions (see ``is_stray``).
+
+    Rows of the default partition never count. Returns None when no partition holds rows.
+    """
+    order = partitioning.newest_first(table)
+    names = [(p["schema"], p["name"]) for p in order]
+    key = declared.key
+
+    def exact():
+        found = []
+        first = 0
+        while first < len(names):
+            index, value = catalog.newest_key(conn, names[first:], key)
+            if index is None:
+                break
+            found.append((order[first + index], value))
+            first += index + 1
+            if len(found) >= 2 and not partitioning.is_stray(declared, found[-2][0], found[-1][1]):
+                break
+        return found
+
+    def estimated():
+        # statistics only: a partition "holds rows" when pg_class says so, its largest key is taken as high - 1
+        found = []
+        for index in catalog.filled_by_statistics(conn, [p["oid"] for p in order]):
+            if not isinstance(order[index]["high"], int):
+                continue
+            found.append((order[index], order[index]["high"] - 1))
+            if len(found) >= 2 and not partitioning.is_stray(declared, found[-2][0], found[-1][1]):
+                break
+        return found
+
+    found = read_rows(conn, module, names[:8], exact, estimated, warnings)
+    if not found:
+        return None
+    chosen = 0
+    while chosen + 1 < len(found) and partitioning.is_stray(declared, found[chosen][0], found[chosen + 1][1]):
+        chosen += 1
+    now = declared.scheme.align(int(found[chosen][1]))
+    for part, _value in found[:chosen]:
+        where = (part["schema"], part["name"])
+        count, low, high = read_rows(
+            conn,
+            module,
+            [where],
+            lambda where=where, part=part: catalog.keys_beyond(conn, where, key, part["low"]),
+            lambda: (0, None, None),
+            warnings,
+        )
+        warnings.append(partitioning.stray_partition_warning(declared, part, count, low, high, now))
+    return found[chosen][1]
+
+
+def bound_aliases(conn, declared, table):
+    """For timestamptz keys: the bounds the server moved out of a DST gap, mapped to the midnight the module wrote
+    (only bounds that are not midnight on the wall clock are asked about; no table is read)."""
+    if declared.scheme.key_format != "timestamptz":
+        return {}
+    odd = set()
+    for part in partitioning.existing_partitions(table):
+        for value in (part.get("low"), part.get("high")):
+            if isinstance(value, datetime.datetime) and value.tzinfo is not None and value.time() != datetime.time(0):
+                odd.add(value)
+    return catalog.midnight_dates(conn, sorted(odd)) if odd else {}
 
 
 def plan_partitions(conn, module, declared, table):
     """Read the few facts the plan needs beyond the table's, then build the plan (a ``partitioning.Result``)."""
     scheme = declared.scheme
+    table = catalog.partition_set_details(conn, table)
     parent = (declared.schema, declared.name)
     default = None
     for part in partitioning.existing_partitions(table):
@@ -347,16 +515,25 @@ def plan_partitions(conn, module, declared, table):
         if declared.retention and declared.retention.get("archive_schema")
         else []
     )
-    want_max = not scheme.format.calendar and table["exists"]
-    state = with_lock_retries(
+    warnings = []
+    state = read_rows(
         conn,
         module,
         [parent] + ([default] if default else []),
-        lambda: catalog.partition_set_state(
-            conn, schemas, default=default, parent=parent if want_max else None, key=declared.key if want_max else None
-        ),
+        lambda: catalog.partition_set_state(conn, schemas, default=default),
+        lambda: catalog.partition_set_state(conn, schemas, default=default, estimate=True),
+        warnings,
     )
-    lay = partitioning.layout(declared, table, current_period(declared, state))
+    if not scheme.format.calendar and table["exists"]:
+        state["newest_key"] = integer_now(conn, module, declared, table, warnings)
+    lay = partitioning.layout(
+        declared,
+        table,
+        current_period(declared, state),
+        aliases=bound_aliases(conn, declared, table),
+        session_tz=state.get("timezone"),
+    )
+    lay.warnings[:0] = warnings
     extras = {
         "default_rows": state["default_rows"],
         "schemas": state["schemas"],
@@ -364,25 +541,165 @@ def plan_partitions(conn, module, declared, table):
         "existing_names": set(),
         "index_tails": {},
     }
+    if default and state["default_rows"]:
+        beyond = read_rows(
+            conn,
+            module,
+            [default],
+            lambda: catalog.keys_beyond(
+                conn, default, declared.key, partitioning.bound_sql(scheme, partitioning.beyond_bound(lay, declared))
+            ),
+            lambda: (0, None, None),
+            lay.warnings,
+        )
+        if beyond[0]:
+            lay.warnings.append(partitioning.stray_default_warning(declared, lay, *beyond))
     names = partitioning.candidate_names(declared, lay)
     if names:
         ranges = [
             (partitioning.bound_sql(scheme, p), partitioning.bound_sql(scheme, scheme.step(p))) for p in lay.missing
         ]
-        taken, counts = catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges)
+        taken, counts = read_rows(
+            conn,
+            module,
+            [default] if default else [],
+            lambda: catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges),
+            lambda: catalog.partition_set_pending(conn, names, ranges=ranges),
+            lay.warnings,
+        )
         extras["existing_names"] = taken
         extras["default_counts"] = dict(zip(lay.missing, counts))
     lacking = partitioning.lacking_indexes(table, lay)
     if lacking:
         extras["index_tails"] = catalog.index_tails(conn, lacking)
+        extras["index_names_taken"] = catalog.relations_named(conn, partitioning.planned_index_names(table, lay))
+    if declared.retention and declared.retention["action"] == "drop" and lay.retired:
+        extras["dependents"] = catalog.dependent_objects(conn, [p["oid"] for p in lay.retired])
     return partitioning.build_plan(declared, table, lay, extras), state
+
+
+def facts_moved(error):
+    """True when the server refused a step because the table changed after it was read: a row of a new period
+    arrived in the default partition (23514), a detach became pending (a cancelled DETACH ... CONCURRENTLY)."""
+    code = getattr(error, "pgcode", None)
+    return code == "23514" or (code == "55000" and "pending detach" in str(error))
+
+
+def leftovers(conn, before):
+    """What a failed autocommit statement left that was not there before: partitions now pending detach and
+    INVALID indexes (a cancelled DETACH ... CONCURRENTLY, CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY)."""
+    after = catalog.partition_set_details(conn, catalog.read_partition_set(conn, before["schema"], before["name"]))
+
+    def marks(table):
+        pending = {p["name"] for p in table.get("partitions") or [] if p.get("detach_pending")}
+        invalid = {
+            i["name"]
+            for p in table.get("partitions") or []
+            for i in p.get("indexes") or []
+            if not i.get("is_valid", True)
+        }
+        return pending, invalid
+
+    (pending_before, invalid_before), (pending_after, invalid_after) = marks(before), marks(after)
+    return sorted(pending_after - pending_before), sorted(invalid_after - invalid_before)
+
+
+def apply_partitions(conn, module, declared, table, result):
+    """Run the plan. When a step is refused because the table moved under it (``facts_moved``), read the facts
+    again and run the new plan, up to twice. Returns ``(result, executed)`` with the result's lists and
+    ``moved_rows`` replaced by what the steps did. On failure raises a DwhError saying what was committed
+    before it, with ``changed`` true when anything was.
+    """
+    completed, executed, attempts = [], [], 3
+    before = catalog.partition_set_details(conn, table)
+    failed_autocommit = False
+    for attempt in range(1, attempts + 1):
+        executor = Executor.from_module(conn, module)
+        try:
+            executor.run(result.plan)
+        except Exception as error:
+            completed.extend(executor.completed)
+            executed.extend(executor.executed)
+            failed_autocommit = failed_autocommit or bool(executor.failed and not executor.failed[0].transactional)
+            if attempt < attempts and facts_moved(error):
+                table = catalog.read_partition_set(conn, declared.schema, declared.name)
+                result, _state = plan_partitions(conn, module, declared, table)
+                continue
+            raise run_failure(
+                conn, declared.display, error, result, completed, executed, before if failed_autocommit else None
+            )
+        completed.extend(executor.completed)
+        executed.extend(executor.executed)
+        result.record(completed)
+        return result, executed
+
+
+def run_failure(conn, shown, error, result, completed, executed, before):
+    """A DwhError for a run that stopped part way: the cause in words, what had committed, ``changed``."""
+    pending, invalid = leftovers(conn, before) if before is not None else ([], [])
+    result.record(completed)
+    details = dict(getattr(error, "details", None) or {})
+    if isinstance(error, DwhError):
+        msg = error.msg
+    elif getattr(error, "pgcode", None) == "23514":
+        msg = (
+            "rows of a period being created kept arriving in the default partition of %s through every retry "
+            "(the server said: %s); run again" % (shown, str(error).strip().splitlines()[0])
+        )
+    elif getattr(error, "pgcode", None) == "23505":
+        msg = (
+            "a unique index of %s cannot be built on a partition that holds duplicate keys (the server said: %s). "
+            "Remove the duplicates, then run again." % (shown, " ".join(str(error).strip().split()))
+        )
+        details.setdefault("sqlstate", "23505")
+    else:
+        msg = "PostgreSQL error %s: %s" % (getattr(error, "pgcode", "") or "", str(error).strip())
+        details.setdefault("sqlstate", getattr(error, "pgcode", None))
+    done = [
+        "%s: %s" % (label, ", ".join(names))
+        for label, names in (
+            ("created", result.created),
+            ("detached", result.detached),
+            ("dropped", result.dropped),
+            ("archived", result.archived),
+        )
+        if names
+    ]
+    if result.moved_rows:
+        done.append("moved %d rows out of the default partition" % result.moved_rows)
+    others = [step for step in completed if step.effect is None]
+    if others and done:
+        done.append("%d other statement(s)" % len(others))
+    if pending:
+        done.append(
+            "left %s pending detach (hidden from queries on the parent until the next run finishes the detach)"
+            % ", ".join(pending)
+        )
+    if invalid:
+        done.append("left the INVALID index(es) %s (the next run drops and rebuilds them)" % ", ".join(invalid))
+    changed = bool(completed) or bool(pending) or bool(invalid)
+    if changed:
+        msg += " Committed before this failure (changed): %s." % (
+            "; ".join(done) or "%d statement(s), the last: %s" % (len(executed), executed[-1] if executed else "")
+        )
+    details.update(
+        changed=changed,
+        queries=executed,
+        created=result.created,
+        detached=result.detached,
+        dropped=result.dropped,
+        archived=result.archived,
+        finished_detaches=result.finished_detaches,
+        moved_rows=result.moved_rows,
+    )
+    return DwhError(msg, **details)
 
 
 def check_partition_options(conn, declared):
     """Refuse storage parameters the server would refuse (unknown name, value out of range) before any change."""
     if not declared.partition_options:
         return
-    refused = catalog.storage_parameters_error(conn, partitioning.with_clause(declared.partition_options))
+    refused = server_checks.storage_parameters_error(conn, partitioning.with_clause(declared.partition_options))
     if refused:
         raise InvalidInput(
             "partition_options %s for %s are refused by the server: %s. Fix the name or value; nothing was changed."
@@ -456,6 +773,7 @@ def migrate_plain_table(conn, module, schema, name, server):
         ),
     )
     layout = partitioning.migration_layout(declared, current_period(declared, state))
+    partitioning.check_migration_layout(declared, layout)
     facts = migration.read_facts(conn, table, layout, options, server)
     planned = migration.plan_migration(table, layout, options, server, facts=facts)
     if module.check_mode:
@@ -475,6 +793,7 @@ def main():
         interval=dict(type="str", required=True),
         start=dict(type="str"),
         premake=dict(type="int", default=2),
+        max_new_partitions=dict(type="int", default=partitioning.DEFAULT_MAX_NEW_PARTITIONS),
         default_partition=dict(type="bool", default=True),
         retention=dict(
             type="dict",
@@ -482,6 +801,7 @@ def main():
                 keep=dict(type="int", required=True),
                 action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
                 archive_schema=dict(type="str"),
+                max_per_run=dict(type="int", default=partitioning.DEFAULT_MAX_PER_RUN),
             ),
         ),
         partition_options=dict(type="dict", default={}),
@@ -499,6 +819,7 @@ def main():
     with module_errors(module, holder):
         schema, name = split_name(module.params["name"])
         conn, facts = open_session(module, holder, module.params["skip_on_standby"])
+        runlock.hold(module, conn, [(schema, name)])
         table = with_lock_retries(
             conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name)
         )
@@ -519,6 +840,8 @@ def main():
                     archived=[],
                     default_rows=None,
                     moved_rows=0,
+                    finished_detaches=[],
+                    retention_remaining=0,
                 )
             table = catalog.read_partition_set(conn, schema, name)
         declared = declared_state(module.params, schema, name, table, conn)
@@ -526,12 +849,19 @@ def main():
         result, state = plan_partitions(conn, module, declared, table)
         queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
         explained = result.plan.explain(conn)
+        changed = bool(result.plan)
         if result.plan and not module.check_mode:
-            Executor.from_module(conn, module).run(result.plan)
+            try:
+                result, executed = apply_partitions(conn, module, declared, table, result)
+            except DwhError as failure:
+                if migrated:  # the migration committed before the partition maintenance failed
+                    failure.details["changed"] = True
+                raise
+            queries = (migrated or {}).get("queries", []) + executed
         conn.close()
         has_default = any(p["default"] for p in result.partitions)
         output = dict(
-            changed=bool(result.plan) or bool(migrated),
+            changed=changed or bool(migrated),
             queries=queries,
             plan=explained,
             partitions=result.partitions,
@@ -541,6 +871,8 @@ def main():
             archived=result.archived,
             default_rows=result.default_rows_after if has_default else None,
             moved_rows=result.moved_rows,
+            finished_detaches=result.finished_detaches,
+            retention_remaining=result.retention_remaining,
         )
         if migrated:
             output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
