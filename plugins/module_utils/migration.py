@@ -2675,6 +2675,11 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         abandon_migration(conn, executor, names)
         state = None
     if state and state["mode"] != options["mode"]:
+        # the other mode's plan is validated first: bad input must fail before the half-done run is dropped
+        if facts is None or not facts.get("state"):
+            facts = read_facts(conn, table, layout, options, server)
+            facts["state"] = state
+        plan_migration(table, layout, options, server, facts=facts)
         abandon_migration(conn, executor, names)
         state = None
     if facts is None or (facts.get("state") or None) != (state or None):

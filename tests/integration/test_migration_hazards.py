@@ -399,3 +399,25 @@ def test_interrupted_attach_resumes_with_its_own_check_and_index(conn):
         )[0]
         == "PRIMARY KEY (id, k)"
     )
+
+
+def test_a_mode_change_is_validated_before_the_half_done_run_is_dropped(conn):
+    make_events(conn)
+    _run(
+        conn,
+        "CREATE FUNCTION dwh.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'; "
+        "CREATE TRIGGER ev_after AFTER INSERT ON dwh.ev FOR EACH ROW EXECUTE FUNCTION dwh.noop()",
+    )
+
+    def stop(event):
+        if event["phase"] == "build":
+            raise KeyboardInterrupt("killed in build")
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate(conn, "dwh.ev", "k", extend_primary_key=True, batch_rows=500, progress=stop)
+    with pytest.raises(InvalidInput) as err:  # attach refuses user triggers: the online run must survive
+        migrate(conn, "dwh.ev", "k", mode="attach", extend_primary_key=True)
+    assert "ev_after" in err.value.msg
+    assert leftovers(conn)["state"] == [("dwh", "ev", "build")]
+    result = migrate(conn, "dwh.ev", "k", extend_primary_key=True, batch_rows=500)
+    assert result["resumed_from"] == "build" and leftovers(conn) == NOTHING_LEFT
