@@ -1412,12 +1412,13 @@ SELECT
    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE a.atttypid IN ((SELECT reltype FROM t), (SELECT typarray FROM t)) AND NOT a.attisdropped
      AND c.relkind IN ('r', 'p', 'f', 'm')) AS rowtype_columns,
-  (SELECT coalesce(json_agg(json_build_object('name', r.rulename::text, 'definition', pg_get_ruledef(r.oid))
-                            ORDER BY r.rulename), '[]')
+  (SELECT coalesce(json_agg(json_build_object('name', r.rulename::text, 'definition', pg_get_ruledef(r.oid),
+                                              'enabled', r.ev_enabled::text) ORDER BY r.rulename), '[]')
    FROM pg_rewrite r WHERE r.ev_class = (SELECT oid FROM t) AND r.rulename <> '_RETURN') AS rules,
   (SELECT coalesce(json_agg(DISTINCT jsonb_build_object(
-        'name', r.rulename::text, 'oid', c.oid::bigint,
-        'table', quote_ident(n.nspname) || '.' || quote_ident(c.relname))), '[]')
+        'name', r.rulename::text, 'oid', c.oid::bigint, 'schema', n.nspname::text, 'relation', c.relname::text,
+        'table', quote_ident(n.nspname) || '.' || quote_ident(c.relname), 'definition', pg_get_ruledef(r.oid))),
+        '[]')
    FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class c ON c.oid = r.ev_class
    JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
@@ -1449,9 +1450,10 @@ def migration_hazards(conn, oid):
     (name, unique, primary, valid, ``key_columns`` from ``pg_index.indkey`` up to ``indnkeyatts`` (expressions
     left out), ``key_count``, ``has_expressions``, ``predicate``, constraint name/type, deferrable),
     ``rowtype_functions`` (functions whose signature uses the table's row type), ``rowtype_columns`` (columns of
-    other relations typed by it), ``rules`` (rules on the table), ``foreign_rules`` (rules of other relations
-    that reference it: name, table, oid), ``publications``, ``before_row_triggers`` (BEFORE INSERT/UPDATE row
-    triggers with their function's source), ``can_create_schema`` (CREATE on the database) and
+    other relations typed by it), ``rules`` (rules on the table: name, definition, enabled), ``foreign_rules``
+    (rules of other relations that reference it: name, schema, relation, table, oid, definition),
+    ``publications``, ``before_row_triggers`` (BEFORE INSERT/UPDATE row triggers with their function's source),
+    ``can_create_schema`` (CREATE on the database) and
     ``can_create_in_state_schema`` (CREATE and USAGE on ``sigeti_dwh``, None when it does not exist yet),
     ``can_write_state`` (on ``sigeti_dwh.migration_state``, None when absent) and ``current_user``.
     """

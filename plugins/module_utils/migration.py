@@ -1030,18 +1030,12 @@ def _refuse_structure(table, hazards, key, display):
             "%s would also copy their rows. Detach them first (ALTER TABLE <child> NO INHERIT %s) or keep it "
             "unpartitioned; nothing was changed" % (display, ", ".join(hazards["inherited_by"]), display, display)
         )
-    for rule in hazards.get("rules") or []:
-        raise InvalidInput(
-            "rule %s on %s would be lost by the migration (rules are not carried). Drop it first and recreate it on "
-            "the partitioned table afterwards (definition: %s); nothing was changed"
-            % (rule["name"], display, rule["definition"])
-        )
     for rule in hazards.get("foreign_rules") or []:
-        raise InvalidInput(
-            "rule %s on %s refers to %s by its identity: after the migration it would still write to or read the "
-            "old table. Drop the rule first and recreate it afterwards; nothing was changed"
-            % (rule["name"], rule["table"], display)
-        )
+        if not (rule.get("definition") or "").startswith("CREATE RULE "):
+            raise InvalidInput(
+                "rule %s on %s refers to %s by its identity and cannot be read back to rebind it: drop it first and "
+                "recreate it after the migration; nothing was changed" % (rule["name"], rule["table"], display)
+            )
     users = list(hazards.get("rowtype_functions") or []) + list(hazards.get("rowtype_columns") or [])
     if users:
         raise InvalidInput(
@@ -1570,6 +1564,48 @@ def _carry_steps(ctx, new):
                     "trigger comment",
                 )
             )
+    steps.extend(_rule_steps(ctx, new))
+    return steps
+
+
+def _rule_text(definition, replace=False):
+    """``pg_get_ruledef`` output as a statement: names in it are schema-qualified (read under search_path
+    pg_catalog), so once the partitioned table has taken the name it binds to it."""
+    text = definition.strip().rstrip(";")
+    if replace:
+        text = "CREATE OR REPLACE RULE " + text[len("CREATE RULE ") :]
+    return sql.SQL(text)
+
+
+def _rule_steps(ctx, new):
+    """The table's own rules, created again on the partitioned table (the old table keeps its copies)."""
+    steps = []
+    for rule in (ctx["facts"].get("hazards") or {}).get("rules") or []:
+        steps.append(Step(_rule_text(rule["definition"]), "rule %s, created on the partitioned table" % rule["name"]))
+        state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(rule.get("enabled"))
+        if state:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} {} RULE {}").format(new, sql.SQL(state), sql.Identifier(rule["name"])),
+                    "same rule state",
+                )
+            )
+    return steps
+
+
+def _foreign_rule_steps(ctx, lock_targets):
+    """Rules of other relations that read or write the table name it by oid: CREATE OR REPLACE RULE rebinds them."""
+    steps = []
+    for rule in (ctx["facts"].get("hazards") or {}).get("foreign_rules") or []:
+        steps.append(
+            Step(
+                _rule_text(rule["definition"], replace=True),
+                "rule %s on %s referred to the old table: rebind it" % (rule["name"], rule["table"]),
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(rule["schema"], rule["relation"])],
+            )
+        )
+        lock_targets.append((rule["schema"], rule["relation"]))
     return steps
 
 
@@ -1596,7 +1632,9 @@ def _repoint_steps(ctx, lock_targets):
             )
         )
         lock_targets.append((fk["schema"], fk["table"]))
-    steps.extend(_view_steps(facts["views"], lock_targets))
+    # a relation with a rule on the table shows up among its "views" (pg_rewrite) without a view definition
+    steps.extend(_view_steps([v for v in facts["views"] if v.get("definition")], lock_targets))
+    steps.extend(_foreign_rule_steps(ctx, lock_targets))
     return steps
 
 
