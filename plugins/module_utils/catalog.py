@@ -1341,3 +1341,92 @@ def dependent_objects(conn, oids):
     for oid, what in rows:
         found.setdefault(oid, []).append(what)
     return found
+
+
+MIGRATION_HAZARDS_QUERY = """
+WITH t AS (SELECT c.oid, c.reltype, ty.typarray FROM pg_class c JOIN pg_type ty ON ty.oid = c.reltype
+           WHERE c.oid = %(oid)s::oid)
+SELECT
+  (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY 1), '[]')
+   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.inhrelid = (SELECT oid FROM t)) AS inherits_from,
+  (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY 1), '[]')
+   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.inhparent = (SELECT oid FROM t)) AS inherited_by,
+  (SELECT coalesce(json_agg(json_build_object(
+        'name', ic.relname::text, 'unique', i.indisunique, 'primary', i.indisprimary, 'valid', i.indisvalid,
+        'key_columns', ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+                             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                             WHERE k.o <= i.indnkeyatts ORDER BY k.o),
+        'key_count', i.indnkeyatts, 'has_expressions', i.indexprs IS NOT NULL,
+        'predicate', pg_get_expr(i.indpred, i.indrelid), 'constraint', con.conname::text,
+        'constraint_type', con.contype::text, 'deferrable', coalesce(con.condeferrable, false),
+        'clustered', i.indisclustered, 'reloptions', ic.reloptions)
+        ORDER BY ic.relname), '[]')
+   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+   LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+   WHERE i.indrelid = (SELECT oid FROM t)) AS indexes,
+  (SELECT coalesce(json_agg(DISTINCT d.objid::regprocedure::text), '[]')
+   FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_type'::regclass
+     AND d.refobjid IN ((SELECT reltype FROM t), (SELECT typarray FROM t))) AS rowtype_functions,
+  (SELECT coalesce(json_agg(DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.'
+                            || quote_ident(a.attname)), '[]')
+   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE a.atttypid IN ((SELECT reltype FROM t), (SELECT typarray FROM t)) AND NOT a.attisdropped
+     AND c.relkind IN ('r', 'p', 'f', 'm')) AS rowtype_columns,
+  (SELECT coalesce(json_agg(json_build_object('name', r.rulename::text, 'definition', pg_get_ruledef(r.oid),
+                                              'enabled', r.ev_enabled::text) ORDER BY r.rulename), '[]')
+   FROM pg_rewrite r WHERE r.ev_class = (SELECT oid FROM t) AND r.rulename <> '_RETURN') AS rules,
+  (SELECT coalesce(json_agg(DISTINCT jsonb_build_object(
+        'name', r.rulename::text, 'oid', c.oid::bigint, 'schema', n.nspname::text, 'relation', c.relname::text,
+        'table', quote_ident(n.nspname) || '.' || quote_ident(c.relname), 'definition', pg_get_ruledef(r.oid))),
+        '[]')
+   FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class c ON c.oid = r.ev_class
+   JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+     AND d.refobjid = (SELECT oid FROM t) AND r.ev_class <> d.refobjid AND r.rulename <> '_RETURN') AS foreign_rules,
+  (SELECT coalesce(json_agg(p.pubname::text ORDER BY p.pubname), '[]')
+   FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+   WHERE pr.prrelid = (SELECT oid FROM t)) AS publications,
+  (SELECT coalesce(json_agg(json_build_object('name', tg.tgname::text, 'function', tg.tgfoid::regprocedure::text,
+                                              'source', p.prosrc) ORDER BY tg.tgname), '[]')
+   FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
+   -- tgtype bits: 1 row, 2 before, 4 insert, 16 update
+   WHERE tg.tgrelid = (SELECT oid FROM t) AND NOT tg.tgisinternal AND tg.tgtype & 3 = 3
+     AND tg.tgtype & 20 <> 0) AS before_row_triggers,
+  (SELECT has_database_privilege(current_database(), 'CREATE')) AS can_create_schema,
+  (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE')
+   FROM pg_namespace n WHERE n.nspname = 'sigeti_dwh') AS can_create_in_state_schema,
+  (SELECT has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+          AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE')
+   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'sigeti_dwh' AND c.relname = 'migration_state') AS can_write_state,
+  current_user::text AS current_user
+"""
+
+
+def migration_hazards(conn, oid):
+    """Read what a migration of table ``oid`` must refuse or treat specially, decided on catalog numbers.
+
+    Returns a dict: ``inherits_from`` / ``inherited_by`` (qualified names, table inheritance), ``indexes``
+    (name, unique, primary, valid, ``key_columns`` from ``pg_index.indkey`` up to ``indnkeyatts`` (expressions
+    left out), ``key_count``, ``has_expressions``, ``predicate``, constraint name/type, deferrable),
+    ``rowtype_functions`` (functions whose signature uses the table's row type), ``rowtype_columns`` (columns of
+    other relations typed by it), ``rules`` (rules on the table: name, definition, enabled), ``foreign_rules``
+    (rules of other relations that reference it: name, schema, relation, table, oid, definition),
+    ``publications``, ``before_row_triggers`` (BEFORE INSERT/UPDATE row triggers with their function's source),
+    ``can_create_schema`` (CREATE on the database) and
+    ``can_create_in_state_schema`` (CREATE and USAGE on ``sigeti_dwh``, None when it does not exist yet),
+    ``can_write_state`` (on ``sigeti_dwh.migration_state``, None when absent) and ``current_user``.
+    """
+    was_autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with _dict_cursor(conn) as cur:
+            cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            cur.execute(MIGRATION_HAZARDS_QUERY, {"oid": oid})
+            row = dict(cur.fetchone())
+        conn.rollback()
+    finally:
+        conn.autocommit = was_autocommit
+    return row

@@ -147,11 +147,17 @@ options:
       - V(offline) does the same in one transaction with writes blocked (maintenance windows).
       - V(attach) copies nothing; the table becomes one partition covering its key range (a CHECK constraint is
         validated first, online, so ATTACH does not scan it), partitions are created for the periods after it.
-      - V(never) fails when the table is not partitioned yet.
+      - V(never) fails when the table is not partitioned yet (naming a half-done migration if there is one).
+      - V(abandon) removes what an unfinished migration left (capture triggers, change log, shadow table and its
+        partitions, the attach range check and prebuilt index, the state row), leaves the original table's rows
+        untouched, reports what it removed in C(migration.abandoned) and does nothing else. It refuses once the
+        swap has committed (rerun with the migration's mode to finish it).
       - The original is kept as C(<table>_unpartitioned) until O(drop_source). Progress is kept in
         C(sigeti_dwh.migration_state); a killed run leaves the original in use and the next run resumes.
+      - A run that fails before its swap for a reason that would repeat (data breaking a constraint, a definition
+        PostgreSQL refuses) is abandoned at once, so the original is left exactly as it was for its writers.
     type: str
-    choices: [online, offline, attach, never]
+    choices: [online, offline, attach, never, abandon]
     default: online
   batch_rows:
     description: Rows copied per batch (and per transaction) by an online migration.
@@ -231,6 +237,7 @@ migration:
       source and target row counts and checksums, the name the original was renamed to, rows sent to the default
       partition and how long writers were blocked by the swap. In check mode, the phases with their SQL and the
       estimated disk need.
+    - With O(migrate=abandon), C(abandoned) lists what was removed (or would be, in check mode).
   returned: when O(name) was a plain table
   type: dict
 partitions:
@@ -715,6 +722,20 @@ def migration_options(params, key):
     }
 
 
+def abandon_migration(conn, module, table):
+    """``migrate: abandon``: drop what an unfinished migration left (or list it in check mode)."""
+    if module.check_mode:
+        steps, concurrent = migration.plan_abandon(conn, table)
+        return {
+            "check_mode": True,
+            "plan": {"abandoned": [s.reason for s in steps + concurrent]},
+            "queries": [s.render(conn) for s in steps + concurrent],
+            "changed": bool(steps or concurrent),
+        }
+    removed, queries = migration.abandon_migration(conn, Executor.from_module(conn, module), table)
+    return {"abandoned": removed, "queries": queries, "changed": bool(removed)}
+
+
 def migrate_plain_table(conn, module, schema, name, server):
     """Turn a plain table into the declared partition set (or finish a migration found half done).
 
@@ -722,13 +743,22 @@ def migrate_plain_table(conn, module, schema, name, server):
     """
     state = migration.read_state(conn, schema, name)
     table = catalog.read_table(conn, schema, name)
+    params = module.params
+    if params["migrate"] == "abandon":
+        return abandon_migration(conn, module, table)
     if table["relkind"] == "p" and not state:
         return None
-    params = module.params
     options = migration_options(params, params["key"])
     if table["relkind"] == "p":  # the swap committed before a crash: finish what follows it
         return migration.run_migration(conn, Executor.from_module(conn, module), table, [], options, server)
     if params["migrate"] == "never":
+        pending = migration.describe_leftovers(conn, table)
+        if pending:
+            raise InvalidInput(
+                "table %s is not partitioned and migrate is 'never', but %s. Run with migrate: abandon to remove "
+                "it (the original keeps its rows) or with its mode to resume it; nothing was changed"
+                % (display_name(schema, name), pending)
+            )
         raise InvalidInput(
             "table %s is not partitioned and migrate is 'never': set migrate to online, offline or attach "
             "to turn it into partitions; nothing was changed" % display_name(schema, name)
@@ -779,7 +809,7 @@ def main():
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["present"], default="present"),
         skip_on_standby=dict(type="bool", default=False),
-        migrate=dict(type="str", choices=["online", "offline", "attach", "never"], default="online"),
+        migrate=dict(type="str", choices=["online", "offline", "attach", "never", "abandon"], default="online"),
         batch_rows=dict(type="int", default=100000),
         extend_primary_key=dict(type="bool", default=False),
         drop_source=dict(type="bool", default=False),
@@ -794,14 +824,15 @@ def main():
             conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name)
         )
         migrated = None
-        if table["exists"] and (table["relkind"] == "r" or migration.read_state(conn, schema, name)):
+        abandon = module.params["migrate"] == "abandon" and table["exists"]
+        if table["exists"] and (abandon or table["relkind"] == "r" or migration.read_state(conn, schema, name)):
             migrated = migrate_plain_table(conn, module, schema, name, facts)
-            if migrated and migrated.get("check_mode"):
+            if migrated and (migrated.get("check_mode") or abandon):
                 conn.close()
                 module.exit_json(
-                    changed=True,
+                    changed=migrated.get("changed", True),
                     queries=migrated["queries"],
-                    migration=migrated["plan"],
+                    migration=migrated.get("plan") or {"abandoned": migrated.get("abandoned", [])},
                     partitions=[],
                     created=[],
                     detached=[],
@@ -850,7 +881,7 @@ def main():
                 "before": partitioning.diff_text(result.before),
                 "after": partitioning.diff_text(result.partitions),
             }
-        for warning in result.warnings:
+        for warning in result.warnings + list((migrated or {}).get("warnings") or []):
             module.warn(warning)
         module.exit_json(**output)
 
