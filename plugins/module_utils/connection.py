@@ -74,7 +74,7 @@ def parse_duration_ms(value: str | int | float, option: str) -> int:
 
 
 def connection_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """Build psycopg2.connect() keyword arguments from module parameters (pure, password included)."""
+    """Return psycopg2.connect() keyword arguments built from module parameters (pure, password included)."""
     host = params.get("login_host") or ""
     socket = params.get("login_unix_socket") or ""
     if socket and host in ("", "localhost"):

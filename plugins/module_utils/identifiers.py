@@ -22,7 +22,7 @@ class InvalidName(InvalidInput):
 
 
 def split_identifiers(text: str) -> list[str]:
-    """Split a dotted SQL name into its parts.
+    """Return the parts of a dotted SQL name.
 
     Unquoted parts are folded to lower case, quoted parts keep their case and may hold dots,
     spaces and doubled quotes (``"a""b"`` is ``a"b``), exactly as PostgreSQL reads them.

@@ -224,7 +224,7 @@ class Executor:
 
     @classmethod
     def from_module(cls, conn: Connection, module: AnsibleModule) -> Executor:
-        """Build an executor with the module's ``lock_retries`` and ``lock_retry_delay``."""
+        """Return an executor with the module's ``lock_retries`` and ``lock_retry_delay``."""
         return cls(conn, module.params.get("lock_retries", 3), module.params.get("lock_retry_delay", 2.0))
 
     def run(self, plan: Plan | Iterable[Step]) -> list[str]:
@@ -264,7 +264,7 @@ class Executor:
 
     @property
     def committed_anything(self) -> bool:
-        """True when the database changed: a unit committed, or an autocommit unit failed part way (a cancelled
+        """Return True when the database changed: a unit committed, or an autocommit unit failed part way (a cancelled
         CREATE INDEX CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach)."""
         return bool(self.completed) or bool(self.failed and not self.failed[0].transactional)
 
@@ -394,7 +394,7 @@ class Executor:
 
 
 def describe_blockers(blockers: Sequence[Blocker]) -> str:
-    """Name the sessions holding a lock we gave up on: pid, user, state, lock mode, transaction age, query."""
+    """Return the sessions holding a lock we gave up on, named in one phrase: pid, user, state, lock mode, transaction age, query."""
     if not blockers:
         return "no session holds it any more (it was released after the last attempt)"
     return "; ".join(
@@ -405,5 +405,5 @@ def describe_blockers(blockers: Sequence[Blocker]) -> str:
 
 
 def is_lock_error(error: BaseException) -> bool:
-    """True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
+    """Return True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
     return getattr(error, "pgcode", None) in _RETRYABLE

@@ -52,7 +52,7 @@ class Holder:
     query: str
 
     def describe(self) -> str:
-        """One phrase naming the other run: pid, application, client, user and since when."""
+        """Return one phrase naming the other run: pid, application, client, user and since when."""
         return "pid %d (application_name %r, client %s, user %s, connected since %s, %s: %s)" % (
             self.pid,
             self.application_name,
