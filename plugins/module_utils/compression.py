@@ -611,7 +611,7 @@ def build_plan(
 
     default_method = effective_default(declared, server)
     result.to_rewrite = dict.fromkeys(declared["columns"], 0)
-    recompress_items = []
+    recompress_items: list[planlib.Step | OnlineTask] = []
     for entry in leaves(table):
         measurement = measurements.get(entry["oid"]) or {}
         factor = scale_factor(entry, measurement)

@@ -184,7 +184,7 @@ def validate_columns(columns: Sequence[str | dict[str, Any]] | None, key: str, t
         raise InvalidInput(
             "table %s does not exist: give columns (name, type) so the module can create it, or fix the name" % table
         )
-    result = []
+    result: list[ColumnDef] = []
     names = set()
     for given in columns:
         col = given
