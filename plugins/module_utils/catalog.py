@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
@@ -20,6 +21,11 @@ try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
+
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 MINVALUE = "MINVALUE"
 MAXVALUE = "MAXVALUE"
@@ -81,7 +87,7 @@ def _literal_list(tokens, start):
         i += 1
 
 
-def parse_partition_bound(expr):
+def parse_partition_bound(expr: str | None) -> dict[str, Any] | None:
     """Parse ``pg_get_expr(relpartbound)`` into a dict.
 
     Returns ``{"kind": "default"}``, ``{"kind": "range", "low": [...], "high": [...]}``,
@@ -113,8 +119,8 @@ def parse_partition_bound(expr):
 _TZ_SHORT = re.compile(r"([+-]\d{2})$")
 
 
-def typed_value(raw, type_name):
-    """Convert one raw bound value to the key column's Python type (MINVALUE/MAXVALUE kept as is)."""
+def typed_value(raw: Any, type_name: str | None) -> Any:
+    """Return one raw bound value converted to the key column's Python type (MINVALUE/MAXVALUE kept as is)."""
     if raw in (MINVALUE, MAXVALUE) or raw is None:
         return raw
     base = (type_name or "").split("(")[0].strip()
@@ -130,8 +136,8 @@ def typed_value(raw, type_name):
     return raw
 
 
-def json_value(value):
-    """Render a typed bound value for module results (dates as ISO text, ints as ints)."""
+def json_value(value: Any) -> Any:
+    """Return a typed bound value as module results show it (dates as ISO text, ints as ints)."""
     if isinstance(value, datetime.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, datetime.date):
@@ -139,8 +145,8 @@ def json_value(value):
     return value
 
 
-def parse_options(options):
-    """Turn ``reloptions`` (``['fillfactor=90', ...]``) into a dict of strings."""
+def parse_options(options: Iterable[str] | None) -> dict[str, str]:
+    """Return ``reloptions`` (``['fillfactor=90', ...]``) as a dict of strings."""
     result = {}
     for item in options or []:
         key, _sep, value = item.partition("=")
@@ -148,7 +154,7 @@ def parse_options(options):
     return result
 
 
-def coverage(ranges):
+def coverage(ranges: Iterable[tuple[Any, Any, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Find gaps and overlaps in sorted single-column ranges.
 
     ``ranges`` is a list of ``(low, high, name)`` with comparable typed values. Returns
@@ -303,7 +309,7 @@ def _dict_cursor(conn):
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
 
 
-def tables_in_schemas(conn, schemas):
+def tables_in_schemas(conn: Connection, schemas: Sequence[str]) -> list[tuple[str, str]]:
     """Return ``[(schema, table)]`` of every plain or partitioned top-level table in ``schemas``.
 
     Raises InvalidInput naming any schema that does not exist.
@@ -321,8 +327,11 @@ def tables_in_schemas(conn, schemas):
         return [tuple(r) for r in cur.fetchall()]
 
 
-def requested_tables(conn, tables, schemas):
-    """Resolve the ``tables`` and ``schemas`` options of a module into ``(schema, table)`` pairs, without duplicates.
+def requested_tables(
+    conn: Connection, tables: Sequence[str] | None, schemas: Sequence[str] | None
+) -> list[tuple[str, str]]:
+    """Return the ``tables`` and ``schemas`` options of a module resolved into ``(schema, table)`` pairs, without
+    duplicates.
 
     Raises InvalidInput when both are empty, or naming a schema that does not exist.
     """
@@ -397,7 +406,7 @@ def _relation_entry(row):
     return entry
 
 
-def read_tables(conn, names):
+def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     """Read every fact about ``names`` (list of ``(schema, table)``) and their whole partition trees.
 
     Four round trips in all. Returns a list (same order as ``names``) of table dicts; a table that
@@ -480,8 +489,8 @@ def _type_bounds(table):
                 entry["low"], entry["high"] = bound["low"][0], bound["high"][0]
 
 
-def read_table(conn, schema, name):
-    """Read one table's facts (see ``read_tables``); raise InvalidInput naming it when it does not exist."""
+def read_table(conn: Connection, schema: str, name: str) -> dict[str, Any]:
+    """Return one table's facts (see ``read_tables``); raise InvalidInput naming it when it does not exist."""
     table = read_tables(conn, [(schema, name)])[0]
     if not table["exists"]:
         raise InvalidInput(
@@ -491,8 +500,8 @@ def read_table(conn, schema, name):
     return table
 
 
-def tree_totals(table):
-    """Sum sizes and tuple counts over every leaf of a table (a partitioned parent itself reads 0)."""
+def tree_totals(table: dict[str, Any]) -> dict[str, float]:
+    """Return sizes and tuple counts summed over every leaf of a table (a partitioned parent itself reads 0)."""
     totals = {"heap_bytes": 0, "toast_bytes": 0, "index_bytes": 0, "reltuples": 0.0, "n_live_tup": 0, "n_dead_tup": 0}
     for entry in table["relations"].values():
         totals["heap_bytes"] += entry["heap_bytes"] or 0
@@ -506,8 +515,8 @@ def tree_totals(table):
     return totals
 
 
-def count_rows(conn, schema, name):
-    """Exact ``count(*)`` of one relation (used for default partitions, whose rows block new partitions)."""
+def count_rows(conn: Connection, schema: str, name: str) -> int:
+    """Return the exact ``count(*)`` of one relation (used for default partitions, whose rows block new partitions)."""
     count = _fetch_one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))[0]
     return count
 
@@ -523,7 +532,7 @@ ORDER BY 1, 2
 """
 
 
-def migrations_in_flight(conn, names):
+def migrations_in_flight(conn: Connection, names: Sequence[tuple[str, str]]) -> tuple[list[dict[str, Any]], str | None]:
     """The migrations of ``names`` ([(schema, table)]) started and not finished, from the migration state table.
 
     Returns ``(rows, unreadable)``: ``unreadable`` says why the state could not be read (no privilege on the state
@@ -550,14 +559,16 @@ def migrations_in_flight(conn, names):
 SAMPLE_TARGET_PAGES = 2000
 
 
-def sample_percent(relpages, exact=False):
-    """Percentage of pages to sample so that about SAMPLE_TARGET_PAGES pages are read; None means read all."""
+def sample_percent(relpages: int | None, exact: bool = False) -> float | None:
+    """Return the percentage of pages to sample so that about SAMPLE_TARGET_PAGES pages are read; None means read all."""
     if exact or relpages is None or relpages <= SAMPLE_TARGET_PAGES:
         return None
     return max(0.01, round(100.0 * SAMPLE_TARGET_PAGES / relpages, 4))
 
 
-def column_compression(conn, schema, name, columns, relpages=None, exact=False):
+def column_compression(
+    conn: Connection, schema: str, name: str, columns: Sequence[str], relpages: int | None = None, exact: bool = False
+) -> dict[str, Any]:
     """Measure, per column, how many values are stored pglz, lz4, uncompressed, or NULL, and their widths.
 
     Reads a ``TABLESAMPLE SYSTEM`` sample of about SAMPLE_TARGET_PAGES pages unless ``exact`` or the table
@@ -618,7 +629,7 @@ ORDER BY i.indrelid, i.indisprimary DESC, i.indnkeyatts, ic.relname
 """
 
 
-def row_identities(conn, oids):
+def row_identities(conn: Connection, oids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """Return ``{table_oid: {"index", "primary", "columns"}}``: the key that identifies each row, per table.
 
     The primary key when there is one, else the narrowest valid unique btree index, without predicate or
@@ -642,7 +653,7 @@ ORDER BY 1, 2
 """
 
 
-def update_triggers(conn, oids):
+def update_triggers(conn: Connection, oids: Iterable[int]) -> dict[int, list[str]]:
     """Return ``{table_oid: [trigger names]}`` of the enabled user triggers that fire on UPDATE."""
     result = {}
     with conn.cursor() as cur:
@@ -667,7 +678,7 @@ ORDER BY 1, 2, 3, 4
 """
 
 
-def column_dependent_views(conn, oids):
+def column_dependent_views(conn: Connection, oids: Iterable[int]) -> list[dict[str, Any]]:
     """Return ``[{"table_oid", "column", "schema", "name"}]``: views and rules that read a given column.
 
     ``ALTER COLUMN ... TYPE`` is refused on such a column, so the rewrite path checks this first.
@@ -688,14 +699,16 @@ WHERE s.setrole = 0 AND split_part(cfg, '=', 1) = %(name)s
 """
 
 
-def database_setting(conn, name):
+def database_setting(conn: Connection, name: str) -> str | None:
     """Return the value set by ``ALTER DATABASE <current> SET name = ...``, or None when it is not set."""
     row = _fetch_one(conn, DATABASE_SETTING_QUERY, {"name": name})
     return row[0] if row else None
 
 
-def row_widths(conn, schema, name, relpages=None, exact=False):
-    """Measure whole-row widths (``pg_column_size(t.*)``): rows read, average and largest, in bytes.
+def row_widths(
+    conn: Connection, schema: str, name: str, relpages: int | None = None, exact: bool = False
+) -> dict[str, Any]:
+    """Return whole-row widths (``pg_column_size(t.*)``): rows read, average and largest in bytes, whether sampled.
 
     Sampled like ``column_compression`` unless ``exact`` or the table is small. Used to tell a user that no
     row reaches the TOAST threshold, so no compression setting can change anything there.
@@ -716,7 +729,14 @@ def row_widths(conn, schema, name, relpages=None, exact=False):
 # ---------------------------------------------------------------------------------------------
 
 
-def partition_set_state(conn, schemas, default=None, parent=None, key=None, estimate=False):
+def partition_set_state(
+    conn: Connection,
+    schemas: Iterable[str],
+    default: tuple[str, str] | None = None,
+    parent: tuple[str, str] | None = None,
+    key: str | None = None,
+    estimate: bool = False,
+) -> dict[str, Any]:
     """One round trip: the server's ``current_date`` and ``TimeZone``, rows in the default partition,
     ``max(key)`` and which of ``schemas`` exist.
 
@@ -755,7 +775,9 @@ def partition_set_state(conn, schemas, default=None, parent=None, key=None, esti
     }
 
 
-def newest_key(conn, relations, key, batch=4):
+def newest_key(
+    conn: Connection, relations: Iterable[tuple[str, str]], key: str, batch: int = 4
+) -> tuple[int | None, Any]:
     """The largest ``key`` of the first of ``relations`` (``(schema, name)``, newest first) that holds rows.
 
     Walks ``batch`` partitions per round trip and stops at the first non-empty one, so only the newest few are
@@ -772,8 +794,8 @@ def newest_key(conn, relations, key, batch=4):
     return None, None
 
 
-def filled_by_statistics(conn, oids):
-    """Positions in ``oids`` of the relations pg_class says hold rows (reltuples or relpages above 0), in order.
+def filled_by_statistics(conn: Connection, oids: Iterable[int]) -> list[int]:
+    """Return the positions in ``oids`` of the relations pg_class says hold rows (reltuples or relpages above 0), in order.
 
     Reads only the catalog (no lock on any table): what check mode uses when a table is locked by another session.
     """
@@ -788,8 +810,8 @@ def filled_by_statistics(conn, oids):
     return [row[0] - 1 for row in rows]
 
 
-def keys_beyond(conn, relation, key, bound):
-    """Rows of ``relation`` whose ``key`` is at or past ``bound`` (a value or composed SQL): ``(count, min, max)``."""
+def keys_beyond(conn: Connection, relation: tuple[str, str], key: str, bound: Any) -> tuple[int, Any, Any]:
+    """Return the rows of ``relation`` whose ``key`` is at or past ``bound`` (a value or composed SQL): ``(count, min, max)``."""
     if not isinstance(bound, sql.Composable):
         bound = sql.Literal(bound)
     with conn.cursor() as cur:
@@ -803,8 +825,8 @@ def keys_beyond(conn, relation, key, bound):
     return row
 
 
-def midnight_dates(conn, values):
-    """Map each aware timestamptz ``value`` to the naive midnight the server turns into it, when it is one.
+def midnight_dates(conn: Connection, values: Iterable[datetime.datetime]) -> dict[datetime.datetime, datetime.datetime]:
+    """Return ``{value: naive midnight}``: each aware timestamptz ``value`` mapped to the naive midnight the server turns into it, when it is one.
 
     Midnight that does not exist (a DST gap at midnight, America/Santiago 2026-09-06) is stored as the first
     instant after the gap (01:00-03); comparing wall clocks would call that bound foreign. Reads no table.
@@ -824,7 +846,13 @@ def midnight_dates(conn, values):
     return {value: datetime.datetime(day.year, day.month, day.day) for value, day in rows}
 
 
-def partition_set_pending(conn, names, default=None, key=None, ranges=()):
+def partition_set_pending(
+    conn: Connection,
+    names: Iterable[tuple[str, str]],
+    default: tuple[str, str] | None = None,
+    key: str | None = None,
+    ranges: Iterable[tuple[Composable, Composable]] = (),
+) -> tuple[set[tuple[str, ...]], list[int]]:
     """One round trip before creating partitions: which ``names`` (``(schema, name)``) are taken, and how
     many default-partition rows fall in each of ``ranges`` (list of composed ``(low, high)`` SQL bounds).
 
@@ -867,7 +895,7 @@ WHERE i.indexrelid = ANY(%(oids)s::oid[])
 """
 
 
-def index_tails(conn, oids):
+def index_tails(conn: Connection, oids: Iterable[int]) -> dict[int, str]:
     """Return ``{index oid: "USING btree (col) ..."}``: an index definition without its name and table,
     to build the same index on a partition. Definitions that do not start as expected are left out."""
     rows = _fetch_all(conn, INDEX_TAILS_QUERY, {"oids": list(oids)})
@@ -878,7 +906,7 @@ def index_tails(conn, oids):
     return tails
 
 
-def resolve_types(conn, type_names):
+def resolve_types(conn: Connection, type_names: Iterable[str]) -> dict[str, str | None]:
     """Return ``{text: format_type name or None}`` for type names written by a user (None: no such type)."""
     names = list(type_names)
     rows = dict(_fetch_all(conn, "SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,)))
@@ -924,7 +952,7 @@ WHERE e.extname = ANY(%(names)s::text[])
 """
 
 
-def vacuum_facts(conn, oids):
+def vacuum_facts(conn: Connection, oids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Per relation oid: relfrozenxid ages, tablespace location, row width from pg_stats (for the bloat estimate),
     inheritance statistics (partitioned parents) and whether a primary key or unique NOT NULL index exists
     (pg_repack needs one). One round trip. Returns ``{oid: dict}``.
@@ -938,8 +966,8 @@ def vacuum_facts(conn, oids):
     return rows
 
 
-def maintenance_counts(conn, oids):
-    """Per relation oid, how many (auto)vacuums and (auto)analyzes the statistics show now, read afresh."""
+def maintenance_counts(conn: Connection, oids: Iterable[int]) -> dict[int, int]:
+    """Return, per relation oid, how many (auto)vacuums and (auto)analyzes the statistics show now, read afresh."""
     with conn.cursor() as cur:
         cur.execute("SELECT pg_stat_clear_snapshot()")
         cur.execute(
@@ -952,7 +980,7 @@ def maintenance_counts(conn, oids):
     return counts
 
 
-def extensions_info(conn, names):
+def extensions_info(conn: Connection, names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Return ``{name: {"version", "schema"}}`` for the installed extensions among ``names``, and whether this
     role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""
     with _dict_cursor(conn) as cur:
@@ -968,7 +996,7 @@ def extensions_info(conn, names):
     return found
 
 
-def approx_bloat(conn, extension_schema, oids):
+def approx_bloat(conn: Connection, extension_schema: str, oids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Measure dead + free space of heaps with ``pgstattuple_approx`` (skips all-visible pages), one query.
 
     Returns ``{oid: {"table_len", "dead_tuple_len", "approx_free_space", "scanned_percent", ...}}``.
@@ -988,7 +1016,7 @@ def approx_bloat(conn, extension_schema, oids):
 FREEZE_SAMPLE_PAGES = 64
 
 
-def newest_row_ages(conn, relations):
+def newest_row_ages(conn: Connection, relations: Sequence[tuple[int, str, str, int | None]]) -> dict[int, int | None]:
     """Return ``{oid: min(age(xmin))}`` over a ``TABLESAMPLE SYSTEM`` sample of about FREEZE_SAMPLE_PAGES pages of
     each relation (``[(oid, schema, name, relpages)]``); None when the sample saw no row. One query.
     """
@@ -1107,7 +1135,7 @@ SELECT
 """
 
 
-def migration_facts(conn, oid):
+def migration_facts(conn: Connection, oid: int) -> dict[str, Any]:
     """Read, in one round trip, what swapping table ``oid`` for a partitioned copy must carry.
 
     Returns a dict: ``flags`` (row_security, force_row_security, persistence, replica_identity),
@@ -1188,7 +1216,7 @@ ORDER BY t.level, n.nspname, c.relname
 """
 
 
-def read_partition_set(conn, schema, name):
+def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, Any]:
     """Read what partition-set maintenance needs, in one round trip and without touching any table file.
 
     Unlike ``read_table`` it reads no sizes or statistics: no lock is taken on any partition, and 1,000
@@ -1296,7 +1324,7 @@ ORDER BY 1, 2
 """
 
 
-def partition_set_details(conn, table):
+def partition_set_details(conn: Connection, table: dict[str, Any]) -> dict[str, Any]:
     """Add what ``read_partition_set`` leaves out and the partition planner needs, in one round trip on the
     catalog only (no lock on any table): every index of the tree with its validity (an INVALID index, left by a
     cancelled ``CREATE INDEX CONCURRENTLY``, counts as absent) and ``detach_pending`` on partitions whose
@@ -1321,7 +1349,7 @@ def partition_set_details(conn, table):
     return result
 
 
-def relations_named(conn, names):
+def relations_named(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     """Return ``{(schema, name): {"relkind", "table_oid"}}`` for those of ``names`` that exist (``table_oid``:
     the table of an index, else None)."""
     names = list(names)
@@ -1331,7 +1359,7 @@ def relations_named(conn, names):
     return {(s, n): {"relkind": k, "table_oid": t} for s, n, k, t in rows}
 
 
-def dependent_objects(conn, oids):
+def dependent_objects(conn: Connection, oids: Iterable[int]) -> dict[int, list[str]]:
     """Return ``{table oid: ["view public.v", "foreign key fk of public.t", ...]}``: what makes DROP TABLE fail."""
     oids = list(oids)
     if not oids:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, TypedDict
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import plan as planmod
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import MAXVALUE, MINVALUE, json_value
@@ -32,6 +33,11 @@ try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
+
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Point, Scheme
 
 MAX_IDENTIFIER_BYTES = 63
 # Empty partitions created per transaction: each ATTACH holds SHARE UPDATE EXCLUSIVE on the parent (readers and
@@ -49,24 +55,42 @@ _OPTION_NAME = re.compile(r"^(toast\.)?[a-z_][a-z0-9_]*$")
 _TYPE_TEXT = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?( with(out)? time zone)?(\[\])*$')
 
 
+class Retention(TypedDict):
+    """The ``retention`` option once checked (``validate_retention``)."""
+
+    keep: int  # periods kept behind the current one
+    action: str  # detach | drop | archive
+    archive_schema: str | None
+    max_per_run: int
+
+
+class ColumnDef(TypedDict):
+    """One column of the ``columns`` option once checked (``validate_columns``), to create an absent table."""
+
+    name: str
+    type: str  # a type name, checked against _TYPE_TEXT
+    not_null: bool
+    default: str | None  # an SQL expression written by the playbook author
+
+
 class Declared:
     """What the task declares, validated (pure): the table, its key, the scheme and the policies."""
 
     def __init__(
         self,
-        schema,
-        name,
-        key,
-        scheme,
-        start=None,
-        premake=2,
-        default_partition=True,
-        retention=None,
-        partition_options=None,
-        columns=None,
-        primary_key=None,
-        max_new_partitions=DEFAULT_MAX_NEW_PARTITIONS,
-    ):
+        schema: str,
+        name: str,
+        key: str,
+        scheme: Scheme,
+        start: Point | None = None,
+        premake: int = 2,
+        default_partition: bool = True,
+        retention: Retention | None = None,
+        partition_options: dict[str, str] | None = None,
+        columns: list[ColumnDef] | None = None,
+        primary_key: list[str] | None = None,
+        max_new_partitions: int | None = DEFAULT_MAX_NEW_PARTITIONS,
+    ) -> None:
         self.schema = schema
         self.name = name
         self.key = key
@@ -81,8 +105,8 @@ class Declared:
         self.max_new_partitions = max_new_partitions
 
     @property
-    def display(self):
-        """``schema.table`` quoted as needed, for messages."""
+    def display(self) -> str:
+        """Return ``schema.table`` quoted as needed, for messages."""
         return display_name(self.schema, self.name)
 
 
@@ -91,8 +115,8 @@ class Declared:
 # ---------------------------------------------------------------------------------------------
 
 
-def normalize_option_value(value):
-    """Write a reloption value as PostgreSQL stores it (booleans lower case)."""
+def normalize_option_value(value: Any) -> str:
+    """Return a reloption value written as PostgreSQL stores it (booleans lower case)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return (
@@ -102,7 +126,7 @@ def normalize_option_value(value):
     )
 
 
-def validate_partition_options(options, table):
+def validate_partition_options(options: dict[str, Any] | None, table: str) -> dict[str, str]:
     """Check ``partition_options`` names; return them as ``{name: text}``."""
     result = {}
     for name, value in (options or {}).items():
@@ -117,7 +141,7 @@ def validate_partition_options(options, table):
     return result
 
 
-def validate_retention(retention, table):
+def validate_retention(retention: dict[str, Any] | None, table: str) -> Retention | None:
     """Check the ``retention`` option; return ``None`` or ``{keep, action, archive_schema, max_per_run}``."""
     if not retention:
         return None
@@ -154,13 +178,13 @@ def validate_retention(retention, table):
     return {"keep": keep, "action": action, "archive_schema": archive, "max_per_run": max_per_run}
 
 
-def validate_columns(columns, key, table):
+def validate_columns(columns: Sequence[str | dict[str, Any]] | None, key: str, table: str) -> list[ColumnDef]:
     """Check the ``columns`` option used to create an absent table; return a list of column dicts."""
     if not columns:
         raise InvalidInput(
             "table %s does not exist: give columns (name, type) so the module can create it, or fix the name" % table
         )
-    result = []
+    result: list[ColumnDef] = []
     names = set()
     for given in columns:
         col = given
@@ -199,7 +223,7 @@ def validate_columns(columns, key, table):
 # ---------------------------------------------------------------------------------------------
 
 
-def truncate_name(base, suffix):
+def truncate_name(base: str, suffix: str) -> str:
     """Return ``base + suffix`` cut to PostgreSQL's 63 bytes by shortening ``base`` (never the suffix)."""
     room = MAX_IDENTIFIER_BYTES - len(suffix.encode("utf-8"))
     encoded = base.encode("utf-8")
@@ -208,13 +232,13 @@ def truncate_name(base, suffix):
     return base + suffix
 
 
-def partition_name(declared, point):
-    """Name of the partition of ``point``: ``<table>_2023``, ``_2023q1``, ``_202301``, ``_2023w05``, ``_20230115``."""
+def partition_name(declared: Declared, point: Point) -> str:
+    """Return the name of the partition of ``point``: ``<table>_2023``, ``_2023q1``, ``_202301``, ``_2023w05``, ``_20230115``."""
     return truncate_name(declared.name, "_" + declared.scheme.label(point))
 
 
-def default_name(declared):
-    """Name of the default partition the module creates: ``<table>_default``."""
+def default_name(declared: Declared) -> str:
+    """Return the name of the default partition the module creates: ``<table>_default``."""
     return truncate_name(declared.name, "_default")
 
 
@@ -223,8 +247,8 @@ def default_name(declared):
 # ---------------------------------------------------------------------------------------------
 
 
-def migration_layout(declared, current):
-    """Target partitions of a plain table being migrated, for ``migration``: every period from ``start`` (or
+def migration_layout(declared: Declared, current: Point) -> list[dict[str, Any]]:
+    """Return the target partitions of a plain table being migrated, for ``migration``: every period from ``start`` (or
     ``current``) to ``premake`` periods after ``current`` as ``{"name", "low", "high"}`` with bound values in the
     key's type, plus ``{"name", "default": True}`` when a default partition is declared.
 
@@ -243,8 +267,9 @@ def migration_layout(declared, current):
     return entries
 
 
-def check_migration_layout(declared, entries):
-    """Refuse a migration that would create more partitions than ``max_new_partitions`` (a stray largest key)."""
+def check_migration_layout(declared: Declared, entries: Sequence[dict[str, Any]]) -> None:
+    """Return nothing; refuse a migration that would create more partitions than ``max_new_partitions`` (a stray
+    largest key)."""
     ranges = [e for e in entries if not e.get("default")]
     cap = declared.max_new_partitions
     if cap is None or len(ranges) <= cap:
@@ -271,24 +296,26 @@ def _rank(value):
 class Layout:
     """The existing partitions classified against the declared periods."""
 
-    def __init__(self):
-        self.periods = []  # declared period starts, in order
-        self.adopted = {}  # point -> existing partition entry
-        self.missing = []  # points without a partition
-        self.retired = []  # partitions wholly older than the retention cutoff, retired this run
-        self.waiting = []  # wholly old partitions beyond retention.max_per_run: kept attached until a later run
-        self.spanning = []  # partitions covering several whole declared periods (an attached table), adopted
-        self.covered = {}  # point -> spanning partition covering it
-        self.partly_old = []  # partitions straddling the cutoff (never touched)
-        self.others = []  # partitions outside the declared set, kept as they are
-        self.default = None  # the default partition entry, if any
-        self.current = None
-        self.cutoff = None
-        self.warnings = []
+    def __init__(self) -> None:
+        self.periods: list[Point] = []  # declared period starts, in order
+        self.adopted: dict[Point, dict[str, Any]] = {}  # point -> existing partition entry
+        self.missing: list[Point] = []  # points without a partition
+        self.retired: list[dict[str, Any]] = []  # partitions wholly older than the retention cutoff, retired this run
+        # wholly old partitions beyond retention.max_per_run: kept attached until a later run
+        self.waiting: list[dict[str, Any]] = []
+        # partitions covering several whole declared periods (an attached table), adopted
+        self.spanning: list[dict[str, Any]] = []
+        self.covered: dict[Point, dict[str, Any]] = {}  # point -> spanning partition covering it
+        self.partly_old: list[dict[str, Any]] = []  # partitions straddling the cutoff (never touched)
+        self.others: list[dict[str, Any]] = []  # partitions outside the declared set, kept as they are
+        self.default: dict[str, Any] | None = None  # the default partition entry, if any
+        self.current: Point | None = None
+        self.cutoff: Point | None = None
+        self.warnings: list[str] = []
 
 
-def existing_partitions(table):
-    """Direct partitions of ``table`` as dicts with typed ``low``/``high`` (or ``is_default``)."""
+def existing_partitions(table: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Return the direct partitions of ``table`` as dicts with typed ``low``/``high`` (or ``is_default``)."""
     if not table or not table.get("exists"):
         return []
     out = []
@@ -300,8 +327,8 @@ def existing_partitions(table):
     return out
 
 
-def check_partition_key(declared, table):
-    """Raise unless ``table`` is partitioned by RANGE on exactly the declared key column."""
+def check_partition_key(declared: Declared, table: dict[str, Any]) -> None:
+    """Return nothing; raise unless ``table`` is partitioned by RANGE on exactly the declared key column."""
     if table["relkind"] != "p":
         raise InvalidInput(
             "table %s is not partitioned: set migrate (online, offline or attach) to turn it into partitions. "
@@ -372,8 +399,15 @@ def _span_points(scheme, part, rank):
     return scheme.periods(first, scheme.step(end, -1))
 
 
-def layout(declared, table, current, aliases=None, session_tz=None):
-    """Classify existing partitions against the declared periods ending ``premake`` periods after ``current``.
+def layout(
+    declared: Declared,
+    table: dict[str, Any] | None,
+    current: Point,
+    aliases: dict[datetime.datetime, datetime.datetime] | None = None,
+    session_tz: str | None = None,
+) -> Layout:
+    """Return the Layout: existing partitions classified against the declared periods ending ``premake`` periods
+    after ``current``.
 
     ``current`` is the period start holding today (for integer keys: the newest period holding rows).
     ``aliases`` maps timestamptz bound values as the server stored them to the midnight the module wrote (DST gaps),
@@ -527,21 +561,25 @@ def _limit_retention(declared, result, old):
 class Result:
     """A plan plus what it predicts: partitions after, created, detached, dropped, archived, moved rows."""
 
-    def __init__(self):
+    default_rows_after: int  # rows left in the default partition once the moves are done (set by build_plan)
+
+    def __init__(self) -> None:
         self.plan = planmod.Plan()
-        self.partitions = []
-        self.before = []
-        self.created = []
-        self.detached = []
-        self.dropped = []
-        self.archived = []
-        self.finished_detaches = []  # partitions whose interrupted DETACH ... CONCURRENTLY this plan finishes
+        self.partitions: list[dict[str, Any]] = []  # partition_list entries after the plan
+        self.before: list[dict[str, Any]] = []  # partition_list entries before it
+        self.created: list[str] = []
+        self.detached: list[str] = []
+        self.dropped: list[str] = []
+        self.archived: list[str] = []
+        self.finished_detaches: list[
+            str
+        ] = []  # partitions whose interrupted DETACH ... CONCURRENTLY this plan finishes
         self.moved_rows = 0
         self.retention_remaining = 0
-        self.warnings = []
+        self.warnings: list[str] = []
 
-    def record(self, completed):
-        """Replace the predictions by what the executor's ``completed`` steps did (a run that stopped part way
+    def record(self, completed: Iterable[planmod.Step]) -> None:
+        """Replace (in place; returns nothing) the predictions by what the executor's ``completed`` steps did (a run that stopped part way
         reports only what committed): created, detached, dropped, archived, finished detaches, moved rows."""
         done = {"created": [], "detached": [], "dropped": [], "archived": []}
         moved = 0
@@ -561,24 +599,24 @@ class Result:
         self.moved_rows = moved
 
 
-def bound_sql(scheme, point):
-    """Compose one bound as SQL: ``'2023-01-01'::date`` or ``20230101``."""
+def bound_sql(scheme: Scheme, point: Point) -> Composable:
+    """Return one bound composed as SQL: ``'2023-01-01'::date`` or ``20230101``."""
     value, cast = scheme.literal_parts(point)
     if cast:
         return sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL(cast))
     return sql.Literal(value)
 
 
-def with_clause(options):
-    """`` WITH (name = 'value', ...)`` for storage parameters (names are checked by validate_partition_options)."""
+def with_clause(options: dict[str, str] | None) -> Composable:
+    """Return `` WITH (name = 'value', ...)`` for storage parameters (names are checked by validate_partition_options)."""
     if not options:
         return sql.SQL("")
     items = [sql.SQL("{} = {}").format(sql.SQL(name), sql.Literal(value)) for name, value in sorted(options.items())]
     return sql.SQL(" WITH ({})").format(sql.SQL(", ").join(items))
 
 
-def create_table_steps(declared, schema_exists):
-    """Steps creating the absent parent table (and its schema) partitioned by RANGE on the key."""
+def create_table_steps(declared: Declared, schema_exists: bool) -> list[planmod.Step]:
+    """Return the steps creating the absent parent table (and its schema) partitioned by RANGE on the key."""
     steps = []
     parent = (declared.schema, declared.name)
     if not schema_exists:
@@ -623,8 +661,17 @@ def _insertable_columns(table, declared):
     return [c["name"] for c in declared.columns]
 
 
-def new_partition_steps(declared, point, name, default, default_rows, columns, options, group=None):
-    """Steps creating one partition the weak-lock way, moving rows out of the default partition first.
+def new_partition_steps(
+    declared: Declared,
+    point: Point,
+    name: str,
+    default: dict[str, Any] | None,
+    default_rows: int | None,
+    columns: Sequence[str],
+    options: dict[str, str] | None,
+    group: str | None = None,
+) -> list[planmod.Step]:
+    """Return the steps creating one partition the weak-lock way, moving rows out of the default partition first.
 
     With a default partition, writers are held and rows moved for every new period, even one that had no row
     there when counted: a row of the period arriving before the ATTACH would make it fail (23514). Each such
@@ -717,8 +764,8 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
     return steps
 
 
-def default_partition_steps(declared, name, options):
-    """Steps creating the default partition (LIKE the parent, then ATTACH ... DEFAULT)."""
+def default_partition_steps(declared: Declared, name: str, options: dict[str, str] | None) -> list[planmod.Step]:
+    """Return the steps creating the default partition (LIKE the parent, then ATTACH ... DEFAULT)."""
     parent = (declared.schema, declared.name)
     child = (declared.schema, name)
     group = "create:%s" % name
@@ -745,7 +792,7 @@ def default_partition_steps(declared, name, options):
     ]
 
 
-def option_changes(entry, options):
+def option_changes(entry: dict[str, Any], options: dict[str, str]) -> dict[str, str]:
     """Return the declared reloptions that differ on one leaf (``toast.*`` read from its TOAST relation)."""
     changes = {}
     for name, value in options.items():
@@ -760,8 +807,8 @@ def option_changes(entry, options):
     return changes
 
 
-def partition_index_name(partition, index):
-    """Name of the copy of parent index ``index`` built on ``partition``: ``<partition>_<index>``, or, beyond
+def partition_index_name(partition: str, index: str) -> str:
+    """Return the name of the copy of parent index ``index`` built on ``partition``: ``<partition>_<index>``, or, beyond
     PostgreSQL's 63 bytes, cut and ended with a short hash of the full name, so that two partitions never get the
     same name (cutting alone gave every partition of a long-named table one name, and the index landed on one)."""
     full = "%s_%s" % (partition, index)
@@ -909,8 +956,15 @@ def _leaf_index_steps(declared, part, index, tails, taken, warnings, claimed):
     ]
 
 
-def index_steps(declared, table, partitions, index_tails, warnings, taken=None):
-    """Steps giving every kept leaf partition a VALID copy of each parent index, attached to it.
+def index_steps(
+    declared: Declared,
+    table: dict[str, Any],
+    partitions: Sequence[dict[str, Any]],
+    index_tails: dict[int, str] | None,
+    warnings: list[str],
+    taken: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[planmod.Step]:
+    """Return the steps giving every kept leaf partition a VALID copy of each parent index, attached to it.
 
     An INVALID index (a cancelled CREATE INDEX CONCURRENTLY) counts as absent: it is dropped and built again, and
     never attached (PostgreSQL accepts it, and the parent index then stays invalid for good). ``taken`` maps the
@@ -940,8 +994,8 @@ def index_steps(declared, table, partitions, index_tails, warnings, taken=None):
     return repairs + builds
 
 
-def planned_index_names(table, lay):
-    """``(schema, name)`` of the indexes ``index_steps`` may build, to read which names are already taken."""
+def planned_index_names(table: dict[str, Any] | None, lay: Layout) -> list[tuple[str, str]]:
+    """Return the ``(schema, name)`` of the indexes ``index_steps`` may build, to read which names are already taken."""
     if not table or not table.get("exists"):
         return []
     parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I"]
@@ -958,8 +1012,8 @@ def planned_index_names(table, lay):
     return names
 
 
-def retention_steps(declared, part, concurrent):
-    """Steps detaching one wholly old partition, then dropping it or moving it to the archive schema."""
+def retention_steps(declared: Declared, part: dict[str, Any], concurrent: bool) -> list[planmod.Step]:
+    """Return the steps detaching one wholly old partition, then dropping it or moving it to the archive schema."""
     parent = (declared.schema, declared.name)
     child = (part["schema"], part["name"])
     action = declared.retention["action"]
@@ -1052,8 +1106,8 @@ def _entry(name, low, high, is_default=False):
     }
 
 
-def partition_list(parts):
-    """Sort partition entries by low bound, the default last; for results and diff."""
+def partition_list(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return partition entries sorted by low bound, the default last; for results and diff."""
 
     def order(p):
         if p["default"]:
@@ -1063,8 +1117,8 @@ def partition_list(parts):
     return [dict(p.items()) for p in sorted(parts, key=order)]
 
 
-def build_plan(declared, table, lay, extras):
-    """Turn a layout into a Result (plan + predictions).
+def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, extras: dict[str, Any]) -> Result:
+    """Return the Result (plan + predictions) of a layout.
 
     ``extras``: ``default_rows`` (rows now in the default partition), ``default_counts`` (point -> rows of
     that missing period sitting in the default), ``existing_names`` (set of ``(schema, name)`` already
@@ -1220,8 +1274,8 @@ def build_plan(declared, table, lay, extras):
     return result
 
 
-def check_pending_detaches(declared, staying):
-    """Refuse, in words, a pending detach (an interrupted DETACH ... CONCURRENTLY) of a partition the declared set
+def check_pending_detaches(declared: Declared, staying: Iterable[dict[str, Any]]) -> None:
+    """Return nothing; refuse, in words, a pending detach (an interrupted DETACH ... CONCURRENTLY) of a partition the declared set
     keeps: finishing it would take a kept period out of the set, cancelling it is not possible."""
     pending = [p for p in staying if p.get("detach_pending")]
     if pending:
@@ -1234,8 +1288,10 @@ def check_pending_detaches(declared, staying):
         )
 
 
-def retirable(declared, retired, dependents, warnings):
-    """The retired partitions retention may act on now. With action drop, one that a view or a foreign key
+def retirable(
+    declared: Declared, retired: Sequence[dict[str, Any]], dependents: dict[int, list[str]], warnings: list[str]
+) -> list[dict[str, Any]]:
+    """Return the retired partitions retention may act on now. With action drop, one that a view or a foreign key
     depends on is kept attached with a warning: detached first, its DROP would fail and leave it outside the set."""
     if declared.retention["action"] != "drop":
         return list(retired)
@@ -1262,8 +1318,8 @@ def retirable(declared, retired, dependents, warnings):
     return kept
 
 
-def diff_text(entries):
-    """One line per partition, for ``diff`` before/after."""
+def diff_text(entries: Iterable[dict[str, Any]]) -> str:
+    """Return one line per partition, for ``diff`` before/after."""
     lines = []
     for e in entries:
         if e["default"]:
@@ -1273,8 +1329,8 @@ def diff_text(entries):
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def candidate_names(declared, lay):
-    """``(schema, name)`` pairs the plan may create: new partitions, the default, archived tables."""
+def candidate_names(declared: Declared, lay: Layout) -> list[tuple[str, str]]:
+    """Return the ``(schema, name)`` pairs the plan may create: new partitions, the default, archived tables."""
     names = [(declared.schema, partition_name(declared, p)) for p in lay.missing]
     if lay.default is None and declared.default_partition:
         names.append((declared.schema, default_name(declared)))
@@ -1283,8 +1339,8 @@ def candidate_names(declared, lay):
     return names
 
 
-def staying_partitions(lay):
-    """Existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
+def staying_partitions(lay: Layout) -> list[dict[str, Any]]:
+    """Return the existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
     return (
         list(lay.adopted.values())
         + lay.spanning
@@ -1295,8 +1351,8 @@ def staying_partitions(lay):
     )
 
 
-def lacking_indexes(table, lay):
-    """Oids whose definitions the plan needs: the parent's indexes that some kept leaf partition lacks (or has only
+def lacking_indexes(table: dict[str, Any] | None, lay: Layout) -> set[int]:
+    """Return the oids whose definitions the plan needs: the parent's indexes that some kept leaf partition lacks (or has only
     INVALID), and the leaf indexes attached to nothing that might be adopted in their place."""
     if not table or not table.get("exists"):
         return set()
@@ -1324,8 +1380,8 @@ def lacking_indexes(table, lay):
 # ---------------------------------------------------------------------------------------------
 
 
-def newest_first(table):
-    """Range partitions (not the default), newest first: where an integer key's current period is looked for."""
+def newest_first(table: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Return the range partitions (not the default), newest first: where an integer key's current period is looked for."""
     parts = [
         p
         for p in existing_partitions(table)
@@ -1334,8 +1390,8 @@ def newest_first(table):
     return sorted(parts, key=lambda p: _rank(p["high"]), reverse=True)
 
 
-def is_stray(declared, newer, older_max):
-    """True when partition ``newer`` starts more than ``premake`` periods after the period of ``older_max`` (the
+def is_stray(declared: Declared, newer: dict[str, Any], older_max: int) -> bool:
+    """Return True when partition ``newer`` starts more than ``premake`` periods after the period of ``older_max`` (the
     largest key of the next older partition holding rows): the module never makes partitions that far ahead, so
     rows there are stray keys (a typo, a test row), not "now"."""
     scheme = declared.scheme
@@ -1343,8 +1399,10 @@ def is_stray(declared, newer, older_max):
     return _rank(newer["low"]) > _rank(scheme.key(reach))
 
 
-def stray_partition_warning(declared, part, count, low, high, current):
-    """Warning for a partition holding keys far beyond the bulk of the rows."""
+def stray_partition_warning(
+    declared: Declared, part: dict[str, Any], count: int, low: Any, high: Any, current: Point
+) -> str:
+    """Return the warning for a partition holding keys far beyond the bulk of the rows."""
     return (
         "partition %s of %s (FROM %s TO %s) holds %d row(s) with keys %s to %s, more than premake=%d periods beyond "
         "the other rows (the current period is %s, the newest one they fill): taken as stray keys and left alone. "
@@ -1363,13 +1421,13 @@ def stray_partition_warning(declared, part, count, low, high, current):
     )
 
 
-def beyond_bound(lay, declared):
-    """The first key value past the last declared period: rows at or past it have no partition this run."""
+def beyond_bound(lay: Layout, declared: Declared) -> Point:
+    """Return the first key value past the last declared period: rows at or past it have no partition this run."""
     return declared.scheme.step(lay.periods[-1])
 
 
-def stray_default_warning(declared, lay, count, low, high):
-    """Warning for rows sitting in the default partition past the last declared period."""
+def stray_default_warning(declared: Declared, lay: Layout, count: int, low: Any, high: Any) -> str:
+    """Return the warning for rows sitting in the default partition past the last declared period."""
     scheme = declared.scheme
     return (
         "%d row(s) of %s in the default partition %s have keys %s to %s, past the last partition (which ends at %s; "

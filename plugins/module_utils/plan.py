@@ -18,9 +18,16 @@ Execution rules:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Tuple, TypedDict, TypeVar
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible.module_utils.basic import AnsibleModule
+    from psycopg2.sql import Composable
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 try:
     import psycopg2
@@ -61,6 +68,25 @@ ORDER BY xact_start, pid
 """
 
 
+T = TypeVar("T")
+# A relation a step locks or a read waits on: ``(schema, relation)`` (``typing.Tuple``: evaluated on Python 3.8 too).
+Target = Tuple[str, str]
+
+
+class Blocker(TypedDict):
+    """A session holding what we waited for, as ``Executor.blockers`` / ``snapshot_holders`` describe it.
+
+    A dict and not a record: it goes into module results and messages as it is.
+    """
+
+    pid: int
+    user: str
+    state: str
+    query: str
+    xact_age: str
+    mode: str
+
+
 class Step:
     """One SQL statement of a plan, with why it runs and what it locks.
 
@@ -70,16 +96,16 @@ class Step:
 
     def __init__(
         self,
-        sql,
-        reason,
-        lock=None,
-        targets=(),
-        group=None,
-        transactional=True,
-        params=None,
-        effect=None,
-        snapshot_wait=False,
-    ):
+        sql: Composable | str,
+        reason: str,
+        lock: str | None = None,
+        targets: Iterable[Target] = (),
+        group: str | None = None,
+        transactional: bool = True,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        effect: tuple[str, str] | None = None,
+        snapshot_wait: bool = False,
+    ) -> None:
         self.sql = sql
         self.reason = reason
         self.lock = lock
@@ -87,13 +113,13 @@ class Step:
         self.group = group
         self.transactional = transactional
         self.params = params
-        self.rowcount = None
+        self.rowcount: int | None = None  # rows the statement touched, once run
         # what the step achieves, for the module result once it committed: e.g. ("created", "fait_2026")
         self.effect = effect
         # the statement also waits for older snapshots (CREATE INDEX CONCURRENTLY), not only for locks
         self.snapshot_wait = snapshot_wait
 
-    def render(self, conn):
+    def render(self, conn: Connection) -> str:
         """Return the statement as the exact text the server receives."""
         if hasattr(self.sql, "as_string"):
             text = self.sql.as_string(conn)
@@ -104,7 +130,7 @@ class Step:
                 text = cur.mogrify(text, self.params).decode()
         return text
 
-    def describe(self, conn):
+    def describe(self, conn: Connection) -> dict[str, str | None]:
         """Return a dict for the module result: the SQL, its reason and its lock."""
         return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
 
@@ -112,35 +138,35 @@ class Step:
 class Plan:
     """An ordered list of steps; an empty plan means the declared state already holds."""
 
-    def __init__(self, steps=None):
-        self.steps = list(steps or [])
+    def __init__(self, steps: Iterable[Step] | None = None) -> None:
+        self.steps: list[Step] = list(steps or [])
 
-    def add(self, step):
+    def add(self, step: Step) -> Step:
         """Append one step and return it."""
         self.steps.append(step)
         return step
 
-    def extend(self, steps):
-        """Append several steps."""
+    def extend(self, steps: Iterable[Step]) -> None:
+        """Append several steps; return nothing."""
         self.steps.extend(steps)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.steps)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.steps)
 
-    def queries(self, conn):
-        """Render every statement, for check mode and for the ``queries`` result."""
+    def queries(self, conn: Connection) -> list[str]:
+        """Return every statement rendered, for check mode and for the ``queries`` result."""
         return [step.render(conn) for step in self.steps]
 
-    def explain(self, conn):
-        """Render every step with its reason and lock, for the ``plan`` result."""
+    def explain(self, conn: Connection) -> list[dict[str, str | None]]:
+        """Return every step rendered with its reason and lock, for the ``plan`` result."""
         return [step.describe(conn) for step in self.steps]
 
 
-def transactions(steps):
-    """Split steps into the units the executor commits: lists of steps sharing a group, or single steps."""
+def transactions(steps: Iterable[Step]) -> list[list[Step]]:
+    """Return the units the executor commits, in order: lists of steps sharing a group, or single steps."""
     units = []
     for step in steps:
         previous = units[-1] if units else None
@@ -156,8 +182,14 @@ def transactions(steps):
     return units
 
 
-def retrying(attempt, retryable, retries, delay, sleep=time.sleep):
-    """The one retry policy: call ``attempt(n)`` (n = 1, 2, ...) until it returns.
+def retrying(
+    attempt: Callable[[int], T],
+    retryable: Callable[[Exception], bool],
+    retries: int,
+    delay: float,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> T:
+    """The one retry policy: call ``attempt(n)`` (n = 1, 2, ...) until it returns, and return what it returned.
 
     An exception for which ``retryable(error)`` is true is retried after ``delay * 2**(n-1)`` seconds, at most
     ``retries`` times; the last one (or any other) propagates. Used for SQL units, catalog reads and pg_repack.
@@ -176,22 +208,26 @@ def retrying(attempt, retryable, retries, delay, sleep=time.sleep):
 class Executor:
     """Runs plans on one connection with bounded lock waits and retries."""
 
-    def __init__(self, conn, retries=3, retry_delay=2.0, sleep=time.sleep):
+    def __init__(
+        self, conn: Connection, retries: int = 3, retry_delay: float = 2.0, sleep: Callable[[float], Any] = time.sleep
+    ) -> None:
         self.conn = conn
         self.retries = max(0, int(retries))
         self.retry_delay = max(0.0, float(retry_delay))
         self.sleep = sleep
-        self.executed = []
-        self.completed = []  # the steps whose transaction committed (or autocommit statement ended), in order
-        self.failed = None  # the unit that raised, if any
+        self.executed: list[str] = []
+        self.completed: list[
+            Step
+        ] = []  # the steps whose transaction committed (or autocommit statement ended), in order
+        self.failed: list[Step] | None = None  # the unit that raised, if any
         self.attempts = 0
 
     @classmethod
-    def from_module(cls, conn, module):
-        """Build an executor with the module's ``lock_retries`` and ``lock_retry_delay``."""
+    def from_module(cls, conn: Connection, module: AnsibleModule) -> Executor:
+        """Return an executor with the module's ``lock_retries`` and ``lock_retry_delay``."""
         return cls(conn, module.params.get("lock_retries", 3), module.params.get("lock_retry_delay", 2.0))
 
-    def run(self, plan):
+    def run(self, plan: Plan | Iterable[Step]) -> list[str]:
         """Execute every step of ``plan``; return the statements that ran, in order."""
         steps = plan.steps if isinstance(plan, Plan) else list(plan)
         ran = []
@@ -203,8 +239,8 @@ class Executor:
                 raise
         return ran
 
-    def read(self, fetch, targets):
-        """Run a catalog read ``fetch()`` under the same lock policy as the plan steps.
+    def read(self, fetch: Callable[[], T], targets: Sequence[Target]) -> T:
+        """Run a catalog read ``fetch()`` under the same lock policy as the plan steps; return what it returned.
 
         A read that must lock (counting a default partition takes ACCESS SHARE) is rolled back and retried on
         lock_timeout, then fails naming the sessions holding ``targets`` (a list of ``(schema, relation)``).
@@ -227,8 +263,8 @@ class Executor:
             raise self._give_up_read(targets, tries[-1]) from None
 
     @property
-    def committed_anything(self):
-        """True when the database changed: a unit committed, or an autocommit unit failed part way (a cancelled
+    def committed_anything(self) -> bool:
+        """Return True when the database changed: a unit committed, or an autocommit unit failed part way (a cancelled
         CREATE INDEX CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach)."""
         return bool(self.completed) or bool(self.failed and not self.failed[0].transactional)
 
@@ -331,7 +367,7 @@ class Executor:
             failed_sql=unit[0].render(self.conn),
         )
 
-    def snapshot_holders(self):
+    def snapshot_holders(self) -> list[Blocker]:
         """Return the sessions of this database holding a snapshot or a transaction id (CREATE INDEX
         CONCURRENTLY waits for them), described like ``blockers``."""
         with self.conn.cursor() as cur:
@@ -342,7 +378,7 @@ class Executor:
             {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]} for r in rows
         ]
 
-    def blockers(self, targets):
+    def blockers(self, targets: Sequence[Target]) -> list[Blocker]:
         """Return the sessions holding granted locks on ``targets`` (list of (schema, relation))."""
         if not targets:
             return []
@@ -357,8 +393,8 @@ class Executor:
         ]
 
 
-def describe_blockers(blockers):
-    """Name the sessions holding a lock we gave up on: pid, user, state, lock mode, transaction age, query."""
+def describe_blockers(blockers: Sequence[Blocker]) -> str:
+    """Return the sessions holding a lock we gave up on, named in one phrase: pid, user, state, lock mode, transaction age, query."""
     if not blockers:
         return "no session holds it any more (it was released after the last attempt)"
     return "; ".join(
@@ -368,6 +404,6 @@ def describe_blockers(blockers):
     )
 
 
-def is_lock_error(error):
-    """True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
+def is_lock_error(error: BaseException) -> bool:
+    """Return True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
     return getattr(error, "pgcode", None) in _RETRYABLE

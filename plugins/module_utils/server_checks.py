@@ -9,6 +9,7 @@ a temporary table. ``catalog`` only reads; these two live here so that stays tru
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 try:
     import psycopg2
@@ -17,9 +18,24 @@ except ImportError:  # reported by the connection layer
     psycopg2 = None
     sql = None
 
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
 
-def explain_range(conn, schema, name, key, low, high, analyze=False):
-    """Return the JSON plan (one dict) of ``SELECT count(*) FROM schema.name WHERE key BETWEEN low AND high``.
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
+
+
+class RangePlan(NamedTuple):
+    """``explain_range``'s answer; a tuple, so ``plan, query = explain_range(...)`` reads as before."""
+
+    plan: dict[str, Any]  # the JSON plan of the query (``{"Plan": ..., "Planning Time": ...}``)
+    query: str  # the query text as the server received it
+
+
+def explain_range(
+    conn: Connection, schema: str, name: str, key: str, low: Any, high: Any, analyze: bool = False
+) -> RangePlan:
+    """Return the JSON plan (one dict) and the query text of ``SELECT count(*) FROM schema.name WHERE key BETWEEN
+    low AND high``.
 
     The guide's date-range query. With ``analyze`` the count really runs (read-only transaction, rolled back)
     so the plan carries actual times and which partitions were executed.
@@ -41,10 +57,10 @@ def explain_range(conn, schema, name, key, low, high, analyze=False):
         conn.autocommit = autocommit
     if isinstance(plan, str):
         plan = json.loads(plan)
-    return plan[0], text
+    return RangePlan(plan[0], text)
 
 
-def storage_parameters_error(conn, with_clause):
+def storage_parameters_error(conn: Connection, with_clause: Composable) -> str | None:
     """Ask the server whether a ``WITH (...)`` clause of storage parameters is valid for a table, touching no table.
 
     Creates a temporary table with them in a transaction that is rolled back (no lock on any user relation).

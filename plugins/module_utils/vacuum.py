@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence, TypedDict
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
@@ -25,15 +26,90 @@ try:
 except ImportError:  # reported by the connection layer
     sql = None
 
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composed
 
-def _number(value, default):
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
+
+
+class Triggers(TypedDict):
+    """Where autovacuum would act on a relation (``autovacuum_triggers``); reported as it is."""
+
+    vacuum: int  # dead tuples
+    analyze: int | None  # changed tuples; None for a TOAST relation (never analyzed)
+    enabled: bool
+
+
+class _VacuumOptions(TypedDict):
+    analyze: str  # auto | always | never
+    vacuum: str
+    full: str
+    full_method: str  # auto | vacuum_full | pg_repack
+    bloat_threshold: float  # share, 0..1
+    min_size: int  # bytes
+    min_free_space: int  # bytes
+    freeze_older_than: int | None  # periods
+    autovacuum: dict[str, str | None]  # declared reloptions, None = reset
+
+
+class VacuumOptions(_VacuumOptions, total=False):
+    """The module's options once checked (``validate_options``), as the planners read them."""
+
+    covered_by_parent: str  # set by ``table_plan``: the parent whose ANALYZE also analyzes this leaf (< 18)
+
+
+class Action(TypedDict, total=False):
+    """One action of a vacuum plan, in execution order. A dict: the run adds ``duration_ms`` and ``output`` to it,
+    and ``report`` turns it into the module result."""
+
+    action: str  # reloptions | vacuum | freeze | analyze | full
+    reason: str
+    step: Step  # an SQL action
+    method: str  # full: vacuum_full | pg_repack
+    command: list[str]  # pg_repack's argv
+    lock: str
+    targets: list[tuple[str, str]]
+    duration_ms: int
+    output: str
+
+
+class RepackProbe(TypedDict, total=False):
+    """Whether pg_repack can rewrite in this run (``vacuum_run.probe_repack``); returned as the ``repack`` result."""
+
+    available: bool
+    reason: str  # why (not)
+    path: str | None  # the pg_repack program found
+    version: str | None  # its version
+
+
+class Gathered(TypedDict):
+    """What ``vacuum_run.gather`` read and planned; ``all_actions``, ``counted_before`` and ``report`` read it."""
+
+    tables: list[dict[str, Any]]  # per requested table: {"table": catalog facts, "plan": table_plan(...)}
+    bloat_method: str  # pgstattuple | estimate
+    repack: RepackProbe
+    disk: list[dict[str, Any]]  # the disk check of each leaf due a rewrite
+    extras: dict[int, dict[str, Any]]  # per relation oid: the values only the vacuum module reads
+    repack_env_kwargs: dict[str, Any]  # connection kwargs pg_repack connects with
+
+
+class RepackAvailability(NamedTuple):
+    """``repack_availability``'s answer; a tuple, so ``ok, reason = repack_availability(...)`` reads as before."""
+
+    ok: bool
+    reason: str
+
+
+def _number(value: Any, default: float) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
         return float(default)
 
 
-def autovacuum_triggers(reloptions, settings, reltuples, toast=False):
+def autovacuum_triggers(
+    reloptions: dict[str, str] | None, settings: dict[str, str] | None, reltuples: float | None, toast: bool = False
+) -> Triggers:
     """Return the dead-tuple and changed-tuple counts at which autovacuum would vacuum / analyze a relation.
 
     ``threshold + scale_factor * reltuples``, each taken from the relation's reloptions when set
@@ -100,7 +176,7 @@ _TRUE = ("true", "on", "yes", "1", "t", "y")
 _FALSE = ("false", "off", "no", "0", "f", "n")
 
 
-def parse_size(value, option):
+def parse_size(value: Any, option: str) -> int:
     """Return bytes from ``100MB``, ``1.5 GB``, ``512kB``, ``0`` or an integer number of bytes.
 
     Units are powers of 1024, as PostgreSQL's ``pg_size_bytes`` reads them. ``option`` names the module
@@ -120,8 +196,8 @@ def parse_size(value, option):
     return int(float(match.group(1)) * _SIZE_FACTORS[unit])
 
 
-def format_bytes(value):
-    """Render a byte count the way pg_size_pretty does (for messages and reasons)."""
+def format_bytes(value: float | None) -> str:
+    """Return a byte count rendered the way pg_size_pretty does (for messages and reasons)."""
     if value is None:
         return "unknown"
     value = float(value)
@@ -134,7 +210,9 @@ def format_bytes(value):
     return "%.1f TB" % value
 
 
-def insert_trigger(reloptions, settings, reltuples):
+def insert_trigger(
+    reloptions: dict[str, str] | None, settings: dict[str, str] | None, reltuples: float | None
+) -> int | None:
     """Return the inserted-tuple count at which autovacuum (13+) vacuums an insert-only relation.
 
     ``autovacuum_vacuum_insert_threshold + autovacuum_vacuum_insert_scale_factor * reltuples``, reloptions
@@ -158,12 +236,12 @@ def insert_trigger(reloptions, settings, reltuples):
     return int(threshold + scale * tuples)
 
 
-def toast_options(toast_reloptions):
+def toast_options(toast_reloptions: dict[str, str] | None) -> dict[str, str]:
     """Return a TOAST relation's reloptions as ``autovacuum_triggers`` reads them (``toast.`` dropped)."""
     return {k[len("toast.") :] if k.startswith("toast.") else k: v for k, v in (toast_reloptions or {}).items()}
 
 
-def validate_options(params):
+def validate_options(params: dict[str, Any]) -> VacuumOptions:
     """Check the module's own options before anything is read or changed; raise InvalidInput naming the value.
 
     Returns a normalized dict: modes, ``bloat_threshold``, ``min_size`` and ``min_free_space`` in bytes,
@@ -230,7 +308,7 @@ def _canonical(kind, name, value):
     return repr(number) if number != int(number) else str(int(number))
 
 
-def normalize_reloptions(declared):
+def normalize_reloptions(declared: dict[str, Any] | None) -> dict[str, str | None]:
     """Validate the ``autovacuum`` option: ``{name: value}``, ``value`` null meaning "reset to the default".
 
     Names are ``autovacuum_*`` / ``log_autovacuum_min_duration`` or the same with ``toast.``. Returns
@@ -266,7 +344,9 @@ def _same_value(current, wanted):
         return False
 
 
-def reloption_changes(reloptions, toast_reloptions, declared):
+def reloption_changes(
+    reloptions: dict[str, str] | None, toast_reloptions: dict[str, str] | None, declared: dict[str, str | None] | None
+) -> tuple[dict[str, str], list[str]]:
     """Compare a leaf's current reloptions with the declared ones.
 
     Returns ``(to_set, to_reset)``: ``{name: value}`` to SET and the sorted names to RESET (declared null
@@ -286,7 +366,9 @@ def reloption_changes(reloptions, toast_reloptions, declared):
     return to_set, to_reset
 
 
-def effective_reloptions(reloptions, toast_reloptions, declared):
+def effective_reloptions(
+    reloptions: dict[str, str] | None, toast_reloptions: dict[str, str] | None, declared: dict[str, str | None] | None
+) -> tuple[dict[str, str], dict[str, str]]:
     """Return (heap, toast) reloptions as they will be once the declared ones are applied (for triggers)."""
     heap = dict(reloptions or {})
     toast = dict(toast_reloptions or {})
@@ -303,7 +385,7 @@ def _never_analyzed(stats):
     return not (stats or {}).get("last_analyze") and not (stats or {}).get("last_autoanalyze")
 
 
-def analyze_decision(mode, stats, triggers):
+def analyze_decision(mode: str, stats: dict[str, Any] | None, triggers: Triggers) -> dict[str, Any]:
     """Decide ANALYZE for a leaf from its statistics.
 
     ``mode`` auto|always|never; ``stats`` the pg_stat_all_tables row (dict, may be empty); ``triggers`` from
@@ -327,7 +409,14 @@ def analyze_decision(mode, stats, triggers):
     return result
 
 
-def vacuum_decision(mode, stats, triggers, inserts_trigger=None, toast_stats=None, toast_triggers=None):
+def vacuum_decision(
+    mode: str,
+    stats: dict[str, Any] | None,
+    triggers: Triggers,
+    inserts_trigger: int | None = None,
+    toast_stats: dict[str, Any] | None = None,
+    toast_triggers: Triggers | None = None,
+) -> dict[str, Any]:
     """Decide a plain VACUUM for a leaf: dead tuples of the heap or of its TOAST relation, or inserts.
 
     Mirrors autovacuum's own tests (dead tuples > threshold + scale x reltuples, 13+'s insert trigger), with
@@ -377,7 +466,15 @@ def _align(value):
     return int(math.ceil(value / float(MAXALIGN)) * MAXALIGN)
 
 
-def estimate_bloat(heap_bytes, live_tuples, data_width, columns, has_nulls, block_size=8192, fillfactor=100):
+def estimate_bloat(
+    heap_bytes: int | None,
+    live_tuples: float | None,
+    data_width: float | None,
+    columns: int,
+    has_nulls: bool | None,
+    block_size: int = 8192,
+    fillfactor: float = 100,
+) -> dict[str, Any] | None:
     """Estimate the dead + free share of a heap from the catalog, without reading it.
 
     Expected pages = live tuples / tuples per page, where a tuple takes its header (23 bytes + null bitmap,
@@ -399,8 +496,8 @@ def estimate_bloat(heap_bytes, live_tuples, data_width, columns, has_nulls, bloc
     return {"bloat": round(bloat, 4), "expected_pages": expected, "pages": pages, "tuple_bytes": tuple_bytes}
 
 
-def leaf_bloat_estimate(entry, extra, block_size):
-    """The catalog estimate of one leaf's bloat (``estimate_bloat``), or None without pg_stats for it."""
+def leaf_bloat_estimate(entry: dict[str, Any], extra: dict[str, Any], block_size: int) -> dict[str, Any] | None:
+    """Return the catalog estimate of one leaf's bloat (``estimate_bloat``), or None without pg_stats for it."""
     # n_live_tup follows every write; reltuples only the last VACUUM/ANALYZE (-1: never)
     live = entry["stats"].get("n_live_tup")
     if live is None:
@@ -418,8 +515,15 @@ def leaf_bloat_estimate(entry, extra, block_size):
     )
 
 
-def full_decision(mode, size_bytes, bloat, threshold, min_size, method_note=None):
-    """Decide a rewrite (VACUUM FULL or pg_repack) from the measured or estimated bloat and the table size.
+def full_decision(
+    mode: str,
+    size_bytes: int,
+    bloat: dict[str, Any] | None,
+    threshold: float,
+    min_size: int,
+    method_note: str | None = None,
+) -> dict[str, Any]:
+    """Return the rewrite decision (VACUUM FULL or pg_repack) from the measured or estimated bloat and the size.
 
     ``bloat`` is ``{"bloat": share, "method": "pgstattuple"|"estimate", ...}`` or None when unknown.
     ``full: always`` rewrites whatever the numbers; ``auto`` needs bloat > threshold and size >= min_size.
@@ -462,7 +566,7 @@ def _add_months(day, months):
     return datetime.date(year, month % 12 + 1, 1)
 
 
-def periods_since_end(low, high, today):
+def periods_since_end(low: Any, high: Any, today: datetime.date) -> int | None:
     """How many whole partition widths have passed since a range partition ended.
 
     ``low``/``high`` are dates (the caller converts YYYYMMDD integers and timestamps). Month-aligned ranges
@@ -483,8 +587,14 @@ def periods_since_end(low, high, today):
     return (today - high).days // width
 
 
-def freeze_decision(older_than, periods_ago, relfrozenxid_age, newest_row_age, stats):
-    """Decide VACUUM FREEZE for a range partition, once.
+def freeze_decision(
+    older_than: int | None,
+    periods_ago: int | None,
+    relfrozenxid_age: int | None,
+    newest_row_age: int | None,
+    stats: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Return the VACUUM FREEZE decision for a range partition (``{"due", "reason", numbers...}``), due once.
 
     Due when the range ended at least ``older_than`` periods ago and the partition is not frozen yet.
     Frozen means: ``relfrozenxid`` is newer than every row seen (``age(relfrozenxid) < min(age(xmin))``
@@ -536,8 +646,15 @@ def freeze_decision(older_than, periods_ago, relfrozenxid_age, newest_row_age, s
     return result
 
 
-def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, leaf_work, triggers):
-    """Decide ANALYZE of a partitioned parent; autovacuum never does it, so this module must.
+def parent_analyze_decision(
+    mode: str,
+    parent_stats: dict[str, Any] | None,
+    has_inherited_stats: bool | None,
+    leaves: Sequence[tuple[str, dict[str, Any] | None]],
+    leaf_work: Sequence[str],
+    triggers: Triggers,
+) -> dict[str, Any]:
+    """Return the ANALYZE decision of a partitioned parent; autovacuum never analyzes one, so this module must.
 
     ``leaves`` is a list of ``(name, stats)`` of the partitions below it, ``leaf_work`` the names of partitions
     this run vacuums, freezes, rewrites or analyzes, ``triggers`` the parent's analyze trigger computed from
@@ -596,7 +713,9 @@ def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, lea
     return result
 
 
-def disk_decision(required, free, location, visible, mode, min_free_space):
+def disk_decision(
+    required: int, free: int | None, location: str | None, visible: bool, mode: str, min_free_space: int
+) -> dict[str, Any]:
     """Check the free space where a rewrite writes its new copy.
 
     ``required`` is the copy + WAL estimate, ``free`` the bytes available to PostgreSQL on the filesystem of
@@ -638,8 +757,8 @@ def disk_decision(required, free, location, visible, mode, min_free_space):
     return result
 
 
-def rewrite_space(total_bytes, bloat_share):
-    """Bytes a rewrite needs at its peak: the compacted copy plus about as much WAL (measured, see docs)."""
+def rewrite_space(total_bytes: int, bloat_share: float | None) -> int:
+    """Return the bytes a rewrite needs at its peak: the compacted copy plus about as much WAL (measured, see docs)."""
     share = bloat_share if bloat_share is not None else 0.0
     compacted = int(total_bytes * (1.0 - min(max(share, 0.0), 1.0)))
     return 2 * compacted
@@ -650,21 +769,21 @@ def rewrite_space(total_bytes, bloat_share):
 # ---------------------------------------------------------------------------------------------
 
 
-def vacuum_sql(schema, name, options=()):
-    """``VACUUM (opt, ...) schema.name`` with constant option words (FULL, FREEZE, ANALYZE)."""
+def vacuum_sql(schema: str, name: str, options: Sequence[str] = ()) -> Composed:
+    """Return ``VACUUM (opt, ...) schema.name`` with constant option words (FULL, FREEZE, ANALYZE)."""
     target = sql.Identifier(schema, name)
     if not options:
         return sql.SQL("VACUUM {}").format(target)
     return sql.SQL("VACUUM ({}) {}").format(sql.SQL(", ").join(sql.SQL(o) for o in options), target)
 
 
-def analyze_sql(schema, name, only=False):
-    """``ANALYZE [ONLY] schema.name`` (ONLY exists from PostgreSQL 18)."""
+def analyze_sql(schema: str, name: str, only: bool = False) -> Composed:
+    """Return ``ANALYZE [ONLY] schema.name`` (ONLY exists from PostgreSQL 18)."""
     return sql.SQL("ANALYZE {}{}").format(sql.SQL("ONLY ") if only else sql.SQL(""), sql.Identifier(schema, name))
 
 
-def reloptions_sql(schema, name, to_set, to_reset):
-    """``ALTER TABLE ... SET (...), RESET (...)`` for the declared autovacuum reloptions of one leaf."""
+def reloptions_sql(schema: str, name: str, to_set: dict[str, str], to_reset: Sequence[str]) -> Composed:
+    """Return ``ALTER TABLE ... SET (...), RESET (...)`` for the declared autovacuum reloptions of one leaf."""
     clauses = []
 
     def option_name(key):
@@ -688,8 +807,8 @@ def reloptions_sql(schema, name, to_set, to_reset):
 # ---------------------------------------------------------------------------------------------
 
 
-def rewrite_decision(extra, options):
-    """The VACUUM FULL decision of one leaf, from its size and bloat (``extra``) and the options."""
+def rewrite_decision(extra: dict[str, Any], options: VacuumOptions) -> dict[str, Any]:
+    """Return the VACUUM FULL decision of one leaf, from its size and bloat (``extra``) and the options."""
     return full_decision(
         options["full"],
         extra.get("size_bytes", 0),
@@ -700,7 +819,9 @@ def rewrite_decision(extra, options):
     )
 
 
-def leaf_plan(entry, extra, options, settings):
+def leaf_plan(
+    entry: dict[str, Any], extra: dict[str, Any], options: VacuumOptions, settings: dict[str, str]
+) -> tuple[dict[str, dict[str, Any]], list[Action]]:
     """Decide everything for one leaf; return ``(decisions, actions)``.
 
     ``entry`` is a relation of ``catalog.read_tables``; ``extra`` holds the values only this module reads
@@ -749,7 +870,7 @@ def leaf_plan(entry, extra, options, settings):
             "reloptions differ from the declared ones" if (to_set or to_reset) else "declared reloptions already set"
         ),
     }
-    actions = []
+    actions: list[Action] = []
     if to_set or to_reset:
         actions.append(
             {
@@ -860,13 +981,13 @@ def leaf_plan(entry, extra, options, settings):
     return decisions, actions
 
 
-def parent_trigger(entry, leaves, settings):
-    """The analyze trigger of a partitioned parent, from the total rows of its partitions."""
+def parent_trigger(entry: dict[str, Any], leaves: Sequence[dict[str, Any]], settings: dict[str, str]) -> Triggers:
+    """Return the analyze trigger of a partitioned parent, from the total rows of its partitions."""
     total = sum(max(leaf["reltuples"] or 0, 0) for leaf in leaves)
     return autovacuum_triggers(entry["reloptions"], settings, total)
 
 
-def descendants(relations, oid):
+def descendants(relations: dict[int, dict[str, Any]], oid: int) -> list[dict[str, Any]]:
     """Return every relation below ``oid`` in a partition tree (``relations`` by oid)."""
     children = {}
     for entry in relations.values():
@@ -879,7 +1000,13 @@ def descendants(relations, oid):
     return out
 
 
-def table_plan(table, extras, options, settings, version_num):
+def table_plan(
+    table: dict[str, Any],
+    extras: dict[int, dict[str, Any]],
+    options: VacuumOptions,
+    settings: dict[str, str],
+    version_num: int,
+) -> dict[str, Any]:
     """Plan one requested table (plain, partition or partitioned tree).
 
     ``extras`` maps oid -> the per-relation values ``leaf_plan`` reads (plus ``has_inherited_stats`` for
@@ -982,7 +1109,9 @@ def table_plan(table, extras, options, settings, version_num):
     return {"relations": out_relations, "actions": settings_first + rest}
 
 
-def repack_availability(extension, binary, binary_version, superuser, version_num):
+def repack_availability(
+    extension: dict[str, Any] | None, binary: str | None, binary_version: str | None, superuser: bool, version_num: int
+) -> RepackAvailability:
     """Say whether pg_repack can rewrite in this database, and if not, why and how to fix it (pure).
 
     ``extension`` is ``{"version", "schema"}`` or None. Returns ``(ok, reason)``.
@@ -993,23 +1122,26 @@ def repack_availability(extension, binary, binary_version, superuser, version_nu
         "RHEL: dnf install pg_repack_%d) and run CREATE EXTENSION pg_repack in the database" % (major, major)
     )
     if not extension:
-        return False, "the pg_repack extension is not installed in this database: " + install
+        return RepackAvailability(False, "the pg_repack extension is not installed in this database: " + install)
     if not binary:
-        return False, (
+        return RepackAvailability(
+            False,
             "no pg_repack program found on this host (pg_repack_path, PATH, /usr/lib/postgresql/%d/bin): " % major
-        ) + install
+            + install,
+        )
     if binary_version != extension["version"]:
-        return False, (
+        return RepackAvailability(
+            False,
             "pg_repack program %s does not match the extension version %s in the database: install "
-            "the matching package or ALTER EXTENSION pg_repack UPDATE" % (binary_version, extension["version"])
+            "the matching package or ALTER EXTENSION pg_repack UPDATE" % (binary_version, extension["version"]),
         )
     if not superuser:
-        return False, "pg_repack needs a superuser connection (it creates triggers and swaps files)"
-    return True, "pg_repack %s available" % binary_version
+        return RepackAvailability(False, "pg_repack needs a superuser connection (it creates triggers and swaps files)")
+    return RepackAvailability(True, "pg_repack %s available" % binary_version)
 
 
-def repack_argv(binary, conn_kwargs, schema, name, lock_timeout_ms):
-    """The pg_repack command line that rewrites one table online; it never holds the password.
+def repack_argv(binary: str, conn_kwargs: dict[str, Any], schema: str, name: str, lock_timeout_ms: int) -> list[str]:
+    """Return the pg_repack command line (argv) that rewrites one table online; it never holds the password.
 
     ``--no-kill-backend``: on lock contention pg_repack gives up instead of cancelling other sessions, and
     the module retries, then fails naming the blocker, like every other step.
@@ -1030,8 +1162,8 @@ def repack_argv(binary, conn_kwargs, schema, name, lock_timeout_ms):
     return argv
 
 
-def repack_env(conn_kwargs):
-    """The libpq variables pg_repack connects with: the password and TLS settings the module uses."""
+def repack_env(conn_kwargs: dict[str, Any]) -> dict[str, str]:
+    """Return the libpq variables pg_repack connects with: the password and TLS settings the module uses."""
     env = {"PGPASSWORD": conn_kwargs.get("password") or ""}
     for key, var in (
         ("sslmode", "PGSSLMODE"),
@@ -1044,19 +1176,19 @@ def repack_env(conn_kwargs):
     return env
 
 
-def render_command(argv):
-    """Show a command line for the result (it never holds the password: that travels in PGPASSWORD)."""
+def render_command(argv: Sequence[str]) -> str:
+    """Return a command line as shown in the result (it never holds the password: that travels in PGPASSWORD)."""
     return " ".join(a if re.match(r"^[\w@%+=:,./-]+$", a) else "'%s'" % a.replace("'", "'\"'\"'") for a in argv)
 
 
-def all_actions(gathered):
-    """Every action in execution order: all reloption changes first (one transaction), then the rest."""
+def all_actions(gathered: Gathered) -> list[Action]:
+    """Return every action in execution order: all reloption changes first (one transaction), then the rest."""
     actions = [a for t in gathered["tables"] for a in t["plan"]["actions"]]
     return [a for a in actions if a["action"] == "reloptions"] + [a for a in actions if a["action"] != "reloptions"]
 
 
-def counted_before(gathered):
-    """``{oid: maintenance count}`` of every leaf this run vacuums or analyzes, as read before the run.
+def counted_before(gathered: Gathered) -> dict[int, int]:
+    """Return ``{oid: maintenance count}`` of every leaf this run vacuums or analyzes, as read before the run.
 
     An action on a partitioned parent counts for every leaf below it (VACUUM and, before 18, ANALYZE cascade).
     """
@@ -1099,8 +1231,10 @@ def _json_action(action, conn):
     return out
 
 
-def report(conn, gathered, after=None):
-    """Build the ``tables`` result: per relation its decisions (with numbers), actions (SQL, reason, lock,
+def report(
+    conn: Connection, gathered: Gathered, after: dict[int, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Return the ``tables`` result: per relation its decisions (with numbers), actions (SQL, reason, lock,
     duration) and sizes before / after; ``after`` maps oid -> relation entry re-read after the run."""
     out = []
     for item in gathered["tables"]:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import time
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, Tuple
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs, parse_duration_ms
@@ -22,6 +23,10 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import disp
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Plan, describe_blockers, retrying
 from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import bound_as_date
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import (
+    Action,
+    Gathered,
+    RepackProbe,
+    VacuumOptions,
     all_actions,
     counted_before,
     disk_decision,
@@ -37,7 +42,31 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import (
     table_plan,
 )
 
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible.module_utils.basic import AnsibleModule
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Blocker
+
 STATS_WAIT_SECONDS = 3.0
+
+# ``AnsibleModule.run_command`` or a callable with its signature: returns ``(rc, stdout, stderr)``.
+RunCommand = Callable[..., Tuple[int, str, str]]
+
+
+class FreeSpace(NamedTuple):
+    """``filesystem_free``'s answer; a tuple, so ``visible, free, note = filesystem_free(...)`` reads as before."""
+
+    visible: bool  # the filesystem is this server's and can be seen from this host
+    free_bytes: int | None  # bytes available to PostgreSQL there, None when not visible
+    note: str  # how it was measured, or why not
+
+
+class RepackProgram(NamedTuple):
+    """``find_pg_repack``'s answer; a tuple, so ``path, version = find_pg_repack(...)`` reads as before."""
+
+    path: str | None
+    version: str | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,30 +74,36 @@ STATS_WAIT_SECONDS = 3.0
 # ---------------------------------------------------------------------------------------------
 
 
-def filesystem_free(location, data_directory, port):
+def filesystem_free(location: str | None, data_directory: str | None, port: int | None) -> FreeSpace:
     """Return ``(visible, free_bytes, note)`` for the filesystem holding ``location``.
 
     Visible means the path exists on this host and, when the data directory's ``postmaster.pid`` is readable,
     that it belongs to the server on ``port`` (a same-named folder of another cluster does not count).
     """
     if not location:
-        return False, None, "data_directory is not readable by this role (needs superuser or pg_read_all_settings)"
+        return FreeSpace(
+            False, None, "data_directory is not readable by this role (needs superuser or pg_read_all_settings)"
+        )
     if not os.path.isdir(location):
-        return False, None, "%s does not exist on this host (the module runs elsewhere than the server)" % location
+        return FreeSpace(
+            False, None, "%s does not exist on this host (the module runs elsewhere than the server)" % location
+        )
     if data_directory:
         pid_file = os.path.join(data_directory, "postmaster.pid")
         try:
             with open(pid_file) as handle:
                 lines = handle.read().splitlines()
             if len(lines) > 3 and port and lines[3].strip() != str(port):
-                return False, None, "%s belongs to the server on port %s, not %s" % (data_directory, lines[3], port)
+                return FreeSpace(
+                    False, None, "%s belongs to the server on port %s, not %s" % (data_directory, lines[3], port)
+                )
         except OSError:
             pass  # not readable as this user: the path still tells which filesystem it is
     stat = os.statvfs(location)
-    return True, stat.f_bavail * stat.f_frsize, "statvfs(%s)" % location
+    return FreeSpace(True, stat.f_bavail * stat.f_frsize, "statvfs(%s)" % location)
 
 
-def repack_binary_version(path, run_command):
+def repack_binary_version(path: str, run_command: RunCommand) -> str | None:
     """Return the version printed by ``pg_repack --version`` (e.g. ``1.4.8``), or None when it does not run.
 
     ``run_command`` is ``AnsibleModule.run_command`` (or a callable with its signature and return value).
@@ -81,7 +116,7 @@ def repack_binary_version(path, run_command):
     return match.group(1) if match else None
 
 
-def find_pg_repack(explicit_path, version_num, run_command):
+def find_pg_repack(explicit_path: str | None, version_num: int, run_command: RunCommand) -> RepackProgram:
     """Locate a pg_repack binary: ``pg_repack_path``, then PATH, then Debian's per-version bin folder.
 
     Returns ``(path, version)`` or ``(None, None)``. ``run_command`` as for repack_binary_version.
@@ -100,15 +135,24 @@ def find_pg_repack(explicit_path, version_num, run_command):
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             version = repack_binary_version(path, run_command)
             if version:
-                return path, version
-    return None, None
+                return RepackProgram(path, version)
+    return RepackProgram(None, None)
 
 
 class RepackTimedOut(Exception):
     """pg_repack gave up waiting for a lock (its --wait-timeout): the retry policy tries again."""
 
 
-def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, sleep=time.sleep):
+def run_repack(
+    argv: Sequence[str],
+    env: dict[str, str],
+    retries: int,
+    retry_delay: float,
+    blockers: Callable[[Sequence[tuple[str, str]]], list[Blocker]],
+    targets: Sequence[tuple[str, str]],
+    run_command: RunCommand,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> str:
     """Run one pg_repack command under the executor's retry policy (``plan.retrying``) for lock timeouts.
 
     ``blockers(targets)`` names the sessions holding locks when we give up; ``run_command`` is
@@ -149,8 +193,11 @@ def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, 
 # ---------------------------------------------------------------------------------------------
 
 
-def read_relations(conn, names):
-    """The requested tables and, per relation oid of their trees, the values only this module reads (sizes too)."""
+def read_relations(
+    conn: Connection, names: Sequence[tuple[str, str]]
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Return ``(tables, relations, extras)``: the requested tables, every relation of their trees by oid, and per oid
+    the values only this module reads (sizes too)."""
     tables = catalog.read_tables(conn, names)
     missing = [display_name(t["schema"], t["name"]) for t in tables if not t["exists"]]
     if missing:
@@ -184,7 +231,14 @@ def _bloat_from_approx(row):
     }
 
 
-def measure_bloat(conn, server, relations, extras, options, pgstattuple):
+def measure_bloat(
+    conn: Connection,
+    server: ServerFacts,
+    relations: dict[int, dict[str, Any]],
+    extras: dict[int, dict[str, Any]],
+    options: VacuumOptions,
+    pgstattuple: dict[str, Any] | None,
+) -> str:
     """Record ``bloat`` (or why not) on the leaves big enough to be rewritten; return the method used.
 
     pgstattuple_approx when the extension is there and the role may call it, else the catalog estimate.
@@ -224,8 +278,15 @@ def _range_dates(entry, relations):
     return None, None
 
 
-def read_freeze_ages(conn, relations, extras, older_than, today):
-    """Record ``periods_ago`` on every leaf, and ``newest_row_age`` on those old enough to be frozen."""
+def read_freeze_ages(
+    conn: Connection,
+    relations: dict[int, dict[str, Any]],
+    extras: dict[int, dict[str, Any]],
+    older_than: int,
+    today: datetime.date,
+) -> None:
+    """Record ``periods_ago`` on every leaf, and ``newest_row_age`` on those old enough to be frozen (in ``extras``;
+    returns nothing)."""
     sample = []
     for entry in (e for e in relations.values() if e["relkind"] == "r"):
         low, high = _range_dates(entry, relations)
@@ -237,8 +298,14 @@ def read_freeze_ages(conn, relations, extras, older_than, today):
         extras[oid]["newest_row_age"] = age
 
 
-def probe_repack(server, params, options, extension, run_command):
-    """Whether pg_repack can rewrite here (program found, versions match, superuser), and why not."""
+def probe_repack(
+    server: ServerFacts,
+    params: dict[str, Any],
+    options: VacuumOptions,
+    extension: dict[str, Any] | None,
+    run_command: RunCommand,
+) -> RepackProbe:
+    """Return whether pg_repack can rewrite here (program found, versions match, superuser), and why not."""
     if options["full_method"] not in ("auto", "pg_repack"):
         return {"available": False}
     binary, version = find_pg_repack(params.get("pg_repack_path"), server["version_num"], run_command)
@@ -277,7 +344,15 @@ def _rewrite_disk(conn, server, entry, extra, params, options):
     return disk
 
 
-def prepare_rewrites(conn, server, rewrites, extras, params, options, repack):
+def prepare_rewrites(
+    conn: Connection,
+    server: ServerFacts,
+    rewrites: list[dict[str, Any]],
+    extras: dict[int, dict[str, Any]],
+    params: dict[str, Any],
+    options: VacuumOptions,
+    repack: RepackProbe,
+) -> list[dict[str, Any]]:
     """Record on each leaf due a rewrite its method (``repack``) and the disk check; refuse before any change
     when pg_repack was required but cannot rewrite a leaf, or the disk cannot hold a rewrite. Returns the disk report.
     """
@@ -308,7 +383,15 @@ def prepare_rewrites(conn, server, rewrites, extras, params, options, repack):
     return disk_report
 
 
-def gather(conn, server, names, options, params, run_command, today=None):
+def gather(
+    conn: Connection,
+    server: ServerFacts,
+    names: Sequence[tuple[str, str]],
+    options: VacuumOptions,
+    params: dict[str, Any],
+    run_command: RunCommand,
+    today: datetime.date | None = None,
+) -> Gathered:
     """Read every fact the decisions need and plan each table; raise InvalidInput before anything runs.
 
     Returns ``{"tables": [...], "bloat_method": ..., "repack": ..., "disk": [...]}`` where each table holds its
@@ -342,12 +425,14 @@ def gather(conn, server, names, options, params, run_command, today=None):
 # ---------------------------------------------------------------------------------------------
 
 
-def lock_ms_from(params):
-    """The session's lock_timeout in milliseconds (pg_repack's --wait-timeout follows it)."""
+def lock_ms_from(params: dict[str, Any]) -> int:
+    """Return the session's lock_timeout in milliseconds (pg_repack's --wait-timeout follows it)."""
     return parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")
 
 
-def _run_action(executor, action, gathered, params, run_command):
+def _run_action(
+    executor: Executor, action: Action, gathered: Gathered, params: dict[str, Any], run_command: RunCommand
+) -> list[str]:
     if "step" in action:
         return executor.run([action["step"]])
     env = repack_env(gathered["repack_env_kwargs"])
@@ -364,8 +449,10 @@ def _run_action(executor, action, gathered, params, run_command):
     return []
 
 
-def execute(conn, executor, gathered, params, run_command):
-    """Run every action; record ``duration_ms`` on each. SQL goes through the executor (lock_timeout, retries,
+def execute(
+    conn: Connection, executor: Executor, gathered: Gathered, params: dict[str, Any], run_command: RunCommand
+) -> list[str]:
+    """Run every action, record ``duration_ms`` on each, and return the SQL statements that ran. SQL goes through the executor (lock_timeout, retries,
     autocommit for VACUUM); pg_repack runs as a program under the same retry policy.
 
     Reloption changes run first, in one transaction. On failure, the exception carries ``queries`` (what already
@@ -394,7 +481,13 @@ def execute(conn, executor, gathered, params, run_command):
     return ran
 
 
-def wait_for_statistics(read_counts, before, timeout=STATS_WAIT_SECONDS, sleep=time.sleep, clock=time.monotonic):
+def wait_for_statistics(
+    read_counts: Callable[[list[int]], dict[int, int]],
+    before: dict[int, int],
+    timeout: float = STATS_WAIT_SECONDS,
+    sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[int]:
     """Wait (bounded) until the statistics show this run's VACUUM/ANALYZE of every relation in ``before``.
 
     PostgreSQL 14's statistics collector publishes counters up to 500 ms late: a run started right after this one
@@ -411,8 +504,14 @@ def wait_for_statistics(read_counts, before, timeout=STATS_WAIT_SECONDS, sleep=t
     return sorted(waiting)
 
 
-def run(module, conn, server, names, options):
-    """The module's whole run after connecting: facts, plan, execution (unless check mode), report."""
+def run(
+    module: AnsibleModule,
+    conn: Connection,
+    server: ServerFacts,
+    names: Sequence[tuple[str, str]],
+    options: VacuumOptions,
+) -> dict[str, Any]:
+    """Return the module's result after its whole run: facts, plan, execution (unless check mode), report."""
     gathered = gather(conn, server, names, options, module.params, module.run_command)
     actions = all_actions(gathered)
     queries = Plan([a["step"] for a in actions if "step" in a]).queries(conn)
