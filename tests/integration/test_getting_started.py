@@ -220,3 +220,21 @@ def test_lint_verdict_passes_only_when_the_production_profile_passed():
     assert "fatal" in gates.lint_verdict(0, MIN_ONLY)
     assert "did not report" in gates.lint_verdict(0, "Passed: 0 failure(s). Profile 'shared' was required\n")
     assert "exited with 2" in gates.lint_verdict(2, PASSED)
+
+
+def test_dev_without_arguments_prints_its_commands(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    bare = run([os.path.join(ROOT, "dev")], ROOT, clean_env(home))
+    assert bare.returncode == 0 and bare.stdout.startswith("Usage: ./dev COMMAND")
+    assert "set -euo" not in bare.stdout
+    for command in ("demo", "test", "test-matrix", "build", "stop", "clean", "sigeti.dwh.weekly --check --diff"):
+        assert command in bare.stdout
+    wrong = run([os.path.join(ROOT, "dev"), "tset"], ROOT, clean_env(home))
+    assert wrong.returncode == 2 and "Usage: ./dev COMMAND" in wrong.stdout
+
+
+def test_galaxy_yml_links_to_no_placeholder():
+    with open(os.path.join(ROOT, "galaxy.yml")) as handle:
+        text = handle.read()
+    assert "example.invalid" not in text and "example.com" not in text
