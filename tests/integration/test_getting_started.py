@@ -16,7 +16,14 @@ import subprocess
 import sys
 
 from tests.support.modules import ROOT
-from tests.support.pgserver import PostgresServer, can_traverse, find_bin_dir, reachable_base_dir, server_user
+from tests.support.pgserver import (
+    PostgresServer,
+    binaries_copy,
+    can_traverse,
+    find_bin_dir,
+    reachable_base_dir,
+    server_user,
+)
 
 BIN = os.path.dirname(sys.executable)
 NOBODY = (65534, 65534)
@@ -66,12 +73,11 @@ def private_checkout(tmp_path):
     return checkout, str(private / "pginstall" / "bin")
 
 
-def remove_binaries_copy(server_json):
-    """Remove the copy of the server binaries made for this test's private folder (42 MB, keyed by its path)."""
-    if server_json.exists():
-        install = os.path.dirname(json.loads(server_json.read_text())["bin_dir"])
-        if os.path.basename(install).startswith("sigeti-dwh-pg-"):
-            shutil.rmtree(install, ignore_errors=True)
+def remove_binaries_copy(bin_dir):
+    """Remove the copy of a test's private server binaries from the temp space (one per installation path)."""
+    user = server_user()
+    if user is not None and not can_traverse(bin_dir, *user):
+        shutil.rmtree(binaries_copy(bin_dir, user)[1], ignore_errors=True)
 
 
 def load_script(name):
@@ -126,7 +132,26 @@ def test_demo_from_a_private_folder_then_the_readme_commands_with_nothing_set(tm
         run([sys.executable, "-m", "tests.support.pgserver", "stop", "--dir", ".demo/pg"], checkout, clean_env(home))
         if demo_data != str(checkout / ".demo" / "pg"):
             shutil.rmtree(demo_data, ignore_errors=True)
-        remove_binaries_copy(checkout / ".demo" / "pg" / "server.json")
+        remove_binaries_copy(pg_bin)
+
+
+def test_the_test_suite_runs_from_a_private_folder(tmp_path):
+    """./dev test's harness (conftest's server, ansible-playbook, the demo inventory) from a folder only root can
+    enter, the server binaries inside it too: one playbook test of the suite, run there."""
+    checkout, pg_bin = private_checkout(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/test_playbook_info.py"],
+        checkout,
+        clean_env(home, PG_BIN=pg_bin),
+    )
+    try:
+        assert result.returncode == 0, result.stdout[-6000:]
+        assert "1 passed" in result.stdout
+        assert os.listdir(str(home)) == []
+    finally:
+        remove_binaries_copy(pg_bin)
 
 
 def test_without_a_demo_server_the_inventory_says_what_to_do(tmp_path):
@@ -176,8 +201,7 @@ def test_server_out_of_the_server_users_reach_is_placed_where_it_can_run(tmp_pat
         server.stop()
         if server.base_dir != str(private / "pg"):
             shutil.rmtree(server.base_dir, ignore_errors=True)
-        if os.path.basename(os.path.dirname(server.bin_dir)).startswith("sigeti-dwh-pg-"):
-            shutil.rmtree(os.path.dirname(server.bin_dir), ignore_errors=True)
+        remove_binaries_copy(str(private / "pginstall" / "bin"))
 
 
 def test_a_0700_folder_stops_other_users_and_everything_below(tmp_path):

@@ -144,14 +144,20 @@ def _own_folder(path, owners):
     return path
 
 
+def binaries_copy(bin_dir, user):
+    """(installation folder of ``bin_dir``, where its copy for the server user goes): one copy per installation
+    (path, size and time of its postgres binary)."""
+    install = os.path.dirname(os.path.realpath(bin_dir))
+    postgres = os.stat(os.path.join(install, "bin", "postgres"))
+    key = "%s:%d:%d" % (install, postgres.st_size, int(postgres.st_mtime))
+    return install, os.path.join(shared_root(user), "sigeti-dwh-pg-" + hashlib.sha1(key.encode()).hexdigest()[:12])
+
+
 def reachable_bin_dir(bin_dir, user):
     """``bin_dir``, or a copy of its installation the server user can run when it cannot reach the original."""
     if user is None or can_traverse(bin_dir, *user):
         return bin_dir
-    install = os.path.dirname(os.path.realpath(bin_dir))
-    postgres = os.stat(os.path.join(install, "bin", "postgres"))
-    key = "%s:%d:%d" % (install, postgres.st_size, int(postgres.st_mtime))
-    target = os.path.join(shared_root(user), "sigeti-dwh-pg-" + hashlib.sha1(key.encode()).hexdigest()[:12])
+    install, target = binaries_copy(bin_dir, user)
     if not os.path.exists(target):
         # copy aside then rename: parallel test workers see either no copy or a complete one
         partial = "%s.partial-%d" % (target, os.getpid())
