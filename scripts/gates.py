@@ -6,7 +6,7 @@ Each gate is a subcommand; ``./dev test`` runs them all after pytest. They work 
 - ansible-test downloads a pip bootstrap script from a host not reachable here: a stand-in that runs
   ``python -m ensurepip`` in a subprocess is put in its cache first;
 - nothing is written into ~: Ansible's home and the caches live under ``.venv`` (see conftest.py), and
-  ansible-test, which only knows ``~/.ansible/test``, runs with HOME=.venv/ansible-test-home.
+  ansible-test and the antsibull tools, which only know ~, run with HOME=.venv/home.
 
     python scripts/gates.py sanity|sanity-2.21|units|lint|ruff|docs|changelog
     python scripts/gates.py changelog-release    # maintainer step: fragments -> CHANGELOG.md (not a gate)
@@ -27,9 +27,10 @@ sys.path.insert(0, ROOT)
 import conftest  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
-# ansible-test reads and writes ~/.ansible/test (its pip bootstrap cache, sanity venvs) with no setting to move
-# it: it runs with HOME pointing here instead.
-ANSIBLE_TEST_HOME = os.path.join(conftest.TOOLS_DIR, "ansible-test-home")
+# Tools that only know ~ and have no setting to move what they write there run with HOME pointing here:
+# ansible-test (~/.ansible/test: its pip bootstrap cache, sanity venvs), antsibull-docs and antsibull-changelog
+# (~/antsibull.log).
+TOOLS_HOME = os.path.join(conftest.TOOLS_DIR, "home")
 GATES_OUT = os.path.join(ROOT, "tests", "output", "gates")
 PY = "%d.%d" % sys.version_info[:2]
 
@@ -83,7 +84,7 @@ def physical_copy(gate):
 
 def pip_stand_in():
     """Put the get_pip stand-in where ansible-test 2.19 (24_2) and 2.21 (25_2) look for it."""
-    cache = os.path.join(ANSIBLE_TEST_HOME, ".ansible", "test", "cache")
+    cache = os.path.join(TOOLS_HOME, ".ansible", "test", "cache")
     os.makedirs(cache, exist_ok=True)
     for version in ("24_2", "25_2"):
         path = os.path.join(cache, "get_pip_%s.py" % version)
@@ -96,8 +97,8 @@ def ansible_test_env(bin_dir=BIN):
     """ansible-test strips PATH: keep the interpreter's folder (and the real one behind a venv) first; its home
     is a folder of the checkout."""
     real = os.path.dirname(os.path.realpath(os.path.join(bin_dir, "python")))
-    os.makedirs(ANSIBLE_TEST_HOME, exist_ok=True)
-    return {"PATH": os.pathsep.join([bin_dir, real, os.environ.get("PATH", "")]), "HOME": ANSIBLE_TEST_HOME}
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    return {"PATH": os.pathsep.join([bin_dir, real, os.environ.get("PATH", "")]), "HOME": TOOLS_HOME}
 
 
 def gate_sanity():
@@ -192,7 +193,12 @@ def gate_docs():
     """lint-collection-docs, then build the HTML docs site offline into tests/output/docsite/build."""
     copy = physical_copy("docs")
     # antsibull-docs runs ansible-doc/ansible-galaxy from PATH: this venv's, on the physical copy
-    env = {"ANSIBLE_COLLECTIONS_PATH": copy_base("docs"), "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    env = {
+        "ANSIBLE_COLLECTIONS_PATH": copy_base("docs"),
+        "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
+        "HOME": TOOLS_HOME,
+    }
     code = run([tool("antsibull-docs"), "lint-collection-docs", "--plugin-docs", "."], cwd=copy, env=env)
     if code:
         return code
@@ -225,7 +231,8 @@ def gate_docs():
 
 def gate_changelog():
     """antsibull-changelog lint: every fragment is valid; name the fragments CHANGELOG.md does not hold yet."""
-    code = run([tool("antsibull-changelog"), "lint"])
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    code = run([tool("antsibull-changelog"), "lint"], env={"HOME": TOOLS_HOME})
     import yaml
 
     with open(os.path.join(ROOT, "changelogs", "changelog.yaml")) as handle:
@@ -251,7 +258,12 @@ def changelog_release():
     with open(os.path.join(ROOT, "galaxy.yml")) as handle:
         version = yaml.safe_load(handle)["version"]
     copy = physical_copy("changelog")
-    env = {"ANSIBLE_COLLECTIONS_PATH": copy_base("changelog"), "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    env = {
+        "ANSIBLE_COLLECTIONS_PATH": copy_base("changelog"),
+        "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
+        "HOME": TOOLS_HOME,
+    }
     code = run([tool("antsibull-changelog"), "release", "--version", version], cwd=copy, env=env)
     if code == 0:
         for name in ("CHANGELOG.md", os.path.join("changelogs", "changelog.yaml")):

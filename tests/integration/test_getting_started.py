@@ -216,13 +216,16 @@ def test_a_0700_folder_stops_other_users_and_everything_below(tmp_path):
     assert can_traverse(str(private / "checkout" / ".venv"), *NOBODY) == can_traverse(str(tmp_path), *NOBODY)
 
 
-def test_lint_gate_passes_and_writes_nothing_into_home(tmp_path):
+def test_gates_pass_and_write_nothing_into_home(tmp_path):
+    """The lint gate (ansible-lint used to install a copy of the collection into ~/.ansible/collections) and the
+    changelog gate (antsibull's log went to ~/antsibull.log), with a fresh HOME that must stay empty."""
     home = tmp_path / "home"
     home.mkdir()
-    result = run([sys.executable, os.path.join(ROOT, "scripts", "gates.py"), "lint"], ROOT, clean_env(home))
+    command = [sys.executable, os.path.join(ROOT, "scripts", "gates.py"), "lint", "changelog"]
+    result = run(command, ROOT, clean_env(home))
     assert result.returncode == 0, result.stdout[-6000:]
     assert "Profile 'production' was required, and it passed." in result.stdout
-    assert "Another version of 'sigeti.dwh'" not in result.stdout
+    assert "Another version of 'sigeti.dwh'" not in result.stdout and "gates failed: none" in result.stdout
     assert os.listdir(str(home)) == [], "written into HOME: %s" % glob.glob(str(home / "**"), recursive=True)[:20]
 
 
