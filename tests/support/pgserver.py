@@ -14,6 +14,7 @@ Command line (used by the demo and molecule)::
 
     python -m tests.support.pgserver start --dir .demo/pg [--port N]   # prints the connection as JSON
     python -m tests.support.pgserver stop --dir .demo/pg
+    python -m tests.support.pgserver remove --dir .demo/pg   # stop, and remove data kept out of the folder
 """
 
 from __future__ import annotations
@@ -358,9 +359,23 @@ class PostgresServer:
                 time.sleep(0.2)
 
 
+def _stop(state_file, folder):
+    """Stop the server described by ``state_file`` and say what was stopped."""
+    if not os.path.exists(state_file):
+        print("no server to stop: %s holds no server.json (never started here)" % folder)
+        return
+    with open(state_file) as handle:
+        info = json.load(handle)
+    server = PostgresServer(base_dir=folder, port=info["port"], bin_dir=info["bin_dir"])
+    if server.stop():
+        print("stopped the PostgreSQL server on 127.0.0.1:%d (data kept in %s)" % (server.port, server.data_dir))
+    else:
+        print("the PostgreSQL server on 127.0.0.1:%d was not running (data in %s)" % (server.port, server.data_dir))
+
+
 def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["start", "stop", "info"])
+    parser.add_argument("action", choices=["start", "stop", "remove", "info"])
     parser.add_argument("--dir", required=True, help="folder holding the cluster (kept between start and stop)")
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
@@ -379,16 +394,16 @@ def _main(argv=None):
         os.chmod(state_file, 0o600)
         print(json.dumps(server.info()))
     elif args.action == "stop":
-        if not os.path.exists(state_file):
-            print("no server to stop: %s holds no server.json (never started here)" % args.dir)
-            return 0
-        with open(state_file) as handle:
-            info = json.load(handle)
-        server = PostgresServer(base_dir=args.dir, port=info["port"], bin_dir=info["bin_dir"])
-        if server.stop():
-            print("stopped the PostgreSQL server on 127.0.0.1:%d (data kept in %s)" % (server.port, server.data_dir))
-        else:
-            print("the PostgreSQL server on 127.0.0.1:%d was not running (data in %s)" % (server.port, server.data_dir))
+        _stop(state_file, args.dir)
+    elif args.action == "remove":
+        _stop(state_file, args.dir)
+        # data placed out of the folder (the server user could not reach it) is removed here; the folder itself
+        # is the caller's (./dev clean removes .demo)
+        requested = os.path.abspath(args.dir)
+        data = reachable_base_dir(requested, server_user())
+        if data != requested:
+            shutil.rmtree(data, ignore_errors=True)
+            print("removed the server's data folder %s" % data)
     else:
         with open(state_file) as handle:
             print(handle.read())
