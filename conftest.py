@@ -28,7 +28,10 @@ def _collection_root():
     if os.path.islink(link) and os.readlink(link) != target:
         os.unlink(link)
     if not os.path.lexists(link):
-        os.symlink(target, link)
+        try:
+            os.symlink(target, link)
+        except FileExistsError:  # another pytest-xdist worker made it at the same moment
+            pass
     return base
 
 
