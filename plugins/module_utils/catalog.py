@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every introspection query of the collection, and the pure parsers of what they return.
+"""Every introspection query of the collection (reads only), the tables' facts here and each concern's reads beside.
 
 ``read_tables`` reads everything about a set of tables and all their partitions in a fixed number of
 round trips (four), however many partitions there are. Results are plain dicts and lists, with
@@ -9,172 +9,63 @@ partition bounds parsed into typed values (int, datetime.date, datetime.datetime
 
 from __future__ import annotations
 
-import datetime
-import re
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+# The reads of each concern live in their own file; these names stay reachable as catalog.<name>.
+from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import (  # noqa: F401
+    MAXVALUE,
+    MINVALUE,
+    coverage,
+    json_value,
+    parse_options,
+    parse_partition_bound,
+    typed_value,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_migration import (  # noqa: F401
+    migration_facts,
+    migration_hazards,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_partitions import (  # noqa: F401
+    dependent_objects,
+    filled_by_statistics,
+    index_tails,
+    keys_beyond,
+    midnight_dates,
+    newest_key,
+    partition_set_details,
+    partition_set_pending,
+    partition_set_state,
+    relations_named,
+    resolve_types,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_reads import (
+    dict_cursor,
+    end_read,
+    fetch_all,
+    fetch_one,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_vacuum import (  # noqa: F401
+    approx_bloat,
+    extensions_info,
+    maintenance_counts,
+    newest_row_ages,
+    vacuum_facts,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
 
 try:
-    import psycopg2.extras
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
 
 if TYPE_CHECKING:  # names used in annotations only
-    from psycopg2.sql import Composable
-
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
-
-MINVALUE = "MINVALUE"
-MAXVALUE = "MAXVALUE"
 
 RELKIND_NAMES = {"r": "plain", "p": "partitioned"}
 STRATEGY_NAMES = {"r": "range", "l": "list", "h": "hash"}
 STORAGE_NAMES = {"p": "plain", "m": "main", "e": "external", "x": "extended"}
 COMPRESSION_NAMES = {"": "default", "p": "pglz", "l": "lz4"}
-
-# ---------------------------------------------------------------------------------------------
-# Pure parsers
-# ---------------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
-    r"|(?P<word>[A-Za-z_]+)|(?P<punct>[(),]))"
-)
-
-
-def _tokens(text):
-    pos = 0
-    out = []
-    text = text.strip()
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if not match:
-            raise ValueError("cannot parse partition bound %r at %r" % (text, text[pos:]))
-        pos = match.end()
-        if match.group("string") is not None:
-            out.append(("string", match.group("string")[1:-1].replace("''", "'")))
-        elif match.group("number") is not None:
-            raw = match.group("number")
-            out.append(("number", int(raw) if re.match(r"^-?\d+$", raw) else float(raw)))
-        elif match.group("word") is not None:
-            out.append(("word", match.group("word")))
-        else:
-            out.append(("punct", match.group("punct")))
-    return out
-
-
-def _literal_list(tokens, start):
-    """Read ``( v, v, ... )`` from tokens[start]; return (values, next index)."""
-    if tokens[start] != ("punct", "("):
-        raise ValueError("expected '(' in partition bound")
-    values = []
-    i = start + 1
-    while True:
-        kind, value = tokens[i]
-        if kind == "word":
-            upper = value.upper()
-            value = {"NULL": None, "TRUE": True, "FALSE": False}.get(upper, upper)
-        values.append(value)
-        i += 1
-        kind, value = tokens[i]
-        if (kind, value) == ("punct", ")"):
-            return values, i + 1
-        if (kind, value) != ("punct", ","):
-            raise ValueError("expected ',' or ')' in partition bound")
-        i += 1
-
-
-def parse_partition_bound(expr: str | None) -> dict[str, Any] | None:
-    """Parse ``pg_get_expr(relpartbound)`` into a dict.
-
-    Returns ``{"kind": "default"}``, ``{"kind": "range", "low": [...], "high": [...]}``,
-    ``{"kind": "list", "values": [...]}`` or ``{"kind": "hash", "modulus": m, "remainder": r}``.
-    Range values stay raw (str/int) here; ``typed_value`` converts them with the key's type.
-    """
-    if expr is None:
-        return None
-    text = expr.strip()
-    if text.upper() == "DEFAULT":
-        return {"kind": "default"}
-    tokens = _tokens(text)
-    words = [v.upper() for k, v in tokens[:3] if k == "word"]
-    if words[:3] == ["FOR", "VALUES", "FROM"]:
-        low, i = _literal_list(tokens, 3)
-        if tokens[i] != ("word", "TO") and tokens[i][1].upper() != "TO":
-            raise ValueError("expected TO in partition bound %r" % expr)
-        high = _literal_list(tokens, i + 1)[0]
-        return {"kind": "range", "low": low, "high": high}
-    if words[:3] == ["FOR", "VALUES", "IN"]:
-        values = _literal_list(tokens, 3)[0]
-        return {"kind": "list", "values": values}
-    if words[:3] == ["FOR", "VALUES", "WITH"]:
-        parts = {tokens[j][1].lower(): tokens[j + 1][1] for j in range(4, len(tokens) - 1) if tokens[j][0] == "word"}
-        return {"kind": "hash", "modulus": parts.get("modulus"), "remainder": parts.get("remainder")}
-    raise ValueError("unknown partition bound %r" % expr)
-
-
-_TZ_SHORT = re.compile(r"([+-]\d{2})$")
-
-
-def typed_value(raw: Any, type_name: str | None) -> Any:
-    """Return one raw bound value converted to the key column's Python type (MINVALUE/MAXVALUE kept as is)."""
-    if raw in (MINVALUE, MAXVALUE) or raw is None:
-        return raw
-    base = (type_name or "").split("(")[0].strip()
-    if base == "date":
-        return datetime.date.fromisoformat(str(raw))
-    if base.startswith("timestamp"):
-        text = _TZ_SHORT.sub(r"\1:00", str(raw).replace("T", " "))
-        return datetime.datetime.fromisoformat(text)
-    if base in ("integer", "bigint", "smallint"):
-        return int(raw)
-    if base == "numeric" and not isinstance(raw, str):
-        return raw
-    return raw
-
-
-def json_value(value: Any) -> Any:
-    """Return a typed bound value as module results show it (dates as ISO text, ints as ints)."""
-    if isinstance(value, datetime.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return value
-
-
-def parse_options(options: Iterable[str] | None) -> dict[str, str]:
-    """Return ``reloptions`` (``['fillfactor=90', ...]``) as a dict of strings."""
-    result = {}
-    for item in options or []:
-        key, _sep, value = item.partition("=")
-        result[key] = value
-    return result
-
-
-def coverage(ranges: Iterable[tuple[Any, Any, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Find gaps and overlaps in sorted single-column ranges.
-
-    ``ranges`` is a list of ``(low, high, name)`` with comparable typed values. Returns
-    ``(gaps, overlaps)``: lists of ``{"from", "to"}`` and ``{"partitions", "from", "to"}``.
-    """
-    gaps, overlaps = [], []
-    ordered = sorted(
-        (r for r in ranges if r[0] not in (MINVALUE, MAXVALUE) or r[1] not in (MINVALUE, MAXVALUE)),
-        key=lambda r: (r[0] != MINVALUE, r[0] if r[0] not in (MINVALUE, MAXVALUE) else 0),
-    )
-    for previous, current in zip(ordered, ordered[1:]):
-        prev_high, cur_low = previous[1], current[0]
-        if prev_high == MAXVALUE or cur_low == MINVALUE:
-            overlaps.append({"partitions": [previous[2], current[2]], "from": cur_low, "to": prev_high})
-        elif prev_high < cur_low:
-            gaps.append({"from": prev_high, "to": cur_low})
-        elif prev_high > cur_low:
-            overlaps.append({"partitions": [previous[2], current[2]], "from": cur_low, "to": prev_high})
-    return gaps, overlaps
-
 
 # ---------------------------------------------------------------------------------------------
 # Queries
@@ -279,34 +170,6 @@ ORDER BY 1, 2
 """
 
 SCHEMAS_EXIST_QUERY = "SELECT nspname::text FROM pg_namespace WHERE nspname = ANY(%(schemas)s::text[])"
-
-
-def _end_read(conn):
-    # a read ends its transaction at once: catalog reads never keep the locks they took
-    if not conn.autocommit:
-        conn.rollback()
-
-
-def _fetch_one(conn, query, params=None):
-    """Run one read, end its transaction, return its first row."""
-    with conn.cursor() as cur:
-        cur.execute(query, params)
-        row = cur.fetchone()
-    _end_read(conn)
-    return row
-
-
-def _fetch_all(conn, query, params=None):
-    """Run one read, end its transaction, return every row."""
-    with conn.cursor() as cur:
-        cur.execute(query, params)
-        rows = cur.fetchall()
-    _end_read(conn)
-    return rows
-
-
-def _dict_cursor(conn):
-    return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
 
 
 def tables_in_schemas(conn: Connection, schemas: Sequence[str]) -> list[tuple[str, str]]:
@@ -415,7 +278,7 @@ def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict
     the root in level order), ``dependents`` and ``columns``/``indexes`` on each relation.
     """
     names = list(names)
-    with _dict_cursor(conn) as cur:
+    with dict_cursor(conn) as cur:
         cur.execute(RELATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
         rows = cur.fetchall()
         tables = []
@@ -456,7 +319,7 @@ def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict
             cur.execute(DEPENDENTS_QUERY, {"oids": oids})
             for dep in cur.fetchall():
                 dependents.setdefault(dep["table_oid"], []).append(dict(dep))
-    _end_read(conn)
+    end_read(conn)
     for table in tables:
         if not table["exists"]:
             continue
@@ -517,7 +380,7 @@ def tree_totals(table: dict[str, Any]) -> dict[str, float]:
 
 def count_rows(conn: Connection, schema: str, name: str) -> int:
     """Return the exact ``count(*)`` of one relation (used for default partitions, whose rows block new partitions)."""
-    count = _fetch_one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))[0]
+    count = fetch_one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))[0]
     return count
 
 
@@ -538,7 +401,7 @@ def migrations_in_flight(conn: Connection, names: Sequence[tuple[str, str]]) -> 
     Returns ``(rows, unreadable)``: ``unreadable`` says why the state could not be read (no privilege on the state
     schema), so callers report it instead of failing; no state table means no migration.
     """
-    with _dict_cursor(conn) as cur:
+    with dict_cursor(conn) as cur:
         cur.execute(
             "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS readable "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -552,7 +415,7 @@ def migrations_in_flight(conn: Connection, names: Sequence[tuple[str, str]]) -> 
         else:
             cur.execute(MIGRATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
             rows, unreadable = [dict(r) for r in cur.fetchall()], None
-    _end_read(conn)
+    end_read(conn)
     return rows, unreadable
 
 
@@ -592,7 +455,7 @@ def column_compression(
     query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(parts), sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    row = _fetch_one(conn, query)
+    row = fetch_one(conn, query)
     result = {"sampled": percent is not None, "sample_percent": percent, "rows_read": row[0], "columns": {}}
     for i, col in enumerate(columns):
         pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i : 7 + 6 * i]
@@ -641,7 +504,7 @@ def row_identities(conn: Connection, oids: Iterable[int]) -> dict[int, dict[str,
         for table_oid, index_name, is_primary, columns in cur.fetchall():
             if table_oid not in result:
                 result[table_oid] = {"index": index_name, "primary": is_primary, "columns": list(columns)}
-    _end_read(conn)
+    end_read(conn)
     return result
 
 
@@ -660,7 +523,7 @@ def update_triggers(conn: Connection, oids: Iterable[int]) -> dict[int, list[str
         cur.execute(UPDATE_TRIGGERS_QUERY, {"oids": list(oids)})
         for table_oid, name in cur.fetchall():
             result.setdefault(table_oid, []).append(name)
-    _end_read(conn)
+    end_read(conn)
     return result
 
 
@@ -686,7 +549,7 @@ def column_dependent_views(conn: Connection, oids: Iterable[int]) -> list[dict[s
     with conn.cursor() as cur:
         cur.execute(COLUMN_VIEWS_QUERY, {"oids": list(oids)})
         rows = [{"table_oid": r[0], "column": r[1], "schema": r[2], "name": r[3]} for r in cur.fetchall()]
-    _end_read(conn)
+    end_read(conn)
     return rows
 
 
@@ -701,7 +564,7 @@ WHERE s.setrole = 0 AND split_part(cfg, '=', 1) = %(name)s
 
 def database_setting(conn: Connection, name: str) -> str | None:
     """Return the value set by ``ALTER DATABASE <current> SET name = ...``, or None when it is not set."""
-    row = _fetch_one(conn, DATABASE_SETTING_QUERY, {"name": name})
+    row = fetch_one(conn, DATABASE_SETTING_QUERY, {"name": name})
     return row[0] if row else None
 
 
@@ -720,448 +583,8 @@ def row_widths(
     ).format(sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    rows, avg_width, max_width = _fetch_one(conn, query)
+    rows, avg_width, max_width = fetch_one(conn, query)
     return {"rows_read": rows, "avg_bytes": round(avg_width, 1), "max_bytes": max_width, "sampled": percent is not None}
-
-
-# ---------------------------------------------------------------------------------------------
-# Partition sets (partitioned_table)
-# ---------------------------------------------------------------------------------------------
-
-
-def partition_set_state(
-    conn: Connection,
-    schemas: Iterable[str],
-    default: tuple[str, str] | None = None,
-    parent: tuple[str, str] | None = None,
-    key: str | None = None,
-    estimate: bool = False,
-) -> dict[str, Any]:
-    """One round trip: the server's ``current_date`` and ``TimeZone``, rows in the default partition,
-    ``max(key)`` and which of ``schemas`` exist.
-
-    ``default`` is ``(schema, name)`` of the default partition or None; ``parent`` and ``key`` ask for the
-    largest key value of a plain table (a migration source). With ``estimate`` no row is read (no lock on any
-    table): ``default_rows`` is ``pg_class.reltuples`` (None when never analyzed). Returns a dict.
-    """
-    parts = [sql.SQL("current_date"), sql.SQL("current_setting('TimeZone')")]
-    if default and estimate:
-        parts.append(
-            sql.SQL(
-                "(SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {})"
-            ).format(sql.Literal(default[0]), sql.Literal(default[1]))
-        )
-    elif default:
-        parts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)))
-    else:
-        parts.append(sql.SQL("NULL::bigint"))
-    if parent and key and not estimate:
-        parts.append(sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*parent)))
-    else:
-        parts.append(sql.SQL("NULL::bigint"))
-    parts.append(
-        sql.SQL("ARRAY(SELECT nspname::text FROM pg_namespace WHERE nspname = ANY({}::text[]))").format(
-            sql.Literal(list(schemas))
-        )
-    )
-    today, timezone, default_rows, max_key, found = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-    return {
-        "today": today,
-        "timezone": timezone,
-        "default_rows": default_rows,
-        "max_key": max_key,
-        "schemas": set(found or []),
-    }
-
-
-def newest_key(
-    conn: Connection, relations: Iterable[tuple[str, str]], key: str, batch: int = 4
-) -> tuple[int | None, Any]:
-    """The largest ``key`` of the first of ``relations`` (``(schema, name)``, newest first) that holds rows.
-
-    Walks ``batch`` partitions per round trip and stops at the first non-empty one, so only the newest few are
-    read (ACCESS SHARE on each). Returns ``(index in relations, value)`` or ``(None, None)`` when all are empty.
-    """
-    relations = list(relations)
-    for first in range(0, len(relations), batch):
-        chunk = relations[first : first + batch]
-        parts = [sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*r)) for r in chunk]
-        row = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-        for offset, value in enumerate(row):
-            if value is not None:
-                return first + offset, value
-    return None, None
-
-
-def filled_by_statistics(conn: Connection, oids: Iterable[int]) -> list[int]:
-    """Return the positions in ``oids`` of the relations pg_class says hold rows (reltuples or relpages above 0), in order.
-
-    Reads only the catalog (no lock on any table): what check mode uses when a table is locked by another session.
-    """
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT o.i FROM unnest(%s::oid[]) WITH ORDINALITY o(oid, i) JOIN pg_class c ON c.oid = o.oid "
-            "WHERE c.reltuples > 0 OR c.relpages > 0 ORDER BY o.i",
-            (list(oids),),
-        )
-        rows = cur.fetchall()
-    _end_read(conn)
-    return [row[0] - 1 for row in rows]
-
-
-def keys_beyond(conn: Connection, relation: tuple[str, str], key: str, bound: Any) -> tuple[int, Any, Any]:
-    """Return the rows of ``relation`` whose ``key`` is at or past ``bound`` (a value or composed SQL): ``(count, min, max)``."""
-    if not isinstance(bound, sql.Composable):
-        bound = sql.Literal(bound)
-    with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t} WHERE {k} >= {b}").format(
-                k=sql.Identifier(key), t=sql.Identifier(*relation), b=bound
-            )
-        )
-        row = cur.fetchone()
-    _end_read(conn)
-    return row
-
-
-def midnight_dates(conn: Connection, values: Iterable[datetime.datetime]) -> dict[datetime.datetime, datetime.datetime]:
-    """Return ``{value: naive midnight}``: each aware timestamptz ``value`` mapped to the naive midnight the server turns into it, when it is one.
-
-    Midnight that does not exist (a DST gap at midnight, America/Santiago 2026-09-06) is stored as the first
-    instant after the gap (01:00-03); comparing wall clocks would call that bound foreign. Reads no table.
-    """
-    values = list(values)
-    if not values:
-        return {}
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT v, (v AT TIME ZONE current_setting('TimeZone'))::date "
-            "FROM unnest(%s::timestamptz[]) v "
-            "WHERE ((v AT TIME ZONE current_setting('TimeZone'))::date)::timestamptz = v",
-            (values,),
-        )
-        rows = cur.fetchall()
-    _end_read(conn)
-    return {value: datetime.datetime(day.year, day.month, day.day) for value, day in rows}
-
-
-def partition_set_pending(
-    conn: Connection,
-    names: Iterable[tuple[str, str]],
-    default: tuple[str, str] | None = None,
-    key: str | None = None,
-    ranges: Iterable[tuple[Composable, Composable]] = (),
-) -> tuple[set[tuple[str, ...]], list[int]]:
-    """One round trip before creating partitions: which ``names`` (``(schema, name)``) are taken, and how
-    many default-partition rows fall in each of ``ranges`` (list of composed ``(low, high)`` SQL bounds).
-
-    Returns ``(taken_set, [count per range])``.
-    """
-    names = list(names)
-    parts = [
-        sql.SQL(
-            "ARRAY(SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest({}::text[], {}::text[])))"
-        ).format(sql.Literal([n[0] for n in names]), sql.Literal([n[1] for n in names]))
-    ]
-    ranges = list(ranges)
-    if default and ranges:
-        filters = [
-            sql.SQL("count(*) FILTER (WHERE {k} >= {lo} AND {k} < {hi})").format(k=sql.Identifier(key), lo=lo, hi=hi)
-            for lo, hi in ranges
-        ]
-        parts.append(
-            sql.SQL("(SELECT ARRAY[{}]::bigint[] FROM {})").format(
-                sql.SQL(", ").join(filters), sql.Identifier(*default)
-            )
-        )
-    row = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-    taken = {tuple(x) for x in (row[0] or [])}
-    counts = list(row[1]) if len(row) > 1 and row[1] is not None else [0] * len(ranges)
-    return taken, counts
-
-
-INDEX_TAILS_QUERY = """
-SELECT i.indexrelid, pg_get_indexdef(i.indexrelid),
-       'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || quote_ident(ic.relname)
-       || ' ON ' || CASE WHEN t.relkind = 'p' THEN 'ONLY ' ELSE '' END
-       || quote_ident(tn.nspname) || '.' || quote_ident(t.relname) || ' '
-FROM pg_index i
-JOIN pg_class ic ON ic.oid = i.indexrelid
-JOIN pg_class t ON t.oid = i.indrelid
-JOIN pg_namespace tn ON tn.oid = t.relnamespace
-WHERE i.indexrelid = ANY(%(oids)s::oid[])
-"""
-
-
-def index_tails(conn: Connection, oids: Iterable[int]) -> dict[int, str]:
-    """Return ``{index oid: "USING btree (col) ..."}``: an index definition without its name and table,
-    to build the same index on a partition. Definitions that do not start as expected are left out."""
-    rows = _fetch_all(conn, INDEX_TAILS_QUERY, {"oids": list(oids)})
-    tails = {}
-    for oid, definition, prefix in rows:
-        if definition.startswith(prefix):
-            tails[oid] = definition[len(prefix) :]
-    return tails
-
-
-def resolve_types(conn: Connection, type_names: Iterable[str]) -> dict[str, str | None]:
-    """Return ``{text: format_type name or None}`` for type names written by a user (None: no such type)."""
-    names = list(type_names)
-    rows = dict(_fetch_all(conn, "SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,)))
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Vacuum facts (sigeti.dwh.vacuum): what read_tables does not read, for the relations it returned
-# ---------------------------------------------------------------------------------------------
-
-VACUUM_FACTS_QUERY = """
-SELECT c.oid,
-       CASE WHEN c.relkind = 'r' THEN age(c.relfrozenxid) END AS relfrozenxid_age,
-       CASE WHEN c.reltoastrelid <> 0 THEN (SELECT age(t.relfrozenxid) FROM pg_class t WHERE t.oid = c.reltoastrelid)
-       END AS toast_relfrozenxid_age,
-       c.relallvisible,
-       CASE WHEN c.reltablespace <> 0 THEN pg_tablespace_location(c.reltablespace) END AS tablespace_location,
-       (SELECT spcname::text FROM pg_tablespace WHERE oid = c.reltablespace) AS tablespace,
-       (SELECT sum((1 - s.null_frac) * s.avg_width)::float8 FROM pg_stats s
-         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS data_width,
-       (SELECT count(*) FROM pg_stats s
-         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS stats_columns,
-       (SELECT bool_or(s.null_frac > 0) FROM pg_stats s
-         WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited) AS has_nulls,
-       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
-         AS columns,
-       EXISTS (SELECT 1 FROM pg_stats s
-               WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND s.inherited) AS has_inherited_stats,
-       EXISTS (SELECT 1 FROM pg_index i
-               WHERE i.indrelid = c.oid AND i.indisvalid
-                 AND (i.indisprimary OR (i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
-                      AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k(attnum)
-                                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-                                      WHERE NOT a.attnotnull)))) AS has_repack_key
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = ANY(%(oids)s::oid[])
-"""
-
-EXTENSION_QUERY = """
-SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema
-FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-WHERE e.extname = ANY(%(names)s::text[])
-"""
-
-
-def vacuum_facts(conn: Connection, oids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Per relation oid: relfrozenxid ages, tablespace location, row width from pg_stats (for the bloat estimate),
-    inheritance statistics (partitioned parents) and whether a primary key or unique NOT NULL index exists
-    (pg_repack needs one). One round trip. Returns ``{oid: dict}``.
-    """
-    if not oids:
-        return {}
-    with _dict_cursor(conn) as cur:
-        cur.execute(VACUUM_FACTS_QUERY, {"oids": list(oids)})
-        rows = {r["oid"]: dict(r) for r in cur.fetchall()}
-    _end_read(conn)
-    return rows
-
-
-def maintenance_counts(conn: Connection, oids: Iterable[int]) -> dict[int, int]:
-    """Return, per relation oid, how many (auto)vacuums and (auto)analyzes the statistics show now, read afresh."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_stat_clear_snapshot()")
-        cur.execute(
-            "SELECT relid, vacuum_count + autovacuum_count + analyze_count + autoanalyze_count "
-            "FROM pg_stat_all_tables WHERE relid = ANY(%s::oid[])",
-            (list(oids),),
-        )
-        counts = dict(cur.fetchall())
-    _end_read(conn)
-    return counts
-
-
-def extensions_info(conn: Connection, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Return ``{name: {"version", "schema"}}`` for the installed extensions among ``names``, and whether this
-    role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""
-    with _dict_cursor(conn) as cur:
-        cur.execute(EXTENSION_QUERY, {"names": list(names)})
-        found = {r["name"]: {"version": r["version"], "schema": r["schema"]} for r in cur.fetchall()}
-        if "pgstattuple" in found:
-            cur.execute(
-                "SELECT has_function_privilege(%s, 'EXECUTE') AS allowed",
-                ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"]).as_string(conn),),
-            )
-            found["pgstattuple"]["approx_allowed"] = cur.fetchone()["allowed"]
-    _end_read(conn)
-    return found
-
-
-def approx_bloat(conn: Connection, extension_schema: str, oids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Measure dead + free space of heaps with ``pgstattuple_approx`` (skips all-visible pages), one query.
-
-    Returns ``{oid: {"table_len", "dead_tuple_len", "approx_free_space", "scanned_percent", ...}}``.
-    """
-    if not oids:
-        return {}
-    query = sql.SQL(
-        "SELECT o.oid, a.* FROM unnest(%(oids)s::oid[]) AS o(oid), LATERAL {}.pgstattuple_approx(o.oid::regclass) a"
-    ).format(sql.Identifier(extension_schema))
-    with _dict_cursor(conn) as cur:
-        cur.execute(query, {"oids": list(oids)})
-        rows = {r["oid"]: dict(r) for r in cur.fetchall()}
-    _end_read(conn)
-    return rows
-
-
-FREEZE_SAMPLE_PAGES = 64
-
-
-def newest_row_ages(conn: Connection, relations: Sequence[tuple[int, str, str, int | None]]) -> dict[int, int | None]:
-    """Return ``{oid: min(age(xmin))}`` over a ``TABLESAMPLE SYSTEM`` sample of about FREEZE_SAMPLE_PAGES pages of
-    each relation (``[(oid, schema, name, relpages)]``); None when the sample saw no row. One query.
-    """
-    if not relations:
-        return {}
-    parts = []
-    for oid, schema, name, relpages in relations:
-        percent = (
-            100.0
-            if not relpages or relpages <= FREEZE_SAMPLE_PAGES
-            else max(0.01, round(100.0 * FREEZE_SAMPLE_PAGES / relpages, 4))
-        )
-        parts.append(
-            sql.SQL("SELECT {}::oid, (SELECT min(age(xmin)) FROM {} TABLESAMPLE SYSTEM ({}))").format(
-                sql.Literal(oid), sql.Identifier(schema, name), sql.Literal(percent)
-            )
-        )
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL(" UNION ALL ").join(parts))
-        rows = {r[0]: r[1] for r in cur.fetchall()}
-    _end_read(conn)
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Migration facts (plain table -> partitioned): everything a table swap must carry
-# ---------------------------------------------------------------------------------------------
-
-MIGRATION_FACTS_QUERY = """
-WITH t AS (SELECT c.oid, c.relname, c.relnamespace, c.relacl, c.relrowsecurity, c.relforcerowsecurity,
-                  c.relpersistence, c.relreplident FROM pg_class c WHERE c.oid = %(oid)s::oid)
-SELECT
-  (SELECT json_build_object('row_security', t.relrowsecurity, 'force_row_security', t.relforcerowsecurity,
-                            'persistence', t.relpersistence, 'replica_identity', t.relreplident) FROM t) AS flags,
-  (SELECT coalesce(json_agg(json_build_object(
-        'name', con.conname, 'type', con.contype, 'definition', pg_get_constraintdef(con.oid),
-        'validated', con.convalidated, 'index', (SELECT relname FROM pg_class WHERE oid = con.conindid),
-        'columns', ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
-                         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
-        'comment', obj_description(con.oid, 'pg_constraint')) ORDER BY con.conname), '[]')
-   FROM pg_constraint con WHERE con.conrelid = (SELECT oid FROM t)) AS constraints,
-  (SELECT coalesce(json_agg(json_build_object(
-        'name', con.conname, 'schema', n.nspname, 'table', c.relname, 'definition', pg_get_constraintdef(con.oid),
-        'validated', con.convalidated,
-        'columns', ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o)
-                         JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o))
-        ORDER BY n.nspname, c.relname, con.conname), '[]')
-   FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE con.contype = 'f' AND con.confrelid = (SELECT oid FROM t) AND con.conrelid <> con.confrelid
-     AND con.conparentid = 0) AS foreign_keys_in,
-  (SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                                         ELSE pg_get_userbyid(a.grantee) END,
-        'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY 1), '[]')
-   FROM t, aclexplode(t.relacl) a WHERE a.grantee <> a.grantor OR a.grantee = 0) AS grants,
-  (SELECT coalesce(json_agg(json_build_object('column', att.attname, 'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                                         ELSE pg_get_userbyid(a.grantee) END,
-        'privilege', a.privilege_type, 'grantable', a.is_grantable) ORDER BY 1), '[]')
-   FROM pg_attribute att, aclexplode(att.attacl) a
-   WHERE att.attrelid = (SELECT oid FROM t) AND att.attacl IS NOT NULL AND NOT att.attisdropped) AS column_grants,
-  (SELECT coalesce(json_agg(json_build_object('name', tg.tgname, 'definition', pg_get_triggerdef(tg.oid),
-        'enabled', tg.tgenabled, 'comment', obj_description(tg.oid, 'pg_trigger')) ORDER BY tg.tgname), '[]')
-   FROM pg_trigger tg WHERE tg.tgrelid = (SELECT oid FROM t) AND NOT tg.tgisinternal) AS triggers,
-  (SELECT coalesce(json_agg(json_build_object('name', p.polname, 'permissive', p.polpermissive,
-        'command', p.polcmd, 'roles', ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r) END
-                                           FROM unnest(p.polroles) r),
-        'using', pg_get_expr(p.polqual, p.polrelid), 'with_check', pg_get_expr(p.polwithcheck, p.polrelid))
-        ORDER BY p.polname), '[]')
-   FROM pg_policy p WHERE p.polrelid = (SELECT oid FROM t)) AS policies,
-  (SELECT coalesce(json_agg(json_build_object('column', a.attname, 'schema', sn.nspname, 'name', s.relname,
-        'kind', CASE d.deptype WHEN 'i' THEN 'identity' ELSE 'serial' END) ORDER BY a.attnum), '[]')
-   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-   JOIN pg_namespace sn ON sn.oid = s.relnamespace
-   JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-   WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-     AND d.refobjid = (SELECT oid FROM t) AND d.deptype IN ('a', 'i')) AS sequences,
-  (SELECT coalesce(json_agg(json_build_object('column', a.attname, 'options', a.attoptions)), '[]')
-   FROM pg_attribute a WHERE a.attrelid = (SELECT oid FROM t) AND a.attoptions IS NOT NULL
-     AND NOT a.attisdropped) AS column_options,
-  (SELECT coalesce(json_agg(json_build_object('name', ic.relname, 'comment', obj_description(ic.oid, 'pg_class'))),
-          '[]')
-   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-   WHERE i.indrelid = (SELECT oid FROM t) AND obj_description(ic.oid, 'pg_class') IS NOT NULL) AS index_comments,
-  (SELECT coalesce(json_agg(json_build_object(
-        'oid', v.oid, 'schema', vn.nspname, 'name', v.relname,
-        'kind', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
-        'owner', pg_get_userbyid(v.relowner), 'definition', pg_get_viewdef(v.oid),
-        'options', v.reloptions, 'comment', obj_description(v.oid, 'pg_class'),
-        'populated', v.relispopulated,
-        'grants', (SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                                                         ELSE pg_get_userbyid(a.grantee) END,
-                         'privilege', a.privilege_type, 'grantable', a.is_grantable)), '[]')
-                   FROM aclexplode(v.relacl) a WHERE a.grantee <> a.grantor OR a.grantee = 0),
-        'indexes', (SELECT coalesce(json_agg(json_build_object('name', ic.relname, 'definition',
-                         pg_get_indexdef(i.indexrelid), 'comment', obj_description(ic.oid, 'pg_class'),
-                         'tail', substr(pg_get_indexdef(i.indexrelid),
-                                 length('CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
-                                        || quote_ident(ic.relname) || ' ON ' || quote_ident(vn.nspname) || '.'
-                                        || quote_ident(v.relname) || ' ') + 1),
-                         'unique', i.indisunique) ORDER BY ic.relname), '[]')
-                     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = v.oid),
-        'dependents', ARRAY(SELECT DISTINCT quote_ident(wn.nspname) || '.' || quote_ident(w.relname)
-                            FROM pg_depend d2 JOIN pg_rewrite r2 ON r2.oid = d2.objid
-                            JOIN pg_class w ON w.oid = r2.ev_class JOIN pg_namespace wn ON wn.oid = w.relnamespace
-                            WHERE d2.classid = 'pg_rewrite'::regclass AND d2.refobjid = v.oid AND w.oid <> v.oid))
-        ORDER BY vn.nspname, v.relname), '[]')
-   FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace
-   WHERE v.oid IN (SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-                   WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-                     AND d.refobjid = (SELECT oid FROM t) AND r.ev_class <> d.refobjid)) AS views,
-  (SELECT json_build_object('index_tails', coalesce(json_object_agg(ic.relname, substr(pg_get_indexdef(i.indexrelid),
-            length('CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
-                   || quote_ident(ic.relname) || ' ON ' || quote_ident(n.nspname) || '.' || quote_ident(t.relname)
-                   || ' ') + 1)), '{}'))
-   FROM t JOIN pg_namespace n ON n.oid = t.relnamespace
-   JOIN pg_index i ON i.indrelid = t.oid JOIN pg_class ic ON ic.oid = i.indexrelid) AS extra
-"""
-
-
-def migration_facts(conn: Connection, oid: int) -> dict[str, Any]:
-    """Read, in one round trip, what swapping table ``oid`` for a partitioned copy must carry.
-
-    Returns a dict: ``flags`` (row_security, force_row_security, persistence, replica_identity),
-    ``constraints`` (every constraint: name, type p/u/c/f/x, definition, columns, index), ``foreign_keys_in``
-    (FKs of other tables referencing it), ``grants`` and ``column_grants`` (from ``relacl``/``attacl``),
-    ``triggers`` (user triggers with their ``pg_get_triggerdef``), ``policies`` (RLS), ``sequences`` (owned
-    serial/identity sequences), ``column_options`` (attoptions such as n_distinct), ``index_comments``,
-    ``views`` (direct dependent views and materialized views with definition, owner, grants, comment, options,
-    indexes and their own dependents) and ``index_tails`` (index definition after ``ON table``).
-
-    Definitions are read with ``search_path`` set to ``pg_catalog`` so every name in them is schema-qualified
-    and they can be replayed from any session.
-    """
-    was_autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        with _dict_cursor(conn) as cur:
-            cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
-            cur.execute(MIGRATION_FACTS_QUERY, {"oid": oid})
-            row = dict(cur.fetchone())
-        conn.rollback()
-    finally:
-        conn.autocommit = was_autocommit
-    extra = row.pop("extra") or {}
-    row["index_tails"] = extra.get("index_tails") or {}
-    return row
 
 
 PARTITION_SET_QUERY = """
@@ -1225,7 +648,7 @@ def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, An
     ``oid, parent_oid, level, schema, name, relkind, bound_expr, bound, low, high, reloptions,
     toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``).
     """
-    rows = _fetch_all(conn, PARTITION_SET_QUERY, {"schema": schema, "name": name})
+    rows = fetch_all(conn, PARTITION_SET_QUERY, {"schema": schema, "name": name})
     if not rows:
         return {"schema": schema, "name": name, "exists": False}
     entries = []
@@ -1276,185 +699,3 @@ def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, An
     table["partitions"] = entries[1:]
     _type_bounds(table)
     return table
-
-
-PARTITION_SET_DETAILS_QUERY = """
-WITH RECURSIVE walk(oid, detach_pending) AS (
-    SELECT %(root)s::oid, false
-    UNION ALL
-    SELECT i.inhrelid, i.inhdetachpending FROM walk w JOIN pg_inherits i ON i.inhparent = w.oid
-)
-SELECT w.oid, w.detach_pending,
-       COALESCE((SELECT json_agg(json_build_object(
-                    'oid', i.indexrelid::bigint, 'name', ic.relname::text, 'schema', n.nspname::text,
-                    'is_valid', i.indisvalid AND i.indisready, 'is_unique', i.indisunique,
-                    'parent_index_oid', inh.inhparent::bigint, 'constraint_name', con.conname::text))
-                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                 JOIN pg_namespace n ON n.oid = ic.relnamespace
-                 LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
-                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
-                 WHERE i.indrelid = w.oid), '[]'::json)
-FROM walk w
-"""
-
-RELATIONS_NAMED_QUERY = """
-SELECT n.nspname::text, c.relname::text, c.relkind::text, i.indrelid::bigint
-FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS w(schema_name, rel_name)
-JOIN pg_namespace n ON n.nspname = w.schema_name
-JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name
-LEFT JOIN pg_index i ON i.indexrelid = c.oid
-"""
-
-DEPENDENT_OBJECTS_QUERY = """
-SELECT d.refobjid::bigint, format('%%s %%I.%%I', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
-                                  vn.nspname, v.relname)
-FROM pg_depend d
-JOIN pg_rewrite r ON r.oid = d.objid
-JOIN pg_class v ON v.oid = r.ev_class
-JOIN pg_namespace vn ON vn.oid = v.relnamespace
-WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-  AND d.refobjid = ANY(%(oids)s::oid[]) AND v.oid <> d.refobjid
-UNION
-SELECT con.confrelid::bigint, format('foreign key %%I of %%I.%%I', con.conname, tn.nspname, t.relname)
-FROM pg_constraint con
-JOIN pg_class t ON t.oid = con.conrelid
-JOIN pg_namespace tn ON tn.oid = t.relnamespace
-WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s::oid[]) AND con.conparentid = 0
-ORDER BY 1, 2
-"""
-
-
-def partition_set_details(conn: Connection, table: dict[str, Any]) -> dict[str, Any]:
-    """Add what ``read_partition_set`` leaves out and the partition planner needs, in one round trip on the
-    catalog only (no lock on any table): every index of the tree with its validity (an INVALID index, left by a
-    cancelled ``CREATE INDEX CONCURRENTLY``, counts as absent) and ``detach_pending`` on partitions whose
-    ``DETACH ... CONCURRENTLY`` was interrupted. Returns a new table dict; ``table`` is left as it was.
-    """
-    if not table.get("exists") or table.get("relkind") != "p":
-        return table
-    with conn.cursor() as cur:
-        cur.execute(PARTITION_SET_DETAILS_QUERY, {"root": table["oid"]})
-        rows = {oid: (pending, indexes) for oid, pending, indexes in cur.fetchall()}
-    _end_read(conn)
-    result = dict(table)
-    result["partitions"] = []
-    for entry in table["partitions"]:
-        pending, indexes = rows.get(entry["oid"], (False, None))
-        detailed = dict(entry, detach_pending=bool(pending))
-        if indexes is not None:
-            detailed["indexes"] = indexes
-        result["partitions"].append(detailed)
-    valid = {i["oid"]: i["is_valid"] for i in rows.get(table["oid"], (False, []))[1]}
-    result["indexes"] = [dict(i, is_valid=valid.get(i["oid"], True)) for i in table.get("indexes") or []]
-    return result
-
-
-def relations_named(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Return ``{(schema, name): {"relkind", "table_oid"}}`` for those of ``names`` that exist (``table_oid``:
-    the table of an index, else None)."""
-    names = list(names)
-    if not names:
-        return {}
-    rows = _fetch_all(conn, RELATIONS_NAMED_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
-    return {(s, n): {"relkind": k, "table_oid": t} for s, n, k, t in rows}
-
-
-def dependent_objects(conn: Connection, oids: Iterable[int]) -> dict[int, list[str]]:
-    """Return ``{table oid: ["view public.v", "foreign key fk of public.t", ...]}``: what makes DROP TABLE fail."""
-    oids = list(oids)
-    if not oids:
-        return {}
-    rows = _fetch_all(conn, DEPENDENT_OBJECTS_QUERY, {"oids": oids})
-    found = {}
-    for oid, what in rows:
-        found.setdefault(oid, []).append(what)
-    return found
-
-
-MIGRATION_HAZARDS_QUERY = """
-WITH t AS (SELECT c.oid, c.reltype, ty.typarray FROM pg_class c JOIN pg_type ty ON ty.oid = c.reltype
-           WHERE c.oid = %(oid)s::oid)
-SELECT
-  (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY 1), '[]')
-   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE i.inhrelid = (SELECT oid FROM t)) AS inherits_from,
-  (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY 1), '[]')
-   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE i.inhparent = (SELECT oid FROM t)) AS inherited_by,
-  (SELECT coalesce(json_agg(json_build_object(
-        'name', ic.relname::text, 'unique', i.indisunique, 'primary', i.indisprimary, 'valid', i.indisvalid,
-        'key_columns', ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
-                             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
-                             WHERE k.o <= i.indnkeyatts ORDER BY k.o),
-        'key_count', i.indnkeyatts, 'has_expressions', i.indexprs IS NOT NULL,
-        'predicate', pg_get_expr(i.indpred, i.indrelid), 'constraint', con.conname::text,
-        'constraint_type', con.contype::text, 'deferrable', coalesce(con.condeferrable, false),
-        'clustered', i.indisclustered, 'reloptions', ic.reloptions)
-        ORDER BY ic.relname), '[]')
-   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-   LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
-   WHERE i.indrelid = (SELECT oid FROM t)) AS indexes,
-  (SELECT coalesce(json_agg(DISTINCT d.objid::regprocedure::text), '[]')
-   FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_type'::regclass
-     AND d.refobjid IN ((SELECT reltype FROM t), (SELECT typarray FROM t))) AS rowtype_functions,
-  (SELECT coalesce(json_agg(DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.'
-                            || quote_ident(a.attname)), '[]')
-   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE a.atttypid IN ((SELECT reltype FROM t), (SELECT typarray FROM t)) AND NOT a.attisdropped
-     AND c.relkind IN ('r', 'p', 'f', 'm')) AS rowtype_columns,
-  (SELECT coalesce(json_agg(json_build_object('name', r.rulename::text, 'definition', pg_get_ruledef(r.oid),
-                                              'enabled', r.ev_enabled::text) ORDER BY r.rulename), '[]')
-   FROM pg_rewrite r WHERE r.ev_class = (SELECT oid FROM t) AND r.rulename <> '_RETURN') AS rules,
-  (SELECT coalesce(json_agg(DISTINCT jsonb_build_object(
-        'name', r.rulename::text, 'oid', c.oid::bigint, 'schema', n.nspname::text, 'relation', c.relname::text,
-        'table', quote_ident(n.nspname) || '.' || quote_ident(c.relname), 'definition', pg_get_ruledef(r.oid))),
-        '[]')
-   FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class c ON c.oid = r.ev_class
-   JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-     AND d.refobjid = (SELECT oid FROM t) AND r.ev_class <> d.refobjid AND r.rulename <> '_RETURN') AS foreign_rules,
-  (SELECT coalesce(json_agg(p.pubname::text ORDER BY p.pubname), '[]')
-   FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-   WHERE pr.prrelid = (SELECT oid FROM t)) AS publications,
-  (SELECT coalesce(json_agg(json_build_object('name', tg.tgname::text, 'function', tg.tgfoid::regprocedure::text,
-                                              'source', p.prosrc) ORDER BY tg.tgname), '[]')
-   FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
-   -- tgtype bits: 1 row, 2 before, 4 insert, 16 update
-   WHERE tg.tgrelid = (SELECT oid FROM t) AND NOT tg.tgisinternal AND tg.tgtype & 3 = 3
-     AND tg.tgtype & 20 <> 0) AS before_row_triggers,
-  (SELECT has_database_privilege(current_database(), 'CREATE')) AS can_create_schema,
-  (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE')
-   FROM pg_namespace n WHERE n.nspname = 'sigeti_dwh') AS can_create_in_state_schema,
-  (SELECT has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
-          AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE')
-   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE n.nspname = 'sigeti_dwh' AND c.relname = 'migration_state') AS can_write_state,
-  current_user::text AS current_user
-"""
-
-
-def migration_hazards(conn, oid):
-    """Read what a migration of table ``oid`` must refuse or treat specially, decided on catalog numbers.
-
-    Returns a dict: ``inherits_from`` / ``inherited_by`` (qualified names, table inheritance), ``indexes``
-    (name, unique, primary, valid, ``key_columns`` from ``pg_index.indkey`` up to ``indnkeyatts`` (expressions
-    left out), ``key_count``, ``has_expressions``, ``predicate``, constraint name/type, deferrable),
-    ``rowtype_functions`` (functions whose signature uses the table's row type), ``rowtype_columns`` (columns of
-    other relations typed by it), ``rules`` (rules on the table: name, definition, enabled), ``foreign_rules``
-    (rules of other relations that reference it: name, schema, relation, table, oid, definition),
-    ``publications``, ``before_row_triggers`` (BEFORE INSERT/UPDATE row triggers with their function's source),
-    ``can_create_schema`` (CREATE on the database) and
-    ``can_create_in_state_schema`` (CREATE and USAGE on ``sigeti_dwh``, None when it does not exist yet),
-    ``can_write_state`` (on ``sigeti_dwh.migration_state``, None when absent) and ``current_user``.
-    """
-    was_autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        with _dict_cursor(conn) as cur:
-            cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
-            cur.execute(MIGRATION_HAZARDS_QUERY, {"oid": oid})
-            row = dict(cur.fetchone())
-        conn.rollback()
-    finally:
-        conn.autocommit = was_autocommit
-    return row

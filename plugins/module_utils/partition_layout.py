@@ -15,7 +15,7 @@ import datetime
 import re
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import MAXVALUE, MINVALUE, json_value
+from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import MAXVALUE, MINVALUE, json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 

@@ -24,7 +24,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import plan as planmod
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import json_value
+from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import (  # noqa: F401  # re-exported: callers use partitioning.<name>

@@ -1,0 +1,39 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""How every catalog read runs: one statement, then its transaction ends (no lock kept beyond the read)."""
+
+from __future__ import annotations
+
+try:
+    import psycopg2.extras
+except ImportError:  # reported by the connection layer
+    psycopg2 = None
+
+
+def end_read(conn):
+    # a read ends its transaction at once: catalog reads never keep the locks they took
+    if not conn.autocommit:
+        conn.rollback()
+
+
+def fetch_one(conn, query, params=None):
+    """Run one read, end its transaction, return its first row."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        row = cur.fetchone()
+    end_read(conn)
+    return row
+
+
+def fetch_all(conn, query, params=None):
+    """Run one read, end its transaction, return every row."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        rows = cur.fetchall()
+    end_read(conn)
+    return rows
+
+
+def dict_cursor(conn):
+    """A cursor returning rows as dicts."""
+    return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
