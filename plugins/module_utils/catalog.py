@@ -630,7 +630,12 @@ SELECT t.oid, t.parent_oid, t.level, n.nspname::text, c.relname::text, c.relkind
                                              'constraint_name', con.conname::text))
            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
            LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
-           WHERE i.indrelid = c.oid) END
+           WHERE i.indrelid = c.oid) END,
+       -- per-column statistics targets a leaf carries (-1 / NULL = the default): new partitions copy the newest's
+       CASE WHEN c.relkind = 'r' THEN (
+           SELECT json_object_agg(a.attname, a.attstattarget) FROM pg_attribute a
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND coalesce(a.attstattarget::int, -1) >= 0)
+       END
 FROM tree t
 JOIN pg_class c ON c.oid = t.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -668,6 +673,7 @@ def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, An
             key,
             columns,
             indexes,
+            stat_targets,
         ) = row
         entries.append(
             {
@@ -687,6 +693,7 @@ def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, An
                 "partition_key": None,
                 "columns": columns or [],
                 "all_indexes": indexes or [],
+                "stat_targets": stat_targets or {},
             }
         )
         if key:

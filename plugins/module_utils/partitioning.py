@@ -186,8 +186,13 @@ def new_partition_steps(
     columns: Sequence[str],
     options: dict[str, str] | None,
     group: str | None = None,
+    stat_targets: dict[str, int] | None = None,
+    template: str | None = None,
 ) -> list[planmod.Step]:
     """Return the steps creating one partition the weak-lock way, moving rows out of the default partition first.
+
+    ``options`` (storage parameters) and ``stat_targets`` (per-column statistics targets) are those the new table
+    gets: the newest existing partition's (``template``) under the declared ``partition_options``.
 
     With a default partition, writers are held and rows moved for every new period, even one that had no row
     there when counted: a row of the period arriving before the ATTACH would make it fail (23514). Each such
@@ -206,13 +211,26 @@ def new_partition_steps(
             sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
                 sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)
             ),
-            "period %s is missing: create its table (ACCESS SHARE on the parent)" % scheme.label(point),
+            "period %s is missing: create its table (ACCESS SHARE on the parent)%s"
+            % (scheme.label(point), " with the storage settings of %s" % template if template and options else ""),
             lock=planmod.ACCESS_SHARE,
             targets=targets,
             group=group,
             effect=("created", name),
         )
     ]
+    for column, target in sorted((stat_targets or {}).items()):
+        steps.append(
+            planmod.Step(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
+                    sql.Identifier(*child), sql.Identifier(column), sql.Literal(int(target))
+                ),
+                "statistics target of %s as on %s (the newest partition)" % (column, template),
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[child],
+                group=group,
+            )
+        )
     counted = (
         "the %d rows of period %s waiting in the default partition" % (default_rows, scheme.label(point))
         if default_rows
@@ -278,6 +296,27 @@ def new_partition_steps(
         )
     )
     return steps
+
+
+def template_settings(declared: Declared, lay: Layout) -> tuple[str | None, dict[str, str], dict[str, int]]:
+    """The storage settings a new partition gets: ``(template name, storage parameters, statistics targets)``.
+
+    A DBA (or a migration) tunes the partitions a set has: fillfactor, autovacuum and TOAST options, per-column
+    statistics targets. A partitioned parent cannot hold most of them, so new partitions copy those of the newest
+    existing leaf partition; the declared ``partition_options`` win over them.
+    """
+    leaves = [
+        p
+        for p in list(lay.adopted.values()) + lay.spanning
+        if p.get("relkind", "r") == "r" and p.get("high") is not None
+    ]
+    if not leaves:
+        return None, dict(declared.partition_options or {}), {}
+    newest = max(leaves, key=lambda p: bound_rank(p["high"]))
+    options = dict(newest.get("reloptions") or {})
+    options.update({"toast." + k: v for k, v in (newest.get("toast_reloptions") or {}).items()})
+    options.update(declared.partition_options or {})
+    return newest["name"], options, dict(newest.get("stat_targets") or {})
 
 
 def default_partition_steps(declared: Declared, name: str, options: dict[str, str] | None) -> list[planmod.Step]:
@@ -650,6 +689,7 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
     taken = extras.get("existing_names") or set()
     counts = extras.get("default_counts") or {}
     options = declared.partition_options
+    template, new_options, stat_targets = template_settings(declared, lay)
     retention = declared.retention
     own_names = {(p["schema"], p["name"]) for p in existing_partitions(table)}
 
@@ -693,7 +733,11 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
         rows = counts.get(point, 0) if lay.default is not None else 0
         result.moved_rows += rows
         batch = "create-batch:%d" % (len(result.created) // CREATE_BATCH)
-        result.plan.extend(new_partition_steps(declared, point, name, lay.default, rows, columns, options, batch))
+        result.plan.extend(
+            new_partition_steps(
+                declared, point, name, lay.default, rows, columns, new_options, batch, stat_targets, template
+            )
+        )
         result.created.append(name)
         low, high = scheme.bounds(point)
         after.append(_entry(name, low, high))

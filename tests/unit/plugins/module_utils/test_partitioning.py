@@ -642,3 +642,27 @@ def test_bounds_made_in_another_time_zone_get_a_message_saying_so():
     msg = err.value.msg
     assert "America/Santiago" in msg and "UTC offset +00:00" in msg and "another TimeZone" in msg
     assert "nothing was changed" in msg
+
+
+def test_new_partitions_take_the_newest_partitions_storage_settings_under_the_declared_ones():
+    old = part("fait_2024", 20240101, 20250101, reloptions={"fillfactor": "90"})
+    new = part("fait_2025", 20250101, 20260101, reloptions={"fillfactor": "70"}, toast={"autovacuum_enabled": "false"})
+    new["stat_targets"] = {"dk": 500}
+    _lay, result = plan_for(
+        declared(default=False, options={"autovacuum_enabled": "true"}), table([old, new]), D(2025, 1, 1)
+    )
+    created = [s for s in result.plan.steps if text(s.sql).startswith('CREATE TABLE "dwh"."fait_2026"')]
+    assert created and text(created[0].sql).endswith(
+        "WITH (autovacuum_enabled = 'true', fillfactor = '70', toast.autovacuum_enabled = 'false')"
+    ), text(created[0].sql)
+    assert 'ALTER TABLE "dwh"."fait_2026" ALTER COLUMN "dk" SET STATISTICS 500' in [
+        text(s.sql) for s in result.plan.steps
+    ]
+    assert "fait_2025" in created[0].reason
+
+
+def test_without_an_existing_partition_only_the_declared_options_apply():
+    template, options, targets = partitioning.template_settings(
+        declared(options={"fillfactor": "60"}), partitioning.layout(declared(), table([]), D(2025, 1, 1))
+    )
+    assert (template, options, targets) == (None, {"fillfactor": "60"}, {})
