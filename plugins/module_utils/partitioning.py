@@ -672,64 +672,41 @@ def partition_list(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [dict(p.items()) for p in sorted(parts, key=order)]
 
 
-def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, extras: dict[str, Any]) -> Result:
-    """Return the Result (plan + predictions) of a layout.
+def _check_new_name(declared: Declared, point: Point, name: str, taken: set, own_names: set) -> None:
+    if (declared.schema, name) in taken and (declared.schema, name) not in own_names:
+        raise InvalidInput(
+            "cannot create partition %s of %s: a relation of that name already exists and is not a partition "
+            "of it. Rename it, or attach it yourself with the bounds FROM %s TO %s; nothing was changed."
+            % (
+                display_name(declared.schema, name),
+                declared.display,
+                declared.scheme.literal(point),
+                declared.scheme.literal(declared.scheme.step(point)),
+            )
+        )
+    if (declared.schema, name) in own_names:
+        raise InvalidInput(
+            "cannot create partition %s of %s: that name is taken by another partition of it with other bounds; "
+            "nothing was changed." % (display_name(declared.schema, name), declared.display)
+        )
 
-    ``extras``: ``default_rows`` (rows now in the default partition), ``default_counts`` (point -> rows of
-    that missing period sitting in the default), ``existing_names`` (set of ``(schema, name)`` already
-    taken), ``schemas`` (set of existing schema names), ``index_tails`` (index oid -> ``USING ...``),
-    ``index_names_taken`` (``(schema, name)`` of planned index names -> the relation holding it) and
-    ``dependents`` (retired partition oid -> objects whose dependency makes DROP TABLE fail).
-    """
+
+def _plan_periods(declared, table, lay, extras, result, after):
+    """Every declared period: kept when a partition covers it, else created (rows moved out of the default)."""
     scheme = declared.scheme
-    result = Result()
-    result.warnings.extend(lay.warnings)
-    exists = bool(table and table.get("exists"))
-    schemas = extras.get("schemas") or set()
     taken = extras.get("existing_names") or set()
     counts = extras.get("default_counts") or {}
-    options = declared.partition_options
-    template, new_options, stat_targets = template_settings(declared, lay)
-    retention = declared.retention
     own_names = {(p["schema"], p["name"]) for p in existing_partitions(table)}
-
-    if not exists:
-        result.plan.extend(create_table_steps(declared, declared.schema in schemas))
-
-    # before
-    for part in existing_partitions(table):
-        result.before.append(_entry(part["name"], part.get("low"), part.get("high"), part["is_default"]))
-
-    will_have_default = lay.default is not None or declared.default_partition
+    template, new_options, stat_targets = template_settings(declared, lay)
     columns = _insertable_columns(table, declared)
-    after = []
     for point in lay.periods:
-        if point in lay.covered:
-            part = lay.covered[point]
+        part = lay.covered.get(point) or lay.adopted.get(point)
+        if part is not None:
             if not any(e["name"] == part["name"] for e in after):
                 after.append(_entry(part["name"], part["low"], part["high"]))
             continue
-        if point in lay.adopted:
-            part = lay.adopted[point]
-            after.append(_entry(part["name"], part["low"], part["high"]))
-            continue
         name = partition_name(declared, point)
-        if (declared.schema, name) in taken and (declared.schema, name) not in own_names:
-            raise InvalidInput(
-                "cannot create partition %s of %s: a relation of that name already exists and is not a partition "
-                "of it. Rename it, or attach it yourself with the bounds FROM %s TO %s; nothing was changed."
-                % (
-                    display_name(declared.schema, name),
-                    declared.display,
-                    scheme.literal(point),
-                    scheme.literal(scheme.step(point)),
-                )
-            )
-        if (declared.schema, name) in own_names:
-            raise InvalidInput(
-                "cannot create partition %s of %s: that name is taken by another partition of it with other bounds; "
-                "nothing was changed." % (display_name(declared.schema, name), declared.display)
-            )
+        _check_new_name(declared, point, name, taken, own_names)
         rows = counts.get(point, 0) if lay.default is not None else 0
         result.moved_rows += rows
         batch = "create-batch:%d" % (len(result.created) // CREATE_BATCH)
@@ -742,6 +719,10 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
         low, high = scheme.bounds(point)
         after.append(_entry(name, low, high))
 
+
+def _plan_default(declared, lay, extras, result, after):
+    """Create the declared default partition, or keep the one there (never dropped: it may hold rows)."""
+    taken = extras.get("existing_names") or set()
     if lay.default is None and declared.default_partition:
         name = default_name(declared)
         if (declared.schema, name) in taken:
@@ -750,7 +731,7 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
                 "or attach it as the default partition; nothing was changed."
                 % (display_name(declared.schema, name), declared.display)
             )
-        result.plan.extend(default_partition_steps(declared, name, options))
+        result.plan.extend(default_partition_steps(declared, name, declared.partition_options))
         result.created.append(name)
         after.append(_entry(name, None, None, True))
     elif lay.default is not None:
@@ -762,71 +743,107 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
                 % (declared.display, lay.default["name"])
             )
 
-    for part in lay.others + lay.partly_old + lay.waiting:
-        after.append(_entry(part["name"], part["low"], part["high"]))
 
-    # Existing partitions that stay: verify the parent's indexes and the declared reloptions.
+def _options_step(leaf: dict[str, Any], changes: dict[str, str]) -> planmod.Step:
+    return planmod.Step(
+        sql.SQL("ALTER TABLE {} SET ({})").format(
+            sql.Identifier(leaf["schema"], leaf["name"]),
+            sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v)) for k, v in sorted(changes.items())
+            ),
+        ),
+        "partition_options differ on %s: %s"
+        % (leaf["name"], ", ".join("%s=%s" % kv for kv in sorted(changes.items()))),
+        lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+        targets=[(leaf["schema"], leaf["name"])],
+    )
+
+
+def _plan_staying(declared, table, lay, extras, result):
+    """Partitions that stay: the parent's indexes on each (invalid ones rebuilt) and the declared reloptions."""
     staying = staying_partitions(lay)
     check_pending_detaches(declared, staying)
-    if exists:
-        result.plan.extend(
-            index_steps(
-                declared, table, staying, extras.get("index_tails"), result.warnings, extras.get("index_names_taken")
-            )
+    result.plan.extend(
+        index_steps(
+            declared, table, staying, extras.get("index_tails"), result.warnings, extras.get("index_names_taken")
         )
-        leaves = [e for e in table["partitions"] if e["relkind"] == "r"]
-        retired_oids = {p["oid"] for p in lay.retired}
-        for leaf in leaves:
-            if leaf["oid"] in retired_oids or leaf.get("parent_oid") in retired_oids:
-                continue
-            changes = option_changes(leaf, options)
-            if changes:
-                result.plan.add(
-                    planmod.Step(
-                        sql.SQL("ALTER TABLE {} SET ({})").format(
-                            sql.Identifier(leaf["schema"], leaf["name"]),
-                            sql.SQL(", ").join(
-                                sql.SQL("{} = {}").format(sql.SQL(k), sql.Literal(v))
-                                for k, v in sorted(changes.items())
-                            ),
-                        ),
-                        "partition_options differ on %s: %s"
-                        % (leaf["name"], ", ".join("%s=%s" % kv for kv in sorted(changes.items()))),
-                        lock=planmod.SHARE_UPDATE_EXCLUSIVE,
-                        targets=[(leaf["schema"], leaf["name"])],
-                    )
-                )
+    )
+    retired_oids = {p["oid"] for p in lay.retired}
+    for leaf in (e for e in table["partitions"] if e["relkind"] == "r"):
+        if leaf["oid"] in retired_oids or leaf.get("parent_oid") in retired_oids:
+            continue
+        changes = option_changes(leaf, declared.partition_options)
+        if changes:
+            result.plan.add(_options_step(leaf, changes))
 
-    if retention and lay.retired:
-        if retention["action"] == "archive":
-            archive = retention["archive_schema"]
-            if archive not in schemas:
-                result.plan.add(
-                    planmod.Step(
-                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive)),
-                        "archive schema %s does not exist" % archive,
-                    )
-                )
-            clashes = [p["name"] for p in lay.retired if (archive, p["name"]) in taken]
-            if clashes:
-                raise InvalidInput(
-                    "cannot archive %s of %s: schema %s already has relations named %s. Rename or drop them; "
-                    "nothing was changed." % (", ".join(clashes), declared.display, archive, ", ".join(clashes))
-                )
-        concurrent = not will_have_default
-        acting = retirable(declared, lay.retired, extras.get("dependents") or {}, result.warnings)
-        acting_oids = {p["oid"] for p in acting}
-        after.extend(_entry(p["name"], p["low"], p["high"]) for p in lay.retired if p["oid"] not in acting_oids)
-        for part in acting:
-            result.plan.extend(retention_steps(declared, part, concurrent))
-            if part.get("detach_pending"):
-                result.finished_detaches.append(part["name"])
-            result.detached.append(part["name"])
-            if retention["action"] == "drop" and not part.get("keep_table"):
-                result.dropped.append(part["name"])
-            elif retention["action"] == "archive":
-                result.archived.append(part["name"])
 
+def _archive_schema_steps(declared, lay, extras):
+    archive = declared.retention["archive_schema"]
+    taken = extras.get("existing_names") or set()
+    clashes = [p["name"] for p in lay.retired if (archive, p["name"]) in taken]
+    if clashes:
+        raise InvalidInput(
+            "cannot archive %s of %s: schema %s already has relations named %s. Rename or drop them; "
+            "nothing was changed." % (", ".join(clashes), declared.display, archive, ", ".join(clashes))
+        )
+    if archive in (extras.get("schemas") or set()):
+        return []
+    return [
+        planmod.Step(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive)),
+            "archive schema %s does not exist" % archive,
+        )
+    ]
+
+
+def _plan_retention(declared, lay, extras, result, after):
+    """Detach (and drop or archive) the retired partitions; keep those a view or key depends on, saying why."""
+    retention = declared.retention
+    if not retention or not lay.retired:
+        return
+    if retention["action"] == "archive":
+        result.plan.extend(_archive_schema_steps(declared, lay, extras))
+    concurrent = not (lay.default is not None or declared.default_partition)
+    acting = retirable(declared, lay.retired, extras.get("dependents") or {}, result.warnings)
+    acting_oids = {p["oid"] for p in acting}
+    after.extend(_entry(p["name"], p["low"], p["high"]) for p in lay.retired if p["oid"] not in acting_oids)
+    for part in acting:
+        result.plan.extend(retention_steps(declared, part, concurrent))
+        if part.get("detach_pending"):
+            result.finished_detaches.append(part["name"])
+        result.detached.append(part["name"])
+        if retention["action"] == "drop" and not part.get("keep_table"):
+            result.dropped.append(part["name"])
+        elif retention["action"] == "archive":
+            result.archived.append(part["name"])
+
+
+def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, extras: dict[str, Any]) -> Result:
+    """Return the Result (plan + predictions) of a layout.
+
+    ``extras``: ``default_rows`` (rows now in the default partition), ``default_counts`` (point -> rows of
+    that missing period sitting in the default), ``existing_names`` (set of ``(schema, name)`` already
+    taken), ``schemas`` (set of existing schema names), ``index_tails`` (index oid -> ``USING ...``),
+    ``index_names_taken`` (``(schema, name)`` of planned index names -> the relation holding it) and
+    ``dependents`` (retired partition oid -> objects whose dependency makes DROP TABLE fail).
+    """
+    result = Result()
+    result.warnings.extend(lay.warnings)
+    exists = bool(table and table.get("exists"))
+    if not exists:
+        result.plan.extend(create_table_steps(declared, declared.schema in (extras.get("schemas") or set())))
+    for part in existing_partitions(table):
+        result.before.append(_entry(part["name"], part.get("low"), part.get("high"), part["is_default"]))
+    after = []
+    _plan_periods(declared, table, lay, extras, result, after)
+    _plan_default(declared, lay, extras, result, after)
+    for part in lay.others + lay.partly_old + lay.waiting:
+        after.append(_entry(part["name"], part["low"], part["high"]))
+    if exists:
+        _plan_staying(declared, table, lay, extras, result)
+    else:
+        check_pending_detaches(declared, staying_partitions(lay))
+    _plan_retention(declared, lay, extras, result, after)
     result.retention_remaining = len(lay.waiting)
     result.partitions = partition_list(after)
     result.before = partition_list(result.before)
