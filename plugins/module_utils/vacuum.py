@@ -819,17 +819,15 @@ def rewrite_decision(extra: dict[str, Any], options: VacuumOptions) -> dict[str,
     )
 
 
-def leaf_plan(
-    entry: dict[str, Any], extra: dict[str, Any], options: VacuumOptions, settings: dict[str, str]
-) -> tuple[dict[str, dict[str, Any]], list[Action]]:
-    """Decide everything for one leaf; return ``(decisions, actions)``.
+def _maintenance_step(schema: str, name: str, sql_text: Any, reason: str, lock: str = SHARE_UPDATE_EXCLUSIVE) -> Step:
+    # VACUUM and ANALYZE refuse to run in a transaction block: each is its own autocommit step
+    return Step(sql_text, reason, lock=lock, targets=[(schema, name)], transactional=False)
 
-    ``entry`` is a relation of ``catalog.read_tables``; ``extra`` holds the values only this module reads
-    (``bloat``, ``periods_ago``, ``relfrozenxid_age``, ``newest_row_age``, ``repack``: the chosen rewrite
-    method or why not, ``disk``); ``options`` the output of ``validate_options`` plus ``covered_by_parent``.
-    Actions are dicts ``{"action", "step" | "command", "reason"}`` in execution order.
-    """
-    schema, name = entry["schema"], entry["name"]
+
+def leaf_decisions(
+    entry: dict[str, Any], extra: dict[str, Any], options: VacuumOptions, settings: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Return the analyze, vacuum, freeze, full and reloptions decisions of one leaf, each with its numbers."""
     heap_opts, toast_opts = effective_reloptions(entry["reloptions"], entry["toast_reloptions"], options["autovacuum"])
     triggers = autovacuum_triggers(heap_opts, settings, entry["reltuples"])
     toast_trig = None
@@ -870,14 +868,99 @@ def leaf_plan(
             "reloptions differ from the declared ones" if (to_set or to_reset) else "declared reloptions already set"
         ),
     }
+    return decisions
+
+
+def _rewrite_actions(schema, name, decisions, extra, covered):
+    """The rewrite (pg_repack or VACUUM FULL), then the VACUUM that refreshes its statistics."""
+    full = decisions["full"]
+    method = (extra.get("repack") or {}).get("method", "vacuum_full")
+    full["method"] = method
+    full["method_reason"] = (extra.get("repack") or {}).get("reason")
+    full["disk"] = extra.get("disk")
+    freeze = decisions["freeze"]["due"]
+    if method == "pg_repack":
+        first = {
+            "action": "full",
+            "method": "pg_repack",
+            "reason": full["reason"],
+            "command": extra["repack"]["command"],
+            "lock": "ACCESS EXCLUSIVE (brief, start and end)",
+            "targets": [(schema, name)],
+        }
+        words = ["FREEZE"] if freeze else []
+    else:
+        first = {
+            "action": "full",
+            "method": "vacuum_full",
+            "reason": full["reason"],
+            "step": _maintenance_step(
+                schema,
+                name,
+                vacuum_sql(schema, name, ["FULL", "FREEZE"] if freeze else ["FULL"]),
+                full["reason"],
+                lock=ACCESS_EXCLUSIVE,
+            ),
+        }
+        words = []
+    # VACUUM FULL leaves n_dead_tup / n_ins_since_vacuum stale (measured): a plain VACUUM (cheap on the
+    # compact copy, sets the visibility map) and ANALYZE reset them, so the next run sees nothing due.
+    words = words + ([] if covered else ["ANALYZE"])
+    reason = "after the rewrite: refresh statistics and the visibility map"
+    after = {
+        "action": "vacuum",
+        "reason": reason,
+        "step": _maintenance_step(schema, name, vacuum_sql(schema, name, words), reason),
+    }
+    decisions["vacuum"]["note"] = "covered by the rewrite"
+    return [first, after]
+
+
+def _routine_actions(schema, name, decisions, analyze_here):
+    """One VACUUM (with FREEZE / ANALYZE when due) or one ANALYZE, or nothing."""
+    vac, frz = decisions["vacuum"]["due"], decisions["freeze"]["due"]
+    if vac or frz:
+        words = (["FREEZE"] if frz else []) + (["ANALYZE"] if analyze_here else [])
+        reasons = "; ".join(
+            d["reason"]
+            for k, d in decisions.items()
+            if k in ("vacuum", "freeze", "analyze") and d["due"] and (k != "analyze" or analyze_here)
+        )
+        step = _maintenance_step(schema, name, vacuum_sql(schema, name, words), reasons)
+        return [{"action": "freeze" if frz else "vacuum", "reason": reasons, "step": step}]
+    if analyze_here:
+        reason = decisions["analyze"]["reason"]
+        return [
+            {
+                "action": "analyze",
+                "reason": reason,
+                "step": _maintenance_step(schema, name, analyze_sql(schema, name), reason),
+            }
+        ]
+    return []
+
+
+def leaf_plan(
+    entry: dict[str, Any], extra: dict[str, Any], options: VacuumOptions, settings: dict[str, str]
+) -> tuple[dict[str, dict[str, Any]], list[Action]]:
+    """Decide everything for one leaf; return ``(decisions, actions)``.
+
+    ``entry`` is a relation of ``catalog.read_tables``; ``extra`` holds the values only this module reads
+    (``bloat``, ``periods_ago``, ``relfrozenxid_age``, ``newest_row_age``, ``repack``: the chosen rewrite
+    method or why not, ``disk``); ``options`` the output of ``validate_options`` plus ``covered_by_parent``.
+    Actions are dicts ``{"action", "step" | "command", "reason"}`` in execution order.
+    """
+    schema, name = entry["schema"], entry["name"]
+    decisions = leaf_decisions(entry, extra, options, settings)
     actions: list[Action] = []
-    if to_set or to_reset:
+    reloptions = decisions["reloptions"]
+    if reloptions["due"]:
         actions.append(
             {
                 "action": "reloptions",
-                "reason": "set %s reset %s" % (to_set, to_reset),
+                "reason": "set %s reset %s" % (reloptions["set"], reloptions["reset"]),
                 "step": Step(
-                    reloptions_sql(schema, name, to_set, to_reset),
+                    reloptions_sql(schema, name, reloptions["set"], reloptions["reset"]),
                     "ensure autovacuum reloptions",
                     lock=SHARE_UPDATE_EXCLUSIVE,
                     targets=[(schema, name)],
@@ -886,99 +969,12 @@ def leaf_plan(
             }
         )
     covered = options.get("covered_by_parent")
-    analyze_here = decisions["analyze"]["due"] and not covered
     if decisions["analyze"]["due"] and covered:
         decisions["analyze"]["note"] = "runs through ANALYZE %s (PostgreSQL < 18 analyzes partitions with it)" % covered
-    full = decisions["full"]
-    if full["due"]:
-        method = (extra.get("repack") or {}).get("method", "vacuum_full")
-        full["method"] = method
-        full["method_reason"] = (extra.get("repack") or {}).get("reason")
-        full["disk"] = extra.get("disk")
-        freeze = decisions["freeze"]["due"]
-        if method == "pg_repack":
-            actions.append(
-                {
-                    "action": "full",
-                    "method": "pg_repack",
-                    "reason": full["reason"],
-                    "command": extra["repack"]["command"],
-                    "lock": "ACCESS EXCLUSIVE (brief, start and end)",
-                    "targets": [(schema, name)],
-                }
-            )
-            words = ["FREEZE"] if freeze else []
-        else:
-            actions.append(
-                {
-                    "action": "full",
-                    "method": "vacuum_full",
-                    "reason": full["reason"],
-                    "step": Step(
-                        vacuum_sql(schema, name, ["FULL", "FREEZE"] if freeze else ["FULL"]),
-                        full["reason"],
-                        lock=ACCESS_EXCLUSIVE,
-                        targets=[(schema, name)],
-                        transactional=False,
-                    ),
-                }
-            )
-            words = []
-        # VACUUM FULL leaves n_dead_tup / n_ins_since_vacuum stale (measured): a plain VACUUM (cheap on the
-        # compact copy, sets the visibility map) and ANALYZE reset them, so the next run sees nothing due.
-        words = words + ([] if covered else ["ANALYZE"])
-        reason = "after the rewrite: refresh statistics and the visibility map"
-        actions.append(
-            {
-                "action": "vacuum",
-                "reason": reason,
-                "step": Step(
-                    vacuum_sql(schema, name, words),
-                    reason,
-                    lock=SHARE_UPDATE_EXCLUSIVE,
-                    targets=[(schema, name)],
-                    transactional=False,
-                ),
-            }
-        )
-        decisions["vacuum"]["note"] = "covered by the rewrite"
-        return decisions, actions
-    vac, frz = decisions["vacuum"]["due"], decisions["freeze"]["due"]
-    if vac or frz:
-        words = (["FREEZE"] if frz else []) + (["ANALYZE"] if analyze_here else [])
-        reasons = [
-            d["reason"]
-            for k, d in decisions.items()
-            if k in ("vacuum", "freeze", "analyze") and d["due"] and (k != "analyze" or analyze_here)
-        ]
-        actions.append(
-            {
-                "action": "freeze" if frz else "vacuum",
-                "reason": "; ".join(reasons),
-                "step": Step(
-                    vacuum_sql(schema, name, words),
-                    "; ".join(reasons),
-                    lock=SHARE_UPDATE_EXCLUSIVE,
-                    targets=[(schema, name)],
-                    transactional=False,
-                ),
-            }
-        )
-    elif analyze_here:
-        actions.append(
-            {
-                "action": "analyze",
-                "reason": decisions["analyze"]["reason"],
-                "step": Step(
-                    analyze_sql(schema, name),
-                    decisions["analyze"]["reason"],
-                    lock=SHARE_UPDATE_EXCLUSIVE,
-                    targets=[(schema, name)],
-                    transactional=False,
-                ),
-            }
-        )
-    return decisions, actions
+    if decisions["full"]["due"]:
+        return decisions, actions + _rewrite_actions(schema, name, decisions, extra, covered)
+    analyze_here = decisions["analyze"]["due"] and not covered
+    return decisions, actions + _routine_actions(schema, name, decisions, analyze_here)
 
 
 def parent_trigger(entry: dict[str, Any], leaves: Sequence[dict[str, Any]], settings: dict[str, str]) -> Triggers:
