@@ -537,6 +537,173 @@ def _settings_changes(entry, declared):
     return changes
 
 
+def _database_default_steps(declared, server, database_default_now):
+    if not declared["database_default"] or declared["database_default"] == database_default_now:
+        return []
+    return [
+        planlib.Step(
+            sql.SQL("ALTER DATABASE {} SET default_toast_compression = {}").format(
+                sql.Identifier(server["database"]), sql.Literal(declared["database_default"])
+            ),
+            "database default_toast_compression is %s, declared %s (sessions opened from now on; columns set to "
+            "default use it for new writes)" % (database_default_now or "not set", declared["database_default"]),
+            lock=None,
+        )
+    ]
+
+
+def _settings_steps(table, declared):
+    """Column method/storage on the parent and every partition, then toast_tuple_target on every leaf."""
+    steps = []
+    for entry in tree(table):
+        changes = _settings_changes(entry, declared)
+        if changes:
+            said = "; ".join("%s %s %s -> %s" % (c, k, (_column(entry, c) or {}).get(k), v) for c, k, v in changes)
+            steps.append(
+                planlib.Step(
+                    alter_columns_sql(entry, changes),
+                    "%s: %s" % (display_name(entry["schema"], entry["name"]), said),
+                    lock=planlib.ACCESS_EXCLUSIVE,
+                    targets=[(entry["schema"], entry["name"])],
+                    group="settings:%s" % entry["oid"],
+                )
+            )
+    target = declared["toast_tuple_target"]
+    for entry in leaves(table) if target is not None else []:
+        current = entry["reloptions"].get("toast_tuple_target")
+        if current is None or int(current) != target:
+            steps.append(
+                planlib.Step(
+                    sql.SQL("ALTER TABLE {} SET (toast_tuple_target = {})").format(
+                        sql.Identifier(entry["schema"], entry["name"]), sql.Literal(target)
+                    ),
+                    "%s: toast_tuple_target %s -> %d"
+                    % (display_name(entry["schema"], entry["name"]), current or "default (2032)", target),
+                    lock=planlib.SHARE_UPDATE_EXCLUSIVE,
+                    targets=[(entry["schema"], entry["name"])],
+                )
+            )
+    return steps
+
+
+def _leaf_recompress_items(entry, declared, columns, estimated, identities):
+    """How one leaf's stored values are converted: online batches + VACUUM, UPDATE + VACUUM FULL on a partition,
+    or one ALTER ... TYPE ... USING on a plain table."""
+    ident = display_name(entry["schema"], entry["name"])
+    target = [(entry["schema"], entry["name"])]
+    spec = [(c, t, g) for c, t, g, _col in columns]
+    if declared["recompress"] == "online":
+        key = identities[entry["oid"]]["columns"]
+        return [
+            OnlineTask(entry, spec, key, declared["batch_size"], estimated),
+            planlib.Step(
+                sql.SQL("VACUUM {}").format(sql.Identifier(*target[0])),
+                "%s: mark the old row versions reusable (plain VACUUM: the file does not shrink)" % ident,
+                lock=planlib.SHARE_UPDATE_EXCLUSIVE,
+                targets=target,
+                transactional=False,
+            ),
+        ]
+    if entry["is_partition"]:
+        return [
+            planlib.Step(
+                rewrite_partition_sql(entry, spec),
+                "%s: about %d value(s) to recompress; a partition refuses ALTER COLUMN TYPE, so one UPDATE "
+                "rewrites them, then VACUUM FULL compacts the partition" % (ident, estimated),
+                lock=planlib.ROW_EXCLUSIVE,
+                targets=target,
+            ),
+            planlib.Step(
+                sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(*target[0])),
+                "%s: compact after the rewrite (ACCESS EXCLUSIVE on this partition only while it runs)" % ident,
+                lock=planlib.ACCESS_EXCLUSIVE,
+                targets=target,
+                transactional=False,
+            ),
+        ]
+    storages = {column: declared["storage"].get(column) or col["storage"] for column, _t, _m, col in columns}
+    return [
+        planlib.Step(
+            rewrite_table_sql(
+                entry, [(c, col["type"], t, declared["columns"][c]) for c, t, _method, col in columns], storages
+            ),
+            "%s: about %d value(s) to recompress; one ALTER rewrites the table compactly (ACCESS EXCLUSIVE "
+            "for the whole rewrite; compression and storage re-applied in the same statement)" % (ident, estimated),
+            lock=planlib.ACCESS_EXCLUSIVE,
+            targets=target,
+        )
+    ]
+
+
+def _recompress_items(table, declared, measurements, identities, triggers, default_method, result):
+    """Count the values stored with another method per column (into ``result.to_rewrite``) and return the items
+    converting them, leaf by leaf (none with ``recompress: none``)."""
+    result.to_rewrite = dict.fromkeys(declared["columns"], 0)
+    items: list[planlib.Step | OnlineTask] = []
+    for entry in leaves(table):
+        measurement = measurements.get(entry["oid"]) or {}
+        factor = scale_factor(entry, measurement)
+        columns, estimated = [], 0
+        for column, method in declared["columns"].items():
+            col = _column(entry, column)
+            goal = target_method(method, default_method)
+            count = values_to_rewrite((measurement.get("columns") or {}).get(column), goal)
+            estimate = int(round(count * factor))
+            result.to_rewrite[column] += estimate
+            if count > 0:
+                columns.append((column, col["type_name"], goal, col))
+                estimated += estimate
+        if not columns or declared["recompress"] == "none":
+            continue
+        fired = triggers.get(entry["oid"])
+        if fired and (declared["recompress"] == "online" or entry["is_partition"]):
+            result.warnings.append(
+                "%s: UPDATE triggers %s fire for every row rewritten by the recompression"
+                % (display_name(entry["schema"], entry["name"]), ", ".join(fired))
+            )
+        items.extend(_leaf_recompress_items(entry, declared, columns, estimated, identities))
+    return items
+
+
+def _recompress_warnings_and_session(declared, default_method, items, result):
+    if items:
+        goals = {target_method(m, default_method) for m in declared["columns"].values()}
+        if "default" in declared["columns"].values():
+            # Values of a column set to 'default' take the writing session's setting: make ours the target.
+            result.items.append(
+                planlib.Step(
+                    sql.SQL("SET default_toast_compression = {}").format(sql.Literal(default_method)),
+                    "columns set to default are written with this session's default_toast_compression",
+                    transactional=False,
+                )
+            )
+        result.items.extend(items)
+        if "lz4" in goals:
+            result.warnings.append(
+                "lz4 is a speed choice, not a space choice: on large values it is usually larger than pglz; "
+                "compare sizes.before and sizes.after (measured), not an expectation"
+            )
+    elif declared["recompress"] == "none" and any(result.to_rewrite.values()):
+        result.warnings.append(
+            "existing values keep their method (%s): only new writes use the declared one. Set recompress: online "
+            "or rewrite to convert them"
+            % ", ".join("%s: about %d value(s)" % (c, n) for c, n in sorted(result.to_rewrite.items()) if n)
+        )
+
+
+def _storage_warnings(table, declared):
+    name = display_name(table["schema"], table["name"])
+    warnings = []
+    for column in declared["columns"]:
+        storage = declared["storage"].get(column) or (_column(table["root"], column) or {}).get("storage")
+        if storage in ("plain", "external"):
+            warnings.append(
+                "%s.%s: storage %s never compresses values, so its compression method has no effect (use main or "
+                "extended to compress)" % (name, column, storage)
+            )
+    return warnings
+
+
 def build_plan(
     declared: DeclaredCompression,
     table: dict[str, Any],
@@ -555,165 +722,14 @@ def build_plan(
     ``default_toast_compression`` (None when not set).
     """
     result = CompressionPlan()
-    identities = identities or {}
-    widths = widths or {}
-    triggers = triggers or {}
-    name = display_name(table["schema"], table["name"])
     result.diff["before"] = describe_state(table, declared, database_default_now)
-
-    if declared["database_default"] and declared["database_default"] != database_default_now:
-        result.items.append(
-            planlib.Step(
-                sql.SQL("ALTER DATABASE {} SET default_toast_compression = {}").format(
-                    sql.Identifier(server["database"]), sql.Literal(declared["database_default"])
-                ),
-                "database default_toast_compression is %s, declared %s (sessions opened from now on; columns set to "
-                "default use it for new writes)" % (database_default_now or "not set", declared["database_default"]),
-                lock=None,
-            )
-        )
-
-    for entry in tree(table):
-        changes = _settings_changes(entry, declared)
-        if changes:
-            result.items.append(
-                planlib.Step(
-                    alter_columns_sql(entry, changes),
-                    "%s: %s"
-                    % (
-                        display_name(entry["schema"], entry["name"]),
-                        "; ".join(
-                            "%s %s %s -> %s" % (c, k, (_column(entry, c) or {}).get(k), v) for c, k, v in changes
-                        ),
-                    ),
-                    lock=planlib.ACCESS_EXCLUSIVE,
-                    targets=[(entry["schema"], entry["name"])],
-                    group="settings:%s" % entry["oid"],
-                )
-            )
-
-    target = declared["toast_tuple_target"]
-    if target is not None:
-        for entry in leaves(table):
-            current = entry["reloptions"].get("toast_tuple_target")
-            if current is None or int(current) != target:
-                result.items.append(
-                    planlib.Step(
-                        sql.SQL("ALTER TABLE {} SET (toast_tuple_target = {})").format(
-                            sql.Identifier(entry["schema"], entry["name"]), sql.Literal(target)
-                        ),
-                        "%s: toast_tuple_target %s -> %d"
-                        % (display_name(entry["schema"], entry["name"]), current or "default (2032)", target),
-                        lock=planlib.SHARE_UPDATE_EXCLUSIVE,
-                        targets=[(entry["schema"], entry["name"])],
-                    )
-                )
-
+    result.items.extend(_database_default_steps(declared, server, database_default_now))
+    result.items.extend(_settings_steps(table, declared))
     default_method = effective_default(declared, server)
-    result.to_rewrite = dict.fromkeys(declared["columns"], 0)
-    recompress_items: list[planlib.Step | OnlineTask] = []
-    for entry in leaves(table):
-        measurement = measurements.get(entry["oid"]) or {}
-        factor = scale_factor(entry, measurement)
-        columns = []
-        estimated = 0
-        for column, method in declared["columns"].items():
-            col = _column(entry, column)
-            goal = target_method(method, default_method)
-            count = values_to_rewrite((measurement.get("columns") or {}).get(column), goal)
-            estimate = int(round(count * factor))
-            result.to_rewrite[column] += estimate
-            if count > 0:
-                columns.append((column, col["type_name"], goal, col))
-                estimated += estimate
-        if not columns or declared["recompress"] == "none":
-            continue
-        ident = display_name(entry["schema"], entry["name"])
-        fired = triggers.get(entry["oid"])
-        if fired and (declared["recompress"] == "online" or entry["is_partition"]):
-            result.warnings.append(
-                "%s: UPDATE triggers %s fire for every row rewritten by the recompression" % (ident, ", ".join(fired))
-            )
-        spec = [(c, t, g) for c, t, g, _col in columns]
-        if declared["recompress"] == "online":
-            key = identities[entry["oid"]]["columns"]
-            recompress_items.append(OnlineTask(entry, spec, key, declared["batch_size"], estimated))
-            recompress_items.append(
-                planlib.Step(
-                    sql.SQL("VACUUM {}").format(sql.Identifier(entry["schema"], entry["name"])),
-                    "%s: mark the old row versions reusable (plain VACUUM: the file does not shrink)" % ident,
-                    lock=planlib.SHARE_UPDATE_EXCLUSIVE,
-                    targets=[(entry["schema"], entry["name"])],
-                    transactional=False,
-                )
-            )
-        elif entry["is_partition"]:
-            recompress_items.append(
-                planlib.Step(
-                    rewrite_partition_sql(entry, spec),
-                    "%s: about %d value(s) to recompress; a partition refuses ALTER COLUMN TYPE, so one UPDATE "
-                    "rewrites them, then VACUUM FULL compacts the partition" % (ident, estimated),
-                    lock=planlib.ROW_EXCLUSIVE,
-                    targets=[(entry["schema"], entry["name"])],
-                )
-            )
-            recompress_items.append(
-                planlib.Step(
-                    sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(entry["schema"], entry["name"])),
-                    "%s: compact after the rewrite (ACCESS EXCLUSIVE on this partition only while it runs)" % ident,
-                    lock=planlib.ACCESS_EXCLUSIVE,
-                    targets=[(entry["schema"], entry["name"])],
-                    transactional=False,
-                )
-            )
-        else:
-            storages = {}
-            for column, _type, _method, col in columns:
-                storages[column] = declared["storage"].get(column) or col["storage"]
-            recompress_items.append(
-                planlib.Step(
-                    rewrite_table_sql(
-                        entry, [(c, col["type"], t, declared["columns"][c]) for c, t, _method, col in columns], storages
-                    ),
-                    "%s: about %d value(s) to recompress; one ALTER rewrites the table compactly (ACCESS EXCLUSIVE "
-                    "for the whole rewrite; compression and storage re-applied in the same statement)"
-                    % (ident, estimated),
-                    lock=planlib.ACCESS_EXCLUSIVE,
-                    targets=[(entry["schema"], entry["name"])],
-                )
-            )
-    if recompress_items:
-        goals = {target_method(m, default_method) for m in declared["columns"].values()}
-        if "default" in declared["columns"].values():
-            # Values of a column set to 'default' take the writing session's setting: make ours the target.
-            result.items.append(
-                planlib.Step(
-                    sql.SQL("SET default_toast_compression = {}").format(sql.Literal(default_method)),
-                    "columns set to default are written with this session's default_toast_compression",
-                    transactional=False,
-                )
-            )
-        result.items.extend(recompress_items)
-        if "lz4" in goals:
-            result.warnings.append(
-                "lz4 is a speed choice, not a space choice: on large values it is usually larger than pglz; "
-                "compare sizes.before and sizes.after (measured), not an expectation"
-            )
-    elif declared["recompress"] == "none" and any(result.to_rewrite.values()):
-        result.warnings.append(
-            "existing values keep their method (%s): only new writes use the declared one. Set recompress: online "
-            "or rewrite to convert them"
-            % ", ".join("%s: about %d value(s)" % (c, n) for c, n in sorted(result.to_rewrite.items()) if n)
-        )
-
-    for column in declared["columns"]:
-        storage = declared["storage"].get(column) or (_column(table["root"], column) or {}).get("storage")
-        if storage in ("plain", "external"):
-            result.warnings.append(
-                "%s.%s: storage %s never compresses values, so its compression method has no effect (use main or "
-                "extended to compress)" % (name, column, storage)
-            )
-    result.warnings.extend(narrow_warnings(table, declared, measurements, widths, server))
+    items = _recompress_items(table, declared, measurements, identities or {}, triggers or {}, default_method, result)
+    _recompress_warnings_and_session(declared, default_method, items, result)
+    result.warnings.extend(_storage_warnings(table, declared))
+    result.warnings.extend(narrow_warnings(table, declared, measurements, widths or {}, server))
     result.diff["after"] = predicted_state(result.diff["before"], declared)
     return result
 
