@@ -177,6 +177,62 @@ def _insertable_columns(table, declared):
     return [c["name"] for c in declared.columns]
 
 
+def _move_default_rows_steps(declared, point, name, default, default_rows, columns, group, targets):
+    """Hold writers at the parent, lock the default partition and move the period's rows into the new table."""
+    scheme = declared.scheme
+    parent = (declared.schema, declared.name)
+    child = (declared.schema, name)
+    lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
+    steps = []
+    counted = (
+        "the %d rows of period %s waiting in the default partition" % (default_rows, scheme.label(point))
+        if default_rows
+        else "rows of period %s that arrive in the default partition meanwhile (none when counted)"
+        % scheme.label(point)
+    )
+    default_id = sql.Identifier(default["schema"], default["name"])
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    # Writers of this period are arriving now. One routed to the default partition before the ATTACH
+    # commits fails afterwards ("violates partition constraint"): make them wait at the parent instead, so
+    # they route with the new partition once this short transaction commits. Parent first, like inserts.
+    steps.append(
+        planmod.Step(
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
+            "hold writers (not readers) at the parent while %s move, so none is routed to the default "
+            "partition before the ATTACH" % counted,
+            lock=planmod.SHARE_ROW_EXCLUSIVE,
+            targets=targets,
+            group=group,
+        )
+    )
+    steps.append(
+        planmod.Step(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
+            "lock the default partition so no row arrives there while %s move" % counted,
+            lock=planmod.ACCESS_EXCLUSIVE,
+            targets=targets,
+            group=group,
+        )
+    )
+    steps.append(
+        planmod.Step(
+            sql.SQL(
+                "WITH moved AS (DELETE FROM {d} WHERE {k} >= {lo} AND {k} < {hi} RETURNING {c}) "
+                "INSERT INTO {t} ({c}) SELECT {c} FROM moved"
+            ).format(
+                d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)
+            ),
+            "move %s out of the default partition (PostgreSQL refuses the new partition while they sit there)"
+            % counted,
+            lock=planmod.ROW_EXCLUSIVE,
+            targets=targets,
+            group=group,
+            effect=("moved", name),
+        )
+    )
+    return steps
+
+
 def new_partition_steps(
     declared: Declared,
     point: Point,
@@ -231,53 +287,8 @@ def new_partition_steps(
                 group=group,
             )
         )
-    counted = (
-        "the %d rows of period %s waiting in the default partition" % (default_rows, scheme.label(point))
-        if default_rows
-        else "rows of period %s that arrive in the default partition meanwhile (none when counted)"
-        % scheme.label(point)
-    )
     if default is not None:
-        default_id = sql.Identifier(default["schema"], default["name"])
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        # Writers of this period are arriving now. One routed to the default partition before the ATTACH
-        # commits fails afterwards ("violates partition constraint"): make them wait at the parent instead, so
-        # they route with the new partition once this short transaction commits. Parent first, like inserts.
-        steps.append(
-            planmod.Step(
-                sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
-                "hold writers (not readers) at the parent while %s move, so none is routed to the default "
-                "partition before the ATTACH" % counted,
-                lock=planmod.SHARE_ROW_EXCLUSIVE,
-                targets=targets,
-                group=group,
-            )
-        )
-        steps.append(
-            planmod.Step(
-                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
-                "lock the default partition so no row arrives there while %s move" % counted,
-                lock=planmod.ACCESS_EXCLUSIVE,
-                targets=targets,
-                group=group,
-            )
-        )
-        steps.append(
-            planmod.Step(
-                sql.SQL(
-                    "WITH moved AS (DELETE FROM {d} WHERE {k} >= {lo} AND {k} < {hi} RETURNING {c}) "
-                    "INSERT INTO {t} ({c}) SELECT {c} FROM moved"
-                ).format(
-                    d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)
-                ),
-                "move %s out of the default partition (PostgreSQL refuses the new partition while they sit there)"
-                % counted,
-                lock=planmod.ROW_EXCLUSIVE,
-                targets=targets,
-                group=group,
-                effect=("moved", name),
-            )
-        )
+        steps.extend(_move_default_rows_steps(declared, point, name, default, default_rows, columns, group, targets))
     steps.append(
         planmod.Step(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
