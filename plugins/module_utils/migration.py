@@ -15,23 +15,29 @@ Call order (the ``partitioned_table`` module does this when ``name`` is an exist
 
 Where things are:
 
-=========================  ==========================================================================================
-``migration_facts.py``     ``read_state``, ``read_facts`` (catalog reads), ``validate_layout`` and every refusal
-                           (``_refuse_*``) raised before any change.
-``migration_plan.py``      ``plan_migration`` (validation, the context, the mode's phases), ``render_plan``,
-                           ``plan_queries``.
-``migration_online.py``    the phases of ``online`` and ``offline``: ``_copy_phases``, the capture triggers.
-``migration_attach.py``    the phases of ``attach``: ``_attach_phases`` (range CHECK, validation, ATTACH PARTITION).
-``migration_build.py``     what every mode builds: the partitioned shadow (``_shadow_steps``), its indexes and keys
-                           (``_build_units``), the post-swap units (``_post_units``, materialized views).
-``migration_swap.py``      **the swap**: ``_swap_steps`` renames the original and the shadow (``_rename_steps``),
-                           carries sequences, grants, policies, triggers, rules (``_carry_steps``) and re-points
-                           incoming foreign keys, views and other tables' rules (``_repoint_steps``).
-``migration_sql.py``       small SQL builders: names (``migration_names``), checksums, the copy batch
-                           (``copy_statement``), the replay, state-row updates.
-``migration_run.py``       the runner: ``run_migration`` / ``_run_migration`` (**resume**: the state row's phase
-                           says where to start), ``_verify_online``, ``_run_post``, ``abandon_migration``.
-=========================  ==========================================================================================
+==========================  =========================================================================================
+``migration_facts.py``      ``read_state``, ``read_facts`` (catalog reads), ``validate_layout`` and every refusal
+                            (``_refuse_*``), raised before any change, in the order ``plan_migration`` meets them.
+``migration_plan.py``       ``plan_migration``: the checks, the ``MigrationContext`` built once, the mode's phases;
+                            ``render_plan`` / ``plan_queries`` for check mode.
+``migration_online.py``     the phases of ``online`` (``_online_phases``) and its capture triggers.
+``migration_offline.py``    the phases of ``offline`` (``_offline_phases``): one transaction, writes blocked.
+``migration_attach.py``     the phases of ``attach`` (``_attach_phases``): range CHECK, validation, ATTACH PARTITION.
+``migration_build.py``      what every mode builds: ``MigrationContext``, the partitioned shadow (``_shadow_steps``),
+                            its keys and indexes (``_build_units``), the post-swap units (``_post_units``).
+``migration_swap.py``       **the swap**: ``_swap_steps`` renames the original and the shadow (``_rename_steps``),
+                            carries sequences, grants, policies, triggers, rules (``_carry_steps``) and re-points
+                            incoming foreign keys, views and other tables' rules (``_repoint_steps``). Each mode
+                            wraps it in its lock: ``migration_online._online_swap``, ``migration_offline``,
+                            ``migration_attach._attach_swap``.
+``migration_sql.py``        small SQL builders: names (``migration_names``), checksums, the copy batch
+                            (``copy_statement``), the replay, state-row updates, the effect marks ``COPIED`` and
+                            ``REPLAYED`` the runner counts rows by.
+``migration_run.py``        the runner: ``run_migration`` / ``_run_migration``; **resume** below; ``_run_online``
+                            (``_online_copy``, ``_online_build``, ``_online_catchup``, ``_online_swap``),
+                            ``_run_in_one_swap`` (offline, attach), ``_run_post``.
+``migration_abandon.py``    ``read_leftovers``, ``plan_abandon``, ``describe_leftovers``, ``abandon_migration``.
+==========================  =========================================================================================
 
 Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.migration_state``):
 
@@ -55,10 +61,10 @@ Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.mig
              here resumes exactly.
 
 What happens on resume (``migration_run._run_migration``): the state row is read first. Phase ``post``: the
-stored statements are run from ``step_done`` on (``_run_post``), nothing is planned again. A state row of
-another table oid, or of another mode, abandons the half-done run (after the new plan validated). Otherwise
-the plan is made again and the online run continues at its phase: ``copy`` from ``next_page``, ``build`` from
-``step_done``, ``catchup``/``swap`` replay and verify again. A run that fails before its swap for a cause that
+stored statements are run from ``step_done`` on (``_finish_post``, ``_run_post``), nothing is planned again. A
+state row of another table oid, or of another mode, abandons the half-done run (``_drop_stale_run``, after the
+new plan validated). Otherwise the plan is made again and ``_run_online`` continues at the phase: ``copy`` from
+``next_page``, ``build`` from ``step_done``, ``catchup``/``swap`` replay and verify again. A run that fails before its swap for a cause that
 will repeat is abandoned (``_abandon_after_failure``); a transient failure keeps its progress.
 
 A run killed at any moment leaves the original in use: before the swap it is only read (plus the capture
@@ -67,6 +73,12 @@ triggers), and the swap is one transaction.
 
 from __future__ import annotations
 
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_abandon import (
+    abandon_migration,
+    describe_leftovers,
+    plan_abandon,
+    read_leftovers,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import (
     _assigns_column,
     free_disk_bytes,
@@ -80,13 +92,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import (
     plan_queries,
     render_plan,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_run import (
-    abandon_migration,
-    describe_leftovers,
-    plan_abandon,
-    read_leftovers,
-    run_migration,
-)
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_run import run_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
     DEFAULT_OPTIONS,

@@ -6,6 +6,9 @@ CHECK, validated online, lets ATTACH PARTITION skip its scan; later periods get 
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
@@ -18,6 +21,7 @@ try:
 except ImportError:  # reported by the connection layer
     sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
+    _add_constraint,
     _post_units,
     _shadow_steps,
 )
@@ -36,65 +40,106 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
     _swap_steps,
 )
 
+# the original's place in the partitioned table: [low, high) and the declared periods it covers
+AttachRange = collections.namedtuple("AttachRange", "low high covered")
+
 
 def _attach_phases(ctx):
-    """Attach mode: the original becomes the partition covering its key range; later periods get new partitions."""
-    names, facts, key, display = ctx["names"], ctx["facts"], ctx["key"], ctx["display"]
-    schema, name = names["schema"], names["name"]
-    if any(s["kind"] == "identity" for s in facts["sequences"]):
-        raise InvalidInput("attach mode cannot move the identity column of %s; use migrate: online" % display)
-    if ctx["user_triggers"]:
+    """Attach mode: the original becomes the partition covering its key range; later periods get new partitions.
+
+    Returns ``(ctx, attach_range, phases)``: the context naming the partitions to create and the range check.
+    """
+    _refuse_attach(ctx)
+    span = _attach_range(ctx)
+    name = ctx.names["name"]
+    check_name = derived_name(name, "_sgt_range")
+    ctx = dataclasses.replace(
+        ctx, partitions_to_create=[e for e in ctx.ranges if e not in span.covered], range_check=check_name
+    )
+    attached = ctx.names["unpartitioned"]
+    validate, concurrent_indexes, pk_index_tmp = _validate_steps(ctx, check_name)
+    phases = [
+        {"name": "check", "description": "add the range CHECK without a scan", "steps": _check_steps(ctx, span)},
+        {
+            "name": "validate",
+            "description": "validate it online (and prebuild the extended primary key)",
+            "units": [("validate %d" % i, [s]) for i, s in enumerate(validate)],
+            # built CONCURRENTLY: a build cancelled by lock_timeout leaves them INVALID, the runner checks
+            "concurrent_indexes": concurrent_indexes,
+        },
+        {
+            "name": "swap",
+            "description": "one short transaction: create the parent and future partitions, attach "
+            "the original as partition %s for [%s, %s)" % (attached, _json_value(span.low), _json_value(span.high)),
+            "steps": _attach_swap(ctx, span, pk_index_tmp),
+        },
+        {
+            "name": "post",
+            "description": "rebuild materialized views, ANALYZE",
+            "units": _post_units(ctx, drop_log=False),
+        },
+    ]
+    return ctx, span, phases
+
+
+def _refuse_attach(ctx):
+    if any(s["kind"] == "identity" for s in ctx.facts["sequences"]):
+        raise InvalidInput("attach mode cannot move the identity column of %s; use migrate: online" % ctx.display)
+    if ctx.user_triggers:
         raise InvalidInput(
             "attach mode does not move user triggers of %s (%s); use migrate: online"
-            % (display, ", ".join(t["name"] for t in ctx["user_triggers"]))
+            % (ctx.display, ", ".join(t["name"] for t in ctx.user_triggers))
         )
-    ranges = ctx["ranges"]
+
+
+def _attach_range(ctx):
+    """The contiguous declared periods covering every key of the original (the first period if it is empty)."""
+    facts, ranges, display = ctx.facts, ctx.ranges, ctx.display
     kmin, kmax = facts.get("key_min"), facts.get("key_max")
     if kmin is None:
-        low, high, covered = ranges[0]["low"], ranges[0]["high"], [ranges[0]]
-    else:
-        covered = [e for e in ranges if e["high"] > kmin and e["low"] <= kmax]
-        if not covered or (facts.get("out_of_range") or {}).get("rows"):
+        return AttachRange(ranges[0]["low"], ranges[0]["high"], [ranges[0]])
+    covered = [e for e in ranges if e["high"] > kmin and e["low"] <= kmax]
+    if not covered or (facts.get("out_of_range") or {}).get("rows"):
+        raise InvalidInput(
+            "attach mode needs every key of %s inside the declared periods (found %s..%s outside "
+            "or NULL): use migrate: online with a default partition" % (display, _json_value(kmin), _json_value(kmax))
+        )
+    for a, b in zip(covered, covered[1:]):
+        if a["high"] != b["low"]:
             raise InvalidInput(
-                "attach mode needs every key of %s inside the declared periods (found %s..%s outside "
-                "or NULL): use migrate: online with a default partition"
-                % (display, _json_value(kmin), _json_value(kmax))
+                "attach mode needs contiguous periods over the key range of %s (gap %s..%s)"
+                % (display, _json_value(a["high"]), _json_value(b["low"]))
             )
-        low, high = covered[0]["low"], covered[-1]["high"]
-        for a, b in zip(covered, covered[1:]):
-            if a["high"] != b["low"]:
-                raise InvalidInput(
-                    "attach mode needs contiguous periods over the key range of %s (gap %s..%s)"
-                    % (display, _json_value(a["high"]), _json_value(b["low"]))
-                )
-    ctx["partitions_to_create"] = [e for e in ranges if e not in covered]
-    attached = names["unpartitioned"]
-    ctx["attach_range"] = (low, high, covered)
-    shadow = names["shadow"]
+    return AttachRange(covered[0]["low"], covered[-1]["high"], covered)
+
+
+def _check_steps(ctx, span):
+    """The range CHECK, NOT VALID (a brief lock, no scan); none when a previous run already added it."""
+    schema, name = ctx.names["schema"], ctx.names["name"]
+    if any(c["name"] == ctx.range_check for c in ctx.facts["constraints"]):
+        return []
+    return [
+        _add_constraint(
+            _ident(schema, name),
+            ctx.range_check,
+            sql.SQL("CHECK ({k} IS NOT NULL AND {k} >= {lo} AND {k} < {hi}) NOT VALID").format(
+                k=sql.Identifier(ctx.key), lo=_bound_literal(span.low), hi=_bound_literal(span.high)
+            ),
+            "range check (NOT VALID: a brief lock, no scan) so ATTACH PARTITION skips its scan",
+            lock=ACCESS_EXCLUSIVE,
+            targets=[(schema, name)],
+        )
+    ]
+
+
+def _validate_steps(ctx, check_name):
+    """Validate the range online, rebuild INVALID indexes and prebuild the extended primary key's index.
+
+    Returns ``(steps, indexes built concurrently, name of the prebuilt primary-key index or None)``.
+    """
+    names, key, pk = ctx.names, ctx.key, ctx.pk
+    schema, name = names["schema"], names["name"]
     src = _ident(schema, name)
-    check_name = derived_name(name, "_sgt_range")
-    ctx["range_check"] = check_name
-    existing = [c for c in facts["constraints"] if c["name"] == check_name]
-    pre = (
-        []
-        if existing
-        else [
-            Step(
-                sql.SQL(
-                    "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({k} IS NOT NULL AND {k} >= {lo} AND {k} < {hi}) NOT VALID"
-                ).format(
-                    src,
-                    sql.Identifier(check_name),
-                    k=sql.Identifier(key),
-                    lo=_bound_literal(low),
-                    hi=_bound_literal(high),
-                ),
-                "range check (NOT VALID: a brief lock, no scan) so ATTACH PARTITION skips its scan",
-                lock=ACCESS_EXCLUSIVE,
-                targets=[(schema, name)],
-            )
-        ]
-    )
     validate = [
         Step(
             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(src, sql.Identifier(check_name)),
@@ -103,104 +148,40 @@ def _attach_phases(ctx):
             targets=[(schema, name)],
         )
     ]
-    ctx["concurrent_indexes"] = []
-    validate.extend(_rebuild_invalid_steps(ctx, src))
-    pk = ctx["pk"]
-    pk_index_tmp = None
-    if pk is not None and key not in pk["columns"]:
-        pk_index_tmp = derived_name(pk["name"], "_sgt_pk")
-        if any(i["name"] == pk_index_tmp and not i.get("is_valid", True) for i in ctx["table"]["indexes"]):
-            # an interrupted CREATE INDEX CONCURRENTLY left it INVALID: IF NOT EXISTS would keep it, and
-            # PRIMARY KEY USING INDEX would fail on it at every run
-            validate.extend(_drop_index_steps(names, [pk_index_tmp], "INVALID prebuilt index %s"))
-        validate.append(
-            Step(
-                sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
-                    sql.Identifier(pk_index_tmp), src, _cols(ctx["new_pk_columns"])
-                ),
-                "the extended primary key's index, built without blocking writers",
-                transactional=False,
-            )
-        )
-        ctx["concurrent_indexes"].append(pk_index_tmp)
-    target = _ident(schema, shadow)
-    swap = [
+    rebuild, concurrent_indexes = _rebuild_invalid_steps(ctx, src)
+    validate.extend(rebuild)
+    if pk is None or key in pk["columns"]:
+        return validate, concurrent_indexes, None
+    pk_index_tmp = derived_name(pk["name"], "_sgt_pk")
+    if any(i["name"] == pk_index_tmp and not i.get("is_valid", True) for i in ctx.table["indexes"]):
+        # an interrupted CREATE INDEX CONCURRENTLY left it INVALID: IF NOT EXISTS would keep it, and
+        # PRIMARY KEY USING INDEX would fail on it at every run
+        validate.extend(_drop_index_steps(names, [pk_index_tmp], "INVALID prebuilt index %s"))
+    validate.append(
         Step(
-            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
-            "the swap: writers wait until commit",
-            lock=ACCESS_EXCLUSIVE,
-            targets=[(schema, name)],
+            sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
+                sql.Identifier(pk_index_tmp), src, _cols(ctx.new_pk_columns)
+            ),
+            "the extended primary key's index, built without blocking writers",
+            transactional=False,
         )
-    ]
-    swap += _state_steps()
-    if pk_index_tmp:
-        swap.append(
-            Step(
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(src, sql.Identifier(pk["name"])),
-                "the old primary key without the partition key",
-            )
-        )
-        swap.append(
-            Step(
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
-                    src, sql.Identifier(pk["name"]), sql.Identifier(pk_index_tmp)
-                ),
-                "extended primary key from the prebuilt index (NOT NULL proven by the range check)",
-            )
-        )
-    for index in ctx["table"]["indexes"]:
-        if index["name"] in ctx["own_indexes"]:
-            continue  # the prebuilt primary-key index became the primary key's index above
-        swap.append(
-            Step(
-                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                    _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
-                ),
-                "the partition's index frees its name for the parent's",
-            )
-        )
-    swap += _shadow_steps(ctx, shadow)
-    for con in facts["constraints"]:
-        if con["type"] == "p":
-            swap.append(
-                Step(
-                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-                        target, sql.Identifier(con["name"]), _cols(ctx["new_pk_columns"])
-                    ),
-                    "primary key on the parent",
-                )
-            )
-        elif con["type"] == "u":
-            swap.append(
-                Step(
-                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                        target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
-                    ),
-                    "unique constraint on the parent",
-                )
-            )
-        elif con["type"] == "f":
-            swap.append(
-                Step(
-                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                        target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
-                    ),
-                    "foreign key on the parent (the partition's own matches and is attached, not re-checked)",
-                )
-            )
-    tails = facts.get("index_tails") or {}
-    for index in ctx["plain_indexes"]:
-        swap.append(
-            Step(
-                sql.SQL("CREATE {}INDEX {} ON {} {}").format(
-                    sql.SQL("UNIQUE " if index["is_unique"] else ""),
-                    sql.Identifier(index["name"]),
-                    target,
-                    sql.SQL(tails[index["name"]]),
-                ),
-                "index on the parent (the partition's existing one is attached)",
-            )
-        )
+    )
+    return validate, concurrent_indexes + [pk_index_tmp], pk_index_tmp
+
+
+def _attach_swap(ctx, span, pk_index_tmp):
+    """The swap transaction: the partitioned parent takes the name and the original becomes its partition."""
+    names = ctx.names
+    schema, name, shadow, attached = names["schema"], names["name"], names["shadow"], names["unpartitioned"]
+    src, target = _ident(schema, name), _ident(schema, shadow)
+    lock = Step(
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
+        "the swap: writers wait until commit",
+        lock=ACCESS_EXCLUSIVE,
+        targets=[(schema, name)],
+    )
+    swap = [lock] + _state_steps() + _original_as_partition(ctx, pk_index_tmp)
+    swap += _shadow_steps(ctx, shadow) + _parent_keys(ctx, target)
     swap.append(
         Step(
             sql.SQL("ALTER TABLE {} RENAME TO {}").format(src, sql.Identifier(attached)),
@@ -216,7 +197,7 @@ def _attach_phases(ctx):
     swap.append(
         Step(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                _ident(schema, name), _ident(schema, attached), _bound_literal(low), _bound_literal(high)
+                _ident(schema, name), _ident(schema, attached), _bound_literal(span.low), _bound_literal(span.high)
             ),
             "attach without a scan: the validated CHECK proves the bounds",
             lock=ACCESS_EXCLUSIVE,
@@ -225,7 +206,7 @@ def _attach_phases(ctx):
     )
     inner, lock_targets = _swap_steps(ctx, shadow, renames=False)
     swap.extend(inner)
-    swap[0].targets = tuple(list(swap[0].targets) + lock_targets)
+    lock.targets = tuple(list(lock.targets) + lock_targets)
     swap.append(
         Step(
             sql.SQL(
@@ -234,39 +215,96 @@ def _attach_phases(ctx):
                 _ident(STATE_SCHEMA, STATE_TABLE),
                 sql.Literal(schema),
                 sql.Literal(name),
-                sql.Literal(int(ctx["table"]["oid"])),
+                sql.Literal(int(ctx.table["oid"])),
             ),
             "remember the phases after the swap",
         )
     )
-    post = _post_units(ctx, drop_log=False)
-    return [
-        {"name": "check", "description": "add the range CHECK without a scan", "steps": pre},
-        {
-            "name": "validate",
-            "description": "validate it online (and prebuild the extended primary key)",
-            "units": [("validate %d" % i, [s]) for i, s in enumerate(validate)],
-        },
-        {
-            "name": "swap",
-            "description": "one short transaction: create the parent and future partitions, attach "
-            "the original as partition %s for [%s, %s)" % (attached, _json_value(low), _json_value(high)),
-            "steps": swap,
-        },
-        {"name": "post", "description": "rebuild materialized views, ANALYZE", "units": post},
-    ]
+    return swap
+
+
+def _original_as_partition(ctx, pk_index_tmp):
+    """The original's primary key extended from the prebuilt index, its index names freed for the parent's."""
+    schema, name = ctx.names["schema"], ctx.names["name"]
+    src, pk = _ident(schema, name), ctx.pk
+    steps = []
+    if pk_index_tmp:
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(src, sql.Identifier(pk["name"])),
+                "the old primary key without the partition key",
+            )
+        )
+        steps.append(
+            _add_constraint(
+                src,
+                pk["name"],
+                sql.SQL("PRIMARY KEY USING INDEX {}").format(sql.Identifier(pk_index_tmp)),
+                "extended primary key from the prebuilt index (NOT NULL proven by the range check)",
+            )
+        )
+    for index in ctx.table["indexes"]:
+        if index["name"] in ctx.own_indexes:
+            continue  # the prebuilt primary-key index became the primary key's index above
+        steps.append(
+            Step(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
+                ),
+                "the partition's index frees its name for the parent's",
+            )
+        )
+    return steps
+
+
+def _parent_keys(ctx, target):
+    """Keys, foreign keys and indexes on the parent: the partition's matching ones are attached, not rebuilt."""
+    steps = []
+    for con in ctx.facts["constraints"]:
+        if con["type"] == "p":
+            definition = sql.SQL("PRIMARY KEY ({})").format(_cols(ctx.new_pk_columns))
+            steps.append(_add_constraint(target, con["name"], definition, "primary key on the parent"))
+        elif con["type"] == "u":
+            steps.append(
+                _add_constraint(target, con["name"], sql.SQL(con["definition"]), "unique constraint on the parent")
+            )
+        elif con["type"] == "f":
+            steps.append(
+                _add_constraint(
+                    target,
+                    con["name"],
+                    sql.SQL(con["definition"]),
+                    "foreign key on the parent (the partition's own matches and is attached, not re-checked)",
+                )
+            )
+    tails = ctx.facts.get("index_tails") or {}
+    for index in ctx.plain_indexes:
+        steps.append(
+            Step(
+                sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+                    sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                    sql.Identifier(index["name"]),
+                    target,
+                    sql.SQL(tails[index["name"]]),
+                ),
+                "index on the parent (the partition's existing one is attached)",
+            )
+        )
+    return steps
 
 
 def _rebuild_invalid_steps(ctx, src):
     """An INVALID index (a concurrent build cancelled) is absent for PostgreSQL's planner and would be attached to
-    the parent's index as if it were built: drop it and build it again, both without blocking writers."""
-    names, tails = ctx["names"], ctx["facts"].get("index_tails") or {}
-    steps = []
-    for index in ctx["plain_indexes"]:
+    the parent's index as if it were built: drop it and build it again, both without blocking writers.
+
+    Returns ``(steps, names of the indexes rebuilt concurrently)``."""
+    names, tails = ctx.names, ctx.facts.get("index_tails") or {}
+    steps, rebuilt = [], []
+    for index in ctx.plain_indexes:
         if index.get("is_valid", True):
             continue
         steps.extend(_drop_index_steps(names, [index["name"]], "INVALID index %s (a cancelled concurrent build)"))
-        ctx["concurrent_indexes"].append(index["name"])
+        rebuilt.append(index["name"])
         steps.append(
             Step(
                 sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {} {}").format(
@@ -279,4 +317,4 @@ def _rebuild_invalid_steps(ctx, src):
                 transactional=False,
             )
         )
-    return steps
+    return steps, rebuilt

@@ -7,6 +7,9 @@ validate re-pointed foreign keys, rebuild materialized views, ANALYZE, cleanup).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
@@ -29,6 +32,38 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     derived_name,
     key_definition,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationContext:
+    """What the phase builders of every mode read, built once by ``plan_migration`` (catalog facts as dicts).
+
+    The attach mode derives its own copy (``dataclasses.replace``) naming the partitions it creates beside the
+    attached original and its range check; nothing writes into a context.
+    """
+
+    table: dict
+    facts: dict
+    options: dict
+    names: dict
+    key: str
+    ranges: list
+    default: dict | None
+    pk: dict | None
+    new_pk_columns: list | None
+    plain_indexes: list
+    own_indexes: set
+    user_triggers: list
+    replay_key: list | None
+    replay_key_types: list | None
+    columns: dict
+    display: str
+    server: dict
+    insert_cols: list
+    overriding: Any
+    # attach mode only: the periods not covered by the attached original, and its range CHECK's name
+    partitions_to_create: list | None = None
+    range_check: str | None = None
 
 
 def _matview_units(views):
@@ -121,15 +156,15 @@ def _matview_units(views):
 
 
 def _new_partitions(ctx, with_default=False):
-    entries = list(ctx["partitions_to_create"]) if "partitions_to_create" in ctx else list(ctx["ranges"])
-    if with_default and ctx["default"]:
-        entries.append(ctx["default"])
+    entries = list(ctx.ranges if ctx.partitions_to_create is None else ctx.partitions_to_create)
+    if with_default and ctx.default:
+        entries.append(ctx.default)
     return entries
 
 
 def _shadow_steps(ctx, shadow):
     """Create the partitioned shadow and its partitions, with leaf-level reloptions, owner and comment."""
-    table, names, key = ctx["table"], ctx["names"], ctx["key"]
+    table, names, key = ctx.table, ctx.names, ctx.key
     target = _ident(names["schema"], shadow)
     steps = [
         Step(
@@ -138,7 +173,7 @@ def _shadow_steps(ctx, shadow):
                 "INCLUDING STATISTICS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS) PARTITION BY RANGE ({})"
             ).format(target, _ident(names["schema"], names["name"]), sql.Identifier(key)),
             "partitioned copy of %s: same columns, defaults, NOT NULL and CHECK constraints, no index yet"
-            % ctx["display"],
+            % ctx.display,
         )
     ]
     steps.append(
@@ -168,12 +203,10 @@ def _shadow_steps(ctx, shadow):
                 ]
             )
         )
-    if ctx.get("range_check"):
+    if ctx.range_check:
         steps.append(
             Step(
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
-                    target, sql.Identifier(ctx["range_check"])
-                ),
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(target, sql.Identifier(ctx.range_check)),
                 "the attach range check belongs to the old table only",
             )
         )
@@ -190,11 +223,11 @@ def _shadow_steps(ctx, shadow):
                 "partition for [%s, %s)" % (_json_value(entry["low"]), _json_value(entry["high"])),
             )
         )
-    if ctx["default"]:
+    if ctx.default:
         steps.append(
             Step(
                 sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT{}").format(
-                    _ident(names["schema"], ctx["default"]["name"]), target, with_clause
+                    _ident(names["schema"], ctx.default["name"]), target, with_clause
                 ),
                 "default partition: rows outside every period",
             )
@@ -212,7 +245,7 @@ def _shadow_steps(ctx, shadow):
 
 
 def _index_reloptions(ctx, index_name):
-    for index in (ctx["facts"].get("hazards") or {}).get("indexes") or []:
+    for index in (ctx.facts.get("hazards") or {}).get("indexes") or []:
         if index["name"] == index_name:
             return index.get("reloptions") or []
     return []
@@ -220,164 +253,155 @@ def _index_reloptions(ctx, index_name):
 
 def _not_valid_checks(ctx):
     """CHECK constraints the original holds NOT VALID: old rows may break them, so the copy must not check them."""
-    own = derived_name(ctx["names"]["name"], "_sgt_range")
-    return [c for c in ctx["facts"]["constraints"] if c["type"] == "c" and not c["validated"] and c["name"] != own]
+    own = derived_name(ctx.names["name"], "_sgt_range")
+    return [c for c in ctx.facts["constraints"] if c["type"] == "c" and not c["validated"] and c["name"] != own]
+
+
+def _add_constraint(target, name, definition, reason, **step):
+    """``ALTER TABLE target ADD CONSTRAINT name definition``: every key, check and foreign key the migration adds."""
+    return Step(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, sql.Identifier(name), definition), reason, **step
+    )
 
 
 def _build_units(ctx, shadow, validate_separately=True):
     """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each."""
-    names, facts = ctx["names"], ctx["facts"]
-    target = _ident(names["schema"], shadow)
-    units = []
+    target = _ident(ctx.names["schema"], shadow)
+    steps = []
     for con in _not_valid_checks(ctx):
         # pg_get_constraintdef ends with NOT VALID: no scan, new rows are checked as on the original
-        units.append(
-            [
-                Step(
-                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                        target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
-                    ),
-                    "check %s, NOT VALID as on the original" % con["name"],
-                )
-            ]
+        steps.append(
+            _add_constraint(
+                target, con["name"], sql.SQL(con["definition"]), "check %s, NOT VALID as on the original" % con["name"]
+            )
         )
-    tails = facts.get("index_tails") or {}
-    for con in facts["constraints"]:
+    steps.extend(_key_steps(ctx, target))
+    steps.extend(_index_steps(ctx, target))
+    for con in ctx.facts["constraints"]:
+        if con["type"] == "f":
+            steps.extend(_foreign_key_steps(ctx, target, con, validate_separately))
+    steps.extend(_column_setting_steps(ctx, target))
+    return [[step] for step in steps]
+
+
+def _key_steps(ctx, target):
+    """Primary key and unique constraints under temporary names (they take the original's at the swap)."""
+    steps = []
+    for con in ctx.facts["constraints"]:
         if con["type"] == "p":
-            units.append(
-                [
-                    Step(
-                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                            target,
-                            sql.Identifier(derived_name(con["name"], "_sgt_new")),
-                            key_definition(
-                                con["definition"], ctx["new_pk_columns"], _index_reloptions(ctx, con["index"])
-                            ),
-                        ),
-                        "primary key (%s), with the original's INCLUDE, storage parameters and deferrability"
-                        % ", ".join(ctx["new_pk_columns"]),
-                    )
-                ]
+            steps.append(
+                _add_constraint(
+                    target,
+                    derived_name(con["name"], "_sgt_new"),
+                    key_definition(con["definition"], ctx.new_pk_columns, _index_reloptions(ctx, con["index"])),
+                    "primary key (%s), with the original's INCLUDE, storage parameters and deferrability"
+                    % ", ".join(ctx.new_pk_columns),
+                )
             )
         elif con["type"] == "u":
-            units.append(
-                [
-                    Step(
-                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                            target,
-                            sql.Identifier(derived_name(con["name"], "_sgt_new")),
-                            key_definition(con["definition"], con["columns"], _index_reloptions(ctx, con["index"])),
-                        ),
-                        "unique constraint %s" % con["name"],
-                    )
-                ]
+            steps.append(
+                _add_constraint(
+                    target,
+                    derived_name(con["name"], "_sgt_new"),
+                    key_definition(con["definition"], con["columns"], _index_reloptions(ctx, con["index"])),
+                    "unique constraint %s" % con["name"],
+                )
             )
-    for index in ctx["plain_indexes"]:
+    return steps
+
+
+def _index_steps(ctx, target):
+    tails = ctx.facts.get("index_tails") or {}
+    steps = []
+    for index in ctx.plain_indexes:
         tail = tails.get(index["name"])
         if not tail:
-            raise InvalidInput("cannot read the definition of index %s of %s" % (index["name"], ctx["display"]))
-        units.append(
-            [
-                Step(
-                    sql.SQL("CREATE {}INDEX {} ON {} {}").format(
-                        sql.SQL("UNIQUE " if index["is_unique"] else ""),
-                        sql.Identifier(derived_name(index["name"], "_sgt_new")),
-                        target,
-                        sql.SQL(tail),
-                    ),
-                    "index %s, built once on the filled partitions" % index["name"],
-                )
-            ]
+            raise InvalidInput("cannot read the definition of index %s of %s" % (index["name"], ctx.display))
+        steps.append(
+            Step(
+                sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+                    sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                    sql.Identifier(derived_name(index["name"], "_sgt_new")),
+                    target,
+                    sql.SQL(tail),
+                ),
+                "index %s, built once on the filled partitions" % index["name"],
+            )
         )
-    for con in facts["constraints"]:
-        if con["type"] != "f":
-            continue
-        if validate_separately:
-            # a partitioned table refuses NOT VALID foreign keys (PostgreSQL < 18): add and validate them per
-            # leaf (no long lock on the dimension), then on the parent, which adopts the leaves' constraints
-            for entry in _new_partitions(ctx, with_default=True):
-                leaf = _ident(names["schema"], entry["name"])
-                units.append(
-                    [
-                        Step(
-                            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                                leaf, sql.Identifier(con["name"]), sql.SQL(con["definition"])
-                            ),
-                            "foreign key %s on partition %s, checked by the next step" % (con["name"], entry["name"]),
-                        )
-                    ]
+    return steps
+
+
+def _foreign_key_steps(ctx, target, con, validate_separately):
+    definition = sql.SQL(con["definition"])
+    if not validate_separately:
+        suffix = sql.SQL("" if con["validated"] else " NOT VALID")
+        return [_add_constraint(target, con["name"], definition + suffix, "foreign key %s" % con["name"])]
+    # a partitioned table refuses NOT VALID foreign keys (PostgreSQL < 18): add and validate them per
+    # leaf (no long lock on the dimension), then on the parent, which adopts the leaves' constraints
+    steps = []
+    for entry in _new_partitions(ctx, with_default=True):
+        leaf = _ident(ctx.names["schema"], entry["name"])
+        steps.append(
+            _add_constraint(
+                leaf,
+                con["name"],
+                definition + sql.SQL(" NOT VALID"),
+                "foreign key %s on partition %s, checked by the next step" % (con["name"], entry["name"]),
+            )
+        )
+        if con["validated"]:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(leaf, sql.Identifier(con["name"])),
+                    "validate %s without blocking the dimension's writers" % con["name"],
                 )
-                if con["validated"]:
-                    units.append(
-                        [
-                            Step(
-                                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                                    leaf, sql.Identifier(con["name"])
-                                ),
-                                "validate %s without blocking the dimension's writers" % con["name"],
-                            )
-                        ]
-                    )
-            units.append(
-                [
-                    Step(
-                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                            target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
-                        ),
-                        "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"],
-                    )
-                ]
             )
-        else:
-            units.append(
-                [
-                    Step(
-                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}{}").format(
-                            target,
-                            sql.Identifier(con["name"]),
-                            sql.SQL(con["definition"]),
-                            sql.SQL("" if con["validated"] else " NOT VALID"),
-                        ),
-                        "foreign key %s" % con["name"],
-                    )
-                ]
-            )
-    for column in ctx["table"]["columns"]:
+    steps.append(
+        _add_constraint(
+            target,
+            con["name"],
+            definition,
+            "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"],
+        )
+    )
+    return steps
+
+
+def _column_setting_steps(ctx, target):
+    """Per-column statistics targets and options (n_distinct...), as on the original."""
+    steps = []
+    for column in ctx.table["columns"]:
         if column.get("statistics_target") is not None:
-            units.append(
-                [
-                    Step(
-                        sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
-                            target, sql.Identifier(column["name"]), sql.Literal(int(column["statistics_target"]))
-                        ),
-                        "same statistics target",
-                    )
-                ]
-            )
-    for item in facts.get("column_options") or []:
-        units.append(
-            [
+            steps.append(
                 Step(
-                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(
-                        target,
-                        sql.Identifier(item["column"]),
-                        _join(
-                            [
-                                sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
-                                for o in item["options"]
-                            ]
-                        ),
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
+                        target, sql.Identifier(column["name"]), sql.Literal(int(column["statistics_target"]))
                     ),
-                    "same column options",
+                    "same statistics target",
                 )
-            ]
+            )
+    for item in ctx.facts.get("column_options") or []:
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(
+                    target,
+                    sql.Identifier(item["column"]),
+                    _join(
+                        [
+                            sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                            for o in item["options"]
+                        ]
+                    ),
+                ),
+                "same column options",
+            )
         )
-    return units
+    return steps
 
 
 def _post_units(ctx, drop_log):
     """Units that run after the swap committed; rendered into the state row by the swap itself."""
-    names, facts = ctx["names"], ctx["facts"]
+    names, facts = ctx.names, ctx.facts
     units = []
     for fk in facts["foreign_keys_in"]:
         if fk.get("validated", True):
@@ -421,7 +445,7 @@ def _post_units(ctx, drop_log):
                 "the capture function is no longer needed",
             )
         )
-    if ctx["options"]["drop_source"] and ctx["options"]["mode"] != "attach":
+    if ctx.options["drop_source"] and ctx.options["mode"] != "attach":
         cleanup.append(
             Step(
                 sql.SQL("DROP TABLE {}").format(_ident(names["schema"], names["unpartitioned"])),

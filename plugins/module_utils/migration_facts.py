@@ -21,12 +21,15 @@ try:
 except ImportError:  # reported by the connection layer
     sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
+    CAPTURE_TRIGGERS,
     INTEGER_TYPES,
     MAX_NAME,
     STATE_SCHEMA,
     STATE_TABLE,
+    _human_bytes,
     _ident,
     _in_ranges,
+    _json_value,
     _split_key,
     derived_name,
     migration_names,
@@ -416,3 +419,171 @@ def _refuse_data(table, facts, key, display, new_pk_columns):
             "restore the function; nothing was changed"
             % (rows, display, name, columns[name].get("default_expr"), display, name)
         )
+
+
+# --- the checks of plan_migration, in the order it makes them (the first refusal met is the one reported) ---
+
+
+def _refuse_table(table, mode, display):
+    """Only a plain table migrates, and only when a migrate mode other than ``never`` is declared."""
+    if table.get("relkind") != "r":
+        raise InvalidInput("%s is not a plain table: nothing to migrate" % display)
+    if mode == "never":
+        raise InvalidInput(
+            "%s is a plain (unpartitioned) table and migrate is 'never': set migrate to online (copy beside it, "
+            "writers blocked about a second), offline (one transaction, writes blocked) or attach (the table "
+            "becomes one partition, no copy)" % display
+        )
+
+
+def _refuse_taken(table, layout, facts, names, display):
+    """Names the migration creates must be free (its own, from a run in progress, aside); a permanent table only."""
+    state = facts.get("state")
+    own = set() if state is None else {names["shadow"], names["unpartitioned"]} | {e["name"] for e in layout}
+    clash = [n for n in facts.get("taken", []) if n not in own]
+    if clash:
+        raise InvalidInput(
+            "cannot migrate %s: relation(s) %s already exist in schema %s (drop or rename them)"
+            % (display, ", ".join(clash), table["schema"])
+        )
+    if table.get("partitions"):
+        raise InvalidInput("%s already has partitions" % display)
+    if facts["flags"].get("persistence") != "p":
+        raise InvalidInput("%s is unlogged or temporary: migrate only permanent tables" % display)
+
+
+def _new_primary_key(pk, key, options, display):
+    """The partitioned table's primary key columns (the key appended when allowed) and the warning it gives."""
+    if pk is None:
+        return None, []
+    new_pk_columns = list(pk["columns"])
+    if key in pk["columns"]:
+        return new_pk_columns, []
+    if not options["extend_primary_key"]:
+        raise InvalidInput(
+            "the primary key of %s is (%s) and does not include the partition key %s: PostgreSQL requires a "
+            "partitioned table's primary key to include it. Set extend_primary_key: true to make it (%s), "
+            "nothing was changed" % (display, ", ".join(pk["columns"]), key, ", ".join(pk["columns"] + [key]))
+        )
+    new_pk_columns.append(key)
+    warning = "primary key of %s extended to (%s): uniqueness of (%s) alone is no longer enforced" % (
+        display,
+        ", ".join(new_pk_columns),
+        ", ".join(pk["columns"]),
+    )
+    return new_pk_columns, [warning]
+
+
+def _refuse_exclusion(constraints, display):
+    for con in constraints:
+        if con["type"] == "x":
+            raise InvalidInput(
+                "exclusion constraint %s of %s cannot be carried to a partitioned table automatically; "
+                "drop it first" % (con["name"], display)
+            )
+
+
+def _refuse_foreign_keys_in(facts, key, new_pk_columns, display):
+    """A foreign key of another table must reference columns that stay unique once partitioned."""
+    unique_sets = [set(c["columns"]) for c in facts["constraints"] if c["type"] == "u"]
+    if new_pk_columns:
+        unique_sets.append(set(new_pk_columns))
+    for fk in facts["foreign_keys_in"]:
+        if set(fk["columns"]) not in unique_sets:
+            raise InvalidInput(
+                "foreign key %s of %s references %s (%s), which will not be unique on its own once %s is partitioned "
+                "by %s (a unique key there must include %s). Drop that foreign key or make it reference (%s); "
+                "nothing was changed"
+                % (
+                    fk["name"],
+                    display_name(fk["schema"], fk["table"]),
+                    display,
+                    ", ".join(fk["columns"]),
+                    display,
+                    key,
+                    key,
+                    ", ".join(fk["columns"] + [key]),
+                )
+            )
+
+
+def _refuse_stacked_matviews(facts, display):
+    """A materialized view read by other views cannot be rebuilt beside itself and swapped."""
+    for view in facts["views"]:
+        if view["kind"] == "materialized view" and view.get("dependents"):
+            raise InvalidInput(
+                "materialized view %s depends on %s and is itself read by %s: rebuilding it would need those dropped "
+                "too. Drop them first or migrate offline by hand"
+                % (display_name(view["schema"], view["name"]), display, ", ".join(view["dependents"]))
+            )
+
+
+def _user_triggers(facts, display):
+    """The table's own triggers (not the migration's capture triggers), refused when a partitioned table can't hold them."""
+    user_triggers = [t for t in facts["triggers"] if t["name"] not in CAPTURE_TRIGGERS]
+    for trig in user_triggers:
+        if "REFERENCING" in trig["definition"] and "FOR EACH ROW" in trig["definition"]:
+            raise InvalidInput(
+                "trigger %s of %s uses transition tables FOR EACH ROW, which partitioned tables refuse"
+                % (trig["name"], display)
+            )
+    return user_triggers
+
+
+def _replay_key(pk, constraints, columns, display):
+    """The columns naming a row for the online replay: the primary key, else a unique key on NOT NULL columns."""
+    replay_key = pk["columns"] if pk else None
+    if replay_key is None:
+        unique = next(
+            (c for c in constraints if c["type"] == "u" and all(columns[x]["not_null"] for x in c["columns"])), None
+        )
+        replay_key = unique["columns"] if unique else None
+    if replay_key is None:
+        raise InvalidInput(
+            "online migration of %s needs a primary key or a unique key on NOT NULL columns to "
+            "replay the rows changed during the copy; use migrate: offline (writes blocked during "
+            "the copy) or attach" % display
+        )
+    return replay_key
+
+
+def _default_rows(facts, default, key, display):
+    """Rows outside every period: refused without a default partition, else counted and reported."""
+    out = facts.get("out_of_range") or {}
+    if not out.get("rows"):
+        return 0, []
+    if default is None:
+        raise InvalidInput(
+            "%d rows of %s have a %s outside every declared period (min %s, max %s%s): add periods covering them "
+            "or a default partition; nothing was changed"
+            % (
+                out["rows"],
+                display,
+                key,
+                _json_value(out.get("min")),
+                _json_value(out.get("max")),
+                ", some are NULL" if out.get("min") is None else "",
+            )
+        )
+    warning = "%d rows of %s fall outside every period and go to the default partition %s (min %s, max %s)" % (
+        out["rows"],
+        display,
+        default["name"],
+        _json_value(out.get("min")),
+        _json_value(out.get("max")),
+    )
+    return out["rows"], [warning]
+
+
+def _disk_needed(table, facts, mode, display):
+    """``(bytes needed, bytes free)``; refused when the copy would not fit (a run in progress is not re-checked)."""
+    source_bytes = (table.get("heap_bytes") or 0) + (table.get("toast_bytes") or 0) + (table.get("index_bytes") or 0)
+    need = 0 if mode == "attach" else int(source_bytes * 1.1)
+    free = facts.get("free_bytes")
+    if free is not None and need > free and facts.get("state") is None:
+        raise InvalidInput(
+            "migrating %s needs about %s of free disk (a copy of the table and its indexes) but the "
+            "server's data directory has %s free: free space first or use migrate: attach"
+            % (display, _human_bytes(need), _human_bytes(free))
+        )
+    return need, free

@@ -23,10 +23,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
-    EXCLUSIVE,
     REPLAY_KEYS,
     STATE_SCHEMA,
-    STATE_TABLE,
     _AsLiteral,
     _checksum_source,
     _checksum_target,
@@ -34,6 +32,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _ident,
     _join,
     _replay_steps,
+    _state_insert,
     _state_steps,
     _verify_block,
     checksum_compare_sql,
@@ -45,19 +44,18 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
 
 
 def _capture_steps(ctx):
-    names = ctx["names"]
+    names = ctx.names
     src = _ident(names["schema"], names["name"])
     log = _ident(STATE_SCHEMA, names["log"])
     func = _ident(STATE_SCHEMA, names["function"])
-    key_cols = ctx["replay_key"]
-    key_types = [ctx["columns"][c]["type"] for c in key_cols]
-    ctx["replay_key_types"] = key_types
+    key_cols = ctx.replay_key
+    key_types = ctx.replay_key_types
     body = sql.SQL(
         "BEGIN IF TG_OP IN ('INSERT', 'UPDATE') THEN INSERT INTO {log} ({c}) SELECT {c} FROM sigeti_new; END IF; "
         "IF TG_OP IN ('DELETE', 'UPDATE') THEN INSERT INTO {log} ({c}) SELECT {c} FROM sigeti_old; END IF; "
         "IF TG_OP = 'TRUNCATE' THEN RAISE EXCEPTION 'sigeti.dwh: {t} is being migrated to partitions: TRUNCATE is "
         "refused until the migration ends'; END IF; RETURN NULL; END"
-    ).format(log=log, c=_cols(key_cols), t=sql.SQL(ctx["display"].replace("'", "''").replace("%", "")))
+    ).format(log=log, c=_cols(key_cols), t=sql.SQL(ctx.display.replace("'", "''").replace("%", "")))
     steps = [
         Step(
             sql.SQL("CREATE TABLE {} (log_id bigserial PRIMARY KEY, {})").format(
@@ -99,7 +97,7 @@ def _capture_steps(ctx):
 
 
 def _drop_capture_steps(ctx):
-    src = _ident(ctx["names"]["schema"], ctx["names"]["name"])
+    src = _ident(ctx.names["schema"], ctx.names["name"])
     return [
         Step(
             sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
@@ -109,71 +107,12 @@ def _drop_capture_steps(ctx):
     ]
 
 
-def _copy_phases(ctx):
-    names, display = ctx["names"], ctx["display"]
-    mode = ctx["options"]["mode"]
+def _online_phases(ctx):
+    """Online mode: copy beside the original while writers go on, replay their changes, swap in one short lock."""
+    names, display = ctx.names, ctx.display
     shadow = names["shadow"]
-    src = _ident(names["schema"], names["name"])
-    insert_all = Step(
-        sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {}").format(
-            _ident(names["schema"], shadow),
-            _cols(ctx["insert_cols"]),
-            ctx["overriding"],
-            _cols(ctx["insert_cols"]),
-            src,
-        ),
-        "copy every row (writes are blocked by the EXCLUSIVE lock)",
-    )
-    ctx["insert_all"] = insert_all  # its row count is the offline run's rows_copied
-    full_verify = Step(
-        _verify_block(
-            display,
-            _checksum_source(names, ctx["key"], ctx["ranges"], ctx["default"]),
-            _checksum_target(names, shadow),
-            "per partition: rows and content checksum",
-        ),
-        "verify before the swap: per target partition, row count and content checksum",
-    )
-    state_insert = sql.SQL(
-        "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase, total_pages) VALUES ({}, {}, {}, {}, {}, "
-        "(SELECT pg_relation_size({}) / current_setting('block_size')::bigint))"
-    ).format(
-        _ident(STATE_SCHEMA, STATE_TABLE),
-        sql.Literal(names["schema"]),
-        sql.Literal(names["name"]),
-        sql.Literal(int(ctx["table"]["oid"])),
-        sql.Literal(mode),
-        sql.Literal("copy" if mode == "online" else "post"),
-        sql.Literal(display),
-    )
+    state_insert = _state_insert(names, ctx.table["oid"], "online", "copy", display)
     swap, lock_targets = _swap_steps(ctx, shadow)
-    post = _post_units(ctx, drop_log=(mode == "online"))
-    if mode == "offline":
-        lock = Step(
-            sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(src),
-            "block writes (readers go on) for the whole build",
-            lock=EXCLUSIVE,
-            targets=[(names["schema"], names["name"])],
-        )
-        lock2 = Step(
-            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
-            "the swap needs the table alone",
-            lock=ACCESS_EXCLUSIVE,
-            targets=[(names["schema"], names["name"])],
-        )
-        body = [lock] + _state_steps() + _shadow_steps(ctx, shadow) + [insert_all]
-        for unit in _build_units(ctx, shadow, validate_separately=False):
-            body.extend(unit)
-        body += [full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
-        return [
-            {
-                "name": "offline",
-                "description": "one transaction: build, copy, index, verify and swap with writes "
-                "blocked (fastest; for maintenance windows)",
-                "steps": body,
-            },
-            {"name": "post", "description": "rebuild materialized views, ANALYZE, cleanup", "units": post},
-        ]
     prepare = (
         _state_steps()
         + _shadow_steps(ctx, shadow)
@@ -181,27 +120,17 @@ def _copy_phases(ctx):
         + [Step(state_insert, "remember the progress of this migration")]
     )
     copy_example = Step(
-        copy_statement(names, ctx["insert_cols"], ctx["overriding"], 0, 1000),
+        copy_statement(names, ctx.insert_cols, ctx.overriding, 0, 1000),
         "copy one batch of heap pages (repeated: about %d rows per batch); each batch commits with its "
-        "progress" % ctx["options"]["batch_rows"],
+        "progress" % ctx.options["batch_rows"],
     )
-    replay = _replay_steps(
-        names, ctx["replay_key"], ctx["replay_key_types"], ctx["insert_cols"], ctx["overriding"], shadow
-    )
-    key_verify = Step(
-        _verify_block(
-            display,
-            _checksum_source(names, None, None, None, REPLAY_KEYS, ctx["replay_key"]),
-            _checksum_target(names, shadow, REPLAY_KEYS, ctx["replay_key"]),
-            "rows changed since the online verification",
+    replay = _replay_steps(names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, shadow)
+    compare = Step(
+        checksum_compare_sql(
+            _checksum_source(names, ctx.key, ctx.ranges, ctx.default),
+            _checksum_target(names, shadow),
         ),
-        "verify the rows replayed under the lock",
-    )
-    swap_lock = Step(
-        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
-        "the swap: writers wait from here to the commit",
-        lock=ACCESS_EXCLUSIVE,
-        targets=[(names["schema"], names["name"])] + lock_targets,
+        "compare source and shadow per partition",
     )
     return [
         {
@@ -219,25 +148,38 @@ def _copy_phases(ctx):
             "name": "catchup",
             "description": "replay changed keys until the log is small, then verify counts and "
             "checksums per partition in one snapshot",
-            "steps": replay
-            + [
-                Step(
-                    checksum_compare_sql(
-                        _checksum_source(names, ctx["key"], ctx["ranges"], ctx["default"]),
-                        _checksum_target(names, shadow),
-                    ),
-                    "compare source and shadow per partition",
-                )
-            ],
+            "steps": replay + [compare],
         },
         {
             "name": "swap",
             "description": "one short transaction: lock, replay the last changes, verify them, rename",
-            "steps": [swap_lock] + replay + [key_verify] + _drop_capture_steps(ctx) + swap,
+            "steps": _online_swap(ctx, replay, lock_targets) + swap,
         },
         {
             "name": "post",
             "description": "rebuild materialized views, validate re-pointed foreign keys, ANALYZE, cleanup",
-            "units": post,
+            "units": _post_units(ctx, drop_log=True),
         },
     ]
+
+
+def _online_swap(ctx, replay, lock_targets):
+    """The head of the online swap: lock, last replay, verify the replayed rows, stop capturing."""
+    names = ctx.names
+    shadow = names["shadow"]
+    key_verify = Step(
+        _verify_block(
+            ctx.display,
+            _checksum_source(names, None, None, None, REPLAY_KEYS, ctx.replay_key),
+            _checksum_target(names, shadow, REPLAY_KEYS, ctx.replay_key),
+            "rows changed since the online verification",
+        ),
+        "verify the rows replayed under the lock",
+    )
+    swap_lock = Step(
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_ident(names["schema"], names["name"])),
+        "the swap: writers wait from here to the commit",
+        lock=ACCESS_EXCLUSIVE,
+        targets=[(names["schema"], names["name"])] + lock_targets,
+    )
+    return [swap_lock] + replay + [key_verify] + _drop_capture_steps(ctx)

@@ -8,17 +8,38 @@ stored, from ``step_done`` on. Abandon (``abandon_migration``) drops what ``read
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
-    ACCESS_EXCLUSIVE,
-    SHARE_ROW_EXCLUSIVE,
-    Plan,
-    Step,
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_abandon import (
+    _execute,
+    _unit,
+    abandon_migration,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import read_facts, read_state
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
+    COPIED,
+    REPLAYED,
+    STATE_SCHEMA,
+    STATE_TABLE,
+    _checksum_source,
+    _checksum_target,
+    _ident,
+    _join,
+    _json_value,
+    _replay_steps,
+    _state_update,
+    checksum_compare_sql,
+    copy_statement,
+    migration_names,
+    normalize_options,
+    rows_of,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Step
 
 try:
     import psycopg2
@@ -27,32 +48,7 @@ try:
 except ImportError:  # reported by the connection layer
     psycopg2 = None
     sql = None
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import (
-    read_facts,
-    read_state,
-)
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import (
-    MigrationPlan,
-    plan_migration,
-)
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
-    CAPTURE_TRIGGERS,
-    STATE_SCHEMA,
-    STATE_TABLE,
-    _checksum_source,
-    _checksum_target,
-    _drop_index_steps,
-    _ident,
-    _join,
-    _json_value,
-    _replay_steps,
-    _state_update,
-    checksum_compare_sql,
-    copy_statement,
-    derived_name,
-    migration_names,
-    normalize_options,
-)
+
 
 OLD_SNAPSHOTS_QUERY = """
 SELECT pid, usename::text, application_name, client_addr::text, state, xact_start, left(query, 120)
@@ -105,6 +101,7 @@ class _Run:
         self.plan = plan
         self.progress = progress or (lambda event: None)
         self.queries = []
+        self._groups = itertools.count(1)  # each unit its own transaction group
         self.result = {
             "mode": plan.mode,
             "table": plan.display,
@@ -124,17 +121,32 @@ class _Run:
         info["phase"] = phase
         self.progress(info)
 
-    def execute_units(self, units, state_values=None):
-        """Run Steps through the Executor (lock_timeout + retries), remembering their SQL."""
-        steps = list(units)
-        if state_values is not None:
-            steps.append(Step(_state_update(self.plan.names, **state_values), "progress"))
-        ran = _execute(self.executor, _unit(steps))
+    def execute(self, steps):
+        """Run Steps as one transaction through the Executor (lock_timeout + retries), remembering their SQL."""
+        ran = _execute(self.executor, _unit(steps, "sigeti-migration-%d" % next(self._groups)))
         self.queries.extend(ran)
         return ran
 
-    def direct(self, statements, isolation=None):
-        """Run weak-lock statements in one transaction on the connection (no strong lock: no retry needed)."""
+    def execute_units(self, units, state_values=None):
+        """Run Steps (and the progress they make, ``state_values``) as one transaction through the Executor."""
+        steps = list(units)
+        if state_values is not None:
+            steps.append(Step(_state_update(self.plan.names, **state_values), "progress"))
+        return self.execute(steps)
+
+    def timed_swap(self, steps):
+        """The swap transaction through the Executor, its duration (lock wait included) and attempts recorded."""
+        started = time.monotonic()
+        attempts = self.executor.attempts
+        self.execute(steps)
+        self.result["swap_seconds"] = round(time.monotonic() - started, 3)
+        self.result["swap_attempts"] = self.executor.attempts - attempts
+
+    def direct(self, steps, isolation=None):
+        """Run weak-lock Steps in one transaction on the connection (no strong lock: no retry needed).
+
+        Sets each step's ``rowcount``; returns the rows each step fetched (None for a statement without rows).
+        """
         conn = self.conn
         conn.autocommit = False
         rows = []
@@ -142,11 +154,12 @@ class _Run:
             with conn.cursor() as cur:
                 if isolation:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL %s" % isolation)
-                for statement in statements:
-                    text = statement.as_string(conn) if hasattr(statement, "as_string") else statement
+                for step in steps:
+                    text = step.render(conn)
                     cur.execute(text)
                     self.queries.append(text)
-                    rows.append((cur.rowcount, cur.fetchall() if cur.description else None))
+                    step.rowcount = cur.rowcount
+                    rows.append(cur.fetchall() if cur.description else None)
             conn.commit()
         except BaseException:
             try:
@@ -155,6 +168,18 @@ class _Run:
                 pass
             raise
         return rows
+
+    def replay(self, extra=(), isolation=None):
+        """Replay the logged keys into the shadow (plus ``extra`` steps in the same transaction); count them."""
+        plan = self.plan
+        names = plan.names
+        steps = _replay_steps(
+            names, plan.replay_key, plan.ctx.replay_key_types, plan.insert_cols, plan.overriding, names["shadow"]
+        )
+        rows = self.direct(steps + list(extra), isolation=isolation)
+        consumed = rows_of(steps, REPLAYED)
+        self.result["replayed_keys"] += consumed
+        return consumed, rows[len(steps) :]
 
 
 def _copy_batch(run, statement, last_page):
@@ -183,208 +208,23 @@ def _copy_batch(run, statement, last_page):
     return count
 
 
-def _execute(executor, plan):
-    """Run a plan through the Executor in transaction mode (it commits each unit; autocommit would split them)."""
-    if executor.conn.autocommit:
-        executor.conn.autocommit = False
-    return executor.run(plan)
-
-
-def _unit(steps):
-    """A Plan whose steps all run in one transaction (steps that cannot, like CREATE INDEX CONCURRENTLY, alone)."""
-    _UNIT_COUNTER[0] += 1
-    group = "sigeti-migration-%d" % _UNIT_COUNTER[0]
-    for step in steps:
-        step.group = group
-    return Plan(steps)
-
-
-_UNIT_COUNTER = [0]
-
-
 def _state(conn, names):
     return read_state(conn, names["schema"], names["name"])
 
 
-LEFTOVERS_QUERY = """
-WITH src AS (SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = %(schema)s AND c.relname = %(name)s)
-SELECT (SELECT relkind::text FROM src),
-       (SELECT coalesce(array_agg(tgname::text ORDER BY tgname), '{}') FROM pg_trigger
-        WHERE tgrelid = (SELECT oid FROM src) AND tgname = ANY(%(triggers)s)),
-       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = %(schema)s AND c.relname = %(shadow)s),
-       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = %(state_schema)s AND c.relname = %(log)s),
-       EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-               WHERE n.nspname = %(state_schema)s AND p.proname = %(function)s),
-       EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = (SELECT oid FROM src) AND conname = %(check)s
-               AND (SELECT relkind FROM src) = 'r'),
-       (SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}') FROM pg_index i
-        JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = (SELECT oid FROM src) AND (SELECT relkind FROM src) = 'r'
-          AND right(c.relname, 7) = '_sgt_pk' AND NOT i.indisprimary)
-"""
-
-
-def read_leftovers(conn, names):
-    """What an unfinished migration of ``names`` left in the database (catalog reads only).
-
-    Returns a dict: ``relkind`` of the table, ``triggers`` (capture triggers present), ``shadow``, ``log`` and
-    ``function`` (bools), ``range_check`` (attach's CHECK still on the plain table), ``indexes`` (attach's prebuilt
-    primary-key indexes) and ``state`` (the state row or None).
-    """
-    was = conn.autocommit
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                LEFTOVERS_QUERY,
-                {
-                    "schema": names["schema"],
-                    "name": names["name"],
-                    "triggers": list(CAPTURE_TRIGGERS),
-                    "shadow": names["shadow"],
-                    "state_schema": STATE_SCHEMA,
-                    "log": names["log"],
-                    "function": names["function"],
-                    "check": derived_name(names["name"], "_sgt_range"),
-                },
-            )
-            row = cur.fetchone()
-    finally:
-        conn.autocommit = was
-    keys = ("relkind", "triggers", "shadow", "log", "function", "range_check", "indexes")
-    found = dict(zip(keys, row))
-    found["state"] = read_state(conn, names["schema"], names["name"])
-    return found
-
-
-def _abandon_steps(names, found):
-    """Steps dropping what ``read_leftovers`` found, each with what it removes (its reason)."""
-    src = _ident(names["schema"], names["name"])
-    target = [(names["schema"], names["name"])]
-    steps = [
-        Step(
-            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
-            "capture trigger %s on %s" % (t, display_name(names["schema"], names["name"])),
-            lock=SHARE_ROW_EXCLUSIVE,
-            targets=target,
-        )
-        for t in found["triggers"]
-    ]
-    if found["range_check"]:
-        check = derived_name(names["name"], "_sgt_range")
-        steps.append(
-            Step(
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(src, sql.Identifier(check)),
-                "range check %s of the attach mode (it refuses writers outside the attached range)" % check,
-                lock=ACCESS_EXCLUSIVE,
-                targets=target,
-            )
-        )
-    if found["shadow"]:
-        steps.append(
-            Step(
-                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(names["schema"], names["shadow"])),
-                "partitioned shadow %s and its partitions" % display_name(names["schema"], names["shadow"]),
-            )
-        )
-    if found["log"]:
-        steps.append(
-            Step(
-                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
-                "change log %s" % display_name(STATE_SCHEMA, names["log"]),
-            )
-        )
-    if found["function"]:
-        steps.append(
-            Step(
-                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
-                "capture function %s" % display_name(STATE_SCHEMA, names["function"]),
-            )
-        )
-    if found["state"] is not None:
-        steps.append(
-            Step(
-                sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
-                    _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"])
-                ),
-                "state row (phase %s)" % found["state"]["phase"],
-            )
-        )
-    return steps
-
-
-def _names_of(table_or_names):
-    return table_or_names if "shadow" in table_or_names else migration_names(table_or_names)
-
-
-def plan_abandon(conn, table_or_names):
-    """What ``migrate: abandon`` would drop (catalog reads only): ``(steps, concurrent_steps)``.
-
-    Refuses (InvalidInput) after the swap committed: then the partitioned table is in use and the run must finish.
-    """
-    names = _names_of(table_or_names)
-    found = read_leftovers(conn, names)
-    if found["state"] is not None and found["state"]["phase"] == "post":
-        raise InvalidInput(
-            "the migration of %s already swapped the tables (phase post since %s): it cannot be abandoned. Run "
-            "partitioned_table with migrate: %s to finish it; nothing was changed"
-            % (display_name(names["schema"], names["name"]), found["state"].get("updated_at"), found["state"]["mode"])
-        )
-    return _abandon_steps(names, found), _drop_index_steps(names, found["indexes"])
-
-
-def describe_leftovers(conn, table):
-    """One line naming an unfinished migration of ``table`` (phase, mode, start) and what it left, or None."""
-    names = migration_names(table)
-    found = read_leftovers(conn, names)
-    parts = [s.reason for s in _abandon_steps(names, found) + _drop_index_steps(names, found["indexes"])]
-    if not parts:
-        return None
-    state = found["state"]
-    head = (
-        "a %s migration of %s is half done (phase %s, started %s)"
-        % (state["mode"], display_name(names["schema"], names["name"]), state["phase"], state.get("started_at"))
-        if state
-        else "an interrupted migration of %s left objects behind" % display_name(names["schema"], names["name"])
-    )
-    return "%s: %s" % (head, "; ".join(parts))
-
-
-def abandon_migration(conn, executor, table_or_names):
-    """Drop everything an unfinished (pre-swap) migration left: capture triggers, attach's range check and
-    prebuilt index, shadow and its partitions, change log, capture function, state row.
-
-    The original table keeps its rows, indexes and constraints. Returns ``(removed, queries)``: what was dropped
-    (one line each, in the warehouse's words) and the statements that ran. Refuses after the swap committed.
-    """
-    names = _names_of(table_or_names)
-    steps, index_steps = plan_abandon(conn, names)
-    removed = [s.reason for s in steps]
-    queries = _execute(executor, _unit(steps)) if steps else []
-    if index_steps:
-        queries += _execute(executor, Plan(index_steps))
-        removed += [s.reason for s in index_steps]
-    return removed, queries
-
-
-def _verify_online(run, ctx):
+def _verify_online(run):
     """Replay, then compare source and shadow per target partition inside one REPEATABLE READ snapshot."""
     plan = run.plan
     names = plan.names
-    replay = _replay_steps(
-        names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding, names["shadow"]
+    compare = Step(
+        checksum_compare_sql(
+            _checksum_source(names, plan.key, plan.ranges, plan.default), _checksum_target(names, names["shadow"])
+        ),
+        "compare source and shadow per partition",
     )
-    compare = checksum_compare_sql(
-        _checksum_source(names, plan.key, plan.ranges, plan.default), _checksum_target(names, names["shadow"])
+    _consumed, (table, _state_row) = run.replay(
+        [compare, Step(_state_update(names, phase="swap"), "progress")], isolation="REPEATABLE READ"
     )
-    rows = run.direct(
-        [s.sql for s in replay] + [compare, _state_update(names, phase="swap")], isolation="REPEATABLE READ"
-    )
-    run.result["replayed_keys"] += max(rows[1][0], 0)
-    table = rows[len(replay)][1]
     checksums, bad = {}, []
     for bucket, source_rows, target_rows, source_sum, target_sum in table:
         checksums[bucket] = {
@@ -402,28 +242,28 @@ def _verify_online(run, ctx):
     return bad
 
 
-def _differing_columns(run, ctx):
+def _differing_columns(run):
     """After a failed verification: the columns whose content differs between the original and the shadow.
 
     One scan of each, per column a sum of hashes of ``ROW(column)`` (so NULL and '' differ). Only run on failure.
     """
     names = run.plan.names
-    columns = [c["name"] for c in ctx["table"]["columns"]]
+    columns = [c["name"] for c in run.plan.ctx.table["columns"]]
     sums = _join(
         [sql.SQL("sum(hashtextextended(ROW(t.{})::text, 0))::text").format(sql.Identifier(c)) for c in columns]
     )
-    rows = run.direct(
+    (source,), (shadow,) = run.direct(
         [
-            sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation))
+            Step(sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation)), "column checksums")
             for relation in (names["name"], names["shadow"])
         ],
         isolation="REPEATABLE READ",
     )
-    source, shadow = rows[0][1][0], rows[1][1][0]
     return [c for c, a, b in zip(columns, source, shadow) if a != b]
 
 
 def _run_post(run, state):
+    """The post-swap units the swap stored in the state row, from ``step_done`` on; the last one forgets the row."""
     units = state.get("post") or []
     done = state.get("step_done") or 0
     for index, statements in enumerate(units):
@@ -450,8 +290,7 @@ def _run_post(run, state):
                 )
             )
         run.event("post", unit=index, units=len(units))
-        ran = _execute(run.executor, _unit(steps))
-        run.queries.extend(ran)
+        run.execute(steps)
     run.result["phases_run"].append("post")
 
 
@@ -539,28 +378,48 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
     A migration found half-done (state row in ``sigeti_dwh.migration_state``) is resumed.
     """
     options = normalize_options(options)
-    names = migration_names(table) if table.get("relkind") == "r" else None
     state = read_state(conn, table["schema"], table["name"])
     if state and state["phase"] == "post":
-        # the swap committed: finish from the statements it stored
-        stub = MigrationPlan(
-            mode=state["mode"],
-            display=display_name(table["schema"], table["name"]),
-            warnings=[],
-            default_rows=0,
-            names=None,
-        )
-        run = _Run(conn, executor, stub, progress)
-        run.result["resumed_from"] = "post"
-        _run_post(run, state)
-        run.result["queries"] = run.queries
-        run.result["renamed_source"] = (state.get("result") or {}).get("renamed_source")
-        return run.result
+        return _finish_post(conn, executor, table, state, progress)
     if table.get("relkind") != "r":
         raise InvalidInput(
             "%s is not a plain table and no migration of it is in progress"
             % display_name(table["schema"], table["name"])
         )
+    state, facts = _drop_stale_run(conn, executor, table, layout, options, server, state, facts)
+    plan = plan_migration(table, layout, options, server, facts=facts)
+    if planned is not None:
+        planned.append(True)
+    run = _Run(conn, executor, plan, progress)
+    run.result["renamed_source"] = display_name(plan.names["schema"], plan.names["unpartitioned"])
+    if plan.mode in ("offline", "attach"):
+        _run_in_one_swap(run)
+    else:
+        _run_online(run, state)
+    run.result["queries"] = run.queries
+    return run.result
+
+
+def _finish_post(conn, executor, table, state, progress):
+    """The swap committed: finish from the statements it stored (nothing is planned again)."""
+    stub = MigrationPlan(
+        mode=state["mode"],
+        display=display_name(table["schema"], table["name"]),
+        warnings=[],
+        default_rows=0,
+        names=None,
+    )
+    run = _Run(conn, executor, stub, progress)
+    run.result["resumed_from"] = "post"
+    _run_post(run, state)
+    run.result["queries"] = run.queries
+    run.result["renamed_source"] = (state.get("result") or {}).get("renamed_source")
+    return run.result
+
+
+def _drop_stale_run(conn, executor, table, layout, options, server, state, facts):
+    """A half-done run of another table oid or another mode is abandoned; returns ``(state, facts)`` to plan with."""
+    names = migration_names(table)
     if state and int(state["source_oid"]) != int(table["oid"]):
         # the table was recreated since: what was built from the old one is worthless
         abandon_migration(conn, executor, names)
@@ -576,51 +435,54 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
     if facts is None or (facts.get("state") or None) != (state or None):
         facts = read_facts(conn, table, layout, options, server)
         facts["state"] = state
-    plan = plan_migration(table, layout, options, server, facts=facts)
-    if planned is not None:
-        planned.append(True)
-    ctx = plan.ctx
-    run = _Run(conn, executor, plan, progress)
-    run.result["renamed_source"] = display_name(names["schema"], names["unpartitioned"])
+    return state, facts
+
+
+def _store_post(run, post_units, renamed_source, **state_values):
+    """The step of the swap transaction storing the post-swap statements: a run killed after it resumes exactly."""
+    result_json = json.dumps({"renamed_source": renamed_source})
+    return Step(
+        _state_update(
+            run.plan.names,
+            post=json.dumps(_render_post(run.conn, post_units)),
+            step_done=0,
+            result=result_json,
+            **state_values,
+        ),
+        "store the post-swap statements",
+    )
+
+
+def _run_in_one_swap(run):
+    """Offline (build, copy and swap in one transaction) or attach (check, validate, then the swap); then post."""
+    plan, names = run.plan, run.plan.names
     phases = {p["name"]: p for p in plan.phases}
-    post_units = phases["post"]["units"]
-    result_json = json.dumps({"renamed_source": run.result["renamed_source"]})
+    stored_source = run.result["renamed_source"]  # the state row keeps the name even in attach mode
+    if plan.mode == "attach":
+        run.result["renamed_source"] = None
+        run.result["attached_partition"] = display_name(names["schema"], names["unpartitioned"])
+        run.result["attached_range"] = [_json_value(plan.attach_range.low), _json_value(plan.attach_range.high)]
+        run.event("check")
+        run.execute_units(phases["check"]["steps"])
+        run.result["phases_run"].append("check")
+        for _label, unit in phases["validate"]["units"]:
+            run.event("validate")
+            run.execute_units(unit)
+        _require_valid_indexes(run.conn, names, phases["validate"]["concurrent_indexes"])
+        run.result["phases_run"].append("validate")
+    name = "offline" if plan.mode == "offline" else "swap"
+    steps = list(phases[name]["steps"]) + [_store_post(run, phases["post"]["units"], stored_source)]
+    run.event(name)
+    run.timed_swap(steps)
+    run.result["phases_run"].append(name)
+    run.result["rows_copied"] = None if plan.mode == "attach" else rows_of(steps, COPIED)
+    _run_post(run, _state(run.conn, names))
 
-    if plan.mode in ("offline", "attach"):
-        if plan.mode == "attach":
-            run.result["renamed_source"] = None
-            run.result["attached_partition"] = display_name(names["schema"], names["unpartitioned"])
-            low, high, _covered = ctx["attach_range"]
-            run.result["attached_range"] = [_json_value(low), _json_value(high)]
-            run.event("check")
-            run.execute_units(phases["check"]["steps"])
-            run.result["phases_run"].append("check")
-            for _label, unit in phases["validate"]["units"]:
-                run.event("validate")
-                run.execute_units(unit)
-            _require_valid_indexes(conn, names, ctx["concurrent_indexes"])
-            run.result["phases_run"].append("validate")
-        name = "offline" if plan.mode == "offline" else "swap"
-        steps = list(phases[name]["steps"])
-        steps.append(
-            Step(
-                _state_update(names, post=json.dumps(_render_post(conn, post_units)), step_done=0, result=result_json),
-                "store the post-swap statements",
-            )
-        )
-        run.event(name)
-        started = time.monotonic()
-        attempts = executor.attempts
-        run.queries.extend(_execute(executor, _unit(steps)))
-        run.result["swap_seconds"] = round(time.monotonic() - started, 3)
-        run.result["swap_attempts"] = executor.attempts - attempts
-        run.result["phases_run"].append(name)
-        run.result["rows_copied"] = None if plan.mode == "attach" else max(ctx["insert_all"].rowcount or 0, 0)
-        _run_post(run, read_state(conn, names["schema"], names["name"]))
-        run.result["queries"] = run.queries
-        return run.result
 
-    # online
+def _run_online(run, state):
+    """Online: each phase from where the state row says (a run killed anywhere resumes at its phase)."""
+    conn, names = run.conn, run.plan.names
+    phases = {p["name"]: p for p in run.plan.phases}
     phase = state["phase"] if state else None
     run.result["resumed_from"] = phase
     if phase is None:
@@ -630,91 +492,84 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         state = _state(conn, names)
         phase = "copy"
     if phase == "copy":
-        total = int(state["total_pages"])
-        page = int(state["next_page"])
-        rows_per_page = max(1.0, (table.get("reltuples") or 0) / float(max(table.get("relpages") or 1, 1)))
-        pages = max(1, int(options["batch_rows"] / rows_per_page))
-        copied = int(state["rows_copied"])
-        while page < total:
-            last = min(total, page + pages)
-            run.event("copy", page=page, total_pages=total, rows_copied=copied)
-            copied += _copy_batch(run, copy_statement(names, plan.insert_cols, plan.overriding, page, last), last)
-            run.result["batches"] += 1
-            page = last
-        # a row updated during the copy can move to a later page and be copied twice (old and new version); its
-        # key was logged before the later batch read it, so one replay now (before any unique index) removes the
-        # duplicate. Pages added after the copy started hold rows inserted since the triggers: the log has them.
-        run.event("copy-replay")
-        replay = _replay_steps(
-            names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding, names["shadow"]
-        )
-        rows = run.direct([s.sql for s in replay] + [_state_update(names, phase="build", step_done=0)])
-        run.result["replayed_keys"] += max(rows[1][0], 0)
-        run.result["rows_copied"] = copied
-        run.result["phases_run"].append("copy")
+        _online_copy(run, state)
         state = _state(conn, names)
         phase = "build"
     else:
         run.result["rows_copied"] = int(state["rows_copied"])
     if phase == "build":
-        done = int(state["step_done"])
-        units = phases["build"]["units"]
-        for index, (_label, unit) in enumerate(units):
-            if index < done:
-                continue
-            run.event("build", unit=index, units=len(units))
-            run.execute_units(unit, {"step_done": index + 1})
-        run.direct([_state_update(names, phase="catchup", step_done=0)])
-        run.result["phases_run"].append("build")
+        _online_build(run, phases["build"]["units"], int(state["step_done"]))
         phase = "catchup"
     if phase in ("catchup", "swap"):
-        replay = _replay_steps(
-            names, plan.replay_key, ctx["replay_key_types"], plan.insert_cols, plan.overriding, names["shadow"]
-        )
-        for _round in range(options["replay_rounds"]):
-            run.event("catchup", round=_round)
-            rows = run.direct([s.sql for s in replay])
-            consumed = max(rows[1][0], 0)
-            run.result["replayed_keys"] += consumed
-            if consumed <= options["replay_threshold"]:
-                break
-        run.event("verify")
-        bad = _verify_online(run, ctx)
-        if bad:
-            differ = _differing_columns(run, ctx)
-            abandon_migration(conn, executor, names)
-            raise DwhError(
-                "verification of %s failed before the swap: %s; columns that differ: %s. The original table is "
-                "untouched and still in use; the shadow was dropped, the next run starts over"
-                % (plan.display, "; ".join(bad), ", ".join(differ) or "none (rows missing or extra)"),
-                checksums=run.result["checksums"],
-                differing_columns=differ,
-            )
-        run.result["phases_run"].append("catchup")
-        swap_steps = list(phases["swap"]["steps"])
-        swap_steps.append(
-            Step(
-                _state_update(
-                    names,
-                    phase="post",
-                    step_done=0,
-                    post=json.dumps(_render_post(conn, post_units)),
-                    result=result_json,
-                ),
-                "store the post-swap statements",
-            )
-        )
-        run.event("swap")
-        started = time.monotonic()
-        attempts = executor.attempts
-        ran = _execute(executor, _unit(swap_steps))
-        run.result["swap_seconds"] = round(time.monotonic() - started, 3)
-        run.result["swap_attempts"] = executor.attempts - attempts
-        run.queries.extend(ran)
-        run.result["phases_run"].append("swap")
-        for step in swap_steps:
-            if step.render(conn).startswith("WITH consumed AS"):
-                run.result["replayed_keys"] += max(step.rowcount or 0, 0)
+        _online_catchup(run)
+        _online_swap(run, phases)
     _run_post(run, _state(conn, names))
-    run.result["queries"] = run.queries
-    return run.result
+
+
+def _online_copy(run, state):
+    """Copy batches of heap pages from ``next_page``, each with its progress, then one replay."""
+    plan, table = run.plan, run.plan.ctx.table
+    names = plan.names
+    total = int(state["total_pages"])
+    page = int(state["next_page"])
+    rows_per_page = max(1.0, (table.get("reltuples") or 0) / float(max(table.get("relpages") or 1, 1)))
+    pages = max(1, int(plan.options["batch_rows"] / rows_per_page))
+    copied = int(state["rows_copied"])
+    while page < total:
+        last = min(total, page + pages)
+        run.event("copy", page=page, total_pages=total, rows_copied=copied)
+        copied += _copy_batch(run, copy_statement(names, plan.insert_cols, plan.overriding, page, last), last)
+        run.result["batches"] += 1
+        page = last
+    # a row updated during the copy can move to a later page and be copied twice (old and new version); its
+    # key was logged before the later batch read it, so one replay now (before any unique index) removes the
+    # duplicate. Pages added after the copy started hold rows inserted since the triggers: the log has them.
+    run.event("copy-replay")
+    run.replay([Step(_state_update(names, phase="build", step_done=0), "progress")])
+    run.result["rows_copied"] = copied
+    run.result["phases_run"].append("copy")
+
+
+def _online_build(run, units, done):
+    """Indexes, keys and foreign keys on the filled shadow, one transaction each, from ``step_done`` on."""
+    for index, (_label, unit) in enumerate(units):
+        if index < done:
+            continue
+        run.event("build", unit=index, units=len(units))
+        run.execute_units(unit, {"step_done": index + 1})
+    run.direct([Step(_state_update(run.plan.names, phase="catchup", step_done=0), "progress")])
+    run.result["phases_run"].append("build")
+
+
+def _online_catchup(run):
+    """Replay until the log is small, then verify per partition; a mismatch abandons with the original untouched."""
+    plan = run.plan
+    for _round in range(plan.options["replay_rounds"]):
+        run.event("catchup", round=_round)
+        consumed, _rows = run.replay()
+        if consumed <= plan.options["replay_threshold"]:
+            break
+    run.event("verify")
+    bad = _verify_online(run)
+    if bad:
+        differ = _differing_columns(run)
+        abandon_migration(run.conn, run.executor, plan.names)
+        raise DwhError(
+            "verification of %s failed before the swap: %s; columns that differ: %s. The original table is "
+            "untouched and still in use; the shadow was dropped, the next run starts over"
+            % (plan.display, "; ".join(bad), ", ".join(differ) or "none (rows missing or extra)"),
+            checksums=run.result["checksums"],
+            differing_columns=differ,
+        )
+    run.result["phases_run"].append("catchup")
+
+
+def _online_swap(run, phases):
+    """The swap transaction (see ``migration_swap``), storing the post-swap statements in the same commit."""
+    swap_steps = list(phases["swap"]["steps"]) + [
+        _store_post(run, phases["post"]["units"], run.result["renamed_source"], phase="post")
+    ]
+    run.event("swap")
+    run.timed_swap(swap_steps)
+    run.result["phases_run"].append("swap")
+    run.result["replayed_keys"] += rows_of(swap_steps, REPLAYED)

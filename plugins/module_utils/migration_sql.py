@@ -65,6 +65,14 @@ INTEGER_TYPES = ("smallint", "integer", "bigint")
 
 
 MAX_NAME = 63
+# what a step achieves, so the runner reads its row count by this mark (never by the text of its SQL)
+COPIED = ("copied", "rows")
+REPLAYED = ("replayed", "changed keys")
+
+
+def rows_of(steps, effect):
+    """Rows touched by the steps marked ``effect``, once they ran (the copy, or the keys a replay consumed)."""
+    return sum(max(step.rowcount or 0, 0) for step in steps if step.effect == effect)
 
 
 def derived_name(base, suffix):
@@ -209,6 +217,22 @@ def _state_steps():
     ]
 
 
+def _state_insert(names, oid, mode, phase, display):
+    """The state row of a new migration, with the number of heap pages the online copy will read."""
+    return sql.SQL(
+        "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase, total_pages) VALUES ({}, {}, {}, {}, {}, "
+        "(SELECT pg_relation_size({}) / current_setting('block_size')::bigint))"
+    ).format(
+        _ident(STATE_SCHEMA, STATE_TABLE),
+        sql.Literal(names["schema"]),
+        sql.Literal(names["name"]),
+        sql.Literal(int(oid)),
+        sql.Literal(mode),
+        sql.Literal(phase),
+        sql.Literal(display),
+    )
+
+
 def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=None):
     src = _ident(names["schema"], names["name"])
     join = sql.SQL("")
@@ -281,6 +305,7 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow)
                 "FROM consumed"
             ).format(log=log, c=_cols(replay_key), keys=keys),
             "take the logged keys (rows logged by transactions still open stay for the next replay)",
+            effect=REPLAYED,
         ),
         Step(sql.SQL("ANALYZE {}").format(keys), "statistics for the replay joins"),
         Step(

@@ -21,6 +21,7 @@ try:
 except ImportError:  # reported by the connection layer
     sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
+    _add_constraint,
     _new_partitions,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
@@ -61,7 +62,7 @@ def _view_steps(views, swap_lock_targets):
 
 def _swap_steps(ctx, shadow, renames=True):
     """Everything that must change together when the partitioned table takes the name (cheap catalog work)."""
-    names = ctx["names"]
+    names = ctx.names
     schema, name = names["schema"], names["name"]
     new = _ident(schema, name)
     steps = []
@@ -74,7 +75,7 @@ def _swap_steps(ctx, shadow, renames=True):
 
 
 def _rename_steps(ctx, shadow):
-    names, table = ctx["names"], ctx["table"]
+    names, table = ctx.names, ctx.table
     schema, name = names["schema"], names["name"]
     steps = []
     for index in table["indexes"]:
@@ -111,7 +112,7 @@ def _rename_steps(ctx, shadow):
 
 
 def _carry_steps(ctx, new):
-    names, facts = ctx["names"], ctx["facts"]
+    names, facts = ctx.names, ctx.facts
     schema, name = names["schema"], names["name"]
     steps = []
     for item in facts.get("index_comments") or []:
@@ -187,7 +188,7 @@ def _carry_steps(ctx, new):
         steps.append(Step(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new), "forced row-level security"))
     for policy in facts["policies"]:
         steps.append(_policy_step(policy, new))
-    for trig in ctx["user_triggers"]:
+    for trig in ctx.user_triggers:
         steps.append(
             Step(sql.SQL(trig["definition"]), "user trigger %s (created by name on the renamed table)" % trig["name"])
         )
@@ -215,7 +216,7 @@ def _carry_steps(ctx, new):
 def _rule_steps(ctx, new):
     """The table's own rules, created again on the partitioned table (the old table keeps its copies)."""
     steps = []
-    for rule in (ctx["facts"].get("hazards") or {}).get("rules") or []:
+    for rule in (ctx.facts.get("hazards") or {}).get("rules") or []:
         steps.append(Step(_rule_text(rule["definition"]), "rule %s, created on the partitioned table" % rule["name"]))
         state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(rule.get("enabled"))
         if state:
@@ -231,7 +232,7 @@ def _rule_steps(ctx, new):
 def _foreign_rule_steps(ctx, lock_targets):
     """Rules of other relations that read or write the table name it by oid: CREATE OR REPLACE RULE rebinds them."""
     steps = []
-    for rule in (ctx["facts"].get("hazards") or {}).get("foreign_rules") or []:
+    for rule in (ctx.facts.get("hazards") or {}).get("foreign_rules") or []:
         steps.append(
             Step(
                 _rule_text(rule["definition"], replace=True),
@@ -245,7 +246,7 @@ def _foreign_rule_steps(ctx, lock_targets):
 
 
 def _repoint_steps(ctx, lock_targets):
-    facts = ctx["facts"]
+    facts = ctx.facts
     steps = []
     for fk in facts["foreign_keys_in"]:
         child = _ident(fk["schema"], fk["table"])
@@ -258,10 +259,10 @@ def _repoint_steps(ctx, lock_targets):
             )
         )
         steps.append(
-            Step(
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                    child, sql.Identifier(fk["name"]), sql.SQL(fk["definition"])
-                ),
+            _add_constraint(
+                child,
+                fk["name"],
+                sql.SQL(fk["definition"] + " NOT VALID"),
                 "re-point %s at the partitioned table (validated after the swap)" % fk["name"],
                 targets=[(fk["schema"], fk["table"])],
             )
