@@ -10,16 +10,6 @@ import collections
 import dataclasses
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
-    ACCESS_EXCLUSIVE,
-    SHARE_UPDATE_EXCLUSIVE,
-    Step,
-)
-
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     _add_constraint,
     _post_units,
@@ -39,6 +29,16 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
     _swap_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    ACCESS_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    Step,
+)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
 
 # the original's place in the partitioned table: [low, high) and the declared periods it covers
 AttachRange = collections.namedtuple("AttachRange", "low high covered")

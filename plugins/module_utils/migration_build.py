@@ -12,16 +12,6 @@ from typing import Any
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
-    ACCESS_EXCLUSIVE,
-    SHARE_UPDATE_EXCLUSIVE,
-    Step,
-)
-
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     STATE_SCHEMA,
     _bound_literal,
@@ -32,6 +22,16 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     derived_name,
     key_definition,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    ACCESS_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    Step,
+)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
 
 
 @dataclasses.dataclass(frozen=True)

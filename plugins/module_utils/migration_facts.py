@@ -15,11 +15,6 @@ import shutil
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
     INTEGER_TYPES,
@@ -35,6 +30,11 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     migration_names,
     normalize_options,
 )
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
 
 
 def validate_layout(layout, key_type, display):
@@ -178,11 +178,11 @@ def read_facts(conn, table, layout, options, server):
                         t=_ident(table["schema"], table["name"]),
                     )
                 )
-                row = cur.fetchone()
-                facts["out_of_range"] = {"rows": row[0], "min": row[1], "max": row[2]}
-                facts["key_min"], facts["key_max"] = row[3], row[4]
-                facts["null_keys"] = row[5]
-                facts["generated_drift"] = {c["name"]: n for c, n in zip(generated, row[6:]) if n}
+                out_rows, out_min, out_max, key_min, key_max, null_keys, *drift = cur.fetchone()
+                facts["out_of_range"] = {"rows": out_rows, "min": out_min, "max": out_max}
+                facts["key_min"], facts["key_max"] = key_min, key_max
+                facts["null_keys"] = null_keys
+                facts["generated_drift"] = {c["name"]: n for c, n in zip(generated, drift) if n}
     finally:
         conn.autocommit = was
     facts["free_bytes"] = free_disk_bytes(server) if options.get("check_disk") else None

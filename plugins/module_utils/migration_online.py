@@ -6,16 +6,6 @@
 
 from __future__ import annotations
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
-    ACCESS_EXCLUSIVE,
-    SHARE_ROW_EXCLUSIVE,
-    Step,
-)
-
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     _build_units,
     _post_units,
@@ -41,6 +31,16 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
     _swap_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    ACCESS_EXCLUSIVE,
+    SHARE_ROW_EXCLUSIVE,
+    Step,
+)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
 
 
 def _capture_steps(ctx):

@@ -21,23 +21,11 @@ except ImportError:  # reported by the connection layer
 
 
 EXCLUSIVE = "EXCLUSIVE"
-
-
 SHARE = "SHARE"
-
-
 STATE_SCHEMA = "sigeti_dwh"
-
-
 STATE_TABLE = "migration_state"
-
-
 MODES = ("online", "offline", "attach", "never")
-
-
 PRE_SWAP_PHASES = ("copy", "build", "catchup", "swap")
-
-
 DEFAULT_OPTIONS = {
     "mode": "online",
     "key": None,
@@ -48,22 +36,14 @@ DEFAULT_OPTIONS = {
     "replay_threshold": 5000,
     "check_disk": True,
 }
-
-
 CAPTURE_TRIGGERS = (
     "sigeti_dwh_capture_ins",
     "sigeti_dwh_capture_upd",
     "sigeti_dwh_capture_del",
     "sigeti_dwh_capture_trunc",
 )
-
-
 REPLAY_KEYS = "sigeti_replay_keys"
-
-
 INTEGER_TYPES = ("smallint", "integer", "bigint")
-
-
 MAX_NAME = 63
 # what a step achieves, so the runner reads its row count by this mark (never by the text of its SQL)
 COPIED = ("copied", "rows")

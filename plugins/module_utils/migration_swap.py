@@ -10,16 +10,6 @@
 from __future__ import annotations
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
-    ACCESS_EXCLUSIVE,
-    SHARE_ROW_EXCLUSIVE,
-    Step,
-)
-
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     _add_constraint,
     _new_partitions,
@@ -33,6 +23,16 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _rule_text,
     derived_name,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    ACCESS_EXCLUSIVE,
+    SHARE_ROW_EXCLUSIVE,
+    Step,
+)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
 
 
 def _view_steps(views, swap_lock_targets):
@@ -112,8 +112,9 @@ def _rename_steps(ctx, shadow):
 
 
 def _carry_steps(ctx, new):
-    names, facts = ctx.names, ctx.facts
-    schema, name = names["schema"], names["name"]
+    """What the partitioned table carries over from the original: comments, sequences, grants, replica identity,
+    row-level security, policies, triggers and rules."""
+    facts, schema = ctx.facts, ctx.names["schema"]
     steps = []
     for item in facts.get("index_comments") or []:
         steps.append(
@@ -132,7 +133,35 @@ def _carry_steps(ctx, new):
                     "constraint comment",
                 )
             )
-    for seq in facts["sequences"]:
+    steps.extend(_sequence_steps(ctx))
+    steps.extend(_grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
+    for entry in _new_partitions(ctx, with_default=True):
+        steps.extend(_grant_steps(facts["grants"], [], _ident(schema, entry["name"]), "same grants on the partition"))
+    identity = {"f": "FULL", "n": "NOTHING"}.get(facts["flags"].get("replica_identity"))
+    if identity:
+        for target in [new] + [_ident(schema, e["name"]) for e in _new_partitions(ctx, with_default=True)]:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(target, sql.SQL(identity)),
+                    "same replica identity (logical replication reads each partition's own)",
+                )
+            )
+    if facts["flags"].get("row_security"):
+        steps.append(Step(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new), "row-level security"))
+    if facts["flags"].get("force_row_security"):
+        steps.append(Step(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new), "forced row-level security"))
+    for policy in facts["policies"]:
+        steps.append(_policy_step(policy, new))
+    steps.extend(_trigger_steps(ctx, new))
+    steps.extend(_rule_steps(ctx, new))
+    return steps
+
+
+def _sequence_steps(ctx):
+    """A serial's sequence follows its column; an identity continues where the original stopped and keeps its name."""
+    schema, name = ctx.names["schema"], ctx.names["name"]
+    steps = []
+    for seq in ctx.facts["sequences"]:
         if seq["kind"] == "serial":
             steps.append(
                 Step(
@@ -170,24 +199,12 @@ def _carry_steps(ctx, new):
                 t=sql.Literal(display_name(schema, name)), c=sql.Literal(seq["column"]), n=sql.Literal(seq["name"])
             )
             steps.append(Step(sql.SQL("DO {}").format(_AsLiteral(body)), "the new identity sequence takes its name"))
-    steps.extend(_grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
-    for entry in _new_partitions(ctx, with_default=True):
-        steps.extend(_grant_steps(facts["grants"], [], _ident(schema, entry["name"]), "same grants on the partition"))
-    identity = {"f": "FULL", "n": "NOTHING"}.get(facts["flags"].get("replica_identity"))
-    if identity:
-        for target in [new] + [_ident(schema, e["name"]) for e in _new_partitions(ctx, with_default=True)]:
-            steps.append(
-                Step(
-                    sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(target, sql.SQL(identity)),
-                    "same replica identity (logical replication reads each partition's own)",
-                )
-            )
-    if facts["flags"].get("row_security"):
-        steps.append(Step(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new), "row-level security"))
-    if facts["flags"].get("force_row_security"):
-        steps.append(Step(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new), "forced row-level security"))
-    for policy in facts["policies"]:
-        steps.append(_policy_step(policy, new))
+    return steps
+
+
+def _trigger_steps(ctx, new):
+    """The user's triggers, created by name on the renamed table, with their enabled state and comment."""
+    steps = []
     for trig in ctx.user_triggers:
         steps.append(
             Step(sql.SQL(trig["definition"]), "user trigger %s (created by name on the renamed table)" % trig["name"])
@@ -209,7 +226,6 @@ def _carry_steps(ctx, new):
                     "trigger comment",
                 )
             )
-    steps.extend(_rule_steps(ctx, new))
     return steps
 
 
