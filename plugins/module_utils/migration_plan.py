@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_attach import _attach_phases
@@ -37,19 +40,38 @@ except ImportError:  # reported by the connection layer
     sql = None
 
 
+@dataclasses.dataclass(frozen=True)
 class MigrationPlan:
     """What ``plan_migration`` returns: the mode, names, the SQL of every structural phase, the copy described,
-    estimates and warnings. ``render_plan(conn, plan)`` turns it into JSON-able data for check mode."""
+    estimates and warnings. ``render_plan(conn, plan)`` turns it into JSON-able data for check mode.
 
-    def __init__(self, **kwargs):
-        self.__dict__.update(kwargs)
+    A run resuming after its swap only knows the first five fields (the rest stays None)."""
+
+    mode: str
+    display: str
+    warnings: list
+    default_rows: int
+    names: dict | None
+    key: str | None = None
+    ranges: list | None = None
+    default: dict | None = None
+    replay_key: list | None = None
+    insert_cols: list | None = None
+    overriding: Any = None
+    phases: list = dataclasses.field(default_factory=list)
+    options: dict | None = None
+    estimated_disk_bytes: int = 0
+    free_disk_bytes: int | None = None
+    copy: dict | None = None  # the online copy described: batch_rows, rows_estimate, batches_estimate
+    attach_range: Any = None  # attach mode: migration_attach.AttachRange(low, high, covered)
+    ctx: MigrationContext | None = None
 
     def get(self, key, default=None):
         """Dict-style access, for callers that treat the plan as a mapping."""
-        return self.__dict__.get(key, default)
+        return getattr(self, key, default)
 
     def __getitem__(self, key):
-        return self.__dict__[key]
+        return getattr(self, key)
 
 
 def plan_migration(table, layout, options, server, facts=None):
