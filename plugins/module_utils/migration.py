@@ -20,12 +20,12 @@ Where things are:
                             (``_refuse_*``), raised before any change, in the order ``plan_migration`` meets them.
 ``migration_plan.py``       ``plan_migration``: the checks, the ``MigrationContext`` built once, the mode's phases;
                             ``render_plan`` / ``plan_queries`` for check mode.
-``migration_online.py``     the phases of ``online`` (``_online_phases``) and its capture triggers.
-``migration_offline.py``    the phases of ``offline`` (``_offline_phases``): one transaction, writes blocked.
-``migration_attach.py``     the phases of ``attach`` (``_attach_phases``): range CHECK, validation, ATTACH PARTITION.
-``migration_build.py``      what every mode builds: ``MigrationContext``, the partitioned shadow (``_shadow_steps``),
-                            its keys and indexes (``_build_units``), the post-swap units (``_post_units``).
-``migration_swap.py``       **the swap**: ``_swap_steps`` renames the original and the shadow (``_rename_steps``),
+``migration_online.py``     the phases of ``online`` (``online_phases``) and its capture triggers.
+``migration_offline.py``    the phases of ``offline`` (``offline_phases``): one transaction, writes blocked.
+``migration_attach.py``     the phases of ``attach`` (``attach_phases``): range CHECK, validation, ATTACH PARTITION.
+``migration_build.py``      what every mode builds: ``MigrationContext``, the partitioned shadow (``shadow_steps``),
+                            its keys and indexes (``build_units``), the post-swap units (``post_units``).
+``migration_swap.py``       **the swap**: ``swap_steps`` renames the original and the shadow (``_rename_steps``),
                             carries sequences, grants, policies, triggers, rules (``_carry_steps``) and re-points
                             incoming foreign keys, views and other tables' rules (``_repoint_steps``). Each mode
                             wraps it in its lock: ``migration_online._online_swap``, ``migration_offline``,

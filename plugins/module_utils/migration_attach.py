@@ -11,9 +11,9 @@ import dataclasses
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
-    _add_constraint,
-    _post_units,
-    _shadow_steps,
+    add_constraint,
+    post_units,
+    shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     STATE_SCHEMA,
@@ -27,7 +27,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     derived_name,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
-    _swap_steps,
+    swap_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
@@ -44,7 +44,7 @@ except ImportError:  # reported by the connection layer
 AttachRange = collections.namedtuple("AttachRange", "low high covered")
 
 
-def _attach_phases(ctx):
+def attach_phases(ctx):
     """Attach mode: the original becomes the partition covering its key range; later periods get new partitions.
 
     Returns ``(ctx, attach_range, phases)``: the context naming the partitions to create and the range check.
@@ -76,7 +76,7 @@ def _attach_phases(ctx):
         {
             "name": "post",
             "description": "rebuild materialized views, ANALYZE",
-            "units": _post_units(ctx, drop_log=False),
+            "units": post_units(ctx, drop_log=False),
         },
     ]
     return ctx, span, phases
@@ -119,7 +119,7 @@ def _check_steps(ctx, span):
     if any(c["name"] == ctx.range_check for c in ctx.facts["constraints"]):
         return []
     return [
-        _add_constraint(
+        add_constraint(
             _ident(schema, name),
             ctx.range_check,
             sql.SQL("CHECK ({k} IS NOT NULL AND {k} >= {lo} AND {k} < {hi}) NOT VALID").format(
@@ -181,7 +181,7 @@ def _attach_swap(ctx, span, pk_index_tmp):
         targets=[(schema, name)],
     )
     swap = [lock] + _state_steps() + _original_as_partition(ctx, pk_index_tmp)
-    swap += _shadow_steps(ctx, shadow) + _parent_keys(ctx, target)
+    swap += shadow_steps(ctx, shadow) + _parent_keys(ctx, target)
     swap.append(
         Step(
             sql.SQL("ALTER TABLE {} RENAME TO {}").format(src, sql.Identifier(attached)),
@@ -204,7 +204,7 @@ def _attach_swap(ctx, span, pk_index_tmp):
             targets=[(schema, attached)],
         )
     )
-    inner, lock_targets = _swap_steps(ctx, shadow, renames=False)
+    inner, lock_targets = swap_steps(ctx, shadow, renames=False)
     swap.extend(inner)
     lock.targets = tuple(list(lock.targets) + lock_targets)
     swap.append(
@@ -236,7 +236,7 @@ def _original_as_partition(ctx, pk_index_tmp):
             )
         )
         steps.append(
-            _add_constraint(
+            add_constraint(
                 src,
                 pk["name"],
                 sql.SQL("PRIMARY KEY USING INDEX {}").format(sql.Identifier(pk_index_tmp)),
@@ -263,14 +263,14 @@ def _parent_keys(ctx, target):
     for con in ctx.facts["constraints"]:
         if con["type"] == "p":
             definition = sql.SQL("PRIMARY KEY ({})").format(_cols(ctx.new_pk_columns))
-            steps.append(_add_constraint(target, con["name"], definition, "primary key on the parent"))
+            steps.append(add_constraint(target, con["name"], definition, "primary key on the parent"))
         elif con["type"] == "u":
             steps.append(
-                _add_constraint(target, con["name"], sql.SQL(con["definition"]), "unique constraint on the parent")
+                add_constraint(target, con["name"], sql.SQL(con["definition"]), "unique constraint on the parent")
             )
         elif con["type"] == "f":
             steps.append(
-                _add_constraint(
+                add_constraint(
                     target,
                     con["name"],
                     sql.SQL(con["definition"]),

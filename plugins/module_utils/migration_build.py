@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every mode builds (pure): the partitioned shadow and its partitions (``_shadow_steps``), its indexes,
-keys and foreign keys once filled (``_build_units``), and the units run after the swap (``_post_units``:
+"""What every mode builds (pure): the partitioned shadow and its partitions (``shadow_steps``), its indexes,
+keys and foreign keys once filled (``build_units``), and the units run after the swap (``post_units``:
 validate re-pointed foreign keys, rebuild materialized views, ANALYZE, cleanup).
 """
 
@@ -162,7 +162,7 @@ def _new_partitions(ctx, with_default=False):
     return entries
 
 
-def _shadow_steps(ctx, shadow):
+def shadow_steps(ctx, shadow):
     """Create the partitioned shadow and its partitions, with leaf-level reloptions, owner and comment."""
     table, names, key = ctx.table, ctx.names, ctx.key
     target = _ident(names["schema"], shadow)
@@ -257,21 +257,21 @@ def _not_valid_checks(ctx):
     return [c for c in ctx.facts["constraints"] if c["type"] == "c" and not c["validated"] and c["name"] != own]
 
 
-def _add_constraint(target, name, definition, reason, **step):
+def add_constraint(target, name, definition, reason, **step):
     """``ALTER TABLE target ADD CONSTRAINT name definition``: every key, check and foreign key the migration adds."""
     return Step(
         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, sql.Identifier(name), definition), reason, **step
     )
 
 
-def _build_units(ctx, shadow, validate_separately=True):
+def build_units(ctx, shadow, validate_separately=True):
     """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each."""
     target = _ident(ctx.names["schema"], shadow)
     steps = []
     for con in _not_valid_checks(ctx):
         # pg_get_constraintdef ends with NOT VALID: no scan, new rows are checked as on the original
         steps.append(
-            _add_constraint(
+            add_constraint(
                 target, con["name"], sql.SQL(con["definition"]), "check %s, NOT VALID as on the original" % con["name"]
             )
         )
@@ -290,7 +290,7 @@ def _key_steps(ctx, target):
     for con in ctx.facts["constraints"]:
         if con["type"] == "p":
             steps.append(
-                _add_constraint(
+                add_constraint(
                     target,
                     derived_name(con["name"], "_sgt_new"),
                     key_definition(con["definition"], ctx.new_pk_columns, _index_reloptions(ctx, con["index"])),
@@ -300,7 +300,7 @@ def _key_steps(ctx, target):
             )
         elif con["type"] == "u":
             steps.append(
-                _add_constraint(
+                add_constraint(
                     target,
                     derived_name(con["name"], "_sgt_new"),
                     key_definition(con["definition"], con["columns"], _index_reloptions(ctx, con["index"])),
@@ -335,14 +335,14 @@ def _foreign_key_steps(ctx, target, con, validate_separately):
     definition = sql.SQL(con["definition"])
     if not validate_separately:
         suffix = sql.SQL("" if con["validated"] else " NOT VALID")
-        return [_add_constraint(target, con["name"], definition + suffix, "foreign key %s" % con["name"])]
+        return [add_constraint(target, con["name"], definition + suffix, "foreign key %s" % con["name"])]
     # a partitioned table refuses NOT VALID foreign keys (PostgreSQL < 18): add and validate them per
     # leaf (no long lock on the dimension), then on the parent, which adopts the leaves' constraints
     steps = []
     for entry in _new_partitions(ctx, with_default=True):
         leaf = _ident(ctx.names["schema"], entry["name"])
         steps.append(
-            _add_constraint(
+            add_constraint(
                 leaf,
                 con["name"],
                 definition + sql.SQL(" NOT VALID"),
@@ -357,7 +357,7 @@ def _foreign_key_steps(ctx, target, con, validate_separately):
                 )
             )
     steps.append(
-        _add_constraint(
+        add_constraint(
             target,
             con["name"],
             definition,
@@ -399,7 +399,7 @@ def _column_setting_steps(ctx, target):
     return steps
 
 
-def _post_units(ctx, drop_log):
+def post_units(ctx, drop_log):
     """Units that run after the swap committed; rendered into the state row by the swap itself."""
     names, facts = ctx.names, ctx.facts
     units = []

@@ -7,9 +7,9 @@ then the post-swap units. The fastest mode, for maintenance windows.
 from __future__ import annotations
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
-    _build_units,
-    _post_units,
-    _shadow_steps,
+    build_units,
+    post_units,
+    shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
@@ -22,7 +22,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _state_steps,
     _verify_block,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import _swap_steps
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import swap_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, Step
 
 try:
@@ -31,7 +31,7 @@ except ImportError:  # reported by the connection layer
     sql = None
 
 
-def _offline_phases(ctx):
+def offline_phases(ctx):
     """Offline mode: the whole build and the swap in one transaction, then the post-swap units."""
     names, display = ctx.names, ctx.display
     shadow = names["shadow"]
@@ -57,7 +57,7 @@ def _offline_phases(ctx):
         "verify before the swap: per target partition, row count and content checksum",
     )
     state_insert = _state_insert(names, ctx.table["oid"], "offline", "post", display)
-    swap, _lock_targets = _swap_steps(ctx, shadow)
+    swap, _lock_targets = swap_steps(ctx, shadow)
     lock = Step(
         sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(src),
         "block writes (readers go on) for the whole build",
@@ -70,8 +70,8 @@ def _offline_phases(ctx):
         lock=ACCESS_EXCLUSIVE,
         targets=[(names["schema"], names["name"])],
     )
-    body = [lock] + _state_steps() + _shadow_steps(ctx, shadow) + [insert_all]
-    for unit in _build_units(ctx, shadow, validate_separately=False):
+    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [insert_all]
+    for unit in build_units(ctx, shadow, validate_separately=False):
         body.extend(unit)
     body += [full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
     return [
@@ -84,6 +84,6 @@ def _offline_phases(ctx):
         {
             "name": "post",
             "description": "rebuild materialized views, ANALYZE, cleanup",
-            "units": _post_units(ctx, drop_log=False),
+            "units": post_units(ctx, drop_log=False),
         },
     ]

@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
-    _build_units,
-    _post_units,
-    _shadow_steps,
+    build_units,
+    post_units,
+    shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
@@ -29,7 +29,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     copy_statement,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
-    _swap_steps,
+    swap_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
@@ -107,15 +107,15 @@ def _drop_capture_steps(ctx):
     ]
 
 
-def _online_phases(ctx):
+def online_phases(ctx):
     """Online mode: copy beside the original while writers go on, replay their changes, swap in one short lock."""
     names, display = ctx.names, ctx.display
     shadow = names["shadow"]
     state_insert = _state_insert(names, ctx.table["oid"], "online", "copy", display)
-    swap, lock_targets = _swap_steps(ctx, shadow)
+    swap, lock_targets = swap_steps(ctx, shadow)
     prepare = (
         _state_steps()
-        + _shadow_steps(ctx, shadow)
+        + shadow_steps(ctx, shadow)
         + _capture_steps(ctx)
         + [Step(state_insert, "remember the progress of this migration")]
     )
@@ -142,7 +142,7 @@ def _online_phases(ctx):
         {
             "name": "build",
             "description": "build indexes, keys and foreign keys on the filled partitions",
-            "units": [("build %d" % i, u) for i, u in enumerate(_build_units(ctx, shadow))],
+            "units": [("build %d" % i, u) for i, u in enumerate(build_units(ctx, shadow))],
         },
         {
             "name": "catchup",
@@ -158,7 +158,7 @@ def _online_phases(ctx):
         {
             "name": "post",
             "description": "rebuild materialized views, validate re-pointed foreign keys, ANALYZE, cleanup",
-            "units": _post_units(ctx, drop_log=True),
+            "units": post_units(ctx, drop_log=True),
         },
     ]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_attach import _attach_phases
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_attach import attach_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import (
     _default_rows,
@@ -30,8 +30,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import 
     _user_triggers,
     validate_layout,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_offline import _offline_phases
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import _online_phases
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_offline import offline_phases
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import online_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import migration_names, normalize_options
 
 try:
@@ -141,11 +141,11 @@ def plan_migration(table, layout, options, server, facts=None):
     )
     attach_range = None
     if mode == "attach":
-        ctx, attach_range, phases = _attach_phases(ctx)
+        ctx, attach_range, phases = attach_phases(ctx)
     elif mode == "offline":
-        phases = _offline_phases(ctx)
+        phases = offline_phases(ctx)
     else:
-        phases = _online_phases(ctx)
+        phases = online_phases(ctx)
     reltuples = max(table.get("reltuples") or 0, 0)
     return MigrationPlan(
         mode=mode,

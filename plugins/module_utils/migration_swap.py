@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The swap (pure): what changes together when the partitioned table takes the original's name.
 
-``_swap_steps`` = ``_rename_steps`` (original -> ``<table>_unpartitioned``, shadow -> ``<table>``, index names)
+``swap_steps`` = ``_rename_steps`` (original -> ``<table>_unpartitioned``, shadow -> ``<table>``, index names)
 + ``_carry_steps`` (sequences, grants, replica identity, row security, policies, triggers, rules)
 + ``_repoint_steps`` (incoming foreign keys, dependent views, other tables' rules: each adds its lock target).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
-    _add_constraint,
     _new_partitions,
+    add_constraint,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _AsLiteral,
@@ -60,7 +60,7 @@ def _view_steps(views, swap_lock_targets):
     return steps
 
 
-def _swap_steps(ctx, shadow, renames=True):
+def swap_steps(ctx, shadow, renames=True):
     """Everything that must change together when the partitioned table takes the name (cheap catalog work)."""
     names = ctx.names
     schema, name = names["schema"], names["name"]
@@ -275,7 +275,7 @@ def _repoint_steps(ctx, lock_targets):
             )
         )
         steps.append(
-            _add_constraint(
+            add_constraint(
                 child,
                 fk["name"],
                 sql.SQL(fk["definition"] + " NOT VALID"),
