@@ -220,9 +220,9 @@ def test_resume_accepts_its_own_leftovers():
 
 def test_attach_covers_the_key_range_and_creates_later_periods():
     plan = _plan(mode="attach")
-    low, high, covered = plan.ctx["attach_range"]
+    low, high, covered = plan.attach_range
     assert (low, high) == (20200101, 20270101)
-    assert [e["name"] for e in plan.ctx["partitions_to_create"]] == ["fait_%d" % y for y in range(2027, 2031)]
+    assert [e["name"] for e in plan.ctx.partitions_to_create] == ["fait_%d" % y for y in range(2027, 2031)]
     assert [p["name"] for p in plan.phases] == ["check", "validate", "swap", "post"]
     with pytest.raises(InvalidInput):
         _plan(mode="attach", facts=_facts(out_of_range={"rows": 1, "min": None, "max": None}))

@@ -1,0 +1,458 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every mode builds (pure): the partitioned shadow and its partitions (``shadow_steps``), its indexes,
+keys and foreign keys once filled (``build_units``), and the units run after the swap (``post_units``:
+validate re-pointed foreign keys, rebuild materialized views, ANALYZE, cleanup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
+    STATE_SCHEMA,
+    _bound_literal,
+    _grant_steps,
+    _ident,
+    _join,
+    _json_value,
+    derived_name,
+    key_definition,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    ACCESS_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    Step,
+)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationContext:
+    """What the phase builders of every mode read, built once by ``plan_migration`` (catalog facts as dicts).
+
+    The attach mode derives its own copy (``dataclasses.replace``) naming the partitions it creates beside the
+    attached original and its range check; nothing writes into a context.
+    """
+
+    table: dict
+    facts: dict
+    options: dict
+    names: dict
+    key: str
+    ranges: list
+    default: dict | None
+    pk: dict | None
+    new_pk_columns: list | None
+    plain_indexes: list
+    own_indexes: set
+    user_triggers: list
+    replay_key: list | None
+    replay_key_types: list | None
+    columns: dict
+    display: str
+    server: dict
+    insert_cols: list
+    overriding: Any
+    # attach mode only: the periods not covered by the attached original, and its range CHECK's name
+    partitions_to_create: list | None = None
+    range_check: str | None = None
+
+
+def _matview_units(views):
+    """Per materialized view: build its replacement beside it (no lock on readers), then swap the names."""
+    units = []
+    for view in views:
+        if view["kind"] != "materialized view":
+            continue
+        schema, name = view["schema"], view["name"]
+        tmp = derived_name(name, "_sgt_new")
+        target = _ident(schema, tmp)
+        options = sql.SQL("")
+        if view.get("options"):
+            options = sql.SQL(" WITH ({})").format(_join([sql.SQL(o) for o in view["options"]]))
+        build = [
+            Step(
+                sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(target),
+                "leftover of an interrupted rebuild, if any",
+            ),
+            Step(
+                sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {} WITH {}").format(
+                    target,
+                    options,
+                    sql.SQL(view["definition"].strip().rstrip(";")),
+                    sql.SQL("DATA" if view.get("populated", True) else "NO DATA"),
+                ),
+                "rebuild %s on the partitioned table (the refresh)" % display_name(schema, name),
+            ),
+        ]
+        renames = []
+        for index in view.get("indexes") or []:
+            tmp_index = derived_name(index["name"], "_sgt_new")
+            build.append(
+                Step(
+                    sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+                        sql.SQL("UNIQUE " if index["unique"] else ""),
+                        sql.Identifier(tmp_index),
+                        target,
+                        sql.SQL(index["tail"]),
+                    ),
+                    "index %s of the materialized view" % index["name"],
+                )
+            )
+            renames.append(
+                Step(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                        _ident(schema, tmp_index), sql.Identifier(index["name"])
+                    ),
+                    "index keeps its name",
+                )
+            )
+            if index.get("comment"):
+                renames.append(
+                    Step(
+                        sql.SQL("COMMENT ON INDEX {} IS {}").format(
+                            _ident(schema, index["name"]), sql.Literal(index["comment"])
+                        ),
+                        "index comment",
+                    )
+                )
+        build.append(
+            Step(
+                sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(target, sql.Identifier(view["owner"])),
+                "same owner",
+            )
+        )
+        build.extend(_grant_steps(view.get("grants") or [], [], target, "same grants"))
+        if view.get("comment"):
+            build.append(
+                Step(
+                    sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(target, sql.Literal(view["comment"])),
+                    "same comment",
+                )
+            )
+        swap = [
+            Step(
+                sql.SQL("DROP MATERIALIZED VIEW {}").format(_ident(schema, name)),
+                "the old materialized view still reads the unpartitioned table",
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(schema, name)],
+            ),
+            Step(
+                sql.SQL("ALTER MATERIALIZED VIEW {} RENAME TO {}").format(target, sql.Identifier(name)),
+                "the rebuilt materialized view takes its name",
+            ),
+        ] + renames
+        units.append(("matview %s" % display_name(schema, name), build))
+        units.append(("matview swap %s" % display_name(schema, name), swap))
+    return units
+
+
+def _new_partitions(ctx, with_default=False):
+    entries = list(ctx.ranges if ctx.partitions_to_create is None else ctx.partitions_to_create)
+    if with_default and ctx.default:
+        entries.append(ctx.default)
+    return entries
+
+
+def shadow_steps(ctx, shadow):
+    """Create the partitioned shadow and its partitions, with leaf-level reloptions, owner and comment."""
+    table, names, key = ctx.table, ctx.names, ctx.key
+    target = _ident(names["schema"], shadow)
+    steps = [
+        Step(
+            sql.SQL(
+                "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY "
+                "INCLUDING STATISTICS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS) PARTITION BY RANGE ({})"
+            ).format(target, _ident(names["schema"], names["name"]), sql.Identifier(key)),
+            "partitioned copy of %s: same columns, defaults, NOT NULL and CHECK constraints, no index yet"
+            % ctx.display,
+        )
+    ]
+    steps.append(
+        Step(sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(table["owner"])), "same owner")
+    )
+    for con in _not_valid_checks(ctx):
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, sql.Identifier(con["name"])),
+                "LIKE copied the NOT VALID check %s as valid: it is added back NOT VALID once the rows are in"
+                % con["name"],
+            )
+        )
+    if table.get("comment"):
+        steps.append(
+            Step(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table["comment"])), "same comment")
+        )
+    options = ["%s=%s" % (k, v) for k, v in sorted((table.get("reloptions") or {}).items())]
+    options += ["toast.%s=%s" % (k, v) for k, v in sorted((table.get("toast_reloptions") or {}).items())]
+    with_clause = sql.SQL("")
+    if options:
+        with_clause = sql.SQL(" WITH ({})").format(
+            _join(
+                [
+                    sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                    for o in options
+                ]
+            )
+        )
+    if ctx.range_check:
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(target, sql.Identifier(ctx.range_check)),
+                "the attach range check belongs to the old table only",
+            )
+        )
+    for entry in _new_partitions(ctx):
+        steps.append(
+            Step(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}").format(
+                    _ident(names["schema"], entry["name"]),
+                    target,
+                    _bound_literal(entry["low"]),
+                    _bound_literal(entry["high"]),
+                    with_clause,
+                ),
+                "partition for [%s, %s)" % (_json_value(entry["low"]), _json_value(entry["high"])),
+            )
+        )
+    if ctx.default:
+        steps.append(
+            Step(
+                sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT{}").format(
+                    _ident(names["schema"], ctx.default["name"]), target, with_clause
+                ),
+                "default partition: rows outside every period",
+            )
+        )
+    for entry in _new_partitions(ctx, with_default=True):
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                    _ident(names["schema"], entry["name"]), sql.Identifier(table["owner"])
+                ),
+                "same owner on the partition",
+            )
+        )
+    return steps
+
+
+def _index_reloptions(ctx, index_name):
+    for index in (ctx.facts.get("hazards") or {}).get("indexes") or []:
+        if index["name"] == index_name:
+            return index.get("reloptions") or []
+    return []
+
+
+def _not_valid_checks(ctx):
+    """CHECK constraints the original holds NOT VALID: old rows may break them, so the copy must not check them."""
+    own = derived_name(ctx.names["name"], "_sgt_range")
+    return [c for c in ctx.facts["constraints"] if c["type"] == "c" and not c["validated"] and c["name"] != own]
+
+
+def add_constraint(target, name, definition, reason, **step):
+    """``ALTER TABLE target ADD CONSTRAINT name definition``: every key, check and foreign key the migration adds."""
+    return Step(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, sql.Identifier(name), definition), reason, **step
+    )
+
+
+def build_units(ctx, shadow, validate_separately=True):
+    """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each."""
+    target = _ident(ctx.names["schema"], shadow)
+    steps = []
+    for con in _not_valid_checks(ctx):
+        # pg_get_constraintdef ends with NOT VALID: no scan, new rows are checked as on the original
+        steps.append(
+            add_constraint(
+                target, con["name"], sql.SQL(con["definition"]), "check %s, NOT VALID as on the original" % con["name"]
+            )
+        )
+    steps.extend(_key_steps(ctx, target))
+    steps.extend(_index_steps(ctx, target))
+    for con in ctx.facts["constraints"]:
+        if con["type"] == "f":
+            steps.extend(_foreign_key_steps(ctx, target, con, validate_separately))
+    steps.extend(_column_setting_steps(ctx, target))
+    return [[step] for step in steps]
+
+
+def _key_steps(ctx, target):
+    """Primary key and unique constraints under temporary names (they take the original's at the swap)."""
+    steps = []
+    for con in ctx.facts["constraints"]:
+        if con["type"] == "p":
+            steps.append(
+                add_constraint(
+                    target,
+                    derived_name(con["name"], "_sgt_new"),
+                    key_definition(con["definition"], ctx.new_pk_columns, _index_reloptions(ctx, con["index"])),
+                    "primary key (%s), with the original's INCLUDE, storage parameters and deferrability"
+                    % ", ".join(ctx.new_pk_columns),
+                )
+            )
+        elif con["type"] == "u":
+            steps.append(
+                add_constraint(
+                    target,
+                    derived_name(con["name"], "_sgt_new"),
+                    key_definition(con["definition"], con["columns"], _index_reloptions(ctx, con["index"])),
+                    "unique constraint %s" % con["name"],
+                )
+            )
+    return steps
+
+
+def _index_steps(ctx, target):
+    tails = ctx.facts.get("index_tails") or {}
+    steps = []
+    for index in ctx.plain_indexes:
+        tail = tails.get(index["name"])
+        if not tail:
+            raise InvalidInput("cannot read the definition of index %s of %s" % (index["name"], ctx.display))
+        steps.append(
+            Step(
+                sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+                    sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                    sql.Identifier(derived_name(index["name"], "_sgt_new")),
+                    target,
+                    sql.SQL(tail),
+                ),
+                "index %s, built once on the filled partitions" % index["name"],
+            )
+        )
+    return steps
+
+
+def _foreign_key_steps(ctx, target, con, validate_separately):
+    definition = sql.SQL(con["definition"])
+    if not validate_separately:
+        suffix = sql.SQL("" if con["validated"] else " NOT VALID")
+        return [add_constraint(target, con["name"], definition + suffix, "foreign key %s" % con["name"])]
+    # a partitioned table refuses NOT VALID foreign keys (PostgreSQL < 18): add and validate them per
+    # leaf (no long lock on the dimension), then on the parent, which adopts the leaves' constraints
+    steps = []
+    for entry in _new_partitions(ctx, with_default=True):
+        leaf = _ident(ctx.names["schema"], entry["name"])
+        steps.append(
+            add_constraint(
+                leaf,
+                con["name"],
+                definition + sql.SQL(" NOT VALID"),
+                "foreign key %s on partition %s, checked by the next step" % (con["name"], entry["name"]),
+            )
+        )
+        if con["validated"]:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(leaf, sql.Identifier(con["name"])),
+                    "validate %s without blocking the dimension's writers" % con["name"],
+                )
+            )
+    steps.append(
+        add_constraint(
+            target,
+            con["name"],
+            definition,
+            "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"],
+        )
+    )
+    return steps
+
+
+def _column_setting_steps(ctx, target):
+    """Per-column statistics targets and options (n_distinct...), as on the original."""
+    steps = []
+    for column in ctx.table["columns"]:
+        if column.get("statistics_target") is not None:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
+                        target, sql.Identifier(column["name"]), sql.Literal(int(column["statistics_target"]))
+                    ),
+                    "same statistics target",
+                )
+            )
+    for item in ctx.facts.get("column_options") or []:
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(
+                    target,
+                    sql.Identifier(item["column"]),
+                    _join(
+                        [
+                            sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                            for o in item["options"]
+                        ]
+                    ),
+                ),
+                "same column options",
+            )
+        )
+    return steps
+
+
+def post_units(ctx, drop_log):
+    """Units that run after the swap committed; rendered into the state row by the swap itself."""
+    names, facts = ctx.names, ctx.facts
+    units = []
+    for fk in facts["foreign_keys_in"]:
+        if fk.get("validated", True):
+            units.append(
+                (
+                    "validate %s" % fk["name"],
+                    [
+                        Step(
+                            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                                _ident(fk["schema"], fk["table"]), sql.Identifier(fk["name"])
+                            ),
+                            "validate the re-pointed foreign key (SHARE UPDATE EXCLUSIVE: writers go on)",
+                            lock=SHARE_UPDATE_EXCLUSIVE,
+                        )
+                    ],
+                )
+            )
+    units.extend(_matview_units(facts["views"]))
+    units.append(
+        (
+            "analyze",
+            [
+                Step(
+                    sql.SQL("ANALYZE {}").format(_ident(names["schema"], names["name"])),
+                    "autovacuum never analyzes a partitioned parent",
+                )
+            ],
+        )
+    )
+    cleanup = []
+    if drop_log:
+        cleanup.append(
+            Step(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
+                "the change log is no longer needed",
+            )
+        )
+        cleanup.append(
+            Step(
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
+                "the capture function is no longer needed",
+            )
+        )
+    if ctx.options["drop_source"] and ctx.options["mode"] != "attach":
+        cleanup.append(
+            Step(
+                sql.SQL("DROP TABLE {}").format(_ident(names["schema"], names["unpartitioned"])),
+                "drop_source: the original is no longer kept",
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(names["schema"], names["unpartitioned"])],
+            )
+        )
+    units.append(("cleanup", cleanup))
+    return units

@@ -1,0 +1,89 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The phases of ``offline`` (pure): one transaction with writes blocked (build, copy, index, verify, swap),
+then the post-swap units. The fastest mode, for maintenance windows.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
+    build_units,
+    post_units,
+    shadow_steps,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
+    COPIED,
+    EXCLUSIVE,
+    _checksum_source,
+    _checksum_target,
+    _cols,
+    _ident,
+    _state_insert,
+    _state_steps,
+    _verify_block,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import swap_steps
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, Step
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
+
+
+def offline_phases(ctx):
+    """Offline mode: the whole build and the swap in one transaction, then the post-swap units."""
+    names, display = ctx.names, ctx.display
+    shadow = names["shadow"]
+    src = _ident(names["schema"], names["name"])
+    insert_all = Step(
+        sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {}").format(
+            _ident(names["schema"], shadow),
+            _cols(ctx.insert_cols),
+            ctx.overriding,
+            _cols(ctx.insert_cols),
+            src,
+        ),
+        "copy every row (writes are blocked by the EXCLUSIVE lock)",
+        effect=COPIED,  # its row count is the run's rows_copied
+    )
+    full_verify = Step(
+        _verify_block(
+            display,
+            _checksum_source(names, ctx.key, ctx.ranges, ctx.default),
+            _checksum_target(names, shadow),
+            "per partition: rows and content checksum",
+        ),
+        "verify before the swap: per target partition, row count and content checksum",
+    )
+    state_insert = _state_insert(names, ctx.table["oid"], "offline", "post", display)
+    swap, _lock_targets = swap_steps(ctx, shadow)
+    lock = Step(
+        sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(src),
+        "block writes (readers go on) for the whole build",
+        lock=EXCLUSIVE,
+        targets=[(names["schema"], names["name"])],
+    )
+    lock2 = Step(
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
+        "the swap needs the table alone",
+        lock=ACCESS_EXCLUSIVE,
+        targets=[(names["schema"], names["name"])],
+    )
+    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [insert_all]
+    for unit in build_units(ctx, shadow, validate_separately=False):
+        body.extend(unit)
+    body += [full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
+    return [
+        {
+            "name": "offline",
+            "description": "one transaction: build, copy, index, verify and swap with writes "
+            "blocked (fastest; for maintenance windows)",
+            "steps": body,
+        },
+        {
+            "name": "post",
+            "description": "rebuild materialized views, ANALYZE, cleanup",
+            "units": post_units(ctx, drop_log=False),
+        },
+    ]

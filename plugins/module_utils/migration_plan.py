@@ -1,0 +1,203 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``plan_migration``: validate everything, build the context once and hand it to the mode's phases (pure);
+``render_plan`` / ``plan_queries`` show a plan in check mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_attach import attach_phases
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import (
+    _default_rows,
+    _disk_needed,
+    _hazard_warnings,
+    _new_primary_key,
+    _own_leftover_indexes,
+    _refuse_exclusion,
+    _refuse_foreign_keys_in,
+    _refuse_hazards,
+    _refuse_stacked_matviews,
+    _refuse_table,
+    _refuse_taken,
+    _refuse_unique_without_key,
+    _replay_key,
+    _user_triggers,
+    validate_layout,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_offline import offline_phases
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import online_phases
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import migration_names, normalize_options
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationPlan:
+    """What ``plan_migration`` returns: the mode, names, the SQL of every structural phase, the copy described,
+    estimates and warnings. ``render_plan(conn, plan)`` turns it into JSON-able data for check mode.
+
+    A run resuming after its swap only knows the first five fields (the rest stays None)."""
+
+    mode: str
+    display: str
+    warnings: list
+    default_rows: int
+    names: dict | None
+    key: str | None = None
+    ranges: list | None = None
+    default: dict | None = None
+    replay_key: list | None = None
+    insert_cols: list | None = None
+    overriding: Any = None
+    phases: list = dataclasses.field(default_factory=list)
+    options: dict | None = None
+    estimated_disk_bytes: int = 0
+    free_disk_bytes: int | None = None
+    copy: dict | None = None  # the online copy described: batch_rows, rows_estimate, batches_estimate
+    attach_range: Any = None  # attach mode: migration_attach.AttachRange(low, high, covered)
+    ctx: MigrationContext | None = None
+
+    def get(self, key, default=None):
+        """Dict-style access, for callers that treat the plan as a mapping."""
+        return getattr(self, key, default)
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+
+def plan_migration(table, layout, options, server, facts=None):
+    """Validate everything and describe the migration of a plain table into range partitions (pure).
+
+    ``facts`` comes from ``read_facts`` (constraints, grants, views, rows outside the periods, disk).
+    Raises InvalidInput before any change when the migration cannot be done as declared. Returns a
+    ``MigrationPlan`` with ``phases`` (name, description, steps), ``copy`` (batches described),
+    ``estimated_disk_bytes``, ``default_rows`` (rows that will land in the default partition) and ``warnings``.
+    """
+    options = normalize_options(options)
+    display = display_name(table["schema"], table["name"])
+    if facts is None:
+        raise DwhError("plan_migration needs facts=read_facts(conn, table, layout, options, server)")
+    mode = options["mode"]
+    _refuse_table(table, mode, display)
+    key = options.get("key")
+    columns = {c["name"]: c for c in table["columns"]}
+    if key not in columns:
+        raise InvalidInput(
+            "partition key %r is not a column of %s (columns: %s)" % (key, display, ", ".join(sorted(columns)))
+        )
+    ranges, default = validate_layout(layout, columns[key]["type"], display)
+    names = migration_names(table)
+    _refuse_taken(table, layout, facts, names, display)
+
+    constraints = facts["constraints"]
+    pk = next((c for c in constraints if c["type"] == "p"), None)
+    new_pk_columns, warnings = _new_primary_key(pk, key, options, display)
+    _refuse_exclusion(constraints, display)
+    _refuse_unique_without_key(facts, key, display)
+    _refuse_hazards(table, facts, options, key, display, new_pk_columns)
+    warnings.extend(_hazard_warnings(table, facts, display))
+    own_indexes = _own_leftover_indexes(table, pk)
+    constraint_indexes = {c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"]}
+    plain_indexes = [
+        i for i in table["indexes"] if i["name"] not in constraint_indexes and i["name"] not in own_indexes
+    ]
+    _refuse_foreign_keys_in(facts, key, new_pk_columns, display)
+    _refuse_stacked_matviews(facts, display)
+    user_triggers = _user_triggers(facts, display)
+    replay_key = _replay_key(pk, constraints, columns, display) if mode == "online" else None
+    default_rows, default_warnings = _default_rows(facts, default, key, display)
+    warnings.extend(default_warnings)
+    need, free = _disk_needed(table, facts, mode, display)
+
+    ctx = MigrationContext(
+        table=table,
+        facts=facts,
+        options=options,
+        names=names,
+        key=key,
+        ranges=ranges,
+        default=default,
+        pk=pk,
+        new_pk_columns=new_pk_columns,
+        plain_indexes=plain_indexes,
+        own_indexes=own_indexes,
+        user_triggers=user_triggers,
+        replay_key=replay_key,
+        replay_key_types=[columns[c]["type"] for c in replay_key] if replay_key else None,
+        columns=columns,
+        display=display,
+        server=server or {},
+        insert_cols=[c["name"] for c in table["columns"] if not c.get("generated")],
+        overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.get("identity") for c in table["columns"]) else ""),
+    )
+    attach_range = None
+    if mode == "attach":
+        ctx, attach_range, phases = attach_phases(ctx)
+    elif mode == "offline":
+        phases = offline_phases(ctx)
+    else:
+        phases = online_phases(ctx)
+    reltuples = max(table.get("reltuples") or 0, 0)
+    return MigrationPlan(
+        mode=mode,
+        display=display,
+        names=names,
+        key=key,
+        ranges=ranges,
+        default=default,
+        replay_key=replay_key,
+        insert_cols=ctx.insert_cols,
+        overriding=ctx.overriding,
+        phases=phases,
+        options=options,
+        warnings=warnings,
+        default_rows=default_rows,
+        estimated_disk_bytes=need,
+        free_disk_bytes=free,
+        copy={
+            "batch_rows": options["batch_rows"],
+            "rows_estimate": int(reltuples),
+            "batches_estimate": 0 if mode != "online" else max(1, int(reltuples // options["batch_rows"]) + 1),
+        },
+        attach_range=attach_range,
+        ctx=ctx,
+    )
+
+
+def render_plan(conn, plan):
+    """JSON-able description of a plan for check mode: phases with their SQL, estimates, warnings."""
+    phases = []
+    for phase in plan.phases:
+        entry = {"phase": phase["name"], "description": phase["description"]}
+        steps = list(phase.get("steps") or [])
+        for _label, unit in phase.get("units") or []:
+            steps.extend(unit)
+        entry["steps"] = [s.describe(conn) for s in steps]
+        phases.append(entry)
+    return {
+        "mode": plan.mode,
+        "table": plan.display,
+        "phases": phases,
+        "copy": plan.copy,
+        "renamed_source": None
+        if plan.mode == "attach"
+        else display_name(plan.names["schema"], plan.names["unpartitioned"]),
+        "default_rows": plan.default_rows,
+        "estimated_disk_bytes": plan.estimated_disk_bytes,
+        "free_disk_bytes": plan.free_disk_bytes,
+        "warnings": plan.warnings,
+    }
+
+
+def plan_queries(conn, plan):
+    """Every statement of the plan as text (the module's ``queries`` in check mode)."""
+    return [s["sql"] for p in render_plan(conn, plan)["phases"] for s in p["steps"]]

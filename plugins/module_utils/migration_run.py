@@ -1,0 +1,575 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The runner: execute or resume a planned migration, verify it, run the post-swap units, abandon a half-done one.
+
+Resume (``_run_migration``): the state row's phase says where to start; ``post`` runs the statements the swap
+stored, from ``step_done`` on. Abandon (``abandon_migration``) drops what ``read_leftovers`` finds, pre-swap only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_abandon import (
+    _execute,
+    _unit,
+    abandon_migration,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import read_facts, read_state
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
+    COPIED,
+    REPLAYED,
+    STATE_SCHEMA,
+    STATE_TABLE,
+    _checksum_source,
+    _checksum_target,
+    _ident,
+    _join,
+    _json_value,
+    _replay_steps,
+    _state_update,
+    checksum_compare_sql,
+    copy_statement,
+    migration_names,
+    normalize_options,
+    rows_of,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Step
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    psycopg2 = None
+    sql = None
+
+
+OLD_SNAPSHOTS_QUERY = """
+SELECT pid, usename::text, application_name, client_addr::text, state, xact_start, left(query, 120)
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
+ORDER BY xact_start NULLS LAST
+"""
+
+
+def _require_valid_indexes(conn, names, indexes):
+    """A concurrent build cancelled by lock_timeout leaves an INVALID index, and a retry of ``CREATE INDEX
+    CONCURRENTLY IF NOT EXISTS`` then succeeds without building anything: check, and name what it waited for."""
+    if not indexes:
+        return
+    was = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = ANY(%s) AND NOT i.indisvalid",
+                (names["schema"], list(indexes)),
+            )
+            invalid = [r[0] for r in cur.fetchall()]
+            if not invalid:
+                return
+            cur.execute(OLD_SNAPSHOTS_QUERY)
+            holders = cur.fetchall()
+    finally:
+        conn.autocommit = was
+    who = "; ".join(
+        "pid %s (user %s, application %r, client %s, %s, transaction open since %s: %s)" % row for row in holders
+    )
+    raise LockNotGranted(
+        "the concurrent build of index %s on %s was cancelled by lock_timeout and left it INVALID: such a build waits "
+        "for every transaction holding an older snapshot, here %s. Let those transactions end (or end them with "
+        "SELECT pg_terminate_backend(pid)) and run again; the invalid index is dropped and rebuilt"
+        % (", ".join(invalid), display_name(names["schema"], names["name"]), who or "no session any more"),
+        blocking_pids=[row[0] for row in holders],
+    )
+
+
+class _Run:
+    """Mutable bookkeeping of one run_migration call."""
+
+    def __init__(self, conn, executor, plan, progress):
+        self.conn = conn
+        self.executor = executor
+        self.plan = plan
+        self.progress = progress or (lambda event: None)
+        self.queries = []
+        self._groups = itertools.count(1)  # each unit its own transaction group
+        self.result = {
+            "mode": plan.mode,
+            "table": plan.display,
+            "phases_run": [],
+            "rows_copied": 0,
+            "batches": 0,
+            "replayed_keys": 0,
+            "checksums": {},
+            "default_rows": plan.default_rows,
+            "warnings": list(plan.warnings),
+            "resumed_from": None,
+            "swap_seconds": None,
+            "swap_attempts": None,
+        }
+
+    def event(self, phase, **info):
+        info["phase"] = phase
+        self.progress(info)
+
+    def execute(self, steps):
+        """Run Steps as one transaction through the Executor (lock_timeout + retries), remembering their SQL."""
+        ran = _execute(self.executor, _unit(steps, "sigeti-migration-%d" % next(self._groups)))
+        self.queries.extend(ran)
+        return ran
+
+    def execute_units(self, units, state_values=None):
+        """Run Steps (and the progress they make, ``state_values``) as one transaction through the Executor."""
+        steps = list(units)
+        if state_values is not None:
+            steps.append(Step(_state_update(self.plan.names, **state_values), "progress"))
+        return self.execute(steps)
+
+    def timed_swap(self, steps):
+        """The swap transaction through the Executor, its duration (lock wait included) and attempts recorded."""
+        started = time.monotonic()
+        attempts = self.executor.attempts
+        self.execute(steps)
+        self.result["swap_seconds"] = round(time.monotonic() - started, 3)
+        self.result["swap_attempts"] = self.executor.attempts - attempts
+
+    def direct(self, steps, isolation=None):
+        """Run weak-lock Steps in one transaction on the connection (no strong lock: no retry needed).
+
+        Sets each step's ``rowcount``; returns the rows each step fetched (None for a statement without rows).
+        """
+        conn = self.conn
+        conn.autocommit = False
+        rows = []
+        try:
+            with conn.cursor() as cur:
+                if isolation:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL %s" % isolation)
+                for step in steps:
+                    text = step.render(conn)
+                    cur.execute(text)
+                    self.queries.append(text)
+                    step.rowcount = cur.rowcount
+                    rows.append(cur.fetchall() if cur.description else None)
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:  # the connection may be gone; the server rolls back anyway
+                pass
+            raise
+        return rows
+
+    def replay(self, extra=(), isolation=None):
+        """Replay the logged keys into the shadow (plus ``extra`` steps in the same transaction); count them."""
+        plan = self.plan
+        names = plan.names
+        steps = _replay_steps(
+            names, plan.replay_key, plan.ctx.replay_key_types, plan.insert_cols, plan.overriding, names["shadow"]
+        )
+        rows = self.direct(steps + list(extra), isolation=isolation)
+        consumed = rows_of(steps, REPLAYED)
+        self.result["replayed_keys"] += consumed
+        return consumed, rows[len(steps) :]
+
+
+def _copy_batch(run, statement, last_page):
+    """One batch and its progress in one transaction: a kill loses at most this batch, never counts it twice."""
+    conn = run.conn
+    names = run.plan.names
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            text = statement.as_string(conn)
+            cur.execute(text)
+            count = max(cur.rowcount, 0)
+            cur.execute(
+                _state_update(
+                    names, next_page=last_page, rows_copied=sql.SQL("rows_copied + {}").format(sql.Literal(count))
+                ).as_string(conn)
+            )
+        conn.commit()
+    except BaseException:
+        try:
+            conn.rollback()
+        except Exception:  # the connection may be gone; the server rolls back anyway
+            pass
+        raise
+    run.queries.append(text)
+    return count
+
+
+def _state(conn, names):
+    return read_state(conn, names["schema"], names["name"])
+
+
+def _verify_online(run):
+    """Replay, then compare source and shadow per target partition inside one REPEATABLE READ snapshot."""
+    plan = run.plan
+    names = plan.names
+    compare = Step(
+        checksum_compare_sql(
+            _checksum_source(names, plan.key, plan.ranges, plan.default), _checksum_target(names, names["shadow"])
+        ),
+        "compare source and shadow per partition",
+    )
+    _consumed, (table, _state_row) = run.replay(
+        [compare, Step(_state_update(names, phase="swap"), "progress")], isolation="REPEATABLE READ"
+    )
+    checksums, bad = {}, []
+    for bucket, source_rows, target_rows, source_sum, target_sum in table:
+        checksums[bucket] = {
+            "source_rows": source_rows,
+            "target_rows": target_rows,
+            "source_checksum": source_sum,
+            "target_checksum": target_sum,
+        }
+        if source_rows != target_rows or source_sum != target_sum:
+            bad.append(
+                "%s: source %s rows (checksum %s), shadow %s rows (checksum %s)"
+                % (bucket, source_rows, source_sum, target_rows, target_sum)
+            )
+    run.result["checksums"] = checksums
+    return bad
+
+
+def _differing_columns(run):
+    """After a failed verification: the columns whose content differs between the original and the shadow.
+
+    One scan of each, per column a sum of hashes of ``ROW(column)`` (so NULL and '' differ). Only run on failure.
+    """
+    names = run.plan.names
+    columns = [c["name"] for c in run.plan.ctx.table["columns"]]
+    sums = _join(
+        [sql.SQL("sum(hashtextextended(ROW(t.{})::text, 0))::text").format(sql.Identifier(c)) for c in columns]
+    )
+    (source,), (shadow,) = run.direct(
+        [
+            Step(sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation)), "column checksums")
+            for relation in (names["name"], names["shadow"])
+        ],
+        isolation="REPEATABLE READ",
+    )
+    return [c for c, a, b in zip(columns, source, shadow) if a != b]
+
+
+def _run_post(run, state):
+    """The post-swap units the swap stored in the state row, from ``step_done`` on; the last one forgets the row."""
+    units = state.get("post") or []
+    done = state.get("step_done") or 0
+    for index, statements in enumerate(units):
+        if index < done:
+            continue
+        steps = [Step(text, "post-swap") for text in statements]
+        last = index == len(units) - 1
+        if last:
+            steps.append(
+                Step(
+                    sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
+                        _ident(STATE_SCHEMA, STATE_TABLE),
+                        sql.Literal(state["schema_name"]),
+                        sql.Literal(state["table_name"]),
+                    ),
+                    "migration finished: forget its state",
+                )
+            )
+        else:
+            steps.append(
+                Step(
+                    _state_update({"schema": state["schema_name"], "name": state["table_name"]}, step_done=index + 1),
+                    "progress",
+                )
+            )
+        run.event("post", unit=index, units=len(units))
+        run.execute(steps)
+    run.result["phases_run"].append("post")
+
+
+def _render_post(conn, units):
+    return [[s.render(conn) for s in unit] for _label, unit in units]
+
+
+def run_migration(conn, executor, table, layout, options, server, progress=None, facts=None):
+    """Execute (or resume) the migration; see ``_run_migration``. The connection's autocommit mode is restored."""
+    was = conn.autocommit
+    planned = []  # set once the plan is made: a failure while reading facts abandons nothing
+    try:
+        return _run_migration(conn, executor, table, layout, options, server, progress, facts, planned)
+    except (psycopg2.Error, LockNotGranted) as error:
+        if planned:
+            _abandon_after_failure(conn, executor, table, normalize_options(options)["mode"], error)
+        raise
+    finally:
+        if not conn.closed:
+            if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                conn.rollback()
+            conn.autocommit = was
+
+
+# lost connection, lock or serialization conflicts, cancel or shutdown, resources: the next run can resume
+_TRANSIENT_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+
+
+def _is_transient(error):
+    if isinstance(error, LockNotGranted):
+        return True
+    code = getattr(error, "pgcode", None)
+    return code is None or (code[:2] in _TRANSIENT_CLASSES and code != "53100")
+
+
+def _abandon_after_failure(conn, executor, table, mode, error):
+    """A migration that failed before its swap committed: leave the original exactly as it was for its writers.
+
+    An error that will repeat on every run (a constraint the data breaks, a definition PostgreSQL refuses) would
+    otherwise leave capture triggers logging and every re-run failing the same way; an attach run leaves its range
+    check refusing writers. So those runs are abandoned here (what they built is dropped) and the error says so.
+    An online run stopped by a transient cause (lock, lost connection, cancel) keeps its progress and resumes.
+    Raises a DwhError naming the failure and what was removed; returns when nothing is to be done.
+    """
+    if table.get("relkind") != "r" or conn.closed or (mode != "attach" and _is_transient(error)):
+        return
+    names = migration_names(table)
+    display = display_name(names["schema"], names["name"])
+    reason = str(getattr(error, "msg", None) or error).strip().splitlines()[0]
+    try:
+        if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            conn.rollback()
+        state = read_state(conn, names["schema"], names["name"])
+        if state is not None and state["phase"] == "post":
+            return  # the swap committed: the next run finishes the post phase
+        removed, _queries = abandon_migration(conn, executor, names)
+    except (psycopg2.Error, DwhError) as cleanup:
+        raise DwhError(
+            "the migration of %s failed (%s) and its leftovers could not be removed (%s): run partitioned_table "
+            "with migrate: abandon to remove them" % (display, reason, str(cleanup).strip().splitlines()[0]),
+            sqlstate=getattr(error, "pgcode", None),
+        )
+    # a lock failure stays a LockNotGranted (with its blocking pids) for callers that tell them apart
+    kind = type(error) if isinstance(error, DwhError) else DwhError
+    details = dict(getattr(error, "details", None) or {})
+    details.update(removed=removed)
+    if getattr(error, "pgcode", None):
+        details["sqlstate"] = error.pgcode
+    raise kind(
+        "the migration of %s failed before its swap: %s. It was abandoned, so the original is exactly as it was "
+        "for its writers (removed: %s); fix the cause and run again"
+        % (display, reason.rstrip("."), "; ".join(removed) or "nothing was left"),
+        **details,
+    )
+
+
+def _run_migration(conn, executor, table, layout, options, server, progress=None, facts=None, planned=None):
+    """Execute (or resume) the migration of plain table ``table`` into the partitions of ``layout``.
+
+    ``executor`` is a ``plan.Executor`` (lock_timeout retries). ``progress`` is an optional callable receiving
+    ``{"phase": ..., ...}`` events. Returns a dict: ``phases_run``, ``rows_copied``, ``batches``,
+    ``replayed_keys``, ``checksums`` (per partition: source/target rows and checksums), ``renamed_source``,
+    ``default_rows``, ``swap_seconds`` (writers blocked by the swap transaction, lock wait included),
+    ``swap_attempts``, ``resumed_from``, ``warnings`` and ``queries`` (every statement that ran).
+    A migration found half-done (state row in ``sigeti_dwh.migration_state``) is resumed.
+    """
+    options = normalize_options(options)
+    state = read_state(conn, table["schema"], table["name"])
+    if state and state["phase"] == "post":
+        return _finish_post(conn, executor, table, state, progress)
+    if table.get("relkind") != "r":
+        raise InvalidInput(
+            "%s is not a plain table and no migration of it is in progress"
+            % display_name(table["schema"], table["name"])
+        )
+    state, facts = _drop_stale_run(conn, executor, table, layout, options, server, state, facts)
+    plan = plan_migration(table, layout, options, server, facts=facts)
+    if planned is not None:
+        planned.append(True)
+    run = _Run(conn, executor, plan, progress)
+    run.result["renamed_source"] = display_name(plan.names["schema"], plan.names["unpartitioned"])
+    if plan.mode in ("offline", "attach"):
+        _run_in_one_swap(run)
+    else:
+        _run_online(run, state)
+    run.result["queries"] = run.queries
+    return run.result
+
+
+def _finish_post(conn, executor, table, state, progress):
+    """The swap committed: finish from the statements it stored (nothing is planned again)."""
+    stub = MigrationPlan(
+        mode=state["mode"],
+        display=display_name(table["schema"], table["name"]),
+        warnings=[],
+        default_rows=0,
+        names=None,
+    )
+    run = _Run(conn, executor, stub, progress)
+    run.result["resumed_from"] = "post"
+    _run_post(run, state)
+    run.result["queries"] = run.queries
+    run.result["renamed_source"] = (state.get("result") or {}).get("renamed_source")
+    return run.result
+
+
+def _drop_stale_run(conn, executor, table, layout, options, server, state, facts):
+    """A half-done run of another table oid or another mode is abandoned; returns ``(state, facts)`` to plan with."""
+    names = migration_names(table)
+    if state and int(state["source_oid"]) != int(table["oid"]):
+        # the table was recreated since: what was built from the old one is worthless
+        abandon_migration(conn, executor, names)
+        state = None
+    if state and state["mode"] != options["mode"]:
+        # the other mode's plan is validated first: bad input must fail before the half-done run is dropped
+        if facts is None or not facts.get("state"):
+            facts = read_facts(conn, table, layout, options, server)
+            facts["state"] = state
+        plan_migration(table, layout, options, server, facts=facts)
+        abandon_migration(conn, executor, names)
+        state = None
+    if facts is None or (facts.get("state") or None) != (state or None):
+        facts = read_facts(conn, table, layout, options, server)
+        facts["state"] = state
+    return state, facts
+
+
+def _store_post(run, post_units, renamed_source, **state_values):
+    """The step of the swap transaction storing the post-swap statements: a run killed after it resumes exactly."""
+    result_json = json.dumps({"renamed_source": renamed_source})
+    return Step(
+        _state_update(
+            run.plan.names,
+            post=json.dumps(_render_post(run.conn, post_units)),
+            step_done=0,
+            result=result_json,
+            **state_values,
+        ),
+        "store the post-swap statements",
+    )
+
+
+def _run_in_one_swap(run):
+    """Offline (build, copy and swap in one transaction) or attach (check, validate, then the swap); then post."""
+    plan, names = run.plan, run.plan.names
+    phases = {p["name"]: p for p in plan.phases}
+    stored_source = run.result["renamed_source"]  # the state row keeps the name even in attach mode
+    if plan.mode == "attach":
+        run.result["renamed_source"] = None
+        run.result["attached_partition"] = display_name(names["schema"], names["unpartitioned"])
+        run.result["attached_range"] = [_json_value(plan.attach_range.low), _json_value(plan.attach_range.high)]
+        run.event("check")
+        run.execute_units(phases["check"]["steps"])
+        run.result["phases_run"].append("check")
+        for _label, unit in phases["validate"]["units"]:
+            run.event("validate")
+            run.execute_units(unit)
+        _require_valid_indexes(run.conn, names, phases["validate"]["concurrent_indexes"])
+        run.result["phases_run"].append("validate")
+    name = "offline" if plan.mode == "offline" else "swap"
+    steps = list(phases[name]["steps"]) + [_store_post(run, phases["post"]["units"], stored_source)]
+    run.event(name)
+    run.timed_swap(steps)
+    run.result["phases_run"].append(name)
+    run.result["rows_copied"] = None if plan.mode == "attach" else rows_of(steps, COPIED)
+    _run_post(run, _state(run.conn, names))
+
+
+def _run_online(run, state):
+    """Online: each phase from where the state row says (a run killed anywhere resumes at its phase)."""
+    conn, names = run.conn, run.plan.names
+    phases = {p["name"]: p for p in run.plan.phases}
+    phase = state["phase"] if state else None
+    run.result["resumed_from"] = phase
+    if phase is None:
+        run.event("prepare")
+        run.execute_units(phases["prepare"]["steps"])
+        run.result["phases_run"].append("prepare")
+        state = _state(conn, names)
+        phase = "copy"
+    if phase == "copy":
+        _online_copy(run, state)
+        state = _state(conn, names)
+        phase = "build"
+    else:
+        run.result["rows_copied"] = int(state["rows_copied"])
+    if phase == "build":
+        _online_build(run, phases["build"]["units"], int(state["step_done"]))
+        phase = "catchup"
+    if phase in ("catchup", "swap"):
+        _online_catchup(run)
+        _online_swap(run, phases)
+    _run_post(run, _state(conn, names))
+
+
+def _online_copy(run, state):
+    """Copy batches of heap pages from ``next_page``, each with its progress, then one replay."""
+    plan, table = run.plan, run.plan.ctx.table
+    names = plan.names
+    total = int(state["total_pages"])
+    page = int(state["next_page"])
+    rows_per_page = max(1.0, (table.get("reltuples") or 0) / float(max(table.get("relpages") or 1, 1)))
+    pages = max(1, int(plan.options["batch_rows"] / rows_per_page))
+    copied = int(state["rows_copied"])
+    while page < total:
+        last = min(total, page + pages)
+        run.event("copy", page=page, total_pages=total, rows_copied=copied)
+        copied += _copy_batch(run, copy_statement(names, plan.insert_cols, plan.overriding, page, last), last)
+        run.result["batches"] += 1
+        page = last
+    # a row updated during the copy can move to a later page and be copied twice (old and new version); its
+    # key was logged before the later batch read it, so one replay now (before any unique index) removes the
+    # duplicate. Pages added after the copy started hold rows inserted since the triggers: the log has them.
+    run.event("copy-replay")
+    run.replay([Step(_state_update(names, phase="build", step_done=0), "progress")])
+    run.result["rows_copied"] = copied
+    run.result["phases_run"].append("copy")
+
+
+def _online_build(run, units, done):
+    """Indexes, keys and foreign keys on the filled shadow, one transaction each, from ``step_done`` on."""
+    for index, (_label, unit) in enumerate(units):
+        if index < done:
+            continue
+        run.event("build", unit=index, units=len(units))
+        run.execute_units(unit, {"step_done": index + 1})
+    run.direct([Step(_state_update(run.plan.names, phase="catchup", step_done=0), "progress")])
+    run.result["phases_run"].append("build")
+
+
+def _online_catchup(run):
+    """Replay until the log is small, then verify per partition; a mismatch abandons with the original untouched."""
+    plan = run.plan
+    for _round in range(plan.options["replay_rounds"]):
+        run.event("catchup", round=_round)
+        consumed, _rows = run.replay()
+        if consumed <= plan.options["replay_threshold"]:
+            break
+    run.event("verify")
+    bad = _verify_online(run)
+    if bad:
+        differ = _differing_columns(run)
+        abandon_migration(run.conn, run.executor, plan.names)
+        raise DwhError(
+            "verification of %s failed before the swap: %s; columns that differ: %s. The original table is "
+            "untouched and still in use; the shadow was dropped, the next run starts over"
+            % (plan.display, "; ".join(bad), ", ".join(differ) or "none (rows missing or extra)"),
+            checksums=run.result["checksums"],
+            differing_columns=differ,
+        )
+    run.result["phases_run"].append("catchup")
+
+
+def _online_swap(run, phases):
+    """The swap transaction (see ``migration_swap``), storing the post-swap statements in the same commit."""
+    swap_steps = list(phases["swap"]["steps"]) + [
+        _store_post(run, phases["post"]["units"], run.result["renamed_source"], phase="post")
+    ]
+    run.event("swap")
+    run.timed_swap(swap_steps)
+    run.result["phases_run"].append("swap")
+    run.result["replayed_keys"] += rows_of(swap_steps, REPLAYED)

@@ -1,0 +1,434 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small SQL builders of the migration (pure): the names it creates, option defaults, checksums, the copy
+batch, the replay of logged keys, state-row updates, grants and policies. Nothing here reads the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    Step,
+)
+
+try:
+    from psycopg2 import sql
+except ImportError:  # reported by the connection layer
+    sql = None
+
+
+EXCLUSIVE = "EXCLUSIVE"
+SHARE = "SHARE"
+STATE_SCHEMA = "sigeti_dwh"
+STATE_TABLE = "migration_state"
+MODES = ("online", "offline", "attach", "never")
+PRE_SWAP_PHASES = ("copy", "build", "catchup", "swap")
+DEFAULT_OPTIONS = {
+    "mode": "online",
+    "key": None,
+    "batch_rows": 100000,
+    "extend_primary_key": False,
+    "drop_source": False,
+    "replay_rounds": 20,
+    "replay_threshold": 5000,
+    "check_disk": True,
+}
+CAPTURE_TRIGGERS = (
+    "sigeti_dwh_capture_ins",
+    "sigeti_dwh_capture_upd",
+    "sigeti_dwh_capture_del",
+    "sigeti_dwh_capture_trunc",
+)
+REPLAY_KEYS = "sigeti_replay_keys"
+INTEGER_TYPES = ("smallint", "integer", "bigint")
+MAX_NAME = 63
+# what a step achieves, so the runner reads its row count by this mark (never by the text of its SQL)
+COPIED = ("copied", "rows")
+REPLAYED = ("replayed", "changed keys")
+
+
+def rows_of(steps, effect):
+    """Rows touched by the steps marked ``effect``, once they ran (the copy, or the keys a replay consumed)."""
+    return sum(max(step.rowcount or 0, 0) for step in steps if step.effect == effect)
+
+
+def derived_name(base, suffix):
+    """``base + suffix`` within PostgreSQL's 63-byte limit (a long base is cut and made unique by a hash)."""
+    if len((base + suffix).encode("utf-8")) <= MAX_NAME:
+        return base + suffix
+    digest = hashlib.md5(base.encode("utf-8")).hexdigest()[:8]
+    room = MAX_NAME - len(suffix.encode("utf-8")) - 9
+    cut = base
+    while len(cut.encode("utf-8")) > room:
+        cut = cut[:-1]
+    return "%s_%s%s" % (cut, digest, suffix)
+
+
+def migration_names(table):
+    """The names a migration of ``table`` (catalog facts) creates, all derived from its name and oid."""
+    name = table["name"]
+    return {
+        "schema": table["schema"],
+        "name": name,
+        "shadow": derived_name(name, "_sgt_new"),
+        "unpartitioned": derived_name(name, "_unpartitioned"),
+        "log": "mig_log_%s" % table["oid"],
+        "function": "mig_capture_%s" % table["oid"],
+    }
+
+
+def normalize_options(options):
+    """Return the options with defaults filled in; raise InvalidInput on a bad mode or batch size."""
+    result = dict(DEFAULT_OPTIONS)
+    result.update({k: v for k, v in (options or {}).items() if v is not None})
+    if result["mode"] not in MODES:
+        raise InvalidInput("migrate must be one of %s, not %r" % (", ".join(MODES), result["mode"]))
+    try:
+        result["batch_rows"] = int(result["batch_rows"])
+    except (TypeError, ValueError):
+        raise InvalidInput("batch_rows must be an integer, not %r" % (result["batch_rows"],))
+    if result["batch_rows"] < 1:
+        raise InvalidInput("batch_rows must be at least 1, not %d" % result["batch_rows"])
+    return result
+
+
+class _AsLiteral(sql.Composable if sql else object):
+    """A composed SQL text passed as a string literal (function bodies, DO blocks), quoted at render time."""
+
+    def as_string(self, context):
+        return sql.Literal(self._wrapped.as_string(context)).as_string(context)
+
+
+def _ident(*parts):
+    return sql.Identifier(*parts)
+
+
+def _join(parts, sep=", "):
+    return sql.SQL(sep).join(parts)
+
+
+def _cols(names, alias=None):
+    if alias:
+        return _join([sql.Identifier(alias, n) for n in names])
+    return _join([sql.Identifier(n) for n in names])
+
+
+def _bound_literal(value):
+    return sql.Literal(value)
+
+
+def _human_bytes(value):
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return "%.1f %s" % (value, unit) if unit != "B" else "%d B" % value
+        value /= 1024.0
+    return str(value)
+
+
+def _json_value(value):
+    return catalog.json_value(value)
+
+
+def _in_ranges(key, ranges):
+    """SQL: the key falls in one of the declared ranges (adjacent ranges merged, so the test stays short)."""
+    merged = []
+    for entry in ranges:
+        if merged and merged[-1][1] == entry["low"]:
+            merged[-1][1] = entry["high"]
+        else:
+            merged.append([entry["low"], entry["high"]])
+    return _join(
+        [
+            sql.SQL("({k} >= {lo} AND {k} < {hi})").format(
+                k=sql.Identifier(key), lo=_bound_literal(lo), hi=_bound_literal(hi)
+            )
+            for lo, hi in merged
+        ],
+        " OR ",
+    )
+
+
+def _bucket(key, ranges, default):
+    """SQL CASE naming the target partition of a source row."""
+    whens = [
+        sql.SQL("WHEN {k} >= {lo} AND {k} < {hi} THEN {n}").format(
+            k=sql.Identifier("t", key),
+            lo=_bound_literal(e["low"]),
+            hi=_bound_literal(e["high"]),
+            n=sql.Literal(e["name"]),
+        )
+        for e in ranges
+    ]
+    other = sql.Literal(default["name"]) if default else sql.SQL("NULL")
+    return sql.SQL("CASE {} ELSE {} END").format(_join(whens, " "), other)
+
+
+def _state_update(names, **values):
+    assignments = [
+        sql.SQL("{} = {}").format(sql.Identifier(k), v if isinstance(v, sql.Composable) else sql.Literal(v))
+        for k, v in sorted(values.items())
+    ]
+    assignments.append(sql.SQL("updated_at = clock_timestamp()"))
+    return sql.SQL("UPDATE {} SET {} WHERE schema_name = {} AND table_name = {}").format(
+        _ident(STATE_SCHEMA, STATE_TABLE), _join(assignments), sql.Literal(names["schema"]), sql.Literal(names["name"])
+    )
+
+
+def _state_steps():
+    return [
+        Step(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_ident(STATE_SCHEMA)),
+            "schema for the migration state (created on first use)",
+        ),
+        Step(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (schema_name text NOT NULL, table_name text NOT NULL, "
+                "source_oid oid NOT NULL, mode text NOT NULL, phase text NOT NULL, total_pages bigint NOT NULL DEFAULT 0, "
+                "next_page bigint NOT NULL DEFAULT 0, rows_copied bigint NOT NULL DEFAULT 0, "
+                "step_done integer NOT NULL DEFAULT 0, replayed bigint NOT NULL DEFAULT 0, post jsonb, "
+                "result jsonb NOT NULL DEFAULT '{{}}', started_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
+                "updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (schema_name, table_name))"
+            ).format(_ident(STATE_SCHEMA, STATE_TABLE)),
+            "progress of migrations, so a killed run resumes",
+        ),
+    ]
+
+
+def _state_insert(names, oid, mode, phase, display):
+    """The state row of a new migration, with the number of heap pages the online copy will read."""
+    return sql.SQL(
+        "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase, total_pages) VALUES ({}, {}, {}, {}, {}, "
+        "(SELECT pg_relation_size({}) / current_setting('block_size')::bigint))"
+    ).format(
+        _ident(STATE_SCHEMA, STATE_TABLE),
+        sql.Literal(names["schema"]),
+        sql.Literal(names["name"]),
+        sql.Literal(int(oid)),
+        sql.Literal(mode),
+        sql.Literal(phase),
+        sql.Literal(display),
+    )
+
+
+def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=None):
+    src = _ident(names["schema"], names["name"])
+    join = sql.SQL("")
+    if keys_table:
+        join = sql.SQL(" JOIN {} k ON {}").format(
+            sql.Identifier(keys_table),
+            _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
+        )
+    bucket = _bucket(key, ranges, default) if not keys_table else sql.Literal("replayed keys")
+    return sql.SQL(
+        "SELECT {b} AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
+    ).format(b=bucket, src=src, j=join)
+
+
+def _checksum_target(names, shadow, keys_table=None, replay_key=None):
+    target = _ident(names["schema"], shadow)
+    join = sql.SQL("")
+    if keys_table:
+        join = sql.SQL(" JOIN {} k ON {}").format(
+            sql.Identifier(keys_table),
+            _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
+        )
+        return sql.SQL(
+            "SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t{j}"
+        ).format(t=target, j=join)
+    return sql.SQL(
+        "SELECT c.relname::text AS b, x.n, x.h FROM (SELECT t.tableoid, count(*) AS n, "
+        "sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
+    ).format(t=target)
+
+
+def checksum_compare_sql(source_sql, target_sql):
+    """SQL listing the buckets where source and target differ (rows, checksum)."""
+    return sql.SQL(
+        "SELECT coalesce(s.b, d.b) AS bucket, coalesce(s.n, 0) AS source_rows, coalesce(d.n, 0) AS target_rows, "
+        "s.h::text AS source_checksum, d.h::text AS target_checksum "
+        "FROM ({s}) s FULL JOIN ({d}) d ON s.b = d.b ORDER BY 1"
+    ).format(s=source_sql, d=target_sql)
+
+
+def _verify_block(display, source_sql, target_sql, what):
+    body = sql.SQL(
+        "DECLARE bad text; BEGIN SELECT string_agg(format('%s: source %s rows (checksum %s), target %s rows "
+        "(checksum %s)', bucket, source_rows, source_checksum, target_rows, target_checksum), '; ') INTO bad "
+        "FROM ({cmp}) c WHERE source_rows <> target_rows OR source_checksum IS DISTINCT FROM target_checksum; "
+        "IF bad IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = {msg} || bad; END IF; END"
+    ).format(
+        cmp=checksum_compare_sql(source_sql, target_sql),
+        msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
+    )
+    return sql.SQL("DO {}").format(_AsLiteral(body))
+
+
+def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow):
+    src = _ident(names["schema"], names["name"])
+    log = _ident(STATE_SCHEMA, names["log"])
+    keys = sql.Identifier(REPLAY_KEYS)
+    match = _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND ")
+    return [
+        Step(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(
+                keys,
+                _join([sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(replay_key, key_types)]),
+            ),
+            "keys changed since the last replay",
+        ),
+        Step(
+            sql.SQL(
+                "WITH consumed AS (DELETE FROM {log} RETURNING {c}) INSERT INTO {keys} SELECT DISTINCT {c} "
+                "FROM consumed"
+            ).format(log=log, c=_cols(replay_key), keys=keys),
+            "take the logged keys (rows logged by transactions still open stay for the next replay)",
+            effect=REPLAYED,
+        ),
+        Step(sql.SQL("ANALYZE {}").format(keys), "statistics for the replay joins"),
+        Step(
+            sql.SQL("DELETE FROM {t} t USING {keys} k WHERE {m}").format(
+                t=_ident(names["schema"], shadow), keys=keys, m=match
+            ),
+            "drop the shadow's copy of changed rows",
+        ),
+        Step(
+            sql.SQL("INSERT INTO {t} ({c}){o} SELECT {sc} FROM {src} t JOIN {keys} k ON {m}").format(
+                t=_ident(names["schema"], shadow),
+                c=_cols(insert_cols),
+                o=overriding,
+                sc=_cols(insert_cols, "t"),
+                src=src,
+                keys=keys,
+                m=match,
+            ),
+            "copy the changed rows again from the original",
+        ),
+    ]
+
+
+def _grant_steps(grants, column_grants, target, reason):
+    steps = []
+    for g in grants:
+        grantee = sql.SQL("PUBLIC") if g["grantee"] == "PUBLIC" else sql.Identifier(g["grantee"])
+        steps.append(
+            Step(
+                sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(
+                    sql.SQL(g["privilege"]), target, grantee, sql.SQL(" WITH GRANT OPTION" if g["grantable"] else "")
+                ),
+                reason,
+            )
+        )
+    for g in column_grants:
+        grantee = sql.SQL("PUBLIC") if g["grantee"] == "PUBLIC" else sql.Identifier(g["grantee"])
+        steps.append(
+            Step(
+                sql.SQL("GRANT {} ({}) ON TABLE {} TO {}{}").format(
+                    sql.SQL(g["privilege"]),
+                    sql.Identifier(g["column"]),
+                    target,
+                    grantee,
+                    sql.SQL(" WITH GRANT OPTION" if g["grantable"] else ""),
+                ),
+                reason,
+            )
+        )
+    return steps
+
+
+def _policy_step(policy, target):
+    commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+    roles = _join([sql.SQL("PUBLIC") if r == "PUBLIC" else sql.Identifier(r) for r in policy["roles"]])
+    text = sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
+        sql.Identifier(policy["name"]),
+        target,
+        sql.SQL("PERMISSIVE" if policy["permissive"] else "RESTRICTIVE"),
+        sql.SQL(commands.get(policy["command"], "ALL")),
+        roles,
+    )
+    if policy["using"]:
+        text = text + sql.SQL(" USING ({})").format(sql.SQL(policy["using"]))
+    if policy["with_check"]:
+        text = text + sql.SQL(" WITH CHECK ({})").format(sql.SQL(policy["with_check"]))
+    return Step(text, "row-level security policy %s" % policy["name"])
+
+
+def key_definition(definition, columns, reloptions=None):
+    """``pg_get_constraintdef`` of a key with its column list replaced by ``columns``: INCLUDE, USING INDEX
+    TABLESPACE and DEFERRABLE ... are kept as the original had them, and the index's storage parameters
+    (``reloptions``, which pg_get_constraintdef leaves out) are put back as ``WITH (...)`` (pure)."""
+    head, tail = _split_key(definition)
+    include = ""
+    if tail.startswith(" INCLUDE ("):
+        close = _paren_end(tail, tail.index("("))
+        include, tail = tail[: close + 1], tail[close + 1 :]
+    with_clause = sql.SQL("")
+    if reloptions and not tail.startswith(" WITH ("):
+        with_clause = sql.SQL(" WITH ({})").format(
+            _join(
+                [
+                    sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                    for o in reloptions
+                ]
+            )
+        )
+    return sql.SQL("{}({}){}{}{}").format(sql.SQL(head), _cols(columns), sql.SQL(include), with_clause, sql.SQL(tail))
+
+
+def _paren_end(text, start):
+    """Index of the parenthesis closing the one at ``start`` (double-quoted names skipped)."""
+    depth, quoted = 0, False
+    for position in range(start, len(text)):
+        char = text[position]
+        if char == '"':
+            quoted = not quoted  # a doubled quote inside a name flips twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth == 0:
+                return position
+    raise DwhError("cannot read the key definition %r: unbalanced parentheses" % text)
+
+
+def _split_key(definition):
+    """``("PRIMARY KEY ", " INCLUDE (v) ...")``: what precedes and follows a key definition's column list."""
+    start = definition.index("(")
+    end = _paren_end(definition, start)
+    return definition[:start], definition[end + 1 :]
+
+
+def _rule_text(definition, replace=False):
+    """``pg_get_ruledef`` output as a statement: names in it are schema-qualified (read under search_path
+    pg_catalog), so once the partitioned table has taken the name it binds to it."""
+    text = definition.strip().rstrip(";")
+    if replace:
+        text = "CREATE OR REPLACE RULE " + text[len("CREATE RULE ") :]
+    return sql.SQL(text)
+
+
+def copy_statement(names, insert_cols, overriding, first_page, last_page):
+    """One copy batch: rows stored in heap pages [first_page, last_page) of the original (a TID range scan)."""
+    return sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {} WHERE ctid >= {}::tid AND ctid < {}::tid").format(
+        _ident(names["schema"], names["shadow"]),
+        _cols(insert_cols),
+        overriding,
+        _cols(insert_cols),
+        _ident(names["schema"], names["name"]),
+        sql.Literal("(%d,0)" % first_page),
+        sql.Literal("(%d,0)" % last_page),
+    )
+
+
+def _drop_index_steps(names, indexes, reason="index %s prebuilt by the attach mode"):
+    # outside any transaction: DROP INDEX CONCURRENTLY waits for readers instead of blocking them
+    return [
+        Step(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(names["schema"], index)),
+            reason % index,
+            transactional=False,
+        )
+        for index in indexes
+    ]
