@@ -180,7 +180,9 @@ SELECT
    JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
      AND d.refobjid = (SELECT oid FROM t) AND r.ev_class <> d.refobjid AND r.rulename <> '_RETURN') AS foreign_rules,
-  (SELECT coalesce(json_agg(p.pubname::text ORDER BY p.pubname), '[]')
+  (SELECT coalesce(json_agg(json_build_object(
+        'name', p.pubname::text, 'via_root', p.pubviaroot,
+        'owned', pg_has_role(current_user, p.pubowner, 'USAGE')) ORDER BY p.pubname), '[]')
    FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
    WHERE pr.prrelid = (SELECT oid FROM t)) AS publications,
   (SELECT coalesce(json_agg(json_build_object('name', tg.tgname::text, 'function', tg.tgfoid::regprocedure::text,

@@ -285,12 +285,6 @@ def _hazard_warnings(table, facts, display):
     """What the migration cannot carry and only reports (each named, with what to do after it)."""
     hazards = facts.get("hazards") or {}
     warnings = []
-    for publication in hazards.get("publications") or []:
-        warnings.append(
-            "%s is in publication %s: the partitioned table is not added to it (run ALTER PUBLICATION %s ADD TABLE "
-            "%s after the migration; subscribers see the old table until then)"
-            % (display, publication, publication, display)
-        )
     if facts["flags"].get("replica_identity") == "i":
         warnings.append(
             "%s has REPLICA IDENTITY USING INDEX: not carried (set it again on each partition after the migration)"
@@ -312,7 +306,28 @@ def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
     _refuse_constraints(table, facts, hazards, options["mode"], display)
     _refuse_key_triggers(hazards, key, display)
     _refuse_state_privileges(hazards, facts, display)
+    _refuse_publications(hazards, display)
     _refuse_data(table, facts, key, display, new_pk_columns)
+
+
+def _refuse_publications(hazards, display):
+    """A publication keeps publishing under the table's name only with publish_via_partition_root; the swap moves
+    the membership to the partitioned table, which needs the publication's owner."""
+    for publication in hazards.get("publications") or []:
+        name = publication["name"]
+        if not publication["via_root"]:
+            raise InvalidInput(
+                "%s is in publication %s, which publishes a partitioned table's changes under each partition's name: "
+                "subscribers would stop receiving %s after the migration. Run ALTER PUBLICATION %s SET "
+                "(publish_via_partition_root = true) (or remove %s from it) first; nothing was changed"
+                % (display, name, display, name, display)
+            )
+        if not publication["owned"]:
+            raise InvalidInput(
+                "%s is in publication %s, whose membership the swap moves to the partitioned table: that needs the "
+                "publication's owner. Run the migration as its owner (or a member of it); nothing was changed"
+                % (display, name)
+            )
 
 
 def _refuse_structure(table, hazards, key, display):

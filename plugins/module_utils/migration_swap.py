@@ -154,6 +154,29 @@ def _carry_steps(ctx, new):
         steps.append(_policy_step(policy, new))
     steps.extend(_trigger_steps(ctx, new))
     steps.extend(_rule_steps(ctx, new))
+    steps.extend(_publication_steps(ctx, new))
+    return steps
+
+
+def _publication_steps(ctx, new):
+    """The partitioned table takes the original's place in its publications (publish_via_partition_root, checked
+    before any change, keeps the changes published under the table's name)."""
+    old = _ident(ctx.names["schema"], ctx.names["unpartitioned"])
+    steps = []
+    for publication in (ctx.facts.get("hazards") or {}).get("publications") or []:
+        pub = sql.Identifier(publication["name"])
+        steps.append(
+            Step(
+                sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(pub, old),
+                "the original leaves publication %s" % publication["name"],
+            )
+        )
+        steps.append(
+            Step(
+                sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(pub, new),
+                "same publication %s" % publication["name"],
+            )
+        )
     return steps
 
 
