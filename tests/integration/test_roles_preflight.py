@@ -76,6 +76,9 @@ def test_failed_backup_stops_before_any_change(pg_server, conn, warehouse, tmp_p
     assert result.returncode != 0
     assert "the backup failed, so nothing was changed" in result.stdout
     assert "dwh_pg_bin_dir" in result.stdout
+    # The cause is kept, and a run that changed nothing says changed=0 (the probe and the backup tasks never count).
+    assert "Cause: %s/pg_dump not found or not executable" % (tmp_path / "no-such-bin") in result.stdout
+    assert recap(result.stdout)["dwh1"]["changed"] == 0, result.stdout[-4000:]
     assert partitions(conn, ATT) == before
     assert compression_of(conn, ATT, "commentaire") == ""
     assert not glob.glob(str(tmp_path / "backups" / "pgpass*")) and not dumps(tmp_path)
