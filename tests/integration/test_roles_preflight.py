@@ -196,3 +196,42 @@ def test_check_mode_disk_check_and_remote_warning(pg_server, conn, warehouse, tm
     assert remote.returncode == 0, remote.stdout[-6000:]
     assert "WARNING: free disk NOT checked" in remote.stdout
     assert partitions(conn, ATT) == before and not dumps(tmp_path)
+
+
+@needs_partitioning
+def test_no_tag_skip_tag_or_start_at_task_reaches_a_change_without_confirmation_and_backup(
+    pg_server, conn, warehouse, tmp_path
+):
+    before = partitions(conn, ATT)
+    unchanged = (before, "")
+
+    def state():
+        return partitions(conn, ATT), compression_of(conn, ATT, "commentaire")
+
+    assert state() == unchanged
+    # No terminal, no dwh_confirm: preflight runs whatever --tags says, and fails closed.
+    for playbook, args in (
+        ("setup.yml", ["--tags", "partitioning"]),
+        ("setup.yml", ["--tags", "compression"]),
+        ("weekly.yml", ["--tags", "partitioning"]),
+    ):
+        result = play(playbook, warehouse, pg_server.password, args=args)
+        assert result.returncode != 0 and "Not confirmed" in result.stdout, (playbook, args, result.stdout[-4000:])
+        assert state() == unchanged and not dumps(tmp_path), (playbook, args)
+    # Skipping preflight (or starting past it) even with dwh_confirm: the changing roles refuse.
+    for args in (
+        ["--skip-tags", "preflight"],
+        ["--skip-tags", "always"],
+        ["--start-at-task", "Ensure partitions of each declared table"],
+    ):
+        result = play("setup.yml", warehouse, pg_server.password, {"dwh_confirm": True}, args=args)
+        assert result.returncode != 0, (args, result.stdout[-4000:])
+        assert "did not run in this play: nothing was changed" in result.stdout or "wave play did not run" in (
+            result.stdout
+        ), (args, result.stdout[-4000:])
+        assert state() == unchanged and not dumps(tmp_path), args
+    # Confirmed, with --tags partitioning: the backup is taken first, then the partitions are added.
+    confirmed = play("setup.yml", warehouse, pg_server.password, {"dwh_confirm": True}, args=["--tags", "partitioning"])
+    assert confirmed.returncode == 0, confirmed.stdout[-4000:]
+    assert len(dumps(tmp_path)) == 1 and "verified: read back in full" in confirmed.stdout
+    assert set(partitions(conn, ATT)) > set(before) and compression_of(conn, ATT, "commentaire") == ""
