@@ -118,6 +118,7 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
 
 def test_a_missing_table_and_a_broken_history_do_not_stop_the_report(pg_server, db, conn, tmp_path):
     import glob
+    import pathlib
     import time
 
     load_sample(pg_server, db, scale=300)
@@ -138,7 +139,7 @@ def test_a_missing_table_and_a_broken_history_do_not_stop_the_report(pg_server, 
     assert "dwh_facts.fait_factures do not exist: reported as missing" in result.stdout
     assert "%s/history.json could not be read" % folder in result.stdout
     broken = glob.glob(str(folder / "history.json.broken-*"))
-    assert len(broken) == 1 and open(broken[0]).read().startswith('[{"date": "2026-01-01"')
+    assert len(broken) == 1 and pathlib.Path(broken[0]).read_text().startswith('[{"date": "2026-01-01"')
     assert len(json.loads((folder / "history.json").read_text())) == 1
     data = json.loads((folder / "report.json").read_text())
     assert [t["name"] for t in data["tables"]] == ["dwh_facts.fait_attributions", "dwh_dim.dim_zone"]
