@@ -177,6 +177,20 @@ def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path)
     missing_key = [{k: v for k, v in tables[0].items() if k != "key"}]
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": missing_key, "dwh_confirm": True})
     assert result.returncode != 0 and "dwh_tables" in result.stdout and "key" in result.stdout
+    # A bad value names the entry, in one line, without Ansible's dump of the whole argument spec.
+    two = [dict(tables[0], premake="two")] + tables[1:]
+    result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": two, "dwh_confirm": True})
+    assert result.returncode != 0
+    assert "dwh_tables entry %s: argument 'premake' is of type str" % ATT in result.stdout, result.stdout[-3000:]
+    assert "argument_spec_data" not in result.stdout
+    misspelt = [dict(tables[0], premak=2)]
+    result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": misspelt, "dwh_confirm": True})
+    assert result.returncode != 0 and "dwh_tables entry %s: unknown key(s) premak" % ATT in result.stdout
+    # No table declared (or the variable misspelt): refused, not a silent success.
+    empty = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": [], "dwh_confirm": True})
+    assert empty.returncode != 0 and "dwh_tables is empty" in empty.stdout
+    typo = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": [], "dwh_table": tables})
+    assert typo.returncode != 0 and "dwh_table is set: a misspelling of dwh_tables?" in typo.stdout
     assert not dumps(tmp_path)
 
 
