@@ -17,8 +17,9 @@ description:
     C(login_host), C(login_port), C(login_user), C(login_password), C(login_db), C(login_unix_socket), C(ssl_mode),
     C(ca_cert), C(ssl_cert), C(ssl_key), C(connect_params), C(session_role), C(lock_timeout), C(lock_retries),
     C(lock_retry_delay), C(statement_timeout).
-  - The value of option C(X) is the variable C(dwh_X) when it is defined and not empty; otherwise the key is left
-    out, so the module's own default applies.
+  - The value of option C(X) is the variable C(dwh_X) when it is defined and not empty; otherwise the module's own
+    default (left out when the module has none), so the result is exactly what the modules receive, and what
+    pg_dump must use too (C(login_user) defaults to C(postgres), not to the operating-system user).
   - Every role passes the result as the C(module_defaults) of the C(sigeti.dwh.dwh) action group, so a new
     connection option of the modules reaches every role without editing them.
 options: {}
@@ -51,13 +52,17 @@ def connection_options():
 
 
 def from_variables(values):
-    """Map ``{dwh_X: value}`` (already templated) to ``{X: value}``; undefined, None and '' are left out (pure)."""
+    """Map ``{dwh_X: value}`` (already templated) to ``{X: value}`` (pure).
+
+    Undefined, None, '' and {} take the module's default; options without a default are then left out.
+    """
     result = {}
-    for option in connection_options():
+    for option, spec in connection_argument_spec().items():
         value = values.get(PREFIX + option)
         if value is None or (isinstance(value, str) and value == "") or value == {}:
-            continue
-        result[option] = value
+            value = spec.get("default")
+        if value is not None:
+            result[option] = value
     return result
 
 

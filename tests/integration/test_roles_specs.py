@@ -80,7 +80,10 @@ def test_connection_contract_is_written_once_and_reaches_every_module_option():
     assert connection_options() == options
     values = {"dwh_%s" % name: "value-of-%s" % name for name in options}
     assert from_variables(dict(values, unrelated=1)) == {name: "value-of-%s" % name for name in options}
-    assert from_variables({"dwh_login_host": "", "dwh_ca_cert": None, "dwh_connect_params": {}}) == {}
+    # Unset: the module's default, so pg_dump (which reads the same dict) connects as the modules do.
+    defaults = {k: v["default"] for k, v in connection_argument_spec().items() if v.get("default") is not None}
+    assert from_variables({"dwh_login_host": "", "dwh_ca_cert": None, "dwh_connect_params": {}}) == defaults
+    assert defaults["login_user"] == "postgres" and "ca_cert" not in defaults
     connecting = [r for r in ROLES if "dwh_tables" in spec(r)]
     assert len(connecting) == 6
     expected = generated_block()
