@@ -13,6 +13,8 @@ import json
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.sigeti.dwh.plugins.filter.wave_group import PREFIX
+
 DOCUMENTATION = r"""
 name: wave
 short_description: Read a wave setting (serial, max_fail_percentage) back from the groups made by sigeti.dwh.wave
@@ -48,13 +50,6 @@ _value:
   type: raw
 """
 
-PREFIX = "dwh_wave_"
-
-
-def wave_group(value, setting):
-    """Return the group name that records ``setting`` = ``value`` (hex of its JSON: valid group-name characters)."""
-    return "%s%s_%s" % (PREFIX, setting, json.dumps(value, sort_keys=True).encode("utf-8").hex())
-
 
 def wave(groups, setting):
     """Return the one value of ``setting`` recorded in ``groups``; fail when none or several."""
@@ -79,4 +74,4 @@ def wave(groups, setting):
 
 class FilterModule:
     def filters(self):
-        return {"wave": wave, "wave_group": wave_group}
+        return {"wave": wave}

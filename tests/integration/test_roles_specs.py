@@ -178,7 +178,8 @@ def test_wave_and_conninfo_filters():
     from ansible.errors import AnsibleFilterError
 
     from ansible_collections.sigeti.dwh.plugins.filter.conninfo import conninfo
-    from ansible_collections.sigeti.dwh.plugins.filter.wave import wave, wave_group
+    from ansible_collections.sigeti.dwh.plugins.filter.wave import wave
+    from ansible_collections.sigeti.dwh.plugins.filter.wave_group import wave_group
 
     for value in (1, "30%", [1, 5, "20%"], 100):
         groups = {"all": ["a", "b"], wave_group(value, "serial"): ["a", "b"], wave_group(0, "max_fail_percentage"): []}
