@@ -237,6 +237,10 @@ def test_no_tag_skip_tag_or_start_at_task_reaches_a_change_without_confirmation_
         ["--skip-tags", "preflight"],
         ["--skip-tags", "always"],
         ["--start-at-task", "Ensure partitions of each declared table"],
+        [
+            "--start-at-task",
+            "Record that this play's checks, confirmation and backup are done (the changing roles require it)",
+        ],
     ):
         result = play("setup.yml", warehouse, pg_server.password, {"dwh_confirm": True}, args=args)
         assert result.returncode != 0, (args, result.stdout[-4000:])
