@@ -130,6 +130,29 @@ tables:
       returned: always
     indexes: {description: Indexes of every relation of the tree with C(idx_scan) and size., type: list, elements: dict, returned: always}
     unused_indexes: {description: Non-unique indexes never scanned since statistics were reset., type: list, elements: str, returned: always}
+    invalid_indexes:
+      description:
+        - Indexes marked invalid (C(pg_index.indisvalid) false), typically left by a cancelled C(CREATE INDEX CONCURRENTLY).
+        - They serve no query and enforce no uniqueness; C(partitioned_table) drops and rebuilds them.
+      type: list
+      elements: str
+      returned: always
+    migration:
+      description:
+        - The migration of this table started and not finished (read from C(sigeti_dwh.migration_state)), or null.
+        - A migration started more than a day ago also gives a warning (from every module).
+      type: dict
+      returned: always
+      contains:
+        table: {description: The table., type: str}
+        mode: {description: 'online, offline or attach.', type: str}
+        phase: {description: 'The phase it stopped in or is running: copy, build, catchup, swap or post.', type: str}
+        rows_copied: {description: Rows copied so far., type: int}
+        copy_percent: {description: 'Share of the heap pages copied (null before the copy).', type: float}
+        started_at: {description: When it started., type: str}
+        updated_at: {description: When its state last changed., type: str}
+        age_seconds: {description: Seconds since it started., type: int}
+        idle_seconds: {description: Seconds since its state last changed., type: int}
     dependents: {description: Views and materialized views that read the table., type: list, elements: dict, returned: always}
 """
 
@@ -137,29 +160,15 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import table_report
-
-
-def requested_tables(conn, tables, schemas):
-    """Resolve the ``tables`` and ``schemas`` options into a list of ``(schema, table)`` without duplicates."""
-    if not tables and not schemas:
-        raise InvalidInput("nothing to report on: give tables (schema.table) or schemas")
-    names = [split_name(t) for t in tables]
-    if schemas:
-        names.extend(catalog.tables_in_schemas(conn, schemas))
-    unique = []
-    for name in names:
-        if name not in unique:
-            unique.append(name)
-    return unique
 
 
 def report_tables(conn, names, measure, count_default_rows, settings):
@@ -205,10 +214,20 @@ def main():
     holder = []
     with module_errors(module, holder):
         conn, facts = open_session(module, holder)
-        names = requested_tables(conn, module.params["tables"], module.params["schemas"])
+        names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
         reports = report_tables(
             conn, names, module.params["compression"], module.params["count_default_rows"], facts["settings"]
         )
+        migrations, unreadable = catalog.migrations_in_flight(conn, names)
+        for report in reports:
+            mine = [m for m in migrations if (m["schema_name"], m["table_name"]) == (report["schema"], report["name"])]
+            report["migration"] = inflight.describe(mine[0]) if mine else None
+        for warning in inflight.stale_warnings(migrations):
+            module.warn(warning)
+        if unreadable:
+            module.warn(
+                "in-flight migrations not reported: %s (grant USAGE on schema sigeti_dwh and SELECT)" % unreadable
+            )
         conn.close()
         server = {k: facts[k] for k in ("version", "version_num", "in_recovery", "lz4", "extensions", "superuser")}
         module.exit_json(changed=False, server=server, tables=reports, queries=[])

@@ -122,6 +122,11 @@ notes:
     with pgstattuple needs membership in C(pg_stat_scan_tables) (or superuser), else the catalog estimate is used.
     Seeing the data directory for the disk check needs superuser or C(pg_read_all_settings). pg_repack needs a
     superuser."
+  - "One run per table at a time: before reading anything it plans from, the module takes a session-level
+    advisory lock per table (key C(hashtext('schema.table')) in class 21319). A second run waits up to its lock
+    budget (O(lock_timeout) for each of O(lock_retries)+1 attempts plus the retry delays), then fails naming the
+    other run (pid, application_name, client, since when). The lock goes with the session, so a killed run never
+    leaves it behind. Check mode does not wait: it warns when another run is changing the table."
 seealso:
   - module: sigeti.dwh.table_info
 """
@@ -191,13 +196,12 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, vacuum
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, vacuum, vacuum_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Plan
 
 
 def main():
@@ -222,30 +226,14 @@ def main():
     holder = []
     with module_errors(module, holder):
         options = vacuum.validate_options(module.params)
-        conn, facts = open_session(module, holder, module.params["skip_on_standby"])
-        names = vacuum.resolve_tables(conn, catalog, module.params["tables"], module.params["schemas"])
-        gathered = vacuum.gather(conn, catalog, facts, names, options, module.params, module.run_command)
-        actions = vacuum.all_actions(gathered)
-        queries = Plan([a["step"] for a in actions if "step" in a]).queries(conn)
-        commands = [vacuum.render_command(a["command"]) for a in actions if "command" in a]
-        after = None
-        if actions and not module.check_mode:
-            queries = vacuum.execute(
-                conn, Executor.from_module(conn, module), gathered, module.params, module.run_command
-            )
-            reread = catalog.read_tables(conn, [(t["table"]["schema"], t["table"]["name"]) for t in gathered["tables"]])
-            after = {oid: e for t in reread if t["exists"] for oid, e in t["relations"].items()}
-        tables = vacuum.report(conn, gathered, after)
+        conn, server = open_session(module, holder, module.params["skip_on_standby"])
+        names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
+        runlock.hold(module, conn, names)
+        for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, names)[0]):
+            module.warn(warning)
+        result = vacuum_run.run(module, conn, server, names, options)
         conn.close()
-        module.exit_json(
-            changed=bool(actions),
-            queries=queries,
-            commands=commands,
-            tables=tables,
-            bloat_method=gathered["bloat_method"],
-            repack=gathered["repack"],
-            disk=gathered["disk"],
-        )
+        module.exit_json(**result)
 
 
 if __name__ == "__main__":
