@@ -76,6 +76,9 @@ def test_failed_backup_stops_before_any_change(pg_server, conn, warehouse, tmp_p
     assert result.returncode != 0
     assert "the backup failed, so nothing was changed" in result.stdout
     assert "dwh_pg_bin_dir" in result.stdout
+    # The cause is kept, and a run that changed nothing says changed=0 (the probe and the backup tasks never count).
+    assert "Cause: %s/pg_dump not found or not executable" % (tmp_path / "no-such-bin") in result.stdout
+    assert recap(result.stdout)["dwh1"]["changed"] == 0, result.stdout[-4000:]
     assert partitions(conn, ATT) == before
     assert compression_of(conn, ATT, "commentaire") == ""
     assert not glob.glob(str(tmp_path / "backups" / "pgpass*")) and not dumps(tmp_path)
@@ -174,6 +177,20 @@ def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path)
     missing_key = [{k: v for k, v in tables[0].items() if k != "key"}]
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": missing_key, "dwh_confirm": True})
     assert result.returncode != 0 and "dwh_tables" in result.stdout and "key" in result.stdout
+    # A bad value names the entry, in one line, without Ansible's dump of the whole argument spec.
+    two = [dict(tables[0], premake="two")] + tables[1:]
+    result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": two, "dwh_confirm": True})
+    assert result.returncode != 0
+    assert "dwh_tables entry %s: argument 'premake' is of type str" % ATT in result.stdout, result.stdout[-3000:]
+    assert "argument_spec_data" not in result.stdout
+    misspelt = [dict(tables[0], premak=2)]
+    result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": misspelt, "dwh_confirm": True})
+    assert result.returncode != 0 and "dwh_tables entry %s: unknown key(s) premak" % ATT in result.stdout
+    # No table declared (or the variable misspelt): refused, not a silent success.
+    empty = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": [], "dwh_confirm": True})
+    assert empty.returncode != 0 and "dwh_tables is empty" in empty.stdout
+    typo = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": [], "dwh_table": tables})
+    assert typo.returncode != 0 and "dwh_table is set: a misspelling of dwh_tables?" in typo.stdout
     assert not dumps(tmp_path)
 
 
@@ -193,3 +210,46 @@ def test_check_mode_disk_check_and_remote_warning(pg_server, conn, warehouse, tm
     assert remote.returncode == 0, remote.stdout[-6000:]
     assert "WARNING: free disk NOT checked" in remote.stdout
     assert partitions(conn, ATT) == before and not dumps(tmp_path)
+
+
+@needs_partitioning
+def test_no_tag_skip_tag_or_start_at_task_reaches_a_change_without_confirmation_and_backup(
+    pg_server, conn, warehouse, tmp_path
+):
+    before = partitions(conn, ATT)
+    unchanged = (before, "")
+
+    def state():
+        return partitions(conn, ATT), compression_of(conn, ATT, "commentaire")
+
+    assert state() == unchanged
+    # No terminal, no dwh_confirm: preflight runs whatever --tags says, and fails closed.
+    for playbook, args in (
+        ("setup.yml", ["--tags", "partitioning"]),
+        ("setup.yml", ["--tags", "compression"]),
+        ("weekly.yml", ["--tags", "partitioning"]),
+    ):
+        result = play(playbook, warehouse, pg_server.password, args=args)
+        assert result.returncode != 0 and "Not confirmed" in result.stdout, (playbook, args, result.stdout[-4000:])
+        assert state() == unchanged and not dumps(tmp_path), (playbook, args)
+    # Skipping preflight (or starting past it) even with dwh_confirm: the changing roles refuse.
+    for args in (
+        ["--skip-tags", "preflight"],
+        ["--skip-tags", "always"],
+        ["--start-at-task", "Ensure partitions of each declared table"],
+        [
+            "--start-at-task",
+            "Record that this play's checks, confirmation and backup are done (the changing roles require it)",
+        ],
+    ):
+        result = play("setup.yml", warehouse, pg_server.password, {"dwh_confirm": True}, args=args)
+        assert result.returncode != 0, (args, result.stdout[-4000:])
+        assert "did not run in this play: nothing was changed" in result.stdout or "wave play did not run" in (
+            result.stdout
+        ), (args, result.stdout[-4000:])
+        assert state() == unchanged and not dumps(tmp_path), args
+    # Confirmed, with --tags partitioning: the backup is taken first, then the partitions are added.
+    confirmed = play("setup.yml", warehouse, pg_server.password, {"dwh_confirm": True}, args=["--tags", "partitioning"])
+    assert confirmed.returncode == 0, confirmed.stdout[-4000:]
+    assert len(dumps(tmp_path)) == 1 and "verified: read back in full" in confirmed.stdout
+    assert set(partitions(conn, ATT)) > set(before) and compression_of(conn, ATT, "commentaire") == ""

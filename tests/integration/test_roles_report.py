@@ -114,3 +114,44 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     )
     assert shot.exists() and shot.stat().st_size > 20000
     shutil.copy(shot, folder / "report.png")
+
+
+def test_a_missing_table_and_a_broken_history_do_not_stop_the_report(pg_server, db, conn, tmp_path):
+    import glob
+    import pathlib
+    import time
+
+    load_sample(pg_server, db, scale=300)
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE dwh_facts.fait_factures CASCADE")
+    folder = tmp_path / "reports" / "dwh1"
+    folder.mkdir(parents=True)
+    (folder / "history.json").write_text('[{"date": "2026-01-01", "tables": {')  # a truncated write
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_report_dir": str(tmp_path / "reports"), "dwh_report_extra_tables": ["dwh_dim.dim_zone"]},
+    )
+    started = time.time()
+    result = play("report.yml", inventory, pg_server.password)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert recap(result.stdout)["dwh1"]["changed"] == 0
+    assert "dwh_facts.fait_factures do not exist: reported as missing" in result.stdout
+    assert "%s/history.json could not be read" % folder in result.stdout
+    broken = glob.glob(str(folder / "history.json.broken-*"))
+    assert len(broken) == 1 and pathlib.Path(broken[0]).read_text().startswith('[{"date": "2026-01-01"')
+    assert len(json.loads((folder / "history.json").read_text())) == 1
+    data = json.loads((folder / "report.json").read_text())
+    assert [t["name"] for t in data["tables"]] == ["dwh_facts.fait_attributions", "dwh_dim.dim_zone"]
+    assert data["missing"] == ["dwh_facts.fait_factures"] and data["errors"] == []
+    samples = {}
+    for line in (folder / "sigeti_dwh.prom").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert SAMPLE.match(line), line
+            samples[line.rsplit(" ", 1)[0]] = line.rsplit(" ", 1)[1]
+    base = 'host="dwh1",database="%s"' % db
+    assert samples["sigeti_dwh_report_success{%s}" % base] == "0"
+    assert samples['sigeti_dwh_table_present{%s,table="dwh_facts.fait_factures"}' % base] == "0"
+    assert samples['sigeti_dwh_table_present{%s,table="dwh_facts.fait_attributions"}' % base] == "1"
+    assert int(samples["sigeti_dwh_report_timestamp_seconds{%s}" % base]) >= int(started) - 1
+    assert "**Missing tables** (declared, do not exist): dwh_facts.fait_factures" in (folder / "report.md").read_text()

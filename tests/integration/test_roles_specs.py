@@ -4,6 +4,7 @@ no SQL in roles, no logic in playbooks; and the pure filters the roles use."""
 import glob
 import os
 import re
+import sys
 
 import yaml
 
@@ -16,6 +17,86 @@ SQL = re.compile(r"\b(SELECT|ALTER\s+TABLE|CREATE\s+TABLE|VACUUM\s+FULL|INSERT\s
 def spec(role):
     with open(os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml")) as handle:
         return yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+
+
+BEGIN = (
+    "      # --- connection: generated from the modules' argument spec (python -m tests.integration.test_roles_specs)\n"
+)
+END = "      # --- end of the generated connection options\n"
+
+
+def connection_spec():
+    """The roles' connection options, derived from the one source: the modules' connection_argument_spec().
+
+    Option X of every module is the role variable dwh_X, with the module's type, default, choices and description.
+    """
+    from ansible_collections.sigeti.dwh.plugins.doc_fragments.connection import ModuleDocFragment
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
+
+    docs = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    result = {}
+    for option, module_spec in connection_argument_spec().items():
+        description = docs[option]["description"]
+        if isinstance(description, list):
+            description = " ".join(description)
+        entry = {"type": module_spec["type"]}
+        if module_spec.get("default") is not None:
+            entry["default"] = module_spec["default"]
+        if module_spec.get("choices"):
+            entry["choices"] = list(module_spec["choices"])
+        if module_spec.get("no_log"):
+            entry["no_log"] = True
+        entry["description"] = "Module option %s: %s" % (option, re.sub(r"[A-Z]\(([^)]*)\)", r"\1", description))
+        result["dwh_" + option] = entry
+    return result
+
+
+def generated_block():
+    text = yaml.safe_dump(connection_spec(), sort_keys=False, width=110, default_flow_style=False)
+    return BEGIN + "".join("      " + line + "\n" for line in text.splitlines()) + END
+
+
+def write_connection_specs():
+    """Rewrite the generated block of every role that connects (run after changing the modules' options)."""
+    for role in ROLES:
+        path = os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml")
+        with open(path) as handle:
+            text = handle.read()
+        if BEGIN not in text:
+            continue
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        with open(path, "w") as handle:
+            handle.write(head + generated_block() + tail)
+
+
+def test_connection_contract_is_written_once_and_reaches_every_module_option():
+    """Every role passes the one lookup as module_defaults and documents exactly the modules' options."""
+    from ansible_collections.sigeti.dwh.plugins.lookup.connection import connection_options, from_variables
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
+
+    options = list(connection_argument_spec())
+    assert {"ca_cert", "ssl_cert", "ssl_key", "connect_params", "lock_retry_delay"} <= set(options)
+    assert connection_options() == options
+    values = {"dwh_%s" % name: "value-of-%s" % name for name in options}
+    assert from_variables(dict(values, unrelated=1)) == {name: "value-of-%s" % name for name in options}
+    # Unset: the module's default, so pg_dump (which reads the same dict) connects as the modules do.
+    defaults = {k: v["default"] for k, v in connection_argument_spec().items() if v.get("default") is not None}
+    assert from_variables({"dwh_login_host": "", "dwh_ca_cert": None, "dwh_connect_params": {}}) == defaults
+    assert defaults["login_user"] == "postgres" and "ca_cert" not in defaults
+    connecting = [r for r in ROLES if "dwh_tables" in spec(r)]
+    assert len(connecting) == 6
+    expected = generated_block()
+    for role in connecting:
+        with open(os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml")) as handle:
+            assert expected in handle.read(), "%s: run python -m tests.integration.test_roles_specs" % role
+        assert {k: v for k, v in spec(role).items() if k in connection_spec()} == connection_spec(), role
+        with open(os.path.join(ROOT, "roles", role, "tasks", "main.yml")) as handle:
+            tasks = yaml.safe_load(handle)
+        defaults = [task["module_defaults"] for task in tasks if "module_defaults" in task]
+        assert defaults == [{"group/sigeti.dwh.dwh": "{{ lookup('sigeti.dwh.connection') }}"}], role
+        with open(os.path.join(ROOT, "roles", role, "defaults", "main.yml")) as handle:
+            assert not set(yaml.safe_load(handle)) & set(connection_spec()), role
 
 
 def test_every_role_has_specs_and_prefixed_documented_defaults():
@@ -92,6 +173,49 @@ def test_filters():
     ) == [{"name": "s.f", "key": "k", "low": 1, "high": 2}]
 
 
+def test_wave_and_conninfo_filters():
+    import pytest
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.sigeti.dwh.plugins.filter.conninfo import conninfo
+    from ansible_collections.sigeti.dwh.plugins.filter.wave import wave
+    from ansible_collections.sigeti.dwh.plugins.filter.wave_group import wave_group
+
+    for value in (1, "30%", [1, 5, "20%"], 100):
+        groups = {"all": ["a", "b"], wave_group(value, "serial"): ["a", "b"], wave_group(0, "max_fail_percentage"): []}
+        assert re.match(r"^[A-Za-z0-9_]+$", wave_group(value, "serial"))
+        assert wave(groups, "serial") == value
+    with pytest.raises(AnsibleFilterError, match="differs between the hosts"):
+        wave({wave_group(1, "serial"): ["a"], wave_group(2, "serial"): ["b"]}, "serial")
+    with pytest.raises(AnsibleFilterError, match="did not run"):
+        wave({"all": ["a"]}, "serial")
+    text = conninfo(
+        {
+            "login_host": "db",
+            "login_password": "secret",
+            "login_db": "w",
+            "ssl_mode": "verify-full",
+            "ca_cert": "/c/ca.crt",
+            "ssl_cert": "/c/u.crt",
+            "ssl_key": "/c/u.key",
+            "connect_params": {"options": "-c x='1'"},
+        },
+        "backup",
+    )
+    assert "secret" not in text and "password" not in text
+    for part in (
+        "host='db'",
+        "dbname='w'",
+        "sslmode='verify-full'",
+        "sslrootcert='/c/ca.crt'",
+        "sslcert='/c/u.crt'",
+        "sslkey='/c/u.key'",
+        "application_name='backup'",
+        "options='-c x=\\'1\\''",
+    ):
+        assert part in text, (part, text)
+
+
 def test_explain_parsing():
     from ansible_collections.sigeti.dwh.plugins.module_utils import explain
 
@@ -114,3 +238,8 @@ def test_explain_parsing():
     result = explain.summarize(plan, "SELECT 1")
     assert result["scanned"] == ["f_2023"] and result["subplans_removed"] == 2 and result["execution_ms"] == 1.5
     assert result["plan"][0].startswith("Aggregate")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.environ.get("ANSIBLE_COLLECTIONS_PATH", ""))
+    write_connection_specs()
