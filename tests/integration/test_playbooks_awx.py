@@ -45,8 +45,6 @@ def test_ansible_builder_create_writes_the_build_context(tmp_path):
 
 def test_weekly_through_ansible_runner_with_extra_vars_and_no_secret_in_artifacts(pg_server, db, tmp_path, monkeypatch):
     runner = pytest.importorskip("ansible_runner")
-    if not os.path.exists(os.path.join(ROOT, "plugins", "modules", "partitioned_table.py")):
-        pytest.skip("partitioned_table module not yet in the collection")
     load_sample(pg_server, db)
     private = tmp_path / "awx"
     (private / "inventory").mkdir(parents=True)

@@ -9,7 +9,6 @@ import yaml
 
 from tests.integration.test_roles_helpers import (
     enabled_vars,
-    have_module,
     load_sample,
     partitions,
     play,
@@ -20,18 +19,6 @@ from tests.support.pgserver import PostgresServer
 
 ATT = "dwh_facts.fait_attributions"
 DB = "sigeti_node_db"
-
-
-def migration():
-    """True when partitioned_table can migrate a plain table (its migrate option)."""
-    import os
-
-    from tests.support.modules import ROOT
-
-    if not have_module("partitioned_table"):
-        return False
-    with open(os.path.join(ROOT, "plugins", "modules", "partitioned_table.py")) as handle:
-        return "\n  migrate:" in handle.read()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +32,7 @@ def fleet():
             server.wait_ready()
             server.create_database(DB)
             # The third server holds plain fact tables (the guide's "before"): setup migrates them online.
-            load_sample(server, DB, scale=1500, partitioned=number < 2 or not migration())
+            load_sample(server, DB, scale=1500, partitioned=number < 2)
         yield servers
     finally:
         for server in servers:
@@ -106,7 +93,6 @@ def test_wave_from_group_vars_stops_at_the_failing_middle_host(fleet, tmp_path):
     assert "password authentication failed" in wave.stdout and "NO MORE HOSTS LEFT" in wave.stdout
 
 
-@pytest.mark.skipif(not have_module("partitioned_table"), reason="partitioned_table module not yet in the collection")
 def test_setup_on_three_servers_in_parallel_then_nothing_to_do(fleet, tmp_path):
     hosts = {"dwh%d" % i: (server, DB) for i, server in enumerate(fleet, 1)}
     inventory = write_inventory(

@@ -15,18 +15,9 @@ DEMO_VARS = os.path.join(ROOT, "inventories", "demo", "group_vars", "all", "dwh.
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)")
 
 
-def have_module(name):
-    """True when plugins/modules/<name>.py is in the collection (modules land one by one)."""
-    return os.path.exists(os.path.join(ROOT, "plugins", "modules", "%s.py" % name))
-
-
 def enabled_vars(roles=("partitioning", "compression", "vacuum")):
-    """Disable the roles whose module has not landed yet, so the rest can be tested now.
-
-    Only the roles a playbook runs are named: extra vars win over the playbook's own settings.
-    """
-    modules = {"partitioning": "partitioned_table", "compression": "compression", "vacuum": "vacuum"}
-    return {"dwh_%s_enabled" % role: have_module(modules[role]) for role in roles}
+    """The roles a playbook runs, each enabled (extra vars win over the playbook's own settings)."""
+    return {"dwh_%s_enabled" % role: True for role in roles}
 
 
 def sigeti_tables():

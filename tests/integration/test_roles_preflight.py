@@ -14,7 +14,6 @@ import pytest
 from tests.integration.test_roles_helpers import (
     compression_of,
     enabled_vars,
-    have_module,
     load_sample,
     partitions,
     play,
@@ -23,9 +22,6 @@ from tests.integration.test_roles_helpers import (
 )
 
 ATT = "dwh_facts.fait_attributions"
-needs_partitioning = pytest.mark.skipif(
-    not have_module("partitioned_table"), reason="partitioned_table module not yet in the collection"
-)
 
 
 @pytest.fixture
@@ -44,7 +40,6 @@ def dumps(tmp_path):
     return sorted(glob.glob(str(tmp_path / "backups" / "*.dump")))
 
 
-@needs_partitioning
 def test_setup_backs_up_before_changing_and_a_second_run_changes_nothing(pg_server, conn, warehouse, tmp_path):
     before = partitions(conn, ATT)
     first = play("setup.yml", warehouse, pg_server.password, dict(enabled_vars(), dwh_confirm=True), args=["-v"])
@@ -53,8 +48,7 @@ def test_setup_backs_up_before_changing_and_a_second_run_changes_nothing(pg_serv
     assert "verified:" in first.stdout and "objects listed by pg_restore" in first.stdout
     after = partitions(conn, ATT)
     assert set(after) - set(before) == {"fait_attributions_2027", "fait_attributions_2028"}
-    if have_module("compression"):
-        assert compression_of(conn, ATT, "commentaire") == "l"
+    assert compression_of(conn, ATT, "commentaire") == "l"
     assert pg_server.password not in first.stdout
     # Nothing left to do: no prompt needed (no terminal here and no dwh_confirm), no backup, nothing changed.
     second = play("setup.yml", warehouse, pg_server.password, enabled_vars())
@@ -64,7 +58,6 @@ def test_setup_backs_up_before_changing_and_a_second_run_changes_nothing(pg_serv
     assert len(dumps(tmp_path)) == 1
 
 
-@needs_partitioning
 def test_failed_backup_stops_before_any_change(pg_server, conn, warehouse, tmp_path):
     before = partitions(conn, ATT)
     result = play(
@@ -84,7 +77,6 @@ def test_failed_backup_stops_before_any_change(pg_server, conn, warehouse, tmp_p
     assert not glob.glob(str(tmp_path / "backups" / "pgpass*")) and not dumps(tmp_path)
 
 
-@needs_partitioning
 def test_without_a_terminal_and_without_confirm_it_fails_closed(pg_server, conn, warehouse, tmp_path):
     before = partitions(conn, ATT)
     result = play("setup.yml", warehouse, pg_server.password, enabled_vars())
@@ -93,7 +85,6 @@ def test_without_a_terminal_and_without_confirm_it_fails_closed(pg_server, conn,
     assert partitions(conn, ATT) == before and not dumps(tmp_path)
 
 
-@needs_partitioning
 @pytest.mark.slow
 def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_path):
     """A person answers "non" at the prompt (a real pseudo-terminal): the run stops, nothing changed.
@@ -114,7 +105,7 @@ def test_declined_on_a_terminal_changes_nothing(pg_server, conn, warehouse, tmp_
                 os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "playbooks", "setup.yml"
             ),
             "-e",
-            '{"dwh_partitioning_enabled": %s}' % str(have_module("partitioned_table")).lower(),
+            '{"dwh_partitioning_enabled": true}',
         ],
         # The child's controlling terminal is the pty, as for a person at a shell. Only preexec_fn can make it
         # one (TIOCSCTTY in the child); the child calls nothing else before exec.
@@ -212,7 +203,6 @@ def test_check_mode_disk_check_and_remote_warning(pg_server, conn, warehouse, tm
     assert partitions(conn, ATT) == before and not dumps(tmp_path)
 
 
-@needs_partitioning
 def test_no_tag_skip_tag_or_start_at_task_reaches_a_change_without_confirmation_and_backup(
     pg_server, conn, warehouse, tmp_path
 ):

@@ -19,7 +19,6 @@ from tests.reliability.harness import (
     Campaign,
     crash_server,
     kill_process,
-    module_accepts,
     terminate_backend,
 )
 
@@ -65,8 +64,6 @@ def test_fast_crash_points_converge(campaigns, scenario):
 @pytest.mark.parametrize("action", sorted(ACTIONS))
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS) + [MODULE_MIGRATION.name])
 def test_full_crash_campaign(campaigns, scenario, action):
-    if scenario == MODULE_MIGRATION.name and not module_accepts("partitioned_table", "migrate"):
-        pytest.skip("partitioned_table has no migrate option yet: the engine entry 'migration' covers it")
     campaign = campaigns(scenario)
     rng = random.Random("%s-%s-%s" % (SEED, scenario, action))
     _run(campaign, action, campaign.points(FULL_POINTS, rng), ACTIONS[action])
