@@ -584,3 +584,245 @@ SCENARIOS = {
         _no_migration_leftovers,
     ),
 }
+
+
+# The migration through the module itself (the full campaign runs it;
+# the fast subset keeps the engine entry above, which does not depend on the module's option parsing).
+MODULE_MIGRATION = Scenario(
+    "migration_module",
+    setup_migration,
+    "mg.fait",
+    lambda server, db, conn: {
+        "kind": "module",
+        "name": "partitioned_table",
+        "args": _module_args(
+            server,
+            db,
+            name="mg.fait",
+            key="date_key",
+            key_format="yyyymmdd",
+            interval="year",
+            start="2020-01-01",
+            premake=1,
+            migrate="online",
+            batch_rows=150,
+            extend_primary_key=True,
+        ),
+    },
+    _no_migration_leftovers,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Databases: one template per scenario, one copy per crash point
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def quote(identifier):
+    """A double-quoted identifier (for the probe's constant query text)."""
+    return '"%s"' % identifier.replace('"', '""')
+
+
+def create_from_template(server, name, template):
+    """``CREATE DATABASE name TEMPLATE template`` (a file copy: much faster than building the source again)."""
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+            )
+    finally:
+        conn.close()
+    return name
+
+
+def drop_database(server, name):
+    """Drop a campaign database (closing its sessions)."""
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def run_in_process(spec):
+    """Run a spec here (no kill hook): what a person does after a crash, re-running the same task."""
+    if spec["kind"] == "module":
+        from tests.support.modules import run_module
+
+        return run_module(spec["name"], spec["args"])
+    from tests.support.migration_driver import migrate
+
+    conn = psycopg2.connect(spec["dsn"], application_name=APPLICATION_NAME)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '2s'")
+        return migrate(conn, spec["name"], **spec["args"])
+    except Exception as error:  # reported as a failed run, like a module's fail_json
+        return {"failed": True, "msg": str(error)}
+    finally:
+        conn.close()
+
+
+def rerun(scenario, server, db, attempts=3):
+    """Run the call again, uninterrupted, until it succeeds (a lock still held by the dying session may need a
+    second try); return its result."""
+    conn = server.connect(db)
+    try:
+        spec = scenario.spec(server, db, conn)
+    finally:
+        conn.close()
+    last = None
+    for _attempt in range(attempts):
+        last = run_in_process(spec)
+        if not last.get("failed"):
+            return last
+        if spec["kind"] == "migration" and "no migration of it is in progress" in last.get("msg", ""):
+            # The crash hit after the migration's last commit: the engine alone has nothing left to do (the module
+            # then manages the partitions). Whether it really finished cleanly is for the fingerprint to say.
+            return {"changed": False, "finished_before_the_crash": True}
+        time.sleep(0.5)
+    raise AssertionError("%s: the re-run did not succeed: %r" % (scenario.name, last))
+
+
+class Campaign:
+    """A crash campaign of one scenario on one server: a template, a reference run, then ``points`` crashes.
+
+    ``action(proc, server, db)`` is what happens at the crash point (kill -9, pg_terminate_backend, server crash).
+    """
+
+    def __init__(self, server, scenario, label):
+        self.server, self.scenario, self.label = server, scenario, label
+        self.template = "tmpl_%s" % scenario.name
+        self.reference = None
+        self.source = None
+        self.count = None
+
+    def prepare(self):
+        """Build the template, run the call uninterrupted on a copy: reference fingerprint and statement count."""
+        self.server.create_database(self.template)
+        conn = self.server.connect(self.template)
+        try:
+            self.scenario.setup(conn)
+            self.source = self.scenario.content(conn)
+        finally:
+            conn.close()
+        ref = create_from_template(self.server, "ref_%s" % self.scenario.name, self.template)
+        conn = self.server.connect(ref)
+        try:
+            spec = self.scenario.spec(self.server, ref, conn)
+        finally:
+            conn.close()
+        done = run_child(spec)
+        assert done["returncode"] == 0 and not (done["result"] or {}).get("failed"), done
+        self.count = done["count"]
+        conn = self.server.connect(ref)
+        try:
+            self.reference = fp.fingerprint(conn)
+            problems = self.scenario.check(conn) if self.scenario.check else []
+        finally:
+            conn.close()
+        assert not problems, problems
+        drop_database(self.server, ref)
+        return self
+
+    def points(self, n, rng):
+        """``n`` seeded random statement numbers in 1..count (distinct when possible), sorted."""
+        population = range(1, self.count + 1)
+        return sorted(rng.sample(population, n) if n <= self.count else [rng.choice(population) for _draw in range(n)])
+
+    def crash_at(self, point, action, rng, tolerate_probe_errors=False):
+        """One crash point: copy, probe, child with its hook, the action, checks, re-run, convergence proof."""
+        db = create_from_template(self.server, "pt_%s" % self.scenario.name, self.template)
+        table = self.scenario.table
+        schema, name = table.split(".")
+        query = "SELECT count(*) FROM %s.%s" % (quote(schema), quote(name))
+        outcome = {"point": point, "problems": []}
+        conn0 = self.server.connect(db)
+        try:
+            spec = self.scenario.spec(self.server, db, conn0)
+        finally:
+            conn0.close()
+        spec["point"] = point
+        with Probe(self.server.dsn(db), query, tolerate_errors=tolerate_probe_errors) as probe:
+            crashed = run_child(spec, on_point=lambda proc: action(proc, self.server, db), rng=rng)
+            outcome["hit"] = crashed["hit"]
+            outcome["child_exit"] = crashed["returncode"]
+            conn = self.server.connect(db)
+            try:
+                # the table is usable right after the crash, and still holds exactly the source rows
+                after_crash = self.scenario.content(conn)
+            finally:
+                conn.close()
+            if after_crash != self.source:
+                outcome["problems"].append("content after the crash %r != source %r" % (after_crash, self.source))
+            try:
+                rerun(self.scenario, self.server, db)
+            except AssertionError as error:
+                outcome["problems"].append(str(error))
+            figures = probe.stop()
+        conn = self.server.connect(db)
+        try:
+            final = fp.fingerprint(conn)
+            outcome["problems"].extend(self.scenario.check(conn) if self.scenario.check else [])
+            final_content = self.scenario.content(conn)
+            outcome["rows"] = final_content[0]
+        finally:
+            conn.close()
+        outcome["problems"].extend(fp.diff(self.reference, final))
+        if final_content != self.source:
+            outcome["problems"].append("final content %r differs from the source %r" % (final_content, self.source))
+        outcome["rows_lost"] = self.source[0] - outcome["rows"]
+        outcome["max_stall_ms"] = figures["max_stall_ms"]
+        errors = [] if tolerate_probe_errors else figures["errors"]
+        if errors:
+            outcome["problems"].append("reader errors: %r" % errors[:5])
+        drop_database(self.server, db)
+        return outcome
+
+    def run(self, points, action, rng, tolerate_probe_errors=False):
+        """Every point; returns the figures (also recorded) and the failed outcomes."""
+        outcomes = [self.crash_at(p, action, rng, tolerate_probe_errors) for p in points]
+        converged = [o for o in outcomes if not o["problems"]]
+        figures = {
+            "scenario": self.scenario.name,
+            "action": self.label,
+            "points": len(outcomes),
+            "crashed": sum(1 for o in outcomes if o["hit"]),
+            "converged": len(converged),
+            "rows_lost": sum(max(o["rows_lost"], 0) for o in outcomes),
+            "max_reader_stall_ms": max([o["max_stall_ms"] for o in outcomes] or [0]),
+            "statements": self.count,
+            "seed": SEED,
+        }
+        summary = "%s/%s: %d/%d converged, %d rows lost" % (
+            self.scenario.name,
+            self.label,
+            figures["converged"],
+            figures["points"],
+            figures["rows_lost"],
+        )
+        figures["summary"] = summary
+        print(summary)
+        record("crash", **figures)
+        return figures, [o for o in outcomes if o["problems"]]
+
+
+def kill_process(proc, server, db):
+    """kill -9 of the process running the module."""
+    proc.kill()
+
+
+def terminate_backend(proc, server, db):
+    """pg_terminate_backend of the module's session, found by application_name."""
+    terminate_module_backends(server.dsn(), db)
+
+
+def crash_server(proc, server, db):
+    """pg_ctl stop -m immediate, then start again."""
+    server.stop("immediate")
+    server.start()
+    server.wait_ready()
