@@ -14,7 +14,8 @@ description:
     one period reads exactly one partition (partition pruning).
   - With O(analyze=true) the count really runs (in a read-only transaction, rolled back), so the result also
     carries the execution time.
-  - Also returns the server facts pre-flight checks need (version, standby state, lz4, data directory).
+  - Also returns a few server facts (version, standby state, lz4, data directory); pre-flight checks read them
+    with M(sigeti.dwh.table_info) and O(sigeti.dwh.table_info#module:server_only=true).
   - Never changes anything.
 author:
   - SIGETI data platform team (@sigeti)

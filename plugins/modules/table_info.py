@@ -38,6 +38,12 @@ options:
     type: str
     choices: [sample, exact, none]
     default: sample
+  server_only:
+    description:
+      - Report only the server facts (version, standby state, lz4, extensions, superuser, data directory) and no
+        table, for pre-flight checks. O(tables) and O(schemas) are then ignored.
+    type: bool
+    default: false
   count_default_rows:
     description: Count the rows of each default partition exactly (they block the creation of new partitions).
     type: bool
@@ -77,10 +83,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 server:
-  description: Server facts read once per connection.
+  description: Server facts read once per connection (C(data_directory) is null unless the role may read it).
   returned: always
   type: dict
-  sample: {version: "17.10", version_num: 170010, in_recovery: false, lz4: true, extensions: [plpgsql]}
+  sample: {version: "17.10", version_num: 170010, in_recovery: false, lz4: true, extensions: [plpgsql], superuser: false, data_directory: null}
 tables:
   description: One entry per table, in the order asked.
   returned: always
@@ -209,11 +215,17 @@ def main():
         schemas=dict(type="list", elements="str", default=[]),
         compression=dict(type="str", choices=["sample", "exact", "none"], default="sample"),
         count_default_rows=dict(type="bool", default=True),
+        server_only=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
     with module_errors(module, holder):
         conn, facts = open_session(module, holder)
+        server = {k: facts[k] for k in ("version", "version_num", "in_recovery", "lz4", "extensions", "superuser")}
+        server["data_directory"] = facts["settings"].get("data_directory")
+        if module.params["server_only"]:
+            conn.close()
+            module.exit_json(changed=False, server=server, tables=[], queries=[])
         names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
         reports = report_tables(
             conn, names, module.params["compression"], module.params["count_default_rows"], facts["settings"]
@@ -229,7 +241,6 @@ def main():
                 "in-flight migrations not reported: %s (grant USAGE on schema sigeti_dwh and SELECT)" % unreadable
             )
         conn.close()
-        server = {k: facts[k] for k in ("version", "version_num", "in_recovery", "lz4", "extensions", "superuser")}
         module.exit_json(changed=False, server=server, tables=reports, queries=[])
 
 

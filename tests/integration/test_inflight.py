@@ -76,3 +76,12 @@ def test_a_role_without_access_to_the_state_schema_is_told_not_failed(pg_server,
     assert not result.get("failed"), result.get("msg")
     assert result["tables"][0]["migration"] is None
     assert any("in-flight migrations not reported" in w for w in _warnings(result))
+
+
+def test_table_info_server_only_reports_the_facts_preflight_needs(pg_server, db):
+    result = run_module("table_info", _args(pg_server, db, server_only=True))
+    assert not result.get("failed"), result.get("msg")
+    assert result["tables"] == [] and result["changed"] is False
+    server = result["server"]
+    assert server["version_num"] >= 140000 and server["in_recovery"] is False
+    assert server["data_directory"] and set(server) >= {"version", "lz4", "superuser", "extensions"}

@@ -63,7 +63,7 @@ def test_every_connection_option_reaches_every_module_of_every_role(tmp_path):
     result = play(str(playbook), str(inventory), "unused", args=["-vvv"])
     # Only the sigeti.dwh modules take lock_retry_delay (their arguments are printed with defaults filled in).
     calls = [args for args in invocations(result.stdout) if "lock_retry_delay" in args]
-    # explain_info and table_info (preflight), partitioned_table, compression, vacuum, table_info (verify, report)
+    # table_info (preflight), partitioned_table, compression, vacuum, table_info (verify, report)
     assert len(calls) >= len(ROLES), result.stdout[-6000:]
     expected = dict(values, login_password="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
     for args in calls:
