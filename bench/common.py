@@ -74,6 +74,7 @@ RECORDED_SETTINGS = (
     "max_parallel_workers_per_gather",
     "default_toast_compression",
     "log_min_duration_statement",
+    "autovacuum",
 )
 
 
@@ -179,7 +180,12 @@ class ServerLog:
             duration = _DURATION.search(message)
             if duration:
                 counts["statements"] += 1
-                counts["db_s"] += float(duration.group(1)) / 1000.0
+                seconds = float(duration.group(1)) / 1000.0
+                counts["db_s"] += seconds
+                if seconds > counts.get("slowest_s", -1):
+                    # where the database time goes: the slowest statement, its first words
+                    counts["slowest_s"] = seconds
+                    counts["slowest_sql"] = message[duration.end() :].strip()[:160]
             elif line.split("| ", 1)[1].startswith(("ERROR", "FATAL")):
                 counts["errors"] += 1
         return counts
