@@ -235,9 +235,9 @@ def psql(server, dbname, sql, app="psql"):
     return result.stdout
 
 
-def pipe(server, left, right):
+def pipe(server, left, right, env=None):
     """Run ``left | right`` (lists of argv, binaries beside the server's); raise on failure."""
-    env = dict(os.environ, PGPASSWORD=server.password, PGAPPNAME="pg_dump")
+    env = dict(os.environ, PGPASSWORD=server.password, PGAPPNAME="pg_dump", **(env or {}))
     first = subprocess.Popen(left, stdout=subprocess.PIPE, env=env)
     second = subprocess.run(right, stdin=first.stdout, env=env, capture_output=True, text=True, check=False)
     first.stdout.close()
