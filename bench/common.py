@@ -164,7 +164,8 @@ class ServerLog:
         with open(self.path, "rb") as handle:
             handle.seek(self.offset)
             text = handle.read().decode("utf-8", "replace")
-        for line in text.splitlines():
+        lines = text.splitlines()
+        for number, line in enumerate(lines):
             match = _LINE.match(line)
             if not match:
                 continue  # continuation of a multi-line statement
@@ -185,10 +186,20 @@ class ServerLog:
                 if seconds > counts.get("slowest_s", -1):
                     # where the database time goes: the slowest statement, its first words
                     counts["slowest_s"] = seconds
-                    counts["slowest_sql"] = message[duration.end() :].strip()[:160]
+                    counts["slowest_sql"] = statement_text(message[duration.end() :], lines[number + 1 :])
             elif line.split("| ", 1)[1].startswith(("ERROR", "FATAL")):
                 counts["errors"] += 1
         return counts
+
+
+def statement_text(first, following):
+    """The first 160 characters of a logged statement, continuation lines included, on one line."""
+    parts = [first]
+    for line in following:
+        if _LINE.match(line) or sum(len(p) for p in parts) > 160:
+            break
+        parts.append(line)
+    return " ".join(" ".join(parts).split())[:160]
 
 
 def measured(server, func):
@@ -256,7 +267,7 @@ def run_playbook(server, module, args, check=False):
         {
             "hosts": "localhost",
             # implicit localhost pins the controller's interpreter: the wrapper that reads the module's RSS goes here
-            "vars": {"ansible_python_interpreter": os.path.join(BENCH, "rss_python.py")},
+            "vars": {"ansible_python_interpreter": "{{ bench_interpreter }}"},
             "gather_facts": False,
             "connection": "local",
             "tasks": [{"name": "bench", "sigeti.dwh.%s" % module: args}],
@@ -268,6 +279,11 @@ def run_playbook(server, module, args, check=False):
         rss = os.path.join(workdir, "rss")
         with open(playbook, "w") as handle:
             json.dump(play, handle)
+        # The wrapper as an executable of its own (ansible takes no arguments in an interpreter path).
+        interpreter = os.path.join(workdir, "python")
+        with open(os.path.join(BENCH, "rss_python.py")) as source, open(interpreter, "w") as handle:
+            handle.write("#!%s\n%s" % (sys.executable, source.read()))
+        os.chmod(interpreter, 0o755)
         env = dict(os.environ)
         env.update(
             ANSIBLE_COLLECTIONS_PATH=conftest.COLLECTIONS_PATH,
@@ -278,7 +294,12 @@ def run_playbook(server, module, args, check=False):
             ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
             ANSIBLE_RETRY_FILES_ENABLED="False",
         )
-        command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), playbook]
+        command = [
+            os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+            playbook,
+            "-e",
+            json.dumps({"bench_interpreter": interpreter}),
+        ]
         if check:
             command.append("--check")
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=workdir)

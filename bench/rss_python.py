@@ -1,6 +1,5 @@
-#!/usr/bin/python3
-"""Interpreter wrapper for the benchmarks' ansible-playbook runs (set as ansible_python_interpreter by
-bench/common.py): runs ``$BENCH_PYTHON`` with the same arguments, passes its output through, and appends to
+"""Interpreter wrapper for the benchmarks' ansible-playbook runs (bench/common.py copies it with a shebang and
+sets it as ansible_python_interpreter): runs ``$BENCH_PYTHON`` with the same arguments, passes its output through, and appends to
 ``$BENCH_RSS_FILE`` one JSON line with the script name, the peak RSS of that process (the module's own memory,
 not the controller's) and the module's output, so the harness reads the result without an extra task.
 """

@@ -124,3 +124,41 @@ def test_interleaved_order_rotates():
     sys.path.insert(0, ROOT)
     common = importlib.import_module("bench.common")
     assert common.interleaved("ABC", 4) == [list("ABC"), list("BCA"), list("CAB"), list("ABC")]
+
+
+LOG = """\
+2026-11-29 10:48:18.380 UTC [101] | LOG:  connection received: host=127.0.0.1 port=5000
+2026-11-29 10:48:18.381 UTC [101] sigeti.dwh| LOG:  connection authorized: user=postgres database=b application_name=sigeti.dwh
+2026-11-29 10:48:18.382 UTC [101] sigeti.dwh| LOG:  duration: 0.500 ms  statement: BEGIN
+2026-11-29 10:48:18.383 UTC [101] sigeti.dwh| LOG:  duration: 12.000 ms  statement:
+\tSELECT slow
+\tFROM pg_class
+2026-11-29 10:48:18.384 UTC [102] bench-harness| LOG:  connection authorized: user=postgres database=b application_name=bench-harness
+2026-11-29 10:48:18.385 UTC [102] bench-harness| LOG:  duration: 99.000 ms  statement: SELECT harness
+2026-11-29 10:48:18.386 UTC [103] bench-probe| LOG:  duration: 5.000 ms  statement: INSERT probe
+2026-11-29 10:48:18.387 UTC [101] sigeti.dwh| ERROR:  canceling statement due to lock timeout
+2026-11-29 10:48:18.388 UTC [101] sigeti.dwh| LOG:  duration: 0.500 ms  statement: ROLLBACK
+"""
+
+
+def test_server_log_counts_what_clients_sent_without_the_harness(tmp_path):
+    import importlib
+
+    sys.path.insert(0, ROOT)
+    common = importlib.import_module("bench.common")
+    path = tmp_path / "server.log"
+    path.write_text("2026-11-29 10:48:00.000 UTC [100] psql| LOG:  duration: 1.0 ms  statement: before the mark\n")
+
+    class Server:
+        log_file = str(path)
+
+    log = common.ServerLog(Server())
+    log.mark()
+    with open(path, "a") as handle:
+        handle.write(LOG)
+    counts = log.read()
+    assert counts["statements"] == 3  # BEGIN, the slow SELECT, ROLLBACK: harness, probe and earlier lines left out
+    assert counts["connections"] == 1
+    assert counts["errors"] == 1
+    assert abs(counts["db_s"] - 0.013) < 1e-9
+    assert counts["slowest_sql"] == "SELECT slow FROM pg_class"
