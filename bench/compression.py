@@ -219,7 +219,7 @@ def main(argv=None):
         {
             "claim": "recompressing %s large values pglz → lz4" % format(options.rows, ","),
             "measured": "`rewrite` through `ansible-playbook` {time:rewrite.wall_s}, the same ALTER ... USING typed "
-            "in psql {time:by_hand.wall_s} ({ratio:rewrite_vs_hand}), `pg_dump -Z0 \\| pg_restore` "
+            "in psql {time:by_hand.wall_s} ({ratio:rewrite_vs_hand}), `pg_dump -Z0 | pg_restore` "
             "{time:dump_restore.wall_s} ({ratio:rewrite_vs_dump}); `online` {time:online.wall_s} "
             "({ratio:online_vs_hand} of by hand); size ÷ the restored copy: rewrite {ratio:rewrite_size}, "
             "by hand {ratio:hand_size}, online {ratio:online_size}",
