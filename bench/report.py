@@ -114,11 +114,12 @@ def number_text(stats, unit=""):
 
 # -- building rows -----------------------------------------------------------------------------------------------
 
-_FIELD = re.compile(r"\{(ratio|time|num|mb|pct|value):([^}]+)\}")
+_FIELD = re.compile(r"\{(ratio|time|num|mb|pct|slope|value):([^}]+)\}")
 
 
 def render(template, document):
-    """Replace {ratio:NAME} {time:METHOD.METRIC} {num:...} {mb:...} {pct:...} {value:KEY} from the raw numbers."""
+    """Replace {ratio:NAME} {time:METHOD.METRIC} {num:...} {mb:...} {pct:...} {slope:A,B,COUNT} {value:KEY}
+    from the raw numbers."""
     runs = document["repetitions"]
     comparisons = {c["name"]: c for c in document.get("comparisons", [])}
 
@@ -135,6 +136,10 @@ def render(template, document):
             return ratio_text(compare(runs, spec["method"], spec["baseline"], spec.get("metric", "wall_s")))
         if kind == "time":
             return seconds_text(metric(ref))
+        if kind == "slope":  # {slope:A,B,COUNT}: (B - A) / COUNT of wall_s, paired by repetition
+            first, last, count = ref.split(",")
+            pairs = zip(runs[first], runs[last])
+            return seconds_text(summary([(b["wall_s"] - a["wall_s"]) / float(count) for a, b in pairs]))
         if kind == "num":
             return number_text(metric(ref))
         if kind == "mb":
