@@ -318,6 +318,43 @@ def run_playbook(server, module, args, check=False):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def tree_rss_kb(root):
+    """Summed RSS (kB) of ``root`` and all its descendants, read from /proc (Linux)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError):
+            continue
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open("/proc/%d/status" % pid) as handle:
+                total += next((int(line.split()[1]) for line in handle if line.startswith("VmRSS:")), 0)
+        except OSError:
+            continue
+    return total
+
+
+def run_sampled(command, env, interval=0.2):
+    """Run ``command``; return (CompletedProcess-like with stdout and returncode, peak RSS in MB of its process tree:
+    the controller and its forks together, sampled every ``interval`` seconds)."""
+    with tempfile.TemporaryFile(mode="w+") as out:
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, tree_rss_kb(child.pid))
+            time.sleep(interval)
+        out.seek(0)
+        return subprocess.CompletedProcess(command, child.returncode, out.read()), peak / 1024.0
+
+
 def run_module(server, module, args, check=False):
     """Run a module through ansible-playbook; return (result, {wall_s, db_s, statements, connections, rss_mb})."""
     (result, rss), counts = measured(server, lambda: run_playbook(server, module, args, check=check))

@@ -50,20 +50,24 @@ def extra_tables(conn, count):
     return names
 
 
-def inventory(path, server, db, tables, workdir):
+def inventory(path, hosts, tables, workdir, extra_vars=None):
+    """Write an inventory of local-connection hosts [(server, db)] declaring the sample's tables plus ``tables``."""
     with open(DEMO_VARS) as handle:
         demo = yaml.safe_load(handle)
     declared = list(demo["dwh_tables"])
     template = {"key": "date_facture_key", "key_format": "yyyymmdd", "interval": "year", "start": "2020-01-01"}
     declared += [dict(template, name=name, premake=2, default_partition=True) for name in tables]
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "dwh_login_host": "127.0.0.1",
-        "dwh_login_port": server.port,
-        "dwh_login_user": "postgres",
-        "dwh_login_db": db,
-        "dwh_pg_bin_dir": server.bin_dir,
+    entries = {
+        "%s_%d" % (db, server.port): {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "dwh_login_host": "127.0.0.1",
+            "dwh_login_port": server.port,
+            "dwh_login_user": "postgres",
+            "dwh_login_db": db,
+            "dwh_pg_bin_dir": server.bin_dir,
+        }
+        for server, db in hosts
     }
     variables = {
         "dwh_login_password": "{{ lookup('ansible.builtin.env', 'DWH_LOGIN_PASSWORD') }}",
@@ -74,13 +78,14 @@ def inventory(path, server, db, tables, workdir):
         "dwh_report_dir": os.path.join(workdir, "reports"),
         "dwh_confirm": True,
     }
+    variables.update(extra_vars or {})
     with open(path, "w") as handle:
-        yaml.safe_dump({"all": {"children": {"dwh_servers": {"hosts": {db: host}, "vars": variables}}}}, handle)
+        yaml.safe_dump({"all": {"children": {"dwh_servers": {"hosts": entries, "vars": variables}}}}, handle)
     return path
 
 
-def weekly(server, inventory_path, profile_path):
-    """Run playbooks/weekly.yml as cron or AWX would; return (recap counts, profile)."""
+def weekly_command(server, inventory_path, profile_path, args=()):
+    """(argv, env) of playbooks/weekly.yml as cron or AWX runs it, with the per-task profile callback."""
     env = dict(os.environ)
     env.update(
         ANSIBLE_NOCOLOR="1",
@@ -96,14 +101,22 @@ def weekly(server, inventory_path, profile_path):
         "-i",
         inventory_path,
         os.path.join(common.ROOT, "playbooks", "weekly.yml"),
+        *args,
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    return command, env
+
+
+def weekly(server, inventory_path, profile_path, args=()):
+    """Run playbooks/weekly.yml; return (recap counts of the first host, profile, peak RSS MB of its process tree)."""
+    command, env = weekly_command(server, inventory_path, profile_path, args)
+    done, peak = common.run_sampled(command, env)
     if done.returncode != 0:
         raise RuntimeError("weekly.yml failed:\n%s" % done.stdout[-4000:])
     recap = re.search(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=\d+\s+skipped=(\d+)", done.stdout)
     with open(profile_path) as handle:
         profile = json.load(handle)
-    return {"ok": int(recap.group(1)), "changed": int(recap.group(2)), "skipped": int(recap.group(3))}, profile
+    counts = {"ok": int(recap.group(1)), "changed": int(recap.group(2)), "skipped": int(recap.group(3))}
+    return counts, profile, peak
 
 
 def slowest(profile, count=8):
@@ -131,15 +144,15 @@ def main(argv=None):
             conn.autocommit = True
             names = extra_tables(conn, max(0, size - 2))
             conn.close()
-            path = inventory(os.path.join(workdir, "%s.yml" % db), server, db, names, workdir)
+            path = inventory(os.path.join(workdir, "%s.yml" % db), [(server, db)], names, workdir)
             profile_path = os.path.join(workdir, "%s.profile.json" % db)
             for _round in range(2):  # catch up: partitions ahead, backup, statistics
                 weekly(server, path, profile_path)
 
             def run(_rep, path=path, profile_path=profile_path, size=size):
-                (recap, profile), counts = common.measured(server, lambda: weekly(server, path, profile_path))
+                (recap, profile, peak), counts = common.measured(server, lambda: weekly(server, path, profile_path))
                 profiles.setdefault("weekly_%d" % size, []).append(profile)
-                return dict(counts, tasks=len(profile["tasks"]), changed_tasks=recap["changed"], **recap)
+                return dict(counts, tasks=len(profile["tasks"]), controller_mb=peak, **recap)
 
             methods["weekly_%d" % size] = run
         print("== weekly.yml on an unchanged warehouse, %s declared tables ==" % options.tables)
@@ -149,7 +162,7 @@ def main(argv=None):
         server.destroy()
         subprocess.run(["rm", "-rf", workdir], check=False)
 
-    common.print_table(common.summarize(runs), metrics=("wall_s", "db_s", "statements", "connections", "tasks"))
+    common.print_table(common.summarize(runs), metrics=("wall_s", "db_s", "statements", "tasks", "controller_mb"))
     where = {name: slowest(reps[-1]) for name, reps in profiles.items()}
     for name, lines in where.items():
         print("%s slowest tasks (last repetition): %s" % (name, "; ".join(lines[:5])))
