@@ -4,7 +4,8 @@ round trips counted by the server, end-to-end ``ansible-playbook`` time beside d
 * :func:`durable_server` starts a throwaway PostgreSQL with fsync, synchronous_commit and full_page_writes on,
   a small ``shared_buffers`` (data must not fit in cache) and every statement logged with its duration
   (``log_min_duration_statement = 0``) and every connection (``log_connections``), so round trips and database
-  time are read from the server's log, not guessed by the client.
+  time are read from the server's log, not guessed by the client. The log rather than pg_stat_statements:
+  it sees the connection, BEGIN/ROLLBACK, and which client sent what (application_name).
 * :func:`interleaved` gives the order of each repetition: A B C, B C A, C A B, ... (a fixed order favours
   whoever runs second on a warm cache).
 * :func:`summary` and :func:`compare` give median and min-max, and a ratio whose spread crosses 1 is called
@@ -26,7 +27,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -53,7 +53,6 @@ DURABLE = {
     "full_page_writes": "on",
     "shared_buffers": "128MB",
     "max_wal_size": "2GB",
-    "shared_preload_libraries": "'pg_stat_statements'",
     "log_min_duration_statement": "0",
     "log_connections": "on",
     "log_line_prefix": "'%m [%p] %a| '",
@@ -94,11 +93,7 @@ def durable_server(settings=None):
     """Start a throwaway server with the durable settings (plus ``settings``); return it, ready."""
     conf = dict(DURABLE)
     conf.update(settings or {})
-    bin_dir = pick_bin_dir()
-    lib = os.path.join(os.path.dirname(bin_dir), "lib") if bin_dir else None
-    if lib and not os.path.exists(os.path.join(lib, "pg_stat_statements.so")):
-        conf.pop("shared_preload_libraries")
-    server = PostgresServer(bin_dir=bin_dir, settings=conf).start()
+    server = PostgresServer(bin_dir=pick_bin_dir(), settings=conf).start()
     server.wait_ready()
     return server
 
@@ -362,10 +357,6 @@ def run_module(server, module, args, check=False):
     if result.get("failed"):
         raise RuntimeError("%s failed: %s" % (module, result.get("msg")))
     return result, counts
-
-
-def self_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # -- repetitions and statistics ----------------------------------------------------------------------------------

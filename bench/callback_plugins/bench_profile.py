@@ -42,7 +42,8 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._close()
-        role = task._role.get_name() if task._role else ""
+        role = getattr(task, "_role", None)  # the role a task came from: no public accessor in ansible-core
+        role = role.get_name() if role else ""
         self.current = {"role": role, "task": task.get_name(), "action": task.action, "_start": time.monotonic()}
         self.current.update(ok=0, changed=0, skipped=0, failed=0)
 
