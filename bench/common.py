@@ -42,9 +42,7 @@ PROBE_APP = "bench-probe"
 
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  # pylint: disable=unused-import  # makes ansible_collections.sigeti.dwh importable
 from bench.report import compare, ratio_text, seconds_text, summarize, summary  # noqa: E402,F401
-from tests.support.pgserver import PostgresServer  # noqa: E402
 
 # Durable: what a production server runs with. Small shared_buffers so the data of a full-scale run does not fit.
 DURABLE = {
@@ -80,6 +78,14 @@ RECORDED_SETTINGS = (
 # -- the server -------------------------------------------------------------------------------------------------
 
 
+def collections_path():
+    """The folder holding ansible_collections/sigeti/dwh for ansible-playbook (conftest makes it; imported late so
+    the statistics of this file load without the test support)."""
+    import conftest
+
+    return conftest.COLLECTIONS_PATH
+
+
 def pick_bin_dir():
     """Debian's PostgreSQL 15 when it has pg_partman (the baselines need it), else what the tests use."""
     if os.environ.get("PG_BIN"):
@@ -93,6 +99,9 @@ def durable_server(settings=None):
     """Start a throwaway server with the durable settings (plus ``settings``); return it, ready."""
     conf = dict(DURABLE)
     conf.update(settings or {})
+    collections_path()  # makes ansible_collections.sigeti.dwh importable for the scripts
+    from tests.support.pgserver import PostgresServer
+
     server = PostgresServer(bin_dir=pick_bin_dir(), settings=conf).start()
     server.wait_ready()
     return server
@@ -281,7 +290,7 @@ def run_playbook(server, module, args, check=False):
         os.chmod(interpreter, 0o755)
         env = dict(os.environ)
         env.update(
-            ANSIBLE_COLLECTIONS_PATH=conftest.COLLECTIONS_PATH,
+            ANSIBLE_COLLECTIONS_PATH=collections_path(),
             BENCH_RSS_FILE=rss,
             BENCH_PYTHON=sys.executable,
             ANSIBLE_NOCOLOR="1",

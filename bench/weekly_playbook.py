@@ -91,7 +91,7 @@ def weekly_command(server, inventory_path, profile_path, args=()):
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_CALLBACK_PLUGINS=os.path.join(common.BENCH, "callback_plugins"),
         ANSIBLE_CALLBACKS_ENABLED="bench_profile",
-        ANSIBLE_COLLECTIONS_PATH=common.conftest.COLLECTIONS_PATH,
+        ANSIBLE_COLLECTIONS_PATH=common.collections_path(),
         BENCH_PROFILE_FILE=profile_path,
         DWH_LOGIN_PASSWORD=server.password,
     )
