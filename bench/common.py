@@ -42,7 +42,7 @@ PROBE_APP = "bench-probe"
 
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-from bench.report import compare, ratio_text, seconds_text, summarize, summary  # noqa: E402,F401
+from bench.report import compare, ratio_text, summarize  # noqa: E402
 
 # Durable: what a production server runs with. Small shared_buffers so the data of a full-scale run does not fit.
 DURABLE = {
