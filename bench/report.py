@@ -163,6 +163,7 @@ def conditions(document):
         "durable" if durable else "**not durable**",
         "shared_buffers %s" % settings.get("shared_buffers", "?"),
         "%s cores" % document["machine"].get("cores"),
+        "load %.1f" % document["machine"]["loadavg"][2] if document["machine"].get("loadavg") else "",
         "%d reps interleaved" % reps,
         "commit %s%s" % (document["commit"][:8], "+" if document.get("dirty") else ""),
     ]

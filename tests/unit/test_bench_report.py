@@ -162,3 +162,14 @@ def test_server_log_counts_what_clients_sent_without_the_harness(tmp_path):
     assert counts["errors"] == 1
     assert abs(counts["db_s"] - 0.013) < 1e-9
     assert counts["slowest_sql"] == "SELECT slow FROM pg_class"
+
+
+def test_a_run_below_the_default_scale_is_tiny():
+    import importlib
+
+    sys.path.insert(0, ROOT)
+    common = importlib.import_module("bench.common")
+    defaults = {"scale": 5000000, "repeat": 3}
+    assert common.scale_label({"scale": 5000000, "repeat": 3, "batch_rows": 10}, defaults) == "full"
+    assert common.scale_label({"scale": 20000, "repeat": 3}, defaults) == "tiny"
+    assert common.scale_label({"scale": 5000000, "repeat": 2}, defaults) == "tiny"  # fewer than 3 repetitions
