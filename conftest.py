@@ -1,9 +1,7 @@
 """Make the repository importable as ``ansible_collections.sigeti.dwh`` and start one throwaway PostgreSQL."""
 
-import hashlib
 import os
 import sys
-import tempfile
 
 import pytest
 
@@ -20,19 +18,28 @@ def _collection_root():
 
     with open(os.path.join(ROOT, "galaxy.yml")) as handle:
         galaxy = yaml.safe_load(handle)
-    # One folder per checkout: two checkouts testing at once must not re-point each other's link.
-    checkout = hashlib.sha1(ROOT.encode("utf-8")).hexdigest()[:10]
-    base = os.path.join(tempfile.gettempdir(), "sigeti-dwh-collections-%d-%s" % (os.getuid(), checkout))
+    # Inside the checkout (the tree ansible.cfg's collections_path names), one per checkout; the link is
+    # relative so a moved checkout still finds itself.
+    base = os.path.join(TOOLS_DIR, "collections")
     parent = os.path.join(base, "ansible_collections", galaxy["namespace"])
     os.makedirs(parent, exist_ok=True)
     link = os.path.join(parent, galaxy["name"])
-    if os.path.islink(link) and os.readlink(link) != ROOT:
+    target = os.path.relpath(ROOT, parent)
+    if os.path.islink(link) and os.readlink(link) != target:
         os.unlink(link)
     if not os.path.lexists(link):
-        os.symlink(ROOT, link)
+        try:
+            os.symlink(target, link)
+        except FileExistsError:  # another pytest-xdist worker made it at the same moment
+            pass
     return base
 
 
+# Everything Ansible and the tools write (Ansible's home, ansible-lint's installed copy, caches) stays in the
+# checkout: a copy of the collection in ~/.ansible/collections would shadow the checkout in every later run.
+TOOLS_DIR = os.path.join(ROOT, ".venv")
+os.environ["ANSIBLE_HOME"] = os.path.join(TOOLS_DIR, "ansible")
+os.environ["XDG_CACHE_HOME"] = os.path.join(TOOLS_DIR, "cache")
 COLLECTIONS_PATH = _collection_root()
 if COLLECTIONS_PATH not in sys.path:
     sys.path.insert(0, COLLECTIONS_PATH)

@@ -64,6 +64,7 @@ def module_args(server, table, start):
         start=start.isoformat(),
         premake=PREMAKE,
         default_partition=True,
+        max_new_partitions=100000,  # the bench creates the whole set in one run on purpose (default limit 100)
     )
 
 

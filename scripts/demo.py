@@ -16,7 +16,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import conftest  # noqa: E402,F401  # pylint: disable=unused-import
+# conftest links this checkout as sigeti.dwh under .venv/collections (ansible.cfg's collections_path) and keeps
+# Ansible's home and the tools' caches under .venv
+import conftest  # noqa: E402
 from tests.support.pgserver import PostgresServer  # noqa: E402
 
 DEMO_DIR = os.path.join(ROOT, ".demo", "pg")
@@ -30,6 +32,7 @@ def start_server():
     if os.path.exists(state):
         with open(state) as handle:
             port = json.load(handle)["port"]
+    os.makedirs(DEMO_DIR, exist_ok=True)
     server = PostgresServer(base_dir=DEMO_DIR, port=port)
     try:
         server.connect().close()  # already running (a previous ./dev demo): reuse it
@@ -72,16 +75,14 @@ def ensure_warehouse(server, scale, reload, partitioned=True):
     print(json.dumps(summary, indent=2, default=str)[:2000])
 
 
-def run_playbook(server, playbook, extra_vars=None):
-    """Run one playbook of the collection against the demo inventory (password only in the environment)."""
+def run_playbook(playbook, extra_vars=None):
+    """Run one playbook of the collection against the demo inventory, which reads .demo/pg/server.json itself
+    (what a user types after the demo works the same way; the password is never on a command line)."""
     env = dict(os.environ)
-    env["DWH_DEMO_PORT"] = str(server.port)
-    env["DWH_LOGIN_PASSWORD"] = server.password
-    env["DWH_DEMO_DIR"] = os.path.join(ROOT, ".demo")
-    env["DWH_PG_BIN_DIR"] = server.bin_dir
+    env.pop("DWH_DEMO_DIR", None)
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_PIPELINING"] = "1"
-    env["ANSIBLE_COLLECTIONS_PATH"] = demo_collections_path()
+    env["ANSIBLE_COLLECTIONS_PATH"] = conftest.COLLECTIONS_PATH
     env.setdefault("ANSIBLE_STDOUT_CALLBACK", "default")
     command = [
         os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
@@ -93,19 +94,6 @@ def run_playbook(server, playbook, extra_vars=None):
         command += ["-e", json.dumps(extra_vars)]
     print("\n$ %s" % " ".join(command), flush=True)
     return subprocess.call(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
-
-
-def demo_collections_path():
-    """A collections folder of the demo's own (.demo/collections/ansible_collections/sigeti/dwh -> this checkout)."""
-    base = os.path.join(ROOT, ".demo", "collections")
-    parent = os.path.join(base, "ansible_collections", "sigeti")
-    os.makedirs(parent, exist_ok=True)
-    link = os.path.join(parent, "dwh")
-    if os.path.islink(link) and os.readlink(link) != ROOT:
-        os.unlink(link)
-    if not os.path.lexists(link):
-        os.symlink(ROOT, link)
-    return base
 
 
 MODULES = {"partitioning": "partitioned_table", "compression": "compression", "vacuum": "vacuum"}
@@ -173,7 +161,28 @@ def measure(server, title):
     return min(times), sum(s for _schema, s in sizes)
 
 
+def already_set_up(server, migration):
+    """True when a previous ./dev demo migrated the sample warehouse already (its facts are partitioned)."""
+    if not migration:
+        return False
+    conn = server.connect(DATABASE)
+    with conn.cursor() as cur:
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('dwh_facts.fait_attributions')")
+        row = cur.fetchone()
+    conn.close()
+    return bool(row) and row[0] == "p"
+
+
 def main(argv):
+    try:
+        return demo(argv)
+    except RuntimeError as error:
+        # e.g. no server binaries, or no folder the server user can reach: say what to do, no traceback
+        print("./dev demo cannot run: %s" % error, file=sys.stderr)
+        return 2
+
+
+def demo(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--scale",
@@ -184,7 +193,7 @@ def main(argv):
     parser.add_argument("--reload", action="store_true", help="drop and reload the sample warehouse")
     args = parser.parse_args(argv)
     server = start_server()
-    print("embedded PostgreSQL at 127.0.0.1:%d (data in %s; stop it with ./dev stop)" % (server.port, DEMO_DIR))
+    print("embedded PostgreSQL at 127.0.0.1:%d (data in %s; stop it with ./dev stop)" % (server.port, server.data_dir))
     roles = available_roles()
     migration = supports_migration()
     if migration:
@@ -195,7 +204,12 @@ def main(argv):
             "warehouse partitioned by year 2020-2026 (setup adds the years ahead)"
         )
     ensure_warehouse(server, args.scale, args.reload, partitioned=not migration)
-    before_ms, before_bytes = measure(server, "BEFORE the set-up")
+    if already_set_up(server, migration):
+        # a re-run: the warehouse was set up by a previous ./dev demo, so this is no "before"
+        first, second = "NOW (already set up by a previous ./dev demo; --reload starts over)", "now"
+    else:
+        first, second = "BEFORE the set-up", "before"
+    before_ms, before_bytes = measure(server, first)
     enabled = {"dwh_%s_enabled" % role: ok for role, ok in roles.items()}
     steps = [
         ("info.yml", None),
@@ -204,16 +218,19 @@ def main(argv):
         ("monthly.yml", {"dwh_vacuum_enabled": roles["vacuum"]}),
     ]
     for playbook, extra in steps:
-        code = run_playbook(server, playbook, extra)
+        code = run_playbook(playbook, extra)
         if code != 0:
             print("\n%s failed (exit %d): see above" % (playbook, code))
             return code
     after_ms, after_bytes = measure(server, "AFTER setup, weekly and monthly")
     print("\n=== summary")
     print(
-        "date-range query: %.1f ms before, %.1f ms after; warehouse %.1f MiB before, %.1f MiB after"
-        % (before_ms, after_ms, before_bytes / 1048576.0, after_bytes / 1048576.0)
+        "date-range query: %.1f ms %s, %.1f ms after; warehouse %.1f MiB %s, %.1f MiB after"
+        % (before_ms, second, after_ms, before_bytes / 1048576.0, second, after_bytes / 1048576.0)
     )
+    print("\nnext, from %s with nothing to set:" % ROOT)
+    print("  .venv/bin/ansible-doc sigeti.dwh.partitioned_table")
+    print("  .venv/bin/ansible-playbook -i inventories/demo sigeti.dwh.weekly --check --diff")
     print("backups: %s" % os.path.join(ROOT, ".demo", "backups"))
     print("HTML health report: %s" % os.path.join(ROOT, ".demo", "reports", "demo", "report.html"))
     print("(also report.md, report.json and the Prometheus textfile sigeti_dwh.prom beside it)")

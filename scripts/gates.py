@@ -4,7 +4,9 @@ Each gate is a subcommand; ``./dev test`` runs them all after pytest. They work 
 - ansible-test needs the collection physically under ``ansible_collections/<ns>/<name>`` (a symlink is refused),
   so the tracked files are copied to ``tests/output/gates/ansible_collections/sigeti/dwh`` first;
 - ansible-test downloads a pip bootstrap script from a host not reachable here: a stand-in that runs
-  ``python -m ensurepip`` in a subprocess is put in its cache first.
+  ``python -m ensurepip`` in a subprocess is put in its cache first;
+- nothing is written into ~: Ansible's home and the caches live under ``.venv`` (see conftest.py), and
+  ansible-test and the antsibull tools, which only know ~, run with HOME=.venv/home.
 
     python scripts/gates.py sanity|sanity-2.21|units|lint|ruff|docs|changelog
     python scripts/gates.py changelog-release    # maintainer step: fragments -> CHANGELOG.md (not a gate)
@@ -19,7 +21,16 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+# conftest links this checkout as sigeti.dwh under .venv/collections and keeps ANSIBLE_HOME and the tools' caches
+# (XDG_CACHE_HOME) under .venv: no gate writes into ~.
+import conftest  # noqa: E402
+
 BIN = os.path.dirname(sys.executable)
+# Tools that only know ~ and have no setting to move what they write there run with HOME pointing here:
+# ansible-test (~/.ansible/test: its pip bootstrap cache, sanity venvs), antsibull-docs and antsibull-changelog
+# (~/antsibull.log).
+TOOLS_HOME = os.path.join(conftest.TOOLS_DIR, "home")
 GATES_OUT = os.path.join(ROOT, "tests", "output", "gates")
 PY = "%d.%d" % sys.version_info[:2]
 
@@ -73,7 +84,7 @@ def physical_copy(gate):
 
 def pip_stand_in():
     """Put the get_pip stand-in where ansible-test 2.19 (24_2) and 2.21 (25_2) look for it."""
-    cache = os.path.expanduser("~/.ansible/test/cache")
+    cache = os.path.join(TOOLS_HOME, ".ansible", "test", "cache")
     os.makedirs(cache, exist_ok=True)
     for version in ("24_2", "25_2"):
         path = os.path.join(cache, "get_pip_%s.py" % version)
@@ -83,9 +94,11 @@ def pip_stand_in():
 
 
 def ansible_test_env(bin_dir=BIN):
-    """ansible-test strips PATH: keep the interpreter's folder (and the real one behind a venv) first."""
+    """ansible-test strips PATH: keep the interpreter's folder (and the real one behind a venv) first; its home
+    is a folder of the checkout."""
     real = os.path.dirname(os.path.realpath(os.path.join(bin_dir, "python")))
-    return {"PATH": os.pathsep.join([bin_dir, real, os.environ.get("PATH", "")])}
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    return {"PATH": os.pathsep.join([bin_dir, real, os.environ.get("PATH", "")]), "HOME": TOOLS_HOME}
 
 
 def gate_sanity():
@@ -130,12 +143,45 @@ def gate_units():
     )
 
 
+LINT_PASSED = "Profile 'production' was required, and it passed."
+
+
+def lint_verdict(code, output):
+    """Return None when ansible-lint held the production profile, else why the gate fails.
+
+    ansible-lint exits 0 when only warnings remain, even when they are fatal for the profile asked
+    ("Profile 'production' was required, but 'min' profile passed"): the summary line decides.
+    """
+    if code != 0:
+        return "ansible-lint exited with %d" % code
+    if "violation(s) that are fatal" in output:
+        return "ansible-lint listed fatal violations"
+    if LINT_PASSED not in output:
+        return "ansible-lint did not report %r" % LINT_PASSED
+    return None
+
+
 def gate_lint():
-    """ansible-lint with the production profile (roles, playbooks, molecule scenarios)."""
-    return run(
-        [tool("ansible-lint"), "--profile", "production", "--nocolor"],
-        env={"ANSIBLE_COLLECTIONS_PATH": _collections_path()},
+    """ansible-lint with the production profile (roles, playbooks, molecule scenarios): passes only when the
+    production profile passed with no fatal violation."""
+    # --offline: the checkout is linked on ANSIBLE_COLLECTIONS_PATH; no copy of it is installed into Ansible's home
+    command = [tool("ansible-lint"), "--profile", "production", "--nocolor", "--offline"]
+    print("$ %s" % " ".join(command), flush=True)
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=conftest.COLLECTIONS_PATH),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
     )
+    print(result.stdout, end="", flush=True)
+    failure = lint_verdict(result.returncode, result.stdout)
+    if failure:
+        print("lint gate FAILED: %s" % failure)
+        return 1
+    return 0
 
 
 def gate_ruff():
@@ -147,7 +193,12 @@ def gate_docs():
     """lint-collection-docs, then build the HTML docs site offline into tests/output/docsite/build."""
     copy = physical_copy("docs")
     # antsibull-docs runs ansible-doc/ansible-galaxy from PATH: this venv's, on the physical copy
-    env = {"ANSIBLE_COLLECTIONS_PATH": copy_base("docs"), "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    env = {
+        "ANSIBLE_COLLECTIONS_PATH": copy_base("docs"),
+        "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
+        "HOME": TOOLS_HOME,
+    }
     code = run([tool("antsibull-docs"), "lint-collection-docs", "--plugin-docs", "."], cwd=copy, env=env)
     if code:
         return code
@@ -180,7 +231,8 @@ def gate_docs():
 
 def gate_changelog():
     """antsibull-changelog lint: every fragment is valid; name the fragments CHANGELOG.md does not hold yet."""
-    code = run([tool("antsibull-changelog"), "lint"])
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    code = run([tool("antsibull-changelog"), "lint"], env={"HOME": TOOLS_HOME})
     import yaml
 
     with open(os.path.join(ROOT, "changelogs", "changelog.yaml")) as handle:
@@ -206,20 +258,17 @@ def changelog_release():
     with open(os.path.join(ROOT, "galaxy.yml")) as handle:
         version = yaml.safe_load(handle)["version"]
     copy = physical_copy("changelog")
-    env = {"ANSIBLE_COLLECTIONS_PATH": copy_base("changelog"), "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    os.makedirs(TOOLS_HOME, exist_ok=True)
+    env = {
+        "ANSIBLE_COLLECTIONS_PATH": copy_base("changelog"),
+        "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
+        "HOME": TOOLS_HOME,
+    }
     code = run([tool("antsibull-changelog"), "release", "--version", version], cwd=copy, env=env)
     if code == 0:
         for name in ("CHANGELOG.md", os.path.join("changelogs", "changelog.yaml")):
             shutil.copy2(os.path.join(copy, name), os.path.join(ROOT, name))
     return code
-
-
-def _collections_path():
-    sys.path.insert(0, ROOT)
-    # importing conftest links this repository as sigeti.dwh and sets ANSIBLE_COLLECTIONS_PATH
-    import conftest  # noqa: F401  # pylint: disable=unused-import
-
-    return os.environ["ANSIBLE_COLLECTIONS_PATH"]
 
 
 GATES = {

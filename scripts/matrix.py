@@ -20,6 +20,9 @@ from xml.etree import ElementTree
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# conftest keeps Ansible's home, the collections path and the tools' caches (pip, ansible-lint, molecule) under
+# .venv for every stage run from here: nothing lands in ~
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from tests.support.pgversions import RELEASES, bin_dir  # noqa: E402
 
 CORES = {"2.19": None, "2.21": ".venv-core221"}

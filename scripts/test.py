@@ -10,6 +10,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+# conftest keeps Ansible's home, the collections path and the tools' caches (pip, ansible-lint, molecule) under
+# .venv for every stage run from here: nothing lands in ~
+import conftest  # noqa: E402,F401  # pylint: disable=unused-import
+
 JUNIT = os.path.join(ROOT, "tests", "output", "junit.xml")
 
 

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import datetime
 import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
 
 try:
     import psycopg2.extras
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
+
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 MINVALUE = "MINVALUE"
 MAXVALUE = "MAXVALUE"
@@ -81,7 +87,7 @@ def _literal_list(tokens, start):
         i += 1
 
 
-def parse_partition_bound(expr):
+def parse_partition_bound(expr: str | None) -> dict[str, Any] | None:
     """Parse ``pg_get_expr(relpartbound)`` into a dict.
 
     Returns ``{"kind": "default"}``, ``{"kind": "range", "low": [...], "high": [...]}``,
@@ -113,8 +119,8 @@ def parse_partition_bound(expr):
 _TZ_SHORT = re.compile(r"([+-]\d{2})$")
 
 
-def typed_value(raw, type_name):
-    """Convert one raw bound value to the key column's Python type (MINVALUE/MAXVALUE kept as is)."""
+def typed_value(raw: Any, type_name: str | None) -> Any:
+    """Return one raw bound value converted to the key column's Python type (MINVALUE/MAXVALUE kept as is)."""
     if raw in (MINVALUE, MAXVALUE) or raw is None:
         return raw
     base = (type_name or "").split("(")[0].strip()
@@ -130,8 +136,8 @@ def typed_value(raw, type_name):
     return raw
 
 
-def json_value(value):
-    """Render a typed bound value for module results (dates as ISO text, ints as ints)."""
+def json_value(value: Any) -> Any:
+    """Return a typed bound value as module results show it (dates as ISO text, ints as ints)."""
     if isinstance(value, datetime.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, datetime.date):
@@ -139,8 +145,8 @@ def json_value(value):
     return value
 
 
-def parse_options(options):
-    """Turn ``reloptions`` (``['fillfactor=90', ...]``) into a dict of strings."""
+def parse_options(options: Iterable[str] | None) -> dict[str, str]:
+    """Return ``reloptions`` (``['fillfactor=90', ...]``) as a dict of strings."""
     result = {}
     for item in options or []:
         key, _sep, value = item.partition("=")
@@ -148,7 +154,7 @@ def parse_options(options):
     return result
 
 
-def coverage(ranges):
+def coverage(ranges: Iterable[tuple[Any, Any, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Find gaps and overlaps in sorted single-column ranges.
 
     ``ranges`` is a list of ``(low, high, name)`` with comparable typed values. Returns
@@ -275,11 +281,35 @@ ORDER BY 1, 2
 SCHEMAS_EXIST_QUERY = "SELECT nspname::text FROM pg_namespace WHERE nspname = ANY(%(schemas)s::text[])"
 
 
+def _end_read(conn):
+    # a read ends its transaction at once: catalog reads never keep the locks they took
+    if not conn.autocommit:
+        conn.rollback()
+
+
+def _fetch_one(conn, query, params=None):
+    """Run one read, end its transaction, return its first row."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        row = cur.fetchone()
+    _end_read(conn)
+    return row
+
+
+def _fetch_all(conn, query, params=None):
+    """Run one read, end its transaction, return every row."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        rows = cur.fetchall()
+    _end_read(conn)
+    return rows
+
+
 def _dict_cursor(conn):
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
 
 
-def tables_in_schemas(conn, schemas):
+def tables_in_schemas(conn: Connection, schemas: Sequence[str]) -> list[tuple[str, str]]:
     """Return ``[(schema, table)]`` of every plain or partitioned top-level table in ``schemas``.
 
     Raises InvalidInput naming any schema that does not exist.
@@ -295,6 +325,26 @@ def tables_in_schemas(conn, schemas):
             )
         cur.execute(TABLES_IN_SCHEMAS_QUERY, {"schemas": list(schemas)})
         return [tuple(r) for r in cur.fetchall()]
+
+
+def requested_tables(
+    conn: Connection, tables: Sequence[str] | None, schemas: Sequence[str] | None
+) -> list[tuple[str, str]]:
+    """Return the ``tables`` and ``schemas`` options of a module resolved into ``(schema, table)`` pairs, without
+    duplicates.
+
+    Raises InvalidInput when both are empty, or naming a schema that does not exist.
+    """
+    if not tables and not schemas:
+        raise InvalidInput("no table given: give tables (schema.table) or schemas")
+    names = [split_name(t) for t in tables or []]
+    if schemas:
+        names.extend(tables_in_schemas(conn, schemas))
+    unique = []
+    for name in names:
+        if name not in unique:
+            unique.append(name)
+    return unique
 
 
 def _relation_entry(row):
@@ -356,7 +406,7 @@ def _relation_entry(row):
     return entry
 
 
-def read_tables(conn, names):
+def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     """Read every fact about ``names`` (list of ``(schema, table)``) and their whole partition trees.
 
     Four round trips in all. Returns a list (same order as ``names``) of table dicts; a table that
@@ -406,8 +456,7 @@ def read_tables(conn, names):
             cur.execute(DEPENDENTS_QUERY, {"oids": oids})
             for dep in cur.fetchall():
                 dependents.setdefault(dep["table_oid"], []).append(dict(dep))
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     for table in tables:
         if not table["exists"]:
             continue
@@ -440,8 +489,8 @@ def _type_bounds(table):
                 entry["low"], entry["high"] = bound["low"][0], bound["high"][0]
 
 
-def read_table(conn, schema, name):
-    """Read one table's facts (see ``read_tables``); raise InvalidInput naming it when it does not exist."""
+def read_table(conn: Connection, schema: str, name: str) -> dict[str, Any]:
+    """Return one table's facts (see ``read_tables``); raise InvalidInput naming it when it does not exist."""
     table = read_tables(conn, [(schema, name)])[0]
     if not table["exists"]:
         raise InvalidInput(
@@ -451,8 +500,8 @@ def read_table(conn, schema, name):
     return table
 
 
-def tree_totals(table):
-    """Sum sizes and tuple counts over every leaf of a table (a partitioned parent itself reads 0)."""
+def tree_totals(table: dict[str, Any]) -> dict[str, float]:
+    """Return sizes and tuple counts summed over every leaf of a table (a partitioned parent itself reads 0)."""
     totals = {"heap_bytes": 0, "toast_bytes": 0, "index_bytes": 0, "reltuples": 0.0, "n_live_tup": 0, "n_dead_tup": 0}
     for entry in table["relations"].values():
         totals["heap_bytes"] += entry["heap_bytes"] or 0
@@ -466,13 +515,9 @@ def tree_totals(table):
     return totals
 
 
-def count_rows(conn, schema, name):
-    """Exact ``count(*)`` of one relation (used for default partitions, whose rows block new partitions)."""
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))
-        count = cur.fetchone()[0]
-    if not conn.autocommit:
-        conn.rollback()
+def count_rows(conn: Connection, schema: str, name: str) -> int:
+    """Return the exact ``count(*)`` of one relation (used for default partitions, whose rows block new partitions)."""
+    count = _fetch_one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name)))[0]
     return count
 
 
@@ -487,7 +532,7 @@ ORDER BY 1, 2
 """
 
 
-def migrations_in_flight(conn, names):
+def migrations_in_flight(conn: Connection, names: Sequence[tuple[str, str]]) -> tuple[list[dict[str, Any]], str | None]:
     """The migrations of ``names`` ([(schema, table)]) started and not finished, from the migration state table.
 
     Returns ``(rows, unreadable)``: ``unreadable`` says why the state could not be read (no privilege on the state
@@ -507,22 +552,23 @@ def migrations_in_flight(conn, names):
         else:
             cur.execute(MIGRATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
             rows, unreadable = [dict(r) for r in cur.fetchall()], None
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows, unreadable
 
 
 SAMPLE_TARGET_PAGES = 2000
 
 
-def sample_percent(relpages, exact=False):
-    """Percentage of pages to sample so that about SAMPLE_TARGET_PAGES pages are read; None means read all."""
+def sample_percent(relpages: int | None, exact: bool = False) -> float | None:
+    """Return the percentage of pages to sample so that about SAMPLE_TARGET_PAGES pages are read; None means read all."""
     if exact or relpages is None or relpages <= SAMPLE_TARGET_PAGES:
         return None
     return max(0.01, round(100.0 * SAMPLE_TARGET_PAGES / relpages, 4))
 
 
-def column_compression(conn, schema, name, columns, relpages=None, exact=False):
+def column_compression(
+    conn: Connection, schema: str, name: str, columns: Sequence[str], relpages: int | None = None, exact: bool = False
+) -> dict[str, Any]:
     """Measure, per column, how many values are stored pglz, lz4, uncompressed, or NULL, and their widths.
 
     Reads a ``TABLESAMPLE SYSTEM`` sample of about SAMPLE_TARGET_PAGES pages unless ``exact`` or the table
@@ -546,11 +592,7 @@ def column_compression(conn, schema, name, columns, relpages=None, exact=False):
     query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(parts), sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    with conn.cursor() as cur:
-        cur.execute(query)
-        row = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    row = _fetch_one(conn, query)
     result = {"sampled": percent is not None, "sample_percent": percent, "rows_read": row[0], "columns": {}}
     for i, col in enumerate(columns):
         pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i : 7 + 6 * i]
@@ -587,7 +629,7 @@ ORDER BY i.indrelid, i.indisprimary DESC, i.indnkeyatts, ic.relname
 """
 
 
-def row_identities(conn, oids):
+def row_identities(conn: Connection, oids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """Return ``{table_oid: {"index", "primary", "columns"}}``: the key that identifies each row, per table.
 
     The primary key when there is one, else the narrowest valid unique btree index, without predicate or
@@ -599,8 +641,7 @@ def row_identities(conn, oids):
         for table_oid, index_name, is_primary, columns in cur.fetchall():
             if table_oid not in result:
                 result[table_oid] = {"index": index_name, "primary": is_primary, "columns": list(columns)}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return result
 
 
@@ -612,15 +653,14 @@ ORDER BY 1, 2
 """
 
 
-def update_triggers(conn, oids):
+def update_triggers(conn: Connection, oids: Iterable[int]) -> dict[int, list[str]]:
     """Return ``{table_oid: [trigger names]}`` of the enabled user triggers that fire on UPDATE."""
     result = {}
     with conn.cursor() as cur:
         cur.execute(UPDATE_TRIGGERS_QUERY, {"oids": list(oids)})
         for table_oid, name in cur.fetchall():
             result.setdefault(table_oid, []).append(name)
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return result
 
 
@@ -638,7 +678,7 @@ ORDER BY 1, 2, 3, 4
 """
 
 
-def column_dependent_views(conn, oids):
+def column_dependent_views(conn: Connection, oids: Iterable[int]) -> list[dict[str, Any]]:
     """Return ``[{"table_oid", "column", "schema", "name"}]``: views and rules that read a given column.
 
     ``ALTER COLUMN ... TYPE`` is refused on such a column, so the rewrite path checks this first.
@@ -646,8 +686,7 @@ def column_dependent_views(conn, oids):
     with conn.cursor() as cur:
         cur.execute(COLUMN_VIEWS_QUERY, {"oids": list(oids)})
         rows = [{"table_oid": r[0], "column": r[1], "schema": r[2], "name": r[3]} for r in cur.fetchall()]
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
 
 
@@ -660,18 +699,16 @@ WHERE s.setrole = 0 AND split_part(cfg, '=', 1) = %(name)s
 """
 
 
-def database_setting(conn, name):
+def database_setting(conn: Connection, name: str) -> str | None:
     """Return the value set by ``ALTER DATABASE <current> SET name = ...``, or None when it is not set."""
-    with conn.cursor() as cur:
-        cur.execute(DATABASE_SETTING_QUERY, {"name": name})
-        row = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    row = _fetch_one(conn, DATABASE_SETTING_QUERY, {"name": name})
     return row[0] if row else None
 
 
-def row_widths(conn, schema, name, relpages=None, exact=False):
-    """Measure whole-row widths (``pg_column_size(t.*)``): rows read, average and largest, in bytes.
+def row_widths(
+    conn: Connection, schema: str, name: str, relpages: int | None = None, exact: bool = False
+) -> dict[str, Any]:
+    """Return whole-row widths (``pg_column_size(t.*)``): rows read, average and largest in bytes, whether sampled.
 
     Sampled like ``column_compression`` unless ``exact`` or the table is small. Used to tell a user that no
     row reaches the TOAST threshold, so no compression setting can change anything there.
@@ -683,11 +720,7 @@ def row_widths(conn, schema, name, relpages=None, exact=False):
     ).format(sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    with conn.cursor() as cur:
-        cur.execute(query)
-        rows, avg_width, max_width = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    rows, avg_width, max_width = _fetch_one(conn, query)
     return {"rows_read": rows, "avg_bytes": round(avg_width, 1), "max_bytes": max_width, "sampled": percent is not None}
 
 
@@ -696,18 +729,34 @@ def row_widths(conn, schema, name, relpages=None, exact=False):
 # ---------------------------------------------------------------------------------------------
 
 
-def partition_set_state(conn, schemas, default=None, parent=None, key=None):
-    """One round trip: the server's ``current_date``, rows in the default partition, ``max(key)`` and which
-    of ``schemas`` exist.
+def partition_set_state(
+    conn: Connection,
+    schemas: Iterable[str],
+    default: tuple[str, str] | None = None,
+    parent: tuple[str, str] | None = None,
+    key: str | None = None,
+    estimate: bool = False,
+) -> dict[str, Any]:
+    """One round trip: the server's ``current_date`` and ``TimeZone``, rows in the default partition,
+    ``max(key)`` and which of ``schemas`` exist.
 
     ``default`` is ``(schema, name)`` of the default partition or None; ``parent`` and ``key`` ask for the
-    largest key value (integer keys have no calendar "today"). Returns a dict.
+    largest key value of a plain table (a migration source). With ``estimate`` no row is read (no lock on any
+    table): ``default_rows`` is ``pg_class.reltuples`` (None when never analyzed). Returns a dict.
     """
-    parts = [sql.SQL("current_date")]
-    parts.append(
-        sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)) if default else sql.SQL("NULL::bigint")
-    )
-    if parent and key:
+    parts = [sql.SQL("current_date"), sql.SQL("current_setting('TimeZone')")]
+    if default and estimate:
+        parts.append(
+            sql.SQL(
+                "(SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint END FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} AND c.relname = {})"
+            ).format(sql.Literal(default[0]), sql.Literal(default[1]))
+        )
+    elif default:
+        parts.append(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(*default)))
+    else:
+        parts.append(sql.SQL("NULL::bigint"))
+    if parent and key and not estimate:
         parts.append(sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*parent)))
     else:
         parts.append(sql.SQL("NULL::bigint"))
@@ -716,15 +765,94 @@ def partition_set_state(conn, schemas, default=None, parent=None, key=None):
             sql.Literal(list(schemas))
         )
     )
+    today, timezone, default_rows, max_key, found = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+    return {
+        "today": today,
+        "timezone": timezone,
+        "default_rows": default_rows,
+        "max_key": max_key,
+        "schemas": set(found or []),
+    }
+
+
+def newest_key(
+    conn: Connection, relations: Iterable[tuple[str, str]], key: str, batch: int = 4
+) -> tuple[int | None, Any]:
+    """The largest ``key`` of the first of ``relations`` (``(schema, name)``, newest first) that holds rows.
+
+    Walks ``batch`` partitions per round trip and stops at the first non-empty one, so only the newest few are
+    read (ACCESS SHARE on each). Returns ``(index in relations, value)`` or ``(None, None)`` when all are empty.
+    """
+    relations = list(relations)
+    for first in range(0, len(relations), batch):
+        chunk = relations[first : first + batch]
+        parts = [sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*r)) for r in chunk]
+        row = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+        for offset, value in enumerate(row):
+            if value is not None:
+                return first + offset, value
+    return None, None
+
+
+def filled_by_statistics(conn: Connection, oids: Iterable[int]) -> list[int]:
+    """Return the positions in ``oids`` of the relations pg_class says hold rows (reltuples or relpages above 0), in order.
+
+    Reads only the catalog (no lock on any table): what check mode uses when a table is locked by another session.
+    """
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-        today, default_rows, max_key, found = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
-    return {"today": today, "default_rows": default_rows, "max_key": max_key, "schemas": set(found or [])}
+        cur.execute(
+            "SELECT o.i FROM unnest(%s::oid[]) WITH ORDINALITY o(oid, i) JOIN pg_class c ON c.oid = o.oid "
+            "WHERE c.reltuples > 0 OR c.relpages > 0 ORDER BY o.i",
+            (list(oids),),
+        )
+        rows = cur.fetchall()
+    _end_read(conn)
+    return [row[0] - 1 for row in rows]
 
 
-def partition_set_pending(conn, names, default=None, key=None, ranges=()):
+def keys_beyond(conn: Connection, relation: tuple[str, str], key: str, bound: Any) -> tuple[int, Any, Any]:
+    """Return the rows of ``relation`` whose ``key`` is at or past ``bound`` (a value or composed SQL): ``(count, min, max)``."""
+    if not isinstance(bound, sql.Composable):
+        bound = sql.Literal(bound)
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t} WHERE {k} >= {b}").format(
+                k=sql.Identifier(key), t=sql.Identifier(*relation), b=bound
+            )
+        )
+        row = cur.fetchone()
+    _end_read(conn)
+    return row
+
+
+def midnight_dates(conn: Connection, values: Iterable[datetime.datetime]) -> dict[datetime.datetime, datetime.datetime]:
+    """Return ``{value: naive midnight}``: each aware timestamptz ``value`` mapped to the naive midnight the server turns into it, when it is one.
+
+    Midnight that does not exist (a DST gap at midnight, America/Santiago 2026-09-06) is stored as the first
+    instant after the gap (01:00-03); comparing wall clocks would call that bound foreign. Reads no table.
+    """
+    values = list(values)
+    if not values:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT v, (v AT TIME ZONE current_setting('TimeZone'))::date "
+            "FROM unnest(%s::timestamptz[]) v "
+            "WHERE ((v AT TIME ZONE current_setting('TimeZone'))::date)::timestamptz = v",
+            (values,),
+        )
+        rows = cur.fetchall()
+    _end_read(conn)
+    return {value: datetime.datetime(day.year, day.month, day.day) for value, day in rows}
+
+
+def partition_set_pending(
+    conn: Connection,
+    names: Iterable[tuple[str, str]],
+    default: tuple[str, str] | None = None,
+    key: str | None = None,
+    ranges: Iterable[tuple[Composable, Composable]] = (),
+) -> tuple[set[tuple[str, ...]], list[int]]:
     """One round trip before creating partitions: which ``names`` (``(schema, name)``) are taken, and how
     many default-partition rows fall in each of ``ranges`` (list of composed ``(low, high)`` SQL bounds).
 
@@ -748,11 +876,7 @@ def partition_set_pending(conn, names, default=None, key=None, ranges=()):
                 sql.SQL(", ").join(filters), sql.Identifier(*default)
             )
         )
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
-        row = cur.fetchone()
-    if not conn.autocommit:
-        conn.rollback()
+    row = _fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
     taken = {tuple(x) for x in (row[0] or [])}
     counts = list(row[1]) if len(row) > 1 and row[1] is not None else [0] * len(ranges)
     return taken, counts
@@ -771,14 +895,10 @@ WHERE i.indexrelid = ANY(%(oids)s::oid[])
 """
 
 
-def index_tails(conn, oids):
+def index_tails(conn: Connection, oids: Iterable[int]) -> dict[int, str]:
     """Return ``{index oid: "USING btree (col) ..."}``: an index definition without its name and table,
     to build the same index on a partition. Definitions that do not start as expected are left out."""
-    with conn.cursor() as cur:
-        cur.execute(INDEX_TAILS_QUERY, {"oids": list(oids)})
-        rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    rows = _fetch_all(conn, INDEX_TAILS_QUERY, {"oids": list(oids)})
     tails = {}
     for oid, definition, prefix in rows:
         if definition.startswith(prefix):
@@ -786,14 +906,10 @@ def index_tails(conn, oids):
     return tails
 
 
-def resolve_types(conn, type_names):
+def resolve_types(conn: Connection, type_names: Iterable[str]) -> dict[str, str | None]:
     """Return ``{text: format_type name or None}`` for type names written by a user (None: no such type)."""
     names = list(type_names)
-    with conn.cursor() as cur:
-        cur.execute("SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,))
-        rows = dict(cur.fetchall())
-    if not conn.autocommit:
-        conn.rollback()
+    rows = dict(_fetch_all(conn, "SELECT t, format_type(to_regtype(t), NULL) FROM unnest(%s::text[]) AS t", (names,)))
     return rows
 
 
@@ -836,7 +952,7 @@ WHERE e.extname = ANY(%(names)s::text[])
 """
 
 
-def vacuum_facts(conn, oids):
+def vacuum_facts(conn: Connection, oids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Per relation oid: relfrozenxid ages, tablespace location, row width from pg_stats (for the bloat estimate),
     inheritance statistics (partitioned parents) and whether a primary key or unique NOT NULL index exists
     (pg_repack needs one). One round trip. Returns ``{oid: dict}``.
@@ -846,12 +962,25 @@ def vacuum_facts(conn, oids):
     with _dict_cursor(conn) as cur:
         cur.execute(VACUUM_FACTS_QUERY, {"oids": list(oids)})
         rows = {r["oid"]: dict(r) for r in cur.fetchall()}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
 
 
-def extensions_info(conn, names):
+def maintenance_counts(conn: Connection, oids: Iterable[int]) -> dict[int, int]:
+    """Return, per relation oid, how many (auto)vacuums and (auto)analyzes the statistics show now, read afresh."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(
+            "SELECT relid, vacuum_count + autovacuum_count + analyze_count + autoanalyze_count "
+            "FROM pg_stat_all_tables WHERE relid = ANY(%s::oid[])",
+            (list(oids),),
+        )
+        counts = dict(cur.fetchall())
+    _end_read(conn)
+    return counts
+
+
+def extensions_info(conn: Connection, names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Return ``{name: {"version", "schema"}}`` for the installed extensions among ``names``, and whether this
     role may call ``pgstattuple_approx`` (key ``pgstattuple_approx_allowed``)."""
     with _dict_cursor(conn) as cur:
@@ -863,12 +992,11 @@ def extensions_info(conn, names):
                 ("%s.pgstattuple_approx(regclass)" % sql.Identifier(found["pgstattuple"]["schema"]).as_string(conn),),
             )
             found["pgstattuple"]["approx_allowed"] = cur.fetchone()["allowed"]
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return found
 
 
-def approx_bloat(conn, extension_schema, oids):
+def approx_bloat(conn: Connection, extension_schema: str, oids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Measure dead + free space of heaps with ``pgstattuple_approx`` (skips all-visible pages), one query.
 
     Returns ``{oid: {"table_len", "dead_tuple_len", "approx_free_space", "scanned_percent", ...}}``.
@@ -881,15 +1009,14 @@ def approx_bloat(conn, extension_schema, oids):
     with _dict_cursor(conn) as cur:
         cur.execute(query, {"oids": list(oids)})
         rows = {r["oid"]: dict(r) for r in cur.fetchall()}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
 
 
 FREEZE_SAMPLE_PAGES = 64
 
 
-def newest_row_ages(conn, relations):
+def newest_row_ages(conn: Connection, relations: Sequence[tuple[int, str, str, int | None]]) -> dict[int, int | None]:
     """Return ``{oid: min(age(xmin))}`` over a ``TABLESAMPLE SYSTEM`` sample of about FREEZE_SAMPLE_PAGES pages of
     each relation (``[(oid, schema, name, relpages)]``); None when the sample saw no row. One query.
     """
@@ -910,37 +1037,8 @@ def newest_row_ages(conn, relations):
     with conn.cursor() as cur:
         cur.execute(sql.SQL(" UNION ALL ").join(parts))
         rows = {r[0]: r[1] for r in cur.fetchall()}
-    if not conn.autocommit:
-        conn.rollback()
+    _end_read(conn)
     return rows
-
-
-def explain_range(conn, schema, name, key, low, high, analyze=False):
-    """Return the JSON plan (one dict) of ``SELECT count(*) FROM schema.name WHERE key BETWEEN low AND high``.
-
-    The guide's date-range query. With ``analyze`` the count really runs (read-only transaction, rolled back)
-    so the plan carries actual times and which partitions were executed.
-    """
-    options = sql.SQL("FORMAT JSON, ANALYZE, TIMING OFF, SUMMARY ON") if analyze else sql.SQL("FORMAT JSON")
-    query = sql.SQL("EXPLAIN ({}) SELECT count(*) FROM {} WHERE {} BETWEEN {} AND {}").format(
-        options, sql.Identifier(schema, name), sql.Identifier(key), sql.Literal(low), sql.Literal(high)
-    )
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            cur.execute(query)
-            plan = cur.fetchone()[0]
-            text = cur.mogrify(query).decode()
-    finally:
-        conn.rollback()
-        conn.autocommit = autocommit
-    if isinstance(plan, str):
-        import json
-
-        plan = json.loads(plan)
-    return plan[0], text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1037,7 +1135,7 @@ SELECT
 """
 
 
-def migration_facts(conn, oid):
+def migration_facts(conn: Connection, oid: int) -> dict[str, Any]:
     """Read, in one round trip, what swapping table ``oid`` for a partitioned copy must carry.
 
     Returns a dict: ``flags`` (row_security, force_row_security, persistence, replica_identity),
@@ -1086,7 +1184,13 @@ SELECT t.oid, t.parent_oid, t.level, n.nspname::text, c.relname::text, c.relkind
              WHERE i.indrelid = c.oid),
        CASE WHEN t.level = 0 THEN (
            SELECT json_build_object(
-               'definition', pg_get_partkeydef(c.oid), 'strategy', pt.partstrat::text,
+               -- not pg_get_partkeydef(), which takes ACCESS SHARE on the table (check mode must not wait on it)
+               'definition', CASE pt.partstrat WHEN 'r' THEN 'RANGE' WHEN 'l' THEN 'LIST' ELSE 'HASH' END || ' ('
+                   || (SELECT string_agg(CASE WHEN k.attnum = 0 THEN '(expression)' ELSE quote_ident(a.attname) END,
+                                         ', ' ORDER BY k.o)
+                       FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) || ')',
+               'strategy', pt.partstrat::text,
                'has_expressions', pt.partexprs IS NOT NULL,
                'columns', ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
                                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o),
@@ -1112,7 +1216,7 @@ ORDER BY t.level, n.nspname, c.relname
 """
 
 
-def read_partition_set(conn, schema, name):
+def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, Any]:
     """Read what partition-set maintenance needs, in one round trip and without touching any table file.
 
     Unlike ``read_table`` it reads no sizes or statistics: no lock is taken on any partition, and 1,000
@@ -1121,11 +1225,7 @@ def read_partition_set(conn, schema, name):
     ``oid, parent_oid, level, schema, name, relkind, bound_expr, bound, low, high, reloptions,
     toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``).
     """
-    with conn.cursor() as cur:
-        cur.execute(PARTITION_SET_QUERY, {"schema": schema, "name": name})
-        rows = cur.fetchall()
-    if not conn.autocommit:
-        conn.rollback()
+    rows = _fetch_all(conn, PARTITION_SET_QUERY, {"schema": schema, "name": name})
     if not rows:
         return {"schema": schema, "name": name, "exists": False}
     entries = []
@@ -1178,22 +1278,183 @@ def read_partition_set(conn, schema, name):
     return table
 
 
-def storage_parameters_error(conn, with_clause):
-    """Ask the server whether a ``WITH (...)`` clause of storage parameters is valid for a table, touching no table.
+PARTITION_SET_DETAILS_QUERY = """
+WITH RECURSIVE walk(oid, detach_pending) AS (
+    SELECT %(root)s::oid, false
+    UNION ALL
+    SELECT i.inhrelid, i.inhdetachpending FROM walk w JOIN pg_inherits i ON i.inhparent = w.oid
+)
+SELECT w.oid, w.detach_pending,
+       COALESCE((SELECT json_agg(json_build_object(
+                    'oid', i.indexrelid::bigint, 'name', ic.relname::text, 'schema', n.nspname::text,
+                    'is_valid', i.indisvalid AND i.indisready, 'is_unique', i.indisunique,
+                    'parent_index_oid', inh.inhparent::bigint, 'constraint_name', con.conname::text))
+                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_namespace n ON n.oid = ic.relnamespace
+                 LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+                 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                 WHERE i.indrelid = w.oid), '[]'::json)
+FROM walk w
+"""
 
-    Creates a temporary table with them in a transaction that is rolled back (no lock on any user relation).
-    Returns the server's message when it refuses them, else None.
+RELATIONS_NAMED_QUERY = """
+SELECT n.nspname::text, c.relname::text, c.relkind::text, i.indrelid::bigint
+FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS w(schema_name, rel_name)
+JOIN pg_namespace n ON n.nspname = w.schema_name
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name
+LEFT JOIN pg_index i ON i.indexrelid = c.oid
+"""
+
+DEPENDENT_OBJECTS_QUERY = """
+SELECT d.refobjid::bigint, format('%%s %%I.%%I', CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END,
+                                  vn.nspname, v.relname)
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = ANY(%(oids)s::oid[]) AND v.oid <> d.refobjid
+UNION
+SELECT con.confrelid::bigint, format('foreign key %%I of %%I.%%I', con.conname, tn.nspname, t.relname)
+FROM pg_constraint con
+JOIN pg_class t ON t.oid = con.conrelid
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE con.contype = 'f' AND con.confrelid = ANY(%(oids)s::oid[]) AND con.conparentid = 0
+ORDER BY 1, 2
+"""
+
+
+def partition_set_details(conn: Connection, table: dict[str, Any]) -> dict[str, Any]:
+    """Add what ``read_partition_set`` leaves out and the partition planner needs, in one round trip on the
+    catalog only (no lock on any table): every index of the tree with its validity (an INVALID index, left by a
+    cancelled ``CREATE INDEX CONCURRENTLY``, counts as absent) and ``detach_pending`` on partitions whose
+    ``DETACH ... CONCURRENTLY`` was interrupted. Returns a new table dict; ``table`` is left as it was.
     """
-    was = conn.autocommit
+    if not table.get("exists") or table.get("relkind") != "p":
+        return table
+    with conn.cursor() as cur:
+        cur.execute(PARTITION_SET_DETAILS_QUERY, {"root": table["oid"]})
+        rows = {oid: (pending, indexes) for oid, pending, indexes in cur.fetchall()}
+    _end_read(conn)
+    result = dict(table)
+    result["partitions"] = []
+    for entry in table["partitions"]:
+        pending, indexes = rows.get(entry["oid"], (False, None))
+        detailed = dict(entry, detach_pending=bool(pending))
+        if indexes is not None:
+            detailed["indexes"] = indexes
+        result["partitions"].append(detailed)
+    valid = {i["oid"]: i["is_valid"] for i in rows.get(table["oid"], (False, []))[1]}
+    result["indexes"] = [dict(i, is_valid=valid.get(i["oid"], True)) for i in table.get("indexes") or []]
+    return result
+
+
+def relations_named(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return ``{(schema, name): {"relkind", "table_oid"}}`` for those of ``names`` that exist (``table_oid``:
+    the table of an index, else None)."""
+    names = list(names)
+    if not names:
+        return {}
+    rows = _fetch_all(conn, RELATIONS_NAMED_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
+    return {(s, n): {"relkind": k, "table_oid": t} for s, n, k, t in rows}
+
+
+def dependent_objects(conn: Connection, oids: Iterable[int]) -> dict[int, list[str]]:
+    """Return ``{table oid: ["view public.v", "foreign key fk of public.t", ...]}``: what makes DROP TABLE fail."""
+    oids = list(oids)
+    if not oids:
+        return {}
+    rows = _fetch_all(conn, DEPENDENT_OBJECTS_QUERY, {"oids": oids})
+    found = {}
+    for oid, what in rows:
+        found.setdefault(oid, []).append(what)
+    return found
+
+
+MIGRATION_HAZARDS_QUERY = """
+WITH t AS (SELECT c.oid, c.reltype, ty.typarray FROM pg_class c JOIN pg_type ty ON ty.oid = c.reltype
+           WHERE c.oid = %(oid)s::oid)
+SELECT
+  (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY 1), '[]')
+   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.inhrelid = (SELECT oid FROM t)) AS inherits_from,
+  (SELECT coalesce(json_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname) ORDER BY 1), '[]')
+   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.inhparent = (SELECT oid FROM t)) AS inherited_by,
+  (SELECT coalesce(json_agg(json_build_object(
+        'name', ic.relname::text, 'unique', i.indisunique, 'primary', i.indisprimary, 'valid', i.indisvalid,
+        'key_columns', ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+                             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                             WHERE k.o <= i.indnkeyatts ORDER BY k.o),
+        'key_count', i.indnkeyatts, 'has_expressions', i.indexprs IS NOT NULL,
+        'predicate', pg_get_expr(i.indpred, i.indrelid), 'constraint', con.conname::text,
+        'constraint_type', con.contype::text, 'deferrable', coalesce(con.condeferrable, false),
+        'clustered', i.indisclustered, 'reloptions', ic.reloptions)
+        ORDER BY ic.relname), '[]')
+   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+   LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+   WHERE i.indrelid = (SELECT oid FROM t)) AS indexes,
+  (SELECT coalesce(json_agg(DISTINCT d.objid::regprocedure::text), '[]')
+   FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_type'::regclass
+     AND d.refobjid IN ((SELECT reltype FROM t), (SELECT typarray FROM t))) AS rowtype_functions,
+  (SELECT coalesce(json_agg(DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.'
+                            || quote_ident(a.attname)), '[]')
+   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE a.atttypid IN ((SELECT reltype FROM t), (SELECT typarray FROM t)) AND NOT a.attisdropped
+     AND c.relkind IN ('r', 'p', 'f', 'm')) AS rowtype_columns,
+  (SELECT coalesce(json_agg(json_build_object('name', r.rulename::text, 'definition', pg_get_ruledef(r.oid),
+                                              'enabled', r.ev_enabled::text) ORDER BY r.rulename), '[]')
+   FROM pg_rewrite r WHERE r.ev_class = (SELECT oid FROM t) AND r.rulename <> '_RETURN') AS rules,
+  (SELECT coalesce(json_agg(DISTINCT jsonb_build_object(
+        'name', r.rulename::text, 'oid', c.oid::bigint, 'schema', n.nspname::text, 'relation', c.relname::text,
+        'table', quote_ident(n.nspname) || '.' || quote_ident(c.relname), 'definition', pg_get_ruledef(r.oid))),
+        '[]')
+   FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class c ON c.oid = r.ev_class
+   JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+     AND d.refobjid = (SELECT oid FROM t) AND r.ev_class <> d.refobjid AND r.rulename <> '_RETURN') AS foreign_rules,
+  (SELECT coalesce(json_agg(p.pubname::text ORDER BY p.pubname), '[]')
+   FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+   WHERE pr.prrelid = (SELECT oid FROM t)) AS publications,
+  (SELECT coalesce(json_agg(json_build_object('name', tg.tgname::text, 'function', tg.tgfoid::regprocedure::text,
+                                              'source', p.prosrc) ORDER BY tg.tgname), '[]')
+   FROM pg_trigger tg JOIN pg_proc p ON p.oid = tg.tgfoid
+   -- tgtype bits: 1 row, 2 before, 4 insert, 16 update
+   WHERE tg.tgrelid = (SELECT oid FROM t) AND NOT tg.tgisinternal AND tg.tgtype & 3 = 3
+     AND tg.tgtype & 20 <> 0) AS before_row_triggers,
+  (SELECT has_database_privilege(current_database(), 'CREATE')) AS can_create_schema,
+  (SELECT has_schema_privilege(n.oid, 'CREATE') AND has_schema_privilege(n.oid, 'USAGE')
+   FROM pg_namespace n WHERE n.nspname = 'sigeti_dwh') AS can_create_in_state_schema,
+  (SELECT has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+          AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE')
+   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'sigeti_dwh' AND c.relname = 'migration_state') AS can_write_state,
+  current_user::text AS current_user
+"""
+
+
+def migration_hazards(conn, oid):
+    """Read what a migration of table ``oid`` must refuse or treat specially, decided on catalog numbers.
+
+    Returns a dict: ``inherits_from`` / ``inherited_by`` (qualified names, table inheritance), ``indexes``
+    (name, unique, primary, valid, ``key_columns`` from ``pg_index.indkey`` up to ``indnkeyatts`` (expressions
+    left out), ``key_count``, ``has_expressions``, ``predicate``, constraint name/type, deferrable),
+    ``rowtype_functions`` (functions whose signature uses the table's row type), ``rowtype_columns`` (columns of
+    other relations typed by it), ``rules`` (rules on the table: name, definition, enabled), ``foreign_rules``
+    (rules of other relations that reference it: name, schema, relation, table, oid, definition),
+    ``publications``, ``before_row_triggers`` (BEFORE INSERT/UPDATE row triggers with their function's source),
+    ``can_create_schema`` (CREATE on the database) and
+    ``can_create_in_state_schema`` (CREATE and USAGE on ``sigeti_dwh``, None when it does not exist yet),
+    ``can_write_state`` (on ``sigeti_dwh.migration_state``, None when absent) and ``current_user``.
+    """
+    was_autocommit = conn.autocommit
     conn.autocommit = False
     try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("CREATE TEMP TABLE sigeti_dwh_option_check (v text){}").format(with_clause))
-        return None
-    except psycopg2.Error as error:
-        if error.pgcode == "25006":  # read-only transaction: cannot check here, the real run will
-            return None
-        return str(error).strip().splitlines()[0]
-    finally:
+        with _dict_cursor(conn) as cur:
+            cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            cur.execute(MIGRATION_HAZARDS_QUERY, {"oid": oid})
+            row = dict(cur.fetchone())
         conn.rollback()
-        conn.autocommit = was
+    finally:
+        conn.autocommit = was_autocommit
+    return row

@@ -21,6 +21,7 @@ shared Executor. What the planner relies on (measured, see docs/compression.md):
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, Tuple, TypedDict
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import plan as planlib
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, UnsupportedServer
@@ -30,6 +31,11 @@ try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
+
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composed
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
 
 METHODS = ("lz4", "pglz", "default")
 STORAGES = ("plain", "main", "external", "extended")
@@ -48,8 +54,23 @@ RECOMPRESSIBLE_TYPES = ("text", "varchar", "bpchar", "bytea", "jsonb", "json")
 _TYPE_TEXT = re.compile(r"^[a-z][a-z ]*(\(\d+\))?$")
 
 
-def toast_threshold(block_size=8192):
-    """Row width above which PostgreSQL tries to compress (TOAST_TUPLE_THRESHOLD): 2032 bytes for 8 kB pages."""
+class DeclaredCompression(TypedDict):
+    """The declared state ``declared_state`` returns (validated module options); the planner's input."""
+
+    columns: dict[str, str]  # column -> lz4 | pglz | default
+    storage: dict[str, str]  # column -> plain | main | external | extended
+    toast_tuple_target: int | None
+    recompress: str  # none | online | rewrite
+    database_default: str | None  # lz4 | pglz
+    batch_size: int
+
+
+# ``(column, type_name, target method)`` of a column to recompress (``typing.Tuple``: evaluated on Python 3.8 too).
+ColumnSpec = Tuple[str, str, str]
+
+
+def toast_threshold(block_size: int | str | None = 8192) -> int:
+    """Return the row width above which PostgreSQL tries to compress (TOAST_TUPLE_THRESHOLD): 2032 for 8 kB pages."""
     block_size = int(block_size or 8192)
     usable = block_size - _maxalign(24 + 4 * 4)  # page header + 4 line pointers
     return (usable // 4) // 8 * 8
@@ -64,7 +85,7 @@ def _maxalign(n):
 # ---------------------------------------------------------------------------------------------
 
 
-def declared_state(params):
+def declared_state(params: dict[str, Any]) -> DeclaredCompression:
     """Validate the options that need no catalog facts and return the declared state as a dict.
 
     Raises InvalidInput naming the option, the value and the accepted values.
@@ -118,13 +139,14 @@ def declared_state(params):
     }
 
 
-def effective_default(declared, server):
-    """The method a column set to ``default`` gets when we write it: the declared database default, else ours."""
+def effective_default(declared: DeclaredCompression, server: ServerFacts) -> str:
+    """Return the method a column set to ``default`` gets when we write it: the declared database default, else
+    the server's."""
     return declared.get("database_default") or (server.get("settings") or {}).get("default_toast_compression") or "pglz"
 
 
-def target_method(method, default_method):
-    """The method values of a column must be stored with: ``default`` resolves to ``default_method``."""
+def target_method(method: str, default_method: str) -> str:
+    """Return the method values of a column must be stored with: ``default`` resolves to ``default_method``."""
     return default_method if method == "default" else method
 
 
@@ -133,13 +155,13 @@ def target_method(method, default_method):
 # ---------------------------------------------------------------------------------------------
 
 
-def leaves(table):
-    """Every relation of the tree that stores rows (relkind r), in tree order."""
+def leaves(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return every relation of the tree that stores rows (relkind r), in tree order."""
     return [e for e in [table["root"]] + list(table["partitions"]) if e["relkind"] == "r"]
 
 
-def tree(table):
-    """Every relation of the tree, root first, in level order."""
+def tree(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return every relation of the tree, root first, in level order."""
     return [table["root"]] + list(table["partitions"])
 
 
@@ -150,8 +172,14 @@ def _column(entry, name):
     return None
 
 
-def validate(declared, table, server, identities=None, column_views=None):
-    """Raise a clear error for every declared setting that cannot be applied to ``table``; change nothing.
+def validate(
+    declared: DeclaredCompression,
+    table: dict[str, Any],
+    server: ServerFacts,
+    identities: dict[int, dict[str, Any]] | None = None,
+    column_views: list[dict[str, Any]] | None = None,
+) -> None:
+    """Return nothing; raise a clear error for a declared setting that cannot be applied to ``table`` (no change).
 
     ``identities`` is ``catalog.row_identities`` for the leaves (needed by recompress online),
     ``column_views`` is ``catalog.column_dependent_views`` (ALTER COLUMN TYPE is refused under a view).
@@ -221,7 +249,7 @@ def validate(declared, table, server, identities=None, column_views=None):
 # ---------------------------------------------------------------------------------------------
 
 
-def rebuild_expression(column, type_name):
+def rebuild_expression(column: str, type_name: str) -> Composed:
     """Return an expression that builds a NEW value equal to ``column``'s, so that writing it recompresses.
 
     ``SET c = c`` copies the compressed datum; these force a fresh value. For jsonb, ``c || '{}'`` would turn
@@ -242,8 +270,8 @@ def rebuild_expression(column, type_name):
     raise InvalidInput("cannot rebuild values of type %s" % type_name)
 
 
-def needs_rewrite(column, method):
-    """Predicate: the value is compressed with another method than ``method`` (NULL/uncompressed: no)."""
+def needs_rewrite(column: str, method: str) -> Composed:
+    """Return the predicate: the value is compressed with another method than ``method`` (NULL/uncompressed: no)."""
     return sql.SQL("pg_column_compression({}) <> {}").format(sql.Identifier(column), sql.Literal(method))
 
 
@@ -255,8 +283,8 @@ def _storage_sql(storage):
     return sql.SQL({"plain": "PLAIN", "main": "MAIN", "external": "EXTERNAL", "extended": "EXTENDED"}[storage])
 
 
-def alter_columns_sql(entry, changes):
-    """``ALTER TABLE ONLY rel ALTER COLUMN c SET COMPRESSION m, ALTER COLUMN c SET STORAGE s`` for ``changes``.
+def alter_columns_sql(entry: dict[str, Any], changes: Sequence[tuple[str, str, str]]) -> Composed:
+    """Return ``ALTER TABLE ONLY rel ALTER COLUMN c SET COMPRESSION m, ALTER COLUMN c SET STORAGE s`` for ``changes``.
 
     ``changes`` is a list of ``(column, "compression"|"storage", value)``.
     """
@@ -275,8 +303,8 @@ def alter_columns_sql(entry, changes):
     )
 
 
-def update_set_sql(columns):
-    """SET list rebuilding each column whose value is compressed with another method, keeping the others."""
+def update_set_sql(columns: Sequence[ColumnSpec]) -> Composed:
+    """Return the SET list rebuilding each column whose value is compressed with another method, keeping the others."""
     parts = []
     for column, type_name, method in columns:
         parts.append(
@@ -289,8 +317,8 @@ def update_set_sql(columns):
     return sql.SQL(", ").join(parts)
 
 
-def any_needs_sql(columns):
-    """``(needs(c1) OR needs(c2) ...)`` over ``columns`` (list of (column, type_name, method))."""
+def any_needs_sql(columns: Sequence[ColumnSpec]) -> Composed:
+    """Return ``(needs(c1) OR needs(c2) ...)`` over ``columns`` (list of (column, type_name, method))."""
     return sql.SQL("({})").format(sql.SQL(" OR ").join(needs_rewrite(c, m) for c, _type, m in columns))
 
 
@@ -302,8 +330,14 @@ def _literals(values):
     return sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(v) for v in values))
 
 
-def batch_update_sql(entry, columns, key, lower=None, upper=None):
-    """One batch of ``recompress: online``: rows whose key lies in (lower, upper], only values to recompress.
+def batch_update_sql(
+    entry: dict[str, Any],
+    columns: Sequence[ColumnSpec],
+    key: Sequence[str],
+    lower: Sequence[Any] | None = None,
+    upper: Sequence[Any] | None = None,
+) -> Composed:
+    """Return one batch of ``recompress: online``: rows whose key lies in (lower, upper], only values to recompress.
 
     ``lower``/``upper`` are key tuples or None (open end). Bounds are literals, compared as a row so that a
     composite key walks its btree index in order.
@@ -319,8 +353,8 @@ def batch_update_sql(entry, columns, key, lower=None, upper=None):
     )
 
 
-def batch_template_sql(entry, columns, key):
-    """The batch statement as shown in check mode, ``:lower_N``/``:upper_N`` standing for the key bounds."""
+def batch_template_sql(entry: dict[str, Any], columns: Sequence[ColumnSpec], key: Sequence[str]) -> Composed:
+    """Return the batch statement as shown in check mode, ``:lower_N``/``:upper_N`` standing for the key bounds."""
     lower = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL(":lower_%d" % (i + 1)) for i in range(len(key))))
     upper = sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL(":upper_%d" % (i + 1)) for i in range(len(key))))
     return sql.SQL("UPDATE ONLY {} SET {} WHERE {} > {} AND {} <= {} AND {}").format(
@@ -334,8 +368,8 @@ def batch_template_sql(entry, columns, key):
     )
 
 
-def next_bound_sql(entry, key, lower, batch_size):
-    """Read the key of the last row of the next batch: ``OFFSET batch_size - 1`` past ``lower``."""
+def next_bound_sql(entry: dict[str, Any], key: Sequence[str], lower: Sequence[Any] | None, batch_size: int) -> Composed:
+    """Return the query reading the key of the next batch's last row: ``OFFSET batch_size - 1`` past ``lower``."""
     where = sql.SQL("")
     if lower is not None:
         where = sql.SQL(" WHERE {} > {}").format(_key_tuple(key), _literals(lower))
@@ -348,8 +382,10 @@ def next_bound_sql(entry, key, lower, batch_size):
     )
 
 
-def rewrite_table_sql(entry, columns, storages):
-    """``ALTER TABLE t ALTER COLUMN c TYPE <same> USING <new value>, SET COMPRESSION m, SET STORAGE s``.
+def rewrite_table_sql(
+    entry: dict[str, Any], columns: Sequence[tuple[str, str, str, str]], storages: dict[str, str]
+) -> Composed:
+    """Return ``ALTER TABLE t ALTER COLUMN c TYPE <same> USING <new value>, SET COMPRESSION m, SET STORAGE s``.
 
     ``columns`` is a list of ``(column, type_text, type_name, declared_method)``; ``storages`` maps column ->
     storage to keep (ALTER COLUMN TYPE resets both compression and storage, so they go in the same statement).
@@ -370,8 +406,8 @@ def rewrite_table_sql(entry, columns, storages):
     )
 
 
-def rewrite_partition_sql(entry, columns):
-    """A partition cannot ALTER COLUMN TYPE: one UPDATE of every value to recompress (then VACUUM FULL)."""
+def rewrite_partition_sql(entry: dict[str, Any], columns: Sequence[ColumnSpec]) -> Composed:
+    """Return one UPDATE of every value to recompress (a partition cannot ALTER COLUMN TYPE; VACUUM FULL follows)."""
     return sql.SQL("UPDATE ONLY {} SET {} WHERE {}").format(
         sql.Identifier(entry["schema"], entry["name"]), update_set_sql(columns), any_needs_sql(columns)
     )
@@ -382,15 +418,16 @@ def rewrite_partition_sql(entry, columns):
 # ---------------------------------------------------------------------------------------------
 
 
-def values_to_rewrite(measured, method):
-    """Values of one measured column compressed with another method than ``method`` (in the rows read)."""
+def values_to_rewrite(measured: dict[str, Any] | None, method: str) -> int:
+    """Return how many values of one measured column are compressed with another method than ``method`` (in the rows
+    read)."""
     if not measured:
         return 0
     return (measured.get("pglz") or 0) + (measured.get("lz4") or 0) - (measured.get(method) or 0)
 
 
-def scale_factor(entry, measurement):
-    """Multiply sampled counts by this to estimate the whole relation (1 when every row was read)."""
+def scale_factor(entry: dict[str, Any], measurement: dict[str, Any] | None) -> float:
+    """Return the factor turning sampled counts into the whole relation's (1 when every row was read)."""
     if not measurement or not measurement.get("sampled"):
         return 1.0
     rows_read = measurement.get("rows_read") or 0
@@ -400,8 +437,8 @@ def scale_factor(entry, measurement):
     return max(reltuples / float(rows_read), 1.0)
 
 
-def summarize(measurements, columns):
-    """Sum per-leaf measurements into per-column counts and shares of pglz / lz4 / uncompressed values.
+def summarize(measurements: dict[int, dict[str, Any]], columns: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Return per-leaf measurements summed into per-column counts and shares of pglz / lz4 / uncompressed values.
 
     ``measurements`` maps leaf oid -> ``catalog.column_compression`` result. Shares are of non-NULL values.
     """
@@ -441,7 +478,9 @@ def summarize(measurements, columns):
 class OnlineTask:
     """Phase ``recompress: online`` of one leaf: batched UPDATEs by row identity, a commit per batch."""
 
-    def __init__(self, entry, columns, key, batch_size, estimated):
+    def __init__(
+        self, entry: dict[str, Any], columns: list[ColumnSpec], key: Sequence[str], batch_size: int, estimated: int
+    ) -> None:
         self.entry = entry
         self.columns = columns  # [(column, type_name, target_method)]
         self.key = key
@@ -455,35 +494,33 @@ class OnlineTask:
         self.batches = 0
         self.rows = 0
 
-    def render(self, conn):
-        """The batch statement with placeholders for its key bounds (what check mode shows)."""
+    def render(self, conn: Connection) -> str:
+        """Return the batch statement with placeholders for its key bounds (what check mode shows)."""
         return batch_template_sql(self.entry, self.columns, self.key).as_string(conn)
 
-    def describe(self, conn):
-        """The step as shown in the ``plan`` result."""
+    def describe(self, conn: Connection) -> dict[str, str | None]:
+        """Return the step as shown in the ``plan`` result."""
         return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
 
 
 class CompressionPlan:
     """Ordered items (plan.Step or OnlineTask), what would be rewritten, and warnings."""
 
-    def __init__(self):
-        self.items = []
-        self.to_rewrite = {}
-        self.warnings = []
-        self.diff = {"before": {}, "after": {}}
+    def __init__(self) -> None:
+        self.items: list[planlib.Step | OnlineTask] = []
+        self.to_rewrite: dict[str, int] = {}  # column -> values estimated to rewrite
+        self.warnings: list[str] = []
+        self.diff: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.items)
 
-    __nonzero__ = __bool__
-
-    def queries(self, conn):
-        """Every statement in order (batched phases as their template)."""
+    def queries(self, conn: Connection) -> list[str]:
+        """Return every statement in order (batched phases as their template)."""
         return [item.render(conn) for item in self.items]
 
-    def explain(self, conn):
-        """Every item with its reason and lock."""
+    def explain(self, conn: Connection) -> list[dict[str, str | None]]:
+        """Return every item with its reason and lock."""
         return [item.describe(conn) for item in self.items]
 
 
@@ -501,8 +538,15 @@ def _settings_changes(entry, declared):
 
 
 def build_plan(
-    declared, table, server, measurements, identities=None, widths=None, triggers=None, database_default_now=None
-):
+    declared: DeclaredCompression,
+    table: dict[str, Any],
+    server: ServerFacts,
+    measurements: dict[int, dict[str, Any]],
+    identities: dict[int, dict[str, Any]] | None = None,
+    widths: dict[int, dict[str, Any]] | None = None,
+    triggers: dict[int, list[str]] | None = None,
+    database_default_now: str | None = None,
+) -> CompressionPlan:
     """Compare the declared state with the facts and return a CompressionPlan (pure).
 
     ``measurements`` maps leaf oid -> ``catalog.column_compression`` of the declared columns (before);
@@ -567,7 +611,7 @@ def build_plan(
 
     default_method = effective_default(declared, server)
     result.to_rewrite = dict.fromkeys(declared["columns"], 0)
-    recompress_items = []
+    recompress_items: list[planlib.Step | OnlineTask] = []
     for entry in leaves(table):
         measurement = measurements.get(entry["oid"]) or {}
         factor = scale_factor(entry, measurement)
@@ -674,8 +718,15 @@ def build_plan(
     return result
 
 
-def narrow_warnings(table, declared, measurements, widths, server):
-    """Warn when no measured row reaches the TOAST threshold and nothing is compressed: settings change nothing."""
+def narrow_warnings(
+    table: dict[str, Any],
+    declared: DeclaredCompression,
+    measurements: dict[int, dict[str, Any]],
+    widths: dict[int, dict[str, Any]],
+    server: ServerFacts,
+) -> list[str]:
+    """Return a warning when no measured row reaches the TOAST threshold and nothing is compressed (the settings change
+    nothing), else no warning."""
     if not declared["columns"] and not declared["storage"] and declared["toast_tuple_target"] is None:
         return []
     rows = sum((w.get("rows_read") or 0) for w in widths.values())
@@ -704,8 +755,10 @@ def narrow_warnings(table, declared, measurements, widths, server):
     ]
 
 
-def describe_state(table, declared, database_default_now):
-    """The settings the module manages, per relation, as they are (for diff)."""
+def describe_state(
+    table: dict[str, Any], declared: DeclaredCompression, database_default_now: str | None
+) -> dict[str, Any]:
+    """Return the settings the module manages, per relation, as they are (for diff)."""
     state = {"database_default": database_default_now, "relations": {}}
     for entry in tree(table):
         rel = {}
@@ -719,8 +772,8 @@ def describe_state(table, declared, database_default_now):
     return state
 
 
-def predicted_state(before, declared):
-    """The settings after the plan (for diff): declared values on every relation of the tree."""
+def predicted_state(before: dict[str, Any], declared: DeclaredCompression) -> dict[str, Any]:
+    """Return the settings after the plan (for diff): declared values on every relation of the tree."""
     after = {"database_default": declared["database_default"] or before["database_default"], "relations": {}}
     for rel_name, rel in before["relations"].items():
         new = {}
@@ -742,7 +795,7 @@ def predicted_state(before, declared):
 # ---------------------------------------------------------------------------------------------
 
 
-def run_online(conn, executor, task):
+def run_online(conn: Connection, executor: planlib.Executor, task: OnlineTask) -> list[str]:
     """Run one OnlineTask: read the next batch's upper key, UPDATE (lower, upper] through the Executor, commit.
 
     Resumable by construction: a value already stored with the target method is never rewritten, so a run
@@ -780,8 +833,8 @@ def run_online(conn, executor, task):
         lower = upper
 
 
-def progress_message(task):
-    """What was committed before an interruption, and how to continue."""
+def progress_message(task: OnlineTask) -> str:
+    """Return what was committed before an interruption, and how to continue."""
     return (
         "%d batch(es) of %s were committed (%d row(s) rewritten) and stay done; run the task again to continue: "
         "values already stored with the target method are skipped."
@@ -789,7 +842,9 @@ def progress_message(task):
     )
 
 
-def run_items(conn, executor, compression_plan):
+def run_items(
+    conn: Connection, executor: planlib.Executor, compression_plan: CompressionPlan
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Execute every item of a CompressionPlan in order; return the statements that ran and per-leaf progress."""
     ran = []
     progress = []

@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import re
 import traceback
+from typing import Any, Iterator, TypedDict
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
 
@@ -27,11 +28,16 @@ APPLICATION_NAME = "sigeti.dwh"
 MIN_SERVER_VERSION = 140000
 SSL_MODES = ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]
 
+# A psycopg2 connection (``psycopg2.extensions.connection``). ``Any`` because psycopg2 is optional at import time:
+# the connection layer reports it missing, so no module may need it just to be imported. Other files import these
+# names under ``TYPE_CHECKING`` only.
+Connection = Any
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
 _DURATION_FACTORS = {None: 1, "ms": 1, "s": 1000, "min": 60000, "h": 3600000}
 
 
-def connection_argument_spec():
+def connection_argument_spec() -> dict[str, dict[str, Any]]:
     """Return the options every module shares: login_*, TLS, session role, timeouts and lock retries."""
     return dict(
         login_user=dict(type="str", default="postgres", aliases=["login"]),
@@ -53,7 +59,7 @@ def connection_argument_spec():
     )
 
 
-def parse_duration_ms(value, option):
+def parse_duration_ms(value: str | int | float, option: str) -> int:
     """Return a duration in milliseconds from ``500``, ``500ms``, ``5s``, ``2min`` or ``1h``.
 
     ``option`` names the module option in the error message.
@@ -67,8 +73,8 @@ def parse_duration_ms(value, option):
     return int(float(match.group(1)) * _DURATION_FACTORS[match.group(2)])
 
 
-def connection_kwargs(params):
-    """Build psycopg2.connect() keyword arguments from module parameters (pure, password included)."""
+def connection_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """Return psycopg2.connect() keyword arguments built from module parameters (pure, password included)."""
     host = params.get("login_host") or ""
     socket = params.get("login_unix_socket") or ""
     if socket and host in ("", "localhost"):
@@ -90,15 +96,15 @@ def connection_kwargs(params):
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def describe_target(params):
-    """Say where we tried to connect, for error messages (never includes the password)."""
+def describe_target(params: dict[str, Any]) -> str:
+    """Return ``user@host:port/dbname``: where we tried to connect, for error messages (never the password)."""
     kwargs = connection_kwargs(params)
     where = kwargs.get("host") or "the default Unix socket"
     return "%s@%s:%s/%s" % (kwargs.get("user", "?"), where, kwargs.get("port"), kwargs.get("dbname"))
 
 
-def explain_connect_error(params, error):
-    """Turn a psycopg2 connection error into one sentence that says what to fix."""
+def explain_connect_error(params: dict[str, Any], error: Exception) -> str:
+    """Return one sentence for a psycopg2 connection error: what failed and what to fix."""
     text = str(error).strip().replace("\n", " ")
     target = describe_target(params)
     lowered = text.lower()
@@ -119,10 +125,11 @@ def explain_connect_error(params, error):
     return "Cannot connect to PostgreSQL as %s: %s. What to do: %s." % (target, text, hint)
 
 
-def connect(module, autocommit=False):
+def connect(module: AnsibleModule, autocommit: bool = False) -> Connection:
     """Connect with the module's options, set application_name, lock and statement timeouts, role.
 
-    Fails the module with one clear message when the driver is missing or the server refuses.
+    Returns the open connection, in autocommit when ``autocommit`` is true. Fails the module with one clear message
+    when the driver is missing or the server refuses.
     """
     if not HAS_PSYCOPG2:
         module.fail_json(
@@ -172,8 +179,24 @@ SELECT current_setting('server_version_num')::int AS version_num,
 """
 
 
-def server_facts(conn):
-    """Read version, standby state, lz4 support, extensions, role and vacuum settings in one round trip."""
+class ServerFacts(TypedDict):
+    """The row ``server_facts`` returns (``SERVER_FACTS_QUERY``); modules keep it as the plain dict it is."""
+
+    version_num: int
+    version: str
+    in_recovery: bool
+    lz4: bool
+    extensions: list[str]
+    available_extensions: list[str]
+    superuser: bool
+    current_user: str
+    database: str
+    settings: dict[str, str]  # autovacuum*, data_directory, block_size, default_toast_compression, ...
+    can_scan_tables: bool
+
+
+def server_facts(conn: Connection) -> ServerFacts:
+    """Return version, standby state, lz4 support, extensions, role and vacuum settings, read in one round trip."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(SERVER_FACTS_QUERY)
         facts = dict(cur.fetchone())
@@ -183,8 +206,8 @@ def server_facts(conn):
     return facts
 
 
-def require_supported_server(facts):
-    """Raise when the server is older than PostgreSQL 14."""
+def require_supported_server(facts: ServerFacts) -> None:
+    """Return nothing; raise DwhError when the server is older than PostgreSQL 14."""
     if facts["version_num"] < MIN_SERVER_VERSION:
         raise DwhError(
             "PostgreSQL %s is not supported: sigeti.dwh needs PostgreSQL 14 or newer "
@@ -193,8 +216,9 @@ def require_supported_server(facts):
         )
 
 
-def standby_exit(module, facts, skip_on_standby):
-    """On a standby, exit unchanged when ``skip_on_standby`` is set, else fail: no DDL runs on a replica."""
+def standby_exit(module: AnsibleModule, facts: ServerFacts, skip_on_standby: bool) -> None:
+    """Return on a primary; on a standby, exit unchanged when ``skip_on_standby`` is set, else fail (no DDL runs on a
+    replica)."""
     if not facts["in_recovery"]:
         return
     if skip_on_standby:
@@ -205,7 +229,9 @@ def standby_exit(module, facts, skip_on_standby):
     )
 
 
-def open_session(module, holder, skip_on_standby=None):
+def open_session(
+    module: AnsibleModule, holder: list[Connection], skip_on_standby: bool | None = None
+) -> tuple[Connection, ServerFacts]:
     """Connect, read the server facts once and refuse servers older than PostgreSQL 14.
 
     With ``skip_on_standby`` given (modules that change something), a standby makes the module fail, or exit
@@ -222,8 +248,11 @@ def open_session(module, holder, skip_on_standby=None):
 
 
 @contextlib.contextmanager
-def module_errors(module, conn_holder=None):
-    """Turn DwhError and psycopg2 errors raised inside the block into one ``fail_json`` each, never a traceback.
+def module_errors(module: AnsibleModule, conn_holder: list[Connection] | None = None) -> Iterator[None]:
+    """Context manager (yields nothing): turn DwhError and psycopg2 errors raised inside the block into one
+    ``fail_json`` each.
+
+    Anything else is a bug of ours: it is re-raised after the connection is closed, so Ansible shows its traceback.
 
     ``conn_holder`` is an optional list whose first element is the connection to roll back and close.
     """

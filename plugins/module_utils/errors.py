@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DwhError(Exception):
     """An error the user can act on: the message names the object, the value and what to do.
@@ -11,7 +13,7 @@ class DwhError(Exception):
     ``details`` are extra result keys returned beside ``msg`` (e.g. the blocking pid).
     """
 
-    def __init__(self, msg, **details):
+    def __init__(self, msg: str, **details: Any) -> None:
         super().__init__(msg)
         self.msg = msg
         self.details = details

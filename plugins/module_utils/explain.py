@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 # Plan nodes that read a relation's rows (index-only and bitmap heap scans included).
 SCAN_NODES = (
     "Seq Scan",
@@ -16,13 +18,13 @@ SCAN_NODES = (
 )
 
 
-def _walk(node):
+def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans") or []:
         yield from _walk(child)
 
 
-def scanned_relations(plan):
+def scanned_relations(plan: dict[str, Any]) -> list[str]:
     """Return the ``schema.relation`` names a plan reads, in plan order, without duplicates.
 
     A node that ANALYZE shows as never executed (``Actual Loops`` 0, run-time pruning) does not count.
@@ -41,13 +43,13 @@ def scanned_relations(plan):
     return names
 
 
-def subplans_removed(plan):
+def subplans_removed(plan: dict[str, Any]) -> int:
     """Return how many partitions were pruned at executor start-up (``Subplans Removed``), summed over the plan."""
     return sum(node.get("Subplans Removed", 0) for node in _walk(plan["Plan"]))
 
 
-def plan_lines(plan, indent=0):
-    """Render a JSON plan as short text lines, one per node (node type, relation, estimated rows)."""
+def plan_lines(plan: dict[str, Any], indent: int = 0) -> list[str]:
+    """Return a JSON plan as short text lines, one per node (node type, relation, estimated rows)."""
     lines = []
 
     def render(node, depth):
@@ -67,7 +69,7 @@ def plan_lines(plan, indent=0):
     return lines
 
 
-def summarize(plan, query):
+def summarize(plan: dict[str, Any], query: str) -> dict[str, Any]:
     """Return the module result for one plan: query text, scanned relations and count, times, text plan."""
     scanned = scanned_relations(plan)
     return {

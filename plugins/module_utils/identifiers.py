@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 
 try:
@@ -11,13 +13,16 @@ try:
 except ImportError:  # the connection layer reports the missing driver
     sql = None
 
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Identifier
+
 
 class InvalidName(InvalidInput):
     """A relation name that cannot be parsed; the message says why and what to write instead."""
 
 
-def split_identifiers(text):
-    """Split a dotted SQL name into its parts.
+def split_identifiers(text: str) -> list[str]:
+    """Return the parts of a dotted SQL name.
 
     Unquoted parts are folded to lower case, quoted parts keep their case and may hold dots,
     spaces and doubled quotes (``"a""b"`` is ``a"b``), exactly as PostgreSQL reads them.
@@ -68,7 +73,7 @@ def split_identifiers(text):
     return parts
 
 
-def split_name(text, default_schema="public"):
+def split_name(text: str, default_schema: str = "public") -> tuple[str, str]:
     """Return ``(schema, relation)`` for ``table`` or ``schema.table``; reject anything longer."""
     parts = split_identifiers(text)
     if len(parts) == 1:
@@ -80,7 +85,7 @@ def split_name(text, default_schema="public"):
     )
 
 
-def quote_ident(name):
+def quote_ident(name: str) -> str:
     """Return an identifier as PostgreSQL would print it (for messages and state keys, never for SQL)."""
     if (
         name
@@ -93,16 +98,16 @@ def quote_ident(name):
     return '"%s"' % name.replace('"', '""')
 
 
-def display_name(schema, relation):
+def display_name(schema: str, relation: str) -> str:
     """Return ``schema.relation`` quoted as needed, for messages and result keys."""
     return "%s.%s" % (quote_ident(schema), quote_ident(relation))
 
 
-def relation(schema, name):
+def relation(schema: str, name: str) -> Identifier:
     """Return the ``psycopg2.sql`` identifier for ``schema.name``."""
     return sql.Identifier(schema, name)
 
 
-def column(name):
+def column(name: str) -> Identifier:
     """Return the ``psycopg2.sql`` identifier for a column or other single name."""
     return sql.Identifier(name)

@@ -8,13 +8,16 @@ A killed migration keeps its capture triggers logging every write and refusing T
 
 from __future__ import annotations
 
+from typing import Any
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 
 STALE_SECONDS = 86400  # one day: an unattended weekly schedule would otherwise leave it a week
 
 
-def describe(row: dict) -> dict:
-    """One in-flight migration for a module result: phase, mode, progress and ages."""
+def describe(row: dict[str, Any]) -> dict[str, Any]:
+    """Return one in-flight migration (a ``catalog.migrations_in_flight`` row) for a module result: phase, mode,
+    progress and ages."""
     total = row.get("total_pages") or 0
     done = min(row.get("next_page") or 0, total)
     return {
@@ -30,8 +33,8 @@ def describe(row: dict) -> dict:
     }
 
 
-def stale_warnings(rows: list, limit: int = STALE_SECONDS) -> list:
-    """A warning for each migration started more than ``limit`` seconds ago, saying what it costs and what to do."""
+def stale_warnings(rows: list[dict[str, Any]], limit: int = STALE_SECONDS) -> list[str]:
+    """Return a warning for each migration started more than ``limit`` seconds ago: what it costs, what to do."""
     return [
         "a %s migration of %s started %s (%.1f days ago) is still at phase %s: its capture triggers log every write "
         "and refuse TRUNCATE until it ends. What to do: run partitioned_table on it again to resume, or with "

@@ -41,11 +41,12 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
@@ -275,8 +276,16 @@ def read_state(conn, schema, name):
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", ("%s.%s" % (STATE_SCHEMA, STATE_TABLE),))
-            if cur.fetchone()[0] is None:
+            # found by name in the catalog and read only when allowed: a table owner who is not the one that
+            # created sigeti_dwh must still maintain its own partitioned table (no migration of theirs is there)
+            cur.execute(
+                "SELECT has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (STATE_SCHEMA, STATE_TABLE),
+            )
+            row = cur.fetchone()
+            if row is None or not row[0]:
                 return None
             cur.execute(
                 sql.SQL("SELECT row_to_json(s) FROM {} s WHERE schema_name = %s AND table_name = %s").format(
@@ -307,12 +316,15 @@ def read_facts(conn, table, layout, options, server):
     migration in progress and the free disk space. Reads only; returns a dict for ``plan_migration``."""
     options = normalize_options(options)
     facts = catalog.migration_facts(conn, table["oid"])
+    facts["hazards"] = catalog.migration_hazards(conn, table["oid"])
     facts["state"] = read_state(conn, table["schema"], table["name"])
     key = options.get("key")
     names = migration_names(table)
     columns = {c["name"]: c for c in table["columns"]}
     facts["out_of_range"] = {"rows": 0, "min": None, "max": None}
     facts["key_min"] = facts["key_max"] = None
+    facts["null_keys"] = 0
+    facts["generated_drift"] = {}
     wanted = [names["shadow"], names["unpartitioned"]] + [e.get("name") for e in layout or [] if e.get("name")]
     was = conn.autocommit
     conn.autocommit = True
@@ -334,19 +346,46 @@ def read_facts(conn, table, layout, options, server):
                 outside = sql.SQL("{k} IS NULL").format(k=sql.Identifier(key))
                 if ranges:
                     outside = sql.SQL("{} OR NOT ({})").format(outside, _in_ranges(key, ranges))
+                generated = _stored_generated(table)
                 cur.execute(
                     sql.SQL(
                         "SELECT count(*) FILTER (WHERE {o}), min({k}) FILTER (WHERE {o}), max({k}) FILTER (WHERE {o}), "
-                        "min({k}), max({k}) FROM {t}"
-                    ).format(o=outside, k=sql.Identifier(key), t=_ident(table["schema"], table["name"]))
+                        "min({k}), max({k}), count(*) FILTER (WHERE {k} IS NULL){g} FROM {t}"
+                    ).format(
+                        o=outside,
+                        k=sql.Identifier(key),
+                        g=_generated_drift_sql(generated),
+                        t=_ident(table["schema"], table["name"]),
+                    )
                 )
                 row = cur.fetchone()
                 facts["out_of_range"] = {"rows": row[0], "min": row[1], "max": row[2]}
                 facts["key_min"], facts["key_max"] = row[3], row[4]
+                facts["null_keys"] = row[5]
+                facts["generated_drift"] = {c["name"]: n for c, n in zip(generated, row[6:]) if n}
     finally:
         conn.autocommit = was
     facts["free_bytes"] = free_disk_bytes(server) if options.get("check_disk") else None
     return facts
+
+
+def _stored_generated(table):
+    """Stored generated columns: the copy recomputes them, so a stored value may not survive it."""
+    return [c for c in table["columns"] if c.get("generated") == "s" and c.get("default_expr")]
+
+
+def _generated_drift_sql(generated):
+    """Per stored generated column: rows whose stored value differs from what the copy would recompute.
+
+    A generated column's function may have been redefined after the rows were written (IMMUTABLE is a promise
+    PostgreSQL does not check): the copy would silently change those values, so they are counted up front.
+    """
+    return sql.SQL("").join(
+        sql.SQL(", count(*) FILTER (WHERE {c} IS DISTINCT FROM ({e}))").format(
+            c=sql.Identifier(c["name"]), e=sql.SQL(c["default_expr"])
+        )
+        for c in generated
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +449,7 @@ def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=No
         )
     bucket = _bucket(key, ranges, default) if not keys_table else sql.Literal("replayed keys")
     return sql.SQL(
-        "SELECT {b} AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
+        "SELECT {b} AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
     ).format(b=bucket, src=src, j=join)
 
 
@@ -423,11 +462,11 @@ def _checksum_target(names, shadow, keys_table=None, replay_key=None):
             _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
         )
         return sql.SQL(
-            "SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(t::text, 0)) AS h FROM {t} t{j}"
+            "SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t{j}"
         ).format(t=target, j=join)
     return sql.SQL(
         "SELECT c.relname::text AS b, x.n, x.h FROM (SELECT t.tableoid, count(*) AS n, "
-        "sum(hashtextextended(t::text, 0)) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
+        "sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
     ).format(t=target)
 
 
@@ -716,25 +755,19 @@ def plan_migration(table, layout, options, server, facts=None):
                 % (display, ", ".join(new_pk_columns), ", ".join(pk["columns"]))
             )
     for con in constraints:
-        if con["type"] == "u" and key not in con["columns"]:
-            raise InvalidInput(
-                "unique constraint %s of %s on (%s) does not include the partition key %s: a partitioned table cannot "
-                "enforce it. Drop it or add %s to it first; nothing was changed"
-                % (con["name"], display, ", ".join(con["columns"]), key, key)
-            )
         if con["type"] == "x":
             raise InvalidInput(
                 "exclusion constraint %s of %s cannot be carried to a partitioned table automatically; "
                 "drop it first" % (con["name"], display)
             )
+    _refuse_unique_without_key(facts, key, display)
+    _refuse_hazards(table, facts, options, key, display, new_pk_columns)
+    warnings.extend(_hazard_warnings(table, facts, display))
+    own_indexes = _own_leftover_indexes(table, pk)
     constraint_indexes = {c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"]}
-    plain_indexes = [i for i in table["indexes"] if i["name"] not in constraint_indexes]
-    for index in plain_indexes:
-        if index["is_unique"] and not _index_has_column(index["definition"], key):
-            raise InvalidInput(
-                "unique index %s of %s does not include the partition key %s: a partitioned table "
-                "cannot enforce it; drop it or add %s first, nothing was changed" % (index["name"], display, key, key)
-            )
+    plain_indexes = [
+        i for i in table["indexes"] if i["name"] not in constraint_indexes and i["name"] not in own_indexes
+    ]
     fks_in = facts["foreign_keys_in"]
     unique_sets = [set(c["columns"]) for c in constraints if c["type"] == "u"]
     if new_pk_columns:
@@ -829,6 +862,7 @@ def plan_migration(table, layout, options, server, facts=None):
         "pk": pk,
         "new_pk_columns": new_pk_columns,
         "plain_indexes": plain_indexes,
+        "own_indexes": own_indexes,
         "user_triggers": user_triggers,
         "replay_key": replay_key,
         "columns": columns,
@@ -868,9 +902,217 @@ def plan_migration(table, layout, options, server, facts=None):
     )
 
 
-def _index_has_column(definition, column):
-    head = definition.split(" USING ", 1)[-1]
-    return ("(%s" % column) in head or (", %s" % column) in head or ('"%s"' % column) in head
+def _refuse_unique_without_key(facts, key, display):
+    """Every unique index or constraint (the primary key aside: see extend_primary_key) must have the partition key
+    among its key columns, compared as attributes (``pg_index.indkey`` up to ``indnkeyatts``), never as text: an
+    expression, an INCLUDE column or a WHERE clause mentioning the key does not count."""
+    for con in facts["constraints"]:
+        if con["type"] == "u" and key not in con["columns"]:  # conkey, read as attribute names
+            raise InvalidInput(
+                "unique constraint %s of %s on (%s) does not include the partition key %s: a partitioned table cannot "
+                "enforce it. Drop it or add %s to it first; nothing was changed"
+                % (con["name"], display, ", ".join(con["columns"]), key, key)
+            )
+    for index in (facts.get("hazards") or {}).get("indexes") or []:
+        if not index["unique"] or index["primary"] or key in index["key_columns"]:
+            continue
+        what = (
+            "unique constraint %s" % index["constraint"] if index["constraint"] else "unique index %s" % index["name"]
+        )
+        shape = "(%s)" % ", ".join(index["key_columns"]) if index["key_columns"] else "expressions only"
+        extra = []
+        if index["has_expressions"]:
+            extra.append("expressions")
+        if index.get("predicate"):
+            extra.append("WHERE %s" % index["predicate"])
+        raise InvalidInput(
+            "%s of %s has key columns %s%s and does not include the partition key %s as a column: a partitioned "
+            "table cannot enforce it (PostgreSQL: unique constraint on partitioned table must include all "
+            "partitioning columns). Drop it or recreate it with %s among its columns first; nothing was changed"
+            % (what, display, shape, " with %s" % " and ".join(extra) if extra else "", key, key)
+        )
+
+
+def _own_leftover_indexes(table, pk):
+    """Names of indexes an interrupted attach migration built on the table (never carried as the user's)."""
+    if pk is None:
+        return set()
+    tmp = derived_name(pk["name"], "_sgt_pk")
+    return {i["name"] for i in table["indexes"] if i["name"] == tmp}
+
+
+def _assigns_column(source, column):
+    """Whether a trigger function's source assigns ``NEW.column`` (plpgsql ``:=`` or ``=``, quoted or not)."""
+    target = r'\bNEW\s*\.\s*(?:"%s"|%s\b)\s*' % (re.escape(column), re.escape(column))
+    # ":=" is an assignment anywhere; a bare "=" only where a statement starts ("IF NEW.k = 3" compares)
+    assign = target + ":="
+    statement = r"(?:^|;|\bBEGIN\b|\bTHEN\b|\bELSE\b|\bLOOP\b)\s*" + target + "=(?!=)"
+    return any(re.search(p, source, re.IGNORECASE | re.MULTILINE) for p in (assign, statement))
+
+
+def _refuse_state_privileges(hazards, facts, display):
+    """The migration keeps its progress in sigeti_dwh: say which right is missing before anything is created."""
+    if facts.get("state") is not None or "can_create_schema" not in hazards:
+        return
+    user = hazards.get("current_user")
+    if hazards.get("can_create_in_state_schema") is None and not hazards.get("can_create_schema"):
+        raise InvalidInput(
+            "migrating %s keeps its progress in schema %s, which does not exist, and %s may not create it (no CREATE "
+            "on the database). Run CREATE SCHEMA %s AUTHORIZATION %s as a superuser (or GRANT CREATE ON DATABASE to "
+            "%s); nothing was changed" % (display, STATE_SCHEMA, user, STATE_SCHEMA, user, user)
+        )
+    if hazards.get("can_create_in_state_schema") is False:
+        raise InvalidInput(
+            "migrating %s creates its change log and capture function in schema %s, where %s has no CREATE/USAGE "
+            "right. Run GRANT USAGE, CREATE ON SCHEMA %s TO %s as its owner; nothing was changed"
+            % (display, STATE_SCHEMA, user, STATE_SCHEMA, user)
+        )
+    if hazards.get("can_write_state") is False:
+        raise InvalidInput(
+            "migrating %s records its progress in %s.%s, which %s may not write. Run GRANT SELECT, INSERT, UPDATE, "
+            "DELETE ON %s.%s TO %s as its owner; nothing was changed"
+            % (display, STATE_SCHEMA, STATE_TABLE, user, STATE_SCHEMA, STATE_TABLE, user)
+        )
+
+
+def _hazard_warnings(table, facts, display):
+    """What the migration cannot carry and only reports (each named, with what to do after it)."""
+    hazards = facts.get("hazards") or {}
+    warnings = []
+    for publication in hazards.get("publications") or []:
+        warnings.append(
+            "%s is in publication %s: the partitioned table is not added to it (run ALTER PUBLICATION %s ADD TABLE "
+            "%s after the migration; subscribers see the old table until then)"
+            % (display, publication, publication, display)
+        )
+    if facts["flags"].get("replica_identity") == "i":
+        warnings.append(
+            "%s has REPLICA IDENTITY USING INDEX: not carried (set it again on each partition after the migration)"
+            % display
+        )
+    for index in hazards.get("indexes") or []:
+        if index.get("clustered"):
+            warnings.append(
+                "%s is marked CLUSTER ON %s: a partitioned table cannot carry the mark (set it per partition with "
+                "ALTER TABLE <partition> CLUSTER ON <its index> if CLUSTER runs on them)" % (display, index["name"])
+            )
+    return warnings
+
+
+def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
+    """Refuse, before any change, what a partitioned copy cannot carry; each message names the object and the way out."""
+    hazards = facts.get("hazards") or {}
+    _refuse_structure(table, hazards, key, display)
+    _refuse_constraints(table, facts, hazards, options["mode"], display)
+    _refuse_key_triggers(hazards, key, display)
+    _refuse_state_privileges(hazards, facts, display)
+    _refuse_data(table, facts, key, display, new_pk_columns)
+
+
+def _refuse_structure(table, hazards, key, display):
+    """Generated key, table inheritance, rules, users of the row type: what binds to the old table or cannot be."""
+    columns = {c["name"]: c for c in table["columns"]}
+    if columns[key].get("generated"):
+        raise InvalidInput(
+            "partition key %s of %s is a generated column: PostgreSQL cannot partition by a generated column. "
+            "Choose a plain column as key; nothing was changed" % (key, display)
+        )
+    if hazards.get("inherits_from"):
+        raise InvalidInput(
+            "%s inherits from %s (table inheritance): a partitioned table cannot take part in inheritance, and the "
+            "parent would lose or freeze the rows it shows from %s. Run ALTER TABLE %s NO INHERIT %s first or keep "
+            "it unpartitioned; nothing was changed"
+            % (display, ", ".join(hazards["inherits_from"]), display, display, hazards["inherits_from"][0])
+        )
+    if hazards.get("inherited_by"):
+        raise InvalidInput(
+            "%s is the inheritance parent of %s: a partitioned table cannot have inheritance children, and copying "
+            "%s would also copy their rows. Detach them first (ALTER TABLE <child> NO INHERIT %s) or keep it "
+            "unpartitioned; nothing was changed" % (display, ", ".join(hazards["inherited_by"]), display, display)
+        )
+    for rule in hazards.get("foreign_rules") or []:
+        if not (rule.get("definition") or "").startswith("CREATE RULE "):
+            raise InvalidInput(
+                "rule %s on %s refers to %s by its identity and cannot be read back to rebind it: drop it first and "
+                "recreate it after the migration; nothing was changed" % (rule["name"], rule["table"], display)
+            )
+    users = list(hazards.get("rowtype_functions") or []) + list(hazards.get("rowtype_columns") or [])
+    if users:
+        raise InvalidInput(
+            "%s use(s) the row type of %s (e.g. RETURNS SETOF %s): after the migration they would keep the old "
+            "table's type (%s_unpartitioned) and block drop_source. Drop them first and recreate them after the "
+            "migration; nothing was changed" % (", ".join(users), display, display, table["name"])
+        )
+
+
+def _refuse_constraints(table, facts, hazards, mode, display):
+    """NOT VALID constraints and keys a partitioned table (or the attach mode) cannot hold as they are."""
+    own_check = derived_name(table["name"], "_sgt_range")
+    if mode != "attach" and any(c["name"] == own_check for c in facts["constraints"]):
+        raise InvalidInput(
+            "an interrupted attach migration left its range check %s on %s (it refuses rows outside that range): "
+            "run partitioned_table with migrate: abandon to remove it, or migrate: attach to finish; nothing was "
+            "changed" % (own_check, display)
+        )
+    for con in facts["constraints"]:
+        if con["name"] == own_check:
+            continue
+        if con["type"] == "f" and not con["validated"]:
+            raise InvalidInput(
+                "foreign key %s of %s is NOT VALID: a partitioned table cannot hold a NOT VALID foreign key. Fix the "
+                "rows that break it and run ALTER TABLE %s VALIDATE CONSTRAINT %s, or drop it; nothing was changed"
+                % (con["name"], display, display, con["name"])
+            )
+        if con["type"] == "c" and not con["validated"] and mode == "attach":
+            raise InvalidInput(
+                "check constraint %s of %s is NOT VALID: attach mode cannot make the table a partition with it. Run "
+                "ALTER TABLE %s VALIDATE CONSTRAINT %s first or use migrate: online (it carries the constraint as "
+                "NOT VALID); nothing was changed" % (con["name"], display, display, con["name"])
+            )
+    pk = next((c for c in facts["constraints"] if c["type"] == "p"), None)
+    if pk is not None and mode == "attach" and _split_key(pk["definition"])[1].strip():
+        raise InvalidInput(
+            "the primary key of %s is %s: attach mode rebuilds it as a plain PRIMARY KEY and would lose what follows "
+            "its columns; use migrate: online (it carries it); nothing was changed" % (display, pk["definition"])
+        )
+    for index in hazards.get("indexes") or []:
+        if index["deferrable"] and mode == "attach":
+            raise InvalidInput(
+                "constraint %s of %s is DEFERRABLE: attach mode cannot carry it; use migrate: online; nothing was "
+                "changed" % (index["constraint"], display)
+            )
+
+
+def _refuse_key_triggers(hazards, key, display):
+    """A BEFORE row trigger setting the key breaks every writer once the table is partitioned."""
+    for trig in hazards.get("before_row_triggers") or []:
+        if _assigns_column(trig.get("source") or "", key):
+            raise InvalidInput(
+                "trigger %s of %s (function %s) sets NEW.%s before the row is stored: on a partitioned table the row "
+                "is routed before that trigger runs, so writers would fail with 'moving row to another partition "
+                "during a BEFORE FOR EACH ROW trigger is not supported'. Have writers give %s themselves (or a "
+                "DEFAULT), drop the trigger, then migrate; nothing was changed"
+                % (trig["name"], display, trig["function"], key, key)
+            )
+
+
+def _refuse_data(table, facts, key, display, new_pk_columns):
+    """Rows the copy would reject (NULL keys under the extended key) or silently change (stale generated values)."""
+    columns = {c["name"]: c for c in table["columns"]}
+    if new_pk_columns and key in new_pk_columns and facts.get("null_keys"):
+        raise InvalidInput(
+            "%d rows of %s have a NULL %s, which the primary key (%s) cannot hold. Set a key on those rows (or "
+            "delete them) first; nothing was changed" % (facts["null_keys"], display, key, ", ".join(new_pk_columns))
+        )
+    for name, rows in sorted((facts.get("generated_drift") or {}).items()):
+        raise InvalidInput(
+            "%d rows of %s hold a stored value of generated column %s that differs from what its expression (%s) "
+            "gives today (its function was probably redefined after they were written): copying them would change "
+            "those values. Recompute them first (UPDATE %s SET c = c for a column c that %s is computed from: "
+            "PostgreSQL recomputes it only then), or "
+            "restore the function; nothing was changed"
+            % (rows, display, name, columns[name].get("default_expr"), display, name)
+        )
 
 
 def _new_partitions(ctx, with_default=False):
@@ -897,6 +1139,14 @@ def _shadow_steps(ctx, shadow):
     steps.append(
         Step(sql.SQL("ALTER TABLE {} OWNER TO {}").format(target, sql.Identifier(table["owner"])), "same owner")
     )
+    for con in _not_valid_checks(ctx):
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, sql.Identifier(con["name"])),
+                "LIKE copied the NOT VALID check %s as valid: it is added back NOT VALID once the rows are in"
+                % con["name"],
+            )
+        )
     if table.get("comment"):
         steps.append(
             Step(sql.SQL("COMMENT ON TABLE {} IS {}").format(target, sql.Literal(table["comment"])), "same comment")
@@ -956,21 +1206,96 @@ def _shadow_steps(ctx, shadow):
     return steps
 
 
+def key_definition(definition, columns, reloptions=None):
+    """``pg_get_constraintdef`` of a key with its column list replaced by ``columns``: INCLUDE, USING INDEX
+    TABLESPACE and DEFERRABLE ... are kept as the original had them, and the index's storage parameters
+    (``reloptions``, which pg_get_constraintdef leaves out) are put back as ``WITH (...)`` (pure)."""
+    head, tail = _split_key(definition)
+    include = ""
+    if tail.startswith(" INCLUDE ("):
+        close = _paren_end(tail, tail.index("("))
+        include, tail = tail[: close + 1], tail[close + 1 :]
+    with_clause = sql.SQL("")
+    if reloptions and not tail.startswith(" WITH ("):
+        with_clause = sql.SQL(" WITH ({})").format(
+            _join(
+                [
+                    sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
+                    for o in reloptions
+                ]
+            )
+        )
+    return sql.SQL("{}({}){}{}{}").format(sql.SQL(head), _cols(columns), sql.SQL(include), with_clause, sql.SQL(tail))
+
+
+def _index_reloptions(ctx, index_name):
+    for index in (ctx["facts"].get("hazards") or {}).get("indexes") or []:
+        if index["name"] == index_name:
+            return index.get("reloptions") or []
+    return []
+
+
+def _paren_end(text, start):
+    """Index of the parenthesis closing the one at ``start`` (double-quoted names skipped)."""
+    depth, quoted = 0, False
+    for position in range(start, len(text)):
+        char = text[position]
+        if char == '"':
+            quoted = not quoted  # a doubled quote inside a name flips twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth == 0:
+                return position
+    raise DwhError("cannot read the key definition %r: unbalanced parentheses" % text)
+
+
+def _split_key(definition):
+    """``("PRIMARY KEY ", " INCLUDE (v) ...")``: what precedes and follows a key definition's column list."""
+    start = definition.index("(")
+    end = _paren_end(definition, start)
+    return definition[:start], definition[end + 1 :]
+
+
+def _not_valid_checks(ctx):
+    """CHECK constraints the original holds NOT VALID: old rows may break them, so the copy must not check them."""
+    own = derived_name(ctx["names"]["name"], "_sgt_range")
+    return [c for c in ctx["facts"]["constraints"] if c["type"] == "c" and not c["validated"] and c["name"] != own]
+
+
 def _build_units(ctx, shadow, validate_separately=True):
     """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each."""
     names, facts = ctx["names"], ctx["facts"]
     target = _ident(names["schema"], shadow)
     units = []
+    for con in _not_valid_checks(ctx):
+        # pg_get_constraintdef ends with NOT VALID: no scan, new rows are checked as on the original
+        units.append(
+            [
+                Step(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                        target, sql.Identifier(con["name"]), sql.SQL(con["definition"])
+                    ),
+                    "check %s, NOT VALID as on the original" % con["name"],
+                )
+            ]
+        )
     tails = facts.get("index_tails") or {}
     for con in facts["constraints"]:
         if con["type"] == "p":
             units.append(
                 [
                     Step(
-                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-                            target, sql.Identifier(derived_name(con["name"], "_sgt_new")), _cols(ctx["new_pk_columns"])
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                            target,
+                            sql.Identifier(derived_name(con["name"], "_sgt_new")),
+                            key_definition(
+                                con["definition"], ctx["new_pk_columns"], _index_reloptions(ctx, con["index"])
+                            ),
                         ),
-                        "primary key (%s)" % ", ".join(ctx["new_pk_columns"]),
+                        "primary key (%s), with the original's INCLUDE, storage parameters and deferrability"
+                        % ", ".join(ctx["new_pk_columns"]),
                     )
                 ]
             )
@@ -979,7 +1304,9 @@ def _build_units(ctx, shadow, validate_separately=True):
                 [
                     Step(
                         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                            target, sql.Identifier(derived_name(con["name"], "_sgt_new")), sql.SQL(con["definition"])
+                            target,
+                            sql.Identifier(derived_name(con["name"], "_sgt_new")),
+                            key_definition(con["definition"], con["columns"], _index_reloptions(ctx, con["index"])),
                         ),
                         "unique constraint %s" % con["name"],
                     )
@@ -1201,6 +1528,15 @@ def _carry_steps(ctx, new):
     steps.extend(_grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
     for entry in _new_partitions(ctx, with_default=True):
         steps.extend(_grant_steps(facts["grants"], [], _ident(schema, entry["name"]), "same grants on the partition"))
+    identity = {"f": "FULL", "n": "NOTHING"}.get(facts["flags"].get("replica_identity"))
+    if identity:
+        for target in [new] + [_ident(schema, e["name"]) for e in _new_partitions(ctx, with_default=True)]:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(target, sql.SQL(identity)),
+                    "same replica identity (logical replication reads each partition's own)",
+                )
+            )
     if facts["flags"].get("row_security"):
         steps.append(Step(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new), "row-level security"))
     if facts["flags"].get("force_row_security"):
@@ -1228,6 +1564,48 @@ def _carry_steps(ctx, new):
                     "trigger comment",
                 )
             )
+    steps.extend(_rule_steps(ctx, new))
+    return steps
+
+
+def _rule_text(definition, replace=False):
+    """``pg_get_ruledef`` output as a statement: names in it are schema-qualified (read under search_path
+    pg_catalog), so once the partitioned table has taken the name it binds to it."""
+    text = definition.strip().rstrip(";")
+    if replace:
+        text = "CREATE OR REPLACE RULE " + text[len("CREATE RULE ") :]
+    return sql.SQL(text)
+
+
+def _rule_steps(ctx, new):
+    """The table's own rules, created again on the partitioned table (the old table keeps its copies)."""
+    steps = []
+    for rule in (ctx["facts"].get("hazards") or {}).get("rules") or []:
+        steps.append(Step(_rule_text(rule["definition"]), "rule %s, created on the partitioned table" % rule["name"]))
+        state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(rule.get("enabled"))
+        if state:
+            steps.append(
+                Step(
+                    sql.SQL("ALTER TABLE {} {} RULE {}").format(new, sql.SQL(state), sql.Identifier(rule["name"])),
+                    "same rule state",
+                )
+            )
+    return steps
+
+
+def _foreign_rule_steps(ctx, lock_targets):
+    """Rules of other relations that read or write the table name it by oid: CREATE OR REPLACE RULE rebinds them."""
+    steps = []
+    for rule in (ctx["facts"].get("hazards") or {}).get("foreign_rules") or []:
+        steps.append(
+            Step(
+                _rule_text(rule["definition"], replace=True),
+                "rule %s on %s referred to the old table: rebind it" % (rule["name"], rule["table"]),
+                lock=ACCESS_EXCLUSIVE,
+                targets=[(rule["schema"], rule["relation"])],
+            )
+        )
+        lock_targets.append((rule["schema"], rule["relation"]))
     return steps
 
 
@@ -1254,7 +1632,9 @@ def _repoint_steps(ctx, lock_targets):
             )
         )
         lock_targets.append((fk["schema"], fk["table"]))
-    steps.extend(_view_steps(facts["views"], lock_targets))
+    # a relation with a rule on the table shows up among its "views" (pg_rewrite) without a view definition
+    steps.extend(_view_steps([v for v in facts["views"] if v.get("definition")], lock_targets))
+    steps.extend(_foreign_rule_steps(ctx, lock_targets))
     return steps
 
 
@@ -1397,6 +1777,7 @@ def _copy_phases(ctx):
         ),
         "copy every row (writes are blocked by the EXCLUSIVE lock)",
     )
+    ctx["insert_all"] = insert_all  # its row count is the offline run's rows_copied
     full_verify = Step(
         _verify_block(
             display,
@@ -1594,10 +1975,16 @@ def _attach_phases(ctx):
             targets=[(schema, name)],
         )
     ]
+    ctx["concurrent_indexes"] = []
+    validate.extend(_rebuild_invalid_steps(ctx, src))
     pk = ctx["pk"]
     pk_index_tmp = None
     if pk is not None and key not in pk["columns"]:
         pk_index_tmp = derived_name(pk["name"], "_sgt_pk")
+        if any(i["name"] == pk_index_tmp and not i.get("is_valid", True) for i in ctx["table"]["indexes"]):
+            # an interrupted CREATE INDEX CONCURRENTLY left it INVALID: IF NOT EXISTS would keep it, and
+            # PRIMARY KEY USING INDEX would fail on it at every run
+            validate.extend(_drop_index_steps(names, [pk_index_tmp], "INVALID prebuilt index %s"))
         validate.append(
             Step(
                 sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
@@ -1607,6 +1994,7 @@ def _attach_phases(ctx):
                 transactional=False,
             )
         )
+        ctx["concurrent_indexes"].append(pk_index_tmp)
     target = _ident(schema, shadow)
     swap = [
         Step(
@@ -1633,6 +2021,8 @@ def _attach_phases(ctx):
             )
         )
     for index in ctx["table"]["indexes"]:
+        if index["name"] in ctx["own_indexes"]:
+            continue  # the prebuilt primary-key index became the primary key's index above
         swap.append(
             Step(
                 sql.SQL("ALTER INDEX {} RENAME TO {}").format(
@@ -1737,6 +2127,73 @@ def _attach_phases(ctx):
         },
         {"name": "post", "description": "rebuild materialized views, ANALYZE", "units": post},
     ]
+
+
+def _rebuild_invalid_steps(ctx, src):
+    """An INVALID index (a concurrent build cancelled) is absent for PostgreSQL's planner and would be attached to
+    the parent's index as if it were built: drop it and build it again, both without blocking writers."""
+    names, tails = ctx["names"], ctx["facts"].get("index_tails") or {}
+    steps = []
+    for index in ctx["plain_indexes"]:
+        if index.get("is_valid", True):
+            continue
+        steps.extend(_drop_index_steps(names, [index["name"]], "INVALID index %s (a cancelled concurrent build)"))
+        ctx["concurrent_indexes"].append(index["name"])
+        steps.append(
+            Step(
+                sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {} {}").format(
+                    sql.SQL("UNIQUE " if index["is_unique"] else ""),
+                    sql.Identifier(index["name"]),
+                    src,
+                    sql.SQL(tails[index["name"]]),
+                ),
+                "rebuild INVALID index %s before it becomes the partition's" % index["name"],
+                transactional=False,
+            )
+        )
+    return steps
+
+
+OLD_SNAPSHOTS_QUERY = """
+SELECT pid, usename::text, application_name, client_addr::text, state, xact_start, left(query, 120)
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
+ORDER BY xact_start NULLS LAST
+"""
+
+
+def _require_valid_indexes(conn, names, indexes):
+    """A concurrent build cancelled by lock_timeout leaves an INVALID index, and a retry of ``CREATE INDEX
+    CONCURRENTLY IF NOT EXISTS`` then succeeds without building anything: check, and name what it waited for."""
+    if not indexes:
+        return
+    was = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = ANY(%s) AND NOT i.indisvalid",
+                (names["schema"], list(indexes)),
+            )
+            invalid = [r[0] for r in cur.fetchall()]
+            if not invalid:
+                return
+            cur.execute(OLD_SNAPSHOTS_QUERY)
+            holders = cur.fetchall()
+    finally:
+        conn.autocommit = was
+    who = "; ".join(
+        "pid %s (user %s, application %r, client %s, %s, transaction open since %s: %s)" % row for row in holders
+    )
+    raise LockNotGranted(
+        "the concurrent build of index %s on %s was cancelled by lock_timeout and left it INVALID: such a build waits "
+        "for every transaction holding an older snapshot, here %s. Let those transactions end (or end them with "
+        "SELECT pg_terminate_backend(pid)) and run again; the invalid index is dropped and rebuilt"
+        % (", ".join(invalid), display_name(names["schema"], names["name"]), who or "no session any more"),
+        blocking_pids=[row[0] for row in holders],
+    )
 
 
 def render_plan(conn, plan):
@@ -1884,40 +2341,180 @@ def _state(conn, names):
     return read_state(conn, names["schema"], names["name"])
 
 
-def abandon_migration(conn, executor, table_or_names):
-    """Drop everything an unfinished (pre-swap) migration left: shadow, partitions, log, capture triggers, state.
+LEFTOVERS_QUERY = """
+WITH src AS (SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = %(schema)s AND c.relname = %(name)s)
+SELECT (SELECT relkind::text FROM src),
+       (SELECT coalesce(array_agg(tgname::text ORDER BY tgname), '{}') FROM pg_trigger
+        WHERE tgrelid = (SELECT oid FROM src) AND tgname = ANY(%(triggers)s)),
+       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = %(schema)s AND c.relname = %(shadow)s),
+       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = %(state_schema)s AND c.relname = %(log)s),
+       EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = %(state_schema)s AND p.proname = %(function)s),
+       EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = (SELECT oid FROM src) AND conname = %(check)s
+               AND (SELECT relkind FROM src) = 'r'),
+       (SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}') FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = (SELECT oid FROM src) AND (SELECT relkind FROM src) = 'r'
+          AND right(c.relname, 7) = '_sgt_pk' AND NOT i.indisprimary)
+"""
 
-    The original table is not touched beyond dropping the capture triggers.
+
+def read_leftovers(conn, names):
+    """What an unfinished migration of ``names`` left in the database (catalog reads only).
+
+    Returns a dict: ``relkind`` of the table, ``triggers`` (capture triggers present), ``shadow``, ``log`` and
+    ``function`` (bools), ``range_check`` (attach's CHECK still on the plain table), ``indexes`` (attach's prebuilt
+    primary-key indexes) and ``state`` (the state row or None).
     """
-    names = table_or_names if "shadow" in table_or_names else migration_names(table_or_names)
+    was = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                LEFTOVERS_QUERY,
+                {
+                    "schema": names["schema"],
+                    "name": names["name"],
+                    "triggers": list(CAPTURE_TRIGGERS),
+                    "shadow": names["shadow"],
+                    "state_schema": STATE_SCHEMA,
+                    "log": names["log"],
+                    "function": names["function"],
+                    "check": derived_name(names["name"], "_sgt_range"),
+                },
+            )
+            row = cur.fetchone()
+    finally:
+        conn.autocommit = was
+    keys = ("relkind", "triggers", "shadow", "log", "function", "range_check", "indexes")
+    found = dict(zip(keys, row))
+    found["state"] = read_state(conn, names["schema"], names["name"])
+    return found
+
+
+def _abandon_steps(names, found):
+    """Steps dropping what ``read_leftovers`` found, each with what it removes (its reason)."""
     src = _ident(names["schema"], names["name"])
+    target = [(names["schema"], names["name"])]
     steps = [
         Step(
             sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
-            "stop capturing changes",
+            "capture trigger %s on %s" % (t, display_name(names["schema"], names["name"])),
             lock=SHARE_ROW_EXCLUSIVE,
-            targets=[(names["schema"], names["name"])],
+            targets=target,
         )
-        for t in CAPTURE_TRIGGERS
+        for t in found["triggers"]
     ]
-    steps += [
-        Step(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(names["schema"], names["shadow"])), "drop the shadow"),
-        Step(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])), "drop the change log"),
-        Step(
-            sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
-            "drop the capture function",
-        ),
-    ]
-    if read_state(conn, names["schema"], names["name"]) is not None:
+    if found["range_check"]:
+        check = derived_name(names["name"], "_sgt_range")
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(src, sql.Identifier(check)),
+                "range check %s of the attach mode (it refuses writers outside the attached range)" % check,
+                lock=ACCESS_EXCLUSIVE,
+                targets=target,
+            )
+        )
+    if found["shadow"]:
+        steps.append(
+            Step(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(names["schema"], names["shadow"])),
+                "partitioned shadow %s and its partitions" % display_name(names["schema"], names["shadow"]),
+            )
+        )
+    if found["log"]:
+        steps.append(
+            Step(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
+                "change log %s" % display_name(STATE_SCHEMA, names["log"]),
+            )
+        )
+    if found["function"]:
+        steps.append(
+            Step(
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
+                "capture function %s" % display_name(STATE_SCHEMA, names["function"]),
+            )
+        )
+    if found["state"] is not None:
         steps.append(
             Step(
                 sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
                     _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"])
                 ),
-                "forget the state",
+                "state row (phase %s)" % found["state"]["phase"],
             )
         )
-    return _execute(executor, _unit(steps))
+    return steps
+
+
+def _drop_index_steps(names, indexes, reason="index %s prebuilt by the attach mode"):
+    # outside any transaction: DROP INDEX CONCURRENTLY waits for readers instead of blocking them
+    return [
+        Step(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(names["schema"], index)),
+            reason % index,
+            transactional=False,
+        )
+        for index in indexes
+    ]
+
+
+def _names_of(table_or_names):
+    return table_or_names if "shadow" in table_or_names else migration_names(table_or_names)
+
+
+def plan_abandon(conn, table_or_names):
+    """What ``migrate: abandon`` would drop (catalog reads only): ``(steps, concurrent_steps)``.
+
+    Refuses (InvalidInput) after the swap committed: then the partitioned table is in use and the run must finish.
+    """
+    names = _names_of(table_or_names)
+    found = read_leftovers(conn, names)
+    if found["state"] is not None and found["state"]["phase"] == "post":
+        raise InvalidInput(
+            "the migration of %s already swapped the tables (phase post since %s): it cannot be abandoned. Run "
+            "partitioned_table with migrate: %s to finish it; nothing was changed"
+            % (display_name(names["schema"], names["name"]), found["state"].get("updated_at"), found["state"]["mode"])
+        )
+    return _abandon_steps(names, found), _drop_index_steps(names, found["indexes"])
+
+
+def describe_leftovers(conn, table):
+    """One line naming an unfinished migration of ``table`` (phase, mode, start) and what it left, or None."""
+    names = migration_names(table)
+    found = read_leftovers(conn, names)
+    parts = [s.reason for s in _abandon_steps(names, found) + _drop_index_steps(names, found["indexes"])]
+    if not parts:
+        return None
+    state = found["state"]
+    head = (
+        "a %s migration of %s is half done (phase %s, started %s)"
+        % (state["mode"], display_name(names["schema"], names["name"]), state["phase"], state.get("started_at"))
+        if state
+        else "an interrupted migration of %s left objects behind" % display_name(names["schema"], names["name"])
+    )
+    return "%s: %s" % (head, "; ".join(parts))
+
+
+def abandon_migration(conn, executor, table_or_names):
+    """Drop everything an unfinished (pre-swap) migration left: capture triggers, attach's range check and
+    prebuilt index, shadow and its partitions, change log, capture function, state row.
+
+    The original table keeps its rows, indexes and constraints. Returns ``(removed, queries)``: what was dropped
+    (one line each, in the warehouse's words) and the statements that ran. Refuses after the swap committed.
+    """
+    names = _names_of(table_or_names)
+    steps, index_steps = plan_abandon(conn, names)
+    removed = [s.reason for s in steps]
+    queries = _execute(executor, _unit(steps)) if steps else []
+    if index_steps:
+        queries += _execute(executor, Plan(index_steps))
+        removed += [s.reason for s in index_steps]
+    return removed, queries
 
 
 def _verify_online(run, ctx):
@@ -1950,6 +2547,27 @@ def _verify_online(run, ctx):
             )
     run.result["checksums"] = checksums
     return bad
+
+
+def _differing_columns(run, ctx):
+    """After a failed verification: the columns whose content differs between the original and the shadow.
+
+    One scan of each, per column a sum of hashes of ``ROW(column)`` (so NULL and '' differ). Only run on failure.
+    """
+    names = run.plan.names
+    columns = [c["name"] for c in ctx["table"]["columns"]]
+    sums = _join(
+        [sql.SQL("sum(hashtextextended(ROW(t.{})::text, 0))::text").format(sql.Identifier(c)) for c in columns]
+    )
+    rows = run.direct(
+        [
+            sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation))
+            for relation in (names["name"], names["shadow"])
+        ],
+        isolation="REPEATABLE READ",
+    )
+    source, shadow = rows[0][1][0], rows[1][1][0]
+    return [c for c, a, b in zip(columns, source, shadow) if a != b]
 
 
 def _run_post(run, state):
@@ -1991,8 +2609,13 @@ def _render_post(conn, units):
 def run_migration(conn, executor, table, layout, options, server, progress=None, facts=None):
     """Execute (or resume) the migration; see ``_run_migration``. The connection's autocommit mode is restored."""
     was = conn.autocommit
+    planned = []  # set once the plan is made: a failure while reading facts abandons nothing
     try:
-        return _run_migration(conn, executor, table, layout, options, server, progress, facts)
+        return _run_migration(conn, executor, table, layout, options, server, progress, facts, planned)
+    except (psycopg2.Error, LockNotGranted) as error:
+        if planned:
+            _abandon_after_failure(conn, executor, table, normalize_options(options)["mode"], error)
+        raise
     finally:
         if not conn.closed:
             if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
@@ -2000,7 +2623,59 @@ def run_migration(conn, executor, table, layout, options, server, progress=None,
             conn.autocommit = was
 
 
-def _run_migration(conn, executor, table, layout, options, server, progress=None, facts=None):
+# lost connection, lock or serialization conflicts, cancel or shutdown, resources: the next run can resume
+_TRANSIENT_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+
+
+def _is_transient(error):
+    if isinstance(error, LockNotGranted):
+        return True
+    code = getattr(error, "pgcode", None)
+    return code is None or (code[:2] in _TRANSIENT_CLASSES and code != "53100")
+
+
+def _abandon_after_failure(conn, executor, table, mode, error):
+    """A migration that failed before its swap committed: leave the original exactly as it was for its writers.
+
+    An error that will repeat on every run (a constraint the data breaks, a definition PostgreSQL refuses) would
+    otherwise leave capture triggers logging and every re-run failing the same way; an attach run leaves its range
+    check refusing writers. So those runs are abandoned here (what they built is dropped) and the error says so.
+    An online run stopped by a transient cause (lock, lost connection, cancel) keeps its progress and resumes.
+    Raises a DwhError naming the failure and what was removed; returns when nothing is to be done.
+    """
+    if table.get("relkind") != "r" or conn.closed or (mode != "attach" and _is_transient(error)):
+        return
+    names = migration_names(table)
+    display = display_name(names["schema"], names["name"])
+    reason = str(getattr(error, "msg", None) or error).strip().splitlines()[0]
+    try:
+        if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            conn.rollback()
+        state = read_state(conn, names["schema"], names["name"])
+        if state is not None and state["phase"] == "post":
+            return  # the swap committed: the next run finishes the post phase
+        removed, _queries = abandon_migration(conn, executor, names)
+    except (psycopg2.Error, DwhError) as cleanup:
+        raise DwhError(
+            "the migration of %s failed (%s) and its leftovers could not be removed (%s): run partitioned_table "
+            "with migrate: abandon to remove them" % (display, reason, str(cleanup).strip().splitlines()[0]),
+            sqlstate=getattr(error, "pgcode", None),
+        )
+    # a lock failure stays a LockNotGranted (with its blocking pids) for callers that tell them apart
+    kind = type(error) if isinstance(error, DwhError) else DwhError
+    details = dict(getattr(error, "details", None) or {})
+    details.update(removed=removed)
+    if getattr(error, "pgcode", None):
+        details["sqlstate"] = error.pgcode
+    raise kind(
+        "the migration of %s failed before its swap: %s. It was abandoned, so the original is exactly as it was "
+        "for its writers (removed: %s); fix the cause and run again"
+        % (display, reason.rstrip("."), "; ".join(removed) or "nothing was left"),
+        **details,
+    )
+
+
+def _run_migration(conn, executor, table, layout, options, server, progress=None, facts=None, planned=None):
     """Execute (or resume) the migration of plain table ``table`` into the partitions of ``layout``.
 
     ``executor`` is a ``plan.Executor`` (lock_timeout retries). ``progress`` is an optional callable receiving
@@ -2038,12 +2713,19 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         abandon_migration(conn, executor, names)
         state = None
     if state and state["mode"] != options["mode"]:
+        # the other mode's plan is validated first: bad input must fail before the half-done run is dropped
+        if facts is None or not facts.get("state"):
+            facts = read_facts(conn, table, layout, options, server)
+            facts["state"] = state
+        plan_migration(table, layout, options, server, facts=facts)
         abandon_migration(conn, executor, names)
         state = None
     if facts is None or (facts.get("state") or None) != (state or None):
         facts = read_facts(conn, table, layout, options, server)
         facts["state"] = state
     plan = plan_migration(table, layout, options, server, facts=facts)
+    if planned is not None:
+        planned.append(True)
     ctx = plan.ctx
     run = _Run(conn, executor, plan, progress)
     run.result["renamed_source"] = display_name(names["schema"], names["unpartitioned"])
@@ -2063,6 +2745,7 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
             for _label, unit in phases["validate"]["units"]:
                 run.event("validate")
                 run.execute_units(unit)
+            _require_valid_indexes(conn, names, ctx["concurrent_indexes"])
             run.result["phases_run"].append("validate")
         name = "offline" if plan.mode == "offline" else "swap"
         steps = list(phases[name]["steps"])
@@ -2079,7 +2762,7 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         run.result["swap_seconds"] = round(time.monotonic() - started, 3)
         run.result["swap_attempts"] = executor.attempts - attempts
         run.result["phases_run"].append(name)
-        run.result["rows_copied"] = None if plan.mode == "attach" else int(max(table.get("reltuples") or 0, 0))
+        run.result["rows_copied"] = None if plan.mode == "attach" else max(ctx["insert_all"].rowcount or 0, 0)
         _run_post(run, read_state(conn, names["schema"], names["name"]))
         run.result["queries"] = run.queries
         return run.result
@@ -2145,11 +2828,14 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
         run.event("verify")
         bad = _verify_online(run, ctx)
         if bad:
+            differ = _differing_columns(run, ctx)
             abandon_migration(conn, executor, names)
             raise DwhError(
-                "verification of %s failed before the swap: %s. The original table is untouched and still "
-                "in use; the shadow was dropped, the next run starts over" % (plan.display, "; ".join(bad)),
+                "verification of %s failed before the swap: %s; columns that differ: %s. The original table is "
+                "untouched and still in use; the shadow was dropped, the next run starts over"
+                % (plan.display, "; ".join(bad), ", ".join(differ) or "none (rows missing or extra)"),
                 checksums=run.result["checksums"],
+                differing_columns=differ,
             )
         run.result["phases_run"].append("catchup")
         swap_steps = list(phases["swap"]["steps"])

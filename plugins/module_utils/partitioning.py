@@ -4,10 +4,9 @@
 
 Two phases, because what the module must count in the default partition depends on what is missing:
 
-1. ``layout(declared, table, current)`` classifies the existing partitions against the declared periods:
-   adopted (right bounds, any name), missing, retired by retention, partly old (never touched), and
-   raises InvalidInput on overlaps or anything that cannot be reached.
-2. ``build_plan(declared, table, layout, extras)`` returns a ``Result``: the Plan of Steps (SQL, reason,
+1. ``layout(declared, table, current)`` (in ``partition_layout``, re-exported here) classifies the existing
+   partitions against the declared periods.
+2. ``build_plan(declared, table, layout, extras)`` (here) returns a ``Result``: the Plan of Steps (SQL, reason,
    lock, targets, transaction group), the predicted partition list and what is created/detached/dropped.
 
 Locks measured on PostgreSQL 17 (see docs/partitioned_table.md): ``CREATE TABLE ... PARTITION OF`` takes
@@ -20,350 +19,54 @@ takes SHARE UPDATE EXCLUSIVE but is refused while a default partition exists.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import plan as planmod
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import MAXVALUE, MINVALUE, json_value
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import (  # noqa: F401  # re-exported: callers use partitioning.<name>
+    CREATE_BATCH,
+    DEFAULT_MAX_NEW_PARTITIONS,
+    DEFAULT_MAX_PER_RUN,
+    LIKE_OPTIONS,
+    MAX_IDENTIFIER_BYTES,
+    RETENTION_ACTIONS,
+    ColumnDef,
+    Declared,
+    Layout,
+    Retention,
+    beyond_bound,
+    bound_rank,
+    check_migration_layout,
+    check_partition_key,
+    default_name,
+    existing_partitions,
+    is_stray,
+    layout,
+    migration_layout,
+    newest_first,
+    normalize_option_value,
+    partition_name,
+    stray_default_warning,
+    stray_partition_warning,
+    truncate_name,
+    validate_columns,
+    validate_partition_options,
+    validate_retention,
+)
 
 try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
 
-MAX_IDENTIFIER_BYTES = 63
-# Empty partitions created per transaction: each ATTACH holds SHARE UPDATE EXCLUSIVE on the parent (readers and
-# writers go on) until the commit; batching saves a commit per partition when a long range is missing.
-CREATE_BATCH = 20
-RETENTION_ACTIONS = ("detach", "drop", "archive")
-LIKE_OPTIONS = "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED"
-_OPTION_NAME = re.compile(r"^(toast\.)?[a-z_][a-z0-9_]*$")
-_TYPE_TEXT = re.compile(r'^[A-Za-z_][A-Za-z0-9_ ."]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?( with(out)? time zone)?(\[\])*$')
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
 
-
-class Declared:
-    """What the task declares, validated (pure): the table, its key, the scheme and the policies."""
-
-    def __init__(
-        self,
-        schema,
-        name,
-        key,
-        scheme,
-        start=None,
-        premake=2,
-        default_partition=True,
-        retention=None,
-        partition_options=None,
-        columns=None,
-        primary_key=None,
-    ):
-        self.schema = schema
-        self.name = name
-        self.key = key
-        self.scheme = scheme
-        self.start = start
-        self.premake = premake
-        self.default_partition = default_partition
-        self.retention = retention
-        self.partition_options = partition_options or {}
-        self.columns = columns
-        self.primary_key = primary_key or []
-
-    @property
-    def display(self):
-        """``schema.table`` quoted as needed, for messages."""
-        return display_name(self.schema, self.name)
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation of options that need no catalog
-# ---------------------------------------------------------------------------------------------
-
-
-def normalize_option_value(value):
-    """Write a reloption value as PostgreSQL stores it (booleans lower case)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return (
-        str(value).strip().lower()
-        if str(value).strip().lower() in ("true", "false", "on", "off")
-        else str(value).strip()
-    )
-
-
-def validate_partition_options(options, table):
-    """Check ``partition_options`` names; return them as ``{name: text}``."""
-    result = {}
-    for name, value in (options or {}).items():
-        if not _OPTION_NAME.match(str(name)):
-            raise InvalidInput(
-                "partition_options key %r for %s is not a storage parameter name (e.g. fillfactor, "
-                "autovacuum_vacuum_scale_factor, toast.autovacuum_enabled)" % (name, table)
-            )
-        if value is None or str(value).strip() == "":
-            raise InvalidInput("partition_options %s for %s has no value" % (name, table))
-        result[str(name)] = normalize_option_value(value)
-    return result
-
-
-def validate_retention(retention, table):
-    """Check the ``retention`` option; return ``None`` or ``{keep, action, archive_schema}``."""
-    if not retention:
-        return None
-    keep = retention.get("keep")
-    if keep is None:
-        raise InvalidInput("retention for %s needs keep: the number of periods kept behind the current one" % table)
-    try:
-        keep = int(keep)
-    except (TypeError, ValueError):
-        raise InvalidInput("retention.keep=%r for %s is not a whole number of periods" % (keep, table))
-    if keep < 0:
-        raise InvalidInput(
-            "retention.keep=%d for %s is negative: it would drop the current period (and %d after it). "
-            "keep counts the periods kept behind the current one: use 0 or more; nothing was changed."
-            % (keep, table, -keep - 1)
-        )
-    action = retention.get("action") or "detach"
-    if action not in RETENTION_ACTIONS:
-        raise InvalidInput(
-            "retention.action=%r for %s: choose one of %s" % (action, table, ", ".join(RETENTION_ACTIONS))
-        )
-    archive = retention.get("archive_schema")
-    if action == "archive" and not archive:
-        raise InvalidInput(
-            "retention.action archive for %s needs archive_schema: where old partitions are moved" % table
-        )
-    return {"keep": keep, "action": action, "archive_schema": archive}
-
-
-def validate_columns(columns, key, table):
-    """Check the ``columns`` option used to create an absent table; return a list of column dicts."""
-    if not columns:
-        raise InvalidInput(
-            "table %s does not exist: give columns (name, type) so the module can create it, or fix the name" % table
-        )
-    result = []
-    names = set()
-    for given in columns:
-        col = given
-        if isinstance(given, str):
-            parts = given.strip().split(None, 1)
-            if len(parts) != 2:
-                raise InvalidInput(
-                    'column %r for %s: write it as a dict {name, type} or as "name type"' % (given, table)
-                )
-            col = {"name": parts[0], "type": parts[1]}
-        if not isinstance(col, dict) or not col.get("name") or not col.get("type"):
-            raise InvalidInput("column %r for %s needs a name and a type" % (col, table))
-        type_text = str(col["type"]).strip()
-        if not _TYPE_TEXT.match(type_text):
-            raise InvalidInput(
-                "column %s of %s has type %r, which is not a type name" % (col["name"], table, type_text)
-            )
-        if col["name"] in names:
-            raise InvalidInput("column %s of %s is listed twice" % (col["name"], table))
-        names.add(col["name"])
-        result.append(
-            {
-                "name": str(col["name"]),
-                "type": type_text,
-                "not_null": bool(col.get("not_null", col["name"] == key)),
-                "default": col.get("default"),
-            }
-        )
-    if key not in names:
-        raise InvalidInput("key column %s is not among the columns given to create %s" % (key, table))
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Naming
-# ---------------------------------------------------------------------------------------------
-
-
-def truncate_name(base, suffix):
-    """Return ``base + suffix`` cut to PostgreSQL's 63 bytes by shortening ``base`` (never the suffix)."""
-    room = MAX_IDENTIFIER_BYTES - len(suffix.encode("utf-8"))
-    encoded = base.encode("utf-8")
-    if len(encoded) > room:
-        base = encoded[:room].decode("utf-8", "ignore")
-    return base + suffix
-
-
-def partition_name(declared, point):
-    """Name of the partition of ``point``: ``<table>_2023``, ``_2023q1``, ``_202301``, ``_2023w05``, ``_20230115``."""
-    return truncate_name(declared.name, "_" + declared.scheme.label(point))
-
-
-def default_name(declared):
-    """Name of the default partition the module creates: ``<table>_default``."""
-    return truncate_name(declared.name, "_default")
-
-
-# ---------------------------------------------------------------------------------------------
-# Phase 1: layout
-# ---------------------------------------------------------------------------------------------
-
-
-def migration_layout(declared, current):
-    """Target partitions of a plain table being migrated, for ``migration``: every period from ``start`` (or
-    ``current``) to ``premake`` periods after ``current`` as ``{"name", "low", "high"}`` with bound values in the
-    key's type, plus ``{"name", "default": True}`` when a default partition is declared.
-
-    Retention is not applied here: old periods get partitions too, so no row is sent to the default partition
-    only to be detached later; the maintenance run that follows the migration applies retention.
-    """
-    scheme = declared.scheme
-    first = declared.start if declared.start is not None else current
-    last = scheme.step(current, declared.premake)
-    entries = []
-    for point in scheme.periods(first, max(first, last)):
-        low, high = scheme.bounds(point)
-        entries.append({"name": partition_name(declared, point), "low": low, "high": high})
-    if declared.default_partition:
-        entries.append({"name": default_name(declared), "default": True})
-    return entries
-
-
-def _rank(value):
-    """Comparable form of a bound value: MINVALUE < any value < MAXVALUE; timestamptz read as wall clock."""
-    if value == MINVALUE:
-        return (0, 0)
-    if value == MAXVALUE:
-        return (2, 0)
-    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
-        value = value.replace(tzinfo=None)
-    return (1, value)
-
-
-class Layout:
-    """The existing partitions classified against the declared periods."""
-
-    def __init__(self):
-        self.periods = []  # declared period starts, in order
-        self.adopted = {}  # point -> existing partition entry
-        self.missing = []  # points without a partition
-        self.retired = []  # partitions wholly older than the retention cutoff
-        self.partly_old = []  # partitions straddling the cutoff (never touched)
-        self.others = []  # partitions outside the declared set, kept as they are
-        self.default = None  # the default partition entry, if any
-        self.current = None
-        self.cutoff = None
-        self.warnings = []
-
-
-def existing_partitions(table):
-    """Direct partitions of ``table`` as dicts with typed ``low``/``high`` (or ``is_default``)."""
-    if not table or not table.get("exists"):
-        return []
-    out = []
-    for entry in table["partitions"]:
-        if entry["level"] != 1:
-            continue
-        bound = entry.get("bound") or {}
-        out.append(dict(entry, is_default=bound.get("kind") == "default"))
-    return out
-
-
-def check_partition_key(declared, table):
-    """Raise unless ``table`` is partitioned by RANGE on exactly the declared key column."""
-    if table["relkind"] != "p":
-        raise InvalidInput(
-            "table %s is not partitioned: set migrate (online, offline or attach) to turn it into partitions. "
-            "Nothing was changed." % declared.display
-        )
-    pkey = table["partition_key"]
-    if pkey["strategy"] != "range":
-        raise InvalidInput(
-            "table %s is partitioned by %s (%s), not by RANGE: this module manages range partition sets only"
-            % (declared.display, pkey["strategy"].upper(), pkey["definition"])
-        )
-    if pkey["has_expressions"] or pkey["columns"] != [declared.key]:
-        raise InvalidInput(
-            "table %s is partitioned by %s, not by the key column %s: fix key (or the table)"
-            % (declared.display, pkey["definition"], declared.key)
-        )
-
-
-def layout(declared, table, current):
-    """Classify existing partitions against the declared periods ending ``premake`` periods after ``current``.
-
-    ``current`` is the period start holding today (or the largest key for integer keys). Raises InvalidInput
-    when an existing partition overlaps a declared period without matching it exactly.
-    """
-    scheme = declared.scheme
-    result = Layout()
-    result.current = current
-    last = scheme.step(current, declared.premake)
-    first = declared.start if declared.start is not None else current
-    if declared.retention:
-        result.cutoff = scheme.step(current, -declared.retention["keep"])
-        first = max(first, result.cutoff)
-    result.periods = scheme.periods(first, max(first, last))
-    for point in result.periods[:1] + result.periods[-1:]:
-        if not scheme.fits_column(scheme.step(point)):
-            raise InvalidInput(
-                "the bound %s of %s does not fit key column %s (%s)"
-                % (scheme.literal(scheme.step(point)), declared.display, declared.key, scheme.column_type)
-            )
-    wanted = {scheme.bounds(p): p for p in result.periods}
-    wanted_ranked = {(_rank(lo), _rank(hi)): p for (lo, hi), p in wanted.items()}
-    span = (_rank(scheme.key(result.periods[0])), _rank(scheme.key(scheme.step(result.periods[-1]))))
-    cutoff_rank = _rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
-    conflicts = []
-    for part in existing_partitions(table):
-        if part["is_default"]:
-            result.default = part
-            continue
-        if part.get("bound", {}).get("kind") != "range" or "low" not in part:
-            conflicts.append("%s (%s)" % (part["name"], part.get("bound_expr")))
-            continue
-        low, high = _rank(part["low"]), _rank(part["high"])
-        point = wanted_ranked.get((low, high))
-        if point is not None:
-            result.adopted[point] = part
-            continue
-        if low < span[1] and span[0] < high:
-            conflicts.append(
-                "%s (FROM %s TO %s)"
-                % (display_name(part["schema"], part["name"]), json_value(part["low"]), json_value(part["high"]))
-            )
-            continue
-        if cutoff_rank is not None and high <= cutoff_rank:
-            result.retired.append(part)
-        elif cutoff_rank is not None and low < cutoff_rank:
-            result.partly_old.append(part)
-            result.warnings.append(
-                "partition %s spans the retention cutoff %s (FROM %s TO %s): it is only partly old and is kept"
-                % (part["name"], scheme.display(result.cutoff), json_value(part["low"]), json_value(part["high"]))
-            )
-        else:
-            result.others.append(part)
-    if conflicts:
-        raise InvalidInput(
-            "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
-            "matching a period exactly: %s. Fix start/interval to match them, or re-partition those ranges; "
-            "nothing was changed."
-            % (
-                declared.display,
-                scheme.interval_name,
-                scheme.key_format,
-                scheme.display(result.periods[0]),
-                ", ".join(conflicts),
-            )
-        )
-    result.missing = [p for p in result.periods if p not in result.adopted]
-    result.retired.sort(key=lambda p: _rank(p["low"]))
-    for part in result.retired:
-        # Defensive: retention must never reach the current period, whatever the bounds look like.
-        if _rank(part["high"]) > _rank(scheme.key(current)):
-            raise InvalidInput(
-                "retention would drop partition %s of %s, which holds the current period: nothing was changed"
-                % (part["name"], declared.display)
-            )
-    return result
+    from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Point, Scheme
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,36 +77,62 @@ def layout(declared, table, current):
 class Result:
     """A plan plus what it predicts: partitions after, created, detached, dropped, archived, moved rows."""
 
-    def __init__(self):
+    default_rows_after: int  # rows left in the default partition once the moves are done (set by build_plan)
+
+    def __init__(self) -> None:
         self.plan = planmod.Plan()
-        self.partitions = []
-        self.before = []
-        self.created = []
-        self.detached = []
-        self.dropped = []
-        self.archived = []
+        self.partitions: list[dict[str, Any]] = []  # partition_list entries after the plan
+        self.before: list[dict[str, Any]] = []  # partition_list entries before it
+        self.created: list[str] = []
+        self.detached: list[str] = []
+        self.dropped: list[str] = []
+        self.archived: list[str] = []
+        self.finished_detaches: list[
+            str
+        ] = []  # partitions whose interrupted DETACH ... CONCURRENTLY this plan finishes
         self.moved_rows = 0
-        self.warnings = []
+        self.retention_remaining = 0
+        self.warnings: list[str] = []
+
+    def record(self, completed: Iterable[planmod.Step]) -> None:
+        """Replace (in place; returns nothing) the predictions by what the executor's ``completed`` steps did (a run that stopped part way
+        reports only what committed): created, detached, dropped, archived, finished detaches, moved rows."""
+        done = {"created": [], "detached": [], "dropped": [], "archived": []}
+        moved = 0
+        for step in completed:
+            kind, name = step.effect or (None, None)
+            if kind in done:
+                done[kind].append(name)
+            elif kind == "moved" and step.rowcount and step.rowcount > 0:
+                moved += step.rowcount
+        self.finished_detaches = [p for p in self.finished_detaches if p in done["detached"]]
+        self.created, self.detached, self.dropped, self.archived = (
+            done["created"],
+            done["detached"],
+            done["dropped"],
+            done["archived"],
+        )
+        self.moved_rows = moved
 
 
-def bound_sql(scheme, point):
-    """Compose one bound as SQL: ``'2023-01-01'::date`` or ``20230101``."""
+def bound_sql(scheme: Scheme, point: Point) -> Composable:
+    """Return one bound composed as SQL: ``'2023-01-01'::date`` or ``20230101``."""
     value, cast = scheme.literal_parts(point)
     if cast:
         return sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL(cast))
     return sql.Literal(value)
 
 
-def with_clause(options):
-    """`` WITH (name = 'value', ...)`` for storage parameters (names are checked by validate_partition_options)."""
+def with_clause(options: dict[str, str] | None) -> Composable:
+    """Return `` WITH (name = 'value', ...)`` for storage parameters (names are checked by validate_partition_options)."""
     if not options:
         return sql.SQL("")
     items = [sql.SQL("{} = {}").format(sql.SQL(name), sql.Literal(value)) for name, value in sorted(options.items())]
     return sql.SQL(" WITH ({})").format(sql.SQL(", ").join(items))
 
 
-def create_table_steps(declared, schema_exists):
-    """Steps creating the absent parent table (and its schema) partitioned by RANGE on the key."""
+def create_table_steps(declared: Declared, schema_exists: bool) -> list[planmod.Step]:
+    """Return the steps creating the absent parent table (and its schema) partitioned by RANGE on the key."""
     steps = []
     parent = (declared.schema, declared.name)
     if not schema_exists:
@@ -448,15 +177,27 @@ def _insertable_columns(table, declared):
     return [c["name"] for c in declared.columns]
 
 
-def new_partition_steps(declared, point, name, default, default_rows, columns, options, group=None):
-    """Steps creating one partition the weak-lock way, moving rows out of the default first when it has some.
+def new_partition_steps(
+    declared: Declared,
+    point: Point,
+    name: str,
+    default: dict[str, Any] | None,
+    default_rows: int | None,
+    columns: Sequence[str],
+    options: dict[str, str] | None,
+    group: str | None = None,
+) -> list[planmod.Step]:
+    """Return the steps creating one partition the weak-lock way, moving rows out of the default partition first.
 
-    ``group`` lets several empty partitions share one transaction (fewer commits when many are missing).
+    With a default partition, writers are held and rows moved for every new period, even one that had no row
+    there when counted: a row of the period arriving before the ATTACH would make it fail (23514). Each such
+    partition gets its own short transaction. ``group`` lets several partitions share one transaction when
+    there is no default partition (fewer commits when many are missing).
     """
     scheme = declared.scheme
     parent = (declared.schema, declared.name)
     child = (declared.schema, name)
-    group = "create:%s" % name if default_rows or group is None else group
+    group = "create:%s" % name if default is not None or group is None else group
     low, high = scheme.bounds(point)
     lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
     targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
@@ -469,9 +210,16 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
             lock=planmod.ACCESS_SHARE,
             targets=targets,
             group=group,
+            effect=("created", name),
         )
     ]
-    if default is not None and default_rows:
+    counted = (
+        "the %d rows of period %s waiting in the default partition" % (default_rows, scheme.label(point))
+        if default_rows
+        else "rows of period %s that arrive in the default partition meanwhile (none when counted)"
+        % scheme.label(point)
+    )
+    if default is not None:
         default_id = sql.Identifier(default["schema"], default["name"])
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         # Writers of this period are arriving now. One routed to the default partition before the ATTACH
@@ -480,9 +228,8 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
         steps.append(
             planmod.Step(
                 sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
-                "rows of period %s are being written: hold writers (not readers) at the parent while the %d rows "
-                "waiting in the default partition move, so none is routed to the default meanwhile"
-                % (scheme.label(point), default_rows),
+                "hold writers (not readers) at the parent while %s move, so none is routed to the default "
+                "partition before the ATTACH" % counted,
                 lock=planmod.SHARE_ROW_EXCLUSIVE,
                 targets=targets,
                 group=group,
@@ -491,8 +238,7 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
         steps.append(
             planmod.Step(
                 sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
-                "the default partition holds %d rows of period %s: lock it so none arrive while they move"
-                % (default_rows, scheme.label(point)),
+                "lock the default partition so no row arrives there while %s move" % counted,
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=targets,
                 group=group,
@@ -506,11 +252,12 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
                 ).format(
                     d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)
                 ),
-                "move %d rows of period %s out of the default partition (PostgreSQL refuses the new partition while "
-                "they sit there)" % (default_rows, scheme.label(point)),
+                "move %s out of the default partition (PostgreSQL refuses the new partition while they sit there)"
+                % counted,
                 lock=planmod.ROW_EXCLUSIVE,
                 targets=targets,
                 group=group,
+                effect=("moved", name),
             )
         )
     steps.append(
@@ -533,8 +280,8 @@ def new_partition_steps(declared, point, name, default, default_rows, columns, o
     return steps
 
 
-def default_partition_steps(declared, name, options):
-    """Steps creating the default partition (LIKE the parent, then ATTACH ... DEFAULT)."""
+def default_partition_steps(declared: Declared, name: str, options: dict[str, str] | None) -> list[planmod.Step]:
+    """Return the steps creating the default partition (LIKE the parent, then ATTACH ... DEFAULT)."""
     parent = (declared.schema, declared.name)
     child = (declared.schema, name)
     group = "create:%s" % name
@@ -547,6 +294,7 @@ def default_partition_steps(declared, name, options):
             lock=planmod.ACCESS_SHARE,
             targets=[parent, child],
             group=group,
+            effect=("created", name),
         ),
         planmod.Step(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} DEFAULT").format(
@@ -560,7 +308,7 @@ def default_partition_steps(declared, name, options):
     ]
 
 
-def option_changes(entry, options):
+def option_changes(entry: dict[str, Any], options: dict[str, str]) -> dict[str, str]:
     """Return the declared reloptions that differ on one leaf (``toast.*`` read from its TOAST relation)."""
     changes = {}
     for name, value in options.items():
@@ -575,68 +323,235 @@ def option_changes(entry, options):
     return changes
 
 
-def index_steps(declared, table, partitions, index_tails, warnings):
-    """Steps creating, on existing leaf partitions, the parent's indexes they lack, then attaching them."""
-    steps = []
+def partition_index_name(partition: str, index: str) -> str:
+    """Return the name of the copy of parent index ``index`` built on ``partition``: ``<partition>_<index>``, or, beyond
+    PostgreSQL's 63 bytes, cut and ended with a short hash of the full name, so that two partitions never get the
+    same name (cutting alone gave every partition of a long-named table one name, and the index landed on one)."""
+    full = "%s_%s" % (partition, index)
+    if len(full.encode("utf-8")) <= MAX_IDENTIFIER_BYTES:
+        return full
+    return truncate_name(full, "_" + hashlib.sha1(full.encode("utf-8")).hexdigest()[:8])
+
+
+def _adoptable(part, index, tails, claimed):
+    """A valid index of ``part`` attached to nothing, defined like the parent's ``index``, not ``claimed`` by another
+    parent index of the same definition in this plan: attach it as it is."""
+    wanted = tails.get(index["oid"])
+    for own in part.get("indexes") or []:
+        if (
+            own.get("oid") is not None
+            and own["oid"] not in claimed
+            and own.get("parent_index_oid") is None
+            and own.get("is_valid", True)
+            and not own.get("constraint_name")
+            and bool(own.get("is_unique")) == bool(index["is_unique"])
+            and wanted is not None
+            and tails.get(own["oid"]) == wanted
+        ):
+            return own
+    return None
+
+
+def _build_index_steps(declared, part, index, name, tail):
+    """Drop a leftover INVALID build of ``name`` (if any), build it concurrently: one autocommit unit, so a retry
+    after lock_timeout drops what the cancelled build left instead of skipping it like IF NOT EXISTS did."""
+    child = (part["schema"], part["name"])
+    group = "index-build:%s:%s" % (part["name"], index["name"])
+    return [
+        planmod.Step(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(part["schema"], name)),
+            "an INVALID index %s left by a cancelled build is no index: drop it first (no-op when absent)" % name,
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+            targets=[child],
+            group=group,
+            transactional=False,
+        ),
+        planmod.Step(
+            sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {} ").format(
+                sql.SQL("UNIQUE " if index["is_unique"] else ""), sql.Identifier(name), sql.Identifier(*child)
+            )
+            + sql.SQL(tail),  # tail: server-generated (pg_get_indexdef), not user input
+            "partition %s lacks index %s of the parent: build it without blocking writes"
+            % (part["name"], index["name"]),
+            lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+            targets=[child],
+            group=group,
+            transactional=False,
+            snapshot_wait=True,
+            effect=("indexed", "%s.%s" % (part["name"], name)),
+        ),
+    ]
+
+
+def _attach_index_step(declared, part, index, name, reason):
+    child = (part["schema"], part["name"])
+    return planmod.Step(
+        sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+            sql.Identifier(index["schema"], index["name"]), sql.Identifier(part["schema"], name)
+        ),
+        reason,
+        lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+        targets=[(declared.schema, declared.name), child],
+        group="index:%s:%s" % (part["name"], index["name"]),
+    )
+
+
+def _leaf_index_steps(declared, part, index, tails, taken, warnings, claimed):
+    """Steps giving one leaf partition a valid copy of one parent index, attached to it (empty when it has one)."""
+    own = part.get("indexes") or []
+    attached = [i for i in own if i.get("parent_index_oid") == index["oid"]]
+    if attached:
+        if attached[0].get("is_valid", True):
+            return []
+        # Attached yet INVALID (left by an older run): PostgreSQL refuses to drop it while attached; REINDEX
+        # CONCURRENTLY builds a valid copy and swaps it in place, attachment included. A cancelled REINDEX leaves
+        # an invalid "<name>_ccnew" copy: drop those first.
+        leftovers = [
+            i["name"]
+            for i in own
+            if not i.get("is_valid", True)
+            and i.get("parent_index_oid") is None
+            and re.match(re.escape(attached[0]["name"]) + r"_ccnew\d*$", i.get("name") or "")
+        ]
+        return [
+            planmod.Step(
+                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(part["schema"], leftover)),
+                "%s is the INVALID copy a cancelled REINDEX CONCURRENTLY left: drop it" % leftover,
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[(part["schema"], part["name"])],
+                transactional=False,
+            )
+            for leftover in leftovers
+        ] + [
+            planmod.Step(
+                sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(part["schema"], attached[0]["name"])),
+                "index %s of partition %s is attached to %s but INVALID: rebuild it"
+                % (attached[0]["name"], part["name"], index["name"]),
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[(part["schema"], part["name"])],
+                transactional=False,
+                snapshot_wait=True,
+                effect=("indexed", "%s.%s" % (part["name"], attached[0]["name"])),
+            )
+        ]
+    if index.get("constraint_name"):
+        warnings.append(
+            "partition %s lacks the index of constraint %s: add it by hand (a constraint index cannot be "
+            "built concurrently)" % (part["name"], index["constraint_name"])
+        )
+        return []
+    adopted = _adoptable(part, index, tails, claimed)
+    if adopted is not None:
+        claimed.add(adopted["oid"])
+        return [
+            _attach_index_step(
+                declared,
+                part,
+                index,
+                adopted["name"],
+                "partition %s has index %s defined like %s of the parent: attach it as it is"
+                % (part["name"], adopted["name"], index["name"]),
+            )
+        ]
+    tail = tails.get(index["oid"])
+    if tail is None:
+        warnings.append("cannot read the definition of index %s: %s is left without it" % (index["name"], part["name"]))
+        return []
+    name = partition_index_name(part["name"], index["name"])
+    same = [i for i in own if i.get("name") == name]
+    holder = taken.get((part["schema"], name))
+    if (same and same[0].get("is_valid", True)) or (not same and holder is not None):
+        warnings.append(
+            "partition %s lacks index %s of the parent, and the name %s it would get is taken by another relation "
+            "(%s): rename that relation; the index was not built"
+            % (part["name"], index["name"], name, "a different index of this partition" if same else holder["relkind"])
+        )
+        return []
+    return _build_index_steps(declared, part, index, name, tail) + [
+        _attach_index_step(declared, part, index, name, "attach it to the parent's index %s" % index["name"])
+    ]
+
+
+def index_steps(
+    declared: Declared,
+    table: dict[str, Any],
+    partitions: Sequence[dict[str, Any]],
+    index_tails: dict[int, str] | None,
+    warnings: list[str],
+    taken: dict[tuple[str, str], dict[str, Any]] | None = None,
+) -> list[planmod.Step]:
+    """Return the steps giving every kept leaf partition a VALID copy of each parent index, attached to it.
+
+    An INVALID index (a cancelled CREATE INDEX CONCURRENTLY) counts as absent: it is dropped and built again, and
+    never attached (PostgreSQL accepts it, and the parent index then stays invalid for good). ``taken`` maps the
+    ``(schema, name)`` of planned index names to the relation already holding that name.
+    """
+    repairs, builds, claimed = [], [], set()
     parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I"]
-    for part in partitions:
+    for index in parent_indexes:
+        attaching = False
+        for part in partitions:
+            if part["relkind"] != "r":
+                continue
+            steps = _leaf_index_steps(declared, part, index, index_tails or {}, taken or {}, warnings, claimed)
+            attaching = attaching or any(s.effect is None and s.group for s in steps)
+            # attached copies are repaired first: PostgreSQL marks the parent index valid only when a copy is
+            # attached while every other copy is valid
+            repairing = bool(steps) and steps[-1].group is None  # REINDEX of an attached copy (ungrouped)
+            (repairs if repairing else builds).extend(steps)
+        if index.get("is_valid", True) is False and not attaching:
+            warnings.append(
+                "index %s of %s is marked INVALID although no partition lacks its copy: PostgreSQL re-checks a "
+                "partitioned index only when a copy is attached, and an older run attached an invalid one (repaired "
+                "now by REINDEX). Queries use the partition copies; to clear the flag, recreate it: DROP INDEX %s; "
+                "CREATE INDEX ... ON ONLY %s ...; then run again (the copies are built concurrently)."
+                % (index["name"], declared.display, display_name(index["schema"], index["name"]), declared.display)
+            )
+    return repairs + builds
+
+
+def planned_index_names(table: dict[str, Any] | None, lay: Layout) -> list[tuple[str, str]]:
+    """Return the ``(schema, name)`` of the indexes ``index_steps`` may build, to read which names are already taken."""
+    if not table or not table.get("exists"):
+        return []
+    parent_indexes = [i for i in (table.get("indexes") or []) if i.get("relkind") == "I"]
+    names = []
+    for part in staying_partitions(lay):
         if part["relkind"] != "r":
             continue
         have = {i.get("parent_index_oid") for i in part.get("indexes") or []}
-        for index in parent_indexes:
-            if index["oid"] in have:
-                continue
-            if index.get("constraint_name"):
-                warnings.append(
-                    "partition %s lacks the index of constraint %s: add it by hand (a constraint index cannot be "
-                    "built concurrently)" % (part["name"], index["constraint_name"])
-                )
-                continue
-            tail = (index_tails or {}).get(index["oid"])
-            if tail is None:
-                warnings.append(
-                    "cannot read the definition of index %s: %s is left without it" % (index["name"], part["name"])
-                )
-                continue
-            child = (part["schema"], part["name"])
-            new_index = truncate_name(part["name"], "_" + index["name"])
-            steps.append(
-                planmod.Step(
-                    sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ").format(
-                        sql.SQL("UNIQUE " if index["is_unique"] else ""),
-                        sql.Identifier(new_index),
-                        sql.Identifier(*child),
-                    )
-                    + sql.SQL(tail),  # tail: server-generated (pg_get_indexdef), not user input
-                    "partition %s lacks index %s of the parent: build it without blocking writes"
-                    % (part["name"], index["name"]),
-                    lock=planmod.SHARE_UPDATE_EXCLUSIVE,
-                    targets=[child],
-                    transactional=False,
-                )
-            )
-            steps.append(
-                planmod.Step(
-                    sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
-                        sql.Identifier(index["schema"], index["name"]), sql.Identifier(part["schema"], new_index)
-                    ),
-                    "attach it to the parent's index %s" % index["name"],
-                    lock=planmod.SHARE_UPDATE_EXCLUSIVE,
-                    targets=[(declared.schema, declared.name), child],
-                    group="index:%s:%s" % (part["name"], index["name"]),
-                )
-            )
-    return steps
+        names.extend(
+            (part["schema"], partition_index_name(part["name"], i["name"]))
+            for i in parent_indexes
+            if i["oid"] not in have
+        )
+    return names
 
 
-def retention_steps(declared, part, concurrent):
-    """Steps detaching one wholly old partition, then dropping it or moving it to the archive schema."""
+def retention_steps(declared: Declared, part: dict[str, Any], concurrent: bool) -> list[planmod.Step]:
+    """Return the steps detaching one wholly old partition, then dropping it or moving it to the archive schema."""
     parent = (declared.schema, declared.name)
     child = (part["schema"], part["name"])
     action = declared.retention["action"]
     group = "retire:%s" % part["name"]
     steps = []
-    if concurrent:
+    if part.get("detach_pending"):
+        # An earlier DETACH ... CONCURRENTLY was cancelled after its first transaction: the partition is hidden
+        # from queries on the parent and PostgreSQL refuses a new DETACH until this one is finished.
+        steps.append(
+            planmod.Step(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(
+                    sql.Identifier(*parent), sql.Identifier(*child)
+                ),
+                "%s is pending detach (an interrupted DETACH ... CONCURRENTLY hides its rows): finish it"
+                % part["name"],
+                lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+                targets=[parent, child],
+                group=group,
+                effect=("detached", part["name"]),
+            )
+        )
+    elif concurrent:
         steps.append(
             planmod.Step(
                 sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
@@ -647,6 +562,7 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.SHARE_UPDATE_EXCLUSIVE,
                 targets=[parent, child],
                 transactional=False,
+                effect=("detached", part["name"]),
             )
         )
     else:
@@ -658,9 +574,10 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=[parent, child],
                 group=group,
+                effect=("detached", part["name"]),
             )
         )
-    if action == "drop":
+    if action == "drop" and not part.get("keep_table"):
         steps.append(
             planmod.Step(
                 sql.SQL("DROP TABLE {}").format(sql.Identifier(*child)),
@@ -668,6 +585,7 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=[child],
                 group=group,
+                effect=("dropped", part["name"]),
             )
         )
     elif action == "archive":
@@ -681,6 +599,7 @@ def retention_steps(declared, part, concurrent):
                 lock=planmod.ACCESS_EXCLUSIVE,
                 targets=[child],
                 group=group,
+                effect=("archived", part["name"]),
             )
         )
     return steps
@@ -703,29 +622,25 @@ def _entry(name, low, high, is_default=False):
     }
 
 
-def partition_list(parts):
-    """Sort partition entries by low bound, the default last; for results and diff."""
+def partition_list(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return partition entries sorted by low bound, the default last; for results and diff."""
 
     def order(p):
         if p["default"]:
             return (1, (0, 0))
-        return (0, _rank(p["low"]))
+        return (0, bound_rank(p["low"]))
 
     return [dict(p.items()) for p in sorted(parts, key=order)]
 
 
-def _display_entry(entry):
-    if entry["default"]:
-        return entry["name"]
-    return entry
-
-
-def build_plan(declared, table, lay, extras):
-    """Turn a layout into a Result (plan + predictions).
+def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, extras: dict[str, Any]) -> Result:
+    """Return the Result (plan + predictions) of a layout.
 
     ``extras``: ``default_rows`` (rows now in the default partition), ``default_counts`` (point -> rows of
     that missing period sitting in the default), ``existing_names`` (set of ``(schema, name)`` already
-    taken), ``schemas`` (set of existing schema names), ``index_tails`` (parent index oid -> ``USING ...``).
+    taken), ``schemas`` (set of existing schema names), ``index_tails`` (index oid -> ``USING ...``),
+    ``index_names_taken`` (``(schema, name)`` of planned index names -> the relation holding it) and
+    ``dependents`` (retired partition oid -> objects whose dependency makes DROP TABLE fail).
     """
     scheme = declared.scheme
     result = Result()
@@ -749,6 +664,11 @@ def build_plan(declared, table, lay, extras):
     columns = _insertable_columns(table, declared)
     after = []
     for point in lay.periods:
+        if point in lay.covered:
+            part = lay.covered[point]
+            if not any(e["name"] == part["name"] for e in after):
+                after.append(_entry(part["name"], part["low"], part["high"]))
+            continue
         if point in lay.adopted:
             part = lay.adopted[point]
             after.append(_entry(part["name"], part["low"], part["high"]))
@@ -798,13 +718,18 @@ def build_plan(declared, table, lay, extras):
                 % (declared.display, lay.default["name"])
             )
 
-    for part in lay.others + lay.partly_old:
+    for part in lay.others + lay.partly_old + lay.waiting:
         after.append(_entry(part["name"], part["low"], part["high"]))
 
     # Existing partitions that stay: verify the parent's indexes and the declared reloptions.
     staying = staying_partitions(lay)
+    check_pending_detaches(declared, staying)
     if exists:
-        result.plan.extend(index_steps(declared, table, staying, extras.get("index_tails"), result.warnings))
+        result.plan.extend(
+            index_steps(
+                declared, table, staying, extras.get("index_tails"), result.warnings, extras.get("index_names_taken")
+            )
+        )
         leaves = [e for e in table["partitions"] if e["relkind"] == "r"]
         retired_oids = {p["oid"] for p in lay.retired}
         for leaf in leaves:
@@ -845,22 +770,72 @@ def build_plan(declared, table, lay, extras):
                     "nothing was changed." % (", ".join(clashes), declared.display, archive, ", ".join(clashes))
                 )
         concurrent = not will_have_default
-        for part in lay.retired:
+        acting = retirable(declared, lay.retired, extras.get("dependents") or {}, result.warnings)
+        acting_oids = {p["oid"] for p in acting}
+        after.extend(_entry(p["name"], p["low"], p["high"]) for p in lay.retired if p["oid"] not in acting_oids)
+        for part in acting:
             result.plan.extend(retention_steps(declared, part, concurrent))
+            if part.get("detach_pending"):
+                result.finished_detaches.append(part["name"])
             result.detached.append(part["name"])
-            if retention["action"] == "drop":
+            if retention["action"] == "drop" and not part.get("keep_table"):
                 result.dropped.append(part["name"])
             elif retention["action"] == "archive":
                 result.archived.append(part["name"])
 
+    result.retention_remaining = len(lay.waiting)
     result.partitions = partition_list(after)
     result.before = partition_list(result.before)
     result.default_rows_after = max(0, (extras.get("default_rows") or 0) - result.moved_rows)
     return result
 
 
-def diff_text(entries):
-    """One line per partition, for ``diff`` before/after."""
+def check_pending_detaches(declared: Declared, staying: Iterable[dict[str, Any]]) -> None:
+    """Return nothing; refuse, in words, a pending detach (an interrupted DETACH ... CONCURRENTLY) of a partition the declared set
+    keeps: finishing it would take a kept period out of the set, cancelling it is not possible."""
+    pending = [p for p in staying if p.get("detach_pending")]
+    if pending:
+        raise InvalidInput(
+            "partition(s) %s of %s are pending detach (an interrupted ALTER TABLE ... DETACH PARTITION ... "
+            "CONCURRENTLY; their rows are hidden from queries on %s) but retention keeps their periods. Finish it "
+            "with ALTER TABLE %s DETACH PARTITION <partition> FINALIZE and re-attach the table if the detach was a "
+            "mistake; nothing was changed."
+            % (", ".join(p["name"] for p in pending), declared.display, declared.display, declared.display)
+        )
+
+
+def retirable(
+    declared: Declared, retired: Sequence[dict[str, Any]], dependents: dict[int, list[str]], warnings: list[str]
+) -> list[dict[str, Any]]:
+    """Return the retired partitions retention may act on now. With action drop, one that a view or a foreign key
+    depends on is kept attached with a warning: detached first, its DROP would fail and leave it outside the set."""
+    if declared.retention["action"] != "drop":
+        return list(retired)
+    kept = []
+    for part in retired:
+        blockers = dependents.get(part["oid"])
+        if blockers and part.get("detach_pending"):
+            warnings.append(
+                "partition %s of %s was pending detach: the detach is finished but the table is kept, because %s "
+                "depend(s) on it; drop it yourself once they are gone"
+                % (part["name"], declared.display, ", ".join(blockers))
+            )
+            kept.append(dict(part, keep_table=True))
+            continue
+        if blockers:
+            warnings.append(
+                "retention.action drop: partition %s of %s is older than the %d periods kept but is left attached, "
+                "because %s depend(s) on it and DROP TABLE would fail after the detach. Drop or change those objects "
+                "(or use action detach/archive), then run again."
+                % (part["name"], declared.display, declared.retention["keep"], ", ".join(blockers))
+            )
+            continue
+        kept.append(part)
+    return kept
+
+
+def diff_text(entries: Iterable[dict[str, Any]]) -> str:
+    """Return one line per partition, for ``diff`` before/after."""
     lines = []
     for e in entries:
         if e["default"]:
@@ -870,8 +845,8 @@ def diff_text(entries):
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def candidate_names(declared, lay):
-    """``(schema, name)`` pairs the plan may create: new partitions, the default, archived tables."""
+def candidate_names(declared: Declared, lay: Layout) -> list[tuple[str, str]]:
+    """Return the ``(schema, name)`` pairs the plan may create: new partitions, the default, archived tables."""
     names = [(declared.schema, partition_name(declared, p)) for p in lay.missing]
     if lay.default is None and declared.default_partition:
         names.append((declared.schema, default_name(declared)))
@@ -880,13 +855,21 @@ def candidate_names(declared, lay):
     return names
 
 
-def staying_partitions(lay):
-    """Existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
-    return list(lay.adopted.values()) + lay.others + lay.partly_old + ([lay.default] if lay.default else [])
+def staying_partitions(lay: Layout) -> list[dict[str, Any]]:
+    """Return the existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
+    return (
+        list(lay.adopted.values())
+        + lay.spanning
+        + lay.others
+        + lay.partly_old
+        + lay.waiting
+        + ([lay.default] if lay.default else [])
+    )
 
 
-def lacking_indexes(table, lay):
-    """Oids of the parent's indexes that some kept leaf partition lacks (their definitions must be read)."""
+def lacking_indexes(table: dict[str, Any] | None, lay: Layout) -> set[int]:
+    """Return the oids whose definitions the plan needs: the parent's indexes that some kept leaf partition lacks (or has only
+    INVALID), and the leaf indexes attached to nothing that might be adopted in their place."""
     if not table or not table.get("exists"):
         return set()
     parent_indexes = [
@@ -897,5 +880,12 @@ def lacking_indexes(table, lay):
         if part["relkind"] != "r":
             continue
         have = {i.get("parent_index_oid") for i in part.get("indexes") or []}
-        lacking.update(i["oid"] for i in parent_indexes if i["oid"] not in have)
+        missing = [i["oid"] for i in parent_indexes if i["oid"] not in have]
+        lacking.update(missing)
+        if missing:
+            lacking.update(
+                i["oid"]
+                for i in part.get("indexes") or []
+                if i.get("oid") is not None and i.get("parent_index_oid") is None and i.get("is_valid", True)
+            )
     return lacking

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import datetime
 import re
+from typing import Any, Callable, Union
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+
+# A period start: a date for calendar formats, an int for ``integer`` (``typing.Union``: evaluated on Python 3.8 too).
+Point = Union[datetime.date, int]
+# A bound value in the key column's type: date, naive datetime (a date subclass) or int.
+KeyValue = Union[datetime.date, int]
 
 # ---------------------------------------------------------------------------------------------
 # Calendar intervals
 # ---------------------------------------------------------------------------------------------
 
 
-def _add_months(day, months):
+def _add_months(day: datetime.date, months: int) -> datetime.date:
     index = day.year * 12 + (day.month - 1) + months
     return datetime.date(index // 12, index % 12 + 1, 1)
 
@@ -29,26 +35,32 @@ def _add_months(day, months):
 class Interval:
     """One calendar interval: how to align a date to its period, step, and label the period."""
 
-    def __init__(self, name, align, step, label):
+    def __init__(
+        self,
+        name: str,
+        align: Callable[[datetime.date], datetime.date],
+        step: Callable[[datetime.date, int], datetime.date],
+        label: Callable[[datetime.date], str],
+    ) -> None:
         self.name = name
         self._align = align
         self._step = step
         self._label = label
 
-    def align(self, day):
+    def align(self, day: datetime.date) -> datetime.date:
         """Return the first day of the period holding ``day``."""
         return self._align(day)
 
-    def step(self, point, count=1):
+    def step(self, point: datetime.date, count: int = 1) -> datetime.date:
         """Return the start of the period ``count`` periods after (or before, when negative) ``point``."""
         return self._step(point, count)
 
-    def label(self, point):
+    def label(self, point: datetime.date) -> str:
         """Return the partition name suffix of the period starting at ``point`` (without the underscore)."""
         return self._label(point)
 
 
-def _week_label(point):
+def _week_label(point: datetime.date) -> str:
     iso = point.isocalendar()
     return "%04dw%02d" % (iso[0], iso[1])
 
@@ -97,7 +109,7 @@ INTEGER_TYPES = ("smallint", "integer", "bigint", "numeric")
 TYPE_MAX = {"smallint": 32767, "integer": 2147483647, "bigint": 9223372036854775807, "numeric": None}
 
 
-def _yyyymmdd_from(value):
+def _yyyymmdd_from(value: int) -> datetime.date | None:
     text = "%d" % value
     if len(text) != 8:
         return None
@@ -107,23 +119,23 @@ def _yyyymmdd_from(value):
         return None
 
 
-def _yyyymm_from(value):
+def _yyyymm_from(value: int) -> datetime.date | None:
     text = "%d" % value
     if len(text) != 6 or not 1 <= int(text[4:]) <= 12:
         return None
     return datetime.date(int(text[:4]), int(text[4:]), 1)
 
 
-def _plain_date(value):
+def _plain_date(value: Any) -> datetime.date | None:
     """The value when it is a date and not a datetime (a datetime is a date subclass), else None."""
     return value if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime) else None
 
 
-def _midnight(day):
+def _midnight(day: datetime.date) -> datetime.datetime:
     return datetime.datetime(day.year, day.month, day.day)
 
 
-def _date_of_datetime(value):
+def _date_of_datetime(value: Any) -> datetime.date | None:
     if isinstance(value, datetime.datetime):
         if value.time() != datetime.time(0):
             return None
@@ -140,7 +152,16 @@ class KeyFormat:
     the intervals it supports.
     """
 
-    def __init__(self, name, types, intervals, to_key, from_key, cast, example):
+    def __init__(
+        self,
+        name: str,
+        types: tuple[str, ...],
+        intervals: tuple[str, ...],
+        to_key: Callable[[Any], KeyValue],
+        from_key: Callable[[Any], Point | None],
+        cast: str | None,
+        example: str,
+    ) -> None:
         self.name = name
         self.types = types
         self.intervals = intervals
@@ -150,8 +171,8 @@ class KeyFormat:
         self.example = example
 
     @property
-    def calendar(self):
-        """True when points are dates (every format but ``integer``)."""
+    def calendar(self) -> bool:
+        """Return True when points are dates (every format but ``integer``)."""
         return self.name != "integer"
 
 
@@ -212,14 +233,14 @@ FORMAT_NAMES = ("auto",) + tuple(KEY_FORMATS)
 AUTO_FORMATS = {"date": "date", "timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz"}
 
 
-def base_type(type_name):
+def base_type(type_name: str | None) -> str:
     """Return the ``format_type`` name without typmod: ``numeric(12,0)`` -> ``numeric``."""
     text = re.sub(r"\(.*?\)", "", (type_name or "").strip().lower())
     return re.sub(r"\s+", " ", text).strip()
 
 
-def detect_format(key_format, column, type_name, table):
-    """Resolve ``key_format`` against the key column's type; refuse to guess for integers.
+def detect_format(key_format: str | None, column: str, type_name: str, table: str) -> str:
+    """Return ``key_format`` resolved against the key column's type; refuse to guess for integers.
 
     Raises InvalidInput naming the table, the column and its type when they do not fit.
     """
@@ -252,7 +273,7 @@ def detect_format(key_format, column, type_name, table):
 class Scheme:
     """One key format with one interval: the arithmetic of a partition set."""
 
-    def __init__(self, key_format, interval, column_type=None):
+    def __init__(self, key_format: str, interval: str | int | None, column_type: str | None = None) -> None:
         if key_format not in KEY_FORMATS:
             raise InvalidInput("key_format=%r is unknown: choose one of %s" % (key_format, ", ".join(FORMAT_NAMES)))
         self.format = KEY_FORMATS[key_format]
@@ -269,8 +290,8 @@ class Scheme:
                     "interval %s cannot be written in key_format %s (a %s key has no day of month): choose one of %s"
                     % (text, key_format, key_format, ", ".join(self.format.intervals))
                 )
-            self.interval = INTERVALS[text]
-            self.step_size = None
+            self.interval: Interval | None = INTERVALS[text]
+            self.step_size: int | None = None
         else:
             if not re.match(r"^\d+$", text) or int(text) <= 0:
                 raise InvalidInput(
@@ -283,19 +304,19 @@ class Scheme:
         self.interval_name = text
 
     # -- arithmetic on points
-    def align(self, point):
+    def align(self, point: Point) -> Point:
         """Return the start of the period holding ``point`` (a date, or an int for integer keys)."""
         if self.interval is not None:
             return self.interval.align(point)
         return (point // self.step_size) * self.step_size
 
-    def step(self, point, count=1):
+    def step(self, point: Point, count: int = 1) -> Point:
         """Return the start of the period ``count`` periods after ``point`` (before when negative)."""
         if self.interval is not None:
             return self.interval.step(point, count)
         return point + count * self.step_size
 
-    def periods(self, first, last):
+    def periods(self, first: Point, last: Point) -> list[Point]:
         """Return every period start from ``first`` to ``last`` inclusive (both aligned)."""
         out = []
         point = first
@@ -304,23 +325,23 @@ class Scheme:
             point = self.step(point)
         return out
 
-    def label(self, point):
+    def label(self, point: Point) -> str:
         """Return the partition name suffix (``2023``, ``2023q1``, ``202301``, ``2023w05``, ``20230115``, ``p1000``)."""
         if self.interval is not None:
             return self.interval.label(point)
         return ("p%d" % point) if point >= 0 else ("m%d" % -point)
 
     # -- bounds
-    def key(self, point):
+    def key(self, point: Point) -> KeyValue:
         """Return the bound value of ``point`` in the key column's type (date, naive datetime or int)."""
         return self.format.to_key(point)
 
-    def bounds(self, point):
+    def bounds(self, point: Point) -> tuple[KeyValue, KeyValue]:
         """Return ``(low, high)`` bound values of the period starting at ``point``."""
         return self.key(point), self.key(self.step(point))
 
-    def point_of(self, value):
-        """Read a key value back into a point; None when it is not a period start of this scheme."""
+    def point_of(self, value: Any) -> Point | None:
+        """Return the point a key value starts; None when it is not a period start of this scheme."""
         if isinstance(value, datetime.datetime) and value.tzinfo is not None:
             value = value.replace(tzinfo=None)
         point = self.format.from_key(value)
@@ -328,7 +349,7 @@ class Scheme:
             return None
         return point
 
-    def literal_parts(self, point):
+    def literal_parts(self, point: Point) -> tuple[str | int, str | None]:
         """Return ``(value, cast)`` for composing the bound in SQL: ``("2023-01-01", "date")`` or ``(20230101, None)``."""
         value = self.key(point)
         if isinstance(value, datetime.datetime):
@@ -337,34 +358,34 @@ class Scheme:
             return value.isoformat(), self.format.cast
         return value, None
 
-    def literal(self, point):
+    def literal(self, point: Point) -> str:
         """Return the bound as SQL text for messages: ``date '2023-01-01'``, ``20230101``."""
         value, cast = self.literal_parts(point)
         if cast:
             return "%s '%s'" % (cast, value)
         return "%d" % value
 
-    def display(self, point):
+    def display(self, point: Point) -> str:
         """Return the bound value as a user writes it in ``start`` (``2023-01-01``, ``20230101``, ``1000``)."""
         value, _cast = self.literal_parts(point)
         if isinstance(value, str):
             return value.split(" ")[0]
         return "%d" % value
 
-    def fits_column(self, point):
-        """True when the bound value of ``point`` fits the key column's integer type."""
+    def fits_column(self, point: Point) -> bool:
+        """Return True when the bound value of ``point`` fits the key column's integer type."""
         limit = TYPE_MAX.get(self.column_type) if self.column_type else None
         value = self.key(point)
         # two's complement range: -limit - 1 <= value <= limit, written without negating a possibly-None limit
         return limit is None or not isinstance(value, int) or (value if value >= 0 else -value - 1) <= limit
 
     # -- today and start
-    def current(self, today):
+    def current(self, today: Point) -> Point:
         """Return the period holding ``today`` (a date for calendar formats, an int key for integer)."""
         return self.align(today)
 
-    def parse_start(self, value):
-        """Parse the ``start`` option into an aligned point, or raise saying what the aligned value would be."""
+    def parse_start(self, value: Any) -> Point:
+        """Return the ``start`` option parsed into an aligned point, or raise saying what the aligned value would be."""
         point = self._parse_point(value)
         aligned = self.align(point)
         if aligned != point:
@@ -375,7 +396,7 @@ class Scheme:
             )
         return point
 
-    def _parse_point(self, value):
+    def _parse_point(self, value: Any) -> Point:
         text = str(value).strip()
         if not self.format.calendar:
             if not re.match(r"^-?\d+$", text):

@@ -3,11 +3,14 @@
 """Plans and the one executor that runs them.
 
 A plan is an ordered list of steps computed from catalog facts by a pure planner. The same plan is
-rendered in check mode and executed in a real run, so ``queries`` is identical in both.
+rendered in check mode and executed in a real run. ``queries`` is the same in both when the facts read by check mode
+are the same (check mode may use estimates when a table is locked: the module then says so in a warning).
 
 Execution rules:
 - steps sharing a ``group`` run in one transaction (all or nothing); a step without a group is its own transaction;
-- a step with ``transactional=False`` (VACUUM, DETACH ... CONCURRENTLY) runs alone in autocommit;
+- a step with ``transactional=False`` (VACUUM, DETACH ... CONCURRENTLY) runs in autocommit, alone unless the
+  next ones are autocommit steps of the same group: those run one after another and are retried together (a
+  cancelled ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index that the retry must drop before building again);
 - every statement runs under the session's ``lock_timeout``; a transaction that hits it (or a deadlock) is
   rolled back and retried with a growing delay, then the executor gives up naming who holds the lock.
 """
@@ -15,9 +18,16 @@ Execution rules:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Tuple, TypedDict, TypeVar
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible.module_utils.basic import AnsibleModule
+    from psycopg2.sql import Composable
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 try:
     import psycopg2
@@ -46,6 +56,36 @@ WHERE l.granted AND l.pid <> pg_backend_pid() AND l.locktype = 'relation'
 ORDER BY l.pid
 """
 
+# CREATE INDEX CONCURRENTLY waits for every transaction of the database holding a snapshot older than its build,
+# whatever table it reads: such a session holds no lock on our tables, so BLOCKERS_QUERY cannot name it.
+SNAPSHOT_HOLDERS_QUERY = """
+SELECT pid, usename::text, state, left(query, 200) AS query, now() - xact_start AS xact_age,
+       'a snapshot (xmin ' || backend_xmin || ')' AS mode
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+ORDER BY xact_start, pid
+"""
+
+
+T = TypeVar("T")
+# A relation a step locks or a read waits on: ``(schema, relation)`` (``typing.Tuple``: evaluated on Python 3.8 too).
+Target = Tuple[str, str]
+
+
+class Blocker(TypedDict):
+    """A session holding what we waited for, as ``Executor.blockers`` / ``snapshot_holders`` describe it.
+
+    A dict and not a record: it goes into module results and messages as it is.
+    """
+
+    pid: int
+    user: str
+    state: str
+    query: str
+    xact_age: str
+    mode: str
+
 
 class Step:
     """One SQL statement of a plan, with why it runs and what it locks.
@@ -54,7 +94,18 @@ class Step:
     ``targets`` lists the ``(schema, relation)`` pairs it locks, used to name blockers.
     """
 
-    def __init__(self, sql, reason, lock=None, targets=(), group=None, transactional=True, params=None):
+    def __init__(
+        self,
+        sql: Composable | str,
+        reason: str,
+        lock: str | None = None,
+        targets: Iterable[Target] = (),
+        group: str | None = None,
+        transactional: bool = True,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        effect: tuple[str, str] | None = None,
+        snapshot_wait: bool = False,
+    ) -> None:
         self.sql = sql
         self.reason = reason
         self.lock = lock
@@ -62,9 +113,13 @@ class Step:
         self.group = group
         self.transactional = transactional
         self.params = params
-        self.rowcount = None
+        self.rowcount: int | None = None  # rows the statement touched, once run
+        # what the step achieves, for the module result once it committed: e.g. ("created", "fait_2026")
+        self.effect = effect
+        # the statement also waits for older snapshots (CREATE INDEX CONCURRENTLY), not only for locks
+        self.snapshot_wait = snapshot_wait
 
-    def render(self, conn):
+    def render(self, conn: Connection) -> str:
         """Return the statement as the exact text the server receives."""
         if hasattr(self.sql, "as_string"):
             text = self.sql.as_string(conn)
@@ -75,7 +130,7 @@ class Step:
                 text = cur.mogrify(text, self.params).decode()
         return text
 
-    def describe(self, conn):
+    def describe(self, conn: Connection) -> dict[str, str | None]:
         """Return a dict for the module result: the SQL, its reason and its lock."""
         return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
 
@@ -83,45 +138,42 @@ class Step:
 class Plan:
     """An ordered list of steps; an empty plan means the declared state already holds."""
 
-    def __init__(self, steps=None):
-        self.steps = list(steps or [])
+    def __init__(self, steps: Iterable[Step] | None = None) -> None:
+        self.steps: list[Step] = list(steps or [])
 
-    def add(self, step):
+    def add(self, step: Step) -> Step:
         """Append one step and return it."""
         self.steps.append(step)
         return step
 
-    def extend(self, steps):
-        """Append several steps."""
+    def extend(self, steps: Iterable[Step]) -> None:
+        """Append several steps; return nothing."""
         self.steps.extend(steps)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.steps)
 
-    __nonzero__ = __bool__
-
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.steps)
 
-    def queries(self, conn):
-        """Render every statement, for check mode and for the ``queries`` result."""
+    def queries(self, conn: Connection) -> list[str]:
+        """Return every statement rendered, for check mode and for the ``queries`` result."""
         return [step.render(conn) for step in self.steps]
 
-    def explain(self, conn):
-        """Render every step with its reason and lock, for the ``plan`` result."""
+    def explain(self, conn: Connection) -> list[dict[str, str | None]]:
+        """Return every step rendered with its reason and lock, for the ``plan`` result."""
         return [step.describe(conn) for step in self.steps]
 
 
-def transactions(steps):
-    """Split steps into the units the executor commits: lists of steps sharing a group, or single steps."""
+def transactions(steps: Iterable[Step]) -> list[list[Step]]:
+    """Return the units the executor commits, in order: lists of steps sharing a group, or single steps."""
     units = []
     for step in steps:
         previous = units[-1] if units else None
         if (
             previous
-            and step.transactional
             and step.group is not None
-            and previous[-1].transactional
+            and previous[-1].transactional == step.transactional
             and previous[-1].group == step.group
         ):
             previous.append(step)
@@ -130,44 +182,119 @@ def transactions(steps):
     return units
 
 
+def retrying(
+    attempt: Callable[[int], T],
+    retryable: Callable[[Exception], bool],
+    retries: int,
+    delay: float,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> T:
+    """The one retry policy: call ``attempt(n)`` (n = 1, 2, ...) until it returns, and return what it returned.
+
+    An exception for which ``retryable(error)`` is true is retried after ``delay * 2**(n-1)`` seconds, at most
+    ``retries`` times; the last one (or any other) propagates. Used for SQL units, catalog reads and pg_repack.
+    """
+    number = 0
+    while True:
+        number += 1
+        try:
+            return attempt(number)
+        except Exception as error:
+            if not retryable(error) or number > retries:
+                raise
+            sleep(delay * (2 ** (number - 1)))
+
+
 class Executor:
     """Runs plans on one connection with bounded lock waits and retries."""
 
-    def __init__(self, conn, retries=3, retry_delay=2.0, sleep=time.sleep):
+    def __init__(
+        self, conn: Connection, retries: int = 3, retry_delay: float = 2.0, sleep: Callable[[float], Any] = time.sleep
+    ) -> None:
         self.conn = conn
         self.retries = max(0, int(retries))
         self.retry_delay = max(0.0, float(retry_delay))
         self.sleep = sleep
-        self.executed = []
+        self.executed: list[str] = []
+        self.completed: list[
+            Step
+        ] = []  # the steps whose transaction committed (or autocommit statement ended), in order
+        self.failed: list[Step] | None = None  # the unit that raised, if any
         self.attempts = 0
 
     @classmethod
-    def from_module(cls, conn, module):
-        """Build an executor with the module's ``lock_retries`` and ``lock_retry_delay``."""
+    def from_module(cls, conn: Connection, module: AnsibleModule) -> Executor:
+        """Return an executor with the module's ``lock_retries`` and ``lock_retry_delay``."""
         return cls(conn, module.params.get("lock_retries", 3), module.params.get("lock_retry_delay", 2.0))
 
-    def run(self, plan):
+    def run(self, plan: Plan | Iterable[Step]) -> list[str]:
         """Execute every step of ``plan``; return the statements that ran, in order."""
         steps = plan.steps if isinstance(plan, Plan) else list(plan)
         ran = []
         for unit in transactions(steps):
-            ran.extend(self._run_unit(unit))
+            try:
+                ran.extend(self._run_unit(unit))
+            except Exception:
+                self.failed = unit
+                raise
         return ran
 
+    def read(self, fetch: Callable[[], T], targets: Sequence[Target]) -> T:
+        """Run a catalog read ``fetch()`` under the same lock policy as the plan steps; return what it returned.
+
+        A read that must lock (counting a default partition takes ACCESS SHARE) is rolled back and retried on
+        lock_timeout, then fails naming the sessions holding ``targets`` (a list of ``(schema, relation)``).
+        """
+        tries = []
+
+        def attempt(number):
+            tries.append(number)
+            try:
+                return fetch()
+            except Exception:
+                self._rollback()
+                raise
+
+        try:
+            return retrying(attempt, is_lock_error, self.retries, self.retry_delay, self.sleep)
+        except Exception as error:
+            if not is_lock_error(error):
+                raise
+            raise self._give_up_read(targets, tries[-1]) from None
+
+    @property
+    def committed_anything(self) -> bool:
+        """Return True when the database changed: a unit committed, or an autocommit unit failed part way (a cancelled
+        CREATE INDEX CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach)."""
+        return bool(self.completed) or bool(self.failed and not self.failed[0].transactional)
+
     def _run_unit(self, unit):
-        attempt = 0
-        while True:
-            attempt += 1
+        tries = []
+
+        def attempt(number):
+            tries.append(number)
             self.attempts += 1
             try:
                 return self._execute(unit)
-            except psycopg2.Error as error:
+            except psycopg2.Error:
                 self._rollback()
-                if error.pgcode not in _RETRYABLE:
-                    raise
-                if attempt > self.retries:
-                    raise self._give_up(unit, error, attempt)
-                self.sleep(self.retry_delay * (2 ** (attempt - 1)))
+                raise
+
+        try:
+            return retrying(attempt, is_lock_error, self.retries, self.retry_delay, self.sleep)
+        except psycopg2.Error as error:
+            if not is_lock_error(error):
+                raise
+            raise self._give_up(unit, error, tries[-1]) from None
+
+    def _give_up_read(self, targets, attempts):
+        blockers = self.blockers(targets)
+        return LockNotGranted(
+            "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was changed. "
+            "What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise lock_timeout / "
+            "lock_retries." % (attempts, ", ".join(display_name(*t) for t in targets), describe_blockers(blockers)),
+            blocking_pids=[b["pid"] for b in blockers],
+        )
 
     def _execute(self, unit):
         autocommit = not unit[0].transactional
@@ -189,6 +316,7 @@ class Executor:
             if autocommit:
                 self.conn.autocommit = False
         self.executed.extend(texts)
+        self.completed.extend(unit)
         return texts
 
     def _rollback(self):
@@ -207,11 +335,31 @@ class Executor:
         blockers = self.blockers(targets)
         names = ", ".join(display_name(s, r) for s, r in targets) or "the relations of this step"
         who = describe_blockers(blockers)
+        if any(step.snapshot_wait for step in unit):
+            holders = self.snapshot_holders()
+            snapshots = (
+                "transactions holding an older snapshot, which CREATE INDEX CONCURRENTLY waits for whatever table "
+                "they read (an open REPEATABLE READ transaction that ran one SELECT is enough): %s"
+                % (describe_blockers(holders) if holders else "none is left now")
+            )
+            who = "%s; and by %s" % (who, snapshots) if blockers else snapshots
+            blockers = blockers + [h for h in holders if h["pid"] not in {b["pid"] for b in blockers}]
         kind = "a deadlock" if error.pgcode == "40P01" else "lock_timeout"
         msg = (
             "Gave up after %d attempts: could not lock %s within lock_timeout (%s). Blocked by %s. "
-            "Nothing of this step was applied. What to do: wait for or end that session "
-            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries." % (attempts, names, kind, who)
+            "%s What to do: wait for or end that session "
+            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries."
+            % (
+                attempts,
+                names,
+                kind,
+                who,
+                "Nothing of this step was applied."
+                if unit[0].transactional
+                else "This step runs outside a transaction and may have stopped part way (a cancelled CREATE INDEX "
+                "CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach): the next "
+                "run drops and rebuilds the index, or finishes the detach.",
+            )
         )
         return LockNotGranted(
             msg,
@@ -219,7 +367,18 @@ class Executor:
             failed_sql=unit[0].render(self.conn),
         )
 
-    def blockers(self, targets):
+    def snapshot_holders(self) -> list[Blocker]:
+        """Return the sessions of this database holding a snapshot or a transaction id (CREATE INDEX
+        CONCURRENTLY waits for them), described like ``blockers``."""
+        with self.conn.cursor() as cur:
+            cur.execute(SNAPSHOT_HOLDERS_QUERY)
+            rows = cur.fetchall()
+        self._rollback()
+        return [
+            {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]} for r in rows
+        ]
+
+    def blockers(self, targets: Sequence[Target]) -> list[Blocker]:
         """Return the sessions holding granted locks on ``targets`` (list of (schema, relation))."""
         if not targets:
             return []
@@ -234,8 +393,8 @@ class Executor:
         ]
 
 
-def describe_blockers(blockers):
-    """Name the sessions holding a lock we gave up on: pid, user, state, lock mode, transaction age, query."""
+def describe_blockers(blockers: Sequence[Blocker]) -> str:
+    """Return the sessions holding a lock we gave up on, named in one phrase: pid, user, state, lock mode, transaction age, query."""
     if not blockers:
         return "no session holds it any more (it was released after the last attempt)"
     return "; ".join(
@@ -245,6 +404,6 @@ def describe_blockers(blockers):
     )
 
 
-def is_lock_error(error):
-    """True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
+def is_lock_error(error: BaseException) -> bool:
+    """Return True when a psycopg2 error is a lock timeout or a deadlock (the retryable kinds)."""
     return getattr(error, "pgcode", None) in _RETRYABLE

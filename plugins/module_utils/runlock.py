@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import parse_duration_ms
+from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, parse_duration_ms
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible.module_utils.basic import AnsibleModule
 
 RUN_LOCK_CLASS = 0x5347  # "SG": keeps our keys apart from other tools' advisory locks
 POLL_SECONDS = 0.2
@@ -48,7 +52,7 @@ class Holder:
     query: str
 
     def describe(self) -> str:
-        """One phrase naming the other run: pid, application, client, user and since when."""
+        """Return one phrase naming the other run: pid, application, client, user and since when."""
         return "pid %d (application_name %r, client %s, user %s, connected since %s, %s: %s)" % (
             self.pid,
             self.application_name,
@@ -61,12 +65,12 @@ class Holder:
 
 
 def lock_key(schema: str, name: str) -> str:
-    """The text hashed into the advisory key: schema and table as stored in the catalog."""
+    """Return the text hashed into the advisory key: schema and table as stored in the catalog."""
     return "%s.%s" % (schema, name)
 
 
-def budget_seconds(params: dict) -> float:
-    """How long a run waits for another run's lock: the same budget its lock retries would spend.
+def budget_seconds(params: dict[str, Any]) -> float:
+    """Return how many seconds a run waits for another run's lock: the budget its lock retries would spend.
 
     That is ``lock_timeout`` for each of the ``lock_retries + 1`` attempts plus the growing delays between them.
     """
@@ -76,8 +80,8 @@ def budget_seconds(params: dict) -> float:
     return timeout * (retries + 1) + sum(delay * 2**i for i in range(retries))
 
 
-def try_lock(conn, schema: str, name: str) -> bool:
-    """Try once to take the run lock of one table; True when this session holds it now."""
+def try_lock(conn: Connection, schema: str, name: str) -> bool:
+    """Try once to take the run lock of one table; return True when this session holds it now."""
     with conn.cursor() as cur:
         cur.execute(TRY_LOCK_SQL, (RUN_LOCK_CLASS, lock_key(schema, name)))
         granted = cur.fetchone()[0]
@@ -85,8 +89,8 @@ def try_lock(conn, schema: str, name: str) -> bool:
     return bool(granted)
 
 
-def holders(conn, schema: str, name: str) -> list[Holder]:
-    """The other sessions holding the run lock of one table (none, or the one other run)."""
+def holders(conn: Connection, schema: str, name: str) -> list[Holder]:
+    """Return the other sessions holding the run lock of one table (none, or the one other run)."""
     with conn.cursor() as cur:
         cur.execute(HOLDER_SQL, (RUN_LOCK_CLASS, lock_key(schema, name)))
         rows = cur.fetchall()
@@ -94,11 +98,18 @@ def holders(conn, schema: str, name: str) -> list[Holder]:
     return [Holder(r[0], r[1], r[2], r[3], str(r[4]), r[5] or "", r[6] or "") for r in rows]
 
 
-def acquire(conn, tables, budget, sleep=time.sleep, clock=time.monotonic) -> list[tuple[str, str]]:
+def acquire(
+    conn: Connection,
+    tables: Iterable[tuple[str, str]],
+    budget: float,
+    sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[tuple[str, str]]:
     """Take the run lock of every ``(schema, table)``, waiting at most ``budget`` seconds in all.
 
     Tables are locked in sorted order so two runs over overlapping lists cannot wait on each other. Raises
     ``LockNotGranted`` naming the other run when a lock stays taken; locks already taken are released then.
+    Returns the ``(schema, table)`` pairs locked, in the order they were taken.
     """
     ordered = sorted(set(tables))
     deadline = clock() + max(0.0, budget)
@@ -114,8 +125,8 @@ def acquire(conn, tables, budget, sleep=time.sleep, clock=time.monotonic) -> lis
     return taken
 
 
-def hold(module, conn, tables) -> None:
-    """Take the run locks a changing module needs before it reads the facts it plans from.
+def hold(module: AnsibleModule, conn: Connection, tables: Iterable[tuple[str, str]]) -> None:
+    """Take the run locks a changing module needs before it reads the facts it plans from; return nothing.
 
     Check mode changes nothing, so it does not wait: when another run holds a table it warns that the plan shown is
     read from a state that run is still changing.
@@ -132,8 +143,8 @@ def hold(module, conn, tables) -> None:
     acquire(conn, tables, budget_seconds(module.params))
 
 
-def release(conn, tables) -> None:
-    """Release run locks taken by ``acquire`` (closing the connection releases them too)."""
+def release(conn: Connection, tables: Iterable[tuple[str, str]]) -> None:
+    """Release run locks taken by ``acquire`` (closing the connection releases them too); return nothing."""
     if conn.closed:
         return
     with conn.cursor() as cur:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any, NamedTuple, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import (
     MAXVALUE,
@@ -16,8 +17,16 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import autovacuum_triggers
 
 
-def bound_as_date(value):
-    """Read a bound as a calendar date when it is one: date, timestamp, or integer YYYYMMDD / YYYYMM."""
+class PeriodsAhead(NamedTuple):
+    """``periods_ahead``'s answer; a tuple, so ``current, ahead, until = periods_ahead(...)`` reads as before."""
+
+    current: str | None  # name of the partition holding today
+    ahead: int  # contiguous partitions after it
+    covered_until: str | None  # ISO date where the last of them ends
+
+
+def bound_as_date(value: Any) -> datetime.date | None:
+    """Return a bound as a calendar date when it is one (date, timestamp, or integer YYYYMMDD / YYYYMM), else None."""
     if isinstance(value, datetime.datetime):
         return value.date()
     if isinstance(value, datetime.date):
@@ -34,7 +43,7 @@ def bound_as_date(value):
     return None
 
 
-def periods_ahead(ranges, today):
+def periods_ahead(ranges: Sequence[tuple[Any, Any, str]], today: datetime.date) -> PeriodsAhead:
     """Count the contiguous partitions after the one holding ``today``.
 
     ``ranges`` is ``[(low, high, name)]`` of typed bounds. Returns ``(current_name, count, covered_until)``;
@@ -53,30 +62,30 @@ def periods_ahead(ranges, today):
             current = index
             break
     if current is None:
-        return None, 0, None
+        return PeriodsAhead(None, 0, None)
     count, edge = 0, dated[current][1]
     for low, high, _name in dated[current + 1 :]:
         if low != edge:
             break
         count += 1
         edge = high
-    return dated[current][2], count, edge.isoformat()
+    return PeriodsAhead(dated[current][2], count, edge.isoformat())
 
 
-def _stamp(value):
+def _stamp(value: Any) -> Any:
     return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value
 
 
-def _stats(entry):
+def _stats(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: _stamp(v) for k, v in entry["stats"].items()}
 
 
-def _sizes(heap, toast, index):
+def _sizes(heap: float, toast: float, index: float) -> dict[str, float]:
     return {"heap_bytes": heap, "toast_bytes": toast, "index_bytes": index, "total_bytes": heap + toast + index}
 
 
-def partition_report(entry):
-    """Describe one partition: bounds as JSON values, size and rows."""
+def partition_report(entry: dict[str, Any]) -> dict[str, Any]:
+    """Return one partition's report: bounds as JSON values, size and rows."""
     bound = entry["bound"] or {}
     return {
         "schema": entry["schema"],
@@ -93,8 +102,14 @@ def partition_report(entry):
     }
 
 
-def table_report(table, settings, today, default_rows=None, compression=None):
-    """Build the per-table report of ``table_info`` from ``catalog.read_table`` facts.
+def table_report(
+    table: dict[str, Any],
+    settings: dict[str, str],
+    today: datetime.date,
+    default_rows: int | None = None,
+    compression: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the per-table report of ``table_info``, built from ``catalog.read_table`` facts.
 
     ``settings`` are the server's autovacuum settings, ``today`` a date, ``default_rows`` the exact count
     of rows in the default partition (when there is one), ``compression`` the measured shares.
@@ -160,8 +175,8 @@ def table_report(table, settings, today, default_rows=None, compression=None):
     return report
 
 
-def vacuum_report(entry, settings):
-    """Dead tuples, changes since analyze and autovacuum trigger points of one leaf relation (and its TOAST)."""
+def vacuum_report(entry: dict[str, Any], settings: dict[str, str]) -> dict[str, Any]:
+    """Return dead tuples, changes since analyze and autovacuum trigger points of one leaf relation (and its TOAST)."""
     triggers = autovacuum_triggers(entry["reloptions"], settings, entry["reltuples"])
     toast_options = {
         "autovacuum_" + k.split("autovacuum_", 1)[1]: v
@@ -191,8 +206,9 @@ def vacuum_report(entry, settings):
     return result
 
 
-def partitioned_report(table, today, default_rows):
-    """Partition list, default partition, coverage gaps/overlaps and periods covered ahead of today."""
+def partitioned_report(table: dict[str, Any], today: datetime.date, default_rows: int | None) -> dict[str, Any]:
+    """Return the partitioned part of the report: partition list, default partition, coverage gaps/overlaps and
+    periods covered ahead of today."""
     partitions = [partition_report(e) for e in table["partitions"]]
     direct = [e for e in table["partitions"] if e["parent_oid"] == table["oid"]]
     defaults = [e for e in direct if (e["bound"] or {}).get("kind") == "default"]

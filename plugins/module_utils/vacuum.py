@@ -1,28 +1,24 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Vacuum and analyze decisions from statistics (pure functions), and the run of ``sigeti.dwh.vacuum``.
+"""Vacuum and analyze decisions from statistics, as pure functions.
 
-Pure part: triggers, decisions with their numbers, the bloat estimate, freeze periods and the per-table plan.
-I/O part (at the end): free disk, the pg_repack program, gathering facts, executing and reporting.
+Triggers, decisions with their numbers, the bloat estimate, freeze periods, the per-table plan, the pg_repack
+command line and the module's report. Reading the facts and running the plan is ``vacuum_run``'s job.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
-import os
 import re
-import shutil
-import time
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence, TypedDict
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs, parse_duration_ms
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
     SHARE_UPDATE_EXCLUSIVE,
     Step,
-    describe_blockers,
 )
 
 try:
@@ -30,15 +26,90 @@ try:
 except ImportError:  # reported by the connection layer
     sql = None
 
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composed
 
-def _number(value, default):
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
+
+
+class Triggers(TypedDict):
+    """Where autovacuum would act on a relation (``autovacuum_triggers``); reported as it is."""
+
+    vacuum: int  # dead tuples
+    analyze: int | None  # changed tuples; None for a TOAST relation (never analyzed)
+    enabled: bool
+
+
+class _VacuumOptions(TypedDict):
+    analyze: str  # auto | always | never
+    vacuum: str
+    full: str
+    full_method: str  # auto | vacuum_full | pg_repack
+    bloat_threshold: float  # share, 0..1
+    min_size: int  # bytes
+    min_free_space: int  # bytes
+    freeze_older_than: int | None  # periods
+    autovacuum: dict[str, str | None]  # declared reloptions, None = reset
+
+
+class VacuumOptions(_VacuumOptions, total=False):
+    """The module's options once checked (``validate_options``), as the planners read them."""
+
+    covered_by_parent: str  # set by ``table_plan``: the parent whose ANALYZE also analyzes this leaf (< 18)
+
+
+class Action(TypedDict, total=False):
+    """One action of a vacuum plan, in execution order. A dict: the run adds ``duration_ms`` and ``output`` to it,
+    and ``report`` turns it into the module result."""
+
+    action: str  # reloptions | vacuum | freeze | analyze | full
+    reason: str
+    step: Step  # an SQL action
+    method: str  # full: vacuum_full | pg_repack
+    command: list[str]  # pg_repack's argv
+    lock: str
+    targets: list[tuple[str, str]]
+    duration_ms: int
+    output: str
+
+
+class RepackProbe(TypedDict, total=False):
+    """Whether pg_repack can rewrite in this run (``vacuum_run.probe_repack``); returned as the ``repack`` result."""
+
+    available: bool
+    reason: str  # why (not)
+    path: str | None  # the pg_repack program found
+    version: str | None  # its version
+
+
+class Gathered(TypedDict):
+    """What ``vacuum_run.gather`` read and planned; ``all_actions``, ``counted_before`` and ``report`` read it."""
+
+    tables: list[dict[str, Any]]  # per requested table: {"table": catalog facts, "plan": table_plan(...)}
+    bloat_method: str  # pgstattuple | estimate
+    repack: RepackProbe
+    disk: list[dict[str, Any]]  # the disk check of each leaf due a rewrite
+    extras: dict[int, dict[str, Any]]  # per relation oid: the values only the vacuum module reads
+    repack_env_kwargs: dict[str, Any]  # connection kwargs pg_repack connects with
+
+
+class RepackAvailability(NamedTuple):
+    """``repack_availability``'s answer; a tuple, so ``ok, reason = repack_availability(...)`` reads as before."""
+
+    ok: bool
+    reason: str
+
+
+def _number(value: Any, default: float) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
         return float(default)
 
 
-def autovacuum_triggers(reloptions, settings, reltuples, toast=False):
+def autovacuum_triggers(
+    reloptions: dict[str, str] | None, settings: dict[str, str] | None, reltuples: float | None, toast: bool = False
+) -> Triggers:
     """Return the dead-tuple and changed-tuple counts at which autovacuum would vacuum / analyze a relation.
 
     ``threshold + scale_factor * reltuples``, each taken from the relation's reloptions when set
@@ -105,7 +176,7 @@ _TRUE = ("true", "on", "yes", "1", "t", "y")
 _FALSE = ("false", "off", "no", "0", "f", "n")
 
 
-def parse_size(value, option):
+def parse_size(value: Any, option: str) -> int:
     """Return bytes from ``100MB``, ``1.5 GB``, ``512kB``, ``0`` or an integer number of bytes.
 
     Units are powers of 1024, as PostgreSQL's ``pg_size_bytes`` reads them. ``option`` names the module
@@ -125,8 +196,8 @@ def parse_size(value, option):
     return int(float(match.group(1)) * _SIZE_FACTORS[unit])
 
 
-def format_bytes(value):
-    """Render a byte count the way pg_size_pretty does (for messages and reasons)."""
+def format_bytes(value: float | None) -> str:
+    """Return a byte count rendered the way pg_size_pretty does (for messages and reasons)."""
     if value is None:
         return "unknown"
     value = float(value)
@@ -139,7 +210,9 @@ def format_bytes(value):
     return "%.1f TB" % value
 
 
-def insert_trigger(reloptions, settings, reltuples):
+def insert_trigger(
+    reloptions: dict[str, str] | None, settings: dict[str, str] | None, reltuples: float | None
+) -> int | None:
     """Return the inserted-tuple count at which autovacuum (13+) vacuums an insert-only relation.
 
     ``autovacuum_vacuum_insert_threshold + autovacuum_vacuum_insert_scale_factor * reltuples``, reloptions
@@ -163,12 +236,12 @@ def insert_trigger(reloptions, settings, reltuples):
     return int(threshold + scale * tuples)
 
 
-def toast_options(toast_reloptions):
+def toast_options(toast_reloptions: dict[str, str] | None) -> dict[str, str]:
     """Return a TOAST relation's reloptions as ``autovacuum_triggers`` reads them (``toast.`` dropped)."""
     return {k[len("toast.") :] if k.startswith("toast.") else k: v for k, v in (toast_reloptions or {}).items()}
 
 
-def validate_options(params):
+def validate_options(params: dict[str, Any]) -> VacuumOptions:
     """Check the module's own options before anything is read or changed; raise InvalidInput naming the value.
 
     Returns a normalized dict: modes, ``bloat_threshold``, ``min_size`` and ``min_free_space`` in bytes,
@@ -235,7 +308,7 @@ def _canonical(kind, name, value):
     return repr(number) if number != int(number) else str(int(number))
 
 
-def normalize_reloptions(declared):
+def normalize_reloptions(declared: dict[str, Any] | None) -> dict[str, str | None]:
     """Validate the ``autovacuum`` option: ``{name: value}``, ``value`` null meaning "reset to the default".
 
     Names are ``autovacuum_*`` / ``log_autovacuum_min_duration`` or the same with ``toast.``. Returns
@@ -271,7 +344,9 @@ def _same_value(current, wanted):
         return False
 
 
-def reloption_changes(reloptions, toast_reloptions, declared):
+def reloption_changes(
+    reloptions: dict[str, str] | None, toast_reloptions: dict[str, str] | None, declared: dict[str, str | None] | None
+) -> tuple[dict[str, str], list[str]]:
     """Compare a leaf's current reloptions with the declared ones.
 
     Returns ``(to_set, to_reset)``: ``{name: value}`` to SET and the sorted names to RESET (declared null
@@ -291,7 +366,9 @@ def reloption_changes(reloptions, toast_reloptions, declared):
     return to_set, to_reset
 
 
-def effective_reloptions(reloptions, toast_reloptions, declared):
+def effective_reloptions(
+    reloptions: dict[str, str] | None, toast_reloptions: dict[str, str] | None, declared: dict[str, str | None] | None
+) -> tuple[dict[str, str], dict[str, str]]:
     """Return (heap, toast) reloptions as they will be once the declared ones are applied (for triggers)."""
     heap = dict(reloptions or {})
     toast = dict(toast_reloptions or {})
@@ -308,7 +385,7 @@ def _never_analyzed(stats):
     return not (stats or {}).get("last_analyze") and not (stats or {}).get("last_autoanalyze")
 
 
-def analyze_decision(mode, stats, triggers):
+def analyze_decision(mode: str, stats: dict[str, Any] | None, triggers: Triggers) -> dict[str, Any]:
     """Decide ANALYZE for a leaf from its statistics.
 
     ``mode`` auto|always|never; ``stats`` the pg_stat_all_tables row (dict, may be empty); ``triggers`` from
@@ -332,7 +409,14 @@ def analyze_decision(mode, stats, triggers):
     return result
 
 
-def vacuum_decision(mode, stats, triggers, inserts_trigger=None, toast_stats=None, toast_triggers=None):
+def vacuum_decision(
+    mode: str,
+    stats: dict[str, Any] | None,
+    triggers: Triggers,
+    inserts_trigger: int | None = None,
+    toast_stats: dict[str, Any] | None = None,
+    toast_triggers: Triggers | None = None,
+) -> dict[str, Any]:
     """Decide a plain VACUUM for a leaf: dead tuples of the heap or of its TOAST relation, or inserts.
 
     Mirrors autovacuum's own tests (dead tuples > threshold + scale x reltuples, 13+'s insert trigger), with
@@ -382,7 +466,15 @@ def _align(value):
     return int(math.ceil(value / float(MAXALIGN)) * MAXALIGN)
 
 
-def estimate_bloat(heap_bytes, live_tuples, data_width, columns, has_nulls, block_size=8192, fillfactor=100):
+def estimate_bloat(
+    heap_bytes: int | None,
+    live_tuples: float | None,
+    data_width: float | None,
+    columns: int,
+    has_nulls: bool | None,
+    block_size: int = 8192,
+    fillfactor: float = 100,
+) -> dict[str, Any] | None:
     """Estimate the dead + free share of a heap from the catalog, without reading it.
 
     Expected pages = live tuples / tuples per page, where a tuple takes its header (23 bytes + null bitmap,
@@ -404,8 +496,34 @@ def estimate_bloat(heap_bytes, live_tuples, data_width, columns, has_nulls, bloc
     return {"bloat": round(bloat, 4), "expected_pages": expected, "pages": pages, "tuple_bytes": tuple_bytes}
 
 
-def full_decision(mode, size_bytes, bloat, threshold, min_size, method_note=None):
-    """Decide a rewrite (VACUUM FULL or pg_repack) from the measured or estimated bloat and the table size.
+def leaf_bloat_estimate(entry: dict[str, Any], extra: dict[str, Any], block_size: int) -> dict[str, Any] | None:
+    """Return the catalog estimate of one leaf's bloat (``estimate_bloat``), or None without pg_stats for it."""
+    # n_live_tup follows every write; reltuples only the last VACUUM/ANALYZE (-1: never)
+    live = entry["stats"].get("n_live_tup")
+    if live is None:
+        live = entry["reltuples"] if (entry["reltuples"] or 0) >= 0 else None
+    if not extra["stats_columns"]:
+        return None
+    return estimate_bloat(
+        entry["heap_bytes"],
+        live,
+        extra["data_width"],
+        extra["columns"],
+        extra["has_nulls"],
+        block_size,
+        _number(entry["reloptions"].get("fillfactor"), 100),
+    )
+
+
+def full_decision(
+    mode: str,
+    size_bytes: int,
+    bloat: dict[str, Any] | None,
+    threshold: float,
+    min_size: int,
+    method_note: str | None = None,
+) -> dict[str, Any]:
+    """Return the rewrite decision (VACUUM FULL or pg_repack) from the measured or estimated bloat and the size.
 
     ``bloat`` is ``{"bloat": share, "method": "pgstattuple"|"estimate", ...}`` or None when unknown.
     ``full: always`` rewrites whatever the numbers; ``auto`` needs bloat > threshold and size >= min_size.
@@ -448,7 +566,7 @@ def _add_months(day, months):
     return datetime.date(year, month % 12 + 1, 1)
 
 
-def periods_since_end(low, high, today):
+def periods_since_end(low: Any, high: Any, today: datetime.date) -> int | None:
     """How many whole partition widths have passed since a range partition ended.
 
     ``low``/``high`` are dates (the caller converts YYYYMMDD integers and timestamps). Month-aligned ranges
@@ -469,8 +587,14 @@ def periods_since_end(low, high, today):
     return (today - high).days // width
 
 
-def freeze_decision(older_than, periods_ago, relfrozenxid_age, newest_row_age, stats):
-    """Decide VACUUM FREEZE for a range partition, once.
+def freeze_decision(
+    older_than: int | None,
+    periods_ago: int | None,
+    relfrozenxid_age: int | None,
+    newest_row_age: int | None,
+    stats: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Return the VACUUM FREEZE decision for a range partition (``{"due", "reason", numbers...}``), due once.
 
     Due when the range ended at least ``older_than`` periods ago and the partition is not frozen yet.
     Frozen means: ``relfrozenxid`` is newer than every row seen (``age(relfrozenxid) < min(age(xmin))``
@@ -522,8 +646,15 @@ def freeze_decision(older_than, periods_ago, relfrozenxid_age, newest_row_age, s
     return result
 
 
-def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, leaf_work, triggers):
-    """Decide ANALYZE of a partitioned parent; autovacuum never does it, so this module must.
+def parent_analyze_decision(
+    mode: str,
+    parent_stats: dict[str, Any] | None,
+    has_inherited_stats: bool | None,
+    leaves: Sequence[tuple[str, dict[str, Any] | None]],
+    leaf_work: Sequence[str],
+    triggers: Triggers,
+) -> dict[str, Any]:
+    """Return the ANALYZE decision of a partitioned parent; autovacuum never analyzes one, so this module must.
 
     ``leaves`` is a list of ``(name, stats)`` of the partitions below it, ``leaf_work`` the names of partitions
     this run vacuums, freezes, rewrites or analyzes, ``triggers`` the parent's analyze trigger computed from
@@ -582,7 +713,9 @@ def parent_analyze_decision(mode, parent_stats, has_inherited_stats, leaves, lea
     return result
 
 
-def disk_decision(required, free, location, visible, mode, min_free_space):
+def disk_decision(
+    required: int, free: int | None, location: str | None, visible: bool, mode: str, min_free_space: int
+) -> dict[str, Any]:
     """Check the free space where a rewrite writes its new copy.
 
     ``required`` is the copy + WAL estimate, ``free`` the bytes available to PostgreSQL on the filesystem of
@@ -624,8 +757,8 @@ def disk_decision(required, free, location, visible, mode, min_free_space):
     return result
 
 
-def rewrite_space(total_bytes, bloat_share):
-    """Bytes a rewrite needs at its peak: the compacted copy plus about as much WAL (measured, see docs)."""
+def rewrite_space(total_bytes: int, bloat_share: float | None) -> int:
+    """Return the bytes a rewrite needs at its peak: the compacted copy plus about as much WAL (measured, see docs)."""
     share = bloat_share if bloat_share is not None else 0.0
     compacted = int(total_bytes * (1.0 - min(max(share, 0.0), 1.0)))
     return 2 * compacted
@@ -636,21 +769,21 @@ def rewrite_space(total_bytes, bloat_share):
 # ---------------------------------------------------------------------------------------------
 
 
-def vacuum_sql(schema, name, options=()):
-    """``VACUUM (opt, ...) schema.name`` with constant option words (FULL, FREEZE, ANALYZE)."""
+def vacuum_sql(schema: str, name: str, options: Sequence[str] = ()) -> Composed:
+    """Return ``VACUUM (opt, ...) schema.name`` with constant option words (FULL, FREEZE, ANALYZE)."""
     target = sql.Identifier(schema, name)
     if not options:
         return sql.SQL("VACUUM {}").format(target)
     return sql.SQL("VACUUM ({}) {}").format(sql.SQL(", ").join(sql.SQL(o) for o in options), target)
 
 
-def analyze_sql(schema, name, only=False):
-    """``ANALYZE [ONLY] schema.name`` (ONLY exists from PostgreSQL 18)."""
+def analyze_sql(schema: str, name: str, only: bool = False) -> Composed:
+    """Return ``ANALYZE [ONLY] schema.name`` (ONLY exists from PostgreSQL 18)."""
     return sql.SQL("ANALYZE {}{}").format(sql.SQL("ONLY ") if only else sql.SQL(""), sql.Identifier(schema, name))
 
 
-def reloptions_sql(schema, name, to_set, to_reset):
-    """``ALTER TABLE ... SET (...), RESET (...)`` for the declared autovacuum reloptions of one leaf."""
+def reloptions_sql(schema: str, name: str, to_set: dict[str, str], to_reset: Sequence[str]) -> Composed:
+    """Return ``ALTER TABLE ... SET (...), RESET (...)`` for the declared autovacuum reloptions of one leaf."""
     clauses = []
 
     def option_name(key):
@@ -674,7 +807,21 @@ def reloptions_sql(schema, name, to_set, to_reset):
 # ---------------------------------------------------------------------------------------------
 
 
-def leaf_plan(entry, extra, options, settings):
+def rewrite_decision(extra: dict[str, Any], options: VacuumOptions) -> dict[str, Any]:
+    """Return the VACUUM FULL decision of one leaf, from its size and bloat (``extra``) and the options."""
+    return full_decision(
+        options["full"],
+        extra.get("size_bytes", 0),
+        extra.get("bloat"),
+        options["bloat_threshold"],
+        options["min_size"],
+        extra.get("bloat_note"),
+    )
+
+
+def leaf_plan(
+    entry: dict[str, Any], extra: dict[str, Any], options: VacuumOptions, settings: dict[str, str]
+) -> tuple[dict[str, dict[str, Any]], list[Action]]:
     """Decide everything for one leaf; return ``(decisions, actions)``.
 
     ``entry`` is a relation of ``catalog.read_tables``; ``extra`` holds the values only this module reads
@@ -707,14 +854,7 @@ def leaf_plan(entry, extra, options, settings):
             extra.get("newest_row_age"),
             entry["stats"],
         ),
-        "full": full_decision(
-            options["full"],
-            extra.get("size_bytes", 0),
-            extra.get("bloat"),
-            options["bloat_threshold"],
-            options["min_size"],
-            extra.get("bloat_note"),
-        ),
+        "full": rewrite_decision(extra, options),
     }
     declared = options["autovacuum"]
     if not entry.get("toast_oid"):
@@ -730,7 +870,7 @@ def leaf_plan(entry, extra, options, settings):
             "reloptions differ from the declared ones" if (to_set or to_reset) else "declared reloptions already set"
         ),
     }
-    actions = []
+    actions: list[Action] = []
     if to_set or to_reset:
         actions.append(
             {
@@ -841,13 +981,13 @@ def leaf_plan(entry, extra, options, settings):
     return decisions, actions
 
 
-def parent_trigger(entry, leaves, settings):
-    """The analyze trigger of a partitioned parent, from the total rows of its partitions."""
+def parent_trigger(entry: dict[str, Any], leaves: Sequence[dict[str, Any]], settings: dict[str, str]) -> Triggers:
+    """Return the analyze trigger of a partitioned parent, from the total rows of its partitions."""
     total = sum(max(leaf["reltuples"] or 0, 0) for leaf in leaves)
     return autovacuum_triggers(entry["reloptions"], settings, total)
 
 
-def descendants(relations, oid):
+def descendants(relations: dict[int, dict[str, Any]], oid: int) -> list[dict[str, Any]]:
     """Return every relation below ``oid`` in a partition tree (``relations`` by oid)."""
     children = {}
     for entry in relations.values():
@@ -860,7 +1000,13 @@ def descendants(relations, oid):
     return out
 
 
-def table_plan(table, extras, options, settings, version_num):
+def table_plan(
+    table: dict[str, Any],
+    extras: dict[int, dict[str, Any]],
+    options: VacuumOptions,
+    settings: dict[str, str],
+    version_num: int,
+) -> dict[str, Any]:
     """Plan one requested table (plain, partition or partitioned tree).
 
     ``extras`` maps oid -> the per-relation values ``leaf_plan`` reads (plus ``has_inherited_stats`` for
@@ -963,71 +1109,9 @@ def table_plan(table, extras, options, settings, version_num):
     return {"relations": out_relations, "actions": settings_first + rest}
 
 
-# ---------------------------------------------------------------------------------------------
-# I/O helpers: what the module can see on the host it runs on (disk, pg_repack binary)
-# ---------------------------------------------------------------------------------------------
-
-
-def filesystem_free(location, data_directory, port):
-    """Return ``(visible, free_bytes, note)`` for the filesystem holding ``location``.
-
-    Visible means the path exists on this host and, when the data directory's ``postmaster.pid`` is readable,
-    that it belongs to the server on ``port`` (a same-named folder of another cluster does not count).
-    """
-    if not location:
-        return False, None, "data_directory is not readable by this role (needs superuser or pg_read_all_settings)"
-    if not os.path.isdir(location):
-        return False, None, "%s does not exist on this host (the module runs elsewhere than the server)" % location
-    if data_directory:
-        pid_file = os.path.join(data_directory, "postmaster.pid")
-        try:
-            with open(pid_file) as handle:
-                lines = handle.read().splitlines()
-            if len(lines) > 3 and port and lines[3].strip() != str(port):
-                return False, None, "%s belongs to the server on port %s, not %s" % (data_directory, lines[3], port)
-        except OSError:
-            pass  # not readable as this user: the path still tells which filesystem it is
-    stat = os.statvfs(location)
-    return True, stat.f_bavail * stat.f_frsize, "statvfs(%s)" % location
-
-
-def repack_binary_version(path, run_command):
-    """Return the version printed by ``pg_repack --version`` (e.g. ``1.4.8``), or None when it does not run.
-
-    ``run_command`` is ``AnsibleModule.run_command`` (or a callable with its signature and return value).
-    """
-    try:
-        _rc, out, err = run_command([path, "--version"], handle_exceptions=False)
-    except OSError:
-        return None
-    match = re.search(r"pg_repack\s+(\S+)", (out or "") + (err or ""))
-    return match.group(1) if match else None
-
-
-def find_pg_repack(explicit_path, version_num, run_command):
-    """Locate a pg_repack binary: ``pg_repack_path``, then PATH, then Debian's per-version bin folder.
-
-    Returns ``(path, version)`` or ``(None, None)``. ``run_command`` as for repack_binary_version.
-    """
-    major = int(version_num) // 10000
-    candidates = (
-        [explicit_path]
-        if explicit_path
-        else [
-            shutil.which("pg_repack"),
-            "/usr/lib/postgresql/%d/bin/pg_repack" % major,
-            "/usr/pgsql-%d/bin/pg_repack" % major,
-        ]
-    )
-    for path in candidates:
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            version = repack_binary_version(path, run_command)
-            if version:
-                return path, version
-    return None, None
-
-
-def repack_availability(extension, binary, binary_version, superuser, version_num):
+def repack_availability(
+    extension: dict[str, Any] | None, binary: str | None, binary_version: str | None, superuser: bool, version_num: int
+) -> RepackAvailability:
     """Say whether pg_repack can rewrite in this database, and if not, why and how to fix it (pure).
 
     ``extension`` is ``{"version", "schema"}`` or None. Returns ``(ok, reason)``.
@@ -1038,23 +1122,26 @@ def repack_availability(extension, binary, binary_version, superuser, version_nu
         "RHEL: dnf install pg_repack_%d) and run CREATE EXTENSION pg_repack in the database" % (major, major)
     )
     if not extension:
-        return False, "the pg_repack extension is not installed in this database: " + install
+        return RepackAvailability(False, "the pg_repack extension is not installed in this database: " + install)
     if not binary:
-        return False, (
+        return RepackAvailability(
+            False,
             "no pg_repack program found on this host (pg_repack_path, PATH, /usr/lib/postgresql/%d/bin): " % major
-        ) + install
+            + install,
+        )
     if binary_version != extension["version"]:
-        return False, (
+        return RepackAvailability(
+            False,
             "pg_repack program %s does not match the extension version %s in the database: install "
-            "the matching package or ALTER EXTENSION pg_repack UPDATE" % (binary_version, extension["version"])
+            "the matching package or ALTER EXTENSION pg_repack UPDATE" % (binary_version, extension["version"]),
         )
     if not superuser:
-        return False, "pg_repack needs a superuser connection (it creates triggers and swaps files)"
-    return True, "pg_repack %s available" % binary_version
+        return RepackAvailability(False, "pg_repack needs a superuser connection (it creates triggers and swaps files)")
+    return RepackAvailability(True, "pg_repack %s available" % binary_version)
 
 
-def repack_command(binary, conn_kwargs, schema, name, lock_timeout_ms):
-    """Return ``(argv, env)`` to rewrite one table online; the password goes only into the environment.
+def repack_argv(binary: str, conn_kwargs: dict[str, Any], schema: str, name: str, lock_timeout_ms: int) -> list[str]:
+    """Return the pg_repack command line (argv) that rewrites one table online; it never holds the password.
 
     ``--no-kill-backend``: on lock contention pg_repack gives up instead of cancelling other sessions, and
     the module retries, then fails naming the blocker, like every other step.
@@ -1068,317 +1155,59 @@ def repack_command(binary, conn_kwargs, schema, name, lock_timeout_ms):
         "--table=%s" % display_name(schema, name),
         "--dbname=%s" % conn_kwargs.get("dbname", "postgres"),
     ]
-    if conn_kwargs.get("host"):
-        argv.append("--host=%s" % conn_kwargs["host"])
-    if conn_kwargs.get("port"):
-        argv.append("--port=%s" % conn_kwargs["port"])
-    if conn_kwargs.get("user"):
-        argv.append("--username=%s" % conn_kwargs["user"])
+    for key, flag in (("host", "--host"), ("port", "--port"), ("user", "--username")):
+        if conn_kwargs.get(key):
+            argv.append("%s=%s" % (flag, conn_kwargs[key]))
     argv.append("--no-password")
-    env = dict(os.environ)
-    env.pop("PGPASSWORD", None)
-    if conn_kwargs.get("password"):
-        env["PGPASSWORD"] = conn_kwargs["password"]
-    if conn_kwargs.get("sslmode"):
-        env["PGSSLMODE"] = conn_kwargs["sslmode"]
-    for key, var in (("sslrootcert", "PGSSLROOTCERT"), ("sslcert", "PGSSLCERT"), ("sslkey", "PGSSLKEY")):
+    return argv
+
+
+def repack_env(conn_kwargs: dict[str, Any]) -> dict[str, str]:
+    """Return the libpq variables pg_repack connects with: the password and TLS settings the module uses."""
+    env = {"PGPASSWORD": conn_kwargs.get("password") or ""}
+    for key, var in (
+        ("sslmode", "PGSSLMODE"),
+        ("sslrootcert", "PGSSLROOTCERT"),
+        ("sslcert", "PGSSLCERT"),
+        ("sslkey", "PGSSLKEY"),
+    ):
         if conn_kwargs.get(key):
             env[var] = conn_kwargs[key]
-    return argv, env
+    return env
 
 
-def run_repack(argv, env, retries, retry_delay, blockers, targets, run_command, sleep=time.sleep):
-    """Run one pg_repack command with the executor's retry policy for lock timeouts.
-
-    ``blockers(targets)`` names the sessions holding locks when we give up; ``run_command`` is
-    ``AnsibleModule.run_command``. Returns pg_repack's output.
-    """
-    # run_command adds environ_update to the module's environment: an inherited PGPASSWORD is blanked
-    # (libpq treats an empty one as absent) so only the module's own password can reach pg_repack.
-    update = dict(env)
-    update.setdefault("PGPASSWORD", "")
-    attempt = 0
-    while True:
-        attempt += 1
-        returncode, out, err = run_command(argv, environ_update=update)
-        output = (out or "") + (err or "")
-        timed_out = "timed out" in output or "Skipping repack" in output or "lock timeout" in output
-        if returncode == 0 and not timed_out:
-            return output
-        if not timed_out:
-            raise InvalidInput(
-                "pg_repack failed on %s (exit %s): %s"
-                % (", ".join(display_name(s, r) for s, r in targets), returncode, output.strip()[-800:])
-            )
-        if attempt > retries:
-            found = blockers(targets)
-            who = describe_blockers(found)
-            raise LockNotGranted(
-                "Gave up after %d attempts: pg_repack could not lock %s within its wait timeout. Blocked by %s. "
-                "What to do: wait for or end that session, or raise lock_timeout / lock_retries."
-                % (attempt, ", ".join(display_name(s, r) for s, r in targets), who),
-                blocking_pids=[b["pid"] for b in found],
-            )
-        sleep(retry_delay * (2 ** (attempt - 1)))
-
-
-def render_command(argv):
-    """Show a command line for the result (it never holds the password: that travels in PGPASSWORD)."""
+def render_command(argv: Sequence[str]) -> str:
+    """Return a command line as shown in the result (it never holds the password: that travels in PGPASSWORD)."""
     return " ".join(a if re.match(r"^[\w@%+=:,./-]+$", a) else "'%s'" % a.replace("'", "'\"'\"'") for a in argv)
 
 
-# ---------------------------------------------------------------------------------------------
-# The module's run: read facts, plan, execute, report (called by plugins/modules/vacuum.py)
-# ---------------------------------------------------------------------------------------------
-
-
-def resolve_tables(conn, catalog, tables, schemas):
-    """Turn the ``tables`` and ``schemas`` options into ``(schema, table)`` pairs, without duplicates."""
-    names = [split_name(t) for t in tables or []]
-    if schemas:
-        names.extend(catalog.tables_in_schemas(conn, schemas))
-    unique = []
-    for name in names:
-        if name not in unique:
-            unique.append(name)
-    if not unique:
-        raise InvalidInput("nothing to do: give tables (schema.table) or schemas")
-    return unique
-
-
-def _range_dates(entry, relations):
-    """The date range of a leaf, from its own range bound or its nearest range-partitioned ancestor."""
-    # imported here: table_report imports this module for autovacuum_triggers
-    from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import bound_as_date
-
-    node = entry
-    while node is not None:
-        if "low" in node and "high" in node:
-            return bound_as_date(node["low"]), bound_as_date(node["high"])
-        node = relations.get(node.get("parent_oid"))
-    return None, None
-
-
-def _bloat_from_approx(row):
-    length = row.get("table_len") or 0
-    if not length:
-        return {"bloat": 0.0, "method": "pgstattuple"}
-    dead, free = row.get("dead_tuple_len") or 0, row.get("approx_free_space") or 0
-    return {
-        "bloat": round((dead + free) / float(length), 4),
-        "method": "pgstattuple",
-        "table_len": length,
-        "dead_tuple_len": dead,
-        "approx_free_space": free,
-        "scanned_percent": round(float(row.get("scanned_percent") or 0), 2),
-    }
-
-
-def gather(conn, catalog, facts, names, options, params, run_command, today=None):
-    """Read every fact the decisions need and plan each table; raise InvalidInput before anything runs.
-
-    Returns ``{"tables": [...], "bloat_method": ..., "repack": ..., "disk": [...]}`` where each table holds its
-    ``plan`` (see ``table_plan``) and the facts read (for sizes before).
-    """
-    today = today or datetime.date.today()
-    settings = facts["settings"]
-    tables = catalog.read_tables(conn, names)
-    missing = [display_name(t["schema"], t["name"]) for t in tables if not t["exists"]]
-    if missing:
-        raise InvalidInput(
-            "table(s) %s do not exist in database %s: check the names (schema.table; quote "
-            "mixed-case parts)" % (", ".join(missing), conn.info.dbname)
-        )
-    relations = {}
-    for table in tables:
-        relations.update(table["relations"])
-    extras = catalog.vacuum_facts(conn, list(relations))
-    for oid, extra in extras.items():
-        entry = relations[oid]
-        extra["size_bytes"] = (entry["heap_bytes"] or 0) + (entry["toast_bytes"] or 0)
-        extra["total_bytes"] = extra["size_bytes"] + (entry["index_bytes"] or 0)
-    exts = catalog.extensions_info(conn, ["pgstattuple", "pg_repack"])
-    leaves = [e for e in relations.values() if e["relkind"] == "r"]
-    block_size = int(settings.get("block_size") or 8192)
-
-    # bloat: measured with pgstattuple_approx when allowed, else estimated from the catalog
-    pgstattuple = exts.get("pgstattuple")
-    if pgstattuple and pgstattuple.get("approx_allowed"):
-        bloat_method = "pgstattuple"
-    else:
-        bloat_method = "estimate"
-        bloat_why = (
-            "pgstattuple extension not installed in this database"
-            if not pgstattuple
-            else "role %s may not call pgstattuple_approx (grant pg_stat_scan_tables)" % facts["current_user"]
-        )
-    measured = [
-        e for e in leaves if options["full"] == "auto" and extras[e["oid"]]["size_bytes"] >= options["min_size"]
-    ]
-    if bloat_method == "pgstattuple":
-        rows = catalog.approx_bloat(conn, pgstattuple["schema"], [e["oid"] for e in measured])
-        for entry in measured:
-            extras[entry["oid"]]["bloat"] = _bloat_from_approx(rows[entry["oid"]])
-    else:
-        for entry in measured:
-            extra = extras[entry["oid"]]
-            # n_live_tup follows every write; reltuples only the last VACUUM/ANALYZE (-1: never)
-            live = entry["stats"].get("n_live_tup")
-            if live is None:
-                live = entry["reltuples"] if (entry["reltuples"] or 0) >= 0 else None
-            estimate = None
-            if extra["stats_columns"]:
-                estimate = estimate_bloat(
-                    entry["heap_bytes"],
-                    live,
-                    extra["data_width"],
-                    extra["columns"],
-                    extra["has_nulls"],
-                    block_size,
-                    _number(entry["reloptions"].get("fillfactor"), 100),
-                )
-            if estimate is not None:
-                estimate["method"] = "estimate"
-                extra["bloat"] = estimate
-            else:
-                extra["bloat_note"] = "no pg_stats for it (never analyzed) and %s" % bloat_why
-
-    # freeze: partitions whose range ended long enough ago; read back whether a freeze already happened
-    if options["freeze_older_than"] is not None:
-        sample = []
-        for entry in leaves:
-            low, high = _range_dates(entry, relations)
-            ago = periods_since_end(low, high, today) if low and high else None
-            extras[entry["oid"]]["periods_ago"] = ago
-            if ago is not None and ago >= options["freeze_older_than"]:
-                sample.append((entry["oid"], entry["schema"], entry["name"], entry["relpages"]))
-        ages = catalog.newest_row_ages(conn, sample)
-        for oid, age in ages.items():
-            extras[oid]["newest_row_age"] = age
-
-    # first pass: which leaves are rewritten; then pick the method and check the disk for them
-    first = [table_plan(t, extras, options, settings, facts["version_num"]) for t in tables]
-    rewrites = [
-        relations[r["oid"]] for plan in first for r in plan["relations"] if r["decisions"].get("full", {}).get("due")
-    ]
-    repack = {"available": False}
-    if rewrites and options["full_method"] in ("auto", "pg_repack"):
-        binary, version = find_pg_repack(params.get("pg_repack_path"), facts["version_num"], run_command)
-        ok, why = repack_availability(exts.get("pg_repack"), binary, version, facts["superuser"], facts["version_num"])
-        repack = {"available": ok, "reason": why, "path": binary, "version": version}
-        if options["full_method"] == "pg_repack" and not ok:
-            raise InvalidInput("full_method: pg_repack is not possible: %s. Nothing was changed." % why)
-    kwargs = connection_kwargs(params)
-    lock_ms = parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")
-    refusals, disk_report = [], []
-    no_key = []
-    for entry in rewrites:
-        extra = extras[entry["oid"]]
-        if repack["available"] and extra["has_repack_key"]:
-            argv, _env = repack_command(repack["path"], kwargs, entry["schema"], entry["name"], lock_ms)
-            extra["repack"] = {"method": "pg_repack", "reason": repack["reason"], "command": argv}
-        else:
-            if repack["available"]:
-                no_key.append(display_name(entry["schema"], entry["name"]))
-                why = "no primary key or unique NOT NULL index: pg_repack cannot rewrite it online"
-            else:
-                why = repack.get("reason") or "full_method: vacuum_full"
-            extra["repack"] = {"method": "vacuum_full", "reason": why}
-        location = extra.get("tablespace_location") or settings.get("data_directory")
-        visible, free, note = filesystem_free(location, settings.get("data_directory"), conn.info.port)
-        share = (extra.get("bloat") or {}).get("bloat")
-        disk = disk_decision(
-            rewrite_space(extra["total_bytes"], share),
-            free,
-            location,
-            visible,
-            params.get("disk_check", "auto"),
-            options["min_free_space"],
-        )
-        disk["note"] = note
-        disk["relation"] = display_name(entry["schema"], entry["name"])
-        extra["disk"] = disk
-        disk_report.append(disk)
-        if not disk["ok"]:
-            refusals.append("%s: %s" % (disk["relation"], disk["reason"]))
-    if no_key and options["full_method"] == "pg_repack":
-        raise InvalidInput(
-            "full_method: pg_repack cannot rewrite %s: no primary key or unique NOT NULL index. "
-            "Add one, or use full_method: vacuum_full (ACCESS EXCLUSIVE for the whole rewrite). "
-            "Nothing was changed." % ", ".join(no_key)
-        )
-    if refusals:
-        raise InvalidInput(
-            "VACUUM FULL refused, nothing was changed: %s. What to do: free disk space, lower "
-            "min_free_space, or rewrite a smaller table first." % "; ".join(refusals),
-            disk=disk_report,
-        )
-    planned = []
-    for table in tables:
-        plan = table_plan(table, extras, options, settings, facts["version_num"])
-        planned.append({"table": table, "plan": plan})
-    return {
-        "tables": planned,
-        "bloat_method": bloat_method,
-        "repack": repack,
-        "disk": disk_report,
-        "extras": extras,
-        "repack_env_kwargs": kwargs,
-    }
-
-
-def all_actions(gathered):
-    """Every action in execution order: all reloption changes first (one transaction), then the rest."""
+def all_actions(gathered: Gathered) -> list[Action]:
+    """Return every action in execution order: all reloption changes first (one transaction), then the rest."""
     actions = [a for t in gathered["tables"] for a in t["plan"]["actions"]]
     return [a for a in actions if a["action"] == "reloptions"] + [a for a in actions if a["action"] != "reloptions"]
 
 
-def execute(conn, executor, gathered, params, run_command):
-    """Run every action; record ``duration_ms`` on each. SQL goes through the executor (lock_timeout, retries,
-    autocommit for VACUUM); pg_repack runs as a program with the same retry policy.
+def counted_before(gathered: Gathered) -> dict[int, int]:
+    """Return ``{oid: maintenance count}`` of every leaf this run vacuums or analyzes, as read before the run.
 
-    On failure, the exception carries ``queries`` (what already ran) in its details when it is a DwhError.
+    An action on a partitioned parent counts for every leaf below it (VACUUM and, before 18, ANALYZE cascade).
     """
-    actions = all_actions(gathered)
-    settings_steps = [a for a in actions if a["action"] == "reloptions"]
-    ran = []
-    try:
-        if settings_steps:
-            start = time.monotonic()
-            ran.extend(executor.run([a["step"] for a in settings_steps]))
-            spent = int((time.monotonic() - start) * 1000)
-            for action in settings_steps:
-                action["duration_ms"] = spent
-        for action in actions:
-            if action["action"] == "reloptions":
-                continue
-            start = time.monotonic()
-            if "step" in action:
-                ran.extend(executor.run([action["step"]]))
-            else:
-                _argv, env = repack_command(
-                    action["command"][0], gathered["repack_env_kwargs"], *action["targets"][0], lock_ms_from(params)
-                )
-                action["output"] = run_repack(
-                    action["command"],
-                    env,
-                    executor.retries,
-                    executor.retry_delay,
-                    executor.blockers,
-                    action["targets"],
-                    run_command,
-                )[-500:]
-            action["duration_ms"] = int((time.monotonic() - start) * 1000)
-    except Exception as error:
-        if hasattr(error, "details"):
-            error.details.setdefault("queries", list(ran))
-        raise
-    return ran
-
-
-def lock_ms_from(params):
-    """The session's lock_timeout in milliseconds (pg_repack's --wait-timeout follows it)."""
-    return parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")
+    leaves = {}
+    for table in gathered["tables"]:
+        relations = table["table"]["relations"]
+        for entry in relations.values():
+            below = [entry] if entry["relkind"] == "r" else descendants(relations, entry["oid"])
+            leaves[(entry["schema"], entry["name"])] = [e for e in below if e["relkind"] == "r"]
+    before = {}
+    for action in all_actions(gathered):
+        if action["action"] == "reloptions":
+            continue
+        for target in action.get("targets") or (action["step"].targets if "step" in action else ()):
+            for entry in leaves.get(tuple(target), []):
+                stats = entry["stats"]
+                keys = ("vacuum_count", "autovacuum_count", "analyze_count", "autoanalyze_count")
+                before[entry["oid"]] = sum(stats.get(k) or 0 for k in keys)
+    return before
 
 
 def _sizes(entry):
@@ -1402,8 +1231,10 @@ def _json_action(action, conn):
     return out
 
 
-def report(conn, gathered, after=None):
-    """Build the ``tables`` result: per relation its decisions (with numbers), actions (SQL, reason, lock,
+def report(
+    conn: Connection, gathered: Gathered, after: dict[int, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Return the ``tables`` result: per relation its decisions (with numbers), actions (SQL, reason, lock,
     duration) and sizes before / after; ``after`` maps oid -> relation entry re-read after the run."""
     out = []
     for item in gathered["tables"]:

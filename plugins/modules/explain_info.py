@@ -98,7 +98,7 @@ plans:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, explain
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, explain, server_checks
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -159,7 +159,9 @@ def main():
         tables = {(t["schema"], t["name"]): t for t in catalog.read_tables(conn, names)} if names else {}
         plans = []
         for schema, name, key, low, high in validate_ranges(module.params["ranges"], tables):
-            plan, query = catalog.explain_range(conn, schema, name, key, low, high, analyze=module.params["analyze"])
+            plan, query = server_checks.explain_range(
+                conn, schema, name, key, low, high, analyze=module.params["analyze"]
+            )
             result = explain.summarize(plan, query)
             result["name"] = display_name(schema, name)
             plans.append(result)

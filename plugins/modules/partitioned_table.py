@@ -19,7 +19,13 @@ description:
   - Rows of a new period sitting in the default partition are moved into the new partition in the same
     transaction (PostgreSQL refuses the new partition otherwise).
   - Existing partitions with the right bounds are adopted whatever their names. Indexes of the parent missing on
-    a partition are built (concurrently) and attached; O(partition_options) are applied to every leaf.
+    a partition are built (concurrently) and attached; an INVALID index (a cancelled concurrent build) counts as
+    missing, is dropped and built again, never attached. Names longer than 63 bytes end with a short hash, so each
+    partition gets its own. O(partition_options) are applied to every leaf.
+  - With a default partition, writers are held at the parent and rows moved for every new period, so rows arriving
+    during the run cannot make the ATTACH fail. A partition left pending detach by an interrupted
+    C(DETACH ... CONCURRENTLY) is finished with C(DETACH ... FINALIZE) before retention goes on.
+  - A run that fails after committing something reports C(changed=true) and what was done.
   - A second run with the same arguments changes nothing and runs no DDL. Check mode only reads the catalog.
   - When O(name) is an existing plain (not partitioned) table, O(migrate) decides how it becomes partitioned,
     online (copy beside it in batches, capture and replay concurrent changes, verify counts and checksums,
@@ -59,9 +65,23 @@ options:
       - Older existing partitions are kept as they are (retention aside).
     type: str
   premake:
-    description: Periods created ahead of the current one.
+    description:
+      - Periods created ahead of the current one.
+      - The current period is the one holding the server's C(current_date) for calendar keys (V(yyyymmdd) and
+        V(yyyymm) included). For V(key_format=integer) it is the period of the largest key of the newest partition
+        holding rows; rows of the default partition never count, and a partition holding rows more than O(premake)
+        periods beyond the next partition holding rows is taken as stray keys (a warning names it, its row count
+        and keys). Keys past the last partition that sit in the default partition are reported the same way and
+        left alone.
     type: int
     default: 2
+  max_new_partitions:
+    description:
+      - The most partitions one run may create (the default partition aside). A run that would create more fails
+        before any change, naming the table, the count and the range; raise it when a long range is intended
+        (a first run from an old O(start) with daily partitions).
+    type: int
+    default: 100
   default_partition:
     description:
       - Whether a default partition (C(<table>_default)) must exist. When false an existing one is kept, with a warning.
@@ -86,6 +106,12 @@ options:
       archive_schema:
         description: Schema receiving archived partitions (created when absent).
         type: str
+      max_per_run:
+        description:
+          - The most partitions one run detaches, drops or archives, oldest first. The others wait for the next
+            runs; a warning and RV(retention_remaining) say how many.
+        type: int
+        default: 3
   partition_options:
     description:
       - Storage parameters applied to every leaf partition, new and existing (C(fillfactor), C(autovacuum_*),
@@ -121,11 +147,17 @@ options:
       - V(offline) does the same in one transaction with writes blocked (maintenance windows).
       - V(attach) copies nothing; the table becomes one partition covering its key range (a CHECK constraint is
         validated first, online, so ATTACH does not scan it), partitions are created for the periods after it.
-      - V(never) fails when the table is not partitioned yet.
+      - V(never) fails when the table is not partitioned yet (naming a half-done migration if there is one).
+      - V(abandon) removes what an unfinished migration left (capture triggers, change log, shadow table and its
+        partitions, the attach range check and prebuilt index, the state row), leaves the original table's rows
+        untouched, reports what it removed in C(migration.abandoned) and does nothing else. It refuses once the
+        swap has committed (rerun with the migration's mode to finish it).
       - The original is kept as C(<table>_unpartitioned) until O(drop_source). Progress is kept in
         C(sigeti_dwh.migration_state); a killed run leaves the original in use and the next run resumes.
+      - A run that fails before its swap for a reason that would repeat (data breaking a constraint, a definition
+        PostgreSQL refuses) is abandoned at once, so the original is left exactly as it was for its writers.
     type: str
-    choices: [online, offline, attach, never]
+    choices: [online, offline, attach, never, abandon]
     default: online
   batch_rows:
     description: Rows copied per batch (and per transaction) by an online migration.
@@ -143,7 +175,15 @@ options:
     default: false
 attributes:
   check_mode:
-    description: Reads the catalog only, takes no lock beyond catalog reads, and returns the exact plan.
+    description:
+      - Changes nothing. The catalog is read without locking any table.
+      - Rows are read only for counts - the default partition's rows (C(count(*)), per missing period too) and,
+        for integer keys, the largest key of the newest partitions - under ACCESS SHARE, waiting at most 10 ms
+        for it. When another session holds a conflicting lock (ACCESS EXCLUSIVE) check mode does not wait; it
+        uses the estimates of C(pg_class) instead and a warning names that session.
+      - With O(partition_options), their validity is asked of the server by creating a temporary table in a
+        transaction that is rolled back (no lock on any user table).
+      - For a plain table (O(migrate)) the migration plan reads the table (ACCESS SHARE) to size it.
     support: full
   diff_mode:
     description: The partition list before and after.
@@ -197,6 +237,7 @@ migration:
       source and target row counts and checksums, the name the original was renamed to, rows sent to the default
       partition and how long writers were blocked by the swap. In check mode, the phases with their SQL and the
       estimated disk need.
+    - With O(migrate=abandon), C(abandoned) lists what was removed (or would be, in check mode).
   returned: when O(name) was a plain table
   type: dict
 partitions:
@@ -210,235 +251,37 @@ detached: {description: Partitions detached by retention (whatever the action).,
 dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: always}
 archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: always}
 default_rows: {description: Rows left in the default partition after the run (null without one)., type: int, returned: always}
-moved_rows: {description: Rows moved out of the default partition into new partitions., type: int, returned: always}
+moved_rows:
+  description:
+    - Rows moved out of the default partition into new partitions (counted by the statements that moved them; in check
+      mode, the rows counted there when planning).
+  type: int
+  returned: always
+finished_detaches:
+  description:
+    - Partitions found pending detach (an interrupted C(DETACH PARTITION ... CONCURRENTLY) hides their rows) whose
+      detach the run finished with C(DETACH PARTITION ... FINALIZE) before applying retention.
+  type: list
+  elements: str
+  returned: always
+retention_remaining:
+  description: Partitions older than the retention window left attached because of O(retention.max_per_run).
+  type: int
+  returned: always
 queries: {description: The exact SQL run (or that would run in check mode)., type: list, elements: str, returned: always}
 plan: {description: Each statement with its reason and the lock it takes., type: list, elements: dict, returned: always}
 warnings: {description: 'What was left alone and why (partly old partitions, an unwanted default).', type: list, elements: str, returned: always}
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, migration, partitioning, periods, runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils import partitioned_run, partitioning, periods, runlock
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, describe_blockers, is_lock_error
-
-
-def with_lock_retries(conn, module, targets, read):
-    """Run a catalog read; on lock_timeout retry like the executor, then fail naming the blocking sessions.
-
-    Counting the default partition's rows takes ACCESS SHARE on it; a session holding ACCESS EXCLUSIVE blocks that.
-    """
-    executor = Executor.from_module(conn, module)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return read()
-        except Exception as error:
-            if not is_lock_error(error):
-                raise
-            conn.rollback()
-            if attempt > executor.retries:
-                blockers = executor.blockers(targets)
-                who = describe_blockers(blockers)
-                raise LockNotGranted(
-                    "Gave up after %d attempts: could not read %s within lock_timeout. Blocked by %s. Nothing was "
-                    "changed. What to do: wait for or end that session (SELECT pg_terminate_backend(pid)), or raise "
-                    "lock_timeout / lock_retries." % (attempt, ", ".join(display_name(*t) for t in targets), who),
-                    blocking_pids=[b["pid"] for b in blockers],
-                )
-            time.sleep(executor.retry_delay * (2 ** (attempt - 1)))
-
-
-def declared_state(params, schema, name, table, conn):
-    """Validate every option against the table's facts; return a ``partitioning.Declared``."""
-    shown = display_name(schema, name)
-    key = params["key"]
-    if params["premake"] < 0:
-        raise InvalidInput(
-            "premake=%d for %s is negative: give the number of periods created ahead (0 or more)"
-            % (params["premake"], shown)
-        )
-    retention = partitioning.validate_retention(params.get("retention"), shown)
-    options = partitioning.validate_partition_options(params.get("partition_options"), shown)
-    columns = None
-    if table["exists"]:
-        names = [c["name"] for c in table["columns"]]
-        if key not in names:
-            raise InvalidInput(
-                "column %s does not exist in table %s (columns: %s); nothing was changed"
-                % (key, shown, ", ".join(names))
-            )
-        if table["relkind"] == "p":
-            stub = partitioning.Declared(schema, name, key, None)
-            partitioning.check_partition_key(stub, table)
-            column_type = table["partition_key"]["types"][0]
-        else:  # a plain table: the source of a migration
-            column_type = [c["type"] for c in table["columns"] if c["name"] == key][0]
-    else:
-        columns = partitioning.validate_columns(params.get("columns"), key, shown)
-        resolved = catalog.resolve_types(conn, [c["type"] for c in columns])
-        unknown = [c["type"] for c in columns if not resolved.get(c["type"])]
-        if unknown:
-            raise InvalidInput("type(s) %s given in columns for %s do not exist" % (", ".join(unknown), shown))
-        column_type = resolved[[c["type"] for c in columns if c["name"] == key][0]]
-        missing_pk = [c for c in params.get("primary_key") or [] if c not in [col["name"] for col in columns]]
-        if missing_pk:
-            raise InvalidInput(
-                "primary_key column(s) %s are not among the columns of %s" % (", ".join(missing_pk), shown)
-            )
-        if params.get("primary_key") and key not in params["primary_key"]:
-            raise InvalidInput(
-                "primary_key of %s must include the partition key %s (PostgreSQL requires it)" % (shown, key)
-            )
-    key_format = periods.detect_format(params["key_format"], key, column_type, shown)
-    scheme = periods.Scheme(key_format, params["interval"], column_type)
-    start = scheme.parse_start(params["start"]) if params.get("start") not in (None, "") else None
-    return partitioning.Declared(
-        schema,
-        name,
-        key,
-        scheme,
-        start=start,
-        premake=params["premake"],
-        default_partition=params["default_partition"],
-        retention=retention,
-        partition_options=options,
-        columns=columns,
-        primary_key=params.get("primary_key"),
-    )
-
-
-def current_period(declared, state):
-    """The period holding today (the server's current_date), or the largest key for integer keys."""
-    scheme = declared.scheme
-    if scheme.format.calendar:
-        return scheme.current(state["today"])
-    if state.get("max_key") is not None:
-        return scheme.align(int(state["max_key"]))
-    if declared.start is None:
-        raise InvalidInput(
-            "start is required for key_format integer while %s holds no rows: give the first lower bound"
-            % declared.display
-        )
-    return declared.start
-
-
-def plan_partitions(conn, module, declared, table):
-    """Read the few facts the plan needs beyond the table's, then build the plan (a ``partitioning.Result``)."""
-    scheme = declared.scheme
-    parent = (declared.schema, declared.name)
-    default = None
-    for part in partitioning.existing_partitions(table):
-        if part["is_default"]:
-            default = (part["schema"], part["name"])
-    schemas = [declared.schema] + (
-        [declared.retention["archive_schema"]]
-        if declared.retention and declared.retention.get("archive_schema")
-        else []
-    )
-    want_max = not scheme.format.calendar and table["exists"]
-    state = with_lock_retries(
-        conn,
-        module,
-        [parent] + ([default] if default else []),
-        lambda: catalog.partition_set_state(
-            conn, schemas, default=default, parent=parent if want_max else None, key=declared.key if want_max else None
-        ),
-    )
-    lay = partitioning.layout(declared, table, current_period(declared, state))
-    extras = {
-        "default_rows": state["default_rows"],
-        "schemas": state["schemas"],
-        "default_counts": {},
-        "existing_names": set(),
-        "index_tails": {},
-    }
-    names = partitioning.candidate_names(declared, lay)
-    if names:
-        ranges = [
-            (partitioning.bound_sql(scheme, p), partitioning.bound_sql(scheme, scheme.step(p))) for p in lay.missing
-        ]
-        taken, counts = catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges)
-        extras["existing_names"] = taken
-        extras["default_counts"] = dict(zip(lay.missing, counts))
-    lacking = partitioning.lacking_indexes(table, lay)
-    if lacking:
-        extras["index_tails"] = catalog.index_tails(conn, lacking)
-    return partitioning.build_plan(declared, table, lay, extras), state
-
-
-def check_partition_options(conn, declared):
-    """Refuse storage parameters the server would refuse (unknown name, value out of range) before any change."""
-    if not declared.partition_options:
-        return
-    refused = catalog.storage_parameters_error(conn, partitioning.with_clause(declared.partition_options))
-    if refused:
-        raise InvalidInput(
-            "partition_options %s for %s are refused by the server: %s. Fix the name or value; nothing was changed."
-            % (
-                ", ".join("%s=%s" % item for item in sorted(declared.partition_options.items())),
-                declared.display,
-                refused,
-            )
-        )
-
-
-def migration_options(params, key):
-    """The options ``migration`` takes, from the module's."""
-    return {
-        "mode": params["migrate"],
-        "key": key,
-        "batch_rows": params["batch_rows"],
-        "extend_primary_key": params["extend_primary_key"],
-        "drop_source": params["drop_source"],
-    }
-
-
-def migrate_plain_table(conn, module, schema, name, server):
-    """Turn a plain table into the declared partition set (or finish a migration found half done).
-
-    Returns None when there is nothing to migrate, else the migration's result (its plan in check mode).
-    """
-    state = migration.read_state(conn, schema, name)
-    table = catalog.read_table(conn, schema, name)
-    if table["relkind"] == "p" and not state:
-        return None
-    params = module.params
-    options = migration_options(params, params["key"])
-    if table["relkind"] == "p":  # the swap committed before a crash: finish what follows it
-        return migration.run_migration(conn, Executor.from_module(conn, module), table, [], options, server)
-    if params["migrate"] == "never":
-        raise InvalidInput(
-            "table %s is not partitioned and migrate is 'never': set migrate to online, offline or attach "
-            "to turn it into partitions; nothing was changed" % display_name(schema, name)
-        )
-    declared = declared_state(params, schema, name, table, conn)
-    state = with_lock_retries(
-        conn,
-        module,
-        [(schema, name)],
-        lambda: catalog.partition_set_state(
-            conn, [schema], parent=(schema, name), key=None if declared.scheme.format.calendar else declared.key
-        ),
-    )
-    layout = partitioning.migration_layout(declared, current_period(declared, state))
-    facts = migration.read_facts(conn, table, layout, options, server)
-    planned = migration.plan_migration(table, layout, options, server, facts=facts)
-    if module.check_mode:
-        rendered = migration.render_plan(conn, planned)
-        return {"check_mode": True, "plan": rendered, "queries": migration.plan_queries(conn, planned)}
-    return migration.run_migration(
-        conn, Executor.from_module(conn, module), table, layout, options, server, facts=facts
-    )
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
 
 
 def main():
@@ -450,6 +293,7 @@ def main():
         interval=dict(type="str", required=True),
         start=dict(type="str"),
         premake=dict(type="int", default=2),
+        max_new_partitions=dict(type="int", default=partitioning.DEFAULT_MAX_NEW_PARTITIONS),
         default_partition=dict(type="bool", default=True),
         retention=dict(
             type="dict",
@@ -457,6 +301,7 @@ def main():
                 keep=dict(type="int", required=True),
                 action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
                 archive_schema=dict(type="str"),
+                max_per_run=dict(type="int", default=partitioning.DEFAULT_MAX_PER_RUN),
             ),
         ),
         partition_options=dict(type="dict", default={}),
@@ -464,7 +309,7 @@ def main():
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["present"], default="present"),
         skip_on_standby=dict(type="bool", default=False),
-        migrate=dict(type="str", choices=["online", "offline", "attach", "never"], default="online"),
+        migrate=dict(type="str", choices=["online", "offline", "attach", "never", "abandon"], default="online"),
         batch_rows=dict(type="int", default=100000),
         extend_primary_key=dict(type="bool", default=False),
         drop_source=dict(type="bool", default=False),
@@ -473,59 +318,10 @@ def main():
     holder = []
     with module_errors(module, holder):
         schema, name = split_name(module.params["name"])
-        conn, facts = open_session(module, holder, module.params["skip_on_standby"])
+        conn, server = open_session(module, holder, module.params["skip_on_standby"])
         runlock.hold(module, conn, [(schema, name)])
-        table = with_lock_retries(
-            conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name)
-        )
-        migrated = None
-        if table["exists"] and (table["relkind"] == "r" or migration.read_state(conn, schema, name)):
-            migrated = migrate_plain_table(conn, module, schema, name, facts)
-            if migrated and migrated.get("check_mode"):
-                conn.close()
-                module.exit_json(
-                    changed=True,
-                    queries=migrated["queries"],
-                    migration=migrated["plan"],
-                    partitions=[],
-                    created=[],
-                    detached=[],
-                    dropped=[],
-                    archived=[],
-                    default_rows=None,
-                    moved_rows=0,
-                )
-            table = catalog.read_partition_set(conn, schema, name)
-        declared = declared_state(module.params, schema, name, table, conn)
-        check_partition_options(conn, declared)
-        result, state = plan_partitions(conn, module, declared, table)
-        queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
-        explained = result.plan.explain(conn)
-        if result.plan and not module.check_mode:
-            Executor.from_module(conn, module).run(result.plan)
+        output = partitioned_run.run(module, conn, server, schema, name)
         conn.close()
-        has_default = any(p["default"] for p in result.partitions)
-        output = dict(
-            changed=bool(result.plan) or bool(migrated),
-            queries=queries,
-            plan=explained,
-            partitions=result.partitions,
-            created=result.created,
-            detached=result.detached,
-            dropped=result.dropped,
-            archived=result.archived,
-            default_rows=result.default_rows_after if has_default else None,
-            moved_rows=result.moved_rows,
-        )
-        if migrated:
-            output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
-        if module._diff:
-            output["diff"] = {
-                "before": partitioning.diff_text(result.before),
-                "after": partitioning.diff_text(result.partitions),
-            }
-        for warning in result.warnings:
-            module.warn(warning)
         module.exit_json(**output)
 
 

@@ -145,10 +145,10 @@ tables:
       returned: always
       contains:
         table: {description: The table., type: str}
-        mode: {description: online, offline or attach., type: str}
-        phase: {description: The phase it stopped in or is running (copy, build, catchup, swap, post...)., type: str}
+        mode: {description: 'online, offline or attach.', type: str}
+        phase: {description: 'The phase it stopped in or is running: copy, build, catchup, swap or post.', type: str}
         rows_copied: {description: Rows copied so far., type: int}
-        copy_percent: {description: Share of the heap pages copied, or null before the copy., type: float}
+        copy_percent: {description: 'Share of the heap pages copied (null before the copy).', type: float}
         started_at: {description: When it started., type: str}
         updated_at: {description: When its state last changed., type: str}
         age_seconds: {description: Seconds since it started., type: int}
@@ -167,22 +167,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import table_report
-
-
-def requested_tables(conn, tables, schemas):
-    """Resolve the ``tables`` and ``schemas`` options into a list of ``(schema, table)`` without duplicates."""
-    if not tables and not schemas:
-        raise InvalidInput("nothing to report on: give tables (schema.table) or schemas")
-    names = [split_name(t) for t in tables]
-    if schemas:
-        names.extend(catalog.tables_in_schemas(conn, schemas))
-    unique = []
-    for name in names:
-        if name not in unique:
-            unique.append(name)
-    return unique
 
 
 def report_tables(conn, names, measure, count_default_rows, settings):
@@ -228,7 +214,7 @@ def main():
     holder = []
     with module_errors(module, holder):
         conn, facts = open_session(module, holder)
-        names = requested_tables(conn, module.params["tables"], module.params["schemas"])
+        names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
         reports = report_tables(
             conn, names, module.params["compression"], module.params["count_default_rows"], facts["settings"]
         )

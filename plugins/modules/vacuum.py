@@ -196,13 +196,12 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, vacuum
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, vacuum, vacuum_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Plan
 
 
 def main():
@@ -227,33 +226,14 @@ def main():
     holder = []
     with module_errors(module, holder):
         options = vacuum.validate_options(module.params)
-        conn, facts = open_session(module, holder, module.params["skip_on_standby"])
-        names = vacuum.resolve_tables(conn, catalog, module.params["tables"], module.params["schemas"])
+        conn, server = open_session(module, holder, module.params["skip_on_standby"])
+        names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
         runlock.hold(module, conn, names)
         for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, names)[0]):
             module.warn(warning)
-        gathered = vacuum.gather(conn, catalog, facts, names, options, module.params, module.run_command)
-        actions = vacuum.all_actions(gathered)
-        queries = Plan([a["step"] for a in actions if "step" in a]).queries(conn)
-        commands = [vacuum.render_command(a["command"]) for a in actions if "command" in a]
-        after = None
-        if actions and not module.check_mode:
-            queries = vacuum.execute(
-                conn, Executor.from_module(conn, module), gathered, module.params, module.run_command
-            )
-            reread = catalog.read_tables(conn, [(t["table"]["schema"], t["table"]["name"]) for t in gathered["tables"]])
-            after = {oid: e for t in reread if t["exists"] for oid, e in t["relations"].items()}
-        tables = vacuum.report(conn, gathered, after)
+        result = vacuum_run.run(module, conn, server, names, options)
         conn.close()
-        module.exit_json(
-            changed=bool(actions),
-            queries=queries,
-            commands=commands,
-            tables=tables,
-            bloat_method=gathered["bloat_method"],
-            repack=gathered["repack"],
-            disk=gathered["disk"],
-        )
+        module.exit_json(**result)
 
 
 if __name__ == "__main__":

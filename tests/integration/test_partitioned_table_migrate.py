@@ -33,7 +33,7 @@ def test_migrate_online_then_maintain_idempotently(pg_server, db, conn):
         assert cur.fetchone()[0] == "r", "check mode must not change the table"
 
     result = run_module("partitioned_table", _args(pg_server, db))
-    assert not result.get("failed"), result
+    assert not result.get("failed"), result["msg"]
     assert result["changed"] and result["migration"]["rows_copied"] > 0
     names = [p["name"] for p in result["partitions"]]
     assert "fait_attributions_2020" in names and "fait_attributions_default" in names
@@ -89,3 +89,138 @@ def test_refused_partition_options_name_the_table_and_change_nothing(pg_server, 
         assert cur.fetchone()[0] == 0
     ok = run_module("partitioned_table", dict(args, partition_options={"fillfactor": 90}))
     assert not ok.get("failed") and ok["changed"], ok
+
+
+def _half_migrated(conn, mode, phase):
+    """Stop a migration of dwh_facts.fait_attributions where a killed run would (an exception in the progress
+    callback is not a database error, so nothing is cleaned up)."""
+    import pytest
+
+    from tests.support.migration_driver import migrate
+
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.fait_attributions "
+            "(id bigint PRIMARY KEY, date_demandee_key int NOT NULL, v text); "
+            "INSERT INTO dwh_facts.fait_attributions SELECT g, 20220101 + g % 300, 'v' || g "
+            "FROM generate_series(1, 2000) g"
+        )
+
+    def stop(event):
+        if event["phase"] == phase:
+            raise KeyboardInterrupt("killed at %s" % phase)
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate(
+            conn,
+            "dwh_facts.fait_attributions",
+            "date_demandee_key",
+            mode=mode,
+            extend_primary_key=True,
+            batch_rows=500,
+            progress=stop,
+        )
+
+
+def _fingerprint(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), sum(hashtextextended(ROW(t.*)::text, 0)) FROM dwh_facts.fait_attributions t")
+        rows = cur.fetchone()
+        cur.execute(
+            "SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'dwh_facts.fait_attributions'::regclass "
+            "AND NOT tgisinternal), (SELECT count(*) FROM pg_class WHERE relname LIKE '%sgt%'), "
+            "(SELECT count(*) FROM pg_constraint WHERE conrelid = 'dwh_facts.fait_attributions'::regclass "
+            "AND contype IN ('p', 'c')), "
+            "(SELECT count(*) FROM sigeti_dwh.migration_state)"
+        )
+        return rows, cur.fetchone()
+
+
+def test_never_names_a_half_done_migration_and_abandon_removes_it(pg_server, db, conn):
+    _half_migrated(conn, "online", "build")
+    half = _fingerprint(conn)
+    assert half[1][0] == 4 and half[1][3] == 1, "capture triggers and state row are there"
+    never = run_module("partitioned_table", _args(pg_server, db, migrate="never"))
+    assert never["failed"] and "half done (phase build" in never["msg"] and "migrate: abandon" in never["msg"]
+    assert "capture trigger sigeti_dwh_capture_ins" in never["msg"]
+    check = run_module("partitioned_table", _args(pg_server, db, migrate="abandon"), check_mode=True)
+    assert not check.get("failed") and check["changed"], check
+    assert "state row (phase build)" in check["migration"]["abandoned"]
+    assert _fingerprint(conn) == half, "check mode removed nothing"
+    done = run_module("partitioned_table", _args(pg_server, db, migrate="abandon"))
+    assert not done.get("failed") and done["changed"], done
+    removed = "\n".join(done["migration"]["abandoned"])
+    for part in ("capture trigger sigeti_dwh_capture_trunc", "shadow", "change log", "capture function", "state row"):
+        assert part in removed
+    rows, objects = _fingerprint(conn)
+    assert rows == half[0] and objects == (0, 0, 1, 0), "the original keeps its rows and its key, nothing else"
+    again = run_module("partitioned_table", _args(pg_server, db, migrate="abandon"))
+    assert not again.get("failed") and again["changed"] is False and again["migration"]["abandoned"] == []
+    result = run_module("partitioned_table", _args(pg_server, db))
+    assert not result.get("failed") and result["migration"]["rows_copied"] == 2000, result
+
+
+def test_abandon_removes_an_interrupted_attach(pg_server, db, conn):
+    _half_migrated(conn, "attach", "swap")
+    with conn.cursor() as cur:
+        cur.execute("SELECT conname FROM pg_constraint WHERE contype = 'c' AND conname LIKE '%sgt_range'")
+        assert cur.fetchall() == [("fait_attributions_sgt_range",)]
+    online = run_module("partitioned_table", _args(pg_server, db))
+    assert online["failed"] and "fait_attributions_sgt_range" in online["msg"] and "abandon" in online["msg"]
+    done = run_module("partitioned_table", _args(pg_server, db, migrate="abandon"))
+    assert not done.get("failed") and done["changed"], done
+    removed = "\n".join(done["migration"]["abandoned"])
+    assert "range check fait_attributions_sgt_range" in removed and "fait_attributions_pkey_sgt_pk" in removed
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_index WHERE indrelid = 'dwh_facts.fait_attributions'::regclass")
+        assert cur.fetchone()[0] == 1
+        cur.execute("INSERT INTO dwh_facts.fait_attributions VALUES (99999, 20230505, 'beyond the attach range')")
+    result = run_module("partitioned_table", _args(pg_server, db, migrate="attach"))
+    assert not result.get("failed"), result["msg"]
+    assert result["migration"]["attached_range"] == [20220101, 20240101], "two periods: adopted as they are"
+
+
+def test_a_non_superuser_owner_gets_clear_rights_messages_and_keeps_maintaining(pg_server, db, conn):
+    import psycopg2
+
+    from tests.support.migration_driver import migrate
+
+    role = "mig_owner_%s" % db[-12:]
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS %s" % role)
+        cur.execute("CREATE ROLE %s LOGIN PASSWORD 'owner-pw'" % role)
+        cur.execute("CREATE SCHEMA dwh_facts AUTHORIZATION %s" % role)
+    owner = psycopg2.connect(pg_server.dsn(db, user=role, password="owner-pw"))
+    owner.autocommit = True
+    args = dict(_args(pg_server, db), **pg_server.params(db, user=role, password="owner-pw"))
+    try:
+        with owner.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE dwh_facts.fait_attributions (id bigint PRIMARY KEY, date_demandee_key int NOT NULL); "
+                "INSERT INTO dwh_facts.fait_attributions SELECT g, 20230101 + g % 300 FROM generate_series(1, 300) g"
+            )
+        # no sigeti_dwh yet and no CREATE on the database: the message says what to run, nothing is created
+        result = run_module("partitioned_table", args)
+        assert result["failed"] and "CREATE SCHEMA sigeti_dwh AUTHORIZATION %s" % role in result["msg"], result["msg"]
+        # a superuser migrates another table first: sigeti_dwh now belongs to it
+        with conn.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE public.other (id int PRIMARY KEY, k int NOT NULL); "
+                "INSERT INTO public.other SELECT g, 20240101 FROM generate_series(1, 10) g"
+            )
+        migrate(conn, "public.other", "k", extend_primary_key=True)
+        result = run_module("partitioned_table", args)
+        assert result["failed"] and "GRANT USAGE, CREATE ON SCHEMA sigeti_dwh TO %s" % role in result["msg"]
+        # the owner's own partitioned table is maintained although sigeti_dwh is not readable to it
+        with owner.cursor() as cur:
+            cur.execute(
+                "DROP TABLE dwh_facts.fait_attributions; CREATE TABLE dwh_facts.fait_attributions "
+                "(id bigint, date_demandee_key int NOT NULL) PARTITION BY RANGE (date_demandee_key)"
+            )
+        result = run_module("partitioned_table", args)
+        assert not result.get("failed"), result["msg"]
+        assert result["changed"] and "fait_attributions_2020" in result["created"]
+    finally:
+        owner.close()
+        with conn.cursor() as cur:
+            cur.execute("DROP SCHEMA dwh_facts CASCADE; DROP ROLE %s" % role)

@@ -1,5 +1,6 @@
 """table_info through ansible-playbook, with the collection found on ANSIBLE_COLLECTIONS_PATH."""
 
+import json
 import os
 
 from tests.support.modules import ROOT, run_playbook
@@ -9,7 +10,10 @@ def test_info_playbook_runs_and_hides_the_password(pg_server, db, conn, tmp_path
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA dwh_facts; CREATE TABLE dwh_facts.f (k int) PARTITION BY RANGE (k)")
         cur.execute("CREATE TABLE dwh_facts.f_1 PARTITION OF dwh_facts.f FOR VALUES FROM (20240101) TO (20250101)")
-    env = {"DWH_DEMO_PORT": str(pg_server.port), "DWH_LOGIN_PASSWORD": pg_server.password}
+    # the demo inventory reads the server's connection file (as ./dev demo writes it) from DWH_DEMO_DIR
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "server.json").write_text(json.dumps(pg_server.info()))
+    env = {"DWH_DEMO_DIR": str(tmp_path)}
     inventory = os.path.join(ROOT, "inventories", "demo", "hosts.yml")
     result = run_playbook(
         os.path.join(ROOT, "playbooks", "info.yml"),

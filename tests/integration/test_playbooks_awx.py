@@ -1,6 +1,7 @@
 """What AWX runs: ansible-runner with a private data dir and extra vars (no prompt, no password in the artifacts),
 and ansible-builder create on execution-environment.yml."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -106,3 +107,43 @@ def test_weekly_through_ansible_runner_with_extra_vars_and_no_secret_in_artifact
     )
     assert again.status == "successful"
     assert sum(again.stats["changed"].values()) == 0, again.stdout.read()[-6000:]
+
+
+def test_weekly_through_ansible_navigator_as_on_the_aap_command_line(pg_server, db, tmp_path):
+    """``ansible-navigator run playbooks/weekly.yml --ee false --mode stdout -i inventories/demo`` from the checkout
+    root: the demo inventory reads the server's connection file; only the database differs from the demo's."""
+    load_sample(pg_server, db)
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "server.json").write_text(json.dumps(pg_server.info()))
+    env = {k: v for k, v in os.environ.items() if k not in ("ANSIBLE_COLLECTIONS_PATH", "PGPASSWORD")}
+    env.update(
+        DWH_DEMO_DIR=str(tmp_path),
+        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
+        ANSIBLE_NOCOLOR="1",
+        HOME=str(tmp_path / "home"),
+    )
+    (tmp_path / "home").mkdir()
+    command = [
+        os.path.join(BIN, "ansible-navigator"),
+        "run",
+        "playbooks/weekly.yml",
+        "--ee",
+        "false",
+        "--mode",
+        "stdout",
+        "-i",
+        "inventories/demo",
+        "-e",
+        "dwh_login_db=%s" % db,
+    ]
+    before = set(os.listdir(os.path.join(ROOT, "playbooks")))
+    result = subprocess.run(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "PLAY RECAP" in result.stdout and "failed=0" in result.stdout
+    assert "verified:" in result.stdout  # partitions ahead were due: a verified backup came first
+    assert pg_server.password not in result.stdout
+    # no playbook artifact beside the playbooks, nothing in HOME (ansible-navigator.yml at the root)
+    assert set(os.listdir(os.path.join(ROOT, "playbooks"))) == before
+    assert os.listdir(str(tmp_path / "home")) == []

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.reliability.harness import Probe, Writer, record, setup_migration
+from tests.reliability.harness import SEED, Probe, Writer, record, setup_migration
 from tests.support.modules import run_module
 
 LOCK_TIMEOUT = "500ms"
@@ -74,9 +74,10 @@ def _during(
     table="ld.p",
     days=None,
     tolerated=(),
+    seed=SEED,
 ):
     with Probe(pg_server.dsn(db), reader) as probe, Writer(
-        pg_server.dsn(db), table, days or _days(), expected, note_size=note_size
+        pg_server.dsn(db), table, days or _days(), expected, note_size=note_size, seed=seed
     ) as writer:
         time.sleep(0.3)
         result = action()
@@ -94,7 +95,7 @@ def _during(
         wrong_value=len(comparison["wrong_value"]),
         unexpected=len(comparison["unexpected"]),
     )
-    record("load", case=label, **figures)
+    record("load", case=label, seed=seed, **figures)
     assert not result.get("failed"), result
     assert comparison == {"lost": [], "unexpected": [], "duplicated": [], "wrong_value": []}, comparison
     rejected = [e for e in writer.errors if any(t in e for t in tolerated)]
@@ -111,24 +112,31 @@ def _args(pg_server, db, **extra):
     return args
 
 
-def test_partition_maintenance_under_load(pg_server, db, conn):
+def test_partition_maintenance_under_load(pg_server, db, conn, seed=SEED):
     expected = _partitioned(conn, 1500)
     args = _args(pg_server, db, name="ld.p", key="jour", interval="month", start=str(_month(-3)), premake=2)
     # Writers of the period being attached wait at the parent while the default's rows move (SHARE ROW EXCLUSIVE):
     # none is routed to the default partition meanwhile, so none fails with "violates partition constraint".
     result, _stalls = _during(
-        pg_server, db, conn, expected, lambda: run_module("partitioned_table", args), "partition maintenance"
+        pg_server, db, conn, expected, lambda: run_module("partitioned_table", args), "partition maintenance", seed=seed
     )
     assert result["created"] and result["moved_rows"], result
 
 
-def test_online_recompression_under_load(pg_server, db, conn):
+def test_online_recompression_under_load(pg_server, db, conn, seed=SEED):
     expected = _partitioned(conn, 600, note_size=4000)
     args = _args(
         pg_server, db, name="ld.p", columns={"note": "lz4"}, recompress="online", batch_size=50, measure="exact"
     )
     result, figures = _during(
-        pg_server, db, conn, expected, lambda: run_module("compression", args), "online recompression", note_size=4000
+        pg_server,
+        db,
+        conn,
+        expected,
+        lambda: run_module("compression", args),
+        "online recompression",
+        note_size=4000,
+        seed=seed,
     )
     left = dict(_rows(conn, "SELECT coalesce(pg_column_compression(note), 'none'), count(*) FROM ld.p GROUP BY 1"))
     record("load", case="online recompression: methods after", methods=left)
@@ -185,7 +193,9 @@ def test_live_migration_under_load(pg_server, db, conn):
 @pytest.mark.slow
 @pytest.mark.parametrize("repeat", range(5))
 def test_full_load_campaign(pg_server, db, conn, repeat):
-    """The full campaign repeats the partition maintenance and recompression runs (different writer seeds)."""
-    test_partition_maintenance_under_load(
-        pg_server, db, conn
-    ) if repeat % 2 == 0 else test_online_recompression_under_load(pg_server, db, conn)
+    """The full campaign repeats the partition maintenance and recompression runs with other writer seeds."""
+    seed = SEED + 1 + repeat
+    if repeat % 2 == 0:
+        test_partition_maintenance_under_load(pg_server, db, conn, seed=seed)
+    else:
+        test_online_recompression_under_load(pg_server, db, conn, seed=seed)

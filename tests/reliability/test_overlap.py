@@ -51,10 +51,10 @@ def _run_pair(name, args):
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     start_at = time.time() + 0.3
-    children = [context.Process(target=_run_in_child, args=(name, args, start_at, results)) for _ in range(2)]
+    children = [context.Process(target=_run_in_child, args=(name, args, start_at, results)) for _child in range(2)]
     for child in children:
         child.start()
-    outcome = [results.get(timeout=240) for _ in children]
+    outcome = [results.get(timeout=240) for _child in children]
     for child in children:
         child.join(timeout=30)
     return outcome

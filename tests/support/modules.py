@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,6 +26,10 @@ def run_module(name, args, check_mode=False, diff=False):
     full_args = dict(args)
     full_args["_ansible_check_mode"] = check_mode
     full_args["_ansible_diff"] = diff
+    # Ansible keeps module warnings in a process-wide registry: without this, one in-process run would report the
+    # warnings of every earlier run too.
+    for registry in ("_global_warnings", "_global_deprecations"):
+        getattr(ansible_warnings, registry, {}).clear()
     out = io.StringIO()
     with patch_module_args(full_args), contextlib.redirect_stdout(out):
         try:

@@ -5,21 +5,29 @@ Binaries come from, in order: ``PG_BIN`` (e.g. Debian's /usr/lib/postgresql/15/b
 then any /usr/lib/postgresql/*/bin. PostgreSQL refuses to run as root: when we are root, the server
 programs run as the ``postgres`` user when it exists, else ``nobody``; Python itself stays root.
 
+That user must reach the binaries and the data folder. When the checkout sits in a folder only root can enter
+(root's home is 0700; the usual case in a container), the binaries are copied once into a root-owned folder
+under the system temp folder (``sigeti-dwh-pg-<digest>``) and the data folder is placed beside it
+(``sigeti-dwh-pgdata-<digest>``, one per requested folder, so a restart finds the same cluster).
+
 Command line (used by the demo and molecule)::
 
     python -m tests.support.pgserver start --dir .demo/pg [--port N]   # prints the connection as JSON
     python -m tests.support.pgserver stop --dir .demo/pg
+    python -m tests.support.pgserver remove --dir .demo/pg   # stop, and remove data kept out of the folder
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -94,20 +102,101 @@ def server_user():
     raise RuntimeError("running as root, and neither a postgres nor a nobody user exists to run the server")
 
 
+def can_traverse(path, uid, gid):
+    """True when a process of ``uid``/``gid`` (no other group) can enter every folder from / down to ``path``."""
+    current = os.sep
+    for part in [p for p in os.path.realpath(path).split(os.sep) if p] + [None]:
+        info = os.stat(current)
+        if info.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid == gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+        if part is None:
+            return True
+        current = os.path.join(current, part)
+        if not os.path.isdir(current):
+            return True
+    return True
+
+
+def shared_root(user):
+    """A temp folder the server user can enter (TMPDIR first, then /tmp, /var/tmp)."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        if os.path.isdir(candidate) and can_traverse(candidate, *user):
+            return candidate
+    raise RuntimeError(
+        "the PostgreSQL server runs as an unprivileged user (uid %d) who can enter none of TMPDIR, /tmp, /var/tmp: "
+        "set TMPDIR to a folder that user can enter, or PG_BIN to server binaries it can run" % user[0]
+    )
+
+
+def _own_folder(path, owners):
+    """Refuse a folder of the shared temp space that someone else made (it would be trusted as ours)."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid not in owners or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RuntimeError(
+            "%s exists but was not made by this harness (owner uid %d, mode %o): remove it and retry"
+            % (path, info.st_uid, stat.S_IMODE(info.st_mode))
+        )
+    return path
+
+
+def binaries_copy(bin_dir, user):
+    """(installation folder of ``bin_dir``, where its copy for the server user goes): one copy per installation
+    (path, size and time of its postgres binary)."""
+    install = os.path.dirname(os.path.realpath(bin_dir))
+    postgres = os.stat(os.path.join(install, "bin", "postgres"))
+    key = "%s:%d:%d" % (install, postgres.st_size, int(postgres.st_mtime))
+    return install, os.path.join(shared_root(user), "sigeti-dwh-pg-" + hashlib.sha1(key.encode()).hexdigest()[:12])
+
+
+def reachable_bin_dir(bin_dir, user):
+    """``bin_dir``, or a copy of its installation the server user can run when it cannot reach the original."""
+    if user is None or can_traverse(bin_dir, *user):
+        return bin_dir
+    install, target = binaries_copy(bin_dir, user)
+    if not os.path.exists(target):
+        # copy aside then rename: parallel test workers see either no copy or a complete one
+        partial = "%s.partial-%d" % (target, os.getpid())
+        shutil.copytree(install, partial, symlinks=True)
+        os.chmod(partial, 0o755)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    return os.path.join(_own_folder(target, (os.geteuid(),)), os.path.basename(bin_dir))
+
+
+def reachable_base_dir(base_dir, user):
+    """``base_dir``, or a folder beside the shared binaries when the server user cannot reach ``base_dir``'s parent
+    (the same one for the same ``base_dir``: the demo's cluster survives ./dev stop and a new ./dev demo)."""
+    if user is None or can_traverse(os.path.dirname(base_dir), *user):
+        return base_dir
+    digest = hashlib.sha1(base_dir.encode()).hexdigest()[:12]
+    target = os.path.join(shared_root(user), "sigeti-dwh-pgdata-" + digest)
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    return _own_folder(target, (os.geteuid(), user[0]))
+
+
 class PostgresServer:
     """One throwaway cluster: initdb, start on a random port, connection info, stop and remove."""
 
     def __init__(self, base_dir=None, port=None, bin_dir=None, version=None, password=DEFAULT_PASSWORD, settings=None):
-        self.bin_dir = bin_dir or find_bin_dir(version)
+        self.user = server_user()
+        self.bin_dir = reachable_bin_dir(bin_dir or find_bin_dir(version), self.user)
         self.owns_base_dir = base_dir is None
-        self.base_dir = os.path.abspath(base_dir or tempfile.mkdtemp(prefix="sigeti-pg-"))
+        self.requested_dir = os.path.abspath(base_dir or tempfile.mkdtemp(prefix="sigeti-pg-"))
+        self.base_dir = reachable_base_dir(self.requested_dir, self.user)
         self.data_dir = os.path.join(self.base_dir, "data")
         self.socket_dir = os.path.join(self.base_dir, "socket")
         self.log_file = os.path.join(self.base_dir, "server.log")
         self.port = port or free_port()
         self.password = password
         self.settings = dict(settings or {})
-        self.user = server_user()
 
     # -- running the server programs as an unprivileged user
     def _run(self, args, check=True):
@@ -188,17 +277,20 @@ class PostgresServer:
         return self
 
     def stop(self, mode="fast"):
-        """Stop the server (``mode`` fast, smart or immediate)."""
+        """Stop the server (``mode`` fast, smart or immediate); True when a running server was stopped."""
         if os.path.exists(os.path.join(self.data_dir, "postmaster.pid")):
-            self._run(
+            result = self._run(
                 [os.path.join(self.bin_dir, "pg_ctl"), "-D", self.data_dir, "-m", mode, "-w", "stop"], check=False
             )
+            return result.returncode == 0
+        return False
 
     def destroy(self):
         """Stop the server and remove its folder when we created it."""
         self.stop()
         if self.owns_base_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+            shutil.rmtree(self.requested_dir, ignore_errors=True)
 
     # -- connecting
     def params(self, dbname="postgres", user=SUPERUSER, password=None):
@@ -267,9 +359,23 @@ class PostgresServer:
                 time.sleep(0.2)
 
 
+def _stop(state_file, folder):
+    """Stop the server described by ``state_file`` and say what was stopped."""
+    if not os.path.exists(state_file):
+        print("no server to stop: %s holds no server.json (never started here)" % folder)
+        return
+    with open(state_file) as handle:
+        info = json.load(handle)
+    server = PostgresServer(base_dir=folder, port=info["port"], bin_dir=info["bin_dir"])
+    if server.stop():
+        print("stopped the PostgreSQL server on 127.0.0.1:%d (data kept in %s)" % (server.port, server.data_dir))
+    else:
+        print("the PostgreSQL server on 127.0.0.1:%d was not running (data in %s)" % (server.port, server.data_dir))
+
+
 def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["start", "stop", "info"])
+    parser.add_argument("action", choices=["start", "stop", "remove", "info"])
     parser.add_argument("--dir", required=True, help="folder holding the cluster (kept between start and stop)")
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
@@ -288,11 +394,16 @@ def _main(argv=None):
         os.chmod(state_file, 0o600)
         print(json.dumps(server.info()))
     elif args.action == "stop":
-        if os.path.exists(state_file):
-            with open(state_file) as handle:
-                info = json.load(handle)
-            server = PostgresServer(base_dir=args.dir, port=info["port"], bin_dir=info["bin_dir"])
-            server.stop()
+        _stop(state_file, args.dir)
+    elif args.action == "remove":
+        _stop(state_file, args.dir)
+        # data placed out of the folder (the server user could not reach it) is removed here; the folder itself
+        # is the caller's (./dev clean removes .demo)
+        requested = os.path.abspath(args.dir)
+        data = reachable_base_dir(requested, server_user())
+        if data != requested:
+            shutil.rmtree(data, ignore_errors=True)
+            print("removed the server's data folder %s" % data)
     else:
         with open(state_file) as handle:
             print(handle.read())

@@ -3,10 +3,24 @@
 import datetime
 
 import pytest
+from psycopg2 import sql
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from tests.support.migration_driver import yearly_layout
+
+
+def render(node):
+    """Render a psycopg2.sql composable without a connection (identifiers double-quoted, literals quoted)."""
+    if isinstance(node, sql.Composed):
+        return "".join(render(part) for part in node.seq)
+    if isinstance(node, sql.Identifier):
+        return ".".join('"%s"' % s.replace('"', '""') for s in node.strings)
+    if isinstance(node, sql.Literal):
+        return "'%s'" % node.wrapped.replace("'", "''") if isinstance(node.wrapped, str) else str(node.wrapped)
+    if isinstance(node, sql.SQL):
+        return node.string
+    raise TypeError(node)
 
 
 def _column(name, type_="integer", not_null=True, identity=""):
@@ -212,3 +226,57 @@ def test_attach_covers_the_key_range_and_creates_later_periods():
     assert [p["name"] for p in plan.phases] == ["check", "validate", "swap", "post"]
     with pytest.raises(InvalidInput):
         _plan(mode="attach", facts=_facts(out_of_range={"rows": 1, "min": None, "max": None}))
+
+
+@pytest.mark.parametrize(
+    "definition, reloptions, expected",
+    [
+        ("PRIMARY KEY (id)", None, 'PRIMARY KEY ("id", "k")'),
+        (
+            "PRIMARY KEY (id) INCLUDE (v) DEFERRABLE INITIALLY DEFERRED",
+            ["fillfactor=60"],
+            'PRIMARY KEY ("id", "k") INCLUDE (v) WITH (fillfactor = \'60\') DEFERRABLE INITIALLY DEFERRED',
+        ),
+        ('UNIQUE NULLS NOT DISTINCT ("a)b", id)', None, 'UNIQUE NULLS NOT DISTINCT ("id", "k")'),
+        ("PRIMARY KEY (id) USING INDEX TABLESPACE fast", None, 'PRIMARY KEY ("id", "k") USING INDEX TABLESPACE fast'),
+    ],
+)
+def test_key_definition_keeps_everything_but_the_columns(definition, reloptions, expected):
+    assert render(migration.key_definition(definition, ["id", "k"], reloptions)) == expected
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("BEGIN NEW.k := to_char(NEW.ts, 'YYYYMMDD')::int; RETURN NEW; END", True),
+        ('BEGIN new . "k" = 5; RETURN NEW; END', True),
+        ("BEGIN IF NEW.k = 3 THEN NEW.v := 1; END IF; RETURN NEW; END", False),
+        ("BEGIN NEW.kk := 1; RETURN NEW; END", False),
+    ],
+)
+def test_a_trigger_setting_the_key_is_recognised(source, expected):
+    assert migration._assigns_column(source, "k") is expected
+
+
+def test_hazards_refuse_before_any_change():
+    hazards = {"inherits_from": ["dwh_facts.base"], "indexes": []}
+    with pytest.raises(InvalidInput) as err:
+        _plan(facts=_facts(hazards=hazards))
+    assert "inherits from dwh_facts.base" in err.value.msg and "NO INHERIT" in err.value.msg
+    partial = {
+        "name": "fait_note_recent",
+        "unique": True,
+        "primary": False,
+        "valid": True,
+        "key_columns": ["note"],
+        "has_expressions": False,
+        "predicate": "(date_key >= 20240101)",
+        "constraint": None,
+        "deferrable": False,
+    }
+    with pytest.raises(InvalidInput) as err:
+        _plan(facts=_facts(hazards={"indexes": [partial]}))
+    assert "fait_note_recent" in err.value.msg and "WHERE (date_key >= 20240101)" in err.value.msg
+    with pytest.raises(InvalidInput) as err:
+        _plan(facts=_facts(null_keys=4, hazards={"indexes": []}))
+    assert "4 rows of dwh_facts.fait have a NULL date_key" in err.value.msg

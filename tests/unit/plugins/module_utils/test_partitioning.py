@@ -259,13 +259,73 @@ def test_missing_parent_index_is_built_concurrently_then_attached():
     lay = partitioning.layout(dec, tab, D(2025, 1, 1))
     assert partitioning.lacking_indexes(tab, lay) == {500}
     result = partitioning.build_plan(dec, tab, lay, {"schemas": {"dwh"}, "index_tails": {500: "USING btree (id)"}})
-    create, attach = result.plan.steps
-    assert (
-        text(create.sql)
-        == 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "fait_2026_fait_id_idx" ON "dwh"."fait_2026" USING btree (id)'
-    )
-    assert create.transactional is False
+    drop, create, attach = result.plan.steps
+    assert text(drop.sql) == 'DROP INDEX CONCURRENTLY IF EXISTS "dwh"."fait_2026_fait_id_idx"'
+    assert text(create.sql) == 'CREATE INDEX CONCURRENTLY "fait_2026_fait_id_idx" ON "dwh"."fait_2026" USING btree (id)'
+    assert create.transactional is False and drop.transactional is False and create.snapshot_wait
+    assert [len(u) for u in plan.transactions(result.plan.steps)] == [2, 1], "a retry drops what a cancelled build left"
     assert text(attach.sql) == 'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."fait_2026_fait_id_idx"'
+
+
+PARENT_INDEX = {
+    "oid": 500,
+    "name": "fait_id_idx",
+    "schema": "dwh",
+    "relkind": "I",
+    "is_unique": True,
+    "constraint_name": None,
+}
+
+
+def _index_plan(leaf_indexes, tails=None, taken=None):
+    parts = [part("fait_2025", 20250101, 20260101, indexes=leaf_indexes)]
+    tab = table(parts, indexes=[PARENT_INDEX])
+    dec = declared(default=False, premake=0)
+    lay = partitioning.layout(dec, tab, D(2025, 1, 1))
+    extras = {"schemas": {"dwh"}, "index_tails": tails or {500: "USING btree (id)"}, "index_names_taken": taken or {}}
+    result = partitioning.build_plan(dec, tab, lay, extras)
+    return lay, tab, [text(s.sql) for s in result.plan.steps], result.warnings
+
+
+def test_an_invalid_index_is_absent_dropped_and_rebuilt_never_attached_as_it_is():
+    invalid = {"oid": 900, "name": "fait_2025_fait_id_idx", "is_valid": False, "parent_index_oid": None}
+    _lay, _tab, queries, _w = _index_plan([invalid])
+    assert queries == [
+        'DROP INDEX CONCURRENTLY IF EXISTS "dwh"."fait_2025_fait_id_idx"',
+        'CREATE UNIQUE INDEX CONCURRENTLY "fait_2025_fait_id_idx" ON "dwh"."fait_2025" USING btree (id)',
+        'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."fait_2025_fait_id_idx"',
+    ]
+    attached_invalid = {"oid": 901, "name": "x", "is_valid": False, "parent_index_oid": 500}
+    leftover = {"oid": 902, "name": "x_ccnew", "is_valid": False, "parent_index_oid": None}
+    _lay, _tab, queries, _w = _index_plan([attached_invalid, leftover])
+    assert queries == ['DROP INDEX CONCURRENTLY IF EXISTS "dwh"."x_ccnew"', 'REINDEX INDEX CONCURRENTLY "dwh"."x"']
+    _lay, _tab, queries, _w = _index_plan([dict(attached_invalid, is_valid=True)])
+    assert queries == []
+
+
+def test_a_valid_unattached_index_defined_like_the_parent_one_is_adopted_whatever_its_name():
+    mine = {"oid": 903, "name": "by_hand", "is_valid": True, "is_unique": True, "parent_index_oid": None}
+    lay, tab, _q, _w = _index_plan([mine])
+    assert partitioning.lacking_indexes(tab, lay) == {500, 903}
+    _lay, _tab, queries, _w = _index_plan([mine], tails={500: "USING btree (id)", 903: "USING btree (id)"})
+    assert queries == ['ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."by_hand"']
+    _lay, _tab, queries, _w = _index_plan([mine], tails={500: "USING btree (id)", 903: "USING hash (id)"})
+    assert queries[1].startswith('CREATE UNIQUE INDEX CONCURRENTLY "fait_2025_fait_id_idx"')
+
+
+def test_an_index_name_taken_elsewhere_is_never_dropped():
+    taken = {("dwh", "fait_2025_fait_id_idx"): {"relkind": "r", "table_oid": None}}
+    _lay, _tab, queries, warns = _index_plan([], taken=taken)
+    assert queries == [] and any("taken by another relation" in w for w in warns)
+
+
+def test_long_index_names_stay_unique_and_within_63_bytes():
+    index = "fait_attributions_date_demandee_key_client_id_idx"
+    names = [partitioning.partition_index_name("fait_attributions_%d" % y, index) for y in (2024, 2025, 2026)]
+    assert len(set(names)) == 3 and all(len(n.encode()) <= 63 for n in names)
+    assert names[0].startswith("fait_attributions_2024_fait_attributions_date_demandee")
+    assert partitioning.partition_index_name("f_2024", "i") == "f_2024_i"
+    assert partitioning.partition_index_name("é" * 40, "idx") != partitioning.partition_index_name("é" * 41, "idx")
 
 
 def test_new_table_is_created_with_schema_and_default():
@@ -352,3 +412,233 @@ def test_retention_never_reaches_the_current_period():
     dec = declared(retention={"keep": 0, "action": "drop", "archive_schema": None}, default=False)
     lay = partitioning.layout(dec, table([part("fait_2024", 20240101, 20250101)]), D(2025, 1, 1))
     assert [p["name"] for p in lay.retired] == ["fait_2024"]
+
+
+def _retention_parts():
+    return [
+        part("fait_2020", 20200101, 20210101),
+        part("fait_2023", 20230101, 20240101),
+        part("fait_2025", 20250101, 20260101),
+        part("fait_2026", 20260101, 20270101),
+    ]
+
+
+def test_a_pending_detach_is_finished_with_finalize_in_the_retirement_transaction():
+    parts = _retention_parts()
+    parts[0]["detach_pending"] = True
+    ret = {"keep": 1, "action": "archive", "archive_schema": "arch"}
+    _lay, result = plan_for(
+        declared(default=False, retention=ret), table(parts), D(2025, 1, 1), schemas={"dwh", "arch"}
+    )
+    finalize, archive = result.plan.steps[:2]
+    assert text(finalize.sql) == 'ALTER TABLE "dwh"."fait" DETACH PARTITION "dwh"."fait_2020" FINALIZE'
+    assert finalize.transactional and finalize.group == archive.group, "finished and archived together"
+    assert "CONCURRENTLY" in text(result.plan.steps[2].sql), "the next old partition detaches as usual"
+    assert result.finished_detaches == ["fait_2020"] and result.archived == ["fait_2020", "fait_2023"]
+
+
+def test_a_pending_detach_of_a_kept_partition_is_refused_in_words():
+    parts = _retention_parts()
+    parts[2]["detach_pending"] = True
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared(default=False), table(parts), D(2025, 1, 1))
+    assert "fait_2025" in err.value.msg and "FINALIZE" in err.value.msg and "nothing was changed" in err.value.msg
+
+
+def test_retention_drop_leaves_a_partition_with_dependents_attached_and_says_why():
+    parts = _retention_parts()
+    ret = {"keep": 1, "action": "drop", "archive_schema": None}
+    dependents = {parts[0]["oid"]: ["view public.v"]}
+    _lay, result = plan_for(declared(default=False, retention=ret), table(parts), D(2025, 1, 1), dependents=dependents)
+    assert result.detached == result.dropped == ["fait_2023"]
+    assert not any("fait_2020" in text(s.sql) for s in result.plan.steps)
+    assert "fait_2020" in [p["name"] for p in result.partitions]
+    assert any("fait_2020" in w and "view public.v" in w for w in result.warnings)
+    parts[0]["detach_pending"] = True  # already half detached: finish, keep the table
+    _lay, result = plan_for(declared(default=False, retention=ret), table(parts), D(2025, 1, 1), dependents=dependents)
+    assert result.detached == ["fait_2020", "fait_2023"] and result.dropped == ["fait_2023"]
+    assert text(result.plan.steps[0].sql).endswith("FINALIZE") and 'DROP TABLE "dwh"."fait_2020"' not in [
+        text(s.sql) for s in result.plan.steps
+    ]
+
+
+def test_with_a_default_every_new_period_locks_and_moves_even_when_none_was_counted():
+    tab = table([part("fait_2025", 20250101, 20260101), part("fait_default", default=True)])
+    _lay, result = plan_for(declared(premake=2), tab, D(2025, 1, 1), default_rows=0, default_counts={})
+    units = plan.transactions(result.plan.steps)
+    assert len(units) == 2, "one short transaction per new period"
+    for unit in units:
+        assert [text(s.sql).split(" ")[0] for s in unit] == ["CREATE", "LOCK", "LOCK", "WITH", "ALTER"]
+    assert result.moved_rows == 0
+
+
+def test_results_come_from_the_steps_that_committed():
+    tab = table([part("fait_2025", 20250101, 20260101), part("fait_default", default=True)])
+    _lay, result = plan_for(declared(premake=2), tab, D(2025, 1, 1), default_rows=5, default_counts={D(2026, 1, 1): 5})
+    assert result.created == ["fait_2026", "fait_2027"] and result.moved_rows == 5
+    first = plan.transactions(result.plan.steps)[0]
+    first[3].rowcount = 9  # rows that arrived after the count moved too
+    result.record(first)
+    assert result.created == ["fait_2026"] and result.moved_rows == 9
+
+
+def test_autocommit_steps_of_one_group_are_one_unit():
+    steps = [
+        plan.Step("DROP INDEX CONCURRENTLY IF EXISTS i", "r", transactional=False, group="b"),
+        plan.Step("CREATE INDEX CONCURRENTLY i", "r", transactional=False, group="b"),
+        plan.Step("VACUUM x", "r", transactional=False),
+        plan.Step("VACUUM y", "r", transactional=False),
+        plan.Step("ALTER INDEX", "r", group="b"),
+    ]
+    assert [len(u) for u in plan.transactions(steps)] == [2, 1, 1, 1]
+
+
+def test_one_leaf_index_is_adopted_by_one_parent_index_only():
+    twin = dict(PARENT_INDEX, oid=501, name="fait_id_twin")
+    mine = {"oid": 903, "name": "by_hand", "is_valid": True, "is_unique": True, "parent_index_oid": None}
+    tab = table([part("fait_2025", 20250101, 20260101, indexes=[mine])], indexes=[PARENT_INDEX, twin])
+    dec = declared(default=False, premake=0)
+    lay = partitioning.layout(dec, tab, D(2025, 1, 1))
+    tails = {500: "USING btree (id)", 501: "USING btree (id)", 903: "USING btree (id)"}
+    result = partitioning.build_plan(dec, tab, lay, {"schemas": {"dwh"}, "index_tails": tails})
+    queries = [text(s.sql) for s in result.plan.steps]
+    assert queries[0] == 'ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."by_hand"'
+    assert queries[2].startswith('CREATE UNIQUE INDEX CONCURRENTLY "fait_2025_fait_id_twin"')
+
+
+# --- issue 12 item 6: limits on what one run does, integer "now" -----------------------------------------------
+
+
+def test_retention_retires_at_most_max_per_run_oldest_first_and_the_rest_wait():
+    parts = [part("fait_%d" % y, y * 10000 + 101, (y + 1) * 10000 + 101) for y in range(2015, 2027)]
+    ret = {"keep": 1, "action": "drop", "archive_schema": None, "max_per_run": 2}
+    lay, result = plan_for(declared(default=False, retention=ret), table(parts), D(2025, 1, 1))
+    assert [p["name"] for p in lay.retired] == ["fait_2015", "fait_2016"]
+    assert [p["name"] for p in lay.waiting] == ["fait_%d" % y for y in range(2017, 2024)]
+    assert result.dropped == ["fait_2015", "fait_2016"] and result.retention_remaining == 7
+    assert any("7 more partition(s)" in w and "max_per_run=2" in w for w in result.warnings)
+    assert "fait_2017" in [p["name"] for p in result.partitions], "waiting partitions stay in the set"
+
+
+def test_retention_default_max_per_run_is_small():
+    assert partitioning.validate_retention({"keep": 2}, "t")["max_per_run"] == partitioning.DEFAULT_MAX_PER_RUN == 3
+    for bad in (0, -1, "x", True):
+        with pytest.raises(InvalidInput) as err:
+            partitioning.validate_retention({"keep": 2, "max_per_run": bad}, "dwh.fait")
+        assert "max_per_run" in err.value.msg and "dwh.fait" in err.value.msg
+
+
+def test_a_flood_of_new_partitions_is_refused_naming_table_count_and_range():
+    dec = declared(interval="day", start=D(2024, 1, 1), default=False)
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(dec, table([]), D(2025, 1, 1))
+    msg = err.value.msg
+    assert "dwh.fait" in msg and "368 new partitions" in msg and "20240101 to 20250102" in msg
+    assert "max_new_partitions=100" in msg and "Nothing was changed" in msg
+    dec.max_new_partitions = 400
+    assert len(partitioning.layout(dec, table([]), D(2025, 1, 1)).missing) == 368
+
+
+def test_migration_layout_cap():
+    dec = declared(fmt="integer", interval="100", start=0, premake=2)
+    entries = partitioning.migration_layout(dec, 9999900)
+    with pytest.raises(InvalidInput) as err:
+        partitioning.check_migration_layout(dec, entries)
+    assert "100002 partitions" in err.value.msg and "stray keys" in err.value.msg
+    partitioning.check_migration_layout(dec, partitioning.migration_layout(dec, 1000))
+
+
+def test_newest_first_and_stray_partitions():
+    parts = [
+        part("p20800", 20800, 20900),
+        part("p9999900", 9999900, 10000000),
+        part("p20900", 20900, 21000),
+        part("fait_default", default=True),
+    ]
+    dec = declared(fmt="integer", interval="100", premake=2)
+    order = partitioning.newest_first(table(parts))
+    assert [p["name"] for p in order] == ["p9999900", "p20900", "p20800"]
+    assert partitioning.is_stray(dec, order[0], 20999), "far beyond the newest rows + premake"
+    assert not partitioning.is_stray(dec, order[1], 20899)
+    # premake partitions are within reach: rows there move "now" normally
+    assert not partitioning.is_stray(dec, part("p21100", 21100, 21200), 20950)
+    assert partitioning.is_stray(dec, part("p21200", 21200, 21300), 20950)
+
+
+# --- issue 14 item 2: a partition covering whole periods (migrate: attach) -----------------------------------------
+
+
+def test_partition_covering_whole_periods_is_adopted_as_it_is():
+    old = part("f_unpartitioned", 20240101, 20260101)
+    tab = table([old, part("fait_default", default=True)])
+    lay, result = plan_for(declared(start=D(2024, 1, 1)), tab, D(2026, 1, 1))
+    assert [p["name"] for p in lay.spanning] == ["f_unpartitioned"] and set(lay.covered) == {
+        D(2024, 1, 1),
+        D(2025, 1, 1),
+    }
+    assert lay.missing == [D(2026, 1, 1), D(2027, 1, 1)]
+    assert result.created == ["fait_2026", "fait_2027"]
+    assert [p["name"] for p in result.partitions] == ["f_unpartitioned", "fait_2026", "fait_2027", "fait_default"]
+    assert partitioning.staying_partitions(lay)[0]["name"] == "f_unpartitioned"
+
+
+def test_partition_cutting_a_period_is_still_refused():
+    tab = table([part("f_half", 20230701, 20250101)])
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared(start=D(2023, 1, 1)), tab, D(2025, 1, 1))
+    assert "f_half" in err.value.msg and "whole periods" in err.value.msg
+
+
+def test_spanning_partition_straddling_the_cutoff_is_kept_and_said():
+    ret = {"keep": 1, "action": "drop", "archive_schema": None}
+    tab = table([part("f_old", 20230101, 20260101)])
+    lay, result = plan_for(declared(start=D(2023, 1, 1), default=False, retention=ret), tab, D(2026, 1, 1))
+    assert lay.spanning and not lay.retired and result.dropped == []
+    assert any("f_old" in w and "partly old" in w for w in result.warnings)
+
+
+# --- issue 14 item 4: timestamptz bounds as the server normalises them ------------------------------------------
+
+
+SANTIAGO_SUMMER = datetime.timezone(datetime.timedelta(hours=-3))
+SANTIAGO_WINTER = datetime.timezone(datetime.timedelta(hours=-4))
+
+
+def tz_declared(start):
+    scheme = periods.Scheme("timestamptz", "day", "timestamp with time zone")
+    return partitioning.Declared("dwh", "fait", "k", scheme, start=start, premake=1, default_partition=False)
+
+
+def test_dst_gap_bound_is_adopted_through_the_server_alias():
+    # America/Santiago 2026-09-06: midnight does not exist, the server stores 01:00-03
+    dt = datetime.datetime
+    gap = dt(2026, 9, 6, 1, 0, tzinfo=SANTIAGO_SUMMER)
+    parts = [
+        part("fait_20260905", dt(2026, 9, 5, tzinfo=SANTIAGO_WINTER), gap),
+        part("fait_20260906", gap, dt(2026, 9, 7, tzinfo=SANTIAGO_SUMMER)),
+    ]
+    dec = tz_declared(D(2026, 9, 5))
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(dec, table(parts), D(2026, 9, 6), session_tz="America/Santiago")
+    assert "overlap" in err.value.msg, "without the alias the wall clocks disagree"
+    lay = partitioning.layout(
+        dec, table(parts), D(2026, 9, 6), aliases={gap: dt(2026, 9, 6)}, session_tz="America/Santiago"
+    )
+    assert set(lay.adopted) == {D(2026, 9, 5), D(2026, 9, 6)} and lay.missing == [D(2026, 9, 7)]
+
+
+def test_bounds_made_in_another_time_zone_get_a_message_saying_so():
+    utc = datetime.timezone.utc
+    # made at UTC midnight, read by a session in America/Santiago (-03): 21:00 the day before
+    low = datetime.datetime(2026, 11, 1, tzinfo=utc).astimezone(SANTIAGO_SUMMER)
+    high = datetime.datetime(2026, 11, 2, tzinfo=utc).astimezone(SANTIAGO_SUMMER)
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(
+            tz_declared(D(2026, 11, 1)),
+            table([part("fait_20261101", low, high)]),
+            D(2026, 11, 1),
+            session_tz="America/Santiago",
+        )
+    msg = err.value.msg
+    assert "America/Santiago" in msg and "UTC offset +00:00" in msg and "another TimeZone" in msg
+    assert "nothing was changed" in msg

@@ -7,6 +7,7 @@ import psycopg2.extensions
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum as v
+from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 
 SETTINGS = {
@@ -640,8 +641,89 @@ def test_repack_command_keeps_the_password_out_of_argv():
         "dbname": "dwh",
         "sslmode": "prefer",
     }
-    argv, env = v.repack_command("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500)
+    argv, env = v.repack_argv("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500), v.repack_env(kwargs)
     assert "s3cret" not in " ".join(argv) and env["PGPASSWORD"] == "s3cret"
     assert '--table="Ventes"."fait 2024"' in argv and "--wait-timeout=3" in argv and "--no-kill-backend" in argv
     assert "s3cret" not in v.render_command(argv)
     assert v.render_command(["a", "b c"]) == "a 'b c'"
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_wait_for_statistics_returns_once_every_relation_is_counted():
+    clock = _Clock()
+    reads = [{1: 3, 2: 7}, {1: 4, 2: 7}, {1: 4, 2: 8}]
+    seen = []
+
+    def read(oids):
+        seen.append(sorted(oids))
+        return reads.pop(0)
+
+    assert vacuum_run.wait_for_statistics(read, {1: 3, 2: 7}, sleep=clock.sleep, clock=clock) == []
+    assert seen == [[1, 2], [1, 2], [2]]  # a relation already counted is not asked for again
+
+
+def test_wait_for_statistics_gives_up_after_its_timeout_and_names_what_is_late():
+    clock = _Clock()
+    late = vacuum_run.wait_for_statistics(
+        lambda oids: {1: 5}, {1: 5, 2: 1}, timeout=1.0, sleep=clock.sleep, clock=clock
+    )
+    assert late == [1, 2] and 1.0 <= clock.now <= 1.2
+
+
+def test_counted_before_covers_the_leaves_below_an_analyzed_parent():
+    def entry(oid, name, relkind, parent=None, count=0):
+        stats = {"vacuum_count": count, "autovacuum_count": 0, "analyze_count": 1, "autoanalyze_count": 0}
+        return {"oid": oid, "parent_oid": parent, "schema": "s", "name": name, "relkind": relkind, "stats": stats}
+
+    relations = {10: entry(10, "p", "p"), 11: entry(11, "p_1", "r", 10, 2), 12: entry(12, "p_2", "r", 10, 5)}
+    step = v.Step("ANALYZE s.p", "why", targets=[("s", "p")], transactional=False)
+    gathered = {
+        "tables": [{"table": {"relations": relations}, "plan": {"actions": [{"action": "analyze", "step": step}]}}]
+    }
+    assert v.counted_before(gathered) == {11: 3, 12: 6}
+
+
+def _fake_repack(outputs):
+    calls = []
+
+    def run_command(argv, environ_update=None):
+        calls.append(environ_update)
+        return outputs.pop(0)
+
+    return run_command, calls
+
+
+def test_run_repack_retries_a_lock_wait_like_the_executor_then_names_the_blocker():
+    clock = _Clock()
+    run_command, calls = _fake_repack([(1, "", "WARNING: timed out, do not cancel conflicting backends")] * 3)
+
+    def blockers(targets):
+        return [{"pid": 42, "user": "u", "state": "idle in transaction", "query": "q", "mode": "m"}]
+
+    with pytest.raises(vacuum_run.LockNotGranted) as raised:
+        vacuum_run.run_repack(["pg_repack"], {}, 2, 0.5, blockers, [("s", "t")], run_command, sleep=clock.sleep)
+    assert "Gave up after 3 attempts" in raised.value.msg and "pid 42" in raised.value.msg
+    assert raised.value.details["blocking_pids"] == [42]
+    assert clock.now == 0.5 + 1.0  # the executor's growing delays
+    assert all(c["PGPASSWORD"] == "" for c in calls)  # an inherited password never reaches pg_repack
+
+
+def test_run_repack_returns_after_a_retry_and_fails_at_once_on_another_error():
+    clock = _Clock()
+    run_command, _calls = _fake_repack([(1, "", "lock timeout"), (0, "INFO: repacking table", "")])
+    out = vacuum_run.run_repack(["pg_repack"], {}, 3, 0.1, None, [("s", "t")], run_command, sleep=clock.sleep)
+    assert out == "INFO: repacking table"
+    run_command, calls = _fake_repack([(1, "", "ERROR: pg_repack failed with error: no such table")])
+    with pytest.raises(InvalidInput):
+        vacuum_run.run_repack(["pg_repack"], {}, 3, 0.1, None, [("s", "t")], run_command, sleep=clock.sleep)
+    assert len(calls) == 1
