@@ -1,33 +1,39 @@
-"""Benchmark: migrating a live SIGETI-shaped fact table into yearly partitions, every method in one run.
+"""Migration: turning a live SIGETI-shaped fact table into yearly partitions, every method in the same run.
 
-    .venv/bin/python bench/migration.py [--scale 5000000]      (PG_BIN=/usr/lib/postgresql/15/bin for pg_partman)
+Method of bench/common.py (durable server, data larger than shared_buffers, interleaved repetitions, server-side
+counts, ansible-playbook end to end beside database time). Each measurement starts from a fresh copy of the
+same plain table (bigserial primary key, two indexes) and ends with the partitioned table under the original
+name, checked (partitioned, every row there):
 
-Methods, each on a fresh copy of the same table (PK, two indexes, FK-free to keep copies cheap):
-  floor     INSERT ... SELECT into an unindexed plain table
-  offline   sigeti.dwh migrate: offline (one transaction: load, then index)
-  naive     partitioned target with its indexes created first, one INSERT ... SELECT
-  online    sigeti.dwh migrate: online, with a probe writing every 10 ms (longest stall measured)
-  attach    sigeti.dwh migrate: attach (no copy): swap time and probe stall
-  pg_partman partition_data_proc from the old table (when the extension is available on the server)
-Prints the ratios table with the machine and the scale.
+  hand      the hand-written best, one psql script: CREATE partitioned + partitions, INSERT ... SELECT, then
+            primary key and indexes, ANALYZE, rename (no verification: the floor)
+  offline   ``partitioned_table`` with ``migrate: offline`` through ansible-playbook (verification included)
+  online    ``migrate: online``, with a writer inserting every 10 ms into the table (its longest stall and
+            lost rows are reported)
+  pg_partman  pg_partman 4.7: rename the old table away, create the partitioned one with its keys,
+            ``create_parent`` then ``CALL partman.partition_data_proc(... p_source_table ...)``, ANALYZE
+
+The module's peak RSS is read from its own process (bench/rss_python.py).
+
+    .venv/bin/python bench/migration.py [--scale 5000000] [--batch-rows 200000] [--repeat 3]
+
+Writes bench/results/migration.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
-import platform
 import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-# conftest makes the collection importable: ansible_collections.sigeti.dwh importable
-import conftest  # noqa: E402,F401  # pylint: disable=unused-import
-from tests.support.migration_driver import migrate  # noqa: E402
-from tests.support.pgserver import PostgresServer  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common  # noqa: E402
 
+DEFAULTS = {"scale": 5000000, "repeat": 3}
+PREMAKE = 2
 SOURCE = """
 CREATE TABLE bench.src AS
 SELECT g::bigint AS id,
@@ -41,27 +47,84 @@ FROM generate_series(1, {rows}) g
 """
 
 
+def years():
+    return list(range(2020, datetime.date.today().year + PREMAKE + 1))
+
+
+def hand_script():
+    """What a DBA types: build beside, load, then keys and indexes, statistics, swap names; one transaction."""
+    lines = [
+        "BEGIN;",
+        "CREATE TABLE bench.fait_new (LIKE bench.fait INCLUDING DEFAULTS) PARTITION BY RANGE (date_key);",
+    ]
+    lines += [
+        "CREATE TABLE bench.fait_new_%d PARTITION OF bench.fait_new FOR VALUES FROM (%d0101) TO (%d0101);"
+        % (y, y, y + 1)
+        for y in years()
+    ]
+    lines += [
+        "CREATE TABLE bench.fait_new_default PARTITION OF bench.fait_new DEFAULT;",
+        "INSERT INTO bench.fait_new SELECT * FROM bench.fait;",
+        "ALTER TABLE bench.fait_new ADD PRIMARY KEY (id, date_key);",
+        "CREATE INDEX ON bench.fait_new (date_key);",
+        "CREATE INDEX ON bench.fait_new (entreprise_id);",
+        "ANALYZE bench.fait_new;",
+        "ALTER TABLE bench.fait RENAME TO fait_old;",
+        "ALTER TABLE bench.fait_new RENAME TO fait;",
+        "COMMIT;",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def partman_script(major):
+    """pg_partman's way: the old table renamed away, the new one created with its keys, data moved by the proc."""
+    if major >= 5:
+        create = "SELECT partman.create_parent('bench.fait', 'date_key', '10000', p_start_partition := '20200101', p_premake := %d);"
+    else:
+        create = (
+            "SELECT partman.create_parent('bench.fait', 'date_key', 'native', '10000', "
+            "p_start_partition := '20200101', p_premake := %d);"
+        )
+    return "\n".join(
+        [
+            "ALTER TABLE bench.fait RENAME TO fait_old;",
+            "CREATE TABLE bench.fait (LIKE bench.fait_old INCLUDING DEFAULTS) PARTITION BY RANGE (date_key);",
+            "ALTER TABLE bench.fait ADD PRIMARY KEY (id, date_key);",
+            "CREATE INDEX ON bench.fait (date_key);",
+            "CREATE INDEX ON bench.fait (entreprise_id);",
+            create % PREMAKE,
+            "CALL partman.partition_data_proc('bench.fait', p_batch := 1000000, p_wait := 0, "
+            "p_source_table := 'bench.fait_old');",
+            "ANALYZE bench.fait;",
+        ]
+    )
+
+
 def fresh_fact(conn):
-    with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS bench.fait, bench.fait_unpartitioned CASCADE")
-        cur.execute("DROP SCHEMA IF EXISTS sigeti_dwh CASCADE")
-        cur.execute("""CREATE TABLE bench.fait (id bigserial PRIMARY KEY, date_key int NOT NULL, entreprise_id int,
-                        lot_id int, montant numeric(14,2), statut varchar(20) NOT NULL, commentaire text,
-                        created_at timestamptz NOT NULL DEFAULT now())""")
-        cur.execute("INSERT INTO bench.fait SELECT * FROM bench.src")
-        cur.execute("SELECT setval('bench.fait_id_seq', (SELECT max(id) FROM bench.fait))")
-        cur.execute("CREATE INDEX fait_date_key_idx ON bench.fait (date_key)")
-        cur.execute("CREATE INDEX fait_entreprise_idx ON bench.fait (entreprise_id)")
-        cur.execute("VACUUM ANALYZE bench.fait")
-        cur.execute("CHECKPOINT")
+    common.run_sql(
+        conn,
+        "DROP TABLE IF EXISTS bench.fait, bench.fait_old, bench.fait_new, bench.fait_unpartitioned CASCADE",
+        "DROP TABLE IF EXISTS partman.template_bench_fait",
+        "DELETE FROM partman.part_config WHERE parent_table = 'bench.fait'",
+        "DROP SCHEMA IF EXISTS sigeti_dwh CASCADE",
+        """CREATE TABLE bench.fait (id bigserial PRIMARY KEY, date_key int NOT NULL, entreprise_id int,
+           lot_id int, montant numeric(14,2), statut varchar(20) NOT NULL, commentaire text,
+           created_at timestamptz NOT NULL DEFAULT now())""",
+        "INSERT INTO bench.fait SELECT * FROM bench.src",
+        "SELECT setval('bench.fait_id_seq', (SELECT max(id) FROM bench.fait))",
+        "CREATE INDEX fait_date_key_idx ON bench.fait (date_key)",
+        "CREATE INDEX fait_entreprise_idx ON bench.fait (entreprise_id)",
+        "VACUUM ANALYZE bench.fait",
+        "CHECKPOINT",
+    )
 
 
 class Probe(threading.Thread):
-    """Writes one row every 10 ms into the table being migrated; records the longest wait."""
+    """Writes one row every 10 ms into the table being migrated; records the longest wait and any error."""
 
-    def __init__(self, server, db):
+    def __init__(self, server):
         super().__init__(daemon=True)
-        self.conn = server.connect(db)
+        self.conn = common.connect(server, "bench", app=common.PROBE_APP)
         self.stop = threading.Event()
         self.longest = 0.0
         self.writes = 0
@@ -74,215 +137,126 @@ class Probe(threading.Thread):
                 try:
                     cur.execute("INSERT INTO bench.fait (date_key, statut) VALUES (20240615, 'PROBE')")
                     self.writes += 1
-                except Exception as error:  # reported in the output
+                except Exception as error:  # counted and reported
                     self.errors.append(str(error).strip())
                 self.longest = max(self.longest, time.monotonic() - started)
                 time.sleep(0.01)
         self.conn.close()
 
 
-def timed(func):
-    started = time.monotonic()
-    value = func()
-    return time.monotonic() - started, value
-
-
-def run_sql(conn, *statements):
-    with conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
-
-
-def yearly_ddl(conn, table):
-    run_sql(conn, "CREATE TABLE %s (LIKE bench.fait INCLUDING DEFAULTS) PARTITION BY RANGE (date_key)" % table)
-    for year in range(2020, 2031):
-        run_sql(
-            conn,
-            "CREATE TABLE %s_%d PARTITION OF %s FOR VALUES FROM (%d0101) TO (%d0101)"
-            % (table, year, table, year, year + 1),
-        )
-    run_sql(conn, "CREATE TABLE %s_default PARTITION OF %s DEFAULT" % (table, table))
-
-
-def with_probe(server, db, func):
-    probe = Probe(server, db)
-    probe.start()
-    time.sleep(0.1)
-    try:
-        seconds, result = timed(func)
-    finally:
-        probe.stop.set()
-        probe.join(30)
-    return seconds, result, probe
+def check_result(conn, expected):
+    """The table under the original name is partitioned and holds every row: raise otherwise."""
+    kind = common.one(conn, "SELECT relkind FROM pg_class WHERE oid = 'bench.fait'::regclass")
+    found = common.one(conn, "SELECT count(*) FROM bench.fait")
+    if kind != "p" or found != expected:
+        raise SystemExit("migration left bench.fait relkind %s with %d rows, expected %d" % (kind, found, expected))
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=int, default=5000000, help="rows of the fact table (default 5M)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=DEFAULTS["scale"], help="rows of the fact table (default 5M)")
     parser.add_argument("--batch-rows", type=int, default=200000)
-    args = parser.parse_args(argv)
-    server = PostgresServer(settings={"max_wal_size": "4GB", "shared_buffers": "512MB"}).start()
-    server.wait_ready()
-    results, notes = {}, []
+    parser.add_argument("--repeat", type=int, default=DEFAULTS["repeat"])
+    options = parser.parse_args(argv)
+    server = common.durable_server()
     try:
         server.create_database("bench")
-        conn = server.connect("bench")
-        run_sql(conn, "SET maintenance_work_mem = '256MB'", "CREATE SCHEMA bench")
-        load, _result = timed(lambda: run_sql(conn, SOURCE.format(rows=int(args.scale))))
-        with conn.cursor() as cur:
-            cur.execute("SELECT version(), pg_size_pretty(pg_total_relation_size('bench.src'))")
-            version, size = cur.fetchone()
-        print("source: %d rows, %s (generated in %.1f s)" % (args.scale, size, load), flush=True)
-
-        fresh_fact(conn)
-        results["floor"], _result = timed(
-            lambda: run_sql(
-                conn, "CREATE TABLE bench.floor (LIKE bench.fait)", "INSERT INTO bench.floor SELECT * FROM bench.fait"
-            )
+        conn = common.connect(server, "bench")
+        common.run_sql(
+            conn, "CREATE SCHEMA bench", "CREATE SCHEMA partman", "CREATE EXTENSION pg_partman SCHEMA partman"
         )
-        run_sql(conn, "DROP TABLE bench.floor")
-        print("floor %.2f s" % results["floor"], flush=True)
-
+        common.run_sql(conn, SOURCE.format(rows=int(options.scale)))
+        major = int(common.one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'").split(".")[0])
         fresh_fact(conn)
-        results["offline"], _result = timed(
-            lambda: migrate(conn, "bench.fait", "date_key", mode="offline", extend_primary_key=True)
+        table_mb = common.one(conn, "SELECT pg_total_relation_size('bench.fait')") / 1048576.0
+        print("source: %d rows, %.0f MB with indexes" % (options.scale, table_mb))
+        module_args = dict(
+            server.params("bench"),
+            name="bench.fait",
+            key="date_key",
+            key_format="yyyymmdd",
+            interval="year",
+            start="20200101",
+            premake=PREMAKE,
+            extend_primary_key=True,
+            batch_rows=options.batch_rows,
         )
-        conn.autocommit = True
-        print("offline %.2f s" % results["offline"], flush=True)
 
-        fresh_fact(conn)
+        def hand(_rep):
+            counts = common.measured(server, lambda: common.psql(server, "bench", hand_script()))[1]
+            check_result(conn, options.scale)
+            return counts
 
-        def naive():
-            yearly_ddl(conn, "bench.naive")
-            run_sql(
-                conn,
-                "ALTER TABLE bench.naive ADD PRIMARY KEY (id, date_key)",
-                "CREATE INDEX ON bench.naive (date_key)",
-                "CREATE INDEX ON bench.naive (entreprise_id)",
-                "INSERT INTO bench.naive SELECT * FROM bench.fait",
-            )
+        def partman(_rep):
+            counts = common.measured(server, lambda: common.psql(server, "bench", partman_script(major)))[1]
+            check_result(conn, options.scale)
+            return counts
 
-        results["naive"], _result = timed(naive)
-        run_sql(conn, "DROP TABLE bench.naive")
-        print("naive %.2f s" % results["naive"], flush=True)
+        def module(mode):
+            def run(_rep):
+                probe = Probe(server) if mode == "online" else None
+                if probe:
+                    probe.start()
+                    time.sleep(0.1)
+                try:
+                    _result, counts = common.run_module(server, "partitioned_table", dict(module_args, migrate=mode))
+                finally:
+                    if probe:
+                        time.sleep(0.1)
+                        probe.stop.set()
+                        probe.join(30)
+                check_result(conn, options.scale + (probe.writes if probe else 0))
+                if probe:
+                    counts.update(stall_s=probe.longest, probe_writes=probe.writes, probe_errors=len(probe.errors))
+                return counts
 
-        fresh_fact(conn)
-        expected = args.scale
-        seconds, online, probe = with_probe(
-            server,
-            "bench",
-            lambda: migrate(
-                conn, "bench.fait", "date_key", mode="online", extend_primary_key=True, batch_rows=args.batch_rows
-            ),
-        )
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM bench.fait")
-            found = cur.fetchone()[0]
-        if found != expected + probe.writes:
-            notes.append("ONLINE LOST ROWS: %d != %d + %d" % (found, expected, probe.writes))
-        results["online"] = seconds
-        results["online_stall"] = probe.longest
-        results["online_swap"] = online["swap_seconds"]
-        notes.append(
-            "online: %d batches, %d replayed keys, %d probe writes (errors: %d), rows verified %d = %d + %d"
-            % (
-                online["batches"],
-                online["replayed_keys"],
-                probe.writes,
-                len(probe.errors),
-                found,
-                expected,
-                probe.writes,
-            )
-        )
-        print("online %.2f s, stall %.3f s" % (seconds, probe.longest), flush=True)
+            return run
 
-        fresh_fact(conn)
-        seconds, attach, probe = with_probe(
-            server, "bench", lambda: migrate(conn, "bench.fait", "date_key", mode="attach", extend_primary_key=True)
-        )
-        conn.autocommit = True
-        results["attach"] = seconds
-        results["attach_swap"] = attach["swap_seconds"]
-        results["attach_stall"] = probe.longest
-        print("attach %.2f s, swap %.3f s, stall %.3f s" % (seconds, attach["swap_seconds"], probe.longest), flush=True)
-
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_partman'")
-            has_partman = cur.fetchone()[0] > 0
-        if has_partman:
-            fresh_fact(conn)
-
-            def partman():
-                run_sql(
-                    conn,
-                    "CREATE SCHEMA IF NOT EXISTS partman",
-                    "CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman",
-                    "ALTER TABLE bench.fait RENAME TO fait_old",
-                )
-                run_sql(
-                    conn,
-                    "CREATE TABLE bench.fait (LIKE bench.fait_old INCLUDING DEFAULTS) PARTITION BY RANGE (date_key)",
-                    "ALTER TABLE bench.fait ADD PRIMARY KEY (id, date_key)",
-                    "CREATE INDEX ON bench.fait (date_key)",
-                    "CREATE INDEX ON bench.fait (entreprise_id)",
-                )
-                run_sql(
-                    conn,
-                    "SELECT partman.create_parent('bench.fait', 'date_key', 'native', '10000', "
-                    "p_start_partition := '20200000', p_premake := 4)",
-                )
-                run_sql(
-                    conn,
-                    "CALL partman.partition_data_proc('bench.fait', p_batch := 1000, p_wait := 0, "
-                    "p_source_table := 'bench.fait_old')",
-                )
-
-            try:
-                results["pg_partman"], _result = timed(partman)
-                print("pg_partman %.2f s" % results["pg_partman"], flush=True)
-            except Exception as error:  # reported, not fatal
-                notes.append("pg_partman failed: %s" % str(error).strip().splitlines()[0])
-                conn.rollback() if not conn.autocommit else None
-        else:
-            notes.append("pg_partman: not available on this server (run with PG_BIN=/usr/lib/postgresql/15/bin)")
+        methods = {"hand": hand, "offline": module("offline"), "online": module("online"), "pg_partman": partman}
+        print("== migration of %d rows into yearly partitions ==" % options.scale)
+        runs = common.run_interleaved(methods, options.repeat, prepare=lambda _n, _r: fresh_fact(conn))
+        info = common.server_facts(server, "bench")
+        info["pg_partman"] = common.one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'")
         conn.close()
     finally:
         server.destroy()
 
-    floor, offline = results["floor"], results["offline"]
-    print()
-    print(
-        "Migration benchmark: %d rows (%s), %s, %d CPUs, %s"
-        % (args.scale, size, platform.platform(), os.cpu_count(), version.split(",")[0])
-    )
-    print("%-38s %10s %12s %12s" % ("method", "seconds", "vs floor", "vs offline"))
-    rows = [
-        ("INSERT...SELECT, unindexed (floor)", "floor"),
-        ("offline (load, then index)", "offline"),
-        ("naive (indexed target, one INSERT)", "naive"),
-        ("online (batches, capture, swap)", "online"),
-        ("attach (no copy; total incl. VALIDATE)", "attach"),
-        ("pg_partman partition_data_proc", "pg_partman"),
+    specs = [
+        {"name": "offline_vs_hand", "method": "offline", "baseline": "hand"},
+        {"name": "online_vs_hand", "method": "online", "baseline": "hand"},
+        {"name": "partman_vs_online", "method": "pg_partman", "baseline": "online"},
+        {"name": "partman_vs_offline", "method": "pg_partman", "baseline": "offline"},
+        {"name": "offline_vs_hand_db", "method": "offline", "baseline": "hand", "metric": "db_s"},
+        {"name": "online_vs_hand_db", "method": "online", "baseline": "hand", "metric": "db_s"},
     ]
-    for label, key in rows:
-        if key in results:
-            print("%-38s %10.2f %11.2fx %11.2fx" % (label, results[key], results[key] / floor, results[key] / offline))
-    print()
-    print("online / offline = %.2f (goal <= 1.2)" % (results["online"] / offline))
-    if "pg_partman" in results:
-        print("pg_partman / online = %.2f (goal >= 3)" % (results["pg_partman"] / results["online"]))
-    print(
-        "online: longest probe stall %.3f s (goal <= 1 s), swap transaction %.3f s"
-        % (results["online_stall"], results["online_swap"])
+    common.print_table(common.summarize(runs), metrics=("wall_s", "db_s", "statements", "rss_mb", "stall_s"))
+    rows = [
+        {
+            "claim": "migrating a plain %s-row table into yearly partitions" % format(options.scale, ","),
+            "measured": "hand-written best (psql) {time:hand.wall_s}; module through `ansible-playbook`, verification "
+            "included: `offline` {time:offline.wall_s} = {ratio:offline_vs_hand} of it (goal ≤ 1.25×), `online` "
+            "{time:online.wall_s} = {ratio:online_vs_hand} (goal ≤ 1.5×); pg_partman %s `partition_data_proc` + swap "
+            "{time:pg_partman.wall_s} = {ratio:partman_vs_online} of online (goal ≥ 2×); database time ÷ hand: "
+            "offline {ratio:offline_vs_hand_db}, online {ratio:online_vs_hand_db}" % info["pg_partman"],
+        },
+        {
+            "claim": "online migration: writers and memory",
+            "measured": "longest stall of a writer inserting every 10 ms {time:online.stall_s} (goal ≤ 1 s), "
+            "probe errors {num:online.probe_errors}; module RSS {mb:online.rss_mb} online, {mb:offline.rss_mb} "
+            "offline (goal < 200 MB); statements online {num:online.statements}, offline {num:offline.statements}",
+        },
+    ]
+    common.write_results(
+        "migration",
+        "bench/migration.py",
+        info,
+        vars(options),
+        DEFAULTS,
+        runs,
+        specs,
+        rows,
+        size="%s rows, %.0f MB with indexes" % (format(options.scale, ","), table_mb),
     )
-    print(
-        "attach: swap transaction %.3f s (goal <= 0.1 s), longest probe stall %.3f s"
-        % (results["attach_swap"], results["attach_stall"])
-    )
-    for note in notes:
-        print("note:", note)
     return 0
 
 

@@ -1,13 +1,17 @@
-"""Partition maintenance: sigeti.dwh.partitioned_table vs pg_partman on the same shape, measured in one run.
+"""Partition maintenance: sigeti.dwh.partitioned_table against what a DBA runs, in the same run.
 
-1. Create N daily partitions from scratch (module) vs ``partman.create_parent(... 'daily' ...)``.
-2. A no-op run on those N daily partitions: database time and round trips of the module vs pg_partman's
-   ``run_maintenance()`` (which does the same check inside the database, one round trip).
+Method of bench/common.py (durable server, interleaved repetitions, server-side counts, ansible-playbook end to
+end beside database time). Two claims, each against pg_partman (4.7 on Debian's PostgreSQL 15; 5.x syntax when
+5.x is installed) called the way a DBA does, ``psql -c`` on a fresh connection:
 
-pg_partman 4.7 ships with Debian's PostgreSQL 15: run with ``PG_BIN=/usr/lib/postgresql/15/bin`` to compare;
-without it the pg_partman columns say "absent".
+1. ``create``: N daily partitions (+ default) from scratch: the module vs ``partman.create_parent(...)``.
+2. ``noop``: a maintenance run that has nothing to do on those N partitions: the module vs
+   ``psql -c "SELECT partman.run_maintenance()"``; and the module's statements on N/10 partitions (round trips
+   must not grow with the partition count).
 
-    .venv/bin/python bench/partition_maintenance.py [--scale N]      # N partitions, default 1000
+    .venv/bin/python bench/partition_maintenance.py [--scale 1000] [--repeat 3]
+
+Writes bench/results/partition_maintenance.json.
 """
 
 from __future__ import annotations
@@ -15,208 +19,162 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-# conftest makes the collection importable: makes ansible_collections.sigeti.dwh importable
-import psycopg2  # noqa: E402
-import psycopg2.extensions  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common  # noqa: E402
 
-import conftest  # noqa: E402,F401  # pylint: disable=unused-import
-from tests.support.modules import run_module  # noqa: E402
-from tests.support.pgserver import PostgresServer  # noqa: E402
-
-STATS = {"round_trips": 0, "db_seconds": 0.0}
+DEFAULTS = {"scale": 1000, "repeat": 3}
+PREMAKE = 4
 
 
-class CountingMixin:
-    """Counts statements sent and the time spent waiting for the server (client-side, includes latency)."""
-
-    def execute(self, query, vars=None):
-        started = time.perf_counter()
-        try:
-            return super().execute(query, vars)
-        finally:
-            STATS["round_trips"] += 1
-            STATS["db_seconds"] += time.perf_counter() - started
-            if os.environ.get("BENCH_TRACE"):
-                sys.stderr.write(
-                    "  %.1f ms  %s\n" % ((time.perf_counter() - started) * 1000, str(query)[:90].replace("\n", " "))
-                )
+def partman_major(conn):
+    return int(common.one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'").split(".")[0])
 
 
-_COUNTING = {}
+def create_parent_sql(table, start, major):
+    """The DBA's call, in the syntax of the installed pg_partman."""
+    if major >= 5:
+        return (
+            "SELECT partman.create_parent(p_parent_table => '%s', p_control => 'k', p_interval => '1 day', "
+            "p_premake => %d, p_start_partition => '%s')" % (table, PREMAKE, start)
+        )
+    return (
+        "SELECT partman.create_parent(p_parent_table => '%s', p_control => 'k', p_type => 'native', "
+        "p_interval => 'daily', p_premake => %d, p_start_partition => '%s')" % (table, PREMAKE, start)
+    )
 
 
-def counting_class(factory):
-    """A subclass of ``factory`` (any cursor class, RealDictCursor included) that counts its executes."""
-    if factory not in _COUNTING:
-        _COUNTING[factory] = type("Counting" + factory.__name__, (CountingMixin, factory), {})
-    return _COUNTING[factory]
+def fresh_table(conn, table):
+    common.run_sql(
+        conn,
+        "DELETE FROM partman.part_config WHERE parent_table = '%s'" % table,
+        "DROP TABLE IF EXISTS %s CASCADE" % table,
+        "CREATE TABLE %s (id bigint, k date NOT NULL, v text) PARTITION BY RANGE (k)" % table,
+        "CREATE INDEX ON %s (k)" % table,
+    )
 
 
-class CountingConnection(psycopg2.extensions.connection):
-    """A connection whose cursors count round trips; commits count too."""
-
-    def cursor(self, *args, **kwargs):
-        kwargs["cursor_factory"] = counting_class(kwargs.get("cursor_factory") or psycopg2.extensions.cursor)
-        return super().cursor(*args, **kwargs)
-
-    def commit(self):
-        started = time.perf_counter()
-        super().commit()
-        STATS["round_trips"] += 1
-        STATS["db_seconds"] += time.perf_counter() - started
-
-
-_real_connect = psycopg2.connect
+def module_args(server, table, start):
+    return dict(
+        server.params("bench"),
+        name=table,
+        key="k",
+        interval="day",
+        start=start.isoformat(),
+        premake=PREMAKE,
+        default_partition=True,
+        max_new_partitions=100000,  # the bench creates the whole set in one run on purpose (default limit 100)
+    )
 
 
-def counting_connect(*args, **kwargs):
-    kwargs["connection_factory"] = CountingConnection
-    return _real_connect(*args, **kwargs)
+def partitions(conn, table):
+    return common.one(conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = '%s'::regclass" % table)
 
 
-def run_counted(args):
-    """Run the module in-process; return (wall seconds, database seconds, round trips, result)."""
-    STATS.update(round_trips=0, db_seconds=0.0)
-    psycopg2.connect = counting_connect
-    try:
-        started = time.perf_counter()
-        result = run_module("partitioned_table", args)
-        wall = time.perf_counter() - started
-    finally:
-        psycopg2.connect = _real_connect
-    if result.get("failed"):
-        raise SystemExit("module failed: %s" % result["msg"])
-    return wall, STATS["db_seconds"], STATS["round_trips"], result
-
-
-def timed(conn, statement, repeat=1):
-    times = []
-    with conn.cursor() as cur:
-        for _round in range(repeat):
-            started = time.perf_counter()
-            cur.execute(statement)
-            if cur.description:
-                cur.fetchall()
-            times.append(time.perf_counter() - started)
-    return times
-
-
-def ms(seconds):
-    return "%.1f ms" % (seconds * 1000)
-
-
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=1000, help="number of daily partitions (default 1000)")
-    parser.add_argument("--repeat", type=int, default=5, help="no-op runs measured (median reported)")
-    options = parser.parse_args()
+    parser.add_argument("--scale", type=int, default=DEFAULTS["scale"], help="daily partitions (default 1000)")
+    parser.add_argument("--repeat", type=int, default=DEFAULTS["repeat"], help="repetitions (>= 3 for a claim)")
+    options = parser.parse_args(argv)
     n = options.scale
-    server = PostgresServer().start()
-    server.wait_ready()
+    server = common.durable_server()
     try:
         server.create_database("bench")
-        conn = server.connect("bench")
-        with conn.cursor() as cur:
-            cur.execute("SELECT current_date, version()")
-            today, version = cur.fetchone()
-        print("server: %s" % version.split(",")[0])
-        premake = 4
-        start = today - datetime.timedelta(days=n - premake - 1)
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE sig (id bigint, k date NOT NULL, v text) PARTITION BY RANGE (k)")
-            cur.execute("CREATE INDEX ON sig (k)")
-        args = dict(
-            server.params("bench"),
-            name="public.sig",
-            key="k",
-            interval="day",
-            start=start.isoformat(),
-            premake=premake,
-            default_partition=True,
-            max_new_partitions=n + 1,  # the bench creates the whole set in one run on purpose
-        )
-        create_wall, create_db, create_trips, result = run_counted(args)
-        assert len(result["created"]) == n + 1, len(result["created"])
-        noop = [run_counted(args) for _round in range(options.repeat)]
-        assert all(not r[3]["changed"] for r in noop)
-        noop_wall = statistics.median(r[0] for r in noop)
-        noop_db = statistics.median(r[1] for r in noop)
-        noop_trips = noop[0][2]
-
-        # Round trips must not grow with the partition count: measure the no-op on a tenth of the shape too.
+        conn = common.connect(server, "bench")
+        common.run_sql(conn, "CREATE SCHEMA partman", "CREATE EXTENSION pg_partman SCHEMA partman")
+        major = partman_major(conn)
+        today = common.one(conn, "SELECT current_date")
+        start = today - datetime.timedelta(days=n - PREMAKE - 1)
         small_n = max(10, n // 10)
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE sig_small (id bigint, k date NOT NULL, v text) PARTITION BY RANGE (k)")
-        small_args = dict(
-            args, name="public.sig_small", start=(today - datetime.timedelta(days=small_n - premake - 1)).isoformat()
-        )
-        run_counted(small_args)
-        small_trips = run_counted(small_args)[2]
+        small_start = today - datetime.timedelta(days=small_n - PREMAKE - 1)
 
-        partman = None
-        with conn.cursor() as cur:
-            cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'pg_partman'")
-            row = cur.fetchone()
-        if row:
-            with conn.cursor() as cur:
-                cur.execute("CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman")
-                cur.execute("CREATE TABLE pm (id bigint, k date NOT NULL, v text) PARTITION BY RANGE (k)")
-                cur.execute("CREATE INDEX ON pm (k)")
-            create_pm = timed(
-                conn,
-                "SELECT partman.create_parent(p_parent_table => 'public.pm', p_control => 'k', "
-                "p_type => 'native', p_interval => 'daily', p_premake => %d, "
-                "p_start_partition => '%s')" % (premake, start.isoformat()),
-            )[0]
-            with conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.pm'::regclass")
-                pm_count = cur.fetchone()[0]
-            timed(conn, "SELECT partman.run_maintenance(p_analyze => false)")  # first call may still have work
-            maint = timed(conn, "SELECT partman.run_maintenance(p_analyze => false)", repeat=options.repeat)
-            partman = {"version": row[0], "create": create_pm, "count": pm_count, "noop": statistics.median(maint)}
+        def module_create(_rep):
+            result, counts = common.run_module(server, "partitioned_table", module_args(server, "public.sig", start))
+            assert len(result["created"]) == n + 1, len(result["created"])
+            return counts
 
-        print("\n%d daily partitions (+ default), index on the key, PostgreSQL %s" % (n, server.version_num()))
-        print("%-44s %14s %14s %12s" % ("", "wall", "database", "round trips"))
-        print("%-44s %14s %14s %12d" % ("module: create from scratch", ms(create_wall), ms(create_db), create_trips))
-        print(
-            "%-44s %14s %14s %12d"
-            % ("module: no-op run (median of %d)" % options.repeat, ms(noop_wall), ms(noop_db), noop_trips)
-        )
-        print("%-44s %14s %14s %12d" % ("module: no-op run on %d partitions" % small_n, "", "", small_trips))
-        if partman:
-            print(
-                "%-44s %14s %14s %12d"
-                % (
-                    "pg_partman %s create_parent (%d partitions)" % (partman["version"], partman["count"]),
-                    ms(partman["create"]),
-                    ms(partman["create"]),
-                    1,
-                )
+        def partman_create(_rep):
+            _out, counts = common.measured(
+                server, lambda: common.psql(server, "bench", create_parent_sql("public.pm", start.isoformat(), major))
             )
-            print(
-                "%-44s %14s %14s %12d"
-                % ("pg_partman run_maintenance() no-op (median)", ms(partman["noop"]), ms(partman["noop"]), 1)
-            )
-            print("\nratios (module / pg_partman; < 1 means the module is faster):")
-            print("  create from scratch, database time: %.2f" % (create_db / partman["create"]))
-            print("  no-op, database time:               %.2f" % (noop_db / partman["noop"]))
-            print("  no-op, module wall (Python incl.):  %.2f" % (noop_wall / partman["noop"]))
-        else:
-            print("\npg_partman: absent on this server (run with PG_BIN=/usr/lib/postgresql/15/bin to compare)")
-        print(
-            "round trips of a no-op: %d at %d partitions, %d at %d partitions (constant: %s)"
-            % (noop_trips, n, small_trips, small_n, noop_trips == small_trips)
+            return dict(counts, partitions=partitions(conn, "public.pm"))
+
+        def prepare_create(name, _rep):
+            fresh_table(conn, "public.sig" if name == "module" else "public.pm")
+            common.run_sql(conn, "CHECKPOINT")
+
+        print("== create %d daily partitions from scratch ==" % n)
+        create = common.run_interleaved(
+            {"module": module_create, "pg_partman": partman_create}, options.repeat, prepare=prepare_create
         )
+
+        # The no-op claim runs on the state the last creation left (both tables hold n partitions + default).
+        fresh_table(conn, "public.sig_small")
+        common.run_module(server, "partitioned_table", module_args(server, "public.sig_small", small_start))
+        common.psql(server, "bench", "SELECT partman.run_maintenance()")  # the first call may still have work
+
+        def module_noop(_rep):
+            result, counts = common.run_module(server, "partitioned_table", module_args(server, "public.sig", start))
+            assert not result["changed"], result
+            return counts
+
+        def module_noop_small(_rep):
+            args = module_args(server, "public.sig_small", small_start)
+            result, counts = common.run_module(server, "partitioned_table", args)
+            assert not result["changed"], result
+            return counts
+
+        def partman_noop(_rep):
+            return common.measured(server, lambda: common.psql(server, "bench", "SELECT partman.run_maintenance()"))[1]
+
+        print("== no-op maintenance on %d daily partitions ==" % n)
+        noop = common.run_interleaved(
+            {"module": module_noop, "module_small": module_noop_small, "pg_partman": partman_noop}, options.repeat
+        )
+        info = common.server_facts(server, "bench")
+        info["pg_partman"] = common.one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'")
         conn.close()
     finally:
         server.destroy()
 
+    runs = {"create_" + k: v for k, v in create.items()}
+    runs.update({"noop_" + k: v for k, v in noop.items()})
+    specs = [
+        {"name": "create_wall", "method": "create_module", "baseline": "create_pg_partman", "metric": "wall_s"},
+        {"name": "create_db", "method": "create_module", "baseline": "create_pg_partman", "metric": "db_s"},
+        {"name": "noop_wall", "method": "noop_module", "baseline": "noop_pg_partman", "metric": "wall_s"},
+        {"name": "noop_db", "method": "noop_module", "baseline": "noop_pg_partman", "metric": "db_s"},
+    ]
+    common.print_table(common.summarize(runs))
+    rows = [
+        {
+            "claim": "partition maintenance with nothing to do, %s daily partitions" % format(n, ","),
+            "measured": "end to end: module through `ansible-playbook` {time:noop_module.wall_s} vs "
+            '`psql -c "SELECT partman.run_maintenance()"` (pg_partman %s) {time:noop_pg_partman.wall_s}: '
+            "{ratio:noop_wall}; database time {ratio:noop_db}; module statements {num:noop_module.statements} "
+            "(on %d partitions: {num:noop_module_small.statements}) + {num:noop_module.connections} connection; "
+            "module RSS {mb:noop_module.rss_mb}" % (info["pg_partman"], small_n),
+        },
+        {
+            "claim": "creating %s daily partitions from scratch" % format(n, ","),
+            "measured": "end to end {ratio:create_wall} pg_partman's `create_parent` through psql "
+            "({time:create_module.wall_s} vs {time:create_pg_partman.wall_s}); database time {ratio:create_db}",
+        },
+    ]
+    common.write_results(
+        "partition_maintenance",
+        "bench/partition_maintenance.py",
+        info,
+        vars(options),
+        DEFAULTS,
+        runs,
+        specs,
+        rows,
+        size="%s daily partitions" % format(n, ","),
+    )
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,130 +1,123 @@
-"""Benchmark: table_info's catalog cost on a table with many partitions.
+"""table_info on a table with many partitions: round trips and database time, against a DBA's one query.
 
-Claim checked: reading a partitioned table's facts costs a constant number of round trips and stays
-under ~100 ms of database time with 1,000 partitions. Printed as ratios against a baseline measured in
-the same run (reading the facts of a table with 10 partitions), never as a pass/fail timing.
+Method of bench/common.py (durable server, interleaved repetitions, server-side counts, ansible-playbook end to
+end beside database time). Methods:
 
-    .venv/bin/python bench/table_info_partitions.py [--partitions 1000] [--repeat 5]
+  module_small   ``table_info`` on a daily-partitioned table of 10 partitions
+  module_large   ``table_info`` on the same shape with ``--partitions`` (1,000) partitions
+  psql_large     what a DBA types for the sizes of that tree: one ``pg_partition_tree`` query through psql
+
+The claim: a constant number of statements whatever the partition count, and database time that stays under
+~100 ms with 1,000 partitions.
+
+    .venv/bin/python bench/table_info_partitions.py [--partitions 1000] [--repeat 3]
+
+Writes bench/results/table_info_partitions.json.
 """
 
+from __future__ import annotations
+
 import argparse
-import datetime
 import os
-import statistics
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-# conftest makes the collection importable: import path for ansible_collections.sigeti.dwh
-import conftest  # noqa: E402,F401  # pylint: disable=unused-import
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog  # noqa: E402
-from tests.support.pgserver import PostgresServer  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common  # noqa: E402
 
-
-class CountingConnection:
-    """Wrap a psycopg2 connection and count the statements its cursors run (round trips)."""
-
-    def __init__(self, conn):
-        self._conn = conn
-        self.statements = 0
-        self.db_seconds = 0.0
-
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
-
-    def cursor(self, *args, **kwargs):
-        import psycopg2.extensions
-
-        base = kwargs.pop("cursor_factory", None) or psycopg2.extensions.cursor
-        owner = self
-
-        class Counting(base):
-            def execute(self, query, params=None):
-                owner.statements += 1
-                started = time.perf_counter()
-                try:
-                    return super(Counting, self).execute(query, params)
-                finally:
-                    owner.db_seconds += time.perf_counter() - started
-
-        return self._conn.cursor(*args, cursor_factory=Counting, **kwargs)
+DEFAULTS = {"partitions": 1000, "repeat": 3}
+DBA_QUERY = (
+    "SELECT count(*), pg_size_pretty(sum(pg_total_relation_size(relid))) "
+    "FROM pg_partition_tree('public.large') WHERE isleaf"
+)
 
 
 def make_table(conn, name, partitions):
-    """Create a daily-partitioned table with ``partitions`` partitions, an index, and a few rows."""
-    from psycopg2 import sql
-
-    table = sql.Identifier(name)
+    """A daily-partitioned table with ``partitions`` partitions, an index, and 5,000 rows spread over them."""
+    common.run_sql(
+        conn,
+        "CREATE TABLE %s (id bigint, d date NOT NULL, v text) PARTITION BY RANGE (d)" % name,
+        "CREATE INDEX ON %s (d)" % name,
+    )
     with conn.cursor() as cur:
         cur.execute(
-            sql.SQL("CREATE TABLE {} (id bigint, d date NOT NULL, v text) PARTITION BY RANGE (d)").format(table)
+            "SELECT format('CREATE TABLE %%I PARTITION OF %%I FOR VALUES FROM (%%L) TO (%%L)', "
+            "'%s_' || to_char(d, 'YYYYMMDD'), '%s', d::date, d::date + 1) "
+            "FROM generate_series(date '2020-01-01', date '2020-01-01' + %d, interval '1 day') d"
+            % (name, name, partitions - 1)
         )
-        cur.execute(sql.SQL("CREATE INDEX ON {} (d)").format(table))
-        first = datetime.date(2020, 1, 1)
-        for day in range(partitions):
-            low = first + datetime.timedelta(days=day)
-            cur.execute(
-                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                    sql.Identifier("%s_%s" % (name, low.strftime("%Y%m%d"))),
-                    table,
-                    sql.Literal(low),
-                    sql.Literal(low + datetime.timedelta(days=1)),
-                )
-            )
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} SELECT i, date '2020-01-01' + (i %% %s), 'x' FROM generate_series(1, 5000) i"
-            ).format(table),
-            (partitions,),
-        )
-        cur.execute(sql.SQL("ANALYZE {}").format(table))
+        for (statement,) in cur.fetchall():
+            cur.execute(statement)
+    common.run_sql(
+        conn,
+        "INSERT INTO %s SELECT i, date '2020-01-01' + (i %% %d), 'x' FROM generate_series(1, 5000) i"
+        % (name, partitions),
+        "ANALYZE %s" % name,
+    )
 
 
-def measure(conn, name, repeat):
-    """Median total and database time (ms) and round trips of read_table + compression sample."""
-    times, db_times, trips = [], [], 0
-    for _attempt in range(repeat):
-        counting = CountingConnection(conn)
-        started = time.perf_counter()
-        table = catalog.read_table(counting, "public", name)
-        catalog.column_compression(
-            counting, "public", name, ["v"], relpages=sum(e["relpages"] or 0 for e in table["relations"].values())
-        )
-        times.append((time.perf_counter() - started) * 1000)
-        db_times.append(counting.db_seconds * 1000)
-        trips = counting.statements
-    return statistics.median(times), statistics.median(db_times), trips, len(table["partitions"])
-
-
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--partitions", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    server = PostgresServer().start()
+    parser.add_argument("--partitions", type=int, default=DEFAULTS["partitions"])
+    parser.add_argument("--repeat", type=int, default=DEFAULTS["repeat"])
+    options = parser.parse_args(argv)
+    server = common.durable_server()
     try:
-        server.wait_ready()
-        conn = server.connect()
+        server.create_database("bench")
+        conn = common.connect(server, "bench")
         make_table(conn, "small", 10)
-        make_table(conn, "large", args.partitions)
-        conn.autocommit = False
-        base_ms, base_db, base_trips, base_parts = measure(conn, "small", args.repeat)
-        large_ms, large_db, large_trips, large_parts = measure(conn, "large", args.repeat)
-        print("PostgreSQL bin: %s, %d cores, %d repeats (medians)" % (server.bin_dir, os.cpu_count(), args.repeat))
-        print("%-26s %9s %9s %7s %9s" % ("case", "total ms", "DB ms", "trips", "DB ratio"))
-        print(
-            "%-26s %9.1f %9.1f %7d %9.2f" % ("baseline: %d partitions" % base_parts, base_ms, base_db, base_trips, 1.0)
-        )
-        print(
-            "%-26s %9.1f %9.1f %7d %9.2f"
-            % ("%d partitions" % large_parts, large_ms, large_db, large_trips, large_db / base_db)
-        )
-        print("round trips constant in the number of partitions: %s" % (base_trips == large_trips))
-        print("database time under 100 ms with %d partitions: %s" % (large_parts, large_db < 100))
+        make_table(conn, "large", options.partitions)
+
+        def module(table, count):
+            def run(_rep):
+                result, counts = common.run_module(server, "table_info", dict(server.params("bench"), tables=[table]))
+                assert len(result["tables"][0]["partitions"]) >= count, result["tables"][0]["partitions"][:3]
+                return counts
+
+            return run
+
+        def dba(_rep):
+            return common.measured(server, lambda: common.psql(server, "bench", DBA_QUERY))[1]
+
+        methods = {
+            "module_small": module("public.small", 10),
+            "module_large": module("public.large", options.partitions),
+            "psql_large": dba,
+        }
+        print("== table_info on 10 and %d partitions ==" % options.partitions)
+        runs = common.run_interleaved(methods, options.repeat)
+        info = common.server_facts(server, "bench")
+        conn.close()
     finally:
         server.destroy()
 
+    specs = [
+        {"name": "large_vs_small_db", "method": "module_large", "baseline": "module_small", "metric": "db_s"},
+        {"name": "large_vs_psql_db", "method": "module_large", "baseline": "psql_large", "metric": "db_s"},
+        {"name": "large_vs_psql_wall", "method": "module_large", "baseline": "psql_large"},
+    ]
+    common.print_table(common.summarize(runs))
+    rows = [
+        {
+            "claim": "`table_info` on %s partitions" % format(options.partitions, ","),
+            "measured": "statements {num:module_large.statements} (10 partitions: {num:module_small.statements}); "
+            "database time {time:module_large.db_s} (goal ≤ 100 ms) against {time:module_small.db_s} for 10 "
+            "partitions ({ratio:large_vs_small_db}) and {time:psql_large.db_s} for a DBA's `pg_partition_tree` "
+            "size query ({ratio:large_vs_psql_db}); end to end {time:module_large.wall_s} through `ansible-playbook`",
+        }
+    ]
+    common.write_results(
+        "table_info_partitions",
+        "bench/table_info_partitions.py",
+        info,
+        vars(options),
+        DEFAULTS,
+        runs,
+        specs,
+        rows,
+        size="%s daily partitions, 5,000 rows" % format(options.partitions, ","),
+    )
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,107 +1,129 @@
-"""Benchmark: the vacuum module's weekly pass against the guide's "VACUUM ANALYZE everything", and rewrites.
+"""Vacuum: the module's weekly pass against a DBA's threshold script, and rewrites with a writer probing.
 
-Claims checked (issue 6), as ratios measured in this run, never as pass/fail timings:
-- on an unchanged warehouse (nothing due) the module's pass takes >= 10x less time than running
-  ``VACUUM ANALYZE`` on every table, and stays flat as the warehouse grows (two scales, ``--scale`` and
-  ``--factor`` times it);
-- a 50%-dead table rewritten by ``full: auto``: time of VACUUM FULL and of pg_repack (when installed, on Debian's
-  PostgreSQL 15), and the longest stall a concurrent writer saw (a probe thread inserting one row every 10 ms
-  into that table and recording the slowest insert).
+Method of bench/common.py (durable server, autovacuum off so only the method under test vacuums, interleaved
+repetitions, server-side counts, ansible-playbook end to end beside database time).
 
-    .venv/bin/python bench/vacuum.py [--scale 500000] [--factor 4] [--bloat-rows 400000] [--repeat 3]
+1. ``weekly``: the SIGETI sample warehouse (partitioned by year) plus a daily-partitioned fact table, at least
+   ``--relations`` (500) relations in all. Two weeks, each method in interleaved order:
+   * ``unchanged``: nothing happened since the last pass;
+   * ``changed``: before each measurement, 10% of the rows of two partitions are updated.
+   Methods: the ``vacuum`` module through ``ansible-playbook`` (schemas of the warehouse, ``full: never`` as in
+   the weekly playbook) vs a psql script a DBA writes: a ``pg_stat_user_tables`` threshold query (autovacuum's
+   own triggers) whose output runs as plain ``VACUUM (ANALYZE)`` through ``\\gexec``.
+2. ``rewrite``: a 50%-dead table rewritten by ``full: auto`` with ``vacuum_full`` and with ``pg_repack``, a
+   writer inserting every 10 ms into it; its longest stall is reported.
+
+    .venv/bin/python bench/vacuum.py [--scale 2000000] [--relations 500] [--bloat-rows 1000000] [--repeat 3]
+
+Writes bench/results/vacuum.json.
 """
+
+from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-# conftest makes ansible_collections.sigeti.dwh importable
-# conftest makes the collection importable: import path for ansible_collections.sigeti.dwh
-import conftest  # noqa: E402,F401  # pylint: disable=unused-import
-from tests.support.modules import run_module  # noqa: E402
-from tests.support.pgserver import PostgresServer  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common  # noqa: E402
 from tests.support.warehouse import load_warehouse  # noqa: E402
 
+DEFAULTS = {"scale": 2000000, "relations": 500, "bloat_rows": 1000000, "repeat": 3}
 SCHEMAS = ["dwh_dim", "dwh_facts", "dwh_marts"]
-PG15_BIN = "/usr/lib/postgresql/15/bin"
+CHANGED = ("dwh_facts.fait_attributions_2025", "dwh_facts.fait_factures_2025")
+
+# The DBA's weekly script: autovacuum's own triggers read from pg_stat_user_tables, plain VACUUM on what is due.
+DBA_SCRIPT = r"""
+SELECT format('VACUUM (ANALYZE) %I.%I', s.schemaname, s.relname)
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+WHERE s.schemaname IN ('dwh_dim', 'dwh_facts', 'dwh_marts') AND c.relkind <> 'p'
+  AND (s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)
+       OR s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)
+       OR coalesce(s.last_analyze, s.last_autoanalyze) IS NULL)
+\gexec
+"""
 
 
-def one(conn, statement):
-    with conn.cursor() as cur:
-        cur.execute(statement)
-        return cur.fetchone()[0]
-
-
-def mb(value):
-    return "%.1f MB" % (value / 1048576.0)
-
-
-def module_pass(server, db, **extra):
-    args = server.params(db)
-    args.update(extra)
-    start = time.monotonic()
-    result = run_module("vacuum", args)
-    seconds = time.monotonic() - start
-    if result.get("failed"):
-        raise SystemExit("module failed: %s" % result["msg"])
-    return seconds, result
-
-
-def guide_pass(conn):
-    """The guide's weekly step: VACUUM ANALYZE on every table of the warehouse schemas, whatever their state."""
+def add_daily_table(conn, partitions, rows):
+    """A daily-partitioned fact table with ``partitions`` partitions and ``rows`` rows spread over them."""
+    common.run_sql(
+        conn,
+        "CREATE TABLE dwh_facts.fait_mouvements (id bigint NOT NULL, jour date NOT NULL, lot_id int, "
+        "quantite numeric(12,2), note text) PARTITION BY RANGE (jour)",
+    )
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) "
-            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1",
-            (SCHEMAS,),
+            "SELECT format('CREATE TABLE dwh_facts.fait_mouvements_%%s PARTITION OF dwh_facts.fait_mouvements "
+            "FOR VALUES FROM (%%L) TO (%%L)', to_char(d, 'YYYYMMDD'), d::date, d::date + 1) "
+            "FROM generate_series(date '2024-01-01', date '2024-01-01' + %d, interval '1 day') d" % (partitions - 1)
         )
-        tables = [r[0] for r in cur.fetchall()]
-        start = time.monotonic()
-        for table in tables:
-            cur.execute("VACUUM ANALYZE %s" % table)
-    return time.monotonic() - start, len(tables)
+        for (statement,) in cur.fetchall():
+            cur.execute(statement)
+        cur.execute(
+            "INSERT INTO dwh_facts.fait_mouvements SELECT g, date '2024-01-01' + (g %% %d), g %% 997, g %% 1000, "
+            "'mouvement ' || g FROM generate_series(1, %d) g" % (partitions, rows)
+        )
 
 
-def weekly(server, scale, repeat):
-    db = server.create_database("wh_%d" % scale)
-    conn = server.connect(db)
-    loaded = load_warehouse(conn, scale=scale, partitioned=True)
-    catch_up, first = module_pass(server, db, schemas=SCHEMAS)
-    module_times, guide_times = [], []
-    for _round in range(repeat):
-        seconds, result = module_pass(server, db, schemas=SCHEMAS)
-        if result["changed"]:
-            raise SystemExit("unchanged warehouse, but the module ran: %s" % result["queries"])
-        module_times.append(seconds)
-        guide_times.append(guide_pass(conn)[0])
-    _seconds, after_guide = module_pass(server, db, schemas=SCHEMAS)
-    relations = sum(len(t["relations"]) for t in first["tables"])
-    conn.close()
-    return {
-        "scale": scale,
-        "bytes": loaded["total_bytes"],
-        "load_s": loaded["seconds"],
-        "relations": relations,
-        "catch_up_s": catch_up,
-        "catch_up_statements": len(first["queries"]),
-        "module_s": statistics.median(module_times),
-        "guide_s": statistics.median(guide_times),
-        "changed_after_guide": after_guide["changed"],
-    }
+def relations(conn):
+    return common.one(
+        conn,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'm')",
+        (SCHEMAS,),
+    )
+
+
+def flush(conn):
+    """Publish this session's table counters now (PostgreSQL 15 flushes them at most once a second)."""
+    common.one(conn, "SELECT pg_stat_force_next_flush()")
+    time.sleep(0.6)  # other sessions' counters (the methods') reach the shared stats within a second
+
+
+def weekly(server, conn, options):
+    args = dict(server.params("bench"), schemas=SCHEMAS, full="never")
+
+    def module(_rep):
+        result, counts = common.run_module(server, "vacuum", args)
+        ran = sum(len(r.get("actions", [])) for t in result["tables"] for r in t["relations"])
+        return dict(counts, actions=ran, changed=result["changed"])
+
+    def dba(_rep):
+        return common.measured(server, lambda: common.psql(server, "bench", DBA_SCRIPT))[1]
+
+    methods = {"module": module, "dba_script": dba}
+    # Catch up after the load, twice: the module analyzes parents after the DBA's pass vacuumed partitions.
+    for _round in range(2):
+        module(0)
+        dba(0)
+        flush(conn)
+    print("== unchanged week ==")
+    unchanged = common.run_interleaved(methods, options.repeat, prepare=lambda _n, _r: flush(conn))
+    for rep in unchanged["module"]:
+        if rep["changed"]:
+            raise SystemExit("unchanged warehouse, but the module ran something: rerun the catch-up")
+
+    def change(_name, rep):
+        for table in CHANGED:
+            key = "attribution_id" if "attributions" in table else "facture_id"
+            common.run_sql(conn, "UPDATE %s SET %s = %s WHERE %s %% 10 = %d" % (table, key, key, key, rep % 10))
+        flush(conn)
+
+    print("== a week where 10%% of %s changed ==" % " and ".join(CHANGED))
+    changed = common.run_interleaved(methods, options.repeat, prepare=change)
+    runs = {"unchanged_" + k: v for k, v in unchanged.items()}
+    runs.update({"changed_" + k: v for k, v in changed.items()})
+    return runs
 
 
 class WriterProbe(threading.Thread):
     """Inserts one row every 10 ms into the table and records the slowest insert (the stall a writer sees)."""
 
-    def __init__(self, server, db, table):
+    def __init__(self, server, table):
         threading.Thread.__init__(self, daemon=True)
-        self.conn = server.connect(db)
+        self.conn = common.connect(server, "bench", app=common.PROBE_APP)
         self.table = table
         self.stop = threading.Event()
         self.latencies = []
@@ -119,143 +141,132 @@ class WriterProbe(threading.Thread):
 
 
 def make_bloated(conn, table, rows):
-    with conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA IF NOT EXISTS bench")
-        cur.execute("DROP TABLE IF EXISTS %s" % table)
-        cur.execute(
-            "CREATE TABLE %s (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, k int, payload text) "
-            "WITH (autovacuum_enabled = off)" % table
-        )
-        cur.execute(
-            "INSERT INTO %s (k, payload) SELECT i %% 1000, repeat(md5(i::text), 3) "
-            "FROM generate_series(1, %d) i" % (table, rows)
-        )
-        flush(conn)  # else the insert counts land after the VACUUM below and n_live_tup reads 1.5x too high
-        cur.execute("VACUUM ANALYZE %s" % table)
-        cur.execute("DELETE FROM %s WHERE id %% 2 = 0" % table)
+    common.run_sql(
+        conn,
+        "DROP TABLE IF EXISTS %s" % table,
+        "CREATE TABLE %s (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, k int, payload text) "
+        "WITH (autovacuum_enabled = off)" % table,
+        "INSERT INTO %s (k, payload) SELECT i %% 1000, repeat(md5(i::text), 3) FROM generate_series(1, %d) i"
+        % (table, rows),
+    )
+    flush(conn)  # else the insert counts land after the VACUUM below and n_live_tup reads too high
+    common.run_sql(conn, "VACUUM ANALYZE %s" % table, "DELETE FROM %s WHERE id %% 2 = 0" % table, "CHECKPOINT")
     flush(conn)
 
 
-def flush(conn):
-    """Publish this session's table counters now (PostgreSQL 15+ flushes them at most once a second)."""
-    if one(conn, "SELECT current_setting('server_version_num')::int") >= 150000:
-        one(conn, "SELECT pg_stat_force_next_flush()")
+def rewrite(server, conn, options):
+    def method(full_method):
+        def run(_rep):
+            table = "bench.bloated"
+            before = common.one(conn, "SELECT pg_total_relation_size('%s')" % table)
+            probe = WriterProbe(server, table)
+            probe.start()
+            time.sleep(0.3)
+            args = dict(
+                server.params("bench"), tables=[table], min_size="0", full_method=full_method, lock_timeout="30s"
+            )
+            try:
+                result, counts = common.run_module(server, "vacuum", args)
+            finally:
+                time.sleep(0.3)
+                probe.stop.set()
+                probe.join()
+            rel = result["tables"][0]["relations"][0]
+            assert rel["decisions"]["full"].get("method") == full_method, rel["decisions"]
+            after = common.one(conn, "SELECT pg_total_relation_size('%s')" % table)
+            return dict(
+                counts,
+                stall_s=max(probe.latencies or [0]),
+                probe_inserts=len(probe.latencies),
+                before_mb=before / 1048576.0,
+                after_mb=after / 1048576.0,
+            )
+
+        return run
+
+    common.run_sql(conn, "CREATE SCHEMA IF NOT EXISTS bench", "CREATE EXTENSION IF NOT EXISTS pg_repack")
+    print("== rewrite of a 50%%-dead table of %d rows, writer probing every 10 ms ==" % options.bloat_rows)
+    return common.run_interleaved(
+        {"vacuum_full": method("vacuum_full"), "pg_repack": method("pg_repack")},
+        options.repeat,
+        prepare=lambda _n, _r: make_bloated(conn, "bench.bloated", options.bloat_rows),
+    )
 
 
-def rewrite(server, db, table, method):
-    conn = server.connect(db)
-    before = one(conn, "SELECT pg_total_relation_size('%s')" % table)
-    probe = WriterProbe(server, db, table)
-    probe.start()
-    time.sleep(0.3)
-    seconds, result = module_pass(server, db, tables=[table], min_size="0", full_method=method, lock_timeout="30s")
-    time.sleep(0.3)
-    probe.stop.set()
-    probe.join()
-    after = one(conn, "SELECT pg_total_relation_size('%s')" % table)
-    conn.close()
-    rel = result["tables"][0]["relations"][0]
-    full = rel["decisions"]["full"]
-    return {
-        "method": full.get("method"),
-        "bloat": full.get("bloat"),
-        "measured_by": full.get("measured_by"),
-        "seconds": seconds,
-        "rewrite_ms": rel["actions"][0].get("duration_ms") if rel["actions"] else None,
-        "before": before,
-        "after": after,
-        "max_stall_ms": 1000 * max(probe.latencies or [0]),
-        "inserts": len(probe.latencies),
-        "ran": [a.get("sql") or a.get("command") for a in rel["actions"]],
-    }
-
-
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=500000, help="fact rows of the smaller warehouse")
-    parser.add_argument("--factor", type=int, default=4, help="the larger warehouse is this many times bigger")
-    parser.add_argument("--bloat-rows", type=int, default=400000, help="rows of the 50%%-dead table")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-
-    server = PostgresServer().start()
-    server.wait_ready()
+    parser.add_argument("--scale", type=int, default=DEFAULTS["scale"], help="fact rows of the warehouse")
+    parser.add_argument("--relations", type=int, default=DEFAULTS["relations"], help="relations at least")
+    parser.add_argument("--bloat-rows", type=int, default=DEFAULTS["bloat_rows"], help="rows of the 50%%-dead table")
+    parser.add_argument("--repeat", type=int, default=DEFAULTS["repeat"])
+    options = parser.parse_args(argv)
+    server = common.durable_server({"autovacuum": "off"})
     try:
-        version = one(server.connect(), "SHOW server_version")
-        print("PostgreSQL %s, warehouse partitioned by year, schemas %s" % (version, ", ".join(SCHEMAS)))
-        results = [weekly(server, s, args.repeat) for s in (args.scale, args.scale * args.factor)]
-    finally:
-        server.destroy()
-    print("\n== Weekly pass on an unchanged warehouse (median of %d) ==" % args.repeat)
-    header = ("fact rows", "size", "relations", "catch-up", "module", "VACUUM ANALYZE", "ratio")
-    print("%10s %10s %9s %11s %12s %12s %8s" % header)
-    for r in results:
-        print(
-            "%10d %10s %9d %9.2f s %10.3f s %12.2f s %7.1fx"
-            % (
-                r["scale"],
-                mb(r["bytes"]),
-                r["relations"],
-                r["catch_up_s"],
-                r["module_s"],
-                r["guide_s"],
-                r["guide_s"] / r["module_s"],
+        server.create_database("bench")
+        conn = common.connect(server, "bench")
+        loaded = load_warehouse(conn, scale=options.scale, partitioned=True)
+        conn.autocommit = True
+        add_daily_table(conn, max(1, options.relations - relations(conn)), options.scale // 4)
+        count = relations(conn)
+        size = float(
+            common.one(
+                conn,
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'm')",
+                (SCHEMAS,),
             )
         )
-        if r["changed_after_guide"]:
-            print("   note: the module found work after the guide's pass")
-    small, large = results
-    print(
-        "growth x%d data: module %.2fx time, VACUUM ANALYZE everything %.2fx time"
-        % (args.factor, large["module_s"] / small["module_s"], large["guide_s"] / small["guide_s"])
-    )
-
-    print("\n== 50%%-dead table of %d rows, full: auto, writer probe inserting every 10 ms ==" % args.bloat_rows)
-    repack = os.path.exists(os.path.join(PG15_BIN, "pg_repack")) and os.path.exists(
-        "/usr/share/postgresql/15/extension/pg_repack.control"
-    )
-    server = PostgresServer(bin_dir=PG15_BIN if repack else None).start()
-    server.wait_ready()
-    try:
-        db = server.create_database("bloat")
-        conn = server.connect(db)
-        print("PostgreSQL %s" % one(conn, "SHOW server_version"))
-        runs = []
-        make_bloated(conn, "bench.vf", args.bloat_rows)
-        runs.append(rewrite(server, db, "bench.vf", "vacuum_full"))
-        if repack:
-            with conn.cursor() as cur:
-                cur.execute("CREATE EXTENSION pg_repack")
-            make_bloated(conn, "bench.rp", args.bloat_rows)
-            runs.append(rewrite(server, db, "bench.rp", "pg_repack"))
-        else:
-            print("pg_repack not measured: apt-get install postgresql-15-repack")
+        print("warehouse: %d relations, %.0f MB (load %.1f s)" % (count, size / 1048576.0, loaded["seconds"]))
+        runs = weekly(server, conn, options)
+        runs.update({"rewrite_" + k: v for k, v in rewrite(server, conn, options).items()})
+        info = common.server_facts(server, "bench")
         conn.close()
     finally:
         server.destroy()
-    header = ("method", "bloat", "module", "rewrite", "before", "after", "max stall", "inserts")
-    print("%12s %8s %9s %9s %11s %11s %13s %8s" % header)
-    for r in runs:
-        print(
-            "%12s %7.0f%% %7.2f s %7.2f s %11s %11s %10.0f ms %8d"
-            % (
-                r["method"],
-                100 * (r["bloat"] or 0),
-                r["seconds"],
-                (r["rewrite_ms"] or 0) / 1000.0,
-                mb(r["before"]),
-                mb(r["after"]),
-                r["max_stall_ms"],
-                r["inserts"],
-            )
-        )
-        print("   measured by %s; ran: %s" % (r["measured_by"], "; ".join(x[:90] for x in r["ran"])))
-    if len(runs) == 2:
-        print(
-            "pg_repack vs VACUUM FULL: %.1fx the time, writer stall %.1fx shorter"
-            % (runs[1]["seconds"] / runs[0]["seconds"], runs[0]["max_stall_ms"] / max(runs[1]["max_stall_ms"], 0.001))
-        )
+
+    specs = [
+        {"name": "unchanged_wall", "method": "unchanged_module", "baseline": "unchanged_dba_script"},
+        {"name": "unchanged_db", "method": "unchanged_module", "baseline": "unchanged_dba_script", "metric": "db_s"},
+        {"name": "changed_wall", "method": "changed_module", "baseline": "changed_dba_script"},
+        {"name": "changed_db", "method": "changed_module", "baseline": "changed_dba_script", "metric": "db_s"},
+        {"name": "repack_stall", "method": "rewrite_pg_repack", "baseline": "rewrite_vacuum_full", "metric": "stall_s"},
+    ]
+    common.print_table(common.summarize(runs))
+    rows = [
+        {
+            "claim": "weekly vacuum pass, unchanged warehouse of %d relations" % count,
+            "measured": "module through `ansible-playbook` {time:unchanged_module.wall_s} vs a psql threshold "
+            "script (`pg_stat_user_tables` + plain VACUUM) {time:unchanged_dba_script.wall_s}: {ratio:unchanged_wall}; "
+            "database time {time:unchanged_module.db_s} vs {time:unchanged_dba_script.db_s} ({ratio:unchanged_db}); "
+            "module statements {num:unchanged_module.statements}",
+        },
+        {
+            "claim": "weekly vacuum pass, 10% of two partitions changed",
+            "measured": "module {time:changed_module.wall_s} vs psql threshold script "
+            "{time:changed_dba_script.wall_s}: {ratio:changed_wall}; database time {ratio:changed_db}; "
+            "module statements {num:changed_module.statements}, script {num:changed_dba_script.statements}",
+        },
+        {
+            "claim": "rewriting a 50%-dead table, writer inserting every 10 ms",
+            "measured": "longest writer stall: VACUUM FULL {time:rewrite_vacuum_full.stall_s}, pg_repack "
+            "{time:rewrite_pg_repack.stall_s} ({ratio:repack_stall}); end to end {time:rewrite_vacuum_full.wall_s} "
+            "vs {time:rewrite_pg_repack.wall_s}",
+        },
+    ]
+    common.write_results(
+        "vacuum",
+        "bench/vacuum.py",
+        info,
+        vars(options),
+        DEFAULTS,
+        runs,
+        specs,
+        rows,
+        size="%s fact rows, %d relations, %.0f MB; bloated table %s rows"
+        % (format(options.scale, ","), count, size / 1048576.0, format(options.bloat_rows, ",")),
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
