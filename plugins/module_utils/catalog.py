@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 # The reads of each concern live in their own file; these names stay reachable as catalog.<name>.
-from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import (  # noqa: F401
+from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import (  # noqa: F401  # pylint: disable=unused-import
     MAXVALUE,
     MINVALUE,
     coverage,
@@ -21,11 +21,11 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import (  # noqa
     parse_partition_bound,
     typed_value,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_migration import (  # noqa: F401
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_migration import (  # noqa: F401  # pylint: disable=unused-import
     migration_facts,
     migration_hazards,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_partitions import (  # noqa: F401
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_partitions import (  # noqa: F401  # pylint: disable=unused-import
     dependent_objects,
     filled_by_statistics,
     index_tails,
@@ -44,7 +44,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_reads import (
     fetch_all,
     fetch_one,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_vacuum import (  # noqa: F401
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_vacuum import (  # noqa: F401  # pylint: disable=unused-import
     approx_bloat,
     extensions_info,
     maintenance_counts,

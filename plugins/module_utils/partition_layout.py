@@ -19,11 +19,6 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import MAXVALUE,
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
-
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Point, Scheme
 

@@ -27,7 +27,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils import plan as planmod
 from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import (  # noqa: F401  # re-exported: callers use partitioning.<name>
+from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import (  # noqa: F401  # pylint: disable=unused-import
     CREATE_BATCH,
     DEFAULT_MAX_NEW_PARTITIONS,
     DEFAULT_MAX_PER_RUN,
