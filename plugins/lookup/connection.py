@@ -4,10 +4,6 @@
 
 from __future__ import annotations
 
-from ansible.plugins.lookup import LookupBase
-
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
-
 DOCUMENTATION = r"""
 name: connection
 short_description: The sigeti.dwh modules' connection options, read from the dwh_* variables
@@ -24,7 +20,7 @@ description:
     connection option of the modules reaches every role without editing them.
 options: {}
 author:
-  - SIGETI data platform team
+  - SIGETI data platform team (@sigeti)
 """
 
 EXAMPLES = r"""
@@ -42,6 +38,10 @@ _raw:
   type: list
   elements: dict
 """
+
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
 
 PREFIX = "dwh_"
 

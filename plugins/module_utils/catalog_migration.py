@@ -6,11 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-try:
-    from psycopg2 import sql
-except ImportError:  # reported by the connection layer
-    sql = None
-
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_reads import dict_cursor
