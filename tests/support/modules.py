@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+from ansible.module_utils import _internal as ansible_internal
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -30,12 +31,19 @@ def run_module(name, args, check_mode=False, diff=False):
     # warnings of every earlier run too.
     for registry in ("_global_warnings", "_global_deprecations"):
         getattr(ansible_warnings, registry, {}).clear()
+    # Once a test in this process has loaded controller code (a filter or lookup plugin), module warnings would be
+    # displayed instead of returned: run the module as on a target host.
+    was_controller = getattr(ansible_internal, "is_controller", False)
+    ansible_internal.is_controller = False
     out = io.StringIO()
-    with patch_module_args(full_args), contextlib.redirect_stdout(out):
-        try:
-            module.main()
-        except SystemExit:
-            pass
+    try:
+        with patch_module_args(full_args), contextlib.redirect_stdout(out):
+            try:
+                module.main()
+            except SystemExit:
+                pass
+    finally:
+        ansible_internal.is_controller = was_controller
     text = out.getvalue()
     try:
         return json.loads(text)
