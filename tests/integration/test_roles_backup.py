@@ -1,8 +1,11 @@
 """preflight's backup: written to a temporary name and renamed only when pg_dump succeeded and the whole archive
-reads back; what a failed or killed run leaves is removed; pg_dump connects with the modules' TLS settings."""
+reads back; what a failed or killed run leaves is removed; pg_dump connects with the modules' TLS settings. The
+policy (dwh_backup: auto dumps only before a rewrite or a removal), the scope (the touched tables), the rotation,
+the free-disk check and the restore verification."""
 
 import glob
 import os
+import subprocess
 import time
 
 import pytest
@@ -19,7 +22,12 @@ def warehouse(pg_server, db, tmp_path):
     return write_inventory(
         tmp_path / "hosts.yml",
         {"dwh1": (pg_server, db)},
-        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
+        # These tests are about the dump itself: one before any change.
+        {
+            "dwh_backup": "always",
+            "dwh_backup_dir": str(tmp_path / "backups"),
+            "dwh_report_dir": str(tmp_path / "reports"),
+        },
     )
 
 
@@ -28,12 +36,13 @@ def files(tmp_path, pattern):
 
 
 def fake_bin(tmp_path, pg_server, pg_dump_script):
-    """A bin folder whose pg_dump is ``pg_dump_script`` (sh, REAL = the real bin folder) and pg_restore the real one."""
+    """A bin folder whose pg_dump is ``pg_dump_script`` (sh, REAL = the real bin folder), pg_restore and psql real."""
     folder = tmp_path / "bin"
     folder.mkdir()
     (folder / "pg_dump").write_text("#!/bin/sh\nREAL=%s\n%s\n" % (pg_server.bin_dir, pg_dump_script))
     os.chmod(folder / "pg_dump", 0o755)
-    os.symlink(os.path.join(pg_server.bin_dir, "pg_restore"), folder / "pg_restore")
+    for program in ("pg_restore", "psql"):
+        os.symlink(os.path.join(pg_server.bin_dir, program), folder / program)
     return str(folder)
 
 
@@ -103,7 +112,9 @@ def test_backup_and_modules_use_the_same_tls_settings_at_verify_full(tmp_path, m
         inventory = write_inventory(
             tmp_path / "hosts.yml",
             {"dwh1": (server, "dwh_tls")},
-            dict(tls, dwh_backup_dir=str(tmp_path / "backups"), dwh_report_dir=str(tmp_path / "reports")),
+            dict(
+                tls, dwh_backup=True, dwh_backup_dir=str(tmp_path / "backups"), dwh_report_dir=str(tmp_path / "reports")
+            ),
         )
         result = play("setup.yml", inventory, server.password, {"dwh_confirm": True}, args=["-v"])
         assert result.returncode == 0, result.stdout[-6000:]
@@ -122,3 +133,117 @@ def test_backup_and_modules_use_the_same_tls_settings_at_verify_full(tmp_path, m
         assert len(files(tmp_path, "*.dump")) == 1
     finally:
         server.destroy()
+
+
+def archive_tables(pg_server, path):
+    """The tables whose data the archive holds (pg_restore --list, TABLE DATA lines), as schema.table."""
+    listing = subprocess.run(
+        [os.path.join(pg_server.bin_dir, "pg_restore"), "--list", path], capture_output=True, text=True, check=True
+    ).stdout
+    return sorted(
+        "%s.%s" % (line.split()[-3], line.split()[-2]) for line in listing.splitlines() if " TABLE DATA " in line
+    )
+
+
+def with_retention(keep, action="drop"):
+    from tests.integration.test_roles_helpers import sigeti_tables
+
+    tables = sigeti_tables()
+    tables[0] = dict(tables[0], retention={"keep": keep, "action": action})
+    return tables
+
+
+def test_auto_no_dump_for_new_partitions_a_scoped_dump_before_a_retention_drop_and_rotation(
+    pg_server, conn, db, tmp_path
+):
+    load_sample(pg_server, db)
+    backups = tmp_path / "backups"
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_backup_dir": str(backups), "dwh_report_dir": str(tmp_path / "reports"), "dwh_backup_keep": 2},
+    )
+    # Weekly run that only creates partitions ahead (additive): no dump under the default policy (auto).
+    before = partitions(conn, ATT)
+    weekly = play("weekly.yml", inventory, pg_server.password, {"dwh_confirm": True})
+    assert weekly.returncode == 0, weekly.stdout[-6000:]
+    assert set(partitions(conn, ATT)) - set(before) == {"fait_attributions_2027", "fait_attributions_2028"}
+    assert "no (dwh_backup: auto)" in weekly.stdout and "NO BACKUP" not in weekly.stdout
+    assert not os.path.exists(backups) or not files(tmp_path, "*.dump"), os.listdir(backups)
+
+    # Older dumps of this host and database, and one of another host (never rotated by this one).
+    backups.mkdir(exist_ok=True)
+    old = ["%s_dwh1_2025010%dT000000Z.dump" % (db, day) for day in (1, 2, 3)]
+    for name in old + ["%s_dwh10_20250101T000000Z.dump" % db]:
+        (backups / name).write_bytes(b"PGDMP")
+    # Retention drops fait_attributions_2020: a dump first, of that table and its partitions only.
+    drop = play("weekly.yml", inventory, pg_server.password, {"dwh_confirm": True, "dwh_tables": with_retention(5)})
+    assert drop.returncode == 0, drop.stdout[-6000:]
+    assert "fait_attributions_2020" not in partitions(conn, ATT)
+    assert "yes (dwh_backup: auto; %s)" % ATT in drop.stdout
+    kept = [os.path.basename(p) for p in files(tmp_path, "*.dump")]
+    new = [name for name in kept if name not in old and "dwh10" not in name]
+    assert len(new) == 1 and sorted(kept) == sorted([old[2], "%s_dwh10_20250101T000000Z.dump" % db] + new), kept
+    dumped = archive_tables(pg_server, str(backups / new[0]))
+    assert "dwh_facts.fait_attributions_2020" in dumped and "dwh_facts.fait_attributions_2026" in dumped
+    assert not [t for t in dumped if "fait_factures" in t or t.startswith("dwh_dim.")], dumped
+
+
+def test_no_room_for_the_dump_fails_before_any_change(pg_server, conn, db, tmp_path):
+    load_sample(pg_server, db)
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_backup_required_ratio": 1e12},
+    )
+    before = partitions(conn, ATT)
+    result = play("weekly.yml", inventory, pg_server.password, {"dwh_confirm": True, "dwh_tables": with_retention(5)})
+    assert result.returncode != 0
+    assert "the backup failed, so nothing was changed" in result.stdout
+    assert "free in %s" % (tmp_path / "backups") in result.stdout and "dwh_backup_required_ratio" in result.stdout
+    assert partitions(conn, ATT) == before and not files(tmp_path, "*.dump*")
+
+
+def scratch_databases(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'sigeti_verify_%'")
+        return cur.fetchall()
+
+
+@pytest.mark.parametrize("scope", ["tables", "database"])
+def test_restore_verification_compares_row_counts_and_drops_the_scratch_database(pg_server, conn, db, tmp_path, scope):
+    load_sample(pg_server, db)
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_backup_verify": "restore", "dwh_backup_scope": scope},
+    )
+    result = play("weekly.yml", inventory, pg_server.password, {"dwh_confirm": True, "dwh_tables": with_retention(5)})
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert "counts equal to the source's" in result.stdout and len(files(tmp_path, "*.dump")) == 1
+    assert scratch_databases(conn) == []
+
+
+def test_a_restore_with_missing_rows_fails_drops_the_scratch_database_and_changes_nothing(
+    pg_server, conn, db, tmp_path
+):
+    load_sample(pg_server, db)
+    # pg_dump that leaves out one partition's rows: the archive reads back, only the restore check can see it.
+    script = '"$REAL/pg_dump" --exclude-table-data=dwh_facts.fait_attributions_2023 "$@"'
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_backup_verify": "restore"},
+    )
+    before = partitions(conn, ATT)
+    extra = {
+        "dwh_confirm": True,
+        "dwh_tables": with_retention(5),
+        "dwh_pg_bin_dir": fake_bin(tmp_path, pg_server, script),
+    }
+    result = play("weekly.yml", inventory, pg_server.password, extra)
+    assert result.returncode != 0
+    assert "the backup failed, so nothing was changed" in result.stdout
+    assert "dwh_facts.fait_attributions_2023 source" in result.stdout and "restored 0" in result.stdout
+    assert scratch_databases(conn) == [] and partitions(conn, ATT) == before
+    assert not files(tmp_path, "*.dump") and not files(tmp_path, "*.partial")

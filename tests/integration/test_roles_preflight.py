@@ -31,7 +31,12 @@ def warehouse(pg_server, db, tmp_path):
     inventory = write_inventory(
         tmp_path / "hosts.yml",
         {"dwh1": (pg_server, db)},
-        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
+        # dwh_backup: always: these tests are about a backup before any change (auto skips additive setups).
+        {
+            "dwh_backup": "always",
+            "dwh_backup_dir": str(tmp_path / "backups"),
+            "dwh_report_dir": str(tmp_path / "reports"),
+        },
     )
     return inventory
 

@@ -155,3 +155,67 @@ def test_a_missing_table_and_a_broken_history_do_not_stop_the_report(pg_server, 
     assert samples['sigeti_dwh_table_present{%s,table="dwh_facts.fait_attributions"}' % base] == "1"
     assert int(samples["sigeti_dwh_report_timestamp_seconds{%s}" % base]) >= int(started) - 1
     assert "**Missing tables** (declared, do not exist): dwh_facts.fait_factures" in (folder / "report.md").read_text()
+
+
+def test_each_run_is_kept_and_listed_by_index_html_in_binary_units(report):
+    folder = report[0]
+    runs = sorted(os.listdir(folder / "runs"))
+    # The module fixture ran report.yml twice: --check first, then for real.
+    assert len(runs) == 2 and runs[0].endswith("Z-report-check") and runs[1].endswith("Z-report"), runs
+    assert re.match(r"^\d{8}T\d{6}Z-report$", runs[1])
+    for run in runs:
+        assert {"report.html", "report.md", "report.json", "summary.json"} <= set(os.listdir(folder / "runs" / run))
+    index = (folder / "index.html").read_text()
+    assert 'href="report.html"' in index and all('href="runs/%s/report.html"' % run in index for run in runs)
+    assert index.index(runs[1]) < index.index(runs[0])  # newest first
+    assert "(check mode)" in index and "dwh_facts.fait_attributions: " in index
+    for page in (folder / "report.html", folder / "report.md", folder / "index.html"):
+        text = page.read_text()
+        assert re.search(r"\d (KiB|MiB)\b", text), page
+        assert not re.search(r"\d (KB|MB|GB)\b", text), page
+
+
+def test_compression_figures_say_whether_they_are_sampled(report):
+    folder = report[0]
+    data = json.loads((folder / "report.json").read_text())
+    att = data["tables"][0]["compression_sample"]
+    html = (folder / "report.html").read_text()
+    markdown = (folder / "report.md").read_text()
+    if att["sampled"]:
+        assert "Estimate: counts in a TABLESAMPLE of %d rows" % att["rows_read"] in html
+        assert "estimate: sample of %d rows" % att["rows_read"] in markdown
+    else:
+        assert "Exact counts" in html and "exact: every row" in markdown
+
+
+def test_report_runs_are_rotated_by_dwh_report_keep(pg_server, db, tmp_path):
+    load_sample(pg_server, db, scale=300)
+    runs = tmp_path / "reports" / "dwh1" / "runs"
+    # Two older runs (one without summary.json: left out of the index, still rotated).
+    for name, summary in (("20250101T000000Z-setup", True), ("20250201T000000Z-monthly", False)):
+        (runs / name).mkdir(parents=True)
+        if summary:
+            (runs / name / "summary.json").write_text(
+                json.dumps(
+                    {
+                        "playbook": "setup",
+                        "check_mode": False,
+                        "generated_at": "2025-01-01T00:00:00Z",
+                        "folder": name,
+                        "changed": ["partitioning dwh_facts.fait_attributions: created x"],
+                        "backup": None,
+                        "tables": [["dwh_facts.fait_attributions", 4096]],
+                        "before": [2048],
+                    }
+                )
+            )
+    inventory = write_inventory(
+        tmp_path / "hosts.yml", {"dwh1": (pg_server, db)}, {"dwh_report_dir": str(tmp_path / "reports")}
+    )
+    result = play("report.yml", inventory, pg_server.password, {"dwh_report_keep": 2})
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert recap(result.stdout)["dwh1"]["changed"] == 0
+    kept = sorted(os.listdir(runs))
+    assert len(kept) == 2 and kept[0] == "20250201T000000Z-monthly" and kept[1].endswith("-report"), kept
+    index = (tmp_path / "reports" / "dwh1" / "index.html").read_text()
+    assert "20250101T000000Z-setup" not in index and kept[1] in index and "monthly" not in index
