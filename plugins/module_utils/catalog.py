@@ -386,10 +386,12 @@ def count_rows(conn: Connection, schema: str, name: str) -> int:
 
 MIGRATIONS_QUERY = """
 SELECT schema_name, table_name, mode, phase, rows_copied, next_page, total_pages,
+       (to_jsonb(m) ->> 'rows_total')::bigint AS rows_total,  -- a state table of an older version has none
        started_at::text, updated_at::text,
+       extract(epoch FROM updated_at - started_at)::float8 AS progress_seconds,
        extract(epoch FROM clock_timestamp() - started_at)::bigint AS age_seconds,
        extract(epoch FROM clock_timestamp() - updated_at)::bigint AS idle_seconds
-FROM sigeti_dwh.migration_state
+FROM sigeti_dwh.migration_state m
 WHERE (schema_name, table_name) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
 ORDER BY 1, 2
 """

@@ -17,19 +17,51 @@ STALE_SECONDS = 86400  # one day: an unattended weekly schedule would otherwise 
 
 def describe(row: dict[str, Any]) -> dict[str, Any]:
     """Return one in-flight migration (a ``catalog.migrations_in_flight`` row) for a module result: phase, mode,
-    progress and ages."""
-    total = row.get("total_pages") or 0
-    done = min(row.get("next_page") or 0, total)
+    progress of the copy and ages.
+
+    The copy commits its progress with each batch, so ``copy_percent`` (heap pages read), ``rows_copied``,
+    ``rows_per_second`` and ``eta_seconds`` are those of the last batch committed (at ``updated_at``), averaged since
+    ``started_at`` (a run resumed after a pause counts the pause). ``rows_total`` is the planner's estimate taken when
+    the copy started (or, for a state row of an older version, extrapolated from the pages read). Offline and attach
+    runs copy in one transaction (or not at all): no copy progress is visible for them.
+    """
+    return dict(
+        table=display_name(row["schema_name"], row["table_name"]),
+        mode=row["mode"],
+        phase=row["phase"],
+        **copy_progress(row),
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        age_seconds=row["age_seconds"],
+        idle_seconds=row["idle_seconds"],
+    )
+
+
+def copy_progress(row: dict[str, Any]) -> dict[str, Any]:
+    """Return ``rows_copied``, ``rows_total``, ``copy_percent``, ``rows_per_second`` and ``eta_seconds`` of a state
+    row (``total_pages``, ``next_page``, ``rows_copied``, ``rows_total``, ``progress_seconds``): None where unknown."""
+    online = row.get("mode") == "online"
+    copying = online and row.get("phase") == "copy"
+    total = int(row.get("total_pages") or 0)
+    done = min(int(row.get("next_page") or 0), total)
+    copied = int(row.get("rows_copied") or 0)
+    seconds = float(row.get("progress_seconds") or 0)
+    rows_total = row.get("rows_total")
+    if rows_total is None and online and done:
+        rows_total = int(round(copied * float(total) / done))
+    if not online:
+        percent = None
+    elif not copying:
+        percent = 100.0  # the copy is over (the pages added since are in the change log)
+    else:
+        percent = round(100.0 * done / total, 1) if total else 0.0
+    measured = copying and done > 0 and seconds > 0
     return {
-        "table": display_name(row["schema_name"], row["table_name"]),
-        "mode": row["mode"],
-        "phase": row["phase"],
-        "rows_copied": row["rows_copied"],
-        "copy_percent": round(100.0 * done / total, 1) if total else None,
-        "started_at": row["started_at"],
-        "updated_at": row["updated_at"],
-        "age_seconds": row["age_seconds"],
-        "idle_seconds": row["idle_seconds"],
+        "rows_copied": copied,
+        "rows_total": rows_total,
+        "copy_percent": percent,
+        "rows_per_second": int(round(copied / seconds)) if measured else None,
+        "eta_seconds": int(round(seconds * (total - done) / done)) if measured else None,
     }
 
 

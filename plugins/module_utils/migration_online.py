@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     build_units,
     post_units,
@@ -13,6 +16,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
+    COPIED,
     REPLAY_KEYS,
     STATE_SCHEMA,
     _AsLiteral,
@@ -24,6 +28,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _replay_steps,
     _state_insert,
     _state_steps,
+    _state_update,
     _verify_block,
     checksum_compare_sql,
     copy_statement,
@@ -33,14 +38,119 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
+    ROW_EXCLUSIVE,
     SHARE_ROW_EXCLUSIVE,
+    RowcountOf,
     Step,
 )
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
 
 try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
+
+
+# an older version's state table has no rows_total: add it, without taking a lock when it is there already
+_STATE_ROWS_TOTAL = (
+    "DO $sgt$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'sigeti_dwh.migration_state'::regclass "
+    "AND attname = 'rows_total' AND NOT attisdropped) THEN "
+    "ALTER TABLE sigeti_dwh.migration_state ADD COLUMN rows_total bigint; END IF; END$sgt$"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyBatches:
+    """How the online copy is cut: ``pages`` heap pages per batch, from ``first_page`` to ``total_pages``."""
+
+    pages: int  # heap pages per batch (about ``batch_rows`` rows)
+    first_page: int
+    total_pages: int
+
+    @property
+    def batches(self) -> int:
+        """Return how many batches are left from ``first_page`` (ceil of the pages left over the batch size)."""
+        return max(0, -(-(self.total_pages - self.first_page) // self.pages))
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """Return the ``[first, last)`` page range of every batch, in order."""
+        return [
+            (p, min(self.total_pages, p + self.pages)) for p in range(self.first_page, self.total_pages, self.pages)
+        ]
+
+
+def copy_batches(ctx: MigrationContext, total_pages: int | None = None, first_page: int = 0) -> CopyBatches:
+    """Cut the copy in batches of about ``batch_rows`` rows, from the table's rows per page (pure).
+
+    ``total_pages`` is the page count the state row took when the capture started (a real run); without it (check
+    mode) the heap size read with the facts: the same when nobody writes in between.
+    """
+    table = ctx.table
+    rows_per_page = max(1.0, (table.get("reltuples") or 0) / float(max(table.get("relpages") or 1, 1)))
+    pages = max(1, int(ctx.options["batch_rows"] / rows_per_page))
+    if total_pages is None:
+        block_size = int((ctx.server.get("settings") or {}).get("block_size") or 8192)
+        total_pages = int(table.get("heap_bytes") or 0) // block_size
+    return CopyBatches(pages=pages, first_page=first_page, total_pages=int(total_pages))
+
+
+def copy_batch_steps(ctx: MigrationContext, first_page: int, last_page: int) -> list[Step]:
+    """One batch of the online copy, the same in check mode and in the run: the rows of heap pages
+    ``[first_page, last_page)`` into the shadow, and the progress, in one transaction (a kill loses at most this
+    batch and never counts it twice)."""
+    names = ctx.names
+    copy = Step(
+        copy_statement(names, ctx.insert_cols, ctx.overriding, first_page, last_page),
+        "copy the rows of heap pages %d to %d of the original (a TID range scan)" % (first_page, last_page - 1),
+        lock=ROW_EXCLUSIVE,
+        targets=[(names["schema"], names["name"]), (names["schema"], names["shadow"])],
+        effect=COPIED,
+    )
+    progress = Step(
+        _state_update(
+            names,
+            next_page=last_page,
+            rows_copied=sql.SQL("rows_copied + {}").format(RowcountOf(copy, "/* rows the batch inserted */ 0")),
+        ),
+        "progress of the copy, committed with its batch",
+    )
+    return [copy, progress]
+
+
+def _rows_total_step(ctx: MigrationContext) -> Step:
+    """The rows to copy, estimated as the planner does (rows per page of the statistics times the pages now)."""
+    estimate = sql.SQL(
+        "(SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN round(c.reltuples / c.relpages * total_pages) "
+        "END FROM pg_class c WHERE c.oid = {})"
+    ).format(sql.Literal(int(ctx.table["oid"])))
+    return Step(_state_update(ctx.names, rows_total=estimate), "estimate the rows to copy, for progress reports")
+
+
+def _copy_phase(ctx: MigrationContext) -> dict[str, Any]:
+    """The copy as it will run: the first batch rendered, how many batches, then the replay ending it."""
+    names = ctx.names
+    batches = copy_batches(ctx)
+    ranges = batches.ranges()
+    replay = _replay_steps(
+        names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, names["shadow"]
+    )
+    return {
+        "name": "copy",
+        "description": "copy %d batch(es) of %d heap pages (about %d rows) without indexes, each in one transaction "
+        "with its progress: the first is shown, the next ones read the next pages up to page %d; then one replay"
+        % (batches.batches, batches.pages, ctx.options["batch_rows"], batches.total_pages),
+        "steps": (copy_batch_steps(ctx, *ranges[0]) if ranges else [])
+        + replay
+        + [Step(_state_update(names, phase="build", step_done=0), "progress")],
+        "batches": {
+            "pages_per_batch": batches.pages,
+            "total_pages": batches.total_pages,
+            "batches": batches.batches,
+            "first_batch_pages": list(ranges[0]) if ranges else None,
+        },
+    }
 
 
 def _capture_steps(ctx):
@@ -117,12 +227,11 @@ def online_phases(ctx):
         _state_steps()
         + shadow_steps(ctx, shadow)
         + _capture_steps(ctx)
-        + [Step(state_insert, "remember the progress of this migration")]
-    )
-    copy_example = Step(
-        copy_statement(names, ctx.insert_cols, ctx.overriding, 0, 1000),
-        "copy one batch of heap pages (repeated: about %d rows per batch); each batch commits with its "
-        "progress" % ctx.options["batch_rows"],
+        + [
+            Step(state_insert, "remember the progress of this migration"),
+            Step(_STATE_ROWS_TOTAL, "the state table of an older version gets the rows_total column"),
+            _rows_total_step(ctx),
+        ]
     )
     replay = _replay_steps(names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, shadow)
     compare = Step(
@@ -138,7 +247,7 @@ def online_phases(ctx):
             "description": "create the partitioned shadow (no indexes), the change log and the capture triggers",
             "steps": prepare,
         },
-        {"name": "copy", "description": "copy in batches of heap pages without indexes", "steps": [copy_example]},
+        _copy_phase(ctx),
         {
             "name": "build",
             "description": "build indexes, keys and foreign keys on the filled partitions",

@@ -31,7 +31,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import 
     validate_layout,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_offline import offline_phases
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import online_phases
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import copy_batches, online_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import migration_names, normalize_options
 
 try:
@@ -62,7 +62,8 @@ class MigrationPlan:
     options: dict | None = None
     estimated_disk_bytes: int = 0
     free_disk_bytes: int | None = None
-    copy: dict | None = None  # the online copy described: batch_rows, rows_estimate, batches_estimate
+    # the online copy described: batch_rows, rows_estimate, pages_per_batch, total_pages, batches_estimate
+    copy: dict | None = None
     attach_range: Any = None  # attach mode: migration_attach.AttachRange(low, high, covered)
     ctx: MigrationContext | None = None
 
@@ -147,6 +148,7 @@ def plan_migration(table, layout, options, server, facts=None):
     else:
         phases = online_phases(ctx)
     reltuples = max(table.get("reltuples") or 0, 0)
+    batches = copy_batches(ctx) if mode == "online" else None
     return MigrationPlan(
         mode=mode,
         display=display,
@@ -166,7 +168,10 @@ def plan_migration(table, layout, options, server, facts=None):
         copy={
             "batch_rows": options["batch_rows"],
             "rows_estimate": int(reltuples),
-            "batches_estimate": 0 if mode != "online" else max(1, int(reltuples // options["batch_rows"]) + 1),
+            "pages_per_batch": batches.pages if batches else None,
+            "total_pages": batches.total_pages if batches else None,
+            # exact when nobody writes before the run: the run cuts the pages it finds when its capture starts
+            "batches_estimate": batches.batches if batches else 0,
         },
         attach_range=attach_range,
         ctx=ctx,
@@ -182,6 +187,8 @@ def render_plan(conn, plan):
         for _label, unit in phase.get("units") or []:
             steps.extend(unit)
         entry["steps"] = [s.describe(conn) for s in steps]
+        if phase.get("batches"):
+            entry["batches"] = phase["batches"]
         phases.append(entry)
     return {
         "mode": plan.mode,

@@ -20,6 +20,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_abandon impor
     abandon_migration,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import read_facts, read_state
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import copy_batch_steps, copy_batches
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
@@ -34,7 +35,6 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _replay_steps,
     _state_update,
     checksum_compare_sql,
-    copy_statement,
     migration_names,
     normalize_options,
     rows_of,
@@ -121,8 +121,15 @@ class _Run:
         info["phase"] = phase
         self.progress(info)
 
-    def execute(self, steps):
-        """Run Steps as one transaction through the Executor (lock_timeout + retries), remembering their SQL."""
+    def execute(self, steps, isolation=None):
+        """Run Steps as one transaction through the Executor (lock_timeout + retries), remembering their SQL.
+
+        Every statement of the migration goes through here: each step's ``rowcount`` and ``rows`` are set once it
+        ran. ``isolation`` (e.g. ``REPEATABLE READ``) is the level of that transaction.
+        """
+        steps = list(steps)
+        if isolation and steps:
+            steps[0].isolation = isolation
         ran = _execute(self.executor, _unit(steps, "sigeti-migration-%d" % next(self._groups)))
         self.queries.extend(ran)
         return ran
@@ -142,70 +149,18 @@ class _Run:
         self.result["swap_seconds"] = round(time.monotonic() - started, 3)
         self.result["swap_attempts"] = self.executor.attempts - attempts
 
-    def direct(self, steps, isolation=None):
-        """Run weak-lock Steps in one transaction on the connection (no strong lock: no retry needed).
-
-        Sets each step's ``rowcount``; returns the rows each step fetched (None for a statement without rows).
-        """
-        conn = self.conn
-        conn.autocommit = False
-        rows = []
-        try:
-            with conn.cursor() as cur:
-                if isolation:
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL %s" % isolation)
-                for step in steps:
-                    text = step.render(conn)
-                    cur.execute(text)
-                    self.queries.append(text)
-                    step.rowcount = cur.rowcount
-                    rows.append(cur.fetchall() if cur.description else None)
-            conn.commit()
-        except BaseException:
-            try:
-                conn.rollback()
-            except Exception:  # the connection may be gone; the server rolls back anyway
-                pass
-            raise
-        return rows
-
     def replay(self, extra=(), isolation=None):
-        """Replay the logged keys into the shadow (plus ``extra`` steps in the same transaction); count them."""
+        """Replay the logged keys into the shadow (plus ``extra`` steps in the same transaction); return how many
+        keys it consumed (the ``extra`` steps keep what they returned in their ``rows``)."""
         plan = self.plan
         names = plan.names
         steps = _replay_steps(
             names, plan.replay_key, plan.ctx.replay_key_types, plan.insert_cols, plan.overriding, names["shadow"]
         )
-        rows = self.direct(steps + list(extra), isolation=isolation)
+        self.execute(steps + list(extra), isolation=isolation)
         consumed = rows_of(steps, REPLAYED)
         self.result["replayed_keys"] += consumed
-        return consumed, rows[len(steps) :]
-
-
-def _copy_batch(run, statement, last_page):
-    """One batch and its progress in one transaction: a kill loses at most this batch, never counts it twice."""
-    conn = run.conn
-    names = run.plan.names
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            text = statement.as_string(conn)
-            cur.execute(text)
-            count = max(cur.rowcount, 0)
-            cur.execute(
-                _state_update(
-                    names, next_page=last_page, rows_copied=sql.SQL("rows_copied + {}").format(sql.Literal(count))
-                ).as_string(conn)
-            )
-        conn.commit()
-    except BaseException:
-        try:
-            conn.rollback()
-        except Exception:  # the connection may be gone; the server rolls back anyway
-            pass
-        raise
-    run.queries.append(text)
-    return count
+        return consumed
 
 
 def _state(conn, names):
@@ -222,11 +177,9 @@ def _verify_online(run):
         ),
         "compare source and shadow per partition",
     )
-    _consumed, (table, _state_row) = run.replay(
-        [compare, Step(_state_update(names, phase="swap"), "progress")], isolation="REPEATABLE READ"
-    )
+    run.replay([compare, Step(_state_update(names, phase="swap"), "progress")], isolation="REPEATABLE READ")
     checksums, bad = {}, []
-    for bucket, source_rows, target_rows, source_sum, target_sum in table:
+    for bucket, source_rows, target_rows, source_sum, target_sum in compare.rows:
         checksums[bucket] = {
             "source_rows": source_rows,
             "target_rows": target_rows,
@@ -252,13 +205,12 @@ def _differing_columns(run):
     sums = _join(
         [sql.SQL("sum(hashtextextended(ROW(t.{})::text, 0))::text").format(sql.Identifier(c)) for c in columns]
     )
-    (source,), (shadow,) = run.direct(
-        [
-            Step(sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation)), "column checksums")
-            for relation in (names["name"], names["shadow"])
-        ],
-        isolation="REPEATABLE READ",
-    )
+    source, shadow = [
+        Step(sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation)), "column checksums")
+        for relation in (names["name"], names["shadow"])
+    ]
+    run.execute([source, shadow], isolation="REPEATABLE READ")
+    (source,), (shadow,) = source.rows, shadow.rows
     return [c for c, a, b in zip(columns, source, shadow) if a != b]
 
 
@@ -413,7 +365,9 @@ def _finish_post(conn, executor, table, state, progress):
     run.result["resumed_from"] = "post"
     _run_post(run, state)
     run.result["queries"] = run.queries
-    run.result["renamed_source"] = (state.get("result") or {}).get("renamed_source")
+    stored = state.get("result") or {}
+    run.result.update((k, stored[k]) for k in _STORED_RESULT if k in stored)
+    run.result.setdefault("renamed_source", None)
     return run.result
 
 
@@ -438,9 +392,13 @@ def _drop_stale_run(conn, executor, table, layout, options, server, state, facts
     return state, facts
 
 
-def _store_post(run, post_units, renamed_source, **state_values):
+# what the swap's result says, stored with the post-swap statements so a run resuming at ``post`` says the same
+_STORED_RESULT = ("renamed_source", "attached_partition", "attached_range")
+
+
+def _store_post(run, post_units, **state_values):
     """The step of the swap transaction storing the post-swap statements: a run killed after it resumes exactly."""
-    result_json = json.dumps({"renamed_source": renamed_source})
+    result_json = json.dumps({k: run.result[k] for k in _STORED_RESULT if k in run.result})
     return Step(
         _state_update(
             run.plan.names,
@@ -457,7 +415,6 @@ def _run_in_one_swap(run):
     """Offline (build, copy and swap in one transaction) or attach (check, validate, then the swap); then post."""
     plan, names = run.plan, run.plan.names
     phases = {p["name"]: p for p in plan.phases}
-    stored_source = run.result["renamed_source"]  # the state row keeps the name even in attach mode
     if plan.mode == "attach":
         run.result["renamed_source"] = None
         run.result["attached_partition"] = display_name(names["schema"], names["unpartitioned"])
@@ -471,7 +428,7 @@ def _run_in_one_swap(run):
         _require_valid_indexes(run.conn, names, phases["validate"]["concurrent_indexes"])
         run.result["phases_run"].append("validate")
     name = "offline" if plan.mode == "offline" else "swap"
-    steps = list(phases[name]["steps"]) + [_store_post(run, phases["post"]["units"], stored_source)]
+    steps = list(phases[name]["steps"]) + [_store_post(run, phases["post"]["units"])]
     run.event(name)
     run.timed_swap(steps)
     run.result["phases_run"].append(name)
@@ -507,20 +464,18 @@ def _run_online(run, state):
 
 
 def _online_copy(run, state):
-    """Copy batches of heap pages from ``next_page``, each with its progress, then one replay."""
-    plan, table = run.plan, run.plan.ctx.table
+    """The batch loop: batches of heap pages from ``next_page`` (``copy_batch_steps``, the steps check mode shows),
+    each with its progress in one transaction through the Executor, then one replay."""
+    plan = run.plan
     names = plan.names
-    total = int(state["total_pages"])
-    page = int(state["next_page"])
-    rows_per_page = max(1.0, (table.get("reltuples") or 0) / float(max(table.get("relpages") or 1, 1)))
-    pages = max(1, int(plan.options["batch_rows"] / rows_per_page))
+    batches = copy_batches(plan.ctx, total_pages=int(state["total_pages"]), first_page=int(state["next_page"]))
     copied = int(state["rows_copied"])
-    while page < total:
-        last = min(total, page + pages)
-        run.event("copy", page=page, total_pages=total, rows_copied=copied)
-        copied += _copy_batch(run, copy_statement(names, plan.insert_cols, plan.overriding, page, last), last)
+    for first, last in batches.ranges():
+        run.event("copy", page=first, total_pages=batches.total_pages, rows_copied=copied)
+        steps = copy_batch_steps(plan.ctx, first, last)
+        run.execute(steps)
+        copied += rows_of(steps, COPIED)
         run.result["batches"] += 1
-        page = last
     # a row updated during the copy can move to a later page and be copied twice (old and new version); its
     # key was logged before the later batch read it, so one replay now (before any unique index) removes the
     # duplicate. Pages added after the copy started hold rows inserted since the triggers: the log has them.
@@ -537,7 +492,7 @@ def _online_build(run, units, done):
             continue
         run.event("build", unit=index, units=len(units))
         run.execute_units(unit, {"step_done": index + 1})
-    run.direct([Step(_state_update(run.plan.names, phase="catchup", step_done=0), "progress")])
+    run.execute([Step(_state_update(run.plan.names, phase="catchup", step_done=0), "progress")])
     run.result["phases_run"].append("build")
 
 
@@ -546,7 +501,7 @@ def _online_catchup(run):
     plan = run.plan
     for _round in range(plan.options["replay_rounds"]):
         run.event("catchup", round=_round)
-        consumed, _rows = run.replay()
+        consumed = run.replay()
         if consumed <= plan.options["replay_threshold"]:
             break
     run.event("verify")
@@ -566,9 +521,7 @@ def _online_catchup(run):
 
 def _online_swap(run, phases):
     """The swap transaction (see ``migration_swap``), storing the post-swap statements in the same commit."""
-    swap_steps = list(phases["swap"]["steps"]) + [
-        _store_post(run, phases["post"]["units"], run.result["renamed_source"], phase="post")
-    ]
+    swap_steps = list(phases["swap"]["steps"]) + [_store_post(run, phases["post"]["units"], phase="post")]
     run.event("swap")
     run.timed_swap(swap_steps)
     run.result["phases_run"].append("swap")

@@ -12,7 +12,10 @@ Execution rules:
   next ones are autocommit steps of the same group: those run one after another and are retried together (a
   cancelled ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index that the retry must drop before building again);
 - every statement runs under the session's ``lock_timeout``; a transaction that hits it (or a deadlock) is
-  rolled back and retried with a growing delay, then the executor gives up naming who holds the lock.
+  rolled back and retried with a growing delay, then the executor gives up naming who holds the lock;
+- the first step of a unit may ask for an ``isolation`` level (a verification compares two tables in one
+  REPEATABLE READ snapshot); a step's ``rowcount`` and ``rows`` (what it returned) are set once it ran, and a later
+  step of the same transaction can embed an earlier one's row count (``RowcountOf``: a copy batch and its progress).
 """
 
 from __future__ import annotations
@@ -32,8 +35,12 @@ if TYPE_CHECKING:  # names used in annotations only
 try:
     import psycopg2
     import psycopg2.extensions
+    from psycopg2 import sql as _sql
+
+    _Composable = _sql.Composable
 except ImportError:  # reported by the connection layer
     psycopg2 = None
+    _Composable = object
 
 # Lock names, as PostgreSQL's documentation spells them, for the plan output.
 ACCESS_SHARE = "ACCESS SHARE"
@@ -44,6 +51,7 @@ SHARE_ROW_EXCLUSIVE = "SHARE ROW EXCLUSIVE"
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
 
 _RETRYABLE = ("55P03", "40P01")  # lock_not_available, deadlock_detected
+ISOLATION_LEVELS = ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
 
 BLOCKERS_QUERY = """
 SELECT DISTINCT l.pid, a.usename::text, a.state, left(a.query, 200) AS query,
@@ -105,7 +113,10 @@ class Step:
         params: Sequence[Any] | dict[str, Any] | None = None,
         effect: tuple[str, str] | None = None,
         snapshot_wait: bool = False,
+        isolation: str | None = None,
     ) -> None:
+        if isolation is not None and isolation not in ISOLATION_LEVELS:
+            raise ValueError("isolation must be one of %s, not %r" % (", ".join(ISOLATION_LEVELS), isolation))
         self.sql = sql
         self.reason = reason
         self.lock = lock
@@ -114,10 +125,13 @@ class Step:
         self.transactional = transactional
         self.params = params
         self.rowcount: int | None = None  # rows the statement touched, once run
+        self.rows: list[tuple] | None = None  # rows the statement returned, once run (None: it returns none)
         # what the step achieves, for the module result once it committed: e.g. ("created", "fait_2026")
         self.effect = effect
         # the statement also waits for older snapshots (CREATE INDEX CONCURRENTLY), not only for locks
         self.snapshot_wait = snapshot_wait
+        # the isolation level of the transaction this step starts (only read on the first step of a unit)
+        self.isolation = isolation
 
     def render(self, conn: Connection) -> str:
         """Return the statement as the exact text the server receives."""
@@ -133,6 +147,24 @@ class Step:
     def describe(self, conn: Connection) -> dict[str, str | None]:
         """Return a dict for the module result: the SQL, its reason and its lock."""
         return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
+
+
+class RowcountOf(_Composable):
+    """The row count of an earlier ``step`` of the same transaction, rendered when the Executor reaches the step
+    embedding it (the Executor renders each statement just before sending it).
+
+    Before ``step`` ran (check mode) it renders as ``placeholder``, e.g. ``/* rows the batch inserted */``.
+    """
+
+    def __init__(self, step: Step, placeholder: str) -> None:
+        super().__init__(step)
+        self.step = step
+        self.placeholder = placeholder
+
+    def as_string(self, context: Any) -> str:
+        if self.step.rowcount is None:
+            return self.placeholder
+        return str(max(int(self.step.rowcount), 0))
 
 
 class Plan:
@@ -302,13 +334,18 @@ class Executor:
             if self.conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
                 self.conn.commit()  # close the caller's read transaction: VACUUM refuses to run inside one
             self.conn.autocommit = True
+        elif unit[0].isolation and self.conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            self.conn.commit()  # SET TRANSACTION must come first: close the caller's read transaction
         texts = []
         try:
             with self.conn.cursor() as cur:
+                if unit[0].isolation and not autocommit:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL %s" % unit[0].isolation)
                 for step in unit:
                     text = step.render(self.conn)
                     cur.execute(text)
                     step.rowcount = cur.rowcount
+                    step.rows = cur.fetchall() if cur.description else None
                     texts.append(text)
             if not autocommit:
                 self.conn.commit()
