@@ -20,7 +20,8 @@ Where things are:
                             (``_refuse_*``), raised before any change, in the order ``plan_migration`` meets them.
 ``migration_plan.py``       ``plan_migration``: the checks, the ``MigrationContext`` built once, the mode's phases;
                             ``render_plan`` / ``plan_queries`` for check mode.
-``migration_online.py``     the phases of ``online`` (``online_phases``) and its capture triggers.
+``migration_online.py``     the phases of ``online`` (``online_phases``) and its capture triggers; the copy batch
+                            (``copy_batch_steps``) and its cutting (``copy_batches``), shared by check mode and run.
 ``migration_offline.py``    the phases of ``offline`` (``offline_phases``): one transaction, writes blocked.
 ``migration_attach.py``     the phases of ``attach`` (``attach_phases``): range CHECK, validation, ATTACH PARTITION.
 ``migration_build.py``      what every mode builds: ``MigrationContext``, the partitioned shadow (``shadow_steps``),
@@ -34,7 +35,8 @@ Where things are:
                             (``copy_statement``), the replay, state-row updates, the effect marks ``COPIED`` and
                             ``REPLAYED`` the runner counts rows by.
 ``migration_run.py``        the runner: ``run_migration`` / ``_run_migration``; **resume** below; ``_run_online``
-                            (``_online_copy``, ``_online_build``, ``_online_catchup``, ``_online_swap``),
+                            (``_online_copy``: **the batch loop**, ``_online_build``, ``_online_catchup``,
+                            ``_online_swap``),
                             ``_run_in_one_swap`` (offline, attach), ``_run_post``.
 ``migration_abandon.py``    ``read_leftovers``, ``plan_abandon``, ``describe_leftovers``, ``abandon_migration``.
 ==========================  =========================================================================================
@@ -44,8 +46,9 @@ Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.mig
 ``prepare``  one transaction: the partitioned shadow ``<table>_sgt_new`` and its partitions (no indexes), a
              change log ``sigeti_dwh.mig_log_<oid>``, statement-level capture triggers on the original (a short
              SHARE ROW EXCLUSIVE lock, through the Executor) and the state row with the page count to copy.
-``copy``     batches of heap pages (TID range scans, no index needed), each batch and its progress in one
-             transaction: a killed run loses at most the batch in flight.
+``copy``     batches of heap pages (TID range scans, no index needed), each batch and its progress (rows copied,
+             next page) in one transaction: a killed run loses at most the batch in flight. ``table_info`` shows
+             that progress (``inflight.describe``).
 ``build``    indexes, primary key, unique constraints and foreign keys on the filled shadow (loading first and
              indexing after is ~3x faster than loading into indexed partitions), one transaction each.
 ``catchup``  replay the logged keys (delete them from the shadow, copy them again from the original) until the
@@ -66,6 +69,9 @@ state row of another table oid, or of another mode, abandons the half-done run (
 new plan validated). Otherwise the plan is made again and ``_run_online`` continues at the phase: ``copy`` from
 ``next_page``, ``build`` from ``step_done``, ``catchup``/``swap`` replay and verify again. A run that fails before its swap for a cause that
 will repeat is abandoned (``_abandon_after_failure``); a transient failure keeps its progress.
+
+Every statement (batches, replays and verification included) runs through ``plan.Executor``: one
+``lock_timeout`` and retry policy, one message naming the blocker.
 
 A run killed at any moment leaves the original in use: before the swap it is only read (plus the capture
 triggers), and the swap is one transaction.

@@ -7,6 +7,7 @@ import psycopg2
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import _state_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Step
 from tests.integration.test_migration import NOTHING_LEFT, _one, checksum, leftovers, make_fact
 from tests.integration.test_migration_resume import _driver
@@ -186,3 +187,22 @@ def test_executor_runs_a_unit_at_its_isolation_level_and_keeps_what_steps_return
     plain = Step("SHOW transaction_isolation", "default level")
     Executor(conn).run([plain])
     assert plain.rows == [("read committed",)]
+
+
+def test_a_state_row_of_an_older_version_without_rows_total_is_reported(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA s")
+        cur.execute("CREATE TABLE s.fait (id int)")
+        for step in _state_steps():  # the state table as an older version created it: no rows_total
+            cur.execute(step.render(conn))
+        assert _one(
+            conn,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+            ("sigeti_dwh.migration_state", "rows_total"),
+        ) == (0,)
+        cur.execute(
+            "INSERT INTO sigeti_dwh.migration_state (schema_name, table_name, source_oid, mode, phase, total_pages, "
+            "next_page, rows_copied) VALUES ('s', 'fait', 's.fait'::regclass, 'online', 'copy', 10, 5, 500)"
+        )
+    migration = _table_info(pg_server, db)
+    assert migration["rows_total"] == 1000 and migration["copy_percent"] == 50.0 and migration["rows_copied"] == 500
