@@ -388,7 +388,11 @@ MIGRATIONS_QUERY = """
 SELECT schema_name, table_name, mode, phase, rows_copied, next_page, total_pages,
        (to_jsonb(m) ->> 'rows_total')::bigint AS rows_total,  -- a state table of an older version has none
        started_at::text, updated_at::text,
-       extract(epoch FROM updated_at - started_at)::float8 AS progress_seconds,
+       -- the copy of the current run (a resumed run notes where it started in result: the pause is not counted)
+       extract(epoch FROM updated_at - coalesce((result ->> 'copy_since')::timestamptz, started_at))::float8
+         AS progress_seconds,
+       coalesce((result ->> 'copy_since_page')::bigint, 0) AS since_page,
+       coalesce((result ->> 'copy_since_rows')::bigint, 0) AS since_rows,
        extract(epoch FROM clock_timestamp() - started_at)::bigint AS age_seconds,
        extract(epoch FROM clock_timestamp() - updated_at)::bigint AS idle_seconds
 FROM sigeti_dwh.migration_state m

@@ -20,8 +20,8 @@ def describe(row: dict[str, Any]) -> dict[str, Any]:
     progress of the copy and ages.
 
     The copy commits its progress with each batch, so ``copy_percent`` (heap pages read), ``rows_copied``,
-    ``rows_per_second`` and ``eta_seconds`` are those of the last batch committed (at ``updated_at``), averaged since
-    ``started_at`` (a run resumed after a pause counts the pause). ``rows_total`` is the planner's estimate taken when
+    ``rows_per_second`` and ``eta_seconds`` are those of the last batch committed (at ``updated_at``); the rate is
+    the one of the run copying (a run resumed after a kill is measured from its own start). ``rows_total`` is the planner's estimate taken when
     the copy started (or, for a state row of an older version, extrapolated from the pages read). Offline and attach
     runs copy in one transaction (or not at all): no copy progress is visible for them.
     """
@@ -39,7 +39,8 @@ def describe(row: dict[str, Any]) -> dict[str, Any]:
 
 def copy_progress(row: dict[str, Any]) -> dict[str, Any]:
     """Return ``rows_copied``, ``rows_total``, ``copy_percent``, ``rows_per_second`` and ``eta_seconds`` of a state
-    row (``total_pages``, ``next_page``, ``rows_copied``, ``rows_total``, ``progress_seconds``): None where unknown."""
+    row (``total_pages``, ``next_page``, ``rows_copied``, ``rows_total``; ``progress_seconds`` since this run's copy
+    started at ``since_page`` with ``since_rows`` copied): None where unknown."""
     online = row.get("mode") == "online"
     copying = online and row.get("phase") == "copy"
     total = int(row.get("total_pages") or 0)
@@ -55,13 +56,15 @@ def copy_progress(row: dict[str, Any]) -> dict[str, Any]:
         percent = 100.0  # the copy is over (the pages added since are in the change log)
     else:
         percent = round(100.0 * done / total, 1) if total else 0.0
-    measured = copying and done > 0 and seconds > 0
+    since_page = min(int(row.get("since_page") or 0), done)
+    since_rows = min(int(row.get("since_rows") or 0), copied)
+    measured = copying and done > since_page and seconds > 0
     return {
         "rows_copied": copied,
         "rows_total": rows_total,
         "copy_percent": percent,
-        "rows_per_second": int(round(copied / seconds)) if measured else None,
-        "eta_seconds": int(round(seconds * (total - done) / done)) if measured else None,
+        "rows_per_second": int(round((copied - since_rows) / seconds)) if measured else None,
+        "eta_seconds": int(round(seconds * (total - done) / (done - since_page))) if measured else None,
     }
 
 

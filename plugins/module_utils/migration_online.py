@@ -119,6 +119,21 @@ def copy_batch_steps(ctx: MigrationContext, first_page: int, last_page: int) -> 
     return [copy, progress]
 
 
+def copy_start_step(ctx: MigrationContext) -> Step:
+    """Where this run's copy starts (time, page, rows), so the rate and ETA shown while it runs do not count the
+    pause of a run killed and resumed later. Kept in ``result`` (unused until the swap stores its result there)."""
+    return Step(
+        _state_update(
+            ctx.names,
+            result=sql.SQL(
+                "jsonb_build_object('copy_since', clock_timestamp(), 'copy_since_page', next_page, "
+                "'copy_since_rows', rows_copied)"
+            ),
+        ),
+        "the copy rate is measured from here",
+    )
+
+
 def _rows_total_step(ctx: MigrationContext) -> Step:
     """The rows to copy, estimated as the planner does (rows per page of the statistics times the pages now)."""
     estimate = sql.SQL(
@@ -141,7 +156,8 @@ def _copy_phase(ctx: MigrationContext) -> dict[str, Any]:
         "description": "copy %d batch(es) of %d heap pages (about %d rows) without indexes, each in one transaction "
         "with its progress: the first is shown, the next ones read the next pages up to page %d; then one replay"
         % (batches.batches, batches.pages, ctx.options["batch_rows"], batches.total_pages),
-        "steps": (copy_batch_steps(ctx, *ranges[0]) if ranges else [])
+        "steps": [copy_start_step(ctx)]
+        + (copy_batch_steps(ctx, *ranges[0]) if ranges else [])
         + replay
         + [Step(_state_update(names, phase="build", step_done=0), "progress")],
         "batches": {

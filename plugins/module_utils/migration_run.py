@@ -20,7 +20,11 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_abandon impor
     abandon_migration,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import read_facts, read_state
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import copy_batch_steps, copy_batches
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import (
+    copy_batch_steps,
+    copy_batches,
+    copy_start_step,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
@@ -470,6 +474,7 @@ def _online_copy(run, state):
     names = plan.names
     batches = copy_batches(plan.ctx, total_pages=int(state["total_pages"]), first_page=int(state["next_page"]))
     copied = int(state["rows_copied"])
+    run.execute([copy_start_step(plan.ctx)])
     for first, last in batches.ranges():
         run.event("copy", page=first, total_pages=batches.total_pages, rows_copied=copied)
         steps = copy_batch_steps(plan.ctx, first, last)

@@ -156,7 +156,7 @@ tables:
         rows_copied: {description: 'Rows copied so far (committed with each batch of the online copy).', type: int}
         rows_total: {description: 'Rows to copy, estimated from the statistics when the copy started (null when unknown).', type: int}
         copy_percent: {description: 'Share of the heap pages copied by an online migration (100 after its copy, null for offline and attach).', type: float}
-        rows_per_second: {description: 'Copy rate since the start, as of the last batch committed (null outside the online copy).', type: int}
+        rows_per_second: {description: 'Copy rate of the run copying, as of the last batch committed (null outside the online copy).', type: int}
         eta_seconds: {description: 'Seconds of copy left at that rate, as of the last batch committed (null outside the online copy).', type: int}
         started_at: {description: When it started., type: str}
         updated_at: {description: When its state last changed., type: str}

@@ -26,7 +26,8 @@ def test_check_mode_shows_the_batch_statement_and_count_the_run_executes(conn):
     batches = copy["batches"]
     assert batches["batches"] > 1 and batches["batches"] == plan["copy"]["batches_estimate"]
     assert batches["batches"] == -(-batches["total_pages"] // batches["pages_per_batch"])
-    first, progress = copy["steps"][0]["sql"], copy["steps"][1]["sql"]
+    start, first, progress = (step["sql"] for step in copy["steps"][:3])
+    assert "copy_since" in start, "the run notes where its copy starts, for the rate"
     assert first.startswith('INSERT INTO "s"."fait_sgt_new"') and "ctid >= '(0,0)'::tid" in first, first
     assert "ctid < '(%d,0)'::tid" % batches["pages_per_batch"] in first
     assert '"rows_copied" = rows_copied + /* rows the batch inserted */ 0' in progress, progress

@@ -93,3 +93,11 @@ def test_progress_of_an_older_state_row_extrapolates_the_total():
 def test_offline_and_attach_show_no_copy_progress():
     shown = copy_progress(_row(mode="offline", phase="post", next_page=0, rows_copied=0))
     assert shown["copy_percent"] is None and shown["rows_total"] == 20000 and shown["eta_seconds"] is None
+
+
+def test_a_resumed_copy_is_measured_from_its_own_start():
+    # 50 pages and 5000 rows copied before the kill; this run copied 50 pages, 5000 rows in 10 s
+    shown = copy_progress(_row(next_page=100, rows_copied=10000, since_page=50, since_rows=5000))
+    assert shown["rows_per_second"] == 500 and shown["eta_seconds"] == 20 and shown["copy_percent"] == 50.0
+    # resumed, no batch committed yet: no rate
+    assert copy_progress(_row(since_page=50, since_rows=5000, progress_seconds=0.0))["rows_per_second"] is None
