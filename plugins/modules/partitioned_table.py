@@ -236,7 +236,8 @@ migration:
     - When a plain table was migrated, what happened - phases run, rows copied, batches, replayed keys, per-partition
       source and target row counts and checksums, the name the original was renamed to, rows sent to the default
       partition and how long writers were blocked by the swap. In check mode, the phases with their SQL and the
-      estimated disk need.
+      estimated disk need; the online copy shows its first batch as it will run and, in C(batches), how many
+      batches the run executes.
     - With O(migrate=abandon), C(abandoned) lists what was removed (or would be, in check mode).
   returned: when O(name) was a plain table
   type: dict

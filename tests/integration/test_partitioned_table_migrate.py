@@ -28,6 +28,7 @@ def test_migrate_online_then_maintain_idempotently(pg_server, db, conn):
     check = run_module("partitioned_table", _args(pg_server, db), check_mode=True)
     assert not check.get("failed"), check
     assert check["changed"] and check["queries"] and check["migration"]["phases"]
+    announced = next(p for p in check["migration"]["phases"] if p["phase"] == "copy")["batches"]["batches"]
     with conn.cursor() as cur:
         cur.execute("SELECT relkind FROM pg_class WHERE oid = 'dwh_facts.fait_attributions'::regclass")
         assert cur.fetchone()[0] == "r", "check mode must not change the table"
@@ -35,6 +36,7 @@ def test_migrate_online_then_maintain_idempotently(pg_server, db, conn):
     result = run_module("partitioned_table", _args(pg_server, db))
     assert not result.get("failed"), result["msg"]
     assert result["changed"] and result["migration"]["rows_copied"] > 0
+    assert result["migration"]["batches"] == announced, "check mode announced the batches the run executes"
     names = [p["name"] for p in result["partitions"]]
     assert "fait_attributions_2020" in names and "fait_attributions_default" in names
     with conn.cursor() as cur:
