@@ -166,16 +166,26 @@ def cluster_processes(data_dirs):
     return found
 
 
+def new_server(settings):
+    """A durable throwaway server (common.durable_server's settings plus ``settings``), not started yet: the fleet
+    holds it before it starts, so an interrupted start is stopped and removed too."""
+    conf = dict(common.DURABLE, **settings)
+    common.collections_path()  # makes ansible_collections.sigeti.dwh importable for the scripts
+    from tests.support.pgserver import PostgresServer
+
+    return PostgresServer(bin_dir=common.pick_bin_dir(), settings=conf)
+
+
 class Fleet:
     """``count`` throwaway servers, started one after the other; all stopped on exit, also when a start fails.
 
     ``leftover`` holds, after exit, the pids of any process of their clusters still running (the test and
     :func:`main` fail on it)."""
 
-    def __init__(self, count, settings=None, start=common.durable_server, log=print):
+    def __init__(self, count, settings=None, make=new_server, log=print):
         self.count = count
         self.settings = dict(SERVER_SETTINGS, **(settings or {}))
-        self.start = start
+        self.make = make
         self.log = log
         self.servers = []
         self.data_dirs = []
@@ -184,14 +194,16 @@ class Fleet:
     def __enter__(self):
         try:
             for number in range(self.count):
-                server = self.start(self.settings)
+                server = self.make(self.settings)
                 self.servers.append(server)
                 self.data_dirs.append(server.data_dir)
+                server.start()
+                server.wait_ready()
                 self.log("  server %d/%d on port %d, data %s" % (number + 1, self.count, server.port, server.data_dir))
         except BaseException:
             self.stop()
             raise
-        return self.servers
+        return list(self.servers)
 
     def __exit__(self, *_exc):
         self.stop()

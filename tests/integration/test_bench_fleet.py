@@ -32,20 +32,21 @@ def test_fleet_starts_servers_and_stops_every_process():
 
 
 def test_a_failed_start_stops_the_servers_already_started():
-    calls = []
+    made = []
 
-    def start(settings):
-        calls.append(settings)
-        if len(calls) == 3:
-            raise RuntimeError("third server refused to start")
-        return common.durable_server(settings)
+    def make(settings):
+        made.append(settings)
+        if len(made) == 3:
+            settings = dict(settings, shared_buffers="1kB")  # below PostgreSQL's minimum: pg_ctl start fails
+        return fleet.new_server(settings)
 
-    pool = fleet.Fleet(4, start=start, log=lambda _line: None)
-    with pytest.raises(RuntimeError, match="third server"), pool:
+    pool = fleet.Fleet(4, make=make, log=lambda _line: None)
+    with pytest.raises(RuntimeError, match="pg_ctl"), pool:
         pytest.fail("the body must not run when a start failed")
-    assert len(pool.data_dirs) == 2
+    assert len(made) == 3 and len(pool.data_dirs) == 3
     assert pool.leftover == []
     assert fleet.cluster_processes(pool.data_dirs) == []
+    assert not any(os.path.exists(path) for path in pool.data_dirs)
 
 
 def test_sigterm_stops_every_server_of_the_script():
