@@ -41,23 +41,20 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = ANY(%(oids)s::oid[])
 """
 
-# pg_stats read once for all the relations and grouped: the view checks column privileges row by row, so a read
-# per relation cost 0.3 ms each (150 ms for 500 partitions, issue 20).
+# pg_stats checks column privileges row by row and cannot be joined to a list of relations without reading all
+# of it (100 ms on a 500-partition database, even for one table): one indexed lookup per relation instead, asked
+# only for the leaves whose bloat is estimated (about 0.3 ms each).
 BLOAT_ESTIMATE_INPUTS_QUERY = """
-WITH rel AS (
-    SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.oid = ANY(%(oids)s::oid[])
-), st AS (
-    SELECT s.schemaname, s.tablename, sum((1 - s.null_frac) * s.avg_width)::float8 AS data_width,
-           count(*) AS stats_columns, bool_or(s.null_frac > 0) AS has_nulls
-    FROM pg_stats s JOIN rel ON s.schemaname = rel.nspname AND s.tablename = rel.relname
-    WHERE NOT s.inherited
-    GROUP BY s.schemaname, s.tablename
-)
-SELECT rel.oid, st.data_width, COALESCE(st.stats_columns, 0) AS stats_columns, st.has_nulls,
-       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped)
+SELECT c.oid, st.data_width, COALESCE(st.stats_columns, 0) AS stats_columns, st.has_nulls,
+       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
          AS columns
-FROM rel LEFT JOIN st ON st.schemaname = rel.nspname AND st.tablename = rel.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN LATERAL (
+    SELECT sum((1 - s.null_frac) * s.avg_width)::float8 AS data_width, count(*) AS stats_columns,
+           bool_or(s.null_frac > 0) AS has_nulls
+    FROM pg_stats s WHERE s.schemaname = n.nspname AND s.tablename = c.relname AND NOT s.inherited
+) st ON true
+WHERE c.oid = ANY(%(oids)s::oid[])
 """
 
 EXTENSION_QUERY = """
