@@ -9,7 +9,7 @@ partition bounds parsed into typed values (int, datetime.date, datetime.datetime
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 # The reads of each concern live in their own file; these names stay reachable as catalog.<name>.
 from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import (  # noqa: F401  # pylint: disable=unused-import
@@ -39,13 +39,14 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_partitions impo
     resolve_types,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_reads import (
+    NO_JIT,
     dict_cursor,
     end_read,
-    fetch_all,
     fetch_one,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_vacuum import (  # noqa: F401  # pylint: disable=unused-import
     approx_bloat,
+    bloat_estimate_inputs,
     extensions_info,
     maintenance_counts,
     newest_row_ages,
@@ -71,27 +72,84 @@ COMPRESSION_NAMES = {"": "default", "p": "pglz", "l": "lz4"}
 # Queries
 # ---------------------------------------------------------------------------------------------
 
-RELATIONS_QUERY = """
-WITH wanted AS (
-    SELECT w.ord, w.schema_name, w.rel_name, c.oid
+# One query family for a table's whole tree, root first then level by level: ``read_tables`` (every fact, sizes
+# and statistics) and ``read_partition_set`` (what partition maintenance needs, nothing that opens a table) add
+# their own columns ({columns}) and joins ({joins}) to it.
+# pg_inherits rather than pg_partition_tree(): that function takes ACCESS SHARE on every partition, and the
+# planner counts 1,000 rows per call, which made a read over 500 partitions look costly enough to be compiled
+# by JIT (see catalog_reads.NO_JIT). Like pg_partition_tree(), it descends only through partitioned tables (a
+# plain table's inheritance children are not its partitions) and gives a partition asked for directly its parent.
+TREE_QUERY = """
+WITH RECURSIVE wanted AS (
+    SELECT w.ord, w.schema_name, w.rel_name, c.oid, c.relkind, c.relispartition
     FROM unnest(%(schemas)s::text[], %(names)s::text[]) WITH ORDINALITY AS w(schema_name, rel_name, ord)
     LEFT JOIN pg_namespace n ON n.nspname = w.schema_name
     LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name AND c.relkind IN ('r', 'p')
+), tree(ord, oid, parent_oid, level, relkind) AS (
+    SELECT w.ord, w.oid,
+           CASE WHEN w.relispartition THEN (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = w.oid) END, 0,
+           w.relkind
+    FROM wanted w WHERE w.oid IS NOT NULL
+    UNION ALL
+    -- OFFSET 0 keeps the lookup of each parent's children an index scan: joined, the planner's estimate of a few
+    -- rows made it rescan the level for every row of pg_inherits (80 ms a level with 1,000 partitions)
+    SELECT t.ord, k.inhrelid, t.oid, t.level + 1, k.relkind
+    FROM tree t CROSS JOIN LATERAL (
+        SELECT i.inhrelid, c.relkind FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = t.oid OFFSET 0
+    ) k
+    WHERE t.relkind = 'p'
 )
-SELECT w.ord, w.schema_name AS wanted_schema, w.rel_name AS wanted_name,
-       t.relid::oid AS oid, t.parentrelid::oid AS parent_oid, t.isleaf, t.level,
-       n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS relkind, c.relispartition,
-       pg_get_expr(c.relpartbound, c.oid) AS bound_expr,
-       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key_def,
-       pt.partstrat::text AS strategy,
-       ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o) AS key_columns,
-       ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o) AS key_types,
-       pt.partexprs IS NOT NULL AS key_has_expressions,
+SELECT w.ord, t.oid, t.parent_oid, t.level, n.nspname::text AS schema, c.relname::text AS name,
+       c.relkind::text AS relkind,
+       -- bounds hold no column reference: pg_get_expr(..., 0) deparses them without opening each partition
+       pg_get_expr(c.relpartbound, 0) AS bound_expr,
+       c.reloptions, tc.reloptions AS toast_reloptions, NULLIF(c.reltoastrelid, 0)::bigint AS toast_oid,
+       {columns}
+FROM wanted w
+LEFT JOIN tree t ON t.ord = w.ord
+LEFT JOIN pg_class c ON c.oid = t.oid
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
+{joins}
+ORDER BY w.ord, t.level, n.nspname, c.relname
+"""
+
+# The partition key of a partitioned relation as one JSON object; {definition} is the key's text.
+PARTITION_KEY_JSON = """(
+    SELECT json_build_object(
+        'definition', {definition},
+        'strategy', pt.partstrat::text,
+        'has_expressions', pt.partexprs IS NOT NULL,
+        'columns', ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o),
+        'types', ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o))
+    FROM pg_partitioned_table pt WHERE pt.partrelid = c.oid)"""
+
+# Not pg_get_partkeydef(), which takes ACCESS SHARE on the table (check mode must not wait on it): the key's
+# columns, an expression written as such.
+PARTITION_KEY_TEXT = """CASE pt.partstrat WHEN 'r' THEN 'RANGE' WHEN 'l' THEN 'LIST' ELSE 'HASH' END || ' ('
+            || (SELECT string_agg(CASE WHEN k.attnum = 0 THEN '(expression)' ELSE quote_ident(a.attname) END,
+                                  ', ' ORDER BY k.o)
+                FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) || ')'"""
+
+
+def tree_query(columns: str, joins: str = "") -> str:
+    """``TREE_QUERY`` with a reader's own columns (SQL text of this file, never user input) and joins."""
+    return TREE_QUERY.replace("{columns}", columns).replace("{joins}", joins)
+
+
+# Sizes and statistics: the size functions take ACCESS SHARE on each relation (the figures promise bytes, which
+# pg_class.relpages * block size is not), so this read waits behind an ACCESS EXCLUSIVE lock.
+RELATIONS_QUERY = tree_query(
+    """c.relkind <> 'p' AS isleaf, c.relispartition,
+       CASE WHEN c.relkind = 'p' THEN """
+    + PARTITION_KEY_JSON.replace("{definition}", "pg_get_partkeydef(c.oid)")
+    + """ END AS partition_key,
        pg_get_userbyid(c.relowner)::text AS owner,
        c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
-       c.reloptions, tc.reloptions AS toast_reloptions, c.reltoastrelid::bigint AS toast_oid,
        CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
        CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) ELSE 0 END AS toast_bytes,
        s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze, s.n_ins_since_vacuum,
@@ -100,22 +158,38 @@ SELECT w.ord, w.schema_name AS wanted_schema, w.rel_name AS wanted_name,
        ts.n_live_tup AS toast_n_live_tup, ts.n_dead_tup AS toast_n_dead_tup,
        ts.last_vacuum AS toast_last_vacuum, ts.last_autovacuum AS toast_last_autovacuum,
        tc.reltuples::float8 AS toast_reltuples,
-       obj_description(c.oid, 'pg_class') AS comment
-FROM wanted w
-LEFT JOIN LATERAL (
-    SELECT pt.relid, pt.parentrelid, pt.isleaf, pt.level FROM pg_partition_tree(w.oid) pt
-    UNION ALL  -- pg_partition_tree returns nothing for a plain table
-    SELECT w.oid::regclass, NULL::regclass, true, 0
-    WHERE w.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_partition_tree(w.oid))
-) t ON true
-LEFT JOIN pg_class c ON c.oid = t.relid::oid
-LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
-LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
-LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
-LEFT JOIN pg_stat_all_tables ts ON ts.relid = c.reltoastrelid
-ORDER BY w.ord, t.level, n.nspname, c.relname
-"""
+       obj_description(c.oid, 'pg_class') AS comment""",
+    # LATERAL: the view's condition reaches its grouping key, so each relation costs an index lookup. A plain join
+    # aggregated the whole view, and with the tree's small row estimate the planner did it once per partition
+    # (1.3 s for 1,000 partitions).
+    """LEFT JOIN LATERAL (SELECT * FROM pg_stat_all_tables s WHERE s.relid = c.oid OFFSET 0) s ON true
+LEFT JOIN LATERAL (SELECT * FROM pg_stat_all_tables ts WHERE ts.relid = c.reltoastrelid OFFSET 0) ts ON true""",
+)
+
+# The catalog only: no lock on any table, 1,000 partitions cost a few milliseconds.
+PARTITION_SET_QUERY = tree_query(
+    """ARRAY(SELECT inh.inhparent::bigint FROM pg_index i JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+             WHERE i.indrelid = c.oid) AS index_parents,
+       CASE WHEN t.level = 0 AND c.relkind = 'p' THEN """
+    + PARTITION_KEY_JSON.replace("{definition}", PARTITION_KEY_TEXT)
+    + """ END AS partition_key,
+       CASE WHEN t.level = 0 THEN (
+           SELECT json_agg(json_build_object('name', a.attname::text, 'type', format_type(a.atttypid, a.atttypmod),
+                                             'generated', a.attgenerated::text, 'not_null', a.attnotnull) ORDER BY a.attnum)
+           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END AS columns,
+       CASE WHEN t.level = 0 THEN (
+           SELECT json_agg(json_build_object('oid', i.indexrelid::bigint, 'name', ic.relname::text, 'schema', n.nspname::text,
+                                             'relkind', ic.relkind::text, 'is_unique', i.indisunique,
+                                             'constraint_name', con.conname::text))
+           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+           WHERE i.indrelid = c.oid) END AS all_indexes,
+       -- per-column statistics targets a leaf carries (-1 / NULL = the default): new partitions copy the newest's
+       CASE WHEN c.relkind = 'r' THEN (
+           SELECT json_object_agg(a.attname, a.attstattarget) FROM pg_attribute a
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND coalesce(a.attstattarget::int, -1) >= 0)
+       END AS stat_targets"""
+)
 
 COLUMNS_QUERY = """
 SELECT a.attrelid AS oid, a.attnum, a.attname::text AS name,
@@ -210,6 +284,52 @@ def requested_tables(
     return unique
 
 
+def _tree_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """The keys every reader of ``TREE_QUERY`` gives a relation of the tree."""
+    key = row["partition_key"]
+    if key:
+        key = dict(key, strategy=STRATEGY_NAMES.get(key["strategy"], key["strategy"]))
+    return {
+        "oid": row["oid"],
+        "parent_oid": row["parent_oid"],
+        "level": row["level"],
+        "schema": row["schema"],
+        "name": row["name"],
+        "relkind": row["relkind"],
+        "bound_expr": row["bound_expr"],
+        "bound": parse_partition_bound(row["bound_expr"]) if row["bound_expr"] else None,
+        "reloptions": parse_options(row["reloptions"]),
+        "toast_reloptions": parse_options(row["toast_reloptions"]),
+        "toast_oid": row["toast_oid"],
+        "partition_key": key,
+    }
+
+
+def _trees(names: Sequence[tuple[str, str]], rows: Iterable[dict[str, Any]], entry: Callable) -> list[dict[str, Any]]:
+    """Group the rows of a ``TREE_QUERY`` read by requested table; return one dict per name, in order.
+
+    A table holds its root's entry plus ``exists``, ``relations`` (every relation of the tree by oid, root
+    included) and ``partitions`` (the tree below the root in level order); a missing one is
+    ``{"schema", "name", "exists": False}``. ``entry(row)`` builds each relation's dict.
+    """
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["ord"], []).append(row)
+    tables = []
+    for position, (schema, name) in enumerate(names, start=1):
+        group = groups.get(position, [])
+        if not group or group[0]["oid"] is None:
+            tables.append({"schema": schema, "name": name, "exists": False})
+            continue
+        entries = [entry(r) for r in group]
+        table = dict(entries[0])
+        table["exists"] = True
+        table["relations"] = {e["oid"]: e for e in entries}
+        table["partitions"] = entries[1:]
+        tables.append(table)
+    return tables
+
+
 def _relation_entry(row):
     stats_keys = (
         "n_live_tup",
@@ -225,48 +345,35 @@ def _relation_entry(row):
         "analyze_count",
         "autoanalyze_count",
     )
-    entry = {
-        "oid": row["oid"],
-        "parent_oid": row["parent_oid"],
-        "schema": row["schema"],
-        "name": row["name"],
-        "relkind": row["relkind"],
-        "is_leaf": row["isleaf"],
-        "level": row["level"],
-        "is_partition": row["relispartition"],
-        "owner": row["owner"],
-        "comment": row["comment"],
-        "reltuples": row["reltuples"],
-        "relpages": row["relpages"],
-        "reloptions": parse_options(row["reloptions"]),
-        "toast_reloptions": parse_options(row["toast_reloptions"]),
-        "toast_oid": row["toast_oid"] or None,
-        "heap_bytes": row["heap_bytes"],
-        "toast_bytes": row["toast_bytes"],
-        "index_bytes": 0,  # summed from the indexes query: cheaper than pg_indexes_size per relation
-        "stats": {k: row[k] for k in stats_keys},
-        "toast_stats": {
-            "n_live_tup": row["toast_n_live_tup"],
-            "n_dead_tup": row["toast_n_dead_tup"],
-            "last_vacuum": row["toast_last_vacuum"],
-            "last_autovacuum": row["toast_last_autovacuum"],
-            "reltuples": row["toast_reltuples"],
-        },
-        "bound_expr": row["bound_expr"],
-        "bound": parse_partition_bound(row["bound_expr"]) if row["bound_expr"] else None,
-        "partition_key": None,
-        "columns": [],
-        "indexes": [],
-    }
-    if row["relkind"] == "p":
-        entry["partition_key"] = {
-            "definition": row["partition_key_def"],
-            "strategy": STRATEGY_NAMES.get(row["strategy"], row["strategy"]),
-            "columns": list(row["key_columns"] or []),
-            "types": list(row["key_types"] or []),
-            "has_expressions": row["key_has_expressions"],
+    entry = _tree_entry(row)
+    entry.update(
+        {
+            "is_leaf": row["isleaf"],
+            "is_partition": row["relispartition"],
+            "owner": row["owner"],
+            "comment": row["comment"],
+            "reltuples": row["reltuples"],
+            "relpages": row["relpages"],
+            "heap_bytes": row["heap_bytes"],
+            "toast_bytes": row["toast_bytes"],
+            "index_bytes": 0,  # summed from the indexes query: cheaper than pg_indexes_size per relation
+            "stats": {k: row[k] for k in stats_keys},
+            "toast_stats": {
+                "n_live_tup": row["toast_n_live_tup"],
+                "n_dead_tup": row["toast_n_dead_tup"],
+                "last_vacuum": row["toast_last_vacuum"],
+                "last_autovacuum": row["toast_last_autovacuum"],
+                "reltuples": row["toast_reltuples"],
+            },
+            "columns": [],
+            "indexes": [],
         }
+    )
     return entry
+
+
+def _names_params(names: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    return {"schemas": [n[0] for n in names], "names": [n[1] for n in names]}
 
 
 def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -275,31 +382,15 @@ def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict
     Four round trips in all. Returns a list (same order as ``names``) of table dicts; a table that
     does not exist has ``exists: False``. Each dict holds the root relation's entry plus
     ``relations`` (every relation of the tree by oid, root included), ``partitions`` (the tree below
-    the root in level order), ``dependents`` and ``columns``/``indexes`` on each relation.
+    the root in level order), ``dependents`` and ``columns``/``indexes`` on each relation. The sizes take
+    ACCESS SHARE on each relation for the length of the first read.
     """
     names = list(names)
+    dependents = {}
     with dict_cursor(conn) as cur:
-        cur.execute(RELATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
-        rows = cur.fetchall()
-        tables = []
-        by_ord = {}
-        for row in rows:
-            by_ord.setdefault(row["ord"], []).append(row)
-        relations = {}
-        dependents = {}
-        for position, (schema, name) in enumerate(names, start=1):
-            group = by_ord.get(position, [])
-            if not group or group[0]["oid"] is None:
-                tables.append({"schema": schema, "name": name, "exists": False})
-                continue
-            entries = [_relation_entry(r) for r in group]
-            for entry in entries:
-                relations[entry["oid"]] = entry
-            root = dict(entries[0])
-            root["exists"] = True
-            root["relations"] = {e["oid"]: e for e in entries}
-            root["partitions"] = entries[1:]
-            tables.append(root)
+        cur.execute(NO_JIT + RELATIONS_QUERY, _names_params(names))
+        tables = _trees(names, cur.fetchall(), _relation_entry)
+        relations = {oid: e for t in tables if t["exists"] for oid, e in t["relations"].items()}
         oids = list(relations)
         if oids:
             cur.execute(COLUMNS_QUERY, {"oids": oids})
@@ -335,6 +426,39 @@ def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict
         table["indexes"] = table["root"]["indexes"]
         _type_bounds(table)
     return tables
+
+
+def _partition_set_entry(row):
+    entry = _tree_entry(row)
+    entry.update(
+        {
+            "is_leaf": row["relkind"] == "r",
+            "indexes": [{"parent_index_oid": p} for p in row["index_parents"] or []],
+            "columns": row["columns"] or [],
+            "all_indexes": row["all_indexes"] or [],
+            "stat_targets": row["stat_targets"] or {},
+        }
+    )
+    return entry
+
+
+def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, Any]:
+    """Read what partition-set maintenance needs, in one round trip and without touching any table file.
+
+    The same tree as ``read_tables`` (one query family) without sizes or statistics: no lock is taken on any
+    partition, and 1,000 partitions cost a few milliseconds. Returns the same shape as ``read_table`` for the
+    keys it has: ``exists, schema, name, oid, relkind, partition_key, columns, indexes, partitions`` (each with
+    ``oid, parent_oid, level, schema, name, relkind, bound_expr, bound, low, high, reloptions,
+    toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``).
+    """
+    with dict_cursor(conn) as cur:
+        cur.execute(NO_JIT + PARTITION_SET_QUERY, _names_params([(schema, name)]))
+        table = _trees([(schema, name)], cur.fetchall(), _partition_set_entry)[0]
+    end_read(conn)
+    if table["exists"]:
+        table["indexes"] = table.pop("all_indexes")
+        _type_bounds(table)
+    return table
 
 
 def _type_bounds(table):
@@ -591,124 +715,3 @@ def row_widths(
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
     rows, avg_width, max_width = fetch_one(conn, query)
     return {"rows_read": rows, "avg_bytes": round(avg_width, 1), "max_bytes": max_width, "sampled": percent is not None}
-
-
-PARTITION_SET_QUERY = """
-WITH root AS (
-    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')
-), tree AS (
-    -- pg_inherits rather than pg_partition_tree(), which takes ACCESS SHARE on every partition; bounds hold no
-    -- column references, so pg_get_expr(..., 0) deparses them without opening each partition (PG 15 does)
-    WITH RECURSIVE walk(oid, parent_oid, level) AS (
-        SELECT root.oid, NULL::oid, 0 FROM root
-        UNION ALL
-        SELECT i.inhrelid, i.inhparent, w.level + 1 FROM walk w JOIN pg_inherits i ON i.inhparent = w.oid
-    )
-    SELECT * FROM walk
-)
-SELECT t.oid, t.parent_oid, t.level, n.nspname::text, c.relname::text, c.relkind::text,
-       pg_get_expr(c.relpartbound, 0), c.reloptions, tc.reloptions, NULLIF(c.reltoastrelid, 0)::bigint,
-       ARRAY(SELECT inh.inhparent::bigint FROM pg_index i JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
-             WHERE i.indrelid = c.oid),
-       CASE WHEN t.level = 0 THEN (
-           SELECT json_build_object(
-               -- not pg_get_partkeydef(), which takes ACCESS SHARE on the table (check mode must not wait on it)
-               'definition', CASE pt.partstrat WHEN 'r' THEN 'RANGE' WHEN 'l' THEN 'LIST' ELSE 'HASH' END || ' ('
-                   || (SELECT string_agg(CASE WHEN k.attnum = 0 THEN '(expression)' ELSE quote_ident(a.attname) END,
-                                         ', ' ORDER BY k.o)
-                       FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
-                       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) || ')',
-               'strategy', pt.partstrat::text,
-               'has_expressions', pt.partexprs IS NOT NULL,
-               'columns', ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
-                                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o),
-               'types', ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
-                              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.o))
-           FROM pg_partitioned_table pt WHERE pt.partrelid = c.oid) END,
-       CASE WHEN t.level = 0 THEN (
-           SELECT json_agg(json_build_object('name', a.attname::text, 'type', format_type(a.atttypid, a.atttypmod),
-                                             'generated', a.attgenerated::text, 'not_null', a.attnotnull) ORDER BY a.attnum)
-           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END,
-       CASE WHEN t.level = 0 THEN (
-           SELECT json_agg(json_build_object('oid', i.indexrelid::bigint, 'name', ic.relname::text, 'schema', n.nspname::text,
-                                             'relkind', ic.relkind::text, 'is_unique', i.indisunique,
-                                             'constraint_name', con.conname::text))
-           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-           LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
-           WHERE i.indrelid = c.oid) END,
-       -- per-column statistics targets a leaf carries (-1 / NULL = the default): new partitions copy the newest's
-       CASE WHEN c.relkind = 'r' THEN (
-           SELECT json_object_agg(a.attname, a.attstattarget) FROM pg_attribute a
-           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND coalesce(a.attstattarget::int, -1) >= 0)
-       END
-FROM tree t
-JOIN pg_class c ON c.oid = t.oid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
-ORDER BY t.level, n.nspname, c.relname
-"""
-
-
-def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, Any]:
-    """Read what partition-set maintenance needs, in one round trip and without touching any table file.
-
-    Unlike ``read_table`` it reads no sizes or statistics: no lock is taken on any partition, and 1,000
-    partitions cost a few milliseconds. Returns the same shape as ``read_table`` for the keys it has:
-    ``exists, schema, name, oid, relkind, partition_key, columns, indexes, partitions`` (each with
-    ``oid, parent_oid, level, schema, name, relkind, bound_expr, bound, low, high, reloptions,
-    toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``).
-    """
-    rows = fetch_all(conn, PARTITION_SET_QUERY, {"schema": schema, "name": name})
-    if not rows:
-        return {"schema": schema, "name": name, "exists": False}
-    entries = []
-    for row in rows:
-        (
-            oid,
-            parent_oid,
-            level,
-            nsp,
-            rel,
-            relkind,
-            bound_expr,
-            reloptions,
-            toast_reloptions,
-            toast_oid,
-            index_parents,
-            key,
-            columns,
-            indexes,
-            stat_targets,
-        ) = row
-        entries.append(
-            {
-                "oid": oid,
-                "parent_oid": parent_oid,
-                "level": level,
-                "schema": nsp,
-                "name": rel,
-                "relkind": relkind,
-                "is_leaf": relkind == "r",
-                "bound_expr": bound_expr,
-                "bound": parse_partition_bound(bound_expr) if bound_expr else None,
-                "reloptions": parse_options(reloptions),
-                "toast_reloptions": parse_options(toast_reloptions),
-                "toast_oid": toast_oid,
-                "indexes": [{"parent_index_oid": p} for p in index_parents or []],
-                "partition_key": None,
-                "columns": columns or [],
-                "all_indexes": indexes or [],
-                "stat_targets": stat_targets or {},
-            }
-        )
-        if key:
-            key["strategy"] = STRATEGY_NAMES.get(key["strategy"], key["strategy"])
-            entries[-1]["partition_key"] = key
-    table = dict(entries[0])
-    table["exists"] = True
-    table["indexes"] = table.pop("all_indexes")
-    table["relations"] = {e["oid"]: e for e in entries}
-    table["partitions"] = entries[1:]
-    _type_bounds(table)
-    return table

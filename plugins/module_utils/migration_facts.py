@@ -21,7 +21,6 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     MAX_NAME,
     STATE_SCHEMA,
     STATE_TABLE,
-    _human_bytes,
     _ident,
     _in_ranges,
     _json_value,
@@ -30,6 +29,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     migration_names,
     normalize_options,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.units import format_bytes
 
 try:
     from psycopg2 import sql
@@ -599,6 +599,6 @@ def _disk_needed(table, facts, mode, display):
         raise InvalidInput(
             "migrating %s needs about %s of free disk (a copy of the table and its indexes) but the "
             "server's data directory has %s free: free space first or use migrate: attach"
-            % (display, _human_bytes(need), _human_bytes(free))
+            % (display, format_bytes(need), format_bytes(free))
         )
     return need, free

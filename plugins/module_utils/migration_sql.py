@@ -120,14 +120,6 @@ def _bound_literal(value):
     return sql.Literal(value)
 
 
-def _human_bytes(value):
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return "%.1f %s" % (value, unit) if unit != "B" else "%d B" % value
-        value /= 1024.0
-    return str(value)
-
-
 def _json_value(value):
     return catalog.json_value(value)
 

@@ -20,6 +20,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     SHARE_UPDATE_EXCLUSIVE,
     Step,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.units import format_bytes, parse_size
 
 try:
     from psycopg2 import sql
@@ -138,10 +139,6 @@ def autovacuum_triggers(
 MODES = ("auto", "always", "never")
 FULL_METHODS = ("auto", "vacuum_full", "pg_repack")
 
-# Units as PostgreSQL's pg_size_bytes() reads them: powers of 1024, case-insensitive.
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|bytes|kb|mb|gb|tb|pb)?\s*$", re.IGNORECASE)
-_SIZE_FACTORS = {None: 1, "b": 1, "bytes": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4, "pb": 1024**5}
-
 # Heap page layout used by the catalog estimate (bufpage.h / htup_details.h).
 PAGE_HEADER_BYTES = 24
 ITEM_POINTER_BYTES = 4
@@ -174,40 +171,6 @@ AUTOVACUUM_OPTIONS = {
 _TOAST_REJECTS = ("autovacuum_analyze_threshold", "autovacuum_analyze_scale_factor")
 _TRUE = ("true", "on", "yes", "1", "t", "y")
 _FALSE = ("false", "off", "no", "0", "f", "n")
-
-
-def parse_size(value: Any, option: str) -> int:
-    """Return bytes from ``100MB``, ``1.5 GB``, ``512kB``, ``0`` or an integer number of bytes.
-
-    Units are powers of 1024, as PostgreSQL's ``pg_size_bytes`` reads them. ``option`` names the module
-    option in the error message.
-    """
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, (int, float)) and value >= 0:
-        return int(value)
-    match = _SIZE.match(str(value)) if value is not None else None
-    if not match:
-        raise InvalidInput(
-            "%s=%r is not a size: write bytes (1048576) or a number with a unit (512kB, 100MB, 2GB, 1TB)"
-            % (option, value)
-        )
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(float(match.group(1)) * _SIZE_FACTORS[unit])
-
-
-def format_bytes(value: float | None) -> str:
-    """Return a byte count rendered the way pg_size_pretty does (for messages and reasons)."""
-    if value is None:
-        return "unknown"
-    value = float(value)
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if abs(value) < 10 * 1024 or unit == "TB":
-            if unit == "bytes":
-                return "%d bytes" % value
-            return "%.1f %s" % (value, unit)
-        value /= 1024.0
-    return "%.1f TB" % value
 
 
 def insert_trigger(

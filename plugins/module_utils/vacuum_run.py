@@ -258,6 +258,9 @@ def measure_bloat(
         else "role %s may not call pgstattuple_approx (grant pg_stat_scan_tables)" % server["current_user"]
     )
     block_size = int(server["settings"].get("block_size") or 8192)
+    # read only for the leaves estimated (pg_stats is the costliest catalog read of a pass over many partitions)
+    for oid, inputs in catalog.bloat_estimate_inputs(conn, [e["oid"] for e in measured]).items():
+        extras[oid].update(inputs)
     for entry in measured:
         estimate = leaf_bloat_estimate(entry, extras[entry["oid"]], block_size)
         if estimate is not None:

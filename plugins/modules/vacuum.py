@@ -186,7 +186,7 @@ tables:
           decisions:
             vacuum: {due: true, reason: "30000 dead rows > vacuum trigger 20050", n_dead_tup: 30000, trigger: 20050}
             analyze: {due: false, reason: "0 rows changed since the last analyze <= analyze trigger 10050"}
-            full: {due: false, reason: "size 7.3 MB < min_size 100.0 MB"}
+            full: {due: false, reason: "size 7.3 MiB < min_size 100.0 MiB"}
           actions:
             - {action: vacuum, sql: "VACUUM \"dwh_facts\".\"fait_factures\"", lock: SHARE UPDATE EXCLUSIVE,
                duration_ms: 52}

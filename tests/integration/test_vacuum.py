@@ -226,7 +226,7 @@ def test_full_refused_on_low_disk_changes_nothing(pg_server, db, conn):
     result = run_module("vacuum", _args(pg_server, db, tables=["dwh.t"], min_size="0", min_free_space="1000TB"))
     assert result.get("failed"), result
     assert "VACUUM FULL refused, nothing was changed" in result["msg"]
-    assert "not enough free disk" in result["msg"] and "free <" in result["msg"] and "1000.0 TB" in result["msg"]
+    assert "not enough free disk" in result["msg"] and "free <" in result["msg"] and "1000.00 TiB" in result["msg"]
     assert result["disk"][0]["free_bytes"] > 0
     assert stats(conn, "dwh.t") == before, "the plain vacuum that was also due must not have run"
 

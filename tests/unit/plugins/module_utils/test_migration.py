@@ -205,7 +205,7 @@ def test_refusals_name_the_object_and_what_to_do():
     assert "fait_2024" in err.value.msg
     with pytest.raises(InvalidInput) as err:
         _plan(facts=_facts(free_bytes=1000))
-    assert "free disk" in err.value.msg
+    assert "free disk" in err.value.msg and "has 1000 bytes free" in err.value.msg  # units.format_bytes
     with pytest.raises(InvalidInput):
         _plan(mode="sideways")
     with pytest.raises(DwhError):
