@@ -14,7 +14,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import (
     json_value,
     tree_totals,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import autovacuum_triggers
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_options import autovacuum_triggers
 
 
 class PeriodsAhead(NamedTuple):

@@ -25,21 +25,27 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import bou
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import (
     Action,
     Gathered,
-    RepackProbe,
-    VacuumOptions,
     all_actions,
     counted_before,
+    report,
+    table_plan,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_decisions import (
     disk_decision,
     leaf_bloat_estimate,
     periods_since_end,
+    rewrite_decision,
+    rewrite_space,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_options import (
+    VacuumOptions,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_repack import (
+    RepackProbe,
     render_command,
     repack_argv,
     repack_availability,
     repack_env,
-    report,
-    rewrite_decision,
-    rewrite_space,
-    table_plan,
 )
 
 if TYPE_CHECKING:  # names used in annotations only

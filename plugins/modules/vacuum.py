@@ -196,7 +196,7 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, vacuum, vacuum_run
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, vacuum_options, vacuum_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -209,11 +209,11 @@ def main():
     argument_spec.update(
         tables={"type": "list", "elements": "str", "default": []},
         schemas={"type": "list", "elements": "str", "default": []},
-        analyze={"type": "str", "choices": list(vacuum.MODES), "default": "auto"},
-        vacuum={"type": "str", "choices": list(vacuum.MODES), "default": "auto"},
+        analyze={"type": "str", "choices": list(vacuum_options.MODES), "default": "auto"},
+        vacuum={"type": "str", "choices": list(vacuum_options.MODES), "default": "auto"},
         freeze_older_than={"type": "int"},
-        full={"type": "str", "choices": list(vacuum.MODES), "default": "auto"},
-        full_method={"type": "str", "choices": list(vacuum.FULL_METHODS), "default": "auto"},
+        full={"type": "str", "choices": list(vacuum_options.MODES), "default": "auto"},
+        full_method={"type": "str", "choices": list(vacuum_options.FULL_METHODS), "default": "auto"},
         bloat_threshold={"type": "float", "default": 0.3},
         min_size={"type": "str", "default": "100MB"},
         autovacuum={"type": "dict"},
@@ -225,7 +225,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
     with module_errors(module, holder):
-        options = vacuum.validate_options(module.params)
+        options = vacuum_options.validate_options(module.params)
         conn, server = open_session(module, holder, module.params["skip_on_standby"])
         names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
         runlock.hold(module, conn, names)

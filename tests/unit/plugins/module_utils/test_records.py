@@ -10,7 +10,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils import (
     plan,
     server_checks,
     table_report,
-    vacuum,
+    vacuum_options,
+    vacuum_repack,
     vacuum_run,
 )
 
@@ -33,8 +34,10 @@ def test_functions_return_their_records():
     free = vacuum_run.filesystem_free(None, None, 5432)
     assert isinstance(free, vacuum_run.FreeSpace)
     assert free.visible is False and free.free_bytes is None
-    ok, reason = vacuum.repack_availability(None, None, None, True, 150000)
-    assert isinstance(vacuum.repack_availability(None, None, None, True, 150000), vacuum.RepackAvailability)
+    ok, reason = vacuum_repack.repack_availability(None, None, None, True, 150000)
+    assert isinstance(
+        vacuum_repack.repack_availability(None, None, None, True, 150000), vacuum_repack.RepackAvailability
+    )
     assert ok is False and "extension is not installed" in reason
 
 
@@ -46,10 +49,10 @@ def test_server_facts_keys_are_the_query_columns():
 
 def test_documented_dict_shapes_match_what_is_built():
     assert set(compression.declared_state({})) == set(compression.DeclaredCompression.__annotations__)
-    options = vacuum.validate_options({})
-    assert set(options) == set(vacuum.VacuumOptions.__required_keys__)
-    assert set(vacuum.VacuumOptions.__optional_keys__) == {"covered_by_parent"}
-    assert set(vacuum.autovacuum_triggers({}, {}, 100)) == set(vacuum.Triggers.__annotations__)
+    options = vacuum_options.validate_options({})
+    assert set(options) == set(vacuum_options.VacuumOptions.__required_keys__)
+    assert set(vacuum_options.VacuumOptions.__optional_keys__) == {"covered_by_parent"}
+    assert set(vacuum_options.autovacuum_triggers({}, {}, 100)) == set(vacuum_options.Triggers.__annotations__)
     retention = partitioning.validate_retention({"keep": 1}, "public.t")
     assert set(retention) == set(partitioning.Retention.__annotations__)
     columns = partitioning.validate_columns(["day date", {"name": "v", "type": "text"}], "day", "public.t")

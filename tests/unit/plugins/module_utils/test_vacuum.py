@@ -7,6 +7,9 @@ import psycopg2.extensions
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum as v
+from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_decisions as vd
+from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_options as vo
+from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_repack as vr
 from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 
@@ -54,10 +57,10 @@ def render(composable):
 
 
 def test_autovacuum_triggers_unchanged():
-    assert v.autovacuum_triggers({}, SETTINGS, 10000) == {"vacuum": 2050, "analyze": 1050, "enabled": True}
-    assert v.autovacuum_triggers({"autovacuum_vacuum_scale_factor": "0.01"}, SETTINGS, -1)["vacuum"] == 50
-    assert v.autovacuum_triggers({"autovacuum_enabled": "false"}, SETTINGS, 0)["enabled"] is False
-    assert v.autovacuum_triggers({}, SETTINGS, 100, toast=True)["analyze"] is None
+    assert vo.autovacuum_triggers({}, SETTINGS, 10000) == {"vacuum": 2050, "analyze": 1050, "enabled": True}
+    assert vo.autovacuum_triggers({"autovacuum_vacuum_scale_factor": "0.01"}, SETTINGS, -1)["vacuum"] == 50
+    assert vo.autovacuum_triggers({"autovacuum_enabled": "false"}, SETTINGS, 0)["enabled"] is False
+    assert vo.autovacuum_triggers({}, SETTINGS, 100, toast=True)["analyze"] is None
 
 
 # --- sizes and option validation ------------------------------------------------------------------
@@ -65,8 +68,8 @@ def test_autovacuum_triggers_unchanged():
 
 def test_sizes_come_from_the_shared_units():
     # parse_size and format_bytes are tested exactly in test_units.py; vacuum reads its options through them
-    assert v.parse_size("100MB", "min_size") == 100 * 1024**2
-    assert v.format_bytes(100 * 1024**2) == "100.0 MiB"
+    assert vo.parse_size("100MB", "min_size") == 100 * 1024**2
+    assert vd.format_bytes(100 * 1024**2) == "100.0 MiB"
 
 
 def _params(**kw):
@@ -88,16 +91,16 @@ def _params(**kw):
 @pytest.mark.parametrize("value", [-0.01, 1.01, "x", None, float("nan")])
 def test_bloat_threshold_out_of_range(value):
     with pytest.raises(InvalidInput, match="bloat_threshold"):
-        v.validate_options(_params(bloat_threshold=value))
+        vo.validate_options(_params(bloat_threshold=value))
 
 
 @pytest.mark.parametrize("value", [0, 0.3, 1])
 def test_bloat_threshold_in_range(value):
-    assert v.validate_options(_params(bloat_threshold=value))["bloat_threshold"] == float(value)
+    assert vo.validate_options(_params(bloat_threshold=value))["bloat_threshold"] == float(value)
 
 
 def test_validate_options_normalizes():
-    out = v.validate_options(
+    out = vo.validate_options(
         _params(
             min_size="1GB",
             min_free_space="10GB",
@@ -135,22 +138,22 @@ def test_validate_options_normalizes():
 )
 def test_validate_options_rejects(bad, match):
     with pytest.raises(InvalidInput, match=match):
-        v.validate_options(_params(**bad))
+        vo.validate_options(_params(**bad))
 
 
 # --- reloptions -----------------------------------------------------------------------------------
 
 
 def test_reloption_changes_sets_resets_and_is_idempotent():
-    declared = v.normalize_reloptions(
+    declared = vo.normalize_reloptions(
         {"autovacuum_vacuum_scale_factor": 0.02, "autovacuum_enabled": None, "toast.autovacuum_vacuum_threshold": 100}
     )
     current = {"autovacuum_enabled": "false", "fillfactor": "90"}
-    to_set, to_reset = v.reloption_changes(current, {}, declared)
+    to_set, to_reset = vo.reloption_changes(current, {}, declared)
     assert to_set == {"autovacuum_vacuum_scale_factor": "0.02", "toast.autovacuum_vacuum_threshold": "100"}
     assert to_reset == ["autovacuum_enabled"]
     after = {"autovacuum_vacuum_scale_factor": "0.02", "fillfactor": "90"}
-    assert v.reloption_changes(after, {"autovacuum_vacuum_threshold": "100"}, declared) == ({}, [])
+    assert vo.reloption_changes(after, {"autovacuum_vacuum_threshold": "100"}, declared) == ({}, [])
 
 
 @pytest.mark.parametrize(
@@ -167,11 +170,11 @@ def test_reloption_changes_sets_resets_and_is_idempotent():
     ],
 )
 def test_same_value(current, wanted, same):
-    assert v._same_value(current, wanted) is same
+    assert vo._same_value(current, wanted) is same
 
 
 def test_effective_reloptions_drive_the_triggers():
-    heap, toast = v.effective_reloptions(
+    heap, toast = vo.effective_reloptions(
         {"autovacuum_vacuum_scale_factor": "0.2"},
         {"autovacuum_enabled": "false"},
         {"autovacuum_vacuum_scale_factor": "0.01", "toast.autovacuum_enabled": None},
@@ -195,8 +198,8 @@ def test_reloptions_sql():
 
 
 def test_toast_options_strip_prefix():
-    assert v.toast_options({"autovacuum_enabled": "false"}) == {"autovacuum_enabled": "false"}
-    assert v.toast_options({"toast.autovacuum_enabled": "false"}) == {"autovacuum_enabled": "false"}
+    assert vo.toast_options({"autovacuum_enabled": "false"}) == {"autovacuum_enabled": "false"}
+    assert vo.toast_options({"toast.autovacuum_enabled": "false"}) == {"autovacuum_enabled": "false"}
 
 
 # --- analyze / vacuum decisions ------------------------------------------------------------------
@@ -221,7 +224,7 @@ TRIG = {"vacuum": 2050, "analyze": 1050, "enabled": True}
     ],
 )
 def test_analyze_decision(mode, stats, due, words):
-    decision = v.analyze_decision(mode, stats, TRIG)
+    decision = vd.analyze_decision(mode, stats, TRIG)
     assert decision["due"] is due and words in decision["reason"]
     assert decision["trigger"] == 1050
 
@@ -231,7 +234,7 @@ def test_vacuum_decision_every_combination():
     for dead, toast_dead, inserted in itertools.product((0, 2050, 2051), (None, 60, 61), (0, 3000, 3001)):
         stats = {"n_dead_tup": dead, "n_ins_since_vacuum": inserted}
         toast = None if toast_dead is None else {"n_dead_tup": toast_dead}
-        decision = v.vacuum_decision("auto", stats, TRIG, 3000, toast, toast_trig if toast else None)
+        decision = vd.vacuum_decision("auto", stats, TRIG, 3000, toast, toast_trig if toast else None)
         expected = dead > 2050 or (toast_dead or 0) > 60 or inserted > 3000
         assert decision["due"] is expected, (dead, toast_dead, inserted, decision)
         assert decision["n_dead_tup"] == dead and decision["trigger"] == 2050
@@ -241,15 +244,15 @@ def test_vacuum_decision_every_combination():
             assert "TOAST: %d dead chunks" % toast_dead in decision["reason"]
         if inserted > 3000:
             assert "inserted since the last vacuum" in decision["reason"]
-    assert v.vacuum_decision("never", {"n_dead_tup": 10**9}, TRIG)["due"] is False
-    assert v.vacuum_decision("always", {}, TRIG)["due"] is True
-    assert v.vacuum_decision("auto", {"n_ins_since_vacuum": 10**9}, TRIG, None)["due"] is False
+    assert vd.vacuum_decision("never", {"n_dead_tup": 10**9}, TRIG)["due"] is False
+    assert vd.vacuum_decision("always", {}, TRIG)["due"] is True
+    assert vd.vacuum_decision("auto", {"n_ins_since_vacuum": 10**9}, TRIG, None)["due"] is False
 
 
 def test_insert_trigger():
-    assert v.insert_trigger({}, SETTINGS, 10000) == 3000
-    assert v.insert_trigger({"autovacuum_vacuum_insert_threshold": "-1"}, SETTINGS, 10000) is None
-    assert v.insert_trigger({}, {}, -1) == 1000
+    assert vo.insert_trigger({}, SETTINGS, 10000) == 3000
+    assert vo.insert_trigger({"autovacuum_vacuum_insert_threshold": "-1"}, SETTINGS, 10000) is None
+    assert vo.insert_trigger({}, {}, -1) == 1000
 
 
 # --- bloat ------------------------------------------------------------------------------------------
@@ -257,16 +260,16 @@ def test_insert_trigger():
 
 def test_estimate_bloat_packed_and_bloated():
     # 100k rows of 40 data bytes: tuple = 24 header + 40 data + 4 pointer = 68 -> 120 per page -> 834 pages
-    packed = v.estimate_bloat(834 * 8192, 100000, 40.0, 3, False)
+    packed = vd.estimate_bloat(834 * 8192, 100000, 40.0, 3, False)
     assert packed["expected_pages"] == 834 and packed["bloat"] == 0.0 and packed["tuple_bytes"] == 68
-    doubled = v.estimate_bloat(1668 * 8192, 100000, 40.0, 3, False)
+    doubled = vd.estimate_bloat(1668 * 8192, 100000, 40.0, 3, False)
     assert doubled["bloat"] == pytest.approx(0.5, abs=0.001)
-    assert v.estimate_bloat(0, 0, None, 3, False)["bloat"] == 0.0
-    assert v.estimate_bloat(8192, 10, None, 3, False) is None
+    assert vd.estimate_bloat(0, 0, None, 3, False)["bloat"] == 0.0
+    assert vd.estimate_bloat(8192, 10, None, 3, False) is None
     # fillfactor 50 expects twice the pages
-    assert v.estimate_bloat(1668 * 8192, 100000, 40.0, 3, False, fillfactor=50)["bloat"] < 0.001
+    assert vd.estimate_bloat(1668 * 8192, 100000, 40.0, 3, False, fillfactor=50)["bloat"] < 0.001
     # null bitmap: 9 columns with NULLs -> header 23 + 2 = 25 -> 32
-    assert v.estimate_bloat(8192, 1, 40.0, 9, True)["tuple_bytes"] == 32 + 40 + 4
+    assert vd.estimate_bloat(8192, 1, 40.0, 9, True)["tuple_bytes"] == 32 + 40 + 4
 
 
 @pytest.mark.parametrize(
@@ -281,22 +284,22 @@ def test_estimate_bloat_packed_and_bloated():
     ],
 )
 def test_full_decision(mode, size, bloat, due, words):
-    decision = v.full_decision(mode, size, bloat, 0.3, 100)
+    decision = vd.full_decision(mode, size, bloat, 0.3, 100)
     assert decision["due"] is due and words in decision["reason"], decision
 
 
 def test_rewrite_space_and_disk_decision():
-    assert v.rewrite_space(1000, 0.5) == 1000
-    assert v.rewrite_space(1000, None) == 2000
-    ok = v.disk_decision(1000, 5000, "/data", True, "auto", 100)
+    assert vd.rewrite_space(1000, 0.5) == 1000
+    assert vd.rewrite_space(1000, None) == 2000
+    ok = vd.disk_decision(1000, 5000, "/data", True, "auto", 100)
     assert ok["ok"] and ok["checked"]
-    short = v.disk_decision(10 * 1024**3, int(10.5 * 1024**3), "/data", True, "auto", 1024**3)
+    short = vd.disk_decision(10 * 1024**3, int(10.5 * 1024**3), "/data", True, "auto", 1024**3)
     assert not short["ok"], short
     assert "10.50 GiB free < 10.00 GiB needed (copy and WAL) + min_free_space 1.00 GiB" in short["reason"]
-    unseen = v.disk_decision(1000, None, "/data", False, "auto", 0)
+    unseen = vd.disk_decision(1000, None, "/data", False, "auto", 0)
     assert unseen["ok"] and not unseen["checked"] and "not visible" in unseen["reason"]
-    assert not v.disk_decision(1000, None, "/data", False, "required", 0)["ok"]
-    assert v.disk_decision(10**15, 1, "/data", True, "never", 0)["ok"]
+    assert not vd.disk_decision(1000, None, "/data", False, "required", 0)["ok"]
+    assert vd.disk_decision(10**15, 1, "/data", True, "never", 0)["ok"]
 
 
 # --- freeze -----------------------------------------------------------------------------------------
@@ -324,7 +327,7 @@ D = datetime.date
     ],
 )
 def test_periods_since_end(low, high, today, expected):
-    assert v.periods_since_end(low, high, today) == expected
+    assert vd.periods_since_end(low, high, today) == expected
 
 
 @pytest.mark.parametrize(
@@ -343,7 +346,7 @@ def test_periods_since_end(low, high, today, expected):
     ],
 )
 def test_freeze_decision(older, ago, frozen_age, row_age, stats, due, words):
-    decision = v.freeze_decision(older, ago, frozen_age, row_age, stats)
+    decision = vd.freeze_decision(older, ago, frozen_age, row_age, stats)
     assert decision["due"] is due and words in decision["reason"], decision
 
 
@@ -418,7 +421,7 @@ PTRIG = {"analyze": 100, "vacuum": 0, "enabled": True}
     ],
 )
 def test_parent_analyze_decision(mode, parent, inherited, leaves, work, due, words):
-    decision = v.parent_analyze_decision(mode, parent, inherited, leaves, work, PTRIG)
+    decision = vd.parent_analyze_decision(mode, parent, inherited, leaves, work, PTRIG)
     assert decision["due"] is due and words in decision["reason"], decision
 
 
@@ -463,7 +466,7 @@ def _table(*entries):
     }
 
 
-OPTS = v.validate_options(_params(min_size="0"))
+OPTS = vo.validate_options(_params(min_size="0"))
 QUIET = {"last_analyze": T0, "last_vacuum": T0, "n_mod_since_analyze": 0, "n_dead_tup": 0, "n_ins_since_vacuum": 0}
 
 
@@ -562,7 +565,7 @@ def test_plan_quiet_tree_is_empty():
 
 
 def test_plan_reloptions_first_on_leaves_only_and_do_not_wake_the_parent():
-    opts = dict(OPTS, autovacuum=v.normalize_reloptions({"autovacuum_vacuum_scale_factor": 0.02}))
+    opts = dict(OPTS, autovacuum=vo.normalize_reloptions({"autovacuum_vacuum_scale_factor": 0.02}))
     plan = v.table_plan(_tree(QUIET, QUIET), {1: {"has_inherited_stats": True}}, opts, SETTINGS, 170000)
     assert _sqls(plan) == [
         'ALTER TABLE "dwh"."f_2024" SET ("autovacuum_vacuum_scale_factor" = \'0.02\')',
@@ -575,13 +578,13 @@ def test_plan_declared_reloptions_change_the_trigger():
     # 600 dead rows on 10k tuples: below the default trigger (2050), above 50 + 0.02 * 10000 = 250
     stats = dict(QUIET, n_dead_tup=600)
     assert v.table_plan(_table(_entry(1, "t", stats=stats)), {}, OPTS, SETTINGS, 170000)["actions"] == []
-    opts = dict(OPTS, autovacuum=v.normalize_reloptions({"autovacuum_vacuum_scale_factor": 0.02}))
+    opts = dict(OPTS, autovacuum=vo.normalize_reloptions({"autovacuum_vacuum_scale_factor": 0.02}))
     plan = v.table_plan(_table(_entry(1, "t", stats=stats)), {}, opts, SETTINGS, 170000)
     assert _sqls(plan)[-1] == 'VACUUM "dwh"."t"'
 
 
 def test_plan_modes_never_do_nothing():
-    opts = v.validate_options(_params(analyze="never", vacuum="never", full="never"))
+    opts = vo.validate_options(_params(analyze="never", vacuum="never", full="never"))
     stats = {"n_dead_tup": 10**6, "n_mod_since_analyze": 10**6}
     plan = v.table_plan(_tree(stats, stats, parent_stats={}), {}, opts, SETTINGS, 170000)
     assert plan["actions"] == []
@@ -598,14 +601,14 @@ def test_sql_builders():
 
 def test_repack_availability_reasons():
     ext = {"version": "1.4.8", "schema": "public"}
-    assert v.repack_availability(None, "/bin/x", "1.4.8", True, 150000)[1].startswith(
+    assert vr.repack_availability(None, "/bin/x", "1.4.8", True, 150000)[1].startswith(
         "the pg_repack extension is not installed"
     )
-    assert "apt-get install postgresql-15-repack" in v.repack_availability(None, None, None, True, 150018)[1]
-    assert "no pg_repack program" in v.repack_availability(ext, None, None, True, 150000)[1]
-    assert "does not match" in v.repack_availability(ext, "/x", "1.5.0", True, 150000)[1]
-    assert "superuser" in v.repack_availability(ext, "/x", "1.4.8", False, 150000)[1]
-    assert v.repack_availability(ext, "/x", "1.4.8", True, 150000)[0] is True
+    assert "apt-get install postgresql-15-repack" in vr.repack_availability(None, None, None, True, 150018)[1]
+    assert "no pg_repack program" in vr.repack_availability(ext, None, None, True, 150000)[1]
+    assert "does not match" in vr.repack_availability(ext, "/x", "1.5.0", True, 150000)[1]
+    assert "superuser" in vr.repack_availability(ext, "/x", "1.4.8", False, 150000)[1]
+    assert vr.repack_availability(ext, "/x", "1.4.8", True, 150000)[0] is True
 
 
 def test_repack_command_keeps_the_password_out_of_argv():
@@ -617,11 +620,11 @@ def test_repack_command_keeps_the_password_out_of_argv():
         "dbname": "dwh",
         "sslmode": "prefer",
     }
-    argv, env = v.repack_argv("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500), v.repack_env(kwargs)
+    argv, env = vr.repack_argv("/usr/bin/pg_repack", kwargs, "Ventes", "fait 2024", 2500), vr.repack_env(kwargs)
     assert "s3cret" not in " ".join(argv) and env["PGPASSWORD"] == "s3cret"
     assert '--table="Ventes"."fait 2024"' in argv and "--wait-timeout=3" in argv and "--no-kill-backend" in argv
-    assert "s3cret" not in v.render_command(argv)
-    assert v.render_command(["a", "b c"]) == "a 'b c'"
+    assert "s3cret" not in vr.render_command(argv)
+    assert vr.render_command(["a", "b c"]) == "a 'b c'"
 
 
 class _Clock:
