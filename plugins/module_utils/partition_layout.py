@@ -604,3 +604,15 @@ def stray_default_warning(declared: Declared, lay: Layout, count: int, low: Any,
             scheme.display(lay.current),
         )
     )
+
+
+def staying_partitions(lay: Layout) -> list[dict[str, Any]]:
+    """Return the existing direct partitions the plan keeps attached (adopted, others, partly old, default)."""
+    return (
+        list(lay.adopted.values())
+        + lay.spanning
+        + lay.others
+        + lay.partly_old
+        + lay.waiting
+        + ([lay.default] if lay.default else [])
+    )

@@ -14,6 +14,7 @@ import datetime
 from ansible_collections.sigeti.dwh.plugins.module_utils import (
     catalog,
     migration,
+    partition_indexes,
     partitioning,
     periods,
     server_checks,
@@ -296,10 +297,10 @@ def plan_partitions(conn, module, declared, table):
         )
         extras["existing_names"] = taken
         extras["default_counts"] = dict(zip(lay.missing, counts))
-    lacking = partitioning.lacking_indexes(table, lay)
+    lacking = partition_indexes.lacking_indexes(table, lay)
     if lacking:
         extras["index_tails"] = catalog.index_tails(conn, lacking)
-        extras["index_names_taken"] = catalog.relations_named(conn, partitioning.planned_index_names(table, lay))
+        extras["index_names_taken"] = catalog.relations_named(conn, partition_indexes.planned_index_names(table, lay))
     if declared.retention and declared.retention["action"] == "drop" and lay.retired:
         extras["dependents"] = catalog.dependent_objects(conn, [p["oid"] for p in lay.retired])
     return partitioning.build_plan(declared, table, lay, extras), state

@@ -5,7 +5,7 @@ import datetime
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import partitioning, periods, plan
+from ansible_collections.sigeti.dwh.plugins.module_utils import partition_indexes, partitioning, periods, plan
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 
 D = datetime.date
@@ -257,7 +257,7 @@ def test_missing_parent_index_is_built_concurrently_then_attached():
     tab = table(parts, indexes=[parent_index])
     dec = declared(default=False)
     lay = partitioning.layout(dec, tab, D(2025, 1, 1))
-    assert partitioning.lacking_indexes(tab, lay) == {500}
+    assert partition_indexes.lacking_indexes(tab, lay) == {500}
     result = partitioning.build_plan(dec, tab, lay, {"schemas": {"dwh"}, "index_tails": {500: "USING btree (id)"}})
     drop, create, attach = result.plan.steps
     assert text(drop.sql) == 'DROP INDEX CONCURRENTLY IF EXISTS "dwh"."fait_2026_fait_id_idx"'
@@ -306,7 +306,7 @@ def test_an_invalid_index_is_absent_dropped_and_rebuilt_never_attached_as_it_is(
 def test_a_valid_unattached_index_defined_like_the_parent_one_is_adopted_whatever_its_name():
     mine = {"oid": 903, "name": "by_hand", "is_valid": True, "is_unique": True, "parent_index_oid": None}
     lay, tab, _q, _w = _index_plan([mine])
-    assert partitioning.lacking_indexes(tab, lay) == {500, 903}
+    assert partition_indexes.lacking_indexes(tab, lay) == {500, 903}
     _lay, _tab, queries, _w = _index_plan([mine], tails={500: "USING btree (id)", 903: "USING btree (id)"})
     assert queries == ['ALTER INDEX "dwh"."fait_id_idx" ATTACH PARTITION "dwh"."by_hand"']
     _lay, _tab, queries, _w = _index_plan([mine], tails={500: "USING btree (id)", 903: "USING hash (id)"})
@@ -321,11 +321,13 @@ def test_an_index_name_taken_elsewhere_is_never_dropped():
 
 def test_long_index_names_stay_unique_and_within_63_bytes():
     index = "fait_attributions_date_demandee_key_client_id_idx"
-    names = [partitioning.partition_index_name("fait_attributions_%d" % y, index) for y in (2024, 2025, 2026)]
+    names = [partition_indexes.partition_index_name("fait_attributions_%d" % y, index) for y in (2024, 2025, 2026)]
     assert len(set(names)) == 3 and all(len(n.encode()) <= 63 for n in names)
     assert names[0].startswith("fait_attributions_2024_fait_attributions_date_demandee")
-    assert partitioning.partition_index_name("f_2024", "i") == "f_2024_i"
-    assert partitioning.partition_index_name("é" * 40, "idx") != partitioning.partition_index_name("é" * 41, "idx")
+    assert partition_indexes.partition_index_name("f_2024", "i") == "f_2024_i"
+    assert partition_indexes.partition_index_name("é" * 40, "idx") != partition_indexes.partition_index_name(
+        "é" * 41, "idx"
+    )
 
 
 def test_new_table_is_created_with_schema_and_default():
