@@ -1,5 +1,6 @@
 """scripts/demo.py: after the run, the summary shows the range query's time the verify role measured (the figure on
-the report page), read from the newest kept run that verified, not a second measurement."""
+the report page), read from the newest kept run that verified, not a second measurement. Here, not in tests/unit:
+it imports the demo, which needs the checkout (conftest), not an ansible-test copy."""
 
 import json
 import os
