@@ -217,6 +217,7 @@ def test_no_room_for_the_dump_fails_before_any_change(pg_server, conn, db, tmp_p
     assert result.returncode != 0
     assert "the backup failed, so nothing was changed" in result.stdout
     assert "free in %s" % (tmp_path / "backups") in result.stdout and "dwh_backup_required_ratio" in result.stdout
+    assert "(with what a restore of them needs: partitioned table 1, table " in result.stdout
     assert partitions(conn, ATT) == before and not files(tmp_path, "*.dump*")
 
 
