@@ -1,8 +1,8 @@
 """``changed`` means the database changed: a weekly run (playbooks/weekly.yml through ansible-playbook) that creates
-exactly one partition ahead reports as changed the task that created it, and the vacuum task only when the
-database's own counters (pg_stat_user_tables) show a VACUUM/ANALYZE it ran; nothing else. The probe, the verified
-dump and the password file never count. Written on the observable outcome (the names of the changed tasks and the
-PLAY RECAP), whatever the roles' task layout."""
+exactly one partition ahead, and a setup.yml run that creates one more, report as changed the task that created it,
+and the vacuum task only when the database's own counters (pg_stat_user_tables) show a VACUUM/ANALYZE it ran;
+nothing else. The probe, the verified dump, the password file and the report's files never count. Written on the
+observable outcome (the names of the changed tasks and the PLAY RECAP), whatever the roles' task layout."""
 
 import re
 
@@ -34,9 +34,7 @@ def manual_maintenance(conn):
         return dict(cur.fetchall())
 
 
-def test_a_weekly_run_creating_one_partition_reports_only_the_tasks_that_changed_the_database(
-    pg_server, conn, db, tmp_path
-):
+def test_runs_creating_one_partition_report_only_the_tasks_that_changed_the_database(pg_server, conn, db, tmp_path):
     load_sample(pg_server, db, scale=1000)
     with conn.cursor() as cur:
         # Fresh statistics everywhere: the only VACUUM/ANALYZE left due is about the partition the run creates.
@@ -69,10 +67,22 @@ def test_a_weekly_run_creating_one_partition_reports_only_the_tasks_that_changed
         assert len(changed) == 1, (changed, result.stdout[-6000:])
     assert recap(result.stdout)["dwh1"]["changed"] == len(changed)
 
-    # The same run again: nothing to create; changed only if VACUUM/ANALYZE really ran (no dump under auto).
+    # setup.yml (compression off) that creates exactly one more partition: a dump, the verify role's reads and the
+    # report's files (its pages, history, index, Prometheus textfile) are written, and none of them counts.
     counts = manual_maintenance(conn)
-    again = play("weekly.yml", inventory, pg_server.password, {"dwh_confirm": True, "dwh_backup": "auto"})
-    assert again.returncode == 0, again.stdout[-6000:]
+    setup = play(
+        "setup.yml",
+        inventory,
+        pg_server.password,
+        {"dwh_confirm": True, "dwh_compression_enabled": False, "dwh_tables": [dict(sigeti_tables()[0], premake=2)]},
+    )
+    assert setup.returncode == 0, setup.stdout[-6000:]
+    assert sorted(set(partitions(conn, ATT)) - set(before)) == ["fait_attributions_2027", "fait_attributions_2028"]
+    assert "verified: read back in full" in setup.stdout
+    report = tmp_path / "reports" / "dwh1"
+    assert (report / "report.html").exists() and (report / "index.html").exists() and (report / "runs").is_dir()
     maintained = [name for name, count in manual_maintenance(conn).items() if count > counts.get(name, 0)]
-    assert changed_tasks(again.stdout) == ([] if not maintained else changed[1:]), (maintained, again.stdout[-4000:])
-    assert recap(again.stdout)["dwh1"]["changed"] == (1 if maintained else 0)
+    changed = changed_tasks(setup.stdout)
+    assert changed and "partition" in changed[0].lower(), (changed, setup.stdout[-6000:])
+    assert len(changed) == (2 if maintained else 1) and (not maintained or "vacuum" in changed[1].lower()), changed
+    assert recap(setup.stdout)["dwh1"]["changed"] == len(changed)
