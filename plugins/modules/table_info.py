@@ -48,6 +48,15 @@ options:
     description: Count the rows of each default partition exactly (they block the creation of new partitions).
     type: bool
     default: true
+  backup_set:
+    description:
+      - Also return RV(backup_set), the relations a table-scoped C(pg_dump) of O(tables) and O(schemas) must hold
+        to restore into an empty database (read from the catalog only).
+      - They are the tables, their partitions (default included), the views and materialized views that read them,
+        and what a restore of all these needs (the tables their foreign keys point at, the relations the views read,
+        the sequences their columns own or call). Tables whose foreign keys point at them are not included.
+    type: bool
+    default: false
 attributes:
   check_mode:
     description: Reads only; check mode runs the same reads.
@@ -163,13 +172,27 @@ tables:
         age_seconds: {description: Seconds since it started., type: int}
         idle_seconds: {description: Seconds since its state last changed., type: int}
     dependents: {description: Views and materialized views that read the table., type: list, elements: dict, returned: always}
+backup_set:
+  description: The relations a table-scoped dump of the tables must hold, in the order they were found, each with why.
+  returned: when O(backup_set=true)
+  type: list
+  elements: dict
+  contains:
+    schema: {description: Schema name., type: str}
+    name: {description: Relation name., type: str}
+    kind: {description: "V(table), V(partitioned table), V(view), V(materialized view) or V(sequence).", type: str}
+    reason: {description: "Why it is in the dump (V(touched by this run), C(partition of ...), C(referenced by foreign key ...))", type: str}
+    bytes: {description: Total bytes on disk (0 for a partitioned table or a view)., type: int}
+  sample:
+    - {schema: dwh_dim, name: dim_lot, kind: table, bytes: 65536,
+       reason: "referenced by foreign key fait_attributions_lot_id_fkey of dwh_facts.fait_attributions"}
 """
 
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, catalog_backup, inflight
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -219,6 +242,7 @@ def main():
         compression=dict(type="str", choices=["sample", "exact", "none"], default="sample"),
         count_default_rows=dict(type="bool", default=True),
         server_only=dict(type="bool", default=False),
+        backup_set=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
@@ -243,8 +267,9 @@ def main():
             module.warn(
                 "in-flight migrations not reported: %s (grant USAGE on schema sigeti_dwh and SELECT)" % unreadable
             )
+        extra = {"backup_set": catalog_backup.backup_set(conn, names)} if module.params["backup_set"] else {}
         conn.close()
-        module.exit_json(changed=False, server=server, tables=reports, queries=[])
+        module.exit_json(changed=False, server=server, tables=reports, queries=[], **extra)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ the free-disk check and the restore verification."""
 
 import glob
 import os
+import re
 import subprocess
 import time
 
@@ -145,6 +146,20 @@ def archive_tables(pg_server, path):
     )
 
 
+def archive_entries(pg_server, path, kind):
+    """``schema.name`` of the archive's entries of one kind (VIEW, MATERIALIZED VIEW, FK CONSTRAINT, SEQUENCE...)."""
+    listing = subprocess.run(
+        [os.path.join(pg_server.bin_dir, "pg_restore"), "--list", path], capture_output=True, text=True, check=True
+    ).stdout
+    found = []
+    for line in listing.splitlines():
+        match = re.match(r"^\d+; \d+ \d+ %s (\S+) (\S+) (\S+)" % re.escape(kind), line)
+        if match and match.group(1) != "DATA":  # MATERIALIZED VIEW DATA, TABLE DATA, SEQUENCE SET are other kinds
+            words = match.groups()
+            found.append("%s.%s.%s" % words if kind == "FK CONSTRAINT" else "%s.%s" % words[:2])
+    return sorted(found)
+
+
 def with_retention(keep, action="drop"):
     from tests.integration.test_roles_helpers import sigeti_tables
 
@@ -186,7 +201,8 @@ def test_auto_no_dump_for_new_partitions_a_scoped_dump_before_a_retention_drop_a
     assert len(new) == 1 and sorted(kept) == sorted([old[2], "%s_dwh10_20250101T000000Z.dump" % db] + new), kept
     dumped = archive_tables(pg_server, str(backups / new[0]))
     assert "dwh_facts.fait_attributions_2020" in dumped and "dwh_facts.fait_attributions_2026" in dumped
-    assert not [t for t in dumped if "fait_factures" in t or t.startswith("dwh_dim.")], dumped
+    # The dimensions its foreign keys and views need come along; the other fact table does not.
+    assert "dwh_dim.dim_lot" in dumped and not [t for t in dumped if "fait_factures" in t], dumped
 
 
 def test_no_room_for_the_dump_fails_before_any_change(pg_server, conn, db, tmp_path):
@@ -201,6 +217,7 @@ def test_no_room_for_the_dump_fails_before_any_change(pg_server, conn, db, tmp_p
     assert result.returncode != 0
     assert "the backup failed, so nothing was changed" in result.stdout
     assert "free in %s" % (tmp_path / "backups") in result.stdout and "dwh_backup_required_ratio" in result.stdout
+    assert "(with what a restore of them needs: partitioned table 1, table " in result.stdout
     assert partitions(conn, ATT) == before and not files(tmp_path, "*.dump*")
 
 
@@ -211,7 +228,9 @@ def scratch_databases(conn):
 
 
 @pytest.mark.parametrize("scope", ["tables", "database"])
-def test_restore_verification_compares_row_counts_and_drops_the_scratch_database(pg_server, conn, db, tmp_path, scope):
+def test_restore_verification_restores_the_whole_dump_compares_row_counts_and_drops_the_scratch_database(
+    pg_server, conn, db, tmp_path, scope
+):
     load_sample(pg_server, db)
     inventory = write_inventory(
         tmp_path / "hosts.yml",
@@ -222,6 +241,23 @@ def test_restore_verification_compares_row_counts_and_drops_the_scratch_database
     assert result.returncode == 0, result.stdout[-6000:]
     assert "counts equal to the source's" in result.stdout and len(files(tmp_path, "*.dump")) == 1
     assert scratch_databases(conn) == []
+    if scope == "tables":
+        # The retention drop touches the fact table only: the dump also holds its view and materialized views, the
+        # dimensions its foreign keys point at (and theirs), what those views read and its sequence, so that the
+        # whole dump (foreign keys, views, refreshed materialized views) restored into the empty scratch database.
+        assert "and what a restore of them needs: partitioned table 1, table " in result.stdout
+        [dump] = files(tmp_path, "*.dump")
+        tables = archive_tables(pg_server, dump)
+        assert {"dwh_dim.dim_entreprise", "dwh_dim.dim_lot", "dwh_dim.dim_zone", "dwh_dim.dim_date"} <= set(tables)
+        assert "dwh_facts.fait_attributions_default" in tables and not [t for t in tables if "fait_factures" in t]
+        assert archive_entries(pg_server, dump, "VIEW") == ["dwh_marts.v_attributions_detail"]
+        assert archive_entries(pg_server, dump, "MATERIALIZED VIEW") == [
+            "dwh_marts.mv_attributions_par_annee",
+            "dwh_marts.mv_occupation_par_zone",
+        ]
+        foreign_keys = archive_entries(pg_server, dump, "FK CONSTRAINT")
+        assert "dwh_facts.fait_attributions.fait_attributions_lot_id_fkey" in foreign_keys
+        assert "dwh_facts.fait_attributions_attribution_id_seq" in archive_entries(pg_server, dump, "SEQUENCE")
 
 
 def test_a_restore_with_missing_rows_fails_drops_the_scratch_database_and_changes_nothing(
