@@ -16,11 +16,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     EXCLUSIVE,
     _checksum_source,
     _checksum_target,
+    _checksum_total,
     _cols,
     _ident,
     _state_insert,
     _state_steps,
-    _verify_block,
+    _verify_totals_block,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import swap_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, Step
@@ -47,14 +48,18 @@ def offline_phases(ctx):
         "copy every row (writes are blocked by the EXCLUSIVE lock)",
         effect=COPIED,  # its row count is the run's rows_copied
     )
+    columns = ctx.table["columns"]
     full_verify = Step(
-        _verify_block(
+        _verify_totals_block(
             display,
-            _checksum_source(names, ctx.key, ctx.ranges, ctx.default),
-            _checksum_target(names, shadow),
-            "per partition: rows and content checksum",
+            _checksum_total(src, columns),
+            _checksum_total(_ident(names["schema"], shadow), columns),
+            _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
+            _checksum_target(names, shadow, columns=columns),
+            "rows and content checksum of every row",
         ),
-        "verify before the swap: per target partition, row count and content checksum",
+        "verify before the swap: row count and content checksum of every row, read back from the shadow (per "
+        "partition only to name where a difference is)",
     )
     state_insert = _state_insert(names, ctx.table["oid"], "offline", "post", display)
     swap, _lock_targets = swap_steps(ctx, shadow)
