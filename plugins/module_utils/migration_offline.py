@@ -7,6 +7,7 @@ then the post-swap units. The fastest mode, for maintenance windows.
 from __future__ import annotations
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
+    build_memory_step,
     build_units,
     post_units,
     shadow_steps,
@@ -75,8 +76,8 @@ def offline_phases(ctx):
         lock=ACCESS_EXCLUSIVE,
         targets=[(names["schema"], names["name"])],
     )
-    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [insert_all]
-    for unit in build_units(ctx, shadow, validate_separately=False):
+    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [insert_all, build_memory_step(ctx)]
+    for unit in build_units(ctx, shadow, validate_separately=False, memory=False):
         body.extend(unit)
     body += [full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
     return [

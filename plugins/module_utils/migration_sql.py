@@ -330,7 +330,7 @@ def _verify_totals_block(display, source_total, target_total, source_sql, target
     they differ, the detail per partition for the message; raise (rolling the transaction back) on a difference."""
     body = sql.SQL(
         "DECLARE sn bigint; sh numeric; dn bigint; dh numeric; bad text; BEGIN "
-        "SELECT * INTO sn, sh FROM ({st}) s; SELECT * INTO dn, dh FROM ({tt}) d; "
+        "EXECUTE {st} INTO sn, sh; EXECUTE {tt} INTO dn, dh; "
         "IF sn IS DISTINCT FROM dn OR sh IS DISTINCT FROM dh THEN "
         "SELECT string_agg(format('%s: source %s rows (checksum %s), target %s rows (checksum %s)', bucket, "
         "source_rows, source_checksum, target_rows, target_checksum), '; ') INTO bad FROM ({cmp}) c "
@@ -338,8 +338,10 @@ def _verify_totals_block(display, source_total, target_total, source_sql, target
         "RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = {msg} || format('source %s rows (checksum %s), target %s "
         "rows (checksum %s): ', sn, sh, dn, dh) || coalesce(bad, 'no partition differs alone'); END IF; END"
     ).format(
-        st=source_total,
-        tt=target_total,
+        # EXECUTE, not SELECT INTO: PL/pgSQL runs a static SELECT INTO without parallel workers (it asks for one
+        # row), a dynamic one with them when the server allows (max_parallel_workers_per_gather)
+        st=_AsLiteral(source_total),
+        tt=_AsLiteral(target_total),
         cmp=checksum_compare_sql(source_sql, target_sql),
         msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
     )

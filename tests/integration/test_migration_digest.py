@@ -2,10 +2,13 @@
 rows that read differently (even values PostgreSQL calls equal), and the offline mode reads every row back from the
 shadow before its swap."""
 
+import types
+
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import build_memory_step
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import row_digest
 from tests.integration.test_migration import NOTHING_LEFT, _all, _one, checksum, leftovers
 from tests.support.migration_driver import migrate
@@ -109,3 +112,37 @@ def test_offline_verification_passes_on_a_faithful_copy(conn):
     assert checksum(conn, "s.fait") == before
     verify = [q for q in result["queries"] if "verification of" in q]
     assert len(verify) == 1 and "hash_record_extended" in verify[0]
+
+
+@pytest.mark.parametrize(
+    "server_value, heap_bytes, expected",
+    [("1MB", 8 * 1024 * 1024, "8MB"), ("1GB", 8 * 1024 * 1024, "1GB"), ("64MB", 10 * 1024**3, "256MB")],
+)
+def test_index_builds_get_memory_up_to_the_heap_size_never_less_than_the_server_gives(
+    conn, server_value, heap_bytes, expected
+):
+    step = build_memory_step(types.SimpleNamespace(table={"heap_bytes": heap_bytes}))
+    conn.autocommit = False
+    try:
+        _run(conn, "SET maintenance_work_mem = '%s'" % server_value)
+        _run(conn, step.render(conn))
+        assert _one(conn, "SELECT current_setting('maintenance_work_mem')")[0] == expected
+        conn.commit()
+        assert _one(conn, "SELECT current_setting('maintenance_work_mem')")[0] == server_value, "SET LOCAL only"
+    finally:
+        conn.rollback()
+        conn.autocommit = True
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_every_key_and_index_build_is_sized_once_after_the_copy(conn, mode):
+    make_fact(conn)
+    _run(conn, "CREATE INDEX fait_note_idx ON s.fait (note)")
+    plan = migrate(conn, "s.fait", "date_key", mode=mode, extend_primary_key=True, check_mode=True)
+    statements = [s["sql"] for p in plan["phases"] for s in p["steps"]]
+    copy = next(i for i, q in enumerate(statements) if q.startswith("INSERT INTO") and "_sgt_new" in q)
+    builds = [i for i, q in enumerate(statements) if "ADD CONSTRAINT" in q or q.startswith("CREATE INDEX")]
+    sized = [i for i, q in enumerate(statements) if "set_config('maintenance_work_mem'" in q]
+    assert len(builds) == 2 and all(i > copy for i in builds), "keys and indexes built once, after the copy"
+    assert all(i > copy for i in sized) and len(sized) == (1 if mode == "offline" else 2)
+    assert all(any(s < b for s in sized) for b in builds), "every build runs with its memory sized"
