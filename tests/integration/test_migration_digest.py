@@ -2,6 +2,7 @@
 rows that read differently (even values PostgreSQL calls equal), and the offline mode reads every row back from the
 shadow before its swap."""
 
+import datetime
 import types
 
 import pytest
@@ -146,3 +147,39 @@ def test_every_key_and_index_build_is_sized_once_after_the_copy(conn, mode):
     assert len(builds) == 2 and all(i > copy for i in builds), "keys and indexes built once, after the copy"
     assert all(i > copy for i in sized) and len(sized) == (1 if mode == "offline" else 2)
     assert all(any(s < b for s in sized) for b in builds), "every build runs with its memory sized"
+
+
+def _bound(key_type, year, month):
+    if key_type == "date":
+        return datetime.date(year, month, 1)
+    return datetime.datetime(year, month, 1, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize("key_type", ["date", "timestamptz"])
+def test_rows_are_bucketed_by_a_binary_search_of_the_bounds_gaps_to_the_default(conn, key_type):
+    _run(
+        conn,
+        "SET TimeZone = 'UTC'; CREATE SCHEMA g; CREATE TABLE g.ev (id int PRIMARY KEY, day %s NOT NULL, v text); "
+        "INSERT INTO g.ev SELECT n, date '2020-12-01' + n, 'v' || n FROM generate_series(1, 1600) n; ANALYZE g.ev"
+        % key_type,
+    )
+    layout = [
+        {"name": "ev_2021", "low": _bound(key_type, 2021, 1), "high": _bound(key_type, 2022, 1)},
+        {"name": "ev_2023h1", "low": _bound(key_type, 2023, 1), "high": _bound(key_type, 2023, 7)},
+        {"name": "ev_2023h2", "low": _bound(key_type, 2023, 7), "high": _bound(key_type, 2024, 1)},
+        {"name": "ev_default", "default": True},
+    ]
+    result = migrate(conn, "g.ev", "day", extend_primary_key=True, batch_rows=400, layout=layout)
+    expected = dict(
+        _all(
+            conn,
+            "SELECT CASE WHEN day >= '2021-01-01' AND day < '2022-01-01' THEN 'ev_2021' "
+            "WHEN day >= '2023-01-01' AND day < '2023-07-01' THEN 'ev_2023h1' "
+            "WHEN day >= '2023-07-01' AND day < '2024-01-01' THEN 'ev_2023h2' ELSE 'ev_default' END, count(*) "
+            "FROM g.ev_unpartitioned GROUP BY 1",
+        )
+    )
+    assert {b: c["source_rows"] for b, c in result["checksums"].items()} == expected
+    assert all(c["source_rows"] == c["target_rows"] for c in result["checksums"].values())
+    assert all(c["source_checksum"] == c["target_checksum"] for c in result["checksums"].values())
+    assert expected["ev_default"] == 30 + 365 + 475  # December 2020, the gap (2022), and 2024 on
