@@ -264,8 +264,29 @@ def add_constraint(target, name, definition, reason, **step):
     )
 
 
-def build_units(ctx, shadow, validate_separately=True):
-    """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each."""
+# the most memory an index build of the migration asks for (never less than the server's maintenance_work_mem)
+BUILD_MEMORY_CAP = 256 * 1024 * 1024
+
+
+def build_memory_step(ctx):
+    """SET LOCAL maintenance_work_mem for the index builds: the server's value, raised up to the table's heap size
+    (at most ``BUILD_MEMORY_CAP``), so a partition's sort stays in memory and the build may take parallel workers
+    (each needs 32 MB of it); the transaction's end restores it."""
+    heap = max(int(ctx.table.get("heap_bytes") or 0), 0)
+    wanted = min(heap, BUILD_MEMORY_CAP)
+    return Step(
+        sql.SQL(
+            "SELECT set_config('maintenance_work_mem', (greatest(pg_size_bytes(current_setting('maintenance_work_mem')), "
+            "{}::bigint) / 1024)::bigint || 'kB', true)"
+        ).format(sql.Literal(wanted)),
+        "memory for the index builds: up to %d MB (the table's heap size), never less than the server's, for this "
+        "transaction only" % (wanted // (1024 * 1024)),
+    )
+
+
+def build_units(ctx, shadow, validate_separately=True, memory=True):
+    """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each; each key or index
+    unit first sizes its memory (``memory``; the offline mode does it once for its one transaction)."""
     target = _ident(ctx.names["schema"], shadow)
     steps = []
     for con in _not_valid_checks(ctx):
@@ -275,13 +296,14 @@ def build_units(ctx, shadow, validate_separately=True):
                 target, con["name"], sql.SQL(con["definition"]), "check %s, NOT VALID as on the original" % con["name"]
             )
         )
-    steps.extend(_key_steps(ctx, target))
-    steps.extend(_index_steps(ctx, target))
+    builds = _key_steps(ctx, target) + _index_steps(ctx, target)
+    sized = {id(step) for step in builds} if memory else set()
+    steps.extend(builds)
     for con in ctx.facts["constraints"]:
         if con["type"] == "f":
             steps.extend(_foreign_key_steps(ctx, target, con, validate_separately))
     steps.extend(_column_setting_steps(ctx, target))
-    return [[step] for step in steps]
+    return [[build_memory_step(ctx), step] if id(step) in sized else [step] for step in steps]
 
 
 def _key_steps(ctx, target):

@@ -7,6 +7,7 @@ then the post-swap units. The fastest mode, for maintenance windows.
 from __future__ import annotations
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
+    build_memory_step,
     build_units,
     post_units,
     shadow_steps,
@@ -16,11 +17,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     EXCLUSIVE,
     _checksum_source,
     _checksum_target,
+    _checksum_total,
     _cols,
     _ident,
     _state_insert,
     _state_steps,
-    _verify_block,
+    _verify_totals_block,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import swap_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, Step
@@ -47,14 +49,18 @@ def offline_phases(ctx):
         "copy every row (writes are blocked by the EXCLUSIVE lock)",
         effect=COPIED,  # its row count is the run's rows_copied
     )
+    columns = ctx.table["columns"]
     full_verify = Step(
-        _verify_block(
+        _verify_totals_block(
             display,
-            _checksum_source(names, ctx.key, ctx.ranges, ctx.default),
-            _checksum_target(names, shadow),
-            "per partition: rows and content checksum",
+            _checksum_total(src, columns),
+            _checksum_total(_ident(names["schema"], shadow), columns),
+            _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
+            _checksum_target(names, shadow, columns=columns),
+            "rows and content checksum of every row",
         ),
-        "verify before the swap: per target partition, row count and content checksum",
+        "verify before the swap: row count and content checksum of every row, read back from the shadow (per "
+        "partition only to name where a difference is)",
     )
     state_insert = _state_insert(names, ctx.table["oid"], "offline", "post", display)
     swap, _lock_targets = swap_steps(ctx, shadow)
@@ -70,8 +76,8 @@ def offline_phases(ctx):
         lock=ACCESS_EXCLUSIVE,
         targets=[(names["schema"], names["name"])],
     )
-    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [insert_all]
-    for unit in build_units(ctx, shadow, validate_separately=False):
+    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [insert_all, build_memory_step(ctx)]
+    for unit in build_units(ctx, shadow, validate_separately=False, memory=False):
         body.extend(unit)
     body += [full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
     return [

@@ -252,8 +252,8 @@ def online_phases(ctx):
     replay = _replay_steps(names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, shadow)
     compare = Step(
         checksum_compare_sql(
-            _checksum_source(names, ctx.key, ctx.ranges, ctx.default),
-            _checksum_target(names, shadow),
+            _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=ctx.table["columns"]),
+            _checksum_target(names, shadow, columns=ctx.table["columns"]),
         ),
         "compare source and shadow per partition",
     )
@@ -295,8 +295,8 @@ def _online_swap(ctx, replay, lock_targets):
     key_verify = Step(
         _verify_block(
             ctx.display,
-            _checksum_source(names, None, None, None, REPLAY_KEYS, ctx.replay_key),
-            _checksum_target(names, shadow, REPLAY_KEYS, ctx.replay_key),
+            _checksum_source(names, None, None, None, REPLAY_KEYS, ctx.replay_key, columns=ctx.table["columns"]),
+            _checksum_target(names, shadow, REPLAY_KEYS, ctx.replay_key, columns=ctx.table["columns"]),
             "rows changed since the online verification",
         ),
         "verify the rows replayed under the lock",

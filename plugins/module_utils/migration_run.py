@@ -177,7 +177,8 @@ def _verify_online(run):
     names = plan.names
     compare = Step(
         checksum_compare_sql(
-            _checksum_source(names, plan.key, plan.ranges, plan.default), _checksum_target(names, names["shadow"])
+            _checksum_source(names, plan.key, plan.ranges, plan.default, columns=plan.ctx.table["columns"]),
+            _checksum_target(names, names["shadow"], columns=plan.ctx.table["columns"]),
         ),
         "compare source and shadow per partition",
     )

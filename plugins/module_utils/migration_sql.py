@@ -7,6 +7,7 @@ batch, the replay of logged keys, state-row updates, grants and policies. Nothin
 from __future__ import annotations
 
 import hashlib
+import re
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
@@ -143,19 +144,29 @@ def _in_ranges(key, ranges):
     )
 
 
-def _bucket(key, ranges, default):
-    """SQL CASE naming the target partition of a source row."""
-    whens = [
-        sql.SQL("WHEN {k} >= {lo} AND {k} < {hi} THEN {n}").format(
-            k=sql.Identifier("t", key),
-            lo=_bound_literal(e["low"]),
-            hi=_bound_literal(e["high"]),
-            n=sql.Literal(e["name"]),
-        )
-        for e in ranges
-    ]
+def _bucket(key, ranges, default, key_type):
+    """SQL naming the target partition of a source row: ``width_bucket`` over the sorted bounds (a binary search;
+    gaps between ranges name the default partition) instead of a CASE testing every range in turn, which cost
+    2.4 times more with 120 monthly partitions. ``key_type`` (``format_type`` of the key) types the bounds."""
+    bounds, names = [], []
+    for entry in ranges:  # sorted by low, never overlapping (validate_layout)
+        if bounds and bounds[-1] != entry["low"]:
+            names.append(default["name"] if default else None)  # the gap [previous high, low)
+        if not bounds or bounds[-1] != entry["low"]:
+            bounds.append(entry["low"])
+        bounds.append(entry["high"])
+        names.append(entry["name"])
     other = sql.Literal(default["name"]) if default else sql.SQL("NULL")
-    return sql.SQL("CASE {} ELSE {} END").format(_join(whens, " "), other)
+    if not ranges:
+        return sql.SQL("{}::text").format(other)
+    # below the first bound: 0, at or above the last: len(bounds); both outside the names array, so NULL
+    return sql.SQL("coalesce((ARRAY[{n}]::text[])[width_bucket({k}, ARRAY[{b}]::{t}[])], {o})").format(
+        n=_join([sql.Literal(n) if n else sql.SQL("NULL") for n in names]),
+        k=sql.Identifier("t", key),
+        b=_join([_bound_literal(b) for b in bounds]),
+        t=sql.SQL(key_type),
+        o=other,
+    )
 
 
 def _state_update(names, **values):
@@ -205,35 +216,96 @@ def _state_insert(names, oid, mode, phase, display):
     )
 
 
-def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=None):
+# Types whose hash function tells every two different values apart (equality is identity), by ``typname`` and the
+# name ``format_type`` gives the built-in one (a user type of the same typname reads differently there): hashed in
+# their binary form by ``hash_record_extended``, about three times cheaper than the text of the row. Text is hashed
+# under COLLATE "C" (bytes), so a nondeterministic collation cannot make 'A' and 'a' one value.
+_EXACT_HASH_TYPES = {
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+    "uuid": "uuid",
+    "bytea": "bytea",
+    "text": "text",
+    "varchar": "character varying",
+    "numeric": "numeric",
+}
+_COLLATABLE = ("text", "varchar")
+
+
+def _exact_hash_type(column):
+    """The column's ``typname`` when its values hash natively without losing a difference, else None."""
+    name = column.get("type_name")
+    shown = re.sub(r"\(\d+(,\d+)?\)", "", column.get("type") or "").strip()
+    return name if _EXACT_HASH_TYPES.get(name) == shown else None
+
+
+def row_digest(columns, alias="t"):
+    """SQL: a 64-bit digest of every column of a row (``columns``: catalog facts with name, type, type_name).
+
+    Columns of an exact-hash type are hashed in binary form (a numeric with its scale too: 1.0 and 1.00 are equal
+    but read differently); every other column (float, json, arrays, domains, user types...) by its text, as
+    ``ROW(...)::text`` prints it, so NULL and '' still differ. The same expression on both sides of a copy tells
+    whether their contents are the same.
+    """
+    native, other = [], []
+    for column in columns:
+        ref = sql.Identifier(alias, column["name"])
+        kind = _exact_hash_type(column)
+        if kind is None:
+            other.append(ref)
+        elif kind in _COLLATABLE:
+            native.append(sql.SQL('({} COLLATE "C")').format(ref))
+        elif kind == "numeric":
+            native.extend([ref, sql.SQL("scale({})").format(ref)])
+        else:
+            native.append(ref)
+    if other:
+        native.append(sql.SQL("ROW({})::text").format(_join(other)))
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(_join(native))
+
+
+def _keys_join(keys_table, replay_key):
+    if not keys_table:
+        return sql.SQL("")
+    return sql.SQL(" JOIN {} k ON {}").format(
+        sql.Identifier(keys_table),
+        _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
+    )
+
+
+def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=None, *, columns):
+    """SQL: rows and content checksum of the original, per target partition (or of the rows of ``keys_table``)."""
     src = _ident(names["schema"], names["name"])
-    join = sql.SQL("")
     if keys_table:
-        join = sql.SQL(" JOIN {} k ON {}").format(
-            sql.Identifier(keys_table),
-            _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
-        )
-    bucket = _bucket(key, ranges, default) if not keys_table else sql.Literal("replayed keys")
-    return sql.SQL(
-        "SELECT {b} AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {src} t{j} GROUP BY 1"
-    ).format(b=bucket, src=src, j=join)
+        bucket = sql.Literal("replayed keys")
+    else:
+        bucket = _bucket(key, ranges, default, next(c["type"] for c in columns if c["name"] == key))
+    return sql.SQL("SELECT {b} AS b, count(*) AS n, sum({d}) AS h FROM {src} t{j} GROUP BY 1").format(
+        b=bucket, d=row_digest(columns), src=src, j=_keys_join(keys_table, replay_key)
+    )
 
 
-def _checksum_target(names, shadow, keys_table=None, replay_key=None):
+def _checksum_target(names, shadow, keys_table=None, replay_key=None, *, columns):
+    """SQL: rows and content checksum of the shadow, per partition (or of the rows of ``keys_table``)."""
     target = _ident(names["schema"], shadow)
-    join = sql.SQL("")
     if keys_table:
-        join = sql.SQL(" JOIN {} k ON {}").format(
-            sql.Identifier(keys_table),
-            _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
+        return sql.SQL("SELECT 'replayed keys'::text AS b, count(*) AS n, sum({d}) AS h FROM {t} t{j}").format(
+            d=row_digest(columns), t=target, j=_keys_join(keys_table, replay_key)
         )
-        return sql.SQL(
-            "SELECT 'replayed keys'::text AS b, count(*) AS n, sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t{j}"
-        ).format(t=target, j=join)
     return sql.SQL(
         "SELECT c.relname::text AS b, x.n, x.h FROM (SELECT t.tableoid, count(*) AS n, "
-        "sum(hashtextextended(ROW(t.*)::text, 0)) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
-    ).format(t=target)
+        "sum({d}) AS h FROM {t} t GROUP BY 1) x JOIN pg_catalog.pg_class c ON c.oid = x.tableoid"
+    ).format(d=row_digest(columns), t=target)
+
+
+def _checksum_total(relation, columns):
+    """SQL: rows and content checksum of a whole table, one row (no grouping: the cheap check of the offline mode)."""
+    return sql.SQL("SELECT count(*), sum({d}) FROM {r} t").format(d=row_digest(columns), r=relation)
 
 
 def checksum_compare_sql(source_sql, target_sql):
@@ -252,6 +324,29 @@ def _verify_block(display, source_sql, target_sql, what):
         "FROM ({cmp}) c WHERE source_rows <> target_rows OR source_checksum IS DISTINCT FROM target_checksum; "
         "IF bad IS NOT NULL THEN RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = {msg} || bad; END IF; END"
     ).format(
+        cmp=checksum_compare_sql(source_sql, target_sql),
+        msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
+    )
+    return sql.SQL("DO {}").format(_AsLiteral(body))
+
+
+def _verify_totals_block(display, source_total, target_total, source_sql, target_sql, what):
+    """DO block: compare the whole-table rows and checksum of both sides (one scan each, no grouping) and, only when
+    they differ, the detail per partition for the message; raise (rolling the transaction back) on a difference."""
+    body = sql.SQL(
+        "DECLARE sn bigint; sh numeric; dn bigint; dh numeric; bad text; BEGIN "
+        "EXECUTE {st} INTO sn, sh; EXECUTE {tt} INTO dn, dh; "
+        "IF sn IS DISTINCT FROM dn OR sh IS DISTINCT FROM dh THEN "
+        "SELECT string_agg(format('%s: source %s rows (checksum %s), target %s rows (checksum %s)', bucket, "
+        "source_rows, source_checksum, target_rows, target_checksum), '; ') INTO bad FROM ({cmp}) c "
+        "WHERE source_rows <> target_rows OR source_checksum IS DISTINCT FROM target_checksum; "
+        "RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = {msg} || format('source %s rows (checksum %s), target %s "
+        "rows (checksum %s): ', sn, sh, dn, dh) || coalesce(bad, 'no partition differs alone'); END IF; END"
+    ).format(
+        # EXECUTE, not SELECT INTO: PL/pgSQL runs a static SELECT INTO without parallel workers (it asks for one
+        # row), a dynamic one with them when the server allows (max_parallel_workers_per_gather)
+        st=_AsLiteral(source_total),
+        tt=_AsLiteral(target_total),
         cmp=checksum_compare_sql(source_sql, target_sql),
         msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
     )

@@ -280,3 +280,38 @@ def test_hazards_refuse_before_any_change():
     with pytest.raises(InvalidInput) as err:
         _plan(facts=_facts(null_keys=4, hazards={"indexes": []}))
     assert "4 rows of dwh_facts.fait have a NULL date_key" in err.value.msg
+
+
+def test_row_digest_hashes_exact_types_in_binary_and_the_rest_by_text():
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import row_digest
+
+    columns = [
+        {"name": "id", "type": "bigint", "type_name": "int8"},
+        {"name": "amount", "type": "numeric(14,2)", "type_name": "numeric"},
+        {"name": "label", "type": "character varying(20)", "type_name": "varchar"},
+        {"name": "at", "type": "timestamp(3) with time zone", "type_name": "timestamptz"},
+        {"name": "ratio", "type": "double precision", "type_name": "float8"},
+        {"name": "own", "type": "other.int8", "type_name": "int8"},  # a user type named like a built-in one
+        {"name": "legacy", "type": "text"},  # facts without type_name: by text, never guessed
+    ]
+    assert render(row_digest(columns)) == (
+        'hash_record_extended(ROW("t"."id", "t"."amount", scale("t"."amount"), ("t"."label" COLLATE "C"), "t"."at", '
+        'ROW("t"."ratio", "t"."own", "t"."legacy")::text), 0)'
+    )
+
+
+def test_bucket_is_a_binary_search_of_the_bounds_with_gaps_to_the_default():
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import _bucket
+
+    ranges = [
+        {"name": "p1", "low": 10, "high": 20},
+        {"name": "p2", "low": 20, "high": 30},
+        {"name": "p4", "low": 40, "high": 50},
+    ]
+    assert render(_bucket("k", ranges, {"name": "pd"}, "integer")) == (
+        "coalesce((ARRAY['p1', 'p2', 'pd', 'p4']::text[])"
+        '[width_bucket("t"."k", ARRAY[10, 20, 30, 40, 50]::integer[])], \'pd\')'
+    )
+    assert render(_bucket("k", ranges[:1], None, "integer")) == (
+        'coalesce((ARRAY[\'p1\']::text[])[width_bucket("t"."k", ARRAY[10, 20]::integer[])], NULL)'
+    )

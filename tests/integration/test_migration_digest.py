@@ -1,0 +1,189 @@
+"""The content checksum of the migration's verification, against a real server: the row digest tells apart every two
+rows that read differently (even values PostgreSQL calls equal), and the offline mode reads every row back from the
+shadow before its swap."""
+
+import datetime
+import types
+
+import pytest
+
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import build_memory_step
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import row_digest
+from tests.integration.test_migration import NOTHING_LEFT, _all, _one, checksum, leftovers
+from tests.support.migration_driver import migrate
+
+
+def _run(conn, statements):
+    with conn.cursor() as cur:
+        cur.execute(statements)
+
+
+# pairs of rows that PostgreSQL's equality (and its hash functions) call equal, or that differ only by NULL
+TWINS = [
+    ("n", "1.0", "1.00"),
+    ("f", "'0'", "'-0'"),
+    ("s", "''", "NULL"),
+    ("j", "'{\"a\": 1.0}'", "'{\"a\": 1.00}'"),
+    ("c", "'x'", "'x '"),
+    ("a", "'{1.0}'", "'{1.00}'"),
+    ("ts", "'2024-01-01 00:00:00+00'", "'2024-01-01 00:00:00.000001+00'"),
+    ("v", "'a'", "'A'"),
+    ("d", "'2000-01-01'", "NULL"),  # PostgreSQL's day 0: a NULL field must not hash like a zero value
+    ("b", "''", "NULL"),
+]
+
+
+def test_row_digest_tells_apart_rows_that_read_differently(conn):
+    _run(
+        conn,
+        "CREATE SCHEMA dg; CREATE TABLE dg.t (id int, n numeric, f float8, s text, j jsonb, c bpchar, "
+        "a numeric[], ts timestamptz, v varchar(5), b bytea, u uuid, d date)",
+    )
+    table = catalog.read_table(conn, "dg", "t")
+    # the digest of every column but id (which tells the rows apart anyway)
+    digest = row_digest([c for c in table["columns"] if c["name"] != "id"]).as_string(conn)
+    assert 'ROW("t"."f", "t"."j", "t"."c", "t"."a")::text' in digest, digest
+    for number, (column, left, right) in enumerate(TWINS):
+        _run(
+            conn,
+            "INSERT INTO dg.t (id, %s) VALUES (%d, %s), (%d, %s)" % (column, 2 * number, left, 2 * number + 1, right),
+        )
+    _run(conn, "INSERT INTO dg.t (id, b, u, d) VALUES (100, '\\x00', gen_random_uuid(), '2024-02-29')")
+    _run(conn, "INSERT INTO dg.t (id, b, u, d) SELECT 101, b, u, d FROM dg.t WHERE id = 100")
+    digests = dict(_all(conn, "SELECT t.id, %s FROM dg.t t" % digest))
+    for number, (column, left, right) in enumerate(TWINS):
+        assert digests[2 * number] != digests[2 * number + 1], "%s: %s and %s hash alike" % (column, left, right)
+    assert digests[100] == digests[101], "the same row hashes the same"
+    # as many digests as rows that read differently (the rows whose only value is a NULL read alike)
+    distinct = _one(conn, "SELECT count(DISTINCT ROW(n, f, s, j, c, a, ts, v, b, u, d)::text) FROM dg.t")[0]
+    assert len(set(digests.values())) == distinct
+
+
+def make_fact(conn, rows=2000):
+    _run(
+        conn,
+        "CREATE SCHEMA s; CREATE TABLE s.fait (id bigserial PRIMARY KEY, date_key int NOT NULL, note text, "
+        "amount numeric(12,2), at timestamptz DEFAULT now()); "
+        "INSERT INTO s.fait (date_key, note, amount) SELECT to_char(date '2021-01-01' + g %% 1200, 'YYYYMMDD')::int, "
+        "'n' || g, g / 7.0 FROM generate_series(1, %d) g; ANALYZE s.fait" % rows,
+    )
+
+
+@pytest.fixture
+def tamper_on_copy(conn):
+    """An event trigger (as a bug or a rogue extension would) altering one row as it lands in a partition of the
+    shadow: what the offline verification must catch, inside its one transaction."""
+    _run(
+        conn,
+        """
+        CREATE FUNCTION public.tamper_row() RETURNS trigger LANGUAGE plpgsql AS
+        $$BEGIN IF NEW.id = 42 THEN NEW.note := 'tampered'; END IF; RETURN NEW; END$$;
+        CREATE FUNCTION public.tamper_on_create() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        DECLARE r record; BEGIN
+          FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_identity LIKE 's.fait\\_20%' LOOP
+            EXECUTE format('CREATE TRIGGER tamper BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.tamper_row()',
+                           r.object_identity);
+          END LOOP; END $$;
+        CREATE EVENT TRIGGER tamper_on_create ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+          EXECUTE FUNCTION public.tamper_on_create();
+        """,
+    )
+    yield
+    _run(conn, "DROP EVENT TRIGGER tamper_on_create; DROP FUNCTION public.tamper_on_create(), public.tamper_row()")
+
+
+def test_offline_verification_reads_every_row_back(conn, tamper_on_copy):
+    make_fact(conn)
+    before = checksum(conn, "s.fait")
+    with pytest.raises(DwhError) as err:
+        migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True)
+    message = err.value.msg
+    assert "verification of s.fait failed" in message and "nothing was swapped" in message, message
+    assert "source 2000 rows" in message and "target 2000 rows" in message, message
+    assert "fait_2021: source" in message, "the partition holding the altered row is named: " + message
+    assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
+    assert checksum(conn, "s.fait") == before
+    assert leftovers(conn) == NOTHING_LEFT
+
+
+def test_offline_verification_passes_on_a_faithful_copy(conn):
+    make_fact(conn)
+    before = checksum(conn, "s.fait")
+    result = migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True)
+    assert result["rows_copied"] == 2000
+    assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "p"
+    assert checksum(conn, "s.fait") == before
+    verify = [q for q in result["queries"] if "verification of" in q]
+    assert len(verify) == 1 and "hash_record_extended" in verify[0]
+
+
+@pytest.mark.parametrize(
+    "server_value, heap_bytes, expected",
+    [("1MB", 8 * 1024 * 1024, "8MB"), ("1GB", 8 * 1024 * 1024, "1GB"), ("64MB", 10 * 1024**3, "256MB")],
+)
+def test_index_builds_get_memory_up_to_the_heap_size_never_less_than_the_server_gives(
+    conn, server_value, heap_bytes, expected
+):
+    step = build_memory_step(types.SimpleNamespace(table={"heap_bytes": heap_bytes}))
+    conn.autocommit = False
+    try:
+        _run(conn, "SET maintenance_work_mem = '%s'" % server_value)
+        _run(conn, step.render(conn))
+        assert _one(conn, "SELECT current_setting('maintenance_work_mem')")[0] == expected
+        conn.commit()
+        assert _one(conn, "SELECT current_setting('maintenance_work_mem')")[0] == server_value, "SET LOCAL only"
+    finally:
+        conn.rollback()
+        conn.autocommit = True
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_every_key_and_index_build_is_sized_once_after_the_copy(conn, mode):
+    make_fact(conn)
+    _run(conn, "CREATE INDEX fait_note_idx ON s.fait (note)")
+    plan = migrate(conn, "s.fait", "date_key", mode=mode, extend_primary_key=True, check_mode=True)
+    statements = [s["sql"] for p in plan["phases"] for s in p["steps"]]
+    copy = next(i for i, q in enumerate(statements) if q.startswith("INSERT INTO") and "_sgt_new" in q)
+    builds = [i for i, q in enumerate(statements) if "ADD CONSTRAINT" in q or q.startswith("CREATE INDEX")]
+    sized = [i for i, q in enumerate(statements) if "set_config('maintenance_work_mem'" in q]
+    assert len(builds) == 2 and all(i > copy for i in builds), "keys and indexes built once, after the copy"
+    assert all(i > copy for i in sized) and len(sized) == (1 if mode == "offline" else 2)
+    assert all(any(s < b for s in sized) for b in builds), "every build runs with its memory sized"
+
+
+def _bound(key_type, year, month):
+    if key_type == "date":
+        return datetime.date(year, month, 1)
+    return datetime.datetime(year, month, 1, tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize("key_type", ["date", "timestamptz"])
+def test_rows_are_bucketed_by_a_binary_search_of_the_bounds_gaps_to_the_default(conn, key_type):
+    _run(
+        conn,
+        "SET TimeZone = 'UTC'; CREATE SCHEMA g; CREATE TABLE g.ev (id int PRIMARY KEY, day %s NOT NULL, v text); "
+        "INSERT INTO g.ev SELECT n, date '2020-12-01' + n, 'v' || n FROM generate_series(1, 1600) n; ANALYZE g.ev"
+        % key_type,
+    )
+    layout = [
+        {"name": "ev_2021", "low": _bound(key_type, 2021, 1), "high": _bound(key_type, 2022, 1)},
+        {"name": "ev_2023h1", "low": _bound(key_type, 2023, 1), "high": _bound(key_type, 2023, 7)},
+        {"name": "ev_2023h2", "low": _bound(key_type, 2023, 7), "high": _bound(key_type, 2024, 1)},
+        {"name": "ev_default", "default": True},
+    ]
+    result = migrate(conn, "g.ev", "day", extend_primary_key=True, batch_rows=400, layout=layout)
+    expected = dict(
+        _all(
+            conn,
+            "SELECT CASE WHEN day >= '2021-01-01' AND day < '2022-01-01' THEN 'ev_2021' "
+            "WHEN day >= '2023-01-01' AND day < '2023-07-01' THEN 'ev_2023h1' "
+            "WHEN day >= '2023-07-01' AND day < '2024-01-01' THEN 'ev_2023h2' ELSE 'ev_default' END, count(*) "
+            "FROM g.ev_unpartitioned GROUP BY 1",
+        )
+    )
+    assert {b: c["source_rows"] for b, c in result["checksums"].items()} == expected
+    assert all(c["source_rows"] == c["target_rows"] for c in result["checksums"].values())
+    assert all(c["source_checksum"] == c["target_checksum"] for c in result["checksums"].values())
+    assert expected["ev_default"] == 30 + 365 + 475  # December 2020, the gap (2022), and 2024 on
