@@ -22,6 +22,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _AsLiteral,
     _checksum_source,
     _checksum_target,
+    _checksum_total,
     _cols,
     _ident,
     _join,
@@ -30,7 +31,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _state_steps,
     _state_update,
     _verify_block,
-    checksum_compare_sql,
+    checksum_detail_sql,
     copy_statement,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import (
@@ -250,13 +251,6 @@ def online_phases(ctx):
         ]
     )
     replay = _replay_steps(names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, shadow)
-    compare = Step(
-        checksum_compare_sql(
-            _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=ctx.table["columns"]),
-            _checksum_target(names, shadow, columns=ctx.table["columns"]),
-        ),
-        "compare source and shadow per partition",
-    )
     return [
         {
             "name": "prepare",
@@ -271,9 +265,9 @@ def online_phases(ctx):
         },
         {
             "name": "catchup",
-            "description": "replay changed keys until the log is small, then verify counts and "
-            "checksums per partition in one snapshot",
-            "steps": replay + [compare],
+            "description": "replay changed keys until the log is small, then verify the row count and content "
+            "checksum of each whole table in one snapshot (per partition only to name where a difference is)",
+            "steps": replay + list(verify_steps(ctx)),
         },
         {
             "name": "swap",
@@ -286,6 +280,29 @@ def online_phases(ctx):
             "units": post_units(ctx, drop_log=True),
         },
     ]
+
+
+def verify_steps(ctx):
+    """The online verification, run after a replay in one REPEATABLE READ snapshot: rows and content checksum of
+    the original and of the shadow (one scan each, no grouping), then the per-partition comparison, which reads
+    the tables only when those totals differ (to name where)."""
+    names, columns = ctx.names, ctx.table["columns"]
+    source = Step(
+        _checksum_total(_ident(names["schema"], names["name"]), columns), "rows and content checksum of the original"
+    )
+    target = Step(
+        _checksum_total(_ident(names["schema"], names["shadow"]), columns), "rows and content checksum of the shadow"
+    )
+    detail = Step(
+        checksum_detail_sql(
+            _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
+            _checksum_target(names, names["shadow"], columns=columns),
+            source,
+            target,
+        ),
+        "only when the totals differ: compare source and shadow per partition, to name where",
+    )
+    return source, target, detail
 
 
 def _online_swap(ctx, replay, lock_targets):

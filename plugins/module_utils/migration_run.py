@@ -24,6 +24,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import
     copy_batch_steps,
     copy_batches,
     copy_start_step,
+    verify_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
@@ -31,17 +32,15 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     REPLAYED,
     STATE_SCHEMA,
     STATE_TABLE,
-    _checksum_source,
-    _checksum_target,
     _ident,
     _join,
     _json_value,
     _replay_steps,
     _state_update,
-    checksum_compare_sql,
     migration_names,
     normalize_options,
     rows_of,
+    totals_differ,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Step
 
@@ -171,33 +170,41 @@ def _state(conn, names):
     return read_state(conn, names["schema"], names["name"])
 
 
+def _checksum_entry(source_rows, target_rows, source_sum, target_sum):
+    return {
+        "source_rows": source_rows,
+        "target_rows": target_rows,
+        "source_checksum": None if source_sum is None else str(source_sum),
+        "target_checksum": None if target_sum is None else str(target_sum),
+    }
+
+
 def _verify_online(run):
-    """Replay, then compare source and shadow per target partition inside one REPEATABLE READ snapshot."""
-    plan = run.plan
-    names = plan.names
-    compare = Step(
-        checksum_compare_sql(
-            _checksum_source(names, plan.key, plan.ranges, plan.default, columns=plan.ctx.table["columns"]),
-            _checksum_target(names, names["shadow"], columns=plan.ctx.table["columns"]),
-        ),
-        "compare source and shadow per partition",
+    """Replay, then compare source and shadow inside one REPEATABLE READ snapshot: the whole-table totals, and the
+    detail per target partition only when they differ (``verify_steps``)."""
+    names = run.plan.names
+    source, target, detail = verify_steps(run.plan.ctx)
+    run.replay(
+        [source, target, detail, Step(_state_update(names, phase="swap"), "progress")], isolation="REPEATABLE READ"
     )
-    run.replay([compare, Step(_state_update(names, phase="swap"), "progress")], isolation="REPEATABLE READ")
-    checksums, bad = {}, []
-    for bucket, source_rows, target_rows, source_sum, target_sum in compare.rows:
-        checksums[bucket] = {
-            "source_rows": source_rows,
-            "target_rows": target_rows,
-            "source_checksum": source_sum,
-            "target_checksum": target_sum,
-        }
-        if source_rows != target_rows or source_sum != target_sum:
+    (source_rows, source_sum), (target_rows, target_sum) = source.rows[0], target.rows[0]
+    checksums = {"total": _checksum_entry(source_rows, target_rows, source_sum, target_sum), "partitions": {}}
+    run.result["checksums"] = checksums
+    if not totals_differ(source.rows[0], target.rows[0]):
+        return []
+    bad = []
+    for bucket, b_source_rows, b_target_rows, b_source_sum, b_target_sum in detail.rows:
+        checksums["partitions"][bucket] = _checksum_entry(b_source_rows, b_target_rows, b_source_sum, b_target_sum)
+        if b_source_rows != b_target_rows or b_source_sum != b_target_sum:
             bad.append(
                 "%s: source %s rows (checksum %s), shadow %s rows (checksum %s)"
-                % (bucket, source_rows, source_sum, target_rows, target_sum)
+                % (bucket, b_source_rows, b_source_sum, b_target_rows, b_target_sum)
             )
-    run.result["checksums"] = checksums
-    return bad
+    # equal totals are the proof; different totals always fail, even if no partition differs alone (rows moved)
+    return bad or [
+        "whole table: source %s rows (checksum %s), shadow %s rows (checksum %s)"
+        % (source_rows, source_sum, target_rows, target_sum)
+    ]
 
 
 def _differing_columns(run):

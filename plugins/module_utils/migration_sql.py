@@ -308,6 +308,38 @@ def _checksum_total(relation, columns):
     return sql.SQL("SELECT count(*), sum({d}) FROM {r} t").format(d=row_digest(columns), r=relation)
 
 
+def totals_differ(source_total, target_total):
+    """Whether two ``_checksum_total`` results (``(rows, checksum)``) differ."""
+    return tuple(source_total) != tuple(target_total)
+
+
+class TotalsDiffer(sql.Composable if sql else object):
+    """``true`` when the whole-table totals two earlier steps of the same transaction returned differ, else
+    ``false``: rendered when the Executor reaches the step embedding it (like ``plan.RowcountOf``).
+
+    A detail query gated by it (``WHERE false``) is planned as a one-time filter and reads nothing, so the detail per
+    partition costs a scan only when there is a difference to name. Before the steps ran (check mode) it renders as
+    a comment and ``true``.
+    """
+
+    def __init__(self, source_step, target_step):
+        super().__init__((source_step, target_step))
+        self.source_step = source_step
+        self.target_step = target_step
+
+    def as_string(self, context):
+        if self.source_step.rows is None or self.target_step.rows is None:
+            return "/* only when the totals differ */ true"
+        return "true" if totals_differ(self.source_step.rows[0], self.target_step.rows[0]) else "false"
+
+
+def checksum_detail_sql(source_sql, target_sql, source_step, target_step):
+    """SQL: the per-partition comparison, run only when the totals of ``source_step`` and ``target_step`` differ."""
+    return sql.SQL("SELECT * FROM ({}) c WHERE {}").format(
+        checksum_compare_sql(source_sql, target_sql), TotalsDiffer(source_step, target_step)
+    )
+
+
 def checksum_compare_sql(source_sql, target_sql):
     """SQL listing the buckets where source and target differ (rows, checksum)."""
     return sql.SQL(

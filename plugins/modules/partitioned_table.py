@@ -233,9 +233,12 @@ EXAMPLES = r"""
 RETURN = r"""
 migration:
   description:
-    - When a plain table was migrated, what happened - phases run, rows copied, batches, replayed keys, per-partition
-      source and target row counts and checksums, the name the original was renamed to, rows sent to the default
-      partition and how long writers were blocked by the swap. In check mode, the phases with their SQL and the
+    - When a plain table was migrated, what happened - phases run, rows copied, batches, replayed keys, the
+      checksums, the name the original was renamed to, rows sent to the default partition and how long writers were
+      blocked by the swap.
+    - C(checksums) holds C(total) (the whole table - C(source_rows), C(target_rows), C(source_checksum),
+      C(target_checksum) - compared in one snapshot) and C(partitions) (the same per target partition, computed
+      only when the totals differ, to name where; empty after a successful verification). In check mode, the phases with their SQL and the
       estimated disk need; the online copy shows its first batch as it will run and, in C(batches), how many
       batches the run executes.
     - With O(migrate=abandon), C(abandoned) lists what was removed (or would be, in check mode).

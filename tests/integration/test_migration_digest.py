@@ -160,7 +160,7 @@ def _bound(key_type, year, month):
 
 
 @pytest.mark.parametrize("key_type", ["date", "timestamptz"])
-def test_rows_are_bucketed_by_a_binary_search_of_the_bounds_gaps_to_the_default(conn, key_type):
+def test_rows_are_bucketed_by_a_binary_search_of_the_bounds_gaps_to_the_default(pg_server, db, conn, key_type):
     _run(
         conn,
         "SET TimeZone = 'UTC'; CREATE SCHEMA g; CREATE TABLE g.ev (id int PRIMARY KEY, day %s NOT NULL, v text); "
@@ -173,17 +173,50 @@ def test_rows_are_bucketed_by_a_binary_search_of_the_bounds_gaps_to_the_default(
         {"name": "ev_2023h2", "low": _bound(key_type, 2023, 7), "high": _bound(key_type, 2024, 1)},
         {"name": "ev_default", "default": True},
     ]
-    result = migrate(conn, "g.ev", "day", extend_primary_key=True, batch_rows=400, layout=layout)
     expected = dict(
         _all(
             conn,
             "SELECT CASE WHEN day >= '2021-01-01' AND day < '2022-01-01' THEN 'ev_2021' "
             "WHEN day >= '2023-01-01' AND day < '2023-07-01' THEN 'ev_2023h1' "
             "WHEN day >= '2023-07-01' AND day < '2024-01-01' THEN 'ev_2023h2' ELSE 'ev_default' END, count(*) "
-            "FROM g.ev_unpartitioned GROUP BY 1",
+            "FROM g.ev GROUP BY 1",
         )
     )
-    assert {b: c["source_rows"] for b, c in result["checksums"].items()} == expected
-    assert all(c["source_rows"] == c["target_rows"] for c in result["checksums"].values())
-    assert all(c["source_checksum"] == c["target_checksum"] for c in result["checksums"].values())
+    other = pg_server.connect(db)
+    other.autocommit = True
+
+    def tamper(event):
+        # one shadow row changed: the totals differ, so the detail per partition runs and names where
+        if event["phase"] == "verify":
+            _run(other, "UPDATE g.ev_sgt_new SET v = 'changed' WHERE id = 1000")
+
+    try:
+        with pytest.raises(DwhError) as err:
+            migrate(conn, "g.ev", "day", extend_primary_key=True, batch_rows=400, layout=layout, progress=tamper)
+    finally:
+        other.close()
+    checksums = err.value.details["checksums"]
+    assert checksums["total"]["source_rows"] == checksums["total"]["target_rows"] == 1600
+    assert checksums["total"]["source_checksum"] != checksums["total"]["target_checksum"]
+    detail = checksums["partitions"]
+    assert {b: c["source_rows"] for b, c in detail.items()} == expected
+    assert all(c["source_rows"] == c["target_rows"] for c in detail.values())
+    differ = [b for b, c in detail.items() if c["source_checksum"] != c["target_checksum"]]
+    assert differ == ["ev_2023h2"], differ  # day 2020-12-01 + 1000 = 2023-08-28
+    assert "ev_2023h2: source" in err.value.msg
     assert expected["ev_default"] == 30 + 365 + 475  # December 2020, the gap (2022), and 2024 on
+
+
+def test_online_verification_compares_whole_table_totals_and_skips_the_detail_when_equal(conn):
+    _run(
+        conn,
+        "CREATE SCHEMA tt; CREATE TABLE tt.ev (id int PRIMARY KEY, day int NOT NULL, v text); "
+        "INSERT INTO tt.ev SELECT n, 20210101 + n % 300, 'v' || n FROM generate_series(1, 2000) n; ANALYZE tt.ev",
+    )
+    result = migrate(conn, "tt.ev", "day", extend_primary_key=True, batch_rows=500)
+    total = result["checksums"]["total"]
+    assert total["source_rows"] == total["target_rows"] == 2000
+    assert total["source_checksum"] == total["target_checksum"] is not None
+    assert result["checksums"]["partitions"] == {}  # equal totals: the per-partition detail read nothing
+    detail = [q for q in result["queries"] if q.startswith("SELECT * FROM (SELECT coalesce")]
+    assert detail and all(q.rstrip().endswith("WHERE false") for q in detail), detail
