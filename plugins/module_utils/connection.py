@@ -160,6 +160,30 @@ def connect(module: AnsibleModule, autocommit: bool = False) -> Connection:
     return conn
 
 
+def connect_again(module: AnsibleModule, suffix: str) -> Connection:
+    """Open one more connection with the module's options (same timeouts and role), ``application_name`` suffixed
+    by ``suffix`` so it is told apart in pg_stat_activity; raise DwhError (not fail_json: the caller has its own
+    transaction to roll back first) when the server refuses. The caller closes it."""
+
+    class _Raising:
+        params = dict(
+            module.params,
+            connect_params=dict(
+                module.params.get("connect_params") or {},
+                application_name=(
+                    (module.params.get("connect_params") or {}).get("application_name") or APPLICATION_NAME
+                )
+                + suffix,
+            ),
+        )
+
+        @staticmethod
+        def fail_json(msg, **_details):
+            raise DwhError(msg)
+
+    return connect(_Raising())
+
+
 SERVER_FACTS_QUERY = """
 SELECT current_setting('server_version_num')::int AS version_num,
        current_setting('server_version') AS version,

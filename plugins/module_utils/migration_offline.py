@@ -6,6 +6,8 @@ then the post-swap units. The fastest mode, for maintenance windows.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     build_memory_step,
     build_units,
@@ -33,6 +35,16 @@ except ImportError:  # reported by the connection layer
     sql = None
 
 
+@dataclasses.dataclass(frozen=True)
+class ConcurrentRead:
+    """A read of the plan run on a second connection: started right before ``start_before`` runs in the main
+    transaction, its rows awaited right before ``join_before`` (check mode shows ``step`` where it starts)."""
+
+    step: Step
+    start_before: Step
+    join_before: Step
+
+
 def offline_phases(ctx):
     """Offline mode: the whole build and the swap in one transaction, then the post-swap units."""
     names, display = ctx.names, ctx.display
@@ -50,17 +62,26 @@ def offline_phases(ctx):
         effect=COPIED,  # its row count is the run's rows_copied
     )
     columns = ctx.table["columns"]
+    source_total = Step(
+        _checksum_total(src, columns),
+        "rows and content checksum of the original, read on a second connection opened once the EXCLUSIVE lock is "
+        "held (no writer can commit until the end: it reads exactly the rows the copy reads) while the copy runs",
+    )
+    target_total = Step(
+        _checksum_total(_ident(names["schema"], shadow), columns),
+        "rows and content checksum of every row, read back from the shadow",
+    )
     full_verify = Step(
         _verify_totals_block(
             display,
-            _checksum_total(src, columns),
-            _checksum_total(_ident(names["schema"], shadow), columns),
+            source_total,
+            target_total,
             _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
             _checksum_target(names, shadow, columns=columns),
             "rows and content checksum of every row",
         ),
-        "verify before the swap: row count and content checksum of every row, read back from the shadow (per "
-        "partition only to name where a difference is)",
+        "verify before the swap: the totals of both sides must be equal (per partition only to name where a "
+        "difference is)",
     )
     state_insert = _state_insert(names, ctx.table["oid"], "offline", "post", display)
     swap, _lock_targets = swap_steps(ctx, shadow)
@@ -76,16 +97,19 @@ def offline_phases(ctx):
         lock=ACCESS_EXCLUSIVE,
         targets=[(names["schema"], names["name"])],
     )
-    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [insert_all, build_memory_step(ctx)]
+    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [source_total, insert_all, build_memory_step(ctx)]
     for unit in build_units(ctx, shadow, validate_separately=False, memory=False):
         body.extend(unit)
-    body += [full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
+    body += [target_total, full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
     return [
         {
             "name": "offline",
             "description": "one transaction: build, copy, index, verify and swap with writes "
             "blocked (fastest; for maintenance windows)",
             "steps": body,
+            # the source side of the verification runs on a second connection from the copy to the verification
+            "concurrent": ConcurrentRead(step=source_total, start_before=insert_all, join_before=full_verify),
+            "totals": (source_total, target_total),  # what the verification compared, for the result
         },
         {
             "name": "post",

@@ -27,6 +27,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import
     verify_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import SideRead
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
     REPLAYED,
@@ -103,6 +104,7 @@ class _Run:
         self.executor = executor
         self.plan = plan
         self.progress = progress or (lambda event: None)
+        self.side_connect = None  # opens a second connection (the offline mode's concurrent read)
         self.queries = []
         self._groups = itertools.count(1)  # each unit its own transaction group
         self.result = {
@@ -262,12 +264,16 @@ def _render_post(conn, units):
     return [[s.render(conn) for s in unit] for _label, unit in units]
 
 
-def run_migration(conn, executor, table, layout, options, server, progress=None, facts=None):
-    """Execute (or resume) the migration; see ``_run_migration``. The connection's autocommit mode is restored."""
+def run_migration(conn, executor, table, layout, options, server, progress=None, facts=None, side_connect=None):
+    """Execute (or resume) the migration; see ``_run_migration``. The connection's autocommit mode is restored.
+
+    ``side_connect`` opens a second connection with the same parameters (``connection.connect_again``): the offline
+    mode reads the original's totals on it while its copy runs. Without it, that read runs in the main transaction.
+    """
     was = conn.autocommit
     planned = []  # set once the plan is made: a failure while reading facts abandons nothing
     try:
-        return _run_migration(conn, executor, table, layout, options, server, progress, facts, planned)
+        return _run_migration(conn, executor, table, layout, options, server, progress, facts, planned, side_connect)
     except (psycopg2.Error, LockNotGranted) as error:
         if planned:
             _abandon_after_failure(conn, executor, table, normalize_options(options)["mode"], error)
@@ -331,7 +337,9 @@ def _abandon_after_failure(conn, executor, table, mode, error):
     )
 
 
-def _run_migration(conn, executor, table, layout, options, server, progress=None, facts=None, planned=None):
+def _run_migration(
+    conn, executor, table, layout, options, server, progress=None, facts=None, planned=None, side_connect=None
+):
     """Execute (or resume) the migration of plain table ``table`` into the partitions of ``layout``.
 
     ``executor`` is a ``plan.Executor`` (lock_timeout retries). ``progress`` is an optional callable receiving
@@ -355,6 +363,7 @@ def _run_migration(conn, executor, table, layout, options, server, progress=None
     if planned is not None:
         planned.append(True)
     run = _Run(conn, executor, plan, progress)
+    run.side_connect = side_connect
     run.result["renamed_source"] = display_name(plan.names["schema"], plan.names["unpartitioned"])
     if plan.mode in ("offline", "attach"):
         _run_in_one_swap(run)
@@ -423,6 +432,22 @@ def _store_post(run, post_units, **state_values):
     )
 
 
+def _timed_swap_with_side_read(run, steps, concurrent):
+    """The one transaction of the offline mode (or attach's swap); the plan's concurrent read (the original's totals)
+    runs on a second connection from the copy to the verification, when the caller can open one."""
+    if concurrent is None or run.side_connect is None:
+        run.timed_swap(steps)
+    else:
+        side = SideRead(run.side_connect, concurrent.step, run.executor, run.plan.display)
+        concurrent.start_before.before = side.start
+        concurrent.join_before.before = side.wait
+        try:
+            run.timed_swap([s for s in steps if s is not concurrent.step])
+        finally:
+            side.close()
+        run.queries.extend(side.executed)
+
+
 def _run_in_one_swap(run):
     """Offline (build, copy and swap in one transaction) or attach (check, validate, then the swap); then post."""
     plan, names = run.plan, run.plan.names
@@ -442,7 +467,11 @@ def _run_in_one_swap(run):
     name = "offline" if plan.mode == "offline" else "swap"
     steps = list(phases[name]["steps"]) + [_store_post(run, phases["post"]["units"])]
     run.event(name)
-    run.timed_swap(steps)
+    _timed_swap_with_side_read(run, steps, phases[name].get("concurrent"))
+    if phases[name].get("totals"):
+        (source_rows, source_sum), (target_rows, target_sum) = [step.rows[0] for step in phases[name]["totals"]]
+        total = _checksum_entry(source_rows, target_rows, source_sum, target_sum)
+        run.result["checksums"] = {"total": total, "partitions": {}}
     run.result["phases_run"].append(name)
     run.result["rows_copied"] = None if plan.mode == "attach" else rows_of(steps, COPIED)
     _run_post(run, _state(run.conn, names))

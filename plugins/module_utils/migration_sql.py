@@ -362,25 +362,38 @@ def _verify_block(display, source_sql, target_sql, what):
     return sql.SQL("DO {}").format(_AsLiteral(body))
 
 
-def _verify_totals_block(display, source_total, target_total, source_sql, target_sql, what):
-    """DO block: compare the whole-table rows and checksum of both sides (one scan each, no grouping) and, only when
-    they differ, the detail per partition for the message; raise (rolling the transaction back) on a difference."""
+class _TotalsText(sql.Composable if sql else object):
+    """The totals two earlier steps returned, as a string literal for a message (rendered like ``TotalsDiffer``)."""
+
+    def __init__(self, source_step, target_step):
+        super().__init__((source_step, target_step))
+        self.source_step = source_step
+        self.target_step = target_step
+
+    def as_string(self, context):
+        if self.source_step.rows is None or self.target_step.rows is None:
+            return "/* the totals */ ''"
+        (sn, sh), (dn, dh) = self.source_step.rows[0], self.target_step.rows[0]
+        text = "source %s rows (checksum %s), target %s rows (checksum %s): " % (sn, sh, dn, dh)
+        return sql.Literal(text).as_string(context)
+
+
+def _verify_totals_block(display, source_step, target_step, source_sql, target_sql, what):
+    """DO block: raise (rolling the transaction back) when the whole-table totals ``source_step`` and ``target_step``
+    returned (``_checksum_total``, one scan each, no grouping) differ, naming the partitions that differ: the detail
+    per partition is computed only then (``IF false`` plans nothing)."""
     body = sql.SQL(
-        "DECLARE sn bigint; sh numeric; dn bigint; dh numeric; bad text; BEGIN "
-        "EXECUTE {st} INTO sn, sh; EXECUTE {tt} INTO dn, dh; "
-        "IF sn IS DISTINCT FROM dn OR sh IS DISTINCT FROM dh THEN "
+        "DECLARE bad text; BEGIN IF {differ} THEN "
         "SELECT string_agg(format('%s: source %s rows (checksum %s), target %s rows (checksum %s)', bucket, "
         "source_rows, source_checksum, target_rows, target_checksum), '; ') INTO bad FROM ({cmp}) c "
         "WHERE source_rows <> target_rows OR source_checksum IS DISTINCT FROM target_checksum; "
-        "RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = {msg} || format('source %s rows (checksum %s), target %s "
-        "rows (checksum %s): ', sn, sh, dn, dh) || coalesce(bad, 'no partition differs alone'); END IF; END"
+        "RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = {msg} || {totals} "
+        "|| coalesce(bad, 'no partition differs alone'); END IF; END"
     ).format(
-        # EXECUTE, not SELECT INTO: PL/pgSQL runs a static SELECT INTO without parallel workers (it asks for one
-        # row), a dynamic one with them when the server allows (max_parallel_workers_per_gather)
-        st=_AsLiteral(source_total),
-        tt=_AsLiteral(target_total),
+        differ=TotalsDiffer(source_step, target_step),
         cmp=checksum_compare_sql(source_sql, target_sql),
         msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
+        totals=_TotalsText(source_step, target_step),
     )
     return sql.SQL("DO {}").format(_AsLiteral(body))
 

@@ -13,6 +13,7 @@ import datetime
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import (
     catalog,
+    connection,
     migration,
     partition_indexes,
     partitioning,
@@ -508,7 +509,14 @@ def migrate_plain_table(conn, module, schema, name, server):
         rendered = migration.render_plan(conn, planned)
         return {"check_mode": True, "plan": rendered, "queries": migration.plan_queries(conn, planned)}
     return migration.run_migration(
-        conn, Executor.from_module(conn, module), table, layout, options, server, facts=facts
+        conn,
+        Executor.from_module(conn, module),
+        table,
+        layout,
+        options,
+        server,
+        facts=facts,
+        side_connect=lambda: connection.connect_again(module, "/verify"),
     )
 
 

@@ -132,6 +132,9 @@ class Step:
         self.snapshot_wait = snapshot_wait
         # the isolation level of the transaction this step starts (only read on the first step of a unit)
         self.isolation = isolation
+        # set by a runner: called by the Executor right before it sends this step (e.g. to start or join a read
+        # that a second connection runs meanwhile); never in check mode
+        self.before: Callable[[], Any] | None = None
 
     def render(self, conn: Connection) -> str:
         """Return the statement as the exact text the server receives."""
@@ -342,6 +345,8 @@ class Executor:
                 if unit[0].isolation and not autocommit:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL %s" % unit[0].isolation)
                 for step in unit:
+                    if step.before is not None:
+                        step.before()
                     text = step.render(self.conn)
                     cur.execute(text)
                     step.rowcount = cur.rowcount

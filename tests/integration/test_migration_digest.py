@@ -12,7 +12,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import build_memory_step
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import row_digest
 from tests.integration.test_migration import NOTHING_LEFT, _all, _one, checksum, leftovers
-from tests.support.migration_driver import migrate
+from tests.support.migration_driver import connect_like, migrate
 
 
 def _run(conn, statements):
@@ -111,12 +111,74 @@ def test_offline_verification_reads_every_row_back(conn, tamper_on_copy):
 def test_offline_verification_passes_on_a_faithful_copy(conn):
     make_fact(conn)
     before = checksum(conn, "s.fait")
-    result = migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True)
+    seen = []
+
+    def side_connect():
+        # opened once the main transaction holds EXCLUSIVE on the original: no writer can commit from here on
+        seen.append(
+            _one(
+                conn,
+                "SELECT array_agg(mode::text) FROM pg_locks WHERE relation = 's.fait'::regclass "
+                "AND pid = pg_backend_pid() AND granted",
+            )[0]
+        )
+        other = connect_like(conn)
+        seen.append(_one(other, "SELECT current_setting('application_name')")[0])
+        other.rollback()
+        return other
+
+    result = migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True, side_connect=side_connect)
     assert result["rows_copied"] == 2000
     assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "p"
     assert checksum(conn, "s.fait") == before
+    assert len(seen) == 2 and "ExclusiveLock" in seen[0] and seen[1] == "sigeti.dwh/verify", seen
+    total = result["checksums"]["total"]
+    assert total["source_rows"] == total["target_rows"] == 2000
+    assert total["source_checksum"] == total["target_checksum"] is not None
+    assert result["checksums"]["partitions"] == {}
     verify = [q for q in result["queries"] if "verification of" in q]
-    assert len(verify) == 1 and "hash_record_extended" in verify[0]
+    assert len(verify) == 1 and "IF false THEN" in verify[0], "equal totals: the per-partition detail is not computed"
+    totals = [q for q in result["queries"] if q.startswith("SELECT count(*), sum(hash_record_extended")]
+    assert len(totals) == 2 and any('"s"."fait" t' in q for q in totals), totals
+    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/verify'")[0] == 0
+
+
+def test_offline_plan_shows_the_source_total_read_beside_the_copy(conn):
+    make_fact(conn)
+    plan = migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True, check_mode=True)
+    steps = [s for p in plan["phases"] for s in p["steps"]]
+    copy = next(i for i, s in enumerate(steps) if s["sql"].startswith("INSERT INTO") and "_sgt_new" in s["sql"])
+    assert steps[copy - 1]["sql"].startswith("SELECT count(*), sum(hash_record_extended")
+    assert "second connection" in steps[copy - 1]["reason"]
+
+
+@pytest.mark.parametrize("failure", ["connect", "statement"])
+def test_offline_fails_with_nothing_changed_when_the_second_connection_fails(conn, failure):
+    make_fact(conn)
+    _run(
+        conn,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sgt_no_select') THEN "
+        "CREATE ROLE sgt_no_select; END IF; END $$",
+    )
+    before = checksum(conn, "s.fait")
+
+    def side_connect():
+        if failure == "connect":
+            raise OSError("connection refused (simulated)")
+        other = connect_like(conn)
+        _run(other, "SET ROLE sgt_no_select")  # its read of the original is refused: permission denied
+        other.commit()
+        return other
+
+    with pytest.raises(DwhError) as err:
+        migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True, side_connect=side_connect)
+    message = err.value.msg
+    assert "verification read of s.fait on a second connection failed" in message, message
+    assert "Nothing was changed" in message, message
+    assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
+    assert checksum(conn, "s.fait") == before
+    assert leftovers(conn) == NOTHING_LEFT
+    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/verify'")[0] == 0
 
 
 @pytest.mark.parametrize(

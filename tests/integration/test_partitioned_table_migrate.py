@@ -226,3 +226,20 @@ def test_a_non_superuser_owner_gets_clear_rights_messages_and_keeps_maintaining(
         owner.close()
         with conn.cursor() as cur:
             cur.execute("DROP SCHEMA dwh_facts CASCADE; DROP ROLE %s" % role)
+
+
+def test_migrate_offline_reads_the_source_totals_on_a_second_connection(pg_server, db, conn):
+    load_warehouse(conn, scale=5000, reporting_role="dwh_reporting_offline")
+    before = content_checksums(conn)["dwh_facts.fait_attributions"]
+    result = run_module(
+        "partitioned_table", _args(pg_server, db, migrate="offline", connect_params={"application_name": "etl"})
+    )
+    assert not result.get("failed"), result["msg"]
+    migrated = result["migration"]
+    total = migrated["checksums"]["total"]
+    assert total["source_rows"] == total["target_rows"] == migrated["rows_copied"] > 0
+    assert total["source_checksum"] == total["target_checksum"]
+    assert content_checksums(conn)["dwh_facts.fait_attributions"] == before
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'etl%'")
+        assert cur.fetchone()[0] == 0, "both connections are closed"

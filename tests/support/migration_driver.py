@@ -56,6 +56,7 @@ def migrate(
     retry_delay=0.2,
     check_mode=False,
     layout=None,
+    side_connect=None,
     **options,
 ):
     """Run one migration the way the module does; return the result dict (or the rendered plan in check mode)."""
@@ -70,7 +71,37 @@ def migrate(
         planned = migration.plan_migration(table, layout, opts, server, facts=facts)
         return migration.render_plan(conn, planned)
     executor = plan.Executor(conn, retries=retries, retry_delay=retry_delay)
-    return migration.run_migration(conn, executor, table, layout, opts, server, progress=progress)
+    return migration.run_migration(
+        conn,
+        executor,
+        table,
+        layout,
+        opts,
+        server,
+        progress=progress,
+        side_connect=side_connect or (lambda: connect_like(conn)),
+    )
+
+
+def connect_like(conn, suffix="/verify"):
+    """A second connection to the same database as ``conn``, with its lock and statement timeouts (what
+    ``connection.connect_again`` gives the module)."""
+    import psycopg2
+
+    info = conn.info
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+        lock_timeout, statement_timeout = cur.fetchone()
+    other = psycopg2.connect(
+        host=info.host,
+        port=info.port,
+        user=info.user,
+        password=info.password,
+        dbname=info.dbname,
+        application_name="sigeti.dwh" + suffix,
+        options="-c lock_timeout=%s -c statement_timeout=%s" % (lock_timeout, statement_timeout),
+    )
+    return other
 
 
 def _connect(dsn, hooks):

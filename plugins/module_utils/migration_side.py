@@ -1,0 +1,98 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A read of the plan run on a second connection while the main transaction goes on (the offline mode reads the
+original's totals while its copy runs: 2 cores, two scans at once).
+
+The main transaction holds ``LOCK ... IN EXCLUSIVE MODE`` when the read starts: readers go on and no writer can
+commit until it ends, so a connection opened then reads exactly the rows the copy reads. The read runs through its
+own ``plan.Executor`` (lock_timeout, retries naming blockers) in a thread: psycopg2 releases the GIL while the server
+works. Its connection is closed in every path; a failure of it fails the run, and the runner rolls the main
+transaction back (nothing changed).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
+
+
+class SideRead:
+    """Runs ``step`` on a connection from ``connect()``: ``start`` (a Step's ``before`` hook) opens the connection
+    and sends the statement, ``wait`` (another hook) returns once it ran, ``close`` cancels and closes it (always)."""
+
+    def __init__(self, connect, step, executor, display):
+        self._connect = connect
+        self.step = step
+        self._retries = executor.retries
+        self._retry_delay = executor.retry_delay
+        self._display = display
+        self._conn = None
+        self._thread = None
+        self._error = None
+        self.executed = []
+
+    def start(self):
+        # a unit retried after a lock timeout starts again: the previous read (if any) is discarded first
+        self.close()
+        self._error = None
+        self.step.rows = None
+        try:
+            # opened here, in the main thread, once the main transaction holds its lock
+            self._conn = self._connect()
+        except Exception as error:
+            raise self._failed(error) from None
+        self._thread = threading.Thread(target=self._read, name="sigeti-dwh-side-read", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            executor = Executor(self._conn, self._retries, self._retry_delay)
+            self.executed = executor.run([self.step])
+        except BaseException as error:  # re-raised in the main thread by wait()
+            self._error = error
+        finally:
+            self._close_conn()
+
+    def wait(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, DwhError):
+                raise error
+            raise self._failed(error) from None
+        if self.step.rows is None:
+            raise self._failed(RuntimeError("it was never started"))
+
+    def close(self):
+        """Stop a read still running (the main transaction failed) and close its connection."""
+        thread = self._thread
+        if thread is not None and thread.is_alive() and self._conn is not None:
+            try:
+                self._conn.cancel()
+            except Exception:  # the read may have ended meanwhile; cancelling is best effort
+                pass
+        if thread is not None:
+            thread.join()
+        self._thread = None
+        self._close_conn()
+
+    def _close_conn(self):
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if not conn.closed:
+                conn.close()
+        except Exception:  # the connection may already be gone; closing is best effort
+            pass
+
+    def _failed(self, error):
+        text = str(error).strip().replace("\n", " ")
+        return DwhError(
+            "the verification read of %s on a second connection failed: %s. Nothing was changed (the migration's "
+            "transaction was rolled back). What to do: fix the cause above and run again" % (self._display, text)
+        )
