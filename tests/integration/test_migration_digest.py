@@ -282,3 +282,16 @@ def test_online_verification_compares_whole_table_totals_and_skips_the_detail_wh
     assert result["checksums"]["partitions"] == {}  # equal totals: the per-partition detail read nothing
     detail = [q for q in result["queries"] if q.startswith("SELECT * FROM (SELECT coalesce")]
     assert detail and all(q.rstrip().endswith("WHERE false") for q in detail), detail
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_statistics_are_gathered_once_on_the_new_parent_never_on_the_source(conn, mode):
+    make_fact(conn)
+    result = migrate(conn, "s.fait", "date_key", mode=mode, extend_primary_key=True, batch_rows=500)
+    analyzed = [q for q in result["queries"] if q.upper().startswith("ANALYZE")]
+    # ANALYZE on the parent covers each partition too (it cascades): a second ANALYZE per partition would double
+    # the work, one of the original (kept as s.fait_unpartitioned) would be wasted
+    assert [q for q in analyzed if "sigeti_replay_keys" not in q] == ['ANALYZE "s"."fait"'], analyzed
+    # the partitions are new tables: their statistics come from that ANALYZE only
+    assert _one(conn, "SELECT count(*) FROM pg_stats WHERE schemaname = 's' AND tablename = 'fait_2021'")[0]
+    assert _one(conn, "SELECT count(*) FROM pg_stats WHERE schemaname = 's' AND tablename = 'fait' AND inherited")[0]
