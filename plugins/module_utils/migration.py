@@ -39,6 +39,8 @@ Where things are:
                             ``_online_swap``),
                             ``_run_in_one_swap`` (offline, attach), ``_run_post``.
 ``migration_abandon.py``    ``read_leftovers``, ``plan_abandon``, ``describe_leftovers``, ``abandon_migration``.
+``migration_side.py``       ``ConcurrentRead`` / ``side_read``: the verification's read of the original on a second
+                            connection while the main transaction goes on (``Step.before`` hooks start and join it).
 ==========================  =========================================================================================
 
 Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.migration_state``):
@@ -52,9 +54,10 @@ Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.mig
 ``build``    indexes, primary key, unique constraints and foreign keys on the filled shadow (loading first and
              indexing after is ~3x faster than loading into indexed partitions), one transaction each.
 ``catchup``  replay the logged keys (delete them from the shadow, copy them again from the original) until the
-             log is small, then verify in one REPEATABLE READ snapshot: per target partition, row count and a
-             content checksum of the original and the shadow must be equal, else abort with the original
-             untouched.
+             log is small, then verify in one REPEATABLE READ snapshot: row count and content checksum of the
+             whole original (read on a second connection importing that snapshot) and of the shadow must be
+             equal, else abort with the original untouched (the per-partition detail, computed only then, names
+             where).
 ``swap``     one short transaction under lock_timeout, retried by the Executor: lock the original, replay the
              last changes, verify them, rename the original to ``<table>_unpartitioned`` and the shadow to
              ``<table>``, move sequences, grants, policies, triggers, incoming foreign keys and dependent views.
@@ -71,7 +74,8 @@ new plan validated). Otherwise the plan is made again and ``_run_online`` contin
 will repeat is abandoned (``_abandon_after_failure``); a transient failure keeps its progress.
 
 Every statement (batches, replays and verification included) runs through ``plan.Executor``: one
-``lock_timeout`` and retry policy, one message naming the blocker.
+``lock_timeout`` and retry policy, one message naming the blocker (the read on the second connection through an
+Executor of its own).
 
 A run killed at any moment leaves the original in use: before the swap it is only read (plus the capture
 triggers), and the swap is one transaction.

@@ -6,14 +6,13 @@ then the post-swap units. The fastest mode, for maintenance windows.
 
 from __future__ import annotations
 
-import dataclasses
-
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     build_memory_step,
     build_units,
     post_units,
     shadow_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentRead
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
     EXCLUSIVE,
@@ -33,16 +32,6 @@ try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ConcurrentRead:
-    """A read of the plan run on a second connection: started right before ``start_before`` runs in the main
-    transaction, its rows awaited right before ``join_before`` (check mode shows ``step`` where it starts)."""
-
-    step: Step
-    start_before: Step
-    join_before: Step
 
 
 def offline_phases(ctx):

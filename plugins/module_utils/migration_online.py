@@ -14,11 +14,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
     post_units,
     shadow_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentRead
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
     COPIED,
     REPLAY_KEYS,
     STATE_SCHEMA,
+    ExportedSnapshot,
     _AsLiteral,
     _checksum_source,
     _checksum_target,
@@ -267,7 +269,7 @@ def online_phases(ctx):
             "name": "catchup",
             "description": "replay changed keys until the log is small, then verify the row count and content "
             "checksum of each whole table in one snapshot (per partition only to name where a difference is)",
-            "steps": replay + list(verify_steps(ctx)),
+            "steps": replay + verify_steps(ctx).steps,
         },
         {
             "name": "swap",
@@ -282,13 +284,37 @@ def online_phases(ctx):
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class VerifySteps:
+    """The online verification (``verify_steps``): ``steps`` in plan order; ``concurrent`` the read run beside."""
+
+    steps: list
+    source: Step
+    target: Step
+    detail: Step
+    concurrent: ConcurrentRead
+
+
 def verify_steps(ctx):
     """The online verification, run after a replay in one REPEATABLE READ snapshot: rows and content checksum of
     the original and of the shadow (one scan each, no grouping), then the per-partition comparison, which reads
-    the tables only when those totals differ (to name where)."""
+    the tables only when those totals differ (to name where).
+
+    The original's side runs on a second connection in the same snapshot (exported here, imported there) while this
+    transaction reads the shadow: the original is not written by this transaction, so both read the same rows.
+    """
     names, columns = ctx.names, ctx.table["columns"]
+    export = Step(
+        "SELECT pg_export_snapshot()", "share this snapshot with a second connection reading the original meanwhile"
+    )
+    snapshot = Step(
+        sql.SQL("SET TRANSACTION SNAPSHOT {}").format(ExportedSnapshot(export)),
+        "on the second connection: the snapshot of the verification",
+        isolation="REPEATABLE READ",
+    )
     source = Step(
-        _checksum_total(_ident(names["schema"], names["name"]), columns), "rows and content checksum of the original"
+        _checksum_total(_ident(names["schema"], names["name"]), columns),
+        "rows and content checksum of the original (on the second connection, while the shadow is read)",
     )
     target = Step(
         _checksum_total(_ident(names["schema"], names["shadow"]), columns), "rows and content checksum of the shadow"
@@ -302,7 +328,8 @@ def verify_steps(ctx):
         ),
         "only when the totals differ: compare source and shadow per partition, to name where",
     )
-    return source, target, detail
+    concurrent = ConcurrentRead(step=source, start_before=target, join_before=detail, setup=(snapshot,))
+    return VerifySteps([export, snapshot, source, target, detail], source, target, detail, concurrent)
 
 
 def _online_swap(ctx, replay, lock_targets):

@@ -27,7 +27,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import
     verify_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import SideRead
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import side_read
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
     REPLAYED,
@@ -185,10 +185,19 @@ def _verify_online(run):
     """Replay, then compare source and shadow inside one REPEATABLE READ snapshot: the whole-table totals, and the
     detail per target partition only when they differ (``verify_steps``)."""
     names = run.plan.names
-    source, target, detail = verify_steps(run.plan.ctx)
-    run.replay(
-        [source, target, detail, Step(_state_update(names, phase="swap"), "progress")], isolation="REPEATABLE READ"
+    verify = verify_steps(run.plan.ctx)
+    source, target, detail = verify.source, verify.target, verify.detail
+    consequence = (
+        "The original is untouched and still in use; the verification's transaction was rolled back and the next "
+        "run resumes at it"
     )
+    with side_read(run.side_connect, verify.concurrent, run.executor, run.plan.display, consequence) as (
+        main_steps,
+        executed,
+    ):
+        extra = main_steps(verify.steps) + [Step(_state_update(names, phase="swap"), "progress")]
+        run.replay(extra, isolation="REPEATABLE READ")
+    run.queries.extend(executed)
     (source_rows, source_sum), (target_rows, target_sum) = source.rows[0], target.rows[0]
     checksums = {"total": _checksum_entry(source_rows, target_rows, source_sum, target_sum), "partitions": {}}
     run.result["checksums"] = checksums
@@ -435,17 +444,13 @@ def _store_post(run, post_units, **state_values):
 def _timed_swap_with_side_read(run, steps, concurrent):
     """The one transaction of the offline mode (or attach's swap); the plan's concurrent read (the original's totals)
     runs on a second connection from the copy to the verification, when the caller can open one."""
-    if concurrent is None or run.side_connect is None:
-        run.timed_swap(steps)
-    else:
-        side = SideRead(run.side_connect, concurrent.step, run.executor, run.plan.display)
-        concurrent.start_before.before = side.start
-        concurrent.join_before.before = side.wait
-        try:
-            run.timed_swap([s for s in steps if s is not concurrent.step])
-        finally:
-            side.close()
-        run.queries.extend(side.executed)
+    consequence = "Nothing was changed (the migration's transaction was rolled back)"
+    with side_read(run.side_connect, concurrent, run.executor, run.plan.display, consequence) as (
+        main_steps,
+        side_executed,
+    ):
+        run.timed_swap(main_steps(steps))
+    run.queries.extend(side_executed)
 
 
 def _run_in_one_swap(run):

@@ -12,22 +12,64 @@ transaction back (nothing changed).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Step
+
+
+@dataclasses.dataclass(frozen=True)
+class ConcurrentRead:
+    """A read of the plan run on a second connection: ``setup`` then ``step`` (one transaction there), started right
+    before ``start_before`` runs in the main transaction, awaited right before ``join_before``. Check mode shows
+    them where they start; without a second connection ``step`` runs in the main transaction, ``setup`` not at all
+    (it only prepares the second connection, e.g. imports the main transaction's snapshot)."""
+
+    step: Step
+    start_before: Step
+    join_before: Step
+    setup: tuple = ()
+
+
+@contextlib.contextmanager
+def side_read(connect, concurrent, executor, display, consequence):
+    """Yield a function filtering the steps of the main transaction (``concurrent`` runs beside it on a connection
+    from ``connect()``, hooked on its steps) and the list its statements are added to once it ran; its connection is
+    closed on the way out, whatever happened. With no ``concurrent`` or no ``connect``, everything but the setup
+    steps runs in the main transaction."""
+    executed = []
+    if concurrent is None or connect is None:
+        setup = concurrent.setup if concurrent else ()
+        yield (lambda steps: [s for s in steps if not any(s is x for x in setup)]), executed
+        return
+    side = SideRead(connect, concurrent, executor, display, consequence)
+    concurrent.start_before.before = side.start
+    concurrent.join_before.before = side.wait
+    mine = concurrent.setup + (concurrent.step,)
+    try:
+        yield (lambda steps: [s for s in steps if not any(s is x for x in mine)]), executed
+    finally:
+        side.close()
+        concurrent.start_before.before = concurrent.join_before.before = None
+    executed.extend(side.executed)
 
 
 class SideRead:
-    """Runs ``step`` on a connection from ``connect()``: ``start`` (a Step's ``before`` hook) opens the connection
+    """Runs a ``ConcurrentRead`` on a connection from ``connect()``: ``start`` (a Step's ``before`` hook) opens the connection
     and sends the statement, ``wait`` (another hook) returns once it ran, ``close`` cancels and closes it (always)."""
 
-    def __init__(self, connect, step, executor, display):
+    def __init__(self, connect, concurrent, executor, display, consequence):
         self._connect = connect
-        self.step = step
+        self.steps = list(concurrent.setup) + [concurrent.step]
+        for step in self.steps:
+            step.group = "sigeti-side-read"  # one transaction: the read runs in the snapshot its setup imported
+        self.step = concurrent.step
         self._retries = executor.retries
         self._retry_delay = executor.retry_delay
         self._display = display
+        self._consequence = consequence
         self._conn = None
         self._thread = None
         self._error = None
@@ -49,7 +91,7 @@ class SideRead:
     def _read(self):
         try:
             executor = Executor(self._conn, self._retries, self._retry_delay)
-            self.executed = executor.run([self.step])
+            self.executed = executor.run(self.steps)
         except BaseException as error:  # re-raised in the main thread by wait()
             self._error = error
         finally:
@@ -93,6 +135,6 @@ class SideRead:
     def _failed(self, error):
         text = str(error).strip().replace("\n", " ")
         return DwhError(
-            "the verification read of %s on a second connection failed: %s. Nothing was changed (the migration's "
-            "transaction was rolled back). What to do: fix the cause above and run again" % (self._display, text)
+            "the verification read of %s on a second connection failed: %s. %s. What to do: fix the cause above and "
+            "run again" % (self._display, text, self._consequence)
         )

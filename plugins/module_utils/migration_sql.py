@@ -333,6 +333,20 @@ class TotalsDiffer(sql.Composable if sql else object):
         return "true" if totals_differ(self.source_step.rows[0], self.target_step.rows[0]) else "false"
 
 
+class ExportedSnapshot(sql.Composable if sql else object):
+    """The snapshot id an earlier ``SELECT pg_export_snapshot()`` step returned, as a literal (rendered when the
+    Executor reaches the step embedding it; a comment before, in check mode)."""
+
+    def __init__(self, export_step):
+        super().__init__(export_step)
+        self.export_step = export_step
+
+    def as_string(self, context):
+        if not self.export_step.rows:
+            return "/* the snapshot exported by the verification */"
+        return sql.Literal(self.export_step.rows[0][0]).as_string(context)
+
+
 def checksum_detail_sql(source_sql, target_sql, source_step, target_step):
     """SQL: the per-partition comparison, run only when the totals of ``source_step`` and ``target_step`` differ."""
     return sql.SQL("SELECT * FROM ({}) c WHERE {}").format(

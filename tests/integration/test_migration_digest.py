@@ -295,3 +295,51 @@ def test_statistics_are_gathered_once_on_the_new_parent_never_on_the_source(conn
     # the partitions are new tables: their statistics come from that ANALYZE only
     assert _one(conn, "SELECT count(*) FROM pg_stats WHERE schemaname = 's' AND tablename = 'fait_2021'")[0]
     assert _one(conn, "SELECT count(*) FROM pg_stats WHERE schemaname = 's' AND tablename = 'fait' AND inherited")[0]
+
+
+def test_online_verification_reads_the_original_beside_in_the_same_snapshot_and_resumes_after_its_failure(conn):
+    make_fact(conn)
+    before = checksum(conn, "s.fait")
+    calls = []
+
+    def refused():
+        calls.append("refused")
+        raise OSError("connection refused (simulated)")
+
+    with pytest.raises(DwhError) as err:
+        migrate(conn, "s.fait", "date_key", extend_primary_key=True, batch_rows=500, side_connect=refused)
+    assert calls == ["refused"]
+    message = err.value.msg
+    assert "verification read of s.fait on a second connection failed" in message, message
+    assert "the next run resumes at it" in message, message
+    assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
+    assert checksum(conn, "s.fait") == before
+    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/verify'")[0] == 0
+
+    result = migrate(conn, "s.fait", "date_key", extend_primary_key=True, batch_rows=500)
+    assert result["resumed_from"] == "catchup", result["resumed_from"]
+    total = result["checksums"]["total"]
+    assert total["source_rows"] == total["target_rows"] == 2000
+    assert total["source_checksum"] == total["target_checksum"]
+    assert any(q.startswith("SET TRANSACTION SNAPSHOT '") for q in result["queries"]), "imported on the second one"
+    assert checksum(conn, "s.fait") == before
+
+
+def test_online_second_connection_reads_the_verification_snapshot_not_a_later_write(pg_server, db, conn):
+    make_fact(conn)
+    writer = pg_server.connect(db)
+    writer.autocommit = True
+
+    def side_connect():
+        # a row committed after the verification's snapshot: the shadow (read in that snapshot) lacks it, so the
+        # original's side must not count it either; the swap replays it
+        _run(writer, "INSERT INTO s.fait (date_key, note, amount) VALUES (20210505, 'late', 1)")
+        return connect_like(conn)
+
+    try:
+        result = migrate(conn, "s.fait", "date_key", extend_primary_key=True, batch_rows=500, side_connect=side_connect)
+    finally:
+        writer.close()
+    total = result["checksums"]["total"]
+    assert total["source_rows"] == total["target_rows"] == 2000, total
+    assert _one(conn, "SELECT count(*) FROM s.fait")[0] == 2001
