@@ -81,3 +81,29 @@ def test_retry_succeeds_once_the_lock_is_released(pg_server, db, conn):
     executor = Executor(work, retries=2, retry_delay=0.01, sleep=release)
     executor.run(Plan([Step(sql.SQL("ALTER TABLE t ADD COLUMN y int"), "r", targets=[("public", "t")])]))
     assert executor.attempts == 2
+
+
+def test_a_step_hook_runs_right_before_its_step_and_its_error_ends_the_unit(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE hooked (x int)")
+    work = _conn(pg_server, db)
+    first = Step(sql.SQL("INSERT INTO hooked VALUES (1)"), "r", group="g")
+    second = Step(sql.SQL("INSERT INTO hooked VALUES (2)"), "r", group="g")
+    seen = []
+    second.before = lambda: seen.append((first.rowcount, second.rowcount))
+    Executor(work).run(Plan([first, second]))
+    assert seen == [(1, None)], "called once, after the first step ran and before the second"
+
+    def refuse():
+        raise RuntimeError("the read beside failed")
+
+    third = Step(sql.SQL("INSERT INTO hooked VALUES (3)"), "r", group="h")
+    fourth = Step(sql.SQL("INSERT INTO hooked VALUES (4)"), "r", group="h")
+    fourth.before = refuse
+    with pytest.raises(RuntimeError):
+        Executor(work).run(Plan([third, fourth]))
+    work.rollback()  # the caller (the migration runner) rolls back
+    with conn.cursor() as cur:
+        cur.execute("SELECT array_agg(x ORDER BY x) FROM hooked")
+        assert cur.fetchone()[0] == [1, 2]
+    work.close()
