@@ -142,8 +142,9 @@ options:
     description:
       - What to do when O(name) is a plain table (see C(docs/migration.md)).
       - V(online) builds the partitioned table beside it, copies rows in batches without indexes, builds the
-        indexes, captures and replays the changes writers make meanwhile, verifies row counts and content checksums
-        per partition, then swaps names in one short transaction under O(lock_timeout) with retries.
+        indexes, captures and replays the changes writers make meanwhile, verifies the row count and content
+        checksum of every row (per partition only when they differ, to name where), then swaps names in one short
+        transaction under O(lock_timeout) with retries.
       - V(offline) does the same in one transaction with writes blocked (maintenance windows).
       - V(attach) copies nothing; the table becomes one partition covering its key range (a CHECK constraint is
         validated first, online, so ATTACH does not scan it), partitions are created for the periods after it.
