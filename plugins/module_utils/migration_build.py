@@ -449,6 +449,7 @@ def post_units(ctx, drop_log):
                 Step(
                     sql.SQL("ANALYZE {}").format(_ident(names["schema"], names["name"])),
                     "autovacuum never analyzes a partitioned parent",
+                    fresh_statistics=True,  # the copy's counters first, or the next run finds them unanalyzed
                 )
             ],
         )

@@ -114,6 +114,7 @@ class Step:
         effect: tuple[str, str] | None = None,
         snapshot_wait: bool = False,
         isolation: str | None = None,
+        fresh_statistics: bool = False,
     ) -> None:
         if isolation is not None and isolation not in ISOLATION_LEVELS:
             raise ValueError("isolation must be one of %s, not %r" % (", ".join(ISOLATION_LEVELS), isolation))
@@ -132,6 +133,8 @@ class Step:
         self.snapshot_wait = snapshot_wait
         # the isolation level of the transaction this step starts (only read on the first step of a unit)
         self.isolation = isolation
+        # the step reads or resets table counters (ANALYZE): this session's pending counters are published first
+        self.fresh_statistics = fresh_statistics
         # set by a runner: called by the Executor right before it sends this step (e.g. to start or join a read
         # that a second connection runs meanwhile); never in check mode
         self.before: Callable[[], Any] | None = None
@@ -240,6 +243,30 @@ def retrying(
             sleep(delay * (2 ** (number - 1)))
 
 
+def publish_statistics(conn: Connection) -> None:
+    """Publish this session's pending table counters to the server's statistics now (PostgreSQL 15 and later).
+
+    A session keeps its insert/update/delete counts for itself until it is idle and a second has passed since its
+    last flush (longer on a busy server). An ANALYZE run before they land is followed by counts "modified since
+    analyze" that it already saw, and the next run analyzes again: no second run would converge. Best effort: the
+    function is PostgreSQL's own (``pg_stat_force_next_flush``), and without the right to call it the counters
+    land on the server's schedule. Only between transactions (it flushes when the session goes idle).
+    """
+    if getattr(conn, "server_version", 0) < 150000:
+        return  # PostgreSQL 14's collector is asynchronous anyway (vacuum_run waits for it)
+    if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        return
+    was = conn.autocommit
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+    except psycopg2.Error:
+        pass  # no EXECUTE right on it: the counters land a little later, as they always did
+    finally:
+        conn.autocommit = was
+
+
 class Executor:
     """Runs plans on one connection with bounded lock waits and retries."""
 
@@ -272,6 +299,9 @@ class Executor:
             except Exception:
                 self.failed = unit
                 raise
+        if any(step.transactional for step in steps):
+            # what this run wrote must count in the next module's decisions (a vacuum right after a migration)
+            publish_statistics(self.conn)
         return ran
 
     def read(self, fetch: Callable[[], T], targets: Sequence[Target]) -> T:
@@ -332,6 +362,8 @@ class Executor:
         )
 
     def _execute(self, unit):
+        if any(step.fresh_statistics for step in unit):
+            publish_statistics(self.conn)
         autocommit = not unit[0].transactional
         if autocommit:
             if self.conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
