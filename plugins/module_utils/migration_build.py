@@ -421,8 +421,23 @@ def _column_setting_steps(ctx, target):
     return steps
 
 
-def post_units(ctx, drop_log):
-    """Units that run after the swap committed; rendered into the state row by the swap itself."""
+def analyze_unit(ctx, relation):
+    """ANALYZE of the new partitioned table (it recurses into the partitions): autovacuum never analyzes a parent."""
+    return (
+        "analyze",
+        [
+            Step(
+                sql.SQL("ANALYZE {}").format(_ident(ctx.names["schema"], relation)),
+                "autovacuum never analyzes a partitioned parent",
+                fresh_statistics=True,  # the copy's counters first, or the next run finds them unanalyzed
+            )
+        ],
+    )
+
+
+def post_units(ctx, drop_log, analyze=True):
+    """Units that run after the swap committed; rendered into the state row by the swap itself. ``analyze``: the
+    ANALYZE of the new table is one of them (online mode runs it before its swap instead)."""
     names, facts = ctx.names, ctx.facts
     units = []
     for fk in facts["foreign_keys_in"]:
@@ -442,18 +457,8 @@ def post_units(ctx, drop_log):
                 )
             )
     units.extend(_matview_units(facts["views"]))
-    units.append(
-        (
-            "analyze",
-            [
-                Step(
-                    sql.SQL("ANALYZE {}").format(_ident(names["schema"], names["name"])),
-                    "autovacuum never analyzes a partitioned parent",
-                    fresh_statistics=True,  # the copy's counters first, or the next run finds them unanalyzed
-                )
-            ],
-        )
-    )
+    if analyze:
+        units.append(analyze_unit(ctx, names["name"]))
     cleanup = []
     if drop_log:
         cleanup.append(

@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
+    analyze_unit,
     build_units,
     post_units,
     shadow_steps,
@@ -262,8 +263,10 @@ def online_phases(ctx):
         _copy_phase(ctx),
         {
             "name": "build",
-            "description": "build indexes, keys and foreign keys on the filled partitions",
-            "units": [("build %d" % i, u) for i, u in enumerate(build_units(ctx, shadow))],
+            "description": "build indexes, keys and foreign keys on the filled partitions, then ANALYZE them "
+            "(before the swap: the replays under its lock join on the shadow, planned from its statistics)",
+            "units": [("build %d" % i, u) for i, u in enumerate(build_units(ctx, shadow))]
+            + [analyze_unit(ctx, shadow)],
         },
         {
             "name": "catchup",
@@ -278,8 +281,8 @@ def online_phases(ctx):
         },
         {
             "name": "post",
-            "description": "rebuild materialized views, validate re-pointed foreign keys, ANALYZE, cleanup",
-            "units": post_units(ctx, drop_log=True),
+            "description": "rebuild materialized views, validate re-pointed foreign keys, cleanup",
+            "units": post_units(ctx, drop_log=True, analyze=False),
         },
     ]
 
