@@ -1,0 +1,58 @@
+# Copyright: (c) 2026, SIGETI data platform team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One poll of a sigeti.dwh module running in the background (``async``): its job status, and while it runs the
+progress of the migrations it carries (``sigeti.dwh.table_info``'s ``migration`` entries).
+
+Ansible prints nothing while an async job runs and its ``until`` retries cannot show a changing message, so the
+partitioning role loops over this action with ``loop_control.pause`` (the poll interval), a label built from
+``progress`` and ``break_when: finished``: one line per poll, and no include recursion however long the migration.
+"""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+from ansible.utils.vars import merge_hash
+
+PROGRESS_KEYS = ("table", "phase", "rows_copied", "rows_total", "copy_percent", "rows_per_second", "eta_seconds")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        jid = args.pop("jid", None)
+        tables = args.pop("tables", None) or []
+        if not jid:
+            return dict(result, failed=True, msg="run_progress needs jid: the ansible_job_id of the async task")
+        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+        status = self._execute_module(
+            module_name="ansible.legacy.async_status",
+            module_args={"jid": jid, "_async_dir": async_dir},
+            task_vars=task_vars,
+        )
+        if status.get("finished"):
+            # the job's own result (its changed, failed, msg, results ...), as async_status returns it
+            return merge_hash(result, dict(status, finished=True, progress=[]))
+        if status.get("failed"):
+            return merge_hash(result, dict(status, finished=True, progress=[]))
+        result.update(finished=False, changed=False, ansible_job_id=jid, progress=[])
+        if tables:
+            # the remaining args are the connection options (module_defaults of the sigeti.dwh.dwh group)
+            info = self._execute_module(
+                module_name="sigeti.dwh.table_info",
+                module_args=dict(args, tables=list(tables), compression="none", count_default_rows=False),
+                task_vars=task_vars,
+            )
+            if info.get("failed"):
+                # a poll that cannot read the progress must not stop the job it watches
+                result["progress_error"] = info.get("msg")
+            else:
+                # keys table_info does not give (or gives as null) are left out: the role prints them as "?"
+                result["progress"] = [
+                    {key: report["migration"][key] for key in PROGRESS_KEYS if report["migration"].get(key) is not None}
+                    for report in info.get("tables") or []
+                    if report.get("migration")
+                ]
+        return result
