@@ -279,10 +279,6 @@ def read_tables(conn: Connection, names: Iterable[tuple[str, str]]) -> list[dict
     """
     names = list(names)
     with dict_cursor(conn) as cur:
-        # pg_partition_tree() is estimated at 1000 rows a call, so a few tables push RELATIONS_QUERY over
-        # jit_above_cost: compiling it took 2 s (12 tables, 128 relations) for a 20 ms read. Off for this
-        # transaction only (end_read rolls it back).
-        cur.execute("SELECT set_config('jit', 'off', true)")
         cur.execute(RELATIONS_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
         rows = cur.fetchall()
         tables = []

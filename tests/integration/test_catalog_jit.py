@@ -1,46 +1,37 @@
-"""catalog.read_tables turns JIT off for its own transaction only: a dozen partitioned tables pushed its query over
-jit_above_cost (pg_partition_tree() is estimated at 1000 rows a call) and compiling it took seconds."""
+"""Every module session runs with jit off: the catalog reads' estimates (pg_partition_tree() counts as 1000 rows a
+call) crossed jit_above_cost with a few dozen tables, and the server compiled reads of milliseconds for seconds."""
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, connection
 
 
-def test_read_tables_reads_without_jit_and_leaves_the_session_setting_alone(pg_server, db, conn):
+def test_module_sessions_read_the_catalog_without_jit(pg_server, db, conn):
     with conn.cursor() as cur:
+        cur.execute("ALTER DATABASE %s SET jit = on" % db)
+        cur.execute("ALTER DATABASE %s SET jit_above_cost = 0" % db)
         cur.execute("CREATE TABLE f (d date NOT NULL) PARTITION BY RANGE (d)")
         cur.execute("CREATE TABLE f_2024 PARTITION OF f FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
-    reader = pg_server.connect(db, autocommit=False)
+
+    class FakeModule:
+        params = dict(
+            pg_server.params(db),
+            lock_timeout="5s",
+            statement_timeout="0",
+            ssl_mode="disable",
+            connect_params={},
+            session_role=None,
+            login_unix_socket="",
+        )
+
+        def fail_json(self, **kwargs):
+            raise AssertionError(kwargs)
+
+    session = connection.connect(FakeModule())
     try:
-        with reader.cursor() as cur:
-            cur.execute("SET jit = on")
-            cur.execute("SET jit_above_cost = 0")
-        reader.commit()
-        seen = []
-        real_execute = catalog.dict_cursor
-
-        def spying(connection):
-            cursor = real_execute(connection)
-            original = cursor.execute
-
-            def execute(query, params=None):
-                original(query, params)
-                if "WITH wanted AS" in query:
-                    with connection.cursor() as probe:
-                        probe.execute("SELECT current_setting('jit')")
-                        seen.append(probe.fetchone()[0])
-
-            cursor.execute = execute
-            return cursor
-
-        catalog.dict_cursor = spying
-        try:
-            tables = catalog.read_tables(reader, [("public", "f"), ("public", "absent")])
-        finally:
-            catalog.dict_cursor = real_execute
+        tables = catalog.read_tables(session, [("public", "f"), ("public", "absent")])
         assert [t["exists"] for t in tables] == [True, False]
         assert [p["name"] for p in tables[0]["partitions"]] == ["f_2024"]
-        assert seen == ["off"], "the relations query runs with jit off"
-        with reader.cursor() as cur:
-            cur.execute("SELECT current_setting('jit')")
-            assert cur.fetchone()[0] == "on", "the session's own setting is back after the read"
+        with session.cursor() as cur:
+            cur.execute("SELECT current_setting('jit'), current_setting('jit_above_cost')")
+            assert cur.fetchone() == ("off", "0"), "the database says jit on from the first cost; the session says off"
     finally:
-        reader.close()
+        session.close()
