@@ -10,9 +10,12 @@ partitioning role loops over this action with ``loop_control.pause`` (the poll i
 
 from __future__ import annotations
 
+import time
+
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
+JOB_FILE_WAIT = 30
 PROGRESS_KEYS = ("table", "phase", "rows_copied", "rows_total", "copy_percent", "rows_per_second", "eta_seconds")
 
 
@@ -27,11 +30,7 @@ class ActionModule(ActionBase):
         if not jid:
             return dict(result, failed=True, msg="run_progress needs jid: the ansible_job_id of the async task")
         async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        status = self._execute_module(
-            module_name="ansible.legacy.async_status",
-            module_args={"jid": jid, "_async_dir": async_dir},
-            task_vars=task_vars,
-        )
+        status = self._status(jid, async_dir, task_vars)
         if status.get("finished"):
             # the job's own result (its changed, failed, msg, results ...), as async_status returns it
             return merge_hash(result, dict(status, finished=True, progress=[]))
@@ -56,3 +55,18 @@ class ActionModule(ActionBase):
                     if report.get("migration")
                 ]
         return result
+
+    def _status(self, jid, async_dir, task_vars):
+        """The job's status. On a loaded host the async wrapper may return before its job file exists (it waits
+        2.5 s for it): "could not find job" is asked again for up to JOB_FILE_WAIT seconds before it counts."""
+        deadline = time.monotonic() + JOB_FILE_WAIT
+        while True:
+            status = self._execute_module(
+                module_name="ansible.legacy.async_status",
+                module_args={"jid": jid, "_async_dir": async_dir},
+                task_vars=task_vars,
+            )
+            missing = status.get("failed") and "could not find job" in str(status.get("msg", ""))
+            if not missing or time.monotonic() >= deadline:
+                return status
+            time.sleep(1)
