@@ -26,10 +26,16 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         jid = args.pop("jid", None)
+        results_file = args.pop("results_file", None)
         tables = args.pop("tables", None) or []
         if not jid:
             return dict(result, failed=True, msg="run_progress needs jid: the ansible_job_id of the async task")
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+        # The job's own folder when the async task said where it is: the wrapper expands ~ with the HOME it runs
+        # with, while expanding it here asks the shell for the login user's home (they differ when HOME is set).
+        if results_file:
+            async_dir = results_file.rsplit("/", 1)[0]
+        else:
+            async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
         status = self._status(jid, async_dir, task_vars)
         if status.get("finished"):
             # the job's own result (its changed, failed, msg, results ...), as async_status returns it

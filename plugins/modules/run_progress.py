@@ -25,6 +25,11 @@ options:
     description: The C(ansible_job_id) returned by the async task.
     type: str
     required: true
+  results_file:
+    description:
+      - The C(results_file) returned by the async task. Its folder is where the job's status is read; without it,
+        the C(async_dir) of the shell, expanded on the target (the login user's home, which may not be C(HOME)).
+    type: str
   tables:
     description: The tables whose migration progress is read (C(schema.table)). None reads only the job status.
     type: list
@@ -56,6 +61,7 @@ EXAMPLES = r"""
 - name: Show the progress every 10 seconds until it ends
   sigeti.dwh.run_progress:
     jid: "{{ job.ansible_job_id }}"
+    results_file: "{{ job.results_file }}"
     tables: [dwh_facts.events]
   loop: "{{ range(8640) | list }}"
   loop_control:
