@@ -144,8 +144,12 @@ def connect(module: AnsibleModule, autocommit: bool = False) -> Connection:
         module.fail_json(msg=explain_connect_error(params, error))
     conn.autocommit = True
     with conn.cursor() as cur:
+        # jit off: the catalog reads' estimates (pg_partition_tree() counts 1000 rows a call) cross jit_above_cost
+        # once a warehouse has a few dozen tables, and compiling them took seconds for reads of milliseconds
+        # (partitioned_table in check mode on 50 tables: 9.0 s with jit, 0.7 s without).
         cur.execute(
-            "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+            "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false), "
+            "set_config('jit', 'off', false)",
             (str(lock_timeout), str(statement_timeout)),
         )
         if params.get("session_role"):

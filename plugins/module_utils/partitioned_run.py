@@ -18,7 +18,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils import (
     partition_indexes,
     partitioning,
     periods,
+    runlock,
     server_checks,
+    table_runs,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
@@ -590,4 +592,28 @@ def run(module, conn, server, schema, name):
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
         module.warn(warning)
+    return output
+
+
+def run_tables(module, conn, server):
+    """``tables``: each entry run as ``run`` does for one table, in order, on this connection (see
+    ``table_runs.run_each``: the first failure stops the list). Each table's run lock is taken just before its run
+    and released after it, so a list never waits on another run while holding a table that run needs."""
+
+    def run_one(view, schema, name):
+        runlock.hold(view, conn, [(schema, name)])
+        output = run(view, conn, server, schema, name)
+        # after a failure the list stops and closing the connection releases the lock
+        if not conn.autocommit:
+            conn.rollback()
+        runlock.release(conn, [(schema, name)])
+        return output
+
+    output = table_runs.run_each(module, module.params["tables"], run_one, "tables")
+    if module._diff:
+        output["diff"] = {
+            # a migration planned in check mode has no partition list yet: no diff for that table
+            side: "".join("# %s\n%s" % (r["name"], r["diff"][side]) for r in output["results"] if "diff" in r)
+            for side in ("before", "after")
+        }
     return output

@@ -16,7 +16,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, Tuple
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, table_runs
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs, parse_duration_ms
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
@@ -39,6 +39,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_decisions import
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_options import (
     VacuumOptions,
+    validate_options,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_repack import (
     RepackProbe,
@@ -542,3 +543,39 @@ def run(
         "repack": gathered["repack"],
         "disk": gathered["disk"],
     }
+
+
+def validate_policies(params: dict[str, Any]) -> list[VacuumOptions]:
+    """Check every ``policies`` entry's options before anything is read or changed (see ``validate_options``);
+    an error names the table. Returns the options of each entry, in order."""
+    checked = []
+    table_runs.table_names(params["policies"], "policies")
+    for entry in params["policies"]:
+        try:
+            checked.append(validate_options(dict(params, **entry)))
+        except InvalidInput as error:
+            raise InvalidInput("policies entry %s: %s" % (entry["name"], error.msg), **error.details) from None
+    return checked
+
+
+def run_policies(module: AnsibleModule, conn: Connection, server: ServerFacts) -> dict[str, Any]:
+    """``policies``: each table run as ``run`` does with its own policy, in order, on this connection (see
+    ``table_runs.run_each``: the first failure stops the list), under its run lock taken just before it and released
+    after it. Returns ``changed``, ``queries``, ``commands``, ``tables`` (every table's report) and ``results``."""
+
+    def run_one(view, schema, name):
+        names = [(schema, name)]
+        runlock.hold(view, conn, names)
+        for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, names)[0]):
+            view.warn(warning)
+        output = run(view, conn, server, names, validate_options(view.params))
+        # after a failure the list stops and closing the connection releases the lock
+        if not conn.autocommit:
+            conn.rollback()
+        runlock.release(conn, names)
+        return output
+
+    output = table_runs.run_each(module, module.params["policies"], run_one, "policies")
+    output["commands"] = [c for r in output["results"] for c in r["commands"]]
+    output["tables"] = [t for r in output["results"] for t in r["tables"]]
+    return output

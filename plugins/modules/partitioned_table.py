@@ -37,13 +37,13 @@ extends_documentation_fragment:
   - sigeti.dwh.connection
 options:
   name:
-    description: The partitioned table, as C(schema.table). Quote mixed-case parts (C('"Ventes"."Fait"')).
+    description:
+      - The partitioned table, as C(schema.table). Quote mixed-case parts (C('"Ventes"."Fait"')).
+      - Required unless O(tables) is given (then it must not be).
     type: str
-    required: true
   key:
-    description: The partition key column.
+    description: The partition key column. Required with O(name).
     type: str
-    required: true
   key_format:
     description:
       - How the key holds its values. V(auto) detects date, timestamp and timestamptz columns and refuses integer
@@ -56,8 +56,8 @@ options:
     description:
       - V(year), V(quarter), V(month), V(week) (ISO weeks, Monday to Monday) or V(day); V(yyyymm) keys take
         year, quarter or month. For V(key_format=integer), a positive whole number, the width of each partition.
+      - Required with O(name).
     type: str
-    required: true
   start:
     description:
       - First lower bound of the set (C(2020-01-01), C(20200101), or a number for integer keys). It must be the
@@ -174,6 +174,55 @@ options:
     description: Drop the original table (C(<table>_unpartitioned)) once the migration is verified and swapped.
     type: bool
     default: false
+  tables:
+    description:
+      - Several tables in one call, each entry with the options of one table (as O(name) ... O(drop_source) above,
+        same meaning and defaults). Each is run in turn on one connection, as if called alone, under its own run
+        lock (taken just before it and released after it); one process and one connection serve the whole list.
+      - Mutually exclusive with O(name) and the other table options (they go in the entries). The connection, lock
+        and O(skip_on_standby) options apply to every entry.
+      - The first table that fails stops the list, as a loop over the tables would. The message names it, the
+        tables done before it and those not run; RV(results) holds the results so far, the failed one last, and
+        C(changed) is true when anything was committed.
+    type: list
+    elements: dict
+    suboptions:
+      name: {description: The table (O(name))., type: str, required: true}
+      key: {description: The partition key column (O(key))., type: str, required: true}
+      key_format:
+        description: See O(key_format).
+        type: str
+        choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer]
+        default: auto
+      interval: {description: See O(interval)., type: str, required: true}
+      start: {description: See O(start)., type: str}
+      premake: {description: See O(premake)., type: int, default: 2}
+      max_new_partitions: {description: See O(max_new_partitions)., type: int, default: 100}
+      default_partition: {description: See O(default_partition)., type: bool, default: true}
+      retention:
+        description: See O(retention).
+        type: dict
+        suboptions:
+          keep: {description: See O(retention.keep)., type: int, required: true}
+          action:
+            description: See O(retention.action).
+            type: str
+            choices: [detach, drop, archive]
+            default: detach
+          archive_schema: {description: See O(retention.archive_schema)., type: str}
+          max_per_run: {description: See O(retention.max_per_run)., type: int, default: 3}
+      partition_options: {description: See O(partition_options)., type: dict, default: {}}
+      columns: {description: See O(columns)., type: list, elements: raw}
+      primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
+      state: {description: See O(state)., type: str, choices: [present], default: present}
+      migrate:
+        description: See O(migrate).
+        type: str
+        choices: [online, offline, attach, never, abandon]
+        default: online
+      batch_rows: {description: See O(batch_rows)., type: int, default: 100000}
+      extend_primary_key: {description: See O(extend_primary_key)., type: bool, default: false}
+      drop_source: {description: See O(drop_source)., type: bool, default: false}
 attributes:
   check_mode:
     description:
@@ -232,6 +281,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+results:
+  description:
+    - With O(tables), one result per table in the order given, each with the keys below (those returned for one
+      table) plus C(name) (as given) and C(warnings) (that table's). A failed table's result is last, with
+      C(failed) and C(msg).
+  returned: when O(tables) is given
+  type: list
+  elements: dict
 migration:
   description:
     - When a plain table was migrated, what happened - phases run, rows copied, batches, replayed keys, the
@@ -247,40 +304,57 @@ migration:
   type: dict
 partitions:
   description: The partitions after the run (predicted in check mode), by low bound, the default last.
-  returned: always
+  returned: with O(name) and per table in RV(results)
   type: list
   elements: dict
   sample: [{name: fait_2024, low: 20240101, high: 20250101, default: false}, {name: fait_default, low: null, high: null, default: true}]
-created: {description: Partitions created., type: list, elements: str, returned: always}
-detached: {description: Partitions detached by retention (whatever the action)., type: list, elements: str, returned: always}
-dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: always}
-archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: always}
-default_rows: {description: Rows left in the default partition after the run (null without one)., type: int, returned: always}
+created: {description: Partitions created., type: list, elements: str, returned: with O(name) and per table in RV(results)}
+detached: {description: Partitions detached by retention (whatever the action)., type: list, elements: str, returned: with O(name) and per table in RV(results)}
+dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: with O(name) and per table in RV(results)}
+archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: with O(name) and per table in RV(results)}
+default_rows:
+  description: Rows left in the default partition after the run (null without one).
+  type: int
+  returned: with O(name) and per table in RV(results)
 moved_rows:
   description:
     - Rows moved out of the default partition into new partitions (counted by the statements that moved them; in check
       mode, the rows counted there when planning).
   type: int
-  returned: always
+  returned: with O(name) and per table in RV(results)
 finished_detaches:
   description:
     - Partitions found pending detach (an interrupted C(DETACH PARTITION ... CONCURRENTLY) hides their rows) whose
       detach the run finished with C(DETACH PARTITION ... FINALIZE) before applying retention.
   type: list
   elements: str
-  returned: always
+  returned: with O(name) and per table in RV(results)
 retention_remaining:
   description: Partitions older than the retention window left attached because of O(retention.max_per_run).
   type: int
+  returned: with O(name) and per table in RV(results)
+queries:
+  description: The exact SQL run (or that would run in check mode); with O(tables), of every table in order.
+  type: list
+  elements: str
   returned: always
-queries: {description: The exact SQL run (or that would run in check mode)., type: list, elements: str, returned: always}
-plan: {description: Each statement with its reason and the lock it takes., type: list, elements: dict, returned: always}
+plan:
+  description: Each statement with its reason and the lock it takes.
+  type: list
+  elements: dict
+  returned: with O(name) and per table in RV(results)
 warnings: {description: 'What was left alone and why (partly old partitions, an unwanted default).', type: list, elements: str, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import partitioned_run, partitioning, periods, runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils import (
+    partitioned_run,
+    partitioning,
+    periods,
+    runlock,
+    table_runs,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -289,13 +363,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        name=dict(type="str", required=True),
-        key=dict(type="str", required=True, no_log=False),
+def table_options(required):
+    """The options of one table: the module's own, and those of each ``tables`` entry (then ``required``)."""
+    return dict(
+        name=dict(type="str", required=required),
+        key=dict(type="str", required=required, no_log=False),
         key_format=dict(type="str", default="auto", choices=list(periods.FORMAT_NAMES)),
-        interval=dict(type="str", required=True),
+        interval=dict(type="str", required=required),
         start=dict(type="str"),
         premake=dict(type="int", default=2),
         max_new_partitions=dict(type="int", default=partitioning.DEFAULT_MAX_NEW_PARTITIONS),
@@ -313,19 +387,39 @@ def main():
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["present"], default="present"),
-        skip_on_standby=dict(type="bool", default=False),
         migrate=dict(type="str", choices=["online", "offline", "attach", "never", "abandon"], default="online"),
         batch_rows=dict(type="int", default=100000),
         extend_primary_key=dict(type="bool", default=False),
         drop_source=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(table_options(required=False))
+    argument_spec.update(
+        tables=dict(type="list", elements="dict", options=table_options(required=True)),
+        skip_on_standby=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_one_of=[["name", "tables"]],
+        # a table's options go in its entry of tables, not beside it
+        mutually_exclusive=[["tables", option] for option in table_options(required=False)],
+        required_by={"name": ["key", "interval"]},
+    )
     holder = []
     with module_errors(module, holder):
-        schema, name = split_name(module.params["name"])
-        conn, server = open_session(module, holder, module.params["skip_on_standby"])
-        runlock.hold(module, conn, [(schema, name)])
-        output = partitioned_run.run(module, conn, server, schema, name)
+        if module.params["tables"] is not None:
+            table_runs.table_names(module.params["tables"], "tables")
+            conn, server = open_session(module, holder, module.params["skip_on_standby"])
+            output = partitioned_run.run_tables(module, conn, server)
+        else:
+            schema, name = split_name(module.params["name"])
+            conn, server = open_session(module, holder, module.params["skip_on_standby"])
+            runlock.hold(module, conn, [(schema, name)])
+            output = partitioned_run.run(module, conn, server, schema, name)
         conn.close()
         module.exit_json(**output)
 

@@ -29,7 +29,9 @@ extends_documentation_fragment:
   - sigeti.dwh.connection
 options:
   tables:
-    description: Tables to maintain, as C(schema.table). A partitioned table means its whole partition tree.
+    description:
+      - Tables to maintain, as C(schema.table). A partitioned table means its whole partition tree.
+      - Give O(tables) and/or O(schemas), or O(policies).
     type: list
     elements: str
     default: []
@@ -38,6 +40,35 @@ options:
     type: list
     elements: str
     default: []
+  policies:
+    description:
+      - Several tables, each with its own policy, in one call. Each entry names one table (C(schema.table)) and may
+        set the per-table options O(analyze), O(vacuum), O(freeze_older_than), O(full), O(full_method),
+        O(bloat_threshold), O(min_size) and O(autovacuum) (same meaning and defaults). Each table is run in turn on
+        one connection, as if called alone with O(tables) naming it, under its own run lock (taken just before it
+        and released after it).
+      - Mutually exclusive with O(tables), O(schemas) and the per-table options above (they go in the entries).
+        O(disk_check), O(min_free_space), O(pg_repack_path), O(skip_on_standby) and the connection options apply to
+        every entry.
+      - Every entry's options are checked before anything runs. The first table that fails stops the list, as a
+        loop over the tables would; the message names it, the tables done before it and those not run, RV(results)
+        holds the results so far (the failed one last) and C(changed) is true when anything ran.
+    type: list
+    elements: dict
+    suboptions:
+      name: {description: The table (a partitioned table means its whole partition tree)., type: str, required: true}
+      analyze: {description: See O(analyze)., type: str, choices: [auto, always, never], default: auto}
+      vacuum: {description: See O(vacuum)., type: str, choices: [auto, always, never], default: auto}
+      freeze_older_than: {description: See O(freeze_older_than)., type: int}
+      full: {description: See O(full)., type: str, choices: [auto, always, never], default: auto}
+      full_method:
+        description: See O(full_method).
+        type: str
+        choices: [auto, vacuum_full, pg_repack]
+        default: auto
+      bloat_threshold: {description: See O(bloat_threshold)., type: float, default: 0.3}
+      min_size: {description: See O(min_size)., type: str, default: 100MB}
+      autovacuum: {description: See O(autovacuum)., type: dict}
   analyze:
     description: V(auto) analyzes what is due (see above), V(always) everything, V(never) nothing.
     type: str
@@ -153,6 +184,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+results:
+  description:
+    - With O(policies), one result per table in the order given, each with the keys below as a call for that table
+      alone returns them, plus C(name) (as given) and C(warnings) (that table's). A failed table's result is last,
+      with C(failed) and C(msg).
+    - The top-level RV(changed), RV(queries), RV(commands) and RV(tables) then cover every table.
+  returned: when O(policies) is given
+  type: list
+  elements: dict
 changed: {description: True when something ran (or would run in check mode)., type: bool, returned: always}
 queries:
   description: The SQL that ran (or would run in check mode), in order.
@@ -164,13 +204,13 @@ commands:
   type: list
   elements: str
   returned: always
-bloat_method: {description: V(pgstattuple) or V(estimate)., type: str, returned: always}
-repack: {description: Whether pg_repack is usable and why not., type: dict, returned: always}
+bloat_method: {description: V(pgstattuple) or V(estimate)., type: str, returned: with O(tables) or O(schemas) and per table in RV(results)}
+repack: {description: Whether pg_repack is usable and why not., type: dict, returned: with O(tables) or O(schemas) and per table in RV(results)}
 disk:
   description: The free-space check of each rewrite (numbers in bytes).
   type: list
   elements: dict
-  returned: always
+  returned: with O(tables) or O(schemas) and per table in RV(results)
 tables:
   description: Per requested table, per relation of its tree, the decisions with numbers and the actions.
   type: list
@@ -204,11 +244,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
 )
 
 
-def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(
-        tables={"type": "list", "elements": "str", "default": []},
-        schemas={"type": "list", "elements": "str", "default": []},
+def policy_options():
+    """The options that make one table's policy: the module's own, and those of each ``policies`` entry."""
+    return dict(
         analyze={"type": "str", "choices": list(vacuum_options.MODES), "default": "auto"},
         vacuum={"type": "str", "choices": list(vacuum_options.MODES), "default": "auto"},
         freeze_older_than={"type": "int"},
@@ -217,21 +255,45 @@ def main():
         bloat_threshold={"type": "float", "default": 0.3},
         min_size={"type": "str", "default": "100MB"},
         autovacuum={"type": "dict"},
+    )
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        tables={"type": "list", "elements": "str", "default": []},
+        schemas={"type": "list", "elements": "str", "default": []},
+        policies={
+            "type": "list",
+            "elements": "dict",
+            "options": dict(name={"type": "str", "required": True}, **policy_options()),
+        },
         disk_check={"type": "str", "choices": ["auto", "required", "never"], "default": "auto"},
         min_free_space={"type": "str", "default": "0"},
         pg_repack_path={"type": "path"},
         skip_on_standby={"type": "bool", "default": False},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    argument_spec.update(policy_options())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        # with policies each table's policy goes in its entry
+        mutually_exclusive=[["policies", option] for option in ["tables", "schemas"] + list(policy_options())],
+    )
     holder = []
     with module_errors(module, holder):
-        options = vacuum_options.validate_options(module.params)
-        conn, server = open_session(module, holder, module.params["skip_on_standby"])
-        names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
-        runlock.hold(module, conn, names)
-        for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, names)[0]):
-            module.warn(warning)
-        result = vacuum_run.run(module, conn, server, names, options)
+        if module.params["policies"] is not None:
+            vacuum_run.validate_policies(module.params)
+            conn, server = open_session(module, holder, module.params["skip_on_standby"])
+            result = vacuum_run.run_policies(module, conn, server)
+        else:
+            options = vacuum_options.validate_options(module.params)
+            conn, server = open_session(module, holder, module.params["skip_on_standby"])
+            names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
+            runlock.hold(module, conn, names)
+            for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, names)[0]):
+                module.warn(warning)
+            result = vacuum_run.run(module, conn, server, names, options)
         conn.close()
         module.exit_json(**result)
 
