@@ -322,8 +322,8 @@ def run_playbook(server, module, args, check=False):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def tree_rss_kb(root):
-    """Summed RSS (kB) of ``root`` and all its descendants, read from /proc (Linux)."""
+def process_children():
+    """{parent pid: [child pids]} of every process now, read from /proc (Linux); a process gone meanwhile is skipped."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -334,6 +334,12 @@ def tree_rss_kb(root):
             children.setdefault(int(fields[1]), []).append(int(entry))
         except (OSError, IndexError):
             continue
+    return children
+
+
+def tree_rss_kb(root):
+    """Summed RSS (kB) of ``root`` and all its descendants, read from /proc (Linux)."""
+    children = process_children()
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()

@@ -232,16 +232,7 @@ def tree_memory(root):
     """Memory of ``root`` and its descendants now, in kB: {rss_kb, pss_kb} of the controller side (ansible-playbook
     and its forks), {module_rss_kb, module_pss_kb} of the module processes (an AnsiballZ_ command line, and
     their children), and the number of processes."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry) as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError):
-            continue
+    children = common.process_children()
     totals = {"rss_kb": 0, "pss_kb": 0, "module_rss_kb": 0, "module_pss_kb": 0, "processes": 0}
     todo = [(root, False)]
     while todo:

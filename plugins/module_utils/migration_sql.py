@@ -313,14 +313,11 @@ def totals_differ(source_total, target_total):
     return tuple(source_total) != tuple(target_total)
 
 
-class TotalsDiffer(sql.Composable if sql else object):
-    """``true`` when the whole-table totals two earlier steps of the same transaction returned differ, else
-    ``false``: rendered when the Executor reaches the step embedding it (like ``plan.RowcountOf``).
+class _FromTotals(sql.Composable if sql else object):
+    """SQL rendered from the whole-table totals two earlier steps of the same transaction returned, when the
+    Executor reaches the step embedding it (like ``plan.RowcountOf``); ``before`` until those steps ran."""
 
-    A detail query gated by it (``WHERE false``) is planned as a one-time filter and reads nothing, so the detail per
-    partition costs a scan only when there is a difference to name. Before the steps ran (check mode) it renders as
-    a comment and ``true``.
-    """
+    before = ""
 
     def __init__(self, source_step, target_step):
         super().__init__((source_step, target_step))
@@ -329,8 +326,25 @@ class TotalsDiffer(sql.Composable if sql else object):
 
     def as_string(self, context):
         if self.source_step.rows is None or self.target_step.rows is None:
-            return "/* only when the totals differ */ true"
-        return "true" if totals_differ(self.source_step.rows[0], self.target_step.rows[0]) else "false"
+            return self.before
+        return self.render(self.source_step.rows[0], self.target_step.rows[0], context)
+
+    def render(self, source, target, context):
+        raise NotImplementedError
+
+
+class TotalsDiffer(_FromTotals):
+    """``true`` when the totals differ, else ``false``.
+
+    A detail query gated by it (``WHERE false``) is planned as a one-time filter and reads nothing, so the detail per
+    partition costs a scan only when there is a difference to name. Before the steps ran (check mode) it renders as
+    a comment and ``true``.
+    """
+
+    before = "/* only when the totals differ */ true"
+
+    def render(self, source, target, context):
+        return "true" if totals_differ(source, target) else "false"
 
 
 class ExportedSnapshot(sql.Composable if sql else object):
@@ -376,18 +390,13 @@ def _verify_block(display, source_sql, target_sql, what):
     return sql.SQL("DO {}").format(_AsLiteral(body))
 
 
-class _TotalsText(sql.Composable if sql else object):
-    """The totals two earlier steps returned, as a string literal for a message (rendered like ``TotalsDiffer``)."""
+class _TotalsText(_FromTotals):
+    """The totals, as a string literal for a message."""
 
-    def __init__(self, source_step, target_step):
-        super().__init__((source_step, target_step))
-        self.source_step = source_step
-        self.target_step = target_step
+    before = "/* the totals */ ''"
 
-    def as_string(self, context):
-        if self.source_step.rows is None or self.target_step.rows is None:
-            return "/* the totals */ ''"
-        (sn, sh), (dn, dh) = self.source_step.rows[0], self.target_step.rows[0]
+    def render(self, source, target, context):
+        (sn, sh), (dn, dh) = source, target
         text = "source %s rows (checksum %s), target %s rows (checksum %s): " % (sn, sh, dn, dh)
         return sql.Literal(text).as_string(context)
 
