@@ -134,7 +134,7 @@ def test_offline_verification_passes_on_a_faithful_copy(conn):
     assert len(seen) == 2 and "ExclusiveLock" in seen[0] and seen[1] == "sigeti.dwh/verify", seen
     total = result["checksums"]["total"]
     assert total["source_rows"] == total["target_rows"] == 2000
-    assert total["source_checksum"] == total["target_checksum"] is not None
+    assert total["source_checksum"] is not None and total["source_checksum"] == total["target_checksum"]
     assert result["checksums"]["partitions"] == {}
     verify = [q for q in result["queries"] if "verification of" in q]
     assert len(verify) == 1 and "IF false THEN" in verify[0], "equal totals: the per-partition detail is not computed"
@@ -278,7 +278,7 @@ def test_online_verification_compares_whole_table_totals_and_skips_the_detail_wh
     result = migrate(conn, "tt.ev", "day", extend_primary_key=True, batch_rows=500)
     total = result["checksums"]["total"]
     assert total["source_rows"] == total["target_rows"] == 2000
-    assert total["source_checksum"] == total["target_checksum"] is not None
+    assert total["source_checksum"] is not None and total["source_checksum"] == total["target_checksum"]
     assert result["checksums"]["partitions"] == {}  # equal totals: the per-partition detail read nothing
     detail = [q for q in result["queries"] if q.startswith("SELECT * FROM (SELECT coalesce")]
     assert detail and all(q.rstrip().endswith("WHERE false") for q in detail), detail
