@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.extras import RealDictCursor
     from psycopg2.sql import Composable
 
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
@@ -54,6 +55,6 @@ def fetch_all(
     return rows
 
 
-def dict_cursor(conn: Connection) -> Any:
+def dict_cursor(conn: Connection) -> RealDictCursor:
     """A cursor returning rows as dicts."""
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
