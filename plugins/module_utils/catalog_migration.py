@@ -197,7 +197,7 @@ SELECT
 """
 
 
-def migration_hazards(conn, oid):
+def migration_hazards(conn: Connection, oid: int) -> dict[str, Any]:
     """Read what a migration of table ``oid`` must refuse or treat specially, decided on catalog numbers.
 
     Returns a dict: ``inherits_from`` / ``inherited_by`` (qualified names, table inheritance), ``indexes``

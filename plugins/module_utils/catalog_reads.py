@@ -4,6 +4,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.extras import RealDictCursor
+    from psycopg2.sql import Composable
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
+
 try:
     import psycopg2.extras
 except ImportError:  # reported by the connection layer
@@ -18,13 +26,16 @@ except ImportError:  # reported by the connection layer
 NO_JIT = "SET LOCAL jit = off;\n"
 
 
-def end_read(conn):
+def end_read(conn: Connection) -> None:
+    """End the current read's transaction (no-op under autocommit)."""
     # a read ends its transaction at once: catalog reads never keep the locks they took
     if not conn.autocommit:
         conn.rollback()
 
 
-def fetch_one(conn, query, params=None):
+def fetch_one(
+    conn: Connection, query: str | Composable, params: Sequence[Any] | Mapping[str, Any] | None = None
+) -> tuple[Any, ...] | None:
     """Run one read, end its transaction, return its first row."""
     with conn.cursor() as cur:
         cur.execute(query, params)
@@ -33,7 +44,9 @@ def fetch_one(conn, query, params=None):
     return row
 
 
-def fetch_all(conn, query, params=None):
+def fetch_all(
+    conn: Connection, query: str | Composable, params: Sequence[Any] | Mapping[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
     """Run one read, end its transaction, return every row."""
     with conn.cursor() as cur:
         cur.execute(query, params)
@@ -42,6 +55,6 @@ def fetch_all(conn, query, params=None):
     return rows
 
 
-def dict_cursor(conn):
+def dict_cursor(conn: Connection) -> RealDictCursor:
     """A cursor returning rows as dicts."""
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)

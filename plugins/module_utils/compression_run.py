@@ -4,11 +4,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Sequence
+
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
 
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible.module_utils.basic import AnsibleModule
 
-def measure(conn, table, columns, exact, with_widths):
+    from ansible_collections.sigeti.dwh.plugins.module_utils.compression import CompressionPlan, DeclaredCompression
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
+
+
+def measure(
+    conn: Connection, table: dict[str, Any], columns: Sequence[str], exact: bool, with_widths: bool
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
     """Measure every leaf: values per method for ``columns`` and, when asked, whole-row widths."""
     measurements, widths = {}, {}
     for entry in compression.leaves(table):
@@ -23,7 +33,12 @@ def measure(conn, table, columns, exact, with_widths):
     return measurements, widths
 
 
-def column_report(declared, plan, before, after):
+def column_report(
+    declared: DeclaredCompression,
+    plan: CompressionPlan,
+    before: dict[str, dict[str, Any]],
+    after: dict[str, dict[str, Any]] | None,
+) -> dict[str, dict[str, Any]]:
     """Per declared column: method declared, values to rewrite, counts and shares before / after."""
     report = {}
     for column in declared["columns"]:
@@ -36,7 +51,7 @@ def column_report(declared, plan, before, after):
     return report
 
 
-def size_report(before, after):
+def size_report(before: dict[str, float], after: dict[str, float] | None) -> dict[str, Any]:
     """Sizes before/after with the measured change (never a predicted one)."""
     keys = ("heap_bytes", "toast_bytes", "index_bytes", "total_bytes")
     out = {"before": {k: before[k] for k in keys}, "after": None, "change_bytes": None}
@@ -48,7 +63,14 @@ def size_report(before, after):
     return out
 
 
-def run(module, conn, server, schema, name, declared):
+def run(
+    module: AnsibleModule,
+    conn: Connection,
+    server: ServerFacts,
+    schema: str,
+    name: str,
+    declared: DeclaredCompression,
+) -> dict[str, Any]:
     """The whole run of ``sigeti.dwh.compression`` once connected and holding the table's run lock.
 
     Reads the table and measures the declared columns, plans with ``compression`` (pure), applies the plan (renders

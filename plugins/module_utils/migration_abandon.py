@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import read_state
@@ -20,6 +22,10 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     migration_names,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, Plan, Step
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
 
 try:
     from psycopg2 import sql
@@ -62,7 +68,7 @@ SELECT (SELECT relkind::text FROM src),
 """
 
 
-def read_leftovers(conn, names):
+def read_leftovers(conn: Connection, names: dict[str, str]) -> dict[str, Any]:
     """What an unfinished migration of ``names`` left in the database (catalog reads only).
 
     Returns a dict: ``relkind`` of the table, ``triggers`` (capture triggers present), ``shadow``, ``log`` and
@@ -155,7 +161,7 @@ def _names_of(table_or_names):
     return table_or_names if "shadow" in table_or_names else migration_names(table_or_names)
 
 
-def plan_abandon(conn, table_or_names):
+def plan_abandon(conn: Connection, table_or_names: dict[str, Any]) -> tuple[list[Step], list[Step]]:
     """What ``migrate: abandon`` would drop (catalog reads only): ``(steps, concurrent_steps)``.
 
     Refuses (InvalidInput) after the swap committed: then the partitioned table is in use and the run must finish.
@@ -171,7 +177,7 @@ def plan_abandon(conn, table_or_names):
     return _abandon_steps(names, found), _drop_index_steps(names, found["indexes"])
 
 
-def describe_leftovers(conn, table):
+def describe_leftovers(conn: Connection, table: dict[str, Any]) -> str | None:
     """One line naming an unfinished migration of ``table`` (phase, mode, start) and what it left, or None."""
     names = migration_names(table)
     found = read_leftovers(conn, names)
@@ -188,7 +194,9 @@ def describe_leftovers(conn, table):
     return "%s: %s" % (head, "; ".join(parts))
 
 
-def abandon_migration(conn, executor, table_or_names):
+def abandon_migration(
+    conn: Connection, executor: Executor, table_or_names: dict[str, Any]
+) -> tuple[list[str], list[str]]:
     """Drop everything an unfinished (pre-swap) migration left: capture triggers, attach's range check and
     prebuilt index, shadow and its partitions, change log, capture function, state row.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
@@ -35,6 +36,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     Step,
 )
 
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
+
 try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
@@ -44,7 +48,7 @@ except ImportError:  # reported by the connection layer
 AttachRange = collections.namedtuple("AttachRange", "low high covered")
 
 
-def attach_phases(ctx):
+def attach_phases(ctx: MigrationContext) -> tuple[MigrationContext, AttachRange, list[dict[str, Any]]]:
     """Attach mode: the original becomes the partition covering its key range; later periods get new partitions.
 
     Returns ``(ctx, attach_range, phases)``: the context naming the partitions to create and the range check.

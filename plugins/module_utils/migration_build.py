@@ -8,7 +8,7 @@ validate re-pointed foreign keys, rebuild materialized views, ANALYZE, cleanup).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
@@ -27,6 +27,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     SHARE_UPDATE_EXCLUSIVE,
     Step,
 )
+
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
 
 try:
     from psycopg2 import sql
@@ -162,7 +165,7 @@ def _new_partitions(ctx, with_default=False):
     return entries
 
 
-def shadow_steps(ctx, shadow):
+def shadow_steps(ctx: MigrationContext, shadow: str) -> list[Step]:
     """Create the partitioned shadow and its partitions, with leaf-level reloptions, owner and comment."""
     table, names, key = ctx.table, ctx.names, ctx.key
     target = _ident(names["schema"], shadow)
@@ -257,7 +260,7 @@ def _not_valid_checks(ctx):
     return [c for c in ctx.facts["constraints"] if c["type"] == "c" and not c["validated"] and c["name"] != own]
 
 
-def add_constraint(target, name, definition, reason, **step):
+def add_constraint(target: Composable, name: str, definition: Composable, reason: str, **step: Any) -> Step:
     """``ALTER TABLE target ADD CONSTRAINT name definition``: every key, check and foreign key the migration adds."""
     return Step(
         sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, sql.Identifier(name), definition), reason, **step
@@ -268,7 +271,7 @@ def add_constraint(target, name, definition, reason, **step):
 BUILD_MEMORY_CAP = 256 * 1024 * 1024
 
 
-def build_memory_step(ctx):
+def build_memory_step(ctx: MigrationContext) -> Step:
     """SET LOCAL maintenance_work_mem for the index builds: the server's value, raised up to the table's heap size
     (at most ``BUILD_MEMORY_CAP``), so a partition's sort stays in memory and the build may take parallel workers
     (each needs 32 MB of it); the transaction's end restores it."""
@@ -284,7 +287,9 @@ def build_memory_step(ctx):
     )
 
 
-def build_units(ctx, shadow, validate_separately=True, memory=True):
+def build_units(
+    ctx: MigrationContext, shadow: str, validate_separately: bool = True, memory: bool = True
+) -> list[list[Step]]:
     """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each; each key or index
     unit first sizes its memory (``memory``; the offline mode does it once for its one transaction)."""
     target = _ident(ctx.names["schema"], shadow)
@@ -421,7 +426,7 @@ def _column_setting_steps(ctx, target):
     return steps
 
 
-def analyze_unit(ctx, relation):
+def analyze_unit(ctx: MigrationContext, relation: str) -> tuple[str, list[Step]]:
     """ANALYZE of the new partitioned table (it recurses into the partitions): autovacuum never analyzes a parent."""
     return (
         "analyze",
@@ -435,7 +440,7 @@ def analyze_unit(ctx, relation):
     )
 
 
-def post_units(ctx, drop_log, analyze=True):
+def post_units(ctx: MigrationContext, drop_log: bool, analyze: bool = True) -> list[tuple[str, list[Step]]]:
     """Units that run after the swap committed; rendered into the state row by the swap itself. ``analyze``: the
     ANALYZE of the new table is one of them (online mode runs it before its swap instead)."""
     names, facts = ctx.names, ctx.facts

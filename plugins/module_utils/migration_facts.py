@@ -11,6 +11,7 @@ import datetime
 import os
 import re
 import shutil
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
@@ -31,13 +32,18 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.units import format_bytes
 
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
+
 try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
 
 
-def validate_layout(layout, key_type, display):
+def validate_layout(
+    layout: Sequence[dict[str, Any]], key_type: str | None, display: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Check the target partitions: names, one default at most, low < high, typed like the key, no overlap.
 
     Returns ``(ranges sorted by low, default entry or None)``.
@@ -90,7 +96,7 @@ def validate_layout(layout, key_type, display):
     return ranges, default
 
 
-def read_state(conn, schema, name):
+def read_state(conn: Connection, schema: str, name: str) -> dict[str, Any] | None:
     """Return the state row of a migration of ``schema.name`` in progress, or None."""
     was = conn.autocommit
     conn.autocommit = True
@@ -119,7 +125,7 @@ def read_state(conn, schema, name):
     return row[0] if row else None
 
 
-def free_disk_bytes(server):
+def free_disk_bytes(server: ServerFacts | None) -> int | None:
     """Free bytes under the server's data_directory when it is visible from here (module on the DB host)."""
     path = (server or {}).get("settings", {}).get("data_directory")
     if not path or not os.path.isdir(path):
@@ -130,7 +136,13 @@ def free_disk_bytes(server):
         return None
 
 
-def read_facts(conn, table, layout, options, server):
+def read_facts(
+    conn: Connection,
+    table: dict[str, Any],
+    layout: Sequence[dict[str, Any]],
+    options: dict[str, Any] | None,
+    server: ServerFacts,
+) -> dict[str, Any]:
     """Read what planning needs beyond ``catalog.read_table``: constraints, grants, views... (one round trip),
     rows outside every declared range (count, min, max), the key's range, names already taken, the state of a
     migration in progress and the free disk space. Reads only; returns a dict for ``plan_migration``."""

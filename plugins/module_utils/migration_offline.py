@@ -6,6 +6,8 @@ then the post-swap units. The fastest mode, for maintenance windows.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     build_memory_step,
     build_units,
@@ -28,13 +30,16 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import swap_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, Step
 
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
+
 try:
     from psycopg2 import sql
 except ImportError:  # reported by the connection layer
     sql = None
 
 
-def offline_phases(ctx):
+def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     """Offline mode: the whole build and the swap in one transaction, then the post-swap units."""
     names, display = ctx.names, ctx.display
     shadow = names["shadow"]

@@ -237,7 +237,7 @@ def _drop_capture_steps(ctx):
     ]
 
 
-def online_phases(ctx):
+def online_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     """Online mode: copy beside the original while writers go on, replay their changes, swap in one short lock."""
     names, display = ctx.names, ctx.display
     shadow = names["shadow"]
@@ -298,7 +298,7 @@ class VerifySteps:
     concurrent: ConcurrentRead
 
 
-def verify_steps(ctx):
+def verify_steps(ctx: MigrationContext) -> VerifySteps:
     """The online verification, run after a replay in one REPEATABLE READ snapshot: rows and content checksum of
     the original and of the shadow (one scan each, no grouping), then the per-partition comparison, which reads
     the tables only when those totals differ (to name where).

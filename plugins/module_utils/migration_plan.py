@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
@@ -33,6 +33,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_offline import offline_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import copy_batches, online_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import migration_names, normalize_options
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
 
 try:
     from psycopg2 import sql
@@ -67,15 +70,21 @@ class MigrationPlan:
     attach_range: Any = None  # attach mode: migration_attach.AttachRange(low, high, covered)
     ctx: MigrationContext | None = None
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         """Dict-style access, for callers that treat the plan as a mapping."""
         return getattr(self, key, default)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
 
 
-def plan_migration(table, layout, options, server, facts=None):
+def plan_migration(
+    table: dict[str, Any],
+    layout: Sequence[dict[str, Any]],
+    options: dict[str, Any] | None,
+    server: ServerFacts,
+    facts: dict[str, Any] | None = None,
+) -> MigrationPlan:
     """Validate everything and describe the migration of a plain table into range partitions (pure).
 
     ``facts`` comes from ``read_facts`` (constraints, grants, views, rows outside the periods, disk).
@@ -178,7 +187,7 @@ def plan_migration(table, layout, options, server, facts=None):
     )
 
 
-def render_plan(conn, plan):
+def render_plan(conn: Connection, plan: MigrationPlan) -> dict[str, Any]:
     """JSON-able description of a plan for check mode: phases with their SQL, estimates, warnings."""
     phases = []
     for phase in plan.phases:
@@ -205,6 +214,6 @@ def render_plan(conn, plan):
     }
 
 
-def plan_queries(conn, plan):
+def plan_queries(conn: Connection, plan: MigrationPlan) -> list[str]:
     """Every statement of the plan as text (the module's ``queries`` in check mode)."""
     return [s["sql"] for p in render_plan(conn, plan)["phases"] for s in p["steps"]]

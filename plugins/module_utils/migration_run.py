@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
@@ -44,6 +45,10 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     totals_differ,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Step
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor
 
 try:
     import psycopg2
@@ -273,7 +278,17 @@ def _render_post(conn, units):
     return [[s.render(conn) for s in unit] for _label, unit in units]
 
 
-def run_migration(conn, executor, table, layout, options, server, progress=None, facts=None, side_connect=None):
+def run_migration(
+    conn: Connection,
+    executor: Executor,
+    table: dict[str, Any],
+    layout: Sequence[dict[str, Any]],
+    options: dict[str, Any] | None,
+    server: ServerFacts,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    facts: dict[str, Any] | None = None,
+    side_connect: Callable[[], Connection] | None = None,
+) -> dict[str, Any]:
     """Execute (or resume) the migration; see ``_run_migration``. The connection's autocommit mode is restored.
 
     ``side_connect`` opens a second connection with the same parameters (``connection.connect_again``): the offline

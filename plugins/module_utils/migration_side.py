@@ -15,9 +15,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Step
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +38,13 @@ class ConcurrentRead:
 
 
 @contextlib.contextmanager
-def side_read(connect, concurrent, executor, display, consequence):
+def side_read(
+    connect: Callable[[], Connection] | None,
+    concurrent: ConcurrentRead | None,
+    executor: Executor,
+    display: str,
+    consequence: str,
+) -> Iterator[tuple[Callable[[list[Step]], list[Step]], list[str]]]:
     """Yield a function filtering the steps of the main transaction (``concurrent`` runs beside it on a connection
     from ``connect()``, hooked on its steps) and the list its statements are added to once it ran; its connection is
     closed on the way out, whatever happened. With no ``concurrent`` or no ``connect``, everything but the setup
@@ -60,7 +70,14 @@ class SideRead:
     """Runs a ``ConcurrentRead`` on a connection from ``connect()``: ``start`` (a Step's ``before`` hook) opens the connection
     and sends the statement, ``wait`` (another hook) returns once it ran, ``close`` cancels and closes it (always)."""
 
-    def __init__(self, connect, concurrent, executor, display, consequence):
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        concurrent: ConcurrentRead,
+        executor: Executor,
+        display: str,
+        consequence: str,
+    ) -> None:
         self._connect = connect
         self.steps = list(concurrent.setup) + [concurrent.step]
         for step in self.steps:
@@ -75,7 +92,8 @@ class SideRead:
         self._error = None
         self.executed = []
 
-    def start(self):
+    def start(self) -> None:
+        """Open the second connection and start the read in a thread (a Step's ``before`` hook)."""
         # a unit retried after a lock timeout starts again: the previous read (if any) is discarded first
         self.close()
         self._error = None
@@ -97,7 +115,8 @@ class SideRead:
         finally:
             self._close_conn()
 
-    def wait(self):
+    def wait(self) -> None:
+        """Return once the read ran; re-raise its failure here, in the main thread."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -109,7 +128,7 @@ class SideRead:
         if self.step.rows is None:
             raise self._failed(RuntimeError("it was never started"))
 
-    def close(self):
+    def close(self) -> None:
         """Stop a read still running (the main transaction failed) and close its connection."""
         thread = self._thread
         if thread is not None and thread.is_alive() and self._conn is not None:

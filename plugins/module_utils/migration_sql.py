@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     Step,
 )
+
+if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable, Composed
 
 try:
     from psycopg2 import sql
@@ -51,12 +55,12 @@ COPIED = ("copied", "rows")
 REPLAYED = ("replayed", "changed keys")
 
 
-def rows_of(steps, effect):
+def rows_of(steps: Iterable[Step], effect: tuple[str, str]) -> int:
     """Rows touched by the steps marked ``effect``, once they ran (the copy, or the keys a replay consumed)."""
     return sum(max(step.rowcount or 0, 0) for step in steps if step.effect == effect)
 
 
-def derived_name(base, suffix):
+def derived_name(base: str, suffix: str) -> str:
     """``base + suffix`` within PostgreSQL's 63-byte limit (a long base is cut and made unique by a hash)."""
     if len((base + suffix).encode("utf-8")) <= MAX_NAME:
         return base + suffix
@@ -68,7 +72,7 @@ def derived_name(base, suffix):
     return "%s_%s%s" % (cut, digest, suffix)
 
 
-def migration_names(table):
+def migration_names(table: dict[str, Any]) -> dict[str, str]:
     """The names a migration of ``table`` (catalog facts) creates, all derived from its name and oid."""
     name = table["name"]
     return {
@@ -81,7 +85,7 @@ def migration_names(table):
     }
 
 
-def normalize_options(options):
+def normalize_options(options: dict[str, Any] | None) -> dict[str, Any]:
     """Return the options with defaults filled in; raise InvalidInput on a bad mode or batch size."""
     result = dict(DEFAULT_OPTIONS)
     result.update({k: v for k, v in (options or {}).items() if v is not None})
@@ -244,7 +248,7 @@ def _exact_hash_type(column):
     return name if _EXACT_HASH_TYPES.get(name) == shown else None
 
 
-def row_digest(columns, alias="t"):
+def row_digest(columns: Iterable[dict[str, Any]], alias: str = "t") -> Composed:
     """SQL: a 64-bit digest of every column of a row (``columns``: catalog facts with name, type, type_name).
 
     Columns of an exact-hash type are hashed in binary form (a numeric with its scale too: 1.0 and 1.00 are equal
@@ -308,7 +312,7 @@ def _checksum_total(relation, columns):
     return sql.SQL("SELECT count(*), sum({d}) FROM {r} t").format(d=row_digest(columns), r=relation)
 
 
-def totals_differ(source_total, target_total):
+def totals_differ(source_total: Sequence[Any], target_total: Sequence[Any]) -> bool:
     """Whether two ``_checksum_total`` results (``(rows, checksum)``) differ."""
     return tuple(source_total) != tuple(target_total)
 
@@ -319,12 +323,13 @@ class _FromTotals(sql.Composable if sql else object):
 
     before = ""
 
-    def __init__(self, source_step, target_step):
+    def __init__(self, source_step: Step, target_step: Step) -> None:
         super().__init__((source_step, target_step))
         self.source_step = source_step
         self.target_step = target_step
 
-    def as_string(self, context):
+    def as_string(self, context: Any) -> str:
+        """``true`` or ``false`` once both steps ran, a commented ``true`` before."""
         if self.source_step.rows is None or self.target_step.rows is None:
             return self.before
         return self.render(self.source_step.rows[0], self.target_step.rows[0], context)
@@ -351,24 +356,27 @@ class ExportedSnapshot(sql.Composable if sql else object):
     """The snapshot id an earlier ``SELECT pg_export_snapshot()`` step returned, as a literal (rendered when the
     Executor reaches the step embedding it; a comment before, in check mode)."""
 
-    def __init__(self, export_step):
+    def __init__(self, export_step: Step) -> None:
         super().__init__(export_step)
         self.export_step = export_step
 
-    def as_string(self, context):
+    def as_string(self, context: Any) -> str:
+        """The exported snapshot id as a literal once the export ran, a comment before."""
         if not self.export_step.rows:
             return "/* the snapshot exported by the verification */"
         return sql.Literal(self.export_step.rows[0][0]).as_string(context)
 
 
-def checksum_detail_sql(source_sql, target_sql, source_step, target_step):
+def checksum_detail_sql(
+    source_sql: Composable, target_sql: Composable, source_step: Step, target_step: Step
+) -> Composed:
     """SQL: the per-partition comparison, run only when the totals of ``source_step`` and ``target_step`` differ."""
     return sql.SQL("SELECT * FROM ({}) c WHERE {}").format(
         checksum_compare_sql(source_sql, target_sql), TotalsDiffer(source_step, target_step)
     )
 
 
-def checksum_compare_sql(source_sql, target_sql):
+def checksum_compare_sql(source_sql: Composable, target_sql: Composable) -> Composed:
     """SQL listing the buckets where source and target differ (rows, checksum)."""
     return sql.SQL(
         "SELECT coalesce(s.b, d.b) AS bucket, coalesce(s.n, 0) AS source_rows, coalesce(d.n, 0) AS target_rows, "
@@ -510,7 +518,7 @@ def _policy_step(policy, target):
     return Step(text, "row-level security policy %s" % policy["name"])
 
 
-def key_definition(definition, columns, reloptions=None):
+def key_definition(definition: str, columns: Sequence[str], reloptions: Sequence[str] | None = None) -> Composed:
     """``pg_get_constraintdef`` of a key with its column list replaced by ``columns``: INCLUDE, USING INDEX
     TABLESPACE and DEFERRABLE ... are kept as the original had them, and the index's storage parameters
     (``reloptions``, which pg_get_constraintdef leaves out) are put back as ``WITH (...)`` (pure)."""
@@ -564,7 +572,9 @@ def _rule_text(definition, replace=False):
     return sql.SQL(text)
 
 
-def copy_statement(names, insert_cols, overriding, first_page, last_page):
+def copy_statement(
+    names: dict[str, str], insert_cols: Sequence[str], overriding: Composable, first_page: int, last_page: int
+) -> Composed:
     """One copy batch: rows stored in heap pages [first_page, last_page) of the original (a TID range scan)."""
     return sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {} WHERE ctid >= {}::tid AND ctid < {}::tid").format(
         _ident(names["schema"], names["shadow"]),

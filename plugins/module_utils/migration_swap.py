@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     _new_partitions,
@@ -28,6 +30,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     SHARE_ROW_EXCLUSIVE,
     Step,
 )
+
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
 
 try:
     from psycopg2 import sql
@@ -60,7 +65,7 @@ def _view_steps(views, swap_lock_targets):
     return steps
 
 
-def swap_steps(ctx, shadow, renames=True):
+def swap_steps(ctx: MigrationContext, shadow: str, renames: bool = True) -> tuple[list[Step], list[tuple[str, str]]]:
     """Everything that must change together when the partitioned table takes the name (cheap catalog work)."""
     names = ctx.names
     schema, name = names["schema"], names["name"]

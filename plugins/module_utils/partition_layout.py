@@ -265,7 +265,7 @@ def check_migration_layout(declared: Declared, entries: Sequence[dict[str, Any]]
     )
 
 
-def bound_rank(value):
+def bound_rank(value: Any) -> tuple[int, Any]:
     """Comparable form of a bound value: MINVALUE < any value < MAXVALUE; timestamptz read as wall clock."""
     if value == MINVALUE:
         return (0, 0)

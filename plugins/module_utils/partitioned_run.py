@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, Union
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import (
     catalog,
@@ -26,14 +27,29 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError,
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, describe_blockers, is_lock_error
 
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible.module_utils.basic import AnsibleModule
 
-def with_lock_retries(conn, module, targets, read):
+    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
+    from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Point
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Step, Target
+    from ansible_collections.sigeti.dwh.plugins.module_utils.table_runs import TableModule
+
+    # the module itself, or one entry of ``tables`` seen as a single-table run (``table_runs.run_each``)
+    RunModule = Union[AnsibleModule, TableModule]
+
+T = TypeVar("T")
+
+
+def with_lock_retries(conn: Connection, module: RunModule, targets: Sequence[Target], read: Callable[[], T]) -> T:
     """Run a catalog read under the module's lock policy (counting the default partition's rows takes ACCESS SHARE
     on it; a session holding ACCESS EXCLUSIVE blocks that)."""
     return Executor.from_module(conn, module).read(read, targets)
 
 
-def declared_state(params, schema, name, table, conn):
+def declared_state(
+    params: dict[str, Any], schema: str, name: str, table: dict[str, Any], conn: Connection
+) -> partitioning.Declared:
     """Validate every option against the table's facts; return a ``partitioning.Declared``."""
     shown = display_name(schema, name)
     key = params["key"]
@@ -98,7 +114,7 @@ def declared_state(params, schema, name, table, conn):
     )
 
 
-def current_period(declared, state):
+def current_period(declared: partitioning.Declared, state: dict[str, Any]) -> Point:
     """The period holding today (the server's current_date; also for yyyymmdd/yyyymm keys).
 
     For integer keys there is no calendar: the period of the newest rows in a partition (``state["newest_key"]``,
@@ -126,7 +142,7 @@ CHECK_MODE_LOCK_WAIT = "10ms"
 
 
 @contextlib.contextmanager
-def brief_lock_wait(conn):
+def brief_lock_wait(conn: Connection) -> Iterator[None]:
     """Set lock_timeout to CHECK_MODE_LOCK_WAIT for the block (committed, so catalog reads' rollbacks keep it)."""
     with conn.cursor() as cur:
         cur.execute(
@@ -143,7 +159,14 @@ def brief_lock_wait(conn):
         conn.commit()
 
 
-def read_rows(conn, module, targets, read, estimate, warnings):
+def read_rows(
+    conn: Connection,
+    module: RunModule,
+    targets: Sequence[Target],
+    read: Callable[[], T],
+    estimate: Callable[[], T],
+    warnings: list[str],
+) -> T:
     """Read rows of ``targets`` (ACCESS SHARE). A real run waits like the executor (``with_lock_retries``); check
     mode waits at most CHECK_MODE_LOCK_WAIT and, when another session holds a conflicting lock, returns
     ``estimate()`` (catalog only, no lock) with a warning naming that session."""
@@ -165,7 +188,9 @@ def read_rows(conn, module, targets, read, estimate, warnings):
     return estimate()
 
 
-def integer_now(conn, module, declared, table, warnings):
+def integer_now(
+    conn: Connection, module: RunModule, declared: partitioning.Declared, table: dict[str, Any], warnings: list[str]
+) -> int | None:
     """The largest key of the newest partition holding rows, skipping stray partitions (see ``is_stray``).
 
     Rows of the default partition never count. Returns None when no partition holds rows.
@@ -219,7 +244,9 @@ def integer_now(conn, module, declared, table, warnings):
     return found[chosen][1]
 
 
-def bound_aliases(conn, declared, table):
+def bound_aliases(
+    conn: Connection, declared: partitioning.Declared, table: dict[str, Any]
+) -> dict[datetime.datetime, datetime.datetime]:
     """For timestamptz keys: the bounds the server moved out of a DST gap, mapped to the midnight the module wrote
     (only bounds that are not midnight on the wall clock are asked about; no table is read)."""
     if declared.scheme.key_format != "timestamptz":
@@ -232,7 +259,9 @@ def bound_aliases(conn, declared, table):
     return catalog.midnight_dates(conn, sorted(odd)) if odd else {}
 
 
-def plan_partitions(conn, module, declared, table):
+def plan_partitions(
+    conn: Connection, module: RunModule, declared: partitioning.Declared, table: dict[str, Any]
+) -> tuple[partitioning.Result, dict[str, Any]]:
     """Read the few facts the plan needs beyond the table's, then build the plan (a ``partitioning.Result``)."""
     scheme = declared.scheme
     table = catalog.partition_set_details(conn, table)
@@ -309,14 +338,14 @@ def plan_partitions(conn, module, declared, table):
     return partitioning.build_plan(declared, table, lay, extras), state
 
 
-def facts_moved(error):
+def facts_moved(error: BaseException) -> bool:
     """True when the server refused a step because the table changed after it was read: a row of a new period
     arrived in the default partition (23514), a detach became pending (a cancelled DETACH ... CONCURRENTLY)."""
     code = getattr(error, "pgcode", None)
     return code == "23514" or (code == "55000" and "pending detach" in str(error))
 
 
-def leftovers(conn, before):
+def leftovers(conn: Connection, before: dict[str, Any]) -> tuple[list[str], list[str]]:
     """What a failed autocommit statement left that was not there before: partitions now pending detach and
     INVALID indexes (a cancelled DETACH ... CONCURRENTLY, CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY)."""
     after = catalog.partition_set_details(conn, catalog.read_partition_set(conn, before["schema"], before["name"]))
@@ -335,7 +364,13 @@ def leftovers(conn, before):
     return sorted(pending_after - pending_before), sorted(invalid_after - invalid_before)
 
 
-def apply_partitions(conn, module, declared, table, result):
+def apply_partitions(
+    conn: Connection,
+    module: RunModule,
+    declared: partitioning.Declared,
+    table: dict[str, Any],
+    result: partitioning.Result,
+) -> tuple[partitioning.Result, list[str]]:
     """Run the plan. When a step is refused because the table moved under it (``facts_moved``), read the facts
     again and run the new plan, up to twice. Returns ``(result, executed)`` with the result's lists and
     ``moved_rows`` replaced by what the steps did. On failure raises a DwhError saying what was committed
@@ -365,7 +400,15 @@ def apply_partitions(conn, module, declared, table, result):
         return result, executed
 
 
-def run_failure(conn, shown, error, result, completed, executed, before):
+def run_failure(
+    conn: Connection,
+    shown: str,
+    error: BaseException,
+    result: partitioning.Result,
+    completed: list[Step],
+    executed: list[str],
+    before: dict[str, Any] | None,
+) -> DwhError:
     """A DwhError for a run that stopped part way: the cause in words, what had committed, ``changed``."""
     pending, invalid = leftovers(conn, before) if before is not None else ([], [])
     result.record(completed)
@@ -426,7 +469,7 @@ def run_failure(conn, shown, error, result, completed, executed, before):
     return DwhError(msg, **details)
 
 
-def check_partition_options(conn, declared):
+def check_partition_options(conn: Connection, declared: partitioning.Declared) -> None:
     """Refuse storage parameters the server would refuse (unknown name, value out of range) before any change."""
     if not declared.partition_options:
         return
@@ -442,7 +485,7 @@ def check_partition_options(conn, declared):
         )
 
 
-def migration_options(params, key):
+def migration_options(params: dict[str, Any], key: str) -> dict[str, Any]:
     """The options ``migration`` takes, from the module's."""
     return {
         "mode": params["migrate"],
@@ -453,7 +496,7 @@ def migration_options(params, key):
     }
 
 
-def abandon_migration(conn, module, table):
+def abandon_migration(conn: Connection, module: RunModule, table: dict[str, Any]) -> dict[str, Any]:
     """``migrate: abandon``: drop what an unfinished migration left (or list it in check mode)."""
     if module.check_mode:
         steps, concurrent = migration.plan_abandon(conn, table)
@@ -467,7 +510,9 @@ def abandon_migration(conn, module, table):
     return {"abandoned": removed, "queries": queries, "changed": bool(removed)}
 
 
-def migrate_plain_table(conn, module, schema, name, server):
+def migrate_plain_table(
+    conn: Connection, module: RunModule, schema: str, name: str, server: ServerFacts
+) -> dict[str, Any] | None:
     """Turn a plain table into the declared partition set (or finish a migration found half done).
 
     Returns None when there is nothing to migrate, else the migration's result (its plan in check mode).
@@ -540,7 +585,7 @@ def _migration_only_result(migrated):
     )
 
 
-def run(module, conn, server, schema, name):
+def run(module: RunModule, conn: Connection, server: ServerFacts, schema: str, name: str) -> dict[str, Any]:
     """The whole run of ``sigeti.dwh.partitioned_table`` once connected and holding the table's run lock.
 
     Finishes or starts a migration when the table is plain (or half migrated), then plans the partition set from
@@ -595,7 +640,7 @@ def run(module, conn, server, schema, name):
     return output
 
 
-def run_tables(module, conn, server):
+def run_tables(module: AnsibleModule, conn: Connection, server: ServerFacts) -> dict[str, Any]:
     """``tables``: each entry run as ``run`` does for one table, in order, on this connection (see
     ``table_runs.run_each``: the first failure stops the list). Each table's run lock is taken just before its run
     and released after it, so a list never waits on another run while holding a table that run needs."""
