@@ -329,12 +329,13 @@ class _FromTotals(sql.Composable if sql else object):
         self.target_step = target_step
 
     def as_string(self, context: Any) -> str:
-        """``true`` or ``false`` once both steps ran, a commented ``true`` before."""
+        """The SQL ``render`` makes from the two totals once both steps ran, ``before`` until then."""
         if self.source_step.rows is None or self.target_step.rows is None:
             return self.before
         return self.render(self.source_step.rows[0], self.target_step.rows[0], context)
 
-    def render(self, source, target, context):
+    def render(self, source: Sequence[Any], target: Sequence[Any], context: Any) -> str:
+        """The SQL for these (rows, checksum) totals of the original and of the shadow."""
         raise NotImplementedError
 
 
@@ -348,7 +349,8 @@ class TotalsDiffer(_FromTotals):
 
     before = "/* only when the totals differ */ true"
 
-    def render(self, source, target, context):
+    def render(self, source: Sequence[Any], target: Sequence[Any], context: Any) -> str:
+        """``true`` when the totals differ."""
         return "true" if totals_differ(source, target) else "false"
 
 
@@ -403,7 +405,7 @@ class _TotalsText(_FromTotals):
 
     before = "/* the totals */ ''"
 
-    def render(self, source, target, context):
+    def render(self, source: Sequence[Any], target: Sequence[Any], context: Any) -> str:
         (sn, sh), (dn, dh) = source, target
         text = "source %s rows (checksum %s), target %s rows (checksum %s): " % (sn, sh, dn, dh)
         return sql.Literal(text).as_string(context)
