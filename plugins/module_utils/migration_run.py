@@ -489,10 +489,8 @@ def _run_in_one_swap(run):
     run.event(name)
     _timed_swap_with_side_read(run, steps, phases[name].get("concurrent"))
     if phases[name].get("totals"):
-        source, target = [step.rows[0] for step in phases[name]["totals"]]
-        total = _checksum_entry(source[0], target[0], source[1], target[1])
-        # whether the shadow's side was read back, row by row, or is what the copy returned as it stored the rows
-        total["target_read_back"] = bool(target[2])
+        (source_rows, source_sum), (target_rows, target_sum) = [step.rows[0] for step in phases[name]["totals"]]
+        total = _checksum_entry(source_rows, target_rows, source_sum, target_sum)
         run.result["checksums"] = {"total": total, "partitions": {}}
     run.result["phases_run"].append(name)
     run.result["rows_copied"] = None if plan.mode == "attach" else rows_of(steps, COPIED)

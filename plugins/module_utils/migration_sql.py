@@ -52,21 +52,12 @@ INTEGER_TYPES = ("smallint", "integer", "bigint")
 MAX_NAME = 63
 # what a step achieves, so the runner reads its row count by this mark (never by the text of its SQL)
 COPIED = ("copied", "rows")
-# a copy returning (rows, checksum) of what it inserted: its row count is the first value it returned
-COPIED_WITH_TOTAL = ("copied", "rows and checksum")
 REPLAYED = ("replayed", "changed keys")
 
 
 def rows_of(steps: Iterable[Step], effect: tuple[str, str]) -> int:
-    """Rows touched by the steps marked ``effect``, once they ran (the copy, or the keys a replay consumed); a
-    copy marked ``COPIED_WITH_TOTAL`` counts as ``COPIED``."""
-    total = 0
-    for step in steps:
-        if step.effect == effect:
-            total += max(step.rowcount or 0, 0)
-        elif effect == COPIED and step.effect == COPIED_WITH_TOTAL and step.rows:
-            total += int(step.rows[0][0])
-    return total
+    """Rows touched by the steps marked ``effect``, once they ran (the copy, or the keys a replay consumed)."""
+    return sum(max(step.rowcount or 0, 0) for step in steps if step.effect == effect)
 
 
 def derived_name(base: str, suffix: str) -> str:
@@ -322,8 +313,8 @@ def _checksum_total(relation, columns):
 
 
 def totals_differ(source_total: Sequence[Any], target_total: Sequence[Any]) -> bool:
-    """Whether two ``_checksum_total`` results (``(rows, checksum)``, anything after them ignored) differ."""
-    return tuple(source_total[:2]) != tuple(target_total[:2])
+    """Whether two ``_checksum_total`` results (``(rows, checksum)``) differ."""
+    return tuple(source_total) != tuple(target_total)
 
 
 class _FromTotals(sql.Composable if sql else object):
@@ -415,7 +406,7 @@ class _TotalsText(_FromTotals):
     before = "/* the totals */ ''"
 
     def render(self, source: Sequence[Any], target: Sequence[Any], context: Any) -> str:
-        (sn, sh), (dn, dh) = source[:2], target[:2]
+        (sn, sh), (dn, dh) = source, target
         text = "source %s rows (checksum %s), target %s rows (checksum %s): " % (sn, sh, dn, dh)
         return sql.Literal(text).as_string(context)
 

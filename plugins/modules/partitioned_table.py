@@ -296,11 +296,7 @@ migration:
       blocked by the swap.
     - C(checksums) holds C(total) (the whole table - C(source_rows), C(target_rows), C(source_checksum),
       C(target_checksum) - compared in one snapshot) and C(partitions) (the same per target partition, computed
-      only when the totals differ, to name where; empty after a successful verification). With O(migrate=offline),
-      C(total.target_read_back) tells whether the shadow was read back row by row (false - the shadow's totals are
-      what the copy returned as it stored the rows, which holds while nothing else wrote to the shadow; it is read
-      back when the database has an enabled event trigger or the transaction's counters show other writes). In
-      check mode, the phases with their SQL and the
+      only when the totals differ, to name where; empty after a successful verification). In check mode, the phases with their SQL and the
       estimated disk need; the online copy shows its first batch as it will run and, in C(batches), how many
       batches the run executes.
     - With O(migrate=abandon), C(abandoned) lists what was removed (or would be, in check mode).
