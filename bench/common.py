@@ -438,10 +438,11 @@ def print_table(summaries, metrics=("wall_s", "db_s", "statements", "connections
 
 
 def git_commit():
-    """(commit, dirty) of the checkout the benchmark ran from; results files do not make it dirty."""
+    """(commit, dirty) of the checkout the benchmark ran from; results files do not make it dirty, nor does the
+    interpreter's ``.venv`` (a clone made for benchmarking links the main checkout's)."""
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     status = subprocess.run(
-        ["git", "-C", ROOT, "status", "--porcelain", "--", ".", ":!bench/results"],
+        ["git", "-C", ROOT, "status", "--porcelain", "--", ".", ":!bench/results", ":!.venv"],
         capture_output=True,
         text=True,
         check=False,

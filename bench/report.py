@@ -114,12 +114,12 @@ def number_text(stats, unit=""):
 
 # -- building rows -----------------------------------------------------------------------------------------------
 
-_FIELD = re.compile(r"\{(ratio|time|num|mb|pct|slope|value):([^}]+)\}")
+_FIELD = re.compile(r"\{(ratio|time|num|mb|pct|slope|value|under):([^}]+)\}")
 
 
 def render(template, document):
     """Replace {ratio:NAME} {time:METHOD.METRIC} {num:...} {mb:...} {pct:...} {slope:A,B,COUNT} {value:KEY}
-    from the raw numbers."""
+    {under:METHOD.METRIC,SECONDS} (the goal and whether the median met it) from the raw numbers."""
     runs = document["repetitions"]
     comparisons = {c["name"]: c for c in document.get("comparisons", [])}
 
@@ -140,6 +140,10 @@ def render(template, document):
             first, last, count = ref.split(",")
             pairs = zip(runs[first], runs[last])
             return seconds_text(summary([(b["wall_s"] - a["wall_s"]) / float(count) for a, b in pairs]))
+        if kind == "under":
+            ref, limit = ref.split(",")
+            goal = seconds_text({"median": float(limit), "min": float(limit), "max": float(limit)}).split(" (")[0]
+            return "goal ≤ %s: %s" % (goal, "met" if metric(ref)["median"] <= float(limit) else "missed")
         if kind == "num":
             return number_text(metric(ref))
         if kind == "mb":
