@@ -179,6 +179,12 @@ def read_facts(
                 if ranges:
                     outside = sql.SQL("{} OR NOT ({})").format(outside, _in_ranges(key, ranges))
                 generated = _stored_generated(table)
+                quick = None
+                if not generated and columns[key].get("not_null") and _key_leads_an_index(facts, key):
+                    quick = _key_bounds_within(cur, table, key, ranges)
+                if quick is not None:
+                    facts["key_min"], facts["key_max"] = quick
+                    return _with_free_disk(facts, options, server)
                 cur.execute(
                     sql.SQL(
                         "SELECT count(*) FILTER (WHERE {o}), min({k}) FILTER (WHERE {o}), max({k}) FILTER (WHERE {o}), "
@@ -197,8 +203,49 @@ def read_facts(
                 facts["generated_drift"] = {c["name"]: n for c, n in zip(generated, drift) if n}
     finally:
         conn.autocommit = was
+    return _with_free_disk(facts, options, server)
+
+
+def _with_free_disk(facts, options, server):
     facts["free_bytes"] = free_disk_bytes(server) if options.get("check_disk") else None
     return facts
+
+
+def _key_leads_an_index(facts, key):
+    """Whether a plain index (no predicate) starts with the key column: min() and max() then read its two ends."""
+    indexes = (facts.get("hazards") or {}).get("indexes") or []
+    return any((i.get("key_columns") or [])[:1] == [key] and not i.get("predicate") for i in indexes)
+
+
+def _key_bounds_within(cur, table, key, ranges):
+    """(min, max) of a NOT NULL, indexed key when every key between them falls in the declared ranges (then no row
+    is outside them and the whole-table count is not needed), else None."""
+    cur.execute(
+        sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
+            k=sql.Identifier(key), t=_ident(table["schema"], table["name"])
+        )
+    )
+    low, high = cur.fetchone()
+    if low is None:
+        return (None, None)  # no row at all
+    return (low, high) if within_ranges(ranges, low, high) else None
+
+
+def within_ranges(ranges: Sequence[dict[str, Any]], low: Any, high: Any) -> bool:
+    """Whether every key from ``low`` to ``high`` (both included) falls in ``ranges`` (sorted by low, as
+    ``validate_layout`` returns them; adjacent ranges chain). Values of different kinds never match (pure)."""
+    start = end = None
+    try:
+        for entry in ranges:
+            if end is not None and entry["low"] == end:
+                end = entry["high"]  # the next range continues the run
+            else:
+                start, end = entry["low"], entry["high"]
+            if start <= low and high < end:
+                return True
+    except TypeError:  # a date bound against a timestamp value: let the full count decide
+        return False
+    return False
 
 
 def _stored_generated(table):

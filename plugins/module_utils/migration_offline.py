@@ -102,7 +102,9 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             "blocked (fastest; for maintenance windows)",
             "steps": body,
             # the source side of the verification runs on a second connection from the copy to the verification
-            "concurrent": ConcurrentRead(step=source_total, start_before=insert_all, join_before=full_verify),
+            "concurrent": ConcurrentRead(
+                step=source_total, start_before=insert_all, join_before=full_verify, setup=(_serial_read(),)
+            ),
             "totals": (source_total, target_total),  # what the verification compared, for the result
         },
         {
@@ -111,3 +113,11 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             "units": post_units(ctx, drop_log=False),
         },
     ]
+
+
+def _serial_read() -> Step:
+    """The second connection reads without parallel workers: one core for it, the other for the copy beside it."""
+    return Step(
+        sql.SQL("SET LOCAL max_parallel_workers_per_gather = 0"),
+        "the read beside the copy takes one core and leaves the other to the copy",
+    )

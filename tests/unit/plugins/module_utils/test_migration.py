@@ -5,7 +5,7 @@ import datetime
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import migration
+from ansible_collections.sigeti.dwh.plugins.module_utils import migration, migration_facts
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from tests.support.migration_driver import yearly_layout
 
@@ -315,3 +315,35 @@ def test_bucket_is_a_binary_search_of_the_bounds_with_gaps_to_the_default():
     assert render(_bucket("k", ranges[:1], None, "integer")) == (
         'coalesce((ARRAY[\'p1\']::text[])[width_bucket("t"."k", ARRAY[10, 20]::integer[])], NULL)'
     )
+
+
+def _ranges(*pairs):
+    return [{"low": low, "high": high} for low, high in pairs]
+
+
+@pytest.mark.parametrize(
+    "ranges, low, high, expected",
+    [
+        (_ranges((2020, 2021), (2021, 2022)), 2020, 2021, True),  # adjacent ranges chain
+        (_ranges((2020, 2021), (2021, 2022)), 2020, 2022, False),  # the upper bound is excluded
+        (_ranges((2020, 2021), (2022, 2023)), 2020, 2022, False),  # a gap between them
+        (_ranges((2020, 2021), (2022, 2023)), 2022, 2022, True),  # both ends in the second run
+        (_ranges((2020, 2021)), 2019, 2020, False),  # below the first
+        ([], 1, 1, False),
+        (
+            _ranges((datetime.date(2020, 1, 1), datetime.date(2021, 1, 1))),
+            datetime.date(2020, 5, 1),
+            datetime.date(2020, 6, 1),
+            True,
+        ),
+        # a date bound against a timestamp value: never a match, the full count decides
+        (
+            _ranges((datetime.date(2020, 1, 1), datetime.date(2021, 1, 1))),
+            datetime.datetime(2020, 5, 1),
+            datetime.datetime(2020, 6, 1),
+            False,
+        ),
+    ],
+)
+def test_within_ranges(ranges, low, high, expected):
+    assert migration_facts.within_ranges(ranges, low, high) is expected
