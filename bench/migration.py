@@ -234,14 +234,15 @@ def main(argv=None):
         {
             "claim": "migrating a plain %s-row table into yearly partitions" % format(options.scale, ","),
             "measured": "hand-written best (psql) {time:hand.wall_s}; module through `ansible-playbook`, verification "
-            "included: `offline` {time:offline.wall_s} = {ratio:offline_vs_hand} of it (goal ≤ 1.25×), `online` "
-            "{time:online.wall_s} = {ratio:online_vs_hand} (goal ≤ 1.5×); pg_partman %s `partition_data_proc` + swap "
-            "{time:pg_partman.wall_s} = {ratio:partman_vs_online} of online (goal ≥ 2×); database time ÷ hand: "
+            "included: `offline` {time:offline.wall_s} = {ratio:offline_vs_hand} of it ({atmost:offline_vs_hand,1.25}), "
+            "`online` {time:online.wall_s} = {ratio:online_vs_hand} ({atmost:online_vs_hand,1.5}); pg_partman %s "
+            "`partition_data_proc` + swap {time:pg_partman.wall_s} = {ratio:partman_vs_online} of online "
+            "({atleast:partman_vs_online,2}); database time ÷ hand: "
             "offline {ratio:offline_vs_hand_db}, online {ratio:online_vs_hand_db}" % info["pg_partman"],
         },
         {
             "claim": "online migration: writers and memory",
-            "measured": "longest stall of a writer inserting every 10 ms {time:online.stall_s} (goal ≤ 1 s), "
+            "measured": "longest stall of a writer inserting every 10 ms {time:online.stall_s} ({under:online.stall_s,1}), "
             "probe errors {num:online.probe_errors}; module RSS {mb:online.rss_mb} online, {mb:offline.rss_mb} "
             "offline (goal < 200 MB); statements online {num:online.statements}, offline {num:offline.statements}",
         },

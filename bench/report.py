@@ -112,14 +112,30 @@ def number_text(stats, unit=""):
     return "%s%s (%s–%s)" % (num(stats["median"]), unit, low, high)
 
 
+def goal_text(stats, goal, at_most):
+    """``goal ≤ 1.25×: met`` / ``missed`` by the median, ``(spread crosses it)`` when some repetitions disagree."""
+    sign = "≤" if at_most else "≥"
+    if stats is None:
+        return "goal %s %g×: n/a" % (sign, goal)
+
+    def meets(value):
+        return value <= goal if at_most else value >= goal
+
+    text = "goal %s %g×: %s" % (sign, goal, "met" if meets(stats["median"]) else "missed")
+    if meets(stats["min"]) != meets(stats["max"]):
+        text += " (spread crosses it)"
+    return text
+
+
 # -- building rows -----------------------------------------------------------------------------------------------
 
-_FIELD = re.compile(r"\{(ratio|time|num|mb|pct|slope|value|under):([^}]+)\}")
+_FIELD = re.compile(r"\{(ratio|time|num|mb|pct|slope|value|under|atmost|atleast):([^}]+)\}")
 
 
 def render(template, document):
     """Replace {ratio:NAME} {time:METHOD.METRIC} {num:...} {mb:...} {pct:...} {slope:A,B,COUNT} {value:KEY}
-    {under:METHOD.METRIC,SECONDS} (the goal and whether the median met it) from the raw numbers."""
+    {under:METHOD.METRIC,SECONDS}, {atmost:RATIO,GOAL}, {atleast:RATIO,GOAL} (the goal and whether the median met
+    it, and whether the spread crosses it) from the raw numbers."""
     runs = document["repetitions"]
     comparisons = {c["name"]: c for c in document.get("comparisons", [])}
 
@@ -144,6 +160,11 @@ def render(template, document):
             ref, limit = ref.split(",")
             goal = seconds_text({"median": float(limit), "min": float(limit), "max": float(limit)}).split(" (")[0]
             return "goal ≤ %s: %s" % (goal, "met" if metric(ref)["median"] <= float(limit) else "missed")
+        if kind in ("atmost", "atleast"):
+            name, goal = ref.split(",")
+            spec = comparisons[name]
+            stats = compare(runs, spec["method"], spec["baseline"], spec.get("metric", "wall_s"))
+            return goal_text(stats, float(goal), kind == "atmost")
         if kind == "num":
             return number_text(metric(ref))
         if kind == "mb":

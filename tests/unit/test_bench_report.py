@@ -173,3 +173,23 @@ def test_a_run_below_the_default_scale_is_tiny():
     assert common.scale_label({"scale": 5000000, "repeat": 3, "batch_rows": 10}, defaults) == "full"
     assert common.scale_label({"scale": 20000, "repeat": 3}, defaults) == "tiny"
     assert common.scale_label({"scale": 5000000, "repeat": 2}, defaults) == "tiny"  # fewer than 3 repetitions
+
+
+@pytest.mark.parametrize(
+    "low, median, high, at_most, expected",
+    [
+        (1.19, 1.34, 1.44, True, "goal ≤ 1.25×: missed (spread crosses it)"),
+        (1.30, 1.34, 1.44, True, "goal ≤ 1.25×: missed"),
+        (1.10, 1.20, 1.24, True, "goal ≤ 1.25×: met"),
+        (3.8, 3.95, 4.25, False, "goal ≥ 2×: met"),
+    ],
+)
+def test_goals_read_met_or_missed_by_the_median_and_say_when_the_spread_crosses(low, median, high, at_most, expected):
+    goal = 1.25 if at_most else 2
+    assert report.goal_text({"min": low, "median": median, "max": high}, goal, at_most) == expected
+
+
+def test_a_time_goal_reads_met_or_missed():
+    document = {"repetitions": {"m": [{"db_s": 0.2}, {"db_s": 0.25}, {"db_s": 0.3}]}, "comparisons": []}
+    assert report.render("{under:m.db_s,0.1}", document) == "goal ≤ 100 ms: missed"
+    assert report.render("{under:m.db_s,1}", document) == "goal ≤ 1.00 s: met"
