@@ -22,8 +22,9 @@ def describe(row: dict[str, Any]) -> dict[str, Any]:
     The copy commits its progress with each batch, so ``copy_percent`` (heap pages read), ``rows_copied``,
     ``rows_per_second`` and ``eta_seconds`` are those of the last batch committed (at ``updated_at``); the rate is
     the one of the run copying (a run resumed after a kill is measured from its own start). ``rows_total`` is the planner's estimate taken when
-    the copy started (or, for a state row of an older version, extrapolated from the pages read). Offline and attach
-    runs copy in one transaction (or not at all): no copy progress is visible for them.
+    the copy started (or, for a state row of an older version, extrapolated from the pages read). Offline runs copy
+    in their one transaction (their row, ``copy``, only says the shadow is committed) and attach runs copy nothing:
+    no copy progress is visible for them.
     """
     return dict(
         table=display_name(row["schema_name"], row["table_name"]),

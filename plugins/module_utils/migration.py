@@ -22,7 +22,8 @@ Where things are:
                             ``render_plan`` / ``plan_queries`` for check mode.
 ``migration_online.py``     the phases of ``online`` (``online_phases``) and its capture triggers; the copy batch
                             (``copy_batch_steps``) and its cutting (``copy_batches``), shared by check mode and run.
-``migration_offline.py``    the phases of ``offline`` (``offline_phases``): one transaction, writes blocked.
+``migration_offline.py``    the phases of ``offline`` (``offline_phases``): the empty shadow committed, then one
+                            transaction with writes blocked (the copy's second half on a second connection).
 ``migration_attach.py``     the phases of ``attach`` (``attach_phases``): range CHECK, validation, ATTACH PARTITION.
 ``migration_build.py``      what every mode builds: ``MigrationContext``, the partitioned shadow (``shadow_steps``),
                             its keys and indexes (``build_units``), the post-swap units (``post_units``).
@@ -39,8 +40,9 @@ Where things are:
                             ``_online_swap``),
                             ``_run_in_one_swap`` (offline, attach), ``_run_post``.
 ``migration_abandon.py``    ``read_leftovers``, ``plan_abandon``, ``describe_leftovers``, ``abandon_migration``.
-``migration_side.py``       ``ConcurrentRead`` / ``side_read``: the verification's read of the original on a second
-                            connection while the main transaction goes on (``Step.before`` hooks start and join it).
+``migration_side.py``       ``ConcurrentStep`` / ``side_read``: a step on a second connection while the main
+                            transaction goes on (online: the verification's read of the original; offline: half the
+                            copy); ``Step.before`` hooks start and join it.
 ==========================  =========================================================================================
 
 Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.migration_state``):
@@ -69,7 +71,8 @@ Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.mig
 What happens on resume (``migration_run._run_migration``): the state row is read first. Phase ``post``: the
 stored statements are run from ``step_done`` on (``_finish_post``, ``_run_post``), nothing is planned again. A
 state row of another table oid, or of another mode, abandons the half-done run (``_drop_stale_run``, after the
-new plan validated). Otherwise the plan is made again and ``_run_online`` continues at the phase: ``copy`` from
+new plan validated), and so does an ``offline`` state row (a run killed between its ``prepare`` and its swap:
+the shadow is dropped and the run starts again). Otherwise the plan is made again and ``_run_online`` continues at the phase: ``copy`` from
 ``next_page``, ``build`` from ``step_done``, ``catchup``/``swap`` replay and verify again. A run that fails before its swap for a cause that
 will repeat is abandoned (``_abandon_after_failure``); a transient failure keeps its progress.
 

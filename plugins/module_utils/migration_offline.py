@@ -1,7 +1,12 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The phases of ``offline`` (pure): one transaction with writes blocked (build, copy, index, verify, swap),
-then the post-swap units. The fastest mode, for maintenance windows.
+"""The phases of ``offline`` (pure): the empty shadow committed (``prepare``), then one transaction with writes
+blocked (copy, index, verify, swap), then the post-swap units. The fastest mode, for maintenance windows.
+
+The copy runs on two connections at once, each half of the original's heap pages (an ``INSERT ... SELECT`` uses
+one core; a DBA's script does the same on one): the second connection must see the shadow, so the shadow is created
+and committed first, with the state row saying ``offline``/``copy``. A run that fails after that drops the shadow on
+its way out; a run killed there leaves it, and the next run drops it and starts again (``migration_run``).
 """
 
 from __future__ import annotations
@@ -14,21 +19,21 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
     post_units,
     shadow_steps,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentRead
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
     EXCLUSIVE,
     _checksum_source,
     _checksum_target,
     _checksum_total,
-    _cols,
     _ident,
     _state_insert,
     _state_steps,
     _verify_totals_block,
+    copy_statement,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import swap_steps
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, ROW_EXCLUSIVE, Step
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
@@ -40,26 +45,17 @@ except ImportError:  # reported by the connection layer
 
 
 def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
-    """Offline mode: the whole build and the swap in one transaction, then the post-swap units."""
+    """Offline mode: the shadow committed empty, the copy (two halves, one beside the main transaction), keys,
+    verification and swap in one transaction, then the post-swap units."""
     names, display = ctx.names, ctx.display
     shadow = names["shadow"]
     src = _ident(names["schema"], names["name"])
-    insert_all = Step(
-        sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {}").format(
-            _ident(names["schema"], shadow),
-            _cols(ctx.insert_cols),
-            ctx.overriding,
-            _cols(ctx.insert_cols),
-            src,
-        ),
-        "copy every row (writes are blocked by the EXCLUSIVE lock)",
-        effect=COPIED,  # its row count is the run's rows_copied
-    )
+    first_half, second_half = _copy_halves(ctx)
     columns = ctx.table["columns"]
     source_total = Step(
         _checksum_total(src, columns),
-        "rows and content checksum of the original, read on a second connection opened once the EXCLUSIVE lock is "
-        "held (no writer can commit until the end: it reads exactly the rows the copy reads) while the copy runs",
+        "rows and content checksum of the original (the EXCLUSIVE lock is held: no writer can commit until the "
+        "end, so it reads exactly the rows the copy read)",
     )
     target_total = Step(
         _checksum_total(_ident(names["schema"], shadow), columns),
@@ -77,7 +73,6 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
         "verify before the swap: the totals of both sides must be equal (per partition only to name where a "
         "difference is)",
     )
-    state_insert = _state_insert(names, ctx.table["oid"], "offline", "post", display)
     swap, _lock_targets = swap_steps(ctx, shadow)
     lock = Step(
         sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(src),
@@ -91,19 +86,39 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
         lock=ACCESS_EXCLUSIVE,
         targets=[(names["schema"], names["name"])],
     )
-    body = [lock] + _state_steps() + shadow_steps(ctx, shadow) + [source_total, insert_all, build_memory_step(ctx)]
+    prepare = (
+        _state_steps()
+        + shadow_steps(ctx, shadow)
+        + [
+            Step(
+                _state_insert(names, ctx.table["oid"], "offline", "copy", display),
+                "a run killed from here on leaves the shadow: the next one drops it and starts again",
+            )
+        ]
+    )
+    body = [lock, first_half, second_half, source_total, build_memory_step(ctx)]
     for unit in build_units(ctx, shadow, validate_separately=False, memory=False):
         body.extend(unit)
-    body += [target_total, full_verify, lock2] + swap + [Step(state_insert, "remember the phases after the swap")]
+    body += [target_total, full_verify, lock2] + swap
     return [
         {
+            "name": "prepare",
+            "description": "the empty partitioned shadow, committed so that a second connection can copy into it",
+            "steps": prepare,
+        },
+        {
             "name": "offline",
-            "description": "one transaction: build, copy, index, verify and swap with writes "
+            "description": "one transaction: copy (on two connections), index, verify and swap with writes "
             "blocked (fastest; for maintenance windows)",
             "steps": body,
-            # the source side of the verification runs on a second connection from the copy to the verification
-            "concurrent": ConcurrentRead(
-                step=source_total, start_before=insert_all, join_before=full_verify, setup=(_serial_read(),)
+            # the second half of the copy runs on a second connection (its own transaction, committed) beside the
+            # first; the main transaction waits for it before reading the totals
+            "concurrent": ConcurrentStep(
+                step=second_half,
+                start_before=first_half,
+                join_before=source_total,
+                what="copy of the second half",
+                commits=True,
             ),
             "totals": (source_total, target_total),  # what the verification compared, for the result
         },
@@ -115,9 +130,26 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     ]
 
 
-def _serial_read() -> Step:
-    """The second connection reads without parallel workers: one core for it, the other for the copy beside it."""
-    return Step(
-        sql.SQL("SET LOCAL max_parallel_workers_per_gather = 0"),
-        "the read beside the copy takes one core and leaves the other to the copy",
+def _copy_halves(ctx: MigrationContext) -> tuple[Step, Step]:
+    """The copy as two TID range scans split at the middle page of the original (as the facts saw it: only the
+    balance depends on it, the second half reads every page from there on)."""
+    names = ctx.names
+    block_size = int((ctx.server.get("settings") or {}).get("block_size") or 8192)
+    middle = max(int(ctx.table.get("heap_bytes") or 0) // block_size // 2, 1)
+    targets = [(names["schema"], names["name"]), (names["schema"], names["shadow"])]
+    first = Step(
+        copy_statement(names, ctx.insert_cols, ctx.overriding, 0, middle),
+        "copy the rows of heap pages 0 to %d (writes are blocked by the EXCLUSIVE lock)" % (middle - 1),
+        lock=ROW_EXCLUSIVE,
+        targets=targets,
+        effect=COPIED,  # the two halves' row counts are the run's rows_copied
     )
+    second = Step(
+        copy_statement(names, ctx.insert_cols, ctx.overriding, middle, None),
+        "copy the rows of heap pages %d and on, on a second connection at the same time (committed there: the "
+        "main transaction waits for it before its checksums)" % middle,
+        lock=ROW_EXCLUSIVE,
+        targets=targets,
+        effect=COPIED,
+    )
+    return first, second

@@ -15,7 +15,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
     post_units,
     shadow_steps,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentRead
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
     COPIED,
@@ -295,7 +295,7 @@ class VerifySteps:
     source: Step
     target: Step
     detail: Step
-    concurrent: ConcurrentRead
+    concurrent: ConcurrentStep
 
 
 def verify_steps(ctx: MigrationContext) -> VerifySteps:
@@ -331,7 +331,7 @@ def verify_steps(ctx: MigrationContext) -> VerifySteps:
         ),
         "only when the totals differ: compare source and shadow per partition, to name where",
     )
-    concurrent = ConcurrentRead(step=source, start_before=target, join_before=detail, setup=(snapshot,))
+    concurrent = ConcurrentStep(step=source, start_before=target, join_before=detail, setup=(snapshot,))
     return VerifySteps([export, snapshot, source, target, detail], source, target, detail, concurrent)
 
 

@@ -329,7 +329,8 @@ def _abandon_after_failure(conn, executor, table, mode, error):
     An online run stopped by a transient cause (lock, lost connection, cancel) keeps its progress and resumes.
     Raises a DwhError naming the failure and what was removed; returns when nothing is to be done.
     """
-    if table.get("relkind") != "r" or conn.closed or (mode != "attach" and _is_transient(error)):
+    # an offline run has no progress worth keeping: whatever stopped it, its committed shadow goes
+    if table.get("relkind") != "r" or conn.closed or (mode == "online" and _is_transient(error)):
         return
     names = migration_names(table)
     display = display_name(names["schema"], names["name"])
@@ -382,12 +383,19 @@ def _run_migration(
             "%s is not a plain table and no migration of it is in progress"
             % display_name(table["schema"], table["name"])
         )
-    state, facts = _drop_stale_run(conn, executor, table, layout, options, server, state, facts)
+    state, facts, dropped = _drop_stale_run(conn, executor, table, layout, options, server, state, facts)
     plan = plan_migration(table, layout, options, server, facts=facts)
     if planned is not None:
         planned.append(True)
     run = _Run(conn, executor, plan, progress)
     run.side_connect = side_connect
+    if dropped:
+        removed, queries = dropped
+        run.queries.extend(queries)
+        run.result["warnings"].append(
+            "a run of this migration stopped before its swap had left: %s; dropped, this run started again"
+            % "; ".join(removed)
+        )
     run.result["renamed_source"] = display_name(plan.names["schema"], plan.names["unpartitioned"])
     if plan.mode in ("offline", "attach"):
         _run_in_one_swap(run)
@@ -417,24 +425,27 @@ def _finish_post(conn, executor, table, state, progress):
 
 
 def _drop_stale_run(conn, executor, table, layout, options, server, state, facts):
-    """A half-done run of another table oid or another mode is abandoned; returns ``(state, facts)`` to plan with."""
+    """A half-done run of another table oid, of another mode, or of ``offline`` (killed between its prepare and its
+    swap: its shadow may be half filled) is abandoned. Returns ``(state, facts, dropped)`` to plan with; ``dropped``
+    the ``(removed, queries)`` of that abandon, or None."""
     names = migration_names(table)
+    dropped = None
     if state and int(state["source_oid"]) != int(table["oid"]):
         # the table was recreated since: what was built from the old one is worthless
-        abandon_migration(conn, executor, names)
+        dropped = abandon_migration(conn, executor, names)
         state = None
-    if state and state["mode"] != options["mode"]:
-        # the other mode's plan is validated first: bad input must fail before the half-done run is dropped
+    if state and (state["mode"] != options["mode"] or state["mode"] == "offline"):
+        # the new plan is validated first: bad input must fail before the half-done run is dropped
         if facts is None or not facts.get("state"):
             facts = read_facts(conn, table, layout, options, server)
             facts["state"] = state
         plan_migration(table, layout, options, server, facts=facts)
-        abandon_migration(conn, executor, names)
+        dropped = abandon_migration(conn, executor, names)
         state = None
     if facts is None or (facts.get("state") or None) != (state or None):
         facts = read_facts(conn, table, layout, options, server)
         facts["state"] = state
-    return state, facts
+    return state, facts, dropped
 
 
 # what the swap's result says, stored with the post-swap statements so a run resuming at ``post`` says the same
@@ -457,9 +468,9 @@ def _store_post(run, post_units, **state_values):
 
 
 def _timed_swap_with_side_read(run, steps, concurrent):
-    """The one transaction of the offline mode (or attach's swap); the plan's concurrent read (the original's totals)
-    runs on a second connection from the copy to the verification, when the caller can open one."""
-    consequence = "Nothing was changed (the migration's transaction was rolled back)"
+    """The one transaction of the offline mode (or attach's swap); the plan's concurrent step (offline: the second
+    half of the copy) runs on a second connection beside it, when the caller can open one."""
+    consequence = "Nothing was changed (the migration's transaction was rolled back, what it built is dropped)"
     with side_read(run.side_connect, concurrent, run.executor, run.plan.display, consequence) as (
         main_steps,
         side_executed,
@@ -484,10 +495,19 @@ def _run_in_one_swap(run):
             run.execute_units(unit)
         _require_valid_indexes(run.conn, names, phases["validate"]["concurrent_indexes"])
         run.result["phases_run"].append("validate")
+    if plan.mode == "offline":
+        run.event("prepare")
+        run.execute_units(phases["prepare"]["steps"])
+        run.result["phases_run"].append("prepare")
     name = "offline" if plan.mode == "offline" else "swap"
-    steps = list(phases[name]["steps"]) + [_store_post(run, phases["post"]["units"])]
+    steps = list(phases[name]["steps"]) + [_store_post(run, phases["post"]["units"], phase="post")]
     run.event(name)
-    _timed_swap_with_side_read(run, steps, phases[name].get("concurrent"))
+    try:
+        _timed_swap_with_side_read(run, steps, phases[name].get("concurrent"))
+    except DwhError:
+        if plan.mode == "offline":  # a server error is handled by _abandon_after_failure
+            _abandon_quietly(run)
+        raise
     if phases[name].get("totals"):
         (source_rows, source_sum), (target_rows, target_sum) = [step.rows[0] for step in phases[name]["totals"]]
         total = _checksum_entry(source_rows, target_rows, source_sum, target_sum)
@@ -495,6 +515,17 @@ def _run_in_one_swap(run):
     run.result["phases_run"].append(name)
     run.result["rows_copied"] = None if plan.mode == "attach" else rows_of(steps, COPIED)
     _run_post(run, _state(run.conn, names))
+
+
+def _abandon_quietly(run):
+    """Drop what a failed offline run committed (its shadow, half filled by the second connection) before its
+    error is raised; if that fails too, the next run drops it."""
+    try:
+        if run.conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            run.conn.rollback()
+        abandon_migration(run.conn, run.executor, run.plan.names)
+    except (psycopg2.Error, DwhError):
+        pass
 
 
 def _run_online(run, state):

@@ -1,13 +1,12 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A read of the plan run on a second connection while the main transaction goes on (the offline mode reads the
-original's totals while its copy runs: 2 cores, two scans at once).
+"""A step of the plan run on a second connection while the main transaction goes on: online, the original's side
+of the verification (in the main transaction's snapshot); offline, the second half of the copy (2 cores, two
+``INSERT ... SELECT`` at once, the main transaction holding ``LOCK ... IN EXCLUSIVE MODE`` so no writer can commit).
 
-The main transaction holds ``LOCK ... IN EXCLUSIVE MODE`` when the read starts: readers go on and no writer can
-commit until it ends, so a connection opened then reads exactly the rows the copy reads. The read runs through its
-own ``plan.Executor`` (lock_timeout, retries naming blockers) in a thread: psycopg2 releases the GIL while the server
-works. Its connection is closed in every path; a failure of it fails the run, and the runner rolls the main
-transaction back (nothing changed).
+The step runs through its own ``plan.Executor`` (lock_timeout, retries naming blockers, its own transaction) in a
+thread: psycopg2 releases the GIL while the server works. Its connection is closed in every path; a failure of it
+fails the run, and the runner rolls the main transaction back.
 """
 
 from __future__ import annotations
@@ -25,22 +24,25 @@ if TYPE_CHECKING:  # names used in annotations only
 
 
 @dataclasses.dataclass(frozen=True)
-class ConcurrentRead:
-    """A read of the plan run on a second connection: ``setup`` then ``step`` (one transaction there), started right
+class ConcurrentStep:
+    """A step of the plan run on a second connection: ``setup`` then ``step`` (one transaction there), started right
     before ``start_before`` runs in the main transaction, awaited right before ``join_before``. Check mode shows
     them where they start; without a second connection ``step`` runs in the main transaction, ``setup`` not at all
-    (it only prepares the second connection, e.g. imports the main transaction's snapshot)."""
+    (it only prepares the second connection, e.g. imports the main transaction's snapshot). ``commits``: what the
+    step wrote is committed there, so a main transaction retried (lock timeout) does not run it again."""
 
     step: Step
     start_before: Step
     join_before: Step
     setup: tuple = ()
+    what: str = "verification read"  # named in the error when it fails
+    commits: bool = False
 
 
 @contextlib.contextmanager
 def side_read(
     connect: Callable[[], Connection] | None,
-    concurrent: ConcurrentRead | None,
+    concurrent: ConcurrentStep | None,
     executor: Executor,
     display: str,
     consequence: str,
@@ -54,7 +56,7 @@ def side_read(
         setup = concurrent.setup if concurrent else ()
         yield (lambda steps: [s for s in steps if not any(s is x for x in setup)]), executed
         return
-    side = SideRead(connect, concurrent, executor, display, consequence)
+    side = SideStep(connect, concurrent, executor, display, consequence)
     concurrent.start_before.before = side.start
     concurrent.join_before.before = side.wait
     mine = concurrent.setup + (concurrent.step,)
@@ -66,14 +68,14 @@ def side_read(
     executed.extend(side.executed)
 
 
-class SideRead:
-    """Runs a ``ConcurrentRead`` on a connection from ``connect()``: ``start`` (a Step's ``before`` hook) opens the connection
+class SideStep:
+    """Runs a ``ConcurrentStep`` on a connection from ``connect()``: ``start`` (a Step's ``before`` hook) opens the connection
     and sends the statement, ``wait`` (another hook) returns once it ran, ``close`` cancels and closes it (always)."""
 
     def __init__(
         self,
         connect: Callable[[], Connection],
-        concurrent: ConcurrentRead,
+        concurrent: ConcurrentStep,
         executor: Executor,
         display: str,
         consequence: str,
@@ -81,8 +83,11 @@ class SideRead:
         self._connect = connect
         self.steps = list(concurrent.setup) + [concurrent.step]
         for step in self.steps:
-            step.group = "sigeti-side-read"  # one transaction: the read runs in the snapshot its setup imported
+            step.group = "sigeti-side-step"  # one transaction: e.g. the read runs in the snapshot its setup imported
         self.step = concurrent.step
+        self._what = concurrent.what
+        self._commits = concurrent.commits
+        self._done = False  # the step ran to its commit
         self._retries = executor.retries
         self._retry_delay = executor.retry_delay
         self._display = display
@@ -93,30 +98,35 @@ class SideRead:
         self.executed = []
 
     def start(self) -> None:
-        """Open the second connection and start the read in a thread (a Step's ``before`` hook)."""
-        # a unit retried after a lock timeout starts again: the previous read (if any) is discarded first
+        """Open the second connection and start the step in a thread (a Step's ``before`` hook)."""
+        # a unit retried after a lock timeout starts again: the previous read (if any) is discarded first, but a
+        # write that committed stays (running it again would copy its rows twice)
         self.close()
+        if self._commits and self._done:
+            return
         self._error = None
+        self._done = False
         self.step.rows = None
         try:
             # opened here, in the main thread, once the main transaction holds its lock
             self._conn = self._connect()
         except Exception as error:
             raise self._failed(error) from None
-        self._thread = threading.Thread(target=self._read, name="sigeti-dwh-side-read", daemon=True)
+        self._thread = threading.Thread(target=self._read, name="sigeti-dwh-side-step", daemon=True)
         self._thread.start()
 
     def _read(self):
         try:
             executor = Executor(self._conn, self._retries, self._retry_delay)
             self.executed = executor.run(self.steps)
+            self._done = True
         except BaseException as error:  # re-raised in the main thread by wait()
             self._error = error
         finally:
             self._close_conn()
 
     def wait(self) -> None:
-        """Return once the read ran; re-raise its failure here, in the main thread."""
+        """Return once the step ran; re-raise its failure here, in the main thread."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -125,11 +135,11 @@ class SideRead:
             if isinstance(error, DwhError):
                 raise error
             raise self._failed(error) from None
-        if self.step.rows is None:
+        if not self._done:
             raise self._failed(RuntimeError("it was never started"))
 
     def close(self) -> None:
-        """Stop a read still running (the main transaction failed) and close its connection."""
+        """Stop a step still running (the main transaction failed) and close its connection."""
         thread = self._thread
         if thread is not None and thread.is_alive() and self._conn is not None:
             try:
@@ -154,6 +164,6 @@ class SideRead:
     def _failed(self, error):
         text = str(error).strip().replace("\n", " ")
         return DwhError(
-            "the verification read of %s on a second connection failed: %s. %s. What to do: fix the cause above and "
-            "run again" % (self._display, text, self._consequence)
+            "the %s of %s on a second connection failed: %s. %s. What to do: fix the cause above and run again"
+            % (self._what, self._display, text, self._consequence)
         )

@@ -575,17 +575,24 @@ def _rule_text(definition, replace=False):
 
 
 def copy_statement(
-    names: dict[str, str], insert_cols: Sequence[str], overriding: Composable, first_page: int, last_page: int
+    names: dict[str, str],
+    insert_cols: Sequence[str],
+    overriding: Composable,
+    first_page: int,
+    last_page: int | None,
 ) -> Composed:
-    """One copy batch: rows stored in heap pages [first_page, last_page) of the original (a TID range scan)."""
-    return sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {} WHERE ctid >= {}::tid AND ctid < {}::tid").format(
+    """One copy batch: rows stored in heap pages [first_page, last_page) of the original (a TID range scan);
+    ``last_page`` None: every page from ``first_page`` on."""
+    pages = sql.SQL("ctid >= {}::tid").format(sql.Literal("(%d,0)" % first_page))
+    if last_page is not None:
+        pages = sql.SQL("{} AND ctid < {}::tid").format(pages, sql.Literal("(%d,0)" % last_page))
+    return sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {}").format(
         _ident(names["schema"], names["shadow"]),
         _cols(insert_cols),
         overriding,
         _cols(insert_cols),
         _ident(names["schema"], names["name"]),
-        sql.Literal("(%d,0)" % first_page),
-        sql.Literal("(%d,0)" % last_page),
+        pages,
     )
 
 

@@ -563,7 +563,7 @@ def migrate_plain_table(
         options,
         server,
         facts=facts,
-        side_connect=lambda: connection.connect_again(module, "/verify"),
+        side_connect=lambda: connection.connect_again(module, "/side"),
     )
 
 

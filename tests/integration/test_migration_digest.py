@@ -5,6 +5,7 @@ shadow before its swap."""
 import datetime
 import types
 
+import psycopg2
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
@@ -131,7 +132,7 @@ def test_offline_verification_passes_on_a_faithful_copy(conn):
     assert result["rows_copied"] == 2000
     assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "p"
     assert checksum(conn, "s.fait") == before
-    assert len(seen) == 2 and "ExclusiveLock" in seen[0] and seen[1] == "sigeti.dwh/verify", seen
+    assert len(seen) == 2 and "ExclusiveLock" in seen[0] and seen[1] == "sigeti.dwh/side", seen
     total = result["checksums"]["total"]
     assert total["source_rows"] == total["target_rows"] == 2000
     assert total["source_checksum"] is not None and total["source_checksum"] == total["target_checksum"]
@@ -140,16 +141,25 @@ def test_offline_verification_passes_on_a_faithful_copy(conn):
     assert len(verify) == 1 and "IF false THEN" in verify[0], "equal totals: the per-partition detail is not computed"
     totals = [q for q in result["queries"] if q.startswith("SELECT count(*), sum(hash_record_extended")]
     assert len(totals) == 2 and any('"s"."fait" t' in q for q in totals), totals
-    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/verify'")[0] == 0
+    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/side'")[0] == 0
 
 
-def test_offline_plan_shows_the_source_total_read_beside_the_copy(conn):
+def test_offline_plan_shows_the_copy_in_two_halves_the_second_on_a_second_connection(conn):
     make_fact(conn)
     plan = migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True, check_mode=True)
-    steps = [s for p in plan["phases"] for s in p["steps"]]
-    copy = next(i for i, s in enumerate(steps) if s["sql"].startswith("INSERT INTO") and "_sgt_new" in s["sql"])
-    assert steps[copy - 1]["sql"].startswith("SELECT count(*), sum(hash_record_extended")
-    assert "second connection" in steps[copy - 1]["reason"]
+    assert [p["phase"] for p in plan["phases"]] == ["prepare", "offline", "post"]
+    prepare = [s["sql"] for s in plan["phases"][0]["steps"]]
+    assert any(q.startswith('CREATE TABLE "s"."fait_sgt_new"') for q in prepare), prepare
+    assert "'offline', 'copy'" in prepare[-1], "the state row says a run killed here leaves the shadow"
+    steps = plan["phases"][1]["steps"]
+    copies = [i for i, s in enumerate(steps) if s["sql"].startswith('INSERT INTO "s"."fait_sgt_new"')]
+    assert len(copies) == 2 and copies[1] == copies[0] + 1, [s["sql"] for s in steps]
+    first, second = steps[copies[0]], steps[copies[1]]
+    middle = _one(conn, "SELECT pg_relation_size('s.fait') / 8192 / 2")[0]
+    assert first["sql"].endswith("WHERE ctid >= '(0,0)'::tid AND ctid < '(%d,0)'::tid" % max(middle, 1))
+    assert second["sql"].endswith("WHERE ctid >= '(%d,0)'::tid" % max(middle, 1)), "the second half has no end"
+    assert "second connection" in second["reason"]
+    assert steps[copies[1] + 1]["sql"].startswith("SELECT count(*), sum(hash_record_extended")
 
 
 @pytest.mark.parametrize("failure", ["connect", "statement"])
@@ -173,12 +183,84 @@ def test_offline_fails_with_nothing_changed_when_the_second_connection_fails(con
     with pytest.raises(DwhError) as err:
         migrate(conn, "s.fait", "date_key", mode="offline", extend_primary_key=True, side_connect=side_connect)
     message = err.value.msg
-    assert "verification read of s.fait on a second connection failed" in message, message
+    assert "copy of the second half of s.fait on a second connection failed" in message, message
     assert "Nothing was changed" in message, message
     assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
     assert checksum(conn, "s.fait") == before
     assert leftovers(conn) == NOTHING_LEFT
-    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/verify'")[0] == 0
+    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/side'")[0] == 0
+
+
+def test_offline_killed_after_its_shadow_committed_is_started_again_by_the_next_run(conn):
+    make_fact(conn)
+    before = checksum(conn, "s.fait")
+    work = connect_like(conn, "/main")
+    work_pid = _one(work, "SELECT pg_backend_pid()")[0]
+    work.rollback()
+
+    def side_connect():
+        # the main transaction holds its lock and the empty shadow is committed: the run dies here (kill -9)
+        _run(conn, "SELECT pg_terminate_backend(%d)" % work_pid)
+        return connect_like(conn)
+
+    with pytest.raises((DwhError, psycopg2.Error)):
+        migrate(work, "s.fait", "date_key", mode="offline", extend_primary_key=True, side_connect=side_connect)
+    assert _all(conn, "SELECT mode, phase FROM sigeti_dwh.migration_state") == [("offline", "copy")]
+    assert _one(conn, "SELECT to_regclass('s.fait_sgt_new') IS NOT NULL")[0], "the committed shadow is left"
+    assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
+    assert checksum(conn, "s.fait") == before
+
+    result = migrate(
+        conn, "s.fait", "date_key", mode="offline", extend_primary_key=True, side_connect=lambda: connect_like(conn)
+    )
+    assert result["rows_copied"] == 2000
+    assert any(q.startswith('DROP TABLE IF EXISTS "s"."fait_sgt_new"') for q in result["queries"]), "dropped first"
+    assert any("had left" in w and "started again" in w for w in result["warnings"]), result["warnings"]
+    assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "p"
+    assert checksum(conn, "s.fait") == before
+    assert leftovers(conn) == NOTHING_LEFT
+
+
+def test_offline_retried_after_the_second_half_committed_copies_it_once(conn):
+    """A lock timeout at the swap retries the main transaction: the second half, committed on its connection, is
+    not copied again (its rows would be there twice)."""
+    import threading
+    import time
+
+    make_fact(conn)
+    before = checksum(conn, "s.fait")
+    reader = connect_like(conn, "/reader")
+    _one(reader, "SELECT count(*) FROM s.fait")  # ACCESS SHARE held: EXCLUSIVE is granted, ACCESS EXCLUSIVE waits
+    threading.Timer(1.5, reader.rollback).start()
+    _run(conn, "SET lock_timeout = '300ms'")
+    opened = []
+
+    def side_connect():
+        opened.append(time.monotonic())
+        return connect_like(conn)
+
+    try:
+        result = migrate(
+            conn,
+            "s.fait",
+            "date_key",
+            mode="offline",
+            extend_primary_key=True,
+            retries=20,
+            retry_delay=0.2,
+            side_connect=side_connect,
+        )
+    finally:
+        _run(conn, "RESET lock_timeout")
+        time.sleep(1.6)
+        reader.close()
+    assert result["swap_attempts"] > 1, "the swap's lock timed out at least once"
+    assert len(opened) == 1, "the committed half ran once"
+    assert result["rows_copied"] == 2000
+    total = result["checksums"]["total"]
+    assert total["source_rows"] == total["target_rows"] == 2000
+    assert checksum(conn, "s.fait") == before
+    assert leftovers(conn) == NOTHING_LEFT
 
 
 @pytest.mark.parametrize(
@@ -326,7 +408,7 @@ def test_online_verification_reads_the_original_beside_in_the_same_snapshot_and_
     assert "the next run resumes at it" in message, message
     assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
     assert checksum(conn, "s.fait") == before
-    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/verify'")[0] == 0
+    assert _one(conn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sigeti.dwh/side'")[0] == 0
 
     result = migrate(conn, "s.fait", "date_key", extend_primary_key=True, batch_rows=500)
     assert result["resumed_from"] == "catchup", result["resumed_from"]

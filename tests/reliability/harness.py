@@ -583,6 +583,30 @@ SCENARIOS = {
         },
         _no_migration_leftovers,
     ),
+    # offline through the module: its shadow is committed before the copy (the second half is copied on a second
+    # connection), so a crash between that commit and the swap leaves a shadow the next run must drop
+    "offline_migration": Scenario(
+        "offline_migration",
+        setup_migration,
+        "mg.fait",
+        lambda server, db, conn: {
+            "kind": "module",
+            "name": "partitioned_table",
+            "args": _module_args(
+                server,
+                db,
+                name="mg.fait",
+                key="date_key",
+                key_format="yyyymmdd",
+                interval="year",
+                start="2020-01-01",
+                premake=1,
+                migrate="offline",
+                extend_primary_key=True,
+            ),
+        },
+        _no_migration_leftovers,
+    ),
 }
 
 

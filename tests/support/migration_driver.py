@@ -83,7 +83,7 @@ def migrate(
     )
 
 
-def connect_like(conn, suffix="/verify"):
+def connect_like(conn, suffix="/side"):
     """A second connection to the same database as ``conn``, with its lock and statement timeouts (what
     ``connection.connect_again`` gives the module)."""
     import psycopg2
