@@ -145,7 +145,9 @@ options:
         indexes, captures and replays the changes writers make meanwhile, verifies the row count and content
         checksum of every row (per partition only when they differ, to name where), then swaps names in one short
         transaction under O(lock_timeout) with retries.
-      - V(offline) does the same in one transaction with writes blocked (maintenance windows).
+      - V(offline) does the same in one transaction with writes blocked (maintenance windows), copying on two
+        connections (the empty shadow is committed first; a run killed before its swap leaves it to the next run,
+        which drops it and starts again).
       - V(attach) copies nothing; the table becomes one partition covering its key range (a CHECK constraint is
         validated first, online, so ATTACH does not scan it), partitions are created for the periods after it.
       - V(never) fails when the table is not partitioned yet (naming a half-done migration if there is one).
