@@ -118,7 +118,7 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
                 start_before=first_half,
                 join_before=source_total,
                 what="copy of the second half",
-                commits=True,
+                undo=(_empty_shadow(ctx),),
             ),
             "totals": (source_total, target_total),  # what the verification compared, for the result
         },
@@ -153,3 +153,15 @@ def _copy_halves(ctx: MigrationContext) -> tuple[Step, Step]:
         effect=COPIED,
     )
     return first, second
+
+
+def _empty_shadow(ctx: MigrationContext) -> Step:
+    """Undo of the second half when the main transaction is retried: its lock was released in between, so writers
+    may have changed the original; both halves are copied again from an empty shadow."""
+    names = ctx.names
+    return Step(
+        sql.SQL("TRUNCATE {}").format(_ident(names["schema"], names["shadow"])),
+        "empty the shadow the second connection filled before the main transaction was retried",
+        lock=ACCESS_EXCLUSIVE,
+        targets=[(names["schema"], names["shadow"])],
+    )

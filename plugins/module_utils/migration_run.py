@@ -504,8 +504,9 @@ def _run_in_one_swap(run):
     run.event(name)
     try:
         _timed_swap_with_side_read(run, steps, phases[name].get("concurrent"))
-    except DwhError:
-        if plan.mode == "offline":  # a server error is handled by _abandon_after_failure
+    except DwhError as error:
+        # a server error or a lock not granted goes through _abandon_after_failure, which says what it removed
+        if plan.mode == "offline" and not isinstance(error, LockNotGranted):
             _abandon_quietly(run)
         raise
     if phases[name].get("totals"):

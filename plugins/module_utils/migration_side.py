@@ -28,15 +28,16 @@ class ConcurrentStep:
     """A step of the plan run on a second connection: ``setup`` then ``step`` (one transaction there), started right
     before ``start_before`` runs in the main transaction, awaited right before ``join_before``. Check mode shows
     them where they start; without a second connection ``step`` runs in the main transaction, ``setup`` not at all
-    (it only prepares the second connection, e.g. imports the main transaction's snapshot). ``commits``: what the
-    step wrote is committed there, so a main transaction retried (lock timeout) does not run it again."""
+    (it only prepares the second connection, e.g. imports the main transaction's snapshot). ``undo``: steps removing
+    what ``step`` committed there, run on a fresh connection before it runs again when the main transaction is
+    retried (a lock timeout rolled it back and released its locks: writers may have committed in between)."""
 
     step: Step
     start_before: Step
     join_before: Step
     setup: tuple = ()
     what: str = "verification read"  # named in the error when it fails
-    commits: bool = False
+    undo: tuple = ()
 
 
 @contextlib.contextmanager
@@ -86,7 +87,7 @@ class SideStep:
             step.group = "sigeti-side-step"  # one transaction: e.g. the read runs in the snapshot its setup imported
         self.step = concurrent.step
         self._what = concurrent.what
-        self._commits = concurrent.commits
+        self._undo = list(concurrent.undo)
         self._done = False  # the step ran to its commit
         self._retries = executor.retries
         self._retry_delay = executor.retry_delay
@@ -99,11 +100,11 @@ class SideStep:
 
     def start(self) -> None:
         """Open the second connection and start the step in a thread (a Step's ``before`` hook)."""
-        # a unit retried after a lock timeout starts again: the previous read (if any) is discarded first, but a
-        # write that committed stays (running it again would copy its rows twice)
+        # a unit retried after a lock timeout starts again: the previous read (if any) is discarded first, and a
+        # write that committed is undone (run again on top of it, its rows would be there twice or stale)
         self.close()
-        if self._commits and self._done:
-            return
+        if self._done and self._undo:
+            self._run_undo()
         self._error = None
         self._done = False
         self.step.rows = None
@@ -115,10 +116,27 @@ class SideStep:
         self._thread = threading.Thread(target=self._read, name="sigeti-dwh-side-step", daemon=True)
         self._thread.start()
 
+    def _run_undo(self):
+        try:
+            conn = self._connect()
+        except Exception as error:
+            raise self._failed(error) from None
+        try:
+            for step in self._undo:
+                step.group = "sigeti-side-undo"
+            self.executed += Executor(conn, self._retries, self._retry_delay).run(self._undo)
+        except DwhError:
+            raise
+        except Exception as error:
+            raise self._failed(error) from None
+        finally:
+            conn.close()
+        self._done = False
+
     def _read(self):
         try:
             executor = Executor(self._conn, self._retries, self._retry_delay)
-            self.executed = executor.run(self.steps)
+            self.executed += executor.run(self.steps)
             self._done = True
         except BaseException as error:  # re-raised in the main thread by wait()
             self._error = error

@@ -3,13 +3,14 @@ rows that read differently (even values PostgreSQL calls equal), and the offline
 shadow before its swap."""
 
 import datetime
+import time
 import types
 
 import psycopg2
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import build_memory_step
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import row_digest
 from tests.integration.test_migration import NOTHING_LEFT, _all, _one, checksum, leftovers
@@ -221,24 +222,24 @@ def test_offline_killed_after_its_shadow_committed_is_started_again_by_the_next_
     assert leftovers(conn) == NOTHING_LEFT
 
 
-def test_offline_retried_after_the_second_half_committed_copies_it_once(conn):
-    """A lock timeout at the swap retries the main transaction: the second half, committed on its connection, is
-    not copied again (its rows would be there twice)."""
+def test_offline_retried_after_the_second_half_committed_copies_both_halves_again(conn):
+    """A lock timeout at the swap retries the main transaction, whose rollback releases the EXCLUSIVE lock: a writer
+    commits in between. The second half, committed on its connection before, is emptied and copied again with the
+    first (kept, it would miss the new row or hold old ones twice)."""
     import threading
-    import time
 
     make_fact(conn)
-    before = checksum(conn, "s.fait")
     reader = connect_like(conn, "/reader")
     _one(reader, "SELECT count(*) FROM s.fait")  # ACCESS SHARE held: EXCLUSIVE is granted, ACCESS EXCLUSIVE waits
+    writer = connect_like(conn, "/writer")
+    writer.autocommit = True
+
+    def write():  # queued behind the migration's EXCLUSIVE lock, commits when its first attempt rolls back
+        _run(writer, "INSERT INTO s.fait (date_key, note, amount) VALUES (20230505, 'between two attempts', 1)")
+
+    threading.Timer(0.5, write).start()
     threading.Timer(1.5, reader.rollback).start()
     _run(conn, "SET lock_timeout = '300ms'")
-    opened = []
-
-    def side_connect():
-        opened.append(time.monotonic())
-        return connect_like(conn)
-
     try:
         result = migrate(
             conn,
@@ -247,18 +248,51 @@ def test_offline_retried_after_the_second_half_committed_copies_it_once(conn):
             mode="offline",
             extend_primary_key=True,
             retries=20,
-            retry_delay=0.2,
-            side_connect=side_connect,
+            retry_delay=0.3,
+            side_connect=lambda: connect_like(conn),
         )
     finally:
         _run(conn, "RESET lock_timeout")
         time.sleep(1.6)
         reader.close()
+        writer.close()
     assert result["swap_attempts"] > 1, "the swap's lock timed out at least once"
-    assert len(opened) == 1, "the committed half ran once"
-    assert result["rows_copied"] == 2000
+    assert any(q.startswith('TRUNCATE "s"."fait_sgt_new"') for q in result["queries"]), "the committed half undone"
+    assert result["rows_copied"] == 2001
     total = result["checksums"]["total"]
-    assert total["source_rows"] == total["target_rows"] == 2000
+    assert total["source_rows"] == total["target_rows"] == 2001
+    assert _one(conn, "SELECT count(*) FROM s.fait WHERE note = 'between two attempts'")[0] == 1
+    assert _one(conn, "SELECT count(*), count(DISTINCT id) FROM s.fait") == (2001, 2001)
+    assert checksum(conn, "s.fait") == checksum(conn, "s.fait_unpartitioned")
+    assert leftovers(conn) == NOTHING_LEFT
+
+
+def test_offline_refused_its_swap_lock_drops_its_shadow_and_names_the_reader(conn):
+    make_fact(conn)
+    before = checksum(conn, "s.fait")
+    reader = connect_like(conn, "/reader")
+    reader_pid = _one(reader, "SELECT pg_backend_pid()")[0]
+    _one(reader, "SELECT count(*) FROM s.fait")  # ACCESS SHARE held for the whole run: the swap's lock never comes
+    _run(conn, "SET lock_timeout = '200ms'")
+    try:
+        with pytest.raises(LockNotGranted) as err:
+            migrate(
+                conn,
+                "s.fait",
+                "date_key",
+                mode="offline",
+                extend_primary_key=True,
+                retries=1,
+                retry_delay=0.1,
+                side_connect=lambda: connect_like(conn),
+            )
+    finally:
+        _run(conn, "RESET lock_timeout")
+        reader.close()
+    message = err.value.msg
+    assert "It was abandoned" in message and "fait_sgt_new" in message, message
+    assert reader_pid in err.value.details.get("blocking_pids", []), err.value.details
+    assert _one(conn, "SELECT relkind FROM pg_class WHERE oid = 's.fait'::regclass")[0] == "r"
     assert checksum(conn, "s.fait") == before
     assert leftovers(conn) == NOTHING_LEFT
 
