@@ -19,7 +19,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
     post_units,
     shadow_steps,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
     EXCLUSIVE,
@@ -54,8 +54,8 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     columns = ctx.table["columns"]
     source_total = Step(
         _checksum_total(src, columns),
-        "rows and content checksum of the original (the EXCLUSIVE lock is held: no writer can commit until the "
-        "end, so it reads exactly the rows the copy read)",
+        "rows and content checksum of the original, on the second connection once its half is copied, while this "
+        "transaction builds the indexes (the EXCLUSIVE lock is held: it reads exactly the rows the copy read)",
     )
     target_total = Step(
         _checksum_total(_ident(names["schema"], shadow), columns),
@@ -96,10 +96,12 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             )
         ]
     )
-    body = [lock, first_half, second_half, source_total, build_memory_step(ctx)]
+    serial = _serial_read()
+    memory = build_memory_step(ctx)
+    body = [lock, first_half, second_half, memory]
     for unit in build_units(ctx, shadow, validate_separately=False, memory=False):
         body.extend(unit)
-    body += [target_total, full_verify, lock2] + swap
+    body += [serial, source_total, target_total, full_verify, lock2] + swap
     return [
         {
             "name": "prepare",
@@ -111,13 +113,19 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             "description": "one transaction: copy (on two connections), index, verify and swap with writes "
             "blocked (fastest; for maintenance windows)",
             "steps": body,
-            # the second half of the copy runs on a second connection (its own transaction, committed) beside the
-            # first; the main transaction waits for it before reading the totals
+            # on a second connection: the second half of the copy (committed there) beside the first, awaited before
+            # the index builds; then the original's checksum beside the builds, awaited before the verification
             "concurrent": ConcurrentStep(
-                step=second_half,
                 start_before=first_half,
-                join_before=source_total,
-                what="copy of the second half",
+                parts=(
+                    SidePart(steps=(second_half,), join_before=memory, what="copy of the second half"),
+                    SidePart(
+                        steps=(serial, source_total),
+                        join_before=full_verify,
+                        side_only=(serial,),
+                        what="checksum of the original",
+                    ),
+                ),
                 undo=(_empty_shadow(ctx),),
             ),
             "totals": (source_total, target_total),  # what the verification compared, for the result
@@ -164,4 +172,13 @@ def _empty_shadow(ctx: MigrationContext) -> Step:
         "empty the shadow the second connection filled before the main transaction was retried",
         lock=ACCESS_EXCLUSIVE,
         targets=[(names["schema"], names["shadow"])],
+    )
+
+
+def _serial_read() -> Step:
+    """The original's checksum on the second connection without parallel workers: one core for it, the other for
+    the index builds beside it (their parallel workers wait for a free core anyway)."""
+    return Step(
+        sql.SQL("SET LOCAL max_parallel_workers_per_gather = 0"),
+        "the read beside the index builds takes one core",
     )

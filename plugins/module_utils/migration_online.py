@@ -15,7 +15,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
     post_units,
     shadow_steps,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     CAPTURE_TRIGGERS,
     COPIED,
@@ -331,7 +331,9 @@ def verify_steps(ctx: MigrationContext) -> VerifySteps:
         ),
         "only when the totals differ: compare source and shadow per partition, to name where",
     )
-    concurrent = ConcurrentStep(step=source, start_before=target, join_before=detail, setup=(snapshot,))
+    concurrent = ConcurrentStep(
+        start_before=target, parts=(SidePart(steps=(snapshot, source), join_before=detail, side_only=(snapshot,)),)
+    )
     return VerifySteps([export, snapshot, source, target, detail], source, target, detail, concurrent)
 
 

@@ -160,7 +160,11 @@ def test_offline_plan_shows_the_copy_in_two_halves_the_second_on_a_second_connec
     assert first["sql"].endswith("WHERE ctid >= '(0,0)'::tid AND ctid < '(%d,0)'::tid" % max(middle, 1))
     assert second["sql"].endswith("WHERE ctid >= '(%d,0)'::tid" % max(middle, 1)), "the second half has no end"
     assert "second connection" in second["reason"]
-    assert steps[copies[1] + 1]["sql"].startswith("SELECT count(*), sum(hash_record_extended")
+    totals = [i for i, s in enumerate(steps) if s["sql"].startswith("SELECT count(*), sum(hash_record_extended")]
+    builds = [i for i, s in enumerate(steps) if "ADD CONSTRAINT" in s["sql"] or s["sql"].startswith("CREATE INDEX")]
+    assert len(totals) == 2 and builds and max(builds) < totals[0], "the checksums come after the builds"
+    assert "second connection" in steps[totals[0]]["reason"] and "indexes" in steps[totals[0]]["reason"]
+    assert steps[totals[0] - 1]["sql"] == "SET LOCAL max_parallel_workers_per_gather = 0"
 
 
 @pytest.mark.parametrize("failure", ["connect", "statement"])
