@@ -40,9 +40,9 @@ Where things are:
                             ``_online_swap``),
                             ``_run_in_one_swap`` (offline, attach), ``_run_post``.
 ``migration_abandon.py``    ``read_leftovers``, ``plan_abandon``, ``describe_leftovers``, ``abandon_migration``.
-``migration_side.py``       ``ConcurrentStep`` / ``side_read``: a step on a second connection while the main
+``migration_side.py``       ``ConcurrentStep`` / ``side_read``: steps on a second connection while the main
                             transaction goes on (online: the verification's read of the original; offline: half the
-                            copy); ``Step.before`` hooks start and join it.
+                            copy, then the original's checksum), in parts that ``Step.before`` hooks start and join.
 ==========================  =========================================================================================
 
 Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.migration_state``):
