@@ -226,6 +226,18 @@ def test_offline_killed_after_its_shadow_committed_is_started_again_by_the_next_
     assert leftovers(conn) == NOTHING_LEFT
 
 
+def _offline_with_a_second_connection(conn, **options):
+    return migrate(
+        conn,
+        "s.fait",
+        "date_key",
+        mode="offline",
+        extend_primary_key=True,
+        side_connect=lambda: connect_like(conn),
+        **options,
+    )
+
+
 def test_offline_retried_after_the_second_half_committed_copies_both_halves_again(conn):
     """A lock timeout at the swap retries the main transaction, whose rollback releases the EXCLUSIVE lock: a writer
     commits in between. The second half, committed on its connection before, is emptied and copied again with the
@@ -245,16 +257,7 @@ def test_offline_retried_after_the_second_half_committed_copies_both_halves_agai
     threading.Timer(1.5, reader.rollback).start()
     _run(conn, "SET lock_timeout = '300ms'")
     try:
-        result = migrate(
-            conn,
-            "s.fait",
-            "date_key",
-            mode="offline",
-            extend_primary_key=True,
-            retries=20,
-            retry_delay=0.3,
-            side_connect=lambda: connect_like(conn),
-        )
+        result = _offline_with_a_second_connection(conn, retries=20, retry_delay=0.3)
     finally:
         _run(conn, "RESET lock_timeout")
         time.sleep(1.6)
@@ -280,16 +283,7 @@ def test_offline_refused_its_swap_lock_drops_its_shadow_and_names_the_reader(con
     _run(conn, "SET lock_timeout = '200ms'")
     try:
         with pytest.raises(LockNotGranted) as err:
-            migrate(
-                conn,
-                "s.fait",
-                "date_key",
-                mode="offline",
-                extend_primary_key=True,
-                retries=1,
-                retry_delay=0.1,
-                side_connect=lambda: connect_like(conn),
-            )
+            _offline_with_a_second_connection(conn, retries=1, retry_delay=0.1)
     finally:
         _run(conn, "RESET lock_timeout")
         reader.close()

@@ -509,6 +509,26 @@ def leaves_content(schema):
     return content
 
 
+def _module_migration(**extra):
+    """The spec of mg.fait's migration through ``partitioned_table`` (``extra``: the mode and its options)."""
+    return lambda server, db, conn: {
+        "kind": "module",
+        "name": "partitioned_table",
+        "args": _module_args(
+            server,
+            db,
+            name="mg.fait",
+            key="date_key",
+            key_format="yyyymmdd",
+            interval="year",
+            start="2020-01-01",
+            premake=1,
+            extend_primary_key=True,
+            **extra,
+        ),
+    }
+
+
 SCENARIOS = {
     "recompression": Scenario(
         "recompression",
@@ -586,26 +606,7 @@ SCENARIOS = {
     # offline through the module: its shadow is committed before the copy (the second half is copied on a second
     # connection), so a crash between that commit and the swap leaves a shadow the next run must drop
     "offline_migration": Scenario(
-        "offline_migration",
-        setup_migration,
-        "mg.fait",
-        lambda server, db, conn: {
-            "kind": "module",
-            "name": "partitioned_table",
-            "args": _module_args(
-                server,
-                db,
-                name="mg.fait",
-                key="date_key",
-                key_format="yyyymmdd",
-                interval="year",
-                start="2020-01-01",
-                premake=1,
-                migrate="offline",
-                extend_primary_key=True,
-            ),
-        },
-        _no_migration_leftovers,
+        "offline_migration", setup_migration, "mg.fait", _module_migration(migrate="offline"), _no_migration_leftovers
     ),
 }
 
@@ -616,23 +617,7 @@ MODULE_MIGRATION = Scenario(
     "migration_module",
     setup_migration,
     "mg.fait",
-    lambda server, db, conn: {
-        "kind": "module",
-        "name": "partitioned_table",
-        "args": _module_args(
-            server,
-            db,
-            name="mg.fait",
-            key="date_key",
-            key_format="yyyymmdd",
-            interval="year",
-            start="2020-01-01",
-            premake=1,
-            migrate="online",
-            batch_rows=150,
-            extend_primary_key=True,
-        ),
-    },
+    _module_migration(migrate="online", batch_rows=150),
     _no_migration_leftovers,
 )
 
