@@ -184,7 +184,7 @@ def _attach_swap(ctx, span, pk_index_tmp):
         lock=ACCESS_EXCLUSIVE,
         targets=[(schema, name)],
     )
-    swap = [lock] + _state_steps() + _original_as_partition(ctx, pk_index_tmp)
+    swap = [lock] + _state_steps(ctx.facts) + _original_as_partition(ctx, pk_index_tmp)
     swap += shadow_steps(ctx, shadow) + _parent_keys(ctx, target)
     swap.append(
         Step(

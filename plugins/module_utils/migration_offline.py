@@ -87,7 +87,7 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
         targets=[(names["schema"], names["name"])],
     )
     prepare = (
-        _state_steps()
+        _state_steps(ctx.facts)
         + shadow_steps(ctx, shadow)
         + [
             Step(

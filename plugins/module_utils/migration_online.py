@@ -244,7 +244,7 @@ def online_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     state_insert = _state_insert(names, ctx.table["oid"], "online", "copy", display)
     swap, lock_targets = swap_steps(ctx, shadow)
     prepare = (
-        _state_steps()
+        _state_steps(ctx.facts)
         + shadow_steps(ctx, shadow)
         + _capture_steps(ctx)
         + [

@@ -184,12 +184,19 @@ def _state_update(names, **values):
     )
 
 
-def _state_steps():
-    return [
-        Step(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_ident(STATE_SCHEMA)),
-            "schema for the migration state (created on first use)",
-        ),
+def _state_steps(facts: dict[str, Any] | None = None) -> list[Step]:
+    """The state schema (unless ``facts`` saw it: CREATE SCHEMA IF NOT EXISTS still asks for CREATE on the database,
+    which an owner migrating its own table may lack) and the state table, created on first use."""
+    hazards = (facts or {}).get("hazards") or {}
+    schema = []
+    if hazards.get("can_create_in_state_schema") is None:  # None: no sigeti_dwh yet (or not read)
+        schema.append(
+            Step(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_ident(STATE_SCHEMA)),
+                "schema for the migration state (created on first use)",
+            )
+        )
+    return schema + [
         Step(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (schema_name text NOT NULL, table_name text NOT NULL, "

@@ -1,5 +1,7 @@
 """partitioned_table with ``migrate``: a live plain table of the sample warehouse becomes yearly partitions."""
 
+import pytest
+
 from tests.support.modules import run_module
 from tests.support.warehouse import content_checksums, load_warehouse
 
@@ -46,7 +48,7 @@ def test_migrate_online_then_maintain_idempotently(pg_server, db, conn):
         assert cur.fetchone()[0]
         cur.execute("SELECT count(*) FROM dwh_marts.mv_attributions_par_annee")
         assert cur.fetchone()[0] > 0
-    assert content_checksums(conn)["dwh_facts.fait_attributions"] == before
+    assert content_checksums(conn, ["dwh_facts.fait_attributions"])["dwh_facts.fait_attributions"] == before
 
     again = run_module("partitioned_table", _args(pg_server, db))
     assert not again.get("failed"), again
@@ -239,7 +241,47 @@ def test_migrate_offline_reads_the_source_totals_on_a_second_connection(pg_serve
     total = migrated["checksums"]["total"]
     assert total["source_rows"] == total["target_rows"] == migrated["rows_copied"] > 0
     assert total["source_checksum"] == total["target_checksum"]
-    assert content_checksums(conn)["dwh_facts.fait_attributions"] == before
+    assert content_checksums(conn, ["dwh_facts.fait_attributions"])["dwh_facts.fait_attributions"] == before
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'etl%'")
         assert cur.fetchone()[0] == 0, "both connections are closed"
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_a_non_superuser_owner_without_create_on_the_database_migrates_its_table(pg_server, db, conn, mode):
+    """The owner of the table and of sigeti_dwh, with no CREATE on the database (CREATE SCHEMA IF NOT EXISTS would
+    ask for it): both connections log in as it (offline: the second half of the copy and the original's checksum
+    need only its rights)."""
+    import psycopg2
+
+    role = "off_owner_%s" % db[-12:]
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS %s" % role)
+        cur.execute("CREATE ROLE %s LOGIN PASSWORD 'owner-pw'" % role)
+        cur.execute("CREATE SCHEMA dwh_facts AUTHORIZATION %s" % role)
+        cur.execute("CREATE SCHEMA IF NOT EXISTS sigeti_dwh AUTHORIZATION %s" % role)
+    owner = psycopg2.connect(pg_server.dsn(db, user=role, password="owner-pw"))
+    owner.autocommit = True
+    try:
+        with owner.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE dwh_facts.fait_attributions (attribution_id bigint PRIMARY KEY, date_demandee_key int NOT NULL, "
+                "note text); INSERT INTO dwh_facts.fait_attributions SELECT g, 20200101 + (g % 4) * 10000 + g % 28, "
+                "'n' || g FROM generate_series(1, 4000) g"
+            )
+        before = content_checksums(conn, ["dwh_facts.fait_attributions"])["dwh_facts.fait_attributions"]
+        args = dict(_args(pg_server, db, migrate=mode), **pg_server.params(db, user=role, password="owner-pw"))
+        result = run_module("partitioned_table", args)
+        assert not result.get("failed"), result["msg"]
+        migrated = result["migration"]
+        assert migrated["rows_copied"] == 4000 and migrated["checksums"]["total"]["target_rows"] == 4000
+        assert content_checksums(conn, ["dwh_facts.fait_attributions"])["dwh_facts.fait_attributions"] == before
+        with conn.cursor() as cur:
+            cur.execute("SELECT relkind FROM pg_class WHERE oid = 'dwh_facts.fait_attributions'::regclass")
+            assert cur.fetchone()[0] == "p"
+            cur.execute("SELECT count(*) FROM sigeti_dwh.migration_state")
+            assert cur.fetchone()[0] == 0
+    finally:
+        owner.close()
+        with conn.cursor() as cur:
+            cur.execute("DROP SCHEMA dwh_facts CASCADE; DROP SCHEMA sigeti_dwh CASCADE; DROP ROLE %s" % role)
