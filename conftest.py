@@ -40,6 +40,9 @@ def _collection_root():
 TOOLS_DIR = os.path.join(ROOT, ".venv")
 os.environ["ANSIBLE_HOME"] = os.path.join(TOOLS_DIR, "ansible")
 os.environ["XDG_CACHE_HOME"] = os.path.join(TOOLS_DIR, "cache")
+# A local connection copies each module into the shell plugin's remote_tmp, ~/.ansible/tmp by default whatever
+# ANSIBLE_HOME says (and ansible.cfg cannot name a path relative to itself there).
+os.environ["ANSIBLE_REMOTE_TMP"] = os.path.join(TOOLS_DIR, "ansible", "remote-tmp")
 COLLECTIONS_PATH = _collection_root()
 if COLLECTIONS_PATH not in sys.path:
     sys.path.insert(0, COLLECTIONS_PATH)

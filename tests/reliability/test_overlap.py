@@ -9,6 +9,7 @@ there exactly once, no capture trigger or migration state is left, and the next 
 import multiprocessing
 import os
 import time
+from multiprocessing.pool import ThreadPool
 
 import pytest
 
@@ -39,19 +40,22 @@ def _migration_args(server, db, **extra):
     return args
 
 
-def _run_in_child(name, args, start_at, results):
-    # a forked child: the module runs in-process there, exactly as Ansible would run it on the host
-    while time.time() < start_at:
-        time.sleep(0.001)
+def _run_in_child(name, args, barrier, results):
+    # a child process: the module runs in-process there, exactly as Ansible would run it on the host
+    barrier.wait(timeout=120)
     results.put(run_module(name, args))
 
 
 def _run_pair(name, args):
-    """Start the same module call twice at the same instant in two processes; return both results."""
-    context = multiprocessing.get_context("fork")
+    """Start the same module call twice at the same instant in two processes; return both results.
+
+    The children are spawned, not forked: a fork of this (threaded) pytest-xdist worker can inherit a lock held by
+    another thread and hang for good; both wait at one barrier once imported, then call the module together.
+    """
+    context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    start_at = time.time() + 0.3
-    children = [context.Process(target=_run_in_child, args=(name, args, start_at, results)) for _child in range(2)]
+    barrier = context.Barrier(2)
+    children = [context.Process(target=_run_in_child, args=(name, args, barrier, results)) for _child in range(2)]
     for child in children:
         child.start()
     outcome = [results.get(timeout=240) for _child in children]
@@ -187,8 +191,9 @@ def test_two_weekly_playbooks_at_once_converge(pg_server, db, conn, pair, tmp_pa
         {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
     )
     extra = dict(enabled_vars(), dwh_confirm=True)
-    context = multiprocessing.get_context("fork")
-    with context.Pool(2) as pool:
+    # threads, not forked processes: each play is an ansible-playbook subprocess, and a fork of this threaded
+    # pytest-xdist worker can hang on a lock another thread held
+    with ThreadPool(2) as pool:
         runs = pool.starmap(play, [("weekly.yml", inventory, pg_server.password, extra)] * 2)
     for run in runs:
         assert run.returncode == 0, run.stdout[-3000:]
