@@ -507,10 +507,12 @@ def _plan_periods(declared, table, lay, extras, result, after):
     own_names = {(p["schema"], p["name"]) for p in existing_partitions(table)}
     template, new_options, stat_targets = template_settings(declared, lay)
     columns = _insertable_columns(table, declared)
+    listed = {e["name"] for e in after}  # a spanning partition covers several periods: listed once
     for point in lay.periods:
         part = lay.covered.get(point) or lay.adopted.get(point)
         if part is not None:
-            if not any(e["name"] == part["name"] for e in after):
+            if part["name"] not in listed:
+                listed.add(part["name"])
                 after.append(_entry(part["name"], part["low"], part["high"]))
             continue
         name = partition_name(declared, point)
