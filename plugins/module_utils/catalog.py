@@ -61,6 +61,8 @@ except ImportError:  # reported by the connection layer
     sql = None
 
 if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
+
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 RELKIND_NAMES = {"r": "plain", "p": "partitioned"}
@@ -576,17 +578,9 @@ def sample_percent(relpages: int | None, exact: bool = False) -> float | None:
     return max(0.01, round(100.0 * SAMPLE_TARGET_PAGES / relpages, 4))
 
 
-def column_compression(
-    conn: Connection, schema: str, name: str, columns: Sequence[str], relpages: int | None = None, exact: bool = False
-) -> dict[str, Any]:
-    """Measure, per column, how many values are stored pglz, lz4, uncompressed, or NULL, and their widths.
-
-    Reads a ``TABLESAMPLE SYSTEM`` sample of about SAMPLE_TARGET_PAGES pages unless ``exact`` or the table
-    is small. One query for all columns. Returns ``{"sampled": bool, "sample_percent": p, "columns": {...}}``.
-    """
-    if not columns:
-        return {"sampled": False, "sample_percent": None, "columns": {}}
-    percent = sample_percent(relpages, exact)
+def compression_query(schema: str, name: str, columns: Sequence[str], percent: float | None) -> Composable:
+    """The measurement of ``column_compression`` as one statement (without MEASURE_SETTINGS): per column, values
+    stored pglz, lz4, uncompressed, NULL, and their widths, over a ``TABLESAMPLE SYSTEM (percent)`` or every row."""
     parts = []
     for col in columns:
         ident = sql.Identifier(col)
@@ -599,12 +593,24 @@ def column_compression(
                 "COALESCE(avg(pg_column_size({c})), 0)::float8, COALESCE(max(pg_column_size({c})), 0)"
             ).format(c=ident)
         )
-    query = sql.SQL(MEASURE_SETTINGS + "SELECT count(*), {} FROM {}").format(
-        sql.SQL(", ").join(parts), sql.Identifier(schema, name)
-    )
+    query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(parts), sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    row = fetch_one(conn, query)
+    return query
+
+
+def column_compression(
+    conn: Connection, schema: str, name: str, columns: Sequence[str], relpages: int | None = None, exact: bool = False
+) -> dict[str, Any]:
+    """Measure, per column, how many values are stored pglz, lz4, uncompressed, or NULL, and their widths.
+
+    Reads a ``TABLESAMPLE SYSTEM`` sample of about SAMPLE_TARGET_PAGES pages unless ``exact`` or the table
+    is small. One query for all columns. Returns ``{"sampled": bool, "sample_percent": p, "columns": {...}}``.
+    """
+    if not columns:
+        return {"sampled": False, "sample_percent": None, "columns": {}}
+    percent = sample_percent(relpages, exact)
+    row = fetch_one(conn, sql.SQL(MEASURE_SETTINGS) + compression_query(schema, name, columns, percent))
     result = {"sampled": percent is not None, "sample_percent": percent, "rows_read": row[0], "columns": {}}
     for i, col in enumerate(columns):
         pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i : 7 + 6 * i]

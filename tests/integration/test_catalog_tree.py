@@ -127,6 +127,30 @@ def test_catalog_reads_are_planned_without_jit_and_only_them(conn, autocommit):
     assert catalog_reads.fetch_one(conn, "SELECT current_setting('jit')")[0] == "on", "SET LOCAL ended with the read"
 
 
+def test_compression_is_measured_without_parallel_workers(conn):
+    """At 3,650 partitions the measurement ran out of lock slots ("out of shared memory", max_locks_per_transaction
+    64): each parallel worker locks every leaf again. Parallel plans are made cheap here, so a plain read of the
+    tree gets workers; the measurement gets none, and its setting ends with it."""
+    _make_tree(conn)
+    _run(conn, "ANALYZE")
+    with conn.cursor() as cur:
+        cur.execute("LOAD 'auto_explain'")
+        for setting in ("auto_explain.log_min_duration = 0", "auto_explain.log_level = 'notice'"):
+            cur.execute("SET " + setting)
+        for setting in ("parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"):
+            cur.execute("SET " + setting)
+        cur.execute("SET max_parallel_workers_per_gather = 2")
+        cur.execute('SELECT count(*) FROM "Dwh"."Fact"')
+    assert any("Gather" in p for p in conn.notices), "the test makes parallel plans cheap"
+    del conn.notices[:]
+    for exact in (True, False):
+        measured = catalog.column_compression(conn, "Dwh", "Fact", ["note"], relpages=100000, exact=exact)
+        assert measured["rows_read"] > 0 or not exact
+    plans = [p for p in conn.notices if "pg_column_compression" in p]
+    assert len(plans) == 2 and not any("Gather" in p for p in plans), plans
+    assert catalog_reads.fetch_one(conn, "SELECT current_setting('max_parallel_workers_per_gather')")[0] == "2"
+
+
 def test_bloat_estimate_inputs_read_pg_stats_exactly(conn):
     _make_tree(conn)
     _run(conn, "CREATE TABLE public.fresh (a int, b text)")
