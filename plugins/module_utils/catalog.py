@@ -182,9 +182,33 @@ RELATIONS_QUERY = tree_query(
        obj_description(c.oid, 'pg_class') AS comment"""
 )
 
+# A partition asked for directly: the bound of it and of each ancestor in its parent, nearest first, with the
+# parent's partition key. Together they are the key range its rows can have (PostgreSQL attaches a sub-partition
+# with bounds outside it, and no row ever reaches that one).
+ANCESTRY_JSON = """(
+    WITH RECURSIVE up(child, parent, depth) AS (
+        SELECT i.inhrelid, i.inhparent, 1 FROM pg_inherits i WHERE i.inhrelid = c.oid
+        UNION ALL
+        SELECT i.inhrelid, i.inhparent, up.depth + 1 FROM up JOIN pg_inherits i ON i.inhrelid = up.parent
+    )
+    SELECT json_agg(json_build_object(
+        'schema', pn.nspname::text, 'name', p.relname::text, 'bound', pg_get_expr(ch.relpartbound, 0),
+        'strategy', pt.partstrat::text, 'has_expressions', pt.partexprs IS NOT NULL,
+        'columns', ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                         JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = k.attnum ORDER BY k.o),
+        'types', ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+                       FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                       JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = k.attnum ORDER BY k.o))
+        ORDER BY up.depth)
+    FROM up JOIN pg_class ch ON ch.oid = up.child JOIN pg_class p ON p.oid = up.parent
+    JOIN pg_namespace pn ON pn.oid = p.relnamespace JOIN pg_partitioned_table pt ON pt.partrelid = p.oid)"""
+
 # The catalog only: no lock on any table, 1,000 partitions cost a few milliseconds.
 PARTITION_SET_QUERY = tree_query(
-    """ARRAY(SELECT inh.inhparent::bigint FROM pg_index i JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+    """CASE WHEN t.level = 0 AND c.relispartition THEN """
+    + ANCESTRY_JSON
+    + """ END AS ancestry,
+       ARRAY(SELECT inh.inhparent::bigint FROM pg_index i JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
              WHERE i.indrelid = c.oid) AS index_parents,
        CASE WHEN t.level = 0 AND c.relkind = 'p' THEN """
     + PARTITION_KEY_JSON.replace("{definition}", PARTITION_KEY_TEXT)
@@ -452,6 +476,7 @@ def _partition_set_entry(row):
             "columns": row["columns"] or [],
             "all_indexes": row["all_indexes"] or [],
             "stat_targets": row["stat_targets"] or {},
+            "ancestry": row["ancestry"] or [],
         }
     )
     return entry
@@ -464,7 +489,9 @@ def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, An
     partition, and 1,000 partitions cost a few milliseconds. Returns the same shape as ``read_table`` for the
     keys it has: ``exists, schema, name, oid, relkind, partition_key, columns, indexes, partitions`` (each with
     ``oid, parent_oid, level, schema, name, relkind, bound_expr, bound, low, high, reloptions,
-    toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``).
+    toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``), and ``ancestry``: for a table that is
+    itself a partition, its bound and each ancestor's in its parent, nearest first (``[{"schema", "name"`` of the
+    parent, ``"bound"`` text, the parent's key ``"strategy", "has_expressions", "columns", "types"}]``).
     """
     with dict_cursor(conn) as cur:
         cur.execute(NO_JIT + PARTITION_SET_QUERY, _names_params([(schema, name)]))
