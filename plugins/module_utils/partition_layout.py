@@ -487,15 +487,49 @@ def layout(
     result = Layout()
     result.current = current
     _declared_periods(declared, table, current, result)
+    conflicts, old, ranges = _classify(declared, table, result, rank)
+    check_interval(declared, ranges, rank, result.bound)
+    if conflicts:
+        raise InvalidInput(
+            "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
+            "matching whole periods: %s. Fix start/interval to match them, or re-partition those ranges; "
+            "nothing was changed.%s"
+            % (
+                declared.display,
+                scheme.interval_name,
+                scheme.key_format,
+                scheme.display(result.periods[0]) if result.periods else scheme.display(current),
+                ", ".join(_conflict_text(p) for p in conflicts),
+                _timezone_hint(declared, conflicts, session_tz),
+            )
+        )
+    _unreachable_warning(declared, result, ranges)
+    result.missing = [p for p in result.periods if p not in result.adopted and p not in result.covered]
+    _check_new_partitions(declared, result)
+    old.sort(key=lambda p: rank(p["low"]))
+    for part in old:
+        # Defensive: retention must never reach the current period, whatever the bounds look like.
+        if rank(part["high"]) > bound_rank(scheme.key(current)):
+            raise InvalidInput(
+                "retention would drop partition %s of %s, which holds the current period: nothing was changed"
+                % (part["name"], declared.display)
+            )
+    _limit_retention(declared, result, old)
+    return result
+
+
+def _classify(declared, table, result, rank):
+    """Sort the existing direct partitions into ``result`` (default, adopted, spanning, partly old, others); return
+    ``(conflicts, old, ranges)``: those overlapping a period without whole periods, those wholly older than the
+    retention cutoff (to retire or wait), and every range partition."""
+    scheme = declared.scheme
     wanted = {scheme.bounds(p): p for p in result.periods}
     wanted_ranked = {(bound_rank(lo), bound_rank(hi)): p for (lo, hi), p in wanted.items()}
     span = None
     if result.periods:
         span = (bound_rank(scheme.key(result.periods[0])), bound_rank(scheme.key(scheme.step(result.periods[-1]))))
     cutoff_rank = bound_rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
-    conflicts = []
-    old = []
-    ranges = []
+    conflicts, old, ranges = [], [], []
     for part in existing_partitions(table):
         if part["is_default"]:
             result.default = part
@@ -527,34 +561,7 @@ def layout(
             result.warnings.append(_partly_old_warning(declared, result, part))
         else:
             result.others.append(part)
-    check_interval(declared, ranges, rank, result.bound)
-    if conflicts:
-        raise InvalidInput(
-            "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
-            "matching whole periods: %s. Fix start/interval to match them, or re-partition those ranges; "
-            "nothing was changed.%s"
-            % (
-                declared.display,
-                scheme.interval_name,
-                scheme.key_format,
-                scheme.display(result.periods[0]) if result.periods else scheme.display(current),
-                ", ".join(_conflict_text(p) for p in conflicts),
-                _timezone_hint(declared, conflicts, session_tz),
-            )
-        )
-    _unreachable_warning(declared, result, ranges)
-    result.missing = [p for p in result.periods if p not in result.adopted and p not in result.covered]
-    _check_new_partitions(declared, result)
-    old.sort(key=lambda p: rank(p["low"]))
-    for part in old:
-        # Defensive: retention must never reach the current period, whatever the bounds look like.
-        if rank(part["high"]) > bound_rank(scheme.key(current)):
-            raise InvalidInput(
-                "retention would drop partition %s of %s, which holds the current period: nothing was changed"
-                % (part["name"], declared.display)
-            )
-    _limit_retention(declared, result, old)
-    return result
+    return conflicts, old, ranges
 
 
 def _partly_old_warning(declared, result, part):
