@@ -151,6 +151,34 @@ def test_compression_is_measured_without_parallel_workers(conn):
     assert catalog_reads.fetch_one(conn, "SELECT current_setting('max_parallel_workers_per_gather')")[0] == "2"
 
 
+def test_names_taken_and_default_rows_per_missing_range_in_one_read(conn):
+    """partition_set_pending: which names exist (any relation kind, any schema asked) and how many rows of the default
+    partition fall in each range, ranges apart from each other; rows outside every range are not counted. (It was a
+    count(*) FILTER per range, 8 s for 3,265 ranges, and a name lookup filtering every relation per name.)"""
+    from psycopg2 import sql
+
+    _run(
+        conn,
+        "CREATE TABLE public.f (k date NOT NULL, n int NOT NULL) PARTITION BY RANGE (k)",
+        "CREATE TABLE public.f_default PARTITION OF public.f DEFAULT",
+        "INSERT INTO public.f SELECT date '2023-12-01' + g, g FROM generate_series(0, 400) g",
+        "CREATE INDEX f_taken_idx ON public.f_default (n)",
+        "CREATE SCHEMA other",
+        "CREATE TABLE other.f_202403 (x int)",
+    )
+    months = [(datetime.date(2024, m, 1), datetime.date(2024, m + 1, 1)) for m in (1, 3, 6)]
+    ranges = [tuple(sql.SQL("{}::date").format(sql.Literal(v.isoformat())) for v in r) for r in months]
+    names = [("public", "f_202401"), ("public", "f_taken_idx"), ("other", "f_202403"), ("public", "f_default")]
+    taken, counts = catalog.partition_set_pending(conn, names, default=("public", "f_default"), key="k", ranges=ranges)
+    assert taken == {("public", "f_taken_idx"), ("other", "f_202403"), ("public", "f_default")}
+    assert counts == [31, 31, 30]
+    assert catalog.partition_set_pending(conn, names, ranges=ranges)[1] == [0, 0, 0], "no default: nothing counted"
+    _run(conn, "TRUNCATE public.f_default")
+    assert (
+        catalog.partition_set_pending(conn, [], default=("public", "f_default"), key="k", ranges=ranges)[1] == [0] * 3
+    )
+
+
 def test_bloat_estimate_inputs_read_pg_stats_exactly(conn):
     _make_tree(conn)
     _run(conn, "CREATE TABLE public.fresh (a int, b text)")
