@@ -39,6 +39,13 @@ def _shape(definition):
     return head.upper().startswith("CREATE UNIQUE"), tail.strip()
 
 
+def _every_partition(table):
+    """The partitions of the tree, those of a sub-partitioned partition nested in its entry (table_info)."""
+    for part in table.get("partitions") or []:
+        yield part
+        yield from _every_partition(part)
+
+
 def missing_partition_indexes(table):
     """List ``{index, partition}`` for every parent index a partition of ``table`` does not have."""
     if not table or table.get("kind") != "partitioned":
@@ -51,7 +58,7 @@ def missing_partition_indexes(table):
     missing = []
     for index in parent:
         shape = _shape(index.get("definition", ""))
-        for part in table.get("partitions") or []:
+        for part in _every_partition(table):
             if shape not in by_table.get(part.get("name"), set()):
                 missing.append({"index": index.get("name"), "partition": part.get("name")})
     return sorted(missing, key=lambda m: (m["index"], m["partition"]))

@@ -63,6 +63,20 @@ def _literal_list(tokens, start):
         i += 1
 
 
+# The bound of a single-column range partition as pg_get_expr prints it, read without the tokenizer (one match per
+# partition: a read of 3,650 partitions spent 0.3 s tokenizing). Anything else goes through ``_tokens``.
+_VALUE = r"(?:'((?:[^']|'')*)'|(-?\d+)|(MINVALUE|MAXVALUE))"
+SIMPLE_RANGE = re.compile(r"^FOR VALUES FROM \(" + _VALUE + r"\) TO \(" + _VALUE + r"\)$")
+
+
+def _simple_value(text, number, word):
+    if text is not None:
+        return text.replace("''", "'")
+    if number is not None:
+        return int(number)
+    return word
+
+
 def parse_partition_bound(expr: str | None) -> dict[str, Any] | None:
     """Parse ``pg_get_expr(relpartbound)`` into a dict.
 
@@ -75,6 +89,10 @@ def parse_partition_bound(expr: str | None) -> dict[str, Any] | None:
     text = expr.strip()
     if text.upper() == "DEFAULT":
         return {"kind": "default"}
+    simple = SIMPLE_RANGE.match(text)
+    if simple:
+        groups = simple.groups()
+        return {"kind": "range", "low": [_simple_value(*groups[:3])], "high": [_simple_value(*groups[3:])]}
     tokens = _tokens(text)
     words = [v.upper() for k, v in tokens[:3] if k == "word"]
     if words[:3] == ["FOR", "VALUES", "FROM"]:

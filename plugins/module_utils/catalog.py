@@ -61,6 +61,8 @@ except ImportError:  # reported by the connection layer
     sql = None
 
 if TYPE_CHECKING:  # names used in annotations only
+    from psycopg2.sql import Composable
+
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 RELKIND_NAMES = {"r": "plain", "p": "partitioned"}
@@ -141,6 +143,23 @@ def tree_query(columns: str, joins: str = "") -> str:
     return TREE_QUERY.replace("{columns}", columns).replace("{joins}", joins)
 
 
+# The columns of pg_stat_all_tables a report reads, from the functions that view calls: the view groups over
+# pg_index for every relation it is asked about (0.26 s for 3,650 partitions and their TOAST tables, a tenth of it
+# this way). A relation without statistics reads 0, as through the view; an absent TOAST table reads NULL.
+STATS_COLUMNS = """pg_stat_get_live_tuples(c.oid) AS n_live_tup, pg_stat_get_dead_tuples(c.oid) AS n_dead_tup,
+       pg_stat_get_mod_since_analyze(c.oid) AS n_mod_since_analyze,
+       pg_stat_get_ins_since_vacuum(c.oid) AS n_ins_since_vacuum,
+       pg_stat_get_last_vacuum_time(c.oid) AS last_vacuum, pg_stat_get_last_autovacuum_time(c.oid) AS last_autovacuum,
+       pg_stat_get_last_analyze_time(c.oid) AS last_analyze,
+       pg_stat_get_last_autoanalyze_time(c.oid) AS last_autoanalyze,
+       pg_stat_get_vacuum_count(c.oid) AS vacuum_count, pg_stat_get_autovacuum_count(c.oid) AS autovacuum_count,
+       pg_stat_get_analyze_count(c.oid) AS analyze_count, pg_stat_get_autoanalyze_count(c.oid) AS autoanalyze_count,
+       CASE WHEN c.reltoastrelid <> 0 THEN pg_stat_get_live_tuples(c.reltoastrelid) END AS toast_n_live_tup,
+       CASE WHEN c.reltoastrelid <> 0 THEN pg_stat_get_dead_tuples(c.reltoastrelid) END AS toast_n_dead_tup,
+       CASE WHEN c.reltoastrelid <> 0 THEN pg_stat_get_last_vacuum_time(c.reltoastrelid) END AS toast_last_vacuum,
+       CASE WHEN c.reltoastrelid <> 0 THEN pg_stat_get_last_autovacuum_time(c.reltoastrelid) END
+         AS toast_last_autovacuum"""
+
 # Sizes and statistics: the size functions take ACCESS SHARE on each relation (the figures promise bytes, which
 # pg_class.relpages * block size is not), so this read waits behind an ACCESS EXCLUSIVE lock.
 RELATIONS_QUERY = tree_query(
@@ -151,24 +170,45 @@ RELATIONS_QUERY = tree_query(
        pg_get_userbyid(c.relowner)::text AS owner,
        c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
        CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
-       CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) ELSE 0 END AS toast_bytes,
-       s.n_live_tup, s.n_dead_tup, s.n_mod_since_analyze, s.n_ins_since_vacuum,
-       s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
-       s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count,
-       ts.n_live_tup AS toast_n_live_tup, ts.n_dead_tup AS toast_n_dead_tup,
-       ts.last_vacuum AS toast_last_vacuum, ts.last_autovacuum AS toast_last_autovacuum,
+       -- the main forks of the TOAST table and its index, as for the heap and the indexes (pg_total_relation_size
+       -- stats eight files per TOAST table: half of this read's time with 3,650 partitions)
+       CASE WHEN c.reltoastrelid <> 0 THEN pg_relation_size(c.reltoastrelid)
+            + (SELECT coalesce(sum(pg_relation_size(x.indexrelid)), 0)::bigint FROM pg_index x WHERE x.indrelid = c.reltoastrelid)
+            ELSE 0 END AS toast_bytes,
+       """
+    + STATS_COLUMNS
+    + """,
        tc.reltuples::float8 AS toast_reltuples,
-       obj_description(c.oid, 'pg_class') AS comment""",
-    # LATERAL: the view's condition reaches its grouping key, so each relation costs an index lookup. A plain join
-    # aggregated the whole view, and with the tree's small row estimate the planner did it once per partition
-    # (1.3 s for 1,000 partitions).
-    """LEFT JOIN LATERAL (SELECT * FROM pg_stat_all_tables s WHERE s.relid = c.oid OFFSET 0) s ON true
-LEFT JOIN LATERAL (SELECT * FROM pg_stat_all_tables ts WHERE ts.relid = c.reltoastrelid OFFSET 0) ts ON true""",
+       obj_description(c.oid, 'pg_class') AS comment"""
 )
+
+# A partition asked for directly: the bound of it and of each ancestor in its parent, nearest first, with the
+# parent's partition key. Together they are the key range its rows can have (PostgreSQL attaches a sub-partition
+# with bounds outside it, and no row ever reaches that one).
+ANCESTRY_JSON = """(
+    WITH RECURSIVE up(child, parent, depth) AS (
+        SELECT i.inhrelid, i.inhparent, 1 FROM pg_inherits i WHERE i.inhrelid = c.oid
+        UNION ALL
+        SELECT i.inhrelid, i.inhparent, up.depth + 1 FROM up JOIN pg_inherits i ON i.inhrelid = up.parent
+    )
+    SELECT json_agg(json_build_object(
+        'schema', pn.nspname::text, 'name', p.relname::text, 'bound', pg_get_expr(ch.relpartbound, 0),
+        'strategy', pt.partstrat::text, 'has_expressions', pt.partexprs IS NOT NULL,
+        'columns', ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                         JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = k.attnum ORDER BY k.o),
+        'types', ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+                       FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY k(attnum, o)
+                       JOIN pg_attribute a ON a.attrelid = p.oid AND a.attnum = k.attnum ORDER BY k.o))
+        ORDER BY up.depth)
+    FROM up JOIN pg_class ch ON ch.oid = up.child JOIN pg_class p ON p.oid = up.parent
+    JOIN pg_namespace pn ON pn.oid = p.relnamespace JOIN pg_partitioned_table pt ON pt.partrelid = p.oid)"""
 
 # The catalog only: no lock on any table, 1,000 partitions cost a few milliseconds.
 PARTITION_SET_QUERY = tree_query(
-    """ARRAY(SELECT inh.inhparent::bigint FROM pg_index i JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
+    """CASE WHEN t.level = 0 AND c.relispartition THEN """
+    + ANCESTRY_JSON
+    + """ END AS ancestry,
+       ARRAY(SELECT inh.inhparent::bigint FROM pg_index i JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
              WHERE i.indrelid = c.oid) AS index_parents,
        CASE WHEN t.level = 0 AND c.relkind = 'p' THEN """
     + PARTITION_KEY_JSON.replace("{definition}", PARTITION_KEY_TEXT)
@@ -211,12 +251,11 @@ INDEXES_QUERY = """
 SELECT i.indrelid AS table_oid, i.indexrelid AS oid, ic.relname::text AS name, n.nspname::text AS schema,
        pg_get_indexdef(i.indexrelid) AS definition, i.indisunique AS is_unique, i.indisprimary AS is_primary,
        i.indisvalid AS is_valid, ic.relkind::text AS relkind,
-       COALESCE(s.idx_scan, 0) AS idx_scan, pg_relation_size(i.indexrelid) AS bytes,
+       pg_stat_get_numscans(i.indexrelid) AS idx_scan, pg_relation_size(i.indexrelid) AS bytes,
        inh.inhparent AS parent_index_oid, con.conname::text AS constraint_name
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
-LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
 LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
 LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
 WHERE i.indrelid = ANY(%(oids)s::oid[])
@@ -437,6 +476,7 @@ def _partition_set_entry(row):
             "columns": row["columns"] or [],
             "all_indexes": row["all_indexes"] or [],
             "stat_targets": row["stat_targets"] or {},
+            "ancestry": row["ancestry"] or [],
         }
     )
     return entry
@@ -449,7 +489,9 @@ def read_partition_set(conn: Connection, schema: str, name: str) -> dict[str, An
     partition, and 1,000 partitions cost a few milliseconds. Returns the same shape as ``read_table`` for the
     keys it has: ``exists, schema, name, oid, relkind, partition_key, columns, indexes, partitions`` (each with
     ``oid, parent_oid, level, schema, name, relkind, bound_expr, bound, low, high, reloptions,
-    toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``).
+    toast_reloptions, toast_oid, indexes`` = ``[{"parent_index_oid"}]``), and ``ancestry``: for a table that is
+    itself a partition, its bound and each ancestor's in its parent, nearest first (``[{"schema", "name"`` of the
+    parent, ``"bound"`` text, the parent's key ``"strategy", "has_expressions", "columns", "types"}]``).
     """
     with dict_cursor(conn) as cur:
         cur.execute(NO_JIT + PARTITION_SET_QUERY, _names_params([(schema, name)]))
@@ -550,6 +592,10 @@ def migrations_in_flight(conn: Connection, names: Sequence[tuple[str, str]]) -> 
 
 
 SAMPLE_TARGET_PAGES = 2000
+# A measurement over a partitioned table reads every leaf in one statement, locking each (ACCESS SHARE) until it
+# ends. Parallel workers lock them all again, each: with 3,650 partitions the leader and two workers passed the
+# server's lock table at max_locks_per_transaction 64 ("out of shared memory"). JIT would compile a scan per leaf.
+MEASURE_SETTINGS = "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off;\n"
 
 
 def sample_percent(relpages: int | None, exact: bool = False) -> float | None:
@@ -559,17 +605,9 @@ def sample_percent(relpages: int | None, exact: bool = False) -> float | None:
     return max(0.01, round(100.0 * SAMPLE_TARGET_PAGES / relpages, 4))
 
 
-def column_compression(
-    conn: Connection, schema: str, name: str, columns: Sequence[str], relpages: int | None = None, exact: bool = False
-) -> dict[str, Any]:
-    """Measure, per column, how many values are stored pglz, lz4, uncompressed, or NULL, and their widths.
-
-    Reads a ``TABLESAMPLE SYSTEM`` sample of about SAMPLE_TARGET_PAGES pages unless ``exact`` or the table
-    is small. One query for all columns. Returns ``{"sampled": bool, "sample_percent": p, "columns": {...}}``.
-    """
-    if not columns:
-        return {"sampled": False, "sample_percent": None, "columns": {}}
-    percent = sample_percent(relpages, exact)
+def compression_query(schema: str, name: str, columns: Sequence[str], percent: float | None) -> Composable:
+    """The measurement of ``column_compression`` as one statement (without MEASURE_SETTINGS): per column, values
+    stored pglz, lz4, uncompressed, NULL, and their widths, over a ``TABLESAMPLE SYSTEM (percent)`` or every row."""
     parts = []
     for col in columns:
         ident = sql.Identifier(col)
@@ -585,7 +623,21 @@ def column_compression(
     query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(parts), sql.Identifier(schema, name))
     if percent is not None:
         query = query + sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(percent))
-    row = fetch_one(conn, query)
+    return query
+
+
+def column_compression(
+    conn: Connection, schema: str, name: str, columns: Sequence[str], relpages: int | None = None, exact: bool = False
+) -> dict[str, Any]:
+    """Measure, per column, how many values are stored pglz, lz4, uncompressed, or NULL, and their widths.
+
+    Reads a ``TABLESAMPLE SYSTEM`` sample of about SAMPLE_TARGET_PAGES pages unless ``exact`` or the table
+    is small. One query for all columns. Returns ``{"sampled": bool, "sample_percent": p, "columns": {...}}``.
+    """
+    if not columns:
+        return {"sampled": False, "sample_percent": None, "columns": {}}
+    percent = sample_percent(relpages, exact)
+    row = fetch_one(conn, sql.SQL(MEASURE_SETTINGS) + compression_query(schema, name, columns, percent))
     result = {"sampled": percent is not None, "sample_percent": percent, "rows_read": row[0], "columns": {}}
     for i, col in enumerate(columns):
         pglz, lz4, plain, nulls, avg_width, max_width = row[1 + 6 * i : 7 + 6 * i]
@@ -708,7 +760,8 @@ def row_widths(
     """
     percent = sample_percent(relpages, exact)
     query = sql.SQL(
-        "SELECT count(*), COALESCE(avg(pg_column_size(t.*)), 0)::float8, COALESCE(max(pg_column_size(t.*)), 0) "
+        MEASURE_SETTINGS
+        + "SELECT count(*), COALESCE(avg(pg_column_size(t.*)), 0)::float8, COALESCE(max(pg_column_size(t.*)), 0) "
         "FROM {} AS t"
     ).format(sql.Identifier(schema, name))
     if percent is not None:

@@ -153,26 +153,37 @@ def partition_set_pending(
     Returns ``(taken_set, [count per range])``.
     """
     names = list(names)
+    # An index lookup per name: compared as text, the names made the planner filter every relation of the schema
+    # for each of them (8M comparisons, 5 s, for 1,000 new partitions).
     parts = [
         sql.SQL(
-            "ARRAY(SELECT ARRAY[n.nspname::text, c.relname::text] FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE (n.nspname::text, c.relname::text) IN (SELECT * FROM unnest({}::text[], {}::text[])))"
+            "ARRAY(SELECT ARRAY[n.nspname::text, c.relname::text] "
+            "FROM unnest({}::text[], {}::text[]) AS w(schema_name, rel_name) "
+            "JOIN pg_namespace n ON n.nspname = w.schema_name "
+            "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name)"
         ).format(sql.Literal([n[0] for n in names]), sql.Literal([n[1] for n in names]))
     ]
     ranges = list(ranges)
     if default and ranges:
-        filters = [
-            sql.SQL("count(*) FILTER (WHERE {k} >= {lo} AND {k} < {hi})").format(k=sql.Identifier(key), lo=lo, hi=hi)
-            for lo, hi in ranges
-        ]
+        # Each row finds its range by a binary search over the ranges' low bounds (sorted: the periods in order),
+        # then is counted when below that range's high bound. One count(*) FILTER per range made the planner compare
+        # every aggregate with every other: 16 s to plan 3,265 of them.
         parts.append(
-            sql.SQL("(SELECT ARRAY[{}]::bigint[] FROM {})").format(
-                sql.SQL(", ").join(filters), sql.Identifier(*default)
+            sql.SQL(
+                "(SELECT json_object_agg(b, n) FROM (SELECT b, count(*) AS n FROM ("
+                "SELECT width_bucket({k}, ARRAY[{lows}]) AS b, {k} AS v FROM {d}) s "
+                "WHERE b > 0 AND v < (ARRAY[{highs}])[b] GROUP BY b) g)"
+            ).format(
+                k=sql.Identifier(key),
+                lows=sql.SQL(", ").join(lo for lo, _hi in ranges),
+                highs=sql.SQL(", ").join(hi for _lo, hi in ranges),
+                d=sql.Identifier(*default),
             )
         )
     row = fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
     taken = {tuple(x) for x in (row[0] or [])}
-    counts = list(row[1]) if len(row) > 1 and row[1] is not None else [0] * len(ranges)
+    found = (row[1] if len(row) > 1 else None) or {}
+    counts = [int(found.get(str(index), 0)) for index in range(1, len(ranges) + 1)]
     return taken, counts
 
 

@@ -11,16 +11,29 @@ beyond the bulk) are found here too, so "now" never jumps with one row. ``partit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import MAXVALUE, MINVALUE, json_value
+from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import (
+    MAXVALUE,
+    MINVALUE,
+    json_value,
+    parse_partition_bound,
+    typed_value,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Scheme
 
 if TYPE_CHECKING:  # names used in annotations only
-    from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Point, Scheme
+    from typing import Callable
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Point
+
+    # a bound value -> its comparable form (``bound_rank``, or a ranker mapping timestamptz DST aliases first)
+    Ranker = Callable[[Any], tuple[int, Any]]
 
 MAX_IDENTIFIER_BYTES = 63
 # Empty partitions created per transaction: each ATTACH holds SHARE UPDATE EXCLUSIVE on the parent (readers and
@@ -276,6 +289,73 @@ def bound_rank(value: Any) -> tuple[int, Any]:
     return (1, value)
 
 
+@dataclasses.dataclass(frozen=True)
+class KeyBound:
+    """The key range the rows of a table that is itself a partition can have: what its ancestors' range bounds on
+    the same key column leave (a row outside it is routed elsewhere, so a partition outside it stays empty)."""
+
+    low: Any  # typed bound value, or MINVALUE
+    high: Any  # typed bound value, or MAXVALUE
+    parents: tuple[str, ...]  # the ancestors whose bounds make it, nearest first (schema.table)
+
+    def text(self) -> str:
+        """Return ``FROM ('2024-01-01') TO ('2025-01-01') in public.fait`` (the bound as DBAs read it)."""
+        return "FROM (%s) TO (%s) in %s" % (_bound_text(self.low), _bound_text(self.high), " in ".join(self.parents))
+
+    def holds(self, low: Any, high: Any) -> bool:
+        """Return True when the range ``[low, high)`` (typed values) shares keys with this bound."""
+        return bound_rank(low) < bound_rank(self.high) and bound_rank(self.low) < bound_rank(high)
+
+
+def _bound_text(value):
+    shown = json_value(value)
+    return shown if value in (MINVALUE, MAXVALUE) or isinstance(shown, int) else "'%s'" % shown
+
+
+def key_bound(table: dict[str, Any] | None, key: str) -> KeyBound | None:
+    """Return the KeyBound of a table that is itself a partition (``table["ancestry"]``, from
+    ``catalog.read_partition_set``), or None when no ancestor bounds its ``key``: only parents partitioned by RANGE on
+    that one column bound it (one partitioned by LIST of a region, or holding it as its default partition, does not).
+    """
+    low, high, parents = MINVALUE, MAXVALUE, []
+    for level in (table or {}).get("ancestry") or []:
+        if level["strategy"] != "r" or level["has_expressions"] or level["columns"] != [key]:
+            continue
+        bound = parse_partition_bound(level["bound"]) or {}
+        if bound.get("kind") != "range" or len(bound["low"]) != 1:
+            continue
+        level_low, level_high = (typed_value(bound[side][0], level["types"][0]) for side in ("low", "high"))
+        low = max(low, level_low, key=bound_rank)
+        high = min(high, level_high, key=bound_rank)
+        parents.append(display_name(level["schema"], level["name"]))
+    if not parents:
+        return None
+    return KeyBound(low, high, tuple(parents))
+
+
+def check_start_in_bound(declared: Declared, bound: KeyBound | None) -> None:
+    """Return nothing; refuse a ``start`` whose period lies outside the table's own bound: none of its partitions
+    before (or after) the bound could ever hold a row."""
+    if bound is None or declared.start is None:
+        return
+    scheme = declared.scheme
+    if bound.holds(*scheme.bounds(declared.start)):
+        return
+    raise InvalidInput(
+        "start %s of %s is outside its bound: %s is a partition %s, so no row %s can reach it. Give a start within "
+        "the bound (or leave start out); nothing was changed."
+        % (
+            scheme.display(declared.start),
+            declared.display,
+            declared.display,
+            bound.text(),
+            "before %s" % json_value(bound.low)
+            if bound_rank(scheme.key(declared.start)) < bound_rank(bound.low)
+            else "at or after %s" % json_value(bound.high),
+        )
+    )
+
+
 class Layout:
     """The existing partitions classified against the declared periods."""
 
@@ -294,6 +374,8 @@ class Layout:
         self.default: dict[str, Any] | None = None  # the default partition entry, if any
         self.current: Point | None = None
         self.cutoff: Point | None = None
+        self.bound: KeyBound | None = None  # the table's own bound when it is a partition (periods clipped to it)
+        self.clipped = 0  # declared periods left out because they lie outside that bound
         self.warnings: list[str] = []
 
 
@@ -395,67 +477,18 @@ def layout(
     ``current`` is the period start holding today (for integer keys: the newest period holding rows).
     ``aliases`` maps timestamptz bound values as the server stored them to the midnight the module wrote (DST gaps),
     ``session_tz`` is the session's TimeZone (for messages). A partition covering several whole periods (an
-    attached table) is adopted as it is. Raises InvalidInput when an existing partition overlaps a declared period
-    without matching whole periods, or when the run would create more than ``max_new_partitions``.
+    attached table) is adopted as it is. A table that is itself a partition gets only the periods its bound holds
+    (``key_bound``). Raises InvalidInput when an existing partition overlaps a declared period without matching
+    whole periods, when the existing partitions are of another interval, when ``start`` lies outside the table's
+    bound, or when the run would create more than ``max_new_partitions``.
     """
     scheme = declared.scheme
     rank = _ranker(aliases)
     result = Layout()
     result.current = current
-    last = scheme.step(current, declared.premake)
-    first = declared.start if declared.start is not None else current
-    if declared.retention:
-        result.cutoff = scheme.step(current, -declared.retention["keep"])
-        first = max(first, result.cutoff)
-    result.periods = scheme.periods(first, max(first, last))
-    for point in result.periods[:1] + result.periods[-1:]:
-        if not scheme.fits_column(scheme.step(point)):
-            raise InvalidInput(
-                "the bound %s of %s does not fit key column %s (%s)"
-                % (scheme.literal(scheme.step(point)), declared.display, declared.key, scheme.column_type)
-            )
-    wanted = {scheme.bounds(p): p for p in result.periods}
-    wanted_ranked = {(bound_rank(lo), bound_rank(hi)): p for (lo, hi), p in wanted.items()}
-    span = (bound_rank(scheme.key(result.periods[0])), bound_rank(scheme.key(scheme.step(result.periods[-1]))))
-    cutoff_rank = bound_rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
-    conflicts = []
-    old = []
-    for part in existing_partitions(table):
-        if part["is_default"]:
-            result.default = part
-            continue
-        if part.get("bound", {}).get("kind") != "range" or "low" not in part:
-            conflicts.append(part)
-            continue
-        low, high = rank(part["low"]), rank(part["high"])
-        point = wanted_ranked.get((low, high))
-        if point is not None:
-            result.adopted[point] = part
-            continue
-        if low < span[1] and span[0] < high:
-            covered = _span_points(scheme, part, rank)
-            if covered is None:
-                conflicts.append(part)
-                continue
-            # an attached table covering whole periods (migrate: attach): adopted as it is
-            result.spanning.append(part)
-            result.covered.update((p, part) for p in covered)
-            if cutoff_rank is not None and low < cutoff_rank:
-                result.warnings.append(
-                    "partition %s spans the retention cutoff %s (FROM %s TO %s): it is only partly old and is kept"
-                    % (part["name"], scheme.display(result.cutoff), json_value(part["low"]), json_value(part["high"]))
-                )
-            continue
-        if cutoff_rank is not None and high <= cutoff_rank:
-            old.append(part)
-        elif cutoff_rank is not None and low < cutoff_rank:
-            result.partly_old.append(part)
-            result.warnings.append(
-                "partition %s spans the retention cutoff %s (FROM %s TO %s): it is only partly old and is kept"
-                % (part["name"], scheme.display(result.cutoff), json_value(part["low"]), json_value(part["high"]))
-            )
-        else:
-            result.others.append(part)
+    _declared_periods(declared, table, current, result)
+    conflicts, old, ranges = _classify(declared, table, result, rank)
+    check_interval(declared, ranges, rank, result.bound)
     if conflicts:
         raise InvalidInput(
             "existing partitions of %s overlap the declared scheme (%s periods of key_format %s from %s) without "
@@ -465,11 +498,12 @@ def layout(
                 declared.display,
                 scheme.interval_name,
                 scheme.key_format,
-                scheme.display(result.periods[0]),
+                scheme.display(result.periods[0]) if result.periods else scheme.display(current),
                 ", ".join(_conflict_text(p) for p in conflicts),
                 _timezone_hint(declared, conflicts, session_tz),
             )
         )
+    _unreachable_warning(declared, result, ranges)
     result.missing = [p for p in result.periods if p not in result.adopted and p not in result.covered]
     _check_new_partitions(declared, result)
     old.sort(key=lambda p: rank(p["low"]))
@@ -482,6 +516,171 @@ def layout(
             )
     _limit_retention(declared, result, old)
     return result
+
+
+def _classify(declared, table, result, rank):
+    """Sort the existing direct partitions into ``result`` (default, adopted, spanning, partly old, others); return
+    ``(conflicts, old, ranges)``: those overlapping a period without whole periods, those wholly older than the
+    retention cutoff (to retire or wait), and every range partition."""
+    scheme = declared.scheme
+    wanted = {scheme.bounds(p): p for p in result.periods}
+    wanted_ranked = {(bound_rank(lo), bound_rank(hi)): p for (lo, hi), p in wanted.items()}
+    span = None
+    if result.periods:
+        span = (bound_rank(scheme.key(result.periods[0])), bound_rank(scheme.key(scheme.step(result.periods[-1]))))
+    cutoff_rank = bound_rank(scheme.key(result.cutoff)) if result.cutoff is not None else None
+    conflicts, old, ranges = [], [], []
+    for part in existing_partitions(table):
+        if part["is_default"]:
+            result.default = part
+            continue
+        if part.get("bound", {}).get("kind") != "range" or "low" not in part:
+            conflicts.append(part)
+            continue
+        ranges.append(part)
+        low, high = rank(part["low"]), rank(part["high"])
+        point = wanted_ranked.get((low, high))
+        if point is not None:
+            result.adopted[point] = part
+            continue
+        if span is not None and low < span[1] and span[0] < high:
+            covered = _span_points(scheme, part, rank)
+            if covered is None:
+                conflicts.append(part)
+                continue
+            # an attached table covering whole periods (migrate: attach): adopted as it is
+            result.spanning.append(part)
+            result.covered.update((p, part) for p in covered)
+            if cutoff_rank is not None and low < cutoff_rank:
+                result.warnings.append(_partly_old_warning(declared, result, part))
+            continue
+        if cutoff_rank is not None and high <= cutoff_rank:
+            old.append(part)
+        elif cutoff_rank is not None and low < cutoff_rank:
+            result.partly_old.append(part)
+            result.warnings.append(_partly_old_warning(declared, result, part))
+        else:
+            result.others.append(part)
+    return conflicts, old, ranges
+
+
+def _partly_old_warning(declared, result, part):
+    return "partition %s spans the retention cutoff %s (FROM %s TO %s): it is only partly old and is kept" % (
+        part["name"],
+        declared.scheme.display(result.cutoff),
+        json_value(part["low"]),
+        json_value(part["high"]),
+    )
+
+
+def _declared_periods(declared, table, current, result):
+    """Set ``result.periods``: from ``start`` (or the current period; not before the retention cutoff) to ``premake``
+    periods after the current one, less those outside the table's own bound when it is a partition."""
+    scheme = declared.scheme
+    result.bound = key_bound(table, declared.key)
+    check_start_in_bound(declared, result.bound)
+    last = scheme.step(current, declared.premake)
+    first = declared.start if declared.start is not None else current
+    if declared.retention:
+        result.cutoff = scheme.step(current, -declared.retention["keep"])
+        first = max(first, result.cutoff)
+    periods = scheme.periods(first, max(first, last))
+    if result.bound is not None:
+        # later periods belong to the parent's other partitions, earlier ones to none of this table
+        inside = [p for p in periods if result.bound.holds(*scheme.bounds(p))]
+        result.clipped = len(periods) - len(inside)
+        periods = inside
+    for point in periods[:1] + periods[-1:]:
+        if not scheme.fits_column(scheme.step(point)):
+            raise InvalidInput(
+                "the bound %s of %s does not fit key column %s (%s)"
+                % (scheme.literal(scheme.step(point)), declared.display, declared.key, scheme.column_type)
+            )
+    result.periods = periods
+
+
+def _unreachable_warning(declared, result, ranges):
+    """Warn about existing partitions wholly outside the table's own bound: no row can reach them (they are empty,
+    PostgreSQL checked that when they were attached), and the module never drops a table on its own."""
+    if result.bound is None:
+        return
+    outside = [p for p in ranges if not result.bound.holds(p["low"], p["high"])]
+    if outside:
+        result.warnings.append(
+            "%d partition(s) of %s lie outside its bound (it is a partition %s), so no row can ever reach them: "
+            "%s. They are left alone; drop them (DROP TABLE) once you have checked they are empty."
+            % (len(outside), declared.display, result.bound.text(), ", ".join(p["name"] for p in outside))
+        )
+
+
+def _one_period(scheme: Scheme, part: dict[str, Any], rank: Ranker) -> bool:
+    """True when the partition's bounds are exactly one period of ``scheme``."""
+    low, high = rank(part["low"]), rank(part["high"])
+    if low[0] != 1 or high[0] != 1:
+        return False
+    point = scheme.point_of(low[1])
+    return point is not None and bound_rank(scheme.key(scheme.step(point))) == high
+
+
+def interval_of(scheme: Scheme, part: dict[str, Any], rank: Ranker = bound_rank) -> str | None:
+    """The interval (as ``interval`` is written) of which the partition is exactly one period under ``scheme``'s
+    key format: ``year`` ... ``day``, or the width for integer keys; None when it is none (an attached range)."""
+    if not scheme.format.calendar:
+        low, high = rank(part["low"]), rank(part["high"])
+        width = high[1] - low[1] if low[0] == high[0] == 1 else 0
+        return str(width) if width > 0 and low[1] % width == 0 else None
+    for name in scheme.format.intervals:
+        if _one_period(Scheme(scheme.key_format, name, scheme.column_type), part, rank):
+            return name
+    return None
+
+
+def check_interval(
+    declared: Declared, ranges: Sequence[dict[str, Any]], rank: Ranker = bound_rank, bound: KeyBound | None = None
+) -> None:
+    """Return nothing; refuse an ``interval`` the existing range partitions are not of: none of them is one declared
+    period and some are exactly one period of another interval (months declared over a yearly tree would be added
+    after its years, each year kept as a partition spanning twelve of them).
+
+    A tree that changes interval from a date on is declared with the new one once its first partition of the new
+    interval exists (the DBA attaches it): older partitions of another width are then adopted as they are.
+    ``bound`` (the table's own, when it is a partition) keeps the example of that first partition inside it.
+    """
+    scheme = declared.scheme
+    found: dict[str, list[dict[str, Any]]] = {}
+    for part in ranges:
+        if _one_period(scheme, part, rank):
+            return
+        name = interval_of(scheme, part, rank)
+        if name is not None:
+            found.setdefault(name, []).append(part)
+    if not found:
+        return
+    ordered = sorted(found.items(), key=lambda item: -len(item[1]))
+    by_interval = "; ".join(
+        "%s (%d, the newest %s)"
+        % (name, len(parts), ", ".join(_conflict_text(p) for p in sorted(parts, key=lambda p: rank(p["low"]))[-2:]))
+        for name, parts in ordered
+    )
+    newest = max(ranges, key=lambda p: rank(p["high"]))
+    after = scheme.point_of(rank(newest["high"])[1])
+    example = ""
+    if after is not None and (bound is None or bound.holds(*scheme.bounds(after))):
+        example = " (e.g. FOR VALUES FROM (%s) TO (%s))" % tuple(_bound_text(v) for v in scheme.bounds(after))
+    raise InvalidInput(
+        "the existing partitions of %s are by %s, not by the declared interval %s: none of them is exactly one "
+        "period of it, and its partitions would be added beside them. Declare interval: %s (what they are); to "
+        "change to %s from a date on, attach the first partition of the new interval yourself%s and run again. "
+        "Nothing was changed."
+        % (
+            declared.display,
+            by_interval,
+            scheme.interval_name,
+            ordered[0][0],
+            scheme.interval_name,
+            example,
+        )
+    )
 
 
 def _conflict_text(part):
@@ -582,9 +781,10 @@ def stray_partition_warning(
     )
 
 
-def beyond_bound(lay: Layout, declared: Declared) -> Point:
-    """Return the first key value past the last declared period: rows at or past it have no partition this run."""
-    return declared.scheme.step(lay.periods[-1])
+def beyond_bound(lay: Layout, declared: Declared) -> Point | None:
+    """Return the first key value past the last declared period: rows at or past it have no partition this run (None
+    when no period is declared: a table that is a partition, its bound all behind or ahead of the current period)."""
+    return declared.scheme.step(lay.periods[-1]) if lay.periods else None
 
 
 def stray_default_warning(declared: Declared, lay: Layout, count: int, low: Any, high: Any) -> str:

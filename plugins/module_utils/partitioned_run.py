@@ -301,7 +301,7 @@ def plan_partitions(
         "existing_names": set(),
         "index_tails": {},
     }
-    if default and state["default_rows"]:
+    if default and state["default_rows"] and lay.periods:
         beyond = read_rows(
             conn,
             module,
@@ -582,6 +582,7 @@ def _migration_only_result(migrated):
         moved_rows=0,
         finished_detaches=[],
         retention_remaining=0,
+        bound=None,
     )
 
 
@@ -627,6 +628,7 @@ def run(module: RunModule, conn: Connection, server: ServerFacts, schema: str, n
         moved_rows=result.moved_rows,
         finished_detaches=result.finished_detaches,
         retention_remaining=result.retention_remaining,
+        bound=result.bound,
     )
     if migrated:
         output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}

@@ -37,15 +37,20 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import
     RETENTION_ACTIONS,
     ColumnDef,
     Declared,
+    KeyBound,
     Layout,
     Retention,
     beyond_bound,
     bound_rank,
+    check_interval,
     check_migration_layout,
     check_partition_key,
+    check_start_in_bound,
     default_name,
     existing_partitions,
+    interval_of,
     is_stray,
+    key_bound,
     layout,
     migration_layout,
     newest_first,
@@ -94,6 +99,7 @@ class Result:
         ] = []  # partitions whose interrupted DETACH ... CONCURRENTLY this plan finishes
         self.moved_rows = 0
         self.retention_remaining = 0
+        self.bound: dict[str, Any] | None = None  # the table's own bound when it is a partition (see bound_report)
         self.warnings: list[str] = []
 
     def record(self, completed: Iterable[planmod.Step]) -> None:
@@ -507,10 +513,12 @@ def _plan_periods(declared, table, lay, extras, result, after):
     own_names = {(p["schema"], p["name"]) for p in existing_partitions(table)}
     template, new_options, stat_targets = template_settings(declared, lay)
     columns = _insertable_columns(table, declared)
+    listed = {e["name"] for e in after}  # a spanning partition covers several periods: listed once
     for point in lay.periods:
         part = lay.covered.get(point) or lay.adopted.get(point)
         if part is not None:
-            if not any(e["name"] == part["name"] for e in after):
+            if part["name"] not in listed:
+                listed.add(part["name"])
                 after.append(_entry(part["name"], part["low"], part["high"]))
             continue
         name = partition_name(declared, point)
@@ -653,10 +661,24 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
         check_pending_detaches(declared, staying_partitions(lay))
     _plan_retention(declared, lay, extras, result, after)
     result.retention_remaining = len(lay.waiting)
+    result.bound = bound_report(lay)
     result.partitions = partition_list(after)
     result.before = partition_list(result.before)
     result.default_rows_after = max(0, (extras.get("default_rows") or 0) - result.moved_rows)
     return result
+
+
+def bound_report(lay: Layout) -> dict[str, Any] | None:
+    """The table's own bound for results, when it is a partition whose ancestors bound its key: ``low``, ``high``,
+    ``parents`` (nearest first) and ``periods_outside``, the periods start and premake reach that it leaves out."""
+    if lay.bound is None:
+        return None
+    return {
+        "low": json_value(_wall_clock(lay.bound.low)),
+        "high": json_value(_wall_clock(lay.bound.high)),
+        "parents": list(lay.bound.parents),
+        "periods_outside": lay.clipped,
+    }
 
 
 def check_pending_detaches(declared: Declared, staying: Iterable[dict[str, Any]]) -> None:

@@ -206,10 +206,31 @@ def vacuum_report(entry: dict[str, Any], settings: dict[str, str]) -> dict[str, 
     return result
 
 
+def nested_partitions(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the table's direct partitions as ``partition_report`` entries; one that is itself partitioned holds
+    its own (``partitions``, ``partition_count``) and its sizes and rows summed over its sub-tree, so the direct
+    partitions' sizes add up to the table's. One pass over the tree, deepest level first."""
+    reports = {e["oid"]: partition_report(e) for e in table["partitions"]}
+    children: dict[int, list[dict[str, Any]]] = {}
+    for entry in table["partitions"]:
+        children.setdefault(entry["parent_oid"], []).append(reports[entry["oid"]])
+    for entry in sorted(table["partitions"], key=lambda e: -e["level"]):
+        if entry["relkind"] != "p":
+            continue
+        report = reports[entry["oid"]]
+        below = children.get(entry["oid"], [])
+        sizes = [report["sizes"]] + [child["sizes"] for child in below]
+        report["sizes"] = _sizes(*(sum(s[k] or 0 for s in sizes) for k in ("heap_bytes", "toast_bytes", "index_bytes")))
+        report["rows"] = sum(child["rows"] or 0 for child in below)
+        report["partitions"] = below
+        report["partition_count"] = len(below)
+    return children.get(table["oid"], [])
+
+
 def partitioned_report(table: dict[str, Any], today: datetime.date, default_rows: int | None) -> dict[str, Any]:
-    """Return the partitioned part of the report: partition list, default partition, coverage gaps/overlaps and
-    periods covered ahead of today."""
-    partitions = [partition_report(e) for e in table["partitions"]]
+    """Return the partitioned part of the report: partition list (sub-partitions nested in theirs), default partition,
+    coverage gaps/overlaps and periods covered ahead of today."""
+    partitions = nested_partitions(table)
     direct = [e for e in table["partitions"] if e["parent_oid"] == table["oid"]]
     defaults = [e for e in direct if (e["bound"] or {}).get("kind") == "default"]
     ranges = [(e["low"], e["high"], e["name"]) for e in direct if "low" in e]

@@ -335,6 +335,16 @@ retention_remaining:
   description: Partitions older than the retention window left attached because of O(retention.max_per_run).
   type: int
   returned: with O(name) and per table in RV(results)
+bound:
+  description:
+    - When the table is itself a partition of a table partitioned by range on the same key (a year partitioned by
+      month), the key range its rows can have, from its ancestors' bounds; null otherwise.
+    - Only periods inside it get partitions (a later one belongs to the parent's next partition, an earlier one to
+      none); C(periods_outside) counts those O(start) and O(premake) reached and were left out. A O(start) outside
+      it is refused; existing partitions wholly outside it get a warning (no row can reach them).
+  type: dict
+  returned: with O(name) and per table in RV(results)
+  sample: {low: "2024-01-01", high: "2025-01-01", parents: [dwh_facts.fait], periods_outside: 25}
 queries:
   description: The exact SQL run (or that would run in check mode); with O(tables), of every table in order.
   type: list

@@ -116,7 +116,11 @@ tables:
       type: dict
       returned: always
     partitions:
-      description: Every partition of the tree with its bounds (typed low/high), size and rows.
+      description:
+        - The direct partitions with their bounds (typed low/high), size and rows.
+        - A partition that is itself partitioned holds its own partitions the same way (C(partitions), nested),
+          their count (C(partition_count)), and its C(sizes) and C(rows) summed over its sub-tree; the direct
+          partitions' sizes add up to the table's.
       type: list
       elements: dict
       returned: when the table is partitioned

@@ -85,11 +85,51 @@ def test_sub_partitioned_and_quoted_names(pg_server, db, conn):
     assert not result.get("failed"), result
     table = result["tables"][0]
     assert table["name"] == 'Fait "Q"' and table["schema"] == "Ventes.EU"
-    levels = {p["name"]: p["level"] for p in table["partitions"]}
-    assert levels == {"Fait 2024": 1, "f2024_nord": 2}
-    top = [p for p in table["partitions"] if p["name"] == "Fait 2024"][0]
+    assert [p["name"] for p in table["partitions"]] == ["Fait 2024"], "sub-partitions are nested in theirs"
+    top = table["partitions"][0]
     assert (top["low"], top["high"]) == ("2024-01-01", "2025-01-01")
+    assert [(p["name"], p["level"]) for p in top["partitions"]] == [("f2024_nord", 2)] and top["partition_count"] == 1
     assert table["partition_count"] == 1
+
+
+def test_a_year_partitioned_by_month_reads_as_one_partition_holding_its_months(pg_server, db, conn):
+    """The issue's tree: years, one of them partitioned by month. The year shows the bytes and rows of its months
+    (it read 0 bytes, its months listed beside the years); the years add up to the table."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE fait (id bigint, k date NOT NULL, note text) PARTITION BY RANGE (k)")
+        cur.execute("CREATE INDEX ON fait (k)")
+        cur.execute("CREATE TABLE fait_2023 PARTITION OF fait FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')")
+        cur.execute(
+            "CREATE TABLE fait_2024 PARTITION OF fait FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') "
+            "PARTITION BY RANGE (k)"
+        )
+        for month in range(1, 13):
+            high = "2025-01-01" if month == 12 else "2024-%02d-01" % (month + 1)
+            cur.execute(
+                "CREATE TABLE fait_2024_%02d PARTITION OF fait_2024 FOR VALUES FROM ('2024-%02d-01') TO ('%s')"
+                % (month, month, high)
+            )
+        cur.execute(
+            "INSERT INTO fait SELECT i, date '2023-01-01' + i % 731, md5(i::text) FROM generate_series(1, 7310) i"
+        )
+        cur.execute("ANALYZE fait")
+    result = run_module("table_info", _args(pg_server, db, tables=["public.fait"], compression="none"))
+    assert not result.get("failed"), result
+    table = result["tables"][0]
+    assert [p["name"] for p in table["partitions"]] == ["fait_2023", "fait_2024"] and table["partition_count"] == 2
+    year = table["partitions"][1]
+    assert year["partition_count"] == 12 and [p["name"] for p in year["partitions"]][:2] == [
+        "fait_2024_01",
+        "fait_2024_02",
+    ]
+    months = year["partitions"]
+    assert year["rows"] == sum(p["rows"] for p in months) == 3660  # 2024 is a leap year: 366 days x 10 rows
+    for key in ("heap_bytes", "index_bytes", "total_bytes"):
+        assert year["sizes"][key] == sum(p["sizes"][key] for p in months) > 0, key
+    assert table["sizes"]["total_bytes"] == sum(p["sizes"]["total_bytes"] for p in table["partitions"])
+    assert table["rows_estimate"] == 7310 == sum(p["rows"] for p in table["partitions"])
+    # the vacuum state stays per relation that holds rows: every month is there
+    assert {v["name"] for v in table["vacuum"]} >= {p["name"] for p in months}
 
 
 def test_absent_table_is_a_clear_error(pg_server, db):

@@ -668,3 +668,133 @@ def test_without_an_existing_partition_only_the_declared_options_apply():
         declared(options={"fillfactor": "60"}), partitioning.layout(declared(), table([]), D(2025, 1, 1))
     )
     assert (template, options, targets) == (None, {"fillfactor": "60"}, {})
+
+
+# --- issue 27: a table that is itself a partition, and the interval of the existing tree -------------------------
+
+
+def ancestor(parent, low, high, strategy="r", columns=("dk",), types=("integer",), bound=None):
+    return {
+        "schema": "dwh",
+        "name": parent,
+        "bound": bound or "FOR VALUES FROM (%s) TO (%s)" % (low, high),
+        "strategy": strategy,
+        "has_expressions": False,
+        "columns": list(columns),
+        "types": list(types),
+    }
+
+
+def bounded(parts, *ancestry):
+    tab = table(parts)
+    tab["ancestry"] = list(ancestry)
+    return tab
+
+
+def months(first, count):
+    """Monthly partitions of yyyymmdd keys from ``first`` (a date), ``count`` of them."""
+    scheme = periods.Scheme("yyyymmdd", "month", "integer")
+    points = scheme.periods(first, scheme.step(first, count - 1))
+    return [part("fait_%s" % scheme.label(p), *scheme.bounds(p)) for p in points]
+
+
+def test_key_bound_intersects_the_range_ancestors_on_the_key_only():
+    assert partitioning.key_bound(table([]), "dk") is None
+    year = ancestor("fait", 20240101, 20250101)
+    assert partitioning.key_bound(bounded([], year), "dk") == partitioning.KeyBound(20240101, 20250101, ("dwh.fait",))
+    # a parent listing regions does not bound the date key; a half-year above a year narrows it
+    region = ancestor("fait_2024", None, None, strategy="l", columns=("region",), bound="FOR VALUES IN ('nord')")
+    half = ancestor("fait_2024_h2", 20240701, 20250101)
+    bound = partitioning.key_bound(bounded([], region, half, year), "dk")
+    assert (bound.low, bound.high, bound.parents) == (20240701, 20250101, ("dwh.fait_2024_h2", "dwh.fait"))
+    assert bound.text() == "FROM (20240701) TO (20250101) in dwh.fait_2024_h2 in dwh.fait"
+    # the default partition of a range parent holds what its siblings do not: no single range
+    default = ancestor("fait", None, None, bound="DEFAULT")
+    assert partitioning.key_bound(bounded([], default), "dk") is None
+    dates = ancestor("fait", None, None, types=("date",), bound="FOR VALUES FROM (MINVALUE) TO ('2025-01-01')")
+    assert partitioning.key_bound(bounded([], dates), "dk").high == D(2025, 1, 1)
+
+
+def test_a_bounded_sub_tree_gets_its_periods_only_whatever_premake_and_now():
+    year = ancestor("fait", 20240101, 20250101)
+    tab = bounded(months(D(2024, 1, 1), 6), year)
+    # now (December 2026) is past the bound: July to December 2024 are missing, nothing after the bound
+    lay, result = plan_for(declared("month", start=D(2024, 1, 1), default=False), tab, D(2026, 12, 1))
+    assert lay.missing == [D(2024, m, 1) for m in range(7, 13)] and lay.clipped == 25
+    assert result.created == ["fait_2024%02d" % m for m in range(7, 13)] and not result.warnings
+    # the live year in December: the premade January belongs to the next partition of the parent
+    live = bounded(months(D(2026, 1, 1), 11), ancestor("fait", 20260101, 20270101))
+    lay, result = plan_for(declared("month", start=D(2026, 1, 1), default=False), live, D(2026, 12, 1))
+    assert result.created == ["fait_202612"] and lay.clipped == 1
+    # a sub-tree ahead of now, without start: what premake reaches inside it
+    ahead = bounded([], ancestor("fait", 20270101, 20280101))
+    lay, result = plan_for(declared("month", premake=2, default=False), ahead, D(2026, 12, 1))
+    assert result.created == ["fait_202701", "fait_202702"]
+    # closed and no start: no period at all, and nothing fails on an empty set
+    lay, result = plan_for(declared("month", premake=1), bounded(months(D(2024, 1, 1), 12), year), D(2026, 12, 1))
+    assert lay.periods == [] and result.created == ["fait_default"] and partitioning.beyond_bound(lay, lay) is None
+
+
+def test_a_start_outside_the_bound_is_refused_naming_it():
+    year = ancestor("fait", 20240101, 20250101)
+    for start, side in ((D(2020, 1, 1), "before 20240101"), (D(2025, 1, 1), "at or after 20250101")):
+        with pytest.raises(InvalidInput) as err:
+            plan_for(declared("month", start=start), bounded([], year), D(2026, 12, 1))
+        assert "outside its bound" in err.value.msg and side in err.value.msg and "dwh.fait" in err.value.msg
+    # a week straddling the bound's first day holds some of its keys: accepted
+    weekly = periods.Scheme("yyyymmdd", "week", "integer")
+    dec = partitioning.Declared("dwh", "fait", "dk", weekly, start=D(2024, 12, 30), premake=0, default_partition=False)
+    lay = partitioning.layout(dec, bounded([], ancestor("fait", 20250101, 20260101)), D(2025, 1, 6))
+    assert lay.periods[0] == D(2024, 12, 30)
+
+
+def test_partitions_outside_the_bound_are_reported_and_kept():
+    tab = bounded(months(D(2024, 11, 1), 4), ancestor("fait", 20240101, 20250101))
+    lay, result = plan_for(declared("month", start=D(2024, 1, 1), default=False), tab, D(2026, 12, 1))
+    assert [p["name"] for p in lay.others] == ["fait_202501", "fait_202502"]
+    assert result.dropped == [] and result.detached == []
+    warning = [w for w in result.warnings if "outside its bound" in w]
+    assert len(warning) == 1 and "fait_202501, fait_202502" in warning[0] and "no row can ever reach" in warning[0]
+
+
+def test_retention_inside_a_bounded_sub_tree_counts_from_now():
+    ret = {"keep": 12, "action": "drop", "archive_schema": None, "max_per_run": 3}
+    tab = bounded(months(D(2024, 1, 1), 12), ancestor("fait", 20240101, 20250101))
+    lay, result = plan_for(declared("month", start=D(2024, 1, 1), default=False, retention=ret), tab, D(2025, 6, 1))
+    # kept: June 2024 (12 months behind June 2025) to the bound; retired three a run, oldest first
+    assert lay.periods == [D(2024, m, 1) for m in range(6, 13)] and not lay.missing
+    assert result.dropped == ["fait_202401", "fait_202402", "fait_202403"]
+    assert [p["name"] for p in lay.waiting] == ["fait_202404", "fait_202405"]
+    # once now is far past the bound, every partition of the sub-tree is old, still three a run
+    lay, result = plan_for(declared("month", start=D(2024, 1, 1), default=False, retention=ret), tab, D(2026, 12, 1))
+    assert lay.periods == [] and len(result.dropped) == 3 and len(lay.waiting) == 9
+
+
+@pytest.mark.parametrize(
+    "interval, low, high",
+    [("year", 20240101, 20250101), ("quarter", 20240401, 20240701), ("month", 20240201, 20240301),
+     ("week", 20240101, 20240108), ("day", 20240229, 20240301), (None, 20240101, 20260101), (None, 20240102, 20240202)],
+)  # fmt: skip
+def test_interval_of_a_partition(interval, low, high):
+    scheme = periods.Scheme("yyyymmdd", "day", "integer")
+    assert partitioning.interval_of(scheme, part("p", low, high)) == interval
+    integer = periods.Scheme("integer", "1000", "integer")
+    assert partitioning.interval_of(integer, part("p", 5000, 10000)) == "5000"
+    assert partitioning.interval_of(integer, part("p", 5000, 7000)) is None
+
+
+def test_an_interval_the_tree_does_not_have_is_refused_naming_both():
+    years = [part("fait_%d" % y, y * 10000 + 101, (y + 1) * 10000 + 101) for y in range(2023, 2028)]
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared("month", start=D(2023, 1, 1)), table(years), D(2026, 12, 1))
+    msg = err.value.msg
+    assert "are by year (5, the newest" in msg and "not by the declared interval month" in msg
+    assert "Declare interval: year" in msg and "FROM (20280101) TO (20280201)" in msg
+    # the tree switched from a date on: its first month exists, the years are adopted as they are
+    switched = table(years + months(D(2028, 1, 1), 1))
+    lay, result = plan_for(declared("month", start=D(2023, 1, 1), default=False), switched, D(2028, 1, 1))
+    assert len(lay.spanning) == 5 and result.created == ["fait_202802"]
+    # a monthly tree declared by year: said in the same words, not as a bare overlap
+    with pytest.raises(InvalidInput) as err:
+        plan_for(declared("year", start=D(2024, 1, 1)), table(months(D(2024, 1, 1), 6)), D(2024, 6, 1))
+    assert "are by month (6" in err.value.msg and "declared interval year" in err.value.msg
