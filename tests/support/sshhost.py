@@ -45,15 +45,14 @@ class SshHost:
         state = os.path.join(self.folder, "server.json")
         if os.path.exists(state):
             os.remove(state)
-        log = open(os.path.join(self.folder, "server.log"), "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-W", "ignore", "-m", "tests.support.sshhost", "serve", self.folder, self.alias],
-            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(os.path.join(self.folder, "server.log"), "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-W", "ignore", "-m", "tests.support.sshhost", "serve", self.folder, self.alias],
+                cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.time() + timeout
         while not os.path.exists(state):
             if self.process.poll() is not None or time.time() > deadline:
