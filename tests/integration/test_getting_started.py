@@ -187,7 +187,15 @@ def test_the_test_suite_runs_from_a_private_folder(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     result = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/test_playbook_info.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/integration/test_playbook_info.py::test_info_playbook_runs_and_hides_the_password",
+        ],
         checkout,
         clean_env(home, PG_BIN=pg_bin),
     )
