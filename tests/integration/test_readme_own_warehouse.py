@@ -22,6 +22,7 @@ end: the password in no output, nothing in HOME, nothing left untracked in the c
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ import psycopg2
 import pytest
 import yaml
 
+from tests.integration.test_getting_started import copy_checkout, untracked, with_venv
 from tests.support.modules import ROOT
 from tests.support.pgserver import PostgresServer
 from tests.support.sshhost import SYSTEM_PATH, SshHost
@@ -68,31 +70,10 @@ def commands(name):
 
 
 def fresh_clone(folder):
-    """The checkout's files (tracked and new, as a clone of this commit plus the work in progress) as a git work
-    tree, with the state ``./dev`` leaves: .venv's programs (linked to this checkout's venv, which has them all)."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, files.split("\0")):
-        if os.path.isfile(os.path.join(ROOT, name)):
-            os.makedirs(os.path.dirname(os.path.join(folder, name)), exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, name), os.path.join(folder, name))
-    os.makedirs(os.path.join(folder, ".venv"))
-    os.symlink(os.path.join(ROOT, ".venv", "bin"), os.path.join(folder, ".venv", "bin"))
-    for stamp in os.listdir(os.path.join(ROOT, ".venv")):
-        if stamp.startswith(".installed-"):
-            open(os.path.join(folder, ".venv", stamp), "w").close()
-    for command in (["init", "-q"], ["add", "-A"]):
-        subprocess.run(["git", *command], cwd=folder, check=True, stdout=subprocess.DEVNULL)
-
-
-def changes(work_tree):
-    """What git sees as new (not ignored) or modified in a work tree: what a command left there."""
-    run = [["git", "ls-files", "--others", "--exclude-standard"], ["git", "diff", "--name-only"]]
-    return "".join(subprocess.run(c, cwd=work_tree, stdout=subprocess.PIPE, text=True, check=True).stdout for c in run)
+    """A fresh clone of this commit plus the work in progress, in the state ``./dev`` leaves: .venv's programs
+    (linked to this checkout's venv, which has them all)."""
+    copy_checkout(folder)
+    with_venv(pathlib.Path(folder))
 
 
 def user_environment(home):
@@ -323,7 +304,7 @@ def test_readme_own_warehouse_as_written(where, places):
         assert os.path.isdir(os.path.join(project, ".ansible", "tmp"))
         left_in_home = set(os.listdir(places["home"])) - PENDING_IN_HOME
         assert not left_in_home, "written into HOME: %s" % sorted(left_in_home)
-        left = changes(places["clone"])
+        left = untracked(places["clone"])
         assert left == "", "left or changed in the clone: %s" % left
     finally:
         if host is not None:
