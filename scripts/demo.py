@@ -3,7 +3,8 @@
 Steps: start a throwaway server in .demo/pg (kept running; ``./dev stop`` stops it), load the sample
 warehouse into database ``sigeti_demo`` (once), then the guide end to end with ansible-playbook: info,
 setup (unattended: dwh_confirm=true, verified backup into .demo/backups), weekly, monthly, printing before/after
-(the guide's date-range query: plan and time; sizes) and where the HTML report is. A module that has not landed
+(the guide's date-range query: plan and time, measured the same way both times; sizes), each command as it can be
+pasted, and where the HTML reports are (index.html and the setup's page). A module that has not landed
 yet is skipped (its role disabled), and the demo says so.
 """
 
@@ -11,6 +12,8 @@ import argparse
 import glob
 import json
 import os
+import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -76,24 +79,37 @@ def ensure_warehouse(server, scale, reload, partitioned=True):
     print(json.dumps(summary, indent=2, default=str)[:2000])
 
 
+def shown(path):
+    """``path`` as typed from the checkout root: relative when it is inside it."""
+    relative = os.path.relpath(path, ROOT)
+    return path if relative.startswith("..") else relative
+
+
+def playbook_command(playbook, extra_vars=None):
+    """The ansible-playbook command line of one demo step, as a user types it from the checkout root (the root
+    ansible.cfg finds the collection, the demo inventory reads .demo/pg/server.json: nothing to set)."""
+    command = [
+        shown(os.path.join(os.path.dirname(sys.executable), "ansible-playbook")),
+        "-i",
+        "inventories/demo",
+        "playbooks/" + playbook,
+    ]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    return command
+
+
 def run_playbook(playbook, extra_vars=None):
-    """Run one playbook of the collection against the demo inventory, which reads .demo/pg/server.json itself
-    (what a user types after the demo works the same way; the password is never on a command line)."""
+    """Run one playbook of the collection against the demo inventory, printing the command shell-quoted, so that it
+    can be pasted as it is (the password is never on a command line)."""
     env = dict(os.environ)
     env.pop("DWH_DEMO_DIR", None)
     env["ANSIBLE_NOCOLOR"] = "1"
     env["ANSIBLE_PIPELINING"] = "1"
     env["ANSIBLE_COLLECTIONS_PATH"] = conftest.COLLECTIONS_PATH
     env.setdefault("ANSIBLE_STDOUT_CALLBACK", "default")
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-        "-i",
-        os.path.join(ROOT, "inventories", "demo", "hosts.yml"),
-        os.path.join(ROOT, "playbooks", playbook),
-    ]
-    if extra_vars:
-        command += ["-e", json.dumps(extra_vars)]
-    print("\n$ %s" % " ".join(command), flush=True)
+    command = playbook_command(playbook, extra_vars)
+    print("\n$ %s" % shlex.join(command), flush=True)
     return subprocess.call(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
 
 
@@ -121,33 +137,43 @@ def supports_migration():
     return "\n  migrate:" in text.split('RETURN = r"""')[0]
 
 
-def verified_timing(report_dir, host="demo", table="dwh_facts.fait_attributions"):
-    """The range query's time the verify role measured in the newest run that verified, read from that run's kept
-    report.json (the figure its report page shows): ``(ms, run folder)``, or ``(None, None)``."""
-    # Run folders are named <UTC time>-<playbook>: sorted by name = sorted by time.
-    for path in sorted(glob.glob(os.path.join(report_dir, host, "runs", "*", "report.json")), reverse=True):
-        with open(path) as handle:
-            queries = json.load(handle).get("run", {}).get("range_queries") or []
-        for query in queries:
-            if query.get("name") == table and query.get("execution_ms") is not None:
-                return query["execution_ms"], os.path.basename(os.path.dirname(path))
-    return None, None
+TIMING_RUNS = 5
+TIMING_METHOD = "EXPLAIN (ANALYZE, TIMING OFF) as the verify role runs it, median of %d runs (min-max)" % TIMING_RUNS
 
 
-def measure(server, title, verified=None):
-    """Print the guide's date-range query (plan and time) and the warehouse sizes; return (ms, bytes).
+def time_range_query(conn, runs=TIMING_RUNS):
+    """The guide's date-range query timed the one way the demo uses before and after the set-up: the verify role's
+    own statement (``explain_range``: EXPLAIN ANALYZE with TIMING OFF, read-only transaction), ``runs`` times.
+    Returns ``(median, min, max)`` of the server's execution times, in ms."""
+    from ansible_collections.sigeti.dwh.plugins.module_utils.server_checks import explain_range
 
-    ``verified`` is ``(ms, run)`` when the verify role measured the query in this demo: that figure is shown (the
-    one on the report page), not a second measurement. Otherwise the query runs once under EXPLAIN ANALYZE, as the
-    verify role's explain_info does.
-    """
+    times = [
+        explain_range(conn, "dwh_facts", "fait_attributions", "date_demandee_key", 20230101, 20231231, True).plan[
+            "Execution Time"
+        ]
+        for _run in range(runs)
+    ]
+    return statistics.median(times), min(times), max(times)
+
+
+def timing_text(timing):
+    return "%.1f ms (%.1f-%.1f)" % timing
+
+
+def report_pages(report_dir, host="demo"):
+    """``(index.html, the newest setup run's report.html)`` under ``report_dir``, each None when absent. Run folders
+    are named <UTC time>-<playbook>[-check]: sorted by name = sorted by time."""
+    index = os.path.join(report_dir, host, "index.html")
+    setups = sorted(glob.glob(os.path.join(report_dir, host, "runs", "*-setup", "report.html")))
+    return (index if os.path.exists(index) else None), (setups[-1] if setups else None)
+
+
+def measure(server, title):
+    """Print the guide's date-range query (plan and time) and the warehouse sizes; return (timing, bytes)."""
     conn = server.connect(DATABASE)
+    timing = time_range_query(conn)
+    conn.autocommit = True
     with conn.cursor() as cur:
-        if verified is None:
-            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + RANGE_QUERY)
-            timing, source = cur.fetchone()[0][0]["Execution Time"], "EXPLAIN ANALYZE, once"
-        else:
-            timing, source = verified[0], "measured once by the verify role, run %s; the report shows it" % verified[1]
         cur.execute("EXPLAIN (COSTS OFF) " + RANGE_QUERY)
         text = [r[0] for r in cur.fetchall()]
         cur.execute("""SELECT n.nspname, sum(pg_total_relation_size(c.oid))::bigint
@@ -164,7 +190,7 @@ def measure(server, title, verified=None):
     print("the guide's date-range query: %s" % RANGE_QUERY)
     for line in text:
         print("    " + line)
-    print("execution time: %s ms (%s)" % (timing, source))
+    print("execution time: %s (%s)" % (timing_text(timing), TIMING_METHOD))
     print(
         "sizes: "
         + ", ".join("%s %.1f MiB" % (schema, size / 1048576.0) for schema, size in sizes)
@@ -227,31 +253,28 @@ def demo(argv):
     else:
         first, second = "BEFORE the set-up", "before"
     before_ms, before_bytes = measure(server, first)
-    enabled = {"dwh_%s_enabled" % role: ok for role, ok in roles.items()}
+    # Only the roles whose module is missing are switched off on the command line (none, once every module landed).
+    off = {"dwh_%s_enabled" % role: False for role, ok in roles.items() if not ok}
     steps = [
         ("info.yml", None),
-        ("setup.yml", enabled),
-        ("weekly.yml", {k: v for k, v in enabled.items() if k != "dwh_compression_enabled"}),
-        ("monthly.yml", {"dwh_vacuum_enabled": roles["vacuum"]}),
+        ("setup.yml", off or None),
+        ("weekly.yml", {k: v for k, v in off.items() if k != "dwh_compression_enabled"} or None),
+        ("monthly.yml", {k: v for k, v in off.items() if k == "dwh_vacuum_enabled"} or None),
     ]
     for playbook, extra in steps:
         code = run_playbook(playbook, extra)
         if code != 0:
             print("\n%s failed (exit %d): see above" % (playbook, code))
             return code
-    # One timing per query per run: after the run, the figure is the verify role's (also on the report page).
-    verified = verified_timing(os.path.join(ROOT, ".demo", "reports"))
-    after_ms, after_bytes = measure(
-        server, "AFTER setup, weekly and monthly", verified if verified[0] is not None else None
-    )
+    after_ms, after_bytes = measure(server, "AFTER setup, weekly and monthly")
     print("\n=== summary")
     print(
-        "date-range query: %s ms %s, %s ms after%s; warehouse %.1f MiB %s, %.1f MiB after"
+        "date-range query: %s %s, %s after (%s); warehouse %.1f MiB %s, %.1f MiB after"
         % (
-            before_ms,
+            timing_text(before_ms),
             second,
-            after_ms,
-            " (the verify role's figure)" if verified[0] is not None else "",
+            timing_text(after_ms),
+            TIMING_METHOD,
             before_bytes / 1048576.0,
             second,
             after_bytes / 1048576.0,
@@ -260,9 +283,17 @@ def demo(argv):
     print("\nnext, from %s with nothing to set:" % ROOT)
     print("  .venv/bin/ansible-doc sigeti.dwh.partitioned_table")
     print("  .venv/bin/ansible-playbook -i inventories/demo sigeti.dwh.weekly --check --diff")
+    print("  ./dev navigator run playbooks/weekly.yml --ee false --mode stdout -i inventories/demo")
+    for playbook, extra in steps:
+        print("  " + shlex.join(playbook_command(playbook, extra)))
     print("backups: %s" % os.path.join(ROOT, ".demo", "backups"))
-    print("HTML health report: %s" % os.path.join(ROOT, ".demo", "reports", "demo", "report.html"))
-    print("(also report.md, report.json and the Prometheus textfile sigeti_dwh.prom beside it)")
+    index, setup_page = report_pages(os.path.join(ROOT, ".demo", "reports"))
+    if index:
+        print("health reports, every run: %s" % index)
+    if setup_page:
+        print("the setup's page (its before/after and what it changed): %s" % setup_page)
+    print("(each run's folder under runs/ also holds report.md and report.json; the latest report.html, report.json")
+    print(" and the Prometheus textfile sigeti_dwh.prom sit beside index.html)")
     return 0
 
 

@@ -89,12 +89,7 @@ def table_failure(error: Exception, shown: str, done: list[dict[str, Any]], not_
     else:
         raise error
     changed = bool(details.get("changed")) or any(r.get("changed") for r in done)
-    msg = "table %s failed: %s The list stopped there: done before it: %s; not run: %s." % (
-        shown,
-        msg,
-        ", ".join(r["name"] for r in done) or "none",
-        ", ".join(not_run) or "none",
-    )
+    msg = failure_message(shown, msg, [r["name"] for r in done], not_run)
     failed = dict(details, name=shown, failed=True, msg=msg)
     details.update(
         changed=changed,
@@ -104,3 +99,18 @@ def table_failure(error: Exception, shown: str, done: list[dict[str, Any]], not_
         results=done + [failed],
     )
     return DwhError(msg, **details)
+
+
+def failure_message(shown: str, cause: str, done: list[str], not_run: list[str]) -> str:
+    """The message of a list stopped at table ``shown``: the cause as one sentence, then, when the list held other
+    tables, which were done before it and which were not run (a list of one table says nothing more)."""
+    cause = cause.strip()
+    if cause and cause[-1] not in ".!?":
+        cause += "."
+    msg = "table %s failed: %s" % (shown, cause)
+    if done or not_run:
+        msg += " The list stopped there: done before it: %s; not run: %s." % (
+            ", ".join(done) or "none",
+            ", ".join(not_run) or "none",
+        )
+    return msg

