@@ -437,3 +437,58 @@ def scratch_databases(conn: Connection, prefix: str) -> list[tuple[str, bool]]:
     rows = fetch_all(conn, SCRATCH_QUERY, {"pattern": pattern})
     end_read(conn)
     return [(name, bool(busy)) for name, busy in rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpaceUse:
+    """Bytes of a table's leaves in one tablespace (``location`` empty: the data directory)."""
+
+    table: str
+    location: str
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskFacts:
+    """Where the rewritten tables live and what the server says about its own folder."""
+
+    uses: tuple[TableSpaceUse, ...]
+    data_directory: str | None  # None: this role may not read it (superuser or pg_read_all_settings)
+    port: int
+    backend_pid: int
+    user: str
+
+
+DISK_QUERY = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]) WITH ORDINALITY AS w(schema_name, rel_name, ord)
+), roots AS (
+    SELECT w.ord, c.oid
+    FROM wanted w JOIN pg_namespace n ON n.nspname = w.schema_name
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel_name
+), leaves AS (
+    SELECT r.ord, coalesce(t.relid, r.oid) AS relid
+    FROM roots r LEFT JOIN LATERAL pg_partition_tree(r.oid) t ON true
+    WHERE t.relid IS NULL OR t.isleaf
+)
+SELECT l.ord, pg_tablespace_location(CASE WHEN c.reltablespace = 0 THEN d.dattablespace ELSE c.reltablespace END),
+       sum(pg_total_relation_size(l.relid))::bigint
+FROM leaves l JOIN pg_class c ON c.oid = l.relid
+JOIN pg_database d ON d.datname = current_database()
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+SERVER_FOLDER_QUERY = """
+SELECT (SELECT setting FROM pg_settings WHERE name = 'data_directory'), current_setting('port')::int, pg_backend_pid(),
+       current_user::text
+"""
+
+
+def read_disk_facts(conn: Connection, names: Sequence[tuple[str, str]], shown: Sequence[str]) -> DiskFacts:
+    """Two reads: the bytes of each table's leaves per tablespace (``shown`` names the tables), and the data
+    directory (None unless superuser or pg_read_all_settings), port and backend of this session."""
+    rows = fetch_all(conn, DISK_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
+    uses = tuple(TableSpaceUse(shown[int(ord_) - 1], location or "", int(size or 0)) for ord_, location, size in rows)
+    folder, port, pid, user = fetch_one(conn, SERVER_FOLDER_QUERY)
+    return DiskFacts(uses, folder, int(port), int(pid), user)
