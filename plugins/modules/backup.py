@@ -11,7 +11,7 @@ version_added: 0.2.0
 description:
   - Runs C(pg_dump -Fc) on the host the module runs on, into O(backup_dir), connecting with the connection options
     (TLS included; the password goes through a private pgpass file, never on a command line or in the output).
-  - With O(scope=tables), the dump restores alone into an empty database (C(createdb x; pg_restore -d x <dump>)) it
+  - With O(scope=tables), the dump restores alone into an empty database (C(createdb x; pg_restore -d x <dump>)), as it
     holds the database's schemas, types, domains, functions and the extensions they use, the tables of O(tables)
     with their partitions, the views and materialized views over them, and every relation a restore of those needs
     (the tables their foreign keys point at, what the views read, sequences, parents); every other relation and the
@@ -19,11 +19,11 @@ description:
   - Checks first that O(backup_dir) has room for the dumped relations' size times O(required_ratio).
   - Writes C(<database>@<host>_<UTC time>_<random>.dump.partial), reads it back in full (C(pg_restore -f /dev/null))
     and lists it; with O(verify=restore), also creates an empty database, restores the dump into it with a plain
-    C(pg_restore -d) (what a DBA types: nothing prepared beforehand), compares the row count of every dumped table
+    C(pg_restore -d) (what a DBA types, nothing prepared beforehand), compares the row count of every dumped table
     with the source's, counted in the snapshot pg_dump read, and drops that database, also on failure. Only then the
     dump gets its final name (never over an existing file) and its manifest C(<dump>.json) is written beside it (who
     took it - O(host_label), the database, the server's system identifier - a sequence number, when, what it holds).
-  - Rotation (O(keep)) reads only manifests: it removes the oldest dumps of the same host label, database and server
+  - Rotation (O(keep)) reads only manifests. It removes the oldest dumps of the same host label, database and server
     beyond O(keep), never the dump of this run, never another's, never a file without a manifest, and only when the
     archive's header names the manifest's database and its size is the recorded one.
   - Never changes the database (C(changed) is always false). What an interrupted run left (partial dumps older than
