@@ -533,7 +533,11 @@ def backup(
             verified=request.verify,
             restore=restored,
         )
-        result.update(keep_and_rotate(steps, pg_restore, identity, result, what))
+        holds = "database" if chosen is None else "%s and what a restore of them needs: %s" % (
+            ", ".join(request.shown_tables),
+            chosen.contents(),
+        )
+        result.update(keep_and_rotate(steps, pg_restore, identity, result, holds))
     finally:
         if partial and os.path.lexists(partial):
             os.unlink(partial)

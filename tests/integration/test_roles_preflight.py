@@ -202,13 +202,17 @@ def test_free_disk_is_checked_for_a_migration_in_check_mode_and_warned_about_whe
         {"dwh1": (pg_server, db)},
         {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
     )
-    short = play("setup.yml", inventory, pg_server.password, dict(enabled_vars(), dwh_disk_required_ratio=1e9), check=True)
+    short = play(
+        "setup.yml", inventory, pg_server.password, dict(enabled_vars(), dwh_disk_required_ratio=1e9), check=True
+    )
     assert short.returncode != 0, short.stdout[-4000:]
     assert "free on the filesystem of %s" % pg_server.data_dir in short.stdout, short.stdout[-4000:]
     assert "dwh_facts.fait_attributions (migration), dwh_facts.fait_factures (migration)" in short.stdout
     assert "dwh_disk_required_ratio" in short.stdout and "nothing was changed" in short.stdout
     elsewhere = str(tmp_path / "elsewhere")
-    remote = play("setup.yml", inventory, pg_server.password, dict(enabled_vars(), dwh_data_directory=elsewhere), check=True)
+    remote = play(
+        "setup.yml", inventory, pg_server.password, dict(enabled_vars(), dwh_data_directory=elsewhere), check=True
+    )
     assert remote.returncode == 0, remote.stdout[-6000:]
     assert "free disk NOT checked for dwh_facts.fait_attributions (migration)" in remote.stdout, remote.stdout[-6000:]
     assert "data_directory (dwh_data_directory) %s is not the data directory" % elsewhere in remote.stdout
