@@ -41,9 +41,10 @@ PGPASS_PREFIX = ".sigeti-pgpass-"
 SCRATCH_PREFIX = "sigeti_verify_"
 SCOPES = ("tables", "database")
 VERIFICATIONS = ("list", "restore")
-# Characters kept as they are in a dump's name; every other byte is written %XX, so "@" and "_" separate the parts
-# and two (database, host) pairs never give the same name.
-_SAFE = re.compile(r"[A-Za-z0-9.-]")
+# Characters kept as they are in a dump's name; every other byte is written %XX. "@" (always encoded in a part)
+# ends the database's part and the fixed-length tail ends the host's, so two (database, host) pairs never give the
+# same name.
+_SAFE = re.compile(r"[A-Za-z0-9._-]")
 _NAME_PART_MAX = 80
 # What a name ends with after the host: _<UTC time>_<6 hex digits>.dump
 NAME_TAIL = re.compile(r"_\d{8}T\d{6}Z_[0-9a-f]{6}\.dump$")
