@@ -533,9 +533,14 @@ def backup(
             verified=request.verify,
             restore=restored,
         )
-        holds = "database" if chosen is None else "%s and what a restore of them needs: %s" % (
-            ", ".join(request.shown_tables),
-            chosen.contents(),
+        holds = (
+            "database"
+            if chosen is None
+            else "%s and what a restore of them needs: %s"
+            % (
+                ", ".join(request.shown_tables),
+                chosen.contents(),
+            )
         )
         result.update(keep_and_rotate(steps, pg_restore, identity, result, holds))
     finally:

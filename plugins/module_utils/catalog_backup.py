@@ -457,6 +457,7 @@ class DiskFacts:
     port: int
     backend_pid: int
     user: str
+    started: int  # the server's start, in seconds since 1970 (postmaster.pid's third line says the same)
 
 
 DISK_QUERY = """
@@ -481,14 +482,14 @@ ORDER BY 1, 2
 
 SERVER_FOLDER_QUERY = """
 SELECT (SELECT setting FROM pg_settings WHERE name = 'data_directory'), current_setting('port')::int, pg_backend_pid(),
-       current_user::text
+       current_user::text, extract(epoch FROM pg_postmaster_start_time())::bigint
 """
 
 
 def read_disk_facts(conn: Connection, names: Sequence[tuple[str, str]], shown: Sequence[str]) -> DiskFacts:
     """Two reads: the bytes of each table's leaves per tablespace (``shown`` names the tables), and the data
-    directory (None unless superuser or pg_read_all_settings), port and backend of this session."""
+    directory (None unless superuser or pg_read_all_settings), port, backend of this session and start time."""
     rows = fetch_all(conn, DISK_QUERY, {"schemas": [n[0] for n in names], "names": [n[1] for n in names]})
     uses = tuple(TableSpaceUse(shown[int(ord_) - 1], location or "", int(size or 0)) for ord_, location, size in rows)
-    folder, port, pid, user = fetch_one(conn, SERVER_FOLDER_QUERY)
-    return DiskFacts(uses, folder, int(port), int(pid), user)
+    folder, port, pid, user, started = fetch_one(conn, SERVER_FOLDER_QUERY)
+    return DiskFacts(uses, folder, int(port), int(pid), user, int(started))

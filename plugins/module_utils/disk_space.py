@@ -8,8 +8,8 @@ the catalog (``pg_tablespace_location``, readable by any role); for the default 
 found, in order, from ``data_directory`` (the option), the server's setting (superuser or pg_read_all_settings), or
 the working directory of this session's server process when the server runs on this host (``/proc/<pid>/cwd``:
 readable by root or the server's own user). A folder counts only when its ``postmaster.pid`` names the server's port
-(a same-named folder of another cluster does not). What cannot be seen is a warning that says exactly what is
-missing; what is short is a failure before anything changed.
+and start time (a same-named folder of another cluster does not). What cannot be seen is a warning that says exactly
+what is missing; what is short is a failure before anything changed.
 """
 
 from __future__ import annotations
@@ -45,14 +45,22 @@ class Need:
     why_unseen: str | None
 
 
-def postmaster_port(folder: str) -> int | None:
-    """The port ``folder/postmaster.pid`` names (its 4th line), or None when it cannot be read."""
+def is_server_folder(folder: str, facts: DiskFacts) -> bool | None:
+    """Whether ``folder`` is the data directory of the server ``facts`` describe: its ``postmaster.pid`` names the
+    server's port and start time (a same-named folder of another cluster does not count). None when the folder
+    cannot be looked into (a data directory is 0700; its path still tells the filesystem)."""
+    if not os.path.isdir(folder):
+        return False
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return None
     try:
         with open(os.path.join(folder, "postmaster.pid")) as handle:
             lines = handle.read().splitlines()
-        return int(lines[3].strip())
-    except (OSError, ValueError, IndexError):
+        return int(lines[3].strip()) == facts.port and abs(int(lines[2].strip()) - facts.started) <= 2
+    except PermissionError:
         return None
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def data_directory(
@@ -74,13 +82,13 @@ def data_directory(
         except OSError:
             pass
     for folder, how, strict in candidates:
-        port = postmaster_port(folder) if os.path.isdir(folder) else -1
-        if port == facts.port or (port is None and not strict):
+        verdict = is_server_folder(folder, facts)
+        if verdict or (verdict is None and not strict):
             return folder, how
     if given:
         return None, (
             "data_directory (dwh_data_directory) %s is not the data directory of the server on port %d on this host "
-            "(no such folder, or its postmaster.pid names another port)" % (given, facts.port)
+            "(no such folder, or its postmaster.pid names another server)" % (given, facts.port)
         )
     if facts.data_directory:
         return None, "the data directory %s is not on this host (the database runs elsewhere)" % facts.data_directory

@@ -16,7 +16,7 @@ description:
     tablespace) from O(data_directory), else the server's C(data_directory) setting (superuser or
     C(pg_read_all_settings)), else the working directory of this session's server process when the server runs on
     this host (root or the server's own user). A folder counts only when its C(postmaster.pid) names the server's
-    port.
+    port and start time.
   - What cannot be seen from here (a remote or managed database, an unknown data directory) gives a warning saying
     exactly which right or option is missing, and the bytes to make sure of by other means.
   - Reads only; never changes anything.
