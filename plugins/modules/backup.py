@@ -106,9 +106,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed: {description: Always false (a backup never changes the database)., type: bool, returned: always}
-file: {description: The dump (in check mode, the name it would get)., type: str, returned: always}
+file:
+  description: The dump (in check mode, the name it would get).
+  type: str
+  returned: always
 manifest: {description: The manifest written beside the dump (null when it could not be written)., type: str, returned: success}
-sequence: {description: The dump's sequence number among this host label's, database's and server's dumps., type: int, returned: success}
+sequence:
+  description: The dump's sequence number among the dumps of this host label, database and server.
+  type: int
+  returned: success
 identity:
   description: Who the dump belongs to, as its manifest records it.
   type: dict
@@ -149,7 +155,9 @@ restore:
   contains:
     database: {description: The scratch database (dropped)., type: str}
     tables: {description: Tables compared., type: int}
-    rows: {description: Rows restored, equal to the source's., type: int}
+    rows:
+      description: Rows restored, equal to the source's.
+      type: int
 removed: {description: The older dumps the rotation removed (with their manifests)., type: list, elements: str, returned: success}
 commands:
   description: The pg_dump and pg_restore command lines run (never the password; long exclusion lists abbreviated).

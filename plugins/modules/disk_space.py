@@ -75,7 +75,7 @@ checks:
     reason: {description: Why it could not be measured., type: str}
 data_directory: {description: The data directory used (null when not found)., type: str, returned: when tables are given}
 found_by: {description: How the data directory was found., type: str, returned: when tables are given}
-msg: {description: What was measured, in one line., type: str, returned: always}
+msg: {description: What was measured in one line., type: str, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -211,7 +211,7 @@ def test_auto_no_dump_for_new_partitions_a_scoped_dump_before_a_retention_drop_a
     assert not os.path.exists(backups) or not files(tmp_path, "*.dump"), os.listdir(backups)
 
     # Older dumps of this host and database (each with its manifest), one of another host, one without a manifest.
-    old = [take_dump(pg_server, db, backups, "dwh1") for _ in range(3)]
+    old = [take_dump(pg_server, db, backups, "dwh1") for _i in range(3)]
     other = take_dump(pg_server, db, backups, "dwh10")
     (backups / ("%s_dwh1_20250101T000000Z.dump" % db)).write_bytes(b"PGDMP")  # 0.1's naming: never rotated
     # Retention drops fait_attributions_2020: a dump first, of that table and its partitions only.
