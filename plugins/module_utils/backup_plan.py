@@ -276,23 +276,3 @@ def dumped_what(scope: str, tables: Sequence[str], selection: DumpSelection | No
     if scope == "database" or selection is None:
         return "the database"
     return "%s (with what a restore of them needs: %s)" % (", ".join(tables), selection.contents())
-
-
-def members_report(members: Sequence[Member], sizes: dict[int, int]) -> list[dict[str, Any]]:
-    """The dumped relations as the module returns them: ``{schema, name, kind, reason, bytes}``."""
-    return [
-        {
-            "schema": m.relation.schema,
-            "name": m.relation.name,
-            "kind": KIND_NAMES[m.relation.relkind],
-            "reason": m.reason,
-            "bytes": sizes.get(m.relation.oid, 0),
-        }
-        for m in members
-    ]
-
-
-def missing_tables(names: Sequence[tuple[str, str]], selection: DumpSelection) -> list[str]:
-    """The names asked for that are not tables of the database (created later by the run, or misspelt)."""
-    found = {(m.relation.schema, m.relation.name) for m in selection.members}
-    return ["%s.%s" % name for name in names if tuple(name) not in found]

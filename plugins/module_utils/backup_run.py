@@ -200,7 +200,7 @@ class BackupRun:
             )
         chosen = backup_plan.select_dump(facts)
         sizes = catalog_backup.relation_sizes(self.conn, [m.relation.oid for m in chosen.members])
-        return chosen, sum(sizes.values()), backup_plan.members_report(chosen.members, sizes)
+        return chosen, sum(sizes.values()), catalog_backup.members_report(chosen.members, sizes)
 
     def check_room(self, needed: int, what: str) -> int:
         """Free bytes in the backup folder (or the nearest folder above it that exists); DwhError when short."""
@@ -287,48 +287,7 @@ class BackupRun:
                 found.append(manifest)
         return found
 
-
-def ours_partial(name: str) -> bool:
-    """Whether ``name`` is a partial dump or manifest this module writes (nothing else is ever removed)."""
-    for suffix in (backup_plan.DUMP_SUFFIX, backup_plan.DUMP_SUFFIX + backup_plan.MANIFEST_SUFFIX):
-        tail = suffix + backup_plan.PARTIAL_SUFFIX
-        if name.endswith(tail) and "@" in name:
-            return bool(backup_plan.NAME_TAIL.search(name[: -len(tail)] + backup_plan.DUMP_SUFFIX))
-    return False
-
-
-def open_database(params: dict[str, Any], database: str) -> Connection:
-    """A connection to ``database`` of the same server with the modules' settings (the scratch database)."""
-    kwargs = connection_kwargs(dict(params, login_db=database))
-    kwargs["application_name"] = APPLICATION_NAME
-    try:
-        conn = psycopg2.connect(**kwargs)
-    except psycopg2.Error as error:
-        raise DwhError(explain_connect_error(dict(params, login_db=database), error))
-    conn.autocommit = True
-    if params.get("session_role"):
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(params["session_role"])))
-    return conn
-
-
-def scratch_name(started: datetime.datetime) -> str:
-    """``sigeti_verify_<UTC time>_<6 hex digits>``: the time tells a later run when a leftover is stale."""
-    return "%s%s_%06x" % (backup_plan.SCRATCH_PREFIX, started.strftime("%Y%m%d%H%M%S"), random.getrandbits(24))
-
-
-def scratch_age(name: str, now: datetime.datetime) -> float | None:
-    """Seconds since the scratch database ``name`` was created (from its name), or None when not one of ours."""
-    try:
-        stamp = datetime.datetime.strptime(name[len(backup_plan.SCRATCH_PREFIX) :][:14], "%Y%m%d%H%M%S")
-    except ValueError:
-        return None
-    return (now - stamp.replace(tzinfo=datetime.timezone.utc)).total_seconds()
-
-
-class BackupSteps(BackupRun):
-    """The steps of one backup, in the order ``backup`` runs them."""
-
+    # -- the steps, in the order ``backup`` runs them ---------------------------------------------------------
     def dump(self, pg_dump: str, target: str, chosen: DumpSelection | None) -> dict[str, int] | None:
         """pg_dump into ``target``; with ``verify: restore``, in an exported snapshot whose row counts of the dumped
         tables are returned (the same rows pg_dump read)."""
@@ -480,6 +439,44 @@ class BackupSteps(BackupRun):
         )
 
 
+def ours_partial(name: str) -> bool:
+    """Whether ``name`` is a partial dump or manifest this module writes (nothing else is ever removed)."""
+    for suffix in (backup_plan.DUMP_SUFFIX, backup_plan.DUMP_SUFFIX + backup_plan.MANIFEST_SUFFIX):
+        tail = suffix + backup_plan.PARTIAL_SUFFIX
+        if name.endswith(tail) and "@" in name:
+            return bool(backup_plan.NAME_TAIL.search(name[: -len(tail)] + backup_plan.DUMP_SUFFIX))
+    return False
+
+
+def open_database(params: dict[str, Any], database: str) -> Connection:
+    """A connection to ``database`` of the same server with the modules' settings (the scratch database)."""
+    kwargs = connection_kwargs(dict(params, login_db=database))
+    kwargs["application_name"] = APPLICATION_NAME
+    try:
+        conn = psycopg2.connect(**kwargs)
+    except psycopg2.Error as error:
+        raise DwhError(explain_connect_error(dict(params, login_db=database), error))
+    conn.autocommit = True
+    if params.get("session_role"):
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(params["session_role"])))
+    return conn
+
+
+def scratch_name(started: datetime.datetime) -> str:
+    """``sigeti_verify_<UTC time>_<6 hex digits>``: the time tells a later run when a leftover is stale."""
+    return "%s%s_%06x" % (backup_plan.SCRATCH_PREFIX, started.strftime("%Y%m%d%H%M%S"), random.getrandbits(24))
+
+
+def scratch_age(name: str, now: datetime.datetime) -> float | None:
+    """Seconds since the scratch database ``name`` was created (from its name), or None when not one of ours."""
+    try:
+        stamp = datetime.datetime.strptime(name[len(backup_plan.SCRATCH_PREFIX) :][:14], "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    return (now - stamp.replace(tzinfo=datetime.timezone.utc)).total_seconds()
+
+
 def backup(
     conn: Connection, server_version_num: int, params: dict[str, Any], check_mode: bool, warn: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -488,7 +485,7 @@ def backup(
     In check mode, what the dump would hold and whether it fits, with nothing written anywhere.
     """
     request = request_from(params, socket_host())
-    steps = BackupSteps(conn, request, warn)
+    steps = BackupRun(conn, request, warn)
     server = catalog_backup.server_identity(conn)
     identity = Identity(request.host, server.database, server.system_identifier)
     pg_dump, pg_restore = steps.check_programs(server_version_num // 10000)
@@ -553,7 +550,7 @@ def backup(
 
 
 def keep_and_rotate(
-    steps: BackupSteps, pg_restore: str, identity: Identity, result: dict[str, Any], what: str
+    steps: BackupRun, pg_restore: str, identity: Identity, result: dict[str, Any], what: str
 ) -> dict[str, Any]:
     """Write the new dump's manifest, rotate the older dumps; return the result keys saying so, and ``msg``."""
     manifests = steps.manifests()

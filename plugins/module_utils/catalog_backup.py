@@ -375,6 +375,11 @@ def backup_set(conn: Connection, names: Sequence[tuple[str, str]]) -> list[dict[
     links, needed = relation_links(facts)
     members = dump_set(facts.touched, links, needed)
     sizes = relation_sizes(conn, [m.relation.oid for m in members])
+    return members_report(members, sizes)
+
+
+def members_report(members: Sequence[Member], sizes: dict[int, int]) -> list[dict[str, Any]]:
+    """The dumped relations as results return them: ``{schema, name, kind, reason, bytes}`` (pure)."""
     return [
         {
             "schema": m.relation.schema,
