@@ -119,6 +119,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed: {description: True when the plan was not empty., type: bool, returned: always}
+rewrites:
+  description:
+    - What the run does (in check mode, would do) that rewrites the table's existing data - V(recompress) when
+      values are rewritten with another method (O(recompress) other than V(none)); empty when it only sets the
+      method for new values, the storage or C(toast_tuple_target).
+    - The preflight role takes its backup (C(dwh_backup=auto)) before such a change.
+  type: list
+  elements: str
+  returned: always
 queries:
   description: The statements run (in check mode, that would run; a batched phase shows its template with :lower/:upper).
   type: list
@@ -153,7 +162,14 @@ warnings_detail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression, compression_run, inflight, runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils import (
+    backup_rewrites,
+    catalog,
+    compression,
+    compression_run,
+    inflight,
+    runlock,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -186,7 +202,7 @@ def main():
             module.warn(warning)
         result = compression_run.run(module, conn, facts, schema, name, declared)
         conn.close()
-        module.exit_json(**result)
+        module.exit_json(**backup_rewrites.mark(result, backup_rewrites.compression))
 
 
 if __name__ == "__main__":

@@ -310,6 +310,15 @@ partitions:
   type: list
   elements: dict
   sample: [{name: fait_2024, low: 20240101, high: 20250101, default: false}, {name: fait_default, low: null, high: null, default: true}]
+rewrites:
+  description:
+    - What the run does (in check mode, would do) that rewrites or removes the table's existing rows - V(migrate) (a
+      plain table copied into partitions), V(detach), V(drop), V(archive) (retention); empty when it only creates
+      partitions or sets their options. With O(tables), per table in RV(results), and at the top every kind listed.
+    - The preflight role takes its backup (C(dwh_backup=auto)) before such a change.
+  type: list
+  elements: str
+  returned: always
 created: {description: Partitions created., type: list, elements: str, returned: with O(name) and per table in RV(results)}
 detached: {description: Partitions detached by retention (whatever the action)., type: list, elements: str, returned: with O(name) and per table in RV(results)}
 dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: with O(name) and per table in RV(results)}
@@ -361,6 +370,7 @@ warnings: {description: 'What was left alone and why (partly old partitions, an 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import (
+    backup_rewrites,
     partitioned_run,
     partitioning,
     periods,
@@ -433,7 +443,7 @@ def main():
             runlock.hold(module, conn, [(schema, name)])
             output = partitioned_run.run(module, conn, server, schema, name)
         conn.close()
-        module.exit_json(**output)
+        module.exit_json(**backup_rewrites.mark(output, backup_rewrites.partitioning))
 
 
 if __name__ == "__main__":

@@ -194,6 +194,15 @@ results:
   type: list
   elements: dict
 changed: {description: True when something ran (or would run in check mode)., type: bool, returned: always}
+rewrites:
+  description:
+    - What the run does (in check mode, would do) that rewrites the table's data - V(full) when a relation of it gets
+      a VACUUM FULL or a pg_repack; empty for VACUUM, ANALYZE, FREEZE and reloptions. With O(policies), per table in
+      RV(results), and at the top every kind listed.
+    - The preflight role takes its backup (C(dwh_backup=auto)) before such a change.
+  type: list
+  elements: str
+  returned: always
 queries:
   description: The SQL that ran (or would run in check mode), in order.
   type: list
@@ -236,7 +245,14 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, inflight, runlock, vacuum_options, vacuum_run
+from ansible_collections.sigeti.dwh.plugins.module_utils import (
+    backup_rewrites,
+    catalog,
+    inflight,
+    runlock,
+    vacuum_options,
+    vacuum_run,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
     connection_argument_spec,
     module_errors,
@@ -295,7 +311,7 @@ def main():
                 module.warn(warning)
             result = vacuum_run.run(module, conn, server, names, options)
         conn.close()
-        module.exit_json(**result)
+        module.exit_json(**backup_rewrites.mark(result, backup_rewrites.vacuum))
 
 
 if __name__ == "__main__":

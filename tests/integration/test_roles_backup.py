@@ -37,13 +37,16 @@ def files(tmp_path, pattern):
 
 
 def fake_bin(tmp_path, pg_server, pg_dump_script):
-    """A bin folder whose pg_dump is ``pg_dump_script`` (sh, REAL = the real bin folder), pg_restore and psql real."""
+    """A bin folder whose pg_dump is ``pg_dump_script`` (sh, REAL = the real bin folder; --version answered by the
+    real one), pg_restore real."""
     folder = tmp_path / "bin"
     folder.mkdir()
-    (folder / "pg_dump").write_text("#!/bin/sh\nREAL=%s\n%s\n" % (pg_server.bin_dir, pg_dump_script))
+    (folder / "pg_dump").write_text(
+        '#!/bin/sh\nREAL=%s\n[ "$1" = --version ] && exec "$REAL/pg_dump" --version\n%s\n'
+        % (pg_server.bin_dir, pg_dump_script)
+    )
     os.chmod(folder / "pg_dump", 0o755)
-    for program in ("pg_restore", "psql"):
-        os.symlink(os.path.join(pg_server.bin_dir, program), folder / program)
+    os.symlink(os.path.join(pg_server.bin_dir, "pg_restore"), folder / "pg_restore")
     return str(folder)
 
 
@@ -51,23 +54,33 @@ def test_leftovers_of_a_killed_run_are_removed_and_a_fresh_one_is_kept(pg_server
     backups = tmp_path / "backups"
     (backups / ".sigeti-pgpass-killed").mkdir(parents=True)
     (backups / ".sigeti-pgpass-killed" / "pgpass").write_text("*:*:*:*:secret\n")
-    (backups / "db_dwh1_20260101T000000Z.dump.partial").write_bytes(b"PGDMP" + b"\0" * 100)
-    (backups / "other_run.dump.partial").write_bytes(b"PGDMP")  # another run's dump being written right now
+    killed = "db@dwh1_20260101T000000Z_00abcd.dump.partial"
+    (backups / killed).write_bytes(b"PGDMP" + b"\0" * 100)
+    (backups / "db@dwh1_20260101T000000Z_00abcd.dump.json.partial").write_text("{")
+    # Another run's dump being written right now, and an old file named like a partial dump but not one of ours.
+    (backups / "db@dwh2_20260101T000000Z_00abce.dump.partial").write_bytes(b"PGDMP")
+    (backups / "other_run.dump.partial").write_bytes(b"PGDMP")
     old = time.time() - 3 * 3600
-    for path in (backups / ".sigeti-pgpass-killed", backups / "db_dwh1_20260101T000000Z.dump.partial"):
-        os.utime(path, (old, old))
+    for name in (
+        ".sigeti-pgpass-killed",
+        killed,
+        "db@dwh1_20260101T000000Z_00abcd.dump.json.partial",
+        "other_run.dump.partial",
+    ):
+        os.utime(backups / name, (old, old))
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_confirm": True})
     assert result.returncode == 0, result.stdout[-5000:]
     assert "verified: read back in full" in result.stdout
-    assert [os.path.basename(p) for p in files(tmp_path, "*.partial")] == ["other_run.dump.partial"]
+    left = [os.path.basename(p) for p in files(tmp_path, "*.partial")]
+    assert left == ["db@dwh2_20260101T000000Z_00abce.dump.partial", "other_run.dump.partial"], left
     assert not glob.glob(str(backups / ".sigeti-pgpass-*")) and len(files(tmp_path, "*.dump")) == 1
 
 
 @pytest.mark.parametrize(
     "script,cause",
     [
-        # pg_dump fails half-way (a full disk, a killed server): a partial file and exit 1. Its arguments are
-        # -Fc --no-password --lock-wait-timeout=... -f FILE -d CONNINFO, so $5 is the file.
+        # pg_dump fails half-way (a full disk, a killed server): a partial file and exit 1. Its arguments start
+        # -Fc --no-password --lock-wait-timeout=... -f FILE, so $5 is the file.
         ('printf PGDMP > "$5"; echo "pg_dump: error: disk full" >&2; exit 1', "disk full"),
         # pg_dump says success but the archive is truncated: --list still works, a full read does not.
         (
@@ -121,7 +134,7 @@ def test_backup_and_modules_use_the_same_tls_settings_at_verify_full(tmp_path, m
         assert result.returncode == 0, result.stdout[-6000:]
         assert "verified: read back in full" in result.stdout and len(files(tmp_path, "*.dump")) == 1
         assert "sslmode='verify-full' sslrootcert='%s'" % server.tls["ca"] in result.stdout
-        assert "--lock-wait-timeout=5s" in result.stdout and server.password not in result.stdout
+        assert "--lock-wait-timeout=5000ms" in result.stdout and server.password not in result.stdout
         # Another CA: the modules refuse the server (ca_cert reached them), before any backup or change.
         other = make_ca(str(tmp_path / "other-ca"), name="other")
         inventory = write_inventory(
@@ -160,6 +173,17 @@ def archive_entries(pg_server, path, kind):
     return sorted(found)
 
 
+def take_dump(pg_server, db, folder, host):
+    """A real dump of ``db`` by the backup module, as host ``host`` (rotation off); return its file name."""
+    from tests.support.modules import run_module
+
+    args = dict(pg_server.params(db), backup_dir=str(folder), tables=[ATT], keep=0, host_label=host)
+    args["pg_bin_dir"] = pg_server.bin_dir
+    result = run_module("backup", args)
+    assert not result.get("failed"), result
+    return os.path.basename(result["file"])
+
+
 def with_retention(keep, action="drop"):
     from tests.integration.test_roles_helpers import sigeti_tables
 
@@ -186,19 +210,19 @@ def test_auto_no_dump_for_new_partitions_a_scoped_dump_before_a_retention_drop_a
     assert "no (dwh_backup: auto)" in weekly.stdout and "NO BACKUP" not in weekly.stdout
     assert not os.path.exists(backups) or not files(tmp_path, "*.dump"), os.listdir(backups)
 
-    # Older dumps of this host and database, and one of another host (never rotated by this one).
-    backups.mkdir(exist_ok=True)
-    old = ["%s_dwh1_2025010%dT000000Z.dump" % (db, day) for day in (1, 2, 3)]
-    for name in old + ["%s_dwh10_20250101T000000Z.dump" % db]:
-        (backups / name).write_bytes(b"PGDMP")
+    # Older dumps of this host and database (each with its manifest), one of another host, one without a manifest.
+    old = [take_dump(pg_server, db, backups, "dwh1") for _i in range(3)]
+    other = take_dump(pg_server, db, backups, "dwh10")
+    (backups / ("%s_dwh1_20250101T000000Z.dump" % db)).write_bytes(b"PGDMP")  # 0.1's naming: never rotated
     # Retention drops fait_attributions_2020: a dump first, of that table and its partitions only.
     drop = play("weekly.yml", inventory, pg_server.password, {"dwh_confirm": True, "dwh_tables": with_retention(5)})
     assert drop.returncode == 0, drop.stdout[-6000:]
     assert "fait_attributions_2020" not in partitions(conn, ATT)
     assert "yes (dwh_backup: auto; %s)" % ATT in drop.stdout
     kept = [os.path.basename(p) for p in files(tmp_path, "*.dump")]
-    new = [name for name in kept if name not in old and "dwh10" not in name]
-    assert len(new) == 1 and sorted(kept) == sorted([old[2], "%s_dwh10_20250101T000000Z.dump" % db] + new), kept
+    new = [name for name in kept if name not in old + [other] and "_dwh1_2025" not in name]
+    assert len(new) == 1 and sorted(kept) == sorted([old[2], other, "%s_dwh1_20250101T000000Z.dump" % db] + new), kept
+    assert "have no manifest" in drop.stdout
     dumped = archive_tables(pg_server, str(backups / new[0]))
     assert "dwh_facts.fait_attributions_2020" in dumped and "dwh_facts.fait_attributions_2026" in dumped
     # The dimensions its foreign keys and views need come along; the other fact table does not.
@@ -258,6 +282,21 @@ def test_restore_verification_restores_the_whole_dump_compares_row_counts_and_dr
         foreign_keys = archive_entries(pg_server, dump, "FK CONSTRAINT")
         assert "dwh_facts.fait_attributions.fait_attributions_lot_id_fkey" in foreign_keys
         assert "dwh_facts.fait_attributions_attribution_id_seq" in archive_entries(pg_server, dump, "SEQUENCE")
+        # What docs/roles.md promises, as a DBA types it on a new server (with the roles, which no dump holds).
+        from tests.integration.test_backup_module import fingerprints, restore_on_a_new_server
+
+        # The run dropped fait_attributions_2020 after the dump: the others are compared, the dropped one is back.
+        kept = [t for t in tables if t != "dwh_facts.fait_attributions_2020"]
+        before = fingerprints(conn, kept)
+        restored, fresh = restore_on_a_new_server(pg_server, dump, pg_server.bin_dir)
+        try:
+            assert fingerprints(restored, kept) == before
+            assert (
+                fingerprints(restored, ["dwh_facts.fait_attributions_2020"])["dwh_facts.fait_attributions_2020"][0] > 0
+            )
+        finally:
+            restored.close()
+            fresh.destroy()
 
 
 def test_a_restore_with_missing_rows_fails_drops_the_scratch_database_and_changes_nothing(

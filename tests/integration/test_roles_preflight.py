@@ -169,7 +169,8 @@ def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path)
     archive = [dict(tables[0], retention={"keep": 3, "action": "archive"})]
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": archive, "dwh_confirm": True})
     assert result.returncode != 0
-    assert "dwh_tables entry %s: retention.action archive needs retention.archive_schema" % ATT in result.stdout
+    # The module's own rule and words (partition_layout.validate_retention), before any module runs.
+    assert "dwh_tables entry %s: retention.action archive for %s needs archive_schema" % (ATT, ATT) in result.stdout
     missing_key = [{k: v for k, v in tables[0].items() if k != "key"}]
     result = play("setup.yml", warehouse, pg_server.password, {"dwh_tables": missing_key, "dwh_confirm": True})
     assert result.returncode != 0 and "dwh_tables" in result.stdout and "key" in result.stdout
@@ -190,22 +191,39 @@ def test_bad_input_is_named_before_anything_runs(pg_server, warehouse, tmp_path)
     assert not dumps(tmp_path)
 
 
-def test_check_mode_disk_check_and_remote_warning(pg_server, conn, warehouse, tmp_path):
-    before = partitions(conn, ATT)
-    short = play(
-        "setup.yml", warehouse, pg_server.password, dict(enabled_vars(), dwh_disk_required_ratio=1e9), check=True
+def test_free_disk_is_checked_for_a_migration_in_check_mode_and_warned_about_where_not_visible(
+    pg_server, conn, db, tmp_path
+):
+    """A migration writes a copy of each table: its filesystem must hold it (check mode already refuses); a data
+    directory that is not the server's is named in a warning; a run that rewrites nothing checks nothing."""
+    load_sample(pg_server, db, partitioned=False)
+    inventory = write_inventory(
+        tmp_path / "hosts.yml",
+        {"dwh1": (pg_server, db)},
+        {"dwh_backup_dir": str(tmp_path / "backups"), "dwh_report_dir": str(tmp_path / "reports")},
     )
-    assert short.returncode != 0 and "free on the" in short.stdout and "dwh_disk_required_ratio" in short.stdout
+    short = play(
+        "setup.yml", inventory, pg_server.password, dict(enabled_vars(), dwh_disk_required_ratio=1e9), check=True
+    )
+    assert short.returncode != 0, short.stdout[-4000:]
+    assert "free on the filesystem of %s" % pg_server.data_dir in short.stdout, short.stdout[-4000:]
+    assert "dwh_facts.fait_attributions (migration), dwh_facts.fait_factures (migration)" in short.stdout
+    assert "dwh_disk_required_ratio" in short.stdout and "nothing was changed" in short.stdout
+    elsewhere = str(tmp_path / "elsewhere")
     remote = play(
-        "setup.yml",
-        warehouse,
-        pg_server.password,
-        dict(enabled_vars(), dwh_data_directory=str(tmp_path / "elsewhere")),
-        check=True,
+        "setup.yml", inventory, pg_server.password, dict(enabled_vars(), dwh_data_directory=elsewhere), check=True
     )
     assert remote.returncode == 0, remote.stdout[-6000:]
-    assert "WARNING: free disk NOT checked" in remote.stdout
-    assert partitions(conn, ATT) == before and not dumps(tmp_path)
+    assert "free disk NOT checked for dwh_facts.fait_attributions (migration)" in remote.stdout, remote.stdout[-6000:]
+    assert "data_directory (dwh_data_directory) %s is not the data directory" % elsewhere in remote.stdout
+    assert partitions(conn, ATT) == [] and not dumps(tmp_path)
+
+
+def test_a_weekly_run_that_rewrites_nothing_checks_no_disk_and_says_so(pg_server, conn, warehouse, tmp_path):
+    weekly = play("weekly.yml", warehouse, pg_server.password, {"dwh_confirm": True, "dwh_disk_required_ratio": 1e9})
+    assert weekly.returncode == 0, weekly.stdout[-6000:]
+    assert "free disk: no new copy of any table: nothing to check" in weekly.stdout
+    assert "before the rewrites" not in weekly.stdout and "free disk NOT checked" not in weekly.stdout
 
 
 def test_no_tag_skip_tag_or_start_at_task_reaches_a_change_without_confirmation_and_backup(

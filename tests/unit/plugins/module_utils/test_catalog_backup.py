@@ -52,3 +52,30 @@ def test_a_partition_reached_by_a_need_brings_its_parent_and_siblings():
 
 def test_nothing_touched_nothing_dumped():
     assert dump_set([], LINKS) == []
+
+
+def test_uses_and_what_definitions_every_dump_holds_need_join_the_closure():
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_backup import DumpFacts, Use, relation_links
+
+    meta = Relation(13, "d", "zone_meta", "r")
+    counter = Relation(14, "f", "counter", "r")
+    note = Relation(15, "f", "note", "r")
+    facts = DumpFacts(
+        touched=(FACT,),
+        links=tuple(LINKS),
+        uses=(
+            Use(FACT_2024, meta, None, "column meta of table f.fact_2024"),  # a column of a table's row type
+            Use(SEQ, counter, None, "sequence f.fact_id_seq"),  # the sequence's owner
+            Use(FACT, DIM, None, "constraint fact_dim_fk on table f.fact"),  # already a named link: not repeated
+            Use(None, note, None, "function f(f.note)"),  # a function every dump holds
+            Use(None, None, "pg_trgm", "operator class"),
+        ),
+        relations=(),
+    )
+    links, needed = relation_links(facts)
+    assert [link.kind for link in links[len(LINKS) :]] == ["uses", "uses"]
+    got = {m.relation.name: m.reason for m in dump_set([FACT], links, needed)}
+    assert got["zone_meta"] == "needed by column meta of table f.fact_2024"
+    assert got["counter"] == "needed by sequence f.fact_id_seq" and got["note"] == "needed by function f(f.note)"
+    assert got["dim"] == "referenced by foreign key fact_dim_fk of f.fact"
+    assert dump_set([], links, needed) == []
