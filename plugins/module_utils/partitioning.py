@@ -30,6 +30,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import disp
 from ansible_collections.sigeti.dwh.plugins.module_utils.partition_indexes import index_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import (  # noqa: F401  # pylint: disable=unused-import
     CREATE_BATCH,
+    DAYS_MARGIN,
     DEFAULT_MAX_NEW_PARTITIONS,
     DEFAULT_MAX_PER_RUN,
     LIKE_OPTIONS,
