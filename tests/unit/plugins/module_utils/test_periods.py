@@ -4,10 +4,10 @@ epoch keys at local midnights across DST changes."""
 import datetime
 
 import pytest
-import zoneinfo
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import periods
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from tests.support.zones import server_midnight, zone_days
 
 D = datetime.date
 CAL_FORMATS = ("date", "timestamp", "timestamptz", "yyyymmdd", "yyyymm")
@@ -308,34 +308,12 @@ ZONES = (
 SPAN = (D(1999, 1, 1), D(2101, 12, 31))
 
 
-def _server_midnight(zone, day):
-    """The instant PostgreSQL gives ``'<day> 00:00'::timestamptz`` in ``zone``: a midnight in a DST gap is the instant
-    after the gap (fold 0), an ambiguous one the later instant (fold 1): the later of Python's two readings."""
-    tz = zoneinfo.ZoneInfo(zone)
-    return max(
-        int(datetime.datetime(day.year, day.month, day.day, fold=fold, tzinfo=tz).timestamp()) for fold in (0, 1)
-    )
-
-
-def zone_days(zone, first=SPAN[0], last=SPAN[1]):
-    """TimeZoneDays built from Python's tz database the way the server computes them (checked against the server by
-    tests/integration/test_epoch_keys.py)."""
-    runs = []
-    day = first
-    while day <= last:
-        shift = _server_midnight(zone, day) - (day - periods.EPOCH_DAY).days * 86400
-        if not runs or runs[-1][1] != shift:
-            runs.append((day, shift))
-        day += datetime.timedelta(days=1)
-    return periods.TimeZoneDays(zone, first, last, tuple(runs))
-
-
 _ZONE_DAYS = {}
 
 
 def days_of(zone):
     if zone not in _ZONE_DAYS:
-        _ZONE_DAYS[zone] = zone_days(zone)
+        _ZONE_DAYS[zone] = zone_days(zone, *SPAN)
     return _ZONE_DAYS[zone]
 
 
@@ -355,7 +333,7 @@ def test_epoch_bounds_are_local_midnights_for_every_interval_and_boundary_day(zo
     nxt = scheme.step(point)
     low, high = scheme.bounds(point)
     unit = UNIT[key_format]
-    assert (low, high) == (_server_midnight(zone, point) * unit, _server_midnight(zone, nxt) * unit)
+    assert (low, high) == (server_midnight(zone, point) * unit, server_midnight(zone, nxt) * unit)
     assert isinstance(low, int) and not isinstance(low, bool) and low < high
     assert scheme.point_of(low) == point and scheme.point_of(high) == nxt, "bounds read back into points"
     assert scheme.point_of(low + unit) is None and scheme.point_of(low - unit) is None, "a second off is no bound"
