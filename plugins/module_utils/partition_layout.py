@@ -31,6 +31,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.periods import (
     TYPE_MAX,
     Scheme,
     check_epoch_keys,
+    epoch_utc_text,
     plausible_epoch,
 )
 
@@ -287,8 +288,22 @@ def check_migration_layout(declared: Declared, entries: Sequence[dict[str, Any]]
         "migrating %s would create %d partitions (FROM %s TO %s), more than max_new_partitions=%d. If that range is "
         "intended, raise max_new_partitions (or set start later); if not, look for stray keys (the largest key sets "
         "the current period of a plain integer-keyed table). Nothing was changed."
-        % (declared.display, len(ranges), json_value(ranges[0]["low"]), json_value(ranges[-1]["high"]), cap)
+        % (
+            declared.display,
+            len(ranges),
+            key_text(declared, ranges[0]["low"]),
+            key_text(declared, ranges[-1]["high"]),
+            cap,
+        )
     )
+
+
+def key_text(declared: Declared, value: Any) -> Any:
+    """A key value for messages: as results show it, an epoch key with its UTC time (``1711839600 (2024-03-30
+    23:00:00 UTC)``): a stray key may lie outside the local days read."""
+    if declared.scheme.format.zoned and plausible_epoch(declared.scheme.key_format, value):
+        return "%d (%s)" % (value, epoch_utc_text(declared.scheme.key_format, value))
+    return json_value(value)
 
 
 def bound_rank(value: Any) -> tuple[int, Any]:
@@ -883,8 +898,8 @@ def stray_partition_warning(
             json_value(part["low"]),
             json_value(part["high"]),
             count,
-            json_value(low),
-            json_value(high),
+            key_text(declared, low),
+            key_text(declared, high),
             declared.premake,
             declared.scheme.display(current),
         )
@@ -908,8 +923,8 @@ def stray_default_warning(declared: Declared, lay: Layout, count: int, low: Any,
             count,
             declared.display,
             lay.default["name"],
-            json_value(low),
-            json_value(high),
+            key_text(declared, low),
+            key_text(declared, high),
             scheme.display(beyond_bound(lay, declared)),
             scheme.display(lay.current),
         )

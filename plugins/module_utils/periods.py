@@ -442,6 +442,11 @@ def _utc_text(seconds: int) -> str:
         return "a time past the year 9999" if seconds > 0 else "a time before the year 1"
 
 
+def epoch_utc_text(key_format: str, value: int) -> str:
+    """Return an epoch key of ``key_format``'s unit as UTC time for messages: ``2024-03-30 23:00:00 UTC``."""
+    return _utc_text(value // (KEY_FORMATS[key_format].epoch_unit or 1))
+
+
 def plausible_epoch(key_format: str, value: Any) -> bool:
     """Return True when ``value`` reads as an instant between 1971-01-01 and 2286-11-20 UTC in ``key_format``'s unit
     (``EPOCH_SECONDS_RANGE``): where the keys of a live table written in that format lie."""

@@ -547,6 +547,12 @@ def test_epoch_keys_and_other_formats_pass(key_format, values):
     periods.check_epoch_keys(key_format, values, "dwh.fait", "its smallest and largest keys")
 
 
+def test_epoch_keys_in_messages_are_utc_times():
+    assert periods.epoch_utc_text("epoch", 1711839600) == "2024-03-30 23:00:00 UTC"
+    assert periods.epoch_utc_text("epoch_ms", 1711839600999) == "2024-03-30 23:00:00 UTC"
+    assert periods.epoch_utc_text("epoch", 10**18) == "a time past the year 9999"
+
+
 def test_plausible_epoch_range_edges():
     assert periods.plausible_epoch("epoch", 31536000) and not periods.plausible_epoch("epoch", 31535999)
     assert periods.plausible_epoch("epoch", 9999999999) and not periods.plausible_epoch("epoch", 10000000000)
