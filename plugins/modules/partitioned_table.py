@@ -57,7 +57,7 @@ options:
         (YYYYMMDD numbers, seconds declared as milliseconds; the smallest and largest keys of a table being
         migrated, or the bounds of the existing partitions) are refused before any change, naming the key format
         that reads them.
-      - An C(integer) column holds epoch seconds until 2038-01-19 03:14:07 UTC: once the declared periods come
+      - An C(integer) column holds epoch seconds until 2038-01-19 03:14:07 UTC. Once the declared periods come
         within a year of it, a warning says to change the column to C(bigint); a partition past it is refused.
     type: str
     choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer, epoch, epoch_ms]
