@@ -16,38 +16,15 @@ import time
 
 import pytest
 import zoneinfo
-from ansible.module_utils.common import warnings as ansible_warnings
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, periods
 from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import typed_value
+from tests.integration.test_partition_keys import _args, one, run, snapshot, warnings
 from tests.support.fingerprint import content
-from tests.support.modules import run_module
 from tests.support.zones import zone_days
 
 UNIT = {"epoch": 1, "epoch_ms": 1000}
 _BOUND = re.compile(r"FROM \('?([^')]*)'?\) TO \('?([^')]*)'?\)")
-
-
-def run(name, args, **kwargs):
-    ansible_warnings._global_warnings.clear()
-    return run_module(name, args, **kwargs)
-
-
-def _args(pg_server, db, **extra):
-    args = pg_server.params(db)
-    args.update(lock_timeout="2s", lock_retries=1, lock_retry_delay=0.1)
-    args.update(extra)
-    return args
-
-
-def warnings(result):
-    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings") or []]
-
-
-def one(conn, query, args=None):
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        return cur.fetchone()
 
 
 def execute(conn, *statements):
@@ -85,16 +62,6 @@ def bounds(conn, parent):
             values = [int(v.timestamp()) for v in values]
         found[name] = tuple(values)
     return found
-
-
-def snapshot(conn):
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT n.nspname, c.relname, c.relkind, pg_get_expr(c.relpartbound, c.oid) "
-            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1, 2"
-        )
-        return cur.fetchall()
 
 
 def server_today(conn):
