@@ -37,6 +37,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_partitions impo
     partition_set_state,
     relations_named,
     resolve_types,
+    time_zone_days,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_reads import (
     NO_JIT,

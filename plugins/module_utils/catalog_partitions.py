@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # names used in annotations only
 
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_reads import end_read, fetch_all, fetch_one
+from ansible_collections.sigeti.dwh.plugins.module_utils.periods import TimeZoneDays
 
 # ---------------------------------------------------------------------------------------------
 # Partition sets (partitioned_table)
@@ -32,10 +33,10 @@ def partition_set_state(
     estimate: bool = False,
 ) -> dict[str, Any]:
     """One round trip: the server's ``current_date`` and ``TimeZone``, rows in the default partition,
-    ``max(key)`` and which of ``schemas`` exist.
+    ``min(key)`` and ``max(key)``, and which of ``schemas`` exist.
 
     ``default`` is ``(schema, name)`` of the default partition or None; ``parent`` and ``key`` ask for the
-    largest key value of a plain table (a migration source). With ``estimate`` no row is read (no lock on any
+    smallest and largest key values of a plain table (a migration source). With ``estimate`` no row is read (no lock on any
     table): ``default_rows`` is ``pg_class.reltuples`` (None when never analyzed). Returns a dict.
     """
     parts = [sql.SQL("current_date"), sql.SQL("current_setting('TimeZone')")]
@@ -51,19 +52,25 @@ def partition_set_state(
     else:
         parts.append(sql.SQL("NULL::bigint"))
     if parent and key and not estimate:
-        parts.append(sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(key), sql.Identifier(*parent)))
+        parts.append(
+            sql.SQL("(SELECT ARRAY[min({k}), max({k})] FROM {t})").format(
+                k=sql.Identifier(key), t=sql.Identifier(*parent)
+            )
+        )
     else:
-        parts.append(sql.SQL("NULL::bigint"))
+        parts.append(sql.SQL("NULL::bigint[]"))
     parts.append(
         sql.SQL("ARRAY(SELECT nspname::text FROM pg_namespace WHERE nspname = ANY({}::text[]))").format(
             sql.Literal(list(schemas))
         )
     )
-    today, timezone, default_rows, max_key, found = fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+    today, timezone, default_rows, keys, found = fetch_one(conn, sql.SQL("SELECT ") + sql.SQL(", ").join(parts))
+    min_key, max_key = keys or (None, None)
     return {
         "today": today,
         "timezone": timezone,
         "default_rows": default_rows,
+        "min_key": min_key,
         "max_key": max_key,
         "schemas": set(found or []),
     }
@@ -138,6 +145,30 @@ def midnight_dates(conn: Connection, values: Iterable[datetime.datetime]) -> dic
         rows = cur.fetchall()
     end_read(conn)
     return {value: datetime.datetime(day.year, day.month, day.day) for value, day in rows}
+
+
+# Each day's local midnight as the server places it (the instant a timestamptz bound written as midnight gets),
+# kept where the shift from UTC midnight changes: ~2 rows a year. 3 us a day on the server.
+TIME_ZONE_DAYS_QUERY = """
+SELECT current_setting('TimeZone'), d, shift FROM (
+    SELECT d, shift, lag(shift) OVER (ORDER BY d) AS before FROM (
+        SELECT g::date AS d,
+               extract(epoch FROM g::timestamp::timestamptz)::bigint - (g::date - date '1970-01-01')::bigint * 86400
+                   AS shift
+        FROM generate_series(%(first)s::timestamp, %(last)s::timestamp, interval '1 day') g
+    ) days
+) runs
+WHERE before IS DISTINCT FROM shift
+ORDER BY d
+"""
+
+
+def time_zone_days(conn: Connection, first: datetime.date, last: datetime.date) -> TimeZoneDays:
+    """Return the session TimeZone's local midnights from ``first`` to ``last`` (what epoch keys are bounded at), in
+    one round trip on no table. ``last - first`` days are computed by the server: keep the span to what a plan needs.
+    """
+    rows = fetch_all(conn, TIME_ZONE_DAYS_QUERY, {"first": first, "last": last})
+    return TimeZoneDays(rows[0][0], first, last, tuple((day, int(shift)) for _zone, day, shift in rows))
 
 
 def partition_set_pending(

@@ -11,6 +11,7 @@ beyond the bulk) are found here too, so "now" never jumps with one row. ``partit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import re
@@ -25,7 +26,14 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import (
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.periods import Scheme
+from ansible_collections.sigeti.dwh.plugins.module_utils.periods import (
+    EPOCH_DAY,
+    TYPE_MAX,
+    Scheme,
+    check_epoch_keys,
+    epoch_utc_text,
+    plausible_epoch,
+)
 
 if TYPE_CHECKING:  # names used in annotations only
     from typing import Callable
@@ -104,6 +112,12 @@ class Declared:
     def display(self) -> str:
         """Return ``schema.table`` quoted as needed, for messages."""
         return display_name(self.schema, self.name)
+
+    def with_scheme(self, scheme: Scheme) -> Declared:
+        """Return the same declaration with ``scheme`` (the declared one given the session's days, for epoch keys)."""
+        other = copy.copy(self)
+        other.scheme = scheme
+        return other
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,8 +288,22 @@ def check_migration_layout(declared: Declared, entries: Sequence[dict[str, Any]]
         "migrating %s would create %d partitions (FROM %s TO %s), more than max_new_partitions=%d. If that range is "
         "intended, raise max_new_partitions (or set start later); if not, look for stray keys (the largest key sets "
         "the current period of a plain integer-keyed table). Nothing was changed."
-        % (declared.display, len(ranges), json_value(ranges[0]["low"]), json_value(ranges[-1]["high"]), cap)
+        % (
+            declared.display,
+            len(ranges),
+            key_text(declared, ranges[0]["low"]),
+            key_text(declared, ranges[-1]["high"]),
+            cap,
+        )
     )
+
+
+def key_text(declared: Declared, value: Any) -> Any:
+    """A key value for messages: as results show it, an epoch key with its UTC time (``1711839600 (2024-03-30
+    23:00:00 UTC)``): a stray key may lie outside the local days read."""
+    if declared.scheme.format.zoned and plausible_epoch(declared.scheme.key_format, value):
+        return "%d (%s)" % (value, epoch_utc_text(declared.scheme.key_format, value))
+    return json_value(value)
 
 
 def bound_rank(value: Any) -> tuple[int, Any]:
@@ -356,6 +384,75 @@ def check_start_in_bound(declared: Declared, bound: KeyBound | None) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Epoch keys: the local days a plan converts, bounds that are not epochs, the end of integer seconds
+# ---------------------------------------------------------------------------------------------
+
+# Days read beyond every date the plan reaches: the interval checks step one period (at most a year) past a bound.
+DAYS_MARGIN = 400
+
+
+def _rough_day(scheme: Scheme, value: Any) -> datetime.date | None:
+    """The UTC day of an epoch bound value (the local one is that day or a neighbour), None when it is no epoch."""
+    if not plausible_epoch(scheme.key_format, value):
+        return None
+    return EPOCH_DAY + datetime.timedelta(days=value // scheme.format.epoch_unit // 86400)
+
+
+def days_span(
+    declared: Declared, table: dict[str, Any] | None, today: datetime.date
+) -> tuple[datetime.date, datetime.date]:
+    """Return ``(first, last)``: the days whose local midnights a plan of ``declared`` (epoch keys) converts, from
+    ``start``, the retention cutoff and the existing partitions' bounds to ``premake`` periods after today's, with
+    ``DAYS_MARGIN`` on both sides (pure: the run reads them with ``catalog.time_zone_days``)."""
+    scheme = declared.scheme
+    current = scheme.current(today)
+    keep = declared.retention["keep"] if declared.retention else 0
+    first, last = scheme.step(current, -keep - 1), scheme.step(current, declared.premake + 1)
+    if declared.start is not None:
+        first, last = min(first, declared.start), max(last, declared.start)
+    for part in existing_partitions(table):
+        for value in (part.get("low"), part.get("high")):
+            day = _rough_day(scheme, value)
+            if day is not None:
+                first, last = min(first, day), max(last, day)
+    margin = datetime.timedelta(days=DAYS_MARGIN)
+    return first - margin, last + margin
+
+
+def check_epoch_bounds(declared: Declared, table: dict[str, Any] | None) -> None:
+    """Return nothing; refuse an epoch key format declared over partitions whose bounds are no epochs (a YYYYMMDD
+    set declared ``epoch``), naming the table, the bounds and the key format that reads them."""
+    if not declared.scheme.format.zoned:
+        return
+    values = [
+        value
+        for part in existing_partitions(table)
+        if not part["is_default"] and "low" in part
+        for value in (part["low"], part["high"])
+        if value not in (MINVALUE, MAXVALUE)
+    ]
+    check_epoch_keys(declared.scheme.key_format, values, declared.display, "the bounds of its partitions")
+
+
+def integer_epoch_warning(declared: Declared, last: Point) -> str | None:
+    """A warning for epoch seconds in an ``integer`` column once the declared periods come within a year of
+    2038-01-19 03:14:07 UTC, the last second it holds: partitions ending after it cannot be created."""
+    scheme = declared.scheme
+    if not scheme.format.zoned or scheme.column_type != "integer":
+        return None
+    limit = TYPE_MAX["integer"] // scheme.format.epoch_unit
+    end = scheme.key(scheme.step(last)) // scheme.format.epoch_unit
+    if end + 366 * 86400 <= limit:
+        return None
+    return (
+        "key column %s of %s is integer: epoch seconds in it end at 2038-01-19 03:14:07 UTC, and the declared periods "
+        "reach %s. Partitions ending after that cannot be created: change the column to bigint before (ALTER TABLE "
+        "... ALTER COLUMN %s TYPE bigint rewrites the table under ACCESS EXCLUSIVE, on the partitions too)"
+        % (declared.key, declared.display, scheme.display(scheme.step(last)), declared.key)
+    )
+
+
 class Layout:
     """The existing partitions classified against the declared periods."""
 
@@ -433,13 +530,27 @@ def _midnight_offset(value):
     return "%s%02d:%02d" % (sign, abs(minutes) // 60, abs(minutes) % 60)
 
 
+def _as_instant(scheme, value):
+    """An epoch bound as an aware UTC datetime (None when it is no epoch of the scheme's unit)."""
+    if not plausible_epoch(scheme.key_format, value) or value % scheme.format.epoch_unit:
+        return None
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+        seconds=value // scheme.format.epoch_unit
+    )
+
+
 def _timezone_hint(declared, conflicting, session_tz):
-    """A sentence for timestamptz bounds that are not midnight in this session's TimeZone (made in another one)."""
-    if declared.scheme.key_format != "timestamptz":
+    """A sentence for timestamptz and epoch bounds that are not midnight in this session's TimeZone (made in another
+    one)."""
+    scheme = declared.scheme
+    if scheme.key_format != "timestamptz" and not scheme.format.zoned:
         return ""
     foreign = []
     for part in conflicting:
-        for value in (part.get("low"), part.get("high")):
+        for raw in (part.get("low"), part.get("high")):
+            value = _as_instant(scheme, raw) if scheme.format.zoned else raw
+            if scheme.format.zoned and value is not None and scheme.days.day(raw // scheme.format.epoch_unit):
+                continue  # a local midnight of this session (of another period)
             if isinstance(value, datetime.datetime) and value.tzinfo is not None and value.time() != datetime.time(0):
                 foreign.append(_midnight_offset(value))
     if not foreign:
@@ -483,6 +594,7 @@ def layout(
     bound, or when the run would create more than ``max_new_partitions``.
     """
     scheme = declared.scheme
+    check_epoch_bounds(declared, table)
     rank = _ranker(aliases)
     result = Layout()
     result.current = current
@@ -593,9 +705,22 @@ def _declared_periods(declared, table, current, result):
     for point in periods[:1] + periods[-1:]:
         if not scheme.fits_column(scheme.step(point)):
             raise InvalidInput(
-                "the bound %s of %s does not fit key column %s (%s)"
-                % (scheme.literal(scheme.step(point)), declared.display, declared.key, scheme.column_type)
+                "the bound %s of %s does not fit key column %s (%s)%s"
+                % (
+                    scheme.literal(scheme.step(point)),
+                    declared.display,
+                    declared.key,
+                    scheme.column_type,
+                    ": %s starts at it, past the last second an integer holds (2038-01-19 03:14:07 UTC). Change "
+                    "the column to bigint (ALTER TABLE ... ALTER COLUMN %s TYPE bigint); nothing was changed"
+                    % (scheme.display(scheme.step(point)), declared.key)
+                    if scheme.format.zoned
+                    else "",
+                )
             )
+    warning = integer_epoch_warning(declared, periods[-1]) if periods else None
+    if warning:
+        result.warnings.append(warning)
     result.periods = periods
 
 
@@ -630,7 +755,7 @@ def interval_of(scheme: Scheme, part: dict[str, Any], rank: Ranker = bound_rank)
         width = high[1] - low[1] if low[0] == high[0] == 1 else 0
         return str(width) if width > 0 and low[1] % width == 0 else None
     for name in scheme.format.intervals:
-        if _one_period(Scheme(scheme.key_format, name, scheme.column_type), part, rank):
+        if _one_period(scheme.with_interval(name), part, rank):
             return name
     return None
 
@@ -773,8 +898,8 @@ def stray_partition_warning(
             json_value(part["low"]),
             json_value(part["high"]),
             count,
-            json_value(low),
-            json_value(high),
+            key_text(declared, low),
+            key_text(declared, high),
             declared.premake,
             declared.scheme.display(current),
         )
@@ -798,8 +923,8 @@ def stray_default_warning(declared: Declared, lay: Layout, count: int, low: Any,
             count,
             declared.display,
             lay.default["name"],
-            json_value(low),
-            json_value(high),
+            key_text(declared, low),
+            key_text(declared, high),
             scheme.display(beyond_bound(lay, declared)),
             scheme.display(lay.current),
         )

@@ -259,11 +259,21 @@ def bound_aliases(
     return catalog.midnight_dates(conn, sorted(odd)) if odd else {}
 
 
+def with_session_days(
+    conn: Connection, declared: partitioning.Declared, table: dict[str, Any] | None, today: datetime.date
+) -> partitioning.Declared:
+    """For epoch keys: ``declared`` with its scheme given the session TimeZone's local midnights over the days its
+    plan converts (``partitioning.days_span``; one read of no table). Other key formats: ``declared`` itself."""
+    if not declared.scheme.format.zoned:
+        return declared
+    first, last = partitioning.days_span(declared, table, today)
+    return declared.with_scheme(declared.scheme.with_days(catalog.time_zone_days(conn, first, last)))
+
+
 def plan_partitions(
     conn: Connection, module: RunModule, declared: partitioning.Declared, table: dict[str, Any]
 ) -> tuple[partitioning.Result, dict[str, Any]]:
     """Read the few facts the plan needs beyond the table's, then build the plan (a ``partitioning.Result``)."""
-    scheme = declared.scheme
     table = catalog.partition_set_details(conn, table)
     parent = (declared.schema, declared.name)
     default = None
@@ -284,6 +294,8 @@ def plan_partitions(
         lambda: catalog.partition_set_state(conn, schemas, default=default, estimate=True),
         warnings,
     )
+    declared = with_session_days(conn, declared, table, state["today"])
+    scheme = declared.scheme
     if not scheme.format.calendar and table["exists"]:
         state["newest_key"] = integer_now(conn, module, declared, table, warnings)
     lay = partitioning.layout(
@@ -545,9 +557,16 @@ def migrate_plain_table(
         module,
         [(schema, name)],
         lambda: catalog.partition_set_state(
-            conn, [schema], parent=(schema, name), key=None if declared.scheme.format.calendar else declared.key
+            conn, [schema], parent=(schema, name), key=declared.key if declared.scheme.format.numeric else None
         ),
     )
+    periods.check_epoch_keys(
+        declared.scheme.key_format,
+        [state["min_key"], state["max_key"]],
+        declared.display,
+        "its smallest and largest keys",
+    )
+    declared = with_session_days(conn, declared, None, state["today"])
     layout = partitioning.migration_layout(declared, current_period(declared, state))
     partitioning.check_migration_layout(declared, layout)
     facts = migration.read_facts(conn, table, layout, options, server)

@@ -30,6 +30,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import disp
 from ansible_collections.sigeti.dwh.plugins.module_utils.partition_indexes import index_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import (  # noqa: F401  # pylint: disable=unused-import
     CREATE_BATCH,
+    DAYS_MARGIN,
     DEFAULT_MAX_NEW_PARTITIONS,
     DEFAULT_MAX_PER_RUN,
     LIKE_OPTIONS,
@@ -42,10 +43,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import
     Retention,
     beyond_bound,
     bound_rank,
+    check_epoch_bounds,
     check_interval,
     check_migration_layout,
     check_partition_key,
     check_start_in_bound,
+    days_span,
     default_name,
     existing_partitions,
     interval_of,

@@ -6,16 +6,20 @@ A *point* is where a period starts: a ``datetime.date`` for calendar formats, an
 ``integer`` format. A ``Scheme`` (one key format with one interval) turns points into bound values of
 the key column's type (``date``, naive ``datetime``, ``int``), labels and SQL literal parts.
 
-Adding an interval is one entry in ``INTERVALS``; adding a key format is one entry in ``KEY_FORMATS``.
+Adding an interval is one entry in ``INTERVALS``; adding a key format is one entry in ``KEY_FORMATS``. The epoch
+formats are the one exception that needs a fact: their bound is the instant of a midnight in the session's
+TimeZone, a number the module writes itself, so their Scheme carries ``TimeZoneDays`` (read from the server).
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import datetime
 import re
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 
 # A period start: a date for calendar formats, an int for ``integer`` (``typing.Union``: evaluated on Python 3.8 too).
 Point = Union[datetime.date, int]
@@ -101,6 +105,86 @@ INTERVALS = {
 CALENDAR_INTERVALS = ("year", "quarter", "month", "week", "day")
 
 # ---------------------------------------------------------------------------------------------
+# Local midnights of the session's TimeZone (epoch keys)
+# ---------------------------------------------------------------------------------------------
+
+EPOCH_DAY = datetime.date(1970, 1, 1)
+DAY_SECONDS = 86400
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeZoneDays:
+    """The instant (epoch seconds) of every local midnight of one TimeZone from ``first`` to ``last``, as the server
+    computes them (``catalog.time_zone_days``).
+
+    A timestamptz bound is written as midnight and the server places it in its TimeZone; an epoch bound is a number
+    the module must compute itself, and only the server knows its TimeZone rules (Python's tz database may differ
+    from the server's, or be absent), so the server is asked. ``shifts`` are runs of days ``(first day of the run,
+    shift)``: the midnight of a day ``d`` of a run is ``(d - 1970-01-01) * 86400 + shift`` (the shift is minus the
+    UTC offset at that midnight). A midnight that does not exist (a DST gap at midnight) is the instant the server
+    makes of it, as for a timestamptz bound: the first one after the gap.
+    """
+
+    timezone: str
+    first: datetime.date
+    last: datetime.date
+    shifts: tuple[tuple[datetime.date, int], ...]
+
+    def __post_init__(self) -> None:
+        if not self.shifts or self.shifts[0][0] != self.first or self.last < self.first:
+            raise ValueError("TimeZoneDays of %s: the first run must start at first (%s)" % (self.timezone, self.first))
+        object.__setattr__(self, "_starts", tuple(day for day, _shift in self.shifts))
+
+    @classmethod
+    def uniform(cls, timezone: str, utc_offset: int, first: datetime.date, last: datetime.date) -> TimeZoneDays:
+        """Return the days of a TimeZone with one fixed UTC offset in seconds (``UTC``, ``Etc/GMT-3``)."""
+        return cls(timezone, first, last, ((first, -utc_offset),))
+
+    def covers(self, day: datetime.date) -> bool:
+        """Return True when the midnight of ``day`` was read (``first <= day <= last``)."""
+        return self.first <= day <= self.last
+
+    def shift(self, day: datetime.date) -> int:
+        """Return the seconds from the UTC midnight of ``day`` to its local midnight (minus the UTC offset there)."""
+        if not self.covers(day):
+            raise DwhError(
+                "the local midnight of %s was not read from the server (TimeZone %s, days %s to %s were): this is a "
+                "bug of the module, please report it" % (day, self.timezone, self.first, self.last)
+            )
+        return self.shifts[bisect.bisect_right(self._starts, day) - 1][1]  # type: ignore[attr-defined]
+
+    def epoch(self, day: datetime.date) -> int:
+        """Return the epoch seconds of the local midnight that starts ``day``."""
+        return (day - EPOCH_DAY).days * DAY_SECONDS + self.shift(day)
+
+    def day(self, seconds: int) -> datetime.date | None:
+        """Return the day whose local midnight is exactly ``seconds`` after the epoch; None when no day read starts
+        there (a time of day, or a day outside ``first``..``last``)."""
+        ordinal = EPOCH_DAY.toordinal() + seconds // DAY_SECONDS
+        # a shift is less than a day either way: the day starts on the UTC day of the instant or the next one
+        for candidate in (ordinal, ordinal + 1, ordinal - 1):
+            if self.first.toordinal() <= candidate <= self.last.toordinal():
+                day = datetime.date.fromordinal(candidate)
+                if self.epoch(day) == seconds:
+                    return day
+        return None
+
+    def utc_offset_text(self, day: datetime.date) -> str:
+        """Return the UTC offset at the midnight of ``day`` as ISO text: ``+01:00``, ``-05:00``, ``+05:30``."""
+        offset = -self.shift(day)
+        sign = "+" if offset >= 0 else "-"
+        hours, rest = divmod(abs(offset), 3600)
+        text = "%s%02d:%02d" % (sign, hours, rest // 60)
+        return text + (":%02d" % (rest % 60) if rest % 60 else "")  # local mean time before 1900-1970: seconds
+
+
+# Epoch seconds a live table's keys lie between: 1971-01-01 and 2286-11-20 UTC (10 digits). Other integer encodings
+# fall outside: YYYYMMDD numbers (1970-08 to 1970-12 as seconds), seconds read as milliseconds (January to April
+# 1970), milliseconds read as seconds (year 33,000 and later).
+EPOCH_SECONDS_RANGE = (31536000, 9999999999)
+
+
+# ---------------------------------------------------------------------------------------------
 # Key formats
 # ---------------------------------------------------------------------------------------------
 
@@ -146,10 +230,12 @@ def _date_of_datetime(value: Any) -> datetime.date | None:
 class KeyFormat:
     """How period starts are written in one kind of key column.
 
-    ``to_key(point)`` gives the bound value, ``from_key(value)`` reads a bound back into a point (None when
-    it is not a period start this format can write), ``cast`` is the SQL type of the literal (None for plain
-    integers), ``types`` the column types (``format_type`` base names) that can hold it, ``intervals``
-    the intervals it supports.
+    ``to_key(point, days)`` gives the bound value, ``from_key(value, days)`` reads a bound back into a point (None
+    when it is not a period start this format can write); ``days`` is the session's ``TimeZoneDays`` for the formats
+    with an ``epoch_unit`` (keys per second: 1 or 1000), None for the others. ``cast`` is the SQL type of the literal
+    (None for plain integers), ``types`` the column types (``format_type`` base names) that can hold it,
+    ``intervals`` the intervals it supports, ``example`` a bound value and ``start_example`` a ``start`` as a user
+    writes it.
     """
 
     def __init__(
@@ -157,10 +243,12 @@ class KeyFormat:
         name: str,
         types: tuple[str, ...],
         intervals: tuple[str, ...],
-        to_key: Callable[[Any], KeyValue],
-        from_key: Callable[[Any], Point | None],
+        to_key: Callable[[Any, TimeZoneDays | None], KeyValue],
+        from_key: Callable[[Any, TimeZoneDays | None], Point | None],
         cast: str | None,
         example: str,
+        epoch_unit: int | None = None,
+        start_example: str | None = None,
     ) -> None:
         self.name = name
         self.types = types
@@ -169,23 +257,57 @@ class KeyFormat:
         self.from_key = from_key
         self.cast = cast
         self.example = example
+        self.epoch_unit = epoch_unit
+        self.start_example = start_example or example
 
     @property
     def calendar(self) -> bool:
         """Return True when points are dates (every format but ``integer``)."""
         return self.name != "integer"
 
+    @property
+    def zoned(self) -> bool:
+        """Return True when bounds are instants of local midnights (epoch formats): they need ``TimeZoneDays``."""
+        return self.epoch_unit is not None
+
+    @property
+    def numeric(self) -> bool:
+        """Return True when the key column holds numbers the module reads to check or place (integer, epoch)."""
+        return not self.calendar or self.zoned
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _epoch_key(unit: int) -> Callable[[Any, TimeZoneDays | None], int]:
+    def to_key(point: datetime.date, days: TimeZoneDays | None) -> int:
+        return days.epoch(point) * unit
+
+    return to_key
+
+
+def _epoch_point(unit: int) -> Callable[[Any, TimeZoneDays | None], datetime.date | None]:
+    def from_key(value: Any, days: TimeZoneDays | None) -> datetime.date | None:
+        if not _is_int(value) or value % unit:
+            return None
+        return days.day(value // unit)
+
+    return from_key
+
 
 KEY_FORMATS = {
     f.name: f
     for f in (
-        KeyFormat("date", ("date",), CALENDAR_INTERVALS, lambda p: p, _plain_date, "date", "2023-01-01"),
+        KeyFormat(
+            "date", ("date",), CALENDAR_INTERVALS, lambda p, _d: p, lambda v, _d: _plain_date(v), "date", "2023-01-01"
+        ),
         KeyFormat(
             "timestamp",
             ("timestamp without time zone",),
             CALENDAR_INTERVALS,
-            _midnight,
-            _date_of_datetime,
+            lambda p, _d: _midnight(p),
+            lambda v, _d: _date_of_datetime(v),
             "timestamp",
             "2023-01-01",
         ),
@@ -194,8 +316,8 @@ KEY_FORMATS = {
             "timestamptz",
             ("timestamp with time zone",),
             CALENDAR_INTERVALS,
-            _midnight,
-            _date_of_datetime,
+            lambda p, _d: _midnight(p),
+            lambda v, _d: _date_of_datetime(v),
             "timestamptz",
             "2023-01-01",
         ),
@@ -203,8 +325,8 @@ KEY_FORMATS = {
             "yyyymmdd",
             ("integer", "bigint", "numeric"),
             CALENDAR_INTERVALS,
-            lambda p: p.year * 10000 + p.month * 100 + p.day,
-            lambda v: _yyyymmdd_from(v) if isinstance(v, int) else None,
+            lambda p, _d: p.year * 10000 + p.month * 100 + p.day,
+            lambda v, _d: _yyyymmdd_from(v) if isinstance(v, int) else None,
             None,
             "20230101",
         ),
@@ -212,8 +334,8 @@ KEY_FORMATS = {
             "yyyymm",
             ("integer", "bigint", "numeric"),
             ("year", "quarter", "month"),
-            lambda p: p.year * 100 + p.month,
-            lambda v: _yyyymm_from(v) if isinstance(v, int) else None,
+            lambda p, _d: p.year * 100 + p.month,
+            lambda v, _d: _yyyymm_from(v) if isinstance(v, int) else None,
             None,
             "202301",
         ),
@@ -221,10 +343,36 @@ KEY_FORMATS = {
             "integer",
             INTEGER_TYPES,
             (),
-            lambda p: p,
-            lambda v: v if isinstance(v, int) and not isinstance(v, bool) else None,
+            lambda p, _d: p,
+            lambda v, _d: v if _is_int(v) else None,
             None,
             "1000000",
+        ),
+        # Seconds since 1970-01-01 UTC, bounded at the midnights of the session's TimeZone (as timestamptz keys).
+        # integer holds them until 2038-01-19 03:14:07 UTC (partitions past it are refused, and warned of a year
+        # ahead); smallint not even for a day.
+        KeyFormat(
+            "epoch",
+            ("integer", "bigint"),
+            CALENDAR_INTERVALS,
+            _epoch_key(1),
+            _epoch_point(1),
+            None,
+            "1672531200",
+            epoch_unit=1,
+            start_example="2023-01-01",
+        ),
+        # Milliseconds: only bigint holds them (integer ends 24.8 days after 1970-01-01).
+        KeyFormat(
+            "epoch_ms",
+            ("bigint",),
+            CALENDAR_INTERVALS,
+            _epoch_key(1000),
+            _epoch_point(1000),
+            None,
+            "1672531200000",
+            epoch_unit=1000,
+            start_example="2023-01-01",
         ),
     )
 }
@@ -251,8 +399,8 @@ def detect_format(key_format: str | None, column: str, type_name: str, table: st
         if base in INTEGER_TYPES:
             raise InvalidInput(
                 "key column %s of %s is %s: key_format auto cannot tell whether it holds dates as YYYYMMDD, "
-                "months as YYYYMM or plain numbers. Set key_format to yyyymmdd, yyyymm or integer."
-                % (column, table, type_name)
+                "months as YYYYMM, epoch seconds or milliseconds, or plain numbers. Set key_format to yyyymmdd, yyyymm, epoch, "
+                "epoch_ms or integer." % (column, table, type_name)
             )
         raise InvalidInput(
             "key column %s of %s is %s: no key format can partition it by range (use a date, timestamp, "
@@ -263,17 +411,126 @@ def detect_format(key_format: str | None, column: str, type_name: str, table: st
         raise InvalidInput("key_format=%r is unknown: choose one of %s" % (key_format, ", ".join(FORMAT_NAMES)))
     if base not in fmt.types:
         raise InvalidInput(
-            "key column %s of %s is %s, which cannot hold key_format %s values (e.g. %s): use a column of type %s, "
+            "key column %s of %s is %s, which cannot hold key_format %s values (e.g. %s%s): use a column of type %s, "
             "or the key_format that matches %s"
-            % (column, table, type_name, key_format, fmt.example, " or ".join(fmt.types), type_name)
+            % (
+                column,
+                table,
+                type_name,
+                key_format,
+                fmt.example,
+                _epoch_limit(fmt, base),
+                " or ".join(fmt.types),
+                type_name,
+            )
         )
     return key_format
 
 
-class Scheme:
-    """One key format with one interval: the arithmetic of a partition set."""
+def _epoch_limit(fmt: KeyFormat, base: str) -> str:
+    """Where an integer type too small for epoch keys ends, for the refusal."""
+    limit = TYPE_MAX.get(base)
+    if not fmt.zoned or not limit:
+        return ""
+    return "; %s ends at %s" % (base, _utc_text(limit // fmt.epoch_unit))
 
-    def __init__(self, key_format: str, interval: str | int | None, column_type: str | None = None) -> None:
+
+def _utc_text(seconds: int) -> str:
+    try:
+        return (datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except OverflowError:
+        return "a time past the year 9999" if seconds > 0 else "a time before the year 1"
+
+
+def epoch_utc_text(key_format: str, value: int) -> str:
+    """Return an epoch key of ``key_format``'s unit as UTC time for messages: ``2024-03-30 23:00:00 UTC``."""
+    return _utc_text(value // (KEY_FORMATS[key_format].epoch_unit or 1))
+
+
+def plausible_epoch(key_format: str, value: Any) -> bool:
+    """Return True when ``value`` reads as an instant between 1971-01-01 and 2286-11-20 UTC in ``key_format``'s unit
+    (``EPOCH_SECONDS_RANGE``): where the keys of a live table written in that format lie."""
+    unit = KEY_FORMATS[key_format].epoch_unit or 1
+    low, high = EPOCH_SECONDS_RANGE
+    return _is_int(value) and low * unit <= value < (high + 1) * unit
+
+
+def _epoch_advice(key_format: str, value: int) -> str:
+    """What keys that are not epochs of ``key_format`` look like, and the key format that reads them."""
+    as_date = _yyyymmdd_from(value)
+    if as_date is not None:
+        return "they look like dates written YYYYMMDD (%d = %s): use key_format yyyymmdd" % (value, as_date)
+    as_month = _yyyymm_from(value)
+    if as_month is not None:
+        return "they look like months written YYYYMM (%d = %s): use key_format yyyymm" % (
+            value,
+            as_month.strftime("%Y-%m"),
+        )
+    for name in ("epoch", "epoch_ms"):
+        if name != key_format and plausible_epoch(name, value):
+            unit = KEY_FORMATS[name].epoch_unit
+            return "they look like epoch %s (%d = %s): use key_format %s" % (
+                "milliseconds" if unit == 1000 else "seconds",
+                value,
+                _utc_text(value // unit),
+                name,
+            )
+    low, high = EPOCH_SECONDS_RANGE
+    if low * 1000000 <= value < (high + 1) * 1000000:
+        return (
+            "they look like epoch microseconds (%d = %s), which no key format reads as dates: use key_format "
+            "integer with an interval in microseconds, or store seconds or milliseconds"
+            % (value, _utc_text(value // 1000000))
+        )
+    return "if they are plain numbers, use key_format integer with an interval in the key's unit"
+
+
+def check_epoch_keys(key_format: str, values: Sequence[Any], table: str, what: str) -> None:
+    """Return nothing; refuse keys that are clearly not epochs of ``key_format`` (InvalidInput naming the table, the
+    values and the key format that reads them) before any change.
+
+    ``values`` are the table's smallest and largest keys, or its partitions' bounds (``what`` says which). They are
+    refused when none of them is a ``plausible_epoch``: YYYYMMDD numbers declared as epoch, seconds declared as
+    epoch_ms... One plausible value is enough (a 0 or a far-future placeholder beside real keys is a stray key, which
+    the default partition takes and the module reports). Formats other than epoch ones, and no value, pass.
+    """
+    fmt = KEY_FORMATS[key_format]
+    numbers = [v for v in values if _is_int(v)]
+    if not fmt.zoned or not numbers or any(plausible_epoch(key_format, v) for v in numbers):
+        return
+    largest = max(numbers)
+    unit = "milliseconds" if fmt.epoch_unit == 1000 else "seconds"
+    raise InvalidInput(
+        "key_format %s for %s: %s (%s) are not epoch %s: %d would be %s, and epoch keys of a live table lie between "
+        "1971-01-01 and 2286-11-20 UTC. %s%s. Nothing was changed."
+        % (
+            key_format,
+            table,
+            what,
+            "%d to %d" % (min(numbers), largest) if len(set(numbers)) > 1 else "%d" % largest,
+            unit,
+            largest,
+            _utc_text(largest // fmt.epoch_unit),
+            _epoch_advice(key_format, largest)[0].upper(),
+            _epoch_advice(key_format, largest)[1:],
+        )
+    )
+
+
+class Scheme:
+    """One key format with one interval: the arithmetic of a partition set.
+
+    ``days`` are the session's local midnights, which the epoch formats need to write and read bounds (their other
+    arithmetic, and every other format, goes without): see ``TimeZoneDays``.
+    """
+
+    def __init__(
+        self,
+        key_format: str,
+        interval: str | int | None,
+        column_type: str | None = None,
+        days: TimeZoneDays | None = None,
+    ) -> None:
         if key_format not in KEY_FORMATS:
             raise InvalidInput("key_format=%r is unknown: choose one of %s" % (key_format, ", ".join(FORMAT_NAMES)))
         self.format = KEY_FORMATS[key_format]
@@ -302,6 +559,23 @@ class Scheme:
             self.step_size = int(text)
         self.key_format = key_format
         self.interval_name = text
+        self.days = days
+
+    def with_days(self, days: TimeZoneDays | None) -> Scheme:
+        """Return the same scheme holding ``days`` (the session's local midnights)."""
+        return Scheme(self.key_format, self.interval_name, self.column_type, days)
+
+    def with_interval(self, interval: str) -> Scheme:
+        """Return the scheme of the same key format (and days) with another interval."""
+        return Scheme(self.key_format, interval, self.column_type, self.days)
+
+    def _days(self) -> TimeZoneDays | None:
+        if self.format.zoned and self.days is None:
+            raise DwhError(
+                "key_format %s needs the session's local midnights to write or read a bound, and this scheme has "
+                "none: this is a bug of the module, please report it" % self.key_format
+            )
+        return self.days
 
     # -- arithmetic on points
     def align(self, point: Point) -> Point:
@@ -334,7 +608,7 @@ class Scheme:
     # -- bounds
     def key(self, point: Point) -> KeyValue:
         """Return the bound value of ``point`` in the key column's type (date, naive datetime or int)."""
-        return self.format.to_key(point)
+        return self.format.to_key(point, self._days())
 
     def bounds(self, point: Point) -> tuple[KeyValue, KeyValue]:
         """Return ``(low, high)`` bound values of the period starting at ``point``."""
@@ -344,7 +618,7 @@ class Scheme:
         """Return the point a key value starts; None when it is not a period start of this scheme."""
         if isinstance(value, datetime.datetime) and value.tzinfo is not None:
             value = value.replace(tzinfo=None)
-        point = self.format.from_key(value)
+        point = self.format.from_key(value, self._days())
         if point is None or self.align(point) != point:
             return None
         return point
@@ -366,7 +640,10 @@ class Scheme:
         return "%d" % value
 
     def display(self, point: Point) -> str:
-        """Return the bound value as a user writes it in ``start`` (``2023-01-01``, ``20230101``, ``1000``)."""
+        """Return the bound value as a user writes it in ``start`` (``2023-01-01``, ``20230101``, ``1000``; epoch
+        keys' start is their local date)."""
+        if self.format.zoned:
+            return point.isoformat()
         value, _cast = self.literal_parts(point)
         if isinstance(value, str):
             return value.split(" ")[0]
@@ -418,5 +695,5 @@ class Scheme:
                     break
         raise InvalidInput(
             "start=%r is not a date: write it as YYYY-MM-DD (or YYYYMMDD, or YYYYMM for monthly keys), e.g. %s"
-            % (value, self.format.example)
+            % (value, self.format.start_example)
         )

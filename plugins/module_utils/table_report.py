@@ -14,6 +14,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import (
     json_value,
     tree_totals,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.periods import (
+    EPOCH_DAY,
+    KEY_FORMATS,
+    TimeZoneDays,
+    plausible_epoch,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_options import autovacuum_triggers
 
 
@@ -108,11 +114,13 @@ def table_report(
     today: datetime.date,
     default_rows: int | None = None,
     compression: dict[str, Any] | None = None,
+    days: TimeZoneDays | None = None,
 ) -> dict[str, Any]:
     """Return the per-table report of ``table_info``, built from ``catalog.read_table`` facts.
 
     ``settings`` are the server's autovacuum settings, ``today`` a date, ``default_rows`` the exact count
-    of rows in the default partition (when there is one), ``compression`` the measured shares.
+    of rows in the default partition (when there is one), ``compression`` the measured shares, ``days`` the
+    session's local midnights over the table's bounds when they may be epochs (``epoch_days_span``).
     """
     root = table["root"]
     totals = tree_totals(table)
@@ -171,7 +179,7 @@ def table_report(
     report["vacuum"] = [vacuum_report(e, settings) for e in sorted(leaves, key=lambda e: (e["level"], e["name"]))]
     report["stats"] = _stats(root)
     if kind == "partitioned":
-        report.update(partitioned_report(table, today, default_rows))
+        report.update(partitioned_report(table, today, default_rows, days))
     return report
 
 
@@ -227,18 +235,96 @@ def nested_partitions(table: dict[str, Any]) -> list[dict[str, Any]]:
     return children.get(table["oid"], [])
 
 
-def partitioned_report(table: dict[str, Any], today: datetime.date, default_rows: int | None) -> dict[str, Any]:
+EPOCH_FORMATS = ("epoch", "epoch_ms")
+
+
+def _epoch_candidates(table: dict[str, Any]) -> list[Any]:
+    """The finite bounds of the direct range partitions when the table is partitioned by one integer column."""
+    key = table["root"].get("partition_key") or {}
+    if key.get("strategy") != "range" or [t.split("(")[0] for t in key.get("types") or []] not in (
+        ["integer"],
+        ["bigint"],
+    ):
+        return []
+    return [
+        value
+        for e in table["partitions"]
+        if e["parent_oid"] == table["oid"] and "low" in e
+        for value in (e["low"], e["high"])
+        if value not in (MINVALUE, MAXVALUE)
+    ]
+
+
+def epoch_days_span(table: dict[str, Any]) -> tuple[datetime.date, datetime.date] | None:
+    """The days whose local midnights tell whether the table's integer bounds are epochs (``epoch_format``), or None
+    when no bound can be one: read them with ``catalog.time_zone_days``."""
+    days = [
+        EPOCH_DAY + datetime.timedelta(days=value // KEY_FORMATS[name].epoch_unit // 86400)
+        for value in _epoch_candidates(table)
+        for name in EPOCH_FORMATS
+        if plausible_epoch(name, value)
+    ]
+    if not days:
+        return None
+    return min(days) - datetime.timedelta(days=2), max(days) + datetime.timedelta(days=2)
+
+
+def epoch_format(table: dict[str, Any], days: TimeZoneDays | None) -> str | None:
+    """``epoch`` or ``epoch_ms`` when every finite bound of the table's direct range partitions is a local midnight of
+    ``days`` in seconds or milliseconds (the bounds ``partitioned_table`` writes for those key formats), else None."""
+    values = _epoch_candidates(table)
+    if days is None or not values:
+        return None
+    for name in EPOCH_FORMATS:
+        unit = KEY_FORMATS[name].epoch_unit
+        if all(plausible_epoch(name, v) and not v % unit and days.day(v // unit) for v in values):
+            return name
+    return None
+
+
+def epoch_local_time(value: Any, key_format: str | None, days: TimeZoneDays | None) -> str | None:
+    """An epoch bound as the session shows that instant: ``2024-03-31 00:00:00+01:00``; None when it is no epoch bound."""
+    if key_format is None or days is None or not isinstance(value, int):
+        return None
+    unit = KEY_FORMATS[key_format].epoch_unit
+    day = days.day(value // unit) if not value % unit else None
+    return None if day is None else "%s 00:00:00%s" % (day.isoformat(), days.utc_offset_text(day))
+
+
+def _epoch_dates(ranges, key_format, days):
+    if key_format is None:
+        return ranges
+    unit = KEY_FORMATS[key_format].epoch_unit
+    return [(days.day(low // unit), days.day(high // unit), name) for low, high, name in ranges]
+
+
+def partitioned_report(
+    table: dict[str, Any], today: datetime.date, default_rows: int | None, days: TimeZoneDays | None = None
+) -> dict[str, Any]:
     """Return the partitioned part of the report: partition list (sub-partitions nested in theirs), default partition,
-    coverage gaps/overlaps and periods covered ahead of today."""
+    coverage gaps/overlaps and periods covered ahead of today. ``days`` are the session's local midnights over the
+    bounds (``epoch_days_span``): with them, epoch bounds are shown as local times beside the numbers."""
+    key_format = epoch_format(table, days)
     partitions = nested_partitions(table)
     direct = [e for e in table["partitions"] if e["parent_oid"] == table["oid"]]
     defaults = [e for e in direct if (e["bound"] or {}).get("kind") == "default"]
     ranges = [(e["low"], e["high"], e["name"]) for e in direct if "low" in e]
     gaps, overlaps = coverage(ranges)
     current, ahead, covered_until = periods_ahead(
-        [r for r in ranges if r[0] not in (MINVALUE, MAXVALUE) and r[1] not in (MINVALUE, MAXVALUE)], today
+        _epoch_dates(
+            [r for r in ranges if r[0] not in (MINVALUE, MAXVALUE) and r[1] not in (MINVALUE, MAXVALUE)],
+            key_format,
+            days,
+        ),
+        today,
     )
+    if key_format is not None:
+        for report in partitions:
+            if not report["is_default"]:
+                report["low_time"] = epoch_local_time(report["low"], key_format, days)
+                report["high_time"] = epoch_local_time(report["high"], key_format, days)
     return {
+        "epoch_format": key_format,
         "partitions": partitions,
         "partition_count": len(direct),
         "default_partition": defaults[0]["name"] if defaults else None,

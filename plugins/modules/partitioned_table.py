@@ -47,10 +47,20 @@ options:
   key_format:
     description:
       - How the key holds its values. V(auto) detects date, timestamp and timestamptz columns and refuses integer
-        columns (set V(yyyymmdd), V(yyyymm) or V(integer) for them).
+        columns (set V(yyyymmdd), V(yyyymm), V(epoch), V(epoch_ms) or V(integer) for them); it never guesses an
+        epoch.
       - V(timestamptz) bounds are midnight in the session's C(TimeZone).
+      - V(epoch) (seconds since 1970-01-01 UTC, on an C(integer) or C(bigint) column) and V(epoch_ms)
+        (milliseconds, C(bigint) only) take every calendar interval. Their bounds are the instants of midnight in the
+        session's C(TimeZone), exactly as timestamptz bounds (a day across a DST change is 23 or 25 hours long);
+        partitions are named by date as for a date key (C(fait_20240331)). Keys that are clearly not epochs
+        (YYYYMMDD numbers, seconds declared as milliseconds; the smallest and largest keys of a table being
+        migrated, or the bounds of the existing partitions) are refused before any change, naming the key format
+        that reads them.
+      - An C(integer) column holds epoch seconds until 2038-01-19 03:14:07 UTC. Once the declared periods come
+        within a year of it, a warning says to change the column to C(bigint); a partition past it is refused.
     type: str
-    choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer]
+    choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer, epoch, epoch_ms]
     default: auto
   interval:
     description:
@@ -60,19 +70,20 @@ options:
     type: str
   start:
     description:
-      - First lower bound of the set (C(2020-01-01), C(20200101), or a number for integer keys). It must be the
-        start of a period; the error says what the aligned value would be. Defaults to the current period.
+      - First lower bound of the set (C(2020-01-01), C(20200101), or a number for integer keys; a date for
+        epoch keys, its local midnight). It must be the start of a period; the error says what the aligned value
+        would be. Defaults to the current period.
       - Older existing partitions are kept as they are (retention aside).
     type: str
   premake:
     description:
       - Periods created ahead of the current one.
-      - The current period is the one holding the server's C(current_date) for calendar keys (V(yyyymmdd) and
-        V(yyyymm) included). For V(key_format=integer) it is the period of the largest key of the newest partition
-        holding rows; rows of the default partition never count, and a partition holding rows more than O(premake)
-        periods beyond the next partition holding rows is taken as stray keys (a warning names it, its row count
-        and keys). Keys past the last partition that sit in the default partition are reported the same way and
-        left alone.
+      - The current period is the one holding the server's C(current_date) for calendar keys (V(yyyymmdd),
+        V(yyyymm), V(epoch) and V(epoch_ms) included). For V(key_format=integer) it is the period of the largest
+        key of the newest partition holding rows; rows of the default partition never count, and a partition
+        holding rows more than O(premake) periods beyond the next partition holding rows is taken as stray keys (a
+        warning names it, its row count and keys). Keys past the last partition that sit in the default partition
+        are reported the same way and left alone.
     type: int
     default: 2
   max_new_partitions:
@@ -194,7 +205,7 @@ options:
       key_format:
         description: See O(key_format).
         type: str
-        choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer]
+        choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer, epoch, epoch_ms]
         default: auto
       interval: {description: See O(interval)., type: str, required: true}
       start: {description: See O(start)., type: str}

@@ -118,6 +118,8 @@ tables:
     partitions:
       description:
         - The direct partitions with their bounds (typed low/high), size and rows.
+        - When the bounds are epoch seconds or milliseconds (RV(tables[].epoch_format)), each also holds C(low_time)
+          and C(high_time), the instants as the session shows them (C(2024-03-31 00:00:00+01:00)).
         - A partition that is itself partitioned holds its own partitions the same way (C(partitions), nested),
           their count (C(partition_count)), and its C(sizes) and C(rows) summed over its sub-tree; the direct
           partitions' sizes add up to the table's.
@@ -125,6 +127,14 @@ tables:
       elements: dict
       returned: when the table is partitioned
     partition_count: {description: Direct partitions of the table., type: int, returned: when partitioned}
+    epoch_format:
+      description:
+        - V(epoch) or V(epoch_ms) when the table is partitioned by one integer or bigint column and every bound of its
+          direct partitions is a midnight of the session's C(TimeZone) as epoch seconds or milliseconds (the bounds
+          C(sigeti.dwh.partitioned_table) writes for those key formats), else null.
+        - The current partition, periods ahead and C(covered_until) are then computed from those local dates.
+      type: str
+      returned: when partitioned
     default_partition: {description: Name of the default partition or null., type: str, returned: when partitioned}
     default_rows: {description: Rows sitting in the default partition., type: int, returned: when partitioned}
     gaps: {description: Key ranges no partition covers., type: list, elements: dict, returned: when partitioned}
@@ -204,7 +214,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import table_report
+from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import epoch_days_span, table_report
 
 
 def report_tables(conn, names, measure, count_default_rows, settings):
@@ -234,7 +244,9 @@ def report_tables(conn, names, measure, count_default_rows, settings):
                 relpages=sum(e["relpages"] or 0 for e in table["relations"].values()),
                 exact=measure == "exact",
             )
-        reports.append(table_report(table, settings, today, default_rows, compression))
+        span = epoch_days_span(table) if table["root"]["relkind"] == "p" else None
+        days = catalog.time_zone_days(conn, *span) if span else None
+        reports.append(table_report(table, settings, today, default_rows, compression, days))
     return reports
 
 

@@ -798,3 +798,111 @@ def test_an_interval_the_tree_does_not_have_is_refused_naming_both():
     with pytest.raises(InvalidInput) as err:
         plan_for(declared("year", start=D(2024, 1, 1)), table(months(D(2024, 1, 1), 6)), D(2024, 6, 1))
     assert "are by month (6" in err.value.msg and "declared interval year" in err.value.msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Epoch keys: the days a plan reads, bounds of another format, 2038, another TimeZone
+# ---------------------------------------------------------------------------------------------
+
+
+def _last_sunday(year, month):
+    day = D(year, month, 31)
+    return day - datetime.timedelta(days=(day.weekday() + 1) % 7)
+
+
+# Paris: UTC+1 in winter, +2 in summer, from the Monday after the last Sunday of March to the one of October (the
+# midnights of those Sundays are still at the old offset).
+PARIS = periods.TimeZoneDays(
+    "Europe/Paris",
+    D(2020, 1, 1),
+    D(2040, 12, 31),
+    ((D(2020, 1, 1), -3600),)
+    + tuple(
+        run
+        for year in range(2020, 2041)
+        for run in (
+            (_last_sunday(year, 3) + datetime.timedelta(days=1), -7200),
+            (_last_sunday(year, 10) + datetime.timedelta(days=1), -3600),
+        )
+    ),
+)
+
+
+def epoch_declared(interval="day", fmt="epoch", column="bigint", start=None, premake=2, retention=None, days=PARIS):
+    scheme = periods.Scheme(fmt, interval, column, days)
+    return partitioning.Declared("dwh", "fait", "dk", scheme, start=start, premake=premake, retention=retention)
+
+
+def test_epoch_layout_names_partitions_by_date_and_adopts_its_own_bounds():
+    dec = epoch_declared("day", start=D(2024, 3, 30), premake=1)
+    existing = [part("fait_20240330", 1711753200, 1711839600), part("fait_default", default=True)]
+    lay, result = plan_for(dec, table(existing), D(2024, 3, 31), default_rows=0)
+    assert lay.adopted[D(2024, 3, 30)]["name"] == "fait_20240330"
+    assert result.created == ["fait_20240331", "fait_20240401"]
+    attach = [text(s.sql) for s in result.plan.steps if "ATTACH PARTITION" in text(s.sql)]
+    assert attach[0].endswith("FOR VALUES FROM (1711839600) TO (1711922400)"), "23 hours: summer time starts"
+    after = {p["name"]: (p["low"], p["high"]) for p in result.partitions}
+    assert after["fait_20240331"] == (1711839600, 1711922400)
+    ms = epoch_declared("month", fmt="epoch_ms", start=D(2024, 3, 1), premake=0)
+    lay, result = plan_for(ms, table([]), D(2024, 3, 15))
+    attach = [text(s.sql) for s in result.plan.steps if "ATTACH PARTITION" in text(s.sql)]
+    assert result.created[0] == "fait_202403" and attach[0].endswith("FROM (1709247600000) TO (1711922400000)")
+
+
+def test_days_span_reaches_start_retention_premake_and_every_existing_bound():
+    margin = datetime.timedelta(days=partitioning.DAYS_MARGIN)
+    dec = epoch_declared("month", start=D(2023, 1, 1), premake=3, retention={"keep": 12, "action": "drop"})
+    existing = [part("old", 1577833200, 1580511600), part("far", 2145913200, 2148591600), part("d", default=True)]
+    first, last = partitioning.days_span(dec, table(existing), D(2024, 6, 15))
+    assert first == D(2019, 12, 31) - margin, "the oldest bound: 2020-01-01 local midnight is 2019-12-31 UTC"
+    assert last == D(2038, 1, 31) + margin, "the newest bound (2038-02-01 local, 2038-01-31 23:00 UTC)"
+    first, last = partitioning.days_span(dec, table([]), D(2024, 6, 15))
+    assert (first, last) == (D(2023, 1, 1) - margin, D(2024, 10, 1) + margin), "start; premake + 1 months"
+    dec = epoch_declared("month", premake=3, retention={"keep": 12, "action": "drop"})
+    assert partitioning.days_span(dec, table([]), D(2024, 6, 15))[0] == D(2023, 5, 1) - margin, "keep + 1 months"
+    first, last = partitioning.days_span(epoch_declared("day", premake=7), table([]), D(2024, 6, 15))
+    assert (first, last) == (D(2024, 6, 14) - margin, D(2024, 6, 23) + margin)
+    stray = [part("zero", 0, 1577833200), part("huge", 1577833200, 10**15), part("min", "MINVALUE", 1577833200)]
+    first, last = partitioning.days_span(epoch_declared("day", premake=7), table(stray), D(2024, 6, 15))
+    assert (first, last) == (D(2019, 12, 31) - margin, D(2024, 6, 23) + margin), (
+        "bounds that are no epochs are left out"
+    )
+
+
+def test_an_epoch_key_over_partitions_of_another_format_is_refused():
+    yyyymmdd = table([part("fait_2023", 20230101, 20240101), part("fait_2024", 20240101, 20250101)])
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(epoch_declared("year"), yyyymmdd, D(2024, 6, 15))
+    msg = err.value.msg
+    assert "dwh.fait" in msg and "20230101 to 20250101" in msg and "key_format yyyymmdd" in msg, msg
+    seconds = table([part("fait_20240330", 1711753200, 1711839600)])
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(epoch_declared("day", fmt="epoch_ms"), seconds, D(2024, 3, 30))
+    assert "use key_format epoch" in err.value.msg
+    # a catch-all partition from 0 beside real ones is no other format
+    catch_all = table([part("fait_old", 0, 1711753200), part("fait_20240330", 1711753200, 1711839600)])
+    lay = partitioning.layout(epoch_declared("day", premake=0), catch_all, D(2024, 3, 30))
+    assert lay.adopted[D(2024, 3, 30)]["name"] == "fait_20240330"
+
+
+def test_an_epoch_set_made_in_another_time_zone_is_named():
+    # Tokyo midnights (UTC+9, 15:00 UTC the day before) declared in a Paris session
+    tokyo = [part("fait_20240330", 1711724400, 1711810800), part("fait_20240331", 1711810800, 1711897200)]
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(
+            epoch_declared("day", start=D(2024, 3, 30)), table(tokyo), D(2024, 3, 30), session_tz="Europe/Paris"
+        )
+    msg = err.value.msg
+    assert "Europe/Paris" in msg and "+09:00" in msg and "another TimeZone" in msg, msg
+
+
+def test_integer_epoch_seconds_are_warned_a_year_before_2038_and_refused_past_it():
+    utc = periods.TimeZoneDays.uniform("UTC", 0, D(2030, 1, 1), D(2040, 12, 31))
+    quiet = partitioning.layout(epoch_declared("month", column="integer", days=utc), table([]), D(2036, 6, 15))
+    assert not quiet.warnings
+    near = partitioning.layout(epoch_declared("month", column="integer", days=utc), table([]), D(2037, 3, 15))
+    assert any("2038-01-19 03:14:07 UTC" in w and "bigint" in w for w in near.warnings), near.warnings
+    with pytest.raises(InvalidInput) as err:
+        partitioning.layout(epoch_declared("month", column="integer", days=utc), table([]), D(2037, 12, 15))
+    assert "does not fit key column dk (integer)" in err.value.msg and "bigint" in err.value.msg
+    assert not partitioning.layout(epoch_declared("month", days=utc), table([]), D(2037, 12, 15)).warnings, "bigint"
