@@ -20,7 +20,7 @@ FLAT_LIMIT = 40  # up to this many partitions, one bar each (SIGETI's yearly tab
 PERIOD_FLAT_LIMIT = 31  # a year holding up to this many partitions lists them without a month level
 BLOCK = 100  # partitions without a date bound, listed in blocks of this many
 TOP_DEAD = 10  # relations with the most dead tuples, charted
-LABEL_LIMIT = 32  # characters of a chart label (the label column is 230 px wide at 12 px)
+LABEL_LIMIT = 30  # characters of a chart label (the label column is 230 px wide at 12 px)
 
 
 @dataclasses.dataclass(frozen=True)

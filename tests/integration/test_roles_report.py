@@ -1,18 +1,17 @@
-"""report: self-contained HTML with inline SVG charts (checked in headless Chromium when installed), Markdown,
-JSON, and a Prometheus textfile whose every sample parses; written in check mode too, never 'changed'."""
+"""report: self-contained HTML with inline SVG charts (checked in headless Chromium, installed when missing), Markdown,
+JSON, and a Prometheus textfile whose every sample parses; nothing written in check mode, never "changed"."""
 
 import json
 import os
 import re
 import shutil
-import subprocess
 
 import pytest
 
 from tests.integration.test_roles_helpers import load_sample, play, recap, write_inventory
+from tests.support import browser
 
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\} (-?[0-9.e+]+|\+Inf)$')
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -83,38 +82,18 @@ def test_html_is_self_contained_with_charts(report):
     assert "https://" not in html and "<link" not in html
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium not installed (apt-get install -y chromium)")
 def test_html_renders_in_headless_chromium(report, tmp_path):
+    chromium = browser.find_chromium()
+    if not chromium:
+        pytest.skip(browser.MISSING)
     folder = report[0]
-    base = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--user-data-dir=%s" % (tmp_path / "profile"),
-    ]
-    url = "file://%s" % (folder / "report.html")
-    dom = subprocess.run(
-        base + ["--dump-dom", url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert dom.returncode == 0
-    assert dom.stdout.count("<rect") > 20 and "fait_attributions_2023" in dom.stdout
+    dom = browser.dump_dom(chromium, str(tmp_path / "profile"), str(folder / "report.html"))
+    assert dom.count("<rect") > 20 and "fait_attributions_2023" in dom
     shot = tmp_path / "report.png"
-    subprocess.run(
-        base + ["--window-size=1100,1800", "--screenshot=%s" % shot, url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    browser.chromium(
+        chromium, str(tmp_path / "profile-shot"), "--window-size=1100,1800", "--screenshot=%s" % shot,
+        "file://%s" % (folder / "report.html"),
+    )  # fmt: skip
     assert shot.exists() and shot.stat().st_size > 20000
     shutil.copy(shot, folder / "report.png")
 
