@@ -36,7 +36,9 @@ ARGUMENT_SPEC = {
     "run": {"type": "dict", "default": {}},
     "templates": {"type": "path"},
 }
-PAGE_MODE, DIR_MODE, TEXTFILE_MODE = 0o640, 0o750, 0o644
+PAGE_MODE = 0o640
+DIR_MODE = 0o750
+TEXTFILE_MODE = 0o644  # node_exporter's user reads it
 
 
 class ActionModule(ActionBase):

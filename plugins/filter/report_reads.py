@@ -17,8 +17,8 @@ description:
   - One read per declared table and per extra table, in that order (an absent one is reported missing, the others
     are still read).
   - One per table declaring a C(migrate) that keeps its original (C(online), C(offline); not C(drop_source)), for
-    C(<table>_unpartitioned), and one per C(archive_schema) of a C(retention.action=archive): the disk they take
-    counts in the report's sizes. These are absent until a migration or an archiving ran, which is not an error.
+    C(<table>_unpartitioned), and one per C(archive_schema) of a C(retention.action=archive), so that the disk they
+    take counts in the report's sizes. These are absent until a migration or an archiving ran, which is no error.
   - Each item has C(label), C(role) (declared, extra, kept, archive), C(of) (the declared table(s) it belongs to),
     C(tables), C(schemas), C(compression) and C(count_default_rows), the options of table_info.
 options:

@@ -22,12 +22,19 @@ def report(pg_server, tmp_path_factory):
     inventory = write_inventory(
         tmp / "hosts.yml",
         {"dwh1": (pg_server, "t_report")},
-        {"dwh_report_dir": str(tmp / "reports"), "dwh_report_extra_tables": ["dwh_dim.dim_zone"]},
+        {
+            "dwh_report_dir": str(tmp / "reports"),
+            "dwh_report_extra_tables": ["dwh_dim.dim_zone"],
+            # node_exporter's folder on the database host (here the same machine)
+            "dwh_report_textfile_dir": str(tmp / "node-exporter"),
+        },
     )
+    (tmp / "node-exporter").mkdir()
     first = play("report.yml", inventory, pg_server.password, check=True)
     assert first.returncode == 0, first.stdout[-5000:]
     # check mode writes no file anywhere: not even the report folder
     assert not (tmp / "reports").exists() and "check mode: no report file written" in first.stdout
+    assert os.listdir(tmp / "node-exporter") == []
     second = play("report.yml", inventory, pg_server.password)
     assert second.returncode == 0, second.stdout[-5000:]
     assert recap(second.stdout)["dwh1"]["changed"] == 0
@@ -52,6 +59,8 @@ def test_prometheus_textfile_parses_and_has_the_metrics(report):
     folder = report[0]
     # beside the host folders, in the one folder node_exporter's textfile collector reads
     text = (folder.parent / "sigeti_dwh_dwh1.prom").read_text()
+    # and the same file on the database host, for its node_exporter
+    assert (folder.parent.parent / "node-exporter" / "sigeti_dwh_dwh1.prom").read_text() == text
     names = set()
     for line in text.splitlines():
         if not line or line.startswith("#"):
