@@ -32,9 +32,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import yaml  # noqa: E402
-
 from bench import common  # noqa: E402
+from bench.weekly_playbook import slowest, weekly_command  # noqa: E402
+from tests.integration.test_roles_helpers import write_inventory  # noqa: E402
 
 DEFAULTS = {"largest": 3650, "rows": 20, "repeat": 3}
 DEFAULT_SIZES = "365,3650"
@@ -101,43 +101,15 @@ def inventory(path, server, db, first, workdir):
     declared = [
         {"name": TABLE, "key": "date_key", "key_format": "yyyymmdd", "interval": "day", "start": first, "premake": 0}
     ]
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "dwh_login_host": "127.0.0.1",
-        "dwh_login_port": server.port,
-        "dwh_login_user": "postgres",
-        "dwh_login_db": db,
-    }
-    variables = {
-        "dwh_login_password": "{{ lookup('ansible.builtin.env', 'DWH_LOGIN_PASSWORD') }}",
-        "dwh_tables": declared,
-        "dwh_report_dir": os.path.join(workdir, db),
-    }
-    with open(path, "w") as handle:
-        yaml.safe_dump({"all": {"children": {"dwh_servers": {"hosts": {db: host}, "vars": variables}}}}, handle)
-    return path
+    return write_inventory(
+        path, {db: (server, db)}, {"dwh_tables": declared, "dwh_report_dir": os.path.join(workdir, db)}
+    )
 
 
 def report(server, inventory_path, profile_path, folder):
-    """Run playbooks/report.yml; return {read_s (table_info), after_read_s (the role's other tasks: building and
-    writing the report), tasks, page_kb, controller_mb}."""
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CALLBACK_PLUGINS=os.path.join(common.BENCH, "callback_plugins"),
-        ANSIBLE_CALLBACKS_ENABLED="bench_profile",
-        ANSIBLE_COLLECTIONS_PATH=common.collections_path(),
-        BENCH_PROFILE_FILE=profile_path,
-        DWH_LOGIN_PASSWORD=server.password,
-    )
-    env.pop("PGPASSWORD", None)
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-        "-i",
-        inventory_path,
-        os.path.join(common.ROOT, "playbooks", "report.yml"),
-    ]
+    """Run playbooks/report.yml; return ({read_s (table_info), after_read_s (the role's other tasks: building and
+    writing the report), tasks, page_kb, controller_mb}, profile)."""
+    command, env = weekly_command(server, inventory_path, profile_path, playbook="report.yml")
     done, peak = common.run_sampled(command, env)
     if done.returncode != 0:
         raise RuntimeError("report.yml failed:\n%s" % done.stdout[-4000:])
@@ -156,10 +128,30 @@ def report(server, inventory_path, profile_path, folder):
     }, profile
 
 
-def slowest(profile, count=5):
-    """The ``count`` slowest tasks, as "role : task 1.23 s"."""
-    tasks = sorted(profile["tasks"], key=lambda t: -t["seconds"])[:count]
-    return ["%s %.2f s" % (t["task"], t["seconds"]) for t in tasks]
+def claims(sizes):
+    """The ratios and the README rows of the results: the largest size against the smallest, and against psql."""
+    small, large = "report_%d" % sizes[0], "report_%d" % sizes[-1]
+    specs = [
+        {"name": "large_vs_small_wall", "method": large, "baseline": small},
+        {"name": "large_vs_small_after_read", "method": large, "baseline": small, "metric": "after_read_s"},
+        {"name": "large_vs_psql_wall", "method": large, "baseline": "psql_%d" % sizes[-1]},
+    ]
+    rows = [
+        {
+            "claim": "report playbook at %s daily partitions (goal ≤ 3× its time at %s, page < 500 KB)"
+            % (format(sizes[-1], ","), format(sizes[0], ",")),
+            "measured": "{time:%s.wall_s} against {time:%s.wall_s} ({ratio:large_vs_small_wall}, "
+            "{atmost:large_vs_small_wall,3}); after table_info {time:%s.after_read_s} against "
+            "{time:%s.after_read_s} ({ratio:large_vs_small_after_read}); page {num:%s.page_kb} KiB "
+            "({num:%s.page_kb} KiB at %s); a DBA's psql size query {time:psql_%d.wall_s}"
+            % (large, small, large, small, large, small, format(sizes[0], ","), sizes[-1]),
+        },
+        {
+            "claim": "where the report playbook's time goes (%s partitions, last repetition)" % format(sizes[-1], ","),
+            "measured": "slowest tasks: {value:slowest}",
+        },
+    ]
+    return specs, rows
 
 
 def main(argv=None):
@@ -209,28 +201,8 @@ def main(argv=None):
     )
     where = {name: slowest(reps[-1]) for name, reps in profiles.items()}
     for name, lines in where.items():
-        print("%s slowest tasks (last repetition): %s" % (name, "; ".join(lines)))
-    small, large = "report_%d" % sizes[0], "report_%d" % sizes[-1]
-    specs = [
-        {"name": "large_vs_small_wall", "method": large, "baseline": small},
-        {"name": "large_vs_small_after_read", "method": large, "baseline": small, "metric": "after_read_s"},
-        {"name": "large_vs_psql_wall", "method": large, "baseline": "psql_%d" % sizes[-1]},
-    ]
-    rows = [
-        {
-            "claim": "report playbook at %s daily partitions (goal ≤ 3× its time at %s, page < 500 KB)"
-            % (format(sizes[-1], ","), format(sizes[0], ",")),
-            "measured": "{time:%s.wall_s} against {time:%s.wall_s} ({ratio:large_vs_small_wall}, "
-            "{atmost:large_vs_small_wall,3}); after table_info {time:%s.after_read_s} against "
-            "{time:%s.after_read_s} ({ratio:large_vs_small_after_read}); page {num:%s.page_kb} KiB "
-            "({num:%s.page_kb} KiB at %s); a DBA's psql size query {time:psql_%d.wall_s}"
-            % (large, small, large, small, large, small, format(sizes[0], ","), sizes[-1]),
-        },
-        {
-            "claim": "where the report playbook's time goes (%s partitions, last repetition)" % format(sizes[-1], ","),
-            "measured": "slowest tasks: {value:slowest}",
-        },
-    ]
+        print("%s slowest tasks (last repetition): %s" % (name, "; ".join(lines[:5])))
+    specs, rows = claims(sizes)
     common.write_results(
         "report_scale",
         "bench/report_scale.py",
@@ -241,7 +213,7 @@ def main(argv=None):
         specs,
         rows,
         size="one table of %s daily partitions, %d rows each" % (options.partitions, options.rows),
-        extra={"slowest_tasks": where, "values": {"slowest": "; ".join(where[large][:4])}},
+        extra={"slowest_tasks": where, "values": {"slowest": "; ".join(where["report_%d" % sizes[-1]][:4])}},
     )
     return 0
 

@@ -84,8 +84,9 @@ def inventory(path, hosts, tables, workdir, extra_vars=None):
     return path
 
 
-def weekly_command(server, inventory_path, profile_path, args=()):
-    """(argv, env) of playbooks/weekly.yml as cron or AWX runs it, with the per-task profile callback."""
+def weekly_command(server, inventory_path, profile_path, args=(), playbook="weekly.yml"):
+    """(argv, env) of playbooks/weekly.yml (or another shipped ``playbook``) as cron or AWX runs it, with the per-task
+    profile callback."""
     env = dict(os.environ)
     env.update(
         ANSIBLE_NOCOLOR="1",
@@ -100,7 +101,7 @@ def weekly_command(server, inventory_path, profile_path, args=()):
         os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
         "-i",
         inventory_path,
-        os.path.join(common.ROOT, "playbooks", "weekly.yml"),
+        os.path.join(common.ROOT, "playbooks", playbook),
         *args,
     ]
     return command, env
