@@ -60,7 +60,7 @@ class ActionModule(ActionBase):
             sizes_before=args["sizes_before"],
             history=history,
             history_days=args["history_days"],
-            check_mode=bool(self._play_context.check_mode),
+            check_mode=bool(self._task.check_mode),
             playbook=args["playbook"],
             run=run_results(args["run"]),
         )
@@ -80,7 +80,15 @@ class ActionModule(ActionBase):
             )
             return result
         templates = args["templates"] or os.path.dirname(self._find_needle("templates", "report.html.j2"))
-        written, warnings = write_report(document, folder, result["textfile"], templates, args["keep"], broken)
+        try:
+            written, warnings = write_report(document, folder, result["textfile"], templates, args["keep"], broken)
+        except OSError as exc:
+            result.update(
+                failed=True,
+                msg="%s: the report could not be written in %s (%s): set dwh_report_dir to a folder the controller's "
+                "user can write (nothing in the database was changed by the report)" % (args["host"], folder, exc),
+            )
+            return result
         result.update(files=written, run_folder=os.path.join(folder, "runs", report_render.run_folder(document)))
         if warnings:
             result["warnings"] = warnings
@@ -138,8 +146,11 @@ def write_file(path: str, text: str, mode: int = PAGE_MODE) -> str:
     return path
 
 
-def write_report(document, folder, textfile, templates, keep, broken):
-    """Write every file of one run; return (paths written, warnings)."""
+def write_report(
+    document: dict, folder: str, textfile: str, templates: str, keep: int, broken: str | None
+) -> tuple[list[str], list[str]]:
+    """Write every file of one run (the history set aside first when ``broken`` says why it could not be read);
+    return (paths written, warnings)."""
     warnings = []
     os.makedirs(folder, mode=DIR_MODE, exist_ok=True)
     if broken:

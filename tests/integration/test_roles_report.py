@@ -207,3 +207,17 @@ def test_report_runs_are_rotated_by_dwh_report_keep(pg_server, db, tmp_path):
     assert len(kept) == 2 and kept[0] == "20250201T000000Z-monthly" and kept[1].endswith("-report"), kept
     index = (tmp_path / "reports" / "dwh1" / "index.html").read_text()
     assert "20250101T000000Z-setup" not in index and kept[1] in index and "monthly" not in index
+
+
+def test_a_report_folder_that_cannot_be_written_fails_naming_it(pg_server, db, tmp_path):
+    load_sample(pg_server, db, scale=300)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the report folder should be")
+    inventory = write_inventory(
+        tmp_path / "hosts.yml", {"dwh1": (pg_server, db)}, {"dwh_report_dir": str(blocker / "reports")}
+    )
+    result = play("report.yml", inventory, pg_server.password)
+    assert result.returncode != 0
+    assert "dwh1: the report could not be written in %s/reports/dwh1" % blocker in result.stdout, result.stdout[-3000:]
+    assert "set dwh_report_dir to a folder the controller's user can write" in result.stdout
+    assert "Traceback" not in result.stdout
