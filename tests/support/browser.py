@@ -2,7 +2,7 @@
 tests run as root (as CI does), so ``./dev test`` on a fresh machine checks the pages in a real browser.
 
 Started with no network, sync, GPU or first-run work, and a fresh profile in a folder the caller gives (a pytest
-temporary folder): nothing is written into HOME.
+temporary folder), HOME and the XDG folders inside it: nothing is written into the real HOME.
 """
 
 from __future__ import annotations
@@ -57,10 +57,16 @@ def find_chromium() -> str | None:
 
 
 def chromium(binary: str, profile: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    """Run headless Chromium with a fresh profile folder ``profile``; stdout is text (the DOM with --dump-dom)."""
-    command = [binary, *FLAGS, "--user-data-dir=%s" % profile, *args]
+    """Run headless Chromium with a fresh profile folder ``profile``; stdout is text (the DOM with --dump-dom).
+
+    Its HOME and XDG folders point into the profile too: Chromium writes its crash reports under the config folder
+    and GTK its dconf cache under the cache folder even with --user-data-dir."""
+    os.makedirs(profile, exist_ok=True)
+    env = dict(os.environ, HOME=profile)
+    env.update({"XDG_%s_HOME" % kind: os.path.join(profile, kind.lower()) for kind in ("CONFIG", "CACHE", "DATA")})
+    command = [binary, *FLAGS, "--user-data-dir=%s" % os.path.join(profile, "data"), *args]
     return subprocess.run(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=timeout, check=False
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=timeout, check=False, env=env
     )
 
 
