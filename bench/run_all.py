@@ -21,6 +21,7 @@ SCRIPTS = (
     "partition_maintenance",
     "compression",
     "weekly_playbook",
+    "report_scale",
     "vacuum",
     "fleet",
     "migration",

@@ -97,6 +97,8 @@ def partition_report(entry: dict[str, Any]) -> dict[str, Any]:
         "schema": entry["schema"],
         "name": entry["name"],
         "level": entry["level"],
+        # with parent_oid, tells a leaf from a partition that is itself partitioned (the report sums leaves)
+        "oid": entry["oid"],
         "parent_oid": entry["parent_oid"],
         "is_default": bound.get("kind") == "default",
         "bound": entry["bound_expr"],

@@ -1,18 +1,17 @@
-"""report: self-contained HTML with inline SVG charts (checked in headless Chromium when installed), Markdown,
-JSON, and a Prometheus textfile whose every sample parses; written in check mode too, never 'changed'."""
+"""report: self-contained HTML with inline SVG charts (checked in headless Chromium, installed when missing), Markdown,
+JSON, and a Prometheus textfile whose every sample parses; nothing written in check mode, never "changed"."""
 
 import json
 import os
 import re
 import shutil
-import subprocess
 
 import pytest
 
 from tests.integration.test_roles_helpers import load_sample, play, recap, write_inventory
+from tests.support import browser
 
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\} (-?[0-9.e+]+|\+Inf)$')
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,19 @@ def report(pg_server, tmp_path_factory):
     inventory = write_inventory(
         tmp / "hosts.yml",
         {"dwh1": (pg_server, "t_report")},
-        {"dwh_report_dir": str(tmp / "reports"), "dwh_report_extra_tables": ["dwh_dim.dim_zone"]},
+        {
+            "dwh_report_dir": str(tmp / "reports"),
+            "dwh_report_extra_tables": ["dwh_dim.dim_zone"],
+            # node_exporter's folder on the database host (here the same machine)
+            "dwh_report_textfile_dir": str(tmp / "node-exporter"),
+        },
     )
+    (tmp / "node-exporter").mkdir()
     first = play("report.yml", inventory, pg_server.password, check=True)
     assert first.returncode == 0, first.stdout[-5000:]
+    # check mode writes no file anywhere: not even the report folder
+    assert not (tmp / "reports").exists() and "check mode: no report file written" in first.stdout
+    assert os.listdir(tmp / "node-exporter") == []
     second = play("report.yml", inventory, pg_server.password)
     assert second.returncode == 0, second.stdout[-5000:]
     assert recap(second.stdout)["dwh1"]["changed"] == 0
@@ -49,7 +57,10 @@ def test_json_markdown_and_history(report):
 
 def test_prometheus_textfile_parses_and_has_the_metrics(report):
     folder = report[0]
-    text = (folder / "sigeti_dwh.prom").read_text()
+    # beside the host folders, in the one folder node_exporter's textfile collector reads
+    text = (folder.parent / "sigeti_dwh_dwh1.prom").read_text()
+    # and the same file on the database host, for its node_exporter
+    assert (folder.parent.parent / "node-exporter" / "sigeti_dwh_dwh1.prom").read_text() == text
     names = set()
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -80,38 +91,18 @@ def test_html_is_self_contained_with_charts(report):
     assert "https://" not in html and "<link" not in html
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium not installed (apt-get install -y chromium)")
 def test_html_renders_in_headless_chromium(report, tmp_path):
+    chromium = browser.find_chromium()
+    if not chromium:
+        pytest.skip(browser.MISSING)
     folder = report[0]
-    base = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--user-data-dir=%s" % (tmp_path / "profile"),
-    ]
-    url = "file://%s" % (folder / "report.html")
-    dom = subprocess.run(
-        base + ["--dump-dom", url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert dom.returncode == 0
-    assert dom.stdout.count("<rect") > 20 and "fait_attributions_2023" in dom.stdout
+    dom = browser.dump_dom(chromium, str(tmp_path / "profile"), str(folder / "report.html"))
+    assert dom.count("<rect") > 20 and "fait_attributions_2023" in dom
     shot = tmp_path / "report.png"
-    subprocess.run(
-        base + ["--window-size=1100,1800", "--screenshot=%s" % shot, url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=120,
-        check=False,
-    )
+    browser.chromium(
+        chromium, str(tmp_path / "profile-shot"), "--window-size=1100,1800", "--screenshot=%s" % shot,
+        "file://%s" % (folder / "report.html"),
+    )  # fmt: skip
     assert shot.exists() and shot.stat().st_size > 20000
     shutil.copy(shot, folder / "report.png")
 
@@ -145,7 +136,7 @@ def test_a_missing_table_and_a_broken_history_do_not_stop_the_report(pg_server, 
     assert [t["name"] for t in data["tables"]] == ["dwh_facts.fait_attributions", "dwh_dim.dim_zone"]
     assert data["missing"] == ["dwh_facts.fait_factures"] and data["errors"] == []
     samples = {}
-    for line in (folder / "sigeti_dwh.prom").read_text().splitlines():
+    for line in (folder.parent / "sigeti_dwh_dwh1.prom").read_text().splitlines():
         if line and not line.startswith("#"):
             assert SAMPLE.match(line), line
             samples[line.rsplit(" ", 1)[0]] = line.rsplit(" ", 1)[1]
@@ -160,15 +151,12 @@ def test_a_missing_table_and_a_broken_history_do_not_stop_the_report(pg_server, 
 def test_each_run_is_kept_and_listed_by_index_html_in_binary_units(report):
     folder = report[0]
     runs = sorted(os.listdir(folder / "runs"))
-    # The module fixture ran report.yml twice: --check first, then for real.
-    assert len(runs) == 2 and runs[0].endswith("Z-report-check") and runs[1].endswith("Z-report"), runs
-    assert re.match(r"^\d{8}T\d{6}Z-report$", runs[1])
-    for run in runs:
-        assert {"report.html", "report.md", "report.json", "summary.json"} <= set(os.listdir(folder / "runs" / run))
+    # The module fixture ran report.yml twice: --check first (nothing written), then for real.
+    assert len(runs) == 1 and re.match(r"^\d{8}T\d{6}Z-report$", runs[0]), runs
+    assert {"report.html", "report.md", "report.json", "summary.json"} <= set(os.listdir(folder / "runs" / runs[0]))
     index = (folder / "index.html").read_text()
-    assert 'href="report.html"' in index and all('href="runs/%s/report.html"' % run in index for run in runs)
-    assert index.index(runs[1]) < index.index(runs[0])  # newest first
-    assert "(check mode)" in index and "dwh_facts.fait_attributions: " in index
+    assert 'href="report.html"' in index and 'href="runs/%s/report.html"' % runs[0] in index
+    assert "dwh_facts.fait_attributions: " in index and "on disk: " in index
     for page in (folder / "report.html", folder / "report.md", folder / "index.html"):
         text = page.read_text()
         assert re.search(r"\d (KiB|MiB)\b", text), page
@@ -219,3 +207,17 @@ def test_report_runs_are_rotated_by_dwh_report_keep(pg_server, db, tmp_path):
     assert len(kept) == 2 and kept[0] == "20250201T000000Z-monthly" and kept[1].endswith("-report"), kept
     index = (tmp_path / "reports" / "dwh1" / "index.html").read_text()
     assert "20250101T000000Z-setup" not in index and kept[1] in index and "monthly" not in index
+
+
+def test_a_report_folder_that_cannot_be_written_fails_naming_it(pg_server, db, tmp_path):
+    load_sample(pg_server, db, scale=300)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the report folder should be")
+    inventory = write_inventory(
+        tmp_path / "hosts.yml", {"dwh1": (pg_server, db)}, {"dwh_report_dir": str(blocker / "reports")}
+    )
+    result = play("report.yml", inventory, pg_server.password)
+    assert result.returncode != 0
+    assert "dwh1: the report could not be written in %s/reports/dwh1" % blocker in result.stdout, result.stdout[-3000:]
+    assert "set dwh_report_dir to a folder the controller's user can write" in result.stdout
+    assert "Traceback" not in result.stdout
