@@ -293,7 +293,7 @@ def demo(argv):
     if setup_page:
         print("the setup's page (its before/after and what it changed): %s" % setup_page)
     print("(each run's folder under runs/ also holds report.md and report.json; the latest report.html, report.json")
-    print(" and the Prometheus textfile sigeti_dwh.prom sit beside index.html)")
+    print(" sit beside index.html; the Prometheus textfile is sigeti_dwh_<host>.prom in the report folder)")
     return 0
 
 

@@ -4,7 +4,7 @@
 
 Sizes are powers of 1024 both ways. Options are read as PostgreSQL's ``pg_size_bytes`` reads them (``100MB`` is
 100 MiB, as in postgresql.conf); messages name the units as what they are (KiB, MiB, GiB, TiB), like the report
-role's pages (roles/report/templates/sizes.j2), so a figure reads the same in a message and in the report.
+role's pages (plugins/plugin_utils/report_render.py), so a figure reads the same in a message and in the report.
 """
 
 from __future__ import annotations

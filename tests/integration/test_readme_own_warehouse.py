@@ -43,9 +43,6 @@ from tests.support.sshhost import SYSTEM_PATH, SshHost
 TABLE = "dwh_facts.fait_attributions"
 PASSWORD = "it's a s3cret"  # a quote and a space: the shell, the inventory, libpq and pg_dump's pgpass file
 ROWS = 20000
-# The report role's default folder is still ~/sigeti-dwh-reports (issue 28 item 7 moves it out of HOME, by the
-# report's helper); until then it is the one thing allowed in HOME. Remove this exception when it lands.
-PENDING_IN_HOME = {"sigeti-dwh-reports"}
 MARK = "@@@ step done rc="
 
 
@@ -302,7 +299,7 @@ def test_readme_own_warehouse_as_written(where, places):
 
         # the tasks run on the controller kept their temporary files in the project (remote_tmp), not in ~user
         assert os.path.isdir(os.path.join(project, ".ansible", "tmp"))
-        left_in_home = set(os.listdir(places["home"])) - PENDING_IN_HOME
+        left_in_home = set(os.listdir(places["home"]))
         assert not left_in_home, "written into HOME: %s" % sorted(left_in_home)
         left = untracked(places["clone"])
         assert left == "", "left or changed in the clone: %s" % left
