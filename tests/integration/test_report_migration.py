@@ -46,10 +46,12 @@ def migrated(pg_server, tmp_path_factory):
     report = play("report.yml", inventory, pg_server.password)
     assert report.returncode == 0, report.stdout[-6000:]
     with conn.cursor() as cur:
-        # table_info's measure: main fork, TOAST (with its index) and indexes (no free space or visibility map)
+        # table_info's measure: main forks of the heap, of TOAST and its index, and of the indexes (no free space or
+        # visibility map)
         size = (
             "pg_relation_size(c.oid) + pg_indexes_size(c.oid)"
-            " + CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) ELSE 0 END"
+            " + CASE WHEN c.reltoastrelid <> 0 THEN pg_relation_size(c.reltoastrelid) + (SELECT coalesce(sum("
+            "pg_relation_size(x.indexrelid)), 0) FROM pg_index x WHERE x.indrelid = c.reltoastrelid) ELSE 0 END"
         )
         cur.execute(
             "SELECT %s FROM pg_class c WHERE c.oid = 'dwh_facts.fait_attributions_unpartitioned'::regclass" % size
