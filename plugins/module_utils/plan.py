@@ -468,17 +468,16 @@ class Executor:
             if own
             else "PostgreSQL found a deadlock (SQLSTATE 40P01) and ended this run's transaction"
         )
+        others_text = "; ".join(
+            "pid %s (user %s, application %s, %s, transaction open %s): %s"
+            % (b["pid"], b["user"], b["mode"], b["state"], b["xact_age"], b["query"])
+            for b in sessions
+        )
         msg = (
             "Gave up after %d attempts: %s (the last time: %s). %s%s What to do: a deadlock is not a long wait, "
             "raising lock_timeout or lock_retries cannot help; let that session's transaction end first (run again "
             "when its application is quiet, or end it: SELECT pg_terminate_backend(pid))."
-            % (
-                attempts,
-                found,
-                cycle,
-                ("The other session: %s. " % describe_blockers(sessions)) if sessions else "",
-                applied,
-            )
+            % (attempts, found, cycle, ("The other session now: %s. " % others_text) if sessions else "", applied)
         )
         return LockNotGranted(
             msg, blocking_pids=others, failed_sql=unit[0].render(self.conn), sqlstate="40P01", deadlock=waits
@@ -499,7 +498,8 @@ class Executor:
         return {int(oid): display_name(schema, name) for oid, schema, name in rows}
 
     def _sessions(self, pids: Sequence[int]) -> list[Blocker]:
-        """The sessions ``pids`` now, described like ``blockers`` (those gone are left out)."""
+        """The sessions ``pids`` now, like ``blockers`` but ``mode`` holding their application_name (those gone are
+        left out)."""
         if not pids:
             return []
         with self.conn.cursor() as cur:
