@@ -103,6 +103,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import (
     MigrationPlan,
     plan_migration,
     plan_queries,
+    planned_partitions,
     render_plan,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_run import run_migration
@@ -142,6 +143,7 @@ __all__ = [
     "plan_abandon",
     "plan_migration",
     "plan_queries",
+    "planned_partitions",
     "read_facts",
     "read_leftovers",
     "read_state",

@@ -337,7 +337,8 @@ def leaf_foreign_key_steps(ctx: MigrationContext) -> list[Step]:
                     _ident(ctx.names["schema"], entry["name"]),
                     con["name"],
                     sql.SQL(con["definition"]) + sql.SQL(" NOT VALID"),
-                    "foreign key %s on partition %s, NOT VALID: validated after the swap" % (con["name"], entry["name"]),
+                    "foreign key %s on partition %s, NOT VALID: validated after the swap"
+                    % (con["name"], entry["name"]),
                 )
             )
     return steps

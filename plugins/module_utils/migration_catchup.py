@@ -41,7 +41,7 @@ class Sample:
     at: float  # time.monotonic() once the batch committed
     left: int  # keys left in the change log after it
     logged: int | None  # keys ever logged (the log's sequence), None when it was never used
-    consumed: int  # keys it replayed
+    consumed: int  # keys it replayed (distinct: fewer than the log entries it took when keys repeat)
     took: float  # seconds its transaction took
     limit: int  # the most keys it could take (its batch size)
 
@@ -50,18 +50,17 @@ class Sample:
 class Verdict:
     """``judge``'s reading of the samples so far."""
 
-    done: bool  # few enough keys left, or the batch drained the log: the catch-up is over
+    done: bool  # at most one batch (or ``replay_threshold``) of keys left: the catch-up is over
     slow: bool  # the keys left did not shrink over half the patience: warn
     stalled: bool  # nor over the whole patience: give up
     change_rate: float  # keys logged per second by the writers (over the last RATE_WINDOW seconds)
     replay_rate: float  # keys replayed per second
 
 
-def next_batch(batch: int, consumed: int, took: float, target: float, largest: int) -> int:
-    """The next batch size: halved when a full batch took more than twice ``target`` seconds, doubled (up to
-    ``largest``) when it took less than half; unchanged when the log was drained (the batch was not full)."""
-    if consumed < batch:
-        return batch
+def next_batch(batch: int, took: float, target: float, largest: int) -> int:
+    """The next batch size (log entries): halved when a batch took more than twice ``target`` seconds, doubled (up to
+    ``largest``) when it took less than half (a batch that drained the log was quick: a larger limit costs
+    nothing)."""
     if took > 2 * target:
         return max(MIN_BATCH, batch // 2)
     if took < target / 2:
@@ -91,15 +90,15 @@ def _left_at(samples, moment):
 
 
 def judge(samples: Sequence[Sample], threshold: int, patience: float) -> Verdict:
-    """Done when at most ``threshold`` keys are left or the last batch was not full (it took every key logged when
-    it started: what is left came in meanwhile, as converged as it gets); slow / stalled when the keys left did not
-    shrink since half the ``patience`` / the whole ``patience`` ago (seconds)."""
+    """Done when at most ``threshold`` keys, or one batch of them (about ``replay_seconds`` of replay: the batch size
+    follows the time a batch takes), are left: the verification's replay takes the rest; slow / stalled when the keys
+    left did not shrink since half the ``patience`` / the whole ``patience`` ago (seconds)."""
     last = samples[-1]
     change, replay = rates(samples)
     half = _left_at(samples, last.at - patience / 2)
     whole = _left_at(samples, last.at - patience)
     return Verdict(
-        done=last.left <= threshold or last.consumed < last.limit,
+        done=last.left <= max(threshold, last.limit),
         slow=half is not None and last.left >= half,
         stalled=whole is not None and last.left >= whole,
         change_rate=change,
@@ -114,6 +113,7 @@ def figures(samples: Sequence[Sample], verdict: Verdict, started: float) -> dict
         "keys_left": last.left,
         "keys_replayed": sum(s.consumed for s in samples),
         "batches": len(samples),
+        "batch_keys": last.limit,
         "seconds": round(last.at - started, 1),
         "change_rate": round(verdict.change_rate, 1),
         "replay_rate": round(verdict.replay_rate, 1),
@@ -171,7 +171,7 @@ def catch_up(run: Any, purpose: str) -> dict[str, Any]:
         samples.append(Sample(now, int(left), None if logged is None else int(logged), consumed, now - began, batch))
         verdict = judge(samples, int(options["replay_threshold"]), patience)
         figs = figures(samples, verdict, started)
-        run.event("catchup", purpose=purpose, batch_keys=batch, **figs)
+        run.event("catchup", purpose=purpose, **figs)
         if verdict.done:
             run.result.setdefault("catchup", []).append(dict(figs, purpose=purpose))
             return figs
@@ -180,4 +180,4 @@ def catch_up(run: Any, purpose: str) -> dict[str, Any]:
         if verdict.slow and not warned:
             warned = True
             run.result["warnings"].append(not_converging(plan.display, figs, patience, gave_up=False))
-        batch = next_batch(batch, consumed, samples[-1].took, float(options["replay_seconds"]), largest)
+        batch = next_batch(batch, samples[-1].took, float(options["replay_seconds"]), largest)
