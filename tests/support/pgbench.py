@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 CONTROL_TABLE = "sigeti_pgbench_control"
 STOP_SCRIPT = "SELECT go FROM %s \\gset\n\\set stop_requested 1 / :go\n" % CONTROL_TABLE
@@ -53,7 +53,9 @@ class PgbenchResult:
     returncode: int
     stdout: str
     stderr: str
-    tpcb_transactions: int  # TPC-B transactions committed (per its logs): each inserted one history row
+    # transactions of the main script that committed (per the logs): TPC-B in ``running`` (each inserted one history
+    # row), the script given to ``timed``
+    tpcb_transactions: int
     failed: int  # transactions that failed (serialization or deadlock: --max-tries 1 retries none)
     deadlock_failures: int
     serialization_failures: int
@@ -61,6 +63,11 @@ class PgbenchResult:
     transactions: list  # Transaction, every client, in log order
     started: float
     stopped: float
+
+    @property
+    def tps(self) -> float:
+        """Committed transactions of the main script per second over the whole run (from the logs)."""
+        return self.tps_between(self.started, self.stopped)
 
     def latencies(self, since: float | None = None, until: float | None = None) -> list[float]:
         """Latencies (s) of the TPC-B transactions ending between ``since`` and ``until`` (epoch seconds)."""
@@ -78,7 +85,7 @@ class PgbenchResult:
         values = self.latencies(since, until)
         return max(values) if values else 0.0
 
-    def tps(self, since: float, until: float) -> float:
+    def tps_between(self, since: float, until: float) -> float:
         """TPC-B transactions per second that ended in ``[since, until]``."""
         if until <= since:
             return 0.0
@@ -330,6 +337,23 @@ class Pgbench:
     def add_history_key(self) -> None:
         """A bigserial primary key on history (TPC-B's INSERT names its columns: the default fills it)."""
         self.sql("ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY", "ANALYZE pgbench_history")
+
+    def timed(self, script: str, seconds: int, clients: int = 2, threads: int = 2, extra: Sequence[str] = ()) -> PgbenchResult:
+        """Run ``script`` (pgbench script text) for ``seconds`` (``-T``), ``--max-tries 1``; return the result (the
+        script's committed transactions, failures, latencies from the per-transaction logs)."""
+        folder = tempfile.mkdtemp(prefix="pgbench-", dir=self.workdir)
+        path = os.path.join(folder, "script.sql")
+        with open(path, "w") as handle:
+            handle.write(script)
+        command = self.command(
+            ["-n", "-c", str(clients), "-j", str(threads), "-T", str(int(seconds)), "--max-tries", "1",
+             "--failures-detailed", "-l", "-f", path] + list(extra)
+        )
+        started = time.time()
+        done = subprocess.run(command, cwd=folder, env=self.env(), capture_output=True, text=True, check=False)
+        result = parse_result(done.returncode, done.stdout, done.stderr, folder, started, time.time())
+        shutil.rmtree(folder, ignore_errors=True)
+        return result
 
     @contextlib.contextmanager
     def running(self, clients: int = 2, threads: int = 2, extra: list[str] | tuple = ()) -> Iterator[PgbenchRunning]:
