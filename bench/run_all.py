@@ -24,6 +24,7 @@ SCRIPTS = (
     "vacuum",
     "fleet",
     "migration",
+    "pgbench_migration",
 )
 
 

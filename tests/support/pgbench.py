@@ -175,8 +175,8 @@ class PgbenchRunning:
 
     def _connected(self) -> int:
         """pgbench's sessions connected to the database now."""
-        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench' AND datname = %s"
-        return int(self.bench.sql(query, params=(self.bench.dbname,))[0][0])
+        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = %s"
+        return int(self.bench.sql(query, params=(self.bench.application_name, self.bench.dbname))[0][0])
 
     def stop(self) -> PgbenchResult:
         """Ask every client to stop, wait for pgbench's summary and parse it (and its logs)."""
@@ -262,8 +262,10 @@ def parse_result(
 class Pgbench:
     """pgbench against one database of a ``tests.support.pgserver.PostgresServer``."""
 
-    def __init__(self, server, dbname: str, workdir: str | None = None) -> None:
+    def __init__(self, server, dbname: str, workdir: str | None = None, application_name: str = "pgbench") -> None:
         self.server = server
+        # bench/ names it bench-pgbench: its statements are then left out of the module's server-side counts
+        self.application_name = application_name
         self.dbname = dbname
         self.workdir = workdir or tempfile.gettempdir()
         self.binary = os.path.join(server.bin_dir, "pgbench")
@@ -273,7 +275,7 @@ class Pgbench:
 
     def env(self) -> dict[str, str]:
         """pgbench's environment: the password through PGPASSWORD, never on its command line."""
-        return dict(os.environ, PGPASSWORD=self.server.password, PGAPPNAME="pgbench")
+        return dict(os.environ, PGPASSWORD=self.server.password, PGAPPNAME=self.application_name)
 
     def command(self, arguments: list[str]) -> list[str]:
         """``pgbench`` with the connection options and ``arguments``, the database last."""
@@ -293,7 +295,7 @@ class Pgbench:
 
     def sql(self, *statements: str, params: tuple | None = None) -> list[tuple] | None:
         """Run ``statements`` on a fresh autocommit connection; return the last one's rows (None without rows)."""
-        conn = self.server.connect(self.dbname, application_name="pgbench-harness")
+        conn = self.server.connect(self.dbname, application_name="bench-pgbench-control")
         try:
             rows = None
             with conn.cursor() as cur:
@@ -338,7 +340,9 @@ class Pgbench:
         """A bigserial primary key on history (TPC-B's INSERT names its columns: the default fills it)."""
         self.sql("ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY", "ANALYZE pgbench_history")
 
-    def timed(self, script: str, seconds: int, clients: int = 2, threads: int = 2, extra: Sequence[str] = ()) -> PgbenchResult:
+    def timed(
+        self, script: str, seconds: int, clients: int = 2, threads: int = 2, extra: Sequence[str] = ()
+    ) -> PgbenchResult:
         """Run ``script`` (pgbench script text) for ``seconds`` (``-T``), ``--max-tries 1``; return the result (the
         script's committed transactions, failures, latencies from the per-transaction logs)."""
         folder = tempfile.mkdtemp(prefix="pgbench-", dir=self.workdir)
@@ -346,8 +350,22 @@ class Pgbench:
         with open(path, "w") as handle:
             handle.write(script)
         command = self.command(
-            ["-n", "-c", str(clients), "-j", str(threads), "-T", str(int(seconds)), "--max-tries", "1",
-             "--failures-detailed", "-l", "-f", path] + list(extra)
+            [
+                "-n",
+                "-c",
+                str(clients),
+                "-j",
+                str(threads),
+                "-T",
+                str(int(seconds)),
+                "--max-tries",
+                "1",
+                "--failures-detailed",
+                "-l",
+                "-f",
+                path,
+            ]
+            + list(extra)
         )
         started = time.time()
         done = subprocess.run(command, cwd=folder, env=self.env(), capture_output=True, text=True, check=False)
