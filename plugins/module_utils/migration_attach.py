@@ -19,8 +19,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_locks import (
     Lock,
     dependent_relations,
-    lock_steps,
-    merge,
+    lock_set,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
@@ -233,7 +232,7 @@ def attach_locks(ctx: MigrationContext) -> list[Step]:
     drops the partition's own triggers on them), then the original, then what depends on it."""
     names = ctx.names
     original = Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap: writers wait until commit")
-    return lock_steps(merge(referenced_tables(ctx, ACCESS_EXCLUSIVE) + [original] + dependent_relations(ctx)))
+    return lock_set(referenced_tables(ctx, ACCESS_EXCLUSIVE), original, dependent_relations(ctx))
 
 
 def _original_as_partition(ctx, pk_index_tmp):

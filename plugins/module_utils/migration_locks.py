@@ -140,25 +140,61 @@ def merge(locks: Iterable[Lock]) -> list[Lock]:
     return list(merged.values())
 
 
+def lock_set(referenced: Sequence[Lock], original: Lock, dependents: Sequence[Lock]) -> list[Step]:
+    """A transaction's first locks (``first_locks``): the referenced tables before the original (an application
+    updating them before it writes the original: TPC-B's history), and, when that order meets a deadlock, the
+    original before them (one writing the original first: TPC-B's accounts, which reference its branches); what
+    depends on the original after it, in both."""
+    referenced = [r for r in referenced if r.target != original.target]
+    dependents = [d for d in dependents if d.target != original.target]
+    orders = [merge(list(referenced) + [original] + list(dependents))]
+    if referenced:
+        orders.append(merge([original] + list(referenced) + list(dependents)))
+    return [first_locks(orders)]
+
+
 def lock_steps(locks: Sequence[Lock], held: Sequence[Lock] = ()) -> list[Step]:
-    """The steps taking ``locks`` in order: the first a plain LOCK waiting up to lock_timeout when ``held`` is empty
-    (the transaction holds nothing yet), every other one through ``safe_lock``."""
+    """The steps taking ``locks`` in order: at the start of a transaction (``held`` empty) one ``first_locks`` step;
+    later, while ``held`` is held, one ``safe_lock`` step each."""
+    if not held:
+        return [first_locks([list(locks)])] if locks else []
     steps = []
     holding = list(held)
     for lock in locks:
-        if not holding:
-            steps.append(
-                Step(
-                    sql.SQL("LOCK TABLE {} IN {} MODE").format(_ident(lock.schema, lock.name), sql.SQL(lock.mode)),
-                    "%s: the transaction's first lock, waiting up to lock_timeout (it holds nothing yet)" % lock.why,
-                    lock=lock.mode,
-                    targets=[lock.target],
-                )
-            )
-        else:
-            steps.append(safe_lock(lock, holding))
+        steps.append(safe_lock(lock, holding))
         holding.append(lock)
     return steps
+
+
+def first_locks(orders: Sequence[Sequence[Lock]]) -> Step:
+    """One DO block taking a transaction's first locks, trying each order in turn (``orders``: lists of the same
+    locks): the first lock of an order waits up to lock_timeout, the later ones as ``safe_lock`` does; an order that
+    would deadlock or whose later lock is not granted in time is rolled back (its subtransaction: its locks are
+    released) before the next order is tried. When every order failed, the last error is raised, saying the other's."""
+    locks = list(orders[0])
+    index = {lock.target: number for number, lock in enumerate(locks, 1)}
+    rows = sql.SQL(", ").join(
+        sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(sql.Literal(index[lock.target]) for lock in order))
+        for order in orders
+    )
+    body = sql.SQL(_FIRST_LOCKS).format(
+        rels=sql.SQL(", ").join(sql.Literal(_identifier_text(lock.schema, lock.name)) for lock in locks),
+        modes=sql.SQL(", ").join(sql.Literal(lock.mode) for lock in locks),
+        mode_names=sql.SQL(", ").join(sql.Literal(mode_name(lock.mode)) for lock in locks),
+        shown=sql.SQL(", ").join(sql.Literal(lock.display) for lock in locks),
+        orders=rows,
+        precheck=sql.SQL(_PRECHECK),
+        hint=sql.Literal(_HINT),
+    )
+    described = " / then ".join(", ".join("%s (%s)" % (lock.display, lock.mode) for lock in order) for order in orders)
+    return Step(
+        sql.SQL("DO {}").format(_AsLiteral(body)),
+        "the transaction's locks, first thing: %s%s; the first waits up to lock_timeout, each later one not at all "
+        "when that would be a deadlock, else at most half of deadlock_timeout"
+        % (described, " (the second order when the first would deadlock)" if len(orders) > 1 else ""),
+        lock=locks[0].mode,
+        targets=[lock.target for lock in locks],
+    )
 
 
 def safe_lock(lock: Lock, holding: Sequence[Lock]) -> Step:
@@ -187,6 +223,116 @@ def safe_lock(lock: Lock, holding: Sequence[Lock]) -> Step:
 def _identifier_text(schema: str, name: str) -> str:
     """``"schema"."name"`` quoted as PostgreSQL reads it (for a ``::regclass`` literal)."""
     return ".".join('"%s"' % part.replace('"', '""') for part in (schema, name))
+
+
+_HINT = (
+    "the migration locks the tables it references and the table first (in that order, else the other way round), "
+    "then what depends on it; a transaction holding one of them longer, or an application taking them in yet "
+    "another way, makes it give up: run again once that session's transaction has ended (or end it: SELECT "
+    "pg_terminate_backend(pid)); a longer lock_timeout does not change the waits after the first lock"
+)
+
+# In a DO block, before waiting for ``rels[k]`` (mode ``modes[k]``) while holding ``held``: a session holding a lock
+# on it that waits, directly or through up to 3 others, for this transaction means waiting would be a deadlock.
+_PRECHECK = """
+      WITH RECURSIVE chain(pid, first, depth) AS (
+        SELECT l.pid, l.pid, 1 FROM pg_catalog.pg_locks l
+        WHERE l.locktype = 'relation' AND l.relation = rels[k] AND l.granted AND l.pid <> pg_backend_pid()
+          AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+        UNION
+        SELECT b.pid, c.first, c.depth + 1 FROM chain c CROSS JOIN LATERAL unnest(pg_blocking_pids(c.pid)) AS b(pid)
+        WHERE c.depth < 4 AND c.pid <> pg_backend_pid()
+      )
+      SELECT first INTO holder FROM chain WHERE pid = pg_backend_pid() LIMIT 1;
+      IF holder IS NOT NULL THEN
+        SELECT format('Process %s waits for %s on relation %s of database %s; blocked by process %s.',
+                      pg_backend_pid(), mode_names[k], rels[k]::oid,
+                      (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()), holder)
+               || coalesce(E'\\n' || (SELECT format('Process %s waits for %s on %s; blocked by process %s.', w.pid,
+                      w.mode, CASE w.locktype
+                        WHEN 'relation' THEN format('relation %s of database %s', w.relation, w.database)
+                        WHEN 'transactionid' THEN format('transaction %s', w.transactionid)
+                        WHEN 'tuple' THEN format('tuple (%s,%s) of relation %s of database %s', w.page, w.tuple,
+                                                 w.relation, w.database)
+                        ELSE w.locktype END,
+                      coalesce((pg_blocking_pids(w.pid))[1], pg_backend_pid()))
+                      FROM pg_catalog.pg_locks w WHERE w.pid = holder AND NOT w.granted LIMIT 1), '')
+          INTO detail;
+        RAISE EXCEPTION USING ERRCODE = 'deadlock_detected',
+          MESSAGE = format('sigeti.dwh: waiting for %s on %s would be a deadlock: pid %s holds a lock on it and '
+                           'waits for this transaction, which holds %s', modes[k], shown[k], holder, held),
+          DETAIL = detail;
+      END IF;
+"""
+
+# The DO block of ``first_locks``: each order in a subtransaction; the locks of a failed one are released with it.
+_FIRST_LOCKS = """
+DECLARE
+  rels regclass[] := ARRAY[{rels}]::regclass[];
+  modes text[] := ARRAY[{modes}];
+  mode_names text[] := ARRAY[{mode_names}];
+  shown text[] := ARRAY[{shown}];
+  orders int[] := ARRAY[{orders}];
+  saved text := current_setting('lock_timeout');
+  wait_ms int;
+  holder int;
+  detail text;
+  held text;
+  k int;
+  other text;
+  failed_message text;
+  failed_detail text;
+  failed_state text;
+BEGIN
+  wait_ms := greatest(1, floor(extract(epoch FROM current_setting('deadlock_timeout')::interval) * 500))::int;
+  IF extract(epoch FROM saved::interval) > 0 AND extract(epoch FROM saved::interval) * 1000 < wait_ms THEN
+    wait_ms := greatest(1, floor(extract(epoch FROM saved::interval) * 1000))::int;
+  END IF;
+  FOR attempt IN 1..array_length(orders, 1) LOOP
+    BEGIN
+      held := NULL;
+      FOR i IN 1..array_length(orders, 2) LOOP
+        k := orders[attempt][i];
+        IF held IS NULL THEN
+          PERFORM set_config('lock_timeout', saved, true);
+          BEGIN
+            EXECUTE format('LOCK TABLE %s IN %s MODE', rels[k], modes[k]);
+          EXCEPTION WHEN lock_not_available THEN
+            RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
+              MESSAGE = format('sigeti.dwh: %s was not granted %s within lock_timeout (%s), the first lock of the '
+                               'transaction', shown[k], modes[k], saved);
+          END;
+        ELSE
+{precheck}
+          PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
+          BEGIN
+            EXECUTE format('LOCK TABLE %s IN %s MODE', rels[k], modes[k]);
+          EXCEPTION WHEN lock_not_available THEN
+            RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
+              MESSAGE = format('sigeti.dwh: %s was not granted %s within %s ms while this transaction held %s (a '
+                               'longer wait while holding them could make PostgreSQL end, as a deadlock, the '
+                               'transaction of a session waiting for this one: the wait stays below half of '
+                               'deadlock_timeout %s)', shown[k], modes[k], wait_ms, held,
+                               current_setting('deadlock_timeout'));
+          END;
+        END IF;
+        held := coalesce(held || ', ', '') || format('%s (%s)', shown[k], modes[k]);
+      END LOOP;
+      PERFORM set_config('lock_timeout', saved, true);
+      RETURN;
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+      GET STACKED DIAGNOSTICS failed_message = MESSAGE_TEXT, failed_detail = PG_EXCEPTION_DETAIL,
+                              failed_state = RETURNED_SQLSTATE;
+      IF attempt = array_length(orders, 1) THEN
+        RAISE EXCEPTION USING ERRCODE = failed_state,
+          MESSAGE = failed_message || coalesce('; in the other order: ' || other, ''),
+          DETAIL = coalesce(failed_detail, ''), HINT = {hint};
+      END IF;
+      other := replace(failed_message, 'sigeti.dwh: ', '');
+    END;
+  END LOOP;
+END
+"""
 
 
 # The body of the DO block of ``safe_lock``. ``pg_blocking_pids`` is followed up to 4 sessions deep (a holder waiting

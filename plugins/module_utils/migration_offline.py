@@ -23,6 +23,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_locks import 
     Lock,
     child_tables,
     dependent_relations,
+    lock_set,
     lock_steps,
     merge,
     referenced_tables,
@@ -87,9 +88,7 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
         "difference is)",
     )
     swap, _lock_targets = swap_steps(ctx, shadow)
-    start, at_swap = offline_locks(ctx)
-    locks = lock_steps(start)
-    swap_locks = lock_steps(at_swap, held=start)
+    locks, swap_locks = offline_locks(ctx)
     prepare = (
         _state_steps(ctx.facts)
         + shadow_steps(ctx, shadow)
@@ -142,20 +141,22 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     ]
 
 
-def offline_locks(ctx: MigrationContext) -> tuple[list[Lock], list[Lock]]:
-    """The offline transaction's locks (``migration_locks``): at its start the tables its foreign keys reference
+def offline_locks(ctx: MigrationContext) -> tuple[list[Step], list[Step]]:
+    """The offline transaction's lock steps (``migration_locks``): at its start the tables its foreign keys reference
     (SHARE ROW EXCLUSIVE: adding a foreign key needs it, and an application updating them before it writes the
-    original could otherwise hold them while waiting for the original: the deadlock), the original (EXCLUSIVE:
+    original would otherwise hold them while waiting for the original: the deadlock), the original (EXCLUSIVE:
     writes wait, reads go on) and the tables whose foreign keys reference it (SHARE ROW EXCLUSIVE: their inserts
     would otherwise wait for the original while holding them); at the swap, ACCESS EXCLUSIVE on the original and
-    what depends on it."""
+    what depends on it, each lock deadlock-safe."""
     names = ctx.names
-    start = referenced_tables(ctx, SHARE_ROW_EXCLUSIVE)
-    start.append(Lock(names["schema"], names["name"], EXCLUSIVE, "block writes (readers go on) for the whole build"))
-    start += child_tables(ctx, SHARE_ROW_EXCLUSIVE)
+    referenced = referenced_tables(ctx, SHARE_ROW_EXCLUSIVE)
+    original = Lock(names["schema"], names["name"], EXCLUSIVE, "block writes (readers go on) for the whole build")
+    children = child_tables(ctx, SHARE_ROW_EXCLUSIVE)
     at_swap = [Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap needs the table alone")]
     at_swap += dependent_relations(ctx)
-    return merge(start), merge(at_swap)
+    return lock_set(referenced, original, children), lock_steps(
+        merge(at_swap), held=merge(referenced + [original] + children)
+    )
 
 
 def _copy_halves(ctx: MigrationContext) -> tuple[Step, Step]:

@@ -20,8 +20,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_locks import (
     Lock,
     dependent_relations,
-    lock_steps,
-    merge,
+    lock_set,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep, SidePart
@@ -369,8 +368,8 @@ def _online_swap(ctx, replay, lock_targets):
         "verify the rows replayed under the lock",
     )
     original = Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap: writers wait from here to the commit")
-    locks = merge(referenced_tables(ctx, SHARE_ROW_EXCLUSIVE) + [original] + dependent_relations(ctx))
-    return lock_steps(locks) + replay + [key_verify] + _drop_capture_steps(ctx)
+    locks = lock_set(referenced_tables(ctx, SHARE_ROW_EXCLUSIVE), original, dependent_relations(ctx))
+    return locks + replay + [key_verify] + _drop_capture_steps(ctx)
 
 
 def _parent_locks(ctx):
@@ -381,4 +380,4 @@ def _parent_locks(ctx):
     if not referenced:
         return []
     parent = Lock(names["schema"], names["name"], SHARE_ROW_EXCLUSIVE, "the partitioned table takes its foreign key")
-    return lock_steps(referenced + [parent])
+    return lock_set(referenced, parent, [])

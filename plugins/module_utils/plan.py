@@ -464,7 +464,7 @@ class Executor:
         cycle = describe_deadlock(waits, own_pid, names) or ("the server said: %s" % " ".join(str(error).split()))
         own = own_message(error)
         found = (
-            "waiting for that lock would have been a deadlock, so this run did not wait"
+            "this run did not wait into a deadlock (%s)" % own[0]
             if own
             else "PostgreSQL found a deadlock (SQLSTATE 40P01) and ended this run's transaction"
         )

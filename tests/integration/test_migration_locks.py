@@ -82,9 +82,9 @@ def test_a_later_lock_does_not_wait_into_a_deadlock(pg_server, db, conn):
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE a (x int); CREATE TABLE b (x int)")
     work, other = _session(pg_server, db), _session(pg_server, db)
-    first, second = lock_steps(
-        [Lock("public", "a", "EXCLUSIVE", "first"), Lock("public", "b", "ACCESS EXCLUSIVE", "second")]
-    )
+    held = Lock("public", "a", "EXCLUSIVE", "first")
+    (first,) = lock_steps([held])
+    (second,) = lock_steps([Lock("public", "b", "ACCESS EXCLUSIVE", "second")], held=[held])
     with work.cursor() as cur:
         cur.execute(first.render(work))
     with other.cursor() as cur:
@@ -124,9 +124,7 @@ def test_a_later_lock_waits_at_most_half_of_deadlock_timeout(pg_server, db, conn
         Executor(work, retries=1, retry_delay=0.01).run(_grouped(steps))
     msg = raised.value.msg
     assert "public.b was not granted ACCESS EXCLUSIVE within 500 ms while this transaction held public.a" in msg
-    assert "a longer lock_timeout does not change this wait" in msg and raised.value.details["blocking_pids"] == [
-        _pid(holder)
-    ]
+    assert "a longer lock_timeout does not change" in msg and raised.value.details["blocking_pids"] == [_pid(holder)]
     with work.cursor() as cur:
         cur.execute("SHOW lock_timeout")
         assert cur.fetchone()[0] == "10s", "the session's lock_timeout is as it was"
@@ -141,8 +139,9 @@ def _grouped(steps):
 
 
 def test_offline_migration_never_ends_a_writer_taking_the_tables_in_the_opposite_order(pg_server, db, conn, tmp_path):
-    """A writer inserting history, then updating accounts (the reverse of TPC-B and of the migration's order): the
-    migration's first attempt gives up instead of waiting into the deadlock, the writer commits, the retry swaps."""
+    """A writer inserting history, then updating accounts (the reverse of TPC-B and of the migration's first order):
+    the migration does not wait into the deadlock; it releases its locks and takes them the other way round, the
+    table first, once the writer committed."""
     Pgbench(pg_server, db, str(tmp_path)).init(scale=1).seed_history(2000)
     writer = _session(pg_server, db)
     with writer.cursor() as cur:
@@ -168,7 +167,7 @@ def test_offline_migration_never_ends_a_writer_taking_the_tables_in_the_opposite
     result = migrate(work, "public.pgbench_history", "mtime", mode="offline", layout=_monthly(conn), retries=3)
     thread.join(30)
     assert failures == [], "the writer is never the one PostgreSQL ends"
-    assert result["swap_attempts"] >= 2, "the first attempt gave up rather than wait into the deadlock"
+    assert result["swap_attempts"] <= 2, result["swap_attempts"]
     with conn.cursor() as cur:
         cur.execute("SELECT relkind FROM pg_class WHERE oid = 'pgbench_history'::regclass")
         assert cur.fetchone()[0] == "p"

@@ -110,3 +110,48 @@ def test_migration_under_tpcb_with_foreign_keys(pg_server, db, conn, bench, mode
         assert migration["kept_original"]["bytes"] > 0 and "DROP TABLE" in migration["drop_hint"]
     again = run_module("partitioned_table", _args(pg_server, db, migrate=mode, extend_primary_key=mode == "online"))
     assert not again.get("failed") and again["changed"] is False, again
+
+
+@pytest.mark.parametrize("mode", ["online", "offline", "attach"])
+def test_migration_of_accounts_by_aid_ranges_under_tpcb(pg_server, db, conn, tmp_path, mode):
+    """A table that references another and is referenced: pgbench_accounts (its foreign key to branches) by ranges of
+    its integer key while TPC-B updates it, then its branch, and inserts history rows referencing it (the incoming
+    foreign key is re-pointed at the swap, validated after), fillfactor 90 carried to the partitions. TPC-B writes
+    accounts before branches: the migration's first order (branches first) would deadlock, it takes the other."""
+    bench = Pgbench(pg_server, db, str(tmp_path)).init(scale=1, fillfactor=90)
+    bench.seed_history(SEEDED)
+    args = pg_server.params(db)
+    args.update(
+        name="public.pgbench_accounts",
+        key="aid",
+        key_format="integer",
+        interval="25000",
+        start="0",
+        premake=1,
+        migrate=mode,
+        extend_primary_key=True,
+        lock_timeout="2s",
+        batch_rows=20000,
+    )
+    result, report = _under_tpcb(bench, args)
+    assert not result.get("failed"), result.get("msg")
+    assert result["migration"]["swap_attempts"] == 1, result["migration"]
+    _check_application(conn, report, SEEDED)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT convalidated, confrelid::regclass::text FROM pg_constraint WHERE conrelid = "
+            "'pgbench_history'::regclass AND conname = 'pgbench_history_aid_fkey'"
+        )
+        assert cur.fetchone() == (True, "pgbench_accounts"), "re-pointed at the partitioned table and validated"
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE c.reloptions @> ARRAY['fillfactor=90']), count(*) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'pgbench_accounts'::regclass"
+        )
+        carried, partitions = cur.fetchone()
+        assert carried == partitions > 1
+        cur.execute(
+            "SELECT convalidated FROM pg_constraint WHERE conrelid = 'pgbench_accounts'::regclass AND contype = 'f'"
+        )
+        assert cur.fetchall() == [(True,)], "its own foreign key to branches, on the partitioned table"
+        cur.execute("SELECT count(*) FROM pgbench_accounts")
+        assert cur.fetchone()[0] == 100000

@@ -306,10 +306,11 @@ class Pgbench:
         finally:
             conn.close()
 
-    def init(self, scale: int = 1, foreign_keys: bool = True) -> Pgbench:
-        """``pgbench -i -s scale [--foreign-keys]`` and the control table of the background runs."""
+    def init(self, scale: int = 1, foreign_keys: bool = True, fillfactor: int | None = None) -> Pgbench:
+        """``pgbench -i -s scale [--foreign-keys] [-F fillfactor]`` and the control table of the background runs."""
         self.scale = scale
         arguments = ["-i", "-q", "-s", str(scale)] + (["--foreign-keys"] if foreign_keys else [])
+        arguments += ["-F", str(fillfactor)] if fillfactor else []
         done = subprocess.run(self.command(arguments), env=self.env(), capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError("pgbench -i failed:\n%s" % done.stderr)
