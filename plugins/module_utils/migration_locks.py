@@ -11,11 +11,15 @@ foreign keys reference), so a transaction that locks two of those tables can wai
 that the application waits for. The rule, for every transaction of the migration that locks several relations other
 sessions use (the offline transaction, the online and attach swaps):
 
-1. its relations are locked first thing, in the order an application writing through foreign keys takes them: the
-   tables the new partitioned table's foreign keys reference (only where this transaction adds them: offline,
-   attach), then the original, then the relations depending on it (tables whose foreign keys reference it, views
-   and rules reading it);
-2. the first lock waits up to ``lock_timeout`` (the transaction holds nothing yet: waiting cannot be a deadlock);
+1. its relations are locked first thing (``lock_set``: one DO block, ``first_locks``): the tables the new
+   partitioned table's foreign keys reference (where this transaction adds them), then the original, then the
+   relations depending on it (tables whose foreign keys reference it, views and rules reading it): the order of an
+   application writing the referenced rows before the row referencing them (TPC-B's history). When that order
+   meets a deadlock (or a later lock is not granted in its bounded wait), its subtransaction is rolled back (the
+   locks it took are released) and the original goes first: the order of an application writing the table before
+   the tables it references (TPC-B updates an account, then its branch);
+2. the first lock of an order waits up to ``lock_timeout`` (the transaction holds nothing yet: waiting cannot be a
+   deadlock);
 3. every later lock (and the offline swap's upgrade to ACCESS EXCLUSIVE, late in its transaction) is taken by
    ``safe_lock``: if a session holding a lock on that relation waits, directly or through others, for this
    transaction, waiting would be a deadlock: it raises 40P01 itself without waiting; otherwise it waits at most half
