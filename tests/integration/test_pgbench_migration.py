@@ -43,6 +43,7 @@ def _args(pg_server, db, **extra):
         start=str(_first_month()),
         premake=2,
         lock_timeout="2s",
+        lock_retry_delay=0.2,  # a failed attempt fails the test anyway: no need to wait long between them
         batch_rows=5000,
     )
     args.update(extra)
