@@ -24,6 +24,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import 
     _refuse_exclusion,
     _refuse_foreign_keys_in,
     _refuse_hazards,
+    _refuse_self_foreign_keys,
     _refuse_stacked_matviews,
     _refuse_table,
     _refuse_taken,
@@ -124,6 +125,7 @@ def plan_migration(
         i for i in table["indexes"] if i["name"] not in constraint_indexes and i["name"] not in own_indexes
     ]
     _refuse_foreign_keys_in(facts, key, new_pk_columns, display)
+    _refuse_self_foreign_keys(table, facts, display)
     _refuse_stacked_matviews(facts, display)
     user_triggers = _user_triggers(facts, display)
     replay_key = _replay_key(pk, constraints, columns, display) if mode == "online" else None
