@@ -32,7 +32,6 @@ Writes bench/results/pgbench_migration.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import tempfile
@@ -44,13 +43,6 @@ from bench import common  # noqa: E402
 DEFAULTS = {"scale": 10, "history": 2000000, "clients": 4, "repeat": 3}
 MODES = ("offline", "online", "attach")
 KEYLESS_SECONDS = 10
-
-
-def first_month():
-    """The first day of the month 23 months ago (24 months of history up to this one)."""
-    today = datetime.date.today().replace(day=1)
-    month = today.month - 1 - 23
-    return datetime.date(today.year + month // 12, month % 12 + 1, 1)
 
 
 def template(server, name, scale, history, foreign_keys, workdir):
@@ -76,6 +68,12 @@ def fresh(server, name, source):
         conn.close()
 
 
+def _first_month():
+    from tests.support.pgbench import first_month
+
+    return first_month()
+
+
 def module_args(server, dbname, mode):
     return dict(
         server.params(dbname),
@@ -83,7 +81,7 @@ def module_args(server, dbname, mode):
         key="mtime",
         key_format="timestamp",
         interval="month",
-        start=str(first_month()),
+        start=str(_first_month()),
         premake=2,
         migrate=mode,
         extend_primary_key=True,

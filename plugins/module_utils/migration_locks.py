@@ -35,7 +35,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import _AsLiteral, _ident
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import _AsLiteral
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
     ACCESS_EXCLUSIVE,
     SHARE_ROW_EXCLUSIVE,
@@ -182,12 +182,11 @@ def first_locks(orders: Sequence[Sequence[Lock]]) -> Step:
         for order in orders
     )
     body = sql.SQL(_FIRST_LOCKS).format(
-        rels=sql.SQL(", ").join(sql.Literal(_identifier_text(lock.schema, lock.name)) for lock in locks),
-        modes=sql.SQL(", ").join(sql.Literal(lock.mode) for lock in locks),
-        mode_names=sql.SQL(", ").join(sql.Literal(mode_name(lock.mode)) for lock in locks),
-        shown=sql.SQL(", ").join(sql.Literal(lock.display) for lock in locks),
+        declare=_declare(locks),
         orders=rows,
+        wait=sql.SQL(_WAIT),
         precheck=sql.SQL(_PRECHECK),
+        later=sql.SQL(_LATER_LOCK),
         hint=sql.Literal(_HINT),
     )
     described = " / then ".join(", ".join("%s (%s)" % (lock.display, lock.mode) for lock in order) for order in orders)
@@ -205,15 +204,12 @@ def safe_lock(lock: Lock, holding: Sequence[Lock]) -> Step:
     """LOCK ``lock`` while this transaction holds ``holding``: refused at once (40P01) when a session holding a lock
     on it waits for this transaction, else waiting at most half of deadlock_timeout (see the module docstring)."""
     held = ", ".join("%s (%s)" % (h.display, h.mode) for h in holding)
-    target = sql.Literal(_identifier_text(lock.schema, lock.name))
     body = sql.SQL(_SAFE_LOCK).format(
-        target=target,
-        relation=_ident(lock.schema, lock.name),
-        mode=sql.SQL(lock.mode),
-        mode_name=sql.Literal(mode_name(lock.mode)),
-        shown=sql.Literal(lock.display),
-        mode_text=sql.Literal(lock.mode),
+        declare=_declare([lock]),
         held=sql.Literal(held),
+        wait=sql.SQL(_WAIT),
+        precheck=sql.SQL(_PRECHECK),
+        later=sql.SQL(_LATER_LOCK),
     )
     return Step(
         sql.SQL("DO {}").format(_AsLiteral(body)),
@@ -221,6 +217,19 @@ def safe_lock(lock: Lock, holding: Sequence[Lock]) -> Step:
         "else for at most half of deadlock_timeout" % (lock.why, held),
         lock=lock.mode,
         targets=[lock.target],
+    )
+
+
+def _declare(locks):
+    """The DO blocks' arrays naming ``locks`` (relation, mode, its pg_locks name, how messages show it)."""
+    return sql.SQL(
+        "rels regclass[] := ARRAY[{}]::regclass[];\n  modes text[] := ARRAY[{}];\n  mode_names text[] := ARRAY[{}];"
+        "\n  shown text[] := ARRAY[{}];"
+    ).format(
+        sql.SQL(", ").join(sql.Literal(_identifier_text(lock.schema, lock.name)) for lock in locks),
+        sql.SQL(", ").join(sql.Literal(lock.mode) for lock in locks),
+        sql.SQL(", ").join(sql.Literal(mode_name(lock.mode)) for lock in locks),
+        sql.SQL(", ").join(sql.Literal(lock.display) for lock in locks),
     )
 
 
@@ -269,13 +278,33 @@ _PRECHECK = """
       END IF;
 """
 
+# How long a lock taken while others are held may wait: half of deadlock_timeout, lock_timeout when shorter.
+_WAIT = """
+  wait_ms := greatest(1, floor(extract(epoch FROM current_setting('deadlock_timeout')::interval) * 500))::int;
+  IF extract(epoch FROM saved::interval) > 0 AND extract(epoch FROM saved::interval) * 1000 < wait_ms THEN
+    wait_ms := greatest(1, floor(extract(epoch FROM saved::interval) * 1000))::int;
+  END IF;
+"""
+
+# Lock ``rels[k]`` waiting at most ``wait_ms``, while ``held`` is held (after ``_PRECHECK``).
+_LATER_LOCK = """
+      PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
+      BEGIN
+        EXECUTE format('LOCK TABLE %s IN %s MODE', rels[k], modes[k]);
+      EXCEPTION WHEN lock_not_available THEN
+        RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
+          MESSAGE = format('sigeti.dwh: %s was not granted %s within %s ms while this transaction held %s (a '
+                           'longer wait while holding them could make PostgreSQL end, as a deadlock, the '
+                           'transaction of a session waiting for this one: the wait stays below half of '
+                           'deadlock_timeout %s)', shown[k], modes[k], wait_ms, held,
+                           current_setting('deadlock_timeout'));
+      END;
+"""
+
 # The DO block of ``first_locks``: each order in a subtransaction; the locks of a failed one are released with it.
 _FIRST_LOCKS = """
 DECLARE
-  rels regclass[] := ARRAY[{rels}]::regclass[];
-  modes text[] := ARRAY[{modes}];
-  mode_names text[] := ARRAY[{mode_names}];
-  shown text[] := ARRAY[{shown}];
+  {declare}
   orders int[] := ARRAY[{orders}];
   saved text := current_setting('lock_timeout');
   wait_ms int;
@@ -288,10 +317,7 @@ DECLARE
   failed_detail text;
   failed_state text;
 BEGIN
-  wait_ms := greatest(1, floor(extract(epoch FROM current_setting('deadlock_timeout')::interval) * 500))::int;
-  IF extract(epoch FROM saved::interval) > 0 AND extract(epoch FROM saved::interval) * 1000 < wait_ms THEN
-    wait_ms := greatest(1, floor(extract(epoch FROM saved::interval) * 1000))::int;
-  END IF;
+{wait}
   FOR attempt IN 1..array_length(orders, 1) LOOP
     BEGIN
       held := NULL;
@@ -308,17 +334,7 @@ BEGIN
           END;
         ELSE
 {precheck}
-          PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
-          BEGIN
-            EXECUTE format('LOCK TABLE %s IN %s MODE', rels[k], modes[k]);
-          EXCEPTION WHEN lock_not_available THEN
-            RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
-              MESSAGE = format('sigeti.dwh: %s was not granted %s within %s ms while this transaction held %s (a '
-                               'longer wait while holding them could make PostgreSQL end, as a deadlock, the '
-                               'transaction of a session waiting for this one: the wait stays below half of '
-                               'deadlock_timeout %s)', shown[k], modes[k], wait_ms, held,
-                               current_setting('deadlock_timeout'));
-          END;
+{later}
         END IF;
         held := coalesce(held || ', ', '') || format('%s (%s)', shown[k], modes[k]);
       END LOOP;
@@ -338,65 +354,20 @@ BEGIN
 END
 """
 
-
-# The body of the DO block of ``safe_lock``. ``pg_blocking_pids`` is followed up to 4 sessions deep (a holder waiting
-# for a session that waits for us is a cycle too); the detail is written as PostgreSQL writes a deadlock's, so one
-# parser (plan.parse_deadlock) reads both.
+# The DO block of ``safe_lock``: one relation, locked while the transaction holds ``held``.
 _SAFE_LOCK = """
 DECLARE
-  target regclass := {target}::regclass;
+  {declare}
+  held text := {held};
   saved text := current_setting('lock_timeout');
+  k int := 1;
   wait_ms int;
   holder int;
   detail text;
 BEGIN
-  WITH RECURSIVE chain(pid, first, depth) AS (
-    SELECT l.pid, l.pid, 1 FROM pg_catalog.pg_locks l
-    WHERE l.locktype = 'relation' AND l.relation = target AND l.granted AND l.pid <> pg_backend_pid()
-      AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-    UNION
-    SELECT b.pid, c.first, c.depth + 1 FROM chain c CROSS JOIN LATERAL unnest(pg_blocking_pids(c.pid)) AS b(pid)
-    WHERE c.depth < 4 AND c.pid <> pg_backend_pid()
-  )
-  SELECT first INTO holder FROM chain WHERE pid = pg_backend_pid() LIMIT 1;
-  IF holder IS NOT NULL THEN
-    SELECT format('Process %s waits for %s on relation %s of database %s; blocked by process %s.',
-                  pg_backend_pid(), {mode_name}, target::oid,
-                  (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()), holder)
-           || coalesce(E'\\n' || (SELECT format('Process %s waits for %s on %s; blocked by process %s.', w.pid, w.mode,
-                  CASE w.locktype
-                    WHEN 'relation' THEN format('relation %s of database %s', w.relation, w.database)
-                    WHEN 'transactionid' THEN format('transaction %s', w.transactionid)
-                    WHEN 'tuple' THEN format('tuple (%s,%s) of relation %s of database %s', w.page, w.tuple,
-                                             w.relation, w.database)
-                    ELSE w.locktype END,
-                  coalesce((pg_blocking_pids(w.pid))[1], pg_backend_pid()))
-                  FROM pg_catalog.pg_locks w WHERE w.pid = holder AND NOT w.granted LIMIT 1), '')
-      INTO detail;
-    RAISE EXCEPTION USING ERRCODE = 'deadlock_detected',
-      MESSAGE = format('sigeti.dwh: waiting for %s on %s would be a deadlock: pid %s holds a lock on it and waits '
-                       'for this transaction, which holds %s', {mode_text}, {shown}, holder, {held}),
-      DETAIL = detail,
-      HINT = 'this run did not wait and was rolled back; it is retried like a lock timeout';
-  END IF;
-  wait_ms := greatest(1, floor(extract(epoch FROM current_setting('deadlock_timeout')::interval) * 500))::int;
-  IF extract(epoch FROM saved::interval) > 0 AND extract(epoch FROM saved::interval) * 1000 < wait_ms THEN
-    wait_ms := greatest(1, floor(extract(epoch FROM saved::interval) * 1000))::int;
-  END IF;
-  PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
-  BEGIN
-    LOCK TABLE {relation} IN {mode} MODE;
-  EXCEPTION WHEN lock_not_available THEN
-    RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
-      MESSAGE = format('sigeti.dwh: %s was not granted %s within %s ms while this transaction held %s (a longer '
-                       'wait while holding them could make PostgreSQL end, as a deadlock, the transaction of a '
-                       'session waiting for this one: the wait stays below half of deadlock_timeout %s)',
-                       {shown}, {mode_text}, wait_ms, {held}, current_setting('deadlock_timeout')),
-      HINT = 'the migration locks the tables it references first, then the table, then what depends on it; a '
-             'transaction holding that relation longer, or an application taking these tables in another order, '
-             'makes it give up: run again once that session''s transaction has ended (or end it: SELECT '
-             'pg_terminate_backend(pid)); a longer lock_timeout does not change this wait.';
-  END;
+{wait}
+{precheck}
+{later}
   PERFORM set_config('lock_timeout', saved, true);
 END
 """

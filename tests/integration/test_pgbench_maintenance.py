@@ -11,9 +11,9 @@ import datetime
 
 import pytest
 
-from tests.integration.test_pgbench_migration import SEEDED, _args, _check_application, _first_month, _under_tpcb
+from tests.integration.test_pgbench_migration import SEEDED, _args, _check_application, _under_tpcb
 from tests.support.modules import run_module
-from tests.support.pgbench import Pgbench
+from tests.support.pgbench import Pgbench, first_month
 
 
 def _month(first, offset):
@@ -64,7 +64,7 @@ def _in_default(conn):
 def test_weekly_premake_moves_default_rows_under_tpcb(pg_server, db, conn, tmp_path):
     bench = Pgbench(pg_server, db, str(tmp_path)).init(scale=1)
     bench.seed_history(SEEDED)
-    first = _first_month()
+    first = first_month()
     _partitioned_history(conn, first, 23)  # up to last month: this month's rows are in the default
     assert _in_default(conn) > 0
     result, report = _under_tpcb(bench, _args(pg_server, db))
@@ -84,7 +84,7 @@ def test_weekly_premake_without_default_under_tpcb(pg_server, db, conn, tmp_path
     TPC-B's transactions, which do not wait for it."""
     bench = Pgbench(pg_server, db, str(tmp_path)).init(scale=1)
     bench.seed_history(SEEDED)
-    first = _first_month()
+    first = first_month()
     _partitioned_history(conn, first, 24)  # up to this month
     with conn.cursor() as cur:
         cur.execute("DROP TABLE pgbench_history_default")  # holds nothing: this month has its partition

@@ -8,21 +8,12 @@ holds (sum of abalance = bbalance = tbalance = history delta), and the module go
 The longest transaction is printed (not asserted: timing lives in bench/pgbench_migration.py).
 """
 
-import datetime
-
 import pytest
 
 from tests.support.modules import run_module
-from tests.support.pgbench import Pgbench, history_rows, invariant
+from tests.support.pgbench import Pgbench, first_month, history_rows, invariant
 
 SEEDED = 20000  # over 24 months: every monthly partition gets rows
-
-
-def _first_month():
-    """The first day of the month 23 months ago: 24 months of history up to this one."""
-    today = datetime.date.today().replace(day=1)
-    month = today.month - 1 - 23
-    return datetime.date(today.year + month // 12, month % 12 + 1, 1)
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def _args(pg_server, db, **extra):
         key="mtime",
         key_format="timestamp",
         interval="month",
-        start=str(_first_month()),
+        start=str(first_month()),
         premake=2,
         lock_timeout="2s",
         lock_retry_delay=0.2,  # a failed attempt fails the test anyway: no need to wait long between them

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import glob
 import os
 import re
@@ -382,6 +383,13 @@ class Pgbench:
             yield run
         finally:
             run.stop()
+
+
+def first_month(months: int = 24) -> datetime.date:
+    """The first day of the month ``months - 1`` months ago: where ``seed_history``'s rows start."""
+    today = datetime.date.today().replace(day=1)
+    month = today.month - 1 - (months - 1)
+    return datetime.date(today.year + month // 12, month % 12 + 1, 1)
 
 
 def invariant(conn) -> dict[str, int]:
