@@ -324,14 +324,9 @@ BEGIN
       FOR i IN 1..array_length(orders, 2) LOOP
         k := orders[attempt][i];
         IF held IS NULL THEN
+          -- PostgreSQL's own lock timeout: the Executor's message then says to wait, end the session or raise it
           PERFORM set_config('lock_timeout', saved, true);
-          BEGIN
-            EXECUTE format('LOCK TABLE %s IN %s MODE', rels[k], modes[k]);
-          EXCEPTION WHEN lock_not_available THEN
-            RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
-              MESSAGE = format('sigeti.dwh: %s was not granted %s within lock_timeout (%s), the first lock of the '
-                               'transaction', shown[k], modes[k], saved);
-          END;
+          EXECUTE format('LOCK TABLE %s IN %s MODE', rels[k], modes[k]);
         ELSE
 {precheck}
 {later}
