@@ -25,6 +25,7 @@ SCRIPTS = (
     "vacuum",
     "fleet",
     "migration",
+    "pgbench_migration",
 )
 
 

@@ -25,7 +25,10 @@ SELECT
         'validated', con.convalidated, 'index', (SELECT relname FROM pg_class WHERE oid = con.conindid),
         'columns', ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o)
                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o),
-        'comment', obj_description(con.oid, 'pg_constraint')) ORDER BY con.conname), '[]')
+        'comment', obj_description(con.oid, 'pg_constraint'),
+        'references', (SELECT json_build_object('schema', rn.nspname, 'name', rc.relname)
+                       FROM pg_class rc JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+                       WHERE rc.oid = con.confrelid)) ORDER BY con.conname), '[]')
    FROM pg_constraint con WHERE con.conrelid = (SELECT oid FROM t)) AS constraints,
   (SELECT coalesce(json_agg(json_build_object(
         'name', con.conname, 'schema', n.nspname, 'table', c.relname, 'definition', pg_get_constraintdef(con.oid),
@@ -108,7 +111,8 @@ def migration_facts(conn: Connection, oid: int) -> dict[str, Any]:
     """Read, in one round trip, what swapping table ``oid`` for a partitioned copy must carry.
 
     Returns a dict: ``flags`` (row_security, force_row_security, persistence, replica_identity),
-    ``constraints`` (every constraint: name, type p/u/c/f/x, definition, columns, index), ``foreign_keys_in``
+    ``constraints`` (every constraint: name, type p/u/c/f/x, definition, columns, index; a foreign key's
+    ``references``: the schema and name of the table it references), ``foreign_keys_in``
     (FKs of other tables referencing it), ``grants`` and ``column_grants`` (from ``relacl``/``attacl``),
     ``triggers`` (user triggers with their ``pg_get_triggerdef``), ``policies`` (RLS), ``sequences`` (owned
     serial/identity sequences), ``column_options`` (attoptions such as n_distinct), ``index_comments``,
@@ -222,3 +226,20 @@ def migration_hazards(conn: Connection, oid: int) -> dict[str, Any]:
     finally:
         conn.autocommit = was_autocommit
     return row
+
+
+def relation_bytes(conn: Connection, schema: str, name: str) -> int | None:
+    """``pg_total_relation_size`` of ``schema.name`` (heap, TOAST and indexes), None when there is no such table."""
+    was_autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                (schema, name),
+            )
+            row = cur.fetchone()
+    finally:
+        conn.autocommit = was_autocommit
+    return int(row[0]) if row else None

@@ -40,6 +40,11 @@ Where things are:
                             ``_online_swap``),
                             ``_run_in_one_swap`` (offline, attach), ``_run_post``.
 ``migration_abandon.py``    ``read_leftovers``, ``plan_abandon``, ``describe_leftovers``, ``abandon_migration``.
+``migration_locks.py``      **the lock order**: every strong-lock transaction locks, first thing, the tables the
+                            foreign keys reference, the table, then what depends on it; every lock after the first
+                            through ``safe_lock`` (no wait into a deadlock, at most half of deadlock_timeout).
+``migration_catchup.py``    the online catch-up: bounded replay batches (``catch_up``), their sizing and the verdict
+                            (done, not converging: warn, stalled: give up, the migration kept).
 ``migration_side.py``       ``ConcurrentStep`` / ``side_read``: steps on a second connection while the main
                             transaction goes on (online: the verification's read of the original; offline: half the
                             copy, then the original's checksum), in parts that ``Step.before`` hooks start and join.
@@ -53,17 +58,21 @@ Online mode, phase by phase (each phase commits its progress in ``sigeti_dwh.mig
 ``copy``     batches of heap pages (TID range scans, no index needed), each batch and its progress (rows copied,
              next page) in one transaction: a killed run loses at most the batch in flight. ``table_info`` shows
              that progress (``inflight.describe``).
-``build``    indexes, primary key, unique constraints and foreign keys on the filled shadow (loading first and
-             indexing after is ~3x faster than loading into indexed partitions), one transaction each.
-``catchup``  replay the logged keys (delete them from the shadow, copy them again from the original) until the
-             log is small, then verify in one REPEATABLE READ snapshot: row count and content checksum of the
+``build``    indexes, primary key and unique constraints on the filled shadow (loading first and indexing after
+             is ~3x faster than loading into indexed partitions), one transaction each, then ANALYZE. No foreign
+             key: a replayed row would be checked against the referenced table one by one (hot rows: a collapse).
+``catchup``  replay the logged keys (delete them from the shadow, copy them again from the original) in bounded
+             batches until at most one batch is left, then verify in one REPEATABLE READ snapshot: row count and
+             content checksum of the
              whole original (read on a second connection importing that snapshot) and of the shadow must be
              equal, else abort with the original untouched (the per-partition detail, computed only then, names
              where).
-``swap``     one short transaction under lock_timeout, retried by the Executor: lock the original, replay the
-             last changes, verify them, rename the original to ``<table>_unpartitioned`` and the shadow to
-             ``<table>``, move sequences, grants, policies, triggers, incoming foreign keys and dependent views.
-``post``     rebuild dependent materialized views beside the old ones then swap their names, validate incoming
+``swap``     one short transaction under lock_timeout, retried by the Executor: lock (``migration_locks``), replay
+             the last changes, verify them, add the foreign keys to each partition NOT VALID, rename the original
+             to ``<table>_unpartitioned`` and the shadow to ``<table>``, move sequences, grants, policies, triggers,
+             incoming foreign keys and dependent views.
+``post``     validate the foreign keys per partition and add them to the parent (which adopts them), rebuild
+             dependent materialized views beside the old ones then swap their names, validate incoming
              foreign keys, ANALYZE the new parent, drop the log (and the source with ``drop_source``), forget
              the state row. The statements of this phase are stored in the state row by the swap, so a run killed
              here resumes exactly.
@@ -103,6 +112,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import (
     MigrationPlan,
     plan_migration,
     plan_queries,
+    planned_partitions,
     render_plan,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_run import run_migration
@@ -142,6 +152,7 @@ __all__ = [
     "plan_abandon",
     "plan_migration",
     "plan_queries",
+    "planned_partitions",
     "read_facts",
     "read_leftovers",
     "read_state",

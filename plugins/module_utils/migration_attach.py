@@ -16,6 +16,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
     post_units,
     shadow_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_locks import (
+    Lock,
+    dependent_relations,
+    lock_set,
+    referenced_tables,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     STATE_SCHEMA,
     STATE_TABLE,
@@ -178,13 +184,7 @@ def _attach_swap(ctx, span, pk_index_tmp):
     names = ctx.names
     schema, name, shadow, attached = names["schema"], names["name"], names["shadow"], names["unpartitioned"]
     src, target = _ident(schema, name), _ident(schema, shadow)
-    lock = Step(
-        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
-        "the swap: writers wait until commit",
-        lock=ACCESS_EXCLUSIVE,
-        targets=[(schema, name)],
-    )
-    swap = [lock] + _state_steps(ctx.facts) + _original_as_partition(ctx, pk_index_tmp)
+    swap = attach_locks(ctx) + _state_steps(ctx.facts) + _original_as_partition(ctx, pk_index_tmp)
     swap += shadow_steps(ctx, shadow) + _parent_keys(ctx, target)
     swap.append(
         Step(
@@ -208,9 +208,8 @@ def _attach_swap(ctx, span, pk_index_tmp):
             targets=[(schema, attached)],
         )
     )
-    inner, lock_targets = swap_steps(ctx, shadow, renames=False)
+    inner, _lock_targets = swap_steps(ctx, shadow, renames=False)
     swap.extend(inner)
-    lock.targets = tuple(list(lock.targets) + lock_targets)
     swap.append(
         Step(
             sql.SQL(
@@ -225,6 +224,15 @@ def _attach_swap(ctx, span, pk_index_tmp):
         )
     )
     return swap
+
+
+def attach_locks(ctx: MigrationContext) -> list[Step]:
+    """The attach swap's locks, first thing (``migration_locks``): the tables the original's foreign keys reference
+    (ACCESS EXCLUSIVE: ATTACH PARTITION takes it there when the parent's foreign key adopts the partition's, which
+    drops the partition's own triggers on them), then the original, then what depends on it."""
+    names = ctx.names
+    original = Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap: writers wait until commit")
+    return lock_set(referenced_tables(ctx, ACCESS_EXCLUSIVE), original, dependent_relations(ctx))
 
 
 def _original_as_partition(ctx, pk_index_tmp):

@@ -158,7 +158,9 @@ def _matview_units(views):
     return units
 
 
-def _new_partitions(ctx, with_default=False):
+def new_partitions(ctx: MigrationContext, with_default: bool = False) -> list[dict[str, Any]]:
+    """The partitions the migration creates (``{name, low, high}``; the default's ``{name, default}`` last with
+    ``with_default``): every declared one, or in attach mode those beside the attached original."""
     entries = list(ctx.ranges if ctx.partitions_to_create is None else ctx.partitions_to_create)
     if with_default and ctx.default:
         entries.append(ctx.default)
@@ -213,7 +215,7 @@ def shadow_steps(ctx: MigrationContext, shadow: str) -> list[Step]:
                 "the attach range check belongs to the old table only",
             )
         )
-    for entry in _new_partitions(ctx):
+    for entry in new_partitions(ctx):
         steps.append(
             Step(
                 sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}").format(
@@ -235,7 +237,7 @@ def shadow_steps(ctx: MigrationContext, shadow: str) -> list[Step]:
                 "default partition: rows outside every period",
             )
         )
-    for entry in _new_partitions(ctx, with_default=True):
+    for entry in new_partitions(ctx, with_default=True):
         steps.append(
             Step(
                 sql.SQL("ALTER TABLE {} OWNER TO {}").format(
@@ -288,10 +290,15 @@ def build_memory_step(ctx: MigrationContext) -> Step:
 
 
 def build_units(
-    ctx: MigrationContext, shadow: str, validate_separately: bool = True, memory: bool = True
+    ctx: MigrationContext,
+    shadow: str,
+    validate_separately: bool = True,
+    memory: bool = True,
+    foreign_keys: bool = True,
 ) -> list[list[Step]]:
     """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each; each key or index
-    unit first sizes its memory (``memory``; the offline mode does it once for its one transaction)."""
+    unit first sizes its memory (``memory``; the offline mode does it once for its one transaction). Without
+    ``foreign_keys`` they are left out (the online mode adds them last: ``foreign_key_units``)."""
     target = _ident(ctx.names["schema"], shadow)
     steps = []
     for con in _not_valid_checks(ctx):
@@ -304,11 +311,78 @@ def build_units(
     builds = _key_steps(ctx, target) + _index_steps(ctx, target)
     sized = {id(step) for step in builds} if memory else set()
     steps.extend(builds)
-    for con in ctx.facts["constraints"]:
-        if con["type"] == "f":
-            steps.extend(_foreign_key_steps(ctx, target, con, validate_separately))
+    if foreign_keys:
+        for con in ctx.facts["constraints"]:
+            if con["type"] == "f":
+                steps.extend(_foreign_key_steps(ctx, target, con, validate_separately))
     steps.extend(_column_setting_steps(ctx, target))
     return [[build_memory_step(ctx), step] if id(step) in sized else [step] for step in steps]
+
+
+def outgoing_foreign_keys(ctx: MigrationContext) -> list[dict[str, Any]]:
+    """The original's foreign keys (to other tables or itself): the partitioned table gets them too."""
+    return [con for con in ctx.facts["constraints"] if con["type"] == "f"]
+
+
+def leaf_foreign_key_steps(ctx: MigrationContext) -> list[Step]:
+    """The online swap's foreign keys: on each new partition, NOT VALID (catalog work, no scan: new rows are checked
+    from the commit on; the rows copied are the original's, which satisfy them, and ``foreign_key_post_units``
+    proves it after the swap). Added after the swap's replay: no replayed row is checked one by one against the
+    referenced table (against its hot rows, that check is what stalled the catch-up)."""
+    steps = []
+    for con in outgoing_foreign_keys(ctx):
+        for entry in new_partitions(ctx, with_default=True):
+            steps.append(
+                add_constraint(
+                    _ident(ctx.names["schema"], entry["name"]),
+                    con["name"],
+                    sql.SQL(con["definition"]) + sql.SQL(" NOT VALID"),
+                    "foreign key %s on partition %s, NOT VALID: validated after the swap"
+                    % (con["name"], entry["name"]),
+                )
+            )
+    return steps
+
+
+def foreign_key_post_units(ctx: MigrationContext, parent_lock: list[Step]) -> list[tuple[str, list[Step]]]:
+    """After the online swap, per foreign key: VALIDATE on each partition (one transaction each: SHARE UPDATE
+    EXCLUSIVE on it, ROW SHARE on the referenced table, writers of both go on), then the constraint on the parent,
+    which adopts the validated ones (a partitioned table takes no NOT VALID foreign key before PostgreSQL 18):
+    ``parent_lock`` (the referenced tables, then the parent: ``migration_locks``) first, for the little time it
+    takes (no scan)."""
+    schema, parent = ctx.names["schema"], ctx.names["name"]
+    units = []
+    for con in outgoing_foreign_keys(ctx):
+        for entry in new_partitions(ctx, with_default=True):
+            units.append(
+                (
+                    "validate %s on %s" % (con["name"], entry["name"]),
+                    [
+                        Step(
+                            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                                _ident(schema, entry["name"]), sql.Identifier(con["name"])
+                            ),
+                            "validate %s on partition %s without blocking writers" % (con["name"], entry["name"]),
+                            lock=SHARE_UPDATE_EXCLUSIVE,
+                        )
+                    ],
+                )
+            )
+        units.append(
+            (
+                "foreign key %s" % con["name"],
+                list(parent_lock)
+                + [
+                    add_constraint(
+                        _ident(schema, parent),
+                        con["name"],
+                        sql.SQL(con["definition"]),
+                        "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"],
+                    )
+                ],
+            )
+        )
+    return units
 
 
 def _key_steps(ctx, target):
@@ -359,39 +433,12 @@ def _index_steps(ctx, target):
 
 
 def _foreign_key_steps(ctx, target, con, validate_separately):
-    definition = sql.SQL(con["definition"])
-    if not validate_separately:
-        suffix = sql.SQL("" if con["validated"] else " NOT VALID")
-        return [add_constraint(target, con["name"], definition + suffix, "foreign key %s" % con["name"])]
-    # a partitioned table refuses NOT VALID foreign keys (PostgreSQL < 18): add and validate them per
-    # leaf (no long lock on the dimension), then on the parent, which adopts the leaves' constraints
-    steps = []
-    for entry in _new_partitions(ctx, with_default=True):
-        leaf = _ident(ctx.names["schema"], entry["name"])
-        steps.append(
-            add_constraint(
-                leaf,
-                con["name"],
-                definition + sql.SQL(" NOT VALID"),
-                "foreign key %s on partition %s, checked by the next step" % (con["name"], entry["name"]),
-            )
-        )
-        if con["validated"]:
-            steps.append(
-                Step(
-                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(leaf, sql.Identifier(con["name"])),
-                    "validate %s without blocking the dimension's writers" % con["name"],
-                )
-            )
-    steps.append(
-        add_constraint(
-            target,
-            con["name"],
-            definition,
-            "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"],
-        )
-    )
-    return steps
+    """A foreign key on the filled shadow in one statement (offline: its transaction holds the referenced tables
+    already); ``validate_separately`` (the online mode) leaves it out: ``leaf_foreign_key_steps`` at the swap."""
+    if validate_separately:
+        return []
+    suffix = sql.SQL("" if con["validated"] else " NOT VALID")
+    return [add_constraint(target, con["name"], sql.SQL(con["definition"]) + suffix, "foreign key %s" % con["name"])]
 
 
 def _column_setting_steps(ctx, target):

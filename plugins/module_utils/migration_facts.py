@@ -581,6 +581,20 @@ def _refuse_foreign_keys_in(facts, key, new_pk_columns, display):
             )
 
 
+def _refuse_self_foreign_keys(table, facts, display):
+    """A foreign key of the table referencing the table itself is not carried: the shadow's would reference the
+    original (its definition names the table, which the original still is before the swap)."""
+    for con in facts["constraints"]:
+        ref = con.get("references") if con["type"] == "f" else None
+        if ref and (ref["schema"], ref["name"]) == (table["schema"], table["name"]):
+            raise InvalidInput(
+                "foreign key %s of %s references %s itself: a migration does not carry it. Drop it first (ALTER "
+                "TABLE %s DROP CONSTRAINT %s) and add it back on the partitioned table afterwards if the columns it "
+                "references stay unique there (a unique key of a partitioned table includes its partition key); "
+                "nothing was changed" % (con["name"], display, display, display, con["name"])
+            )
+
+
 def _refuse_stacked_matviews(facts, display):
     """A materialized view read by other views cannot be rebuilt beside itself and swapped."""
     for view in facts["views"]:

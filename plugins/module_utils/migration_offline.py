@@ -19,6 +19,15 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import 
     post_units,
     shadow_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_locks import (
+    Lock,
+    child_tables,
+    dependent_relations,
+    lock_set,
+    lock_steps,
+    merge,
+    referenced_tables,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
@@ -33,7 +42,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     copy_statement,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_swap import swap_steps
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, ROW_EXCLUSIVE, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import (
+    ACCESS_EXCLUSIVE,
+    ROW_EXCLUSIVE,
+    SHARE_ROW_EXCLUSIVE,
+    Step,
+)
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
@@ -74,18 +88,7 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
         "difference is)",
     )
     swap, _lock_targets = swap_steps(ctx, shadow)
-    lock = Step(
-        sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(src),
-        "block writes (readers go on) for the whole build",
-        lock=EXCLUSIVE,
-        targets=[(names["schema"], names["name"])],
-    )
-    lock2 = Step(
-        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(src),
-        "the swap needs the table alone",
-        lock=ACCESS_EXCLUSIVE,
-        targets=[(names["schema"], names["name"])],
-    )
+    locks, swap_locks = offline_locks(ctx)
     prepare = (
         _state_steps(ctx.facts)
         + shadow_steps(ctx, shadow)
@@ -98,10 +101,10 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     )
     serial = _serial_read()
     memory = build_memory_step(ctx)
-    body = [lock, first_half, second_half, memory]
+    body = locks + [first_half, second_half, memory]
     for unit in build_units(ctx, shadow, validate_separately=False, memory=False):
         body.extend(unit)
-    body += [serial, source_total, target_total, full_verify, lock2] + swap
+    body += [serial, source_total, target_total, full_verify] + swap_locks + swap
     return [
         {
             "name": "prepare",
@@ -136,6 +139,24 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             "units": post_units(ctx, drop_log=False),
         },
     ]
+
+
+def offline_locks(ctx: MigrationContext) -> tuple[list[Step], list[Step]]:
+    """The offline transaction's lock steps (``migration_locks``): at its start the tables its foreign keys reference
+    (SHARE ROW EXCLUSIVE: adding a foreign key needs it, and an application updating them before it writes the
+    original would otherwise hold them while waiting for the original: the deadlock), the original (EXCLUSIVE:
+    writes wait, reads go on) and the tables whose foreign keys reference it (SHARE ROW EXCLUSIVE: their inserts
+    would otherwise wait for the original while holding them); at the swap, ACCESS EXCLUSIVE on the original and
+    what depends on it, each lock deadlock-safe."""
+    names = ctx.names
+    referenced = referenced_tables(ctx, SHARE_ROW_EXCLUSIVE)
+    original = Lock(names["schema"], names["name"], EXCLUSIVE, "block writes (readers go on) for the whole build")
+    children = child_tables(ctx, SHARE_ROW_EXCLUSIVE)
+    at_swap = [Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap needs the table alone")]
+    at_swap += dependent_relations(ctx)
+    return lock_set(referenced, original, children), lock_steps(
+        merge(at_swap), held=merge(referenced + [original] + children)
+    )
 
 
 def _copy_halves(ctx: MigrationContext) -> tuple[Step, Step]:

@@ -12,8 +12,16 @@ from typing import TYPE_CHECKING, Any
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
     analyze_unit,
     build_units,
+    foreign_key_post_units,
+    leaf_foreign_key_steps,
     post_units,
     shadow_steps,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_locks import (
+    Lock,
+    dependent_relations,
+    lock_set,
+    referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
@@ -261,13 +269,7 @@ def online_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             "steps": prepare,
         },
         _copy_phase(ctx),
-        {
-            "name": "build",
-            "description": "build indexes, keys and foreign keys on the filled partitions, then ANALYZE them "
-            "(before the swap: the replays under its lock join on the shadow, planned from its statistics)",
-            "units": [("build %d" % i, u) for i, u in enumerate(build_units(ctx, shadow))]
-            + [analyze_unit(ctx, shadow)],
-        },
+        _build_phase(ctx, shadow),
         {
             "name": "catchup",
             "description": "replay changed keys until the log is small, then verify the row count and content "
@@ -277,14 +279,28 @@ def online_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
         {
             "name": "swap",
             "description": "one short transaction: lock, replay the last changes, verify them, rename",
-            "steps": _online_swap(ctx, replay, lock_targets) + swap,
+            "steps": _online_swap(ctx, replay, lock_targets) + leaf_foreign_key_steps(ctx) + swap,
         },
         {
             "name": "post",
-            "description": "rebuild materialized views, validate re-pointed foreign keys, cleanup",
-            "units": post_units(ctx, drop_log=True, analyze=False),
+            "description": "validate the foreign keys (per partition, then on the parent) and the re-pointed ones, "
+            "rebuild materialized views, cleanup",
+            "units": foreign_key_post_units(ctx, _parent_locks(ctx)) + post_units(ctx, drop_log=True, analyze=False),
         },
     ]
+
+
+def _build_phase(ctx: MigrationContext, shadow: str) -> dict[str, Any]:
+    """Keys and indexes, then ANALYZE (the replays, under the swap's lock too, join on the shadow: planned from its
+    statistics). No foreign key: a replayed row would be checked against the referenced table one by one."""
+    units = [("build %d" % i, u) for i, u in enumerate(build_units(ctx, shadow, foreign_keys=False))]
+    units.append(analyze_unit(ctx, shadow))
+    return {
+        "name": "build",
+        "description": "build keys and indexes on the filled partitions, then ANALYZE them (foreign keys come at "
+        "the swap, NOT VALID, and are validated after it)",
+        "units": units,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,7 +354,8 @@ def verify_steps(ctx: MigrationContext) -> VerifySteps:
 
 
 def _online_swap(ctx, replay, lock_targets):
-    """The head of the online swap: lock, last replay, verify the replayed rows, stop capturing."""
+    """The head of the online swap: lock (the original, then what depends on it: ``migration_locks``), last replay,
+    verify the replayed rows, stop capturing."""
     names = ctx.names
     shadow = names["shadow"]
     key_verify = Step(
@@ -350,10 +367,17 @@ def _online_swap(ctx, replay, lock_targets):
         ),
         "verify the rows replayed under the lock",
     )
-    swap_lock = Step(
-        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_ident(names["schema"], names["name"])),
-        "the swap: writers wait from here to the commit",
-        lock=ACCESS_EXCLUSIVE,
-        targets=[(names["schema"], names["name"])] + lock_targets,
-    )
-    return [swap_lock] + replay + [key_verify] + _drop_capture_steps(ctx)
+    original = Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap: writers wait from here to the commit")
+    locks = lock_set(referenced_tables(ctx, SHARE_ROW_EXCLUSIVE), original, dependent_relations(ctx))
+    return locks + replay + [key_verify] + _drop_capture_steps(ctx)
+
+
+def _parent_locks(ctx):
+    """Before the partitioned table takes its foreign keys (after the swap): the tables they reference, then the
+    table itself (SHARE ROW EXCLUSIVE each, as ADD FOREIGN KEY takes them)."""
+    names = ctx.names
+    referenced = referenced_tables(ctx, SHARE_ROW_EXCLUSIVE)
+    if not referenced:
+        return []
+    parent = Lock(names["schema"], names["name"], SHARE_ROW_EXCLUSIVE, "the partitioned table takes its foreign key")
+    return lock_set(referenced, parent, [])

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_attach import attach_phases
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import MigrationContext, new_partitions
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import (
     _default_rows,
     _disk_needed,
@@ -22,6 +24,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import 
     _refuse_exclusion,
     _refuse_foreign_keys_in,
     _refuse_hazards,
+    _refuse_self_foreign_keys,
     _refuse_stacked_matviews,
     _refuse_table,
     _refuse_taken,
@@ -33,6 +36,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_offline import offline_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import copy_batches, online_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import migration_names, normalize_options
+from ansible_collections.sigeti.dwh.plugins.module_utils.partition_layout import bound_rank
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection, ServerFacts
@@ -121,6 +125,7 @@ def plan_migration(
         i for i in table["indexes"] if i["name"] not in constraint_indexes and i["name"] not in own_indexes
     ]
     _refuse_foreign_keys_in(facts, key, new_pk_columns, display)
+    _refuse_self_foreign_keys(table, facts, display)
     _refuse_stacked_matviews(facts, display)
     user_triggers = _user_triggers(facts, display)
     replay_key = _replay_key(pk, constraints, columns, display) if mode == "online" else None
@@ -187,6 +192,49 @@ def plan_migration(
     )
 
 
+def _entry(name, low=None, high=None, default=False):
+    def shown(value):
+        # timestamptz bounds read as wall-clock times of the session, as partitioned_table reports them
+        if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+            value = value.replace(tzinfo=None)
+        return None if default else json_value(value)
+
+    return {"name": name, "low": shown(low), "high": shown(high), "default": default}
+
+
+def planned_partitions(plan: MigrationPlan) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(partitions, created)``: the partition set the migration leaves, entries spelled as partitioned_table's
+    ``partitions`` (name, low, high, default; by low bound, the default last), and the names of those it creates
+    (attach mode: not the attached original, which becomes ``<table>_unpartitioned`` covering its key range)."""
+    ctx = plan.ctx
+    created = [e["name"] for e in new_partitions(ctx, with_default=True)]
+    ranges = [(e["low"], e["name"], e["high"]) for e in new_partitions(ctx)]
+    if plan.mode == "attach":
+        ranges.append((plan.attach_range.low, plan.names["unpartitioned"], plan.attach_range.high))
+    entries = [_entry(name, low, high) for low, name, high in sorted(ranges, key=lambda r: bound_rank(r[0]))]
+    if ctx.default:
+        entries.append(_entry(ctx.default["name"], default=True))
+    return entries, created
+
+
+def kept_original(mode: str, names: dict[str, str], drop_source: bool, size: int | None) -> dict[str, Any] | None:
+    """``{"name", "bytes"}`` of the original the migration keeps beside the partitioned table (``<table>_unpartitioned``,
+    ``size`` bytes), or None: dropped (``drop_source``) or nothing kept (attach: the original became a partition)."""
+    if drop_source or mode == "attach":
+        return None
+    return {"name": display_name(names["schema"], names["unpartitioned"]), "bytes": size}
+
+
+def drop_hint(kept: dict[str, Any] | None) -> str | None:
+    """One line saying how to get rid of the kept original (None when nothing is kept)."""
+    if not kept:
+        return None
+    return (
+        "%s is the table as it was before the migration, kept as a fallback and used by nothing any more: once the "
+        "partitioned table is checked, DROP TABLE %s (or migrate with drop_source: true)" % (kept["name"], kept["name"])
+    )
+
+
 def render_plan(conn: Connection, plan: MigrationPlan) -> dict[str, Any]:
     """JSON-able description of a plan for check mode: phases with their SQL, estimates, warnings."""
     phases = []
@@ -199,9 +247,16 @@ def render_plan(conn: Connection, plan: MigrationPlan) -> dict[str, Any]:
         if phase.get("batches"):
             entry["batches"] = phase["batches"]
         phases.append(entry)
+    partitions, created = planned_partitions(plan)
+    kept = kept_original(plan.mode, plan.names, plan.options["drop_source"], None)
     return {
         "mode": plan.mode,
         "table": plan.display,
+        "partitions": partitions,
+        "created": created,
+        "rows_moved": None,  # known once the copy ran
+        "kept_original": kept,
+        "drop_hint": drop_hint(kept),
         "phases": phases,
         "copy": plan.copy,
         "renamed_source": None

@@ -13,6 +13,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ansible_collections.sigeti.dwh.plugins.module_utils import catalog_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_abandon import (
@@ -20,6 +21,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_abandon impor
     _unit,
     abandon_migration,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_catchup import catch_up
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_facts import read_facts, read_state
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import (
     copy_batch_steps,
@@ -27,10 +29,18 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import
     copy_start_step,
     verify_steps,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import MigrationPlan, plan_migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration_plan import (
+    MigrationPlan,
+    drop_hint,
+    kept_original,
+    plan_migration,
+    planned_partitions,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_side import side_read
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     COPIED,
+    INSERTED,
+    REMOVED,
     REPLAYED,
     STATE_SCHEMA,
     STATE_TABLE,
@@ -125,6 +135,10 @@ class _Run:
             "resumed_from": None,
             "swap_seconds": None,
             "swap_attempts": None,
+            "created": [],
+            "rows_moved": None,
+            "kept_original": None,
+            "drop_hint": None,
         }
 
     def event(self, phase, **info):
@@ -159,13 +173,20 @@ class _Run:
         self.result["swap_seconds"] = round(time.monotonic() - started, 3)
         self.result["swap_attempts"] = self.executor.attempts - attempts
 
-    def replay(self, extra=(), isolation=None):
-        """Replay the logged keys into the shadow (plus ``extra`` steps in the same transaction); return how many
-        keys it consumed (the ``extra`` steps keep what they returned in their ``rows``)."""
+    def replay(self, extra=(), isolation=None, limit=None):
+        """Replay the logged keys (the ``limit`` oldest, or all) into the shadow (plus ``extra`` steps in the same
+        transaction); return how many keys it consumed (the ``extra`` steps keep what they returned in their
+        ``rows``)."""
         plan = self.plan
         names = plan.names
         steps = _replay_steps(
-            names, plan.replay_key, plan.ctx.replay_key_types, plan.insert_cols, plan.overriding, names["shadow"]
+            names,
+            plan.replay_key,
+            plan.ctx.replay_key_types,
+            plan.insert_cols,
+            plan.overriding,
+            names["shadow"],
+            limit=limit,
         )
         self.execute(steps + list(extra), isolation=isolation)
         consumed = rows_of(steps, REPLAYED)
@@ -397,12 +418,29 @@ def _run_migration(
             % "; ".join(removed)
         )
     run.result["renamed_source"] = display_name(plan.names["schema"], plan.names["unpartitioned"])
+    run.result["created"] = planned_partitions(plan)[1]
     if plan.mode in ("offline", "attach"):
         _run_in_one_swap(run)
     else:
         _run_online(run, state)
+    _outcome(run, plan.names, plan.options["drop_source"])
     run.result["queries"] = run.queries
     return run.result
+
+
+def _outcome(run, names, drop_source):
+    """What the migration left, once it is over: ``rows_moved`` (offline: the rows both halves copied; online: the
+    rows the verification counted plus what the swap's replay added; attach copies none; None when not known: a run
+    resuming after an earlier run's swap), ``kept_original`` and ``drop_hint``."""
+    result = run.result
+    if result.get("rows_moved") is None and result["mode"] == "offline" and "offline" in result["phases_run"]:
+        result["rows_moved"] = result["rows_copied"]
+    elif result["mode"] == "attach":
+        result["rows_moved"] = 0
+    size = catalog_migration.relation_bytes(run.conn, names["schema"], names["unpartitioned"])
+    kept = kept_original(result["mode"], names, drop_source or size is None, size)
+    result["kept_original"] = kept
+    result["drop_hint"] = drop_hint(kept)
 
 
 def _finish_post(conn, executor, table, state, progress):
@@ -421,6 +459,9 @@ def _finish_post(conn, executor, table, state, progress):
     stored = state.get("result") or {}
     run.result.update((k, stored[k]) for k in _STORED_RESULT if k in stored)
     run.result.setdefault("renamed_source", None)
+    run.result.setdefault("created", [])
+    run.result["rows_moved"] = None  # the copy ran in the run that swapped
+    _outcome(run, migration_names(table), False)
     return run.result
 
 
@@ -449,7 +490,7 @@ def _drop_stale_run(conn, executor, table, layout, options, server, state, facts
 
 
 # what the swap's result says, stored with the post-swap statements so a run resuming at ``post`` says the same
-_STORED_RESULT = ("renamed_source", "attached_partition", "attached_range")
+_STORED_RESULT = ("renamed_source", "attached_partition", "attached_range", "created")
 
 
 def _store_post(run, post_units, **state_values):
@@ -548,7 +589,7 @@ def _run_online(run, state):
     else:
         run.result["rows_copied"] = int(state["rows_copied"])
     if phase == "build":
-        _online_build(run, phases["build"]["units"], int(state["step_done"]))
+        _online_build(run, phases["build"], int(state["step_done"]))
         phase = "catchup"
     if phase in ("catchup", "swap"):
         _online_catchup(run)
@@ -579,8 +620,9 @@ def _online_copy(run, state):
     run.result["phases_run"].append("copy")
 
 
-def _online_build(run, units, done):
-    """Indexes, keys and foreign keys on the filled shadow, one transaction each, from ``step_done`` on."""
+def _online_build(run, phase, done):
+    """Keys, indexes and ANALYZE on the filled shadow, one transaction each, from ``step_done`` on."""
+    units = phase["units"]
     for index, (_label, unit) in enumerate(units):
         if index < done:
             continue
@@ -593,11 +635,7 @@ def _online_build(run, units, done):
 def _online_catchup(run):
     """Replay until the log is small, then verify per partition; a mismatch abandons with the original untouched."""
     plan = run.plan
-    for _round in range(plan.options["replay_rounds"]):
-        run.event("catchup", round=_round)
-        consumed = run.replay()
-        if consumed <= plan.options["replay_threshold"]:
-            break
+    catch_up(run, "before the verification")
     run.event("verify")
     bad = _verify_online(run)
     if bad:
@@ -620,3 +658,9 @@ def _online_swap(run, phases):
     run.timed_swap(swap_steps)
     run.result["phases_run"].append("swap")
     run.result["replayed_keys"] += rows_of(swap_steps, REPLAYED)
+    verified = (run.result.get("checksums") or {}).get("total") or {}
+    if verified.get("source_rows") is not None:
+        # the shadow held exactly the verified rows; the swap's replay then removed and inserted these
+        run.result["rows_moved"] = (
+            int(verified["source_rows"]) + rows_of(swap_steps, INSERTED) - rows_of(swap_steps, REMOVED)
+        )

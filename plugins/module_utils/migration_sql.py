@@ -37,8 +37,13 @@ DEFAULT_OPTIONS = {
     "batch_rows": 100000,
     "extend_primary_key": False,
     "drop_source": False,
-    "replay_rounds": 20,
+    # the online catch-up (migration_run._catch_up): bounded batches of logged keys, one transaction each, sized to
+    # take about ``replay_seconds``; done when fewer than ``replay_threshold`` keys are left; given up (the original
+    # stays in use, the next run resumes) when the keys left did not shrink over ``catchup_patience`` seconds
+    "replay_batch_keys": 5000,
+    "replay_seconds": 1.0,
     "replay_threshold": 5000,
+    "catchup_patience": 60.0,
     "check_disk": True,
 }
 CAPTURE_TRIGGERS = (
@@ -53,6 +58,8 @@ MAX_NAME = 63
 # what a step achieves, so the runner reads its row count by this mark (never by the text of its SQL)
 COPIED = ("copied", "rows")
 REPLAYED = ("replayed", "changed keys")
+REMOVED = ("removed", "shadow rows of replayed keys")
+INSERTED = ("inserted", "shadow rows of replayed keys")
 
 
 def rows_of(steps: Iterable[Step], effect: tuple[str, str]) -> int:
@@ -438,11 +445,18 @@ def _verify_totals_block(display, source_step, target_step, source_sql, target_s
     return sql.SQL("DO {}").format(_AsLiteral(body))
 
 
-def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow):
+def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow, limit=None):
+    """The replay of the logged keys into the shadow, in one transaction: take the keys (all of them, or the
+    ``limit`` oldest: a bounded batch of the catch-up), drop their rows from the shadow, copy them again."""
     src = _ident(names["schema"], names["name"])
     log = _ident(STATE_SCHEMA, names["log"])
     keys = sql.Identifier(REPLAY_KEYS)
     match = _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND ")
+    taken = sql.SQL("")
+    if limit is not None:
+        taken = sql.SQL(" WHERE log_id IN (SELECT log_id FROM {log} ORDER BY log_id LIMIT {n})").format(
+            log=log, n=sql.Literal(int(limit))
+        )
     return [
         Step(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(
@@ -453,10 +467,12 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow)
         ),
         Step(
             sql.SQL(
-                "WITH consumed AS (DELETE FROM {log} RETURNING {c}) INSERT INTO {keys} SELECT DISTINCT {c} "
+                "WITH consumed AS (DELETE FROM {log}{taken} RETURNING {c}) INSERT INTO {keys} SELECT DISTINCT {c} "
                 "FROM consumed"
-            ).format(log=log, c=_cols(replay_key), keys=keys),
-            "take the logged keys (rows logged by transactions still open stay for the next replay)",
+            ).format(log=log, taken=taken, c=_cols(replay_key), keys=keys),
+            "take the logged keys (rows logged by transactions still open stay for the next replay)"
+            if limit is None
+            else "take the %d oldest logged keys (a bounded batch: the transaction stays short)" % int(limit),
             effect=REPLAYED,
         ),
         Step(sql.SQL("ANALYZE {}").format(keys), "statistics for the replay joins"),
@@ -465,6 +481,7 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow)
                 t=_ident(names["schema"], shadow), keys=keys, m=match
             ),
             "drop the shadow's copy of changed rows",
+            effect=REMOVED,
         ),
         Step(
             sql.SQL("INSERT INTO {t} ({c}){o} SELECT {sc} FROM {src} t JOIN {keys} k ON {m}").format(
@@ -477,8 +494,22 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow)
                 m=match,
             ),
             "copy the changed rows again from the original",
+            effect=INSERTED,
         ),
     ]
+
+
+def backlog_step(names: dict[str, str]) -> Step:
+    """Keys left in the change log (the span of its visible ids: cheap, from its primary key) and keys ever logged
+    (its sequence, committed or not): what the catch-up measures its progress and the writers' rate by."""
+    log = _ident(STATE_SCHEMA, names["log"])
+    return Step(
+        sql.SQL(
+            "SELECT coalesce(max(log_id) - min(log_id) + 1, 0), "
+            "pg_sequence_last_value(pg_get_serial_sequence({name}, 'log_id')) FROM {log}"
+        ).format(name=sql.Literal("%s.%s" % (STATE_SCHEMA, names["log"])), log=log),
+        "keys left in the change log, and keys logged so far: the catch-up's progress",
+    )
 
 
 def _grant_steps(grants, column_grants, target, reason):

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import (
-    _new_partitions,
     add_constraint,
+    new_partitions,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import (
     _AsLiteral,
@@ -140,11 +140,11 @@ def _carry_steps(ctx, new):
             )
     steps.extend(_sequence_steps(ctx))
     steps.extend(_grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
-    for entry in _new_partitions(ctx, with_default=True):
+    for entry in new_partitions(ctx, with_default=True):
         steps.extend(_grant_steps(facts["grants"], [], _ident(schema, entry["name"]), "same grants on the partition"))
     identity = {"f": "FULL", "n": "NOTHING"}.get(facts["flags"].get("replica_identity"))
     if identity:
-        for target in [new] + [_ident(schema, e["name"]) for e in _new_partitions(ctx, with_default=True)]:
+        for target in [new] + [_ident(schema, e["name"]) for e in new_partitions(ctx, with_default=True)]:
             steps.append(
                 Step(
                     sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(target, sql.SQL(identity)),

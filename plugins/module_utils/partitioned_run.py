@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, Un
 
 from ansible_collections.sigeti.dwh.plugins.module_utils import (
     catalog,
+    catalog_migration,
     connection,
     migration,
     partition_indexes,
@@ -573,6 +574,8 @@ def migrate_plain_table(
     planned = migration.plan_migration(table, layout, options, server, facts=facts)
     if module.check_mode:
         rendered = migration.render_plan(conn, planned)
+        if rendered["kept_original"]:
+            rendered["kept_original"]["bytes"] = catalog_migration.relation_bytes(conn, schema, name)
         return {"check_mode": True, "plan": rendered, "queries": migration.plan_queries(conn, planned)}
     return migration.run_migration(
         conn,
@@ -587,13 +590,15 @@ def migrate_plain_table(
 
 
 def _migration_only_result(migrated):
-    # check mode of a migration, or an abandon: the partition set is not planned from a table that is not there yet
+    # check mode of a migration (the partitions it would leave and create, as its plan predicts them; the maintenance
+    # that follows it in a real run plans from the partitioned table, not there yet), or an abandon
+    plan = migrated.get("plan") or {}
     return dict(
         changed=migrated.get("changed", True),
         queries=migrated["queries"],
-        migration=migrated.get("plan") or {"abandoned": migrated.get("abandoned", [])},
-        partitions=[],
-        created=[],
+        migration=plan or {"abandoned": migrated.get("abandoned", [])},
+        partitions=list(plan.get("partitions") or []),
+        created=list(plan.get("created") or []),
         detached=[],
         dropped=[],
         archived=[],
@@ -603,6 +608,11 @@ def _migration_only_result(migrated):
         retention_remaining=0,
         bound=None,
     )
+
+
+def _merged(first: list[str], then: list[str]) -> list[str]:
+    """``first`` then the names of ``then`` not in it."""
+    return list(first) + [n for n in then if n not in first]
 
 
 def run(module: RunModule, conn: Connection, server: ServerFacts, schema: str, name: str) -> dict[str, Any]:
@@ -639,7 +649,8 @@ def run(module: RunModule, conn: Connection, server: ServerFacts, schema: str, n
         queries=queries,
         plan=explained,
         partitions=result.partitions,
-        created=result.created,
+        # the migration's partitions first (a run finishing one an earlier run swapped reports them too)
+        created=_merged((migrated or {}).get("created") or [], result.created),
         detached=result.detached,
         dropped=result.dropped,
         archived=result.archived,

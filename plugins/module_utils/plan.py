@@ -12,7 +12,9 @@ Execution rules:
   next ones are autocommit steps of the same group: those run one after another and are retried together (a
   cancelled ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index that the retry must drop before building again);
 - every statement runs under the session's ``lock_timeout``; a transaction that hits it (or a deadlock) is
-  rolled back and retried with a growing delay, then the executor gives up naming who holds the lock;
+  rolled back and retried with a growing delay, then the executor gives up naming who holds the lock; a deadlock
+  (SQLSTATE 40P01) is reported as one, from PostgreSQL's report: each session, the lock it waited for and on what,
+  who held it (no lock_timeout cures it), and a step's own bounded wait (``OWN_PREFIX`` messages) says its own why;
 - the first step of a unit may ask for an ``isolation`` level (a verification compares two tables in one
   REPEATABLE READ snapshot); a step's ``rowcount`` and ``rows`` (what it returned) are set once it ran, and a later
   step of the same transaction can embed an earlier one's row count (``RowcountOf``: a copy batch and its progress).
@@ -20,6 +22,7 @@ Execution rules:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Tuple, TypedDict, TypeVar
 
@@ -406,6 +409,15 @@ class Executor:
             for target in step.targets:
                 if target not in targets:
                     targets.append(target)
+        applied = (
+            "Nothing of this step was applied."
+            if unit[0].transactional
+            else "This step runs outside a transaction and may have stopped part way (a cancelled CREATE INDEX "
+            "CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach): the next "
+            "run drops and rebuilds the index, or finishes the detach."
+        )
+        if error.pgcode == "40P01":
+            return self._give_up_deadlock(unit, error, attempts, applied)
         blockers = self.blockers(targets)
         names = ", ".join(display_name(s, r) for s, r in targets) or "the relations of this step"
         who = describe_blockers(blockers)
@@ -418,28 +430,90 @@ class Executor:
             )
             who = "%s; and by %s" % (who, snapshots) if blockers else snapshots
             blockers = blockers + [h for h in holders if h["pid"] not in {b["pid"] for b in blockers}]
-        kind = "a deadlock" if error.pgcode == "40P01" else "lock_timeout"
-        msg = (
-            "Gave up after %d attempts: could not lock %s within lock_timeout (%s). Blocked by %s. "
-            "%s What to do: wait for or end that session "
-            "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries."
-            % (
+        own = own_message(error)
+        if own:
+            # a bounded wait of the collection's own (a lock taken while others are held): its text says why
+            msg = "Gave up after %d attempts: %s. Blocked by %s. %s What to do: %s" % (
                 attempts,
-                names,
-                kind,
+                own[0],
                 who,
-                "Nothing of this step was applied."
-                if unit[0].transactional
-                else "This step runs outside a transaction and may have stopped part way (a cancelled CREATE INDEX "
-                "CONCURRENTLY leaves an INVALID index, a cancelled DETACH ... CONCURRENTLY a pending detach): the next "
-                "run drops and rebuilds the index, or finishes the detach.",
+                applied,
+                own[1] or "wait for or end that session (SELECT pg_terminate_backend(pid)), then run again.",
             )
-        )
+        else:
+            msg = (
+                "Gave up after %d attempts: could not lock %s within lock_timeout. Blocked by %s. "
+                "%s What to do: wait for or end that session "
+                "(SELECT pg_terminate_backend(pid)), or raise lock_timeout / lock_retries."
+                % (attempts, names, who, applied)
+            )
         return LockNotGranted(
             msg,
             blocking_pids=[b["pid"] for b in blockers],
             failed_sql=unit[0].render(self.conn),
         )
+
+    def _give_up_deadlock(self, unit, error, attempts, applied):
+        """PostgreSQL found a deadlock (or the step saw that waiting would be one): name both sessions, what each
+        held and waited for, so the order of the other application's locks shows; no lock_timeout helps."""
+        own_pid = self.conn.get_backend_pid()
+        waits = parse_deadlock(getattr(getattr(error, "diag", None), "message_detail", None) or "")
+        names = self._relation_names([w["relation"] for w in waits if w.get("relation")])
+        others = sorted(({w["pid"] for w in waits} | {w["blocked_by"] for w in waits}) - {own_pid})
+        sessions = self._sessions(others)
+        cycle = describe_deadlock(waits, own_pid, names) or ("the server said: %s" % " ".join(str(error).split()))
+        own = own_message(error)
+        found = (
+            "this run did not wait into a deadlock (%s)" % own[0]
+            if own
+            else "PostgreSQL found a deadlock (SQLSTATE 40P01) and ended this run's transaction"
+        )
+        others_text = "; ".join(
+            "pid %s (user %s, application %s, %s, transaction open %s): %s"
+            % (b["pid"], b["user"], b["mode"], b["state"], b["xact_age"], b["query"])
+            for b in sessions
+        )
+        msg = (
+            "Gave up after %d attempts: %s (the last time: %s). %s%s What to do: a deadlock is not a long wait, "
+            "raising lock_timeout or lock_retries cannot help; let that session's transaction end first (run again "
+            "when its application is quiet, or end it: SELECT pg_terminate_backend(pid))."
+            % (attempts, found, cycle, ("The other session now: %s. " % others_text) if sessions else "", applied)
+        )
+        return LockNotGranted(
+            msg, blocking_pids=others, failed_sql=unit[0].render(self.conn), sqlstate="40P01", deadlock=waits
+        )
+
+    def _relation_names(self, oids: Sequence[int]) -> dict[int, str]:
+        """``{oid: schema.name}`` of the relations a deadlock report names (those still there)."""
+        if not oids:
+            return {}
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT c.oid::bigint, n.nspname::text, c.relname::text FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s::oid[])",
+                (list(oids),),
+            )
+            rows = cur.fetchall()
+        self._rollback()
+        return {int(oid): display_name(schema, name) for oid, schema, name in rows}
+
+    def _sessions(self, pids: Sequence[int]) -> list[Blocker]:
+        """The sessions ``pids`` now, like ``blockers`` but ``mode`` holding their application_name (those gone are
+        left out)."""
+        if not pids:
+            return []
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT pid, usename::text, state, left(query, 200), now() - xact_start, "
+                "coalesce(nullif(application_name, ''), 'no application_name') FROM pg_stat_activity "
+                "WHERE pid = ANY(%s) ORDER BY pid",
+                (list(pids),),
+            )
+            rows = cur.fetchall()
+        self._rollback()
+        return [
+            {"pid": r[0], "user": r[1], "state": r[2], "query": r[3], "xact_age": str(r[4]), "mode": r[5]} for r in rows
+        ]
 
     def snapshot_holders(self) -> list[Blocker]:
         """Return the sessions of this database holding a snapshot or a transaction id (CREATE INDEX
@@ -476,6 +550,63 @@ def describe_blockers(blockers: Sequence[Blocker]) -> str:
         % (b["pid"], b["user"], b["state"], b["mode"], b.get("xact_age", "?"), b["query"])
         for b in blockers
     )
+
+
+_DEADLOCK_WAIT = re.compile(r"Process (\d+) waits for (\w+) on (.+?); blocked by process (\d+)\.")
+_ON_RELATION = re.compile(r"relation (\d+) of database \d+$")
+_ON_TUPLE = re.compile(r"tuple \(\d+,\d+\) of relation (\d+) of database \d+$")
+# the collection's own messages raised inside a step (a bounded lock wait, a deadlock seen before waiting)
+OWN_PREFIX = "sigeti.dwh: "
+
+
+def parse_deadlock(detail: str) -> list[dict[str, Any]]:
+    """The waits of a deadlock report (the DETAIL of SQLSTATE 40P01, as PostgreSQL writes it in English):
+    ``[{pid, mode, what, relation, blocked_by}]``, ``relation`` the oid when the lock is on a relation or a row of
+    one (``what`` keeps the server's words). Pure; an unreadable detail gives []."""
+    waits = []
+    for match in _DEADLOCK_WAIT.finditer(detail or ""):
+        what = match.group(3)
+        relation = _ON_RELATION.search(what) or _ON_TUPLE.search(what)
+        waits.append(
+            {
+                "pid": int(match.group(1)),
+                "mode": match.group(2),
+                "what": what,
+                "relation": int(relation.group(1)) if relation else None,
+                "row": what.startswith(("tuple", "transaction")),
+                "blocked_by": int(match.group(4)),
+            }
+        )
+    return waits
+
+
+def describe_deadlock(waits: Sequence[dict[str, Any]], own_pid: int, names: dict[int, str]) -> str:
+    """One phrase per wait of a deadlock, in the order of the cycle: who waited for which lock on what, held by
+    whom (this run is "this run"); relations by name (``names``: oid -> schema.name). Pure; "" without waits."""
+
+    def who(pid):
+        return "this run (pid %d)" % pid if pid == own_pid else "pid %d" % pid
+
+    def on(wait):
+        if wait["relation"] is not None:
+            name = names.get(wait["relation"], "relation %d" % wait["relation"])
+            return ("a row of %s" % name) if wait["row"] else name
+        return "a row (%s)" % wait["what"] if wait["row"] else wait["what"]
+
+    parts = [
+        "%s waited for %s on %s, held by %s" % (who(w["pid"]), w["mode"], on(w), who(w["blocked_by"])) for w in waits
+    ]
+    return "; ".join(parts)
+
+
+def own_message(error: BaseException) -> tuple[str, str] | None:
+    """``(what happened, what to do)`` when the step's own SQL raised the error with a message of this collection
+    (``OWN_PREFIX``; its HINT says what to do), else None."""
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) or ""
+    if not primary.startswith(OWN_PREFIX):
+        return None
+    return primary[len(OWN_PREFIX) :].rstrip("."), getattr(diag, "message_hint", None) or ""
 
 
 def is_lock_error(error: BaseException) -> bool:

@@ -313,10 +313,20 @@ migration:
       estimated disk need; the online copy shows its first batch as it will run and, in C(batches), how many
       batches the run executes.
     - With O(migrate=abandon), C(abandoned) lists what was removed (or would be, in check mode).
+    - C(mode) (V(online), V(offline) or V(attach)); C(rows_moved), the rows copied into the partition set (offline
+      both halves of the copy, online the rows at the swap, attach 0; null in check mode and in a run finishing an
+      earlier run's swap); C(kept_original), C({name, bytes}) of the original kept as C(<table>_unpartitioned) (in
+      check mode its size now), null when dropped (O(drop_source)) or nothing is kept (attach); C(drop_hint), one line
+      on how to drop it (null when nothing is kept); C(created), the migration's own partitions; C(catchup) (online),
+      each catch-up's keys left and replayed, batches, seconds, and the writers' change rate against the replay rate.
   returned: when O(name) was a plain table
   type: dict
 partitions:
-  description: The partitions after the run (predicted in check mode), by low bound, the default last.
+  description:
+    - The partitions after the run (predicted in check mode), by low bound, the default last.
+    - In check mode of a migration, those the migration would leave (attach - the original as C(<table>_unpartitioned)
+      over its key range and the partitions created beside it); the maintenance that follows a migration in a real run
+      (retention) is not predicted, the table not being partitioned yet.
   returned: with O(name) and per table in RV(results)
   type: list
   elements: dict
@@ -330,7 +340,14 @@ rewrites:
   type: list
   elements: str
   returned: always
-created: {description: Partitions created., type: list, elements: str, returned: with O(name) and per table in RV(results)}
+created:
+  description:
+    - Partitions created, a migration's first (in check mode of a migration, those it would create; attach - not the
+      attached original), then the maintenance's. A run finishing a migration whose swap an earlier, killed run
+      committed reports the migration's too.
+  type: list
+  elements: str
+  returned: with O(name) and per table in RV(results)
 detached: {description: Partitions detached by retention (whatever the action)., type: list, elements: str, returned: with O(name) and per table in RV(results)}
 dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: with O(name) and per table in RV(results)}
 archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: with O(name) and per table in RV(results)}

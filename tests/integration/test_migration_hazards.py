@@ -176,6 +176,15 @@ def test_not_valid_check_refused_by_attach(conn):
     _refused(conn, ["check constraint v_pos of dwh.ev is NOT VALID", "VALIDATE CONSTRAINT"], mode="attach")
 
 
+@pytest.mark.parametrize("mode", ["online", "offline", "attach"])
+def test_a_foreign_key_referencing_the_table_itself_is_refused(conn, mode):
+    """The shadow's copy of it would reference the original (its definition names the table), and the partitioned
+    table cannot hold a unique key on the referenced columns alone: refused, before any change."""
+    make_events(conn, extra_columns=", parent int", extra_values=", NULL")
+    _run(conn, "ALTER TABLE dwh.ev ADD CONSTRAINT ev_parent FOREIGN KEY (parent) REFERENCES dwh.ev (id)")
+    _refused(conn, ["foreign key ev_parent of dwh.ev references dwh.ev itself", "DROP CONSTRAINT ev_parent"], mode=mode)
+
+
 def test_not_valid_foreign_key_null_keys_and_row_type_users_are_refused(conn):
     make_events(conn, extra_columns=", dim int", extra_values=", g % 7")
     _run(

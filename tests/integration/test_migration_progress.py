@@ -116,6 +116,7 @@ def test_attach_mode_stores_the_result_it_returns(pg_server, db, conn):
             "renamed_source": None,
             "attached_partition": "s.fait_unpartitioned",
             "attached_range": result["attached_range"],
+            "created": result["created"],  # what a run resuming after the swap reports too
         }
     ]
 
@@ -130,6 +131,7 @@ def test_attach_mode_resumed_after_its_swap_returns_what_the_swap_said(pg_server
     assert result["resumed_from"] == "post"
     assert result["renamed_source"] is None
     assert result["attached_partition"] == "s.fait_unpartitioned"
+    assert "fait_default" in result["created"] and result["kept_original"] is None and result["rows_moved"] == 0
     assert leftovers(conn) == NOTHING_LEFT
 
 
