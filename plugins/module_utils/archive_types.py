@@ -282,7 +282,7 @@ def sql_type(spec: ColumnSpec) -> sql.Composable:
         rendered = sql.SQL(spec.base)
         if spec.modifiers:
             rendered = sql.SQL("{}({})").format(
-                rendered, sql.SQL(", ").join(sql.Literal(int(m)) for m in spec.modifiers)
+                rendered, sql.SQL(", ").join(sql.SQL(str(int(m))) for m in spec.modifiers)
             )
     if spec.is_array:
         rendered = sql.SQL("{}[]").format(rendered)

@@ -44,6 +44,8 @@ CSV_BLOCK_BYTES = 8 << 20
 ROW_GROUP_BYTES = 64 << 20
 ROW_GROUP_ROWS = 1 << 20
 READ_BATCH_ROWS = 65536
+# zstd's own default level and DuckDB's (pyarrow's is 1): see bench/parquet_library.py for what it costs
+ZSTD_LEVEL = 3
 FLOAT_WORDS = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
 
 
@@ -184,7 +186,7 @@ def write_parquet(arrow: Arrow, source: IO[bytes], path: str, specs: Sequence[Co
     schema = arrow_schema(arrow, specs)
     rows, pending, pending_bytes = 0, [], 0
     with open(path, "xb") as handle:
-        writer = arrow.parquet.ParquetWriter(handle, schema, compression=COMPRESSION)
+        writer = arrow.parquet.ParquetWriter(handle, schema, compression=COMPRESSION, compression_level=ZSTD_LEVEL)
         try:
             for batch in csv_reader(arrow, source, specs):
                 converted = parquet_batch(arrow, batch, specs, schema)
