@@ -4,7 +4,7 @@
 
 **The content checksum** is computed by PostgreSQL, on both sides: on the partition, and on the rows read back from
 the Parquet file into a table of the same column types (the verification and the restore). Each row's text
-(``t::text``, every column through its type's output function) is hashed with md5; the 128 bits are split in two
+(``ROW(r.*)::text``, every column through its type's output function) is hashed with md5; the 128 bits are split in two
 halves, each read as a signed 64-bit integer, and each half is summed over the rows. The sums are order-independent
 (a table has no order; a Parquet file has one), so the two sides need not sort, and they add across batches (the
 verification reads the file back in batches into a small temporary table). The canonical form is

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.connection import Connection
 
 # Values from constants only: SET LOCAL takes no parameters.
+ROW_ALIAS = "r"
 PIN_SETTINGS = "".join("SET LOCAL %s = '%s';\n" % (name, value) for name, value in CANONICAL_SETTINGS)
 
 TABLE_QUERY = """
@@ -144,20 +145,23 @@ def scan_query(schema: str, name: str, checks: Sequence[ValueCheck]) -> Composab
     """``count(*)``, the checksum's two sums and one count per check, in one pass over ``ONLY schema.name``.
 
     The digest is computed once per row (``OFFSET 0`` keeps the lateral subquery from being folded into both sums).
+    The row is ``ROW(r.*)``, never ``r::text``: in ``r::text`` a column named ``r`` wins over the table alias, and
+    the checksum would cover that one column (found by the round-trip test, whose table has a column ``t``).
     """
     counts = [
         sql.SQL("count(*) FILTER (WHERE {})").format(
-            sql.SQL(check.predicate.replace("{c}", "{column}")).format(column=sql.Identifier("t", check.column))
+            sql.SQL(check.predicate.replace("{c}", "{column}")).format(column=sql.Identifier(ROW_ALIAS, check.column))
         )
         for check in checks
     ]
     return sql.SQL(
         "SELECT count(*), sum(('x' || substr(d.digest, 1, 16))::bit(64)::bigint), "
         "sum(('x' || substr(d.digest, 17, 16))::bit(64)::bigint){extra} "
-        "FROM ONLY {table} AS t CROSS JOIN LATERAL (SELECT md5(t::text) AS digest OFFSET 0) AS d"
+        "FROM ONLY {table} AS {alias} CROSS JOIN LATERAL (SELECT md5(ROW({alias}.*)::text) AS digest OFFSET 0) AS d"
     ).format(
         extra=sql.SQL("").join(sql.SQL(", {}").format(c) for c in counts),
         table=relation(schema, name),
+        alias=sql.Identifier(ROW_ALIAS),
     )
 
 

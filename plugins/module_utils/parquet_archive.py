@@ -44,7 +44,7 @@ CSV_BLOCK_BYTES = 8 << 20
 ROW_GROUP_BYTES = 64 << 20
 ROW_GROUP_ROWS = 1 << 20
 READ_BATCH_ROWS = 65536
-# zstd's own default level and DuckDB's (pyarrow's is 1): see bench/parquet_library.py for what it costs
+# level 3: zstd's own default and DuckDB's (pyarrow's is 1)
 ZSTD_LEVEL = 3
 FLOAT_WORDS = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
 
@@ -338,10 +338,10 @@ def remove_stale_temps(paths: ArchivePaths) -> tuple[str, ...]:
 
 
 def remove_quietly(path: str) -> None:
-    """Remove a file if it is there."""
+    """Remove a file if it is there (a folder that refuses it, e.g. read-only, refused its creation too)."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 

@@ -32,9 +32,23 @@ def test_the_collection_imports_without_pyarrow(collections_path):
     assert done.stdout.strip() == "ok", done.stderr
 
 
-PARQUET_TYPES = ["bool", "int16", "int32", "int64", "float", "double", "string", "binary", "date32[day]",
-                 "timestamp[us]", "timestamp[us, tz=UTC]", "decimal128(14, 2)", "decimal256(40, 20)",
-                 "list<item: int32>", "list<item: string>"]
+PARQUET_TYPES = [
+    "bool",
+    "int16",
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "string",
+    "binary",
+    "date32[day]",
+    "timestamp[us]",
+    "timestamp[us, tz=UTC]",
+    "decimal128(14, 2)",
+    "decimal256(40, 20)",
+    "list<item: int32>",
+    "list<item: string>",
+]
 
 
 @pytest.mark.parametrize("text", PARQUET_TYPES)
@@ -48,7 +62,9 @@ def test_array_literals_keep_nulls_quotes_and_special_floats():
     assert pq.array_literal([]) == "{}"
     assert pq.array_literal([1, None, -3]) == "{1,NULL,-3}"
     assert pq.array_literal(["a b", None, "", 'c,"d"', "NULL", "x\\y"]) == '{"a b",NULL,"","c,\\"d\\"","NULL","x\\\\y"}'
-    assert pq.array_literal([float("nan"), float("inf"), float("-inf"), -0.0, 0.1]) == "{NaN,Infinity,-Infinity,-0.0,0.1}"
+    assert (
+        pq.array_literal([float("nan"), float("inf"), float("-inf"), -0.0, 0.1]) == "{NaN,Infinity,-Infinity,-0.0,0.1}"
+    )
     assert pq.array_literal([True, False]) == "{t,f}"
 
 

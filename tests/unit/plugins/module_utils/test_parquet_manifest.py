@@ -49,14 +49,32 @@ def test_checksum_canonical_form_round_trips_and_rejects_anything_else():
 
 
 def manifest():
-    spec = at.ColumnSpec("montant", "numeric(14,2)", "numeric", (14, 2), False, "decimal128(14, 2)", "text", True,
-                         ("pg_catalog", "C"), None)
+    spec = at.ColumnSpec(
+        "montant",
+        "numeric(14,2)",
+        "numeric",
+        (14, 2),
+        False,
+        "decimal128(14, 2)",
+        "text",
+        True,
+        ("pg_catalog", "C"),
+        None,
+    )
     return am.Manifest(
-        schema="dwh_facts", table="fait_2019", parent=("dwh_facts", "fait"), bound="FOR VALUES FROM (1) TO (2)",
-        columns=(spec,), rows=3, checksum=am.checksum_of(3, 1, 2).text(), parquet_file="fait_2019.parquet",
-        file_bytes=10, file_sha256="ab" * 32,
+        schema="dwh_facts",
+        table="fait_2019",
+        parent=("dwh_facts", "fait"),
+        bound="FOR VALUES FROM (1) TO (2)",
+        columns=(spec,),
+        rows=3,
+        checksum=am.checksum_of(3, 1, 2).text(),
+        parquet_file="fait_2019.parquet",
+        file_bytes=10,
+        file_sha256="ab" * 32,
         server=am.ServerIdentity("17.2", "7716577583133347111", "sigeti", "", "127.0.0.1", 5432),
-        created_at="2026-01-01T00:00:00+00:00", library="pyarrow 26.0.1",
+        created_at="2026-01-01T00:00:00+00:00",
+        library="pyarrow 26.0.1",
     )
 
 
@@ -91,8 +109,15 @@ def test_collection_version_is_galaxy_yml_s():
 
 @pytest.mark.parametrize(
     "name, part",
-    [("fait_2019", "fait_2019"), ("../etc", "%2E.%2Fetc"), ("a/b", "a%2Fb"), ("Été 2019", "%C3%89t%C3%A9%202019"),
-     ("50%", "50%25"), ("x.y$z-1", "x.y$z-1"), (".hidden", "%2Ehidden")],
+    [
+        ("fait_2019", "fait_2019"),
+        ("../etc", "%2E.%2Fetc"),
+        ("a/b", "a%2Fb"),
+        ("Été 2019", "%C3%89t%C3%A9%202019"),
+        ("50%", "50%25"),
+        ("x.y$z-1", "x.y$z-1"),
+        (".hidden", "%2Ehidden"),
+    ],
 )
 def test_names_become_one_safe_file_name_part(name, part):
     assert am.file_part(name) == part

@@ -95,8 +95,14 @@ def test_refusal_names_every_column_and_its_type_before_anything_is_read():
         at.column_specs("dwh_facts", "fait_2019", columns)
     message = raised.value.msg
     assert "dwh_facts.fait_2019" in message
-    for name, pg_type in [("duree", "interval"), ("montants", "numeric[]"), ("mine", "int4"),
-                          ("dom", "positive_int"), ("total", "integer"), ("etats", "statut[]")]:
+    for name, pg_type in [
+        ("duree", "interval"),
+        ("montants", "numeric[]"),
+        ("mine", "int4"),
+        ("dom", "positive_int"),
+        ("total", "integer"),
+        ("etats", "statut[]"),
+    ]:
         assert "column %s of type %s" % (name, pg_type) in message
     assert "column ok" not in message
     assert raised.value.details["columns"] == ["duree", "montants", "mine", "dom", "total", "etats"]
@@ -133,8 +139,7 @@ def test_value_checks_cover_what_parquet_cannot_hold():
 
 def test_restore_sql_is_composed_from_the_spec_parts_only():
     spec = at.column_specs(
-        "s", "t", [column("n", "numeric(14,2)", "numeric", numeric_typmod(14, 2), not_null=True,
-                          collation=None)]
+        "s", "t", [column("n", "numeric(14,2)", "numeric", numeric_typmod(14, 2), not_null=True, collation=None)]
     )[0]
     assert at.sql_type(spec).as_string(None) == "numeric(14, 2)"
     array = at.column_specs("s", "t", [column("v", "character varying(20)[]", "varchar", 24, is_array=True)])[0]
