@@ -8,7 +8,7 @@ what the archive engine reads:
   holding every type the archive keeps (``bench.all_types``, NULLs in every column, NaN, -0, infinities, empty
   strings, unicode, NULL array elements, timestamps across DST with the session TimeZone ``America/St_Johns``):
   * ``pyarrow_copy``: ``COPY (FORMAT csv)`` streamed into pyarrow's CSV reader, zstd Parquet (the engine's path,
-    plugins/module_utils/parquet_archive.py, not its scan or verification);
+    plugins/module_utils/archive/parquet.py, not its scan or verification);
   * ``pyarrow_cursor``: a server-side cursor, ``fetchmany``, Python values into Arrow arrays, zstd Parquet;
   * ``duckdb_copy``: the same COPY into a FIFO read by DuckDB's ``read_csv``, ``COPY ... TO`` zstd Parquet
     (DuckDB's postgres extension is downloaded at run time: not an option on a database host without internet);
@@ -101,7 +101,8 @@ def worker_connect(job):
 
 
 def worker_specs(conn, schema, table):
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_types, catalog_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import types as archive_types
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import archive as catalog_archive
 
     facts = catalog_archive.read_table(conn, schema, table)
     return archive_types.column_specs(schema, table, catalog_archive.read_columns(conn, facts))
@@ -109,7 +110,7 @@ def worker_specs(conn, schema, table):
 
 def begin_export(conn):
     """The engine's session for a COPY out: one transaction, canonical settings, UTF-8."""
-    from ansible_collections.sigeti.dwh.plugins.module_utils import catalog_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import archive as catalog_archive
 
     conn.rollback()
     conn.set_client_encoding("UTF8")
@@ -117,7 +118,8 @@ def begin_export(conn):
 
 
 def export_pyarrow_copy(conn, job, specs, defaults=False):
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_copy, parquet_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import copy as archive_copy
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import parquet as parquet_archive
 
     arrow = parquet_archive.require_pyarrow()
     begin_export(conn)
@@ -146,7 +148,7 @@ def export_pyarrow_cursor(conn, job, specs):
     import psycopg2.extras
     from psycopg2 import sql
 
-    from ansible_collections.sigeti.dwh.plugins.module_utils import parquet_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import parquet as parquet_archive
 
     arrow = parquet_archive.require_pyarrow()
     pa = arrow.pa
@@ -231,7 +233,7 @@ def fifo_pump(path, produce):
 def export_duckdb_copy(conn, job, specs, defaults=False):
     import duckdb
 
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_copy
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import copy as archive_copy
 
     begin_export(conn)
     fifo = job["file"] + ".fifo"
@@ -295,7 +297,7 @@ def export_copy_zstd(conn, job, specs):
 
 
 def restore_into(conn, job, specs):
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_copy
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import copy as archive_copy
 
     conn.rollback()
     conn.set_client_encoding("UTF8")
@@ -305,7 +307,8 @@ def restore_into(conn, job, specs):
 
 
 def restore_pyarrow(conn, job, specs):
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_copy, parquet_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import copy as archive_copy
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import parquet as parquet_archive
 
     arrow = parquet_archive.require_pyarrow()
     restore_into(conn, job, specs)
@@ -338,7 +341,7 @@ def restore_duckdb(conn, job, specs):
     """DuckDB writes to a path, not a Python file: it writes CSV into a FIFO whose other end feeds COPY FROM."""
     import duckdb
 
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_copy
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import copy as archive_copy
 
     restore_into(conn, job, specs)
     fifo = job["file"] + ".fifo"
@@ -386,7 +389,8 @@ def restore_zstd(conn, job, specs):
 
 
 def engine_scan(conn, job, specs):
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_types, catalog_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import types as archive_types
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import archive as catalog_archive
 
     conn.rollback()
     scan = catalog_archive.scan_table(conn, job["schema"], job["table"], archive_types.value_checks(specs))
@@ -395,7 +399,8 @@ def engine_scan(conn, job, specs):
 
 
 def engine_verify(conn, job, specs):
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_run, parquet_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import parquet as parquet_archive
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import run as archive_run
 
     return archive_run.checksum_parquet(conn, parquet_archive.require_pyarrow(), job["file"], specs).rows
 

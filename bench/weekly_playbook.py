@@ -178,7 +178,7 @@ def main(argv=None):
                 weekly(server, path, profile_path)  # the setup's ANALYZEs are behind: weekly unchanged again
 
             def run(_rep, path=path, profile_path=profile_path, size=size, playbook="weekly.yml"):
-                name = "%s_%d" % (playbook.split(".")[0], size)
+                name = "%s_%d" % (playbook.split(".", maxsplit=1)[0], size)
                 (recap, profile, peak), counts = common.measured(
                     server, lambda: weekly(server, path, profile_path, playbook=playbook)
                 )
@@ -188,7 +188,7 @@ def main(argv=None):
                 return dict(counts, tasks=len(profile["tasks"]), controller_mb=peak, **recap)
 
             for playbook in playbooks:
-                methods["%s_%d" % (playbook.split(".")[0], size)] = functools.partial(run, playbook=playbook)
+                methods["%s_%d" % (playbook.split(".", maxsplit=1)[0], size)] = functools.partial(run, playbook=playbook)
         print(
             "== %s on an unchanged warehouse, %s declared tables =="
             % ("weekly.yml and setup.yml" if options.setup else "weekly.yml", options.tables)

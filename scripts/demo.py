@@ -145,7 +145,7 @@ def time_range_query(conn, runs=TIMING_RUNS):
     """The guide's date-range query timed the one way the demo uses before and after the set-up: the verify role's
     own statement (``explain_range``: EXPLAIN ANALYZE with TIMING OFF, read-only transaction), ``runs`` times.
     Returns ``(median, min, max)`` of the server's execution times, in ms."""
-    from ansible_collections.sigeti.dwh.plugins.module_utils.server_checks import explain_range
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.trials import explain_range
 
     times = [
         explain_range(conn, "dwh_facts", "fait_attributions", "date_demandee_key", 20230101, 20231231, True).plan[

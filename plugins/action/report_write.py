@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the health report on the controller: its document built from the reads and this run's results
-(module_utils/report_data.py), its pages and textfile rendered (plugin_utils/report_render.py), every file written
+(module_utils/report/data.py), its pages and textfile rendered (plugin_utils/report_render.py), every file written
 atomically, the kept runs rotated and listed (index.html). Nothing is written in check mode.
 
 An action plugin, in the controller process: one task instead of a module run per file (a template or copy task
@@ -18,7 +18,7 @@ import tempfile
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.report_data import ReportContext, RunResults, build_report
+from ansible_collections.sigeti.dwh.plugins.module_utils.report.data import ReportContext, RunResults, build_report
 from ansible_collections.sigeti.dwh.plugins.plugin_utils import report_render
 
 ARGUMENT_SPEC = {

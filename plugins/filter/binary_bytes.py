@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A byte count in binary units for the roles' messages: the modules' and the report's rule (units.py), pure.
+"""A byte count in binary units for the roles' messages: the modules' and the report's rule (core/units.py), pure.
 
 Ansible's ``human_readable`` writes powers of 1024 as "KB", "MB": a DBA comparing a message with the report page
 (KiB, MiB) would read two different figures for one size.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.units import format_bytes
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.units import format_bytes
 
 DOCUMENTATION = r"""
 name: binary_bytes

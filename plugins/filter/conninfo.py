@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_kwargs
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import connection_kwargs
 
 DOCUMENTATION = r"""
 name: conninfo

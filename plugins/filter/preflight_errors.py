@@ -1,10 +1,10 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What is wrong with dwh_tables and the backup settings, by the modules' own rules (module_utils/preflight.py)."""
+"""What is wrong with dwh_tables and the backup settings, by the modules' own rules (module_utils/backup/preflight.py)."""
 
 from __future__ import annotations
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import preflight
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import preflight
 
 DOCUMENTATION = r"""
 name: preflight_errors

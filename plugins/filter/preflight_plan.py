@@ -1,12 +1,12 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What this run would change and what must come before it, from the probe's results (module_utils/preflight.py)."""
+"""What this run would change and what must come before it, from the probe's results (module_utils/backup/preflight.py)."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import preflight
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import preflight
 
 DOCUMENTATION = r"""
 name: preflight_plan

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import InvalidName, display_name, split_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import derived_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import InvalidName, display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import derived_name
 
 DOCUMENTATION = r"""
 name: report_reads

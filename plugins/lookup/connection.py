@@ -41,7 +41,7 @@ _raw:
 
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import connection_argument_spec
 
 PREFIX = "dwh_"
 

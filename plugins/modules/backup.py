@@ -169,8 +169,8 @@ msg: {description: One line saying what was dumped and how it was verified., typ
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import backup_run
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import run as backup_run
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_argument_spec,
     module_errors,
     open_session,

@@ -162,20 +162,18 @@ warnings_detail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import (
-    backup_rewrites,
-    catalog,
-    compression,
-    compression_run,
-    inflight,
-    runlock,
-)
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import rewrites as backup_rewrites
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as compression
+from ansible_collections.sigeti.dwh.plugins.module_utils.compression import run as compression_run
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import inflight
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
 
 
 def main():

@@ -99,14 +99,16 @@ plans:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, explain, server_checks
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import trials as server_checks
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name, split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import explain
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name, split_name
 
 
 def validate_ranges(ranges, tables):

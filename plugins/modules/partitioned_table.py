@@ -397,20 +397,18 @@ warnings: {description: 'What was left alone and why (partly old partitions, an 
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import (
-    backup_rewrites,
-    partitioned_run,
-    partitioning,
-    periods,
-    runlock,
-    table_runs,
-)
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import rewrites as backup_rewrites
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import split_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
+from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import run as partitioned_run
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
 
 
 def table_options(required):

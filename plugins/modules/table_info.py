@@ -206,15 +206,17 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, catalog_backup, inflight
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import backup as catalog_backup
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import inflight
+from ansible_collections.sigeti.dwh.plugins.module_utils.report.table import epoch_days_span, table_report
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import epoch_days_span, table_report
 
 
 def report_tables(conn, names, measure, count_default_rows, settings):

@@ -245,19 +245,17 @@ tables:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import (
-    backup_rewrites,
-    catalog,
-    inflight,
-    runlock,
-    vacuum_options,
-    vacuum_run,
-)
-from ansible_collections.sigeti.dwh.plugins.module_utils.connection import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import rewrites as backup_rewrites
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import inflight
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_argument_spec,
     module_errors,
     open_session,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import options as vacuum_options
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import run as vacuum_run
 
 
 def policy_options():

@@ -23,8 +23,8 @@ from typing import Any, Mapping, Sequence
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.report_view import short_label, table_view
-from ansible_collections.sigeti.dwh.plugins.module_utils.units import format_bytes
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.units import format_bytes
+from ansible_collections.sigeti.dwh.plugins.module_utils.report.view import short_label, table_view
 
 PAGES = {"report.html": "report.html.j2", "report.md": "report.md.j2"}
 INDEX = "index.html.j2"
@@ -64,7 +64,7 @@ def number(value: Any) -> str:
 
 
 def size(value: Any) -> str:
-    """A byte count in binary units, the collection's one rule (units.py); ``-`` when unknown."""
+    """A byte count in binary units, the collection's one rule (core/units.py); ``-`` when unknown."""
     return "-" if value is None else format_bytes(float(value))
 
 

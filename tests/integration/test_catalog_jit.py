@@ -1,7 +1,8 @@
 """Every module session runs with jit off: the catalog reads' estimates (pg_partition_tree() counts as 1000 rows a
 call) crossed jit_above_cost with a few dozen tables, and the server compiled reads of milliseconds for seconds."""
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, connection
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 
 
 def test_module_sessions_read_the_catalog_without_jit(pg_server, db, conn):

@@ -7,7 +7,9 @@ import re
 import psycopg2
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, catalog_reads, vacuum_run
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import reads as catalog_reads
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import run as vacuum_run
 from tests.support.modules import run_module
 
 # The keys both readers give every relation of a tree (TREE_QUERY and _tree_entry).

@@ -17,8 +17,9 @@ import time
 import pytest
 import zoneinfo
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, periods
-from ansible_collections.sigeti.dwh.plugins.module_utils.bounds import typed_value
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import typed_value
 from tests.integration.test_partition_keys import _args, one, run, snapshot, warnings
 from tests.support.fingerprint import content
 from tests.support.zones import zone_days

@@ -6,8 +6,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import ACCESS_EXCLUSIVE, Executor, Plan, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE, Executor, Plan, Step
 
 
 def _conn(pg_server, db, lock_timeout="200ms"):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from tests.support.migration_driver import migrate
 
 

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
 from tests.support.migration_driver import migrate
 from tests.support.modules import run_module
 

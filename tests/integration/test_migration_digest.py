@@ -9,10 +9,10 @@ import types
 import psycopg2
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_build import build_memory_step
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import row_digest
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import build_memory_step
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import row_digest
 from tests.integration.test_migration import NOTHING_LEFT, _all, _one, checksum, leftovers
 from tests.support.migration_driver import connect_like, migrate
 

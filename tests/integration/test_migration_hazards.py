@@ -4,7 +4,7 @@ leaves the original exactly as it was for its writers."""
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput, LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput, LockNotGranted
 from tests.integration.test_migration import NOTHING_LEFT, _all, _one, checksum, leftovers
 from tests.support.migration_driver import migrate
 

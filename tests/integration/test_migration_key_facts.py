@@ -4,7 +4,9 @@ whenever every key between them falls in the declared ranges; any other case cou
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, connection, migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 from tests.integration.test_migration import _one
 from tests.support.migration_driver import yearly_layout
 

@@ -9,9 +9,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_locks import Lock, lock_steps
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Executor, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import LockNotGranted
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import Lock, lock_steps
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor, Step
 from tests.support.migration_driver import migrate
 from tests.support.pgbench import Pgbench
 

@@ -14,9 +14,10 @@ import pytest
 
 pytest.importorskip("pyarrow")
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import archive_run, parquet_archive  # noqa: E402
-from ansible_collections.sigeti.dwh.plugins.module_utils.archive_manifest import checksum_of  # noqa: E402
-from ansible_collections.sigeti.dwh.plugins.module_utils.archive_types import ArchiveRefused  # noqa: E402
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import parquet as parquet_archive
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import run as archive_run  # noqa: E402
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive.manifest import checksum_of  # noqa: E402
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive.types import ArchiveRefused  # noqa: E402
 
 ALL_TYPES = """
 CREATE TYPE public.etat AS ENUM ('ouvert', 'clos');
@@ -126,7 +127,7 @@ def test_the_checksum_is_its_definition_computed_in_python_from_the_row_texts(co
         for index, half in enumerate((int(digest[:16], 16), int(digest[16:], 16))):
             signed = half - (1 << 64) if half >= 1 << 63 else half
             high, low = (high + signed, low) if index == 0 else (high, low + signed)
-    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_archive import checksum_table
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.archive import checksum_table
 
     # the DBA's session settings (another zone, rounded floats, another date style) do not change it
     whole = checksum_table(conn, "public", "every_type")
@@ -235,7 +236,7 @@ KILLED_EXPORT = textwrap.dedent(
     import sys
     sys.path.insert(0, {path!r})
     import psycopg2
-    from ansible_collections.sigeti.dwh.plugins.module_utils import archive_run
+    from ansible_collections.sigeti.dwh.plugins.module_utils.archive import run as archive_run
     conn = psycopg2.connect({dsn!r})
     conn.autocommit = True
     archive_run.export_table(conn, "public", "big", {folder!r})

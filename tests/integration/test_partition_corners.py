@@ -8,7 +8,8 @@ and what cannot be done is said in words."""
 import datetime
 import threading
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
 from tests.support.modules import run_module
 
 

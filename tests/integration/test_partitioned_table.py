@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
 from tests.support.modules import run_module, run_playbook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

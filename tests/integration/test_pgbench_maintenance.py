@@ -58,7 +58,7 @@ def _in_default(conn):
     strict=False,  # a race: the run may win it (then pgbench or the module still shows the failures)
     reason="partition maintenance deadlocks with TPC-B once the parent has foreign keys and a default partition: "
     "it holds SHARE ROW EXCLUSIVE on the parent (writers held) and ATTACH PARTITION then asks SHARE ROW EXCLUSIVE "
-    "on the referenced tables, which TPC-B holds while it waits for the parent (partitioning.py: lock the "
+    "on the referenced tables, which TPC-B holds while it waits for the parent (partitioning/planner.py: lock the "
     "referenced tables first, as migration_locks does; reported to the lead)",
 )
 def test_weekly_premake_moves_default_rows_under_tpcb(pg_server, db, conn, tmp_path):

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import report_view
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import view as report_view
 from tests.integration.test_roles_helpers import play, write_inventory
 from tests.support import browser
 

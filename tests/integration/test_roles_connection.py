@@ -25,7 +25,7 @@ def invocations(output):
 
 
 def test_every_connection_option_reaches_every_module_of_every_role(tmp_path):
-    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import connection_argument_spec
 
     values = {
         "login_host": "127.0.0.1",

@@ -31,7 +31,7 @@ def connection_spec():
     Option X of every module is the role variable dwh_X, with the module's type, default, choices and description.
     """
     from ansible_collections.sigeti.dwh.plugins.doc_fragments.connection import ModuleDocFragment
-    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import connection_argument_spec
 
     docs = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
     result = {}
@@ -73,7 +73,7 @@ def write_connection_specs():
 def test_connection_contract_is_written_once_and_reaches_every_module_option():
     """Every role passes the one lookup as module_defaults and documents exactly the modules' options."""
     from ansible_collections.sigeti.dwh.plugins.lookup.connection import connection_options, from_variables
-    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import connection_argument_spec
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import connection_argument_spec
 
     options = list(connection_argument_spec())
     assert {"ca_cert", "ssl_cert", "ssl_key", "connect_params", "lock_retry_delay"} <= set(options)
@@ -217,7 +217,7 @@ def test_wave_and_conninfo_filters():
 
 
 def test_explain_parsing():
-    from ansible_collections.sigeti.dwh.plugins.module_utils import explain
+    from ansible_collections.sigeti.dwh.plugins.module_utils.report import explain
 
     plan = {
         "Plan": {

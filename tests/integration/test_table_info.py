@@ -156,7 +156,7 @@ def test_connection_errors_are_one_clear_message(pg_server, db):
 
 
 def test_application_name_and_lock_timeout_are_set(pg_server, db):
-    from ansible_collections.sigeti.dwh.plugins.module_utils import connection
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 
     class FakeModule:
         params = dict(

@@ -451,7 +451,7 @@ def test_pg_repack_rewrites_online_and_refuses_without_key(pg15):
 def test_pg_repack_binary_is_found():
     if not shutil.which("pg_repack") and not os.path.exists(os.path.join(PG15_BIN, "pg_repack")):
         pytest.skip("pg_repack not installed (apt-get install postgresql-15-repack)")
-    from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum_run import find_pg_repack
+    from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum.run import find_pg_repack
 
     def run_command(argv, handle_exceptions=True):  # AnsibleModule.run_command's contract, for a direct call
         del handle_exceptions

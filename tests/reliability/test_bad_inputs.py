@@ -173,8 +173,10 @@ def test_catalogue_is_large_enough():
 def test_lz4_absent_is_refused_by_the_planner(bad_db):
     """A server built without lz4 is not available here: the compression planner gets the real table facts with
     ``lz4=False`` (what ``server_facts`` reads from ``default_toast_compression``'s allowed values)."""
-    from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, compression, connection
-    from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+    from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as compression
+    from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 
     server, conn = bad_db
     facts = connection.server_facts(conn)
@@ -202,8 +204,8 @@ def test_lz4_absent_is_refused_by_the_planner(bad_db):
 
 def test_unsupported_server_version_is_refused():
     """No PostgreSQL 13 here: the version gate every module calls first, with version_num=130000."""
-    from ansible_collections.sigeti.dwh.plugins.module_utils.connection import require_supported_server
-    from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+    from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import require_supported_server
 
     with pytest.raises(DwhError) as error:
         require_supported_server({"version_num": 130016, "version": "13.16"})

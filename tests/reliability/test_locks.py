@@ -115,7 +115,7 @@ def test_module_waits_at_most_lock_timeout_and_names_the_blocker(pg_server, db, 
 
 def test_migration_waits_at_most_lock_timeout_and_names_the_blocker(pg_server, db, conn):
     """A live migration's capture triggers need SHARE ROW EXCLUSIVE: an open write transaction blocks them."""
-    from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+    from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
     from tests.support.migration_driver import migrate
 
     setup_migration(conn, rows=500)

@@ -13,7 +13,7 @@ from multiprocessing.pool import ThreadPool
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import runlock
 from tests.reliability.harness import setup_migration
 from tests.support import fingerprint as fp
 from tests.support.modules import run_module

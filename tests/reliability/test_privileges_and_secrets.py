@@ -104,7 +104,7 @@ def test_live_migration_as_owner_needs_create_on_the_database(pg_server, db, con
     """The migration engine creates its state schema sigeti_dwh: the owner needs CREATE on the database."""
     import psycopg2
 
-    from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
+    from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
     from tests.support.migration_driver import migrate
 
     password = owned[0]

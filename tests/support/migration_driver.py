@@ -1,7 +1,7 @@
 """Test-only helpers for the migration engine (not a module).
 
 * ``yearly_layout(table, 2020, 2030)``: target partitions of an integer ``YYYYMMDD`` key, one per year, plus a
-  default partition, without depending on ``periods.py``.
+  default partition, without depending on ``core/periods.py``.
 * ``migrate(conn, "schema.table", key, ...)``: facts -> plan -> run, as the ``partitioned_table`` module will.
 * Command line, for kill tests (run in a subprocess, then SIGKILLed or its backend terminated)::
 
@@ -37,8 +37,11 @@ def yearly_layout(table_name, first=2020, last=2030, default=True):
 
 
 def _modules():
-    from ansible_collections.sigeti.dwh.plugins.module_utils import catalog, connection, migration, plan
-    from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import split_name
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+    from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import split_name
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as plan
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 
     return catalog, connection, migration, plan, split_name
 

@@ -7,7 +7,7 @@ import datetime
 
 import zoneinfo
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
 
 
 def server_midnight(zone: str, day: datetime.date) -> int:

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import backup_plan
-from ansible_collections.sigeti.dwh.plugins.module_utils.backup_plan import Identity, Manifest
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_backup import DumpFacts, Link, Relation, Use
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import planner as backup_plan
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup.planner import Identity, Manifest
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.backup import DumpFacts, Link, Relation, Use
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
 
 WHEN = datetime.datetime(2026, 3, 29, 1, 30, 5, tzinfo=datetime.timezone.utc)
 

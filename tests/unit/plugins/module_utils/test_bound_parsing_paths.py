@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import bounds
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import bounds
 
 
 @pytest.mark.parametrize(

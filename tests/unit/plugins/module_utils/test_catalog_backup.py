@@ -1,6 +1,6 @@
 """The closure behind a table-scoped dump (catalog_backup.dump_set), on plain values."""
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_backup import Link, Relation, dump_set
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.backup import Link, Relation, dump_set
 
 FACT = Relation(1, "f", "fact", "p")
 FACT_2024 = Relation(2, "f", "fact_2024", "r")
@@ -55,7 +55,7 @@ def test_nothing_touched_nothing_dumped():
 
 
 def test_uses_and_what_definitions_every_dump_holds_need_join_the_closure():
-    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_backup import DumpFacts, Use, relation_links
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.backup import DumpFacts, Use, relation_links
 
     meta = Relation(13, "d", "zone_meta", "r")
     counter = Relation(14, "f", "counter", "r")

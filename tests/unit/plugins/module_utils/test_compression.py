@@ -3,9 +3,9 @@
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import compression as cmp
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput, UnsupportedServer
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as cmp
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput, UnsupportedServer
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 
 SERVER = {"lz4": True, "database": "dwh", "settings": {"default_toast_compression": "pglz", "block_size": "8192"}}
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import connection
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import Step, transactions
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step, transactions
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import os
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import disk_space
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog_backup import DiskFacts, TableSpaceUse
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import disk_space
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.backup import DiskFacts, TableSpaceUse
 
 
 def facts(data_directory=None, uses=()):

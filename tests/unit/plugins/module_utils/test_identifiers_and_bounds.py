@@ -4,13 +4,13 @@ import datetime
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import catalog
-from ansible_collections.sigeti.dwh.plugins.module_utils.identifiers import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import (
     InvalidName,
     display_name,
     split_name,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.table_report import bound_as_date, periods_ahead
+from ansible_collections.sigeti.dwh.plugins.module_utils.report.table import bound_as_date, periods_ahead
 
 
 @pytest.mark.parametrize(

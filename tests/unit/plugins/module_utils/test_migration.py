@@ -5,8 +5,9 @@ import datetime
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import migration, migration_facts
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import facts as migration_facts
 from tests.support.migration_driver import yearly_layout
 
 
@@ -283,7 +284,7 @@ def test_hazards_refuse_before_any_change():
 
 
 def test_row_digest_hashes_exact_types_in_binary_and_the_rest_by_text():
-    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import row_digest
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import row_digest
 
     columns = [
         {"name": "id", "type": "bigint", "type_name": "int8"},
@@ -301,7 +302,7 @@ def test_row_digest_hashes_exact_types_in_binary_and_the_rest_by_text():
 
 
 def test_bucket_is_a_binary_search_of_the_bounds_with_gaps_to_the_default():
-    from ansible_collections.sigeti.dwh.plugins.module_utils.migration_sql import _bucket
+    from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import _bucket
 
     ranges = [
         {"name": "p1", "low": 10, "high": 20},

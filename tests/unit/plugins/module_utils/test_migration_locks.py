@@ -2,8 +2,14 @@
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import migration, migration_catchup, migration_locks
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import describe_deadlock, own_message, parse_deadlock
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import catchup as migration_catchup
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import locks as migration_locks
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
+    describe_deadlock,
+    own_message,
+    parse_deadlock,
+)
 from tests.support.migration_driver import yearly_layout
 from tests.unit.plugins.module_utils.test_migration import _facts, _table
 from tests.unit.plugins.module_utils.test_migration import render as render_plain

@@ -4,9 +4,9 @@ import types
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.inflight import copy_progress, describe
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration_online import CopyBatches, copy_batches
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import RowcountOf, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.online import CopyBatches, copy_batches
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import RowcountOf, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.report.inflight import copy_progress, describe
 
 
 def _ctx(reltuples, relpages, heap_bytes, batch_rows, block_size="8192"):

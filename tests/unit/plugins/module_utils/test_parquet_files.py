@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import archive_types as at
-from ansible_collections.sigeti.dwh.plugins.module_utils import parquet_archive as pq
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import parquet as pq
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import types as at
 
 
 def test_a_host_without_pyarrow_gets_the_package_and_the_command(monkeypatch):
@@ -24,7 +24,8 @@ def test_the_collection_imports_without_pyarrow(collections_path):
     """Every archive file imports with pyarrow absent (a fresh interpreter): only require_pyarrow() needs it."""
     code = (
         "import sys; sys.path.insert(0, %r); sys.modules['pyarrow'] = None\n"
-        "from ansible_collections.sigeti.dwh.plugins.module_utils import archive_run, parquet_archive\n"
+        "from ansible_collections.sigeti.dwh.plugins.module_utils.archive import run as archive_run\n"
+        "from ansible_collections.sigeti.dwh.plugins.module_utils.archive import parquet as parquet_archive\n"
         "try:\n    parquet_archive.require_pyarrow()\nexcept parquet_archive.ArchiveLibraryMissing:\n    print('ok')"
         % collections_path
     )

@@ -7,8 +7,8 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import archive_manifest as am
-from ansible_collections.sigeti.dwh.plugins.module_utils import archive_types as at
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import manifest as am
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import types as at
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
@@ -136,8 +136,8 @@ def test_archive_paths_and_temporary_names():
 
 
 def test_the_pure_files_import_neither_pyarrow_nor_do_io():
-    for name in ("archive_types", "archive_manifest"):
-        with open(os.path.join(ROOT, "plugins", "module_utils", name + ".py")) as handle:
+    for name in ("types", "manifest"):
+        with open(os.path.join(ROOT, "plugins", "module_utils", "archive", name + ".py")) as handle:
             source = handle.read()
         assert "import pyarrow" not in source
         assert "open(" not in source and "cursor(" not in source

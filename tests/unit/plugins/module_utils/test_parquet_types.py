@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import archive_types as at
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import types as at
 
 
 def column(name, pg_type, type_name, typmod=-1, kind="b", schema="pg_catalog", is_array=False, **extra):

@@ -5,8 +5,11 @@ import datetime
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import partition_indexes, partitioning, periods, plan
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import indexes as partition_indexes
+from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as plan
 
 D = datetime.date
 

@@ -5,8 +5,8 @@ import datetime
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import periods
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from tests.support.zones import server_midnight, zone_days
 
 D = datetime.date

@@ -1,9 +1,10 @@
-"""The preflight role's decisions (module_utils/preflight.py, backup_rewrites.py) on plain values."""
+"""The preflight role's decisions (module_utils/backup/preflight.py, backup/rewrites.py) on plain values."""
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import backup_rewrites, preflight
-from ansible_collections.sigeti.dwh.plugins.module_utils.preflight import BackupPolicy
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import preflight
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup import rewrites as backup_rewrites
+from ansible_collections.sigeti.dwh.plugins.module_utils.backup.preflight import BackupPolicy
 
 T1, T2, NEW = "dwh_facts.a", "dwh_facts.b", "dwh_facts.new"
 TABLES = [{"name": T1}, {"name": T2}, {"name": NEW, "columns": ["id int"]}]

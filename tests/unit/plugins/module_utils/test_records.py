@@ -3,17 +3,15 @@
 import datetime
 import re
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import (
-    compression,
-    connection,
-    partitioning,
-    plan,
-    server_checks,
-    table_report,
-    vacuum_options,
-    vacuum_repack,
-    vacuum_run,
-)
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import trials as server_checks
+from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as compression
+from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as plan
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import table as table_report
+from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import options as vacuum_options
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import repack as vacuum_repack
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import run as vacuum_run
 
 
 def test_named_tuples_unpack_and_compare_as_plain_tuples():

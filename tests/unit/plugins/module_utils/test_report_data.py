@@ -4,8 +4,9 @@ archive schemas counted, the history cut to totals, partitions summed by year th
 
 import datetime
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import report_data, report_view
-from ansible_collections.sigeti.dwh.plugins.module_utils.report_data import ReportContext, RunResults, build_report
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import data as report_data
+from ansible_collections.sigeti.dwh.plugins.module_utils.report import view as report_view
+from ansible_collections.sigeti.dwh.plugins.module_utils.report.data import ReportContext, RunResults, build_report
 
 NOW = datetime.datetime(2026, 6, 15, 12, 0, tzinfo=datetime.timezone.utc)
 

@@ -1,7 +1,7 @@
 """The message of a list of tables stopped at its first failure: one sentence per part, nothing said twice."""
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import DwhError
-from ansible_collections.sigeti.dwh.plugins.module_utils.table_runs import failure_message, table_failure
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.tables import failure_message, table_failure
 
 CAUSE = (
     "table dwh_facts.fait_attributions has primary key (attribution_id) without the partition key "

@@ -10,7 +10,7 @@ import pathlib
 import pytest
 
 MODULE_UTILS = pathlib.Path(__file__).resolve().parents[4] / "plugins" / "module_utils"
-FILES = sorted(MODULE_UTILS.glob("*.py"))
+FILES = sorted(MODULE_UTILS.glob("**/*.py"))
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
@@ -45,7 +45,7 @@ def test_module_utils_files_found():
     assert MODULE_UTILS.is_dir() and len(FILES) > 20
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(MODULE_UTILS)))
 def test_public_functions_annotated(path):
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     lacking = [

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import units
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core import units
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ import itertools
 import psycopg2.extensions
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum as v
-from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_decisions as vd
-from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_options as vo
-from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_repack as vr
-from ansible_collections.sigeti.dwh.plugins.module_utils import vacuum_run
-from ansible_collections.sigeti.dwh.plugins.module_utils.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import decisions as vd
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import options as vo
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import planner as v
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import repack as vr
+from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import run as vacuum_run
 
 SETTINGS = {
     "autovacuum_vacuum_threshold": "50",

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.report_data import ReportContext, build_report
+from ansible_collections.sigeti.dwh.plugins.module_utils.report.data import ReportContext, build_report
 from ansible_collections.sigeti.dwh.plugins.plugin_utils import report_render
 from tests.unit.plugins.module_utils.test_report_data import NOW, daily, read, table
 
