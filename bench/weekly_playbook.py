@@ -188,7 +188,9 @@ def main(argv=None):
                 return dict(counts, tasks=len(profile["tasks"]), controller_mb=peak, **recap)
 
             for playbook in playbooks:
-                methods["%s_%d" % (playbook.split(".", maxsplit=1)[0], size)] = functools.partial(run, playbook=playbook)
+                methods["%s_%d" % (playbook.split(".", maxsplit=1)[0], size)] = functools.partial(
+                    run, playbook=playbook
+                )
         print(
             "== %s on an unchanged warehouse, %s declared tables =="
             % ("weekly.yml and setup.yml" if options.setup else "weekly.yml", options.tables)

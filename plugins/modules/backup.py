@@ -191,8 +191,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
-    with module_errors(module, holder):
-        conn, facts = open_session(module, holder)
+    with module_errors(module.fail_json, module.exit_json, holder):
+        conn, facts = open_session(module.params, holder)
         result = backup_run.backup(conn, facts["version_num"], module.params, module.check_mode, module.warn)
         conn.close()
         module.exit_json(**result)

@@ -174,6 +174,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection impo
     module_errors,
     open_session,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 
 def main():
@@ -190,15 +191,16 @@ def main():
         skip_on_standby=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    context = RunContext(module.params, module.check_mode, module._diff, module.warn, module.run_command)
     holder = []
-    with module_errors(module, holder):
+    with module_errors(module.fail_json, module.exit_json, holder):
         declared = compression.declared_state(module.params)
-        conn, facts = open_session(module, holder, module.params["skip_on_standby"])
+        conn, facts = open_session(module.params, holder, module.params["skip_on_standby"])
         schema, name = split_name(module.params["name"])
-        runlock.hold(module, conn, [(schema, name)])
+        runlock.hold(context, conn, [(schema, name)])
         for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, [(schema, name)])[0]):
             module.warn(warning)
-        result = compression_run.run(module, conn, facts, schema, name, declared)
+        result = compression_run.run(context, conn, facts, schema, name, declared)
         conn.close()
         module.exit_json(**backup_rewrites.mark(result, backup_rewrites.compression))
 

@@ -97,8 +97,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
-    with module_errors(module, holder):
-        conn, _facts = open_session(module, holder)
+    with module_errors(module.fail_json, module.exit_json, holder):
+        conn, _facts = open_session(module.params, holder)
         result = disk_space.check(conn, module.params, module.warn)
         conn.close()
         module.exit_json(**result)

@@ -156,8 +156,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
-    with module_errors(module, holder):
-        conn, facts = open_session(module, holder)
+    with module_errors(module.fail_json, module.exit_json, holder):
+        conn, facts = open_session(module.params, holder)
         names = [split_name(r["name"]) for r in module.params["ranges"]]
         tables = {(t["schema"], t["name"]): t for t in catalog.read_tables(conn, names)} if names else {}
         plans = []

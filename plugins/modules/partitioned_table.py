@@ -409,6 +409,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection impo
     module_errors,
     open_session,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 
 def table_options(required):
@@ -457,17 +458,18 @@ def main():
         mutually_exclusive=[["tables", option] for option in table_options(required=False)],
         required_by={"name": ["key", "interval"]},
     )
+    context = RunContext(module.params, module.check_mode, module._diff, module.warn, module.run_command)
     holder = []
-    with module_errors(module, holder):
+    with module_errors(module.fail_json, module.exit_json, holder):
         if module.params["tables"] is not None:
             table_runs.table_names(module.params["tables"], "tables")
-            conn, server = open_session(module, holder, module.params["skip_on_standby"])
-            output = partitioned_run.run_tables(module, conn, server)
+            conn, server = open_session(module.params, holder, module.params["skip_on_standby"])
+            output = partitioned_run.run_tables(context, conn, server)
         else:
             schema, name = split_name(module.params["name"])
-            conn, server = open_session(module, holder, module.params["skip_on_standby"])
-            runlock.hold(module, conn, [(schema, name)])
-            output = partitioned_run.run(module, conn, server, schema, name)
+            conn, server = open_session(module.params, holder, module.params["skip_on_standby"])
+            runlock.hold(context, conn, [(schema, name)])
+            output = partitioned_run.run(context, conn, server, schema, name)
         conn.close()
         module.exit_json(**backup_rewrites.mark(output, backup_rewrites.partitioning))
 

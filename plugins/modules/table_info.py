@@ -264,8 +264,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     holder = []
-    with module_errors(module, holder):
-        conn, facts = open_session(module, holder)
+    with module_errors(module.fail_json, module.exit_json, holder):
+        conn, facts = open_session(module.params, holder)
         server = {k: facts[k] for k in ("version", "version_num", "in_recovery", "lz4", "extensions", "superuser")}
         server["data_directory"] = facts["settings"].get("data_directory")
         if module.params["server_only"]:

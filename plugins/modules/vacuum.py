@@ -254,6 +254,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection impo
     module_errors,
     open_session,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import options as vacuum_options
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import run as vacuum_run
 
@@ -294,20 +295,21 @@ def main():
         # with policies each table's policy goes in its entry
         mutually_exclusive=[["policies", option] for option in ["tables", "schemas"] + list(policy_options())],
     )
+    context = RunContext(module.params, module.check_mode, module._diff, module.warn, module.run_command)
     holder = []
-    with module_errors(module, holder):
+    with module_errors(module.fail_json, module.exit_json, holder):
         if module.params["policies"] is not None:
             vacuum_run.validate_policies(module.params)
-            conn, server = open_session(module, holder, module.params["skip_on_standby"])
-            result = vacuum_run.run_policies(module, conn, server)
+            conn, server = open_session(module.params, holder, module.params["skip_on_standby"])
+            result = vacuum_run.run_policies(context, conn, server)
         else:
             options = vacuum_options.validate_options(module.params)
-            conn, server = open_session(module, holder, module.params["skip_on_standby"])
+            conn, server = open_session(module.params, holder, module.params["skip_on_standby"])
             names = catalog.requested_tables(conn, module.params["tables"], module.params["schemas"])
-            runlock.hold(module, conn, names)
+            runlock.hold(context, conn, names)
             for warning in inflight.stale_warnings(catalog.migrations_in_flight(conn, names)[0]):
                 module.warn(warning)
-            result = vacuum_run.run(module, conn, server, names, options)
+            result = vacuum_run.run(context, conn, server, names, options)
         conn.close()
         module.exit_json(**backup_rewrites.mark(result, backup_rewrites.vacuum))
 

@@ -8,7 +8,8 @@ import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import _state_steps
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 from tests.integration.test_migration import NOTHING_LEFT, _one, checksum, leftovers, make_fact
 from tests.integration.test_migration_resume import _driver
 from tests.support.migration_driver import migrate

@@ -4,7 +4,8 @@ that ran before they landed left "modified since analyze" rows, and the second r
 
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor, Plan, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Plan, Step
 
 
 def _inserted(conn, table):

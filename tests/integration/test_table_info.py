@@ -158,21 +158,17 @@ def test_connection_errors_are_one_clear_message(pg_server, db):
 def test_application_name_and_lock_timeout_are_set(pg_server, db):
     from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 
-    class FakeModule:
-        params = dict(
-            pg_server.params(db),
-            lock_timeout="750ms",
-            statement_timeout="1min",
-            ssl_mode="disable",
-            connect_params={},
-            session_role=None,
-            login_unix_socket="",
-        )
+    params = dict(
+        pg_server.params(db),
+        lock_timeout="750ms",
+        statement_timeout="1min",
+        ssl_mode="disable",
+        connect_params={},
+        session_role=None,
+        login_unix_socket="",
+    )
 
-        def fail_json(self, **kwargs):
-            raise AssertionError(kwargs)
-
-    conn = connection.connect(FakeModule())
+    conn = connection.connect(params)
     with conn.cursor() as cur:
         cur.execute(
             "SELECT current_setting('application_name'), current_setting('lock_timeout'),"

@@ -40,7 +40,7 @@ def _modules():
     from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
     from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import split_name
     from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
-    from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as plan
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan import executor as plan
     from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 
     return catalog, connection, migration, plan, split_name

@@ -81,7 +81,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.archive import 
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import is_lock_error
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import is_lock_error
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection

@@ -36,7 +36,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import backup a
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.reads import end_read
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import split_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_kwargs,
     explain_connect_error,

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """TOAST compression of columns: declared settings + catalog facts -> a plan, and recompression batches.
 
-Pure functions (no I/O) except ``run_online`` and ``run_items``, which execute a computed plan through the
-shared Executor. What the planner relies on (measured, see docs/compression.md):
+Pure functions (no I/O): the run executes the plan through the shared Executor, online recompression as batched
+work (``online_batches``). What the planner relies on (measured, see docs/compression.md):
 
 - ``SET COMPRESSION`` changes future writes only; existing values keep their method. On a partitioned parent
   it sets the parent only (partitions created later inherit it), so every relation of the tree is altered
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Sequence, Tuple, TypedDict
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput, UnsupportedServer
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput, UnsupportedServer
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as planlib
 
@@ -475,53 +475,80 @@ def summarize(measurements: dict[int, dict[str, Any]], columns: Iterable[str]) -
 # ---------------------------------------------------------------------------------------------
 
 
-class OnlineTask:
-    """Phase ``recompress: online`` of one leaf: batched UPDATEs by row identity, a commit per batch."""
+def online_batches(
+    entry: dict[str, Any], columns: list[ColumnSpec], key: Sequence[str], batch_size: int, estimated: int
+) -> planlib.Batches:
+    """``recompress: online`` of one leaf: batched UPDATEs by row identity, a commit per batch.
 
-    def __init__(
-        self, entry: dict[str, Any], columns: list[ColumnSpec], key: Sequence[str], batch_size: int, estimated: int
-    ) -> None:
-        self.entry = entry
-        self.columns = columns  # [(column, type_name, target_method)]
-        self.key = key
-        self.batch_size = batch_size
-        self.estimated = estimated
-        self.reason = (
-            "recompress online %s: about %d value(s) stored with another method, in batches of %d rows by %s, "
-            "a commit per batch" % (display_name(entry["schema"], entry["name"]), estimated, batch_size, ", ".join(key))
+    Each batch reads the key of its last row (``next_bound_sql``, ``batch_size`` rows past the previous batch's) and
+    rewrites the values still stored with another method in (lower, upper]; the batch whose read finds no row takes
+    the rest and ends the work. Resumable by construction: a value already stored with the target method is never
+    rewritten, so a run interrupted after N committed batches continues where values are still to do.
+    """
+    name = display_name(entry["schema"], entry["name"])
+    targets = [(entry["schema"], entry["name"])]
+    reason = (
+        "recompress online %s: about %d value(s) stored with another method, in batches of %d rows by %s, "
+        "a commit per batch" % (name, estimated, batch_size, ", ".join(key))
+    )
+
+    def batch(lower):
+        bound = planlib.Step(next_bound_sql(entry, key, lower, batch_size), reason, targets=targets)
+        update = planlib.Step(
+            planlib.ResultOf(
+                bound,
+                lambda rows: batch_update_sql(entry, columns, key, lower, tuple(rows[0]) if rows else None),
+                "/* the batch's update */",
+            ),
+            reason,
+            lock=planlib.ROW_EXCLUSIVE,
+            targets=targets,
         )
-        self.lock = planlib.ROW_EXCLUSIVE
-        self.batches = 0
-        self.rows = 0
+        return [bound, update]
 
-    def render(self, conn: Connection) -> str:
-        """Return the batch statement with placeholders for its key bounds (what check mode shows)."""
-        return batch_template_sql(self.entry, self.columns, self.key).as_string(conn)
+    def next_batch(previous):
+        if previous is None:
+            return batch(None)
+        rows = previous[0].rows
+        return batch(tuple(rows[0])) if rows else None
 
-    def describe(self, conn: Connection) -> dict[str, str | None]:
-        """Return the step as shown in the ``plan`` result."""
-        return {"sql": self.render(conn), "reason": self.reason, "lock": self.lock}
+    template = planlib.Step(
+        batch_template_sql(entry, columns, key), reason, lock=planlib.ROW_EXCLUSIVE, targets=targets
+    )
+    return planlib.Batches(
+        [template],
+        next_batch,
+        "recompression of %s" % name,
+        "run the task again to continue: values already stored with the target method are skipped.",
+        estimate=estimated,
+        targets=targets,
+    )
 
 
 class CompressionPlan:
-    """Ordered items (plan.Step or OnlineTask), what would be rewritten, and warnings."""
+    """The plan (steps, and online recompression as batched work), what would be rewritten, and warnings."""
 
     def __init__(self) -> None:
-        self.items: list[planlib.Step | OnlineTask] = []
+        self.plan = planlib.Plan()
         self.to_rewrite: dict[str, int] = {}  # column -> values estimated to rewrite
         self.warnings: list[str] = []
         self.diff: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
 
+    @property
+    def items(self) -> list[planlib.Item]:
+        """The plan's steps and batched work, in order."""
+        return self.plan.steps
+
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.plan)
 
     def queries(self, conn: Connection) -> list[str]:
-        """Return every statement in order (batched phases as their template)."""
-        return [item.render(conn) for item in self.items]
+        """Return every statement in order (batched work as its template)."""
+        return self.plan.queries(conn)
 
     def explain(self, conn: Connection) -> list[dict[str, str | None]]:
         """Return every item with its reason and lock."""
-        return [item.describe(conn) for item in self.items]
+        return self.plan.explain(conn)
 
 
 def _settings_changes(entry, declared):
@@ -595,7 +622,7 @@ def _leaf_recompress_items(entry, declared, columns, estimated, identities):
     if declared["recompress"] == "online":
         key = identities[entry["oid"]]["columns"]
         return [
-            OnlineTask(entry, spec, key, declared["batch_size"], estimated),
+            online_batches(entry, spec, key, declared["batch_size"], estimated),
             planlib.Step(
                 sql.SQL("VACUUM {}").format(sql.Identifier(*target[0])),
                 "%s: mark the old row versions reusable (plain VACUUM: the file does not shrink)" % ident,
@@ -639,7 +666,7 @@ def _recompress_items(table, declared, measurements, identities, triggers, defau
     """Count the values stored with another method per column (into ``result.to_rewrite``) and return the items
     converting them, leaf by leaf (none with ``recompress: none``)."""
     result.to_rewrite = dict.fromkeys(declared["columns"], 0)
-    items: list[planlib.Step | OnlineTask] = []
+    items: list[planlib.Item] = []
     for entry in leaves(table):
         measurement = measurements.get(entry["oid"]) or {}
         factor = scale_factor(entry, measurement)
@@ -804,76 +831,3 @@ def predicted_state(before: dict[str, Any], declared: DeclaredCompression) -> di
                 }
         after["relations"][rel_name] = new
     return after
-
-
-# ---------------------------------------------------------------------------------------------
-# Running a plan
-# ---------------------------------------------------------------------------------------------
-
-
-def run_online(conn: Connection, executor: planlib.Executor, task: OnlineTask) -> list[str]:
-    """Run one OnlineTask: read the next batch's upper key, UPDATE (lower, upper] through the Executor, commit.
-
-    Resumable by construction: a value already stored with the target method is never rewritten, so a run
-    interrupted after N committed batches continues where values are still to do. Returns the statements run.
-    """
-    ran = []
-    lower = None
-    while True:
-        try:
-            with conn.cursor() as cur:
-                cur.execute(next_bound_sql(task.entry, task.key, lower, task.batch_size))
-                row = cur.fetchone()
-            conn.rollback()
-            upper = tuple(row) if row else None
-            step = planlib.Step(
-                batch_update_sql(task.entry, task.columns, task.key, lower, upper),
-                task.reason,
-                lock=task.lock,
-                targets=[(task.entry["schema"], task.entry["name"])],
-            )
-            ran.extend(executor.run([step]))
-        except DwhError as error:
-            raise type(error)(error.msg + " " + progress_message(task), **error.details)
-        except Exception as error:  # a killed connection, a statement_timeout, a failing trigger...
-            raise DwhError(
-                "recompression of %s was interrupted: %s. %s"
-                % (display_name(task.entry["schema"], task.entry["name"]), str(error).strip(), progress_message(task)),
-                batches_committed=task.batches,
-                rows_rewritten=task.rows,
-            )
-        task.batches += 1
-        task.rows += max(step.rowcount or 0, 0)
-        if upper is None:
-            return ran
-        lower = upper
-
-
-def progress_message(task: OnlineTask) -> str:
-    """Return what was committed before an interruption, and how to continue."""
-    return (
-        "%d batch(es) of %s were committed (%d row(s) rewritten) and stay done; run the task again to continue: "
-        "values already stored with the target method are skipped."
-        % (task.batches, display_name(task.entry["schema"], task.entry["name"]), task.rows)
-    )
-
-
-def run_items(
-    conn: Connection, executor: planlib.Executor, compression_plan: CompressionPlan
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """Execute every item of a CompressionPlan in order; return the statements that ran and per-leaf progress."""
-    ran = []
-    progress = []
-    for item in compression_plan.items:
-        if isinstance(item, OnlineTask):
-            ran.extend(run_online(conn, executor, item))
-            progress.append(
-                {
-                    "relation": display_name(item.entry["schema"], item.entry["name"]),
-                    "batches": item.batches,
-                    "rows_rewritten": item.rows,
-                }
-            )
-        else:
-            ran.extend(executor.run([item]))
-    return ran, progress

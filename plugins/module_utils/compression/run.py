@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as compression
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Batches
 
 if TYPE_CHECKING:  # names used in annotations only
-    from ansible.module_utils.basic import AnsibleModule
-
     from ansible_collections.sigeti.dwh.plugins.module_utils.compression.planner import (
         CompressionPlan,
         DeclaredCompression,
     )
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection, ServerFacts
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 
 def measure(
@@ -68,7 +69,7 @@ def size_report(before: dict[str, float], after: dict[str, float] | None) -> dic
 
 
 def run(
-    module: AnsibleModule,
+    context: RunContext,
     conn: Connection,
     server: ServerFacts,
     schema: str,
@@ -78,7 +79,7 @@ def run(
     """The whole run of ``sigeti.dwh.compression`` once connected and holding the table's run lock.
 
     Reads the table and measures the declared columns, plans with ``compression`` (pure), applies the plan (renders
-    it in check mode), measures again, and returns the module result; warnings go to ``module.warn``.
+    it in check mode), measures again, and returns the module result; warnings go to ``context.warn``.
     """
     table = catalog.read_table(conn, schema, name)
     leaf_oids = [e["oid"] for e in compression.leaves(table)]
@@ -88,7 +89,7 @@ def run(
     compression.validate(declared, table, server, identities, column_views)
 
     measured_columns = sorted(set(declared["columns"]) | set(declared["storage"]))
-    exact = module.params["measure"] == "exact"
+    exact = context.params["measure"] == "exact"
     with_widths = bool(measured_columns) or declared["toast_tuple_target"] is not None
     measurements, widths = measure(conn, table, measured_columns, exact, with_widths)
     triggers = catalog.update_triggers(conn, leaf_oids) if mode != "none" else {}
@@ -100,8 +101,13 @@ def run(
     after, totals_after, progress = None, None, []
     queries = plan.queries(conn)
     explained = plan.explain(conn)
-    if plan and not module.check_mode:
-        queries, progress = compression.run_items(conn, Executor.from_module(conn, module), plan)
+    if plan and not context.check_mode:
+        queries = Executor.from_options(conn, context.params).run(plan.plan)
+        progress = [
+            {"relation": display_name(*work.targets[0]), "batches": work.batches, "rows_rewritten": work.rows}
+            for work in plan.items
+            if isinstance(work, Batches)
+        ]
         table_after = catalog.read_table(conn, schema, name)
         measurements_after = measure(conn, table_after, list(declared["columns"]), exact, False)[0]
         after = compression.summarize(measurements_after, list(declared["columns"]))
@@ -110,14 +116,14 @@ def run(
         after, totals_after = before, totals_before
 
     for warning in plan.warnings:
-        module.warn(warning)
+        context.warn(warning)
     recompress = {
         "mode": mode,
         "leaves": progress,
         "rows_rewritten": sum(p["rows_rewritten"] for p in progress),
         "batches": sum(p["batches"] for p in progress),
     }
-    if mode == "online" and progress and not module.check_mode:
+    if mode == "online" and progress and not context.check_mode:
         recompress["note"] = compression.SPACE_NOTE
     result = dict(
         changed=bool(plan),
@@ -126,12 +132,12 @@ def run(
         columns=column_report(declared, plan, before, after),
         sizes=size_report(totals_before, totals_after),
         measurement={
-            "mode": module.params["measure"],
+            "mode": context.params["measure"],
             "sampled": any(m.get("sampled") for m in measurements.values()),
         },
         recompress=recompress,
         warnings_detail=plan.warnings,
     )
-    if module._diff:
+    if context.diff:
         result["diff"] = plan.diff
     return result

@@ -36,11 +36,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import _AsLiteral
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
-    ACCESS_EXCLUSIVE,
-    SHARE_ROW_EXCLUSIVE,
-    Step,
-)
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, Step
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import MigrationContext

@@ -57,7 +57,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan.side import side_r
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 
 if TYPE_CHECKING:  # names used in annotations only
-    from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection, ServerFacts
 
 try:

@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
-    Step,
-)
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 
 if TYPE_CHECKING:  # names used in annotations only
     from psycopg2.sql import Composable, Composed

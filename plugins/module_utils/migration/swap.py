@@ -25,11 +25,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     _rule_text,
     derived_name,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
-    ACCESS_EXCLUSIVE,
-    SHARE_ROW_EXCLUSIVE,
-    Step,
-)
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, Step
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import MigrationContext

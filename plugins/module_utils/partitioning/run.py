@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import migration as catalog_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
@@ -22,27 +22,23 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import indexes as partition_indexes
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor, describe_blockers, is_lock_error
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor, describe_blockers
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import is_lock_error
 from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection, runlock
 
 if TYPE_CHECKING:  # names used in annotations only
-    from ansible.module_utils.basic import AnsibleModule
-
     from ansible_collections.sigeti.dwh.plugins.module_utils.core.periods import Point
     from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step, Target
-    from ansible_collections.sigeti.dwh.plugins.module_utils.plan.tables import TableModule
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection, ServerFacts
-
-    # the module itself, or one entry of ``tables`` seen as a single-table run (``table_runs.run_each``)
-    RunModule = Union[AnsibleModule, TableModule]
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 T = TypeVar("T")
 
 
-def with_lock_retries(conn: Connection, module: RunModule, targets: Sequence[Target], read: Callable[[], T]) -> T:
+def with_lock_retries(conn: Connection, context: RunContext, targets: Sequence[Target], read: Callable[[], T]) -> T:
     """Run a catalog read under the module's lock policy (counting the default partition's rows takes ACCESS SHARE
     on it; a session holding ACCESS EXCLUSIVE blocks that)."""
-    return Executor.from_module(conn, module).read(read, targets)
+    return Executor.from_options(conn, context.params).read(read, targets)
 
 
 def declared_state(
@@ -159,7 +155,7 @@ def brief_lock_wait(conn: Connection) -> Iterator[None]:
 
 def read_rows(
     conn: Connection,
-    module: RunModule,
+    context: RunContext,
     targets: Sequence[Target],
     read: Callable[[], T],
     estimate: Callable[[], T],
@@ -168,8 +164,8 @@ def read_rows(
     """Read rows of ``targets`` (ACCESS SHARE). A real run waits like the executor (``with_lock_retries``); check
     mode waits at most CHECK_MODE_LOCK_WAIT and, when another session holds a conflicting lock, returns
     ``estimate()`` (catalog only, no lock) with a warning naming that session."""
-    if not module.check_mode:
-        return with_lock_retries(conn, module, targets, read)
+    if not context.check_mode:
+        return with_lock_retries(conn, context, targets, read)
     try:
         with brief_lock_wait(conn):
             return read()
@@ -177,7 +173,7 @@ def read_rows(
         if not is_lock_error(error):
             raise
         conn.rollback()
-    who = describe_blockers(Executor.from_module(conn, module).blockers(targets))
+    who = describe_blockers(Executor.from_options(conn, context.params).blockers(targets))
     warnings.append(
         "check mode did not wait for %s, locked by %s: row counts (default_rows, moved_rows, the current period of "
         "integer keys) are estimates from the statistics in pg_class; the real run reads them"
@@ -187,7 +183,7 @@ def read_rows(
 
 
 def integer_now(
-    conn: Connection, module: RunModule, declared: partitioning.Declared, table: dict[str, Any], warnings: list[str]
+    conn: Connection, context: RunContext, declared: partitioning.Declared, table: dict[str, Any], warnings: list[str]
 ) -> int | None:
     """The largest key of the newest partition holding rows, skipping stray partitions (see ``is_stray``).
 
@@ -221,7 +217,7 @@ def integer_now(
                 break
         return found
 
-    found = read_rows(conn, module, names[:8], exact, estimated, warnings)
+    found = read_rows(conn, context, names[:8], exact, estimated, warnings)
     if not found:
         return None
     chosen = 0
@@ -232,7 +228,7 @@ def integer_now(
         where = (part["schema"], part["name"])
         count, low, high = read_rows(
             conn,
-            module,
+            context,
             [where],
             lambda where=where, part=part: catalog.keys_beyond(conn, where, key, part["low"]),
             lambda: (0, None, None),
@@ -269,7 +265,7 @@ def with_session_days(
 
 
 def plan_partitions(
-    conn: Connection, module: RunModule, declared: partitioning.Declared, table: dict[str, Any]
+    conn: Connection, context: RunContext, declared: partitioning.Declared, table: dict[str, Any]
 ) -> tuple[partitioning.Result, dict[str, Any]]:
     """Read the few facts the plan needs beyond the table's, then build the plan (a ``partitioning.Result``)."""
     table = catalog.partition_set_details(conn, table)
@@ -286,7 +282,7 @@ def plan_partitions(
     warnings = []
     state = read_rows(
         conn,
-        module,
+        context,
         [parent] + ([default] if default else []),
         lambda: catalog.partition_set_state(conn, schemas, default=default),
         lambda: catalog.partition_set_state(conn, schemas, default=default, estimate=True),
@@ -295,7 +291,7 @@ def plan_partitions(
     declared = with_session_days(conn, declared, table, state["today"])
     scheme = declared.scheme
     if not scheme.format.calendar and table["exists"]:
-        state["newest_key"] = integer_now(conn, module, declared, table, warnings)
+        state["newest_key"] = integer_now(conn, context, declared, table, warnings)
     lay = partitioning.layout(
         declared,
         table,
@@ -314,7 +310,7 @@ def plan_partitions(
     if default and state["default_rows"] and lay.periods:
         beyond = read_rows(
             conn,
-            module,
+            context,
             [default],
             lambda: catalog.keys_beyond(
                 conn, default, declared.key, partitioning.bound_sql(scheme, partitioning.beyond_bound(lay, declared))
@@ -331,7 +327,7 @@ def plan_partitions(
         ]
         taken, counts = read_rows(
             conn,
-            module,
+            context,
             [default] if default else [],
             lambda: catalog.partition_set_pending(conn, names, default=default, key=declared.key, ranges=ranges),
             lambda: catalog.partition_set_pending(conn, names, ranges=ranges),
@@ -376,7 +372,7 @@ def leftovers(conn: Connection, before: dict[str, Any]) -> tuple[list[str], list
 
 def apply_partitions(
     conn: Connection,
-    module: RunModule,
+    context: RunContext,
     declared: partitioning.Declared,
     table: dict[str, Any],
     result: partitioning.Result,
@@ -390,7 +386,7 @@ def apply_partitions(
     before = catalog.partition_set_details(conn, table)
     failed_autocommit = False
     for attempt in range(1, attempts + 1):
-        executor = Executor.from_module(conn, module)
+        executor = Executor.from_options(conn, context.params)
         try:
             executor.run(result.plan)
         except Exception as error:
@@ -399,7 +395,7 @@ def apply_partitions(
             failed_autocommit = failed_autocommit or bool(executor.failed and not executor.failed[0].transactional)
             if attempt < attempts and facts_moved(error):
                 table = catalog.read_partition_set(conn, declared.schema, declared.name)
-                result, _state = plan_partitions(conn, module, declared, table)
+                result, _state = plan_partitions(conn, context, declared, table)
                 continue
             raise run_failure(
                 conn, declared.display, error, result, completed, executed, before if failed_autocommit else None
@@ -506,9 +502,9 @@ def migration_options(params: dict[str, Any], key: str) -> dict[str, Any]:
     }
 
 
-def abandon_migration(conn: Connection, module: RunModule, table: dict[str, Any]) -> dict[str, Any]:
+def abandon_migration(conn: Connection, context: RunContext, table: dict[str, Any]) -> dict[str, Any]:
     """``migrate: abandon``: drop what an unfinished migration left (or list it in check mode)."""
-    if module.check_mode:
+    if context.check_mode:
         steps, concurrent = migration.plan_abandon(conn, table)
         return {
             "check_mode": True,
@@ -516,12 +512,12 @@ def abandon_migration(conn: Connection, module: RunModule, table: dict[str, Any]
             "queries": [s.render(conn) for s in steps + concurrent],
             "changed": bool(steps or concurrent),
         }
-    removed, queries = migration.abandon_migration(conn, Executor.from_module(conn, module), table)
+    removed, queries = migration.abandon_migration(conn, Executor.from_options(conn, context.params), table)
     return {"abandoned": removed, "queries": queries, "changed": bool(removed)}
 
 
 def migrate_plain_table(
-    conn: Connection, module: RunModule, schema: str, name: str, server: ServerFacts
+    conn: Connection, context: RunContext, schema: str, name: str, server: ServerFacts
 ) -> dict[str, Any] | None:
     """Turn a plain table into the declared partition set (or finish a migration found half done).
 
@@ -529,14 +525,14 @@ def migrate_plain_table(
     """
     state = migration.read_state(conn, schema, name)
     table = catalog.read_table(conn, schema, name)
-    params = module.params
+    params = context.params
     if params["migrate"] == "abandon":
-        return abandon_migration(conn, module, table)
+        return abandon_migration(conn, context, table)
     if table["relkind"] == "p" and not state:
         return None
     options = migration_options(params, params["key"])
     if table["relkind"] == "p":  # the swap committed before a crash: finish what follows it
-        return migration.run_migration(conn, Executor.from_module(conn, module), table, [], options, server)
+        return migration.run_migration(conn, Executor.from_options(conn, context.params), table, [], options, server)
     if params["migrate"] == "never":
         pending = migration.describe_leftovers(conn, table)
         if pending:
@@ -552,7 +548,7 @@ def migrate_plain_table(
     declared = declared_state(params, schema, name, table, conn)
     state = with_lock_retries(
         conn,
-        module,
+        context,
         [(schema, name)],
         lambda: catalog.partition_set_state(
             conn, [schema], parent=(schema, name), key=declared.key if declared.scheme.format.numeric else None
@@ -569,20 +565,20 @@ def migrate_plain_table(
     partitioning.check_migration_layout(declared, layout)
     facts = migration.read_facts(conn, table, layout, options, server)
     planned = migration.plan_migration(table, layout, options, server, facts=facts)
-    if module.check_mode:
+    if context.check_mode:
         rendered = migration.render_plan(conn, planned)
         if rendered["kept_original"]:
             rendered["kept_original"]["bytes"] = catalog_migration.relation_bytes(conn, schema, name)
         return {"check_mode": True, "plan": rendered, "queries": migration.plan_queries(conn, planned)}
     return migration.run_migration(
         conn,
-        Executor.from_module(conn, module),
+        Executor.from_options(conn, context.params),
         table,
         layout,
         options,
         server,
         facts=facts,
-        side_connect=lambda: connection.connect_again(module, "/side"),
+        side_connect=lambda: connection.connect_again(context.params, "/side"),
     )
 
 
@@ -612,29 +608,29 @@ def _merged(first: list[str], then: list[str]) -> list[str]:
     return list(first) + [n for n in then if n not in first]
 
 
-def run(module: RunModule, conn: Connection, server: ServerFacts, schema: str, name: str) -> dict[str, Any]:
+def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str, name: str) -> dict[str, Any]:
     """The whole run of ``sigeti.dwh.partitioned_table`` once connected and holding the table's run lock.
 
     Finishes or starts a migration when the table is plain (or half migrated), then plans the partition set from
-    the facts and applies it (renders it in check mode). Returns the module result; warnings go to ``module.warn``.
+    the facts and applies it (renders it in check mode). Returns the module result; warnings go to ``context.warn``.
     """
-    table = with_lock_retries(conn, module, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name))
+    table = with_lock_retries(conn, context, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name))
     migrated = None
-    abandon = module.params["migrate"] == "abandon" and table["exists"]
+    abandon = context.params["migrate"] == "abandon" and table["exists"]
     if table["exists"] and (abandon or table["relkind"] == "r" or migration.read_state(conn, schema, name)):
-        migrated = migrate_plain_table(conn, module, schema, name, server)
+        migrated = migrate_plain_table(conn, context, schema, name, server)
         if migrated and (migrated.get("check_mode") or abandon):
             return _migration_only_result(migrated)
         table = catalog.read_partition_set(conn, schema, name)
-    declared = declared_state(module.params, schema, name, table, conn)
+    declared = declared_state(context.params, schema, name, table, conn)
     check_partition_options(conn, declared)
-    result, _state = plan_partitions(conn, module, declared, table)
+    result, _state = plan_partitions(conn, context, declared, table)
     queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
     explained = result.plan.explain(conn)
     changed = bool(result.plan)
-    if result.plan and not module.check_mode:
+    if result.plan and not context.check_mode:
         try:
-            result, executed = apply_partitions(conn, module, declared, table, result)
+            result, executed = apply_partitions(conn, context, declared, table, result)
         except DwhError as failure:
             if migrated:  # the migration committed before the partition maintenance failed
                 failure.details["changed"] = True
@@ -659,17 +655,17 @@ def run(module: RunModule, conn: Connection, server: ServerFacts, schema: str, n
     )
     if migrated:
         output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
-    if module._diff:
+    if context.diff:
         output["diff"] = {
             "before": partitioning.diff_text(result.before),
             "after": partitioning.diff_text(result.partitions),
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
-        module.warn(warning)
+        context.warn(warning)
     return output
 
 
-def run_tables(module: AnsibleModule, conn: Connection, server: ServerFacts) -> dict[str, Any]:
+def run_tables(context: RunContext, conn: Connection, server: ServerFacts) -> dict[str, Any]:
     """``tables``: each entry run as ``run`` does for one table, in order, on this connection (see
     ``table_runs.run_each``: the first failure stops the list). Each table's run lock is taken just before its run
     and released after it, so a list never waits on another run while holding a table that run needs."""
@@ -683,8 +679,8 @@ def run_tables(module: AnsibleModule, conn: Connection, server: ServerFacts) -> 
         runlock.release(conn, [(schema, name)])
         return output
 
-    output = table_runs.run_each(module, module.params["tables"], run_one, "tables")
-    if module._diff:
+    output = table_runs.run_each(context, context.params["tables"], run_one, "tables")
+    if context.diff:
         output["diff"] = {
             # a migration planned in check mode has no partition list yet: no diff for that table
             side: "".join("# %s\n%s" % (r["name"], r["diff"][side]) for r in output["results"] if "diff" in r)

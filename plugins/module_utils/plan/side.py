@@ -18,7 +18,8 @@ import threading
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection

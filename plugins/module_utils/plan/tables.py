@@ -10,28 +10,13 @@ loop did: the message names that table, which tables were done and which were no
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name, split_name
 
-
-class TableModule:
-    """One entry of ``tables`` seen as a single-table run: the entry's options over the module's (connection, lock
-    policy, check and diff mode), and the warnings of this table kept apart for its result."""
-
-    def __init__(self, module: Any, entry: dict[str, Any]) -> None:
-        self._module = module
-        self.params = dict(module.params, **entry)
-        self.check_mode = module.check_mode
-        self._diff = module._diff
-        self.run_command = module.run_command
-        self.warnings: list[str] = []
-
-    def warn(self, warning: str) -> None:
-        """Keep the warning for this table's result and show it as the module's."""
-        self.warnings.append(warning)
-        self._module.warn(warning)
+if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 
 def table_names(entries: list[dict[str, Any]], what: str) -> list[tuple[str, str]]:
@@ -49,9 +34,9 @@ def table_names(entries: list[dict[str, Any]], what: str) -> list[tuple[str, str
 
 
 def run_each(
-    module: Any,
+    context: RunContext,
     entries: list[dict[str, Any]],
-    run_one: Callable[[TableModule, str, str], dict[str, Any]],
+    run_one: Callable[[RunContext, str, str], dict[str, Any]],
     what: str,
 ) -> dict[str, Any]:
     """Run ``run_one(view, schema, name)`` for each entry in order; return ``changed``, ``queries``, ``results``.
@@ -64,7 +49,7 @@ def run_each(
     names = table_names(entries, what)
     results: list[dict[str, Any]] = []
     for index, (entry, (schema, name)) in enumerate(zip(entries, names)):
-        view = TableModule(module, entry)
+        view = context.for_entry(entry)
         try:
             output = run_one(view, schema, name)
         except Exception as error:

@@ -1,15 +1,19 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Connection options, connecting, server facts and the error boundary shared by every module."""
+"""Connection options, connecting, server facts and the error boundary shared by every module.
+
+Nothing here holds the module: connecting takes its options and raises ``DwhError``; the boundary
+(``module_errors``) is given the module's ``fail_json`` and ``exit_json`` and turns what the run raised into one call.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import traceback
-from typing import Any, Iterator, TypedDict
+from typing import Any, Callable, Iterator, Mapping, TypedDict
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
 
@@ -125,23 +129,24 @@ def explain_connect_error(params: dict[str, Any], error: Exception) -> str:
     return "Cannot connect to PostgreSQL as %s: %s. What to do: %s." % (target, text, hint)
 
 
-def connect(module: AnsibleModule, autocommit: bool = False) -> Connection:
-    """Connect with the module's options, set application_name, lock and statement timeouts, role.
+class SkippedStandby(Exception):
+    """The server is a standby and the run was asked to skip standbys: the module exits unchanged."""
 
-    Returns the open connection, in autocommit when ``autocommit`` is true. Fails the module with one clear message
+
+def connect(params: Mapping[str, Any], autocommit: bool = False) -> Connection:
+    """Connect with the module's options ``params``, set application_name, lock and statement timeouts, role.
+
+    Returns the open connection, in autocommit when ``autocommit`` is true. Raises DwhError with one clear message
     when the driver is missing or the server refuses.
     """
     if not HAS_PSYCOPG2:
-        module.fail_json(
-            msg=missing_required_lib("psycopg2 (pip install psycopg2-binary)"), exception=PSYCOPG2_IMPORT_ERROR
-        )
-    params = module.params
+        raise DwhError(missing_required_lib("psycopg2 (pip install psycopg2-binary)"), exception=PSYCOPG2_IMPORT_ERROR)
     lock_timeout = parse_duration_ms(params.get("lock_timeout", "5s"), "lock_timeout")
     statement_timeout = parse_duration_ms(params.get("statement_timeout", "0"), "statement_timeout")
     try:
         conn = psycopg2.connect(**connection_kwargs(params))
     except psycopg2.Error as error:
-        module.fail_json(msg=explain_connect_error(params, error))
+        raise DwhError(explain_connect_error(params, error)) from None
     conn.autocommit = True
     with conn.cursor() as cur:
         # jit off: the catalog reads' estimates (pg_partition_tree() counts 1000 rows a call) cross jit_above_cost
@@ -156,36 +161,21 @@ def connect(module: AnsibleModule, autocommit: bool = False) -> Connection:
             try:
                 cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(params["session_role"])))
             except psycopg2.Error as error:
-                module.fail_json(
-                    msg="Cannot SET ROLE %s: %s. What to do: grant that role to %s or fix session_role."
+                conn.close()
+                raise DwhError(
+                    "Cannot SET ROLE %s: %s. What to do: grant that role to %s or fix session_role."
                     % (params["session_role"], str(error).strip(), params.get("login_user"))
-                )
+                ) from None
     conn.autocommit = autocommit
     return conn
 
 
-def connect_again(module: AnsibleModule, suffix: str) -> Connection:
-    """Open one more connection with the module's options (same timeouts and role), ``application_name`` suffixed
-    by ``suffix`` so it is told apart in pg_stat_activity; raise DwhError (not fail_json: the caller has its own
-    transaction to roll back first) when the server refuses. The caller closes it."""
-
-    class _Raising:
-        params = dict(
-            module.params,
-            connect_params=dict(
-                module.params.get("connect_params") or {},
-                application_name=(
-                    (module.params.get("connect_params") or {}).get("application_name") or APPLICATION_NAME
-                )
-                + suffix,
-            ),
-        )
-
-        @staticmethod
-        def fail_json(msg, **_details):
-            raise DwhError(msg)
-
-    return connect(_Raising())
+def connect_again(params: Mapping[str, Any], suffix: str) -> Connection:
+    """Open one more connection with the same options (same timeouts and role), ``application_name`` suffixed by
+    ``suffix`` so it is told apart in pg_stat_activity; raise DwhError when the server refuses. The caller closes it."""
+    given = params.get("connect_params") or {}
+    name = (given.get("application_name") or APPLICATION_NAME) + suffix
+    return connect(dict(params, connect_params=dict(given, application_name=name)))
 
 
 SERVER_FACTS_QUERY = """
@@ -244,21 +234,21 @@ def require_supported_server(facts: ServerFacts) -> None:
         )
 
 
-def standby_exit(module: AnsibleModule, facts: ServerFacts, skip_on_standby: bool) -> None:
-    """Return on a primary; on a standby, exit unchanged when ``skip_on_standby`` is set, else fail (no DDL runs on a
-    replica)."""
+def refuse_standby(params: Mapping[str, Any], facts: ServerFacts, skip_on_standby: bool) -> None:
+    """Return on a primary; on a standby raise ``SkippedStandby`` when ``skip_on_standby`` is set, else DwhError (no
+    DDL runs on a replica)."""
     if not facts["in_recovery"]:
         return
     if skip_on_standby:
-        module.exit_json(changed=False, skipped=True, queries=[], msg="server is a standby (in recovery): skipped")
-    module.fail_json(
-        msg="The server at %s is a standby (pg_is_in_recovery() is true): it is read-only. "
-        "Run this against the primary, or set skip_on_standby: true to skip standbys." % describe_target(module.params)
+        raise SkippedStandby("server is a standby (in recovery): skipped")
+    raise DwhError(
+        "The server at %s is a standby (pg_is_in_recovery() is true): it is read-only. "
+        "Run this against the primary, or set skip_on_standby: true to skip standbys." % describe_target(params)
     )
 
 
 def open_session(
-    module: AnsibleModule, holder: list[Connection], skip_on_standby: bool | None = None
+    params: Mapping[str, Any], holder: list[Connection], skip_on_standby: bool | None = None
 ) -> tuple[Connection, ServerFacts]:
     """Connect, read the server facts once and refuse servers older than PostgreSQL 14.
 
@@ -266,33 +256,39 @@ def open_session(
     unchanged when it is true. The connection is appended to ``holder`` so ``module_errors`` closes it.
     Returns ``(conn, facts)``.
     """
-    conn = connect(module)
+    conn = connect(params)
     holder.append(conn)
     facts = server_facts(conn)
     require_supported_server(facts)
     if skip_on_standby is not None:
-        standby_exit(module, facts, skip_on_standby)
+        refuse_standby(params, facts, skip_on_standby)
     return conn, facts
 
 
 @contextlib.contextmanager
-def module_errors(module: AnsibleModule, conn_holder: list[Connection] | None = None) -> Iterator[None]:
-    """Context manager (yields nothing): turn DwhError and psycopg2 errors raised inside the block into one
-    ``fail_json`` each.
+def module_errors(
+    fail: Callable[..., Any], exit_unchanged: Callable[..., Any], conn_holder: list[Connection] | None = None
+) -> Iterator[None]:
+    """Context manager (yields nothing): the boundary between a run and its module. ``fail`` and ``exit_unchanged``
+    are the module's ``fail_json`` and ``exit_json``.
 
-    Anything else is a bug of ours: it is re-raised after the connection is closed, so Ansible shows its traceback.
-
-    ``conn_holder`` is an optional list whose first element is the connection to roll back and close.
+    A DwhError or a psycopg2 error raised inside the block becomes one ``fail(msg=..., **details)``; a skipped
+    standby one ``exit_unchanged(changed=False, skipped=True, ...)``. Anything else is a bug of ours: it is
+    re-raised after the connection is closed, so Ansible shows its traceback. ``conn_holder`` is an optional list
+    whose first element is the connection to roll back and close.
     """
     try:
         yield
+    except SkippedStandby as skipped:
+        _close(conn_holder)
+        exit_unchanged(changed=False, skipped=True, queries=[], msg=str(skipped))
     except DwhError as error:
         _close(conn_holder)
-        module.fail_json(msg=error.msg, **error.details)
+        fail(msg=error.msg, **error.details)
     except Exception as error:  # psycopg2 errors and anything unexpected: one message, with the SQLSTATE
         _close(conn_holder)
         if HAS_PSYCOPG2 and isinstance(error, psycopg2.Error):
-            module.fail_json(
+            fail(
                 msg="PostgreSQL error %s: %s" % (error.pgcode or "", str(error).strip()),
                 sqlstate=error.pgcode,
                 exception=traceback.format_exc(),

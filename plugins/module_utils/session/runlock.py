@@ -23,7 +23,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import
 from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection, parse_duration_ms
 
 if TYPE_CHECKING:  # names used in annotations only
-    from ansible.module_utils.basic import AnsibleModule
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 RUN_LOCK_CLASS = 0x5347  # "SG": keeps our keys apart from other tools' advisory locks
 POLL_SECONDS = 0.2
@@ -125,22 +125,22 @@ def acquire(
     return taken
 
 
-def hold(module: AnsibleModule, conn: Connection, tables: Iterable[tuple[str, str]]) -> None:
+def hold(context: RunContext, conn: Connection, tables: Iterable[tuple[str, str]]) -> None:
     """Take the run locks a changing module needs before it reads the facts it plans from; return nothing.
 
     Check mode changes nothing, so it does not wait: when another run holds a table it warns that the plan shown is
     read from a state that run is still changing.
     """
-    if module.check_mode:
+    if context.check_mode:
         for schema, name in sorted(set(tables)):
             if not try_lock(conn, schema, name):
                 others = "; ".join(h.describe() for h in holders(conn, schema, name))
-                module.warn(
+                context.warn(
                     "another sigeti.dwh run is changing %s (%s): this check shows the plan from the state as it is "
                     "now, which that run is still changing" % (display_name(schema, name), others or "just ended")
                 )
         return
-    acquire(conn, tables, budget_seconds(module.params))
+    acquire(conn, tables, budget_seconds(context.params))
 
 
 def release(conn: Connection, tables: Iterable[tuple[str, str]]) -> None:

@@ -20,7 +20,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables a
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Executor, Plan, describe_blockers, retrying
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor, describe_blockers
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import retrying
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Plan
 from ansible_collections.sigeti.dwh.plugins.module_utils.report import inflight
 from ansible_collections.sigeti.dwh.plugins.module_utils.report.table import bound_as_date
 from ansible_collections.sigeti.dwh.plugins.module_utils.session import runlock
@@ -53,14 +55,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum.repack import (
 )
 
 if TYPE_CHECKING:  # names used in annotations only
-    from ansible.module_utils.basic import AnsibleModule
-
-    from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Blocker
+    from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Blocker
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection, ServerFacts
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 STATS_WAIT_SECONDS = 3.0
 
-# ``AnsibleModule.run_command`` or a callable with its signature: returns ``(rc, stdout, stderr)``.
+# the module's ``run_command`` (``RunContext.run_command``) or a callable with its signature: ``(rc, stdout, stderr)``.
 RunCommand = Callable[..., Tuple[int, str, str]]
 
 
@@ -116,7 +117,7 @@ def filesystem_free(location: str | None, data_directory: str | None, port: int 
 def repack_binary_version(path: str, run_command: RunCommand) -> str | None:
     """Return the version printed by ``pg_repack --version`` (e.g. ``1.4.8``), or None when it does not run.
 
-    ``run_command`` is ``AnsibleModule.run_command`` (or a callable with its signature and return value).
+    ``run_command`` is the module's ``run_command`` (or a callable with its signature and return value).
     """
     try:
         _rc, out, err = run_command([path, "--version"], handle_exceptions=False)
@@ -166,7 +167,7 @@ def run_repack(
     """Run one pg_repack command under the executor's retry policy (``plan.retrying``) for lock timeouts.
 
     ``blockers(targets)`` names the sessions holding locks when we give up; ``run_command`` is
-    ``AnsibleModule.run_command``. Returns pg_repack's output.
+    the module's ``run_command``. Returns pg_repack's output.
     """
     # run_command adds environ_update to the module's environment: an inherited PGPASSWORD is blanked
     # (libpq treats an empty one as absent) so only the module's own password can reach pg_repack.
@@ -518,21 +519,23 @@ def wait_for_statistics(
 
 
 def run(
-    module: AnsibleModule,
+    context: RunContext,
     conn: Connection,
     server: ServerFacts,
     names: Sequence[tuple[str, str]],
     options: VacuumOptions,
 ) -> dict[str, Any]:
     """Return the module's result after its whole run: facts, plan, execution (unless check mode), report."""
-    gathered = gather(conn, server, names, options, module.params, module.run_command)
+    gathered = gather(conn, server, names, options, context.params, context.run_command)
     actions = all_actions(gathered)
     queries = Plan([a["step"] for a in actions if "step" in a]).queries(conn)
     commands = [render_command(a["command"]) for a in actions if "command" in a]
     after = None
-    if actions and not module.check_mode:
+    if actions and not context.check_mode:
         before = counted_before(gathered)
-        queries = execute(conn, Executor.from_module(conn, module), gathered, module.params, module.run_command)
+        queries = execute(
+            conn, Executor.from_options(conn, context.params), gathered, context.params, context.run_command
+        )
         if server["version_num"] < 150000:
             wait_for_statistics(lambda oids: catalog.maintenance_counts(conn, oids), before)
         reread = catalog.read_tables(conn, [(t["table"]["schema"], t["table"]["name"]) for t in gathered["tables"]])
@@ -561,7 +564,7 @@ def validate_policies(params: dict[str, Any]) -> list[VacuumOptions]:
     return checked
 
 
-def run_policies(module: AnsibleModule, conn: Connection, server: ServerFacts) -> dict[str, Any]:
+def run_policies(context: RunContext, conn: Connection, server: ServerFacts) -> dict[str, Any]:
     """``policies``: each table run as ``run`` does with its own policy, in order, on this connection (see
     ``table_runs.run_each``: the first failure stops the list), under its run lock taken just before it and released
     after it. Returns ``changed``, ``queries``, ``commands``, ``tables`` (every table's report) and ``results``."""
@@ -578,7 +581,7 @@ def run_policies(module: AnsibleModule, conn: Connection, server: ServerFacts) -
         runlock.release(conn, names)
         return output
 
-    output = table_runs.run_each(module, module.params["policies"], run_one, "policies")
+    output = table_runs.run_each(context, context.params["policies"], run_one, "policies")
     output["commands"] = [c for r in output["results"] for c in r["commands"]]
     output["tables"] = [t for r in output["results"] for t in r["tables"]]
     return output

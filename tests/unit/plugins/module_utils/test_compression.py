@@ -5,7 +5,7 @@ from psycopg2 import sql
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as cmp
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput, UnsupportedServer
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Batches, ResultOf, Step
 
 SERVER = {"lz4": True, "database": "dwh", "settings": {"default_toast_compression": "pglz", "block_size": "8192"}}
 
@@ -23,6 +23,8 @@ def render(node):
         return str(value)
     if isinstance(node, sql.SQL):
         return node.string
+    if isinstance(node, ResultOf):  # rendered from the step's rows, as the executor renders it
+        return render(node.build(node.step.rows)) if node.step.rows is not None else node.placeholder
     raise TypeError(node)
 
 
@@ -102,7 +104,7 @@ def measured(pglz=0, lz4=0, uncompressed=0, sampled=False, rows_read=None, colum
 
 
 def sqls(plan):
-    return [render(item.sql) if isinstance(item, Step) else "TASK " + item.entry["name"] for item in plan.items]
+    return [render(item.sql) if isinstance(item, Step) else "TASK " + item.targets[0][1] for item in plan.items]
 
 
 # --- declared state -----------------------------------------------------------------------------
@@ -292,8 +294,18 @@ def test_online_plan_batches_then_vacuums_only_leaves_with_values_to_rewrite():
     plan = cmp.build_plan(state, table, SERVER, measurements, identities=ids, triggers={11: ["audit"]})
     assert sqls(plan) == ["TASK p_2024", 'VACUUM "f"."p_2024"']
     task = plan.items[0]
-    assert isinstance(task, cmp.OnlineTask) and task.key == ["id", "jour"] and task.batch_size == 1000
-    assert task.columns == [("note", "text", "lz4")] and task.estimated == 300
+    assert isinstance(task, Batches) and task.estimate == 300 and task.targets == (("f", "p_2024"),)
+    assert render(task.template[0].sql).startswith('UPDATE ONLY "f"."p_2024" SET "note" = ')
+    assert '("id", "jour") > (:lower_1, :lower_2)' in render(task.template[0].sql)
+    bound, update = task.next_batch(None)
+    assert render(bound.sql) == 'SELECT "id", "jour" FROM ONLY "f"."p_2024" ORDER BY "id", "jour" OFFSET 999 LIMIT 1'
+    bound.rows = [(7, 20240105)]  # as the executor leaves them once the read ran
+    assert '("id", "jour") <= (7, 20240105)' in render(update.sql) and " > " not in render(update.sql)
+    following = task.next_batch([bound, update])
+    assert '("id", "jour") > (7, 20240105)' in render(following[0].sql)
+    following[0].rows = []  # the last batch: no row 1000 rows further, it takes the rest
+    assert " <= " not in render(following[1].sql)
+    assert task.next_batch(following) is None
     assert plan.items[1].transactional is False
     assert plan.to_rewrite == {"note": 300}
     assert any("audit" in w for w in plan.warnings)
@@ -366,7 +378,7 @@ def test_default_method_resolves_to_the_declared_database_default():
         "TASK t",
         'VACUUM "f"."t"',
     ]
-    assert plan.items[2].columns == [("note", "text", "lz4")]
+    assert "pg_column_compression(\"note\") <> 'lz4'" in render(plan.items[2].template[0].sql)
     assert plan.diff["before"]["database_default"] == "pglz" and plan.diff["after"]["database_default"] == "lz4"
 
 

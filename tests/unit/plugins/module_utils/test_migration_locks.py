@@ -5,7 +5,7 @@ import pytest
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import catchup as migration_catchup
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import locks as migration_locks
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import (
     describe_deadlock,
     own_message,
     parse_deadlock,

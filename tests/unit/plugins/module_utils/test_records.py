@@ -6,7 +6,7 @@ import re
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import trials as server_checks
 from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as compression
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as plan
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import executor as plan
 from ansible_collections.sigeti.dwh.plugins.module_utils.report import table as table_report
 from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection
 from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum import options as vacuum_options
