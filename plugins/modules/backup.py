@@ -175,6 +175,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection impo
     module_errors,
     open_session,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
 
 def main():
@@ -190,10 +191,11 @@ def main():
         host_label=dict(type="str", default=""),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    context = RunContext(module.params, module.check_mode, module._diff, module.warn, module.run_command)
     holder = []
     with module_errors(module.fail_json, module.exit_json, holder):
         conn, facts = open_session(module.params, holder)
-        result = backup_run.backup(conn, facts["version_num"], module.params, module.check_mode, module.warn)
+        result = backup_run.backup(conn, facts["version_num"], context)
         conn.close()
         module.exit_json(**result)
 

@@ -25,10 +25,9 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.backup import planner as backup_plan
 from ansible_collections.sigeti.dwh.plugins.module_utils.backup.planner import DumpSelection, Identity, Manifest
@@ -53,6 +52,7 @@ except ImportError:  # reported by the connection layer
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection
+    from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunCommand, RunContext
 
 APPLICATION_NAME = "sigeti.dwh-backup"
 # A partial dump younger than this may be another run's, being written; a password folder is needed only while the
@@ -143,21 +143,20 @@ def shell_word(word: str) -> str:
     return '"%s"' % "".join("\\" + c if c in '"\\$`' else c for c in word)
 
 
-def run_program(argv: Sequence[str], env: dict[str, str], step: str) -> str:
-    """Run a PostgreSQL client program; return its standard output, or raise DwhError naming ``step`` and its
-    error output. PGPASSWORD of this environment is dropped (it would win over the pgpass file)."""
-    full_env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    full_env.update(env)
+def run_program(argv: Sequence[str], env: dict[str, str], step: str, run_command: RunCommand) -> str:
+    """Run a PostgreSQL client program through the module's ``run_command``; return its standard output, or raise
+    DwhError naming ``step`` and its error output. PGPASSWORD is emptied for it (it would win over the pgpass file;
+    libpq reads the pgpass file when it is empty)."""
     try:
-        done = subprocess.run(list(argv), env=full_env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        code, out, err = run_command(list(argv), environ_update=dict(env, PGPASSWORD=""), check_rc=False)
     except OSError as error:
         raise DwhError("%s: cannot run %s: %s" % (step, argv[0], error))
-    if done.returncode != 0:
-        errors = done.stderr.decode("utf-8", "replace").strip() or "exit code %d" % done.returncode
+    if code != 0:
+        errors = (err or "").strip() or "exit code %d" % code
         if len(errors) > ERRORS_SHOWN:
             errors = errors[:ERRORS_SHOWN] + " ... (%d more characters)" % (len(errors) - ERRORS_SHOWN)
-        raise DwhError("%s failed (%s exit code %d): %s" % (step, os.path.basename(argv[0]), done.returncode, errors))
-    return done.stdout.decode("utf-8", "replace")
+        raise DwhError("%s failed (%s exit code %d): %s" % (step, os.path.basename(argv[0]), code, errors))
+    return out
 
 
 def major_version(version_output: str) -> int:
@@ -171,10 +170,11 @@ def major_version(version_output: str) -> int:
 class BackupRun:
     """One backup: the connection, the request, the files it writes, the commands it ran."""
 
-    def __init__(self, conn: Connection, request: BackupRequest, warn: Callable[[str], None]) -> None:
+    def __init__(self, conn: Connection, request: BackupRequest, context: RunContext) -> None:
         self.conn = conn
         self.request = request
-        self.warn = warn
+        self.warn = context.warn
+        self.run_command = context.run_command
         self.commands: list[str] = []
         self.env: dict[str, str] = {}
         self.started = datetime.datetime.now(datetime.timezone.utc)
@@ -219,7 +219,7 @@ class BackupRun:
     def check_programs(self, server_major: int) -> tuple[str, str]:
         """The pg_dump and pg_restore to run; DwhError when missing or older than the server."""
         dump, restore = program(self.request.bin_dir, "pg_dump"), program(self.request.bin_dir, "pg_restore")
-        version = run_program([dump, "--version"], {}, "pg_dump --version").strip()
+        version = run_program([dump, "--version"], {}, "pg_dump --version", self.run_command).strip()
         if major_version(version) < server_major:
             raise DwhError(
                 "%s is %s, older than the server (PostgreSQL %d): it cannot dump it. Set pg_bin_dir (dwh_pg_bin_dir) "
@@ -272,7 +272,7 @@ class BackupRun:
     def run(self, argv: Sequence[str], step: str) -> str:
         """Run a program with the password file, recording its command line."""
         self.commands.append(shown(argv))
-        return run_program(argv, self.env, step)
+        return run_program(argv, self.env, step, self.run_command)
 
     def manifests(self) -> list[Manifest]:
         """Every manifest of the backup folder that is ours and names the dump beside it."""
@@ -410,7 +410,7 @@ class BackupRun:
             path = os.path.join(self.request.folder, old.file)
             try:
                 size = os.stat(path).st_size
-                listing = run_program([pg_restore, "--list", path], self.env, "reading %s" % path)
+                listing = run_program([pg_restore, "--list", path], self.env, "reading %s" % path, self.run_command)
             except (OSError, DwhError) as error:
                 self.warn(
                     "rotation left %s: it cannot be read as the archive its manifest describes (%s)" % (path, error)
@@ -479,15 +479,14 @@ def scratch_age(name: str, now: datetime.datetime) -> float | None:
     return (now - stamp.replace(tzinfo=datetime.timezone.utc)).total_seconds()
 
 
-def backup(
-    conn: Connection, server_version_num: int, params: dict[str, Any], check_mode: bool, warn: Callable[[str], None]
-) -> dict[str, Any]:
+def backup(conn: Connection, server_version_num: int, context: RunContext) -> dict[str, Any]:
     """The whole run of ``sigeti.dwh.backup`` once connected (see the module's docstring); returns its result.
 
     In check mode, what the dump would hold and whether it fits, with nothing written anywhere.
     """
+    params, check_mode = context.params, context.check_mode
     request = request_from(params, socket_host())
-    steps = BackupRun(conn, request, warn)
+    steps = BackupRun(conn, request, context)
     server = catalog_backup.server_identity(conn)
     identity = Identity(request.host, server.database, server.system_identifier)
     pg_dump, pg_restore = steps.check_programs(server_version_num // 10000)

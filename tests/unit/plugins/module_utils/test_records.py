@@ -3,6 +3,8 @@
 import datetime
 import re
 
+import pytest
+
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import trials as server_checks
 from ansible_collections.sigeti.dwh.plugins.module_utils.compression import planner as compression
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
@@ -81,3 +83,31 @@ def test_blockers_are_described_with_the_blocker_keys():
     for found in (executor.blockers([("public", "t")]), executor.snapshot_holders()):
         assert [set(b) for b in found] == [set(plan.Blocker.__annotations__)]
         assert "pid 42 (etl, idle in transaction" in plan.describe_blockers(found)
+
+
+def test_a_record_reads_like_the_dict_it_replaced_but_cannot_be_written():
+    import dataclasses
+
+    from ansible_collections.sigeti.dwh.plugins.module_utils.core.records import MappingAccess, as_data
+
+    @dataclasses.dataclass(frozen=True)
+    class Part(MappingAccess):
+        name: str
+        low: int | None = None
+
+    @dataclasses.dataclass(frozen=True)
+    class Whole(MappingAccess):
+        parts: tuple
+
+    part = Part("p_2024", 20240101)
+    assert part["name"] == "p_2024" and part.get("low") == 20240101 and part.get("absent", 7) == 7
+    assert "name" in part and "absent" not in part
+    with pytest.raises(KeyError):
+        part["absent"]
+    with pytest.raises(TypeError):
+        part["name"] = "other"  # no item assignment
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        part.name = "other"
+    assert as_data(Whole((part, Part("p_2025")))) == {
+        "parts": [{"name": "p_2024", "low": 20240101}, {"name": "p_2025", "low": None}]
+    }
