@@ -87,13 +87,14 @@ def test_blockers_are_described_with_the_blocker_keys():
 
 def test_a_record_reads_like_the_dict_it_replaced_but_cannot_be_written():
     import dataclasses
+    from typing import Optional
 
     from ansible_collections.sigeti.dwh.plugins.module_utils.core.records import MappingAccess, as_data
 
     @dataclasses.dataclass(frozen=True)
     class Part(MappingAccess):
         name: str
-        low: int | None = None
+        low: Optional[int] = None
 
     @dataclasses.dataclass(frozen=True)
     class Whole(MappingAccess):
