@@ -7,7 +7,7 @@ import psycopg2
 import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import _state_steps
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import state_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 from tests.integration.test_migration import NOTHING_LEFT, _one, checksum, leftovers, make_fact
@@ -197,7 +197,7 @@ def test_a_state_row_of_an_older_version_without_rows_total_is_reported(pg_serve
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA s")
         cur.execute("CREATE TABLE s.fait (id int)")
-        for step in _state_steps():  # the state table as an older version created it: no rows_total
+        for step in state_steps():  # the state table as an older version created it: no rows_total
             cur.execute(step.render(conn))
         assert _one(
             conn,

@@ -12,7 +12,10 @@ is a new value). ``as_data`` turns one into the plain data a module result holds
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Dict
+
+# Catalog facts still read as plain dicts (catalog.tables); each becomes a record as the restructuring reaches it.
+Facts = Dict[str, Any]
 
 
 class MappingAccess:

@@ -1,13 +1,13 @@
 # Copyright: (c) 2026, SIGETI data platform team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Abandon a half-done migration: find what it left (``read_leftovers``), say it (``describe_leftovers``), drop it
-(``abandon_migration``), before the swap only. Also the two execution primitives the runner shares: ``_execute``
-(a plan through the Executor, in transaction mode) and ``_unit`` (steps made one transaction).
+(``abandon_migration``), before the swap only. Also the two execution primitives the runner shares: ``execute_in_units``
+(a plan through the Executor, in transaction mode) and ``one_unit`` (steps made one transaction).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
@@ -16,9 +16,9 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     CAPTURE_TRIGGERS,
     STATE_SCHEMA,
     STATE_TABLE,
-    _drop_index_steps,
-    _ident,
     derived_name,
+    drop_index_steps,
+    identifier,
     migration_names,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
@@ -38,14 +38,14 @@ except ImportError:  # reported by the connection layer
     sql = None
 
 
-def _execute(executor, plan):
+def execute_in_units(executor: Executor, plan: Plan) -> Any:
     """Run a plan through the Executor in transaction mode (it commits each unit; autocommit would split them)."""
     if executor.conn.autocommit:
         executor.conn.autocommit = False
     return executor.run(plan)
 
 
-def _unit(steps, group):
+def one_unit(steps: Sequence[Step], group: str) -> Plan:
     """A Plan whose steps all run in one transaction (steps that cannot, like CREATE INDEX CONCURRENTLY, alone)."""
     for step in steps:
         step.group = group
@@ -108,7 +108,7 @@ def read_leftovers(conn: Connection, names: dict[str, str]) -> dict[str, Any]:
 
 def _abandon_steps(names, found):
     """Steps dropping what ``read_leftovers`` found, each with what it removes (its reason)."""
-    src = _ident(names["schema"], names["name"])
+    src = identifier(names["schema"], names["name"])
     target = [(names["schema"], names["name"])]
     steps = [
         Step(
@@ -132,21 +132,21 @@ def _abandon_steps(names, found):
     if found["shadow"]:
         steps.append(
             Step(
-                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(names["schema"], names["shadow"])),
+                sql.SQL("DROP TABLE IF EXISTS {}").format(identifier(names["schema"], names["shadow"])),
                 "partitioned shadow %s and its partitions" % display_name(names["schema"], names["shadow"]),
             )
         )
     if found["log"]:
         steps.append(
             Step(
-                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
+                sql.SQL("DROP TABLE IF EXISTS {}").format(identifier(STATE_SCHEMA, names["log"])),
                 "change log %s" % display_name(STATE_SCHEMA, names["log"]),
             )
         )
     if found["function"]:
         steps.append(
             Step(
-                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(identifier(STATE_SCHEMA, names["function"])),
                 "capture function %s" % display_name(STATE_SCHEMA, names["function"]),
             )
         )
@@ -154,7 +154,7 @@ def _abandon_steps(names, found):
         steps.append(
             Step(
                 sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
-                    _ident(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"])
+                    identifier(STATE_SCHEMA, STATE_TABLE), sql.Literal(names["schema"]), sql.Literal(names["name"])
                 ),
                 "state row (phase %s)" % found["state"]["phase"],
             )
@@ -179,14 +179,14 @@ def plan_abandon(conn: Connection, table_or_names: dict[str, Any]) -> tuple[list
             "partitioned_table with migrate: %s to finish it; nothing was changed"
             % (display_name(names["schema"], names["name"]), found["state"].get("updated_at"), found["state"]["mode"])
         )
-    return _abandon_steps(names, found), _drop_index_steps(names, found["indexes"])
+    return _abandon_steps(names, found), drop_index_steps(names, found["indexes"])
 
 
 def describe_leftovers(conn: Connection, table: dict[str, Any]) -> str | None:
     """One line naming an unfinished migration of ``table`` (phase, mode, start) and what it left, or None."""
     names = migration_names(table)
     found = read_leftovers(conn, names)
-    parts = [s.reason for s in _abandon_steps(names, found) + _drop_index_steps(names, found["indexes"])]
+    parts = [s.reason for s in _abandon_steps(names, found) + drop_index_steps(names, found["indexes"])]
     if not parts:
         return None
     state = found["state"]
@@ -211,8 +211,8 @@ def abandon_migration(
     names = _names_of(table_or_names)
     steps, index_steps = plan_abandon(conn, names)
     removed = [s.reason for s in steps]
-    queries = _execute(executor, _unit(steps, "sigeti-migration-abandon")) if steps else []
+    queries = execute_in_units(executor, one_unit(steps, "sigeti-migration-abandon")) if steps else []
     if index_steps:
-        queries += _execute(executor, Plan(index_steps))
+        queries += execute_in_units(executor, Plan(index_steps))
         removed += [s.reason for s in index_steps]
     return removed, queries

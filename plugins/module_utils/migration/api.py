@@ -102,7 +102,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.abandon impor
     read_leftovers,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.facts import (
-    _assigns_column,
+    assigns_column,
     free_disk_bytes,
     read_facts,
     read_state,
@@ -139,7 +139,7 @@ __all__ = [
     "STATE_SCHEMA",
     "STATE_TABLE",
     "MigrationPlan",
-    "_assigns_column",
+    "assigns_column",
     "abandon_migration",
     "checksum_compare_sql",
     "copy_statement",

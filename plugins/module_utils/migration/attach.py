@@ -10,6 +10,7 @@ import collections
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import (
     add_constraint,
@@ -25,13 +26,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     STATE_SCHEMA,
     STATE_TABLE,
-    _bound_literal,
-    _cols,
-    _drop_index_steps,
-    _ident,
-    _json_value,
-    _state_steps,
+    bound_literal,
+    column_list,
     derived_name,
+    drop_index_steps,
+    identifier,
+    state_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import (
     swap_steps,
@@ -80,7 +80,7 @@ def attach_phases(ctx: MigrationContext) -> tuple[MigrationContext, AttachRange,
         {
             "name": "swap",
             "description": "one short transaction: create the parent and future partitions, attach "
-            "the original as partition %s for [%s, %s)" % (attached, _json_value(span.low), _json_value(span.high)),
+            "the original as partition %s for [%s, %s)" % (attached, json_value(span.low), json_value(span.high)),
             "steps": _attach_swap(ctx, span, pk_index_tmp),
         },
         {
@@ -112,13 +112,13 @@ def _attach_range(ctx):
     if not covered or (facts.get("out_of_range") or {}).get("rows"):
         raise InvalidInput(
             "attach mode needs every key of %s inside the declared periods (found %s..%s outside "
-            "or NULL): use migrate: online with a default partition" % (display, _json_value(kmin), _json_value(kmax))
+            "or NULL): use migrate: online with a default partition" % (display, json_value(kmin), json_value(kmax))
         )
     for a, b in zip(covered, covered[1:]):
         if a["high"] != b["low"]:
             raise InvalidInput(
                 "attach mode needs contiguous periods over the key range of %s (gap %s..%s)"
-                % (display, _json_value(a["high"]), _json_value(b["low"]))
+                % (display, json_value(a["high"]), json_value(b["low"]))
             )
     return AttachRange(covered[0]["low"], covered[-1]["high"], covered)
 
@@ -130,10 +130,10 @@ def _check_steps(ctx, span):
         return []
     return [
         add_constraint(
-            _ident(schema, name),
+            identifier(schema, name),
             ctx.range_check,
             sql.SQL("CHECK ({k} IS NOT NULL AND {k} >= {lo} AND {k} < {hi}) NOT VALID").format(
-                k=sql.Identifier(ctx.key), lo=_bound_literal(span.low), hi=_bound_literal(span.high)
+                k=sql.Identifier(ctx.key), lo=bound_literal(span.low), hi=bound_literal(span.high)
             ),
             "range check (NOT VALID: a brief lock, no scan) so ATTACH PARTITION skips its scan",
             lock=ACCESS_EXCLUSIVE,
@@ -149,7 +149,7 @@ def _validate_steps(ctx, check_name):
     """
     names, key, pk = ctx.names, ctx.key, ctx.pk
     schema, name = names["schema"], names["name"]
-    src = _ident(schema, name)
+    src = identifier(schema, name)
     validate = [
         Step(
             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(src, sql.Identifier(check_name)),
@@ -166,11 +166,11 @@ def _validate_steps(ctx, check_name):
     if any(i["name"] == pk_index_tmp and not i.get("is_valid", True) for i in ctx.table["indexes"]):
         # an interrupted CREATE INDEX CONCURRENTLY left it INVALID: IF NOT EXISTS would keep it, and
         # PRIMARY KEY USING INDEX would fail on it at every run
-        validate.extend(_drop_index_steps(names, [pk_index_tmp], "INVALID prebuilt index %s"))
+        validate.extend(drop_index_steps(names, [pk_index_tmp], "INVALID prebuilt index %s"))
     validate.append(
         Step(
             sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
-                sql.Identifier(pk_index_tmp), src, _cols(ctx.new_pk_columns)
+                sql.Identifier(pk_index_tmp), src, column_list(ctx.new_pk_columns)
             ),
             "the extended primary key's index, built without blocking writers",
             transactional=False,
@@ -183,8 +183,8 @@ def _attach_swap(ctx, span, pk_index_tmp):
     """The swap transaction: the partitioned parent takes the name and the original becomes its partition."""
     names = ctx.names
     schema, name, shadow, attached = names["schema"], names["name"], names["shadow"], names["unpartitioned"]
-    src, target = _ident(schema, name), _ident(schema, shadow)
-    swap = attach_locks(ctx) + _state_steps(ctx.facts) + _original_as_partition(ctx, pk_index_tmp)
+    src, target = identifier(schema, name), identifier(schema, shadow)
+    swap = attach_locks(ctx) + state_steps(ctx.facts) + _original_as_partition(ctx, pk_index_tmp)
     swap += shadow_steps(ctx, shadow) + _parent_keys(ctx, target)
     swap.append(
         Step(
@@ -201,7 +201,10 @@ def _attach_swap(ctx, span, pk_index_tmp):
     swap.append(
         Step(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                _ident(schema, name), _ident(schema, attached), _bound_literal(span.low), _bound_literal(span.high)
+                identifier(schema, name),
+                identifier(schema, attached),
+                bound_literal(span.low),
+                bound_literal(span.high),
             ),
             "attach without a scan: the validated CHECK proves the bounds",
             lock=ACCESS_EXCLUSIVE,
@@ -215,7 +218,7 @@ def _attach_swap(ctx, span, pk_index_tmp):
             sql.SQL(
                 "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase) VALUES ({}, {}, {}, 'attach', 'post')"
             ).format(
-                _ident(STATE_SCHEMA, STATE_TABLE),
+                identifier(STATE_SCHEMA, STATE_TABLE),
                 sql.Literal(schema),
                 sql.Literal(name),
                 sql.Literal(int(ctx.table["oid"])),
@@ -238,7 +241,7 @@ def attach_locks(ctx: MigrationContext) -> list[Step]:
 def _original_as_partition(ctx, pk_index_tmp):
     """The original's primary key extended from the prebuilt index, its index names freed for the parent's."""
     schema, name = ctx.names["schema"], ctx.names["name"]
-    src, pk = _ident(schema, name), ctx.pk
+    src, pk = identifier(schema, name), ctx.pk
     steps = []
     if pk_index_tmp:
         steps.append(
@@ -261,7 +264,7 @@ def _original_as_partition(ctx, pk_index_tmp):
         steps.append(
             Step(
                 sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                    _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
+                    identifier(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
                 ),
                 "the partition's index frees its name for the parent's",
             )
@@ -274,7 +277,7 @@ def _parent_keys(ctx, target):
     steps = []
     for con in ctx.facts["constraints"]:
         if con["type"] == "p":
-            definition = sql.SQL("PRIMARY KEY ({})").format(_cols(ctx.new_pk_columns))
+            definition = sql.SQL("PRIMARY KEY ({})").format(column_list(ctx.new_pk_columns))
             steps.append(add_constraint(target, con["name"], definition, "primary key on the parent"))
         elif con["type"] == "u":
             steps.append(
@@ -315,7 +318,7 @@ def _rebuild_invalid_steps(ctx, src):
     for index in ctx.plain_indexes:
         if index.get("is_valid", True):
             continue
-        steps.extend(_drop_index_steps(names, [index["name"]], "INVALID index %s (a cancelled concurrent build)"))
+        steps.extend(drop_index_steps(names, [index["name"]], "INVALID index %s (a cancelled concurrent build)"))
         rebuilt.append(index["name"])
         steps.append(
             Step(

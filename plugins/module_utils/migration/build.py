@@ -10,16 +10,16 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     STATE_SCHEMA,
-    _bound_literal,
-    _grant_steps,
-    _ident,
-    _join,
-    _json_value,
+    bound_literal,
     derived_name,
+    grant_steps,
+    identifier,
+    join_sql,
     key_definition,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
@@ -77,10 +77,10 @@ def _matview_units(views):
             continue
         schema, name = view["schema"], view["name"]
         tmp = derived_name(name, "_sgt_new")
-        target = _ident(schema, tmp)
+        target = identifier(schema, tmp)
         options = sql.SQL("")
         if view.get("options"):
-            options = sql.SQL(" WITH ({})").format(_join([sql.SQL(o) for o in view["options"]]))
+            options = sql.SQL(" WITH ({})").format(join_sql([sql.SQL(o) for o in view["options"]]))
         build = [
             Step(
                 sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(target),
@@ -113,7 +113,7 @@ def _matview_units(views):
             renames.append(
                 Step(
                     sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                        _ident(schema, tmp_index), sql.Identifier(index["name"])
+                        identifier(schema, tmp_index), sql.Identifier(index["name"])
                     ),
                     "index keeps its name",
                 )
@@ -122,7 +122,7 @@ def _matview_units(views):
                 renames.append(
                     Step(
                         sql.SQL("COMMENT ON INDEX {} IS {}").format(
-                            _ident(schema, index["name"]), sql.Literal(index["comment"])
+                            identifier(schema, index["name"]), sql.Literal(index["comment"])
                         ),
                         "index comment",
                     )
@@ -133,7 +133,7 @@ def _matview_units(views):
                 "same owner",
             )
         )
-        build.extend(_grant_steps(view.get("grants") or [], [], target, "same grants"))
+        build.extend(grant_steps(view.get("grants") or [], [], target, "same grants"))
         if view.get("comment"):
             build.append(
                 Step(
@@ -143,7 +143,7 @@ def _matview_units(views):
             )
         swap = [
             Step(
-                sql.SQL("DROP MATERIALIZED VIEW {}").format(_ident(schema, name)),
+                sql.SQL("DROP MATERIALIZED VIEW {}").format(identifier(schema, name)),
                 "the old materialized view still reads the unpartitioned table",
                 lock=ACCESS_EXCLUSIVE,
                 targets=[(schema, name)],
@@ -170,13 +170,13 @@ def new_partitions(ctx: MigrationContext, with_default: bool = False) -> list[di
 def shadow_steps(ctx: MigrationContext, shadow: str) -> list[Step]:
     """Create the partitioned shadow and its partitions, with leaf-level reloptions, owner and comment."""
     table, names, key = ctx.table, ctx.names, ctx.key
-    target = _ident(names["schema"], shadow)
+    target = identifier(names["schema"], shadow)
     steps = [
         Step(
             sql.SQL(
                 "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY "
                 "INCLUDING STATISTICS INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS) PARTITION BY RANGE ({})"
-            ).format(target, _ident(names["schema"], names["name"]), sql.Identifier(key)),
+            ).format(target, identifier(names["schema"], names["name"]), sql.Identifier(key)),
             "partitioned copy of %s: same columns, defaults, NOT NULL and CHECK constraints, no index yet"
             % ctx.display,
         )
@@ -201,7 +201,7 @@ def shadow_steps(ctx: MigrationContext, shadow: str) -> list[Step]:
     with_clause = sql.SQL("")
     if options:
         with_clause = sql.SQL(" WITH ({})").format(
-            _join(
+            join_sql(
                 [
                     sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
                     for o in options
@@ -219,20 +219,20 @@ def shadow_steps(ctx: MigrationContext, shadow: str) -> list[Step]:
         steps.append(
             Step(
                 sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}").format(
-                    _ident(names["schema"], entry["name"]),
+                    identifier(names["schema"], entry["name"]),
                     target,
-                    _bound_literal(entry["low"]),
-                    _bound_literal(entry["high"]),
+                    bound_literal(entry["low"]),
+                    bound_literal(entry["high"]),
                     with_clause,
                 ),
-                "partition for [%s, %s)" % (_json_value(entry["low"]), _json_value(entry["high"])),
+                "partition for [%s, %s)" % (json_value(entry["low"]), json_value(entry["high"])),
             )
         )
     if ctx.default:
         steps.append(
             Step(
                 sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT{}").format(
-                    _ident(names["schema"], ctx.default["name"]), target, with_clause
+                    identifier(names["schema"], ctx.default["name"]), target, with_clause
                 ),
                 "default partition: rows outside every period",
             )
@@ -241,7 +241,7 @@ def shadow_steps(ctx: MigrationContext, shadow: str) -> list[Step]:
         steps.append(
             Step(
                 sql.SQL("ALTER TABLE {} OWNER TO {}").format(
-                    _ident(names["schema"], entry["name"]), sql.Identifier(table["owner"])
+                    identifier(names["schema"], entry["name"]), sql.Identifier(table["owner"])
                 ),
                 "same owner on the partition",
             )
@@ -299,7 +299,7 @@ def build_units(
     """Indexes, keys and foreign keys on the filled shadow, under temporary names, one unit each; each key or index
     unit first sizes its memory (``memory``; the offline mode does it once for its one transaction). Without
     ``foreign_keys`` they are left out (the online mode adds them last: ``foreign_key_units``)."""
-    target = _ident(ctx.names["schema"], shadow)
+    target = identifier(ctx.names["schema"], shadow)
     steps = []
     for con in _not_valid_checks(ctx):
         # pg_get_constraintdef ends with NOT VALID: no scan, new rows are checked as on the original
@@ -334,7 +334,7 @@ def leaf_foreign_key_steps(ctx: MigrationContext) -> list[Step]:
         for entry in new_partitions(ctx, with_default=True):
             steps.append(
                 add_constraint(
-                    _ident(ctx.names["schema"], entry["name"]),
+                    identifier(ctx.names["schema"], entry["name"]),
                     con["name"],
                     sql.SQL(con["definition"]) + sql.SQL(" NOT VALID"),
                     "foreign key %s on partition %s, NOT VALID: validated after the swap"
@@ -360,7 +360,7 @@ def foreign_key_post_units(ctx: MigrationContext, parent_lock: list[Step]) -> li
                     [
                         Step(
                             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                                _ident(schema, entry["name"]), sql.Identifier(con["name"])
+                                identifier(schema, entry["name"]), sql.Identifier(con["name"])
                             ),
                             "validate %s on partition %s without blocking writers" % (con["name"], entry["name"]),
                             lock=SHARE_UPDATE_EXCLUSIVE,
@@ -374,7 +374,7 @@ def foreign_key_post_units(ctx: MigrationContext, parent_lock: list[Step]) -> li
                 list(parent_lock)
                 + [
                     add_constraint(
-                        _ident(schema, parent),
+                        identifier(schema, parent),
                         con["name"],
                         sql.SQL(con["definition"]),
                         "foreign key %s on the parent: adopts the partitions' validated constraints" % con["name"],
@@ -460,7 +460,7 @@ def _column_setting_steps(ctx, target):
                 sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET ({})").format(
                     target,
                     sql.Identifier(item["column"]),
-                    _join(
+                    join_sql(
                         [
                             sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
                             for o in item["options"]
@@ -479,7 +479,7 @@ def analyze_unit(ctx: MigrationContext, relation: str) -> tuple[str, list[Step]]
         "analyze",
         [
             Step(
-                sql.SQL("ANALYZE {}").format(_ident(ctx.names["schema"], relation)),
+                sql.SQL("ANALYZE {}").format(identifier(ctx.names["schema"], relation)),
                 "autovacuum never analyzes a partitioned parent",
                 fresh_statistics=True,  # the copy's counters first, or the next run finds them unanalyzed
             )
@@ -500,7 +500,7 @@ def post_units(ctx: MigrationContext, drop_log: bool, analyze: bool = True) -> l
                     [
                         Step(
                             sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                                _ident(fk["schema"], fk["table"]), sql.Identifier(fk["name"])
+                                identifier(fk["schema"], fk["table"]), sql.Identifier(fk["name"])
                             ),
                             "validate the re-pointed foreign key (SHARE UPDATE EXCLUSIVE: writers go on)",
                             lock=SHARE_UPDATE_EXCLUSIVE,
@@ -515,20 +515,20 @@ def post_units(ctx: MigrationContext, drop_log: bool, analyze: bool = True) -> l
     if drop_log:
         cleanup.append(
             Step(
-                sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(STATE_SCHEMA, names["log"])),
+                sql.SQL("DROP TABLE IF EXISTS {}").format(identifier(STATE_SCHEMA, names["log"])),
                 "the change log is no longer needed",
             )
         )
         cleanup.append(
             Step(
-                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(STATE_SCHEMA, names["function"])),
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(identifier(STATE_SCHEMA, names["function"])),
                 "the capture function is no longer needed",
             )
         )
     if ctx.options["drop_source"] and ctx.options["mode"] != "attach":
         cleanup.append(
             Step(
-                sql.SQL("DROP TABLE {}").format(_ident(names["schema"], names["unpartitioned"])),
+                sql.SQL("DROP TABLE {}").format(identifier(names["schema"], names["unpartitioned"])),
                 "drop_source: the original is no longer kept",
                 lock=ACCESS_EXCLUSIVE,
                 targets=[(names["schema"], names["unpartitioned"])],

@@ -22,7 +22,7 @@ import time
 from typing import Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import REPLAY_KEYS, _state_update, backlog_step
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import REPLAY_KEYS, backlog_step, state_update
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 
 try:
@@ -127,7 +127,7 @@ def progress_step(names: dict[str, str], figures_so_far: dict[str, Any] | None) 
         values["result"] = sql.SQL("result || jsonb_build_object('catchup', {}::jsonb)").format(
             sql.Literal(json.dumps(figures_so_far, sort_keys=True))
         )
-    return Step(_state_update(names, **values), "progress of the catch-up, committed with its batch")
+    return Step(state_update(names, **values), "progress of the catch-up, committed with its batch")
 
 
 def not_converging(display: str, figs: dict[str, Any], patience: float, gave_up: bool) -> str:

@@ -14,8 +14,10 @@ import shutil
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.records import Facts
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.units import format_bytes
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     CAPTURE_TRIGGERS,
@@ -23,13 +25,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     MAX_NAME,
     STATE_SCHEMA,
     STATE_TABLE,
-    _ident,
-    _in_ranges,
-    _json_value,
-    _split_key,
     derived_name,
+    identifier,
+    in_ranges,
     migration_names,
     normalize_options,
+    split_key,
 )
 
 if TYPE_CHECKING:  # names used in annotations only
@@ -115,7 +116,7 @@ def read_state(conn: Connection, schema: str, name: str) -> dict[str, Any] | Non
                 return None
             cur.execute(
                 sql.SQL("SELECT row_to_json(s) FROM {} s WHERE schema_name = %s AND table_name = %s").format(
-                    _ident(STATE_SCHEMA, STATE_TABLE)
+                    identifier(STATE_SCHEMA, STATE_TABLE)
                 ),
                 (schema, name),
             )
@@ -177,7 +178,7 @@ def read_facts(
                     ranges = []
                 outside = sql.SQL("{k} IS NULL").format(k=sql.Identifier(key))
                 if ranges:
-                    outside = sql.SQL("{} OR NOT ({})").format(outside, _in_ranges(key, ranges))
+                    outside = sql.SQL("{} OR NOT ({})").format(outside, in_ranges(key, ranges))
                 generated = _stored_generated(table)
                 quick = None
                 if not generated and columns[key].get("not_null") and _key_leads_an_index(facts, key):
@@ -193,7 +194,7 @@ def read_facts(
                         o=outside,
                         k=sql.Identifier(key),
                         g=_generated_drift_sql(generated),
-                        t=_ident(table["schema"], table["name"]),
+                        t=identifier(table["schema"], table["name"]),
                     )
                 )
                 out_rows, out_min, out_max, key_min, key_max, null_keys, *drift = cur.fetchone()
@@ -222,7 +223,7 @@ def _key_bounds_within(cur, table, key, ranges):
     is outside them and the whole-table count is not needed), else None."""
     cur.execute(
         sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
-            k=sql.Identifier(key), t=_ident(table["schema"], table["name"])
+            k=sql.Identifier(key), t=identifier(table["schema"], table["name"])
         )
     )
     low, high = cur.fetchone()
@@ -267,7 +268,7 @@ def _generated_drift_sql(generated):
     )
 
 
-def _refuse_unique_without_key(facts, key, display):
+def refuse_unique_without_key(facts: Facts, key: str, display: str) -> None:
     """Every unique index or constraint (the primary key aside: see extend_primary_key) must have the partition key
     among its key columns, compared as attributes (``pg_index.indkey`` up to ``indnkeyatts``), never as text: an
     expression, an INCLUDE column or a WHERE clause mentioning the key does not count."""
@@ -298,7 +299,7 @@ def _refuse_unique_without_key(facts, key, display):
         )
 
 
-def _own_leftover_indexes(table, pk):
+def own_leftover_indexes(table: Facts, pk: Facts | None) -> set[str]:
     """Names of indexes an interrupted attach migration built on the table (never carried as the user's)."""
     if pk is None:
         return set()
@@ -306,7 +307,7 @@ def _own_leftover_indexes(table, pk):
     return {i["name"] for i in table["indexes"] if i["name"] == tmp}
 
 
-def _assigns_column(source, column):
+def assigns_column(source: str, column: str) -> bool:
     """Whether a trigger function's source assigns ``NEW.column`` (plpgsql ``:=`` or ``=``, quoted or not)."""
     target = r'\bNEW\s*\.\s*(?:"%s"|%s\b)\s*' % (re.escape(column), re.escape(column))
     # ":=" is an assignment anywhere; a bare "=" only where a statement starts ("IF NEW.k = 3" compares)
@@ -340,7 +341,7 @@ def _refuse_state_privileges(hazards, facts, display):
         )
 
 
-def _hazard_warnings(table, facts, display):
+def hazard_warnings(table: Facts, facts: Facts, display: str) -> list[str]:
     """What the migration cannot carry and only reports (each named, with what to do after it)."""
     hazards = facts.get("hazards") or {}
     warnings = []
@@ -358,7 +359,9 @@ def _hazard_warnings(table, facts, display):
     return warnings
 
 
-def _refuse_hazards(table, facts, options, key, display, new_pk_columns):
+def refuse_hazards(
+    table: Facts, facts: Facts, options: Facts, key: str, display: str, new_pk_columns: Sequence[str] | None
+) -> None:
     """Refuse, before any change, what a partitioned copy cannot carry; each message names the object and the way out."""
     hazards = facts.get("hazards") or {}
     _refuse_structure(table, hazards, key, display)
@@ -450,7 +453,7 @@ def _refuse_constraints(table, facts, hazards, mode, display):
                 "NOT VALID); nothing was changed" % (con["name"], display, display, con["name"])
             )
     pk = next((c for c in facts["constraints"] if c["type"] == "p"), None)
-    if pk is not None and mode == "attach" and _split_key(pk["definition"])[1].strip():
+    if pk is not None and mode == "attach" and split_key(pk["definition"])[1].strip():
         raise InvalidInput(
             "the primary key of %s is %s: attach mode rebuilds it as a plain PRIMARY KEY and would lose what follows "
             "its columns; use migrate: online (it carries it); nothing was changed" % (display, pk["definition"])
@@ -466,7 +469,7 @@ def _refuse_constraints(table, facts, hazards, mode, display):
 def _refuse_key_triggers(hazards, key, display):
     """A BEFORE row trigger setting the key breaks every writer once the table is partitioned."""
     for trig in hazards.get("before_row_triggers") or []:
-        if _assigns_column(trig.get("source") or "", key):
+        if assigns_column(trig.get("source") or "", key):
             raise InvalidInput(
                 "trigger %s of %s (function %s) sets NEW.%s before the row is stored: on a partitioned table the row "
                 "is routed before that trigger runs, so writers would fail with 'moving row to another partition "
@@ -498,7 +501,7 @@ def _refuse_data(table, facts, key, display, new_pk_columns):
 # --- the checks of plan_migration, in the order it makes them (the first refusal met is the one reported) ---
 
 
-def _refuse_table(table, mode, display):
+def refuse_table(table: Facts, mode: str, display: str) -> None:
     """Only a plain table migrates, and only when a migrate mode other than ``never`` is declared."""
     if table.get("relkind") != "r":
         raise InvalidInput("%s is not a plain table: nothing to migrate" % display)
@@ -510,7 +513,7 @@ def _refuse_table(table, mode, display):
         )
 
 
-def _refuse_taken(table, layout, facts, names, display):
+def refuse_taken(table: Facts, layout: Sequence[Facts], facts: Facts, names: Facts, display: str) -> None:
     """Names the migration creates must be free (its own, from a run in progress, aside); a permanent table only."""
     state = facts.get("state")
     own = set() if state is None else {names["shadow"], names["unpartitioned"]} | {e["name"] for e in layout}
@@ -526,7 +529,7 @@ def _refuse_taken(table, layout, facts, names, display):
         raise InvalidInput("%s is unlogged or temporary: migrate only permanent tables" % display)
 
 
-def _new_primary_key(pk, key, options, display):
+def new_primary_key(pk: Facts | None, key: str, options: Facts, display: str) -> tuple[list[str] | None, list[str]]:
     """The partitioned table's primary key columns (the key appended when allowed) and the warning it gives."""
     if pk is None:
         return None, []
@@ -548,7 +551,8 @@ def _new_primary_key(pk, key, options, display):
     return new_pk_columns, [warning]
 
 
-def _refuse_exclusion(constraints, display):
+def refuse_exclusion(constraints: Sequence[Facts], display: str) -> None:
+    """An exclusion constraint cannot be carried to a partitioned table: refused, naming it."""
     for con in constraints:
         if con["type"] == "x":
             raise InvalidInput(
@@ -557,7 +561,7 @@ def _refuse_exclusion(constraints, display):
             )
 
 
-def _refuse_foreign_keys_in(facts, key, new_pk_columns, display):
+def refuse_foreign_keys_in(facts: Facts, key: str, new_pk_columns: Sequence[str] | None, display: str) -> None:
     """A foreign key of another table must reference columns that stay unique once partitioned."""
     unique_sets = [set(c["columns"]) for c in facts["constraints"] if c["type"] == "u"]
     if new_pk_columns:
@@ -581,7 +585,7 @@ def _refuse_foreign_keys_in(facts, key, new_pk_columns, display):
             )
 
 
-def _refuse_self_foreign_keys(table, facts, display):
+def refuse_self_foreign_keys(table: Facts, facts: Facts, display: str) -> None:
     """A foreign key of the table referencing the table itself is not carried: the shadow's would reference the
     original (its definition names the table, which the original still is before the swap)."""
     for con in facts["constraints"]:
@@ -595,7 +599,7 @@ def _refuse_self_foreign_keys(table, facts, display):
             )
 
 
-def _refuse_stacked_matviews(facts, display):
+def refuse_stacked_matviews(facts: Facts, display: str) -> None:
     """A materialized view read by other views cannot be rebuilt beside itself and swapped."""
     for view in facts["views"]:
         if view["kind"] == "materialized view" and view.get("dependents"):
@@ -606,7 +610,7 @@ def _refuse_stacked_matviews(facts, display):
             )
 
 
-def _user_triggers(facts, display):
+def user_triggers_checked(facts: Facts, display: str) -> list[Facts]:
     """The table's own triggers (not the migration's capture triggers), refused when a partitioned table can't hold them."""
     user_triggers = [t for t in facts["triggers"] if t["name"] not in CAPTURE_TRIGGERS]
     for trig in user_triggers:
@@ -618,7 +622,9 @@ def _user_triggers(facts, display):
     return user_triggers
 
 
-def _replay_key(pk, constraints, columns, display):
+def replay_key_columns(
+    pk: Facts | None, constraints: Sequence[Facts], columns: Sequence[Facts], display: str
+) -> list[str]:
     """The columns naming a row for the online replay: the primary key, else a unique key on NOT NULL columns."""
     replay_key = pk["columns"] if pk else None
     if replay_key is None:
@@ -635,7 +641,7 @@ def _replay_key(pk, constraints, columns, display):
     return replay_key
 
 
-def _default_rows(facts, default, key, display):
+def default_rows_checked(facts: Facts, default: Any, key: str, display: str) -> tuple[int, list[str]]:
     """Rows outside every period: refused without a default partition, else counted and reported."""
     out = facts.get("out_of_range") or {}
     if not out.get("rows"):
@@ -648,8 +654,8 @@ def _default_rows(facts, default, key, display):
                 out["rows"],
                 display,
                 key,
-                _json_value(out.get("min")),
-                _json_value(out.get("max")),
+                json_value(out.get("min")),
+                json_value(out.get("max")),
                 ", some are NULL" if out.get("min") is None else "",
             )
         )
@@ -657,13 +663,13 @@ def _default_rows(facts, default, key, display):
         out["rows"],
         display,
         default["name"],
-        _json_value(out.get("min")),
-        _json_value(out.get("max")),
+        json_value(out.get("min")),
+        json_value(out.get("max")),
     )
     return out["rows"], [warning]
 
 
-def _disk_needed(table, facts, mode, display):
+def disk_needed(table: Facts, facts: Facts, mode: str, display: str) -> tuple[int, int | None]:
     """``(bytes needed, bytes free)``; refused when the copy would not fit (a run in progress is not re-checked)."""
     source_bytes = (table.get("heap_bytes") or 0) + (table.get("toast_bytes") or 0) + (table.get("index_bytes") or 0)
     need = 0 if mode == "attach" else int(source_bytes * 1.1)

@@ -35,7 +35,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import _AsLiteral
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import AsLiteral
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, Step
 
 if TYPE_CHECKING:  # names used in annotations only
@@ -187,7 +187,7 @@ def first_locks(orders: Sequence[Sequence[Lock]]) -> Step:
     )
     described = " / then ".join(", ".join("%s (%s)" % (lock.display, lock.mode) for lock in order) for order in orders)
     return Step(
-        sql.SQL("DO {}").format(_AsLiteral(body)),
+        sql.SQL("DO {}").format(AsLiteral(body)),
         "the transaction's locks, first thing: %s%s; the first waits up to lock_timeout, each later one not at all "
         "when that would be a deadlock, else at most half of deadlock_timeout"
         % (described, " (the second order when the first would deadlock)" if len(orders) > 1 else ""),
@@ -208,7 +208,7 @@ def safe_lock(lock: Lock, holding: Sequence[Lock]) -> Step:
         later=sql.SQL(_LATER_LOCK),
     )
     return Step(
-        sql.SQL("DO {}").format(_AsLiteral(body)),
+        sql.SQL("DO {}").format(AsLiteral(body)),
         "%s: locked after %s, without waiting when a session holding it waits for this transaction (a deadlock), "
         "else for at most half of deadlock_timeout" % (lock.why, held),
         lock=lock.mode,

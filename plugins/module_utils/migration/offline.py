@@ -31,14 +31,14 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     COPIED,
     EXCLUSIVE,
-    _checksum_source,
-    _checksum_target,
-    _checksum_total,
-    _ident,
-    _state_insert,
-    _state_steps,
-    _verify_totals_block,
+    checksum_source,
+    checksum_target,
+    checksum_total,
     copy_statement,
+    identifier,
+    state_insert_sql,
+    state_steps,
+    verify_totals_block,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import swap_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.side import ConcurrentStep, SidePart
@@ -63,25 +63,25 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     verification and swap in one transaction, then the post-swap units."""
     names, display = ctx.names, ctx.display
     shadow = names["shadow"]
-    src = _ident(names["schema"], names["name"])
+    src = identifier(names["schema"], names["name"])
     first_half, second_half = _copy_halves(ctx)
     columns = ctx.table["columns"]
     source_total = Step(
-        _checksum_total(src, columns),
+        checksum_total(src, columns),
         "rows and content checksum of the original, on the second connection once its half is copied, while this "
         "transaction builds the indexes (the EXCLUSIVE lock is held: it reads exactly the rows the copy read)",
     )
     target_total = Step(
-        _checksum_total(_ident(names["schema"], shadow), columns),
+        checksum_total(identifier(names["schema"], shadow), columns),
         "rows and content checksum of every row, read back from the shadow",
     )
     full_verify = Step(
-        _verify_totals_block(
+        verify_totals_block(
             display,
             source_total,
             target_total,
-            _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
-            _checksum_target(names, shadow, columns=columns),
+            checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
+            checksum_target(names, shadow, columns=columns),
             "rows and content checksum of every row",
         ),
         "verify before the swap: the totals of both sides must be equal (per partition only to name where a "
@@ -90,11 +90,11 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     swap, _lock_targets = swap_steps(ctx, shadow)
     locks, swap_locks = offline_locks(ctx)
     prepare = (
-        _state_steps(ctx.facts)
+        state_steps(ctx.facts)
         + shadow_steps(ctx, shadow)
         + [
             Step(
-                _state_insert(names, ctx.table["oid"], "offline", "copy", display),
+                state_insert_sql(names, ctx.table["oid"], "offline", "copy", display),
                 "a run killed from here on leaves the shadow: the next one drops it and starts again",
             )
         ]
@@ -189,7 +189,7 @@ def _empty_shadow(ctx: MigrationContext) -> Step:
     may have changed the original; both halves are copied again from an empty shadow."""
     names = ctx.names
     return Step(
-        sql.SQL("TRUNCATE {}").format(_ident(names["schema"], names["shadow"])),
+        sql.SQL("TRUNCATE {}").format(identifier(names["schema"], names["shadow"])),
         "empty the shadow the second connection filled before the main transaction was retried",
         lock=ACCESS_EXCLUSIVE,
         targets=[(names["schema"], names["shadow"])],

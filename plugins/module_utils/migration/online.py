@@ -28,21 +28,21 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     COPIED,
     REPLAY_KEYS,
     STATE_SCHEMA,
+    AsLiteral,
     ExportedSnapshot,
-    _AsLiteral,
-    _checksum_source,
-    _checksum_target,
-    _checksum_total,
-    _cols,
-    _ident,
-    _join,
-    _replay_steps,
-    _state_insert,
-    _state_steps,
-    _state_update,
-    _verify_block,
     checksum_detail_sql,
+    checksum_source,
+    checksum_target,
+    checksum_total,
+    column_list,
     copy_statement,
+    identifier,
+    join_sql,
+    replay_steps,
+    state_insert_sql,
+    state_steps,
+    state_update,
+    verify_block,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import (
     swap_steps,
@@ -121,7 +121,7 @@ def copy_batch_steps(ctx: MigrationContext, first_page: int, last_page: int) -> 
         effect=COPIED,
     )
     progress = Step(
-        _state_update(
+        state_update(
             names,
             next_page=last_page,
             rows_copied=sql.SQL("rows_copied + {}").format(RowcountOf(copy, "/* rows the batch inserted */ 0")),
@@ -135,7 +135,7 @@ def copy_start_step(ctx: MigrationContext) -> Step:
     """Where this run's copy starts (time, page, rows), so the rate and ETA shown while it runs do not count the
     pause of a run killed and resumed later. Kept in ``result`` (unused until the swap stores its result there)."""
     return Step(
-        _state_update(
+        state_update(
             ctx.names,
             result=sql.SQL(
                 "jsonb_build_object('copy_since', clock_timestamp(), 'copy_since_page', next_page, "
@@ -152,7 +152,7 @@ def _rows_total_step(ctx: MigrationContext) -> Step:
         "(SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN round(c.reltuples / c.relpages * total_pages) "
         "END FROM pg_class c WHERE c.oid = {})"
     ).format(sql.Literal(int(ctx.table["oid"])))
-    return Step(_state_update(ctx.names, rows_total=estimate), "estimate the rows to copy, for progress reports")
+    return Step(state_update(ctx.names, rows_total=estimate), "estimate the rows to copy, for progress reports")
 
 
 def _copy_phase(ctx: MigrationContext) -> dict[str, Any]:
@@ -160,9 +160,7 @@ def _copy_phase(ctx: MigrationContext) -> dict[str, Any]:
     names = ctx.names
     batches = copy_batches(ctx)
     ranges = batches.ranges()
-    replay = _replay_steps(
-        names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, names["shadow"]
-    )
+    replay = replay_steps(names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, names["shadow"])
     return {
         "name": "copy",
         "description": "copy %d batch(es) of %d heap pages (about %d rows) without indexes, each in one transaction "
@@ -171,7 +169,7 @@ def _copy_phase(ctx: MigrationContext) -> dict[str, Any]:
         "steps": [copy_start_step(ctx)]
         + (copy_batch_steps(ctx, *ranges[0]) if ranges else [])
         + replay
-        + [Step(_state_update(names, phase="build", step_done=0), "progress")],
+        + [Step(state_update(names, phase="build", step_done=0), "progress")],
         "batches": {
             "pages_per_batch": batches.pages,
             "total_pages": batches.total_pages,
@@ -183,9 +181,9 @@ def _copy_phase(ctx: MigrationContext) -> dict[str, Any]:
 
 def _capture_steps(ctx):
     names = ctx.names
-    src = _ident(names["schema"], names["name"])
-    log = _ident(STATE_SCHEMA, names["log"])
-    func = _ident(STATE_SCHEMA, names["function"])
+    src = identifier(names["schema"], names["name"])
+    log = identifier(STATE_SCHEMA, names["log"])
+    func = identifier(STATE_SCHEMA, names["function"])
     key_cols = ctx.replay_key
     key_types = ctx.replay_key_types
     body = sql.SQL(
@@ -193,12 +191,12 @@ def _capture_steps(ctx):
         "IF TG_OP IN ('DELETE', 'UPDATE') THEN INSERT INTO {log} ({c}) SELECT {c} FROM sigeti_old; END IF; "
         "IF TG_OP = 'TRUNCATE' THEN RAISE EXCEPTION 'sigeti.dwh: {t} is being migrated to partitions: TRUNCATE is "
         "refused until the migration ends'; END IF; RETURN NULL; END"
-    ).format(log=log, c=_cols(key_cols), t=sql.SQL(ctx.display.replace("'", "''").replace("%", "")))
+    ).format(log=log, c=column_list(key_cols), t=sql.SQL(ctx.display.replace("'", "''").replace("%", "")))
     steps = [
         Step(
             sql.SQL("CREATE TABLE {} (log_id bigserial PRIMARY KEY, {})").format(
                 log,
-                _join([sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(key_cols, key_types)]),
+                join_sql([sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(key_cols, key_types)]),
             ),
             "log of the keys changed while the copy runs (a regular table: it survives a crash)",
         ),
@@ -206,7 +204,7 @@ def _capture_steps(ctx):
             sql.SQL(
                 "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
                 "SET search_path = pg_catalog, pg_temp AS {}"
-            ).format(func, _AsLiteral(body)),
+            ).format(func, AsLiteral(body)),
             "capture function (SECURITY DEFINER: writers need no right on the sigeti_dwh schema)",
         ),
     ]
@@ -235,7 +233,7 @@ def _capture_steps(ctx):
 
 
 def _drop_capture_steps(ctx):
-    src = _ident(ctx.names["schema"], ctx.names["name"])
+    src = identifier(ctx.names["schema"], ctx.names["name"])
     return [
         Step(
             sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(t), src),
@@ -249,10 +247,10 @@ def online_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     """Online mode: copy beside the original while writers go on, replay their changes, swap in one short lock."""
     names, display = ctx.names, ctx.display
     shadow = names["shadow"]
-    state_insert = _state_insert(names, ctx.table["oid"], "online", "copy", display)
+    state_insert = state_insert_sql(names, ctx.table["oid"], "online", "copy", display)
     swap, lock_targets = swap_steps(ctx, shadow)
     prepare = (
-        _state_steps(ctx.facts)
+        state_steps(ctx.facts)
         + shadow_steps(ctx, shadow)
         + _capture_steps(ctx)
         + [
@@ -261,7 +259,7 @@ def online_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             _rows_total_step(ctx),
         ]
     )
-    replay = _replay_steps(names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, shadow)
+    replay = replay_steps(names, ctx.replay_key, ctx.replay_key_types, ctx.insert_cols, ctx.overriding, shadow)
     return [
         {
             "name": "prepare",
@@ -332,16 +330,16 @@ def verify_steps(ctx: MigrationContext) -> VerifySteps:
         isolation="REPEATABLE READ",
     )
     source = Step(
-        _checksum_total(_ident(names["schema"], names["name"]), columns),
+        checksum_total(identifier(names["schema"], names["name"]), columns),
         "rows and content checksum of the original (on the second connection, while the shadow is read)",
     )
     target = Step(
-        _checksum_total(_ident(names["schema"], names["shadow"]), columns), "rows and content checksum of the shadow"
+        checksum_total(identifier(names["schema"], names["shadow"]), columns), "rows and content checksum of the shadow"
     )
     detail = Step(
         checksum_detail_sql(
-            _checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
-            _checksum_target(names, names["shadow"], columns=columns),
+            checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
+            checksum_target(names, names["shadow"], columns=columns),
             source,
             target,
         ),
@@ -359,10 +357,10 @@ def _online_swap(ctx, replay, lock_targets):
     names = ctx.names
     shadow = names["shadow"]
     key_verify = Step(
-        _verify_block(
+        verify_block(
             ctx.display,
-            _checksum_source(names, None, None, None, REPLAY_KEYS, ctx.replay_key, columns=ctx.table["columns"]),
-            _checksum_target(names, shadow, REPLAY_KEYS, ctx.replay_key, columns=ctx.table["columns"]),
+            checksum_source(names, None, None, None, REPLAY_KEYS, ctx.replay_key, columns=ctx.table["columns"]),
+            checksum_target(names, shadow, REPLAY_KEYS, ctx.replay_key, columns=ctx.table["columns"]),
             "rows changed since the online verification",
         ),
         "verify the rows replayed under the lock",

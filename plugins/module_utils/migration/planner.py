@@ -16,21 +16,21 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.attach import attach_phases
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import MigrationContext, new_partitions
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.facts import (
-    _default_rows,
-    _disk_needed,
-    _hazard_warnings,
-    _new_primary_key,
-    _own_leftover_indexes,
-    _refuse_exclusion,
-    _refuse_foreign_keys_in,
-    _refuse_hazards,
-    _refuse_self_foreign_keys,
-    _refuse_stacked_matviews,
-    _refuse_table,
-    _refuse_taken,
-    _refuse_unique_without_key,
-    _replay_key,
-    _user_triggers,
+    default_rows_checked,
+    disk_needed,
+    hazard_warnings,
+    new_primary_key,
+    own_leftover_indexes,
+    refuse_exclusion,
+    refuse_foreign_keys_in,
+    refuse_hazards,
+    refuse_self_foreign_keys,
+    refuse_stacked_matviews,
+    refuse_table,
+    refuse_taken,
+    refuse_unique_without_key,
+    replay_key_columns,
+    user_triggers_checked,
     validate_layout,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.offline import offline_phases
@@ -101,7 +101,7 @@ def plan_migration(
     if facts is None:
         raise DwhError("plan_migration needs facts=read_facts(conn, table, layout, options, server)")
     mode = options["mode"]
-    _refuse_table(table, mode, display)
+    refuse_table(table, mode, display)
     key = options.get("key")
     columns = {c["name"]: c for c in table["columns"]}
     if key not in columns:
@@ -110,28 +110,28 @@ def plan_migration(
         )
     ranges, default = validate_layout(layout, columns[key]["type"], display)
     names = migration_names(table)
-    _refuse_taken(table, layout, facts, names, display)
+    refuse_taken(table, layout, facts, names, display)
 
     constraints = facts["constraints"]
     pk = next((c for c in constraints if c["type"] == "p"), None)
-    new_pk_columns, warnings = _new_primary_key(pk, key, options, display)
-    _refuse_exclusion(constraints, display)
-    _refuse_unique_without_key(facts, key, display)
-    _refuse_hazards(table, facts, options, key, display, new_pk_columns)
-    warnings.extend(_hazard_warnings(table, facts, display))
-    own_indexes = _own_leftover_indexes(table, pk)
+    new_pk_columns, warnings = new_primary_key(pk, key, options, display)
+    refuse_exclusion(constraints, display)
+    refuse_unique_without_key(facts, key, display)
+    refuse_hazards(table, facts, options, key, display, new_pk_columns)
+    warnings.extend(hazard_warnings(table, facts, display))
+    own_indexes = own_leftover_indexes(table, pk)
     constraint_indexes = {c["index"] for c in constraints if c["type"] in ("p", "u") and c["index"]}
     plain_indexes = [
         i for i in table["indexes"] if i["name"] not in constraint_indexes and i["name"] not in own_indexes
     ]
-    _refuse_foreign_keys_in(facts, key, new_pk_columns, display)
-    _refuse_self_foreign_keys(table, facts, display)
-    _refuse_stacked_matviews(facts, display)
-    user_triggers = _user_triggers(facts, display)
-    replay_key = _replay_key(pk, constraints, columns, display) if mode == "online" else None
-    default_rows, default_warnings = _default_rows(facts, default, key, display)
+    refuse_foreign_keys_in(facts, key, new_pk_columns, display)
+    refuse_self_foreign_keys(table, facts, display)
+    refuse_stacked_matviews(facts, display)
+    user_triggers = user_triggers_checked(facts, display)
+    replay_key = replay_key_columns(pk, constraints, columns, display) if mode == "online" else None
+    default_rows, default_warnings = default_rows_checked(facts, default, key, display)
     warnings.extend(default_warnings)
-    need, free = _disk_needed(table, facts, mode, display)
+    need, free = disk_needed(table, facts, mode, display)
 
     ctx = MigrationContext(
         table=table,

@@ -14,12 +14,13 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import migration as catalog_migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.abandon import (
-    _execute,
-    _unit,
     abandon_migration,
+    execute_in_units,
+    one_unit,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.catchup import catch_up
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.facts import read_facts, read_state
@@ -43,14 +44,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     REPLAYED,
     STATE_SCHEMA,
     STATE_TABLE,
-    _ident,
-    _join,
-    _json_value,
-    _replay_steps,
-    _state_update,
+    identifier,
+    join_sql,
     migration_names,
     normalize_options,
+    replay_steps,
     rows_of,
+    state_update,
     totals_differ,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.side import side_read
@@ -154,7 +154,7 @@ class _Run:
         steps = list(steps)
         if isolation and steps:
             steps[0].isolation = isolation
-        ran = _execute(self.executor, _unit(steps, "sigeti-migration-%d" % next(self._groups)))
+        ran = execute_in_units(self.executor, one_unit(steps, "sigeti-migration-%d" % next(self._groups)))
         self.queries.extend(ran)
         return ran
 
@@ -162,7 +162,7 @@ class _Run:
         """Run Steps (and the progress they make, ``state_values``) as one transaction through the Executor."""
         steps = list(units)
         if state_values is not None:
-            steps.append(Step(_state_update(self.plan.names, **state_values), "progress"))
+            steps.append(Step(state_update(self.plan.names, **state_values), "progress"))
         return self.execute(steps)
 
     def timed_swap(self, steps):
@@ -179,7 +179,7 @@ class _Run:
         ``rows``)."""
         plan = self.plan
         names = plan.names
-        steps = _replay_steps(
+        steps = replay_steps(
             names,
             plan.replay_key,
             plan.ctx.replay_key_types,
@@ -221,7 +221,7 @@ def _verify_online(run):
         main_steps,
         executed,
     ):
-        extra = main_steps(verify.steps) + [Step(_state_update(names, phase="swap"), "progress")]
+        extra = main_steps(verify.steps) + [Step(state_update(names, phase="swap"), "progress")]
         run.replay(extra, isolation="REPEATABLE READ")
     run.queries.extend(executed)
     (source_rows, source_sum), (target_rows, target_sum) = source.rows[0], target.rows[0]
@@ -251,11 +251,11 @@ def _differing_columns(run):
     """
     names = run.plan.names
     columns = [c["name"] for c in run.plan.ctx.table["columns"]]
-    sums = _join(
+    sums = join_sql(
         [sql.SQL("sum(hashtextextended(ROW(t.{})::text, 0))::text").format(sql.Identifier(c)) for c in columns]
     )
     source, shadow = [
-        Step(sql.SQL("SELECT {} FROM {} t").format(sums, _ident(names["schema"], relation)), "column checksums")
+        Step(sql.SQL("SELECT {} FROM {} t").format(sums, identifier(names["schema"], relation)), "column checksums")
         for relation in (names["name"], names["shadow"])
     ]
     run.execute([source, shadow], isolation="REPEATABLE READ")
@@ -276,7 +276,7 @@ def _run_post(run, state):
             steps.append(
                 Step(
                     sql.SQL("DELETE FROM {} WHERE schema_name = {} AND table_name = {}").format(
-                        _ident(STATE_SCHEMA, STATE_TABLE),
+                        identifier(STATE_SCHEMA, STATE_TABLE),
                         sql.Literal(state["schema_name"]),
                         sql.Literal(state["table_name"]),
                     ),
@@ -286,7 +286,7 @@ def _run_post(run, state):
         else:
             steps.append(
                 Step(
-                    _state_update({"schema": state["schema_name"], "name": state["table_name"]}, step_done=index + 1),
+                    state_update({"schema": state["schema_name"], "name": state["table_name"]}, step_done=index + 1),
                     "progress",
                 )
             )
@@ -497,7 +497,7 @@ def _store_post(run, post_units, **state_values):
     """The step of the swap transaction storing the post-swap statements: a run killed after it resumes exactly."""
     result_json = json.dumps({k: run.result[k] for k in _STORED_RESULT if k in run.result})
     return Step(
-        _state_update(
+        state_update(
             run.plan.names,
             post=json.dumps(_render_post(run.conn, post_units)),
             step_done=0,
@@ -527,7 +527,7 @@ def _run_in_one_swap(run):
     if plan.mode == "attach":
         run.result["renamed_source"] = None
         run.result["attached_partition"] = display_name(names["schema"], names["unpartitioned"])
-        run.result["attached_range"] = [_json_value(plan.attach_range.low), _json_value(plan.attach_range.high)]
+        run.result["attached_range"] = [json_value(plan.attach_range.low), json_value(plan.attach_range.high)]
         run.event("check")
         run.execute_units(phases["check"]["steps"])
         run.result["phases_run"].append("check")
@@ -615,7 +615,7 @@ def _online_copy(run, state):
     # key was logged before the later batch read it, so one replay now (before any unique index) removes the
     # duplicate. Pages added after the copy started hold rows inserted since the triggers: the log has them.
     run.event("copy-replay")
-    run.replay([Step(_state_update(names, phase="build", step_done=0), "progress")])
+    run.replay([Step(state_update(names, phase="build", step_done=0), "progress")])
     run.result["rows_copied"] = copied
     run.result["phases_run"].append("copy")
 
@@ -628,7 +628,7 @@ def _online_build(run, phase, done):
             continue
         run.event("build", unit=index, units=len(units))
         run.execute_units(unit, {"step_done": index + 1})
-    run.execute([Step(_state_update(run.plan.names, phase="catchup", step_done=0), "progress")])
+    run.execute([Step(state_update(run.plan.names, phase="catchup", step_done=0), "progress")])
     run.result["phases_run"].append("build")
 
 

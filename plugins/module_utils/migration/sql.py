@@ -10,8 +10,8 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.records import Facts
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 
 if TYPE_CHECKING:  # names used in annotations only
@@ -105,36 +105,36 @@ def normalize_options(options: dict[str, Any] | None) -> dict[str, Any]:
     return result
 
 
-class _AsLiteral(sql.Composable if sql else object):
+class AsLiteral(sql.Composable if sql else object):
     """A composed SQL text passed as a string literal (function bodies, DO blocks), quoted at render time."""
 
-    def as_string(self, context):
+    def as_string(self, context: Any) -> str:
         return sql.Literal(self._wrapped.as_string(context)).as_string(context)
 
 
-def _ident(*parts):
+def identifier(*parts: str) -> sql.Identifier:
+    """A (qualified) identifier."""
     return sql.Identifier(*parts)
 
 
-def _join(parts, sep=", "):
+def join_sql(parts: Iterable[Composable], sep: str = ", ") -> Composed:
+    """SQL parts joined by ``sep``."""
     return sql.SQL(sep).join(parts)
 
 
-def _cols(names, alias=None):
+def column_list(names: Iterable[str], alias: str | None = None) -> Composed:
+    """Column names as a list, qualified by ``alias`` when given."""
     if alias:
-        return _join([sql.Identifier(alias, n) for n in names])
-    return _join([sql.Identifier(n) for n in names])
+        return join_sql([sql.Identifier(alias, n) for n in names])
+    return join_sql([sql.Identifier(n) for n in names])
 
 
-def _bound_literal(value):
+def bound_literal(value: Any) -> sql.Literal:
+    """A partition bound value as an SQL literal."""
     return sql.Literal(value)
 
 
-def _json_value(value):
-    return catalog.json_value(value)
-
-
-def _in_ranges(key, ranges):
+def in_ranges(key: str, ranges: Sequence[Any]) -> Composed:
     """SQL: the key falls in one of the declared ranges (adjacent ranges merged, so the test stays short)."""
     merged = []
     for entry in ranges:
@@ -142,10 +142,10 @@ def _in_ranges(key, ranges):
             merged[-1][1] = entry["high"]
         else:
             merged.append([entry["low"], entry["high"]])
-    return _join(
+    return join_sql(
         [
             sql.SQL("({k} >= {lo} AND {k} < {hi})").format(
-                k=sql.Identifier(key), lo=_bound_literal(lo), hi=_bound_literal(hi)
+                k=sql.Identifier(key), lo=bound_literal(lo), hi=bound_literal(hi)
             )
             for lo, hi in merged
         ],
@@ -170,26 +170,30 @@ def _bucket(key, ranges, default, key_type):
         return sql.SQL("{}::text").format(other)
     # below the first bound: 0, at or above the last: len(bounds); both outside the names array, so NULL
     return sql.SQL("coalesce((ARRAY[{n}]::text[])[width_bucket({k}, ARRAY[{b}]::{t}[])], {o})").format(
-        n=_join([sql.Literal(n) if n else sql.SQL("NULL") for n in names]),
+        n=join_sql([sql.Literal(n) if n else sql.SQL("NULL") for n in names]),
         k=sql.Identifier("t", key),
-        b=_join([_bound_literal(b) for b in bounds]),
+        b=join_sql([bound_literal(b) for b in bounds]),
         t=sql.SQL(key_type),
         o=other,
     )
 
 
-def _state_update(names, **values):
+def state_update(names: Facts, **values: Any) -> Composed:
+    """UPDATE of the migration's state row setting ``values``."""
     assignments = [
         sql.SQL("{} = {}").format(sql.Identifier(k), v if isinstance(v, sql.Composable) else sql.Literal(v))
         for k, v in sorted(values.items())
     ]
     assignments.append(sql.SQL("updated_at = clock_timestamp()"))
     return sql.SQL("UPDATE {} SET {} WHERE schema_name = {} AND table_name = {}").format(
-        _ident(STATE_SCHEMA, STATE_TABLE), _join(assignments), sql.Literal(names["schema"]), sql.Literal(names["name"])
+        identifier(STATE_SCHEMA, STATE_TABLE),
+        join_sql(assignments),
+        sql.Literal(names["schema"]),
+        sql.Literal(names["name"]),
     )
 
 
-def _state_steps(facts: dict[str, Any] | None = None) -> list[Step]:
+def state_steps(facts: dict[str, Any] | None = None) -> list[Step]:
     """The state schema (unless ``facts`` saw it: CREATE SCHEMA IF NOT EXISTS still asks for CREATE on the database,
     which an owner migrating its own table may lack) and the state table, created on first use."""
     hazards = (facts or {}).get("hazards") or {}
@@ -197,7 +201,7 @@ def _state_steps(facts: dict[str, Any] | None = None) -> list[Step]:
     if hazards.get("can_create_in_state_schema") is None:  # None: no sigeti_dwh yet (or not read)
         schema.append(
             Step(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_ident(STATE_SCHEMA)),
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(identifier(STATE_SCHEMA)),
                 "schema for the migration state (created on first use)",
             )
         )
@@ -210,19 +214,19 @@ def _state_steps(facts: dict[str, Any] | None = None) -> list[Step]:
                 "step_done integer NOT NULL DEFAULT 0, replayed bigint NOT NULL DEFAULT 0, post jsonb, "
                 "result jsonb NOT NULL DEFAULT '{{}}', started_at timestamptz NOT NULL DEFAULT clock_timestamp(), "
                 "updated_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (schema_name, table_name))"
-            ).format(_ident(STATE_SCHEMA, STATE_TABLE)),
+            ).format(identifier(STATE_SCHEMA, STATE_TABLE)),
             "progress of migrations, so a killed run resumes",
         ),
     ]
 
 
-def _state_insert(names, oid, mode, phase, display):
+def state_insert_sql(names: Facts, oid: int, mode: str, phase: str, display: str) -> Composed:
     """The state row of a new migration, with the number of heap pages the online copy will read."""
     return sql.SQL(
         "INSERT INTO {} (schema_name, table_name, source_oid, mode, phase, total_pages) VALUES ({}, {}, {}, {}, {}, "
         "(SELECT pg_relation_size({}) / current_setting('block_size')::bigint))"
     ).format(
-        _ident(STATE_SCHEMA, STATE_TABLE),
+        identifier(STATE_SCHEMA, STATE_TABLE),
         sql.Literal(names["schema"]),
         sql.Literal(names["name"]),
         sql.Literal(int(oid)),
@@ -281,8 +285,8 @@ def row_digest(columns: Iterable[dict[str, Any]], alias: str = "t") -> Composed:
         else:
             native.append(ref)
     if other:
-        native.append(sql.SQL("ROW({})::text").format(_join(other)))
-    return sql.SQL("hash_record_extended(ROW({}), 0)").format(_join(native))
+        native.append(sql.SQL("ROW({})::text").format(join_sql(other)))
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(join_sql(native))
 
 
 def _keys_join(keys_table, replay_key):
@@ -290,13 +294,22 @@ def _keys_join(keys_table, replay_key):
         return sql.SQL("")
     return sql.SQL(" JOIN {} k ON {}").format(
         sql.Identifier(keys_table),
-        _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
+        join_sql([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND "),
     )
 
 
-def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=None, *, columns):
+def checksum_source(
+    names: Facts,
+    key: str,
+    ranges: Sequence[Any],
+    default: Any,
+    keys_table: str | None = None,
+    replay_key: Sequence[str] | None = None,
+    *,
+    columns: Sequence[Facts],
+) -> Composed:
     """SQL: rows and content checksum of the original, per target partition (or of the rows of ``keys_table``)."""
-    src = _ident(names["schema"], names["name"])
+    src = identifier(names["schema"], names["name"])
     if keys_table:
         bucket = sql.Literal("replayed keys")
     else:
@@ -306,9 +319,16 @@ def _checksum_source(names, key, ranges, default, keys_table=None, replay_key=No
     )
 
 
-def _checksum_target(names, shadow, keys_table=None, replay_key=None, *, columns):
+def checksum_target(
+    names: Facts,
+    shadow: str,
+    keys_table: str | None = None,
+    replay_key: Sequence[str] | None = None,
+    *,
+    columns: Sequence[Facts],
+) -> Composed:
     """SQL: rows and content checksum of the shadow, per partition (or of the rows of ``keys_table``)."""
-    target = _ident(names["schema"], shadow)
+    target = identifier(names["schema"], shadow)
     if keys_table:
         return sql.SQL("SELECT 'replayed keys'::text AS b, count(*) AS n, sum({d}) AS h FROM {t} t{j}").format(
             d=row_digest(columns), t=target, j=_keys_join(keys_table, replay_key)
@@ -319,13 +339,13 @@ def _checksum_target(names, shadow, keys_table=None, replay_key=None, *, columns
     ).format(d=row_digest(columns), t=target)
 
 
-def _checksum_total(relation, columns):
+def checksum_total(relation: Composable, columns: Sequence[Facts]) -> Composed:
     """SQL: rows and content checksum of a whole table, one row (no grouping: the cheap check of the offline mode)."""
     return sql.SQL("SELECT count(*), sum({d}) FROM {r} t").format(d=row_digest(columns), r=relation)
 
 
 def totals_differ(source_total: Sequence[Any], target_total: Sequence[Any]) -> bool:
-    """Whether two ``_checksum_total`` results (``(rows, checksum)``) differ."""
+    """Whether two ``checksum_total`` results (``(rows, checksum)``) differ."""
     return tuple(source_total) != tuple(target_total)
 
 
@@ -399,7 +419,8 @@ def checksum_compare_sql(source_sql: Composable, target_sql: Composable) -> Comp
     ).format(s=source_sql, d=target_sql)
 
 
-def _verify_block(display, source_sql, target_sql, what):
+def verify_block(display: str, source_sql: Composable, target_sql: Composable, what: str) -> Composed:
+    """DO block: raise (rolling the transaction back) when the per-partition checksums of source and target differ."""
     body = sql.SQL(
         "DECLARE bad text; BEGIN SELECT string_agg(format('%s: source %s rows (checksum %s), target %s rows "
         "(checksum %s)', bucket, source_rows, source_checksum, target_rows, target_checksum), '; ') INTO bad "
@@ -409,7 +430,7 @@ def _verify_block(display, source_sql, target_sql, what):
         cmp=checksum_compare_sql(source_sql, target_sql),
         msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
     )
-    return sql.SQL("DO {}").format(_AsLiteral(body))
+    return sql.SQL("DO {}").format(AsLiteral(body))
 
 
 class _TotalsText(_FromTotals):
@@ -423,9 +444,11 @@ class _TotalsText(_FromTotals):
         return sql.Literal(text).as_string(context)
 
 
-def _verify_totals_block(display, source_step, target_step, source_sql, target_sql, what):
+def verify_totals_block(
+    display: str, source_step: Step, target_step: Step, source_sql: Composable, target_sql: Composable, what: str
+) -> Composed:
     """DO block: raise (rolling the transaction back) when the whole-table totals ``source_step`` and ``target_step``
-    returned (``_checksum_total``, one scan each, no grouping) differ, naming the partitions that differ: the detail
+    returned (``checksum_total``, one scan each, no grouping) differ, naming the partitions that differ: the detail
     per partition is computed only then (``IF false`` plans nothing)."""
     body = sql.SQL(
         "DECLARE bad text; BEGIN IF {differ} THEN "
@@ -440,16 +463,24 @@ def _verify_totals_block(display, source_step, target_step, source_sql, target_s
         msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
         totals=_TotalsText(source_step, target_step),
     )
-    return sql.SQL("DO {}").format(_AsLiteral(body))
+    return sql.SQL("DO {}").format(AsLiteral(body))
 
 
-def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow, limit=None):
+def replay_steps(
+    names: Facts,
+    replay_key: Sequence[str],
+    key_types: Sequence[str],
+    insert_cols: Composable,
+    overriding: Composable,
+    shadow: str,
+    limit: int | None = None,
+) -> list[Step]:
     """The replay of the logged keys into the shadow, in one transaction: take the keys (all of them, or the
     ``limit`` oldest: a bounded batch of the catch-up), drop their rows from the shadow, copy them again."""
-    src = _ident(names["schema"], names["name"])
-    log = _ident(STATE_SCHEMA, names["log"])
+    src = identifier(names["schema"], names["name"])
+    log = identifier(STATE_SCHEMA, names["log"])
     keys = sql.Identifier(REPLAY_KEYS)
-    match = _join([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND ")
+    match = join_sql([sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(c)) for c in replay_key], " AND ")
     taken = sql.SQL("")
     if limit is not None:
         taken = sql.SQL(" WHERE log_id IN (SELECT log_id FROM {log} ORDER BY log_id LIMIT {n})").format(
@@ -459,7 +490,9 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow,
         Step(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(
                 keys,
-                _join([sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(replay_key, key_types)]),
+                join_sql(
+                    [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(replay_key, key_types)]
+                ),
             ),
             "keys changed since the last replay",
         ),
@@ -467,7 +500,7 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow,
             sql.SQL(
                 "WITH consumed AS (DELETE FROM {log}{taken} RETURNING {c}) INSERT INTO {keys} SELECT DISTINCT {c} "
                 "FROM consumed"
-            ).format(log=log, taken=taken, c=_cols(replay_key), keys=keys),
+            ).format(log=log, taken=taken, c=column_list(replay_key), keys=keys),
             "take the logged keys (rows logged by transactions still open stay for the next replay)"
             if limit is None
             else "take the %d oldest logged keys (a bounded batch: the transaction stays short)" % int(limit),
@@ -476,17 +509,17 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow,
         Step(sql.SQL("ANALYZE {}").format(keys), "statistics for the replay joins"),
         Step(
             sql.SQL("DELETE FROM {t} t USING {keys} k WHERE {m}").format(
-                t=_ident(names["schema"], shadow), keys=keys, m=match
+                t=identifier(names["schema"], shadow), keys=keys, m=match
             ),
             "drop the shadow's copy of changed rows",
             effect=REMOVED,
         ),
         Step(
             sql.SQL("INSERT INTO {t} ({c}){o} SELECT {sc} FROM {src} t JOIN {keys} k ON {m}").format(
-                t=_ident(names["schema"], shadow),
-                c=_cols(insert_cols),
+                t=identifier(names["schema"], shadow),
+                c=column_list(insert_cols),
                 o=overriding,
-                sc=_cols(insert_cols, "t"),
+                sc=column_list(insert_cols, "t"),
                 src=src,
                 keys=keys,
                 m=match,
@@ -500,7 +533,7 @@ def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow,
 def backlog_step(names: dict[str, str]) -> Step:
     """Keys left in the change log (the span of its visible ids: cheap, from its primary key) and keys ever logged
     (its sequence, committed or not): what the catch-up measures its progress and the writers' rate by."""
-    log = _ident(STATE_SCHEMA, names["log"])
+    log = identifier(STATE_SCHEMA, names["log"])
     return Step(
         sql.SQL(
             "SELECT coalesce(max(log_id) - min(log_id) + 1, 0), "
@@ -510,7 +543,8 @@ def backlog_step(names: dict[str, str]) -> Step:
     )
 
 
-def _grant_steps(grants, column_grants, target, reason):
+def grant_steps(grants: Sequence[Facts], column_grants: Sequence[Facts], target: Composable, reason: str) -> list[Step]:
+    """The GRANT steps giving ``target`` the table's and its columns' privileges."""
     steps = []
     for g in grants:
         grantee = sql.SQL("PUBLIC") if g["grantee"] == "PUBLIC" else sql.Identifier(g["grantee"])
@@ -539,9 +573,10 @@ def _grant_steps(grants, column_grants, target, reason):
     return steps
 
 
-def _policy_step(policy, target):
+def policy_step(policy: Facts, target: Composable) -> Step:
+    """The CREATE POLICY step recreating a row-level security policy on ``target``."""
     commands = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
-    roles = _join([sql.SQL("PUBLIC") if r == "PUBLIC" else sql.Identifier(r) for r in policy["roles"]])
+    roles = join_sql([sql.SQL("PUBLIC") if r == "PUBLIC" else sql.Identifier(r) for r in policy["roles"]])
     text = sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
         sql.Identifier(policy["name"]),
         target,
@@ -560,7 +595,7 @@ def key_definition(definition: str, columns: Sequence[str], reloptions: Sequence
     """``pg_get_constraintdef`` of a key with its column list replaced by ``columns``: INCLUDE, USING INDEX
     TABLESPACE and DEFERRABLE ... are kept as the original had them, and the index's storage parameters
     (``reloptions``, which pg_get_constraintdef leaves out) are put back as ``WITH (...)`` (pure)."""
-    head, tail = _split_key(definition)
+    head, tail = split_key(definition)
     include = ""
     if tail.startswith(" INCLUDE ("):
         close = _paren_end(tail, tail.index("("))
@@ -568,14 +603,16 @@ def key_definition(definition: str, columns: Sequence[str], reloptions: Sequence
     with_clause = sql.SQL("")
     if reloptions and not tail.startswith(" WITH ("):
         with_clause = sql.SQL(" WITH ({})").format(
-            _join(
+            join_sql(
                 [
                     sql.SQL("{} = {}").format(sql.SQL(o.split("=", 1)[0]), sql.Literal(o.split("=", 1)[1]))
                     for o in reloptions
                 ]
             )
         )
-    return sql.SQL("{}({}){}{}{}").format(sql.SQL(head), _cols(columns), sql.SQL(include), with_clause, sql.SQL(tail))
+    return sql.SQL("{}({}){}{}{}").format(
+        sql.SQL(head), column_list(columns), sql.SQL(include), with_clause, sql.SQL(tail)
+    )
 
 
 def _paren_end(text, start):
@@ -594,14 +631,14 @@ def _paren_end(text, start):
     raise DwhError("cannot read the key definition %r: unbalanced parentheses" % text)
 
 
-def _split_key(definition):
+def split_key(definition: str) -> tuple[str, str]:
     """``("PRIMARY KEY ", " INCLUDE (v) ...")``: what precedes and follows a key definition's column list."""
     start = definition.index("(")
     end = _paren_end(definition, start)
     return definition[:start], definition[end + 1 :]
 
 
-def _rule_text(definition, replace=False):
+def rule_text(definition: str, replace: bool = False) -> sql.SQL:
     """``pg_get_ruledef`` output as a statement: names in it are schema-qualified (read under search_path
     pg_catalog), so once the partitioned table has taken the name it binds to it."""
     text = definition.strip().rstrip(";")
@@ -623,20 +660,23 @@ def copy_statement(
     if last_page is not None:
         pages = sql.SQL("{} AND ctid < {}::tid").format(pages, sql.Literal("(%d,0)" % last_page))
     return sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {}").format(
-        _ident(names["schema"], names["shadow"]),
-        _cols(insert_cols),
+        identifier(names["schema"], names["shadow"]),
+        column_list(insert_cols),
         overriding,
-        _cols(insert_cols),
-        _ident(names["schema"], names["name"]),
+        column_list(insert_cols),
+        identifier(names["schema"], names["name"]),
         pages,
     )
 
 
-def _drop_index_steps(names, indexes, reason="index %s prebuilt by the attach mode"):
+def drop_index_steps(
+    names: Facts, indexes: Sequence[str], reason: str = "index %s prebuilt by the attach mode"
+) -> list[Step]:
+    """DROP INDEX CONCURRENTLY of indexes an attach migration built, each alone."""
     # outside any transaction: DROP INDEX CONCURRENTLY waits for readers instead of blocking them
     return [
         Step(
-            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(names["schema"], index)),
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(identifier(names["schema"], index)),
             reason % index,
             transactional=False,
         )

@@ -17,13 +17,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     new_partitions,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
-    _AsLiteral,
-    _grant_steps,
-    _ident,
-    _join,
-    _policy_step,
-    _rule_text,
+    AsLiteral,
     derived_name,
+    grant_steps,
+    identifier,
+    join_sql,
+    policy_step,
+    rule_text,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, Step
 
@@ -44,12 +44,12 @@ def _view_steps(views, swap_lock_targets):
             continue
         options = sql.SQL("")
         if view.get("options"):
-            options = sql.SQL(" WITH ({})").format(_join([sql.SQL(o) for o in view["options"]]))
+            options = sql.SQL(" WITH ({})").format(join_sql([sql.SQL(o) for o in view["options"]]))
         definition = view["definition"].strip().rstrip(";")
         steps.append(
             Step(
                 sql.SQL("CREATE OR REPLACE VIEW {}{} AS {}").format(
-                    _ident(view["schema"], view["name"]), options, sql.SQL(definition)
+                    identifier(view["schema"], view["name"]), options, sql.SQL(definition)
                 ),
                 "view %s read the old table by oid: rebind it to the partitioned table"
                 % display_name(view["schema"], view["name"]),
@@ -65,7 +65,7 @@ def swap_steps(ctx: MigrationContext, shadow: str, renames: bool = True) -> tupl
     """Everything that must change together when the partitioned table takes the name (cheap catalog work)."""
     names = ctx.names
     schema, name = names["schema"], names["name"]
-    new = _ident(schema, name)
+    new = identifier(schema, name)
     steps = []
     if renames:
         steps.extend(_rename_steps(ctx, shadow))
@@ -83,20 +83,22 @@ def _rename_steps(ctx, shadow):
         steps.append(
             Step(
                 sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                    _ident(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
+                    identifier(schema, index["name"]), sql.Identifier(derived_name(index["name"], "_unpartitioned"))
                 ),
                 "the original's index frees its name",
             )
         )
     steps.append(
         Step(
-            sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(schema, name), sql.Identifier(names["unpartitioned"])),
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                identifier(schema, name), sql.Identifier(names["unpartitioned"])
+            ),
             "keep the original until drop_source",
         )
     )
     steps.append(
         Step(
-            sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(schema, shadow), sql.Identifier(name)),
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(identifier(schema, shadow), sql.Identifier(name)),
             "the partitioned table takes the name",
         )
     )
@@ -104,7 +106,7 @@ def _rename_steps(ctx, shadow):
         steps.append(
             Step(
                 sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                    _ident(schema, derived_name(index["name"], "_sgt_new")), sql.Identifier(index["name"])
+                    identifier(schema, derived_name(index["name"], "_sgt_new")), sql.Identifier(index["name"])
                 ),
                 "indexes keep their names",
             )
@@ -120,7 +122,9 @@ def _carry_steps(ctx, new):
     for item in facts.get("index_comments") or []:
         steps.append(
             Step(
-                sql.SQL("COMMENT ON INDEX {} IS {}").format(_ident(schema, item["name"]), sql.Literal(item["comment"])),
+                sql.SQL("COMMENT ON INDEX {} IS {}").format(
+                    identifier(schema, item["name"]), sql.Literal(item["comment"])
+                ),
                 "index comment",
             )
         )
@@ -135,12 +139,14 @@ def _carry_steps(ctx, new):
                 )
             )
     steps.extend(_sequence_steps(ctx))
-    steps.extend(_grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
+    steps.extend(grant_steps(facts["grants"], facts["column_grants"], new, "same grants"))
     for entry in new_partitions(ctx, with_default=True):
-        steps.extend(_grant_steps(facts["grants"], [], _ident(schema, entry["name"]), "same grants on the partition"))
+        steps.extend(
+            grant_steps(facts["grants"], [], identifier(schema, entry["name"]), "same grants on the partition")
+        )
     identity = {"f": "FULL", "n": "NOTHING"}.get(facts["flags"].get("replica_identity"))
     if identity:
-        for target in [new] + [_ident(schema, e["name"]) for e in new_partitions(ctx, with_default=True)]:
+        for target in [new] + [identifier(schema, e["name"]) for e in new_partitions(ctx, with_default=True)]:
             steps.append(
                 Step(
                     sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(target, sql.SQL(identity)),
@@ -152,7 +158,7 @@ def _carry_steps(ctx, new):
     if facts["flags"].get("force_row_security"):
         steps.append(Step(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new), "forced row-level security"))
     for policy in facts["policies"]:
-        steps.append(_policy_step(policy, new))
+        steps.append(policy_step(policy, new))
     steps.extend(_trigger_steps(ctx, new))
     steps.extend(_rule_steps(ctx, new))
     steps.extend(_publication_steps(ctx, new))
@@ -162,7 +168,7 @@ def _carry_steps(ctx, new):
 def _publication_steps(ctx, new):
     """The partitioned table takes the original's place in its publications (publish_via_partition_root, checked
     before any change, keeps the changes published under the table's name)."""
-    old = _ident(ctx.names["schema"], ctx.names["unpartitioned"])
+    old = identifier(ctx.names["schema"], ctx.names["unpartitioned"])
     steps = []
     for publication in (ctx.facts.get("hazards") or {}).get("publications") or []:
         pub = sql.Identifier(publication["name"])
@@ -190,7 +196,7 @@ def _sequence_steps(ctx):
             steps.append(
                 Step(
                     sql.SQL("ALTER SEQUENCE {} OWNED BY {}").format(
-                        _ident(seq["schema"], seq["name"]), _ident(schema, name, seq["column"])
+                        identifier(seq["schema"], seq["name"]), identifier(schema, name, seq["column"])
                     ),
                     "the sequence follows its column (dropping the old table will not drop it)",
                 )
@@ -203,7 +209,7 @@ def _sequence_steps(ctx):
                     ).format(
                         t=sql.Literal(display_name(schema, name)),
                         c=sql.Literal(seq["column"]),
-                        s=_ident(seq["schema"], seq["name"]),
+                        s=identifier(seq["schema"], seq["name"]),
                     ),
                     "identity %s continues where the original stopped" % seq["column"],
                 )
@@ -212,7 +218,8 @@ def _sequence_steps(ctx):
             steps.append(
                 Step(
                     sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(
-                        _ident(seq["schema"], seq["name"]), sql.Identifier(derived_name(seq["name"], "_unpartitioned"))
+                        identifier(seq["schema"], seq["name"]),
+                        sql.Identifier(derived_name(seq["name"], "_unpartitioned")),
                     ),
                     "the original's identity sequence frees its name",
                 )
@@ -222,7 +229,7 @@ def _sequence_steps(ctx):
             ).format(
                 t=sql.Literal(display_name(schema, name)), c=sql.Literal(seq["column"]), n=sql.Literal(seq["name"])
             )
-            steps.append(Step(sql.SQL("DO {}").format(_AsLiteral(body)), "the new identity sequence takes its name"))
+            steps.append(Step(sql.SQL("DO {}").format(AsLiteral(body)), "the new identity sequence takes its name"))
     return steps
 
 
@@ -257,7 +264,7 @@ def _rule_steps(ctx, new):
     """The table's own rules, created again on the partitioned table (the old table keeps its copies)."""
     steps = []
     for rule in (ctx.facts.get("hazards") or {}).get("rules") or []:
-        steps.append(Step(_rule_text(rule["definition"]), "rule %s, created on the partitioned table" % rule["name"]))
+        steps.append(Step(rule_text(rule["definition"]), "rule %s, created on the partitioned table" % rule["name"]))
         state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(rule.get("enabled"))
         if state:
             steps.append(
@@ -275,7 +282,7 @@ def _foreign_rule_steps(ctx, lock_targets):
     for rule in (ctx.facts.get("hazards") or {}).get("foreign_rules") or []:
         steps.append(
             Step(
-                _rule_text(rule["definition"], replace=True),
+                rule_text(rule["definition"], replace=True),
                 "rule %s on %s referred to the old table: rebind it" % (rule["name"], rule["table"]),
                 lock=ACCESS_EXCLUSIVE,
                 targets=[(rule["schema"], rule["relation"])],
@@ -289,7 +296,7 @@ def _repoint_steps(ctx, lock_targets):
     facts = ctx.facts
     steps = []
     for fk in facts["foreign_keys_in"]:
-        child = _ident(fk["schema"], fk["table"])
+        child = identifier(fk["schema"], fk["table"])
         steps.append(
             Step(
                 sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(child, sql.Identifier(fk["name"])),

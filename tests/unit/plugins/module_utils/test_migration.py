@@ -256,7 +256,7 @@ def test_key_definition_keeps_everything_but_the_columns(definition, reloptions,
     ],
 )
 def test_a_trigger_setting_the_key_is_recognised(source, expected):
-    assert migration._assigns_column(source, "k") is expected
+    assert migration.assigns_column(source, "k") is expected
 
 
 def test_hazards_refuse_before_any_change():

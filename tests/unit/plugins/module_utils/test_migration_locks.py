@@ -17,7 +17,7 @@ from tests.unit.plugins.module_utils.test_migration import render as render_plai
 
 def render(node):
     """``render_plain``, and the body of a DO block (a composed text passed as a literal) rendered as it is."""
-    if type(node).__name__ == "_AsLiteral":
+    if type(node).__name__ == "AsLiteral":
         return "'%s'" % render(node._wrapped)
     if hasattr(node, "seq"):
         return "".join(render(part) for part in node.seq)
