@@ -69,6 +69,74 @@ class MigrationContext:
     range_check: str | None = None
 
 
+def _matview_index_steps(schema, index, target):
+    """One index of a materialized view: built on the replacement, then (at the swap) renamed and commented."""
+    tmp_index = derived_name(index["name"], "_sgt_new")
+    build = Step(
+        sql.SQL("CREATE {}INDEX {} ON {} {}").format(
+            sql.SQL("UNIQUE " if index["unique"] else ""), sql.Identifier(tmp_index), target, sql.SQL(index["tail"])
+        ),
+        "index %s of the materialized view" % index["name"],
+    )
+    renames = [
+        Step(
+            sql.SQL("ALTER INDEX {} RENAME TO {}").format(identifier(schema, tmp_index), sql.Identifier(index["name"])),
+            "index keeps its name",
+        )
+    ]
+    if index.get("comment"):
+        renames.append(
+            Step(
+                sql.SQL("COMMENT ON INDEX {} IS {}").format(
+                    identifier(schema, index["name"]), sql.Literal(index["comment"])
+                ),
+                "index comment",
+            )
+        )
+    return build, renames
+
+
+def _matview_build(view, target):
+    """The replacement of one materialized view built beside it: dropped if left over, created, owned, granted."""
+    schema, name = view["schema"], view["name"]
+    options = sql.SQL("")
+    if view.get("options"):
+        options = sql.SQL(" WITH ({})").format(join_sql([sql.SQL(o) for o in view["options"]]))
+    return [
+        Step(
+            sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(target), "leftover of an interrupted rebuild, if any"
+        ),
+        Step(
+            sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {} WITH {}").format(
+                target,
+                options,
+                sql.SQL(view["definition"].strip().rstrip(";")),
+                sql.SQL("DATA" if view.get("populated", True) else "NO DATA"),
+            ),
+            "rebuild %s on the partitioned table (the refresh)" % display_name(schema, name),
+        ),
+    ]
+
+
+def _matview_finish(view, target):
+    """Owner, grants and comment of the replacement, as the original's."""
+    steps = [
+        Step(
+            sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(target, sql.Identifier(view["owner"])),
+            "same owner",
+        )
+    ]
+    steps.extend(grant_steps(view.get("grants") or [], [], target, "same grants"))
+    if view.get("comment"):
+        steps.append(
+            Step(
+                sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(target, sql.Literal(view["comment"])),
+                "same comment",
+            )
+        )
+    return steps
+
+
 def _matview_units(views):
     """Per materialized view: build its replacement beside it (no lock on readers), then swap the names."""
     units = []
@@ -76,71 +144,13 @@ def _matview_units(views):
         if view["kind"] != "materialized view":
             continue
         schema, name = view["schema"], view["name"]
-        tmp = derived_name(name, "_sgt_new")
-        target = identifier(schema, tmp)
-        options = sql.SQL("")
-        if view.get("options"):
-            options = sql.SQL(" WITH ({})").format(join_sql([sql.SQL(o) for o in view["options"]]))
-        build = [
-            Step(
-                sql.SQL("DROP MATERIALIZED VIEW IF EXISTS {}").format(target),
-                "leftover of an interrupted rebuild, if any",
-            ),
-            Step(
-                sql.SQL("CREATE MATERIALIZED VIEW {}{} AS {} WITH {}").format(
-                    target,
-                    options,
-                    sql.SQL(view["definition"].strip().rstrip(";")),
-                    sql.SQL("DATA" if view.get("populated", True) else "NO DATA"),
-                ),
-                "rebuild %s on the partitioned table (the refresh)" % display_name(schema, name),
-            ),
-        ]
-        renames = []
+        target = identifier(schema, derived_name(name, "_sgt_new"))
+        build, renames = _matview_build(view, target), []
         for index in view.get("indexes") or []:
-            tmp_index = derived_name(index["name"], "_sgt_new")
-            build.append(
-                Step(
-                    sql.SQL("CREATE {}INDEX {} ON {} {}").format(
-                        sql.SQL("UNIQUE " if index["unique"] else ""),
-                        sql.Identifier(tmp_index),
-                        target,
-                        sql.SQL(index["tail"]),
-                    ),
-                    "index %s of the materialized view" % index["name"],
-                )
-            )
-            renames.append(
-                Step(
-                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                        identifier(schema, tmp_index), sql.Identifier(index["name"])
-                    ),
-                    "index keeps its name",
-                )
-            )
-            if index.get("comment"):
-                renames.append(
-                    Step(
-                        sql.SQL("COMMENT ON INDEX {} IS {}").format(
-                            identifier(schema, index["name"]), sql.Literal(index["comment"])
-                        ),
-                        "index comment",
-                    )
-                )
-        build.append(
-            Step(
-                sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(target, sql.Identifier(view["owner"])),
-                "same owner",
-            )
-        )
-        build.extend(grant_steps(view.get("grants") or [], [], target, "same grants"))
-        if view.get("comment"):
-            build.append(
-                Step(
-                    sql.SQL("COMMENT ON MATERIALIZED VIEW {} IS {}").format(target, sql.Literal(view["comment"])),
-                    "same comment",
-                )
-            )
+            index_build, index_renames = _matview_index_steps(schema, index, target)
+            build.append(index_build)
+            renames.extend(index_renames)
+        build.extend(_matview_finish(view, target))
         swap = [
             Step(
                 sql.SQL("DROP MATERIALIZED VIEW {}").format(identifier(schema, name)),

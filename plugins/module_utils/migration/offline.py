@@ -61,44 +61,12 @@ except ImportError:  # reported by the connection layer
 def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
     """Offline mode: the shadow committed empty, the copy (two halves, one beside the main transaction), keys,
     verification and swap in one transaction, then the post-swap units."""
-    names, display = ctx.names, ctx.display
+    names = ctx.names
     shadow = names["shadow"]
-    src = identifier(names["schema"], names["name"])
     first_half, second_half = _copy_halves(ctx)
-    columns = ctx.table["columns"]
-    source_total = Step(
-        checksum_total(src, columns),
-        "rows and content checksum of the original, on the second connection once its half is copied, while this "
-        "transaction builds the indexes (the EXCLUSIVE lock is held: it reads exactly the rows the copy read)",
-    )
-    target_total = Step(
-        checksum_total(identifier(names["schema"], shadow), columns),
-        "rows and content checksum of every row, read back from the shadow",
-    )
-    full_verify = Step(
-        verify_totals_block(
-            display,
-            source_total,
-            target_total,
-            checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
-            checksum_target(names, shadow, columns=columns),
-            "rows and content checksum of every row",
-        ),
-        "verify before the swap: the totals of both sides must be equal (per partition only to name where a "
-        "difference is)",
-    )
+    source_total, target_total, full_verify = _offline_verification(ctx)
     swap, _lock_targets = swap_steps(ctx, shadow)
     locks, swap_locks = offline_locks(ctx)
-    prepare = (
-        state_steps(ctx.facts)
-        + shadow_steps(ctx, shadow)
-        + [
-            Step(
-                state_insert_sql(names, ctx.table["oid"], "offline", "copy", display),
-                "a run killed from here on leaves the shadow: the next one drops it and starts again",
-            )
-        ]
-    )
     serial = _serial_read()
     memory = build_memory_step(ctx)
     body = locks + [first_half, second_half, memory]
@@ -109,7 +77,7 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
         {
             "name": "prepare",
             "description": "the empty partitioned shadow, committed so that a second connection can copy into it",
-            "steps": prepare,
+            "steps": _prepare_steps(ctx),
         },
         {
             "name": "offline",
@@ -139,6 +107,51 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
             "units": post_units(ctx, drop_log=False),
         },
     ]
+
+
+def _offline_verification(ctx: MigrationContext) -> tuple[Step, Step, Step]:
+    """The whole-table totals of the original and the shadow and the DO block comparing them before the swap."""
+    names, display = ctx.names, ctx.display
+    shadow = names["shadow"]
+    src = identifier(names["schema"], names["name"])
+    columns = ctx.table["columns"]
+    source_total = Step(
+        checksum_total(src, columns),
+        "rows and content checksum of the original, on the second connection once its half is copied, while this "
+        "transaction builds the indexes (the EXCLUSIVE lock is held: it reads exactly the rows the copy read)",
+    )
+    target_total = Step(
+        checksum_total(identifier(names["schema"], shadow), columns),
+        "rows and content checksum of every row, read back from the shadow",
+    )
+    full_verify = Step(
+        verify_totals_block(
+            display,
+            source_total,
+            target_total,
+            checksum_source(names, ctx.key, ctx.ranges, ctx.default, columns=columns),
+            checksum_target(names, shadow, columns=columns),
+            "rows and content checksum of every row",
+        ),
+        "verify before the swap: the totals of both sides must be equal (per partition only to name where a "
+        "difference is)",
+    )
+    return source_total, target_total, full_verify
+
+
+def _prepare_steps(ctx: MigrationContext) -> list[Step]:
+    """The state table, the empty shadow and its state row (committed: a second connection copies into it)."""
+    names, display = ctx.names, ctx.display
+    return (
+        state_steps(ctx.facts)
+        + shadow_steps(ctx, names["shadow"])
+        + [
+            Step(
+                state_insert_sql(names, ctx.table["oid"], "offline", "copy", display),
+                "a run killed from here on leaves the shadow: the next one drops it and starts again",
+            )
+        ]
+    )
 
 
 def offline_locks(ctx: MigrationContext) -> tuple[list[Step], list[Step]]:

@@ -82,32 +82,11 @@ class MigrationPlan:
         return getattr(self, key)
 
 
-def plan_migration(
-    table: dict[str, Any],
-    layout: Sequence[dict[str, Any]],
-    options: dict[str, Any] | None,
-    server: ServerFacts,
-    facts: dict[str, Any] | None = None,
-) -> MigrationPlan:
-    """Validate everything and describe the migration of a plain table into range partitions (pure).
-
-    ``facts`` comes from ``read_facts`` (constraints, grants, views, rows outside the periods, disk).
-    Raises InvalidInput before any change when the migration cannot be done as declared. Returns a
-    ``MigrationPlan`` with ``phases`` (name, description, steps), ``copy`` (batches described),
-    ``estimated_disk_bytes``, ``default_rows`` (rows that will land in the default partition) and ``warnings``.
-    """
-    options = normalize_options(options)
-    display = display_name(table["schema"], table["name"])
-    if facts is None:
-        raise DwhError("plan_migration needs facts=read_facts(conn, table, layout, options, server)")
-    mode = options["mode"]
-    refuse_table(table, mode, display)
-    key = options.get("key")
+def _checked_context(table, layout, options, server, facts, display):
+    """Every refusal, in order, then the context the phases are built from, with the warnings, the rows bound for
+    the default partition and the disk needed and free."""
+    key, mode = options.get("key"), options["mode"]
     columns = {c["name"]: c for c in table["columns"]}
-    if key not in columns:
-        raise InvalidInput(
-            "partition key %r is not a column of %s (columns: %s)" % (key, display, ", ".join(sorted(columns)))
-        )
     ranges, default = validate_layout(layout, columns[key]["type"], display)
     names = migration_names(table)
     refuse_taken(table, layout, facts, names, display)
@@ -154,6 +133,37 @@ def plan_migration(
         insert_cols=[c["name"] for c in table["columns"] if not c.get("generated")],
         overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if any(c.get("identity") for c in table["columns"]) else ""),
     )
+    return ctx, warnings, default_rows, need, free
+
+
+def plan_migration(
+    table: dict[str, Any],
+    layout: Sequence[dict[str, Any]],
+    options: dict[str, Any] | None,
+    server: ServerFacts,
+    facts: dict[str, Any] | None = None,
+) -> MigrationPlan:
+    """Validate everything and describe the migration of a plain table into range partitions (pure).
+
+    ``facts`` comes from ``read_facts`` (constraints, grants, views, rows outside the periods, disk).
+    Raises InvalidInput before any change when the migration cannot be done as declared. Returns a
+    ``MigrationPlan`` with ``phases`` (name, description, steps), ``copy`` (batches described),
+    ``estimated_disk_bytes``, ``default_rows`` (rows that will land in the default partition) and ``warnings``.
+    """
+    options = normalize_options(options)
+    display = display_name(table["schema"], table["name"])
+    if facts is None:
+        raise DwhError("plan_migration needs facts=read_facts(conn, table, layout, options, server)")
+    mode = options["mode"]
+    refuse_table(table, mode, display)
+    key = options.get("key")
+    columns = {c["name"]: c for c in table["columns"]}
+    if key not in columns:
+        raise InvalidInput(
+            "partition key %r is not a column of %s (columns: %s)" % (key, display, ", ".join(sorted(columns)))
+        )
+    ctx, warnings, default_rows, need, free = _checked_context(table, layout, options, server, facts, display)
+    names, ranges, default, replay_key = ctx.names, ctx.ranges, ctx.default, ctx.replay_key
     attach_range = None
     if mode == "attach":
         ctx, attach_range, phases = attach_phases(ctx)

@@ -290,30 +290,8 @@ def descendants(relations: dict[int, dict[str, Any]], oid: int) -> list[dict[str
     return out
 
 
-def table_plan(
-    table: dict[str, Any],
-    extras: dict[int, dict[str, Any]],
-    options: VacuumOptions,
-    settings: dict[str, str],
-    version_num: int,
-) -> dict[str, Any]:
-    """Plan one requested table (plain, partition or partitioned tree).
-
-    ``extras`` maps oid -> the per-relation values ``leaf_plan`` reads (plus ``has_inherited_stats`` for
-    parents). Returns ``{"relations": [{schema, name, kind, decisions, actions}], "actions": [...]}``, with
-    leaves first (in tree order) and parent ANALYZE steps last, so parents see their partitions' new state.
-    """
-    relations = table["relations"]
-    ordered = sorted(relations.values(), key=lambda e: (e["level"], e["name"]))
-    parents = [e for e in ordered if e["relkind"] == "p"]
-    leaves = [e for e in ordered if e["relkind"] == "r"]
-    only = version_num >= 180000
-    root = table["root"] if table.get("root") else relations[table["oid"]]
-    out_relations, leaf_actions = [], []
-    first_pass = {}
-    for leaf in leaves:
-        decisions, actions = leaf_plan(leaf, extras.get(leaf["oid"], {}), options, settings)
-        first_pass[leaf["oid"]] = (decisions, actions)
+def _parent_decisions(relations, parents, first_pass, extras, options, settings):
+    """The ANALYZE decision of each parent, deepest first: due when its statistics are stale or work below it is."""
     parent_due = {}
     for parent in sorted(parents, key=lambda e: -e["level"]):
         below = descendants(relations, parent["oid"])
@@ -333,69 +311,90 @@ def table_plan(
             work,
             parent_trigger(parent, below_leaves, settings),
         )
-    cascade = None
-    if not only and root["relkind"] == "p" and any(d["due"] for d in parent_due.values()):
-        # Before 18 there is no ANALYZE ONLY: ANALYZE root analyzes every partition and sub-parent with it.
-        cascade = display_name(root["schema"], root["name"])
-        root_decision = parent_due[root["oid"]]
-        if not root_decision["due"]:
-            subs = [e["name"] for e in parents if parent_due[e["oid"]]["due"]]
-            root_decision.update(due=True, reason="sub-partitioned parents due: %s" % ", ".join(sorted(subs)))
+    return parent_due
+
+
+def _cascade(root, parents, parent_due, only):
+    """Before 18 there is no ANALYZE ONLY: ANALYZE root analyzes every partition and sub-parent with it. Returns the
+    root's display name when that cascade happens (the root then due), else ``None``."""
+    if only or root["relkind"] != "p" or not any(d["due"] for d in parent_due.values()):
+        return None
+    root_decision = parent_due[root["oid"]]
+    if not root_decision["due"]:
+        subs = [e["name"] for e in parents if parent_due[e["oid"]]["due"]]
+        root_decision.update(due=True, reason="sub-partitioned parents due: %s" % ", ".join(sorted(subs)))
+    return display_name(root["schema"], root["name"])
+
+
+def _relation_entry(entry, kind, decisions, actions):
+    return {
+        "schema": entry["schema"],
+        "name": entry["name"],
+        "oid": entry["oid"],
+        "kind": kind,
+        "decisions": decisions,
+        "actions": actions,
+    }
+
+
+def _parent_actions(parent, decision, root, cascade, only):
+    """The ANALYZE step of one parent when it is due and analyzable on its own (or is the cascading root)."""
+    if decision["due"] and (only or parent["oid"] == root["oid"]):
+        if cascade and parent["oid"] == root["oid"]:
+            decision["note"] = "PostgreSQL < 18: ANALYZE of the parent also analyzes every partition"
+        step = Step(
+            analyze_sql(parent["schema"], parent["name"], only=only),
+            decision["reason"],
+            lock=SHARE_UPDATE_EXCLUSIVE,
+            targets=[(parent["schema"], parent["name"])],
+            transactional=False,
+        )
+        return [{"action": "analyze", "reason": decision["reason"], "step": step}]
+    if decision["due"]:
+        decision["note"] = "analyzed through ANALYZE %s" % cascade
+    return []
+
+
+def table_plan(
+    table: dict[str, Any],
+    extras: dict[int, dict[str, Any]],
+    options: VacuumOptions,
+    settings: dict[str, str],
+    version_num: int,
+) -> dict[str, Any]:
+    """Plan one requested table (plain, partition or partitioned tree).
+
+    ``extras`` maps oid -> the per-relation values ``leaf_plan`` reads (plus ``has_inherited_stats`` for
+    parents). Returns ``{"relations": [{schema, name, kind, decisions, actions}], "actions": [...]}``, with
+    leaves first (in tree order) and parent ANALYZE steps last, so parents see their partitions' new state.
+    """
+    relations = table["relations"]
+    ordered = sorted(relations.values(), key=lambda e: (e["level"], e["name"]))
+    parents = [e for e in ordered if e["relkind"] == "p"]
+    leaves = [e for e in ordered if e["relkind"] == "r"]
+    only = version_num >= 180000
+    root = table["root"] if table.get("root") else relations[table["oid"]]
+    first_pass = {leaf["oid"]: leaf_plan(leaf, extras.get(leaf["oid"], {}), options, settings) for leaf in leaves}
+    parent_due = _parent_decisions(relations, parents, first_pass, extras, options, settings)
+    cascade = _cascade(root, parents, parent_due, only)
+    out_relations, planned = [], []
     for leaf in leaves:
         if cascade:
-            decisions, actions = leaf_plan(
-                leaf, extras.get(leaf["oid"], {}), dict(options, covered_by_parent=cascade), settings
-            )
+            covered = dict(options, covered_by_parent=cascade)
+            decisions, actions = leaf_plan(leaf, extras.get(leaf["oid"], {}), covered, settings)
         else:
             decisions, actions = first_pass[leaf["oid"]]
-        leaf_actions.extend(actions)
-        out_relations.append(
-            {
-                "schema": leaf["schema"],
-                "name": leaf["name"],
-                "oid": leaf["oid"],
-                "kind": "partition" if leaf["is_partition"] else "plain",
-                "decisions": decisions,
-                "actions": actions,
-            }
-        )
-    parent_actions = []
+        planned.extend(actions)
+        kind = "partition" if leaf["is_partition"] else "plain"
+        out_relations.append(_relation_entry(leaf, kind, decisions, actions))
     for parent in sorted(parents, key=lambda e: -e["level"]):
         decision = parent_due[parent["oid"]]
-        actions = []
-        if decision["due"] and (only or parent["oid"] == root["oid"]):
-            if cascade and parent["oid"] == root["oid"]:
-                decision["note"] = "PostgreSQL < 18: ANALYZE of the parent also analyzes every partition"
-            actions.append(
-                {
-                    "action": "analyze",
-                    "reason": decision["reason"],
-                    "step": Step(
-                        analyze_sql(parent["schema"], parent["name"], only=only),
-                        decision["reason"],
-                        lock=SHARE_UPDATE_EXCLUSIVE,
-                        targets=[(parent["schema"], parent["name"])],
-                        transactional=False,
-                    ),
-                }
-            )
-        elif decision["due"]:
-            decision["note"] = "analyzed through ANALYZE %s" % cascade
-        parent_actions.extend(actions)
-        out_relations.append(
-            {
-                "schema": parent["schema"],
-                "name": parent["name"],
-                "oid": parent["oid"],
-                "kind": "partitioned",
-                "decisions": {"analyze": decision},
-                "actions": actions,
-            }
-        )
+        actions = _parent_actions(parent, decision, root, cascade, only)
+        planned.extend(actions)
+        out_relations.append(_relation_entry(parent, "partitioned", {"analyze": decision}, actions))
     # reloption changes first, in one transaction: a bad value rolls them all back before any vacuum ran
-    all_actions = leaf_actions + parent_actions
-    settings_first = [a for a in all_actions if a["action"] == "reloptions"]
-    rest = [a for a in all_actions if a["action"] != "reloptions"]
+    settings_first = [a for a in planned if a["action"] == "reloptions"]
+    rest = [a for a in planned if a["action"] != "reloptions"]
     return {"relations": out_relations, "actions": settings_first + rest}
 
 
