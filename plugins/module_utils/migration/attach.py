@@ -17,9 +17,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import (
-    Lock,
     dependent_relations,
-    lock_set,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
@@ -36,6 +34,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import (
     swap_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
     ACCESS_EXCLUSIVE,
     SHARE_UPDATE_EXCLUSIVE,

@@ -20,12 +20,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import (
-    Lock,
     child_tables,
     dependent_relations,
-    lock_set,
-    lock_steps,
-    merge,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
@@ -41,6 +37,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     copy_statement,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import swap_steps
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set, lock_steps, merge
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
     ACCESS_EXCLUSIVE,

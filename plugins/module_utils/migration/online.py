@@ -18,9 +18,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import (
-    Lock,
     dependent_relations,
-    lock_set,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
@@ -29,7 +27,6 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     REPLAY_KEYS,
     STATE_SCHEMA,
     ExportedSnapshot,
-    _AsLiteral,
     _checksum_source,
     _checksum_target,
     _checksum_total,
@@ -47,11 +44,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import (
     swap_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
     ACCESS_EXCLUSIVE,
     ROW_EXCLUSIVE,
     SHARE_ROW_EXCLUSIVE,
+    AsLiteral,
     RowcountOf,
     Step,
 )
@@ -206,7 +205,7 @@ def _capture_steps(ctx):
             sql.SQL(
                 "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
                 "SET search_path = pg_catalog, pg_temp AS {}"
-            ).format(func, _AsLiteral(body)),
+            ).format(func, AsLiteral(body)),
             "capture function (SECURITY DEFINER: writers need no right on the sigeti_dwh schema)",
         ),
     ]

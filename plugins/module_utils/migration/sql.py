@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import AsLiteral, Step
 
 if TYPE_CHECKING:  # names used in annotations only
     from psycopg2.sql import Composable, Composed
@@ -103,13 +103,6 @@ def normalize_options(options: dict[str, Any] | None) -> dict[str, Any]:
     if result["batch_rows"] < 1:
         raise InvalidInput("batch_rows must be at least 1, not %d" % result["batch_rows"])
     return result
-
-
-class _AsLiteral(sql.Composable if sql else object):
-    """A composed SQL text passed as a string literal (function bodies, DO blocks), quoted at render time."""
-
-    def as_string(self, context):
-        return sql.Literal(self._wrapped.as_string(context)).as_string(context)
 
 
 def _ident(*parts):
@@ -409,7 +402,7 @@ def _verify_block(display, source_sql, target_sql, what):
         cmp=checksum_compare_sql(source_sql, target_sql),
         msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
     )
-    return sql.SQL("DO {}").format(_AsLiteral(body))
+    return sql.SQL("DO {}").format(AsLiteral(body))
 
 
 class _TotalsText(_FromTotals):
@@ -440,7 +433,7 @@ def _verify_totals_block(display, source_step, target_step, source_sql, target_s
         msg=sql.Literal("sigeti.dwh: verification of %s failed (%s), nothing was swapped: " % (display, what)),
         totals=_TotalsText(source_step, target_step),
     )
-    return sql.SQL("DO {}").format(_AsLiteral(body))
+    return sql.SQL("DO {}").format(AsLiteral(body))
 
 
 def _replay_steps(names, replay_key, key_types, insert_cols, overriding, shadow, limit=None):

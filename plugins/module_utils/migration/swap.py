@@ -17,7 +17,6 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     new_partitions,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
-    _AsLiteral,
     _grant_steps,
     _ident,
     _join,
@@ -25,7 +24,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     _rule_text,
     derived_name,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
+    ACCESS_EXCLUSIVE,
+    SHARE_ROW_EXCLUSIVE,
+    AsLiteral,
+    Step,
+)
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import MigrationContext
@@ -222,7 +226,7 @@ def _sequence_steps(ctx):
             ).format(
                 t=sql.Literal(display_name(schema, name)), c=sql.Literal(seq["column"]), n=sql.Literal(seq["name"])
             )
-            steps.append(Step(sql.SQL("DO {}").format(_AsLiteral(body)), "the new identity sequence takes its name"))
+            steps.append(Step(sql.SQL("DO {}").format(AsLiteral(body)), "the new identity sequence takes its name"))
     return steps
 
 
