@@ -340,3 +340,20 @@ def dependent_objects(conn: Connection, oids: Iterable[int]) -> dict[int, list[s
     for oid, what in rows:
         found.setdefault(oid, []).append(what)
     return found
+
+
+REFERENCED_TABLES_QUERY = """
+SELECT DISTINCT n.nspname::text, c.relname::text
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.confrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE con.contype = 'f' AND con.conrelid = %(oid)s::oid AND con.confrelid <> con.conrelid
+ORDER BY 1, 2
+"""
+
+
+def referenced_tables(conn: Connection, oid: int) -> list[tuple[str, str]]:
+    """Return the ``(schema, name)`` of the tables the foreign keys of table ``oid`` reference, each once, sorted
+    (a foreign key to the table itself left out). Attaching a partition to a partitioned table with foreign keys
+    clones them onto it, which takes SHARE ROW EXCLUSIVE on each of these tables. Reads the catalog only."""
+    return [(schema, name) for schema, name in fetch_all(conn, REFERENCED_TABLES_QUERY, {"oid": oid})]
