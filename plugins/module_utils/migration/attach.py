@@ -226,7 +226,7 @@ def _attach_swap(ctx, span, pk_index_tmp):
 
 
 def attach_locks(ctx: MigrationContext) -> list[Step]:
-    """The attach swap's locks, first thing (``migration_locks``): the tables the original's foreign keys reference
+    """The attach swap's locks, first thing (``plan.locks``): the tables the original's foreign keys reference
     (ACCESS EXCLUSIVE: ATTACH PARTITION takes it there when the parent's foreign key adopts the partition's, which
     drops the partition's own triggers on them), then the original, then what depends on it."""
     names = ctx.names

@@ -139,7 +139,7 @@ def offline_phases(ctx: MigrationContext) -> list[dict[str, Any]]:
 
 
 def offline_locks(ctx: MigrationContext) -> tuple[list[Step], list[Step]]:
-    """The offline transaction's lock steps (``migration_locks``): at its start the tables its foreign keys reference
+    """The offline transaction's lock steps (``plan.locks``): at its start the tables its foreign keys reference
     (SHARE ROW EXCLUSIVE: adding a foreign key needs it, and an application updating them before it writes the
     original would otherwise hold them while waiting for the original: the deadlock), the original (EXCLUSIVE:
     writes wait, reads go on) and the tables whose foreign keys reference it (SHARE ROW EXCLUSIVE: their inserts

@@ -353,7 +353,7 @@ def verify_steps(ctx: MigrationContext) -> VerifySteps:
 
 
 def _online_swap(ctx, replay, lock_targets):
-    """The head of the online swap: lock (the original, then what depends on it: ``migration_locks``), last replay,
+    """The head of the online swap: lock (the original, then what depends on it: ``plan.locks``), last replay,
     verify the replayed rows, stop capturing."""
     names = ctx.names
     shadow = names["shadow"]
