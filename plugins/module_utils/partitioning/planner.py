@@ -104,7 +104,8 @@ class Result:
         self.moved_rows = 0
         self.retention_remaining = 0
         self.bound: dict[str, Any] | None = None  # the table's own bound when it is a partition (see bound_report)
-        self.referenced: list[planmod.Target] = []  # the tables the parent's foreign keys reference (when locked)
+        self.referenced: list[planmod.Target] = []  # the tables the parent's foreign keys reference, locked first
+        self.unlockable: list[planmod.Target] = []  # those this role may not LOCK: the ATTACH takes them
         self.warnings: list[str] = []
 
     def record(self, completed: Iterable[planmod.Step]) -> None:
@@ -692,7 +693,8 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
     taken), ``schemas`` (set of existing schema names), ``index_tails`` (index oid -> ``USING ...``),
     ``index_names_taken`` (``(schema, name)`` of planned index names -> the relation holding it),
     ``dependents`` (retired partition oid -> objects whose dependency makes DROP TABLE fail) and ``referenced``
-    (``(schema, name)`` of the tables the parent's foreign keys reference, locked first beside a default partition).
+    (``(schema, name)`` of the tables the parent's foreign keys reference, locked first beside a default partition;
+    ``referenced_unlockable``: those this role may not lock, left to the ATTACH).
     """
     result = Result()
     result.warnings.extend(lay.warnings)
@@ -717,23 +719,35 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
     result.before = partition_list(result.before)
     result.default_rows_after = max(0, (extras.get("default_rows") or 0) - result.moved_rows)
     result.referenced = list(extras.get("referenced") or [])
+    result.unlockable = list(extras.get("referenced_unlockable") or [])
     return result
 
 
-def deadlock_cause(shown: str, referenced: Sequence[planmod.Target]) -> str:
+def deadlock_cause(shown: str, referenced: Sequence[planmod.Target], unlockable: Sequence[planmod.Target] = ()) -> str:
     """Return why a transaction creating a partition beside a default partition can meet a deadlock (SQLSTATE 40P01),
-    in words for the message, or "" when the parent ``shown`` has no foreign key (``referenced``: the tables they
-    reference)."""
-    if not referenced:
+    in words for the message, or "" when the parent ``shown`` has no foreign key. ``referenced``: the tables they
+    reference that the run locks first; ``unlockable``: those this role may not lock (the ATTACH takes them)."""
+    if not referenced and not unlockable:
         return ""
-    names = ", ".join(display_name(*t) for t in referenced)
-    return (
+    names = ", ".join(display_name(*t) for t in list(referenced) + list(unlockable))
+    text = (
         "Why: the foreign keys of %s reference %s; attaching a partition clones them onto it, which locks those "
         "tables (SHARE ROW EXCLUSIVE), and the writers of %s hold them (they update their rows) while they wait for "
-        "%s, held by this run so that no row reaches the default partition meanwhile. The run takes those tables "
-        "first (else right after %s) and does not wait into a deadlock; an application locking them in yet another "
-        "order still meets one." % (shown, names, shown, shown, shown)
+        "%s, held by this run so that no row reaches the default partition meanwhile." % (shown, names, shown, shown)
     )
+    if referenced:
+        text += (
+            " The run takes %s first (else right after %s) and does not wait into a deadlock; an application locking "
+            "them in yet another order still meets one." % (", ".join(display_name(*t) for t in referenced), shown)
+        )
+    if unlockable:
+        text += (
+            " This role may not lock %s itself (LOCK TABLE needs UPDATE, DELETE, TRUNCATE or, on PostgreSQL 17 and "
+            "later, MAINTAIN there; a foreign key only REFERENCES), so the ATTACH takes that lock last: grant it "
+            "MAINTAIN (or UPDATE) on them and the run takes them first."
+            % ", ".join(display_name(*t) for t in unlockable)
+        )
+    return text
 
 
 def bound_report(lay: Layout) -> dict[str, Any] | None:

@@ -358,7 +358,10 @@ def catalog_extras(
         extras["dependents"] = catalog.dependent_objects(conn, [p["oid"] for p in lay.retired])
     if default and lay.missing:
         # a new partition beside the default takes the tables its foreign keys reference first (deadlock-safe order)
-        extras["referenced"] = catalog_partitions.referenced_tables(conn, table["oid"])
+        # (those this role may lock: LOCK TABLE needs more than the REFERENCES a foreign key needs)
+        referenced = catalog_partitions.referenced_tables(conn, table["oid"])
+        extras["referenced"] = [(schema, name) for schema, name, lockable in referenced if lockable]
+        extras["referenced_unlockable"] = [(schema, name) for schema, name, lockable in referenced if not lockable]
 
 
 def facts_moved(error: BaseException) -> bool:
@@ -438,7 +441,11 @@ def run_failure(
     details = dict(getattr(error, "details", None) or {})
     if isinstance(error, DwhError):
         msg = error.msg
-        cause = partitioning.deadlock_cause(shown, result.referenced) if details.get("sqlstate") == "40P01" else ""
+        cause = (
+            partitioning.deadlock_cause(shown, result.referenced, result.unlockable)
+            if details.get("sqlstate") == "40P01"
+            else ""
+        )
         if cause:
             head, what, todo = msg.partition(" What to do: ")
             msg = "%s %s%s%s" % (head, cause, what, todo)

@@ -194,6 +194,10 @@ def test_foreign_keys_of_the_parent_lock_the_referenced_tables_first():
     cause = partitioning.deadlock_cause("dwh.fait", result.referenced)
     assert "foreign keys of dwh.fait reference dwh.dim_a, dwh.dim_b" in cause and "lock_timeout" not in cause
     assert partitioning.deadlock_cause("dwh.fait", []) == ""
+    # a table this role may not LOCK (it has REFERENCES only) is left to the ATTACH: the message says what to grant
+    cause = partitioning.deadlock_cause("dwh.fait", [("dwh", "dim_a")], [("ref", "dim_c")])
+    assert "reference dwh.dim_a, ref.dim_c" in cause and "The run takes dwh.dim_a first" in cause
+    assert "may not lock ref.dim_c itself" in cause and "MAINTAIN" in cause and "lock_timeout" not in cause
 
 
 def test_without_a_default_partition_no_lock_is_taken_before_the_attach():
