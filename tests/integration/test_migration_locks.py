@@ -10,8 +10,8 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import LockNotGranted
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import Lock, lock_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_steps
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
 from tests.support.migration_driver import migrate
 from tests.support.pgbench import Pgbench

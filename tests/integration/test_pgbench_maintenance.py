@@ -9,8 +9,6 @@ nothing is left in the default.
 
 import datetime
 
-import pytest
-
 from tests.integration.test_pgbench_migration import SEEDED, _args, _check_application, _under_tpcb
 from tests.support.modules import run_module
 from tests.support.pgbench import Pgbench, first_month
@@ -54,14 +52,10 @@ def _in_default(conn):
         return cur.fetchone()[0]
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: the run may win it (then pgbench or the module still shows the failures)
-    reason="partition maintenance deadlocks with TPC-B once the parent has foreign keys and a default partition: "
-    "it holds SHARE ROW EXCLUSIVE on the parent (writers held) and ATTACH PARTITION then asks SHARE ROW EXCLUSIVE "
-    "on the referenced tables, which TPC-B holds while it waits for the parent (partitioning/planner.py: lock the "
-    "referenced tables first, as migration_locks does; reported to the lead)",
-)
 def test_weekly_premake_moves_default_rows_under_tpcb(pg_server, db, conn, tmp_path):
+    """The parent has foreign keys: the ATTACH takes SHARE ROW EXCLUSIVE on accounts, branches and tellers, which
+    TPC-B holds while it waits for the parent. The run locks them first (``plan.locks``): neither TPC-B nor the run
+    is ended by a deadlock."""
     bench = Pgbench(pg_server, db, str(tmp_path)).init(scale=1)
     bench.seed_history(SEEDED)
     first = first_month()
@@ -92,3 +86,47 @@ def test_weekly_premake_without_default_under_tpcb(pg_server, db, conn, tmp_path
     assert not result.get("failed"), result.get("msg")
     assert len(result["created"]) == 2, result["created"]
     _check_application(conn, report, SEEDED)
+
+
+def test_a_referenced_table_the_role_may_not_lock_is_left_to_the_attach(pg_server, db, conn):
+    """LOCK TABLE in SHARE ROW EXCLUSIVE needs UPDATE, DELETE or TRUNCATE on the table, a foreign key only REFERENCES:
+    a fact table's owner that may not lock a dimension still gets its partitions (the ATTACH takes that lock, as
+    before), only the tables it may lock are taken first."""
+    import psycopg2
+
+    role = "fact_owner_%s" % db[-12:]
+    with conn.cursor() as cur:
+        cur.execute("SELECT date_trunc('month', current_date)::date")
+        first = cur.fetchone()[0]  # this month: its row waits in the default
+    with conn.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS %s" % role)
+        cur.execute("CREATE ROLE %s LOGIN PASSWORD 'owner-pw'" % role)
+        cur.execute("CREATE TABLE public.dim_other (id int PRIMARY KEY)")  # another team's: REFERENCES only
+        cur.execute("INSERT INTO public.dim_other VALUES (1)")
+        cur.execute("GRANT SELECT, REFERENCES ON public.dim_other TO %s" % role)
+        cur.execute("GRANT CREATE ON SCHEMA public TO %s" % role)
+    owner = psycopg2.connect(pg_server.dsn(db, user=role, password="owner-pw"))
+    owner.autocommit = True
+    try:
+        with owner.cursor() as cur:
+            cur.execute("CREATE TABLE public.dim_own (id int PRIMARY KEY); INSERT INTO public.dim_own VALUES (1)")
+            cur.execute(
+                "CREATE TABLE public.fait (d date NOT NULL, own int REFERENCES public.dim_own, "
+                "other int REFERENCES public.dim_other) PARTITION BY RANGE (d)"
+            )
+            cur.execute("CREATE TABLE public.fait_default PARTITION OF public.fait DEFAULT")
+            cur.execute("INSERT INTO public.fait VALUES (%s, 1, 1)", (first,))
+        args = dict(pg_server.params(db, user=role, password="owner-pw"))
+        args.update(name="public.fait", key="d", key_format="date", interval="month", start=str(first), premake=0)
+        args.update(lock_timeout="2s", lock_retries=1, lock_retry_delay=0.1)
+        result = run_module("partitioned_table", args)
+        assert not result.get("failed"), result.get("msg")
+        assert result["moved_rows"] == 1 and len(result["created"]) == 1, result
+        locks = [q for q in result["queries"] if q.startswith("DO ")]
+        assert locks and '"public"."dim_own"' in locks[0] and "dim_other" not in locks[0], locks
+    finally:
+        owner.close()
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS public.fait, public.dim_own, public.dim_other")
+            cur.execute("DROP OWNED BY %s" % role)
+            cur.execute("DROP ROLE IF EXISTS %s" % role)

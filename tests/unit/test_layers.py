@@ -1,10 +1,11 @@
 """The house's rules, read from the source with ast (issue 29).
 
 - Import direction: core -> session / catalog -> plan -> planners -> runs -> modules. A file's layer comes from its
-  package: ``core``; ``session``; ``catalog``; ``plan`` (``steps`` and ``retry`` are the plan's pure types, the
-  executor and what drives a second connection are its I/O); then each capability package (partitioning, migration,
-  compression, vacuum, report, backup, archive), whose ``run.py`` / ``api.py`` are runs and every other file a
-  planner. Planners import only core, the plan's types and other planners; annotations may name the session's
+  package: ``core``; ``session``; ``catalog``; ``plan`` (``steps``, ``retry`` and ``locks``, the deadlock-safe lock
+  order shared by the migration and the partition maintenance, are the plan's pure types; the executor and what
+  drives a second connection are its I/O); then each capability package (partitioning, migration, compression,
+  vacuum, report, backup, archive), whose ``run.py`` / ``api.py`` are runs and every other file a planner.
+  Planners import only core, the plan's types and other planners; annotations may name the session's
   ``Connection`` / ``ServerFacts`` (under ``TYPE_CHECKING``).
 - Database I/O (``execute``, ``cursor``, ``commit``, ``rollback``, ``autocommit``, COPY) only in the session, the
   catalog and the plan's executor.
@@ -126,7 +127,7 @@ def layer(relative):
     if package in ("core", "session", "catalog"):
         return package
     if package == "plan":
-        return "plan-types" if name in ("steps", "retry") else "plan-io"
+        return "plan-types" if name in ("steps", "retry", "locks") else "plan-io"
     if package in CAPABILITIES:
         return "run" if name in ("run", "api") else "planner"
     raise AssertionError("%s is in no package of the house" % relative)
@@ -231,6 +232,7 @@ def test_no_function_is_longer_than_a_screen():
     [
         ("core/periods.py", "core"),
         ("plan/steps.py", "plan-types"),
+        ("plan/locks.py", "plan-types"),
         ("plan/executor.py", "plan-io"),
         ("migration/run.py", "run"),
         ("migration/swap.py", "planner"),

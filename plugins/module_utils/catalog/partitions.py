@@ -340,3 +340,28 @@ def dependent_objects(conn: Connection, oids: Iterable[int]) -> dict[int, list[s
     for oid, what in rows:
         found.setdefault(oid, []).append(what)
     return found
+
+
+REFERENCED_TABLES_QUERY = """
+SELECT DISTINCT n.nspname::text, c.relname::text,
+       has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE')
+       OR CASE WHEN current_setting('server_version_num')::int >= 170000
+               THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.confrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE con.contype = 'f' AND con.conrelid = %(oid)s::oid AND con.confrelid <> con.conrelid
+ORDER BY 1, 2
+"""
+
+
+def referenced_tables(conn: Connection, oid: int) -> list[tuple[str, str, bool]]:
+    """Return ``(schema, name, lockable)`` of each table the foreign keys of table ``oid`` reference, once, sorted
+    (a foreign key to the table itself left out). Attaching a partition to a partitioned table with foreign keys
+    clones them onto it, which takes SHARE ROW EXCLUSIVE on each of these tables. ``lockable``: this role may take
+    that lock itself with LOCK TABLE (it needs UPDATE, DELETE, TRUNCATE or, on 17+, MAINTAIN there; the foreign key
+    needs only REFERENCES). Reads the catalog only."""
+    return [
+        (schema, name, bool(lockable))
+        for schema, name, lockable in fetch_all(conn, REFERENCED_TABLES_QUERY, {"oid": oid})
+    ]

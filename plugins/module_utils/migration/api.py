@@ -40,9 +40,11 @@ Where things are:
                             ``_online_swap``),
                             ``_run_in_one_swap`` (offline, attach), ``_run_post``.
 ``migration/abandon.py``    ``read_leftovers``, ``plan_abandon``, ``describe_leftovers``, ``abandon_migration``.
-``migration/locks.py``      **the lock order**: every strong-lock transaction locks, first thing, the tables the
-                            foreign keys reference, the table, then what depends on it; every lock after the first
-                            through ``safe_lock`` (no wait into a deadlock, at most half of deadlock_timeout).
+``migration/locks.py``      which relations each strong-lock transaction locks (referenced tables, dependents);
+``plan/locks.py``           **the lock order** (shared with the partition maintenance): every strong-lock
+                            transaction locks, first thing, the tables the foreign keys reference, the table, then
+                            what depends on it; every lock after the first through ``safe_lock`` (no wait into a
+                            deadlock, at most half of deadlock_timeout).
 ``migration/catchup.py``    the online catch-up: bounded replay batches (``catch_up``), their sizing and the verdict
                             (done, not converging: warn, stalled: give up, the migration kept).
 ``plan/side.py``       ``ConcurrentStep`` / ``side_read``: steps on a second connection while the main

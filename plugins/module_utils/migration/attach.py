@@ -18,9 +18,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import (
-    Lock,
     dependent_relations,
-    lock_set,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
@@ -36,6 +34,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import (
     swap_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
     ACCESS_EXCLUSIVE,
     SHARE_UPDATE_EXCLUSIVE,
@@ -230,7 +229,7 @@ def _attach_swap(ctx, span, pk_index_tmp):
 
 
 def attach_locks(ctx: MigrationContext) -> list[Step]:
-    """The attach swap's locks, first thing (``migration_locks``): the tables the original's foreign keys reference
+    """The attach swap's locks, first thing (``plan.locks``): the tables the original's foreign keys reference
     (ACCESS EXCLUSIVE: ATTACH PARTITION takes it there when the parent's foreign key adopts the partition's, which
     drops the partition's own triggers on them), then the original, then what depends on it."""
     names = ctx.names

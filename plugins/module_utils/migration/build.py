@@ -358,7 +358,7 @@ def foreign_key_post_units(ctx: MigrationContext, parent_lock: list[Step]) -> li
     """After the online swap, per foreign key: VALIDATE on each partition (one transaction each: SHARE UPDATE
     EXCLUSIVE on it, ROW SHARE on the referenced table, writers of both go on), then the constraint on the parent,
     which adopts the validated ones (a partitioned table takes no NOT VALID foreign key before PostgreSQL 18):
-    ``parent_lock`` (the referenced tables, then the parent: ``migration_locks``) first, for the little time it
+    ``parent_lock`` (the referenced tables, then the parent: ``plan.locks``) first, for the little time it
     takes (no scan)."""
     schema, parent = ctx.names["schema"], ctx.names["name"]
     units = []

@@ -20,12 +20,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import (
-    Lock,
     child_tables,
     dependent_relations,
-    lock_set,
-    lock_steps,
-    merge,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
@@ -41,6 +37,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     verify_totals_block,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import swap_steps
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set, lock_steps, merge
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
     ACCESS_EXCLUSIVE,
@@ -155,7 +152,7 @@ def _prepare_steps(ctx: MigrationContext) -> list[Step]:
 
 
 def offline_locks(ctx: MigrationContext) -> tuple[list[Step], list[Step]]:
-    """The offline transaction's lock steps (``migration_locks``): at its start the tables its foreign keys reference
+    """The offline transaction's lock steps (``plan.locks``): at its start the tables its foreign keys reference
     (SHARE ROW EXCLUSIVE: adding a foreign key needs it, and an application updating them before it writes the
     original would otherwise hold them while waiting for the original: the deadlock), the original (EXCLUSIVE:
     writes wait, reads go on) and the tables whose foreign keys reference it (SHARE ROW EXCLUSIVE: their inserts

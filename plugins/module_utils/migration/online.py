@@ -18,9 +18,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     shadow_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.locks import (
-    Lock,
     dependent_relations,
-    lock_set,
     referenced_tables,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
@@ -28,7 +26,6 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     COPIED,
     REPLAY_KEYS,
     STATE_SCHEMA,
-    AsLiteral,
     ExportedSnapshot,
     checksum_detail_sql,
     checksum_source,
@@ -47,11 +44,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.swap import (
     swap_steps,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.side import ConcurrentStep, SidePart
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
     ACCESS_EXCLUSIVE,
     ROW_EXCLUSIVE,
     SHARE_ROW_EXCLUSIVE,
+    AsLiteral,
     RowcountOf,
     Step,
 )
@@ -352,7 +351,7 @@ def verify_steps(ctx: MigrationContext) -> VerifySteps:
 
 
 def _online_swap(ctx, replay, lock_targets):
-    """The head of the online swap: lock (the original, then what depends on it: ``migration_locks``), last replay,
+    """The head of the online swap: lock (the original, then what depends on it: ``plan.locks``), last replay,
     verify the replayed rows, stop capturing."""
     names = ctx.names
     shadow = names["shadow"]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.records import Facts
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import AsLiteral, Step
 
 if TYPE_CHECKING:  # names used in annotations only
     from psycopg2.sql import Composable, Composed
@@ -103,13 +103,6 @@ def normalize_options(options: dict[str, Any] | None) -> dict[str, Any]:
     if result["batch_rows"] < 1:
         raise InvalidInput("batch_rows must be at least 1, not %d" % result["batch_rows"])
     return result
-
-
-class AsLiteral(sql.Composable if sql else object):
-    """A composed SQL text passed as a string literal (function bodies, DO blocks), quoted at render time."""
-
-    def as_string(self, context: Any) -> str:
-        return sql.Literal(self._wrapped.as_string(context)).as_string(context)
 
 
 def identifier(*parts: str) -> sql.Identifier:

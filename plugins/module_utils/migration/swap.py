@@ -17,7 +17,6 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import 
     new_partitions,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
-    AsLiteral,
     derived_name,
     grant_steps,
     identifier,
@@ -25,7 +24,12 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     policy_step,
     rule_text,
 )
-from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE, Step
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
+    ACCESS_EXCLUSIVE,
+    SHARE_ROW_EXCLUSIVE,
+    AsLiteral,
+    Step,
+)
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.migration.build import MigrationContext

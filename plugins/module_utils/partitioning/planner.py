@@ -67,6 +67,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning.layout imp
     validate_retention,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as planmod
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set
 
 try:
     from psycopg2 import sql
@@ -103,6 +104,8 @@ class Result:
         self.moved_rows = 0
         self.retention_remaining = 0
         self.bound: dict[str, Any] | None = None  # the table's own bound when it is a partition (see bound_report)
+        self.referenced: list[planmod.Target] = []  # the tables the parent's foreign keys reference, locked first
+        self.unlockable: list[planmod.Target] = []  # those this role may not LOCK: the ATTACH takes them
         self.warnings: list[str] = []
 
     def record(self, completed: Iterable[planmod.Step]) -> None:
@@ -188,60 +191,105 @@ def _insertable_columns(table, declared):
     return [c["name"] for c in declared.columns]
 
 
-def _move_default_rows_steps(declared, point, name, default, default_rows, columns, group, targets):
-    """Hold writers at the parent, lock the default partition and move the period's rows into the new table."""
-    scheme = declared.scheme
-    parent = (declared.schema, declared.name)
-    child = (declared.schema, name)
-    lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
-    steps = []
-    counted = (
-        "the %d rows of period %s waiting in the default partition" % (default_rows, scheme.label(point))
-        if default_rows
-        else "rows of period %s that arrive in the default partition meanwhile (none when counted)"
-        % scheme.label(point)
+def _counted(scheme, point, default_rows):
+    """The rows a move takes, in words, for the steps' reasons."""
+    if default_rows:
+        return "the %d rows of period %s waiting in the default partition" % (default_rows, scheme.label(point))
+    return "rows of period %s that arrive in the default partition meanwhile (none when counted)" % scheme.label(point)
+
+
+def default_move_locks(
+    declared: Declared,
+    default: dict[str, Any],
+    referenced: Sequence[planmod.Target],
+    counted: str,
+    group: str | None,
+) -> list[planmod.Step]:
+    """Return the first step of a transaction moving rows out of the default partition and attaching a partition:
+    the locks it needs, taken first thing in the deadlock-safe order of ``plan.locks.lock_set``.
+
+    Writers of the period are arriving now. One routed to the default partition before the ATTACH commits fails
+    afterwards ("violates partition constraint"): they wait at the parent instead (SHARE ROW EXCLUSIVE, readers go
+    on), and the default partition is locked so no row arrives there. When the parent has foreign keys, ATTACH
+    PARTITION clones them onto the new table, which takes SHARE ROW EXCLUSIVE on every table they reference
+    (``referenced``); the writers hold those (they update rows there, TPC-B's accounts) while they wait for the
+    parent. Taking the parent first and them at the ATTACH is a deadlock: they are locked first (else, when that
+    order would deadlock, right after the parent), every lock after the first never waiting into a deadlock.
+    """
+    parent = Lock(
+        declared.schema,
+        declared.name,
+        planmod.SHARE_ROW_EXCLUSIVE,
+        "hold writers (not readers) at the parent while %s move, so none is routed to the default partition before "
+        "the ATTACH" % counted,
     )
+    tables = [
+        Lock(
+            schema,
+            name,
+            planmod.SHARE_ROW_EXCLUSIVE,
+            "referenced by the foreign keys of %s, which ATTACH PARTITION "
+            "clones onto the new partition" % declared.display,
+        )
+        for schema, name in referenced
+    ]
+    partition = Lock(
+        default["schema"],
+        default["name"],
+        planmod.ACCESS_EXCLUSIVE,
+        "lock the default partition so no row arrives there while %s move" % counted,
+    )
+    steps = lock_set(tables, parent, [partition], group=group)
+    steps[0].reason = "%s; %s" % (parent.why, steps[0].reason)
+    return steps
+
+
+def _move_step(declared, point, name, default, columns, counted, group, targets):
+    """Move the period's rows out of the default partition into the new table (in the transaction of the ATTACH)."""
+    scheme = declared.scheme
     default_id = sql.Identifier(default["schema"], default["name"])
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    # Writers of this period are arriving now. One routed to the default partition before the ATTACH
-    # commits fails afterwards ("violates partition constraint"): make them wait at the parent instead, so
-    # they route with the new partition once this short transaction commits. Parent first, like inserts.
-    steps.append(
-        planmod.Step(
-            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(*parent)),
-            "hold writers (not readers) at the parent while %s move, so none is routed to the default "
-            "partition before the ATTACH" % counted,
-            lock=planmod.SHARE_ROW_EXCLUSIVE,
-            targets=targets,
-            group=group,
-        )
+    return planmod.Step(
+        sql.SQL(
+            "WITH moved AS (DELETE FROM {d} WHERE {k} >= {lo} AND {k} < {hi} RETURNING {c}) "
+            "INSERT INTO {t} ({c}) SELECT {c} FROM moved"
+        ).format(
+            d=default_id,
+            k=sql.Identifier(declared.key),
+            lo=bound_sql(scheme, point),
+            hi=bound_sql(scheme, scheme.step(point)),
+            c=cols,
+            t=sql.Identifier(declared.schema, name),
+        ),
+        "move %s out of the default partition (PostgreSQL refuses the new partition while they sit there)" % counted,
+        lock=planmod.ROW_EXCLUSIVE,
+        targets=targets,
+        group=group,
+        effect=("moved", name),
     )
-    steps.append(
-        planmod.Step(
-            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default_id),
-            "lock the default partition so no row arrives there while %s move" % counted,
-            lock=planmod.ACCESS_EXCLUSIVE,
-            targets=targets,
-            group=group,
-        )
+
+
+def _attach_step(declared, point, name, default, group, targets):
+    scheme = declared.scheme
+    low, high = scheme.bounds(point)
+    return planmod.Step(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(declared.schema, declared.name),
+            sql.Identifier(declared.schema, name),
+            bound_sql(scheme, point),
+            bound_sql(scheme, scheme.step(point)),
+        ),
+        "attach %s FROM %s TO %s (SHARE UPDATE EXCLUSIVE on the parent%s)"
+        % (
+            name,
+            json_value(low),
+            json_value(high),
+            ", ACCESS EXCLUSIVE on the default partition it scans" if default else "",
+        ),
+        lock=planmod.SHARE_UPDATE_EXCLUSIVE,
+        targets=targets,
+        group=group,
     )
-    steps.append(
-        planmod.Step(
-            sql.SQL(
-                "WITH moved AS (DELETE FROM {d} WHERE {k} >= {lo} AND {k} < {hi} RETURNING {c}) "
-                "INSERT INTO {t} ({c}) SELECT {c} FROM moved"
-            ).format(
-                d=default_id, k=sql.Identifier(declared.key), lo=lo_sql, hi=hi_sql, c=cols, t=sql.Identifier(*child)
-            ),
-            "move %s out of the default partition (PostgreSQL refuses the new partition while they sit there)"
-            % counted,
-            lock=planmod.ROW_EXCLUSIVE,
-            targets=targets,
-            group=group,
-            effect=("moved", name),
-        )
-    )
-    return steps
 
 
 def new_partition_steps(
@@ -255,25 +303,31 @@ def new_partition_steps(
     group: str | None = None,
     stat_targets: dict[str, int] | None = None,
     template: str | None = None,
+    referenced: Sequence[planmod.Target] = (),
 ) -> list[planmod.Step]:
     """Return the steps creating one partition the weak-lock way, moving rows out of the default partition first.
 
     ``options`` (storage parameters) and ``stat_targets`` (per-column statistics targets) are those the new table
-    gets: the newest existing partition's (``template``) under the declared ``partition_options``.
+    gets: the newest existing partition's (``template``) under the declared ``partition_options``. ``referenced``:
+    the tables the parent's foreign keys reference (see ``default_move_locks``).
 
     With a default partition, writers are held and rows moved for every new period, even one that had no row
     there when counted: a row of the period arriving before the ATTACH would make it fail (23514). Each such
-    partition gets its own short transaction. ``group`` lets several partitions share one transaction when
-    there is no default partition (fewer commits when many are missing).
+    partition gets its own short transaction, which takes its locks first thing (``default_move_locks``).
+    ``group`` lets several partitions share one transaction when there is no default partition (fewer commits
+    when many are missing).
     """
     scheme = declared.scheme
     parent = (declared.schema, declared.name)
     child = (declared.schema, name)
     group = "create:%s" % name if default is not None or group is None else group
-    low, high = scheme.bounds(point)
-    lo_sql, hi_sql = bound_sql(scheme, point), bound_sql(scheme, scheme.step(point))
+    counted = _counted(scheme, point, default_rows)
     targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
-    steps = [
+    steps = []
+    if default is not None:
+        steps.extend(default_move_locks(declared, default, referenced, counted, group))
+        targets += [t for t in referenced if t not in targets]
+    steps.append(
         planmod.Step(
             sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
                 sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)
@@ -285,7 +339,7 @@ def new_partition_steps(
             group=group,
             effect=("created", name),
         )
-    ]
+    )
     for column, target in sorted((stat_targets or {}).items()):
         steps.append(
             planmod.Step(
@@ -299,24 +353,8 @@ def new_partition_steps(
             )
         )
     if default is not None:
-        steps.extend(_move_default_rows_steps(declared, point, name, default, default_rows, columns, group, targets))
-    steps.append(
-        planmod.Step(
-            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                sql.Identifier(*parent), sql.Identifier(*child), lo_sql, hi_sql
-            ),
-            "attach %s FROM %s TO %s (SHARE UPDATE EXCLUSIVE on the parent%s)"
-            % (
-                name,
-                json_value(low),
-                json_value(high),
-                ", ACCESS EXCLUSIVE on the default partition it scans" if default else "",
-            ),
-            lock=planmod.SHARE_UPDATE_EXCLUSIVE,
-            targets=targets,
-            group=group,
-        )
-    )
+        steps.append(_move_step(declared, point, name, default, columns, counted, group, targets))
+    steps.append(_attach_step(declared, point, name, default, group, targets))
     return steps
 
 
@@ -531,7 +569,17 @@ def _plan_periods(declared, table, lay, extras, result, after):
         batch = "create-batch:%d" % (len(result.created) // CREATE_BATCH)
         result.plan.extend(
             new_partition_steps(
-                declared, point, name, lay.default, rows, columns, new_options, batch, stat_targets, template
+                declared,
+                point,
+                name,
+                lay.default,
+                rows,
+                columns,
+                new_options,
+                batch,
+                stat_targets,
+                template,
+                referenced=extras.get("referenced") or (),
             )
         )
         result.created.append(name)
@@ -643,8 +691,10 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
     ``extras``: ``default_rows`` (rows now in the default partition), ``default_counts`` (point -> rows of
     that missing period sitting in the default), ``existing_names`` (set of ``(schema, name)`` already
     taken), ``schemas`` (set of existing schema names), ``index_tails`` (index oid -> ``USING ...``),
-    ``index_names_taken`` (``(schema, name)`` of planned index names -> the relation holding it) and
-    ``dependents`` (retired partition oid -> objects whose dependency makes DROP TABLE fail).
+    ``index_names_taken`` (``(schema, name)`` of planned index names -> the relation holding it),
+    ``dependents`` (retired partition oid -> objects whose dependency makes DROP TABLE fail) and ``referenced``
+    (``(schema, name)`` of the tables the parent's foreign keys reference, locked first beside a default partition;
+    ``referenced_unlockable``: those this role may not lock, left to the ATTACH).
     """
     result = Result()
     result.warnings.extend(lay.warnings)
@@ -668,7 +718,36 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
     result.partitions = partition_list(after)
     result.before = partition_list(result.before)
     result.default_rows_after = max(0, (extras.get("default_rows") or 0) - result.moved_rows)
+    result.referenced = list(extras.get("referenced") or [])
+    result.unlockable = list(extras.get("referenced_unlockable") or [])
     return result
+
+
+def deadlock_cause(shown: str, referenced: Sequence[planmod.Target], unlockable: Sequence[planmod.Target] = ()) -> str:
+    """Return why a transaction creating a partition beside a default partition can meet a deadlock (SQLSTATE 40P01),
+    in words for the message, or "" when the parent ``shown`` has no foreign key. ``referenced``: the tables they
+    reference that the run locks first; ``unlockable``: those this role may not lock (the ATTACH takes them)."""
+    if not referenced and not unlockable:
+        return ""
+    names = ", ".join(display_name(*t) for t in list(referenced) + list(unlockable))
+    text = (
+        "Why: the foreign keys of %s reference %s; attaching a partition clones them onto it, which locks those "
+        "tables (SHARE ROW EXCLUSIVE), and the writers of %s hold them (they update their rows) while they wait for "
+        "%s, held by this run so that no row reaches the default partition meanwhile." % (shown, names, shown, shown)
+    )
+    if referenced:
+        text += (
+            " The run takes %s first (else right after %s) and does not wait into a deadlock; an application locking "
+            "them in yet another order still meets one." % (", ".join(display_name(*t) for t in referenced), shown)
+        )
+    if unlockable:
+        text += (
+            " This role may not lock %s itself (LOCK TABLE needs UPDATE, DELETE, TRUNCATE or, on PostgreSQL 17 and "
+            "later, MAINTAIN there; a foreign key only REFERENCES), so the ATTACH takes that lock last: grant it "
+            "MAINTAIN (or UPDATE) on them and the run takes them first."
+            % ", ".join(display_name(*t) for t in unlockable)
+        )
+    return text
 
 
 def bound_report(lay: Layout) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import migration as catalog_migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import partitions as catalog_partitions
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import trials as server_checks
 from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
@@ -335,13 +336,32 @@ def plan_partitions(
         )
         extras["existing_names"] = taken
         extras["default_counts"] = dict(zip(lay.missing, counts))
+    catalog_extras(conn, declared, table, lay, default, extras)
+    return partitioning.build_plan(declared, table, lay, extras), state
+
+
+def catalog_extras(
+    conn: Connection,
+    declared: partitioning.Declared,
+    table: dict[str, Any],
+    lay: partitioning.Layout,
+    default: Target | None,
+    extras: dict[str, Any],
+) -> None:
+    """Add to ``extras`` (in place) what the plan needs from the catalog only (no table is read): the index
+    definitions partitions lack, the dependents of retired partitions, the tables the foreign keys reference."""
     lacking = partition_indexes.lacking_indexes(table, lay)
     if lacking:
         extras["index_tails"] = catalog.index_tails(conn, lacking)
         extras["index_names_taken"] = catalog.relations_named(conn, partition_indexes.planned_index_names(table, lay))
     if declared.retention and declared.retention["action"] == "drop" and lay.retired:
         extras["dependents"] = catalog.dependent_objects(conn, [p["oid"] for p in lay.retired])
-    return partitioning.build_plan(declared, table, lay, extras), state
+    if default and lay.missing:
+        # a new partition beside the default takes the tables its foreign keys reference first (deadlock-safe order)
+        # (those this role may lock: LOCK TABLE needs more than the REFERENCES a foreign key needs)
+        referenced = catalog_partitions.referenced_tables(conn, table["oid"])
+        extras["referenced"] = [(schema, name) for schema, name, lockable in referenced if lockable]
+        extras["referenced_unlockable"] = [(schema, name) for schema, name, lockable in referenced if not lockable]
 
 
 def facts_moved(error: BaseException) -> bool:
@@ -421,6 +441,14 @@ def run_failure(
     details = dict(getattr(error, "details", None) or {})
     if isinstance(error, DwhError):
         msg = error.msg
+        cause = (
+            partitioning.deadlock_cause(shown, result.referenced, result.unlockable)
+            if details.get("sqlstate") == "40P01"
+            else ""
+        )
+        if cause:
+            head, what, todo = msg.partition(" What to do: ")
+            msg = "%s %s%s%s" % (head, cause, what, todo)
     elif getattr(error, "pgcode", None) == "23514":
         msg = (
             "rows of a period being created kept arriving in the default partition of %s through every retry "

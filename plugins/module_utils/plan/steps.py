@@ -134,6 +134,13 @@ class RowcountOf(_Composable):
         return str(max(int(self.step.rowcount), 0))
 
 
+class AsLiteral(_Composable):
+    """A composed SQL text passed as a string literal (function bodies, DO blocks), quoted at render time."""
+
+    def as_string(self, context: Any) -> str:
+        return _sql.Literal(self._wrapped.as_string(context)).as_string(context)
+
+
 class ResultOf(_Composable):
     """SQL made from what an earlier ``step`` of the same transaction returned (its ``rows``), rendered when the
     Executor reaches the step embedding it: ``build(rows)`` returns the Composable (or text) to send.

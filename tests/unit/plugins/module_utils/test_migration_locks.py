@@ -4,7 +4,7 @@ import pytest
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import catchup as migration_catchup
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration import locks as migration_locks
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan import locks as plan_locks
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import (
     describe_deadlock,
     own_message,
@@ -142,15 +142,15 @@ def test_without_referenced_tables_there_is_one_order():
 
 
 def test_a_relation_wanted_twice_is_locked_once_in_the_stronger_mode():
-    merged = migration_locks.merge(
+    merged = plan_locks.merge(
         [
-            migration_locks.Lock("s", "a", "SHARE ROW EXCLUSIVE", "x"),
-            migration_locks.Lock("s", "b", "EXCLUSIVE", "y"),
-            migration_locks.Lock("s", "a", "ACCESS EXCLUSIVE", "z"),
+            plan_locks.Lock("s", "a", "SHARE ROW EXCLUSIVE", "x"),
+            plan_locks.Lock("s", "b", "EXCLUSIVE", "y"),
+            plan_locks.Lock("s", "a", "ACCESS EXCLUSIVE", "z"),
         ]
     )
     assert [(m.name, m.mode) for m in merged] == [("a", "ACCESS EXCLUSIVE"), ("b", "EXCLUSIVE")]
-    assert migration_locks.mode_name("SHARE ROW EXCLUSIVE") == "ShareRowExclusiveLock"
+    assert plan_locks.mode_name("SHARE ROW EXCLUSIVE") == "ShareRowExclusiveLock"
 
 
 def test_check_mode_predicts_the_partitions_and_what_is_created():

@@ -143,19 +143,67 @@ def test_rows_in_the_default_move_in_the_same_transaction():
     _lay, result = plan_for(declared(), tab, D(2025, 1, 1), default_rows=10, default_counts={D(2026, 1, 1): 7})
     steps = result.plan.steps
     assert [s.lock for s in steps] == [
+        plan.SHARE_ROW_EXCLUSIVE,  # the transaction's locks first thing: the parent, then the default partition
         plan.ACCESS_SHARE,
-        plan.SHARE_ROW_EXCLUSIVE,
-        plan.ACCESS_EXCLUSIVE,
         plan.ROW_EXCLUSIVE,
         plan.SHARE_UPDATE_EXCLUSIVE,
     ]
-    assert text(steps[1].sql) == 'LOCK TABLE "dwh"."fait" IN SHARE ROW EXCLUSIVE MODE', "writers wait at the parent"
+    assert _orders(steps[0]) == [["dwh.fait (SHARE ROW EXCLUSIVE)", "dwh.fait_default (ACCESS EXCLUSIVE)"]]
+    assert steps[0].reason.startswith("hold writers (not readers) at the parent"), "writers wait at the parent"
     assert len({s.group for s in steps}) == 1 and all(s.transactional for s in steps)
     assert steps[0].group == "create:fait_2026", "a move runs in its own transaction"
-    move = text(steps[3].sql)
+    move = text(steps[2].sql)
     assert move.startswith('WITH moved AS (DELETE FROM "dwh"."fait_default" WHERE "dk" >= 20260101 AND "dk" < 20270101')
     assert '"g"' not in move, "generated columns are recomputed, never inserted"
     assert result.moved_rows == 7 and result.default_rows_after == 3
+
+
+def _orders(step):
+    """The orders a first-locks step tries, as its reason lists them."""
+    described = step.reason.split("first thing: ", 1)[1].split(";", 1)[0]
+    described = described.replace(" (the second order when the first would deadlock)", "")
+    return [order.split(", ") for order in described.split(" / then ")]
+
+
+def test_foreign_keys_of_the_parent_lock_the_referenced_tables_first():
+    # ATTACH PARTITION clones the parent's foreign keys onto the new partition: SHARE ROW EXCLUSIVE on the tables
+    # they reference, which writers of the parent hold while they wait for it (TPC-B's accounts, history)
+    default = part("fait_default", default=True)
+    tab = table([part("fait_2025", 20250101, 20260101), default])
+    referenced = [("dwh", "dim_a"), ("dwh", "dim_b")]
+    _lay, result = plan_for(declared(), tab, D(2025, 1, 1), default_rows=1, referenced=referenced)
+    steps = result.plan.steps
+    assert _orders(steps[0]) == [
+        [
+            "dwh.dim_a (SHARE ROW EXCLUSIVE)",
+            "dwh.dim_b (SHARE ROW EXCLUSIVE)",
+            "dwh.fait (SHARE ROW EXCLUSIVE)",
+            "dwh.fait_default (ACCESS EXCLUSIVE)",
+        ],
+        # when that order would deadlock (writers taking the parent before the tables it references)
+        [
+            "dwh.fait (SHARE ROW EXCLUSIVE)",
+            "dwh.dim_a (SHARE ROW EXCLUSIVE)",
+            "dwh.dim_b (SHARE ROW EXCLUSIVE)",
+            "dwh.fait_default (ACCESS EXCLUSIVE)",
+        ],
+    ]
+    assert steps[0].group == steps[-1].group and text(steps[-1].sql).startswith('ALTER TABLE "dwh"."fait" ATTACH')
+    assert ("dwh", "dim_a") in steps[-1].targets, "a lock given up on names the sessions holding those tables"
+    assert result.referenced == referenced
+    cause = partitioning.deadlock_cause("dwh.fait", result.referenced)
+    assert "foreign keys of dwh.fait reference dwh.dim_a, dwh.dim_b" in cause and "lock_timeout" not in cause
+    assert partitioning.deadlock_cause("dwh.fait", []) == ""
+    # a table this role may not LOCK (it has REFERENCES only) is left to the ATTACH: the message says what to grant
+    cause = partitioning.deadlock_cause("dwh.fait", [("dwh", "dim_a")], [("ref", "dim_c")])
+    assert "reference dwh.dim_a, ref.dim_c" in cause and "The run takes dwh.dim_a first" in cause
+    assert "may not lock ref.dim_c itself" in cause and "MAINTAIN" in cause and "lock_timeout" not in cause
+
+
+def test_without_a_default_partition_no_lock_is_taken_before_the_attach():
+    tab = table([part("fait_2025", 20250101, 20260101)])
+    _lay, result = plan_for(declared(default=False), tab, D(2025, 1, 1), referenced=[("dwh", "dim_a")])
+    assert [s.lock for s in result.plan.steps] == [plan.ACCESS_SHARE, plan.SHARE_UPDATE_EXCLUSIVE]
 
 
 def test_overlapping_partition_is_refused():
@@ -473,7 +521,7 @@ def test_with_a_default_every_new_period_locks_and_moves_even_when_none_was_coun
     units = plan.transactions(result.plan.steps)
     assert len(units) == 2, "one short transaction per new period"
     for unit in units:
-        assert [text(s.sql).split(" ")[0] for s in unit] == ["CREATE", "LOCK", "LOCK", "WITH", "ALTER"]
+        assert [text(s.sql).split(" ")[0] for s in unit] == ["DO", "CREATE", "WITH", "ALTER"], "locks first"
     assert result.moved_rows == 0
 
 
@@ -482,7 +530,7 @@ def test_results_come_from_the_steps_that_committed():
     _lay, result = plan_for(declared(premake=2), tab, D(2025, 1, 1), default_rows=5, default_counts={D(2026, 1, 1): 5})
     assert result.created == ["fait_2026", "fait_2027"] and result.moved_rows == 5
     first = plan.transactions(result.plan.steps)[0]
-    first[3].rowcount = 9  # rows that arrived after the count moved too
+    first[2].rowcount = 9  # rows that arrived after the count moved too
     result.record(first)
     assert result.created == ["fait_2026"] and result.moved_rows == 9
 
@@ -909,3 +957,29 @@ def test_integer_epoch_seconds_are_warned_a_year_before_2038_and_refused_past_it
         partitioning.layout(epoch_declared("month", column="integer", days=utc), table([]), D(2037, 12, 15))
     assert "does not fit key column dk (integer)" in err.value.msg and "bigint" in err.value.msg
     assert not partitioning.layout(epoch_declared("month", days=utc), table([]), D(2037, 12, 15)).warnings, "bigint"
+
+
+def test_a_deadlock_names_the_foreign_keys_and_never_advises_a_longer_lock_timeout():
+    from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import LockNotGranted
+    from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import run as partition_run
+
+    result = partitioning.Result()
+    result.referenced = [("public", "pgbench_accounts"), ("public", "pgbench_branches")]
+    error = LockNotGranted(
+        "Gave up after 4 attempts: PostgreSQL found a deadlock (SQLSTATE 40P01) and ended this run's transaction (the "
+        "last time: ...). Nothing of this step was applied. What to do: a deadlock is not a long wait, raising "
+        "lock_timeout or lock_retries cannot help; let that session's transaction end first.",
+        sqlstate="40P01",
+        blocking_pids=[42],
+    )
+    failure = partition_run.run_failure(None, "public.pgbench_history", error, result, [], [], None)
+    head, todo = failure.msg.split(" What to do: ")
+    assert "found a deadlock" in head and failure.details["sqlstate"] == "40P01"
+    assert "Why: the foreign keys of public.pgbench_history reference public.pgbench_accounts, " in head
+    assert "writers of public.pgbench_history hold them" in head and "lock_timeout" not in head
+    assert todo.startswith("a deadlock is not a long wait") and failure.details["blocking_pids"] == [42]
+    # a lock timeout is not a deadlock: no foreign-key story there
+    timeout = partition_run.run_failure(
+        None, "public.h", LockNotGranted("Gave up.", sqlstate="55P03"), result, [], [], None
+    )
+    assert "Why:" not in timeout.msg
