@@ -265,8 +265,8 @@ options:
         type: list
         elements: dict
         suboptions:
-          after: {description: See O(tiers[].after)., type: int, required: true}
-          tablespace: {description: See O(tiers[].tablespace)., type: str, required: true}
+          after: {description: 'See O(tiers[].after).', type: int, required: true}
+          tablespace: {description: 'See O(tiers[].tablespace).', type: str, required: true}
       tiers_max_per_run: {description: See O(tiers_max_per_run)., type: int, default: 3}
       columns: {description: See O(columns)., type: list, elements: raw}
       primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
