@@ -435,6 +435,16 @@ tiers:
   type: dict
   returned: when O(tiers) is given
   sample: {moved: [{partition: fait_2019, schema: dwh, tablespace: cold, from: pg_default, bytes: 8691712, method: alter, lock_seconds: 0.412}], remaining: 0}
+  contains:
+    moved:
+      description: The partitions moved (in check mode, to move), oldest first.
+      type: list
+      elements: dict
+      returned: always
+    remaining:
+      description: Partitions still to move, left for the next runs by O(tiers_max_per_run).
+      type: int
+      returned: always
 queries:
   description: The exact SQL run (or that would run in check mode); with O(tables), of every table in order.
   type: list
