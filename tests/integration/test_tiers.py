@@ -353,3 +353,72 @@ def test_pg_repack_moves_a_partition_online(pg_server, db, conn, spaces):
     assert not result.get("failed"), result
     assert {m["method"] for m in result["tiers"]["moved"]} == {"pg_repack"}
     assert placement(conn)[name_of(now, -8)] == cold
+
+
+def test_tiers_of_a_tables_entry(pg_server, db, conn, spaces):
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    entry = {"name": "dwh.fact", "key": "d", "interval": "month", "premake": 1, "start": str(month(now, -8))}
+    entry.update(tiers=[{"after": 6, "tablespace": cold}], tiers_max_per_run=1)
+    args = dict(pg_server.params(db), lock_timeout="2s", tables=[entry])
+    result = run_module("partitioned_table", args)
+    assert not result.get("failed"), result
+    tiers = result["results"][0]["tiers"]
+    assert [m["partition"] for m in tiers["moved"]] == [name_of(now, -8)] and tiers["remaining"] == 1
+    assert placement(conn)[name_of(now, -8)] == cold
+
+
+ROLE_PLAYBOOK = """
+- name: The partitioning role, planning
+  hosts: dwh_servers
+  gather_facts: false
+  roles:
+    - role: sigeti.dwh.partitioning
+  post_tasks:
+    - name: Show the moves each table would get
+      ansible.builtin.debug:
+        msg: "moves {{ dwh_partitioning_results.results | map(attribute='tiers') | map(attribute='moved')
+              | map('map', attribute='partition') | map('list') | list }}"
+"""
+
+
+def test_the_partitioning_role_passes_tiers_from_a_dwh_tables_entry(pg_server, db, conn, spaces, tmp_path):
+    from tests.integration.test_roles_helpers import play, write_inventory
+
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    tables = [
+        {"name": "dwh.fact", "key": "d", "key_format": "date", "interval": "month", "premake": 1,
+         "start": str(month(now, -8)), "tiers": [{"after": 6, "tablespace": cold}], "tiers_max_per_run": 5},
+    ]  # fmt: skip
+    playbook = tmp_path / "partitioning.yml"
+    playbook.write_text(ROLE_PLAYBOOK)
+    inventory = write_inventory(tmp_path / "a.yml", {"dwh1": (pg_server, db)}, {"dwh_tables": tables})
+    before = placement(conn)
+    planned = play(str(playbook), inventory, pg_server.password, check=True)
+    assert planned.returncode == 0, planned.stdout[-3000:]
+    assert "moves [['%s', '%s']]" % (name_of(now, -8), name_of(now, -7)) in planned.stdout, planned.stdout[-3000:]
+    assert placement(conn) == before
+
+
+def test_too_little_room_on_a_visible_tablespace_is_refused_before_any_change(pg_server, db, conn, spaces, monkeypatch):
+    from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import run as tier_run
+
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    seen = []
+    real = tier_run.filesystem_free
+
+    def tiny(location, data_directory, port):
+        found = real(location, data_directory, port)  # the real statvfs of the tablespace's folder: visible here
+        seen.append((location, found.visible))
+        return found._replace(free_bytes=100)
+
+    monkeypatch.setattr(tier_run, "filesystem_free", tiny)
+    before = placement(conn)
+    args = _args(pg_server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}])
+    result = run_module("partitioned_table", args)
+    assert result.get("failed"), result
+    assert "tablespace %s needs" % cold in result["msg"] and "but %s has 100 free" % cold in result["msg"]
+    assert "Nothing was changed" in result["msg"] and placement(conn) == before
+    assert seen and all(visible for _location, visible in seen), seen
