@@ -422,3 +422,18 @@ def test_too_little_room_on_a_visible_tablespace_is_refused_before_any_change(pg
     assert "tablespace %s needs" % cold in result["msg"] and "but %s has 100 free" % cold in result["msg"]
     assert "Nothing was changed" in result["msg"] and placement(conn) == before
     assert seen and all(visible for _location, visible in seen), seen
+
+
+def test_a_table_created_by_the_run_gets_its_old_partitions_in_their_tier(pg_server, db, conn, spaces):
+    now = today(conn)
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh")
+    cold = spaces("cold")
+    columns = [{"name": "id", "type": "bigint"}, {"name": "d", "type": "date", "not_null": True}]
+    args = _args(pg_server, db, start=str(month(now, -3)), tiers=[{"after": 1, "tablespace": cold}], columns=columns)
+    result = run_module("partitioned_table", args)
+    assert not result.get("failed"), result
+    placed = placement(conn)
+    assert placed[name_of(now, -3)] == cold and placed[name_of(now, -2)] == cold
+    assert placed[name_of(now, -1)] == "pg_default" and placed[name_of(now, 0)] == "pg_default"
+    assert not run_module("partitioned_table", args)["changed"]

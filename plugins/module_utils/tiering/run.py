@@ -151,7 +151,10 @@ def _repack(conn: Connection, context: RunContext, server: ServerFacts) -> str |
     return binary
 
 
-def _spaces(conn: Connection, context: RunContext, server: ServerFacts, names: list[str], owner: str | None):
+def _spaces(
+    conn: Connection, context: RunContext, server: ServerFacts, names: list[str], owner: str
+) -> list[tiers.TablespaceFacts]:
+    """The tablespaces ``names`` as the catalog and this host see them (free room only where statvfs reaches)."""
     settings = server.get("settings") or {}
     data_directory = settings.get("data_directory")
     out = []
@@ -209,8 +212,9 @@ def prepare(
             declared.tiers, result.scheme, result.current, places, limit, bool(repack), declared.display
         )
     owner, user = catalog_spaces.table_owner(conn, declared.schema, declared.name)
+    owner = owner or user  # a table this run creates (``columns``) belongs to the connecting role
     spaces = _spaces(conn, context, server, sorted({t.tablespace for t in declared.tiers}), owner)
-    errors = tiers.refusals(declared.tiers, spaces, plan.moves, declared.display, owner or "(the owner)", user)
+    errors = tiers.refusals(declared.tiers, spaces, plan.moves, declared.display, owner, user)
     if errors:
         raise InvalidInput(" ".join(errors) + ". Nothing was changed.")
     for warning in plan.warnings:
