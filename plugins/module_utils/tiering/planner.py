@@ -151,6 +151,18 @@ def validate_tiers(tiers: Sequence[Any] | None, table: str) -> tuple[Tier, ...]:
     return tuple(sorted(result, key=lambda t: -t.after))
 
 
+def validate_max_moves(value: Any, table: str) -> int:
+    """Check ``tiers_max_per_run``; return it (the default when not given)."""
+    if value is None:
+        return DEFAULT_MAX_MOVES
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(
+            "tiers_max_per_run=%r for %s: give the largest number of partitions one run moves between tiers, 1 or "
+            "more; nothing was changed" % (value, table)
+        )
+    return value
+
+
 def check_tablespace_name(name: Any, table: str) -> None:
     """Return nothing; refuse a tablespace name PostgreSQL could not hold (empty, too long, control characters,
     the reserved ``pg_`` prefix other than pg_default)."""

@@ -194,7 +194,7 @@ def prepare(
         if not p["is_default"] and p["relkind"] == "r" and p["name"] not in retiring
     ]
     places = _places(conn, parts)
-    limit = context.params.get("tiers_max_per_run") or tiers.DEFAULT_MAX_MOVES
+    limit = tiers.validate_max_moves(context.params.get("tiers_max_per_run"), declared.display)
     plan = tiers.plan_moves(declared.tiers, result.scheme, result.current, places, limit, table=declared.display)
     repack = _repack(conn, context, server) if plan else None
     if plan:

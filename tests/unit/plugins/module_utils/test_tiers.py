@@ -180,3 +180,11 @@ def test_new_partitions_of_old_periods_are_created_in_their_tier_with_their_inde
 
 def test_diff_lines_show_each_move():
     assert tiers.diff_lines(moves()) == ("f_2020 TABLESPACE pg_default\n", "f_2020 TABLESPACE cold\n")
+
+
+def test_tiers_max_per_run_is_one_or_more():
+    assert tiers.validate_max_moves(None, "t") == tiers.DEFAULT_MAX_MOVES and tiers.validate_max_moves(5, "t") == 5
+    for bad in (0, -1, True, "2"):
+        with pytest.raises(InvalidInput) as raised:
+            tiers.validate_max_moves(bad, "dwh.f")
+        assert "tiers_max_per_run=%r for dwh.f" % (bad,) in raised.value.msg
