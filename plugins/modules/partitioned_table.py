@@ -129,6 +129,41 @@ options:
         C(toast.autovacuum_*) ...). Only the declared ones are compared; others are left alone.
     type: dict
     default: {}
+  tiers:
+    description:
+      - Storage tiers. A partition whose period ended more than O(tiers[].after) declared periods before the
+        current one lives, with its indexes, in tablespace O(tiers[].tablespace); of the tiers that apply, the one
+        with the largest O(tiers[].after) wins. Partitions no tier applies to (the current one, those ahead, recent
+        ones) and the default partition are left where they are.
+      - A partition elsewhere (its table or one of its indexes, C(pg_class.reltablespace), 0 being the database's
+        default) is moved in one transaction - C(LOCK TABLE) then C(ALTER TABLE ... SET TABLESPACE) and C(ALTER INDEX
+        ... SET TABLESPACE) for each index - under O(lock_timeout) with O(lock_retries); PostgreSQL copies the files
+        holding ACCESS EXCLUSIVE on that partition only (its readers and writers wait for the copy, other partitions
+        and the parent do not). The time it was locked is reported in RV(tiers.moved). When the C(pg_repack)
+        extension is installed in the database and a matching C(pg_repack) program is on PATH (superuser
+        connection), C(pg_repack --tablespace --moveidx) moves a partition having a primary key online instead.
+      - New partitions (O(premake), O(start)) are created directly in their tier, their indexes too.
+      - Refused before any change, naming the table and the tablespace - a tablespace that does not exist; the
+        table's owner or the connecting role without CREATE on it (the database's default tablespace needs none); a
+        tablespace whose filesystem this host sees (C(pg_tablespace_location), statvfs) without room for the
+        partitions this run moves there.
+    type: list
+    elements: dict
+    suboptions:
+      after:
+        description: Periods (0 or more; each tier its own) that must have passed since a partition's period ended.
+        type: int
+        required: true
+      tablespace:
+        description: The tablespace those partitions and their indexes live in (an existing one, its exact name).
+        type: str
+        required: true
+  tiers_max_per_run:
+    description:
+      - The most partitions one run moves between tiers, oldest first (each move copies a whole partition). The
+        others wait for the next runs; a warning and RV(tiers.remaining) say how many.
+    type: int
+    default: 3
   columns:
     description:
       - Columns of the table, used only when it does not exist (the module then creates it partitioned by RANGE
@@ -225,6 +260,14 @@ options:
           archive_schema: {description: See O(retention.archive_schema)., type: str}
           max_per_run: {description: See O(retention.max_per_run)., type: int, default: 3}
       partition_options: {description: See O(partition_options)., type: dict, default: {}}
+      tiers:
+        description: See O(tiers).
+        type: list
+        elements: dict
+        suboptions:
+          after: {description: 'See O(tiers[].after).', type: int, required: true}
+          tablespace: {description: 'See O(tiers[].tablespace).', type: str, required: true}
+      tiers_max_per_run: {description: See O(tiers_max_per_run)., type: int, default: 3}
       columns: {description: See O(columns)., type: list, elements: raw}
       primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
       state: {description: See O(state)., type: str, choices: [present], default: present}
@@ -249,7 +292,7 @@ attributes:
       - For a plain table (O(migrate)) the migration plan reads the table (ACCESS SHARE) to size it.
     support: full
   diff_mode:
-    description: The partition list before and after.
+    description: The partition list before and after, then the tablespace of each partition O(tiers) moves.
     support: full
 notes:
   - Needs ownership of the table (ALTER TABLE), CREATE on its schema, and SELECT on the default partition.
@@ -382,6 +425,26 @@ bound:
   type: dict
   returned: with O(name) and per table in RV(results)
   sample: {low: "2024-01-01", high: "2025-01-01", parents: [dwh_facts.fait], periods_outside: 25}
+tiers:
+  description:
+    - With O(tiers), C(moved) - the partitions moved to their tier this run (in check mode, those it would move),
+      each C({partition, schema, tablespace, from, bytes, method, lock_seconds}) (C(method) V(alter) or V(pg_repack);
+      C(lock_seconds), how long the partition was held under ACCESS EXCLUSIVE, from C(LOCK TABLE) granted to the
+      commit; null in check mode and for pg_repack) - and C(remaining), those left for the next runs by
+      O(tiers_max_per_run).
+  type: dict
+  returned: when O(tiers) is given
+  sample: {moved: [{partition: fait_2019, schema: dwh, tablespace: cold, from: pg_default, bytes: 8691712, method: alter, lock_seconds: 0.412}], remaining: 0}
+  contains:
+    moved:
+      description: The partitions moved (in check mode, to move), oldest first.
+      type: list
+      elements: dict
+      returned: always
+    remaining:
+      description: Partitions still to move, left for the next runs by O(tiers_max_per_run).
+      type: int
+      returned: always
 queries:
   description: The exact SQL run (or that would run in check mode); with O(tables), of every table in order.
   type: list
@@ -410,6 +473,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection impo
     open_session,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
+from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import planner as tiers
 
 
 def table_options(required):
@@ -433,6 +497,12 @@ def table_options(required):
             ),
         ),
         partition_options=dict(type="dict", default={}),
+        tiers=dict(
+            type="list",
+            elements="dict",
+            options=dict(after=dict(type="int", required=True), tablespace=dict(type="str", required=True)),
+        ),
+        tiers_max_per_run=dict(type="int", default=tiers.DEFAULT_MAX_MOVES),
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["present"], default="present"),

@@ -110,6 +110,14 @@ tables:
       type: dict
       returned: always
       sample: {heap_bytes: 8192, toast_bytes: 0, index_bytes: 16384, total_bytes: 24576}
+    tablespaces:
+      description:
+        - Bytes of the partition tree per tablespace (heap and TOAST where each table is, each index where it is;
+          the database's default tablespace by its name). Each partition in RV(tables[].partitions) names its own
+          C(tablespace) (see O(sigeti.dwh.partitioned_table#module:tiers)).
+      type: dict
+      returned: always
+      sample: {pg_default: 24576, cold: 1048576}
     rows_estimate: {description: Row estimate (sum of C(reltuples) of the leaves)., type: int, returned: always}
     partition_key:
       description: Strategy, key columns and their types; null for a plain table.

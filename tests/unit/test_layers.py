@@ -4,7 +4,7 @@
   package: ``core``; ``session``; ``catalog``; ``plan`` (``steps``, ``retry`` and ``locks``, the deadlock-safe lock
   order shared by the migration and the partition maintenance, are the plan's pure types; the executor and what
   drives a second connection are its I/O); then each capability package (partitioning, migration, compression,
-  vacuum, report, backup, archive), whose ``run.py`` / ``api.py`` are runs and every other file a planner.
+  vacuum, report, backup, archive, tiering), whose ``run.py`` / ``api.py`` are runs and every other file a planner.
   Planners import only core, the plan's types and other planners; annotations may name the session's
   ``Connection`` / ``ServerFacts`` (under ``TYPE_CHECKING``).
 - Database I/O (``execute``, ``cursor``, ``commit``, ``rollback``, ``autocommit``, COPY) only in the session, the
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PLUGINS = os.path.join(ROOT, "plugins")
 MODULE_UTILS = os.path.join(PLUGINS, "module_utils")
 PREFIX = "ansible_collections.sigeti.dwh.plugins.module_utils"
-CAPABILITIES = {"partitioning", "migration", "compression", "vacuum", "report", "backup", "archive"}
+CAPABILITIES = {"partitioning", "migration", "compression", "vacuum", "report", "backup", "archive", "tiering"}
 ALLOWED = {
     "core": {"core"},
     "session": {"core", "session"},

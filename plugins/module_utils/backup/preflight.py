@@ -20,6 +20,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.backup import rewrites 
 from ansible_collections.sigeti.dwh.plugins.module_utils.compression.planner import declared_state
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning.layout import validate_retention
+from ansible_collections.sigeti.dwh.plugins.module_utils.tiering.planner import validate_tiers
 
 POLICIES = ("auto", "always", "never")
 TRUE_WORDS = ("true", "yes", "on", "1", "always")
@@ -52,6 +53,7 @@ def entry_errors(tables: Sequence[Entry], host: str, table_misspelt: bool = Fals
     for entry, name in zip(tables, names):
         try:
             validate_retention(entry.get("retention"), name)
+            validate_tiers(entry.get("tiers"), name)
             if entry.get("compression") is not None:
                 declared_state(dict(entry["compression"]))
         except DwhError as error:

@@ -35,6 +35,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.reads import (
     end_read,
     fetch_one,
 )
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.tablespaces import DATABASE_DEFAULT
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.vacuum import (  # noqa: F401  # pylint: disable=unused-import
     approx_bloat,
     bloat_estimate_inputs,
@@ -170,6 +171,11 @@ RELATIONS_QUERY = tree_query(
     + PARTITION_KEY_JSON.replace("{definition}", "pg_get_partkeydef(c.oid)")
     + """ END AS partition_key,
        pg_get_userbyid(c.relowner)::text AS owner,
+       -- 0 is the database's default tablespace: named, so that a placement always reads as a tablespace
+       coalesce((SELECT s.spcname FROM pg_tablespace s WHERE s.oid = c.reltablespace), """
+    + DATABASE_DEFAULT
+    + """)::text
+         AS tablespace,
        c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
        CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
        -- the main forks of the TOAST table and its index, as for the heap and the indexes (pg_total_relation_size
@@ -249,12 +255,17 @@ WHERE a.attrelid = ANY(%(oids)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
-INDEXES_QUERY = """
+INDEXES_QUERY = (
+    """
 SELECT i.indrelid AS table_oid, i.indexrelid AS oid, ic.relname::text AS name, n.nspname::text AS schema,
        pg_get_indexdef(i.indexrelid) AS definition, i.indisunique AS is_unique, i.indisprimary AS is_primary,
        i.indisvalid AS is_valid, ic.relkind::text AS relkind,
        pg_stat_get_numscans(i.indexrelid) AS idx_scan, pg_relation_size(i.indexrelid) AS bytes,
-       inh.inhparent AS parent_index_oid, con.conname::text AS constraint_name
+       inh.inhparent AS parent_index_oid, con.conname::text AS constraint_name,
+       coalesce((SELECT s.spcname FROM pg_tablespace s WHERE s.oid = ic.reltablespace), """
+    + DATABASE_DEFAULT
+    + """)::text
+         AS tablespace
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -263,6 +274,7 @@ LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.
 WHERE i.indrelid = ANY(%(oids)s::oid[])
 ORDER BY i.indrelid, ic.relname
 """
+)
 
 DEPENDENTS_QUERY = """
 SELECT DISTINCT d.refobjid AS table_oid, v.oid, vn.nspname::text AS schema, v.relname::text AS name,
@@ -392,6 +404,7 @@ def _relation_entry(row):
             "is_leaf": row["isleaf"],
             "is_partition": row["relispartition"],
             "owner": row["owner"],
+            "tablespace": row["tablespace"],
             "comment": row["comment"],
             "reltuples": row["reltuples"],
             "relpages": row["relpages"],

@@ -94,6 +94,7 @@ class Declared:
         columns: list[ColumnDef] | None = None,
         primary_key: list[str] | None = None,
         max_new_partitions: int | None = DEFAULT_MAX_NEW_PARTITIONS,
+        tiers: tuple[Any, ...] = (),
     ) -> None:
         self.schema = schema
         self.name = name
@@ -107,6 +108,7 @@ class Declared:
         self.columns = columns
         self.primary_key = primary_key or []
         self.max_new_partitions = max_new_partitions
+        self.tiers = tuple(tiers)  # tiering.planner.Tier, the largest ``after`` first
 
     @property
     def display(self) -> str:

@@ -68,6 +68,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning.layout imp
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as planmod
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_set
+from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import planner as tiers
 
 try:
     from psycopg2 import sql
@@ -106,6 +107,8 @@ class Result:
         self.bound: dict[str, Any] | None = None  # the table's own bound when it is a partition (see bound_report)
         self.referenced: list[planmod.Target] = []  # the tables the parent's foreign keys reference, locked first
         self.unlockable: list[planmod.Target] = []  # those this role may not LOCK: the ATTACH takes them
+        self.current: Point | None = None  # the current period, and the scheme it is of (tiers plan from them)
+        self.scheme: Scheme | None = None
         self.warnings: list[str] = []
 
     def record(self, completed: Iterable[planmod.Step]) -> None:
@@ -304,8 +307,11 @@ def new_partition_steps(
     stat_targets: dict[str, int] | None = None,
     template: str | None = None,
     referenced: Sequence[planmod.Target] = (),
+    tablespace: str | None = None,
 ) -> list[planmod.Step]:
     """Return the steps creating one partition the weak-lock way, moving rows out of the default partition first.
+
+    ``tablespace`` (its tier, see ``tiering``): the table and the indexes its ATTACH builds are created there.
 
     ``options`` (storage parameters) and ``stat_targets`` (per-column statistics targets) are those the new table
     gets: the newest existing partition's (``template``) under the declared ``partition_options``. ``referenced``:
@@ -320,17 +326,19 @@ def new_partition_steps(
     scheme = declared.scheme
     parent = (declared.schema, declared.name)
     child = (declared.schema, name)
-    group = "create:%s" % name if default is not None or group is None else group
+    group = "create:%s" % name if default is not None or group is None or tablespace else group
     counted = _counted(scheme, point, default_rows)
     targets = [parent, child] + ([(default["schema"], default["name"])] if default else [])
     steps = []
     if default is not None:
         steps.extend(default_move_locks(declared, default, referenced, counted, group))
         targets += [t for t in referenced if t not in targets]
+    storage = with_clause(options) + tiers.tablespace_clause(tablespace)
+    steps.extend(tiers.creation_steps(tablespace, name, group))
     steps.append(
         planmod.Step(
             sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + "){}").format(
-                sql.Identifier(*child), sql.Identifier(*parent), with_clause(options)
+                sql.Identifier(*child), sql.Identifier(*parent), storage
             ),
             "period %s is missing: create its table (ACCESS SHARE on the parent)%s"
             % (scheme.label(point), " with the storage settings of %s" % template if template and options else ""),
@@ -567,6 +575,7 @@ def _plan_periods(declared, table, lay, extras, result, after):
         rows = counts.get(point, 0) if lay.default is not None else 0
         result.moved_rows += rows
         batch = "create-batch:%d" % (len(result.created) // CREATE_BATCH)
+        space = tiers.creation_tablespace(declared.tiers, scheme, lay.current, point)
         result.plan.extend(
             new_partition_steps(
                 declared,
@@ -580,6 +589,7 @@ def _plan_periods(declared, table, lay, extras, result, after):
                 stat_targets,
                 template,
                 referenced=extras.get("referenced") or (),
+                tablespace=space,
             )
         )
         result.created.append(name)
@@ -714,6 +724,7 @@ def build_plan(declared: Declared, table: dict[str, Any] | None, lay: Layout, ex
         check_pending_detaches(declared, staying_partitions(lay))
     _plan_retention(declared, lay, extras, result, after)
     result.retention_remaining = len(lay.waiting)
+    result.current, result.scheme = lay.current, declared.scheme
     result.bound = bound_report(lay)
     result.partitions = partition_list(after)
     result.before = partition_list(result.before)

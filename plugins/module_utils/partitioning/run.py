@@ -26,6 +26,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as t
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor, describe_blockers
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import is_lock_error
 from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection, runlock
+from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import planner as tiers
+from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import run as tier_run
 
 if TYPE_CHECKING:  # names used in annotations only
     from ansible_collections.sigeti.dwh.plugins.module_utils.core.periods import Point
@@ -106,6 +108,7 @@ def declared_state(
         columns=columns,
         primary_key=params.get("primary_key"),
         max_new_partitions=params.get("max_new_partitions", partitioning.DEFAULT_MAX_NEW_PARTITIONS),
+        tiers=tiers.validate_tiers(params.get("tiers"), shown),
     )
 
 
@@ -653,9 +656,10 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
     declared = declared_state(context.params, schema, name, table, conn)
     check_partition_options(conn, declared)
     result, _state = plan_partitions(conn, context, declared, table)
+    tiered = tier_run.prepare(conn, context, server, declared, table, result)  # its refusals: before any change
     queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
-    explained = result.plan.explain(conn)
-    changed = bool(result.plan)
+    explained = result.plan.explain(conn) + (tiered.explain(conn) if tiered else [])
+    changed = bool(result.plan) or bool(tiered)
     if result.plan and not context.check_mode:
         try:
             result, executed = apply_partitions(conn, context, declared, table, result)
@@ -664,6 +668,8 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
                 failure.details["changed"] = True
             raise
         queries = (migrated or {}).get("queries", []) + executed
+    tier_run.apply(conn, context, tiered, bool(result.plan) or bool(migrated))
+    queries += (tiered.queries(conn) if context.check_mode else tiered.executed) if tiered else []
     has_default = any(p["default"] for p in result.partitions)
     output = dict(
         changed=changed or bool(migrated),
@@ -683,10 +689,13 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
     )
     if migrated:
         output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
+    if tiered is not None:
+        output["tiers"] = tiered.result(context.check_mode)
     if context.diff:
+        moves = tiers.diff_lines(tiered.plan.moves if tiered else ())
         output["diff"] = {
-            "before": partitioning.diff_text(result.before),
-            "after": partitioning.diff_text(result.partitions),
+            "before": partitioning.diff_text(result.before) + moves[0],
+            "after": partitioning.diff_text(result.partitions) + moves[1],
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
         context.warn(warning)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.tables import (
     MAXVALUE,
@@ -106,6 +106,7 @@ def partition_report(entry: dict[str, Any]) -> dict[str, Any]:
         "high": json_value(entry.get("high")),
         "rows": max(int(entry["reltuples"] or 0), 0) if entry["relkind"] == "r" else None,
         "sizes": _sizes(entry["heap_bytes"], entry["toast_bytes"], entry["index_bytes"]),
+        "tablespace": entry.get("tablespace"),
         "reloptions": entry["reloptions"],
     }
 
@@ -178,11 +179,27 @@ def table_report(
                 report["invalid_indexes"].append(index["name"])
             if entry["relkind"] == "r" and index["idx_scan"] == 0 and not (index["is_unique"] or index["is_primary"]):
                 report["unused_indexes"].append(index["name"])
+    report["tablespaces"] = tablespace_bytes(table["relations"].values())
     report["vacuum"] = [vacuum_report(e, settings) for e in sorted(leaves, key=lambda e: (e["level"], e["name"]))]
     report["stats"] = _stats(root)
     if kind == "partitioned":
         report.update(partitioned_report(table, today, default_rows, days))
     return report
+
+
+def tablespace_bytes(relations: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Bytes of a table's tree per tablespace: each relation's heap and TOAST where it is, each index where it is
+    (a TOAST table follows its table: ALTER TABLE ... SET TABLESPACE moves both)."""
+    found: dict[str, int] = {}
+    for entry in relations:
+        if entry.get("tablespace") is not None and entry["relkind"] == "r":
+            found[entry["tablespace"]] = found.get(entry["tablespace"], 0) + int(
+                (entry["heap_bytes"] or 0) + (entry["toast_bytes"] or 0)
+            )
+        for index in entry["indexes"]:
+            if index.get("tablespace") is not None:
+                found[index["tablespace"]] = found.get(index["tablespace"], 0) + int(index["bytes"] or 0)
+    return dict(sorted(found.items()))
 
 
 def vacuum_report(entry: dict[str, Any], settings: dict[str, str]) -> dict[str, Any]:

@@ -100,3 +100,9 @@ def test_backup_policy_words(given, policy):
 def test_backup_policy_names_every_bad_value():
     settings, message = preflight.backup_policy("sometimes", "all", "list", -1, "h")
     assert settings is None and "dwh_backup is 'sometimes'" in message and "dwh_backup_keep -1" in message
+
+
+def test_entry_errors_check_tiers_as_the_module_does():
+    errors = preflight.entry_errors([{"name": T1, "tiers": [{"after": -1, "tablespace": "cold"}]}], "h")
+    assert len(errors) == 1 and errors[0].startswith("dwh_tables entry %s: tiers.after=-1" % T1)
+    assert preflight.entry_errors([{"name": T1, "tiers": [{"after": 2, "tablespace": "cold"}]}], "h") == []

@@ -1,0 +1,439 @@
+"""partitioned_table tiers against a real server: old partitions move with their indexes to their tablespace, rows
+intact, second run quiet, check mode writes nothing, tiers_max_per_run, refusals before any change (missing
+tablespace, no CREATE privilege), a writer of the current partition not held, a lock holder named, table_info."""
+
+import datetime
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.support.modules import run_module
+from tests.support.pgserver import shared_root
+
+
+def _args(pg_server, db, **extra):
+    args = pg_server.params(db)
+    args.update(lock_timeout="2s", lock_retries=1, lock_retry_delay=0.1)
+    args.update(name="dwh.fact", key="d", interval="month", premake=1)
+    args.update(extra)
+    return args
+
+
+def warnings(result):
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings") or []]
+
+
+def month(today, shift):
+    index = today.year * 12 + today.month - 1 + shift
+    return datetime.date(index // 12, index % 12 + 1, 1)
+
+
+def today(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_date")
+        return cur.fetchone()[0]
+
+
+@pytest.fixture
+def spaces(pg_server, conn):
+    """Make tablespaces (``spaces("cold")`` returns the cluster-unique name); dropped after the test with whatever
+    the test put in them (tablespaces and roles belong to the cluster, not to the test's database)."""
+    made, folders = [], []
+
+    def make(label):
+        name = "%s_%s" % (label, uuid.uuid4().hex[:8])
+        folder = tempfile.mkdtemp(prefix="sigeti-ts-", dir=shared_root(pg_server.user) if pg_server.user else None)
+        if pg_server.user:
+            os.chown(folder, *pg_server.user)
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLESPACE %s LOCATION %%s" % name, (folder,))
+        made.append(name)
+        folders.append(folder)
+        return name
+
+    yield make
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
+        for name in made:
+            cur.execute("DROP TABLESPACE IF EXISTS %s" % name)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_fact(conn):
+    """dwh.fact partitioned by month, with a primary key and one more index (its partitions made by the module)."""
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh")
+        cur.execute(
+            "CREATE TABLE dwh.fact (id bigint NOT NULL, d date NOT NULL, v text, PRIMARY KEY (id, d)) "
+            "PARTITION BY RANGE (d)"
+        )
+        cur.execute("CREATE INDEX fact_v ON dwh.fact (v)")
+
+
+def fill(conn, now, first=-8, rows=50):
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO dwh.fact SELECT g, %s::date + (g %% 28), md5(g::text) FROM generate_series(1, %s) g",
+            (month(now, first), rows),
+        )
+        for shift in range(first + 1, 2):
+            cur.execute(
+                "INSERT INTO dwh.fact SELECT g + %s, %s::date + (g %% 28), md5(g::text) FROM generate_series(1, %s) g",
+                ((shift - first) * 10**6, month(now, shift), rows),
+            )
+
+
+def placement(conn):
+    """``{relation: tablespace}`` of every table and index of schema dwh (0 read as pg_default)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, coalesce(t.spcname, 'pg_default') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace "
+            "WHERE n.nspname = 'dwh' AND c.relkind IN ('r', 'i') ORDER BY 1"
+        )
+        return dict(cur.fetchall())
+
+
+def content(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), sum(id), md5(string_agg(v, ',' ORDER BY id, d)) FROM dwh.fact")
+        return cur.fetchone()
+
+
+def name_of(now, shift):
+    return "fact_%s" % month(now, shift).strftime("%Y%m")
+
+
+def setup_set(pg_server, db, conn, rows=50):
+    now = today(conn)
+    make_fact(conn)
+    first = run_module("partitioned_table", _args(pg_server, db, start=str(month(now, -8))))
+    assert not first.get("failed"), first
+    fill(conn, now, rows=rows)
+    return now
+
+
+def test_old_partitions_move_with_their_indexes_rows_intact_check_mode_writes_nothing(pg_server, db, conn, spaces):
+    now = setup_set(pg_server, db, conn)
+    cold, archive = spaces("cold"), spaces("archive")
+    tiers = [{"after": 3, "tablespace": cold}, {"after": 6, "tablespace": archive}]
+    args = _args(pg_server, db, start=str(month(now, -8)), tiers=tiers, tiers_max_per_run=10)
+    before, rows = placement(conn), content(conn)
+
+    checked = run_module("partitioned_table", args, check_mode=True, diff=True)
+    assert not checked.get("failed"), checked
+    assert checked["changed"] and placement(conn) == before
+    expected = {name_of(now, s): archive for s in (-8, -7)} | {name_of(now, s): cold for s in (-6, -5, -4)}
+    assert {m["partition"]: m["tablespace"] for m in checked["tiers"]["moved"]} == expected
+    assert all(m["lock_seconds"] is None and m["bytes"] > 0 for m in checked["tiers"]["moved"])
+    assert "%s TABLESPACE %s" % (name_of(now, -8), archive) in checked["diff"]["after"]
+    assert any(q.startswith("ALTER INDEX") for q in checked["queries"])
+
+    moved = run_module("partitioned_table", args)
+    assert not moved.get("failed"), moved
+    assert moved["changed"] and moved["tiers"]["remaining"] == 0
+    assert {m["partition"]: m["tablespace"] for m in moved["tiers"]["moved"]} == expected
+    assert all(m["method"] == "alter" and m["lock_seconds"] >= 0 for m in moved["tiers"]["moved"])
+    after = placement(conn)
+    for relation, tablespace in after.items():
+        owner = next((p for p in expected if relation == p or relation.startswith(p + "_")), None)
+        assert tablespace == (expected[owner] if owner else "pg_default"), relation
+    assert sum(1 for r, t in after.items() if t == archive) == 2 * 3  # two partitions, each with its two indexes
+    assert content(conn) == rows
+
+    again = run_module("partitioned_table", args)
+    assert not again.get("failed"), again
+    assert not again["changed"] and again["queries"] == [] and again["tiers"] == {"moved": [], "remaining": 0}
+
+    info = run_module("table_info", dict(pg_server.params(db), tables=["dwh.fact"]))
+    report = info["tables"][0]
+    assert report["tablespaces"][archive] > 0 and report["tablespaces"][cold] > 0
+    assert report["tablespaces"]["pg_default"] > 0
+    by_name = {p["name"]: p["tablespace"] for p in report["partitions"]}
+    assert by_name[name_of(now, -8)] == archive and by_name[name_of(now, 0)] == "pg_default"
+
+
+def test_tiers_max_per_run_bounds_each_run_and_the_next_runs_finish(pg_server, db, conn, spaces):
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    args = _args(
+        pg_server, db, start=str(month(now, -8)), tiers=[{"after": 3, "tablespace": cold}], tiers_max_per_run=2
+    )
+    first = run_module("partitioned_table", args)
+    assert [m["partition"] for m in first["tiers"]["moved"]] == [name_of(now, -8), name_of(now, -7)]
+    assert first["tiers"]["remaining"] == 3
+    assert any("3 more partition(s)" in w and "tiers_max_per_run=2" in w for w in warnings(first))
+    second = run_module("partitioned_table", args)
+    assert [m["partition"] for m in second["tiers"]["moved"]] == [name_of(now, -6), name_of(now, -5)]
+    third = run_module("partitioned_table", args)
+    assert [m["partition"] for m in third["tiers"]["moved"]] == [name_of(now, -4)] and third["tiers"]["remaining"] == 0
+    assert not run_module("partitioned_table", args)["changed"]
+
+
+def test_a_historical_set_is_created_in_its_tiers_with_its_indexes_and_stays_quiet(pg_server, db, conn, spaces):
+    now = today(conn)
+    make_fact(conn)
+    cold = spaces("cold")
+    args = _args(pg_server, db, start=str(month(now, -5)), tiers=[{"after": 2, "tablespace": cold}])
+    created = run_module("partitioned_table", args)
+    assert not created.get("failed"), created
+    assert created["tiers"]["moved"] == []
+    placed = placement(conn)
+    old = [name_of(now, s) for s in (-5, -4, -3)]
+    for relation, tablespace in placed.items():
+        in_tier = any(relation == p or relation.startswith(p + "_") for p in old)
+        assert tablespace == (cold if in_tier else "pg_default"), relation
+    again = run_module("partitioned_table", args)
+    assert not again["changed"] and again["queries"] == []
+
+
+def test_a_missing_tablespace_is_refused_before_any_change(pg_server, db, conn, spaces):
+    now = today(conn)
+    make_fact(conn)
+    spaces("unused")  # the fixture drops the schema afterwards
+    before = placement(conn)
+    args = _args(pg_server, db, start=str(month(now, -5)), tiers=[{"after": 2, "tablespace": "no_such_space"}])
+    result = run_module("partitioned_table", args)
+    assert result.get("failed")
+    assert "no_such_space" in result["msg"] and "does not exist" in result["msg"] and "dwh.fact" in result["msg"]
+    assert "Nothing was changed" in result["msg"]
+    assert placement(conn) == before  # not even the partitions of the set were created
+
+
+@pytest.fixture
+def etl_role(pg_server, conn):
+    name = "etl_%s" % uuid.uuid4().hex[:8]
+    with conn.cursor() as cur:
+        cur.execute("CREATE ROLE %s LOGIN PASSWORD 'etl-test-only'" % name)
+    yield name
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
+        cur.execute("DROP OWNED BY %s" % name)
+        cur.execute("DROP ROLE %s" % name)
+
+
+def test_an_owner_without_create_on_the_tablespace_is_refused_before_any_change(pg_server, db, conn, spaces, etl_role):
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    with conn.cursor() as cur:
+        cur.execute("GRANT USAGE, CREATE ON SCHEMA dwh TO %s" % etl_role)
+        cur.execute("ALTER TABLE dwh.fact OWNER TO %s" % etl_role)
+        cur.execute(
+            "SELECT format('ALTER TABLE dwh.%%I OWNER TO %s', relname) FROM pg_class c JOIN pg_inherits i "
+            "ON i.inhrelid = c.oid WHERE i.inhparent = 'dwh.fact'::regclass" % etl_role
+        )
+        for (statement,) in cur.fetchall():
+            cur.execute(statement)
+    before = placement(conn)
+    args = _args(pg_server, db, start=str(month(now, -8)), tiers=[{"after": 3, "tablespace": cold}])
+    as_superuser = run_module("partitioned_table", args)
+    assert as_superuser.get("failed")
+    assert "%s lack(s) CREATE on tablespace %s" % (etl_role, cold) in as_superuser["msg"]
+    assert "GRANT CREATE ON TABLESPACE %s TO %s" % (cold, etl_role) in as_superuser["msg"]
+    as_owner = run_module("partitioned_table", dict(args, login_user=etl_role, login_password="etl-test-only"))
+    assert as_owner.get("failed") and "%s lack(s) CREATE" % etl_role in as_owner["msg"], as_owner
+    assert placement(conn) == before
+    with conn.cursor() as cur:
+        cur.execute("GRANT CREATE ON TABLESPACE %s TO %s" % (cold, etl_role))
+    granted = run_module("partitioned_table", dict(args, login_user=etl_role, login_password="etl-test-only"))
+    assert not granted.get("failed") and len(granted["tiers"]["moved"]) == 3, granted
+
+
+def _writer(pg_server, db, now, stop, latencies, errors):
+    other = pg_server.connect(db)
+    key = 9 * 10**8
+    try:
+        with other.cursor() as cur:
+            while not stop.is_set():
+                key += 1
+                started = time.monotonic()
+                cur.execute("INSERT INTO dwh.fact VALUES (%s, %s, 'live')", (key, now))
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.005)
+    except Exception as error:  # reported by the test
+        errors.append(error)
+    finally:
+        other.close()
+
+
+def test_a_writer_of_the_current_partition_is_not_held_by_the_moves(pg_server, db, conn, spaces):
+    now = setup_set(pg_server, db, conn, rows=20000)
+    cold = spaces("cold")
+    stop, latencies, errors = threading.Event(), [], []
+    writer = threading.Thread(target=_writer, args=(pg_server, db, now, stop, latencies, errors))
+    writer.start()
+    try:
+        time.sleep(0.2)
+        args = _args(
+            pg_server,
+            db,
+            start=str(month(now, -8)),
+            tiers=[{"after": 1, "tablespace": cold}],
+            tiers_max_per_run=10,
+            lock_timeout="1s",
+        )
+        result = run_module("partitioned_table", args)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        writer.join()
+    assert not result.get("failed"), result
+    assert len(result["tiers"]["moved"]) == 7 and not errors
+    assert latencies and max(latencies) < 1.0, max(latencies)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM dwh.fact WHERE v = 'live'")
+        assert cur.fetchone()[0] == len(latencies)
+
+
+def _reader(pg_server, db, relation, ready, release, pid):
+    other = pg_server.connect(db, autocommit=False)
+    with other.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        pid.append(cur.fetchone()[0])
+        cur.execute("SELECT count(*) FROM dwh.%s" % relation)
+        ready.set()
+        release.wait(30)
+    other.rollback()
+    other.close()
+
+
+def test_a_lock_on_an_old_partition_gives_up_naming_the_blocker_and_a_next_run_finishes(pg_server, db, conn, spaces):
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    oldest = name_of(now, -8)
+    args = _args(
+        pg_server,
+        db,
+        start=str(month(now, -8)),
+        tiers=[{"after": 3, "tablespace": cold}],
+        tiers_max_per_run=10,
+        lock_timeout="300ms",
+        lock_retries=1,
+    )
+    ready, release, pid = threading.Event(), threading.Event(), []
+    reader = threading.Thread(target=_reader, args=(pg_server, db, oldest, ready, release, pid))
+    reader.start()
+    try:
+        assert ready.wait(10)
+        before = placement(conn)
+        failed = run_module("partitioned_table", args)
+        after = placement(conn)
+    finally:
+        release.set()
+        reader.join()
+    assert failed.get("failed"), failed
+    assert "Gave up after 2 attempts" in failed["msg"] and "pid %d" % pid[0] in failed["msg"]
+    assert oldest in failed["msg"] and "stays in pg_default" in failed["msg"]
+    assert failed["blocking_pids"] == [pid[0]]
+    assert after == before and after[oldest] == "pg_default"
+    finished = run_module("partitioned_table", args)
+    assert not finished.get("failed"), finished
+    assert [m["partition"] for m in finished["tiers"]["moved"]][0] == oldest
+    assert placement(conn)[oldest] == cold
+
+
+def test_pg_repack_moves_a_partition_online(pg_server, db, conn, spaces):
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_repack'")
+        available = cur.fetchone()[0]
+    if not shutil.which("pg_repack") or not available:
+        pytest.skip("pg_repack is not installed here (neither its program on PATH nor its extension on the server)")
+    now = setup_set(pg_server, db, conn)
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION pg_repack")
+    cold = spaces("cold")
+    args = _args(pg_server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}])
+    result = run_module("partitioned_table", args)
+    assert not result.get("failed"), result
+    assert {m["method"] for m in result["tiers"]["moved"]} == {"pg_repack"}
+    assert placement(conn)[name_of(now, -8)] == cold
+
+
+def test_tiers_of_a_tables_entry(pg_server, db, conn, spaces):
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    entry = {"name": "dwh.fact", "key": "d", "interval": "month", "premake": 1, "start": str(month(now, -8))}
+    entry.update(tiers=[{"after": 6, "tablespace": cold}], tiers_max_per_run=1)
+    args = dict(pg_server.params(db), lock_timeout="2s", tables=[entry])
+    result = run_module("partitioned_table", args)
+    assert not result.get("failed"), result
+    tiers = result["results"][0]["tiers"]
+    assert [m["partition"] for m in tiers["moved"]] == [name_of(now, -8)] and tiers["remaining"] == 1
+    assert placement(conn)[name_of(now, -8)] == cold
+
+
+ROLE_PLAYBOOK = """
+- name: The partitioning role, planning
+  hosts: dwh_servers
+  gather_facts: false
+  roles:
+    - role: sigeti.dwh.partitioning
+  post_tasks:
+    - name: Show the moves each table would get
+      ansible.builtin.debug:
+        msg: "moves {{ dwh_partitioning_results.results | map(attribute='tiers') | map(attribute='moved')
+              | map('map', attribute='partition') | map('list') | list }}"
+"""
+
+
+def test_the_partitioning_role_passes_tiers_from_a_dwh_tables_entry(pg_server, db, conn, spaces, tmp_path):
+    from tests.integration.test_roles_helpers import play, write_inventory
+
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    tables = [
+        {"name": "dwh.fact", "key": "d", "key_format": "date", "interval": "month", "premake": 1,
+         "start": str(month(now, -8)), "tiers": [{"after": 6, "tablespace": cold}], "tiers_max_per_run": 5},
+    ]  # fmt: skip
+    playbook = tmp_path / "partitioning.yml"
+    playbook.write_text(ROLE_PLAYBOOK)
+    inventory = write_inventory(tmp_path / "a.yml", {"dwh1": (pg_server, db)}, {"dwh_tables": tables})
+    before = placement(conn)
+    planned = play(str(playbook), inventory, pg_server.password, check=True)
+    assert planned.returncode == 0, planned.stdout[-3000:]
+    assert "moves [['%s', '%s']]" % (name_of(now, -8), name_of(now, -7)) in planned.stdout, planned.stdout[-3000:]
+    assert placement(conn) == before
+
+
+def test_too_little_room_on_a_visible_tablespace_is_refused_before_any_change(pg_server, db, conn, spaces, monkeypatch):
+    from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import run as tier_run
+
+    now = setup_set(pg_server, db, conn)
+    cold = spaces("cold")
+    seen = []
+    real = tier_run.filesystem_free
+
+    def tiny(location, data_directory, port):
+        found = real(location, data_directory, port)  # the real statvfs of the tablespace's folder: visible here
+        seen.append((location, found.visible))
+        return found._replace(free_bytes=100)
+
+    monkeypatch.setattr(tier_run, "filesystem_free", tiny)
+    before = placement(conn)
+    args = _args(pg_server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}])
+    result = run_module("partitioned_table", args)
+    assert result.get("failed"), result
+    assert "tablespace %s needs" % cold in result["msg"] and "but %s has 100 free" % cold in result["msg"]
+    assert "Nothing was changed" in result["msg"] and placement(conn) == before
+    assert seen and all(visible for _location, visible in seen), seen
+
+
+def test_a_table_created_by_the_run_gets_its_old_partitions_in_their_tier(pg_server, db, conn, spaces):
+    now = today(conn)
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA dwh")
+    cold = spaces("cold")
+    columns = [{"name": "id", "type": "bigint"}, {"name": "d", "type": "date", "not_null": True}]
+    args = _args(pg_server, db, start=str(month(now, -3)), tiers=[{"after": 1, "tablespace": cold}], columns=columns)
+    result = run_module("partitioned_table", args)
+    assert not result.get("failed"), result
+    placed = placement(conn)
+    assert placed[name_of(now, -3)] == cold and placed[name_of(now, -2)] == cold
+    assert placed[name_of(now, -1)] == "pg_default" and placed[name_of(now, 0)] == "pg_default"
+    assert not run_module("partitioned_table", args)["changed"]
