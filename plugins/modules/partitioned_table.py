@@ -109,14 +109,28 @@ options:
       action:
         description:
           - V(detach) keeps the table outside the set, V(drop) drops it, V(archive) moves it to O(retention.archive_schema).
+          - V(parquet) exports it to O(retention.archive_dir) as a verified zstd Parquet file with its manifest
+            (C(<archive_dir>/<schema>.<table>/<partition>.parquet), see C(docs/archive.md)), then detaches it, checks the
+            detached table still has the manifest's content checksum and drops it. A refused or failed export
+            (pyarrow missing, a column type Parquet cannot hold exactly, the folder not writable, a lock not granted)
+            stops before the detach and names the partition and the cause; the partition stays attached. Rows written
+            into it between the export and the detach fail the check; the table is then kept, detached, not dropped.
+            M(sigeti.dwh.archive_restore) brings archived partitions back.
           - Detaching uses C(DETACH PARTITION ... CONCURRENTLY) when the table has no default partition (PostgreSQL
             refuses it otherwise); else a plain DETACH under C(lock_timeout) with retries.
         type: str
-        choices: [detach, drop, archive]
+        choices: [detach, drop, archive, parquet]
         default: detach
       archive_schema:
         description: Schema receiving archived partitions (created when absent).
         type: str
+      archive_dir:
+        description:
+          - With O(retention.action=parquet) (required then, refused otherwise), the absolute path of the folder
+            receiving the Parquet files. It is a folder of the host that runs the module (the database host in this
+            collection's playbooks), written by the user the module runs as; it must exist.
+          - The Python package C(pyarrow) (>= 14) must be installed for the module's interpreter on that host.
+        type: path
       max_per_run:
         description:
           - The most partitions one run detaches, drops or archives, oldest first. The others wait for the next
@@ -220,9 +234,10 @@ options:
           action:
             description: See O(retention.action).
             type: str
-            choices: [detach, drop, archive]
+            choices: [detach, drop, archive, parquet]
             default: detach
           archive_schema: {description: See O(retention.archive_schema)., type: str}
+          archive_dir: {description: See O(retention.archive_dir)., type: path}
           max_per_run: {description: See O(retention.max_per_run)., type: int, default: 3}
       partition_options: {description: See O(partition_options)., type: dict, default: {}}
       columns: {description: See O(columns)., type: list, elements: raw}
@@ -350,7 +365,25 @@ created:
   returned: with O(name) and per table in RV(results)
 detached: {description: Partitions detached by retention (whatever the action)., type: list, elements: str, returned: with O(name) and per table in RV(results)}
 dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: with O(name) and per table in RV(results)}
-archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: with O(name) and per table in RV(results)}
+archived:
+  description: Partitions moved to the archive schema, or archived to Parquet files (then also in RV(archive_files)).
+  type: list
+  elements: str
+  returned: with O(name) and per table in RV(results)
+archive_files:
+  description:
+    - With O(retention.action=parquet), where each archived partition went - C(partition), C(parquet) and C(manifest)
+      (the files' paths on the host that ran the module), C(rows) and C(checksum) (the manifest's content checksum).
+    - In check mode, the partitions that would be archived and where, C(rows) and C(checksum) null; nothing is written.
+  type: list
+  elements: dict
+  returned: with O(name) and per table in RV(results)
+  sample:
+    - partition: fait_2019
+      parquet: /srv/dwh_archive/dwh_facts.fait/fait_2019.parquet
+      manifest: /srv/dwh_archive/dwh_facts.fait/fait_2019.manifest.json
+      rows: 160000
+      checksum: "md5-rowsum-v1:160000:5f0e9b2c1d7a43e8a0c6b9d1e2f3a4b5"
 default_rows:
   description: Rows left in the default partition after the run (null without one).
   type: int
@@ -429,6 +462,7 @@ def table_options(required):
                 keep=dict(type="int", required=True),
                 action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
                 archive_schema=dict(type="str"),
+                archive_dir=dict(type="path"),
                 max_per_run=dict(type="int", default=partitioning.DEFAULT_MAX_PER_RUN),
             ),
         ),

@@ -3,9 +3,9 @@
 - Import direction: core -> session / catalog -> plan -> planners -> runs -> modules. A file's layer comes from its
   package: ``core``; ``session``; ``catalog``; ``plan`` (``steps`` and ``retry`` are the plan's pure types, the
   executor and what drives a second connection are its I/O); then each capability package (partitioning, migration,
-  compression, vacuum, report, backup, archive), whose ``run.py`` / ``api.py`` are runs and every other file a
-  planner. Planners import only core, the plan's types and other planners; annotations may name the session's
-  ``Connection`` / ``ServerFacts`` (under ``TYPE_CHECKING``).
+  compression, vacuum, report, backup, archive), whose ``run.py`` / ``api.py`` (and ``<what>_run.py``, a
+  capability's second run) are runs and every other file a planner. Planners import only core, the plan's types
+  and other planners; annotations may name the session's ``Connection`` / ``ServerFacts`` (under ``TYPE_CHECKING``).
 - Database I/O (``execute``, ``cursor``, ``commit``, ``rollback``, ``autocommit``, COPY) only in the session, the
   catalog and the plan's executor.
 - No ``_private`` name imported across files.
@@ -196,7 +196,7 @@ def layer(relative):
     if package == "plan":
         return "plan-types" if name in ("steps", "retry") else "plan-io"
     if package in CAPABILITIES:
-        return "run" if name in ("run", "api") else "planner"
+        return "run" if name in ("run", "api") or name.endswith("_run") else "planner"
     raise AssertionError("%s is in no package of the house" % relative)
 
 

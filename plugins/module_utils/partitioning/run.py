@@ -12,6 +12,7 @@ import contextlib
 import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import retention_run as parquet_retention
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import migration as catalog_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import trials as server_checks
@@ -339,9 +340,11 @@ def plan_partitions(
     if lacking:
         extras["index_tails"] = catalog.index_tails(conn, lacking)
         extras["index_names_taken"] = catalog.relations_named(conn, partition_indexes.planned_index_names(table, lay))
-    if declared.retention and declared.retention["action"] == "drop" and lay.retired:
+    if declared.retention and declared.retention["action"] in ("drop", "parquet") and lay.retired:
         extras["dependents"] = catalog.dependent_objects(conn, [p["oid"] for p in lay.retired])
-    return partitioning.build_plan(declared, table, lay, extras), state
+    result = partitioning.build_plan(declared, table, lay, extras)
+    parquet_retention.prepare_exports(conn, declared, result)
+    return result, state
 
 
 def facts_moved(error: BaseException) -> bool:
@@ -595,6 +598,7 @@ def _migration_only_result(migrated):
         detached=[],
         dropped=[],
         archived=[],
+        archive_files=[],
         default_rows=None,
         moved_rows=0,
         finished_detaches=[],
@@ -647,6 +651,7 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         detached=result.detached,
         dropped=result.dropped,
         archived=result.archived,
+        archive_files=parquet_retention.archive_files_of(result),
         default_rows=result.default_rows_after if has_default else None,
         moved_rows=result.moved_rows,
         finished_detaches=result.finished_detaches,
