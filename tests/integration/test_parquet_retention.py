@@ -6,10 +6,8 @@ written between the export and the detach keep the table, and the documented Duc
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -21,6 +19,7 @@ pytest.importorskip("pyarrow")
 from ansible_collections.sigeti.dwh.plugins.module_utils.archive import retention_run  # noqa: E402
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.archive import checksum_table  # noqa: E402
 from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods  # noqa: E402
+from tests.reliability import harness  # noqa: E402
 from tests.support.modules import run_module  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -295,18 +294,9 @@ def test_rows_written_between_the_export_and_the_detach_keep_the_table(pg_server
         assert cur.fetchone()[0] == 101
 
 
-KILLED_RUN = textwrap.dedent(
-    """
-    import sys
-    sys.path[:0] = [{root!r}, {path!r}]
-    from tests.support.modules import run_module
-    run_module("partitioned_table", {args!r})
-    """
-)
-
-
-def test_a_killed_export_leaves_the_partition_attached_and_the_next_run_archives_it(
-    pg_server, db, conn, tmp_path, collections_path
+@pytest.mark.parametrize("action", ["kill -9 of the module", "pg_terminate_backend of its session"])
+def test_a_run_killed_or_cut_off_mid_export_leaves_the_partition_attached_and_the_next_run_archives_it(
+    pg_server, db, conn, tmp_path, action
 ):
     current = make_facts(conn, months_back=3, rows=10)
     oldest = old_names(current, 3, 3)[0]
@@ -318,17 +308,21 @@ def test_a_killed_export_leaves_the_partition_attached_and_the_next_run_archives
         )
     before = snapshot(conn)
     params = args(pg_server, db, tmp_path, max_per_run=1)
-    child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_RUN.format(root=ROOT, path=collections_path, args=params)],
-        stdout=subprocess.DEVNULL,
-    )
+    # the crash campaigns' module child (tests/reliability/harness.py), stopped here once its export writes
+    child = harness.start_child({"kind": "module", "name": "partitioned_table", "args": params})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(".tmp-" in n for n in files(tmp_path)):
-        assert child.poll() is None, "the run ended before it could be killed"
+        assert child.poll() is None, "the run ended before it could be stopped: %s" % child.communicate()
         time.sleep(0.005)
     time.sleep(0.3)  # into the write
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    if action.startswith("kill"):
+        harness.kill_process(child, pg_server, db)
+    else:
+        harness.terminate_backend(child, pg_server, db)
+    out, _err = child.communicate(timeout=120)
+    if not action.startswith("kill"):
+        failed = json.loads(out.strip().splitlines()[-1])
+        assert failed.get("failed") and "partition %s was not archived and stays attached" % oldest in failed["msg"]
     time.sleep(0.2)  # the server notices the closed connection and ends its transaction
     assert oldest in attached(conn) and snapshot(conn) == before
     assert not [n for n in files(tmp_path) if n.endswith(".parquet") or n.endswith(".json")]
