@@ -39,7 +39,7 @@ options:
     elements: str
     required: true
   archive_dir:
-    description: The folder O(table)'s archives were written to (O(retention.archive_dir) of C(partitioned_table)).
+    description: The folder O(table)'s archives were written to (O(sigeti.dwh.partitioned_table#module:retention.archive_dir)).
     type: path
     required: true
   into:
