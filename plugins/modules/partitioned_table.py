@@ -262,9 +262,13 @@ attributes:
       - With O(partition_options), their validity is asked of the server by creating a temporary table in a
         transaction that is rolled back (no lock on any user table).
       - For a plain table (O(migrate)) the migration plan reads the table (ACCESS SHARE) to size it.
+      - With O(retention.action=parquet), pyarrow, O(retention.archive_dir) and the archived partitions' column types
+        are checked as in a real run; nothing is written there (RV(archive_files) predicts the files).
     support: full
   diff_mode:
-    description: The partition list before and after.
+    description:
+      - The partition list before and after; with O(retention.action=parquet), after it one line per archived
+        partition saying which file it goes to.
     support: full
 notes:
   - Needs ownership of the table (ALTER TABLE), CREATE on its schema, and SELECT on the default partition.

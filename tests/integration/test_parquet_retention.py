@@ -160,7 +160,9 @@ def test_parquet_retention_end_to_end_with_a_writer_check_mode_first_and_a_quiet
     assert first["parquet"] == str(tmp_path / FOLDER / (retired[0] + ".parquet"))
     assert first["manifest"] == str(tmp_path / FOLDER / (retired[0] + ".manifest.json"))
     assert first["rows"] is None
-    assert retired[0] in planned["diff"]["before"] and retired[0] not in planned["diff"]["after"]
+    assert retired[0] in planned["diff"]["before"]
+    assert "# %s archived to %s\n" % (retired[0], first["parquet"]) in planned["diff"]["after"]
+    assert not [line for line in planned["diff"]["after"].splitlines() if line.startswith(retired[0] + " ")]
     assert files(tmp_path) == [] and snapshot(conn) == before  # check mode wrote nothing
 
     with Writer(pg_server.dsn(db), today(conn)) as writer:

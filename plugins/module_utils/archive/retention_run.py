@@ -193,3 +193,8 @@ def archive_files_of(result: Result) -> list[dict[str, Any]]:
     """``archive_files`` of a partitioned_table result: where each archived partition went (predicted in check
     mode)."""
     return archive_files(result.plan.steps, result.archived)
+
+
+def diff_lines(result: Result) -> str:
+    """The diff's lines saying where each archived partition goes (after the partition list)."""
+    return "".join("# %s archived to %s\n" % (f["partition"], f["parquet"]) for f in archive_files_of(result))

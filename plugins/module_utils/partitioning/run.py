@@ -663,7 +663,7 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
     if context.diff:
         output["diff"] = {
             "before": partitioning.diff_text(result.before),
-            "after": partitioning.diff_text(result.partitions),
+            "after": partitioning.diff_text(result.partitions) + parquet_retention.diff_lines(result),
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
         context.warn(warning)
