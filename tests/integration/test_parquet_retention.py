@@ -34,7 +34,7 @@ def today(conn):
         return cur.fetchone()[0]
 
 
-def make_facts(conn, months_back=5, rows=2000, extra_columns=""):
+def make_facts(conn, months_back=5, rows=2000, extra_columns="", default=True):
     """A monthly set from ``months_back`` months ago to next month, a default partition, ``rows`` rows a month."""
     current = SCHEME.current(today(conn))
     with conn.cursor() as cur:
@@ -54,7 +54,8 @@ def make_facts(conn, months_back=5, rows=2000, extra_columns=""):
                 "g * 1.25, 'lot ' || g FROM generate_series(1, %s) g",
                 (low, rows),
             )
-        cur.execute("CREATE TABLE dwh_facts.fait_default PARTITION OF dwh_facts.fait_attributions DEFAULT")
+        if default:
+            cur.execute("CREATE TABLE dwh_facts.fait_default PARTITION OF dwh_facts.fait_attributions DEFAULT")
     return current
 
 
@@ -191,6 +192,19 @@ def test_parquet_retention_end_to_end_with_a_writer_check_mode_first_and_a_quiet
     again = run_module("partitioned_table", args(pg_server, db, tmp_path))
     assert not again.get("failed"), again
     assert not again["changed"] and again["queries"] == [] and again["archived"] == [] and again["archive_files"] == []
+
+
+def test_without_a_default_partition_the_export_precedes_a_concurrent_detach(pg_server, db, conn, tmp_path):
+    current = make_facts(conn, months_back=3, rows=50, default=False)
+    oldest = old_names(current, 3, 3)[0]
+    checksum = checksum_table(conn, "dwh_facts", oldest).text()
+    params = dict(args(pg_server, db, tmp_path), default_partition=False)
+    result = run_module("partitioned_table", params)
+    assert not result.get("failed") and result["archived"] == [oldest], result
+    assert any("DETACH PARTITION" in q and "CONCURRENTLY" in q for q in result["queries"])
+    assert result["archive_files"][0]["checksum"] == checksum and oldest not in attached(conn)
+    again = run_module("partitioned_table", params)
+    assert not again.get("failed") and not again["changed"], again
 
 
 def test_the_documented_duckdb_query_reads_what_the_module_wrote_as_postgresql_did(pg_server, db, conn, tmp_path):
