@@ -109,14 +109,28 @@ options:
       action:
         description:
           - V(detach) keeps the table outside the set, V(drop) drops it, V(archive) moves it to O(retention.archive_schema).
+          - V(parquet) exports it to O(retention.archive_dir) as a verified zstd Parquet file with its manifest
+            (C(<archive_dir>/<schema>.<table>/<partition>.parquet), see C(docs/archive.md)), then detaches it, checks the
+            detached table still has the manifest's content checksum and drops it. A refused or failed export
+            (pyarrow missing, a column type Parquet cannot hold exactly, the folder not writable, a lock not granted)
+            stops before the detach and names the partition and the cause; the partition stays attached. Rows written
+            into it between the export and the detach fail the check; the table is then kept, detached, not dropped.
+            M(sigeti.dwh.archive_restore) brings archived partitions back.
           - Detaching uses C(DETACH PARTITION ... CONCURRENTLY) when the table has no default partition (PostgreSQL
             refuses it otherwise); else a plain DETACH under C(lock_timeout) with retries.
         type: str
-        choices: [detach, drop, archive]
+        choices: [detach, drop, archive, parquet]
         default: detach
       archive_schema:
         description: Schema receiving archived partitions (created when absent).
         type: str
+      archive_dir:
+        description:
+          - With O(retention.action=parquet) (required then, refused otherwise), the absolute path of the folder
+            receiving the Parquet files. It is a folder of the host that runs the module (the database host in this
+            collection's playbooks), written by the user the module runs as; it must exist.
+          - The Python package C(pyarrow) (>= 14) must be installed for the module's interpreter on that host.
+        type: path
       max_per_run:
         description:
           - The most partitions one run detaches, drops or archives, oldest first. The others wait for the next
@@ -255,9 +269,10 @@ options:
           action:
             description: See O(retention.action).
             type: str
-            choices: [detach, drop, archive]
+            choices: [detach, drop, archive, parquet]
             default: detach
           archive_schema: {description: See O(retention.archive_schema)., type: str}
+          archive_dir: {description: See O(retention.archive_dir)., type: path}
           max_per_run: {description: See O(retention.max_per_run)., type: int, default: 3}
       partition_options: {description: See O(partition_options)., type: dict, default: {}}
       tiers:
@@ -290,9 +305,13 @@ attributes:
       - With O(partition_options), their validity is asked of the server by creating a temporary table in a
         transaction that is rolled back (no lock on any user table).
       - For a plain table (O(migrate)) the migration plan reads the table (ACCESS SHARE) to size it.
+      - With O(retention.action=parquet), pyarrow, O(retention.archive_dir) and the archived partitions' column types
+        are checked as in a real run; nothing is written there (RV(archive_files) predicts the files).
     support: full
   diff_mode:
-    description: The partition list before and after, then the tablespace of each partition O(tiers) moves.
+    description:
+      - The partition list before and after, then the tablespace of each partition O(tiers) moves; with
+        O(retention.action=parquet), after it one line per archived partition saying which file it goes to.
     support: full
 notes:
   - Needs ownership of the table (ALTER TABLE), CREATE on its schema, and SELECT on the default partition.
@@ -393,7 +412,25 @@ created:
   returned: with O(name) and per table in RV(results)
 detached: {description: Partitions detached by retention (whatever the action)., type: list, elements: str, returned: with O(name) and per table in RV(results)}
 dropped: {description: Partitions dropped by retention., type: list, elements: str, returned: with O(name) and per table in RV(results)}
-archived: {description: Partitions moved to the archive schema., type: list, elements: str, returned: with O(name) and per table in RV(results)}
+archived:
+  description: Partitions moved to the archive schema, or archived to Parquet files (then also in RV(archive_files)).
+  type: list
+  elements: str
+  returned: with O(name) and per table in RV(results)
+archive_files:
+  description:
+    - With O(retention.action=parquet), where each archived partition went - C(partition), C(parquet) and C(manifest)
+      (the files' paths on the host that ran the module), C(rows) and C(checksum) (the manifest's content checksum).
+    - In check mode, the partitions that would be archived and where, C(rows) and C(checksum) null; nothing is written.
+  type: list
+  elements: dict
+  returned: with O(name) and per table in RV(results)
+  sample:
+    - partition: fait_2019
+      parquet: /srv/dwh_archive/dwh_facts.fait/fait_2019.parquet
+      manifest: /srv/dwh_archive/dwh_facts.fait/fait_2019.manifest.json
+      rows: 160000
+      checksum: "md5-rowsum-v1:160000:5f0e9b2c1d7a43e8a0c6b9d1e2f3a4b5"
 default_rows:
   description: Rows left in the default partition after the run (null without one).
   type: int
@@ -493,6 +530,7 @@ def table_options(required):
                 keep=dict(type="int", required=True),
                 action=dict(type="str", choices=list(partitioning.RETENTION_ACTIONS), default="detach"),
                 archive_schema=dict(type="str"),
+                archive_dir=dict(type="path"),
                 max_per_run=dict(type="int", default=partitioning.DEFAULT_MAX_PER_RUN),
             ),
         ),

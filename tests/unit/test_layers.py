@@ -4,7 +4,8 @@
   package: ``core``; ``session``; ``catalog``; ``plan`` (``steps``, ``retry`` and ``locks``, the deadlock-safe lock
   order shared by the migration and the partition maintenance, are the plan's pure types; the executor and what
   drives a second connection are its I/O); then each capability package (partitioning, migration, compression,
-  vacuum, report, backup, archive, tiering), whose ``run.py`` / ``api.py`` are runs and every other file a planner.
+  vacuum, report, backup, archive, tiering), whose ``run.py`` / ``api.py`` (and ``<what>_run.py``,
+  a capability's second run) are runs and every other file a planner.
   Planners import only core, the plan's types and other planners; annotations may name the session's
   ``Connection`` / ``ServerFacts`` (under ``TYPE_CHECKING``).
 - Database I/O (``execute``, ``cursor``, ``commit``, ``rollback``, ``autocommit``, COPY) only in the session, the
@@ -129,7 +130,7 @@ def layer(relative):
     if package == "plan":
         return "plan-types" if name in ("steps", "retry", "locks") else "plan-io"
     if package in CAPABILITIES:
-        return "run" if name in ("run", "api") else "planner"
+        return "run" if name in ("run", "api") or name.endswith("_run") else "planner"
     raise AssertionError("%s is in no package of the house" % relative)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import os
 import re
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
@@ -47,7 +48,7 @@ MAX_IDENTIFIER_BYTES = 63
 # Empty partitions created per transaction: each ATTACH holds SHARE UPDATE EXCLUSIVE on the parent (readers and
 # writers go on) until the commit; batching saves a commit per partition when a long range is missing.
 CREATE_BATCH = 20
-RETENTION_ACTIONS = ("detach", "drop", "archive")
+RETENTION_ACTIONS = ("detach", "drop", "archive", "parquet")
 # Retention retires at most this many partitions per run unless told otherwise: a wrong "now" (a stray key, a
 # clock) then costs a few periods, not the table, and the warning says how many wait.
 DEFAULT_MAX_PER_RUN = 3
@@ -63,8 +64,9 @@ class Retention(TypedDict):
     """The ``retention`` option once checked (``validate_retention``)."""
 
     keep: int  # periods kept behind the current one
-    action: str  # detach | drop | archive
+    action: str  # detach | drop | archive | parquet
     archive_schema: str | None
+    archive_dir: str | None  # parquet: the folder on the host running the module (absolute)
     max_per_run: int
 
 
@@ -180,6 +182,7 @@ def validate_retention(retention: dict[str, Any] | None, table: str) -> Retentio
         raise InvalidInput(
             "retention.action archive for %s needs archive_schema: where old partitions are moved" % table
         )
+    archive_dir = _archive_dir(action, retention.get("archive_dir"), table)
     max_per_run = retention.get("max_per_run")
     max_per_run = DEFAULT_MAX_PER_RUN if max_per_run is None else max_per_run
     if isinstance(max_per_run, bool) or not isinstance(max_per_run, int) or max_per_run < 1:
@@ -187,7 +190,36 @@ def validate_retention(retention: dict[str, Any] | None, table: str) -> Retentio
             "retention.max_per_run=%r for %s: give a whole number of partitions retired per run, 1 or more"
             % (max_per_run, table)
         )
-    return {"keep": keep, "action": action, "archive_schema": archive, "max_per_run": max_per_run}
+    return {
+        "keep": keep,
+        "action": action,
+        "archive_schema": archive,
+        "archive_dir": archive_dir,
+        "max_per_run": max_per_run,
+    }
+
+
+def _archive_dir(action: str, archive_dir: Any, table: str) -> str | None:
+    """``retention.archive_dir``: required by action parquet, an absolute path (the export runs on the host that runs
+    the module, whose working directory is no place for archives); refused with any other action."""
+    if action != "parquet":
+        if archive_dir:
+            raise InvalidInput(
+                "retention.archive_dir=%r for %s is only read by action parquet (action is %s): remove it, or set "
+                "action: parquet; nothing was changed." % (archive_dir, table, action)
+            )
+        return None
+    if not archive_dir or not isinstance(archive_dir, str):
+        raise InvalidInput(
+            "retention.action parquet for %s needs archive_dir: the absolute path of the folder receiving the Parquet "
+            "files, on the host that runs the module (the database host); nothing was changed." % table
+        )
+    if not os.path.isabs(archive_dir) or "\0" in archive_dir:
+        raise InvalidInput(
+            "retention.archive_dir=%r for %s is not an absolute path: give the folder from the root (e.g. "
+            "/srv/dwh_archive) on the host that runs the module; nothing was changed." % (archive_dir, table)
+        )
+    return os.path.normpath(archive_dir)
 
 
 def validate_columns(columns: Sequence[str | dict[str, Any]] | None, key: str, table: str) -> list[ColumnDef]:

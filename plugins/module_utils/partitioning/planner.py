@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import retention as parquet_retention
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import json_value
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
@@ -479,7 +480,9 @@ def retention_steps(declared: Declared, part: dict[str, Any], concurrent: bool) 
                 effect=("detached", part["name"]),
             )
         )
-    if action == "drop" and not part.get("keep_table"):
+    if action == "parquet" and not part.get("keep_table"):
+        steps.extend(parquet_retention.drop_steps(declared, part, concurrent))
+    elif action == "drop" and not part.get("keep_table"):
         steps.append(
             planmod.Step(
                 sql.SQL("DROP TABLE {}").format(sql.Identifier(*child)),
@@ -689,9 +692,9 @@ def _plan_retention(declared, lay, extras, result, after):
         if part.get("detach_pending"):
             result.finished_detaches.append(part["name"])
         result.detached.append(part["name"])
-        if retention["action"] == "drop" and not part.get("keep_table"):
+        if retention["action"] in ("drop", "parquet") and not part.get("keep_table"):
             result.dropped.append(part["name"])
-        elif retention["action"] == "archive":
+        if retention["action"] in ("archive", "parquet") and not part.get("keep_table"):
             result.archived.append(part["name"])
 
 
@@ -793,7 +796,7 @@ def retirable(
 ) -> list[dict[str, Any]]:
     """Return the retired partitions retention may act on now. With action drop, one that a view or a foreign key
     depends on is kept attached with a warning: detached first, its DROP would fail and leave it outside the set."""
-    if declared.retention["action"] != "drop":
+    if declared.retention["action"] not in ("drop", "parquet"):
         return list(retired)
     kept = []
     for part in retired:
@@ -808,10 +811,16 @@ def retirable(
             continue
         if blockers:
             warnings.append(
-                "retention.action drop: partition %s of %s is older than the %d periods kept but is left attached, "
+                "retention.action %s: partition %s of %s is older than the %d periods kept but is left attached, "
                 "because %s depend(s) on it and DROP TABLE would fail after the detach. Drop or change those objects "
                 "(or use action detach/archive), then run again."
-                % (part["name"], declared.display, declared.retention["keep"], ", ".join(blockers))
+                % (
+                    declared.retention["action"],
+                    part["name"],
+                    declared.display,
+                    declared.retention["keep"],
+                    ", ".join(blockers),
+                )
             )
             continue
         kept.append(part)

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive import retention_run as parquet_retention
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import migration as catalog_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import partitions as catalog_partitions
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
@@ -340,7 +341,9 @@ def plan_partitions(
         extras["existing_names"] = taken
         extras["default_counts"] = dict(zip(lay.missing, counts))
     catalog_extras(conn, declared, table, lay, default, extras)
-    return partitioning.build_plan(declared, table, lay, extras), state
+    result = partitioning.build_plan(declared, table, lay, extras)
+    parquet_retention.prepare_exports(conn, declared, result)
+    return result, state
 
 
 def catalog_extras(
@@ -357,7 +360,7 @@ def catalog_extras(
     if lacking:
         extras["index_tails"] = catalog.index_tails(conn, lacking)
         extras["index_names_taken"] = catalog.relations_named(conn, partition_indexes.planned_index_names(table, lay))
-    if declared.retention and declared.retention["action"] == "drop" and lay.retired:
+    if declared.retention and declared.retention["action"] in ("drop", "parquet") and lay.retired:
         extras["dependents"] = catalog.dependent_objects(conn, [p["oid"] for p in lay.retired])
     if default and lay.missing:
         # a new partition beside the default takes the tables its foreign keys reference first (deadlock-safe order)
@@ -626,6 +629,7 @@ def _migration_only_result(migrated):
         detached=[],
         dropped=[],
         archived=[],
+        archive_files=[],
         default_rows=None,
         moved_rows=0,
         finished_detaches=[],
@@ -681,6 +685,7 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         detached=result.detached,
         dropped=result.dropped,
         archived=result.archived,
+        archive_files=parquet_retention.archive_files_of(result),
         default_rows=result.default_rows_after if has_default else None,
         moved_rows=result.moved_rows,
         finished_detaches=result.finished_detaches,
@@ -695,7 +700,7 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         moves = tiers.diff_lines(tiered.plan.moves if tiered else ())
         output["diff"] = {
             "before": partitioning.diff_text(result.before) + moves[0],
-            "after": partitioning.diff_text(result.partitions) + moves[1],
+            "after": partitioning.diff_text(result.partitions) + moves[1] + parquet_retention.diff_lines(result),
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
         context.warn(warning)
