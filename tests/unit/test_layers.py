@@ -103,14 +103,6 @@ KNOWN = {
     ("io", "migration/run.py", "self.execute(steps)"),
     ("io", "migration/run.py", "was = conn.autocommit"),
     ("io", "migration/run.py", "with conn.cursor() as cur:"),
-    ("io", "partitioning/run.py", "conn.commit()"),
-    ("io", "partitioning/run.py", "conn.rollback()"),
-    ("io", "partitioning/run.py", "cur.execute("),
-    ("io", "partitioning/run.py", "cur.execute(\"SELECT set_config('lock_timeout', %s, false)\", (previous,))"),
-    ("io", "partitioning/run.py", "if not conn.autocommit:"),
-    ("io", "partitioning/run.py", "with conn.cursor() as cur:"),
-    ("io", "vacuum/run.py", "conn.rollback()"),
-    ("io", "vacuum/run.py", "if not conn.autocommit:"),
 }
 
 

@@ -8,15 +8,15 @@ planned from the catalog and a few row counts, and applied by the executor (rend
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.archive import retention_run as parquet_retention
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import migration as catalog_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import partitions as catalog_partitions
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import trials as server_checks
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.reads import end_read
 from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
@@ -140,24 +140,6 @@ def current_period(declared: partitioning.Declared, state: dict[str, Any]) -> Po
 CHECK_MODE_LOCK_WAIT = "10ms"
 
 
-@contextlib.contextmanager
-def brief_lock_wait(conn: Connection) -> Iterator[None]:
-    """Set lock_timeout to CHECK_MODE_LOCK_WAIT for the block (committed, so catalog reads' rollbacks keep it)."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, false)", (CHECK_MODE_LOCK_WAIT,)
-        )
-        previous = cur.fetchone()[0]
-    conn.commit()
-    try:
-        yield
-    finally:
-        conn.rollback()
-        with conn.cursor() as cur:
-            cur.execute("SELECT set_config('lock_timeout', %s, false)", (previous,))
-        conn.commit()
-
-
 def read_rows(
     conn: Connection,
     context: RunContext,
@@ -172,12 +154,12 @@ def read_rows(
     if not context.check_mode:
         return with_lock_retries(conn, context, targets, read)
     try:
-        with brief_lock_wait(conn):
+        with connection.brief_lock_timeout(conn, CHECK_MODE_LOCK_WAIT):
             return read()
     except Exception as error:
         if not is_lock_error(error):
             raise
-        conn.rollback()
+        end_read(conn)
     who = describe_blockers(Executor.from_options(conn, context.params).blockers(targets))
     warnings.append(
         "check mode did not wait for %s, locked by %s: row counts (default_rows, moved_rows, the current period of "
@@ -716,8 +698,7 @@ def run_tables(context: RunContext, conn: Connection, server: ServerFacts) -> di
         runlock.hold(view, conn, [(schema, name)])
         output = run(view, conn, server, schema, name)
         # after a failure the list stops and closing the connection releases the lock
-        if not conn.autocommit:
-            conn.rollback()
+        end_read(conn)
         runlock.release(conn, [(schema, name)])
         return output
 

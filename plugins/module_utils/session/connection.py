@@ -247,6 +247,22 @@ def refuse_standby(params: Mapping[str, Any], facts: ServerFacts, skip_on_standb
     )
 
 
+@contextlib.contextmanager
+def brief_lock_timeout(conn: Connection, wait: str) -> Iterator[None]:
+    """Set lock_timeout to ``wait`` for the block (committed, so catalog reads' rollbacks keep it), then back."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, false)", (wait,))
+        previous = cur.fetchone()[0]
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, false)", (previous,))
+        conn.commit()
+
+
 def open_session(
     params: Mapping[str, Any], holder: list[Connection], skip_on_standby: bool | None = None
 ) -> tuple[Connection, ServerFacts]:

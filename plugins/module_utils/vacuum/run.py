@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, Tuple
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import tables as catalog
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.reads import end_read
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
@@ -576,8 +577,7 @@ def run_policies(context: RunContext, conn: Connection, server: ServerFacts) -> 
             view.warn(warning)
         output = run(view, conn, server, names, validate_options(view.params))
         # after a failure the list stops and closing the connection releases the lock
-        if not conn.autocommit:
-            conn.rollback()
+        end_read(conn)
         runlock.release(conn, names)
         return output
 
