@@ -91,6 +91,17 @@ def inventory(path, hosts, tables, workdir, extra_vars=None):
     return path
 
 
+# Ansible's floor: what any playbook of one task costs on this inventory (interpreter, inventory, one module run).
+FLOOR_PLAYBOOK = """---
+- name: Floor
+  hosts: dwh_servers
+  gather_facts: false
+  tasks:
+    - name: One module run
+      ansible.builtin.ping:
+"""
+
+
 def weekly_command(server, inventory_path, profile_path, args=(), playbook="weekly.yml"):
     """(argv, env) of playbooks/weekly.yml (or ``playbook``) as cron or AWX runs it, with the per-task profile
     callback."""
@@ -108,7 +119,7 @@ def weekly_command(server, inventory_path, profile_path, args=(), playbook="week
         os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
         "-i",
         inventory_path,
-        os.path.join(common.ROOT, "playbooks", playbook),
+        playbook if os.path.isabs(playbook) else os.path.join(common.ROOT, "playbooks", playbook),
         *args,
     ]
     return command, env
@@ -157,6 +168,9 @@ def main(argv=None):
     options = parser.parse_args(argv)
     sizes = [int(n) for n in options.tables.split(",")]
     workdir = tempfile.mkdtemp(prefix="bench-weekly-")
+    floor_playbook = os.path.join(workdir, "floor.yml")
+    with open(floor_playbook, "w") as handle:
+        handle.write(FLOOR_PLAYBOOK)
     server = common.durable_server({"autovacuum": "off"})
     profiles = {}
     try:
@@ -178,7 +192,7 @@ def main(argv=None):
                 weekly(server, path, profile_path)  # the setup's ANALYZEs are behind: weekly unchanged again
 
             def run(_rep, path=path, profile_path=profile_path, size=size, playbook="weekly.yml"):
-                name = "%s_%d" % (playbook.split(".", maxsplit=1)[0], size)
+                name = "%s_%d" % (os.path.basename(playbook).split(".", maxsplit=1)[0], size)
                 (recap, profile, peak), counts = common.measured(
                     server, lambda: weekly(server, path, profile_path, playbook=playbook)
                 )
@@ -191,6 +205,8 @@ def main(argv=None):
                 methods["%s_%d" % (playbook.split(".", maxsplit=1)[0], size)] = functools.partial(
                     run, playbook=playbook
                 )
+            if size == sizes[0]:
+                methods["floor_%d" % size] = functools.partial(run, playbook=floor_playbook)
         print(
             "== %s on an unchanged warehouse, %s declared tables =="
             % ("weekly.yml and setup.yml" if options.setup else "weekly.yml", options.tables)
@@ -213,6 +229,7 @@ def main(argv=None):
         for name in methods
         if name != first and name.startswith("weekly_")
     ]
+    specs.append({"name": "%s_vs_floor" % first, "method": first, "baseline": "floor_%d" % sizes[0]})
     if options.setup:
         specs += [
             {"name": "setup_%d_vs_weekly_%d" % (n, n), "method": "setup_%d" % n, "baseline": "weekly_%d" % n}
@@ -228,6 +245,12 @@ def main(argv=None):
             "claim": "weekly playbook end to end, unchanged warehouse (goal ≤ 8 s at the sample's shape, < 1 s per "
             "added table)",
             "measured": measured_text + "; per added table {slope:%s,%s,%d}" % (first, last, sizes[-1] - sizes[0]),
+        },
+        {
+            "claim": "weekly playbook against Ansible's floor (one ansible.builtin.ping task on the same inventory, "
+            "same run; goal ≤ 4×)",
+            "measured": "%d tables: weekly {time:%s.wall_s}, floor {time:floor_%d.wall_s}: {ratio:%s_vs_floor}"
+            % (sizes[0], first, sizes[0], first),
         },
         {
             "claim": "where the weekly playbook's time goes (%d declared tables, last repetition)" % sizes[-1],
