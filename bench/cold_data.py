@@ -274,15 +274,17 @@ def write(options, info, runs, pg, loaded, partition, keep):
         {
             "claim": "the guide's \"−65%% disk\", on one year of the sample's fact table (%s)" % partition,
             "measured": "PostgreSQL {mb:module.pg_mb} (heap {mb:module.pg_heap_mb}, TOAST {mb:module.pg_toast_mb}, "
-            "indexes {mb:module.pg_indexes_mb}); its archive by `retention: parquet` {mb:module.archive_mb} (file and manifest): "
-            "{pct:module.disk_change} disk ({pct:module.data_change} against heap and TOAST alone); `\\copy | zstd -3` {mb:zstd.archive_mb} ({pct:zstd.disk_change}), "
+            "indexes {mb:module.pg_indexes_mb}); its archive by `retention: parquet` {mb:module.archive_mb} "
+            "(file and manifest): {pct:module.disk_change} disk ({pct:module.data_change} against heap and TOAST "
+            "alone); `\\copy | zstd -3` {mb:zstd.archive_mb} ({pct:zstd.disk_change}), "
             "`| gzip` {mb:gzip.archive_mb} ({pct:gzip.disk_change}); Parquet ÷ zstd {ratio:archive_mb_vs_zstd}",
         },
         {
             "claim": "archiving and restoring that year (%s rows): module vs a DBA's `\\copy` piped to zstd / gzip"
             % format(pg["rows"], ","),
             "measured": "export, verified, detach and drop, through `ansible-playbook`: {time:module.export_s} "
-            "({num:module.export_rows_per_s} rows/s; database time {time:module.export_db_s}) vs zstd {time:zstd.export_s} ({ratio:export_s_vs_zstd}), "
+            "({num:module.export_rows_per_s} rows/s; database time {time:module.export_db_s}) vs zstd "
+            "{time:zstd.export_s} ({ratio:export_s_vs_zstd}), "
             "gzip {time:gzip.export_s} ({ratio:export_s_vs_gzip}); restore and attach, verified: "
             "{time:module.restore_s} ({num:module.restore_rows_per_s} rows/s; database time "
             "{time:module.restore_db_s}) vs zstd {time:zstd.restore_s} "
