@@ -1,6 +1,7 @@
 """Make the repository importable as ``ansible_collections.sigeti.dwh`` and start one throwaway PostgreSQL."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -82,3 +83,20 @@ def conn(pg_server, db):
     connection = pg_server.connect(db)
     yield connection
     connection.close()
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A 1 MiB tmpfs mounted for the test, a full disk for the archive tests (root only: CI and this machine run as
+    root; skipped elsewhere)."""
+    target = tmp_path / "mnt"
+    target.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: %s" % done.stderr.decode().strip())
+    yield target
+    subprocess.run(["umount", str(target)], check=False)

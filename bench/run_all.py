@@ -20,6 +20,7 @@ SCRIPTS = (
     "table_info_partitions",
     "partition_maintenance",
     "compression",
+    "cold_data",
     "weekly_playbook",
     "report_scale",
     "vacuum",

@@ -114,6 +114,47 @@ def test_a_restored_table_whose_attach_failed_is_attached_by_the_next_run(pg_ser
     assert name in attached(conn) and checksum_table(conn, "dwh_facts", name).text() == checksum
 
 
+def test_the_sets_check_constraints_come_with_the_restored_table(pg_server, db, conn, tmp_path):
+    # ATTACH PARTITION requires the parent's CHECK constraints on the partition, stored alike: the sample warehouse's
+    # statut IN (...) on a varchar re-parsed from pg_get_constraintdef is not (hence LIKE ... INCLUDING CONSTRAINTS)
+    current = make_facts(
+        conn, months_back=3, rows=50, extra_columns=", statut varchar(20) CHECK (statut IN ('A', 'B'))"
+    )
+    name = old_names(current, 3, 3)[0]
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE dwh_facts.fait_attributions ADD CONSTRAINT montant_positif CHECK (montant >= 0)")
+    checksum = checksum_table(conn, "dwh_facts", name).text()
+    result = run_module("partitioned_table", args(pg_server, db, tmp_path, max_per_run=1))
+    assert not result.get("failed") and result["archived"] == [name], result
+    result = run_module("archive_restore", restore_args(pg_server, db, tmp_path, periods=[name]))
+    assert not result.get("failed"), result
+    assert name in attached(conn) and checksum_table(conn, "dwh_facts", name).text() == checksum
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c' ORDER BY 1",
+            ("dwh_facts.%s" % name,),
+        )
+        assert [r[0] for r in cur.fetchall()] == ["fait_attributions_statut_check", "montant_positif"]
+    again = run_module("archive_restore", restore_args(pg_server, db, tmp_path, periods=[name]))
+    assert not again.get("failed") and not again["changed"] and again["queries"] == [], again
+
+
+def test_a_plain_table_lacking_a_check_of_the_set_gets_it_before_its_attach(pg_server, db, conn, tmp_path, archived):
+    # a table restored without the set's checks (a run before they were added to the set): the attach adds them
+    name, _texts, checksum = archived
+    result = run_module("archive_restore", restore_args(pg_server, db, tmp_path, periods=[name], into=name))
+    assert not result.get("failed"), result
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE dwh_facts.fait_attributions ADD CONSTRAINT montant_positif CHECK (montant >= 0)")
+    planned = run_module("archive_restore", restore_args(pg_server, db, tmp_path, periods=[name]), check_mode=True)
+    assert planned["queries"][0] == (
+        'ALTER TABLE "dwh_facts"."%s" ADD CONSTRAINT "montant_positif" CHECK ((montant >= (0)::numeric))' % name
+    ), planned
+    result = run_module("archive_restore", restore_args(pg_server, db, tmp_path, periods=[name]))
+    assert not result.get("failed") and result["queries"] == planned["queries"], result
+    assert name in attached(conn) and checksum_table(conn, "dwh_facts", name).text() == checksum
+
+
 def test_wrong_input_is_refused_before_any_change(pg_server, db, conn, tmp_path, archived):
     name, _texts, _checksum = archived
     with conn.cursor() as cur:

@@ -279,22 +279,6 @@ def test_a_parquet_file_without_its_manifest_is_no_archive(conn, tmp_path):
     assert not again.reused and os.path.exists(again.paths.manifest)
 
 
-@pytest.fixture
-def small_mount(tmp_path):
-    """A 1 MiB tmpfs mounted for the test (root only: CI and this machine run as root)."""
-    target = tmp_path / "mnt"
-    target.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here: %s" % done.stderr.decode().strip())
-    yield target
-    subprocess.run(["umount", str(target)], check=False)
-
-
 def test_a_full_disk_gives_a_clear_error_and_leaves_nothing(conn, small_mount):
     with conn.cursor() as cur:
         cur.execute(

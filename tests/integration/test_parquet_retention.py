@@ -283,6 +283,24 @@ def test_an_unwritable_archive_dir_is_refused_and_nothing_changes(pg_server, db,
     assert snapshot(conn) == before
 
 
+def test_a_full_disk_under_archive_dir_stops_the_run_and_the_partition_stays_attached(pg_server, db, conn, small_mount):
+    current = make_facts(conn, months_back=3, rows=10)
+    oldest = old_names(current, 3, 3)[0]
+    with conn.cursor() as cur:  # incompressible text: its Parquet file cannot fit in the 1 MiB file system
+        cur.execute(
+            "INSERT INTO dwh_facts.fait_attributions (k, montant, libelle) SELECT %s::date + (g %% 28), g, "
+            "md5(g::text) || md5((g + 1)::text) FROM generate_series(1, 100000) g",
+            (SCHEME.step(current, -3),),
+        )
+    before = snapshot(conn)
+    result = run_module("partitioned_table", args(pg_server, db, small_mount, max_per_run=1))
+    assert result.get("failed"), result
+    assert "partition %s was not archived and stays attached" % oldest in result["msg"], result["msg"]
+    assert "No space left on device" in result["msg"], result["msg"]
+    assert oldest in attached(conn) and snapshot(conn) == before
+    assert files(small_mount) == []  # neither the half file nor a manifest
+
+
 def test_rows_written_between_the_export_and_the_detach_keep_the_table(pg_server, db, conn, tmp_path, monkeypatch):
     current = make_facts(conn, months_back=3, rows=100)
     oldest = old_names(current, 3, 3)[0]

@@ -5,6 +5,7 @@ tablespace, no CREATE privilege), a writer of the current partition not held, a 
 import datetime
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -437,3 +438,40 @@ def test_a_table_created_by_the_run_gets_its_old_partitions_in_their_tier(pg_ser
     assert placed[name_of(now, -3)] == cold and placed[name_of(now, -2)] == cold
     assert placed[name_of(now, -1)] == "pg_default" and placed[name_of(now, 0)] == "pg_default"
     assert not run_module("partitioned_table", args)["changed"]
+
+
+@pytest.fixture
+def small_space(pg_server, conn):
+    """A tablespace on a 1 MiB tmpfs owned by the server's user: a real nearly full disk (root only)."""
+    if os.geteuid() != 0 or not pg_server.user:
+        pytest.skip("mounting a file system for the server's user needs root")
+    folder = tempfile.mkdtemp(prefix="sigeti-ts-small-", dir=shared_root(pg_server.user))
+    uid, gid = pg_server.user
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700,uid=%d,gid=%d" % (uid, gid), "tmpfs", folder],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip("cannot mount a tmpfs here: %s" % done.stderr.decode().strip())
+    name = "small_%s" % uuid.uuid4().hex[:8]
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLESPACE %s LOCATION %%s" % name, (folder,))
+    yield name
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
+        cur.execute("DROP TABLESPACE IF EXISTS %s" % name)
+    subprocess.run(["umount", folder], check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_tablespace_on_a_full_small_disk_is_refused_before_any_change(pg_server, db, conn, small_space):
+    # the room check on the real file system (statvfs of a 1 MiB tmpfs), not a patched one
+    now = setup_set(pg_server, db, conn, rows=8000)
+    before, rows = placement(conn), content(conn)
+    args = _args(pg_server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": small_space}])
+    result = run_module("partitioned_table", args)
+    assert result.get("failed"), result
+    assert "tablespace %s needs" % small_space in result["msg"] and "Nothing was changed" in result["msg"], result
+    assert placement(conn) == before and content(conn) == rows

@@ -122,9 +122,14 @@ def copy_in(conn: Connection, schema: str, name: str, chunks: Iterable[bytes], f
         return cur.rowcount
 
 
-def create_table(conn: Connection, schema: str | None, name: str, specs: Sequence[ColumnSpec]) -> None:
-    """``CREATE TABLE`` with the archived columns (a TEMPORARY one dropped at commit when ``schema`` is None)."""
+def create_table(
+    conn: Connection, schema: str | None, name: str, specs: Sequence[ColumnSpec], like: tuple[str, str] | None = None
+) -> None:
+    """``CREATE TABLE`` with the archived columns (a TEMPORARY one dropped at commit when ``schema`` is None), or
+    ``LIKE`` the table ``like`` with its constraints (the caller checked its columns are ``specs``)."""
     columns = sql.SQL(", ").join(column_definition(s) for s in specs)
+    if like is not None:
+        columns = sql.SQL("LIKE {} INCLUDING CONSTRAINTS").format(relation(*like))
     if schema is None:
         statement = sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(name), columns)
     else:

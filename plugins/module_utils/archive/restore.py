@@ -101,6 +101,24 @@ def attach_step(parent: tuple[str, str], item: Restoration) -> planmod.Step:
     )
 
 
+def check_steps(item: Restoration, checks: tuple[tuple[str, str], ...]) -> list[planmod.Step]:
+    """The parent's CHECK constraints on the restored table before its attach (ATTACH PARTITION requires them and
+    does not add them; the archive keeps columns, not constraints). ``checks``: ``(name, definition)`` as
+    ``pg_get_constraintdef`` gives them."""
+    return [
+        planmod.Step(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.Identifier(*item.target), sql.Identifier(name), sql.SQL(definition)
+            ),
+            "add check %s of the set to %s (ATTACH PARTITION requires it; a scan of the restored rows)"
+            % (name, item.target[1]),
+            lock=planmod.ACCESS_EXCLUSIVE,
+            targets=[item.target],
+        )
+        for name, definition in checks
+    ]
+
+
 def restore_reason(item: Restoration) -> str:
     """What the run does for one period, in words (the plan shown in check mode)."""
     shown = display_name(*item.target)

@@ -24,17 +24,25 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.archive.restore import 
     RESTORE,
     Restoration,
     attach_step,
+    check_steps,
     restore_reason,
     restored_entry,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.archive.run import ArchiveMismatch, restore_table
-from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.archive import checksum_table, read_table
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive.types import ArchiveRefused, column_specs
+from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.archive import (
+    checksum_table,
+    read_columns,
+    read_missing_checks,
+    read_table,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name, split_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
 from ansible_collections.sigeti.dwh.plugins.module_utils.session import runlock
 
 if TYPE_CHECKING:  # names used in annotations only
+    from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.archive import TableFacts
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import Connection
     from ansible_collections.sigeti.dwh.plugins.module_utils.session.context import RunContext
 
@@ -48,17 +56,24 @@ def run(context: RunContext, conn: Connection) -> dict[str, Any]:
     periods = checked_periods(params["periods"], display_name(*parent))
     into = side_table(params.get("into"), parent, periods)
     require_pyarrow()
-    if into is None:
-        check_set(conn, parent)
+    parent_facts = None if into is not None else check_set(conn, parent)
     items = [restoration(conn, parent, params["archive_dir"], period, into) for period in periods]
-    steps = {item.period: attach_step(parent, item) for item in items if item.attach and item.changes}
+    likes = {item.period: like_set(conn, parent_facts, item) for item in items}
+    steps = {
+        item.period: (
+            [] if likes[item.period] else check_steps(item, read_missing_checks(conn, parent_facts, *item.target))
+        )
+        + [attach_step(parent, item)]
+        for item in items
+        if item.attach and item.changes
+    }
     if context.check_mode:
-        return output(context, items, [s.render(conn) for s in steps.values()], done=False)
+        return output(context, items, [s.render(conn) for p in steps.values() for s in p], done=False)
     executor = Executor.from_options(conn, params)
     finished: list[Restoration] = []
     for item in items:
         try:
-            apply(conn, executor, item, steps.get(item.period))
+            apply(conn, executor, item, steps.get(item.period), likes[item.period])
         except Exception as error:  # a DwhError, or the server refusing the ATTACH (rows in the default partition)
             raise failure(error, item, finished, executor) from None
         finished.append(item)
@@ -91,8 +106,8 @@ def side_table(into: str | None, parent: tuple[str, str], periods: list[str]) ->
     return split_name(into, parent[0])
 
 
-def check_set(conn: Connection, parent: tuple[str, str]) -> None:
-    """Refuse a set that is not a partitioned table (the archives are attached to it)."""
+def check_set(conn: Connection, parent: tuple[str, str]) -> TableFacts:
+    """The set's facts; refused when it is not a partitioned table (the archives are attached to it)."""
     facts = read_table(conn, *parent)
     if facts is None or facts.kind != "p":
         raise InvalidInput(
@@ -100,6 +115,7 @@ def check_set(conn: Connection, parent: tuple[str, str]) -> None:
             "the partitioned table first (sigeti.dwh.partitioned_table), fix table, or restore into a side table "
             "with into." % (display_name(*parent), "does not exist" if facts is None else "is not partitioned")
         )
+    return facts
 
 
 def _available(directory: str) -> str:
@@ -163,12 +179,27 @@ def restoration(
     return Restoration(period, manifest_path, parquet, manifest, target, action, into is None)
 
 
-def apply(conn: Connection, executor: Executor, item: Restoration, attach: Any) -> None:
-    """Restore one period's table (when absent) and attach it (when it goes back into the set)."""
+def like_set(conn: Connection, parent: TableFacts | None, item: Restoration) -> tuple[str, str] | None:
+    """The set, as the model of a table to restore into it when its columns are the archive's: ``LIKE ... INCLUDING
+    CONSTRAINTS`` copies its CHECK constraints as they are stored, which ATTACH PARTITION requires (a definition
+    re-parsed from ``pg_get_constraintdef`` may differ: ``varchar IN (...)`` does). Else None (the manifest's
+    columns, the missing checks added before the attach)."""
+    if parent is None or item.action != RESTORE:
+        return None
+    try:
+        specs = column_specs(parent.schema, parent.name, read_columns(conn, parent))
+    except ArchiveRefused:
+        return None
+    return (parent.schema, parent.name) if tuple(specs) == tuple(item.manifest.columns) else None
+
+
+def apply(conn: Connection, executor: Executor, item: Restoration, attach: Any, like: Any) -> None:
+    """Restore one period's table (when absent) and attach it (its missing checks first) when it goes back into
+    the set."""
     if item.action == RESTORE:
-        restore_table(conn, item.manifest_path, *item.target)
-    if attach is not None:
-        executor.run([attach])
+        restore_table(conn, item.manifest_path, *item.target, like=like)
+    if attach:
+        executor.run(attach)
 
 
 def failure(error: Exception, item: Restoration, finished: list[Restoration], executor: Executor) -> DwhError:

@@ -311,11 +311,14 @@ def verify_table(conn: Connection, schema: str, table: str, manifest: Manifest) 
         )
 
 
-def restore_table(conn: Connection, manifest_path: str, schema: str, table: str) -> RestoreResult:
+def restore_table(
+    conn: Connection, manifest_path: str, schema: str, table: str, like: tuple[str, str] | None = None
+) -> RestoreResult:
     """Recreate the archived rows as the new table ``schema.table`` (columns, types, NOT NULL and collations of the
-    manifest; no indexes, constraints or defaults: ATTACH PARTITION adds the set's), in one transaction, committed
-    only when its checksum equals the manifest's. An existing table holding exactly those rows is left as it is
-    (``created`` False); one holding anything else is refused."""
+    manifest; no indexes or defaults: ATTACH PARTITION adds the set's indexes), in one transaction, committed only
+    when its checksum equals the manifest's. ``like``: a table with exactly the manifest's columns whose CHECK
+    constraints the new table copies (its set: ATTACH PARTITION requires them). An existing table holding exactly
+    those rows is left as it is (``created`` False); one holding anything else is refused."""
     arrow = require_pyarrow()
     manifest, path = _checked_file(manifest_path)
     if read_table(conn, schema, table) is not None:
@@ -330,7 +333,7 @@ def restore_table(conn: Connection, manifest_path: str, schema: str, table: str)
     state = session_state(conn)
     try:
         begin_load(conn)
-        create_table(conn, schema, table, manifest.columns)
+        create_table(conn, schema, table, manifest.columns, like=like)
         copy_in(conn, schema, table, csv_chunks(arrow, path, manifest.columns), freeze=True)
         found = scan_table(conn, schema, table, ()).checksum
         if found.text() != manifest.checksum:

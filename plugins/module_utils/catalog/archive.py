@@ -134,6 +134,25 @@ def read_columns(conn: Connection, table: TableFacts) -> tuple[ColumnFacts, ...]
     )
 
 
+# The parent's CHECK constraints (not NO INHERIT) that the table to attach lacks by name: ATTACH PARTITION requires
+# them on the partition and does not add them itself. An absent target lacks them all.
+MISSING_CHECKS_QUERY = """
+SELECT p.conname::text, pg_get_constraintdef(p.oid)
+FROM pg_constraint p
+WHERE p.conrelid = %s::oid AND p.contype = 'c' AND NOT p.connoinherit
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint t JOIN pg_class c ON c.oid = t.conrelid
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = %s AND c.relname = %s AND t.conname = p.conname)
+ORDER BY 1
+"""
+
+
+def read_missing_checks(conn: Connection, parent: TableFacts, schema: str, name: str) -> tuple[tuple[str, str], ...]:
+    """``(name, definition)`` of each CHECK constraint of ``parent`` that ``schema.name`` (absent or not) lacks."""
+    rows = fetch_all(conn, MISSING_CHECKS_QUERY, (parent.oid, schema, name))
+    return tuple((con_name, definition) for con_name, definition in rows)
+
+
 def server_identity(conn: Connection) -> ServerIdentity:
     """Version, system identifier (when this role may read it), database, cluster name and address of the server."""
     version, database, cluster_name, address, port, may_read_control = fetch_one(conn, SERVER_QUERY)
