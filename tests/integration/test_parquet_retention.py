@@ -13,6 +13,7 @@ import time
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 pytest.importorskip("pyarrow")
 
@@ -327,6 +328,77 @@ def test_rows_written_between_the_export_and_the_detach_keep_the_table(pg_server
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM dwh_facts.%s" % oldest)
         assert cur.fetchone()[0] == 101
+
+
+def warnings_of(result):
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings") or []]
+
+
+def cut_off_after_the_detach(pg_server, db, conn, tmp_path, monkeypatch):
+    """A run stopped after the oldest month's detach committed and before its drop: the state a kill between those
+    two transactions leaves (its archive published, the month a plain table outside the set)."""
+    current = make_facts(conn, months_back=3, rows=100)
+    oldest = old_names(current, 3, 3)[0]
+    monkeypatch.setattr(
+        retention_run,
+        "check_statement",
+        lambda *a: sql.SQL("DO $$BEGIN RAISE EXCEPTION 'cut off before the drop'; END$$"),
+    )
+    stopped = run_module("partitioned_table", args(pg_server, db, tmp_path, max_per_run=1))
+    assert stopped.get("failed") and "cut off before the drop" in stopped["msg"], stopped
+    monkeypatch.undo()
+    assert oldest not in attached(conn) and checksum_table(conn, "dwh_facts", oldest).rows == 100
+    return oldest
+
+
+def test_a_month_left_detached_after_its_archive_is_checked_and_dropped_by_the_next_run(
+    pg_server, db, conn, tmp_path, monkeypatch
+):
+    oldest = cut_off_after_the_detach(pg_server, db, conn, tmp_path, monkeypatch)
+    params = args(pg_server, db, tmp_path, max_per_run=1)
+    checked = run_module("partitioned_table", params, check_mode=True)
+    assert checked["changed"] and oldest in checked["dropped"], checked
+    assert checksum_table(conn, "dwh_facts", oldest).rows == 100  # check mode dropped nothing
+    finished = run_module("partitioned_table", params)
+    assert not finished.get("failed"), finished
+    assert oldest in finished["archived"] and oldest in finished["dropped"], finished
+    assert any("stopped before dropping it" in w for w in warnings_of(finished)), finished
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", ("dwh_facts.%s" % oldest,))
+        assert cur.fetchone()[0] is None
+    assert os.path.exists(os.path.join(str(tmp_path), FOLDER, oldest + ".parquet"))
+    again = run_module("partitioned_table", params)
+    assert not again.get("failed") and again["changed"] is False, again
+
+
+def test_a_detached_month_that_changed_or_a_new_table_of_its_name_is_left_alone(
+    pg_server, db, conn, tmp_path, monkeypatch
+):
+    oldest = cut_off_after_the_detach(pg_server, db, conn, tmp_path, monkeypatch)
+    params = args(pg_server, db, tmp_path, max_per_run=1)
+    with conn.cursor() as cur:  # someone wrote into the detached table
+        cur.execute(
+            "UPDATE dwh_facts.%s SET montant = montant + 1 WHERE id = (SELECT min(id) FROM dwh_facts.%s)"
+            % (oldest, oldest)
+        )
+    changed = run_module("partitioned_table", params)
+    assert not changed.get("failed"), changed
+    assert oldest not in changed["dropped"], changed
+    warned = [w for w in warnings_of(changed) if "no longer holds exactly the archived rows" in w]
+    assert warned and "ATTACH PARTITION dwh_facts.%s FOR VALUES FROM" % oldest in warned[0], changed
+    assert checksum_table(conn, "dwh_facts", oldest).rows == 100
+    with conn.cursor() as cur:  # a table made later under that name, holding exactly the archived rows
+        cur.execute(
+            "UPDATE dwh_facts.%s SET montant = montant - 1 WHERE id = (SELECT min(id) FROM dwh_facts.%s)"
+            % (oldest, oldest)
+        )
+        cur.execute("ALTER TABLE dwh_facts.%s RENAME TO kept_aside" % oldest)
+        cur.execute("CREATE TABLE dwh_facts.%s (LIKE dwh_facts.kept_aside)" % oldest)
+        cur.execute("INSERT INTO dwh_facts.%s SELECT * FROM dwh_facts.kept_aside" % oldest)
+    assert checksum_table(conn, "dwh_facts", oldest) == checksum_table(conn, "dwh_facts", "kept_aside")
+    other = run_module("partitioned_table", params)
+    assert not other.get("failed") and oldest not in other["dropped"], other
+    assert checksum_table(conn, "dwh_facts", oldest).rows == 100
 
 
 @pytest.mark.parametrize("action", ["kill -9 of the module", "pg_terminate_backend of its session"])

@@ -752,6 +752,31 @@ SCENARIOS = {
         },
         _tiers_placed,
     ),
+    # Killed anywhere in the export, the detach or the drop: each month stays attached (or detached with its rows)
+    # or is archived complete and verified; never a manifest for a half file (archive_content reads every one back).
+    # A month a kill leaves between its detach and its drop is recognised by its published manifest (same table OID,
+    # intact file), checked again and dropped by the re-run, so the re-run converges to the uninterrupted state.
+    "parquet_retention": Scenario(
+        "parquet_retention",
+        setup_parquet_retention,
+        "pq.p",
+        lambda server, db, conn: {
+            "kind": "module",
+            "name": "partitioned_table",
+            "args": _module_args(
+                server,
+                db,
+                name="pq.p",
+                key="jour",
+                interval="month",
+                start=_months(conn, 6, 6)[0][1],
+                premake=1,
+                retention={"keep": 2, "action": "parquet", "archive_dir": archive_dir(conn), "max_per_run": 12},
+            ),
+        },
+        _archives_complete,
+        content=archive_content,
+    ),
     # The live migration through the engine alone; MODULE_MIGRATION drives the same through partitioned_table.
     "migration": Scenario(
         "migration",
@@ -788,46 +813,6 @@ MODULE_MIGRATION = Scenario(
     _module_migration(migrate="online", batch_rows=150),
     _no_migration_leftovers,
 )
-
-
-# Killed anywhere in the export, the detach or the drop: each month stays attached (or detached with its rows)
-# or is archived complete and verified; never a manifest for a half file (archive_content reads every one back).
-# Not in SCENARIOS: a run killed between a month's detach and its drop leaves that month detached (its archive
-# complete, its rows kept) and the re-run, which reads only the set's partitions, leaves it there, so the re-run
-# does not converge to the uninterrupted state. test_crash.py runs it apart, asserting that nothing is lost and
-# that this leftover is the only difference (KNOWN_PARQUET_LEFTOVER).
-PARQUET_RETENTION = Scenario(
-    "parquet_retention",
-    setup_parquet_retention,
-    "pq.p",
-    lambda server, db, conn: {
-        "kind": "module",
-        "name": "partitioned_table",
-        "args": _module_args(
-            server,
-            db,
-            name="pq.p",
-            key="jour",
-            interval="month",
-            start=_months(conn, 6, 6)[0][1],
-            premake=1,
-            retention={"keep": 2, "action": "parquet", "archive_dir": archive_dir(conn), "max_per_run": 12},
-        ),
-    },
-    _archives_complete,
-    content=archive_content,
-)
-
-
-def known_parquet_leftover(problem):
-    """Whether a convergence problem of PARQUET_RETENTION is only the month left detached by a run killed between
-    its detach and its drop: its tables and rows in the fingerprint, "archived and still there". Never a content
-    difference (lost or unverified rows), a failed re-run or reader errors."""
-    if problem.startswith(("content after the crash", "final content", "reader errors", "temporary files")):
-        return False
-    if "re-run did not succeed" in problem or problem.startswith("archived ["):
-        return False
-    return problem.startswith("archived and still there") or "'pq', 'p_m" in problem
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -95,7 +95,9 @@ class Manifest:
 
     ``parent`` and ``bound`` are the partitioned table and the partition's bound (``pg_get_expr`` text, e.g.
     ``FOR VALUES FROM (20190101) TO (20200101)``), None for a table that is no partition; ``checksum`` the content
-    checksum's canonical form; ``file_sha256`` the Parquet file's own digest (a cheap check before reading it).
+    checksum's canonical form; ``file_sha256`` the Parquet file's own digest (a cheap check before reading it);
+    ``table_oid`` the exported table's OID on ``server`` (None in manifests of earlier versions): with the name, it
+    tells the very table a retention run detached from a table of the same name made later (a restore's side table).
     """
 
     schema: str
@@ -111,6 +113,7 @@ class Manifest:
     server: ServerIdentity
     created_at: str
     library: str
+    table_oid: int | None = None
     compression: str = COMPRESSION
     collection_version: str = COLLECTION_VERSION
     format: int = MANIFEST_FORMAT
@@ -213,6 +216,7 @@ def manifest_from_json(data: Mapping[str, Any], source: str) -> Manifest:
             server=ServerIdentity(**{k: v for k, v in data["server"].items() if k in fields}),
             created_at=str(data["created_at"]),
             library=str(data["library"]),
+            table_oid=None if data.get("table_oid") is None else int(data["table_oid"]),
             compression=str(data.get("compression", COMPRESSION)),
             collection_version=str(data.get("collection_version", "")),
             format=MANIFEST_FORMAT,

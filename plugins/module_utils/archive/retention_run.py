@@ -22,20 +22,34 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.archive.manifest import Manifest, parse_checksum
-from ansible_collections.sigeti.dwh.plugins.module_utils.archive.parquet import require_pyarrow
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive.manifest import (
+    MANIFEST_SUFFIX,
+    Manifest,
+    ServerIdentity,
+    parse_checksum,
+)
+from ansible_collections.sigeti.dwh.plugins.module_utils.archive.parquet import (
+    file_sha256,
+    read_manifest,
+    require_pyarrow,
+)
 from ansible_collections.sigeti.dwh.plugins.module_utils.archive.retention import (
     ArchiveCheck,
     archive_checks,
     archive_files,
+    drop_steps,
+    partition_archive,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.archive.run import export_table
 from ansible_collections.sigeti.dwh.plugins.module_utils.archive.types import ArchiveRefused, column_specs
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog.archive import (
     PIN_SETTINGS,
+    checksum_table,
     read_columns,
+    read_detached,
     read_table,
     scan_query,
+    server_identity,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
@@ -73,6 +87,79 @@ def prepare_exports(conn: Connection, declared: Declared, result: Result) -> Non
     detaches = {s.effect[1]: s for s in result.plan.steps if getattr(s, "effect", None) and s.effect[0] == "detached"}
     for check in checks:
         detaches[check.partition[1]].before = exporter(conn, declared, check)
+
+
+def finish_detached(conn: Connection, declared: Declared, result: Result) -> None:
+    """Plan the end of each archived partition an interrupted run left detached: check it, then drop it.
+
+    A run killed (or cut off) after a partition's detach committed and before its drop leaves a plain table the
+    layout no longer sees. Such a table is recognised by its published manifest alone: same name, same parent, the
+    same table (its OID in the same database of the same server) and an archive file still of the stated size and
+    digest. The plan then carries the usual check against the manifest's checksum, and the drop; anything else (a
+    table made later under that name, a missing or altered file) is left alone."""
+    if not declared.retention or declared.retention.get("action") != "parquet":
+        return
+    planned = {check.partition for check in archive_checks(result.plan.steps)}
+    manifests = [m for m in published_manifests(declared) if (m.schema, m.table) not in planned and m.table_oid]
+    if not manifests:
+        return
+    found = read_detached(conn, [(m.schema, m.table) for m in manifests])
+    here = server_identity(conn)
+    for manifest in manifests:
+        if found.get((manifest.schema, manifest.table)) != manifest.table_oid or not archived_here(
+            declared, manifest, here
+        ):
+            continue
+        shown = display_name(manifest.schema, manifest.table)
+        if checksum_table(conn, manifest.schema, manifest.table).text() != manifest.checksum:
+            result.warnings.append(
+                "%s was detached by an earlier run after its export to %s, and it no longer holds exactly the "
+                "archived rows: it is kept, with its rows, and this run does not drop it. What to do: attach it back "
+                "(ALTER TABLE %s ATTACH PARTITION %s %s) and run again to archive it anew, or drop it yourself."
+                % (shown, manifest.parquet_file, declared.display, shown, manifest.bound or "")
+            )
+            continue
+        steps = drop_steps(declared, {"schema": manifest.schema, "name": manifest.table}, concurrent=False)
+        check = steps[0].sql
+        check.statement = check_statement(declared, check, manifest)
+        check.rows, check.checksum = manifest.rows, manifest.checksum
+        result.plan.extend(steps)
+        result.dropped.append(manifest.table)
+        result.archived.append(manifest.table)
+        result.warnings.append(
+            "%s was archived to %s and detached by an earlier run that stopped before dropping it: this run checks "
+            "it against its manifest again and drops it"
+            % (display_name(manifest.schema, manifest.table), check.paths.parquet)
+        )
+
+
+def published_manifests(declared: Declared) -> list[Manifest]:
+    """The readable manifests in the declared set's archive folder that name the set as their parent."""
+    folder = partition_archive(declared, {"name": declared.name}).directory
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(MANIFEST_SUFFIX) and not n.startswith("."))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        try:
+            manifest = read_manifest(os.path.join(folder, name))
+        except DwhError:
+            continue  # not this collection's, or damaged: it describes nothing this run may drop
+        if manifest.parent == (declared.schema, declared.name):
+            found.append(manifest)
+    return found
+
+
+def archived_here(declared: Declared, manifest: Manifest, here: ServerIdentity) -> bool:
+    """Whether ``manifest`` was written from this server's database and its Parquet file is still the one it states."""
+    if (here.system_identifier, here.database) != (manifest.server.system_identifier, manifest.server.database):
+        return False
+    parquet = partition_archive(declared, {"name": manifest.table}).parquet
+    try:
+        return os.path.getsize(parquet) == manifest.file_bytes and file_sha256(parquet) == manifest.file_sha256
+    except OSError:
+        return False
 
 
 def check_folder(declared: Declared) -> None:

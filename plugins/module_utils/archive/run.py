@@ -263,6 +263,7 @@ def export_table(
             server=server_identity(conn),
             created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             library="pyarrow %s" % arrow.version,
+            table_oid=facts.oid,
         )
         remove_quietly(paths.manifest)  # a manifest never describes another file than the one beside it
         publish(temporary, paths.parquet)

@@ -50,6 +50,16 @@ LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE n.nspname = %s AND c.relname = %s
 """
 
+# Plain tables in no partition set and no inheritance tree, among the given (schema, name) pairs.
+DETACHED_QUERY = """
+SELECT n.nspname::text, c.relname::text, c.oid::bigint
+FROM unnest(%s::text[], %s::text[]) AS w(nspname, relname)
+JOIN pg_namespace n ON n.nspname = w.nspname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname
+WHERE c.relkind = 'r' AND NOT c.relispartition
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid OR i.inhparent = c.oid)
+"""
+
 # The element type for arrays; a collation only when it is not the type's own (then ATTACH needs it equal).
 COLUMNS_QUERY = """
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), tn.nspname::text, t.typname::text, t.typtype::text,
@@ -100,6 +110,14 @@ def read_table(conn: Connection, schema: str, name: str) -> TableFacts | None:
         return None
     oid, kind, is_partition, parent_schema, parent, bound = row
     return TableFacts(schema, name, oid, kind, (parent_schema, parent) if is_partition else None, bound)
+
+
+def read_detached(conn: Connection, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The OID of each of ``tables`` that is a plain table outside any partition set or inheritance tree."""
+    if not tables:
+        return {}
+    rows = fetch_all(conn, DETACHED_QUERY, ([t[0] for t in tables], [t[1] for t in tables]))
+    return {(schema, name): oid for schema, name, oid in rows}
 
 
 def read_columns(conn: Connection, table: TableFacts) -> tuple[ColumnFacts, ...]:

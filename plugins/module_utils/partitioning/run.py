@@ -325,6 +325,7 @@ def plan_partitions(
     catalog_extras(conn, declared, table, lay, default, extras)
     result = partitioning.build_plan(declared, table, lay, extras)
     parquet_retention.prepare_exports(conn, declared, result)
+    parquet_retention.finish_detached(conn, declared, result)
     return result, state
 
 

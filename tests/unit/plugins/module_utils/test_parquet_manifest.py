@@ -1,6 +1,7 @@
 """The archive's records (pure): the content checksum's canonical form, the manifest's JSON, the file names
 (issue 31)."""
 
+import dataclasses
 import hashlib
 import os
 
@@ -85,6 +86,14 @@ def test_manifest_json_round_trips_and_names_the_collection_version():
     assert data["columns"][0]["pg_type"] == "numeric(14,2)"
     assert data["compression"] == "zstd"
     assert am.manifest_from_json(data, "m.json") == original
+
+
+def test_the_table_oid_round_trips_and_a_manifest_without_one_reads_as_none():
+    original = dataclasses.replace(manifest(), table_oid=16384)
+    data = am.manifest_to_json(original)
+    assert data["table_oid"] == 16384 and am.manifest_from_json(data, "m.json") == original
+    del data["table_oid"]  # as written before the field existed
+    assert am.manifest_from_json(data, "m.json").table_oid is None
 
 
 @pytest.mark.parametrize("damage", ["format", "checksum", "columns", "rows"])
