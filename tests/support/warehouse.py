@@ -414,7 +414,7 @@ def _load_attributions(cur, seed, n_attributions, n_entreprises, n_lots):
     words = "ARRAY[%s]::text[]" % ", ".join(_literal(w) for w in COMMENT_WORDS)
     # Big comments: 205..460 segments "word xxxxxx" (~3-8 KB): compressible (the words repeat) but not
     # trivially (the hex parts come from one md5 per 5 segments, seeded by the row number and the seed).
-    big_comment = f"""(SELECT string_agg(({words})[1 + (hashint8extended(g * 1000 + j * 5 + k, {int(seed) * 1000 + 8}) & 31)::int]
+    big_comment = f"""(SELECT string_agg(({words})[1 + (hashint8extended(g::bigint * 1000 + j * 5 + k, {int(seed) * 1000 + 8}) & 31)::int]
                                      || ' ' || substr(m, 1 + k * 6, 6), ' ')
                       FROM generate_series(0, 40 + floor({u(7)} * 52)::int) AS j,
                            md5('{int(seed)}:' || g || ':' || j) AS m,
@@ -481,12 +481,12 @@ def _load_factures(cur, seed, n_factures, n_attributions):
     libelles = ("Redevance", "Cession", "Frais de dossier", "Viabilisation", "Bornage", "Pénalité")
     big_details = """(SELECT jsonb_agg(jsonb_build_object(
                           'ligne', i, 'libelle', {lib}, 'reference', left(md5('{seed}/' || g || '/' || i), 12),
-                          'quantite', 1 + (hashint8extended(g * 100 + i, {salt}) & 7),
+                          'quantite', 1 + (hashint8extended(g::bigint * 100 + i, {salt}) & 7),
                           'prix_unitaire', round(a.montant / 40, 2), 'taxable', true) ORDER BY i)
                       FROM generate_series(1, 30 + floor({u8} * 20)::int) AS i)""".format(
         lib=_pick(
             libelles,
-            "((hashint8extended(g * 100 + i, %d) & 2147483647)::float8 / 2147483648.0)" % (int(seed) * 1000 + 309),
+            "((hashint8extended(g::bigint * 100 + i, %d) & 2147483647)::float8 / 2147483648.0)" % (int(seed) * 1000 + 309),
         ),
         salt=int(seed) * 1000 + 310,
         u8=u(308),
