@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from psycopg2 import sql
 
 from tests.support.modules import run_module
 from tests.support.pgserver import shared_root
@@ -51,7 +52,7 @@ def _spaces(server, conn):
         if server.user:
             os.chown(folder, *server.user)
         with conn.cursor() as cur:
-            cur.execute("CREATE TABLESPACE %s LOCATION %%s" % name, (folder,))
+            cur.execute(sql.SQL("CREATE TABLESPACE {} LOCATION %s").format(sql.Identifier(name)), (folder,))
         made.append(name)
         folders.append(folder)
         return name
@@ -60,7 +61,7 @@ def _spaces(server, conn):
     with conn.cursor() as cur:
         cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
         for name in made:
-            cur.execute("DROP TABLESPACE IF EXISTS %s" % name)
+            cur.execute(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(sql.Identifier(name)))
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -559,6 +560,25 @@ def test_pg_repack_is_not_used_without_a_superuser_nor_with_a_program_of_another
             cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
             cur.execute("DROP OWNED BY %s" % role)
             cur.execute("DROP ROLE %s" % role)
+
+
+def test_a_tablespace_name_pg_repack_cannot_pass_is_moved_to_by_alter_with_a_warning(repack_db, repack_spaces):
+    # pg_repack 1.4.8 writes --tablespace unquoted into its CREATE INDEX: given "Cold_..." it fails (tablespace
+    # "cold_..." does not exist) and the move with it
+    server, db, conn = repack_db
+    now = setup_set(server, db, conn)
+    cold = repack_spaces("Cold")
+    args = _args(server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}])
+    result = run_module("partitioned_table", args)
+    assert not result.get("failed"), result
+    assert [(m["partition"], m["method"]) for m in result["tiers"]["moved"]] == [
+        (name_of(now, -8), "alter"),
+        (name_of(now, -7), "alter"),
+    ]
+    assert any('pg_repack cannot move partitions to tablespace "%s"' % cold in w for w in warnings(result))
+    for shift in (-8, -7):
+        assert set(tablespace_of_each(conn, name_of(now, shift)).values()) == {cold}
+    assert not run_module("partitioned_table", args)["changed"]
 
 
 def test_tiers_of_a_tables_entry(pg_server, db, conn, spaces):
