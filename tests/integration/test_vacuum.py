@@ -436,6 +436,41 @@ def test_pg_repack_rewrites_online_and_refuses_without_key(pg15, pg15_repack_bin
         conn.close()
 
 
+def test_pg_repack_gets_the_password_in_its_environment_never_on_its_command_line(
+    pg15, pg15_repack_bin, tmp_path, monkeypatch
+):
+    # a wrapper records the command line the module runs, then runs the real pg_repack; a wrong PGPASSWORD inherited
+    # from the environment must not reach it (the module's own password must)
+    log = tmp_path / "argv.log"
+    wrapper = tmp_path / "pg_repack"
+    wrapper.write_text(
+        '#!/bin/sh\nprintf "%%s\\n" "$@" >> %s\n[ -n "$PGPASSWORD" ] && echo "(PGPASSWORD set)" >> %s\nexec %s "$@"\n'
+        % (log, log, os.path.join(pg15_repack_bin, "pg_repack"))
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PGPASSWORD", "wrong-inherited-password")
+    db = pg15.create_database("repack_password")
+    conn = pg15.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_repack")
+        make_table(conn, "dwh.t")
+        args = dict(pg15.params(db), tables=["dwh.t"], pg_repack_path=str(wrapper), min_size="0")
+        settle(pg15, db, tables=["dwh.t"], full="never")
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+        flush(conn)
+        result = run_module("vacuum", dict(args, full_method="pg_repack"))
+        assert not result.get("failed"), result
+        assert relation(result, "t")["actions"][0]["method"] == "pg_repack"
+        recorded = log.read_text()
+        assert "--table=dwh.t" in recorded and "--no-password" in recorded and "(PGPASSWORD set)" in recorded
+        assert pg15.password not in recorded and "wrong-inherited-password" not in recorded
+        assert pg15.password not in str(result)
+    finally:
+        conn.close()
+
+
 def test_pg_repack_is_refused_without_a_superuser_or_with_a_program_of_another_version(pg15, pg15_repack_bin, tmp_path):
     db = pg15.create_database("repack_refusals")
     conn = pg15.connect(db)
