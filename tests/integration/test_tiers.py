@@ -410,7 +410,11 @@ def test_pg_repack_moves_partitions_online_with_their_indexes_and_writers_lose_n
     planned = run_module("partitioned_table", args, check_mode=True)
     assert not planned.get("failed"), planned
     assert planned["changed"] and placement(conn) == before
-    assert [c for c in planned["queries"] if c.startswith(os.path.join(os.path.dirname(c.split()[0]), "pg_repack"))]
+    assert [m["method"] for m in planned["tiers"]["moved"]] == ["pg_repack", "pg_repack"]
+    program = os.path.join(server.bin_dir, "pg_repack")
+    shown = [q for q in planned["queries"] if q.split()[0] == program]
+    assert len(shown) == 2 and all("--tablespace=%s" % cold in c and "--moveidx" in c for c in shown), shown
+    assert "--table=dwh.%s" % oldest in shown[0] and server.password not in str(planned)
 
     # one writer into the current partition, one into the oldest, the one pg_repack copies first
     stop, errors, inserted = threading.Event(), [], {"current": [], "moved": []}
