@@ -67,7 +67,8 @@ def _source_key():
 
 
 def _apt_options(private):
-    options = ["-q"]
+    # no binary package cache written (apt would refresh /var/cache/apt/*.bin as root where they are enabled)
+    options = ["-q", "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache="]
     if os.geteuid() == 0:
         # apt drops to the _apt user for downloads, who cannot write into the checkout; as root say so explicitly
         # (the download is the same, without apt's warning)
