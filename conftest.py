@@ -69,6 +69,31 @@ def pg_server():
     server.destroy()
 
 
+@pytest.fixture(scope="session")
+def pg15_repack_bin():
+    """The bin folder of a PostgreSQL 15 with pg_repack private to the checkout (tests/support/repack.py: Debian's
+    postgresql-15-repack fetched into .venv, nothing installed into the system); skips saying why when it cannot be
+    made here."""
+    from tests.support.repack import RepackUnavailable, pg15_repack_bin_dir
+
+    try:
+        return pg15_repack_bin_dir()
+    except RepackUnavailable as error:
+        pytest.skip("no PostgreSQL 15 with pg_repack: %s" % error)
+
+
+@pytest.fixture(scope="session")
+def pg15_repack(pg15_repack_bin):
+    """A real PostgreSQL 15 server with the pg_repack extension available (CREATE EXTENSION pg_repack works) and the
+    matching pg_repack program in ``pg15_repack_bin``."""
+    from tests.support.pgserver import PostgresServer
+
+    server = PostgresServer(bin_dir=pg15_repack_bin).start()
+    server.wait_ready()
+    yield server
+    server.destroy()
+
+
 @pytest.fixture
 def db(pg_server, request):
     """A fresh, empty database for one test; yields its name."""

@@ -155,7 +155,9 @@ options:
         holding ACCESS EXCLUSIVE on that partition only (its readers and writers wait for the copy, other partitions
         and the parent do not). The time it was locked is reported in RV(tiers.moved). When the C(pg_repack)
         extension is installed in the database and a matching C(pg_repack) program is on PATH (superuser
-        connection), C(pg_repack --tablespace --moveidx) moves a partition having a primary key online instead.
+        connection), C(pg_repack --tablespace --moveidx) moves a partition having a primary key online instead
+        (not to a tablespace whose name needs quoting, which pg_repack 1.4 cannot pass; those move by ALTER, with a
+        warning).
       - New partitions (O(premake), O(start)) are created directly in their tier, their indexes too.
       - Refused before any change, naming the table and the tablespace - a tablespace that does not exist; the
         table's owner or the connecting role without CREATE on it (the database's default tablespace needs none); a

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from psycopg2 import sql
 
 from tests.support.modules import run_module
 from tests.support.pgserver import shared_root
@@ -40,19 +41,18 @@ def today(conn):
         return cur.fetchone()[0]
 
 
-@pytest.fixture
-def spaces(pg_server, conn):
-    """Make tablespaces (``spaces("cold")`` returns the cluster-unique name); dropped after the test with whatever
-    the test put in them (tablespaces and roles belong to the cluster, not to the test's database)."""
+def _spaces(server, conn):
+    """Make tablespaces on ``server`` (``make("cold")`` returns the cluster-unique name); dropped afterwards with
+    whatever the test put in them (tablespaces and roles belong to the cluster, not to the test's database)."""
     made, folders = [], []
 
     def make(label):
         name = "%s_%s" % (label, uuid.uuid4().hex[:8])
-        folder = tempfile.mkdtemp(prefix="sigeti-ts-", dir=shared_root(pg_server.user) if pg_server.user else None)
-        if pg_server.user:
-            os.chown(folder, *pg_server.user)
+        folder = tempfile.mkdtemp(prefix="sigeti-ts-", dir=shared_root(server.user) if server.user else None)
+        if server.user:
+            os.chown(folder, *server.user)
         with conn.cursor() as cur:
-            cur.execute("CREATE TABLESPACE %s LOCATION %%s" % name, (folder,))
+            cur.execute(sql.SQL("CREATE TABLESPACE {} LOCATION %s").format(sql.Identifier(name)), (folder,))
         made.append(name)
         folders.append(folder)
         return name
@@ -61,9 +61,15 @@ def spaces(pg_server, conn):
     with conn.cursor() as cur:
         cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
         for name in made:
-            cur.execute("DROP TABLESPACE IF EXISTS %s" % name)
+            cur.execute(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(sql.Identifier(name)))
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def spaces(pg_server, conn):
+    """Tablespaces on the session's server (see ``_spaces``)."""
+    yield from _spaces(pg_server, conn)
 
 
 def make_fact(conn):
@@ -339,21 +345,244 @@ def test_a_lock_on_an_old_partition_gives_up_naming_the_blocker_and_a_next_run_f
     assert placement(conn)[oldest] == cold
 
 
-def test_pg_repack_moves_a_partition_online(pg_server, db, conn, spaces):
-    with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_repack'")
-        available = cur.fetchone()[0]
-    if not shutil.which("pg_repack") or not available:
-        pytest.skip("pg_repack is not installed here (neither its program on PATH nor its extension on the server)")
-    now = setup_set(pg_server, db, conn)
-    with conn.cursor() as cur:
+# --- pg_repack: a real PostgreSQL 15 with pg_repack, private to the checkout (tests/support/repack.py) ------------
+
+
+@pytest.fixture
+def repack_db(pg15_repack, pg15_repack_bin, request, monkeypatch):
+    """A fresh database with the pg_repack extension on the pg_repack server, and its program on PATH (where
+    partitioned_table looks for it); yields ``(server, name, connection)``."""
+    monkeypatch.setenv("PATH", pg15_repack_bin + os.pathsep + os.environ.get("PATH", ""))
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:55]
+    pg15_repack.create_database(name)
+    connection = pg15_repack.connect(name)
+    with connection.cursor() as cur:
         cur.execute("CREATE EXTENSION pg_repack")
-    cold = spaces("cold")
-    args = _args(pg_server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}])
+    yield pg15_repack, name, connection
+    connection.close()
+
+
+@pytest.fixture
+def repack_spaces(repack_db):
+    """Tablespaces on the pg_repack server (see ``_spaces``)."""
+    server, _name, connection = repack_db
+    yield from _spaces(server, connection)
+
+
+def tablespace_of_each(conn, partition):
+    """``{relation: tablespace}`` of a partition, its TOAST table and each of its indexes, from pg_class."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname, coalesce(t.spcname, 'pg_default') FROM pg_class c "
+            "LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace "
+            "WHERE c.oid = %(p)s::regclass OR c.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = %(p)s::regclass) "
+            "OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %(p)s::regclass) ORDER BY 1",
+            {"p": "dwh.%s" % partition},
+        )
+        return dict(cur.fetchall())
+
+
+def _timed_writer(server, db, day, first_key, stop, done, errors):
+    """Insert rows of ``day`` until ``stop``; ``done`` gets the time each insert committed."""
+    other = server.connect(db)
+    key = first_key
+    try:
+        with other.cursor() as cur:
+            while not stop.is_set():
+                key += 1
+                cur.execute("INSERT INTO dwh.fact VALUES (%s, %s, 'live')", (key, day))
+                done.append(time.monotonic())
+                time.sleep(0.003)
+    except Exception as error:  # reported by the test
+        errors.append(error)
+    finally:
+        other.close()
+
+
+def test_pg_repack_moves_partitions_online_with_their_indexes_and_writers_lose_nothing(repack_db, repack_spaces):
+    server, db, conn = repack_db
+    now = setup_set(server, db, conn, rows=20000)
+    cold = repack_spaces("cold")
+    oldest, second = name_of(now, -8), name_of(now, -7)
+    before, rows = placement(conn), content(conn)
+    args = _args(server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}], tiers_max_per_run=10)
+
+    planned = run_module("partitioned_table", args, check_mode=True)
+    assert not planned.get("failed"), planned
+    assert planned["changed"] and placement(conn) == before
+    assert [m["method"] for m in planned["tiers"]["moved"]] == ["pg_repack", "pg_repack"]
+    program = os.path.join(server.bin_dir, "pg_repack")
+    shown = [q for q in planned["queries"] if q.split()[0] == program]
+    assert len(shown) == 2 and all("--tablespace=%s" % cold in c and "--moveidx" in c for c in shown), shown
+    assert "--table=dwh.%s" % oldest in shown[0] and server.password not in str(planned)
+
+    # one writer into the current partition, one into the oldest, the one pg_repack copies first
+    stop, errors, inserted = threading.Event(), [], {"current": [], "moved": []}
+    writers = [
+        threading.Thread(target=_timed_writer, args=(server, db, now, 9 * 10**8, stop, inserted["current"], errors)),
+        threading.Thread(
+            target=_timed_writer, args=(server, db, month(now, -8), 8 * 10**8, stop, inserted["moved"], errors)
+        ),
+    ]
+    for writer in writers:
+        writer.start()
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        result = run_module("partitioned_table", args)
+        ended = time.monotonic()
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert not result.get("failed"), result
+    assert not errors, errors
+    assert warnings(result) == []
+    assert [(m["partition"], m["method"], m["lock_seconds"]) for m in result["tiers"]["moved"]] == [
+        (oldest, "pg_repack", None),
+        (second, "pg_repack", None),
+    ]
+    commands = [q for q in result["queries"] if "pg_repack" in q.split()[0]]
+    assert len(commands) == 2 and all("--tablespace=%s" % cold in c and "--moveidx" in c for c in commands)
+    assert server.password not in str(result)
+    # the writers went on during the moves, and every row they inserted is there
+    for name, times in inserted.items():
+        assert [t for t in times if started < t < ended], "no insert into the %s partition during the run" % name
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FILTER (WHERE d = %s), count(*) FILTER (WHERE d = %s) FROM dwh.fact "
+                    "WHERE v = 'live'", (now, month(now, -8)))  # fmt: skip
+        assert cur.fetchone() == (len(inserted["current"]), len(inserted["moved"]))
+        cur.execute("SELECT count(*), sum(id), md5(string_agg(v, ',' ORDER BY id, d)) FROM dwh.fact WHERE v <> 'live'")
+        assert cur.fetchone() == rows
+        cur.execute("SELECT count(*) FROM dwh.%s WHERE v = 'live'" % oldest)
+        assert cur.fetchone()[0] == len(inserted["moved"])
+    # the partition, its TOAST table and each of its indexes in the tier (pg_class.reltablespace); nothing else moved
+    for partition in (oldest, second):
+        placed = tablespace_of_each(conn, partition)
+        assert len(placed) == 4 and set(placed.values()) == {cold}, placed  # table, TOAST, its two indexes
+    after = placement(conn)
+    moved = {r for r in after if r in (oldest, second) or r.startswith((oldest + "_", second + "_"))}
+    assert {r: t for r, t in after.items() if r not in moved} == {r: t for r, t in before.items() if r not in moved}
+    with conn.cursor() as cur:
+        cur.execute("SELECT c.relname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+                    "WHERE n.nspname = 'repack' AND c.relname ~ '^(log|table)_[0-9]+$'")  # fmt: skip
+        assert cur.fetchall() == []  # pg_repack left none of its work tables (log_<oid>, table_<oid>) behind
+
+    again = run_module("partitioned_table", args)
+    assert not again.get("failed"), again
+    assert not again["changed"] and again["queries"] == [] and again["tiers"] == {"moved": [], "remaining": 0}
+
+
+def repack_leftovers(conn):
+    """pg_repack's work tables and triggers still in the database (none after a run that ended, even giving up)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'repack' AND c.relname ~ '^(log|table)_[0-9]+$' "
+            "UNION ALL SELECT tgname FROM pg_trigger WHERE tgname LIKE 'repack_%' ORDER BY 1"
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
+def test_pg_repack_gives_up_on_a_locked_partition_naming_the_blocker_and_a_next_run_moves_it(repack_db, repack_spaces):
+    server, db, conn = repack_db
+    now = setup_set(server, db, conn)
+    cold = repack_spaces("cold")
+    oldest = name_of(now, -8)
+    args = _args(server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}], lock_timeout="300ms")
+    ready, release, pid = threading.Event(), threading.Event(), []
+    reader = threading.Thread(target=_reader, args=(server, db, oldest, ready, release, pid))
+    reader.start()
+    try:
+        assert ready.wait(10)
+        before = placement(conn)
+        failed = run_module("partitioned_table", args)
+        after = placement(conn)
+    finally:
+        release.set()
+        reader.join()
+    assert failed.get("failed"), failed
+    assert "Gave up after 2 attempts: pg_repack could not lock dwh.%s" % oldest in failed["msg"], failed["msg"]
+    assert "pid %d" % pid[0] in failed["msg"] and "stays in pg_default" in failed["msg"]
+    assert failed["blocking_pids"] == [pid[0]] and failed["tiers"]["failed"] == oldest
+    assert server.password not in str(failed)
+    assert after == before and repack_leftovers(conn) == []
+    finished = run_module("partitioned_table", args)
+    assert not finished.get("failed"), finished
+    assert [(m["partition"], m["method"]) for m in finished["tiers"]["moved"]][0] == (oldest, "pg_repack")
+    assert set(tablespace_of_each(conn, oldest).values()) == {cold}
+
+
+def test_pg_repack_is_not_used_without_a_superuser_nor_with_a_program_of_another_version(
+    repack_db, repack_spaces, tmp_path, monkeypatch
+):
+    server, db, conn = repack_db
+    now = setup_set(server, db, conn)
+    cold, archive = repack_spaces("cold"), repack_spaces("archive")
+    role = "etl_%s" % uuid.uuid4().hex[:8]
+    with conn.cursor() as cur:
+        cur.execute("CREATE ROLE %s LOGIN PASSWORD 'etl-test-only'" % role)
+        cur.execute("GRANT USAGE, CREATE ON SCHEMA dwh TO %s" % role)
+        cur.execute("GRANT CREATE ON TABLESPACE %s, %s TO %s" % (cold, archive, role))
+        cur.execute("ALTER TABLE dwh.fact OWNER TO %s" % role)
+        cur.execute(
+            "SELECT format('ALTER TABLE dwh.%%I OWNER TO %s', relname) FROM pg_class c JOIN pg_inherits i "
+            "ON i.inhrelid = c.oid WHERE i.inhparent = 'dwh.fact'::regclass" % role
+        )
+        for (statement,) in cur.fetchall():
+            cur.execute(statement)
+    try:
+        # the table's owner, not a superuser: pg_repack 1.4 refuses it, so the module moves by ALTER and says why
+        args = _args(server, db, start=str(month(now, -8)), tiers=[{"after": 7, "tablespace": cold}])
+        owner = run_module("partitioned_table", dict(args, login_user=role, login_password="etl-test-only"))
+        assert not owner.get("failed"), owner
+        assert [(m["partition"], m["method"]) for m in owner["tiers"]["moved"]] == [(name_of(now, -8), "alter")]
+        assert any("pg_repack needs a superuser connection" in w for w in warnings(owner)), warnings(owner)
+        assert set(tablespace_of_each(conn, name_of(now, -8)).values()) == {cold}
+
+        # a pg_repack program whose version is not the extension's is not run
+        with conn.cursor() as cur:
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_repack'")
+            version = cur.fetchone()[0]
+        fake = tmp_path / "bin" / "pg_repack"
+        fake.parent.mkdir()
+        fake.write_text("#!/bin/sh\necho 'pg_repack 0.9.9'\n[ \"$1\" = --version ] || touch %s\n" % (tmp_path / "ran"))
+        fake.chmod(0o755)
+        monkeypatch.setenv("PATH", str(fake.parent) + os.pathsep + os.environ["PATH"])
+        args = _args(server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": archive}])
+        other = run_module("partitioned_table", args)
+        assert not other.get("failed"), other
+        assert [m["method"] for m in other["tiers"]["moved"]] == ["alter", "alter"]
+        assert any(
+            "pg_repack program 0.9.9 does not match the extension version %s" % version in w for w in warnings(other)
+        ), warnings(other)
+        assert not (tmp_path / "ran").exists()
+        assert set(tablespace_of_each(conn, name_of(now, -7)).values()) == {archive}
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
+            cur.execute("DROP OWNED BY %s" % role)
+            cur.execute("DROP ROLE %s" % role)
+
+
+def test_a_tablespace_name_pg_repack_cannot_pass_is_moved_to_by_alter_with_a_warning(repack_db, repack_spaces):
+    # pg_repack 1.4.8 writes --tablespace unquoted into its CREATE INDEX: given "Cold_..." it fails (tablespace
+    # "cold_..." does not exist) and the move with it
+    server, db, conn = repack_db
+    now = setup_set(server, db, conn)
+    cold = repack_spaces("Cold")
+    args = _args(server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}])
     result = run_module("partitioned_table", args)
     assert not result.get("failed"), result
-    assert {m["method"] for m in result["tiers"]["moved"]} == {"pg_repack"}
-    assert placement(conn)[name_of(now, -8)] == cold
+    assert [(m["partition"], m["method"]) for m in result["tiers"]["moved"]] == [
+        (name_of(now, -8), "alter"),
+        (name_of(now, -7), "alter"),
+    ]
+    assert any('pg_repack cannot move partitions to tablespace "%s"' % cold in w for w in warnings(result))
+    for shift in (-8, -7):
+        assert set(tablespace_of_each(conn, name_of(now, shift)).values()) == {cold}
+    assert not run_module("partitioned_table", args)["changed"]
 
 
 def test_tiers_of_a_tables_entry(pg_server, db, conn, spaces):

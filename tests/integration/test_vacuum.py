@@ -1,15 +1,12 @@
 """sigeti.dwh.vacuum against a real server: only what is due runs, with reasons; guarded rewrites; idempotence."""
 
 import os
-import shutil
 import subprocess
 
 import psycopg2
 import pytest
 
 from tests.support.modules import run_module
-
-PG15_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def _args(pg_server, db, **extra):
@@ -395,24 +392,15 @@ def test_bad_input_fails_clearly_and_changes_nothing(pg_server, db, conn, extra,
     assert stats(conn, "dwh.t")[1:3] == (None, None)
 
 
-# --- pg_repack on Debian's PostgreSQL 15 (postgresql-15-repack) ------------------------------------------------
+# --- pg_repack: Debian's PostgreSQL 15 with postgresql-15-repack, private to the checkout (tests/support/repack.py) --
 
 
-@pytest.fixture(scope="module")
-def pg15():
-    if not os.path.exists(os.path.join(PG15_BIN, "pg_repack")):
-        pytest.skip("pg_repack is not installed for PostgreSQL 15 (apt-get install postgresql-15-repack)")
-    if not os.path.exists("/usr/share/postgresql/15/extension/pg_repack.control"):
-        pytest.skip("the pg_repack extension files for PostgreSQL 15 are missing")
-    from tests.support.pgserver import PostgresServer
-
-    server = PostgresServer(bin_dir=PG15_BIN).start()
-    server.wait_ready()
-    yield server
-    server.destroy()
+@pytest.fixture
+def pg15(pg15_repack):
+    return pg15_repack
 
 
-def test_pg_repack_rewrites_online_and_refuses_without_key(pg15):
+def test_pg_repack_rewrites_online_and_refuses_without_key(pg15, pg15_repack_bin):
     db = pg15.create_database("repack_test")
     conn = pg15.connect(db)
     try:
@@ -420,7 +408,7 @@ def test_pg_repack_rewrites_online_and_refuses_without_key(pg15):
             cur.execute("CREATE EXTENSION pg_repack")
         make_table(conn, "dwh.t")
         make_table(conn, "dwh.nokey", pk=False)
-        args = pg15.params(db)
+        args = dict(pg15.params(db), pg_repack_path=os.path.join(pg15_repack_bin, "pg_repack"))
         settle(pg15, db, tables=["dwh.t", "dwh.nokey"], full="never")
         with conn.cursor() as cur:
             cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
@@ -448,9 +436,92 @@ def test_pg_repack_rewrites_online_and_refuses_without_key(pg15):
         conn.close()
 
 
-def test_pg_repack_binary_is_found():
-    if not shutil.which("pg_repack") and not os.path.exists(os.path.join(PG15_BIN, "pg_repack")):
-        pytest.skip("pg_repack not installed (apt-get install postgresql-15-repack)")
+def test_pg_repack_gets_the_password_in_its_environment_never_on_its_command_line(
+    pg15, pg15_repack_bin, tmp_path, monkeypatch
+):
+    # a wrapper records the command line the module runs, then runs the real pg_repack; a wrong PGPASSWORD inherited
+    # from the environment must not reach it (the module's own password must)
+    log = tmp_path / "argv.log"
+    wrapper = tmp_path / "pg_repack"
+    wrapper.write_text(
+        '#!/bin/sh\nprintf "%%s\\n" "$@" >> %s\n[ -n "$PGPASSWORD" ] && echo "(PGPASSWORD set)" >> %s\nexec %s "$@"\n'
+        % (log, log, os.path.join(pg15_repack_bin, "pg_repack"))
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PGPASSWORD", "wrong-inherited-password")
+    db = pg15.create_database("repack_password")
+    conn = pg15.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_repack")
+        make_table(conn, "dwh.t")
+        args = dict(pg15.params(db), tables=["dwh.t"], pg_repack_path=str(wrapper), min_size="0")
+        settle(pg15, db, tables=["dwh.t"], full="never")
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+        flush(conn)
+        result = run_module("vacuum", dict(args, full_method="pg_repack"))
+        assert not result.get("failed"), result
+        assert relation(result, "t")["actions"][0]["method"] == "pg_repack"
+        recorded = log.read_text()
+        assert "--table=dwh.t" in recorded and "--no-password" in recorded and "(PGPASSWORD set)" in recorded
+        assert pg15.password not in recorded and "wrong-inherited-password" not in recorded
+        assert pg15.password not in str(result)
+    finally:
+        conn.close()
+
+
+def test_pg_repack_is_refused_without_a_superuser_or_with_a_program_of_another_version(pg15, pg15_repack_bin, tmp_path):
+    db = pg15.create_database("repack_refusals")
+    conn = pg15.connect(db)
+    role = "owner_repack"
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION pg_repack")
+            cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_repack'")
+            version = cur.fetchone()[0]
+            cur.execute("DROP ROLE IF EXISTS %s" % role)
+            cur.execute("CREATE ROLE %s LOGIN PASSWORD 'owner-test-only'" % role)
+        make_table(conn, "dwh.t")
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE dwh.t OWNER TO %s" % role)
+            cur.execute("GRANT USAGE ON SCHEMA dwh TO %s" % role)
+        program = os.path.join(pg15_repack_bin, "pg_repack")
+        args = dict(pg15.params(db), tables=["dwh.t"], pg_repack_path=program)
+        settle(pg15, db, tables=["dwh.t"], full="never")
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM dwh.t WHERE id % 5 < 3")
+        flush(conn)
+        before = stats(conn, "dwh.t")
+        owner = dict(args, login_user=role, login_password="owner-test-only", min_size="0", disk_check="never")
+        # the table's owner, not a superuser: pg_repack 1.4 refuses it
+        refused = run_module("vacuum", dict(owner, full_method="pg_repack"))
+        assert refused.get("failed") and "pg_repack needs a superuser connection" in refused["msg"], refused
+        assert "Nothing was changed" in refused["msg"] and stats(conn, "dwh.t") == before
+        fallback = run_module("vacuum", owner)
+        assert not fallback.get("failed"), fallback
+        assert relation(fallback, "t")["decisions"]["full"]["method"] == "vacuum_full"
+        assert "superuser" in fallback["repack"]["reason"] and fallback["commands"] == []
+        # a superuser, but a program whose version is not the extension's: not run
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM dwh.t WHERE id % 5 = 3")
+        flush(conn)
+        fake = tmp_path / "pg_repack"
+        fake.write_text("#!/bin/sh\necho 'pg_repack 0.9.9'\n[ \"$1\" = --version ] || touch %s\n" % (tmp_path / "ran"))
+        fake.chmod(0o755)
+        other = run_module("vacuum", dict(args, pg_repack_path=str(fake), min_size="0", full_method="pg_repack"))
+        assert other.get("failed"), other
+        assert "pg_repack program 0.9.9 does not match the extension version %s" % version in other["msg"], other
+        assert not (tmp_path / "ran").exists()
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
+            cur.execute("DROP OWNED BY %s" % role)
+            cur.execute("DROP ROLE %s" % role)
+        conn.close()
+
+
+def test_pg_repack_binary_is_found(pg15_repack_bin, monkeypatch):
     from ansible_collections.sigeti.dwh.plugins.module_utils.vacuum.run import find_pg_repack
 
     def run_command(argv, handle_exceptions=True):  # AnsibleModule.run_command's contract, for a direct call
@@ -458,5 +529,25 @@ def test_pg_repack_binary_is_found():
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         return done.returncode, done.stdout, done.stderr
 
-    path, version = find_pg_repack(None, 150018, run_command)
-    assert path and version and version[0].isdigit()
+    program = os.path.join(pg15_repack_bin, "pg_repack")
+    printed = subprocess.run([program, "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
+    assert find_pg_repack(program, 150018, run_command) == (program, printed)  # pg_repack_path
+    monkeypatch.setenv("PATH", pg15_repack_bin + os.pathsep + os.environ.get("PATH", ""))
+    path, version = find_pg_repack(None, 150018, run_command)  # PATH
+    assert (path, version) == (program, printed) and version[0].isdigit()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    if not os.path.exists("/usr/lib/postgresql/15/bin/pg_repack") and not os.path.exists("/usr/pgsql-15/bin/pg_repack"):
+        assert find_pg_repack(None, 150018, run_command) == (None, None)
+    assert find_pg_repack(os.path.join(pg15_repack_bin, "postgres"), 150018, run_command) == (None, None)
+
+
+def test_a_failed_pg_repack_download_says_what_failed_and_how(tmp_path, monkeypatch):
+    from tests.support import repack
+
+    monkeypatch.setattr(repack, "CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(repack, "_run", lambda argv, cwd=None: (100, "E: simulated failure of %s" % argv[-1]))
+    with pytest.raises(repack.RepackUnavailable) as raised:
+        repack.download(str(tmp_path / "cache" / "download"))
+    message = str(raised.value)
+    assert "apt-get download postgresql-15-repack failed" in message and "simulated failure of update" in message
+    assert "Debian's package registry reachable" in message and "nothing is installed into the system" in message

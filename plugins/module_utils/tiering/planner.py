@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import MAXVALUE, MINVALUE
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import InvalidInput
-from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name, quote_ident
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning.layout import bound_rank
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import steps as planmod
 
@@ -245,6 +245,13 @@ def move_steps(part: PartitionPlace, tablespace: str) -> tuple[planmod.Step, ...
     return tuple(steps)
 
 
+def repack_can_name(tablespace: str) -> bool:
+    """Whether ``pg_repack --tablespace`` reaches ``tablespace``: pg_repack 1.4 writes the name into its CREATE INDEX
+    unquoted, so a name that needs quoting fails there (``Cold``: tablespace "cold" does not exist; ``Cold Space``: a
+    syntax error; measured with 1.4.8), or lands the indexes in another tablespace of the folded name."""
+    return quote_ident(tablespace) == tablespace
+
+
 def plan_moves(
     tiers: Sequence[Tier],
     scheme: Any,
@@ -256,7 +263,8 @@ def plan_moves(
 ) -> TierPlan:
     """The moves of this run: every partition whose tier's tablespace is not where it or an index of it is, oldest
     first, at most ``max_per_run``. With ``repack`` (pg_repack usable here) a partition with a row key is moved by
-    pg_repack, the others by ALTER (pg_repack refuses a table without one)."""
+    pg_repack, the others by ALTER (pg_repack refuses a table without one), and so are the partitions of a tier whose
+    tablespace name pg_repack cannot pass (``repack_can_name``), with a warning."""
     due = []
     for part in parts:
         tier = tier_of(tiers, scheme, current, part.high)
@@ -266,15 +274,25 @@ def plan_moves(
         if table_off or indexes:
             due.append((part, tier))
     due.sort(key=lambda pair: bound_rank(pair[0].high))
-    moves = []
+    moves, unnamed = [], {}
     for part, tier in due[:max_per_run]:
-        method = "pg_repack" if repack and part.has_row_key and part.tablespace != tier.tablespace else "alter"
+        online = repack and part.has_row_key and part.tablespace != tier.tablespace
+        if online and not repack_can_name(tier.tablespace):
+            online = False
+            unnamed.setdefault(tier.tablespace, []).append(part.name)
+        method = "pg_repack" if online else "alter"
         steps = move_steps(part, tier.tablespace) if method == "alter" else ()
         moves.append(Move(part.schema, part.name, tier.tablespace, part.tablespace, part.bytes, method, steps))
     waiting = due[max_per_run:]
-    warnings = ()
+    warnings = tuple(
+        "tiers: pg_repack cannot move partitions to tablespace %s: it writes the name unquoted into its SQL, and this "
+        "one needs quoting; %s move(s) by ALTER TABLE instead (ACCESS EXCLUSIVE on each for its whole copy). "
+        "To move them online, rename the tablespace to a lowercase name without spaces (ALTER TABLESPACE %s RENAME "
+        "TO ...) and update tiers" % (quote_ident(name), ", ".join(names), quote_ident(name))
+        for name, names in sorted(unnamed.items())
+    )
     if waiting:
-        warnings = (
+        warnings += (
             "tiers: %d more partition(s) of %s wait for their move (%s): tiers_max_per_run=%d per run, the next runs "
             "move them" % (len(waiting), table, ", ".join(p.name for p, _t in waiting), max_per_run),
         )

@@ -129,6 +129,23 @@ def test_pg_repack_moves_partitions_with_a_row_key_online_and_the_others_by_alte
     assert [(m.name, m.method, len(m.steps)) for m in plan.moves] == [("a", "pg_repack", 0), ("b", "alter", 2)]
 
 
+def test_pg_repack_is_not_given_a_tablespace_name_that_needs_quoting():
+    # pg_repack 1.4 writes --tablespace unquoted into its CREATE INDEX: "Cold" would fold to cold, "cold space" fail
+    assert tiers.repack_can_name("cold_2") and not tiers.repack_can_name("Cold")
+    assert not tiers.repack_can_name("cold space") and not tiers.repack_can_name("froid-é")
+    parts = [place("a", 20100101, row_key=True), place("b", 20200101, row_key=True), place("c", 20230101, row_key=True)]
+    tiers_ = (tiers.Tier(8, "archive"), tiers.Tier(1, "Cold"))  # largest after first, as validate_tiers sorts
+    plan = tiers.plan_moves(tiers_, YEARS, D(2025, 1, 1), parts, repack=True, table="dwh.f")
+    assert [(m.name, m.tablespace, m.method) for m in plan.moves] == [
+        ("a", "archive", "pg_repack"),
+        ("b", "Cold", "alter"),
+        ("c", "Cold", "alter"),
+    ]
+    assert len(plan.warnings) == 1 and 'pg_repack cannot move partitions to tablespace "Cold"' in plan.warnings[0]
+    assert "b, c move(s) by ALTER TABLE" in plan.warnings[0]
+    assert tiers.plan_moves(tiers_, YEARS, D(2025, 1, 1), parts, repack=False).warnings == ()
+
+
 def spaces(**changes):
     base = dict(name="cold", exists=True, owner_can_create=True, user_can_create=True, free_bytes=10**9)
     base.update(changes)
