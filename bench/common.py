@@ -87,12 +87,20 @@ def collections_path():
 
 
 def pick_bin_dir():
-    """Debian's PostgreSQL 15 when it has pg_partman (the baselines need it), else what the tests use."""
+    """Debian's PostgreSQL 15 with pg_partman (the baselines need it): the system's when it has the extension, else
+    the checkout's private copy with Debian's postgresql-15-partman and -repack placed into it
+    (tests/support/repack.py, nothing installed into the system); else what the tests use."""
     if os.environ.get("PG_BIN"):
         return os.environ["PG_BIN"]
     if os.path.exists("/usr/share/postgresql/15/extension/pg_partman.control"):
         return PG15_BIN
-    return None
+    from tests.support.repack import RepackUnavailable, pg15_repack_bin_dir
+
+    try:
+        return pg15_repack_bin_dir(partman=True)
+    except RepackUnavailable as error:
+        print("pg_partman baselines unavailable: %s" % error, file=sys.stderr)
+        return None
 
 
 def durable_server(settings=None):

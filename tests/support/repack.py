@@ -16,7 +16,7 @@ When the server's unprivileged user cannot enter the checkout (a checkout under 
 is copied as a whole, layout kept, into the system temp folder, as ``pgserver.reachable_bin_dir`` does for plain
 binaries (a copy of the bin folder's parent alone would lose the share folder).
 
-    python -m tests.support.repack     # builds (or finds) the copy and prints its bin folder
+    python -m tests.support.repack [--partman]   # builds (or finds) the copy and prints its bin folder
 """
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ from tests.support.pgserver import _own_folder, can_traverse, server_user, share
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(ROOT, ".venv", "pg15-repack")
 PACKAGE = "postgresql-15-repack"
+# the benchmarks' baselines also need pg_partman (bench/common.py asks for it; the tests never do)
+PARTMAN = "postgresql-15-partman"
+MARKS = {
+    PACKAGE: (
+        "lib/postgresql/15/lib/pg_repack.so",
+        "lib/postgresql/15/bin/pg_repack",
+        "share/postgresql/15/extension/pg_repack.control",
+    ),
+    PARTMAN: ("share/postgresql/15/extension/pg_partman.control",),
+}
 SOURCE_LIB = "/usr/lib/postgresql/15"
 SOURCE_SHARE = "/usr/share/postgresql/15"
 HOW = (
@@ -79,13 +89,13 @@ def _apt_options(private):
     return options
 
 
-def download(folder):
-    """Return the path of ``postgresql-15-repack``'s .deb in ``folder``, downloading it when missing."""
-    found = sorted(glob.glob(os.path.join(folder, PACKAGE + "_*.deb")))
+def download(folder, package=PACKAGE):
+    """Return the path of ``package``'s .deb in ``folder``, downloading it when missing."""
+    found = sorted(glob.glob(os.path.join(folder, package + "_*.deb")))
     if found:
         return found[-1]
     os.makedirs(folder, exist_ok=True)
-    code, output = _run(["apt-get", *_apt_options(None), "download", PACKAGE], cwd=folder)
+    code, output = _run(["apt-get", *_apt_options(None), "download", package], cwd=folder)
     if code != 0:
         # the system's package lists may be missing or stale (a fresh machine): a private update, its lists and
         # caches kept in the checkout, never in /var/lib/apt
@@ -93,16 +103,16 @@ def download(folder):
         for sub in ("lists/partial", "cache/archives/partial"):
             os.makedirs(os.path.join(private, sub), exist_ok=True)
         update_code, update_output = _run(["apt-get", *_apt_options(private), "update"], cwd=folder)
-        code, again = _run(["apt-get", *_apt_options(private), "download", PACKAGE], cwd=folder)
+        code, again = _run(["apt-get", *_apt_options(private), "download", package], cwd=folder)
         if code != 0:
             raise RepackUnavailable(
                 "apt-get download %s failed (with the system's package lists: %s; after a private apt-get update "
                 "(exit %d: %s): %s): %s"
-                % (PACKAGE, output[-300:], update_code, update_output[-300:], again[-300:], HOW)
+                % (package, output[-300:], update_code, update_output[-300:], again[-300:], HOW)
             )
-    found = sorted(glob.glob(os.path.join(folder, PACKAGE + "_*.deb")))
+    found = sorted(glob.glob(os.path.join(folder, package + "_*.deb")))
     if not found:
-        raise RepackUnavailable("apt-get download %s left no .deb in %s: %s" % (PACKAGE, folder, HOW))
+        raise RepackUnavailable("apt-get download %s left no .deb in %s: %s" % (package, folder, HOW))
     return found[-1]
 
 
@@ -120,24 +130,42 @@ def _bin(root):
     return os.path.join(root, "lib", "postgresql", "15", "bin")
 
 
-def build(root, deb):
-    """Make at ``root`` (absent) a relocatable copy of Debian's PostgreSQL 15 with pg_repack placed into it."""
+def build(root, debs):
+    """Make at ``root`` (absent) a relocatable copy of Debian's PostgreSQL 15 with the packages ``debs``
+    (``{package: .deb path}``) placed into it."""
     partial = "%s.partial-%d" % (root, os.getpid())
     shutil.rmtree(partial, ignore_errors=True)
-    unpacked = os.path.join(partial, "deb")
     os.makedirs(partial)
+    # real copies (the symlink-resolved executable path decides where PostgreSQL looks for its share folder)
+    shutil.copytree(SOURCE_LIB, os.path.join(partial, "lib", "postgresql", "15"), symlinks=True)
+    shutil.copytree(SOURCE_SHARE, os.path.join(partial, "share", "postgresql", "15"), symlinks=True)
+    placed = {mark: False for package in debs for mark in MARKS[package]}
+    for deb in debs.values():
+        placed.update(_place(partial, deb))
+    missing = [path for path, done in placed.items() if not done]
+    if missing:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise RepackUnavailable(
+            "%s hold no %s: %s" % (", ".join(map(os.path.basename, debs.values())), ", ".join(missing), HOW)
+        )
+    _readable(partial)
+    os.rename(partial, root)
+    try:
+        check(root)
+    except RepackUnavailable:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return root
+
+
+def _place(partial, deb):
+    """Unpack ``deb`` and copy its PostgreSQL 15 files into the copy at ``partial``; return {relative path: True}."""
+    unpacked = os.path.join(partial, "deb")
     code, output = _run(["dpkg-deb", "-x", deb, unpacked])
     if code != 0:
         shutil.rmtree(partial, ignore_errors=True)
         raise RepackUnavailable("dpkg-deb -x %s failed: %s" % (deb, output[-500:]))
-    # real copies (the symlink-resolved executable path decides where PostgreSQL looks for its share folder)
-    shutil.copytree(SOURCE_LIB, os.path.join(partial, "lib", "postgresql", "15"), symlinks=True)
-    shutil.copytree(SOURCE_SHARE, os.path.join(partial, "share", "postgresql", "15"), symlinks=True)
-    placed = {
-        "lib/postgresql/15/lib/pg_repack.so": False,
-        "lib/postgresql/15/bin/pg_repack": False,
-        "share/postgresql/15/extension/pg_repack.control": False,
-    }
+    placed = {}
     for top in ("lib/postgresql/15", "share/postgresql/15"):
         source = os.path.join(unpacked, "usr", top)
         if not os.path.isdir(source):
@@ -149,18 +177,7 @@ def build(root, deb):
                 shutil.copy2(os.path.join(folder, name), os.path.join(partial, relative))
                 placed[relative] = True
     shutil.rmtree(unpacked)
-    missing = [path for path, done in placed.items() if not done]
-    if missing:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise RepackUnavailable("%s holds no %s: %s" % (os.path.basename(deb), ", ".join(missing), HOW))
-    _readable(partial)
-    os.rename(partial, root)
-    try:
-        check(root)
-    except RepackUnavailable:
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    return root
+    return placed
 
 
 def check(root):
@@ -190,15 +207,19 @@ def _locked():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def prepared_root():
-    """The copy's root folder in the checkout (built when missing or made from another PostgreSQL 15 package)."""
-    key = _source_key()
-    root = os.path.join(CACHE, "root-" + hashlib.sha1(key.encode()).hexdigest()[:12])
+def prepared_root(partman=False):
+    """The copy's root folder in the checkout (built when missing or made from another PostgreSQL 15 package);
+    with ``partman``, a copy that also holds pg_partman (the benchmarks' baselines)."""
+    packages = (PACKAGE, PARTMAN) if partman else (PACKAGE,)
+    key = _source_key() + ":" + ",".join(packages)
+    prefix = "root-partman-" if partman else "root-"
+    root = os.path.join(CACHE, prefix + hashlib.sha1(key.encode()).hexdigest()[:12])
     with _locked():
         if not os.path.isdir(root):
-            for old in glob.glob(os.path.join(CACHE, "root-*")):
-                shutil.rmtree(old, ignore_errors=True)
-            build(root, download(os.path.join(CACHE, "download")))
+            for old in glob.glob(os.path.join(CACHE, prefix + "*")):
+                if partman or not os.path.basename(old).startswith("root-partman-"):
+                    shutil.rmtree(old, ignore_errors=True)
+            build(root, {p: download(os.path.join(CACHE, "download"), p) for p in packages})
     return root
 
 
@@ -221,16 +242,17 @@ def reachable_root(root, user):
     return _own_folder(target, (os.geteuid(),))
 
 
-def pg15_repack_bin_dir():
-    """The bin folder (postgres, initdb, pg_ctl, pg_repack) of the private PostgreSQL 15 with pg_repack, as the
-    server's user can run it. Raises RepackUnavailable saying what failed and how to get it."""
-    return _bin(reachable_root(prepared_root(), server_user()))
+def pg15_repack_bin_dir(partman=False):
+    """The bin folder (postgres, initdb, pg_ctl, pg_repack) of the private PostgreSQL 15 with pg_repack (and
+    pg_partman with ``partman``), as the server's user can run it. Raises RepackUnavailable saying what failed and
+    how to get it."""
+    return _bin(reachable_root(prepared_root(partman), server_user()))
 
 
 if __name__ == "__main__":
     started = time.monotonic()
     try:
-        print(pg15_repack_bin_dir())
+        print(pg15_repack_bin_dir(partman="--partman" in sys.argv))
     except RepackUnavailable as error:
         print(error, file=sys.stderr)
         sys.exit(1)
