@@ -154,7 +154,8 @@ options:
         ... SET TABLESPACE) for each index - under O(lock_timeout) with O(lock_retries); PostgreSQL copies the files
         holding ACCESS EXCLUSIVE on that partition only (its readers and writers wait for the copy, other partitions
         and the parent do not). The time it was locked is reported in RV(tiers.moved). When the C(pg_repack)
-        extension is installed in the database and a matching C(pg_repack) program is on PATH (superuser
+        extension is installed in the database and a matching C(pg_repack) program is found (O(pg_repack_path), PATH,
+        then C(/usr/lib/postgresql/<major>/bin); superuser
         connection), C(pg_repack --tablespace --moveidx) moves a partition having a primary key online instead
         (not to a tablespace whose name needs quoting, which pg_repack 1.4 cannot pass; those move by ALTER, with a
         warning).
@@ -180,6 +181,11 @@ options:
         others wait for the next runs; a warning and RV(tiers.remaining) say how many.
     type: int
     default: 3
+  pg_repack_path:
+    description:
+      - The C(pg_repack) program O(tiers) moves partitions with; default searches PATH and
+        C(/usr/lib/postgresql/<major>/bin). A program of another version than the database's extension is not run.
+    type: path
   columns:
     description:
       - Columns of the table, used only when it does not exist (the module then creates it partitioned by RANGE
@@ -543,6 +549,7 @@ def table_options(required):
             options=dict(after=dict(type="int", required=True), tablespace=dict(type="str", required=True)),
         ),
         tiers_max_per_run=dict(type="int", default=tiers.DEFAULT_MAX_MOVES),
+        pg_repack_path=dict(type="path"),
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["present"], default="present"),

@@ -559,6 +559,14 @@ def test_pg_repack_is_not_used_without_a_superuser_nor_with_a_program_of_another
         ), warnings(other)
         assert not (tmp_path / "ran").exists()
         assert set(tablespace_of_each(conn, name_of(now, -7)).values()) == {archive}
+
+        # pg_repack_path names the real program: it is used, whatever PATH finds first
+        real = os.path.join(server.bin_dir, "pg_repack")
+        args = _args(server, db, start=str(month(now, -8)), tiers=[{"after": 6, "tablespace": cold}])
+        named = run_module("partitioned_table", dict(args, pg_repack_path=real))
+        assert not named.get("failed"), named
+        assert {m["method"] for m in named["tiers"]["moved"]} == {"pg_repack"}, named["tiers"]
+        assert set(tablespace_of_each(conn, name_of(now, -7)).values()) == {cold}
     finally:
         with conn.cursor() as cur:
             cur.execute("DROP SCHEMA IF EXISTS dwh CASCADE")
