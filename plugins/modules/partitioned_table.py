@@ -291,6 +291,7 @@ options:
           after: {description: 'See O(tiers[].after).', type: int, required: true}
           tablespace: {description: 'See O(tiers[].tablespace).', type: str, required: true}
       tiers_max_per_run: {description: See O(tiers_max_per_run)., type: int, default: 3}
+      pg_repack_path: {description: See O(pg_repack_path)., type: path}
       columns: {description: See O(columns)., type: list, elements: raw}
       primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
       state: {description: See O(state)., type: str, choices: [present], default: present}
