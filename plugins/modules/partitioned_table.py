@@ -190,10 +190,20 @@ options:
     elements: str
     default: []
   state:
-    description: Only V(present) for now.
+    description:
+      - V(partitioned) (V(present) is its alias) keeps O(name) a partition set as declared (a plain table is migrated
+        into one first, see O(migrate)).
+      - V(plain) turns an existing partition set (default partition included) back into one plain table of the same
+        name, with O(migrate=offline) (one transaction: writers wait for the whole copy, readers go on; V(online)
+        is refused for now): every row, verified by the whole-row checksum; indexes (a primary key that had to
+        include the key keeps it), grants, owner, comments, defaults, identity and serial sequences, NOT NULL and
+        CHECK constraints, triggers, reloptions every partition shares, column compression, foreign keys out and
+        dependent views are carried. Foreign keys into the set, publications, materialized views, rules and views
+        on a partition are refused before any change. The set is kept as C(<name>_partitioned) until
+        O(drop_source). O(key) and O(interval) are not needed. See C(docs/migration.md).
     type: str
-    choices: [present]
-    default: present
+    choices: [partitioned, present, plain]
+    default: partitioned
   skip_on_standby:
     description: On a standby (in recovery) return ok and unchanged instead of failing.
     type: bool
@@ -233,7 +243,10 @@ options:
     type: bool
     default: false
   drop_source:
-    description: Drop the original table (C(<table>_unpartitioned)) once the migration is verified and swapped.
+    description:
+      - Drop the original table (C(<table>_unpartitioned)) once the migration is verified and swapped.
+      - With O(state=plain), drop the kept partition set (C(<table>_partitioned)) and its partitions, in the undo's
+        transaction or, on a table an earlier undo made plain, on its own.
     type: bool
     default: false
   tables:
@@ -285,7 +298,7 @@ options:
       tiers_max_per_run: {description: See O(tiers_max_per_run)., type: int, default: 3}
       columns: {description: See O(columns)., type: list, elements: raw}
       primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
-      state: {description: See O(state)., type: str, choices: [present], default: present}
+      state: {description: See O(state)., type: str, choices: [partitioned, present, plain], default: partitioned}
       migrate:
         description: See O(migrate).
         type: str
@@ -543,7 +556,7 @@ def table_options(required):
         tiers_max_per_run=dict(type="int", default=tiers.DEFAULT_MAX_MOVES),
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
-        state=dict(type="str", choices=["present"], default="present"),
+        state=dict(type="str", choices=["partitioned", "present", "plain"], default="partitioned"),
         migrate=dict(type="str", choices=["online", "offline", "attach", "never", "abandon"], default="online"),
         batch_rows=dict(type="int", default=100000),
         extend_primary_key=dict(type="bool", default=False),
@@ -564,8 +577,11 @@ def main():
         required_one_of=[["name", "tables"]],
         # a table's options go in its entry of tables, not beside it
         mutually_exclusive=[["tables", option] for option in table_options(required=False)],
-        required_by={"name": ["key", "interval"]},
     )
+    missing = [o for o in ("key", "interval") if module.params[o] is None]
+    if module.params["name"] is not None and module.params["state"] != "plain" and missing:
+        # required_by, except for state plain (a set going back to a plain table needs neither)
+        module.fail_json(msg="missing parameter(s) required by 'name': %s" % ", ".join(missing))
     context = RunContext(module.params, module.check_mode, module._diff, module.warn, module.run_command)
     holder = []
     with module_errors(module.fail_json, module.exit_json, holder):

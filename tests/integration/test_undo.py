@@ -1,0 +1,249 @@
+"""partitioned_table with ``state: plain``: a monthly partition set goes back to one plain table (issue 30)."""
+
+import psycopg2
+import pytest
+
+from tests.support.modules import run_module
+
+
+def _one(conn, query, params=None):
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchone()
+
+
+def _all(conn, query, params=None):
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+SET = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'undo_reader') THEN CREATE ROLE undo_reader; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'undo_owner') THEN CREATE ROLE undo_owner; END IF;
+END $$;
+CREATE SCHEMA s;
+CREATE TABLE s.dim (dim_id int PRIMARY KEY, label text);
+INSERT INTO s.dim SELECT g, 'd' || g FROM generate_series(1, 20) g;
+CREATE TABLE s.fait (
+    id bigint GENERATED ALWAYS AS IDENTITY,
+    k date NOT NULL,
+    n serial,
+    dim_id int REFERENCES s.dim (dim_id),
+    montant numeric(12,2) DEFAULT 0 CHECK (montant >= 0),
+    note text COMPRESSION lz4,
+    PRIMARY KEY (id, k)
+) PARTITION BY RANGE (k);
+CREATE TABLE s.fait_2026_01 PARTITION OF s.fait FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE s.fait_2026_02 PARTITION OF s.fait FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+CREATE TABLE s.fait_2026_03 PARTITION OF s.fait FOR VALUES FROM ('2026-03-01') TO ('2026-04-01');
+CREATE TABLE s.fait_default PARTITION OF s.fait DEFAULT;
+ALTER TABLE s.fait_2026_01 SET (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02);
+ALTER TABLE s.fait_2026_02 SET (fillfactor = 90);
+ALTER TABLE s.fait_2026_03 SET (fillfactor = 90);
+ALTER TABLE s.fait_default SET (fillfactor = 90);
+CREATE INDEX fait_dim_idx ON s.fait (dim_id) WHERE dim_id IS NOT NULL;
+COMMENT ON TABLE s.fait IS 'les faits';
+COMMENT ON COLUMN s.fait.montant IS 'en FCFA';
+COMMENT ON INDEX s.fait_dim_idx IS 'par dimension';
+CREATE FUNCTION s.touch() RETURNS trigger LANGUAGE plpgsql AS
+  $f$ BEGIN NEW.note := coalesce(NEW.note, 'touched'); RETURN NEW; END $f$;
+CREATE TRIGGER fait_touch BEFORE INSERT ON s.fait FOR EACH ROW EXECUTE FUNCTION s.touch();
+INSERT INTO s.fait (k, dim_id, montant, note)
+SELECT date '2025-12-20' + (g % 120), 1 + g % 20, g % 1000,
+       CASE WHEN g % 97 = 0 THEN repeat(md5(g::text), 200) ELSE 'n' || g END
+FROM generate_series(1, 5000) g;
+GRANT SELECT ON s.fait TO undo_reader;
+GRANT UPDATE (note) ON s.fait TO undo_reader;
+ALTER TABLE s.fait OWNER TO undo_owner;
+CREATE VIEW s.v_fait AS SELECT id, k, montant FROM s.fait WHERE montant > 10;
+GRANT SELECT ON s.v_fait TO undo_reader;
+"""
+
+
+def make_set(conn):
+    with conn.cursor() as cur:
+        cur.execute(SET)
+
+
+def content(conn, relation="s.fait"):
+    """Rows, sum and a whole-row checksum independent of the physical layout."""
+    return _one(
+        conn,
+        "SELECT count(*), sum(montant), md5(string_agg(md5(t::text), '' ORDER BY t.id)) FROM %s t" % relation,
+    )
+
+
+def _args(pg_server, db, **extra):
+    args = pg_server.params(db)
+    args.update(name="s.fait", state="plain", migrate="offline", lock_timeout="2s")
+    args.update(extra)
+    return args
+
+
+def relkind(conn, name):
+    row = _one(conn, "SELECT relkind::text FROM pg_class WHERE oid = to_regclass(%s)", (name,))
+    return row[0] if row else None
+
+
+def test_offline_undo_carries_everything_and_keeps_the_set(pg_server, db, conn):
+    make_set(conn)
+    before = content(conn)
+    view_before = _one(conn, "SELECT count(*) FROM s.v_fait")
+
+    result = run_module("partitioned_table", _args(pg_server, db))
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is True
+    assert result["migration"]["kept"] == "fait_partitioned"
+    checks = result["migration"]["checksums"]
+    assert checks["source_rows"] == checks["target_rows"] == 5000
+    assert checks["source_checksum"] == checks["target_checksum"]
+
+    assert relkind(conn, "s.fait") == "r"
+    assert relkind(conn, "s.fait_partitioned") == "p"
+    assert _one(conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = 's.fait_partitioned'::regclass")[0] == 4
+    assert content(conn) == before
+    assert content(conn, "s.fait_partitioned") == before
+    # the view answers from the plain table
+    assert _one(conn, "SELECT count(*) FROM s.v_fait") == view_before
+    assert (
+        _one(
+            conn,
+            "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+            "WHERE r.ev_class = 's.v_fait'::regclass AND d.refobjid = 's.fait'::regclass",
+        )[0]
+        > 0
+    )
+    assert _one(conn, "SELECT has_table_privilege('undo_reader', 's.v_fait', 'SELECT')")[0]
+    # indexes and constraints, with their names
+    assert (
+        _one(
+            conn,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fait_pkey' "
+            "AND conrelid = 's.fait'::regclass",
+        )[0]
+        == "PRIMARY KEY (id, k)"
+    )
+    assert _one(conn, "SELECT obj_description('s.fait_dim_idx'::regclass, 'pg_class')")[0] == "par dimension"
+    assert "WHERE (dim_id IS NOT NULL)" in _one(conn, "SELECT pg_get_indexdef('s.fait_dim_idx'::regclass)")[0]
+    assert (
+        _one(conn, "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = 's.fait_dim_idx'::regclass")[0]
+        == "s.fait"
+    )
+    # grants, owner, comments, reloptions, compression
+    assert _one(conn, "SELECT has_table_privilege('undo_reader', 's.fait', 'SELECT')")[0]
+    assert _one(conn, "SELECT has_column_privilege('undo_reader', 's.fait', 'note', 'UPDATE')")[0]
+    assert _one(conn, "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 's.fait'::regclass")[0] == (
+        "undo_owner"
+    )
+    assert _one(conn, "SELECT obj_description('s.fait'::regclass, 'pg_class')")[0] == "les faits"
+    assert _one(conn, "SELECT col_description('s.fait'::regclass, 5)")[0] == "en FCFA"
+    assert _one(conn, "SELECT reloptions FROM pg_class WHERE oid = 's.fait'::regclass")[0] == ["fillfactor=90"]
+    assert (
+        _one(
+            conn,
+            "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 's.fait'::regclass AND attname = 'note'",
+        )[0]
+        == "l"
+    )
+    # identity continues and keeps its sequence name; the serial's sequence follows its column
+    assert _one(conn, "SELECT pg_get_serial_sequence('s.fait', 'id')")[0] == "s.fait_id_seq"
+    assert _one(conn, "SELECT pg_get_serial_sequence('s.fait', 'n')")[0] == "s.fait_n_seq"
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO s.fait (k, dim_id, montant) VALUES ('2026-02-02', 3, 5) RETURNING id, n, note")
+        new_id, new_n, note = cur.fetchone()
+    assert new_id == 5001 and new_n == 5001
+    assert note == "touched", "the trigger was carried"
+    # CHECK, NOT NULL and the foreign key out hold on the plain table
+    for bad in (
+        "INSERT INTO s.fait (k, montant) VALUES ('2026-01-05', -1)",
+        "INSERT INTO s.fait (k, dim_id) VALUES ('2026-01-05', 999)",
+        "INSERT INTO s.fait (montant) VALUES (1)",
+    ):
+        with pytest.raises(psycopg2.IntegrityError), conn.cursor() as cur:
+            cur.execute(bad)
+
+    again = run_module("partitioned_table", _args(pg_server, db))
+    assert not again.get("failed"), again.get("msg")
+    assert again["changed"] is False and again["queries"] == []
+    assert again["migration"]["kept"] == "fait_partitioned"
+
+    dropped = run_module("partitioned_table", _args(pg_server, db, drop_source=True))
+    assert not dropped.get("failed"), dropped.get("msg")
+    assert dropped["changed"] is True
+    assert relkind(conn, "s.fait_partitioned") is None and relkind(conn, "s.fait_2026_01") is None
+    assert relkind(conn, "s.fait_n_seq") == "S", "the serial's sequence now belongs to the plain table"
+    assert content(conn)[0] == 5001
+    quiet = run_module("partitioned_table", _args(pg_server, db, drop_source=True))
+    assert quiet["changed"] is False and quiet["queries"] == []
+
+
+def test_check_mode_shows_the_steps_and_changes_nothing(pg_server, db, conn):
+    make_set(conn)
+    before = content(conn)
+    result = run_module("partitioned_table", _args(pg_server, db), check_mode=True, diff=True)
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] is True
+    assert any("INSERT INTO" in q for q in result["queries"])
+    assert any("RENAME TO" in q for q in result["queries"])
+    assert "plain table" in result["diff"]["after"]
+    assert relkind(conn, "s.fait") == "p"
+    assert relkind(conn, "s.fait_sgt_plain") is None and relkind(conn, "s.fait_partitioned") is None
+    assert content(conn) == before
+
+
+def test_drop_source_in_the_same_run(pg_server, db, conn):
+    make_set(conn)
+    before = content(conn)
+    result = run_module("partitioned_table", _args(pg_server, db, drop_source=True))
+    assert not result.get("failed"), result.get("msg")
+    assert result["migration"]["kept"] is None
+    assert relkind(conn, "s.fait") == "r" and relkind(conn, "s.fait_partitioned") is None
+    assert content(conn) == before
+
+
+def test_a_foreign_key_into_the_set_is_refused_before_any_change(pg_server, db, conn):
+    make_set(conn)
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE s.detail (fait_id bigint, fait_k date, FOREIGN KEY (fait_id, fait_k) REFERENCES s.fait (id, k));"
+            "CREATE PUBLICATION undo_pub FOR TABLE s.fait"
+        )
+    result = run_module("partitioned_table", _args(pg_server, db))
+    assert result.get("failed")
+    msg = result["msg"]
+    assert "s.fait" in msg and "s.detail" in msg and "DROP CONSTRAINT" in msg
+    assert "undo_pub" in msg and "ALTER PUBLICATION" in msg
+    assert "Nothing was changed" in msg
+    assert relkind(conn, "s.fait") == "p"
+    assert relkind(conn, "s.fait_sgt_plain") is None and relkind(conn, "s.fait_partitioned") is None
+
+
+def test_a_session_holding_a_lock_makes_the_run_give_up_naming_it(pg_server, db, conn):
+    make_set(conn)
+    before = content(conn)
+    holder = pg_server.connect(db)
+    holder.autocommit = False
+    try:
+        with holder.cursor() as cur:
+            cur.execute("INSERT INTO s.fait (k, montant) VALUES ('2026-03-03', 1)")  # ROW EXCLUSIVE, kept open
+            pid = holder.get_backend_pid()
+        result = run_module(
+            "partitioned_table", _args(pg_server, db, lock_timeout="300ms", lock_retries=1, lock_retry_delay=0)
+        )
+        assert result.get("failed")
+        assert "lock_timeout" in result["msg"] and str(pid) in result["msg"], result["msg"]
+        assert pid in result.get("blocking_pids", [])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert relkind(conn, "s.fait") == "p" and relkind(conn, "s.fait_sgt_plain") is None
+    assert content(conn) == before
+
+
+def test_online_is_refused_clearly_for_now(pg_server, db, conn):
+    make_set(conn)
+    result = run_module("partitioned_table", _args(pg_server, db, migrate="online"))
+    assert result.get("failed") and "migrate: offline" in result["msg"] and "s.fait" in result["msg"]
+    assert relkind(conn, "s.fait") == "p"
