@@ -1,0 +1,211 @@
+"""The undo planner (``migration.undo``, pure): names, refusals, what the plain table takes, the step order."""
+
+from psycopg2 import sql
+
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import undo
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE
+
+
+def render(node):
+    """Render a psycopg2.sql composable without a connection; parts it cannot render show as ``<...>``."""
+    if isinstance(node, sql.Composed):
+        return "".join(render(part) for part in node.seq)
+    if isinstance(node, sql.Identifier):
+        return ".".join('"%s"' % s.replace('"', '""') for s in node.strings)
+    if isinstance(node, sql.Literal):
+        return "'%s'" % node.wrapped.replace("'", "''") if isinstance(node.wrapped, str) else str(node.wrapped)
+    if isinstance(node, sql.SQL):
+        return node.string
+    return "<...>"
+
+
+NAMES = undo.undo_names("s", "fait")
+
+
+def _facts(**extra):
+    facts = {
+        "constraints": [
+            {
+                "name": "fait_dim_fkey",
+                "type": "f",
+                "definition": "FOREIGN KEY (dim_id) REFERENCES s.dim(dim_id)",
+                "references": {"schema": "s", "name": "dim"},
+                "comment": None,
+            },
+            {
+                "name": "fait_pkey",
+                "type": "p",
+                "definition": "PRIMARY KEY (id, k)",
+                "references": None,
+                "comment": "la clé",
+            },
+        ],
+        "foreign_keys_in": [],
+        "grants": [{"grantee": "reader", "privilege": "SELECT", "grantable": False}],
+        "column_grants": [],
+        "triggers": [
+            {
+                "name": "t1",
+                "definition": "CREATE TRIGGER t1 BEFORE INSERT ON s.fait FOR EACH ROW EXECUTE FUNCTION s.f()",
+                "enabled": "O",
+                "comment": None,
+            }
+        ],
+        "policies": [],
+        "sequences": [
+            {"schema": "s", "name": "fait_id_seq", "column": "id", "kind": "identity"},
+            {"schema": "s", "name": "fait_n_seq", "column": "n", "kind": "serial"},
+        ],
+        "views": [{"schema": "s", "name": "v", "kind": "view", "definition": " SELECT id FROM s.fait;"}],
+        "flags": {},
+        "column_options": [],
+    }
+    facts.update(extra)
+    return facts
+
+
+def _undo(**extra):
+    found = {
+        "owner": "owner_role",
+        "comment": "les faits",
+        "reloptions": None,
+        "replica_identity": "d",
+        "columns": [
+            {"name": "id", "type": "bigint", "type_name": "int8", "identity": "a", "generated": ""},
+            {"name": "k", "type": "date", "type_name": "date", "identity": "", "generated": ""},
+            {"name": "twice", "type": "integer", "type_name": "int4", "identity": "", "generated": "s"},
+        ],
+        "partitions": [
+            {"schema": "s", "name": "fait_2026_01", "leaf": True, "reloptions": ["fillfactor=90", "a=1"]},
+            {"schema": "s", "name": "fait_default", "leaf": True, "reloptions": ["fillfactor=90"]},
+        ],
+        "indexes": [
+            {
+                "name": "fait_pkey",
+                "unique": True,
+                "valid": True,
+                "constraint": "fait_pkey",
+                "constraint_type": "p",
+                "constraint_definition": "PRIMARY KEY (id, k)",
+                "definition": "CREATE UNIQUE INDEX fait_pkey ON ONLY s.fait USING btree (id, k)",
+                "prefix": "CREATE UNIQUE INDEX fait_pkey ON ONLY s.fait ",
+                "comment": None,
+            },
+            {
+                "name": "fait_k_idx",
+                "unique": False,
+                "valid": True,
+                "constraint": None,
+                "constraint_type": None,
+                "constraint_definition": None,
+                "definition": "CREATE INDEX fait_k_idx ON ONLY s.fait USING btree (k)",
+                "prefix": "CREATE INDEX fait_k_idx ON ONLY s.fait ",
+                "comment": "par mois",
+            },
+        ],
+        "publications": [],
+        "partition_views": [],
+        "partition_foreign_keys": [],
+    }
+    found.update(extra)
+    return found
+
+
+def test_names_keep_within_postgres_limit():
+    assert NAMES["shadow"] == "fait_sgt_plain" and NAMES["kept"] == "fait_partitioned"
+    long = undo.undo_names("s", "x" * 63)
+    assert len(long["kept"]) <= 63 and long["kept"].endswith("_partitioned")
+    assert long["shadow"] != long["kept"]
+
+
+def test_nothing_to_refuse_on_a_plain_set():
+    assert undo.refusals(NAMES, _facts(), {}, _undo(), []) == []
+
+
+def test_each_refusal_names_the_property_and_what_to_do():
+    facts = _facts(
+        foreign_keys_in=[{"name": "det_fk", "schema": "s", "table": "detail"}],
+        views=[{"schema": "s", "name": "mv", "kind": "materialized view", "definition": "x"}],
+    )
+    hazards = {"rules": [{"name": "r1"}], "rowtype_columns": ["s.other.c"]}
+    found = _undo(
+        publications=["pub"],
+        partition_views=["s.v_jan"],
+        partition_foreign_keys=[{"name": "p_fk", "table": "s.t", "partition": "s.fait_2026_01"}],
+        replica_identity="i",
+    )
+    refused = " | ".join(undo.refusals(NAMES, facts, hazards, found, ["fait_partitioned"]))
+    for expected in (
+        "s.fait_partitioned already exists",
+        "det_fk of s.detail",
+        "DROP CONSTRAINT det_fk",
+        "p_fk of s.t references its partition s.fait_2026_01",
+        "publication pub",
+        "ALTER PUBLICATION pub DROP TABLE",
+        "materialized view s.mv",
+        "view s.v_jan reads a partition",
+        "rule r1",
+        "s.other.c is typed by its row type",
+        "replica identity is an index",
+    ):
+        assert expected in refused, expected
+
+
+def test_exclusion_constraints_and_unreadable_indexes_are_refused():
+    weird = dict(_undo()["indexes"][1], definition="CREATE INDEX odd ON s.fait USING btree (k)")
+    excl = dict(_undo()["indexes"][1], name="ex", constraint="ex", constraint_type="x")
+    refused = undo.refusals(NAMES, _facts(), {}, _undo(indexes=[weird, excl]), [])
+    assert any("exclusion constraint ex" in r for r in refused)
+    assert any("cannot read" in r for r in refused)
+
+
+def test_the_plain_table_takes_the_options_every_leaf_shares():
+    assert undo.common_reloptions(_undo()["partitions"]) == ["fillfactor=90"]
+    assert undo.common_reloptions([]) == []
+    assert undo.common_reloptions([{"leaf": True, "reloptions": None}, {"leaf": True, "reloptions": ["a=1"]}]) == []
+
+
+def test_generated_columns_are_not_copied_and_identity_always_is_overridden():
+    assert undo.insert_columns(_undo()["columns"]) == (["id", "k"], True)
+    assert undo.insert_columns([{"name": "a", "identity": "d", "generated": ""}]) == (["a"], False)
+
+
+def test_one_transaction_locks_first_copies_indexes_verifies_then_swaps():
+    steps = undo.plan_undo(NAMES, _facts(), _undo())
+    assert {s.group for s in steps} == {undo.GROUP}, "all or nothing"
+    texts = [render(s.sql) for s in steps]
+    reasons = [s.reason for s in steps]
+    assert "s.dim (SHARE ROW EXCLUSIVE), s.fait (EXCLUSIVE)" in reasons[0]
+
+    def first(fragment):
+        return next(i for i, t in enumerate(texts) if fragment in t)
+
+    create = first('CREATE TABLE "s"."fait_sgt_plain" (LIKE "s"."fait"')
+    copy = first('INSERT INTO "s"."fait_sgt_plain" ("id", "k") OVERRIDING SYSTEM VALUE SELECT "id", "k" FROM')
+    index = first('CREATE INDEX "fait_k_idx_sgt_plain" ON "s"."fait_sgt_plain" USING btree (k)')
+    pkey = first('ADD CONSTRAINT "fait_pkey_sgt_plain" PRIMARY KEY (id, k)')
+    fkey = first('ADD CONSTRAINT "fait_dim_fkey" FOREIGN KEY')
+    verify = next(i for i, s in enumerate(steps) if s.reason.startswith("verify before the swap"))
+    exclusive = next(i for i, s in enumerate(steps) if s.lock == ACCESS_EXCLUSIVE and "swap" in s.reason)
+    kept = first('ALTER TABLE "s"."fait" RENAME TO "fait_partitioned"')
+    named = first('ALTER TABLE "s"."fait_sgt_plain" RENAME TO "fait"')
+    assert create < copy < min(index, pkey) and max(index, pkey) < fkey < verify < exclusive < kept < named
+    assert first('ALTER INDEX "s"."fait_pkey" RENAME TO "fait_pkey_partitioned"') < kept
+    assert first('ALTER INDEX "s"."fait_k_idx_sgt_plain" RENAME TO "fait_k_idx"') > named
+    assert texts.index('ALTER TABLE "s"."fait_sgt_plain" SET (fillfactor=90)') < copy
+    assert 'ALTER TABLE "s"."fait_sgt_plain" OWNER TO "owner_role"' in texts
+    assert 'ALTER SEQUENCE "s"."fait_n_seq" OWNED BY "s"."fait"."n"' in texts
+    assert first('ALTER SEQUENCE "s"."fait_id_seq" RENAME TO "fait_id_seq_partitioned"') > named
+    assert 'COMMENT ON TABLE "s"."fait" IS \'les faits\'' in texts
+    assert 'COMMENT ON INDEX "s"."fait_k_idx" IS \'par mois\'' in texts
+    assert 'COMMENT ON CONSTRAINT "fait_pkey" ON "s"."fait" IS \'la clé\'' in texts
+    assert 'GRANT SELECT ON TABLE "s"."fait" TO "reader"' in texts
+    assert first("CREATE TRIGGER t1") > named
+    assert first('CREATE OR REPLACE VIEW "s"."v" AS SELECT id FROM s.fait') > named
+    assert not any(t.startswith('DROP TABLE "s"."fait_partitioned"') for t in texts)
+
+
+def test_drop_source_drops_the_kept_set_last():
+    steps = undo.plan_undo(NAMES, _facts(), _undo(), drop_source=True)
+    assert render(steps[-1].sql) == 'DROP TABLE "s"."fait_partitioned"'
+    assert steps[-1].group == undo.GROUP
