@@ -1,5 +1,8 @@
 """partitioned_table with ``state: plain``: a monthly partition set goes back to one plain table (issue 30)."""
 
+import threading
+import time
+
 import psycopg2
 import pytest
 
@@ -242,8 +245,155 @@ def test_a_session_holding_a_lock_makes_the_run_give_up_naming_it(pg_server, db,
     assert content(conn) == before
 
 
-def test_online_is_refused_clearly_for_now(pg_server, db, conn):
+class Writer(threading.Thread):
+    """Inserts, updates and deletes while an undo runs, through the parent and straight into a partition; keeps what
+    every row it touched must hold at the end (the content a lost change would break)."""
+
+    def __init__(self, pg_server, db):
+        super().__init__(daemon=True)
+        self.conn = pg_server.connect(db)
+        self.conn.autocommit = True
+        self.stop = threading.Event()
+        self.expected = {}  # id -> montant, None once deleted
+        self.direct = 0  # rows written straight into a partition while it belonged to s.fait
+        self.error = None
+
+    def _parent_of(self, cur):
+        cur.execute(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
+            "WHERE i.inhrelid = 's.fait_2026_02'::regclass"
+        )
+        return cur.fetchone()[0]
+
+    def run(self):
+        number = 0
+        try:
+            with self.conn.cursor() as cur:
+                while not self.stop.is_set():
+                    number += 1
+                    cur.execute(
+                        "INSERT INTO s.fait (k, dim_id, montant) VALUES ('2026-03-10', 2, %s) RETURNING id", (number,)
+                    )
+                    self.expected[cur.fetchone()[0]] = number
+                    # straight into a partition: the parent's statement triggers would not see it
+                    cur.execute("BEGIN")
+                    cur.execute(
+                        "INSERT INTO s.fait_2026_02 (k, dim_id, montant) VALUES ('2026-02-10', 3, %s) RETURNING id",
+                        (number + 0.5,),
+                    )
+                    new_id = cur.fetchone()[0]
+                    parent = self._parent_of(cur)
+                    cur.execute("COMMIT")
+                    if parent == "fait":
+                        self.expected[new_id] = number + 0.5
+                        self.direct += 1
+                    cur.execute("UPDATE s.fait SET montant = montant + 1 WHERE id = %s RETURNING montant", (number,))
+                    row = cur.fetchone()
+                    if row:
+                        self.expected[number] = row[0]
+                    if number % 3 == 0:
+                        cur.execute("DELETE FROM s.fait WHERE id = %s RETURNING id", (number + 1000,))
+                        if cur.fetchone():
+                            self.expected[number + 1000] = None
+                    time.sleep(0.002)
+        except Exception as error:  # reported by the test
+            self.error = error
+        finally:
+            self.conn.close()
+
+
+def test_online_undo_loses_no_write_made_during_it_even_straight_into_a_partition(pg_server, db, conn):
     make_set(conn)
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO s.fait (k, dim_id, montant, note) SELECT date '2026-01-01' + (g %% 90), 1 + g %% 20, g %% 500, "
+            "'bulk' || g FROM generate_series(1, %s) g",
+            (150000,),
+        )
+    before = dict(_all(conn, "SELECT id, montant FROM s.fait"))
+    writer = Writer(pg_server, db)
+    writer.start()
+    time.sleep(0.3)
+    try:
+        result = run_module("partitioned_table", _args(pg_server, db, migrate="online", lock_timeout="3s"))
+    finally:
+        time.sleep(0.3)
+        writer.stop.set()
+        writer.join(30)
+    assert writer.error is None, writer.error
+    assert not result.get("failed"), result.get("msg")
+    info = result["migration"]
+    assert info["phases_run"] == ["prepare", "copy", "build", "catchup", "swap", "post"]
+    assert info["checksums"]["source_checksum"] == info["checksums"]["target_checksum"]
+    assert info["replayed_keys"] > 0, "writes were captured while the copy ran"
+    assert writer.direct > 0, "rows went straight into a partition during the undo"
+    assert relkind(conn, "s.fait") == "r" and relkind(conn, "s.fait_partitioned") == "p"
+
+    after = dict(_all(conn, "SELECT id, montant FROM s.fait"))
+    expected = dict(before)
+    for row_id, montant in writer.expected.items():
+        if montant is None:
+            expected.pop(row_id, None)
+        else:
+            expected[row_id] = montant
+    assert {i: float(m) for i, m in after.items()} == {i: float(m) for i, m in expected.items()}
+    # nothing of the capture is left, on the parent or on any partition
+    assert _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'") == []
+    assert relkind(conn, "s.fait_sgt_plog") is None and relkind(conn, "s.fait_sgt_plain") is None
+    assert (
+        _one(
+            conn,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 's.fait'::regclass AND contype = 'f' AND convalidated",
+        )[0]
+        == 1
+    )
+    again = run_module("partitioned_table", _args(pg_server, db, migrate="online"))
+    assert again["changed"] is False and again["queries"] == []
+
+
+def test_online_leftovers_of_a_killed_run_are_dropped_by_abandon_and_by_the_next_run(pg_server, db, conn):
+    make_set(conn)
+    before = content(conn)
+    # what an online run killed after its prepare leaves: the log, the capture trigger (cloned on every partition)
+    check = run_module("partitioned_table", _args(pg_server, db, migrate="online"), check_mode=True)
+    prepare = [
+        q for q in check["queries"] if "sgt_plog" in q or "CREATE FUNCTION" in q or 'CREATE TRIGGER "sigeti' in q
+    ]
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE s.fait_sgt_plain (LIKE s.fait)")
+        for query in prepare:
+            if query.startswith("CREATE"):
+                cur.execute(query)
+        cur.execute("INSERT INTO s.fait_2026_01 (k, montant) VALUES ('2026-01-09', 7)")
+    assert _one(conn, "SELECT count(*) FROM s.fait_sgt_plog")[0] == 1, "the clone on the partition captured it"
+    before = content(conn)
+
+    abandoned = run_module("partitioned_table", _args(pg_server, db, migrate="abandon"))
+    assert not abandoned.get("failed"), abandoned.get("msg")
+    assert abandoned["changed"] and sorted(abandoned["migration"]["abandoned"]) == ["fait_sgt_plain", "fait_sgt_plog"]
+    assert _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'") == []
+    assert relkind(conn, "s.fait_sgt_plog") is None and relkind(conn, "s.fait_sgt_plain") is None
+    assert relkind(conn, "s.fait") == "p" and content(conn) == before
+
+    with conn.cursor() as cur:
+        for query in prepare:
+            if query.startswith("CREATE"):
+                cur.execute(query)
     result = run_module("partitioned_table", _args(pg_server, db, migrate="online"))
-    assert result.get("failed") and "migrate: offline" in result["msg"] and "s.fait" in result["msg"]
+    assert not result.get("failed"), result.get("msg")
+    assert relkind(conn, "s.fait") == "r" and content(conn) == before
+    assert _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'") == []
+
+
+def test_online_without_a_key_is_refused(pg_server, db, conn):
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE SCHEMA s; CREATE TABLE s.fait (k date NOT NULL, v int) PARTITION BY RANGE (k);"
+            "CREATE TABLE s.fait_default PARTITION OF s.fait DEFAULT; INSERT INTO s.fait VALUES ('2026-01-01', 1)"
+        )
+    result = run_module("partitioned_table", _args(pg_server, db, migrate="online"))
+    assert result.get("failed") and "primary key" in result["msg"] and "migrate: offline" in result["msg"]
     assert relkind(conn, "s.fait") == "p"
+    offline = run_module("partitioned_table", _args(pg_server, db))
+    assert not offline.get("failed"), offline.get("msg")
+    assert relkind(conn, "s.fait") == "r" and _one(conn, "SELECT count(*) FROM s.fait")[0] == 1

@@ -22,7 +22,8 @@ SELECT
   (SELECT reloptions FROM t) AS reloptions,
   (SELECT relreplident::text FROM t) AS replica_identity,
   (SELECT json_agg(json_build_object('name', a.attname::text, 'type', format_type(a.atttypid, a.atttypmod),
-        'type_name', ty.typname::text, 'identity', a.attidentity::text, 'generated', a.attgenerated::text)
+        'type_name', ty.typname::text, 'identity', a.attidentity::text, 'generated', a.attgenerated::text,
+        'not_null', a.attnotnull)
         ORDER BY a.attnum)
    FROM t JOIN pg_attribute a ON a.attrelid = t.oid JOIN pg_type ty ON ty.oid = a.atttypid
    WHERE a.attnum > 0 AND NOT a.attisdropped) AS columns,
@@ -31,6 +32,10 @@ SELECT
    FROM tree JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace) AS partitions,
   (SELECT coalesce(json_agg(json_build_object(
         'name', ic.relname::text, 'unique', i.indisunique, 'valid', i.indisvalid,
+        'partial', i.indpred IS NOT NULL,
+        'columns', ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                         WHERE k.o <= i.indnkeyatts ORDER BY k.o),
         'constraint', con.conname::text, 'constraint_type', con.contype::text,
         'constraint_definition', pg_get_constraintdef(con.oid),
         'definition', pg_get_indexdef(i.indexrelid),
@@ -61,9 +66,9 @@ def undo_facts(conn: Connection, oid: int) -> dict[str, Any]:
     """Read, in one round trip, what turning partition set ``oid`` into one plain table must carry or refuse.
 
     Returns a dict: ``owner``, ``comment`` (the parent's), ``reloptions`` (the parent's), ``replica_identity``
-    (``relreplident``), ``columns`` (name, type, type_name, identity, generated),
+    (``relreplident``), ``columns`` (name, type, type_name, identity, generated, not_null),
     ``partitions`` (every relation below the parent: schema, name, leaf, reloptions),
-    ``indexes`` (the parent's: name, unique, valid, constraint name/type/definition, ``definition`` from
+    ``indexes`` (the parent's: name, unique, valid, partial, key ``columns`` (expressions left out), constraint name/type/definition, ``definition`` from
     ``pg_get_indexdef`` and the ``prefix`` it starts with up to ``ON ONLY table``, comment), ``publications`` (named
     publications listing the parent or a partition), ``partition_views`` (views reading a partition directly) and
     ``partition_foreign_keys`` (foreign keys of other tables referencing a partition directly).

@@ -58,6 +58,8 @@ LIKE_OPTIONS = (
     "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING COMMENTS "
     "INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING STATISTICS EXCLUDING INDEXES"
 )
+TRIGGER_PREFIX = "sigeti_undo_capture_"  # the online undo's capture trigger: never carried
+ANALYZE_REASON = "statistics of the plain table"
 TRIGGER_STATES = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
 
 
@@ -156,10 +158,10 @@ def plan_undo(
     """The offline undo's steps, one transaction (see the module docstring). Refusals are checked before."""
     referenced, original = _first_locks(names, facts)
     steps = lock_set(referenced, original, [])
-    steps += _shadow_steps(names, undo)
-    steps += _copy_steps(names, undo)
-    steps += _index_steps(names, undo)
-    steps += _foreign_key_steps(names, facts)
+    steps += shadow_steps(names, undo)
+    steps += copy_steps(names, undo)
+    steps += index_steps(names, undo)
+    steps += foreign_key_steps(names, facts)
     steps += _verify_steps(names, undo)
     at_swap = [Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap needs the set alone")]
     at_swap += [
@@ -193,7 +195,8 @@ def _first_locks(names, facts):
     return merge(referenced), original
 
 
-def _shadow_steps(names, undo):
+def shadow_steps(names: dict[str, str], undo: dict[str, Any]) -> list[Step]:
+    """The empty plain shadow (a leftover one dropped first), its owner and the options every leaf shares."""
     schema, shadow = names["schema"], identifier(names["schema"], names["shadow"])
     steps = [
         Step(
@@ -227,7 +230,8 @@ def _shadow_steps(names, undo):
     return steps
 
 
-def _copy_steps(names, undo):
+def copy_steps(names: dict[str, str], undo: dict[str, Any]) -> list[Step]:
+    """Every row of the set into the shadow."""
     columns, overriding = insert_columns(undo["columns"])
     listed = join_sql([sql.Identifier(c) for c in columns])
     return [
@@ -250,7 +254,8 @@ def temporary_index_name(index_name: str) -> str:
     return derived_name(index_name, INDEX_SUFFIX)
 
 
-def _index_steps(names, undo):
+def index_steps(names: dict[str, str], undo: dict[str, Any]) -> list[Step]:
+    """The set's indexes, primary key and unique constraints on the shadow, under temporary names."""
     shadow = identifier(names["schema"], names["shadow"])
     steps = []
     for index in undo.get("indexes") or []:
@@ -272,14 +277,19 @@ def _index_steps(names, undo):
     return steps
 
 
-def _foreign_key_steps(names, facts):
+def foreign_key_steps(names: dict[str, str], facts: dict[str, Any], not_valid: bool = False) -> list[Step]:
+    """The set's foreign keys out, added to the shadow (``not_valid``: validated after the swap)."""
     shadow = identifier(names["schema"], names["shadow"])
     return [
         Step(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                shadow, sql.Identifier(con["name"]), sql.SQL(con["definition"])
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}{}").format(
+                shadow,
+                sql.Identifier(con["name"]),
+                sql.SQL(con["definition"]),
+                sql.SQL(" NOT VALID" if not_valid else ""),
             ),
-            "foreign key %s, validated (the referenced table is locked)" % con["name"],
+            "foreign key %s, %s"
+            % (con["name"], "validated after the swap" if not_valid else "validated (the referenced table is locked)"),
             lock=SHARE_ROW_EXCLUSIVE,
         )
         for con in facts.get("constraints") or []
@@ -441,6 +451,8 @@ def _trigger_steps(new, facts):
     """The set's own triggers, created by name: their definitions name the table, which is now the plain one."""
     steps = []
     for trig in facts.get("triggers") or []:
+        if trig["name"].startswith(TRIGGER_PREFIX):
+            continue
         steps.append(Step(sql.SQL(trig["definition"]), "trigger %s, created on the plain table" % trig["name"]))
         state = TRIGGER_STATES.get(trig.get("enabled"))
         if state:

@@ -2,7 +2,7 @@
 
 from psycopg2 import sql
 
-from ansible_collections.sigeti.dwh.plugins.module_utils.migration import undo
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import undo, undo_online
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import ACCESS_EXCLUSIVE
 
 
@@ -209,3 +209,79 @@ def test_drop_source_drops_the_kept_set_last():
     steps = undo.plan_undo(NAMES, _facts(), _undo(), drop_source=True)
     assert render(steps[-1].sql) == 'DROP TABLE "s"."fait_partitioned"'
     assert steps[-1].group == undo.GROUP
+
+
+def _online_names():
+    return undo_online.capture_names(NAMES, 4242)
+
+
+def test_the_replay_key_is_the_primary_key_else_a_full_unique_index_on_not_null_columns():
+    columns = [
+        {"name": "id", "type": "bigint", "not_null": True},
+        {"name": "k", "type": "date", "not_null": True},
+        {"name": "code", "type": "text", "not_null": False},
+    ]
+    pk = {"name": "z_pkey", "unique": True, "partial": False, "columns": ["id", "k"], "constraint_type": "p"}
+    uk = {"name": "a_uk", "unique": True, "partial": False, "columns": ["k"], "constraint_type": "u"}
+    nullable = {"name": "b_uk", "unique": True, "partial": False, "columns": ["code", "k"], "constraint_type": None}
+    partial = {"name": "c_uk", "unique": True, "partial": True, "columns": ["k"], "constraint_type": None}
+    assert undo_online.replay_key({"columns": columns, "indexes": [uk, pk]}) == [
+        {"name": "id", "type": "bigint"},
+        {"name": "k", "type": "date"},
+    ]
+    assert undo_online.replay_key({"columns": columns, "indexes": [uk]}) == [{"name": "k", "type": "date"}]
+    assert undo_online.replay_key({"columns": columns, "indexes": [nullable, partial]}) is None
+    refused = undo_online.online_refusals({"columns": columns, "indexes": [partial]})
+    assert refused and "migrate: offline" in refused[0]
+
+
+def _online_undo():
+    found = _undo()
+    for column in found["columns"]:
+        column["not_null"] = column["name"] in ("id", "k")
+    found["indexes"][0]["columns"] = ["id", "k"]
+    return found
+
+
+def test_capture_is_one_row_trigger_on_the_parent_so_writes_into_partitions_are_logged():
+    steps = undo_online.prepare_steps(_online_names(), _online_undo())
+    texts = [render(s.sql) for s in steps]
+    trigger = next(t for t in texts if t.startswith("CREATE TRIGGER"))
+    assert trigger == (
+        'CREATE TRIGGER "sigeti_undo_capture_4242" AFTER INSERT OR UPDATE OR DELETE ON "s"."fait" FOR EACH ROW '
+        'EXECUTE FUNCTION "s"."sigeti_undo_capture_4242"()'
+    )
+    assert 'CREATE TABLE "s"."fait_sgt_plog" (seq bigserial PRIMARY KEY, "id" bigint, "k" date)' in texts
+    assert any("SECURITY DEFINER" in t for t in texts)
+    assert {s.group for s in steps} == {"sigeti-undo-prepare"}, "one short transaction"
+
+
+def test_abandon_drops_the_trigger_on_the_parent_its_function_the_log_and_the_shadow():
+    names = _online_names()
+    assert undo_online.abandon_steps(names, []) == []
+    texts = [render(s.sql) for s in undo_online.abandon_steps(names, ["fait_sgt_plog"])]
+    assert texts == [
+        'DROP TRIGGER IF EXISTS "sigeti_undo_capture_4242" ON "s"."fait"',
+        'DROP FUNCTION IF EXISTS "s"."sigeti_undo_capture_4242"()',
+        'DROP TABLE IF EXISTS "s"."fait_sgt_plog"',
+        'DROP TABLE IF EXISTS "s"."fait_sgt_plain"',
+    ]
+
+
+def test_the_online_swap_replays_verifies_renames_then_drops_the_capture_from_the_kept_set():
+    names = _online_names()
+    steps = undo_online.online_swap_steps(names, _facts(), _online_undo(), drop_source=False)
+    texts = [render(s.sql) for s in steps]
+    assert steps[0].lock == ACCESS_EXCLUSIVE and {s.group for s in steps} == {"sigeti-undo-swap"}
+    assert texts[1].startswith('CREATE TEMPORARY TABLE "sigeti_undo_keys" ON COMMIT DROP')
+    verify = next(i for i, s in enumerate(steps) if s.reason.startswith("verify"))
+    kept = texts.index('ALTER TABLE "s"."fait" RENAME TO "fait_partitioned"')
+    drop = texts.index('DROP TRIGGER IF EXISTS "sigeti_undo_capture_4242" ON "s"."fait_partitioned"')
+    assert verify < kept < drop
+    assert not any("sigeti_undo_capture" in t and t.startswith("CREATE TRIGGER") for t in texts)
+
+
+def test_the_capture_trigger_is_never_carried_to_the_plain_table():
+    facts = _facts(triggers=[{"name": "sigeti_undo_capture_1", "definition": "CREATE TRIGGER x", "enabled": "O"}])
+    texts = [render(s.sql) for s in undo.plan_undo(NAMES, facts, _undo())]
+    assert "CREATE TRIGGER x" not in texts
