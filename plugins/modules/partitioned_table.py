@@ -244,6 +244,8 @@ options:
     description:
       - PostgreSQL requires a partitioned table's primary key and unique constraints to include the partition key.
         With V(true) a migration appends O(key) to them; with V(false) it refuses, naming the key, before any change.
+      - With O(state=plain), V(true) takes the partition key's columns back out of the primary key and unique
+        constraints of the plain table (V(false) keeps them as they are).
     type: bool
     default: false
   drop_source:

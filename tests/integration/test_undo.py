@@ -397,3 +397,17 @@ def test_online_without_a_key_is_refused(pg_server, db, conn):
     offline = run_module("partitioned_table", _args(pg_server, db))
     assert not offline.get("failed"), offline.get("msg")
     assert relkind(conn, "s.fait") == "r" and _one(conn, "SELECT count(*) FROM s.fait")[0] == 1
+
+
+def test_extend_primary_key_takes_the_partition_key_back_out_of_the_primary_key(pg_server, db, conn):
+    make_set(conn)
+    before = content(conn)
+    result = run_module("partitioned_table", _args(pg_server, db, extend_primary_key=True))
+    assert not result.get("failed"), result.get("msg")
+    assert content(conn) == before
+    definition = _one(
+        conn,
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fait_pkey' "
+        "AND conrelid = 's.fait'::regclass",
+    )[0]
+    assert definition == "PRIMARY KEY (id)"

@@ -21,6 +21,9 @@ SELECT
   (SELECT obj_description(oid, 'pg_class') FROM t) AS comment,
   (SELECT reloptions FROM t) AS reloptions,
   (SELECT relreplident::text FROM t) AS replica_identity,
+  (SELECT ARRAY(SELECT a.attname::text FROM pg_partitioned_table pt CROSS JOIN LATERAL unnest(pt.partattrs::int2[]) k(n)
+                JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.n
+                WHERE pt.partrelid = t.oid) FROM t) AS partition_key,
   (SELECT json_agg(json_build_object('name', a.attname::text, 'type', format_type(a.atttypid, a.atttypmod),
         'type_name', ty.typname::text, 'identity', a.attidentity::text, 'generated', a.attgenerated::text,
         'not_null', a.attnotnull)
@@ -32,7 +35,7 @@ SELECT
    FROM tree JOIN pg_class c ON c.oid = tree.relid JOIN pg_namespace n ON n.oid = c.relnamespace) AS partitions,
   (SELECT coalesce(json_agg(json_build_object(
         'name', ic.relname::text, 'unique', i.indisunique, 'valid', i.indisvalid,
-        'partial', i.indpred IS NOT NULL,
+        'partial', i.indpred IS NOT NULL, 'reloptions', ic.reloptions,
         'columns', ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
                          WHERE k.o <= i.indnkeyatts ORDER BY k.o),
@@ -66,12 +69,13 @@ def undo_facts(conn: Connection, oid: int) -> dict[str, Any]:
     """Read, in one round trip, what turning partition set ``oid`` into one plain table must carry or refuse.
 
     Returns a dict: ``owner``, ``comment`` (the parent's), ``reloptions`` (the parent's), ``replica_identity``
-    (``relreplident``), ``columns`` (name, type, type_name, identity, generated, not_null),
-    ``partitions`` (every relation below the parent: schema, name, leaf, reloptions),
-    ``indexes`` (the parent's: name, unique, valid, partial, key ``columns`` (expressions left out), constraint name/type/definition, ``definition`` from
-    ``pg_get_indexdef`` and the ``prefix`` it starts with up to ``ON ONLY table``, comment), ``publications`` (named
-    publications listing the parent or a partition), ``partition_views`` (views reading a partition directly) and
-    ``partition_foreign_keys`` (foreign keys of other tables referencing a partition directly).
+    (``relreplident``), ``partition_key`` (its columns; expressions left out), ``columns`` (name, type,
+    type_name, identity, generated, not_null), ``partitions`` (every relation below the parent: schema, name, leaf,
+    reloptions), ``indexes`` (the parent's: name, unique, valid, partial, reloptions, key ``columns`` (expressions
+    left out), constraint name/type/definition, ``definition`` from ``pg_get_indexdef`` and the ``prefix`` it
+    starts with up to ``ON ONLY table``, comment), ``publications`` (named publications listing the parent or a
+    partition), ``partition_views`` (views reading a partition directly) and ``partition_foreign_keys`` (foreign
+    keys of other tables referencing a partition directly).
 
     Definitions are read with ``search_path`` set to ``pg_catalog`` so every name in them is schema-qualified.
     """

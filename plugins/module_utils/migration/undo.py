@@ -33,6 +33,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     grant_steps,
     identifier,
     join_sql,
+    key_definition,
     policy_step,
     row_digest,
     verify_totals_block,
@@ -154,13 +155,15 @@ def plan_undo(
     facts: dict[str, Any],
     undo: dict[str, Any],
     drop_source: bool = False,
+    narrow: bool = False,
 ) -> list[Step]:
-    """The offline undo's steps, one transaction (see the module docstring). Refusals are checked before."""
+    """The offline undo's steps, one transaction (see the module docstring). Refusals are checked before.
+    ``narrow`` (``extend_primary_key``): the primary key and unique constraints without the partition key."""
     referenced, original = _first_locks(names, facts)
     steps = lock_set(referenced, original, [])
     steps += shadow_steps(names, undo)
     steps += copy_steps(names, undo)
-    steps += index_steps(names, undo)
+    steps += index_steps(names, undo, narrow)
     steps += foreign_key_steps(names, facts)
     steps += _verify_steps(names, undo)
     at_swap = [Lock(names["schema"], names["name"], ACCESS_EXCLUSIVE, "the swap needs the set alone")]
@@ -254,17 +257,33 @@ def temporary_index_name(index_name: str) -> str:
     return derived_name(index_name, INDEX_SUFFIX)
 
 
-def index_steps(names: dict[str, str], undo: dict[str, Any]) -> list[Step]:
-    """The set's indexes, primary key and unique constraints on the shadow, under temporary names."""
+def constraint_columns(index: dict[str, Any], partition_key: Sequence[str], narrow: bool) -> list[str]:
+    """The columns of a primary key or unique constraint on the plain table: the set's, or with ``narrow``
+    (``extend_primary_key``: undo what the forward migration appended) without the partition key's columns, unless
+    nothing would be left."""
+    columns = list(index.get("columns") or [])
+    if not narrow:
+        return columns
+    kept = [c for c in columns if c not in partition_key]
+    return kept or columns
+
+
+def index_steps(names: dict[str, str], undo: dict[str, Any], narrow: bool = False) -> list[Step]:
+    """The set's indexes, primary key and unique constraints on the shadow, under temporary names (``narrow``:
+    the constraints without the partition key, see ``constraint_columns``)."""
     shadow = identifier(names["schema"], names["shadow"])
     steps = []
     for index in undo.get("indexes") or []:
         temporary = sql.Identifier(temporary_index_name(index["name"]))
         if index.get("constraint_type") in ("p", "u"):
-            text = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                shadow, temporary, sql.SQL(index["constraint_definition"])
+            columns = constraint_columns(index, undo.get("partition_key") or [], narrow)
+            definition = key_definition(index["constraint_definition"], columns, index.get("reloptions"))
+            text = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(shadow, temporary, definition)
+            reason = "constraint %s on (%s)%s" % (
+                index["constraint"],
+                ", ".join(columns),
+                " (extend_primary_key: without the partition key)" if columns != index.get("columns") else "",
             )
-            reason = "constraint %s as on the set (%s)" % (index["constraint"], index["constraint_definition"])
         else:
             text = sql.SQL("CREATE {}INDEX {} ON {} {}").format(
                 sql.SQL("UNIQUE " if index["unique"] else ""),

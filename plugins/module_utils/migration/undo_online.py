@@ -145,9 +145,11 @@ def prepare_steps(names: dict[str, str], undo: dict[str, Any]) -> list[Step]:
     return _grouped(steps + shadow_steps(names, undo), "sigeti-undo-prepare")
 
 
-def copy_and_build_steps(names: dict[str, str], facts: dict[str, Any], undo: dict[str, Any]) -> list[Step]:
+def copy_and_build_steps(
+    names: dict[str, str], facts: dict[str, Any], undo: dict[str, Any], narrow: bool = False
+) -> list[Step]:
     """The copy (one transaction, reads only), then the indexes and NOT VALID foreign keys (one transaction)."""
-    build = index_steps(names, undo) + foreign_key_steps(names, facts, not_valid=True)
+    build = index_steps(names, undo, narrow) + foreign_key_steps(names, facts, not_valid=True)
     return _grouped(copy_steps(names, undo), "sigeti-undo-copy") + _grouped(build, "sigeti-undo-build")
 
 

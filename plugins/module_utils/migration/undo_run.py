@@ -55,7 +55,7 @@ def run_undo(context: RunContext, conn: Connection, schema: str, name: str) -> d
             "state plain with migrate %s for %s: use migrate: offline (one transaction, writers wait for the whole "
             "copy, readers go on), online (writers go on; a short swap) or abandon; nothing was changed" % (mode, shown)
         )
-    planned = _plan(conn, names, shown, mode, bool(params.get("drop_source")))
+    planned = _plan(conn, names, shown, mode, bool(params.get("drop_source")), bool(params.get("extend_primary_key")))
     extra = {"kept": None if params.get("drop_source") else names["kept"], "mode": mode}
     if mode == "abandon":
         return _apply(context, conn, names, planned["abandon"], {"mode": mode, "abandoned": planned["leftovers"]})
@@ -68,9 +68,12 @@ def _kept(kinds, names):
     return names["kept"] if kinds.get(names["kept"]) == "p" else None
 
 
-def _plan(conn: Connection, names: dict[str, str], shown: str, mode: str, drop_source: bool) -> dict[str, Any]:
+def _plan(
+    conn: Connection, names: dict[str, str], shown: str, mode: str, drop_source: bool, narrow: bool
+) -> dict[str, Any]:
     """Read the set's facts, refuse what cannot be carried (before any change), return the undo's steps: what an
-    earlier online run left (``abandon``), then the mode's steps (offline) or phases (online)."""
+    earlier online run left (``abandon``), then the mode's steps (offline) or phases (online); ``narrow``
+    (``extend_primary_key``): the keys without the partition key."""
     oid = catalog_undo.relation_oid(conn, names["schema"], names["name"])
     names.update(undo_online.capture_names(names, oid))
     facts = catalog_migration.migration_facts(conn, oid)
@@ -90,11 +93,11 @@ def _plan(conn: Connection, names: dict[str, str], shown: str, mode: str, drop_s
             refused=refused,
         )
     if mode == "offline":
-        planned["steps"] = undo.plan_undo(names, facts, found, drop_source=drop_source)
+        planned["steps"] = undo.plan_undo(names, facts, found, drop_source=drop_source, narrow=narrow)
         return planned
     planned.update(
         prepare=undo_online.prepare_steps(names, found),
-        build=undo_online.copy_and_build_steps(names, facts, found),
+        build=undo_online.copy_and_build_steps(names, facts, found, narrow),
         replay=lambda: undo_online.replay_steps(names, found),
         verify=lambda: undo_online.verification_steps(names, found),
         swap=undo_online.online_swap_steps(names, facts, found, drop_source),

@@ -87,6 +87,8 @@ def _undo(**extra):
                 "constraint": "fait_pkey",
                 "constraint_type": "p",
                 "constraint_definition": "PRIMARY KEY (id, k)",
+                "columns": ["id", "k"],
+                "reloptions": ["fillfactor=80"],
                 "definition": "CREATE UNIQUE INDEX fait_pkey ON ONLY s.fait USING btree (id, k)",
                 "prefix": "CREATE UNIQUE INDEX fait_pkey ON ONLY s.fait ",
                 "comment": None,
@@ -183,7 +185,7 @@ def test_one_transaction_locks_first_copies_indexes_verifies_then_swaps():
     create = first('CREATE TABLE "s"."fait_sgt_plain" (LIKE "s"."fait"')
     copy = first('INSERT INTO "s"."fait_sgt_plain" ("id", "k") OVERRIDING SYSTEM VALUE SELECT "id", "k" FROM')
     index = first('CREATE INDEX "fait_k_idx_sgt_plain" ON "s"."fait_sgt_plain" USING btree (k)')
-    pkey = first('ADD CONSTRAINT "fait_pkey_sgt_plain" PRIMARY KEY (id, k)')
+    pkey = first('ADD CONSTRAINT "fait_pkey_sgt_plain" PRIMARY KEY ("id", "k") WITH (fillfactor = \'80\')')
     fkey = first('ADD CONSTRAINT "fait_dim_fkey" FOREIGN KEY')
     verify = next(i for i, s in enumerate(steps) if s.reason.startswith("verify before the swap"))
     exclusive = next(i for i, s in enumerate(steps) if s.lock == ACCESS_EXCLUSIVE and "swap" in s.reason)
@@ -239,7 +241,6 @@ def _online_undo():
     found = _undo()
     for column in found["columns"]:
         column["not_null"] = column["name"] in ("id", "k")
-    found["indexes"][0]["columns"] = ["id", "k"]
     return found
 
 
@@ -285,3 +286,14 @@ def test_the_capture_trigger_is_never_carried_to_the_plain_table():
     facts = _facts(triggers=[{"name": "sigeti_undo_capture_1", "definition": "CREATE TRIGGER x", "enabled": "O"}])
     texts = [render(s.sql) for s in undo.plan_undo(NAMES, facts, _undo())]
     assert "CREATE TRIGGER x" not in texts
+
+
+def test_extend_primary_key_narrows_the_keys_back_without_the_partition_key():
+    found = _undo(partition_key=["k"])
+    index = found["indexes"][0]
+    assert undo.constraint_columns(index, ["k"], narrow=False) == ["id", "k"]
+    assert undo.constraint_columns(index, ["k"], narrow=True) == ["id"]
+    assert undo.constraint_columns(dict(index, columns=["k"]), ["k"], narrow=True) == ["k"], "never empty"
+    texts = [render(s.sql) for s in undo.index_steps(NAMES, found, narrow=True)]
+    assert any('PRIMARY KEY ("id") WITH' in t for t in texts)
+    assert any("USING btree (k)" in t for t in texts), "other indexes are kept as they are"
