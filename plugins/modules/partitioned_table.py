@@ -194,17 +194,18 @@ options:
       - V(partitioned) (V(present) is its alias) keeps O(name) a partition set as declared (a plain table is migrated
         into one first, see O(migrate)).
       - V(plain) turns an existing partition set (default partition included) back into one plain table of the same
-        name. O(migrate=offline) does it in one transaction (writers wait for the whole copy, readers go on);
+        name. O(migrate=offline) does it in one transaction (writers wait for the whole copy, readers go on).
         O(migrate=online) captures the changes with a row trigger on the parent (cloned to every partition, so
         writes straight into a partition are captured too), copies, replays and verifies while writers go on, then
-        swaps in one short transaction (it needs a primary key or a unique index on NOT NULL columns);
-        O(migrate=abandon) drops what an online run killed before its swap left. Every row is verified by the
-        whole-row checksum; indexes (a primary key that had to
-        include the key keeps it), grants, owner, comments, defaults, identity and serial sequences, NOT NULL and
-        CHECK constraints, triggers, reloptions every partition shares, column compression, foreign keys out and
-        dependent views are carried. Foreign keys into the set, publications, materialized views, rules and views
-        on a partition are refused before any change. The set is kept as C(<name>_partitioned) until
-        O(drop_source). O(key) and O(interval) are not needed. See C(docs/migration.md).
+        swaps in one short transaction; it needs a primary key or a unique index on NOT NULL columns. An online run
+        stopped by a lock after its copy resumes at the catch-up; O(migrate=abandon) drops what an online run left
+        before its swap.
+      - Every row is verified by the whole-row checksum. Indexes (a primary key that had to include the key keeps
+        it, see O(extend_primary_key)), grants, owner, comments, defaults, identity and serial sequences, NOT NULL
+        and CHECK constraints, triggers, reloptions every partition shares, column compression, foreign keys out and
+        dependent views are carried. Foreign keys into the set, publications, materialized views, rules and views on
+        a partition are refused before any change. The set is kept as C(<name>_partitioned) until O(drop_source).
+        O(key) and O(interval) are not needed. See C(docs/migration.md).
     type: str
     choices: [partitioned, present, plain]
     default: partitioned

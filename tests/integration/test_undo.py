@@ -411,3 +411,43 @@ def test_extend_primary_key_takes_the_partition_key_back_out_of_the_primary_key(
         "AND conrelid = 's.fait'::regclass",
     )[0]
     assert definition == "PRIMARY KEY (id)"
+
+
+def test_online_swap_blocked_by_a_reader_gives_up_naming_it_and_the_next_run_resumes(pg_server, db, conn):
+    make_set(conn)
+    reader = pg_server.connect(db)
+    reader.autocommit = False
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT count(*) FROM s.fait")  # ACCESS SHARE kept: the copy goes on, the swap cannot
+            pid = reader.get_backend_pid()
+        check = run_module("partitioned_table", _args(pg_server, db, migrate="online"), check_mode=True, diff=True)
+        assert check["changed"] and "plain table" in check["diff"]["after"]
+        assert relkind(conn, "s.fait_sgt_plog") is None, "check mode changed nothing"
+        result = run_module(
+            "partitioned_table",
+            _args(pg_server, db, migrate="online", lock_timeout="300ms", lock_retries=1, lock_retry_delay=0),
+        )
+    finally:
+        reader.rollback()
+        reader.close()
+    assert result.get("failed")
+    msg = result["msg"]
+    assert str(pid) in msg and "before its swap" in msg and "the next run resumes" in msg, msg
+    assert pid in result.get("blocking_pids", [])
+    assert relkind(conn, "s.fait") == "p"
+    # the capture goes on meanwhile, straight into a partition too
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO s.fait_2026_01 (k, montant) VALUES ('2026-01-09', 7)")
+        cur.execute("UPDATE s.fait SET montant = montant + 1 WHERE id = 10")
+        cur.execute("DELETE FROM s.fait WHERE id = 11")
+    before = content(conn)
+
+    resumed = run_module("partitioned_table", _args(pg_server, db, migrate="online"))
+    assert not resumed.get("failed"), resumed.get("msg")
+    assert resumed["migration"]["resumed_from"] == "catchup"
+    assert resumed["migration"]["phases_run"] == ["catchup", "swap", "post"]
+    assert relkind(conn, "s.fait") == "r" and content(conn) == before
+    assert relkind(conn, "s.fait_sgt_plog") is None and relkind(conn, "s.fait_sgt_plain") is None
+    assert _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'") == []
+    assert _one(conn, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'sigeti_undo_capture%%'")[0] == 0

@@ -122,3 +122,20 @@ def relation_oid(conn: Connection, schema: str, name: str) -> int:
             return cur.fetchone()[0]
     finally:
         conn.autocommit = was_autocommit
+
+
+def relation_comment(conn: Connection, schema: str, name: str) -> str | None:
+    """The comment on ``schema.name`` (None without one, or when there is no such relation)."""
+    was_autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                (schema, name),
+            )
+            row = cur.fetchone()
+            return row[0] if row else None
+    finally:
+        conn.autocommit = was_autocommit

@@ -19,7 +19,8 @@
 5. ``post``: each foreign key validated, ANALYZE.
 
 The key replayed is the set's primary key (or a unique index without predicate on NOT NULL columns): without one,
-online is refused. ``abandon_steps`` drops what a run left (a killed run: the next one drops it and starts again).
+online is refused. A run stopped after the build (the change log's comment says ``BUILT``) resumes at the catch-up;
+stopped before, the next run drops what it left (``abandon_steps``) and starts again.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ except ImportError:  # reported by the connection layer
 KEYS = "sigeti_undo_keys"  # the temporary table of one replay's keys (dropped at its commit)
 CATCHUP_DONE = 1000  # keys left in the log when the catch-up stops replaying and verifies
 CATCHUP_ROUNDS = 50  # replay batches at most before the verification, converging or not
+BUILT = "sigeti.dwh undo: copied and built"  # the change log's comment once the shadow is filled and indexed
 
 
 def capture_names(names: dict[str, str], oid: int) -> dict[str, str]:
@@ -150,6 +152,12 @@ def copy_and_build_steps(
 ) -> list[Step]:
     """The copy (one transaction, reads only), then the indexes and NOT VALID foreign keys (one transaction)."""
     build = index_steps(names, undo, narrow) + foreign_key_steps(names, facts, not_valid=True)
+    build.append(
+        Step(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(identifier(names["schema"], names["log"]), sql.Literal(BUILT)),
+            "a run stopped from here on resumes at the catch-up",
+        )
+    )
     return _grouped(copy_steps(names, undo), "sigeti-undo-copy") + _grouped(build, "sigeti-undo-build")
 
 

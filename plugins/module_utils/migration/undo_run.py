@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import migration as catalog_migration
 from ansible_collections.sigeti.dwh.plugins.module_utils.catalog import undo as catalog_undo
-from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
+from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput, LockNotGranted
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import undo, undo_online
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
@@ -81,7 +81,16 @@ def _plan(
     found = catalog_undo.undo_facts(conn, oid)
     taken = list(catalog_undo.relation_kinds(conn, names["schema"], [names["kept"]]))
     leftovers = sorted(catalog_undo.relation_kinds(conn, names["schema"], [names["log"], names["shadow"]]))
-    planned = {"abandon": undo_online.abandon_steps(names, leftovers), "leftovers": leftovers}
+    resume = (
+        mode == "online"
+        and len(leftovers) == 2
+        and catalog_undo.relation_comment(conn, names["schema"], names["log"]) == undo_online.BUILT
+    )
+    planned = {
+        "abandon": [] if resume else undo_online.abandon_steps(names, leftovers),
+        "leftovers": leftovers,
+        "resume": resume,
+    }
     if mode == "abandon":
         return planned
     refused = undo.refusals(names, facts, hazards, found, taken)
@@ -159,17 +168,20 @@ def _checksums(result, steps):
 
 
 def _run_online(context: RunContext, conn: Connection, names: dict[str, str], planned: dict[str, Any], extra):
-    """The online phases; a failure before the swap committed drops what the run built (the set is as it was)."""
-    shown_steps = planned["abandon"] + planned["prepare"] + planned["build"] + planned["replay"]()
-    shown_steps += planned["verify"]() + planned["swap"] + planned["post"]
-    result = _result(context, conn, names, shown_steps, dict(extra, phases_run=[], replayed_keys=0))
+    """The online phases (from the catch-up when an earlier run built the shadow); a failure before the swap
+    committed drops what the run built (the set is as it was), a lock not granted keeps it for the next run."""
+    first = [] if planned["resume"] else planned["abandon"] + planned["prepare"] + planned["build"]
+    shown_steps = first + planned["replay"]() + planned["verify"]() + planned["swap"] + planned["post"]
+    extra = dict(extra, phases_run=[], replayed_keys=0, resumed_from="catchup" if planned["resume"] else None)
+    result = _result(context, conn, names, shown_steps, extra)
     if context.check_mode:
         return result
     executor = Executor.from_options(conn, context.params)
     info = result["migration"]
     try:
-        executor.run(planned["abandon"] + planned["prepare"] + planned["build"])
-        info["phases_run"] += ["prepare", "copy", "build"]
+        if first:
+            executor.run(first)
+            info["phases_run"] += ["prepare", "copy", "build"]
         info["catchup_rounds"] = _catch_up(executor, planned, info)
         verify = planned["verify"]()
         executor.run(verify)
@@ -180,6 +192,13 @@ def _run_online(context: RunContext, conn: Connection, names: dict[str, str], pl
         executor.run(planned["swap"])
         info["swap_seconds"] = round(time.monotonic() - started, 3)
         info["replayed_keys"] += planned["swap"][1].rowcount or 0
+    except LockNotGranted as error:
+        raise DwhError(
+            "back to a plain table (online) stopped for %s before its swap: %s. The partition set is unchanged and in "
+            "use; the capture goes on: the next run resumes (at the catch-up once the copy is built), or migrate: "
+            "abandon drops what this run built" % (display_name(names["schema"], names["name"]), error.msg),
+            **error.details,
+        ) from None
     except (psycopg2.Error, DwhError) as error:
         raise _abandon_after_failure(executor, names, error) from None
     info["phases_run"].append("swap")
