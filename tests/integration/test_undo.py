@@ -246,24 +246,72 @@ def test_a_session_holding_a_lock_makes_the_run_give_up_naming_it(pg_server, db,
 
 
 class Writer(threading.Thread):
-    """Inserts, updates and deletes while an undo runs, through the parent and straight into a partition; keeps what
-    every row it touched must hold at the end (the content a lost change would break)."""
+    """Inserts, updates (one moving rows between partitions) and deletes while an undo runs, through the parent and
+    straight into a partition; keeps what every row it touched must hold at the end (``expected``: id -> (k, montant),
+    None once deleted), the content a lost change would break."""
 
     def __init__(self, pg_server, db):
         super().__init__(daemon=True)
         self.conn = pg_server.connect(db)
         self.conn.autocommit = True
         self.stop = threading.Event()
-        self.expected = {}  # id -> montant, None once deleted
-        self.direct = 0  # rows written straight into a partition while it belonged to s.fait
+        self.expected = {}
+        self.direct = 0  # writes straight into a partition while it belonged to s.fait
         self.error = None
 
-    def _parent_of(self, cur):
+    def _in_partition(self, cur, statement, params):
+        """Run ``statement`` on s.fait_2026_02 in a transaction; its row, and whether the partition was s.fait's."""
+        cur.execute("BEGIN")
+        cur.execute(statement, params)
+        row = cur.fetchone()
         cur.execute(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
             "WHERE i.inhrelid = 's.fait_2026_02'::regclass"
         )
-        return cur.fetchone()[0]
+        parent = cur.fetchone()[0]
+        cur.execute("COMMIT")
+        if row and parent == "fait":
+            self.direct += 1
+            return row
+        return None
+
+    def _step(self, cur, number):
+        cur.execute(
+            "INSERT INTO s.fait (k, dim_id, montant) VALUES ('2026-03-10', 2, %s) RETURNING id, k, montant", (number,)
+        )
+        self._keep(cur.fetchone())
+        self._keep(
+            self._in_partition(
+                cur,
+                "INSERT INTO s.fait_2026_02 (k, dim_id, montant) VALUES ('2026-02-10', 3, %s) RETURNING id, k, montant",
+                (number + 0.5,),
+            )
+        )
+        self._keep(
+            self._in_partition(
+                cur,
+                "UPDATE s.fait_2026_02 SET montant = montant + 2 WHERE id = "
+                "(SELECT min(id) FROM s.fait_2026_02 WHERE id > %s) RETURNING id, k, montant",
+                (number * 7,),
+            )
+        )
+        cur.execute("UPDATE s.fait SET montant = montant + 1 WHERE id = %s RETURNING id, k, montant", (number,))
+        self._keep(cur.fetchone())
+        # the key changes: the row moves to another partition (a delete there, an insert here)
+        cur.execute(
+            "UPDATE s.fait SET k = date '2026-01-15' + (id %% 10)::int WHERE id = %s RETURNING id, k, montant",
+            (number + 2000,),
+        )
+        self._keep(cur.fetchone())
+        if number % 3 == 0:
+            cur.execute("DELETE FROM s.fait WHERE id = %s RETURNING id", (number + 1000,))
+            row = cur.fetchone()
+            if row:
+                self.expected[row[0]] = None
+
+    def _keep(self, row):
+        if row:
+            self.expected[row[0]] = (str(row[1]), float(row[2]))
 
     def run(self):
         number = 0
@@ -271,30 +319,7 @@ class Writer(threading.Thread):
             with self.conn.cursor() as cur:
                 while not self.stop.is_set():
                     number += 1
-                    cur.execute(
-                        "INSERT INTO s.fait (k, dim_id, montant) VALUES ('2026-03-10', 2, %s) RETURNING id", (number,)
-                    )
-                    self.expected[cur.fetchone()[0]] = number
-                    # straight into a partition: the parent's statement triggers would not see it
-                    cur.execute("BEGIN")
-                    cur.execute(
-                        "INSERT INTO s.fait_2026_02 (k, dim_id, montant) VALUES ('2026-02-10', 3, %s) RETURNING id",
-                        (number + 0.5,),
-                    )
-                    new_id = cur.fetchone()[0]
-                    parent = self._parent_of(cur)
-                    cur.execute("COMMIT")
-                    if parent == "fait":
-                        self.expected[new_id] = number + 0.5
-                        self.direct += 1
-                    cur.execute("UPDATE s.fait SET montant = montant + 1 WHERE id = %s RETURNING montant", (number,))
-                    row = cur.fetchone()
-                    if row:
-                        self.expected[number] = row[0]
-                    if number % 3 == 0:
-                        cur.execute("DELETE FROM s.fait WHERE id = %s RETURNING id", (number + 1000,))
-                        if cur.fetchone():
-                            self.expected[number + 1000] = None
+                    self._step(cur, number)
                     time.sleep(0.002)
         except Exception as error:  # reported by the test
             self.error = error
@@ -310,7 +335,7 @@ def test_online_undo_loses_no_write_made_during_it_even_straight_into_a_partitio
             "'bulk' || g FROM generate_series(1, %s) g",
             (150000,),
         )
-    before = dict(_all(conn, "SELECT id, montant FROM s.fait"))
+    before = {i: (str(k), float(m)) for i, k, m in _all(conn, "SELECT id, k, montant FROM s.fait")}
     writer = Writer(pg_server, db)
     writer.start()
     time.sleep(0.3)
@@ -329,14 +354,14 @@ def test_online_undo_loses_no_write_made_during_it_even_straight_into_a_partitio
     assert writer.direct > 0, "rows went straight into a partition during the undo"
     assert relkind(conn, "s.fait") == "r" and relkind(conn, "s.fait_partitioned") == "p"
 
-    after = dict(_all(conn, "SELECT id, montant FROM s.fait"))
+    after = {i: (str(k), float(m)) for i, k, m in _all(conn, "SELECT id, k, montant FROM s.fait")}
     expected = dict(before)
-    for row_id, montant in writer.expected.items():
-        if montant is None:
+    for row_id, state in writer.expected.items():
+        if state is None:
             expected.pop(row_id, None)
         else:
-            expected[row_id] = montant
-    assert {i: float(m) for i, m in after.items()} == {i: float(m) for i, m in expected.items()}
+            expected[row_id] = state
+    assert after == expected
     # nothing of the capture is left, on the parent or on any partition
     assert _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'") == []
     assert relkind(conn, "s.fait_sgt_plog") is None and relkind(conn, "s.fait_sgt_plain") is None
