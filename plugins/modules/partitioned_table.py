@@ -401,7 +401,11 @@ migration:
       check mode its size now), null when dropped (O(drop_source)) or nothing is kept (attach); C(drop_hint), one line
       on how to drop it (null when nothing is kept); C(created), the migration's own partitions; C(catchup) (online),
       each catch-up's keys left and replayed, batches, seconds, and the writers' change rate against the replay rate.
-  returned: when O(name) was a plain table
+    - With O(state=plain) (back to a plain table), C(direction) V(plain), C(table), C(mode), C(kept) (the name the
+      partition set is kept under, null once dropped), C(rows_copied), C(checksums) (C(total) as above); online also
+      C(phases_run), C(resumed_from), C(catchup_rounds), C(replayed_keys) and C(swap_seconds); C(abandoned) with
+      O(migrate=abandon).
+  returned: when O(name) was a plain table, or with O(state=plain)
   type: dict
 partitions:
   description:

@@ -159,11 +159,14 @@ def _checksums(result, steps):
         return
     (rows, total), (plain_rows, plain_total) = totals[:2]
     result["migration"]["rows_copied"] = plain_rows
-    result["migration"]["checksums"] = {
-        "source_rows": rows,
-        "target_rows": plain_rows,
-        "source_checksum": None if total is None else str(total),
-        "target_checksum": None if plain_total is None else str(plain_total),
+    result["migration"]["checksums"] = {  # the forward migration's shape (no partitions on the plain side)
+        "total": {
+            "source_rows": rows,
+            "target_rows": plain_rows,
+            "source_checksum": None if total is None else str(total),
+            "target_checksum": None if plain_total is None else str(plain_total),
+        },
+        "partitions": {},
     }
 
 
