@@ -203,8 +203,9 @@ options:
       - Every row is verified by the whole-row checksum. Indexes (a primary key that had to include the key keeps
         it, see O(extend_primary_key)), grants, owner, comments, defaults, identity and serial sequences, NOT NULL
         and CHECK constraints, triggers, reloptions every partition shares, column compression, foreign keys out and
-        dependent views are carried. Foreign keys into the set, publications, materialized views, rules and views on
-        a partition are refused before any change. The set is kept as C(<name>_partitioned) until O(drop_source).
+        dependent views are carried, and other tables' foreign keys are re-pointed at the plain table. Foreign keys
+        into a partition, publications, materialized views, rules and views on a partition are refused before any
+        change. The set is kept as C(<name>_partitioned) until O(drop_source).
         O(key) and O(interval) are not needed. See C(docs/migration.md).
     type: str
     choices: [partitioned, present, plain]

@@ -59,8 +59,11 @@ SELECT date '2025-12-20' + (g % 120), 1 + g % 20, g % 1000,
 FROM generate_series(1, 5000) g;
 GRANT SELECT ON s.fait TO undo_reader;
 GRANT UPDATE (note) ON s.fait TO undo_reader;
+GRANT USAGE ON SCHEMA s TO undo_owner;
 ALTER TABLE s.fait OWNER TO undo_owner;
 CREATE VIEW s.v_fait AS SELECT id, k, montant FROM s.fait WHERE montant > 10;
+CREATE TABLE s.detail (fait_id bigint, fait_k date, FOREIGN KEY (fait_id, fait_k) REFERENCES s.fait (id, k));
+INSERT INTO s.detail SELECT id, k FROM s.fait WHERE id < 2000 AND id % 300 = 0;
 GRANT SELECT ON s.v_fait TO undo_reader;
 """
 
@@ -158,6 +161,14 @@ def test_offline_undo_carries_everything_and_keeps_the_set(pg_server, db, conn):
         new_id, new_n, note = cur.fetchone()
     assert new_id == 5001 and new_n == 5001
     assert note == "touched", "the trigger was carried"
+    # the foreign key in now references the plain table, validated
+    assert _one(
+        conn,
+        "SELECT confrelid::regclass::text, convalidated FROM pg_constraint WHERE conrelid = 's.detail'::regclass "
+        "AND contype = 'f'",
+    ) == ("s.fait", True)
+    with pytest.raises(psycopg2.IntegrityError), conn.cursor() as cur:
+        cur.execute("INSERT INTO s.detail VALUES (99999999, '2026-01-01')")
     # CHECK, NOT NULL and the foreign key out hold on the plain table
     for bad in (
         "INSERT INTO s.fait (k, montant) VALUES ('2026-01-05', -1)",
@@ -206,17 +217,17 @@ def test_drop_source_in_the_same_run(pg_server, db, conn):
     assert content(conn) == before
 
 
-def test_a_foreign_key_into_the_set_is_refused_before_any_change(pg_server, db, conn):
+def test_a_foreign_key_into_a_partition_and_a_publication_are_refused_before_any_change(pg_server, db, conn):
     make_set(conn)
     with conn.cursor() as cur:
         cur.execute(
-            "CREATE TABLE s.detail (fait_id bigint, fait_k date, FOREIGN KEY (fait_id, fait_k) REFERENCES s.fait (id, k));"
-            "CREATE PUBLICATION undo_pub FOR TABLE s.fait"
+            "CREATE TABLE s.other (i bigint, k date, CONSTRAINT other_fk FOREIGN KEY (i, k) "
+            "REFERENCES s.fait_2026_01 (id, k)); CREATE PUBLICATION undo_pub FOR TABLE s.fait"
         )
     result = run_module("partitioned_table", _args(pg_server, db))
     assert result.get("failed")
     msg = result["msg"]
-    assert "s.fait" in msg and "s.detail" in msg and "DROP CONSTRAINT" in msg
+    assert "s.fait" in msg and "other_fk of s.other references its partition s.fait_2026_01" in msg
     assert "undo_pub" in msg and "ALTER PUBLICATION" in msg
     assert "Nothing was changed" in msg
     assert relkind(conn, "s.fait") == "p"
@@ -372,6 +383,11 @@ def test_online_undo_loses_no_write_made_during_it_even_straight_into_a_partitio
         )[0]
         == 1
     )
+    assert _one(
+        conn,
+        "SELECT confrelid::regclass::text, convalidated FROM pg_constraint WHERE conrelid = 's.detail'::regclass "
+        "AND contype = 'f'",
+    ) == ("s.fait", True), "the foreign key in follows the plain table, validated after the swap"
     again = run_module("partitioned_table", _args(pg_server, db, migrate="online"))
     assert again["changed"] is False and again["queries"] == []
 
@@ -427,6 +443,11 @@ def test_online_without_a_key_is_refused(pg_server, db, conn):
 def test_extend_primary_key_takes_the_partition_key_back_out_of_the_primary_key(pg_server, db, conn):
     make_set(conn)
     before = content(conn)
+    refused = run_module("partitioned_table", _args(pg_server, db, extend_primary_key=True))
+    assert refused.get("failed") and "s.detail" in refused["msg"] and "extend_primary_key" in refused["msg"]
+    assert relkind(conn, "s.fait") == "p"
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE s.detail")
     result = run_module("partitioned_table", _args(pg_server, db, extend_primary_key=True))
     assert not result.get("failed"), result.get("msg")
     assert content(conn) == before

@@ -75,7 +75,12 @@ def undo_names(schema: str, name: str) -> dict[str, str]:
 
 
 def refusals(
-    names: dict[str, str], facts: dict[str, Any], hazards: dict[str, Any], undo: dict[str, Any], taken: Sequence[str]
+    names: dict[str, str],
+    facts: dict[str, Any],
+    hazards: dict[str, Any],
+    undo: dict[str, Any],
+    taken: Sequence[str],
+    narrow: bool = False,
 ) -> list[str]:
     """What this undo cannot carry, each naming the property and what to do (empty: it can run).
 
@@ -83,6 +88,8 @@ def refusals(
     :param hazards: ``catalog.migration.migration_hazards`` of the set's parent.
     :param undo: ``catalog.undo.undo_facts`` of the set.
     :param taken: the names among ``names["kept"]`` that already exist.
+    :param narrow: ``extend_primary_key``: the keys lose the partition key (a foreign key into them then cannot
+        follow).
     """
     found = []
     if names["kept"] in taken:
@@ -90,11 +97,14 @@ def refusals(
             "a relation named %s already exists, and the set is kept under that name: rename or drop it first"
             % display_name(names["schema"], names["kept"])
         )
+    key = set(undo.get("partition_key") or [])
     for fk in facts.get("foreign_keys_in") or []:
-        found.append(
-            "foreign key %s of %s.%s references it: drop it (ALTER TABLE ... DROP CONSTRAINT %s), run again, then "
-            "create it again on the plain table" % (fk["name"], fk["schema"], fk["table"], fk["name"])
-        )
+        if narrow and key & set(fk.get("columns") or []):
+            found.append(
+                "foreign key %s of %s.%s references the partition key %s, which extend_primary_key takes out of the "
+                "keys: run without extend_primary_key, or drop that foreign key first"
+                % (fk["name"], fk["schema"], fk["table"], ", ".join(sorted(key)))
+            )
     for fk in undo.get("partition_foreign_keys") or []:
         found.append(
             "foreign key %s of %s references its partition %s: drop it first"
@@ -160,7 +170,8 @@ def plan_undo(
     """The offline undo's steps, one transaction (see the module docstring). Refusals are checked before.
     ``narrow`` (``extend_primary_key``): the primary key and unique constraints without the partition key."""
     referenced, original = _first_locks(names, facts)
-    steps = lock_set(referenced, original, [])
+    children = child_locks(facts)
+    steps = lock_set(referenced, original, children)
     steps += shadow_steps(names, undo)
     steps += copy_steps(names, undo)
     steps += index_steps(names, undo, narrow)
@@ -172,13 +183,27 @@ def plan_undo(
         for v in facts.get("views") or []
         if v["kind"] == "view" and v.get("definition")
     ]
-    steps += lock_steps(merge(at_swap), held=merge(referenced + [original]))
-    steps += swap_steps(names, facts, undo)
+    steps += lock_steps(merge(at_swap), held=merge(referenced + [original] + children))
+    steps += swap_steps(names, facts, undo, validate=True)
     if drop_source:
         steps += drop_kept_steps(names)
     for step in steps:
         step.group = GROUP
     return steps
+
+
+def child_locks(facts: dict[str, Any]) -> list[Lock]:
+    """SHARE ROW EXCLUSIVE on each table whose foreign keys reference the set: they are re-pointed at the plain
+    table (and their inserts would otherwise wait for the set while holding them)."""
+    return merge(
+        Lock(
+            fk["schema"],
+            fk["table"],
+            SHARE_ROW_EXCLUSIVE,
+            "foreign key %s is re-pointed at the plain table" % fk["name"],
+        )
+        for fk in facts.get("foreign_keys_in") or []
+    )
 
 
 def _first_locks(names, facts):
@@ -305,7 +330,7 @@ def foreign_key_steps(names: dict[str, str], facts: dict[str, Any], not_valid: b
                 shadow,
                 sql.Identifier(con["name"]),
                 sql.SQL(con["definition"]),
-                sql.SQL(" NOT VALID" if not_valid else ""),
+                sql.SQL(" NOT VALID" if not_valid or not con.get("validated", True) else ""),
             ),
             "foreign key %s, %s"
             % (con["name"], "validated after the swap" if not_valid else "validated (the referenced table is locked)"),
@@ -340,9 +365,10 @@ def _verify_steps(names, undo):
     return [source, target, verify]
 
 
-def swap_steps(names: dict[str, str], facts: dict[str, Any], undo: dict[str, Any]) -> list[Step]:
+def swap_steps(names: dict[str, str], facts: dict[str, Any], undo: dict[str, Any], validate: bool) -> list[Step]:
     """The renames and everything the plain table carries over from the set (cheap catalog work, under the
-    ACCESS EXCLUSIVE lock the step before took)."""
+    ACCESS EXCLUSIVE lock the step before took); ``validate``: the re-pointed foreign keys are checked here (else
+    NOT VALID, validated after the swap)."""
     schema, name = names["schema"], names["name"]
     new = identifier(schema, name)
     steps = []
@@ -383,7 +409,53 @@ def swap_steps(names: dict[str, str], facts: dict[str, Any], undo: dict[str, Any
     steps += _trigger_steps(new, facts)
     steps += _view_steps(facts)
     steps += _column_option_steps(new, facts)
+    steps += _repoint_steps(facts, validate)
     return steps
+
+
+def _repoint_steps(facts, validate):
+    """Foreign keys of other tables: dropped from the kept set and added again (their definition names the table,
+    now the plain one); one NOT VALID on the set stays so."""
+    steps = []
+    for fk in facts.get("foreign_keys_in") or []:
+        child = identifier(fk["schema"], fk["table"])
+        later = not validate or not fk.get("validated", True)
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(child, sql.Identifier(fk["name"])),
+                "foreign key %s pointed at the set" % fk["name"],
+                lock=SHARE_ROW_EXCLUSIVE,
+                targets=[(fk["schema"], fk["table"])],
+            )
+        )
+        steps.append(
+            Step(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}{}").format(
+                    child, sql.Identifier(fk["name"]), sql.SQL(fk["definition"]), sql.SQL(" NOT VALID" if later else "")
+                ),
+                "re-point %s at the plain table%s"
+                % (fk["name"], " (validated after the swap)" if later and fk.get("validated", True) else ""),
+                lock=SHARE_ROW_EXCLUSIVE,
+                targets=[(fk["schema"], fk["table"])],
+            )
+        )
+    return steps
+
+
+def validate_incoming_steps(facts: dict[str, Any]) -> list[Step]:
+    """After an online swap: each re-pointed foreign key validated (SHARE UPDATE EXCLUSIVE on its table: its
+    writers go on), unless it was NOT VALID on the set."""
+    return [
+        Step(
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                identifier(fk["schema"], fk["table"]), sql.Identifier(fk["name"])
+            ),
+            "validate the re-pointed foreign key %s" % fk["name"],
+            targets=[(fk["schema"], fk["table"])],
+        )
+        for fk in facts.get("foreign_keys_in") or []
+        if fk.get("validated", True)
+    ]
 
 
 def _sequence_steps(names, facts):

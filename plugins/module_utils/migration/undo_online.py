@@ -38,6 +38,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.undo import (
     ANALYZE_REASON,
     TRIGGER_PREFIX,
+    child_locks,
     copy_steps,
     drop_kept_steps,
     foreign_key_steps,
@@ -45,6 +46,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration.undo import (
     insert_columns,
     shadow_steps,
     swap_steps,
+    validate_incoming_steps,
 )
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.locks import Lock, lock_steps, merge
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.steps import (
@@ -252,9 +254,9 @@ def online_swap_steps(
         for v in facts.get("views") or []
         if v["kind"] == "view" and v.get("definition")
     ]
-    steps = lock_steps(merge(at_swap))
+    steps = lock_steps(merge(at_swap + child_locks(facts)))
     steps += replay_steps(names, undo) + verify_steps(names, undo, keys_only=True)
-    steps += swap_steps(names, facts, undo)
+    steps += swap_steps(names, facts, undo, validate=False)
     steps += capture_drop_steps(names, on=names["kept"])
     if drop_source:
         steps += drop_kept_steps(names)
@@ -272,8 +274,9 @@ def post_steps(names: dict[str, str], facts: dict[str, Any]) -> list[Step]:
             targets=[(names["schema"], names["name"])],
         )
         for con in facts.get("constraints") or []
-        if con["type"] == "f"
+        if con["type"] == "f" and con.get("validated", True)
     ]
+    steps += validate_incoming_steps(facts)
     return steps + [Step(sql.SQL("ANALYZE {}").format(table), ANALYZE_REASON, fresh_statistics=True)]
 
 

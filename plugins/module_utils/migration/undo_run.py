@@ -93,7 +93,7 @@ def _plan(
     }
     if mode == "abandon":
         return planned
-    refused = undo.refusals(names, facts, hazards, found, taken)
+    refused = undo.refusals(names, facts, hazards, found, taken, narrow)
     if mode == "online":
         refused += undo_online.online_refusals(found)
     if refused:

@@ -136,11 +136,14 @@ def test_each_refusal_names_the_property_and_what_to_do():
         partition_foreign_keys=[{"name": "p_fk", "table": "s.t", "partition": "s.fait_2026_01"}],
         replica_identity="i",
     )
-    refused = " | ".join(undo.refusals(NAMES, facts, hazards, found, ["fait_partitioned"]))
+    assert "det_fk" not in " | ".join(undo.refusals(NAMES, facts, hazards, found, [])), "re-pointed"
+    found["partition_key"] = ["k"]
+    facts["foreign_keys_in"][0]["columns"] = ["id", "k"]
+    refused = " | ".join(undo.refusals(NAMES, facts, hazards, found, ["fait_partitioned"], narrow=True))
     for expected in (
         "s.fait_partitioned already exists",
         "det_fk of s.detail",
-        "DROP CONSTRAINT det_fk",
+        "which extend_primary_key takes out",
         "p_fk of s.t references its partition s.fait_2026_01",
         "publication pub",
         "ALTER PUBLICATION pub DROP TABLE",
@@ -297,3 +300,27 @@ def test_extend_primary_key_narrows_the_keys_back_without_the_partition_key():
     texts = [render(s.sql) for s in undo.index_steps(NAMES, found, narrow=True)]
     assert any('PRIMARY KEY ("id") WITH' in t for t in texts)
     assert any("USING btree (k)" in t for t in texts), "other indexes are kept as they are"
+
+
+def test_foreign_keys_in_are_re_pointed_in_the_swap_and_their_tables_locked_first():
+    fk = {
+        "name": "det_fk",
+        "schema": "s",
+        "table": "detail",
+        "definition": "FOREIGN KEY (fait_id, fait_k) REFERENCES s.fait(id, k)",
+        "validated": True,
+        "columns": ["id", "k"],
+    }
+    steps = undo.plan_undo(NAMES, _facts(foreign_keys_in=[fk]), _undo())
+    texts = [render(s.sql) for s in steps]
+    assert "s.detail (SHARE ROW EXCLUSIVE)" in steps[0].reason
+    named = texts.index('ALTER TABLE "s"."fait_sgt_plain" RENAME TO "fait"')
+    drop = texts.index('ALTER TABLE "s"."detail" DROP CONSTRAINT "det_fk"')
+    add = texts.index(
+        'ALTER TABLE "s"."detail" ADD CONSTRAINT "det_fk" FOREIGN KEY (fait_id, fait_k) REFERENCES s.fait(id, k)'
+    )
+    assert named < drop < add, "added once the plain table has the name, validated in the offline transaction"
+    online = undo_online.online_swap_steps(_online_names(), _facts(foreign_keys_in=[fk]), _online_undo(), False)
+    assert any(render(s.sql).endswith("REFERENCES s.fait(id, k) NOT VALID") for s in online)
+    post = [render(s.sql) for s in undo_online.post_steps(NAMES, _facts(foreign_keys_in=[fk]))]
+    assert 'ALTER TABLE "s"."detail" VALIDATE CONSTRAINT "det_fk"' in post
