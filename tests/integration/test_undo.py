@@ -1,5 +1,10 @@
 """partitioned_table with ``state: plain``: a monthly partition set goes back to one plain table (issue 30)."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -497,3 +502,73 @@ def test_online_swap_blocked_by_a_reader_gives_up_naming_it_and_the_next_run_res
     assert relkind(conn, "s.fait_sgt_plog") is None and relkind(conn, "s.fait_sgt_plain") is None
     assert _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'") == []
     assert _one(conn, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'sigeti_undo_capture%%'")[0] == 0
+
+
+KILLER = """
+import json, os, signal, sys
+sys.path.insert(0, os.getcwd())
+import conftest  # noqa: F401  (puts ansible_collections.sigeti.dwh on sys.path)
+from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor
+from tests.support.modules import run_module
+
+args, die_at = json.loads(sys.argv[1]), int(sys.argv[2])
+sent = [0]
+execute = Executor._execute
+
+
+def _execute(self, unit):
+    for step in unit:
+        sent[0] += 1
+        if sent[0] == die_at:  # SIGKILL right before this statement is sent (its transaction, if any, is open)
+            step.before = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    return execute(self, unit)
+
+
+Executor._execute = _execute
+print(json.dumps(run_module("partitioned_table", args)))
+"""
+
+
+def _killed_run(args, die_at):
+    """Run the module in a process SIGKILLed right before its ``die_at``-th statement; True if it was killed."""
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, json.dumps(args), str(die_at)],
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    "mode, die_at",
+    [("offline", n) for n in (3, 9, 22, 30)]
+    # online: prepare, copy, build, catch-up, verification, swap (early, late), post (each validation, the log's drop)
+    + [("online", n) for n in (3, 9, 11, 16, 22, 30, 45, 50, 51, 53, 54)],
+)
+def test_a_run_killed_at_any_statement_leaves_the_set_in_use_and_the_next_run_converges(
+    pg_server, db, conn, mode, die_at
+):
+    make_set(conn)
+    before = content(conn)
+    args = _args(pg_server, db, migrate=mode)
+    assert _killed_run(args, die_at), "the run reached its end before statement %d" % die_at
+    if relkind(conn, "s.fait") == "p":  # killed before the swap committed: the set is as it was and in use
+        assert content(conn) == before
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO s.fait_2026_01 (k, montant) VALUES ('2026-01-03', 3)")
+            cur.execute("UPDATE s.fait SET montant = montant + 1 WHERE id = 42")
+        before = content(conn)
+    result = run_module("partitioned_table", args)
+    assert not result.get("failed"), result.get("msg")
+    assert relkind(conn, "s.fait") == "r" and content(conn) == before
+    assert relkind(conn, "s.fait_sgt_plog") is None and relkind(conn, "s.fait_sgt_plain") is None
+    assert _all(conn, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'") == []
+    assert _all(conn, "SELECT conname FROM pg_constraint WHERE contype = 'f' AND NOT convalidated") == []
+    assert _one(conn, "SELECT confrelid::regclass::text FROM pg_constraint WHERE conrelid = 's.detail'::regclass")[
+        0
+    ] == ("s.fait")
+    quiet = run_module("partitioned_table", args)
+    assert quiet["changed"] is False and quiet["queries"] == []

@@ -53,6 +53,7 @@ except ImportError:  # reported by the connection layer
 
 SHADOW_SUFFIX = "_sgt_plain"
 KEPT_SUFFIX = "_partitioned"
+LOG_SUFFIX = "_sgt_plog"
 INDEX_SUFFIX = "_sgt_plain"
 GROUP = "sigeti-undo"
 LIKE_OPTIONS = (
@@ -65,12 +66,14 @@ TRIGGER_STATES = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
 
 
 def undo_names(schema: str, name: str) -> dict[str, str]:
-    """The names an undo of ``schema.name`` uses: the shadow it builds and the name the set is kept under."""
+    """The names an undo of ``schema.name`` uses: the shadow it builds, the name the set is kept under and the
+    online mode's change log (which, after the swap, holds the statements left to run)."""
     return {
         "schema": schema,
         "name": name,
         "shadow": derived_name(name, SHADOW_SUFFIX),
         "kept": derived_name(name, KEPT_SUFFIX),
+        "log": derived_name(name, LOG_SUFFIX),
     }
 
 

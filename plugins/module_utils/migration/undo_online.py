@@ -15,8 +15,10 @@
    change committed before it, so both must be equal).
 4. ``swap`` (one short transaction): ACCESS EXCLUSIVE on the set (and its views), the last replay, the checksum
    of the rows it replayed on both sides, the renames and everything ``undo.swap_steps`` carries, the capture
-   trigger, function and log dropped (dropping the parent's trigger drops its clones on the partitions).
-5. ``post``: each foreign key validated, ANALYZE.
+   trigger and function dropped (dropping the parent's trigger drops its clones on the partitions), the change
+   log's comment listing the post-swap statements (``with_post_mark``);
+5. ``post``: each foreign key validated, ANALYZE, then the log dropped: a run killed in between is finished by
+   the next one from the log's comment (``pending_post``).
 
 The key replayed is the set's primary key (or a unique index without predicate on NOT NULL columns): without one,
 online is refused. A run stopped after the build (the change log's comment says ``BUILT``) resumes at the catch-up;
@@ -25,12 +27,12 @@ stopped before, the next run drops what it left (``abandon_steps``) and starts a
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration.sql import (
     checksum_total,
-    derived_name,
     identifier,
     join_sql,
     verify_totals_block,
@@ -64,14 +66,14 @@ except ImportError:  # reported by the connection layer
 KEYS = "sigeti_undo_keys"  # the temporary table of one replay's keys (dropped at its commit)
 CATCHUP_DONE = 1000  # keys left in the log when the catch-up stops replaying and verifies
 CATCHUP_ROUNDS = 50  # replay batches at most before the verification, converging or not
-BUILT = "sigeti.dwh undo: copied and built"  # the change log's comment once the shadow is filled and indexed
+BUILT = "sigeti.dwh undo: copied and built"
+POST_MARK = "sigeti.dwh undo"  # the change log's comment once the shadow is filled and indexed
 
 
 def capture_names(names: dict[str, str], oid: int) -> dict[str, str]:
     """The change log, capture function and trigger of an online undo of the set ``oid``."""
     return dict(
         names,
-        log=derived_name(names["name"], "_sgt_plog"),
         function="sigeti_undo_capture_%d" % oid,
         trigger="%s%d" % (TRIGGER_PREFIX, oid),
     )
@@ -257,7 +259,7 @@ def online_swap_steps(
     steps = lock_steps(merge(at_swap + child_locks(facts)))
     steps += replay_steps(names, undo) + verify_steps(names, undo, keys_only=True)
     steps += swap_steps(names, facts, undo, validate=False)
-    steps += capture_drop_steps(names, on=names["kept"])
+    steps += capture_drop_steps(names, on=names["kept"], log=False)
     if drop_source:
         steps += drop_kept_steps(names)
     return _grouped(steps, "sigeti-undo-swap")
@@ -280,10 +282,11 @@ def post_steps(names: dict[str, str], facts: dict[str, Any]) -> list[Step]:
     return steps + [Step(sql.SQL("ANALYZE {}").format(table), ANALYZE_REASON, fresh_statistics=True)]
 
 
-def capture_drop_steps(names: dict[str, str], on: str) -> list[Step]:
-    """The capture trigger (on ``on``: its clones on the partitions go with it), its function and the log."""
+def capture_drop_steps(names: dict[str, str], on: str, log: bool = True) -> list[Step]:
+    """The capture trigger (on ``on``: its clones on the partitions go with it), its function and (``log``) the
+    log."""
     schema = names["schema"]
-    return [
+    steps = [
         Step(
             sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(names["trigger"]), identifier(schema, on)),
             "the capture trigger (and its clones on every partition)",
@@ -291,8 +294,43 @@ def capture_drop_steps(names: dict[str, str], on: str) -> list[Step]:
             targets=[(schema, on)],
         ),
         Step(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(identifier(schema, names["function"])), "capture function"),
-        Step(sql.SQL("DROP TABLE IF EXISTS {}").format(identifier(schema, names["log"])), "the change log"),
     ]
+    if log:
+        steps.append(drop_log_step(names))
+    return steps
+
+
+def drop_log_step(names: dict[str, str]) -> Step:
+    """The change log (after the swap: the list of what was left to run) goes."""
+    return Step(sql.SQL("DROP TABLE IF EXISTS {}").format(identifier(names["schema"], names["log"])), "the change log")
+
+
+def with_post_mark(swap: list[Step], names: dict[str, str], statements: Sequence[str]) -> list[Step]:
+    """The swap's transaction and, last in it, the change log's comment listing the post-swap ``statements``, so a
+    run killed after the swap finishes them (``pending_post``, ``post_run_steps``)."""
+    mark = json.dumps({POST_MARK: "swapped", "post": list(statements)})
+    step = Step(
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(identifier(names["schema"], names["log"]), sql.Literal(mark)),
+        "what is left after the swap, for a run killed before it ran",
+        group=swap[-1].group,
+    )
+    return list(swap) + [step]
+
+
+def post_run_steps(names: dict[str, str], statements: Sequence[str]) -> list[Step]:
+    """The post-swap ``statements`` (as the swap stored them), each its own transaction, then the change log."""
+    return [Step(text, "after the swap") for text in statements] + [drop_log_step(names)]
+
+
+def pending_post(comment: str | None) -> list[str] | None:
+    """The post-swap statements a change log's comment lists (None: not a swapped undo's log)."""
+    try:
+        found = json.loads(comment or "")
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or found.get(POST_MARK) != "swapped":
+        return None
+    return [str(text) for text in found.get("post") or []]
 
 
 def abandon_steps(names: dict[str, str], leftovers: Sequence[str]) -> list[Step]:

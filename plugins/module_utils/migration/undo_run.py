@@ -39,14 +39,13 @@ def run_undo(context: RunContext, conn: Connection, schema: str, name: str) -> d
     params = context.params
     names = undo.undo_names(schema, name)
     shown = display_name(schema, name)
-    kinds = catalog_undo.relation_kinds(conn, schema, [name, names["kept"]])
+    kinds = catalog_undo.relation_kinds(conn, schema, [name, names["kept"], names["log"]])
     if name not in kinds:
         raise InvalidInput(
             "table %s does not exist: state plain turns an existing partition set into a plain table" % shown
         )
     if kinds[name] == "r":
-        steps = undo.drop_kept_steps(names) if params.get("drop_source") and kinds.get(names["kept"]) == "p" else []
-        return _apply(context, conn, names, steps, {"kept": None if steps else _kept(kinds, names)})
+        return _apply(context, conn, names, *_plain_table_steps(conn, names, kinds, bool(params.get("drop_source"))))
     if kinds[name] != "p":
         raise InvalidInput("%s is not a table (relkind %s): state plain needs a partition set" % (shown, kinds[name]))
     mode = params.get("migrate")
@@ -64,8 +63,19 @@ def run_undo(context: RunContext, conn: Connection, schema: str, name: str) -> d
     return _run_online(context, conn, names, planned, extra)
 
 
-def _kept(kinds, names):
-    return names["kept"] if kinds.get(names["kept"]) == "p" else None
+def _plain_table_steps(conn: Connection, names: dict[str, str], kinds: dict[str, str], drop_source: bool):
+    """On a table already plain: what an online undo killed after its swap left to run (its change log says), and
+    with ``drop_source`` the kept set's drop; return the steps and the result's ``migration`` keys."""
+    steps, extra = [], {}
+    if names["log"] in kinds:
+        pending = undo_online.pending_post(catalog_undo.relation_comment(conn, names["schema"], names["log"]))
+        if pending is not None:
+            steps, extra = undo_online.post_run_steps(names, pending), {"resumed_from": "post"}
+    drop = drop_source and kinds.get(names["kept"]) == "p"
+    if drop:
+        steps += undo.drop_kept_steps(names)
+    extra["kept"] = names["kept"] if kinds.get(names["kept"]) == "p" and not drop else None
+    return steps, extra
 
 
 def _plan(
@@ -191,10 +201,12 @@ def _run_online(context: RunContext, conn: Connection, names: dict[str, str], pl
         _checksums(result, verify)
         info["replayed_keys"] += verify[0].rowcount or 0
         info["phases_run"].append("catchup")
+        statements = [s.render(conn) for s in planned["post"]]
+        swap = undo_online.with_post_mark(planned["swap"], names, statements)
         started = time.monotonic()
-        executor.run(planned["swap"])
+        executor.run(swap)
         info["swap_seconds"] = round(time.monotonic() - started, 3)
-        info["replayed_keys"] += planned["swap"][1].rowcount or 0
+        info["replayed_keys"] += swap[1].rowcount or 0
     except LockNotGranted as error:
         raise DwhError(
             "back to a plain table (online) stopped for %s before its swap: %s. The partition set is unchanged and in "
@@ -206,9 +218,11 @@ def _run_online(context: RunContext, conn: Connection, names: dict[str, str], pl
         raise _abandon_after_failure(executor, names, error) from None
     info["phases_run"].append("swap")
     try:
-        executor.run(planned["post"])
+        executor.run(undo_online.post_run_steps(names, statements))
     except (psycopg2.Error, DwhError) as error:
-        raise _failed(names, error, "The plain table is in place; only its foreign key validation or ANALYZE is left")
+        raise _failed(
+            names, error, "The plain table is in place; its foreign key validation or ANALYZE is left to the next run"
+        )
     info["phases_run"].append("post")
     result["queries"] = executor.executed
     return result

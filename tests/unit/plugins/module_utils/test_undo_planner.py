@@ -16,6 +16,8 @@ def render(node):
         return "'%s'" % node.wrapped.replace("'", "''") if isinstance(node.wrapped, str) else str(node.wrapped)
     if isinstance(node, sql.SQL):
         return node.string
+    if isinstance(node, str):
+        return node
     return "<...>"
 
 
@@ -324,3 +326,17 @@ def test_foreign_keys_in_are_re_pointed_in_the_swap_and_their_tables_locked_firs
     assert any(render(s.sql).endswith("REFERENCES s.fait(id, k) NOT VALID") for s in online)
     post = [render(s.sql) for s in undo_online.post_steps(NAMES, _facts(foreign_keys_in=[fk]))]
     assert 'ALTER TABLE "s"."detail" VALIDATE CONSTRAINT "det_fk"' in post
+
+
+def test_the_swap_stores_what_is_left_after_it_so_a_killed_run_is_finished_by_the_next():
+    names = _online_names()
+    swap = undo_online.online_swap_steps(names, _facts(), _online_undo(), drop_source=False)
+    marked = undo_online.with_post_mark(swap, names, ['ALTER TABLE "s"."fait" VALIDATE CONSTRAINT "f"', "ANALYZE x"])
+    assert marked[-1].group == swap[-1].group == "sigeti-undo-swap", "in the swap's transaction"
+    comment = marked[-1].sql.seq[-1].wrapped
+    assert undo_online.pending_post(comment) == ['ALTER TABLE "s"."fait" VALIDATE CONSTRAINT "f"', "ANALYZE x"]
+    assert undo_online.pending_post(undo_online.BUILT) is None
+    assert undo_online.pending_post(None) is None and undo_online.pending_post('{"other": 1}') is None
+    texts = [render(s.sql) for s in undo_online.post_run_steps(names, ["ANALYZE x"])]
+    assert texts == ["ANALYZE x", 'DROP TABLE IF EXISTS "s"."fait_sgt_plog"'], "the log goes last"
+    assert 'DROP TABLE IF EXISTS "s"."fait_sgt_plog"' not in [render(s.sql) for s in swap], "kept until the post"
