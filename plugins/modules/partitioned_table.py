@@ -198,10 +198,26 @@ options:
     elements: str
     default: []
   state:
-    description: Only V(present) for now.
+    description:
+      - V(partitioned) (V(present) is its alias) keeps O(name) a partition set as declared (a plain table is migrated
+        into one first, see O(migrate)).
+      - V(plain) turns an existing partition set (default partition included) back into one plain table of the same
+        name. O(migrate=offline) does it in one transaction (writers wait for the whole copy, readers go on).
+        O(migrate=online) captures the changes with a row trigger on the parent (cloned to every partition, so
+        writes straight into a partition are captured too), copies, replays and verifies while writers go on, then
+        swaps in one short transaction; it needs a primary key or a unique index on NOT NULL columns. An online run
+        stopped by a lock after its copy resumes at the catch-up; O(migrate=abandon) drops what an online run left
+        before its swap.
+      - Every row is verified by the whole-row checksum. Indexes (a primary key that had to include the key keeps
+        it, see O(extend_primary_key)), grants, owner, comments, defaults, identity and serial sequences, NOT NULL
+        and CHECK constraints, triggers, reloptions every partition shares, column compression, foreign keys out and
+        dependent views are carried, and other tables' foreign keys are re-pointed at the plain table. Foreign keys
+        into a partition, publications, materialized views, rules and views on a partition are refused before any
+        change. The set is kept as C(<name>_partitioned) until O(drop_source).
+        O(key) and O(interval) are not needed. See C(docs/migration.md).
     type: str
-    choices: [present]
-    default: present
+    choices: [partitioned, present, plain]
+    default: partitioned
   skip_on_standby:
     description: On a standby (in recovery) return ok and unchanged instead of failing.
     type: bool
@@ -238,10 +254,15 @@ options:
     description:
       - PostgreSQL requires a partitioned table's primary key and unique constraints to include the partition key.
         With V(true) a migration appends O(key) to them; with V(false) it refuses, naming the key, before any change.
+      - With O(state=plain), V(true) takes the partition key's columns back out of the primary key and unique
+        constraints of the plain table (V(false) keeps them as they are).
     type: bool
     default: false
   drop_source:
-    description: Drop the original table (C(<table>_unpartitioned)) once the migration is verified and swapped.
+    description:
+      - Drop the original table (C(<table>_unpartitioned)) once the migration is verified and swapped.
+      - With O(state=plain), drop the kept partition set (C(<table>_partitioned)) and its partitions, in the undo's
+        transaction or, on a table an earlier undo made plain, on its own.
     type: bool
     default: false
   tables:
@@ -294,7 +315,7 @@ options:
       pg_repack_path: {description: See O(pg_repack_path)., type: path}
       columns: {description: See O(columns)., type: list, elements: raw}
       primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
-      state: {description: See O(state)., type: str, choices: [present], default: present}
+      state: {description: See O(state)., type: str, choices: [partitioned, present, plain], default: partitioned}
       migrate:
         description: See O(migrate).
         type: str
@@ -390,7 +411,11 @@ migration:
       check mode its size now), null when dropped (O(drop_source)) or nothing is kept (attach); C(drop_hint), one line
       on how to drop it (null when nothing is kept); C(created), the migration's own partitions; C(catchup) (online),
       each catch-up's keys left and replayed, batches, seconds, and the writers' change rate against the replay rate.
-  returned: when O(name) was a plain table
+    - With O(state=plain) (back to a plain table), C(direction) V(plain), C(table), C(mode), C(kept) (the name the
+      partition set is kept under, null once dropped), C(rows_copied), C(checksums) (C(total) as above); online also
+      C(phases_run), C(resumed_from), C(catchup_rounds), C(replayed_keys) and C(swap_seconds); C(abandoned) with
+      O(migrate=abandon).
+  returned: when O(name) was a plain table, or with O(state=plain)
   type: dict
 partitions:
   description:
@@ -553,7 +578,7 @@ def table_options(required):
         pg_repack_path=dict(type="path"),
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
-        state=dict(type="str", choices=["present"], default="present"),
+        state=dict(type="str", choices=["partitioned", "present", "plain"], default="partitioned"),
         migrate=dict(type="str", choices=["online", "offline", "attach", "never", "abandon"], default="online"),
         batch_rows=dict(type="int", default=100000),
         extend_primary_key=dict(type="bool", default=False),
@@ -574,8 +599,11 @@ def main():
         required_one_of=[["name", "tables"]],
         # a table's options go in its entry of tables, not beside it
         mutually_exclusive=[["tables", option] for option in table_options(required=False)],
-        required_by={"name": ["key", "interval"]},
     )
+    missing = [o for o in ("key", "interval") if module.params[o] is None]
+    if module.params["name"] is not None and module.params["state"] != "plain" and missing:
+        # required_by, except for state plain (a set going back to a plain table needs neither)
+        module.fail_json(msg="missing parameter(s) required by 'name': %s" % ", ".join(missing))
     context = RunContext(module.params, module.check_mode, module._diff, module.warn, module.run_command)
     holder = []
     with module_errors(module.fail_json, module.exit_json, holder):

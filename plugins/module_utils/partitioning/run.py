@@ -21,6 +21,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.core import periods
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.errors import DwhError, InvalidInput
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import display_name
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as migration
+from ansible_collections.sigeti.dwh.plugins.module_utils.migration import undo_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import indexes as partition_indexes
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
@@ -631,7 +632,10 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
 
     Finishes or starts a migration when the table is plain (or half migrated), then plans the partition set from
     the facts and applies it (renders it in check mode). Returns the module result; warnings go to ``context.warn``.
+    ``state: plain`` turns a partition set back into a plain table instead (``migration.undo_run``).
     """
+    if context.params.get("state") == "plain":
+        return undo_run.run_undo(context, conn, schema, name)
     table = with_lock_retries(conn, context, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name))
     migrated = None
     abandon = context.params["migrate"] == "abandon" and table["exists"]
