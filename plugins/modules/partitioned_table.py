@@ -181,6 +181,22 @@ options:
         others wait for the next runs; a warning and RV(tiers.remaining) say how many.
     type: int
     default: 3
+  repartition:
+    description:
+      - What to do when O(name) is a partition set whose partitions are of another interval than O(interval) (none of
+        them is exactly one declared period, some are one period of another interval).
+      - Unset (the default), the run is refused before any change, naming both intervals; attaching the first
+        partition of the new interval by hand makes the run adopt the older partitions as they are (the interval
+        changes from that date on).
+      - V(online) or V(offline) rebuilds the whole set under O(interval) in one run, through the two verified
+        migrations, both in that mode and each checked by its whole-row checksum - back to a plain table
+        (O(state=plain); the old set is dropped once the plain table holds exactly its rows, its partitions' names
+        being the new set's), then into the declared partitions (the plain table kept as C(<name>_unpartitioned)
+        until O(drop_source), as after any migration). A run killed between the two leaves a plain table with every
+        row, which the next run migrates in the same mode. Check mode shows the way back only.
+      - Everything the way back refuses (see O(state)) is refused here too, before any change.
+    type: str
+    choices: [online, offline]
   pg_repack_path:
     description:
       - The C(pg_repack) program O(tiers) moves partitions with; default searches PATH and
@@ -313,6 +329,7 @@ options:
           tablespace: {description: 'See O(tiers[].tablespace).', type: str, required: true}
       tiers_max_per_run: {description: See O(tiers_max_per_run)., type: int, default: 3}
       pg_repack_path: {description: See O(pg_repack_path)., type: path}
+      repartition: {description: See O(repartition)., type: str, choices: [online, offline]}
       columns: {description: See O(columns)., type: list, elements: raw}
       primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
       state: {description: See O(state)., type: str, choices: [partitioned, present, plain], default: partitioned}
@@ -496,6 +513,12 @@ bound:
   type: dict
   returned: with O(name) and per table in RV(results)
   sample: {low: "2024-01-01", high: "2025-01-01", parents: [dwh_facts.fait], periods_outside: 25}
+repartition:
+  description:
+    - With O(repartition), when the set was of another interval - C(from) and C(to) (the intervals), C(mode), C(note)
+      and C(back_to_plain) (what the way back to a plain table checked; its plan in check mode).
+  returned: when O(repartition) rebuilt the set (or would, in check mode)
+  type: dict
 tiers:
   description:
     - With O(tiers), C(moved) - the partitions moved to their tier this run (in check mode, those it would move),
@@ -576,6 +599,7 @@ def table_options(required):
         ),
         tiers_max_per_run=dict(type="int", default=tiers.DEFAULT_MAX_MOVES),
         pg_repack_path=dict(type="path"),
+        repartition=dict(type="str", choices=["online", "offline"]),
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["partitioned", "present", "plain"], default="partitioned"),

@@ -486,7 +486,8 @@ def _load_factures(cur, seed, n_factures, n_attributions):
                       FROM generate_series(1, 30 + floor({u8} * 20)::int) AS i)""".format(
         lib=_pick(
             libelles,
-            "((hashint8extended(g::bigint * 100 + i, %d) & 2147483647)::float8 / 2147483648.0)" % (int(seed) * 1000 + 309),
+            "((hashint8extended(g::bigint * 100 + i, %d) & 2147483647)::float8 / 2147483648.0)"
+            % (int(seed) * 1000 + 309),
         ),
         salt=int(seed) * 1000 + 310,
         u8=u(308),

@@ -16,7 +16,7 @@ import dataclasses
 import datetime
 import os
 import re
-from typing import TYPE_CHECKING, Any, Sequence, TypedDict
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypedDict
 
 from ansible_collections.sigeti.dwh.plugins.module_utils.core.bounds import (
     MAXVALUE,
@@ -794,6 +794,33 @@ def interval_of(scheme: Scheme, part: dict[str, Any], rank: Ranker = bound_rank)
     return None
 
 
+def other_intervals(
+    declared: Declared, ranges: Sequence[dict[str, Any]], rank: Ranker = bound_rank
+) -> dict[str, list[dict[str, Any]]]:
+    """The range partitions by the interval they are exactly one period of, when none of them is one declared
+    period (empty when one is: the tree is of the declared interval, or changes to it from a date on)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for part in ranges:
+        if _one_period(declared.scheme, part, rank):
+            return {}
+        name = interval_of(declared.scheme, part, rank)
+        if name is not None:
+            found.setdefault(name, []).append(part)
+    return found
+
+
+def existing_interval(
+    declared: Declared, table: dict[str, Any], aliases: Mapping[Any, Any] | None = None
+) -> str | None:
+    """The interval most of ``table``'s range partitions are of when it is not the declared one (None when the tree
+    is of the declared interval, or its partitions are of no interval this key format knows)."""
+    ranges = [
+        p for p in existing_partitions(table) if not p["is_default"] and (p.get("bound") or {}).get("kind") == "range"
+    ]
+    found = other_intervals(declared, [p for p in ranges if "low" in p], _ranker(aliases))
+    return max(sorted(found), key=lambda name: len(found[name])) if found else None
+
+
 def check_interval(
     declared: Declared, ranges: Sequence[dict[str, Any]], rank: Ranker = bound_rank, bound: KeyBound | None = None
 ) -> None:
@@ -806,13 +833,7 @@ def check_interval(
     ``bound`` (the table's own, when it is a partition) keeps the example of that first partition inside it.
     """
     scheme = declared.scheme
-    found: dict[str, list[dict[str, Any]]] = {}
-    for part in ranges:
-        if _one_period(scheme, part, rank):
-            return
-        name = interval_of(scheme, part, rank)
-        if name is not None:
-            found.setdefault(name, []).append(part)
+    found = other_intervals(declared, ranges, rank)
     if not found:
         return
     ordered = sorted(found.items(), key=lambda item: -len(item[1]))
@@ -829,8 +850,8 @@ def check_interval(
     raise InvalidInput(
         "the existing partitions of %s are by %s, not by the declared interval %s: none of them is exactly one "
         "period of it, and its partitions would be added beside them. Declare interval: %s (what they are); to "
-        "change to %s from a date on, attach the first partition of the new interval yourself%s and run again. "
-        "Nothing was changed."
+        "change to %s from a date on, attach the first partition of the new interval yourself%s and run again; "
+        "to rebuild the whole set by %s, set repartition: online (or offline). Nothing was changed."
         % (
             declared.display,
             by_interval,
@@ -838,6 +859,7 @@ def check_interval(
             ordered[0][0],
             scheme.interval_name,
             example,
+            scheme.interval_name,
         )
     )
 

@@ -50,6 +50,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning.layout imp
     check_start_in_bound,
     days_span,
     default_name,
+    existing_interval,
     existing_partitions,
     interval_of,
     is_stray,

@@ -24,6 +24,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.migration import api as
 from ansible_collections.sigeti.dwh.plugins.module_utils.migration import undo_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import indexes as partition_indexes
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
+from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import repartition_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor, describe_blockers
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import is_lock_error
@@ -637,6 +638,12 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
     if context.params.get("state") == "plain":
         return undo_run.run_undo(context, conn, schema, name)
     table = with_lock_retries(conn, context, [(schema, name)], lambda: catalog.read_partition_set(conn, schema, name))
+    context = repartition_run.forward_context(context)
+    rebuilt = rebuild_first(conn, context, schema, name, table)
+    if rebuilt is not None:
+        if context.check_mode:
+            return rebuilt
+        table = catalog.read_partition_set(conn, schema, name)
     migrated = None
     abandon = context.params["migrate"] == "abandon" and table["exists"]
     if table["exists"] and (abandon or table["relkind"] == "r" or migration.read_state(conn, schema, name)):
@@ -691,7 +698,20 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
         context.warn(warning)
-    return output
+    return repartition_run.with_way_back(output, rebuilt)
+
+
+def rebuild_first(
+    conn: Connection, context: RunContext, schema: str, name: str, table: dict[str, Any]
+) -> dict[str, Any] | None:
+    """With ``repartition``, a set of another interval than declared turned back into a plain table first (the
+    forward migration then rebuilds it); its result, or None when there is nothing to rebuild."""
+    if context.params.get("repartition") not in repartition_run.MODES or not table["exists"]:
+        return None
+    if table["relkind"] != "p":
+        return None
+    declared = declared_state(context.params, schema, name, table, conn)
+    return repartition_run.undo_first(context, conn, declared, table)
 
 
 def run_tables(context: RunContext, conn: Connection, server: ServerFacts) -> dict[str, Any]:
