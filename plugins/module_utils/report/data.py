@@ -185,6 +185,23 @@ def compression_figures(table: Mapping[str, Any], declared: Mapping[str, Any] | 
     }
 
 
+def tablespace_rows(table: Mapping[str, Any], declared: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Bytes of the table's tree per tablespace, each with the tier the declaration puts there (``tier_after``: the
+    periods after which partitions live in it; None for a tablespace no declared tier names)."""
+    tiers = {
+        t.get("tablespace"): t.get("after")
+        for t in (declared or {}).get("tiers") or []
+        if isinstance(t, Mapping) and t.get("tablespace") is not None
+    }
+    rows = [
+        {"tablespace": name, "bytes": int(size or 0), "tier_after": tiers.pop(name, None)}
+        for name, size in (table.get("tablespaces") or {}).items()
+    ]
+    # a declared tier nothing lives in yet: shown empty, so the page says where the old periods will go
+    rows.extend({"tablespace": name, "bytes": 0, "tier_after": after} for name, after in sorted(tiers.items()))
+    return rows
+
+
 def table_entry(
     table: Mapping[str, Any], declared: Mapping[str, Any] | None, before: Mapping[str, int]
 ) -> dict[str, Any]:
@@ -215,6 +232,11 @@ def table_entry(
         vacuum_due=[v["relation"] for v in vacuum if v["vacuum_due"]],
         unused_indexes=table.get("unused_indexes") or [],
         invalid_indexes=table.get("invalid_indexes") or [],
+        tablespaces=tablespace_rows(table, declared),
+    )
+    # worth a section when the tree spans tablespaces or the declaration names tiers
+    entry["tablespaces_shown"] = len(entry["tablespaces"]) > 1 or any(
+        r["tier_after"] is not None for r in entry["tablespaces"]
     )
     entry.update(compression_figures(table, declared))
     return entry

@@ -113,3 +113,34 @@ def test_an_unknown_comment_or_size_shows_a_dash_and_a_date_key():
     html = report_render.render_pages(doc, TEMPLATES)["report.html"]
     assert '<div class="comment">line one\nline two &lt;b&gt;</div>' in html
     assert datetime.date.today() is not None
+
+
+def test_tablespaces_and_their_tiers_are_shown_on_both_pages_only_when_there_is_something_to_say():
+    entry = table("dwh_facts", "fait")
+    entry["tablespaces"] = {"pg_default": 4096, "cold_ssd": 1 << 20}
+    declared = [
+        {
+            "name": "dwh_facts.fait",
+            "tiers": [{"after": 12, "tablespace": "cold_ssd"}, {"after": 36, "tablespace": "archive_hdd"}],
+        }
+    ]
+    doc = document([read("declared", "dwh_facts.fait", result={"tables": [entry]})], declared=declared)
+    rows = doc["tables"][0]["tablespaces"]
+    assert rows == [
+        {"tablespace": "pg_default", "bytes": 4096, "tier_after": None},
+        {"tablespace": "cold_ssd", "bytes": 1 << 20, "tier_after": 12},
+        {"tablespace": "archive_hdd", "bytes": 0, "tier_after": 36},  # a tier nothing lives in yet
+    ]
+    pages = report_render.render_pages(doc, TEMPLATES)
+    html = pages["report.html"]
+    assert "<h2>Storage by tablespace</h2>" in html
+    assert "<td>cold_ssd</td><td>periods ended more than 12 ago</td>" in html
+    assert "<td>archive_hdd</td><td>periods ended more than 36 ago</td>" in html
+    assert "| dwh_facts.fait | cold_ssd | periods ended more than 12 ago |" in pages["report.md"]
+
+    plain = table("dwh_facts", "fait")
+    plain["tablespaces"] = {"pg_default": 4096}
+    quiet = document(
+        [read("declared", "dwh_facts.fait", result={"tables": [plain]})], declared=[{"name": "dwh_facts.fait"}]
+    )
+    assert "Storage by tablespace" not in report_render.render_pages(quiet, TEMPLATES)["report.html"]
