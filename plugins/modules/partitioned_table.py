@@ -42,7 +42,7 @@ options:
       - Required unless O(tables) is given (then it must not be).
     type: str
   key:
-    description: The partition key column. Required with O(name).
+    description: The partition key column. Required with O(name) and in each O(tables) entry, unless O(state=plain).
     type: str
   key_format:
     description:
@@ -66,7 +66,7 @@ options:
     description:
       - V(year), V(quarter), V(month), V(week) (ISO weeks, Monday to Monday) or V(day); V(yyyymm) keys take
         year, quarter or month. For V(key_format=integer), a positive whole number, the width of each partition.
-      - Required with O(name).
+      - Required with O(name) and in each O(tables) entry, unless O(state=plain).
     type: str
   start:
     description:
@@ -295,13 +295,13 @@ options:
     elements: dict
     suboptions:
       name: {description: The table (O(name))., type: str, required: true}
-      key: {description: The partition key column (O(key))., type: str, required: true}
+      key: {description: 'The partition key column (O(key)); required unless the entry''s state is plain.', type: str}
       key_format:
         description: See O(key_format).
         type: str
         choices: [auto, date, timestamp, timestamptz, yyyymmdd, yyyymm, integer, epoch, epoch_ms]
         default: auto
-      interval: {description: See O(interval)., type: str, required: true}
+      interval: {description: 'See O(interval); required unless the entry''s state is plain.', type: str}
       start: {description: See O(start)., type: str}
       premake: {description: See O(premake)., type: int, default: 2}
       max_new_partitions: {description: See O(max_new_partitions)., type: int, default: 100}
@@ -571,12 +571,13 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import planner 
 
 
 def table_options(required):
-    """The options of one table: the module's own, and those of each ``tables`` entry (then ``required``)."""
+    """The options of one table: the module's own, and those of each ``tables`` entry (then ``required``). ``key``
+    and ``interval`` are checked by ``missing_keys``: a table going back to a plain table needs neither."""
     return dict(
         name=dict(type="str", required=required),
-        key=dict(type="str", required=required, no_log=False),
+        key=dict(type="str", no_log=False),
         key_format=dict(type="str", default="auto", choices=list(periods.FORMAT_NAMES)),
-        interval=dict(type="str", required=required),
+        interval=dict(type="str"),
         start=dict(type="str"),
         premake=dict(type="int", default=2),
         max_new_partitions=dict(type="int", default=partitioning.DEFAULT_MAX_NEW_PARTITIONS),
@@ -610,6 +611,13 @@ def table_options(required):
     )
 
 
+def missing_keys(table):
+    """The options a table's declaration lacks: ``key`` and ``interval``, unless its state is plain."""
+    if table["state"] == "plain":
+        return []
+    return [option for option in ("key", "interval") if table[option] is None]
+
+
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(table_options(required=False))
@@ -624,10 +632,15 @@ def main():
         # a table's options go in its entry of tables, not beside it
         mutually_exclusive=[["tables", option] for option in table_options(required=False)],
     )
-    missing = [o for o in ("key", "interval") if module.params[o] is None]
-    if module.params["name"] is not None and module.params["state"] != "plain" and missing:
-        # required_by, except for state plain (a set going back to a plain table needs neither)
-        module.fail_json(msg="missing parameter(s) required by 'name': %s" % ", ".join(missing))
+    # required_by, except for state plain (a set going back to a plain table needs neither)
+    if module.params["name"] is not None and missing_keys(module.params):
+        module.fail_json(msg="missing parameter(s) required by 'name': %s" % ", ".join(missing_keys(module.params)))
+    for entry in module.params["tables"] or []:
+        if missing_keys(entry):
+            module.fail_json(
+                msg="missing required arguments: %s found in tables (entry %s; only state: plain needs neither);"
+                " nothing was changed" % (", ".join(missing_keys(entry)), entry["name"])
+            )
     context = RunContext(module.params, module.check_mode, module._diff, module.warn, module.run_command)
     holder = []
     with module_errors(module.fail_json, module.exit_json, holder):

@@ -122,7 +122,7 @@ def test_roles_hold_no_sql_and_playbooks_only_order_roles():
     for path in glob.glob(os.path.join(ROOT, "roles", "*", "tasks", "*.yml")):
         with open(path) as handle:
             assert not SQL.search(handle.read()), path
-    for name in ("setup", "weekly", "monthly", "report"):
+    for name in ("setup", "weekly", "monthly", "report", "rollback"):
         with open(os.path.join(ROOT, "playbooks", name + ".yml")) as handle:
             plays = yaml.safe_load(handle)
         for entry in plays:

@@ -222,6 +222,23 @@ def test_drop_source_in_the_same_run(pg_server, db, conn):
     assert content(conn) == before
 
 
+def test_a_tables_entry_with_state_plain_needs_neither_key_nor_interval(pg_server, db, conn):
+    make_set(conn)
+    before = content(conn)
+    args = pg_server.params(db)
+    args.update(lock_timeout="2s")
+    partitioned = run_module("partitioned_table", dict(args, tables=[{"name": "s.fait", "interval": "month"}]))
+    assert partitioned.get("failed") and "key found in tables (entry s.fait" in partitioned["msg"], partitioned
+    assert relkind(conn, "s.fait") == "p"
+    entry = {"name": "s.fait", "state": "plain", "migrate": "offline"}
+    result = run_module("partitioned_table", dict(args, tables=[entry]))
+    assert not result.get("failed"), result.get("msg")
+    assert result["changed"] and result["results"][0]["migration"]["kept"] == "fait_partitioned"
+    assert relkind(conn, "s.fait") == "r" and content(conn) == before
+    again = run_module("partitioned_table", dict(args, tables=[entry]))
+    assert not again.get("failed") and not again["changed"], again
+
+
 def test_a_foreign_key_into_a_partition_and_a_publication_are_refused_before_any_change(pg_server, db, conn):
     make_set(conn)
     with conn.cursor() as cur:

@@ -656,6 +656,44 @@ def leaves_content(schema):
     return content
 
 
+def setup_undo(conn):
+    """un.p: a monthly set (months 6 back .. 1 ahead) with a default partition holding rows; the call makes it plain."""
+    _monthly_set(conn, "un", first=6, rows=200, default=True)
+    _exec(
+        conn,
+        "INSERT INTO un.p SELECT i, date '2001-01-01' + i % 400, i, md5(i::text) FROM generate_series(90001, 90150) i",
+    )
+
+
+def _no_undo_leftovers(conn):
+    """The state of an uninterrupted undo: un.p plain, the set kept as un.p_partitioned, no capture, log nor state."""
+    problems = []
+    rels = _all(conn, "SELECT relname FROM pg_class WHERE relname LIKE '%%sgt%%'")
+    if rels:
+        problems.append("leftover relations %r" % rels)
+    triggers = _all(conn, "SELECT DISTINCT tgname FROM pg_trigger WHERE tgname LIKE 'sigeti_undo_capture%%'")
+    functions = _all(conn, "SELECT proname FROM pg_proc WHERE proname LIKE 'sigeti_undo_capture%%'")
+    if triggers or functions:
+        problems.append("leftover capture %r %r" % (triggers, functions))
+    if _one(conn, "SELECT to_regclass('sigeti_dwh.migration_state')")[0]:
+        state = _all(conn, "SELECT * FROM sigeti_dwh.migration_state")
+        if state:
+            problems.append("leftover state rows %r" % state)
+    kinds = dict(_all(conn, "SELECT relname, relkind::text FROM pg_class WHERE relname IN ('p', 'p_partitioned')"))
+    if kinds != {"p": "r", "p_partitioned": "p"}:
+        problems.append("un.p is not plain beside the kept un.p_partitioned: %r" % kinds)
+    return problems
+
+
+def _module_undo(migrate, **extra):
+    """The spec of un.p's undo (``state: plain``) through ``partitioned_table``."""
+    return lambda server, db, conn: {
+        "kind": "module",
+        "name": "partitioned_table",
+        "args": _module_args(server, db, name="un.p", state="plain", migrate=migrate, **extra),
+    }
+
+
 def _module_migration(**extra):
     """The spec of mg.fait's migration through ``partitioned_table`` (``extra``: the mode and its options)."""
     return lambda server, db, conn: {
@@ -800,6 +838,12 @@ SCENARIOS = {
     # connection), so a crash between that commit and the swap leaves a shadow the next run must drop
     "offline_migration": Scenario(
         "offline_migration", setup_migration, "mg.fait", _module_migration(migrate="offline"), _no_migration_leftovers
+    ),
+    # state: plain, offline (one transaction: a kill before its commit leaves the set in use) and online (capture,
+    # batched copy, catch-up, short swap; a kill past the swap leaves the post-swap statements to the next run)
+    "undo_offline": Scenario("undo_offline", setup_undo, "un.p", _module_undo("offline"), _no_undo_leftovers),
+    "undo_online": Scenario(
+        "undo_online", setup_undo, "un.p", _module_undo("online", batch_rows=150), _no_undo_leftovers
     ),
 }
 

@@ -25,10 +25,15 @@ Result = Dict[str, Any]
 
 
 def partitioning(result: Result) -> list[str]:
-    """``partitioned_table``: a migration (not an abandon), and retention's detach, drop and archive."""
+    """``partitioned_table``: a migration (not an abandon), and retention's detach, drop and archive. Back to a plain
+    table (``direction: plain``): the set's rows copied into a new table is a migration; on a table already plain,
+    the kept set dropped (``drop_source``, ``kept`` then none) is a drop, and nothing to do is nothing."""
     kinds = []
     migration = result.get("migration")
-    if migration and "abandoned" not in migration:
+    if migration and migration.get("direction") == "plain" and "mode" not in migration:
+        if result.get("queries") and migration.get("kept") is None:
+            kinds.append("drop")
+    elif migration and "abandoned" not in migration:
         kinds.append("migrate")
     retired = set(result.get("dropped") or []) | set(result.get("archived") or [])
     if [name for name in result.get("detached") or [] if name not in retired]:

@@ -21,6 +21,12 @@ def test_the_modules_say_what_they_rewrite():
     assert backup_rewrites.partitioning({"detached": ["p1", "p2"], "dropped": ["p1"]}) == ["detach", "drop"]
     assert backup_rewrites.partitioning({"detached": ["p1"], "archived": ["p1"], "created": ["p9"]}) == ["archive"]
     assert backup_rewrites.partitioning({"created": ["p9"]}) == []
+    undo = {"direction": "plain", "table": "s.f", "kept": "f_partitioned"}
+    assert backup_rewrites.partitioning({"migration": dict(undo, mode="online"), "queries": ["q"]}) == ["migrate"]
+    assert backup_rewrites.partitioning({"migration": dict(undo, mode="abandon", abandoned=[]), "queries": []}) == []
+    # a table already plain: nothing to do, or only the kept set to drop
+    assert backup_rewrites.partitioning({"migration": undo, "queries": []}) == []
+    assert backup_rewrites.partitioning({"migration": dict(undo, kept=None), "queries": ["DROP"]}) == ["drop"]
     recompress = {"recompress": {"mode": "online"}, "queries": ["UPDATE"], "columns": {"c": {"values_to_rewrite": 3}}}
     assert backup_rewrites.compression(recompress) == ["recompress"]
     assert backup_rewrites.compression(dict(recompress, recompress={"mode": "none"})) == []
