@@ -304,3 +304,38 @@ def test_rollup_of_a_tables_entry(pg_server, db, conn):
     merged = result["results"][0]["rollup"]
     assert [m["partition"] for m in merged["merged"]] == ["fact_%s" % due[0].strftime("%Y%m")]
     assert merged["remaining"] == len(due) - 1
+
+
+ROLE_PLAYBOOK = """
+- name: The partitioning role, planning
+  hosts: dwh_servers
+  gather_facts: false
+  roles:
+    - role: sigeti.dwh.partitioning
+  post_tasks:
+    - name: Show the merges each table would get
+      ansible.builtin.debug:
+        msg: "merged {{ dwh_partitioning_results.results | map(attribute='rollup') | map(attribute='merged')
+              | map('map', attribute='partition') | map('list') | list }}"
+"""
+
+
+def test_the_partitioning_role_passes_rollup_from_a_dwh_tables_entry(pg_server, db, conn, tmp_path):
+    from tests.integration.test_roles_helpers import play, write_inventory
+
+    now = setup_set(pg_server, db, conn, rows_per_day=2)
+    due = due_months(now)
+    tables = [
+        {"name": "dwh.fact", "key": "d", "key_format": "date", "interval": "day", "premake": 2,
+         "start": str(month(now, -5)), "max_new_partitions": 400,
+         "rollup": {"after": AFTER, "interval": "month", "max_per_run": 2}},
+    ]  # fmt: skip
+    playbook = tmp_path / "partitioning.yml"
+    playbook.write_text(ROLE_PLAYBOOK)
+    inventory = write_inventory(tmp_path / "a.yml", {"dwh1": (pg_server, db)}, {"dwh_tables": tables})
+    listed = partitions(conn)
+    planned = play(str(playbook), inventory, pg_server.password, check=True)
+    assert planned.returncode == 0, planned.stdout[-3000:]
+    merged = ["fact_%s" % m.strftime("%Y%m") for m in due[:2]]
+    assert "merged [%s]" % str(merged) in planned.stdout, planned.stdout[-3000:]
+    assert partitions(conn) == listed
