@@ -8,6 +8,7 @@ import datetime
 import threading
 import time
 
+from tests.integration.test_tiers import placement, spaces  # noqa: F401  (a fixture)
 from tests.support.modules import run_module
 
 AFTER = 30  # days
@@ -339,3 +340,70 @@ def test_the_partitioning_role_passes_rollup_from_a_dwh_tables_entry(pg_server, 
     merged = ["fact_%s" % m.strftime("%Y%m") for m in due[:2]]
     assert "merged [%s]" % str(merged) in planned.stdout, planned.stdout[-3000:]
     assert partitions(conn) == listed
+
+
+def _late_writer(pg_server, db, day, stop, inserted, errors):
+    """Late rows of an old period (the roll-up's SHARE lock makes each wait): one short transaction each."""
+    other = pg_server.connect(db)
+    key = 8 * 10**8
+    try:
+        with other.cursor() as cur:
+            while not stop.is_set():
+                key += 1
+                cur.execute("INSERT INTO dwh.fact VALUES (%s, %s, 'late', 1)", (key, day))
+                inserted.append(key)
+                time.sleep(0.05)
+    except Exception as error:  # reported by the test
+        errors.append(error)
+    finally:
+        other.close()
+
+
+def test_a_writer_of_a_merged_period_is_never_a_deadlock_victim_and_loses_nothing(pg_server, db, conn):
+    now = setup_set(pg_server, db, conn, rows_per_day=200)
+    due = due_months(now)
+    before = content(conn)[0]
+    stop, inserted, errors = threading.Event(), [], []
+    late = due[0] + datetime.timedelta(days=10)
+    writer = threading.Thread(target=_late_writer, args=(pg_server, db, late, stop, inserted, errors))
+    writer.start()
+    try:
+        time.sleep(0.2)
+        args = _args(pg_server, db, now, rollup=rollup(max_per_run=1), lock_retries=10, lock_retry_delay=0.05)
+        result = run_module("partitioned_table", args)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        writer.join()
+    assert not errors, errors  # the writer waited, it was never the one PostgreSQL ended
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM dwh.fact WHERE v = 'late'")
+        assert cur.fetchone()[0] == len(inserted)
+    assert content(conn)[0] == before + len(inserted)
+    if result.get("failed"):  # every attempt met the writer: given up cleanly, nothing merged
+        assert "deadlock" in result["msg"] and result["changed"] is False, result["msg"]
+        assert names(conn) == expected_names(now, [])
+    else:
+        assert [m["partition"] for m in result["rollup"]["merged"]] == ["fact_%s" % due[0].strftime("%Y%m")]
+        assert names(conn) == expected_names(now, due[:1])
+
+
+def test_merged_partitions_stay_in_their_tier_with_their_indexes(pg_server, db, conn, spaces):  # noqa: F811
+    now = setup_set(pg_server, db, conn, rows_per_day=2)
+    due = due_months(now)
+    cold = spaces("cold")
+    tiers = {"tiers": [{"after": AFTER, "tablespace": cold}], "tiers_max_per_run": 400}
+    moved = run_module("partitioned_table", _args(pg_server, db, now, **tiers))
+    assert not moved.get("failed") and moved["tiers"]["moved"], moved
+    before = content(conn)
+    merged = run_module("partitioned_table", _args(pg_server, db, now, rollup=rollup(), **tiers))
+    assert not merged.get("failed"), merged
+    assert len(merged["rollup"]["merged"]) == len(due) and merged["tiers"]["moved"] == []
+    assert content(conn) == before
+    places = placement(conn)
+    for point in due:
+        name = "fact_%s" % point.strftime("%Y%m")
+        assert places[name] == cold
+        assert places["%s_fact_pkey" % name] == cold and places["%s_fact_v" % name] == cold
+    again = run_module("partitioned_table", _args(pg_server, db, now, rollup=rollup(), **tiers))
+    assert not again.get("failed") and again["changed"] is False, again.get("queries")
