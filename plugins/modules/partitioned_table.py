@@ -182,7 +182,7 @@ options:
     description:
       - Roll-up of old partitions. The partitions of every complete period of O(rollup.interval) that ended more than
         O(rollup.after) declared periods before the current one are merged into one partition of that period, named
-        as the set names partitions of that interval (C(<table>_202501), C(<table>_2025q1), C(<table>_2025)): daily
+        as the set names partitions of that interval (C(<table>_202501), C(<table>_2025q1), C(<table>_2025)) - daily
         partitions older than 90 days into months with O(rollup.after=90) and O(rollup.interval=month). Oldest first,
         at most O(rollup.max_per_run) periods per run; a period already one partition is left as it is, so a second
         run changes nothing. The default partition is never merged.

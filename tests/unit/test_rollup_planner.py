@@ -307,3 +307,17 @@ def test_names_follow_the_naming_scheme_within_63_bytes():
     long = "f" * 60
     assert rollups.target_name(long, MONTH, D(2025, 1, 1)).endswith("_202501")
     assert len(rollups.helper_name(rollups.target_name(long, MONTH, D(2025, 1, 1))).encode()) <= 63
+
+
+def test_the_module_documents_rollup_as_its_argument_spec_declares_it():
+    import yaml
+
+    from ansible_collections.sigeti.dwh.plugins.modules import partitioned_table as module
+
+    docs = yaml.safe_load(module.DOCUMENTATION)["options"]
+    spec = module.table_options(required=False)["rollup"]["options"]
+    for documented in (docs["rollup"], docs["tables"]["suboptions"]["rollup"]):
+        assert set(documented["suboptions"]) == set(spec) == {"after", "interval", "max_per_run"}
+        assert documented["suboptions"]["interval"]["choices"] == spec["interval"]["choices"]
+        assert documented["suboptions"]["max_per_run"]["default"] == spec["max_per_run"]["default"] == 1
+    assert "rollup" in yaml.safe_load(module.RETURN)
