@@ -247,7 +247,8 @@ def test_one_merge_is_one_transaction_in_the_right_order():
     order = [
         "DO ",  # SHARE on the sources
         'CREATE TABLE "dwh"."fact_202501_sgt_rollup" (LIKE "dwh"."fact_20250131"',
-        'INSERT INTO "dwh"."fact_202501_sgt_rollup" ("id", "d") SELECT "id", "d" FROM ONLY "dwh"."fact_20250101"',
+        'INSERT INTO "dwh"."fact_202501_sgt_rollup" ("id", "d") SELECT "id", "d" FROM "dwh"."fact" WHERE "d" >= '
+        "'2025-01-01'::date AND \"d\" < '2025-02-01'::date",
         'ALTER TABLE "dwh"."fact_202501_sgt_rollup" ADD CONSTRAINT "fact_202501_fact_pkey" PRIMARY KEY (id, d)',
         'CREATE INDEX "fact_202501_fact_v" ON "dwh"."fact_202501_sgt_rollup" USING btree (v)',
         "DO ",  # the checksum
@@ -289,8 +290,8 @@ def test_generated_columns_are_computed_again_not_copied():
         rollups.Column("g", "int", "int4", True),
     )
     period = due(days(D(2025, 1, 1), D(2025, 1, 31)))[0]
-    copy = text(rollups.copy_step(facts(columns=columns), period, "g").sql)
-    assert copy.startswith('INSERT INTO "dwh"."fact_202501_sgt_rollup" ("id", "d") SELECT "id", "d" FROM')
+    copy = text(rollups.copy_step(MONTH, facts(columns=columns), period, "g").sql)
+    assert copy.startswith('INSERT INTO "dwh"."fact_202501_sgt_rollup" ("id", "d") SELECT "id", "d" FROM "dwh"."fact"')
 
 
 def test_diff_lines_show_the_sources_then_the_merged_partition():

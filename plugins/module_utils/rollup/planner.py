@@ -383,7 +383,7 @@ def merge_steps(coarse: Any, facts: SetFacts, period: Period) -> list[planmod.St
     """The steps of one merge, one transaction (group ``rollup:<target>``), then ANALYZE of the new partition."""
     group = "rollup:%s" % period.target
     steps = build_steps(coarse, facts, period, group)
-    steps.append(verify_step(facts, period, group))
+    steps.append(verify_step(coarse, facts, period, group))
     steps.extend(swap_steps(coarse, facts, period, group))
     steps.append(
         planmod.Step(
@@ -438,17 +438,22 @@ def build_steps(coarse: Any, facts: SetFacts, period: Period, group: str) -> lis
                 group=group,
             )
         )
+    # the parent first, as its readers and writers take it (the copy reads through it): then the partitions
+    reader = Lock(facts.schema, facts.name, planmod.ACCESS_SHARE, "the parent %s, read by the copy" % facts.display)
     lock = first_locks(
-        [_source_locks(period, planmod.SHARE, "the partitions of period %s stay as they are during the copy")],
+        [
+            [reader]
+            + _source_locks(period, planmod.SHARE, "the partitions of period %s stay as they are" % period.label)
+        ],
         group=group,
     )
     lock.reason = (
-        "SHARE on the %d partitions of period %s, first thing: their readers go on, their writers wait until the "
-        "commit; %s" % (len(period.sources), period.label, lock.reason)
+        "ACCESS SHARE on the parent, then SHARE on the %d partitions of period %s, first thing: their readers go on, "
+        "their writers wait until the commit; %s" % (len(period.sources), period.label, lock.reason)
     )
     steps.append(lock)
     steps.append(create_step(coarse, facts, period, storage, group))
-    steps.append(copy_step(facts, period, group))
+    steps.append(copy_step(coarse, facts, period, group))
     steps.extend(index_steps(facts, period, group))
     return steps
 
@@ -487,21 +492,32 @@ def _bound(coarse: Any, point: Any) -> Any:
     return sql.Literal(value)
 
 
-def copy_step(facts: SetFacts, period: Period, group: str) -> planmod.Step:
-    """INSERT ... SELECT every row of the sources (generated columns are computed again)."""
+def _in_period(coarse: Any, facts: SetFacts, period: Period, alias: str | None = None) -> Any:
+    """``FROM parent [alias] WHERE key >= low AND key < high``: the rows of the period's partitions, read through the
+    parent (pruned to them; the statement stays short however many partitions the period has)."""
+    key = sql.Identifier(facts.key)
+    return sql.SQL("FROM {}{} WHERE {} >= {} AND {} < {}").format(
+        sql.Identifier(facts.schema, facts.name),
+        sql.SQL(" {}").format(sql.Identifier(alias)) if alias else sql.SQL(""),
+        key,
+        _bound(coarse, period.point),
+        key,
+        _bound(coarse, coarse.step(period.point)),
+    )
+
+
+def copy_step(coarse: Any, facts: SetFacts, period: Period, group: str) -> planmod.Step:
+    """INSERT ... SELECT every row of the period's partitions (generated columns are computed again)."""
     names = [c.name for c in facts.columns if not c.generated]
     columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    selects = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT {} FROM ONLY {}").format(columns, sql.Identifier(p.schema, p.name)) for p in period.sources
-    )
     return planmod.Step(
-        sql.SQL("INSERT INTO {} ({}) ").format(
-            sql.Identifier(period.sources[-1].schema, helper_name(period.target)), columns
+        sql.SQL("INSERT INTO {} ({}) SELECT {} ").format(
+            sql.Identifier(period.sources[-1].schema, helper_name(period.target)), columns, columns
         )
-        + selects,
-        "copy the rows of %s into the partition of period %s"
-        % (", ".join(p.name for p in period.sources), period.label),
-        lock=planmod.ROW_EXCLUSIVE,
+        + _in_period(coarse, facts, period),
+        "copy the rows of the %d partitions of period %s (%s to %s) into its new partition"
+        % (len(period.sources), period.label, period.sources[0].name, period.sources[-1].name),
+        lock=planmod.ACCESS_SHARE,
         targets=[(p.schema, p.name) for p in period.sources],
         group=group,
     )
@@ -540,7 +556,7 @@ _VERIFY = """
 DECLARE
   source_rows bigint; source_digest numeric; built_rows bigint; built_digest numeric;
 BEGIN
-  SELECT count(*), coalesce(sum(d), 0) INTO source_rows, source_digest FROM ({sources}) s;
+  SELECT count(*), coalesce(sum({digest}), 0) INTO source_rows, source_digest {sources};
   SELECT count(*), coalesce(sum({digest}), 0) INTO built_rows, built_digest FROM ONLY {built} t;
   IF source_rows <> built_rows OR source_digest <> built_digest THEN
     RAISE EXCEPTION USING ERRCODE = 'data_corrupted',
@@ -552,17 +568,13 @@ END
 """
 
 
-def verify_step(facts: SetFacts, period: Period, group: str) -> planmod.Step:
-    """A DO block comparing row count and the sum of whole-row digests of the sources and the new table: raises
-    (the transaction rolls back, nothing changed) on a mismatch."""
+def verify_step(coarse: Any, facts: SetFacts, period: Period, group: str) -> planmod.Step:
+    """A DO block comparing row count and the sum of whole-row digests (``migration.sql.row_digest``) of the
+    period's rows and of the new table: raises (the transaction rolls back, nothing changed) on a mismatch."""
     columns = [{"name": c.name, "type": c.type, "type_name": c.type_name} for c in facts.columns]
     digest = row_digest(columns, "t")
-    sources = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT {} AS d FROM ONLY {} t").format(digest, sql.Identifier(p.schema, p.name))
-        for p in period.sources
-    )
     body = sql.SQL(_VERIFY).format(
-        sources=sources,
+        sources=_in_period(coarse, facts, period, "t"),
         digest=digest,
         built=sql.Identifier(period.sources[-1].schema, helper_name(period.target)),
         shown=sql.Literal(period.target),
@@ -589,7 +601,12 @@ def swap_steps(coarse: Any, facts: SetFacts, period: Period, group: str) -> list
     if facts.default:
         wanted.append(Lock(*facts.default, planmod.ACCESS_EXCLUSIVE, "the default partition, which ATTACH checks"))
     first, last = period.sources[0].name, period.sources[-1].name
-    summary = "SHARE on the %d partitions of period %s (%s to %s)" % (len(period.sources), period.label, first, last)
+    summary = "ACCESS SHARE on the parent and SHARE on the %d partitions of period %s (%s to %s)" % (
+        len(period.sources),
+        period.label,
+        first,
+        last,
+    )
     lock = safe_locks(wanted, held, summary)
     lock.group = group
     steps = [lock]
