@@ -407,3 +407,36 @@ def test_merged_partitions_stay_in_their_tier_with_their_indexes(pg_server, db, 
         assert places["%s_fact_pkey" % name] == cold and places["%s_fact_v" % name] == cold
     again = run_module("partitioned_table", _args(pg_server, db, now, rollup=rollup(), **tiers))
     assert not again.get("failed") and again["changed"] is False, again.get("queries")
+
+
+def test_an_epoch_keyed_daily_set_rolls_up_into_months_of_local_midnights(pg_server, db, conn):
+    from tests.integration.test_epoch_keys import bounds, epoch_of, in_zone
+    from tests.support.fingerprint import content as fingerprint
+
+    conn = in_zone(pg_server, db, conn, "Europe/Paris")
+    try:
+        now = today(conn)
+        columns = [{"name": "id", "type": "bigint"}, {"name": "clock", "type": "bigint"}, {"name": "v", "type": "int"}]
+        args = _args(pg_server, db, now, name="ev", key="clock", key_format="epoch", columns=columns)
+        created = run_module("partitioned_table", args)
+        assert not created.get("failed"), created
+        first, last = epoch_of(conn, str(month(now, -5))), epoch_of(conn, str(now))
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ev SELECT g, %s + (g * 7919) %% %s, g FROM generate_series(1, 5000) g",
+                (first, last - first),
+            )
+        before = fingerprint(conn, "public", "ev")
+        due = due_months(now)
+        merged = run_module("partitioned_table", dict(args, rollup=rollup()))
+        assert not merged.get("failed"), merged
+        assert [m["partition"] for m in merged["rollup"]["merged"]] == ["ev_%s" % m.strftime("%Y%m") for m in due]
+        found = bounds(conn, "ev")
+        for point in due:
+            low, high = epoch_of(conn, str(point)), epoch_of(conn, str(month(point, 1)))
+            assert found["ev_%s" % point.strftime("%Y%m")] == (low, high)
+        assert fingerprint(conn, "public", "ev") == before
+        again = run_module("partitioned_table", dict(args, rollup=rollup()))
+        assert not again.get("failed") and again["changed"] is False, again.get("queries")
+    finally:
+        conn.close()
