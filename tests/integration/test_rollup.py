@@ -440,3 +440,23 @@ def test_an_epoch_keyed_daily_set_rolls_up_into_months_of_local_midnights(pg_ser
         assert not again.get("failed") and again["changed"] is False, again.get("queries")
     finally:
         conn.close()
+
+
+def test_a_parent_index_made_after_a_rollup_gets_its_copy_on_the_merged_partitions(pg_server, db, conn):
+    now = setup_set(pg_server, db, conn, rows_per_day=2)
+    due = due_months(now)
+    args = _args(pg_server, db, now, rollup=rollup())
+    assert not run_module("partitioned_table", args).get("failed")
+    with conn.cursor() as cur:
+        cur.execute("CREATE INDEX fact_n ON ONLY dwh.fact (n)")
+    indexed = run_module("partitioned_table", args)
+    assert not indexed.get("failed"), indexed
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid "
+            "WHERE h.inhparent = 'dwh.fact_n'::regclass AND i.indisvalid"
+        )
+        assert cur.fetchone()[0] == len(expected_names(now, due))  # every partition, the default included
+        cur.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'dwh.fact_n'::regclass")
+        assert cur.fetchone()[0] is True
+    assert run_module("partitioned_table", args)["changed"] is False
