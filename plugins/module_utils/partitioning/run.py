@@ -694,8 +694,9 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         moves = tiers.diff_lines(tiered.plan.moves if tiered else ())
         merges = rollups.diff_lines(rolled.plan.merges if rolled else ())
         output["diff"] = {
-            "before": partitioning.diff_text(result.before) + merges[0] + moves[0],
-            "after": partitioning.diff_text(result.partitions)
+            # the merged partitions in the list after, and a line each saying what it merged
+            "before": partitioning.diff_text(result.before) + moves[0],
+            "after": partitioning.diff_text(output["partitions"])
             + merges[1]
             + moves[1]
             + parquet_retention.diff_lines(result),

@@ -139,8 +139,9 @@ def apply(conn: Connection, context: RunContext, work: RollupWork | None, commit
         return
     for merge in work.plan.merges:
         executor = Executor.from_options(conn, context.params)
+        swap = [s for s in merge.steps if s.group is not None]
         try:
-            executor.run(Plan(list(merge.steps)))
+            executor.run(Plan(swap))
         except Exception as error:  # a lock kept through every retry, a mismatch, a refused statement
             if isinstance(error, DwhError):
                 msg, details = error.msg, dict(error.details)
@@ -151,6 +152,23 @@ def apply(conn: Connection, context: RunContext, work: RollupWork | None, commit
         finally:
             work.executed.extend(executor.executed)
         work.merged.append(merge.report())
+        analyze(conn, context, merge, work)
+
+
+def analyze(conn: Connection, context: RunContext, merge: rollups.Merge, work: RollupWork) -> None:
+    """The steps after a merge's commit (its ANALYZE): a failure there is a warning, the merge stays done (autovacuum
+    analyzes the new partition later)."""
+    after = [s for s in merge.steps if s.group is None]
+    executor = Executor.from_options(conn, context.params)
+    try:
+        executor.run(Plan(after))
+    except Exception as error:  # a lock kept through every retry, a statement_timeout
+        context.warn(
+            "rollup: %s is merged, but its ANALYZE did not run (%s): autovacuum analyzes it later, or run ANALYZE %s"
+            % (merge.period.target, str(getattr(error, "msg", None) or error).strip(), merge.period.target)
+        )
+    finally:
+        work.executed.extend(executor.executed)
 
 
 def failure(details: dict[str, Any], msg: str, merge: rollups.Merge, work: RollupWork, committed: bool) -> DwhError:
@@ -177,18 +195,22 @@ def partitions_after(
     partitions: list[dict[str, Any]], work: RollupWork | None, check_mode: bool
 ) -> list[dict[str, Any]]:
     """The ``partitions`` result once the merges are done (or, in check mode, planned): each merged period's sources
-    replaced by its one partition."""
+    replaced, at the place of the first, by its one partition."""
     if not work:
         return partitions
     done = {m["partition"] for m in work.merged} if not check_mode else {m.period.target for m in work.plan.merges}
-    gone, added = set(), []
+    into = {}
     for merge in work.plan.merges:
         if merge.period.target in done:
-            gone.update(p.name for p in merge.period.sources)
             shown = merge.report()
-            added.append({"name": shown["partition"], "low": shown["from"], "high": shown["to"], "default": False})
-    if not added:
-        return partitions
-    kept = [p for p in partitions if p["name"] not in gone]
-    ranged = sorted((p for p in kept + added if not p["default"]), key=lambda p: p["low"])
-    return ranged + [p for p in kept if p["default"]]
+            entry = {"name": shown["partition"], "low": shown["from"], "high": shown["to"], "default": False}
+            into.update((p.name, entry) for p in merge.period.sources)
+    out, placed = [], set()
+    for part in partitions:
+        entry = into.get(part["name"])
+        if entry is None:
+            out.append(part)
+        elif entry["name"] not in placed:
+            placed.add(entry["name"])
+            out.append(entry)
+    return out
