@@ -460,3 +460,20 @@ def test_a_parent_index_made_after_a_rollup_gets_its_copy_on_the_merged_partitio
         cur.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'dwh.fact_n'::regclass")
         assert cur.fetchone()[0] is True
     assert run_module("partitioned_table", args)["changed"] is False
+
+
+def test_a_period_with_a_gap_is_refused_naming_it_with_nothing_changed(pg_server, db, conn):
+    now = setup_set(pg_server, db, conn, rows_per_day=2)
+    due = due_months(now)
+    missing = due[1] + datetime.timedelta(days=9)
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE dwh.fact_%s" % missing.strftime("%Y%m%d"))
+    listed, before = partitions(conn), content(conn)
+    # start after the gap, so the partition plan does not create the missing day again
+    args = _args(pg_server, db, now, start=str(month(now, -1)), rollup=rollup())
+    refused = run_module("partitioned_table", args)
+    assert refused.get("failed"), refused
+    assert "period %s of dwh.fact" % due[1].strftime("%Y%m") in refused["msg"], refused["msg"]
+    assert "FROM '%s' TO '%s'" % (missing, missing + datetime.timedelta(days=1)) in refused["msg"]
+    assert "nothing was changed" in refused["msg"]
+    assert partitions(conn) == listed and content(conn) == before
