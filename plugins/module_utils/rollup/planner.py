@@ -11,13 +11,14 @@ period and is never merged. Refused before any change: an interval not coarser t
 periods are no unions of declared periods: weeks straddle months), a period with a gap, a partition straddling a
 period's bound, a partition that is itself partitioned or foreign, or pending detach.
 
-One transaction per merged period (``merge_steps``): SHARE on the sources (their readers go on, their writers wait),
-the new table built beside them (``<target>_sgt_rollup``, LIKE the newest source, in its tablespace, with its access
-method and storage parameters, and a CHECK constraint matching the period so the ATTACH skips its scan), filled by
-``INSERT ... SELECT``, given the parent's primary key, unique constraints and indexes, checked by row count and a
-whole-row digest against the sources (a DO block raising on a mismatch), then the swap: ACCESS EXCLUSIVE on the
-parent, the sources and the default partition, each taken while the sources are held, so without waiting when that
-would be a deadlock and else for at most half of ``deadlock_timeout`` (``plan.locks.safe_lock``); the sources
+One transaction per merged period (``merge_steps``): ACCESS SHARE on the parent, SHARE on the sources (their readers
+go on, their writers wait), the new table built beside them in the parent's schema (``<target>_sgt_rollup``, LIKE the
+newest source, in its tablespace, with its access method and storage parameters, and a CHECK constraint matching the
+period so the ATTACH skips its scan), filled by ``INSERT ... SELECT`` through the parent (pruned to the sources),
+given the parent's primary key, unique constraints and indexes, checked by row count and a whole-row digest against
+the sources (a DO block raising on a mismatch), then the swap: ACCESS EXCLUSIVE on the parent, the sources and the
+default partition, each taken while the sources are held, so without waiting when that would be a deadlock and else
+for at most half of ``deadlock_timeout`` (``plan.locks.safe_locks``); the sources
 detached, the new table attached with the period's bounds, the sources dropped, the new table renamed, its helper
 CHECK constraint dropped. A killed run rolls all of it back.
 """
@@ -387,10 +388,10 @@ def merge_steps(coarse: Any, facts: SetFacts, period: Period) -> list[planmod.St
     steps.extend(swap_steps(coarse, facts, period, group))
     steps.append(
         planmod.Step(
-            sql.SQL("ANALYZE {}").format(sql.Identifier(period.sources[-1].schema, period.target)),
+            sql.SQL("ANALYZE {}").format(sql.Identifier(facts.schema, period.target)),
             "statistics of the merged partition %s (the planner reads them for queries of its period)" % period.target,
             lock=planmod.SHARE_UPDATE_EXCLUSIVE,
-            targets=[(period.sources[-1].schema, period.target)],
+            targets=[(facts.schema, period.target)],
         )
     )
     return steps
@@ -417,7 +418,7 @@ def _storage_clause(storage: Storage) -> Any:
 def build_steps(coarse: Any, facts: SetFacts, period: Period, group: str) -> list[planmod.Step]:
     """The first half of a merge: its locks on the sources, the new table beside them, filled and indexed."""
     newest = period.sources[-1]
-    schema, helper = newest.schema, helper_name(period.target)
+    schema, helper = facts.schema, helper_name(period.target)
     storage = facts.storage.get(newest.oid, Storage())
     built = (schema, helper)
     steps = [
@@ -472,7 +473,7 @@ def create_step(coarse: Any, facts: SetFacts, period: Period, storage: Storage, 
     )
     return planmod.Step(
         sql.SQL("CREATE TABLE {} (LIKE {} " + LIKE_OPTIONS + ", {}){}").format(
-            sql.Identifier(newest.schema, helper_name(period.target)),
+            sql.Identifier(facts.schema, helper_name(period.target)),
             sql.Identifier(newest.schema, newest.name),
             check,
             _storage_clause(storage),
@@ -512,7 +513,7 @@ def copy_step(coarse: Any, facts: SetFacts, period: Period, group: str) -> planm
     columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
     return planmod.Step(
         sql.SQL("INSERT INTO {} ({}) SELECT {} ").format(
-            sql.Identifier(period.sources[-1].schema, helper_name(period.target)), columns, columns
+            sql.Identifier(facts.schema, helper_name(period.target)), columns, columns
         )
         + _in_period(coarse, facts, period),
         "copy the rows of the %d partitions of period %s (%s to %s) into its new partition"
@@ -526,7 +527,7 @@ def copy_step(coarse: Any, facts: SetFacts, period: Period, group: str) -> planm
 def index_steps(facts: SetFacts, period: Period, group: str) -> list[planmod.Step]:
     """The parent's primary key, unique constraints and indexes, built on the filled table (its ATTACH adopts them;
     an index whose definition could not be read is left to the ATTACH, which builds it)."""
-    built = sql.Identifier(period.sources[-1].schema, helper_name(period.target))
+    built = sql.Identifier(facts.schema, helper_name(period.target))
     steps = []
     for index in facts.indexes:
         name = partition_index_name(period.target, index.name)
@@ -576,7 +577,7 @@ def verify_step(coarse: Any, facts: SetFacts, period: Period, group: str) -> pla
     body = sql.SQL(_VERIFY).format(
         sources=_in_period(coarse, facts, period, "t"),
         digest=digest,
-        built=sql.Identifier(period.sources[-1].schema, helper_name(period.target)),
+        built=sql.Identifier(facts.schema, helper_name(period.target)),
         shown=sql.Literal(period.target),
     )
     return planmod.Step(
@@ -592,7 +593,7 @@ def verify_step(coarse: Any, facts: SetFacts, period: Period, group: str) -> pla
 def swap_steps(coarse: Any, facts: SetFacts, period: Period, group: str) -> list[planmod.Step]:
     """The swap: the strong locks (each bounded while the sources are held), N detaches, one attach, the drops, the
     rename, the helper CHECK dropped."""
-    schema = period.sources[-1].schema
+    schema = facts.schema
     parent = sql.Identifier(facts.schema, facts.name)
     built = sql.Identifier(schema, helper_name(period.target))
     held = _source_locks(period, planmod.SHARE, "the partitions of period %s" % period.label)
