@@ -202,6 +202,46 @@ options:
       - The C(pg_repack) program O(tiers) moves partitions with; default searches PATH and
         C(/usr/lib/postgresql/<major>/bin). A program of another version than the database's extension is not run.
     type: path
+  rollup:
+    description:
+      - Roll-up of old partitions. The partitions of every complete period of O(rollup.interval) that ended more than
+        O(rollup.after) declared periods before the current one are merged into one partition of that period, named
+        as the set names partitions of that interval (C(<table>_202501), C(<table>_2025q1), C(<table>_2025)) - daily
+        partitions older than 90 days into months with O(rollup.after=90) and O(rollup.interval=month). Oldest first,
+        at most O(rollup.max_per_run) periods per run; a period already one partition is left as it is, so a second
+        run changes nothing. The default partition is never merged.
+      - One transaction per period, under O(lock_timeout) with O(lock_retries) - SHARE on the period's partitions
+        (their readers go on, their writers wait until the commit); a new table built beside them (C(<target>_sgt_rollup),
+        like the newest of them, in its tablespace, with its access method and storage parameters, and a CHECK of the
+        period's bounds so that its ATTACH needs no scan), filled by C(INSERT ... SELECT), given the parent's primary
+        key, unique constraints and indexes; row count and the sum of whole-row digests compared with the partitions
+        (any difference rolls it all back); then ACCESS EXCLUSIVE on the parent, the partitions and the default
+        partition, each waiting at most half of C(deadlock_timeout) (none at all when that would be a deadlock); the
+        partitions detached, the new one attached with the period's bounds, the old ones dropped, the new one renamed.
+        Readers of the parent wait only for that swap. A killed run leaves nothing (the next run does the period
+        again, dropping a leftover C(*_sgt_rollup) table).
+      - Refused before any change, naming the table and the period - an interval not coarser than O(interval) (or
+        made of no whole declared periods - weeks straddle months), a period with a gap, a partition straddling a
+        period's bound, a partition partitioned itself, foreign or pending detach, foreign keys in or out of the set
+        (not carried yet), a name a merge takes held by another relation.
+      - O(premake), O(retention), O(tiers) and the indexes keep working on a set that mixes intervals (a merged
+        period's partition is adopted as covering whole declared periods).
+    type: dict
+    suboptions:
+      after:
+        description: Declared periods (0 or more) that must have passed since a coarser period ended.
+        type: int
+        required: true
+      interval:
+        description: The coarser interval partitions are merged into.
+        type: str
+        required: true
+        choices: [month, quarter, year]
+      max_per_run:
+        description: The most periods one run merges (each copies its rows while its writers wait); the others wait
+          for the next runs, RV(rollup.remaining) says how many.
+        type: int
+        default: 1
   columns:
     description:
       - Columns of the table, used only when it does not exist (the module then creates it partitioned by RANGE
@@ -330,6 +370,13 @@ options:
       tiers_max_per_run: {description: See O(tiers_max_per_run)., type: int, default: 3}
       pg_repack_path: {description: See O(pg_repack_path)., type: path}
       repartition: {description: See O(repartition)., type: str, choices: [online, offline]}
+      rollup:
+        description: See O(rollup).
+        type: dict
+        suboptions:
+          after: {description: 'See O(rollup.after).', type: int, required: true}
+          interval: {description: 'See O(rollup.interval).', type: str, required: true, choices: [month, quarter, year]}
+          max_per_run: {description: 'See O(rollup.max_per_run).', type: int, default: 1}
       columns: {description: See O(columns)., type: list, elements: raw}
       primary_key: {description: See O(primary_key)., type: list, elements: str, default: []}
       state: {description: See O(state)., type: str, choices: [partitioned, present, plain], default: partitioned}
@@ -357,7 +404,8 @@ attributes:
     support: full
   diff_mode:
     description:
-      - The partition list before and after, then the tablespace of each partition O(tiers) moves; with
+      - The partition list before and after, then the partitions O(rollup) merges and the partition they become,
+        then the tablespace of each partition O(tiers) moves; with
         O(retention.action=parquet), after it one line per archived partition saying which file it goes to.
     support: full
 notes:
@@ -539,6 +587,24 @@ tiers:
       description: Partitions still to move, left for the next runs by O(tiers_max_per_run).
       type: int
       returned: always
+rollup:
+  description:
+    - With O(rollup), C(merged) - the periods merged this run (in check mode, those it would merge), each
+      C({partition, period, from, to, sources}) - and C(remaining), the periods due that wait for the next runs
+      (O(rollup.max_per_run)).
+  type: dict
+  returned: when O(rollup) is given
+  sample: {merged: [{partition: fait_202501, period: "202501", from: "2025-01-01", to: "2025-02-01", sources: [fait_20250101, fait_20250102]}], remaining: 2}
+  contains:
+    merged:
+      description: The periods merged (in check mode, to merge), oldest first.
+      type: list
+      elements: dict
+      returned: always
+    remaining:
+      description: Periods due for their merge left for the next runs by O(rollup.max_per_run).
+      type: int
+      returned: always
 queries:
   description: The exact SQL run (or that would run in check mode); with O(tables), of every table in order.
   type: list
@@ -560,6 +626,7 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.core.identifiers import
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import planner as partitioning
 from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import run as partitioned_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
+from ansible_collections.sigeti.dwh.plugins.module_utils.rollup import planner as rollups
 from ansible_collections.sigeti.dwh.plugins.module_utils.session import runlock
 from ansible_collections.sigeti.dwh.plugins.module_utils.session.connection import (
     connection_argument_spec,
@@ -601,6 +668,14 @@ def table_options(required):
         tiers_max_per_run=dict(type="int", default=tiers.DEFAULT_MAX_MOVES),
         pg_repack_path=dict(type="path"),
         repartition=dict(type="str", choices=["online", "offline"]),
+        rollup=dict(
+            type="dict",
+            options=dict(
+                after=dict(type="int", required=True),
+                interval=dict(type="str", required=True, choices=list(rollups.ROLLUP_INTERVALS)),
+                max_per_run=dict(type="int", default=rollups.DEFAULT_MAX_PER_RUN),
+            ),
+        ),
         columns=dict(type="list", elements="raw"),
         primary_key=dict(type="list", elements="str", default=[], no_log=False),
         state=dict(type="str", choices=["partitioned", "present", "plain"], default="partitioned"),

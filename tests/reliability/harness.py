@@ -292,6 +292,11 @@ def run_child(spec, on_point=None, rng=None, timeout=300):
     count = None
     err_lines = []
     deadline = time.time() + timeout
+    # stdout is read meanwhile: a result larger than the pipe's buffer (64 KiB: a roll-up's queries) would block the
+    # child on its last print, and stderr would never end
+    out_parts = []
+    reader = threading.Thread(target=lambda: out_parts.append(proc.stdout.read()), daemon=True)
+    reader.start()
     for line in proc.stderr:
         err_lines.append(line)
         if line.startswith("AT ") and on_point is not None and not hit:
@@ -303,8 +308,9 @@ def run_child(spec, on_point=None, rng=None, timeout=300):
         if time.time() > deadline:
             proc.kill()
             break
-    out = proc.stdout.read()
     proc.wait(timeout=60)
+    reader.join(60)
+    out = "".join(out_parts)
     result = None
     for text in reversed(out.strip().splitlines()):
         try:
@@ -467,6 +473,35 @@ def _monthly_set(conn, schema, first=6, rows=400, default=False):
             "INSERT INTO %s.p SELECT i, '%s'::date + (i %% 28), i, repeat(md5(i::text), 4) "
             "FROM generate_series(%d, %d) i" % (schema, low, (back + 2) * rows, (back + 3) * rows - 1),
         )
+
+
+def setup_rollup(conn, rows=4000):
+    """ru.p by day from the first day of 4 months ago to 2 days ahead, a default partition, ``rows`` rows spread
+    over those days; the call merges every month that ended more than 20 days ago into one partition."""
+    _exec(
+        conn,
+        "CREATE SCHEMA ru",
+        "CREATE TABLE ru.p (id int NOT NULL, jour date NOT NULL, val int, note text, PRIMARY KEY (id, jour)) "
+        "PARTITION BY RANGE (jour)",
+        "CREATE INDEX p_val ON ru.p (val)",
+        "CREATE TABLE ru.p_default PARTITION OF ru.p DEFAULT",
+        "DO $$ DECLARE d date; BEGIN FOR d IN SELECT generate_series(%s::date, current_date + 2, '1 day') LOOP "
+        "EXECUTE format('CREATE TABLE ru.%%I PARTITION OF ru.p FOR VALUES FROM (%%L) TO (%%L)', "
+        "'p_' || to_char(d, 'YYYYMMDD'), d, d + 1); END LOOP; END $$" % ("'%s'" % rollup_start(conn)),
+        "INSERT INTO ru.p SELECT i, %s::date + (i %% (current_date - %s::date + 1)), i, md5(i::text) "
+        "FROM generate_series(1, %d) i" % ("'%s'" % rollup_start(conn), "'%s'" % rollup_start(conn), rows),
+    )
+
+
+def rollup_start(conn):
+    """The declared start of ru.p: the first day of the month 4 months ago."""
+    return _one(conn, "SELECT (date_trunc('month', current_date) - interval '4 month')::date::text")[0]
+
+
+def _no_rollup_leftovers(conn):
+    rels = _all(conn, "SELECT relname FROM pg_class WHERE relname LIKE '%%sgt%%'")
+    checks = _all(conn, "SELECT conname FROM pg_constraint WHERE conname LIKE '%%sgt%%'")
+    return ["leftover relations or constraints %r" % (rels + checks)] if rels or checks else []
 
 
 TIER_TABLESPACE = "crash_cold"
@@ -814,6 +849,27 @@ SCENARIOS = {
         },
         _archives_complete,
         content=archive_content,
+    ),
+    "rollup": Scenario(
+        "rollup",
+        setup_rollup,
+        "ru.p",
+        lambda server, db, conn: {
+            "kind": "module",
+            "name": "partitioned_table",
+            "args": _module_args(
+                server,
+                db,
+                name="ru.p",
+                key="jour",
+                interval="day",
+                start=rollup_start(conn),
+                premake=2,
+                max_new_partitions=400,
+                rollup={"after": 20, "interval": "month", "max_per_run": 12},  # every due month in one run
+            ),
+        },
+        _no_rollup_leftovers,
     ),
     # The live migration through the engine alone; MODULE_MIGRATION drives the same through partitioned_table.
     "migration": Scenario(

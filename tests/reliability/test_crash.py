@@ -1,6 +1,6 @@
 """Crash campaign: kill -9 of the process running a module, pg_terminate_backend of its session, and a server
 crash (pg_ctl stop -m immediate), at seeded random statements of a recompression, a VACUUM FULL pass, partition
-maintenance and a live migration. After each crash: the table answers and holds the source rows; a re-run
+maintenance, a roll-up of old partitions and a live migration. After each crash: the table answers and holds the source rows; a re-run
 converges to exactly the state of an uninterrupted run (catalog + content fingerprint), with nothing left over.
 
 Retention action parquet is one of the scenarios: its content is the set's rows and its archives read back, so a

@@ -25,7 +25,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PLUGINS = os.path.join(ROOT, "plugins")
 MODULE_UTILS = os.path.join(PLUGINS, "module_utils")
 PREFIX = "ansible_collections.sigeti.dwh.plugins.module_utils"
-CAPABILITIES = {"partitioning", "migration", "compression", "vacuum", "report", "backup", "archive", "tiering"}
+CAPABILITIES = {
+    "partitioning",
+    "migration",
+    "compression",
+    "vacuum",
+    "report",
+    "backup",
+    "archive",
+    "tiering",
+    "rollup",
+}
 ALLOWED = {
     "core": {"core"},
     "session": {"core", "session"},

@@ -97,6 +97,7 @@ class Declared:
         primary_key: list[str] | None = None,
         max_new_partitions: int | None = DEFAULT_MAX_NEW_PARTITIONS,
         tiers: tuple[Any, ...] = (),
+        rollup: Any = None,
     ) -> None:
         self.schema = schema
         self.name = name
@@ -111,6 +112,7 @@ class Declared:
         self.primary_key = primary_key or []
         self.max_new_partitions = max_new_partitions
         self.tiers = tuple(tiers)  # tiering.planner.Tier, the largest ``after`` first
+        self.rollup = rollup  # rollup.planner.Rollup, or None
 
     @property
     def display(self) -> str:

@@ -28,6 +28,8 @@ from ansible_collections.sigeti.dwh.plugins.module_utils.partitioning import rep
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan import tables as table_runs
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.executor import Executor, describe_blockers
 from ansible_collections.sigeti.dwh.plugins.module_utils.plan.retry import is_lock_error
+from ansible_collections.sigeti.dwh.plugins.module_utils.rollup import planner as rollups
+from ansible_collections.sigeti.dwh.plugins.module_utils.rollup import run as rollup_run
 from ansible_collections.sigeti.dwh.plugins.module_utils.session import connection, runlock
 from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import planner as tiers
 from ansible_collections.sigeti.dwh.plugins.module_utils.tiering import run as tier_run
@@ -112,6 +114,7 @@ def declared_state(
         primary_key=params.get("primary_key"),
         max_new_partitions=params.get("max_new_partitions", partitioning.DEFAULT_MAX_NEW_PARTITIONS),
         tiers=tiers.validate_tiers(params.get("tiers"), shown),
+        rollup=rollups.validate_rollup(params.get("rollup"), scheme, shown),
     )
 
 
@@ -654,10 +657,15 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
     declared = declared_state(context.params, schema, name, table, conn)
     check_partition_options(conn, declared)
     result, _state = plan_partitions(conn, context, declared, table)
-    tiered = tier_run.prepare(conn, context, server, declared, table, result)  # its refusals: before any change
+    # the refusals of the roll-up and the tiers: before any change
+    rolled = rollup_run.prepare(conn, context, declared, table, result)
+    merging = frozenset(p.name for m in (rolled.plan.merges if rolled else ()) for p in m.period.sources)
+    tiered = tier_run.prepare(conn, context, server, declared, table, result, merging)
     queries = (migrated or {}).get("queries", []) + result.plan.queries(conn)
-    explained = result.plan.explain(conn) + (tiered.explain(conn) if tiered else [])
-    changed = bool(result.plan) or bool(tiered)
+    explained = (
+        result.plan.explain(conn) + (rolled.explain(conn) if rolled else []) + (tiered.explain(conn) if tiered else [])
+    )
+    changed = bool(result.plan) or bool(tiered) or bool(rolled)
     if result.plan and not context.check_mode:
         try:
             result, executed = apply_partitions(conn, context, declared, table, result)
@@ -666,14 +674,16 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
                 failure.details["changed"] = True
             raise
         queries = (migrated or {}).get("queries", []) + executed
-    tier_run.apply(conn, context, tiered, bool(result.plan) or bool(migrated))
+    rollup_run.apply(conn, context, rolled, bool(result.plan) or bool(migrated))
+    queries += (rolled.queries(conn) if context.check_mode else rolled.executed) if rolled else []
+    tier_run.apply(conn, context, tiered, bool(result.plan) or bool(migrated) or bool(rolled))
     queries += (tiered.queries(conn) if context.check_mode else tiered.executed) if tiered else []
     has_default = any(p["default"] for p in result.partitions)
     output = dict(
         changed=changed or bool(migrated),
         queries=queries,
         plan=explained,
-        partitions=result.partitions,
+        partitions=rollup_run.partitions_after(result.partitions, rolled, context.check_mode),
         # the migration's partitions first (a run finishing one an earlier run swapped reports them too)
         created=_merged((migrated or {}).get("created") or [], result.created),
         detached=result.detached,
@@ -690,11 +700,18 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
     if tiered is not None:
         output["tiers"] = tiered.result(context.check_mode)
+    if rolled is not None:
+        output["rollup"] = rolled.result(context.check_mode)
     if context.diff:
         moves = tiers.diff_lines(tiered.plan.moves if tiered else ())
+        merges = rollups.diff_lines(rolled.plan.merges if rolled else ())
         output["diff"] = {
+            # the merged partitions in the list after, and a line each saying what it merged
             "before": partitioning.diff_text(result.before) + moves[0],
-            "after": partitioning.diff_text(result.partitions) + moves[1] + parquet_retention.diff_lines(result),
+            "after": partitioning.diff_text(output["partitions"])
+            + merges[1]
+            + moves[1]
+            + parquet_retention.diff_lines(result),
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
         context.warn(warning)

@@ -185,6 +185,29 @@ def safe_lock(lock: Lock, holding: Sequence[Lock]) -> Step:
     )
 
 
+def safe_locks(locks: Sequence[Lock], holding: Sequence[Lock], held_text: str | None = None) -> Step:
+    """One DO block taking ``locks`` in order while this transaction holds ``holding``, each as ``safe_lock`` takes
+    one (refused at once when waiting would be a deadlock, else waiting at most half of deadlock_timeout): one
+    statement however many relations (a roll-up's swap locks the parent and every partition it merges).
+    ``held_text`` says in messages what is held when listing ``holding`` would be too long."""
+    held = held_text or ", ".join("%s (%s)" % (h.display, h.mode) for h in holding)
+    body = sql.SQL(_SAFE_LOCKS).format(
+        declare=_declare(list(locks)),
+        held=sql.Literal(held),
+        wait=sql.SQL(_WAIT),
+        precheck=sql.SQL(_PRECHECK),
+        later=sql.SQL(_LATER_LOCK),
+    )
+    return Step(
+        sql.SQL("DO {}").format(AsLiteral(body)),
+        "%s, locked in this order after %s, each without waiting when a session holding it waits for this "
+        "transaction (a deadlock), else for at most half of deadlock_timeout"
+        % (", ".join("%s (%s)" % (lock.display, lock.mode) for lock in locks), held),
+        lock=locks[0].mode if locks else None,
+        targets=[lock.target for lock in locks],
+    )
+
+
 def _declare(locks):
     """The DO blocks' arrays naming ``locks`` (relation, mode, its pg_locks name, how messages show it)."""
     return sql.SQL(
@@ -329,6 +352,27 @@ BEGIN
 {wait}
 {precheck}
 {later}
+  PERFORM set_config('lock_timeout', saved, true);
+END
+"""
+
+# The DO block of ``safe_locks``: several relations, each locked as ``safe_lock`` does, in order.
+_SAFE_LOCKS = """
+DECLARE
+  {declare}
+  held text := {held};
+  saved text := current_setting('lock_timeout');
+  k int;
+  wait_ms int;
+  holder int;
+  detail text;
+BEGIN
+{wait}
+  FOR k IN 1..array_length(rels, 1) LOOP
+{precheck}
+{later}
+    held := held || format(', %s (%s)', shown[k], modes[k]);
+  END LOOP;
   PERFORM set_config('lock_timeout', saved, true);
 END
 """

@@ -179,15 +179,22 @@ def _spaces(
 
 
 def prepare(
-    conn: Connection, context: RunContext, server: ServerFacts, declared: Declared, table: dict[str, Any], result: Any
+    conn: Connection,
+    context: RunContext,
+    server: ServerFacts,
+    declared: Declared,
+    table: dict[str, Any],
+    result: Any,
+    merging: frozenset[str] = frozenset(),
 ) -> TierWork | None:
     """Read where the partitions are, plan this run's moves and refuse, before any change, what cannot be done.
 
-    Partitions the partition plan retires this run are left out; new ones are created in their tier by that plan.
-    Returns None without ``tiers``."""
+    Partitions the partition plan retires this run are left out, and so are those the roll-up merges this run
+    (``merging``: the merged partition is built where the newest of them is); new ones are created in their tier by
+    that plan. Returns None without ``tiers``."""
     if not declared.tiers:
         return None
-    retiring = set(result.detached)
+    retiring = set(result.detached) | set(merging)
     parts = [
         p
         for p in existing_partitions(table)
