@@ -696,6 +696,19 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         retention_remaining=result.retention_remaining,
         bound=result.bound,
     )
+    output = completed_output(context, output, result, migrated, tiered, rolled)
+    return repartition_run.with_way_back(output, rebuilt)
+
+
+def completed_output(
+    context: RunContext,
+    output: dict[str, Any],
+    result: partitioning.Result,
+    migrated: dict[str, Any] | None,
+    tiered: Any,
+    rolled: Any,
+) -> dict[str, Any]:
+    """The run's result with what the migration, the tiers and the roll-up did, the diff, and the warnings shown."""
     if migrated:
         output["migration"] = {k: v for k, v in migrated.items() if k != "queries"}
     if tiered is not None:
@@ -715,7 +728,7 @@ def run(context: RunContext, conn: Connection, server: ServerFacts, schema: str,
         }
     for warning in result.warnings + list((migrated or {}).get("warnings") or []):
         context.warn(warning)
-    return repartition_run.with_way_back(output, rebuilt)
+    return output
 
 
 def rebuild_first(
