@@ -8,7 +8,9 @@ import datetime
 import threading
 import time
 
-from tests.integration.test_tiers import placement, spaces  # noqa: F401  (a fixture)
+import pytest
+
+from tests.integration.test_tiers import make_spaces, placement
 from tests.support.modules import run_module
 
 AFTER = 30  # days
@@ -388,7 +390,13 @@ def test_a_writer_of_a_merged_period_is_never_a_deadlock_victim_and_loses_nothin
         assert names(conn) == expected_names(now, due[:1])
 
 
-def test_merged_partitions_stay_in_their_tier_with_their_indexes(pg_server, db, conn, spaces):  # noqa: F811
+@pytest.fixture
+def spaces(pg_server, conn):
+    """Tablespaces on the session's server, as test_tiers makes them."""
+    yield from make_spaces(pg_server, conn)
+
+
+def test_merged_partitions_stay_in_their_tier_with_their_indexes(pg_server, db, conn, spaces):
     now = setup_set(pg_server, db, conn, rows_per_day=2)
     due = due_months(now)
     cold = spaces("cold")

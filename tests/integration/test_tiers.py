@@ -41,7 +41,7 @@ def today(conn):
         return cur.fetchone()[0]
 
 
-def _spaces(server, conn):
+def make_spaces(server, conn):
     """Make tablespaces on ``server`` (``make("cold")`` returns the cluster-unique name); dropped afterwards with
     whatever the test put in them (tablespaces and roles belong to the cluster, not to the test's database)."""
     made, folders = [], []
@@ -68,8 +68,8 @@ def _spaces(server, conn):
 
 @pytest.fixture
 def spaces(pg_server, conn):
-    """Tablespaces on the session's server (see ``_spaces``)."""
-    yield from _spaces(pg_server, conn)
+    """Tablespaces on the session's server (see ``make_spaces``)."""
+    yield from make_spaces(pg_server, conn)
 
 
 def make_fact(conn):
@@ -364,9 +364,9 @@ def repack_db(pg15_repack, pg15_repack_bin, request, monkeypatch):
 
 @pytest.fixture
 def repack_spaces(repack_db):
-    """Tablespaces on the pg_repack server (see ``_spaces``)."""
+    """Tablespaces on the pg_repack server (see ``make_spaces``)."""
     server, _name, connection = repack_db
-    yield from _spaces(server, connection)
+    yield from make_spaces(server, connection)
 
 
 def tablespace_of_each(conn, partition):
